@@ -1,0 +1,78 @@
+"""
+Small helpers every script needs: seeding, choosing a device, and setting up a run's log directory.
+
+`CfgNode` is re-exported here because code written for the original minGPT imports it from `mingpt.utils`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+from mingpt.config import CfgNode
+
+__all__ = ["CfgNode", "set_seed", "choose_device", "setup_logging"]
+
+logger = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) so a run can be repeated exactly."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # numpy accepts only 32-bit seeds
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def choose_device(device: str | torch.device = "auto") -> torch.device:
+    """Resolve 'auto' to the best available device (cuda > mps > cpu); check an explicit choice exists."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from e
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but CUDA is not available here; use 'auto' or 'cpu'")
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} was asked for, but MPS is not available here; use 'auto' or 'cpu'")
+    return resolved
+
+
+def setup_logging(config: CfgNode, level: int = logging.INFO) -> str:
+    """
+    Prepare a run directory: create ``config.system.work_dir``, record the command line (args.txt) and the
+    resolved config (config.json), and send mingpt's log messages to stderr if nothing else handles them.
+    Returns the work directory.
+    """
+    system = getattr(config, "system", None)
+    work_dir = getattr(system, "work_dir", None)
+    if not work_dir:
+        raise ValueError("setup_logging needs config.system.work_dir (a directory for this run's outputs)")
+    os.makedirs(work_dir, exist_ok=True)
+    with open(os.path.join(work_dir, "args.txt"), "w", encoding="utf-8") as f:
+        f.write(" ".join(sys.argv) + "\n")
+    config.save_json(os.path.join(work_dir, "config.json"))
+
+    root = logging.getLogger()
+    if not root.handlers:  # respect a caller who configured logging already (e.g. a notebook)
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("mingpt").setLevel(level)
+    logger.info("run directory %s; config:\n%s", work_dir, json.dumps(config.to_dict(), indent=2, default=list))
+    return work_dir

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mingpt",
+    version="0.1.0",
+    description="An educational, object-oriented GPT in PyTorch: readable code with a production trainer.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mingpt", "mingpt.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # A range, not a pin: 2.13 (the local CPU wheel here) satisfies it, and so do recent releases elsewhere.
+        "torch>=2.1,<3",
+        "numpy",
+        "regex",
+        "requests",
+        "safetensors",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest", "transformers", "tiktoken", "matplotlib"],
+        "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
+    },
+    license="MIT",
+)
