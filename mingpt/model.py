@@ -1,0 +1,377 @@
+"""
+The GPT language model: a faithful GPT-2, written to be read.
+
+The one idea: a GPT is a stack of identical Blocks. Each Block lets every position look at earlier positions
+(causal self-attention, "communication") and then think on its own (an MLP, "computation"), each wrapped as
+``x = x + sublayer(LayerNorm(x))`` so the residual stream carries information straight through the stack.
+
+Names follow GPT-2 so OpenAI's weights map one to one. A small glossary:
+
+    wte     token embedding table (V, C)          wpe    position embedding table (block_size, C)
+    h       the list of Blocks                    ln_1   LayerNorm before attention; ln_2 before the MLP
+    c_attn  one matmul that produces q, k and v   c_proj the output projection of attention or MLP
+    c_fc    the MLP's expansion to 4*C            ln_f   the final LayerNorm, before lm_head
+    lm_head maps C channels back to V vocabulary logits (tied to wte by default)
+
+Tensor shapes in comments: B batch, T time (sequence), C channels (n_embd), nh heads, hs head size, V vocab.
+
+References: "Attention Is All You Need" (2017); GPT-2 "Language Models are Unsupervised Multitask Learners" (2019).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mingpt.config import CfgNode
+
+logger = logging.getLogger(__name__)
+
+# Targets equal to this value are ignored by the loss (e.g. the prompt part of a sequence). The original minGPT
+# used -1, so its datasets keep working.
+IGNORE_INDEX = -1
+
+# (n_layer, n_head, n_embd) of the named architectures. GPT-1 and GPT-2 sizes, Gopher's smallest, and tiny ones
+# for teaching. The GPT-2 and GPT-1 entries also know their vocabulary size and context length.
+PRESETS = {
+    "openai-gpt": dict(n_layer=12, n_head=12, n_embd=768),  # 117M
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
+    "gopher-44m": dict(n_layer=8, n_head=16, n_embd=512),
+    "gpt-mini": dict(n_layer=6, n_head=6, n_embd=192),
+    "gpt-micro": dict(n_layer=4, n_head=4, n_embd=128),
+    "gpt-nano": dict(n_layer=3, n_head=3, n_embd=48),
+}
+PRESET_VOCAB = {  # (vocab_size, block_size) used when the config leaves them unset
+    "openai-gpt": (40478, 512),
+    **{name: (50257, 1024) for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
+}
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "math")
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t may only look at positions <= t."""
+
+    def __init__(self, config: CfgNode, layer_idx: int):
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.layer_idx = layer_idx  # which slot of a KV cache belongs to this layer
+        self.implementation = config.attention
+        self.dropout = config.attn_pdrop
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)
+        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        # When a probe sets this to a list, the explicit path runs and appends attention probabilities to it.
+        self.attention_sink: list | None = None
+
+    def forward(self, x: torch.Tensor, kv_cache=None) -> torch.Tensor:
+        B, T, C = x.size()
+        # One matmul gives queries, keys and values; then split channels into heads: (B, T, C) -> (B, nh, T, hs).
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if kv_cache is not None:
+            # Decoding: keys/values of earlier positions were stored; append ours and attend over all of them.
+            k, v = kv_cache.update(self.layer_idx, k, v)
+
+        if self.implementation == "math" or self.attention_sink is not None:
+            y = self.math_attention(q, k, v)
+        else:
+            y = self.sdpa_attention(q, k, v)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side: (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def sdpa_attention(self, q, k, v):
+        """PyTorch's fused kernel (flash / memory-efficient attention where available); same maths as below."""
+        T_q, T_kv = q.size(-2), k.size(-2)
+        dropout_p = self.dropout if self.training else 0.0
+        if T_q == T_kv:  # the usual case: a full causal square
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        if T_q == 1:  # one new token attends to everything cached before it: nothing to mask
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        mask = causal_mask(T_q, T_kv, q.device)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+    def math_attention(self, q, k, v):
+        """The explicit version, for teaching and for inspecting the attention probabilities."""
+        T_q, T_kv = q.size(-2), k.size(-2)
+        # Scores: how much each query matches each key. Dividing by sqrt(hs) keeps their variance near 1, so the
+        # softmax does not saturate as the head size grows. (B, nh, T_q, hs) @ (B, nh, hs, T_kv) -> (B, nh, T_q, T_kv)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        # Causality: a query may not see keys from its future. -inf becomes probability 0 after the softmax.
+        att = att.masked_fill(~causal_mask(T_q, T_kv, q.device), float("-inf"))
+        att = F.softmax(att, dim=-1)
+        if self.attention_sink is not None:
+            self.attention_sink.append(att.detach())
+        att = self.attn_dropout(att)
+        return att @ v  # weighted sum of values: (B, nh, T_q, T_kv) @ (B, nh, T_kv, hs) -> (B, nh, T_q, hs)
+
+
+def causal_mask(T_q: int, T_kv: int, device) -> torch.Tensor:
+    """Boolean (T_q, T_kv) mask, True where allowed. The queries are the *last* T_q of the T_kv positions."""
+    return torch.ones(T_q, T_kv, dtype=torch.bool, device=device).tril(diagonal=T_kv - T_q)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: expand to 4*C, GELU, project back to C."""
+
+    def __init__(self, config: CfgNode):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation of GELU
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.resid_pdrop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """One transformer block, pre-LayerNorm as in GPT-2: normalise, transform, add back to the residual."""
+
+    def __init__(self, config: CfgNode, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, kv_cache=None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    """GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``."""
+
+    @staticmethod
+    def get_default_config() -> CfgNode:
+        C = CfgNode()
+        # Either a preset name (see PRESETS) or explicit n_layer/n_head/n_embd, not both.
+        C.model_type = "gpt"
+        C.n_layer = None
+        C.n_head = None
+        C.n_embd = None
+        # These two depend on the data, so the caller sets them.
+        C.vocab_size = None
+        C.block_size = None
+        # Dropout probabilities: on the embeddings, on each residual branch, and on the attention weights.
+        C.embd_pdrop = 0.1
+        C.resid_pdrop = 0.1
+        C.attn_pdrop = 0.1
+        # Beyond the original minGPT:
+        C.attention = "sdpa"  # 'sdpa' (fused kernel) or 'math' (explicit, for teaching); same results
+        C.tie_weights = True  # share wte and lm_head, as GPT-2 does
+        C.bias = True  # biases in Linear and LayerNorm, as GPT-2 has
+        C.layer_norm_epsilon = 1e-5
+        return C
+
+    def __init__(self, config: CfgNode):
+        super().__init__()
+        self.config = resolve_config(config)  # a private, checked copy: the caller's config is never changed
+        config = self.config
+
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.embd_pdrop),
+                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            # One matrix both reads tokens in and scores tokens out: fewer parameters, and it trains better.
+            self.transformer.wte.weight = self.lm_head.weight
+
+        # GPT-2 init: N(0, 0.02) everywhere, and the projections that write into the residual stream scaled by
+        # 1/sqrt(2 * n_layer), because 2 * n_layer of them add up along the stream.
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        logger.info("GPT with %.2fM parameters", self.num_parameters() / 1e6)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None):
+        """
+        idx: (B, T) token ids. targets: (B, T) ids to predict, IGNORE_INDEX (-1) where no loss is wanted.
+        Returns (logits (B, T, V), loss or None).
+        """
+        check_token_ids(idx, "idx", self.config.vocab_size)
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + idx.size(1) > self.config.block_size:
+            raise ValueError(
+                f"sequence of length {start + idx.size(1)} is longer than block_size={self.config.block_size}; "
+                f"crop it, e.g. idx[:, -{self.config.block_size}:]"
+            )
+        logits = self.logits(idx, kv_cache)
+        loss = None
+        if targets is not None:
+            if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
+                got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+                raise ValueError(f"targets must be a tensor of the same shape as idx {tuple(idx.shape)}, got {got}")
+            loss = F.cross_entropy(
+                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
+            )
+        return logits, loss
+
+    def logits(self, idx: torch.Tensor, kv_cache=None, last_only: bool = False) -> torch.Tensor:
+        """The network itself, without input checks: (B, T) ids -> (B, T, V) logits (or (B, 1, V) if last_only)."""
+        B, T = idx.size()
+        start = kv_cache.length if kv_cache is not None else 0
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        if last_only:  # generation needs only the next-token distribution: skip T-1 rows of the big V matmul
+            x = x[:, -1:, :]
+        return self.lm_head(self.transformer.ln_f(x))
+
+    # ------------------------------------------------------------------ generation (see mingpt/generation.py)
+    def generate(self, idx, max_new_tokens, temperature=1.0, do_sample=False, top_k=None, **kwargs):
+        """Continue each row of idx (B, T) by up to max_new_tokens tokens; returns (B, T + new). See `generation.generate`."""
+        from mingpt.generation import generate
+
+        return generate(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample, top_k=top_k, **kwargs)
+
+    def generate_stream(self, idx, max_new_tokens, **kwargs):
+        """Like `generate`, but yields each new (B,) column of tokens as soon as it is chosen."""
+        from mingpt.generation import generate_stream
+
+        return generate_stream(self, idx, max_new_tokens, **kwargs)
+
+    # ------------------------------------------------------------------ pretrained weights (see mingpt/pretrained.py)
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT":
+        """Load GPT-2 weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local Hugging Face-layout directory."""
+        from mingpt.pretrained import from_pretrained
+
+        return from_pretrained(name_or_path, **kwargs)
+
+    def save_pretrained(self, directory: str, **kwargs) -> None:
+        """Write config.json + model.safetensors in Hugging Face GPT-2 layout (loads in transformers)."""
+        from mingpt.pretrained import save_pretrained
+
+        save_pretrained(self, directory, **kwargs)
+
+    # ------------------------------------------------------------------ accounting and optimisation
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Number of parameters (shared ones counted once); optionally without the position embeddings."""
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def estimate_flops_per_token(self, seq_len: int | None = None) -> int:
+        """
+        FLOPs to train on one token (forward + backward), from the PaLM paper's appendix: 6 per parameter (2 for
+        the forward multiply-add, 4 for the backward), plus attention's scores and weighted sums, which grow with
+        the sequence length T: 12 * n_layer * n_embd * T.
+        """
+        T = seq_len or self.config.block_size
+        return 6 * self.num_parameters(exclude_embeddings=True) + 12 * self.config.n_layer * self.config.n_embd * T
+
+    def configure_optimizers(self, train_config, fused: bool | None = None) -> torch.optim.AdamW:
+        """
+        AdamW with weight decay only on the weights of Linear layers (the matmuls). Biases, LayerNorm gains and
+        position embeddings are not decayed: shrinking them towards zero does not regularise anything useful.
+        train_config needs learning_rate, betas and weight_decay. fused=None uses the fused kernel on CUDA/CPU.
+        """
+        for key in ("learning_rate", "betas", "weight_decay"):
+            if not hasattr(train_config, key):
+                raise ValueError(f"configure_optimizers needs train_config.{key}")
+        decay_ids = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
+        params = [p for p in self.parameters() if p.requires_grad]  # parameters() lists a tied matrix once
+        groups = [
+            {"params": [p for p in params if id(p) in decay_ids], "weight_decay": train_config.weight_decay},
+            {"params": [p for p in params if id(p) not in decay_ids], "weight_decay": 0.0},
+        ]
+        if fused is None:  # the fused kernel does the whole update in one pass over memory
+            fused = all(p.device.type in ("cuda", "cpu") for p in params)
+        return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas), fused=fused)
+
+
+def resolve_config(config: CfgNode) -> CfgNode:
+    """Check a model config and fill in a preset's sizes; returns a new CfgNode (the argument is left untouched)."""
+    if not isinstance(config, CfgNode):
+        raise TypeError(f"GPT expects a CfgNode from GPT.get_default_config(), got {type(config).__name__}")
+    resolved = GPT.get_default_config()
+    resolved.merge_from_dict(config.copy().to_dict())
+    C = resolved
+    sizes = {k: getattr(C, k) for k in ("n_layer", "n_head", "n_embd")}
+    type_given = C.model_type not in (None, "gpt")  # 'gpt' is the original minGPT's "not chosen yet" default
+    params_given = all(v is not None for v in sizes.values())
+    if type_given:
+        if C.model_type not in PRESETS:
+            raise ValueError(f"unknown model_type {C.model_type!r}; valid ones are {', '.join(PRESETS)}")
+        preset = PRESETS[C.model_type]
+        if any(v is not None for v in sizes.values()) and sizes != preset:
+            raise ValueError(
+                f"give either model_type or n_layer/n_head/n_embd, not both (model_type={C.model_type!r}, "
+                f"{sizes}); set model_type=None to use explicit sizes"
+            )
+        C.merge_from_dict(preset)
+        vocab, block = PRESET_VOCAB.get(C.model_type, (None, None))
+        C.vocab_size = C.vocab_size if C.vocab_size is not None else vocab
+        C.block_size = C.block_size if C.block_size is not None else block
+    elif not params_given:
+        raise ValueError(
+            f"set model_type to one of {', '.join(PRESETS)}, or set model_type=None and all of "
+            f"n_layer, n_head, n_embd (got {sizes})"
+        )
+    for key in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"):
+        value = getattr(C, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"model config {key} must be a positive int, got {value!r}")
+    if C.n_embd % C.n_head != 0:
+        raise ValueError(f"n_embd ({C.n_embd}) must be divisible by n_head ({C.n_head}) so heads split it evenly")
+    for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop"):
+        if not 0.0 <= getattr(C, key) < 1.0:
+            raise ValueError(f"{key} must be in [0, 1), got {getattr(C, key)!r}")
+    if C.attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {C.attention!r}")
+    return C
+
+
+def check_token_ids(idx, name: str, vocab_size: int) -> None:
+    """Raise a clear error unless idx is a non-empty (B, T) integer tensor of ids in [0, vocab_size)."""
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(idx).__name__}")
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer token ids, got dtype {idx.dtype}; use .long()")
+    if idx.dim() != 2:
+        hint = f"; add a batch dimension with {name}[None]" if idx.dim() == 1 else ""
+        raise ValueError(f"{name} must have shape (B, T), got {tuple(idx.shape)}{hint}")
+    if idx.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(idx.shape)}); give at least one token")
+    low, high = int(idx.min()), int(idx.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(f"{name} contains token id {bad}, outside [0, {vocab_size}) for this model's vocab_size")

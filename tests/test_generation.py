@@ -1,0 +1,173 @@
+"""Generation: the KV cache changes speed, never tokens; sampling controls; stop tokens; streaming; errors."""
+
+import pytest
+import torch
+
+from mingpt.generation import KVCache, filter_logits
+from mingpt.model import GPT
+
+
+def model_with_diverse_outputs(block_size=32, seed=0, attention="sdpa"):
+    """A tiny random GPT whose weights are large enough that greedy decoding does not repeat one token."""
+    torch.manual_seed(seed)
+    C = GPT.get_default_config()
+    C.model_type = None
+    C.n_layer, C.n_head, C.n_embd, C.vocab_size, C.block_size = 2, 4, 32, 64, block_size
+    C.attention = attention
+    model = GPT(C)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_cache_gives_same_greedy_tokens(attention):
+    model = model_with_diverse_outputs(attention=attention)
+    idx = torch.randint(0, 64, (3, 5))
+    cached = model.generate(idx, 20)
+    uncached = model.generate(idx, 20, use_cache=False)
+    assert torch.equal(cached, uncached)
+    assert len(set(cached[0, 5:].tolist())) > 3  # a meaningful comparison, not one repeated token
+
+
+def test_cache_gives_same_sampled_tokens_with_seeded_generator():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (2, 4))
+    kwargs = dict(do_sample=True, temperature=0.9, top_k=20, top_p=0.95)
+    a = model.generate(idx, 25, generator=torch.Generator().manual_seed(1), **kwargs)
+    b = model.generate(idx, 25, generator=torch.Generator().manual_seed(1), use_cache=False, **kwargs)
+    c = model.generate(idx, 25, generator=torch.Generator().manual_seed(2), **kwargs)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_cache_stays_exact_when_sequence_outgrows_block_size():
+    model = model_with_diverse_outputs(block_size=8)
+    idx = torch.randint(0, 64, (2, 5))
+    cached = model.generate(idx, 20)  # ends at 25 tokens, far past block_size=8
+    uncached = model.generate(idx, 20, use_cache=False)
+    assert cached.shape == (2, 25) and torch.equal(cached, uncached)
+
+
+def test_prompt_longer_than_block_size_is_cropped():
+    model = model_with_diverse_outputs(block_size=8)
+    idx = torch.randint(0, 64, (1, 12))
+    out = model.generate(idx, 3)
+    assert torch.equal(out[:, :12], idx)
+    assert torch.equal(model.generate(idx[:, -8:], 3)[:, 8:], out[:, 12:])
+
+
+def test_cached_single_steps_match_full_forward():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (2, 10))
+    full = model(idx)[0]
+    cache = KVCache(model.config.n_layer, model.config.block_size)
+    steps = [model(idx[:, :4], kv_cache=cache)[0]]
+    steps += [model(idx[:, t : t + 1], kv_cache=cache)[0] for t in range(4, 10)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_refuses_to_overflow_block_size():
+    model = model_with_diverse_outputs(block_size=8)
+    cache = KVCache(model.config.n_layer, 8)
+    model(torch.zeros(1, 6, dtype=torch.long), kv_cache=cache)
+    with pytest.raises(ValueError, match="longer than block_size=8"):
+        model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
+
+
+def test_stream_yields_the_same_tokens_as_generate():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (2, 4))
+    streamed = list(model.generate_stream(idx, 10))
+    assert len(streamed) == 10 and streamed[0].shape == (2,)
+    assert torch.equal(torch.stack(streamed, dim=1), model.generate(idx, 10)[:, 4:])
+
+
+def test_batch_rows_are_independent():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (3, 6))
+    together = model.generate(idx, 12)
+    for row in range(3):
+        assert torch.equal(together[row], model.generate(idx[row : row + 1], 12)[0])
+
+
+def test_eos_stops_and_pads_finished_rows():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (2, 4))
+    free = model.generate(idx, 15)
+    eos = int(free[0, 7])  # a token row 0 produces at step 3
+    out = model.generate(idx, 15, eos_token_id=eos)
+    first = (free[0, 4:] == eos).nonzero()[0].item() + 4
+    assert torch.equal(out[0, : first + 1], free[0, : first + 1])
+    assert (out[0, first:] == eos).all()
+    if not (free[1, 4:] == eos).any():  # row 1 never stops, so generation runs to the end
+        assert out.shape[1] == 19
+
+
+def test_generation_stops_early_when_all_rows_finish():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (1, 4))
+    free = model.generate(idx, 10)
+    out = model.generate(idx, 10, eos_token_id=[int(free[0, 6]), 63])
+    assert out.shape[1] <= 7
+
+
+def test_generate_restores_training_mode_and_original_api():
+    model = model_with_diverse_outputs().train()
+    idx = torch.randint(0, 64, (1, 4))
+    out = model.generate(idx, 5, temperature=1.0, do_sample=False, top_k=None)  # original minGPT signature
+    assert out.shape == (1, 9) and model.training
+
+
+def test_zero_new_tokens_returns_prompt():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (1, 4))
+    assert torch.equal(model.generate(idx, 0), idx)
+
+
+def test_top_k_and_top_p_filters():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = lambda x: torch.isfinite(x)[0].tolist()  # noqa: E731
+    assert kept(filter_logits(logits, top_k=2)) == [True, True, False, False]
+    assert kept(filter_logits(logits, top_p=0.5)) == [True, False, False, False]
+    assert kept(filter_logits(logits, top_p=0.8)) == [True, True, False, False]
+    assert kept(filter_logits(logits, top_p=0.81)) == [True, True, True, False]
+    assert kept(filter_logits(logits, top_p=1.0)) == [True, True, True, True]
+
+
+def test_top_k_one_sampling_equals_greedy():
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (2, 4))
+    sampled = model.generate(idx, 10, do_sample=True, top_k=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled, model.generate(idx, 10))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(do_sample=True, temperature=0.0), "temperature must be > 0"),
+        (dict(do_sample=True, temperature=-1), "temperature must be > 0"),
+        (dict(top_p=1.5), r"top_p must be in \(0, 1\], got 1.5"),
+        (dict(top_p=0), "top_p must be in"),
+        (dict(top_k=0), "top_k must be an int >= 1"),
+        (dict(eos_token_id=64), "eos_token_id"),
+    ],
+)
+def test_bad_sampling_arguments(kwargs, message):
+    model = model_with_diverse_outputs()
+    with pytest.raises(ValueError, match=message):
+        model.generate(torch.zeros(1, 2, dtype=torch.long), 5, **kwargs)
+
+
+def test_bad_prompt_and_length():
+    model = model_with_diverse_outputs()
+    with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0"):
+        model.generate(torch.zeros(1, 2, dtype=torch.long), -1)
+    with pytest.raises(ValueError, match="empty"):
+        model.generate(torch.zeros(1, 0, dtype=torch.long), 5)
+    with pytest.raises(TypeError, match="integer token ids"):
+        model.generate(torch.zeros(1, 2), 5)
+    with pytest.raises(ValueError, match="token id 99"):
+        model.generate_stream(torch.tensor([[99]]), 5)  # checked when called, not at the first next()
