@@ -52,7 +52,7 @@ def serve_directory():
     def start(root) -> str:
         handler = functools.partial(_QuietHandler, directory=str(root))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"

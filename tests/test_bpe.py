@@ -1,0 +1,322 @@
+"""
+Tests for mingpt.bpe: exact parity with tiktoken's GPT-2 encoding (built here from the same local files),
+round trips, special tokens, the teaching helpers, vocabulary files (local, downloaded, corrupted) and bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+import tiktoken
+import torch
+
+from mingpt.bpe import (
+    GPT2_SPLIT_PATTERN,
+    BPETokenizer,
+    Encoder,
+    Tokenizer,
+    bytes_of,
+    bytes_to_unicode,
+    get_encoder,
+    symbols_of,
+)
+from mingpt.download import ChecksumError, DownloadError
+
+EOT = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def gpt2_files(data_dir):
+    return data_dir / "gpt2" / "encoder.json", data_dir / "gpt2" / "vocab.bpe"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(gpt2_files) -> BPETokenizer:
+    return BPETokenizer.from_files(*gpt2_files)
+
+
+@pytest.fixture(scope="module")
+def reference(gpt2_files) -> tiktoken.Encoding:
+    """tiktoken's GPT-2 encoding, built from the local files: token bytes -> rank (= id), no network."""
+    with open(gpt2_files[0], encoding="utf-8") as f:
+        encoder = json.load(f)
+    byte_decoder = {c: b for b, c in bytes_to_unicode().items()}
+    ranks = {bytes(byte_decoder[c] for c in token): i for token, i in encoder.items() if token != EOT}
+    return tiktoken.Encoding(
+        name="gpt2-local", pat_str=GPT2_SPLIT_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256}
+    )
+
+
+@pytest.fixture(scope="module")
+def shakespeare(data_dir) -> str:
+    return (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+
+
+def stress_corpus(seed: int = 0) -> str:
+    """Text designed to hit every branch of GPT-2's split pattern and of UTF-8."""
+    rng = random.Random(seed)
+    pieces = [
+        "Hello 👋🏽 world! 👨‍👩‍👧‍👦 family, 🇯🇵 flag, ❤️ heart",
+        "日本語のテキストと中文文本，한국어 텍스트。",
+        "e\u0301 n\u0303 a\u0308\u0304 Z\u0337\u0328a\u0336l\u0334g\u0335o\u0337",  # combining marks
+        "שלום עולם مرحبا بالعالم \u202ertl override\u202c",  # right-to-left scripts and controls
+        "ctrl\x00\x01\x07\x1b[31mred\x1b[0m\x7f\x85\u00ad\u200b\ufeff",
+        "a  b   c\t\td\n\ne\r\n\r\nf \n \t \u00a0\u2003\u3000 end   ",
+        "I'm you're we've they'll she'd it's I'M YOU'RE WE'VE THEY'LL SHE'D IT'S don't DON'T 'tis ''",
+        "0 12 345 6789 3.14159 1,000,000 2024-01-01 ٣٤٥ ⅷ ½ ²",
+        "x" * 3000 + " " + "ab" * 1000 + " " + "🙂" * 200,
+        f"one{EOT}two {EOT} three{EOT}{EOT}four <|endoftext| <|endoftext|>>",
+    ]
+    alphabet = "aé漢😀 \t\n'0\u0301!?.,-_ש"
+    for _ in range(200):
+        pieces.append("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))))
+    return "\n".join(pieces)
+
+
+def random_unicode(rng: random.Random, length: int) -> str:
+    """A string of code points from every plane, without lone surrogates (they have no UTF-8 encoding)."""
+    ranges = [(0, 0x7F), (0x80, 0x7FF), (0x800, 0xD7FF), (0xE000, 0xFFFF), (0x10000, 0x10FFFF)]
+    out = []
+    for _ in range(length):
+        low, high = rng.choice(ranges)
+        out.append(chr(rng.randint(low, high)))
+    return "".join(out)
+
+
+# ---- exactness against tiktoken ------------------------------------------------------------------------------------
+
+
+def test_tiny_shakespeare_matches_tiktoken(tokenizer, reference, shakespeare):
+    ids = tokenizer.encode(shakespeare)
+    assert ids == reference.encode_ordinary(shakespeare)
+    assert tokenizer.decode(ids) == shakespeare
+
+
+def test_stress_corpus_matches_tiktoken(tokenizer, reference):
+    text = stress_corpus()
+    assert tokenizer.encode(text, allowed_special="all") == reference.encode(text, allowed_special="all")
+    assert tokenizer.encode(text, disallowed_special=()) == reference.encode(text, disallowed_special=())
+    assert tokenizer.encode_ordinary(text) == reference.encode_ordinary(text)
+    for line in text.split("\n"):  # line by line too: each piece starts a fresh pre-tokenization
+        assert tokenizer.encode(line, disallowed_special=()) == reference.encode(line, disallowed_special=())
+
+
+def test_random_strings_match_tiktoken_and_round_trip(tokenizer, reference):
+    rng = random.Random(1234)
+    texts = [random_unicode(rng, rng.randint(0, 12)) for _ in range(10_000)]
+    batch = tokenizer.encode_batch(texts, disallowed_special=())
+    for text, ids in zip(texts, batch):
+        assert tokenizer.decode(ids) == text
+    assert batch[:500] == reference.encode_ordinary_batch(texts[:500])
+
+
+def test_lone_surrogates_become_replacement_characters_like_tiktoken(tokenizer, reference):
+    text = "a\ud800b \udfff"
+    assert tokenizer.encode(text) == reference.encode(text)
+    assert tokenizer.decode(tokenizer.encode(text)) == "a\ufffdb \ufffd"
+
+
+def test_every_gpt2_token_merges_back_into_itself(tokenizer):
+    """The reason encode may keep a chunk that is already a token whole (tiktoken's shortcut) without checking."""
+    for i in range(0, 50256, 7):  # every 7th token keeps the test fast; covers all lengths and kinds
+        data = tokenizer.decode_bytes([i])
+        assert tokenizer.merge_steps(data)[-1] == [symbols_of(data)], i
+
+
+# ---- special tokens ------------------------------------------------------------------------------------------------
+
+
+def test_special_token_rules(tokenizer):
+    text = f"Hi{EOT}there"
+    with pytest.raises(ValueError, match="allowed_special.*disallowed_special=\\(\\)"):
+        tokenizer.encode(text)
+    allowed = tokenizer.encode(text, allowed_special={EOT})
+    assert allowed == tokenizer.encode("Hi") + [50256] + tokenizer.encode("there")
+    assert tokenizer.encode(text, allowed_special="all") == allowed
+    as_text = tokenizer.encode(text, disallowed_special=())
+    assert 50256 not in as_text and len(as_text) > len(allowed) + 5
+    assert tokenizer.decode(allowed) == tokenizer.decode(as_text) == text
+    assert tokenizer.encode_ordinary(text) == as_text
+
+
+def test_unknown_special_tokens_are_rejected(tokenizer):
+    with pytest.raises(ValueError, match="unknown special token '<\\|fim\\|>'"):
+        tokenizer.encode("x", allowed_special={"<|fim|>"})
+    with pytest.raises(ValueError, match="unknown special token"):
+        tokenizer.encode("x", disallowed_special={"<|fim|>"})
+    with pytest.raises(TypeError, match="'all' or a set"):
+        tokenizer.encode("x", allowed_special=EOT)  # a bare string is a likely slip for {EOT}
+
+
+# ---- original minGPT API and tensors -------------------------------------------------------------------------------
+
+
+def test_call_returns_a_batch_of_one(tokenizer):
+    x = tokenizer("Hello, world")
+    assert x.dtype == torch.long and x.shape == (1, 3)
+    assert x.tolist() == [[15496, 11, 995]]
+    assert tokenizer.decode(x[0]) == "Hello, world"
+    with pytest.raises(ValueError, match="1-D"):
+        tokenizer.decode(x)
+    with pytest.raises(ValueError, match="return_tensors"):
+        tokenizer("hi", return_tensors="np")
+
+
+def test_get_encoder_from_local_paths(gpt2_files):
+    encoder = get_encoder(encoder_path=gpt2_files[0], vocab_path=gpt2_files[1])
+    assert isinstance(encoder, Encoder) and isinstance(encoder, Tokenizer)
+    assert encoder.encoder["Ġworld"] == 995 and encoder.n_vocab == 50257
+    work = encoder.encode_and_show_work("Hello world")
+    assert work["bpe_idx"] == [15496, 995] and work["tokens"] == ["Hello", " world"]
+    assert work["parts"][1]["token_translated"] == "Ġworld" and work["parts"][1]["token_merged"] == ["Ġworld"]
+
+
+# ---- decoding ------------------------------------------------------------------------------------------------------
+
+
+def test_decode_replaces_invalid_utf8(tokenizer):
+    ids = tokenizer.encode("🙂")
+    assert len(ids) > 1  # an emoji is several byte-level tokens
+    assert tokenizer.decode(ids[:-1]).endswith("\ufffd")
+    assert tokenizer.decode([]) == ""
+
+
+@pytest.mark.parametrize("bad_id", [50257, 10**9, -1])
+def test_decode_rejects_ids_out_of_range(tokenizer, bad_id):
+    with pytest.raises(ValueError, match=f"token id {bad_id} at position 1 is out of range: valid ids are 0..50256"):
+        tokenizer.decode([11, bad_id])
+
+
+def test_decode_rejects_non_integer_ids(tokenizer):
+    with pytest.raises(TypeError, match="ints"):
+        tokenizer.decode([1, 2.0])
+    with pytest.raises(TypeError, match="ints"):
+        tokenizer.decode(torch.tensor([1.0, 2.0]))
+
+
+# ---- teaching helpers ----------------------------------------------------------------------------------------------
+
+
+def test_show_tokens_and_pieces(tokenizer):
+    assert tokenizer.show_tokens("Hello, world") == "Hello|,| world"
+    assert tokenizer.show_tokens("Hello, world", separator=" / ") == "Hello / , /  world"
+    assert tokenizer.token_pieces("Hi!") == [(17250, b"Hi", "Hi"), (0, b"!", "!")]
+
+
+def test_merge_steps_show_the_work(tokenizer):
+    steps = tokenizer.merge_steps(" world")
+    assert steps[0] == ["Ġ", "w", "o", "r", "l", "d"] and steps[-1] == ["Ġworld"]
+    assert all(len(after) < len(before) for before, after in zip(steps, steps[1:]))
+
+
+def test_bytes_to_unicode_table():
+    table = bytes_to_unicode()
+    assert len(table) == 256 and len(set(table.values())) == 256
+    assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ" and table[ord("a")] == "a"
+    assert all(c.isprintable() and not c.isspace() for c in table.values())
+    assert bytes_of(symbols_of(bytes(range(256)))) == bytes(range(256))
+
+
+# ---- bad input -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [None, b"bytes", 42, ["a list"]])
+def test_non_string_text_is_a_type_error(tokenizer, bad):
+    with pytest.raises(TypeError, match="str"):
+        tokenizer.encode(bad)
+    with pytest.raises(TypeError, match="str"):
+        tokenizer(bad)
+
+
+def test_encode_batch_needs_a_list(tokenizer):
+    assert tokenizer.encode_batch(["a b", "c"]) == [tokenizer.encode("a b"), tokenizer.encode("c")]
+    with pytest.raises(TypeError, match="list of str"):
+        tokenizer.encode_batch("not a list")
+
+
+def test_missing_vocab_files(tmp_path, gpt2_files):
+    with pytest.raises(FileNotFoundError, match="encoder.json"):
+        BPETokenizer.from_files(tmp_path / "encoder.json", gpt2_files[1])
+    with pytest.raises(FileNotFoundError, match="vocab.bpe"):
+        get_encoder(encoder_path=gpt2_files[0], vocab_path=tmp_path / "vocab.bpe")
+    with pytest.raises(ValueError, match="both"):
+        BPETokenizer(encoder_path=gpt2_files[0])
+
+
+def test_corrupt_vocab_files(tmp_path, gpt2_files):
+    truncated = tmp_path / "encoder.json"
+    truncated.write_bytes(gpt2_files[0].read_bytes()[:5000])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        BPETokenizer.from_files(truncated, gpt2_files[1])
+
+    encoder = json.loads(gpt2_files[0].read_text(encoding="utf-8"))
+    encoder["Ġthe"], encoder["Ġa"] = encoder["Ġa"], encoder["Ġthe"]
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps(encoder), encoding="utf-8")
+    with pytest.raises(ValueError, match="disagree"):
+        BPETokenizer.from_files(swapped, gpt2_files[1])
+
+    bad_merges = tmp_path / "vocab.bpe"
+    bad_merges.write_text("#version: 0.2\nĠ t\nthis line has three\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="vocab.bpe:3"):
+        BPETokenizer.from_files(gpt2_files[0], bad_merges)
+    bad_merges.write_bytes(b"#version: 0.2\n\xff\xfe \x00\n")
+    with pytest.raises(ValueError, match="vocab.bpe:2.*not in GPT-2's bytes<->unicode table"):
+        BPETokenizer.from_files(gpt2_files[0], bad_merges)
+
+
+# ---- downloads (through a loopback server) and save/load ----------------------------------------------------------
+
+
+def test_no_argument_constructor_downloads_and_caches(data_dir, serve_directory, cache_dir, monkeypatch):
+    monkeypatch.setenv("MINGPT_GPT2_VOCAB_URL", serve_directory(data_dir / "gpt2"))
+    tokenizer = BPETokenizer()
+    assert tokenizer.encode("Hello, world") == [15496, 11, 995]
+    assert sorted(p.name for p in (cache_dir / "gpt2").iterdir()) == ["encoder.json", "vocab.bpe"]
+    # From now on the cache is enough: the base URL may point nowhere.
+    monkeypatch.setenv("MINGPT_GPT2_VOCAB_URL", "http://127.0.0.1:9/nothing")
+    assert get_encoder().encode("Hello") == [15496]
+
+
+def test_corrupted_download_is_detected_and_not_cached(data_dir, serve_directory, cache_dir, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(data_dir / "gpt2" / "vocab.bpe", site / "vocab.bpe")
+    (site / "encoder.json").write_bytes((data_dir / "gpt2" / "encoder.json").read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ChecksumError, match="encoder.json"):
+        BPETokenizer(base_url=serve_directory(site))
+    assert not (cache_dir / "gpt2" / "encoder.json").exists()
+    assert [p.name for p in (cache_dir / "gpt2").iterdir()] == []
+
+
+def test_offline_failure_says_where_to_put_the_files(cache_dir, monkeypatch):
+    monkeypatch.setattr("mingpt.download.time.sleep", lambda seconds: None)  # skip the backoff between retries
+    with pytest.raises(DownloadError, match="place it at .*encoder.json"):
+        BPETokenizer(base_url="http://127.0.0.1:9/offline")
+
+
+def test_save_and_load_round_trip(tokenizer, tmp_path, shakespeare):
+    path = tmp_path / "gpt2.bpe"
+    tokenizer.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["gpt2.bpe"]  # the temp file was renamed, not left behind
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[0] == "mingpt-bpe v1" and "Ġ t" in lines
+    loaded = BPETokenizer.load(path)
+    assert type(loaded) is BPETokenizer and loaded.special_tokens == {EOT: 50256}
+    sample = shakespeare[:20000] + EOT
+    assert loaded.encode(sample, allowed_special="all") == tokenizer.encode(sample, allowed_special="all")
+
+
+def test_load_rejects_other_files(tmp_path, gpt2_files):
+    with pytest.raises(ValueError, match="not a valid mingpt-bpe v1 file"):
+        Tokenizer.load(gpt2_files[1])
+    with pytest.raises(FileNotFoundError):
+        Tokenizer.load(tmp_path / "nope.bpe")
+
+
+def test_gpt2_vocabulary_cannot_be_trained(tokenizer):
+    with pytest.raises(TypeError, match="ByteLevelBPE"):
+        BPETokenizer.train("some text", 300)

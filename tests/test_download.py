@@ -1,0 +1,191 @@
+"""Tests for mingpt.download: real HTTP over loopback, checksums, atomic writes, retries and the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import logging
+import pathlib
+import socket
+import threading
+
+import pytest
+
+from mingpt import download
+from mingpt.download import ChecksumError, DownloadError, cached_download
+
+PAYLOAD = b"hello, cache\n" * 1000
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture()
+def served(tmp_path, serve_directory):
+    """A loopback server with files/payload.bin; returns its base URL."""
+    root = tmp_path / "site"
+    (root / "files").mkdir(parents=True)
+    (root / "files" / "payload.bin").write_bytes(PAYLOAD)
+    return serve_directory(root)
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers per a script: 'ok', a status like 503, or 'short' (promises more bytes than it sends)."""
+
+    script: list = []
+    requests_seen = 0
+
+    def do_GET(self):
+        type(self).requests_seen += 1
+        action = self.script.pop(0) if self.script else "ok"
+        if isinstance(action, int):
+            self.send_response(action)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD if action == "ok" else PAYLOAD[:100])
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture()
+def flaky():
+    """A loopback server whose answers follow _FlakyHandler.script; yields (url, handler class)."""
+    handler = type("Handler", (_FlakyHandler,), {"script": [], "requests_seen": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/payload.bin", handler
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/nothing-listens-here"
+
+
+def leftovers(folder: pathlib.Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_cache_dir_default_and_override(monkeypatch, tmp_path):
+    monkeypatch.delenv("MINGPT_CACHE_DIR", raising=False)
+    assert download.cache_dir() == pathlib.Path.home() / ".cache" / "mingpt"
+    monkeypatch.setenv("MINGPT_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert download.cache_dir() == tmp_path / "elsewhere"
+
+
+def test_download_writes_file_and_verifies(served, tmp_path):
+    dest = tmp_path / "out" / "deep" / "payload.bin"
+    path = download.download(f"{served}/files/payload.bin", dest, sha256=PAYLOAD_SHA)
+    assert path == dest and dest.read_bytes() == PAYLOAD
+    assert leftovers(dest.parent) == ["payload.bin"]  # no temp file left beside it
+    assert download.sha256_file(dest) == PAYLOAD_SHA
+
+
+def test_checksum_mismatch_keeps_nothing(served, tmp_path):
+    dest = tmp_path / "out" / "payload.bin"
+    with pytest.raises(ChecksumError, match="expected " + "0" * 64) as info:
+        download.download(f"{served}/files/payload.bin", dest, sha256="0" * 64)
+    assert isinstance(info.value, OSError) and str(dest) in str(info.value)
+    assert leftovers(dest.parent) == []
+
+
+def test_http_404_fails_at_once_with_a_manual_hint(served, tmp_path, flaky):
+    dest = tmp_path / "missing.bin"
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
+        download.download(f"{served}/files/missing.bin", dest, retries=3, backoff=5.0)  # a retry would take 5 s
+    assert info.value.status_code == 404
+    assert "place it at" in str(info.value) and str(dest) in str(info.value)
+    assert not dest.exists()
+
+
+def test_transient_errors_are_retried(flaky, tmp_path):
+    url, handler = flaky
+    handler.script[:] = [503, "short", "ok"]
+    path = download.download(url, tmp_path / "p.bin", sha256=PAYLOAD_SHA, retries=2, backoff=0.01)
+    assert path.read_bytes() == PAYLOAD
+    assert handler.requests_seen == 3
+
+
+def test_retries_are_bounded(flaky, tmp_path):
+    url, handler = flaky
+    handler.script[:] = [503] * 10
+    with pytest.raises(DownloadError, match="after 3 attempts") as info:
+        download.download(url, tmp_path / "p.bin", retries=2, backoff=0.01)
+    assert handler.requests_seen == 3 and info.value.status_code == 503
+    assert leftovers(tmp_path) == []
+
+
+def test_short_read_is_never_kept(flaky, tmp_path):
+    url, handler = flaky
+    handler.script[:] = ["short"] * 10
+    with pytest.raises(DownloadError, match="after 2 attempts"):
+        download.download(url, tmp_path / "p.bin", retries=1, backoff=0.01)
+    assert leftovers(tmp_path) == []
+
+
+def test_connection_refused_is_a_clear_oserror(tmp_path, caplog):
+    dest = tmp_path / "x" / "file.bin"
+    with caplog.at_level(logging.WARNING, logger="mingpt.download"):
+        with pytest.raises(OSError, match="download .* elsewhere and place it at") as info:
+            download.download(closed_port_url(), dest, retries=1, backoff=0.01, timeout=2)
+    assert isinstance(info.value, DownloadError) and info.value.status_code is None
+    assert "retry 1/1" in caplog.text
+    assert not dest.exists()
+
+
+def test_progress_bar(served, tmp_path, capsys):
+    download.download(f"{served}/files/payload.bin", tmp_path / "p.bin", progress=True)
+    assert "payload.bin" in capsys.readouterr().err
+
+
+def test_cached_download_uses_the_cache(served, cache_dir):
+    url = f"{served}/files/payload.bin"
+    path = cached_download(url, "things/payload.bin", sha256=PAYLOAD_SHA)
+    assert path == cache_dir / "things" / "payload.bin" and path.read_bytes() == PAYLOAD
+    # A second call needs no network: the server address is now dead.
+    assert cached_download(closed_port_url(), "things/payload.bin", sha256=PAYLOAD_SHA) == path
+    assert cached_download(closed_port_url(), "things/payload.bin") == path
+
+
+def test_cached_download_replaces_a_corrupted_cache_entry(served, cache_dir):
+    target = cache_dir / "payload.bin"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"truncated")
+    path = cached_download(f"{served}/files/payload.bin", "payload.bin", sha256=PAYLOAD_SHA)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_cached_download_failure_leaves_cache_empty(served, cache_dir):
+    with pytest.raises(ChecksumError):
+        cached_download(f"{served}/files/payload.bin", "a/payload.bin", sha256="f" * 64)
+    assert leftovers(cache_dir / "a") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(sha256="abc"), ValueError, "64 hex"),
+        (dict(retries=-1), ValueError, "retries"),
+        (dict(timeout=0), ValueError, "timeout"),
+    ],
+)
+def test_download_rejects_bad_arguments(tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        download.download("http://127.0.0.1:9/x", tmp_path / "x", **kwargs)
+
+
+@pytest.mark.parametrize("relative", ["/etc/passwd", "../outside.bin", ""])
+def test_cached_download_rejects_paths_outside_the_cache(cache_dir, relative):
+    with pytest.raises(ValueError, match="relative_path"):
+        cached_download("http://127.0.0.1:9/x", relative)
+
+
+def test_download_rejects_non_string_url(tmp_path):
+    with pytest.raises(TypeError, match="url"):
+        download.download(None, tmp_path / "x")
