@@ -1,34 +1,76 @@
 """
-GPT-2 weights in Hugging Face's format: mapping configs and converting state dicts both ways.
+GPT-2 weights in Hugging Face's format: loading them (from the Hub or a local folder), converting, saving back.
 
 The one idea: mingpt uses GPT-2's own parameter names, so converting is almost a rename. The one real difference
 is that OpenAI's code (and so Hugging Face's GPT-2) stores its projections as "Conv1D" modules whose weight is
 (in_features, out_features), the transpose of ``nn.Linear``'s (out_features, in_features).
+
+A model in Hugging Face layout is a folder with ``config.json`` (the sizes) and ``model.safetensors`` (the
+tensors; older repos have ``pytorch_model.bin`` instead). ``transformers`` is never imported here:
+
+    model = GPT.from_pretrained("gpt2")                 # Hub, cached under <cache>/hub (see mingpt.hub)
+    model = GPT.from_pretrained("distilbert/distilgpt2", resid_pdrop=0.0)
+    model = GPT.from_pretrained("./my-model")           # a local folder
+    model.save_pretrained("./my-model")                 # transformers.GPT2LMHeadModel.from_pretrained reads it
+
+Only safe formats are read: safetensors, and .bin through ``torch.load(weights_only=True)``, which refuses
+anything but tensors (a pickle can run arbitrary code).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import pathlib
+import tempfile
+from typing import TYPE_CHECKING
+
 import torch
 
+from mingpt import hub
 from mingpt.config import CfgNode
+
+if TYPE_CHECKING:  # only for the type hints: model.py imports this module lazily, so no import cycle at run time
+    from mingpt.model import GPT
+
+logger = logging.getLogger(__name__)
 
 # The four matmuls that Hugging Face's GPT-2 stores transposed (Conv1D) relative to nn.Linear.
 CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Buffers some GPT-2 checkpoints carry (the causal mask); mingpt builds its mask on the fly.
 IGNORED_HF_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # both are GPT-2's tanh-approximated GELU
+REQUIRED_HF_KEYS = ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")
+# The weight files we read, in order of preference. Safetensors is a plain tensor container; .bin is a pickle.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# Config values that may be changed when loading, because they do not change the shape of any weight.
+LOAD_OVERRIDES = ("embd_pdrop", "resid_pdrop", "attn_pdrop", "attention")
 
 
 def config_from_hf(hf_config: dict) -> CfgNode:
     """A mingpt model config from a Hugging Face GPT-2 ``config.json`` dict."""
     from mingpt.model import GPT
 
+    if not isinstance(hf_config, dict):
+        raise TypeError(f"hf_config must be the dict read from config.json, got {type(hf_config).__name__}")
     model_type = hf_config.get("model_type")
     if model_type != "gpt2":
         raise ValueError(f"only GPT-2 architecture models can be loaded, but config.json has model_type={model_type!r}")
+    missing = [key for key in REQUIRED_HF_KEYS if key not in hf_config]
+    if missing:
+        raise KeyError(f"config.json of a GPT-2 model must give {', '.join(REQUIRED_HF_KEYS)}; missing {missing}")
     activation = hf_config.get("activation_function", "gelu_new")
     if activation not in SUPPORTED_ACTIVATIONS:
         raise ValueError(f"unsupported activation_function {activation!r}; GPT-2 uses one of {SUPPORTED_ACTIVATIONS}")
+    # Variants of GPT-2 that transformers can express but mingpt's Block does not implement: refuse, not guess.
+    n_inner = hf_config.get("n_inner")
+    if n_inner is not None and n_inner != 4 * hf_config["n_embd"]:
+        raise ValueError(f"n_inner={n_inner} is not supported: mingpt's MLP is 4 * n_embd = {4 * hf_config['n_embd']}")
+    if hf_config.get("scale_attn_by_inverse_layer_idx") or hf_config.get("scale_attn_weights") is False:
+        raise ValueError("scale_attn_by_inverse_layer_idx / scale_attn_weights=False are not supported by mingpt")
+    if hf_config.get("add_cross_attention"):
+        raise ValueError("add_cross_attention=True (an encoder-decoder GPT-2) is not supported by mingpt")
     C = GPT.get_default_config()
     C.model_type = None
     C.n_layer = hf_config["n_layer"]
@@ -61,8 +103,9 @@ def config_to_hf(config: CfgNode) -> dict:
         "resid_pdrop": config.resid_pdrop,
         "attn_pdrop": config.attn_pdrop,
         "tie_word_embeddings": config.tie_weights,
-        "bos_token_id": 50256,
-        "eos_token_id": 50256,
+        # GPT-2's <|endoftext|>; only meaningful for a vocabulary that has it (transformers warns otherwise).
+        "bos_token_id": 50256 if config.vocab_size > 50256 else None,
+        "eos_token_id": 50256 if config.vocab_size > 50256 else None,
     }
 
 
@@ -84,7 +127,7 @@ def state_dict_from_hf(hf_state_dict: dict[str, torch.Tensor]) -> dict[str, torc
     return converted
 
 
-def state_dict_to_hf(model) -> dict[str, torch.Tensor]:
+def state_dict_to_hf(model: GPT) -> dict[str, torch.Tensor]:
     """mingpt's state dict with Hugging Face's GPT2LMHeadModel names and Conv1D layouts."""
     converted = {}
     for name, tensor in model.state_dict().items():
@@ -94,7 +137,7 @@ def state_dict_to_hf(model) -> dict[str, torch.Tensor]:
     return converted
 
 
-def load_hf_state_dict(model, hf_state_dict: dict[str, torch.Tensor]) -> None:
+def load_hf_state_dict(model: GPT, hf_state_dict: dict[str, torch.Tensor]) -> None:
     """Copy Hugging Face GPT-2 weights into a mingpt GPT, naming any missing, unexpected or mis-shaped key."""
     converted = state_dict_from_hf(hf_state_dict)
     expected = model.state_dict()
@@ -110,3 +153,165 @@ def load_hf_state_dict(model, hf_state_dict: dict[str, torch.Tensor]) -> None:
     if wrong:
         raise ValueError("shape mismatch between checkpoint and model: " + "; ".join(wrong))
     model.load_state_dict(converted)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from model.safetensors or pytorch_model.bin (the latter only as plain tensors)."""
+    path = pathlib.Path(path)
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        # weights_only=True unpickles nothing but tensors and plain containers, so no code in the file can run.
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # safetensors and the unpickler raise their own types for a damaged file
+        raise ValueError(
+            f"could not read weights from {path} ({type(e).__name__}: {e}); if it came from the cache, delete it "
+            f"so it is downloaded again"
+        ) from e
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"{path} does not hold a state dict (a dict of name -> tensor)")
+    return state_dict
+
+
+def _find_weights(source: hub.ModelSource, progress: bool) -> pathlib.Path:
+    """The weights file of a model: one already on this machine first (no request), else download, safetensors first."""
+    for filename in WEIGHT_FILES:
+        path = source.cached(filename)
+        if path is not None:
+            return path
+    if source.directory is None:
+        for filename in WEIGHT_FILES:
+            try:
+                return source.fetch(filename, progress=progress)
+            except FileNotFoundError:  # a 404: this repo does not have the file in that format; try the next
+                logger.info("%r has no %s; trying the next format", source, filename)
+    sharded = any(source.cached(f + ".index.json") for f in WEIGHT_FILES)
+    raise FileNotFoundError(
+        f"{source!r} has neither {' nor '.join(WEIGHT_FILES)}"
+        + ("; sharded checkpoints (*.index.json) are not supported" if sharded else "")
+    )
+
+
+def _check_load_options(overrides: dict, dtype) -> torch.dtype | None:
+    unknown = sorted(set(overrides) - set(LOAD_OVERRIDES))
+    if unknown:
+        raise TypeError(
+            f"from_pretrained got unexpected keyword argument(s) {unknown}; the config values that may be changed "
+            f"when loading are {LOAD_OVERRIDES} (sizes are fixed by the weights)"
+        )
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), dtype)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating point torch.dtype or its name (e.g. 'bfloat16'), got {dtype!r}")
+    return dtype
+
+
+def from_pretrained(
+    name_or_path: str | os.PathLike,
+    revision: str = "main",
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+    retries: int = 3,
+    **overrides,
+) -> GPT:
+    """
+    A GPT with pretrained GPT-2-architecture weights, in eval mode.
+
+    name_or_path: 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2', any Hub repo id of a GPT-2 model
+        ('distilbert/distilgpt2'), or a local directory with config.json and model.safetensors / pytorch_model.bin.
+        See `mingpt.hub.model_source` for the exact rule.
+    revision, endpoint, cache_dir: which Hub revision, which Hub (default $MINGPT_HF_ENDPOINT, $HF_ENDPOINT or
+        huggingface.co) and which cache (default $MINGPT_CACHE_DIR or ~/.cache/mingpt). Ignored for a directory.
+    progress, timeout, retries: for downloads (a progress bar; seconds without data; extra attempts).
+    device ('cpu', 'cuda', 'auto'...) and dtype (torch.bfloat16 or 'bfloat16'...) to move the model to.
+    overrides: config values that do not change weight shapes: embd_pdrop, resid_pdrop, attn_pdrop, attention.
+
+        model = from_pretrained("gpt2", resid_pdrop=0.0, attention="math")
+    """
+    from mingpt.model import GPT
+    from mingpt.utils import choose_device
+
+    dtype = _check_load_options(overrides, dtype)
+    device = choose_device(device) if device is not None else None
+    source = hub.model_source(
+        name_or_path, revision=revision, endpoint=endpoint, cache_dir=cache_dir, timeout=timeout, retries=retries
+    )
+
+    # The config first: it is tiny, and it tells us whether this is a GPT-2 at all before gigabytes of weights.
+    try:
+        config_path = source.fetch("config.json")
+    except FileNotFoundError as e:
+        hint = "" if source.directory is not None else f" (and no local directory named {str(name_or_path)!r} exists)"
+        raise FileNotFoundError(f"{e}{hint}") from e
+    try:
+        hf_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{config_path} is not valid JSON ({e}); delete it if it came from the cache") from e
+    config = config_from_hf(hf_config)
+    config.merge_from_dict(overrides)
+
+    weights_path = _find_weights(source, progress)
+    model = GPT(config)
+    try:
+        load_hf_state_dict(model, load_weights_file(weights_path))
+    except KeyError as e:
+        raise KeyError(f"{weights_path}: {e.args[0]}") from None
+    except ValueError as e:
+        raise ValueError(f"{weights_path}: {e}") from None
+    logger.info("loaded %r (%s)", source, weights_path.name)
+    model.to(device=device, dtype=dtype)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------------ saving
+
+
+def _write_atomically(path: pathlib.Path, write) -> None:
+    """Call write(temp_path) on a temp file beside `path`, then move it into place: `path` is never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
+    """
+    Write `model` to `directory` in Hugging Face GPT-2 layout: config.json and model.safetensors.
+    ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` and ``GPT.from_pretrained(directory)`` read it.
+    """
+    from safetensors.torch import save_file
+
+    from mingpt.model import GPT
+
+    if not isinstance(model, GPT):
+        raise TypeError(f"save_pretrained expects a mingpt GPT, got {type(model).__name__}")
+    directory = pathlib.Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    tensors = {name: t.detach().cpu().contiguous() for name, t in state_dict_to_hf(model).items()}
+    if model.config.tie_weights:
+        # lm_head and wte are one tensor. Safetensors refuses to store shared memory twice, and transformers
+        # re-ties lm_head to wte when it loads (tie_word_embeddings), so the file stores it once, as wte.
+        del tensors["lm_head.weight"]
+    # metadata format=pt tells transformers these are PyTorch tensors.
+    _write_atomically(directory / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    config_text = json.dumps(config_to_hf(model.config), indent=2) + "\n"
+    _write_atomically(directory / "config.json", lambda tmp: pathlib.Path(tmp).write_text(config_text, "utf-8"))
+    logger.info("saved the model to %s", directory)

@@ -1,0 +1,161 @@
+"""
+`python -m mingpt.generate`: end to end through a subprocess with a tiny model saved by transformers and GPT-2's
+real BPE files from ../shared/data/gpt2; the rest in-process through main(argv) to stay fast. No network: the
+Hub endpoint points at a closed port, and the download cache is a temporary folder.
+"""
+
+import argparse
+import io
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from mingpt import generate as cli  # noqa: E402
+from mingpt.bpe import BPETokenizer  # noqa: E402
+from mingpt.model import GPT  # noqa: E402
+from tests.conftest import REPO_ROOT  # noqa: E402
+
+PROMPT = "Hello, world. The weather today"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, initializer_range=0.3)
+    hf = transformers.GPT2LMHeadModel(config).eval()  # GPT-2's vocabulary size, so GPT-2's tokenizer fits
+    folder = tmp_path_factory.mktemp("cli") / "tiny-gpt2"
+    hf.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tokenizer(data_dir):
+    return BPETokenizer.from_files(data_dir / "gpt2" / "encoder.json", data_dir / "gpt2" / "vocab.bpe")
+
+
+@pytest.fixture()
+def offline(cache_dir, monkeypatch):
+    monkeypatch.setenv("MINGPT_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+
+
+@pytest.fixture()
+def reuse_tokenizer(tokenizer, monkeypatch):
+    """Skip re-reading the 50k-token vocabulary on each in-process run (the CLI still checks the folder)."""
+    monkeypatch.setattr(cli.BPETokenizer, "from_files", classmethod(lambda cls, *paths: tokenizer))
+
+
+def run_cli(*args, env_extra=None):
+    env = {**os.environ, "MINGPT_HF_ENDPOINT": "http://127.0.0.1:9", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "mingpt.generate", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env=env, timeout=120)
+
+
+def test_greedy_end_to_end_matches_transformers(model_dir, data_dir, tokenizer, tmp_path):
+    result = run_cli("--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "20", "--greedy",
+                     "--device", "cpu", "--tokenizer", str(data_dir / "gpt2"),
+                     env_extra={"MINGPT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    hf = transformers.GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    idx = torch.tensor([tokenizer.encode(PROMPT)])
+    expected = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=20, do_sample=False,
+                           pad_token_id=50256, eos_token_id=None)
+    assert result.stdout == PROMPT + tokenizer.decode(expected[0, idx.size(1):]) + "\n"
+    assert len(result.stdout) > len(PROMPT) + 10
+
+
+def test_bad_model_name_is_a_message_not_a_traceback():
+    result = run_cli("--model", "gpt3", "--prompt", "hi")
+    assert result.returncode == 1
+    assert "unknown model 'gpt3'" in result.stderr and "gpt2-medium" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_seeded_sampling_repeats_and_matches_the_library(model_dir, data_dir, tokenizer, offline, reuse_tokenizer,
+                                                         capsys):
+    args = ["--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "15", "--top-p", "0.9",
+            "--temperature", "0.8", "--seed", "3", "--device", "cpu", "--tokenizer", str(data_dir / "gpt2")]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out == first
+    model = GPT.from_pretrained(model_dir)
+    idx = torch.tensor([tokenizer.encode(PROMPT)])
+    ours = model.generate(idx, 15, do_sample=True, top_p=0.9, temperature=0.8,
+                          generator=torch.Generator().manual_seed(3), eos_token_id=50256)
+    new = [t for t in ours[0, idx.size(1):].tolist() if t != 50256]
+    assert first == PROMPT + tokenizer.decode(new) + "\n"
+
+
+def test_tokenizer_found_in_model_dir_or_cache(model_dir, data_dir, offline, cache_dir, tmp_path, capsys):
+    # 1. HF layout: the model folder carries vocab.json + merges.txt (same content as encoder.json + vocab.bpe).
+    with_vocab = tmp_path / "with-vocab"
+    shutil.copytree(model_dir, with_vocab)
+    shutil.copy(data_dir / "gpt2" / "encoder.json", with_vocab / "vocab.json")
+    shutil.copy(data_dir / "gpt2" / "vocab.bpe", with_vocab / "merges.txt")
+    assert cli.main(["--model", str(with_vocab), "--prompt", PROMPT, "--max-new-tokens", "5", "--greedy",
+                     "--device", "cpu"]) == 0
+    from_model_dir = capsys.readouterr().out
+    # 2. No tokenizer files anywhere but in mingpt's cache, where mingpt.bpe keeps GPT-2's (sha256-checked).
+    (cache_dir / "gpt2").mkdir(parents=True)
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copy(data_dir / "gpt2" / name, cache_dir / "gpt2" / name)
+    assert cli.main(["--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "5", "--greedy",
+                     "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == from_model_dir
+    assert from_model_dir.startswith(PROMPT) and len(from_model_dir) > len(PROMPT) + 1
+
+
+def test_multibyte_characters_split_across_tokens_are_never_printed_broken(tokenizer, monkeypatch):
+    byte_id = {tokenizer.decode_bytes([i]): i for i in range(256)}
+    text = "é😀!"  # 2 + 4 + 1 bytes, fed one byte-token at a time
+    ids = [byte_id[bytes([b])] for b in text.encode("utf-8")]
+    monkeypatch.setattr(cli, "generate_stream", lambda *a, **kw: iter(torch.tensor([[i] for i in ids])))
+
+    class Recorder(io.StringIO):
+        def __init__(self):
+            super().__init__()
+            self.writes = []
+
+        def write(self, s):
+            self.writes.append(s)
+            return super().write(s)
+
+    out = Recorder()
+    args = argparse.Namespace(prompt="Hi ", max_new_tokens=len(ids), temperature=None, do_sample=False, top_k=None,
+                              top_p=None, seed=None, ignore_eos=False)
+    model = torch.nn.Module()  # stream_text only reads the model's config and its parameters' device
+    model.config = argparse.Namespace(vocab_size=50257)
+    model.weight = torch.nn.Parameter(torch.zeros(1))
+    cli.stream_text(model, tokenizer, args, out)
+    assert out.getvalue() == "Hi " + text + "\n"
+    assert not any("\ufffd" in w for w in out.writes)
+    assert out.writes.count("") == 4  # the three bytes before each character completes, and the 4-byte emoji's
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--max-new-tokens", "-1"], "max_new_tokens"),
+        (["--top-p", "1.5"], "top_p"),
+        (["--tokenizer", "/no/such/dir"], "--tokenizer"),
+        (["--device", "tpu9"], "unknown device"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(model_dir, data_dir, offline, reuse_tokenizer, capsys, extra, message):
+    args = ["--model", str(model_dir), "--prompt", "hi", "--device", "cpu", "--tokenizer", str(data_dir / "gpt2")]
+    assert cli.main(args + extra) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error:") and message in captured.err
+
+
+def test_greedy_with_sampling_options_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--greedy", "--top-p", "0.9"])
+    assert exit_info.value.code == 2
+    assert "--top-p has no effect with --greedy" in capsys.readouterr().err
