@@ -1,0 +1,241 @@
+"""
+Checkpoints: everything needed to continue a training run exactly, saved atomically and loaded safely.
+
+The one idea: a checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, nothing else. That
+restriction buys two things.
+
+* **Safety.** Such a file loads with ``torch.load(weights_only=True)``, which refuses to run code. A general
+  pickle can carry an object whose ``__reduce__`` calls any function on load; we never unpickle those.
+  So even the random-number-generator states, which Python and numpy hand out as tuples and arrays, are stored
+  here as lists, ints and tensors.
+* **Exact resume.** Model, optimizer (Adam's moment estimates), loss-scaler, iteration and the RNG states of
+  python, numpy, torch and CUDA together determine the rest of the run: restoring all of them makes "train N
+  steps" and "train k, stop, resume, train to N" produce the same bits on CPU.
+
+Writing is atomic: the dict goes to a temporary file in the same directory, is flushed to disk, and only then
+``os.replace``-d over the old checkpoint. A crash (or SIGKILL) mid-save leaves the previous checkpoint intact.
+
+    >>> save_checkpoint("out/last.pt", model=model, optimizer=optimizer, iter_num=100)
+    >>> ckpt = load_checkpoint("out/last.pt")
+    >>> restore_checkpoint(ckpt, model, optimizer)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "restore_checkpoint",
+    "capture_rng_state",
+    "restore_rng_state",
+    "unwrap_model",
+]
+
+FORMAT = "mingpt-checkpoint"
+VERSION = 1
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """
+    The user's module inside any wrappers: DistributedDataParallel keeps it as ``.module`` and torch.compile as
+    ``._orig_mod``. Saving the wrapper's state dict would prefix every key with ``module.`` or ``_orig_mod.``, and
+    the checkpoint would not load into a plain model, so we always save the unwrapped one.
+    """
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+# ---------------------------------------------------------------------------------------------- RNG state
+def capture_rng_state() -> dict:
+    """The state of every random number generator a training step may draw from, in weights_only-safe types."""
+    version, mt_state, gauss = random.getstate()  # (3, tuple of 625 ints, None or float)
+    np_state = np.random.get_state(legacy=False)  # {'bit_generator', 'state': {'key': uint32 array, 'pos'}, ...}
+    state = {
+        "python": {"version": version, "state": list(mt_state), "gauss": gauss},
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),  # a uint8 tensor
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # one uint8 tensor per GPU
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Put back the generators captured by `capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": nps["bit_generator"],
+            "state": {"key": nps["key"].numpy().astype(np.uint32), "pos": nps["pos"]},
+            "has_gauss": nps["has_gauss"],
+            "gauss": nps["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]][: torch.cuda.device_count()])
+
+
+# ---------------------------------------------------------------------------------------------- save
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any = None,
+    iter_num: int = 0,
+    config: dict | None = None,
+    metadata: dict | None = None,
+    rng: bool = True,
+) -> None:
+    """
+    Write a checkpoint atomically.
+
+    iter_num: the number of optimizer steps taken so far (the next step to run on resume); the learning-rate
+    schedule is a function of it, so it is also the schedule's position.
+    config: plain dicts, e.g. ``{"trainer": trainer_config.to_dict(), "model": model.config.to_dict()}``.
+    metadata: anything else worth recording (plain data only).
+    """
+    if not isinstance(iter_num, int) or iter_num < 0:
+        raise ValueError(f"iter_num must be a non-negative int, got {iter_num!r}")
+    raw = unwrap_model(model)
+    checkpoint = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": raw.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "iter_num": iter_num,
+        "rng": capture_rng_state() if rng else None,
+        "config": config or {},
+        "metadata": {"torch_version": str(torch.__version__),  # a str subclass that weights_only refuses
+                     "saved_at": time.time(), **(metadata or {})},
+    }
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # The temp file sits in the same directory so os.replace is a rename within one file system (atomic).
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- load
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """
+    Read a checkpoint written by `save_checkpoint`, refusing anything that is not plain data.
+
+    Raises FileNotFoundError if there is no file, ValueError if it is truncated, corrupt, not a mingpt checkpoint,
+    or carries pickled objects (which are never executed).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path!r}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            raise ValueError(
+                f"refusing to load {path!r}: it contains pickled Python objects, not just tensors and plain data, "
+                "and unpickling those can run arbitrary code. mingpt checkpoints never contain such objects; "
+                f"re-save the weights with mingpt.checkpoint.save_checkpoint. (torch said: {_first_line(e)})"
+            ) from None
+        raise ValueError(f"{path!r} is not a readable checkpoint (corrupt?): {_first_line(e)}") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{path!r} is not a readable checkpoint (truncated or corrupt?): {_first_line(e)}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a mingpt checkpoint (no format={FORMAT!r} marker)")
+    if checkpoint.get("version") != VERSION:
+        raise ValueError(f"{path!r} has checkpoint version {checkpoint.get('version')!r}; this mingpt reads {VERSION}")
+    return checkpoint
+
+
+def restore_checkpoint(
+    checkpoint: dict,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: Any = None,
+    rng: bool = True,
+) -> int:
+    """
+    Load a checkpoint's state into `model` (and optimizer, scaler, RNGs); returns its iter_num.
+    A checkpoint from a differently shaped model raises ValueError naming the mismatched config keys and tensors.
+    """
+    raw = unwrap_model(model)
+    _check_same_model(checkpoint, raw)
+    raw.load_state_dict(checkpoint["model"])
+    if optimizer is not None and checkpoint.get("optimizer") is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if scaler is not None and checkpoint.get("scaler") is not None:
+        scaler.load_state_dict(checkpoint["scaler"])
+    if rng and checkpoint.get("rng") is not None:
+        restore_rng_state(checkpoint["rng"])
+    return int(checkpoint["iter_num"])
+
+
+def _check_same_model(checkpoint: dict, model: nn.Module) -> None:
+    saved, current = checkpoint["model"], model.state_dict()
+    problems = [f"missing from checkpoint: {k}" for k in current if k not in saved]
+    problems += [f"unexpected in checkpoint: {k}" for k in saved if k not in current]
+    problems += [
+        f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in current.items()
+        if k in saved and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if not problems:
+        return
+    hint = ""
+    saved_cfg = (checkpoint.get("config") or {}).get("model")
+    model_cfg = getattr(model, "config", None)
+    if isinstance(saved_cfg, dict) and hasattr(model_cfg, "to_dict"):
+        model_cfg = model_cfg.to_dict()
+        diff = [
+            f"{k}={saved_cfg.get(k)!r} (model has {model_cfg.get(k)!r})"
+            for k in model_cfg
+            if saved_cfg.get(k) != model_cfg.get(k)
+        ]
+        if diff:
+            hint = "; the checkpoint was saved from a different model config: " + ", ".join(diff)
+    shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
+    raise ValueError(f"checkpoint does not fit this model ({shown}){hint}")
+
+
+def _first_line(e: BaseException) -> str:
+    """The informative line of a torch.load error (for pickles: the one naming the refused global)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    for line in lines:
+        if "Unsupported global" in line:
+            return line
+    return lines[0] if lines else type(e).__name__

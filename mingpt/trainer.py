@@ -1,0 +1,481 @@
+"""
+The training loop and its events. The Trainer knows nothing about GPT: it trains any ``nn.Module`` whose
+``forward(x, y)`` returns ``(output, loss)``, on any map-style Dataset of (x, y) pairs (or a fast `TokenStream`).
+
+The one idea: one optimizer step is a small, fixed recipe, and everything else hangs off named events.
+
+    for each step:  set the learning rate from the schedule
+                    for each of grad_accum_steps micro-batches: forward (under autocast), loss / accum, backward
+                    clip the gradient norm, optimizer step, zero the gradients
+                    -> on_batch_end; every eval_interval steps evaluate -> on_eval_end; save -> on_checkpoint
+
+Callbacks read plain attributes: ``iter_num`` (optimizer steps done), ``iter_dt`` (seconds for the last step,
+measured before any callback runs), ``loss`` (a detached tensor: ``trainer.loss.item()``), ``lr``,
+``tokens_per_sec``, ``val_loss``, ``model``, ``optimizer``, ``config``, ``device``, ``rank``, ``world_size``.
+
+Batches are a pure function of (seed, step) (see `mingpt.data.StepSampler`): resuming at step k needs no sampler
+state, and 2 processes x 8 examples see exactly the examples 1 process x 16 sees. The global batch per step is
+``batch_size * grad_accum_steps * world_size`` examples.
+
+Under ``torchrun --nproc_per_node=K`` (env RANK/WORLD_SIZE/LOCAL_RANK) the same code runs DistributedDataParallel:
+gloo on CPU, nccl on CUDA; only rank 0 saves checkpoints.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from mingpt.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint, unwrap_model
+from mingpt.config import CfgNode
+from mingpt.data import StepSampler, TokenStream
+from mingpt.utils import choose_device, set_seed
+
+__all__ = ["Trainer", "EVENTS", "Precision", "resolve_precision", "get_lr"]
+
+logger = logging.getLogger(__name__)
+
+EVENTS = ("on_train_start", "on_batch_end", "on_eval_end", "on_checkpoint", "on_train_end")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("constant", "cosine")
+
+
+# ---------------------------------------------------------------------------------------------- precision
+@dataclass(frozen=True)
+class Precision:
+    name: str  # 'fp32', 'bf16' or 'fp16'
+    autocast_dtype: torch.dtype | None  # None: no autocast, everything in float32
+    use_grad_scaler: bool  # fp16 gradients underflow without loss scaling; bf16 has float32's range
+
+
+def resolve_precision(precision: str, device: str | torch.device, cuda_bf16: bool | None = None) -> Precision:
+    """
+    What 'auto'/'fp32'/'bf16'/'fp16' means on this device. 'auto' is bf16 on CUDA GPUs that support it, fp16 with
+    a GradScaler on older GPUs, and plain fp32 on CPU and MPS. CPU and MPS never get a GradScaler (it is CUDA-only
+    here) or a dtype they cannot run. cuda_bf16 overrides the GPU capability check (for tests).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    kind = torch.device(device).type
+    if kind == "cuda" and precision in ("auto", "bf16"):
+        cuda_bf16 = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
+        if cuda_bf16:
+            return Precision("bf16", torch.bfloat16, False)
+        if precision == "bf16":
+            raise ValueError("this GPU does not support bfloat16; use precision='fp16' (with loss scaling) or 'fp32'")
+        precision = "fp16"
+    if precision == "fp16":
+        if kind != "cuda":
+            raise ValueError(f"precision='fp16' needs a CUDA GPU (loss scaling is CUDA-only), not {kind!r}; use 'fp32'")
+        return Precision("fp16", torch.float16, True)
+    if precision == "bf16":
+        if kind != "cpu":  # CPU autocast runs bf16 matmuls; MPS mixed precision is not supported here
+            raise ValueError(f"precision='bf16' is supported on CUDA and CPU, not {kind!r}; use 'fp32'")
+        return Precision("bf16", torch.bfloat16, False)
+    return Precision("fp32", None, False)  # 'fp32', or 'auto' on CPU/MPS
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+def get_lr(it: int, config: CfgNode) -> float:
+    """
+    The learning rate for step `it` (0-based). Both schedules warm up linearly over warmup_iters steps (large
+    early updates on random weights are unstable); 'cosine' then decays along half a cosine to min_lr by
+    lr_decay_iters (default max_iters) and stays there.
+    """
+    lr, warmup = config.learning_rate, config.warmup_iters
+    if it < warmup:
+        return lr * (it + 1) / (warmup + 1)
+    if config.lr_schedule == "constant":
+        return lr
+    min_lr = lr / 10 if config.min_lr is None else config.min_lr
+    decay_iters = config.lr_decay_iters or config.max_iters
+    if it >= decay_iters:
+        return min_lr
+    progress = (it - warmup) / max(1, decay_iters - warmup)  # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def _check_batch(batch: Any, name: str) -> None:
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, torch.Tensor) for t in batch)):
+        got = type(batch).__name__ + (f" of {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        raise TypeError(f"{name} items must be (x, y) pairs of tensors, but a batch came out as a {got}")
+    x, y = batch
+    if x.dim() < 2 or x.shape != y.shape:
+        raise ValueError(
+            f"{name} items must be x and y tensors of one shape, e.g. (T,) each, batched to (B, T); "
+            f"got a batch with x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+class Trainer:
+    """Train `model` on `train_dataset`; ``Trainer(config, model, train_dataset, val_dataset).run()``."""
+
+    EVENTS = EVENTS
+
+    @staticmethod
+    def get_default_config() -> CfgNode:
+        C = CfgNode()
+        C.device = "auto"  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
+        # 0 suits small machines: worker processes compete with the math for the cores. Measured with
+        # `bench/train.py --workers` (config S, map-style char data, 2 cores): 0 workers 2,695 tokens/s,
+        # 2 workers 2,373 tokens/s. Raise it when __getitem__ does real work (decoding, augmentation).
+        C.num_workers = 0
+        C.max_iters = None  # None trains until interrupted
+        C.batch_size = 64  # examples per process per micro-step
+        C.learning_rate = 3e-4
+        C.betas = (0.9, 0.95)
+        C.weight_decay = 0.1  # only applied to matmul weights by GPT.configure_optimizers
+        C.grad_norm_clip = 1.0  # 0 turns clipping off
+        C.lr_schedule = "constant"  # or 'cosine'
+        C.warmup_iters = 0
+        C.lr_decay_iters = None  # cosine horizon; None means max_iters
+        C.min_lr = None  # cosine floor; None means learning_rate / 10
+        C.grad_accum_steps = 1  # micro-batches per optimizer step
+        C.eval_interval = 0  # evaluate every this many steps (and at the end); 0 = never
+        C.eval_iters = 20  # batches averaged per evaluation
+        C.work_dir = None  # where last.pt / best.pt go; None = no checkpoints
+        C.checkpoint_interval = 0  # also save last.pt every this many steps; it is always saved at the end
+        C.save_best = True  # save best.pt whenever the validation loss improves
+        C.resume = None  # a checkpoint path, or 'auto' for work_dir/last.pt if it exists
+        C.precision = "auto"  # 'auto', 'fp32', 'bf16', 'fp16' (see resolve_precision)
+        C.compile = False  # torch.compile the model for training
+        C.seed = 1337  # seeds batches, and python/numpy/torch at the start (plus the rank under DDP)
+        return C
+
+    def __init__(self, config: CfgNode, model: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None = None,
+                 callbacks: tuple = ()):
+        self.config = C = self._resolve_config(config, val_dataset)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        for name, ds in (("train_dataset", train_dataset), ("val_dataset", val_dataset)):
+            if ds is None and name == "val_dataset":
+                continue
+            if not hasattr(ds, "__len__") or not hasattr(ds, "__getitem__"):
+                raise TypeError(f"{name} must be a map-style Dataset (with __len__ and __getitem__)")
+            if len(ds) == 0:
+                raise ValueError(f"{name} is empty: it has no examples to train or evaluate on")
+        self.train_dataset, self.val_dataset = train_dataset, val_dataset
+        self.callbacks: dict[str, list[Callable]] = {event: [] for event in EVENTS}
+        for callback in callbacks:
+            self.add_callback(callback)
+
+        # Processes: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them this is one process.
+        self.rank, self.local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.device = choose_device(C.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+            atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+        self.precision = resolve_precision(C.precision, self.device)
+
+        # The model, its optimizer, and the (possibly compiled, possibly DDP-wrapped) module that trains.
+        self.model = unwrap_model(model).to(self.device)  # what callbacks and checkpoints see
+        if hasattr(self.model, "configure_optimizers"):
+            self.optimizer = self.model.configure_optimizers(C)
+        else:  # generic fallback: decay matrices (>= 2-D), not biases or norm gains
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": C.weight_decay},
+                      {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+            self.optimizer = torch.optim.AdamW(groups, lr=C.learning_rate, betas=tuple(C.betas))
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
+        eval_model = model if hasattr(model, "_orig_mod") else self.model  # keep a model the caller compiled
+        if C.compile and not hasattr(eval_model, "_orig_mod"):
+            eval_model = torch.compile(self.model)
+        self._eval_model = eval_model
+        self._train_model = eval_model
+        if self.world_size > 1:  # gradients are averaged across processes during backward
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._train_model = nn.parallel.DistributedDataParallel(eval_model, device_ids=ids)
+
+        # State callbacks read.
+        self.iter_num, self.iter_dt, self.loss, self.lr = 0, 0.0, None, C.learning_rate
+        self.tokens_per_sec, self.grad_norm, self.val_loss, self.best_val_loss = 0.0, None, None, None
+        self.last_checkpoint_path, self.interrupted = None, False
+        if not self._resume():
+            set_seed(C.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def _resolve_config(cls, config: CfgNode, val_dataset) -> CfgNode:
+        """A private, checked copy: unknown keys raise KeyError, wrong types TypeError, bad values ValueError."""
+        if not isinstance(config, CfgNode):
+            raise TypeError(f"config must be a CfgNode (Trainer.get_default_config()), got {type(config).__name__}")
+        C = cls.get_default_config()
+        C.merge_from_dict(config.to_dict())
+
+        def positive_int(key, allow_zero=False, allow_none=False):
+            v = getattr(C, key)
+            if v is None and allow_none:
+                return
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
+                kind = "non-negative" if allow_zero else "positive"
+                raise ValueError(f"trainer.{key} must be a {kind} int, got {v!r}")
+
+        positive_int("max_iters", allow_none=True)
+        for key in ("batch_size", "grad_accum_steps", "eval_iters"):
+            positive_int(key)
+        for key in ("num_workers", "warmup_iters", "eval_interval", "checkpoint_interval", "seed"):
+            positive_int(key, allow_zero=True)
+        positive_int("lr_decay_iters", allow_none=True)
+        if not C.learning_rate > 0:
+            raise ValueError(f"trainer.learning_rate must be > 0, got {C.learning_rate!r}")
+        if C.min_lr is not None and not 0 <= C.min_lr <= C.learning_rate:
+            raise ValueError(f"trainer.min_lr must be in [0, learning_rate={C.learning_rate}], got {C.min_lr!r}")
+        if C.lr_schedule not in SCHEDULES:
+            raise ValueError(f"trainer.lr_schedule must be one of {SCHEDULES}, got {C.lr_schedule!r}")
+        if C.lr_schedule == "cosine" and C.max_iters is None and C.lr_decay_iters is None:
+            raise ValueError("the cosine schedule needs a horizon: set trainer.max_iters or trainer.lr_decay_iters")
+        if C.eval_interval and val_dataset is None:
+            raise ValueError("trainer.eval_interval is set but no val_dataset was given; pass one or set it to 0")
+        if C.precision not in PRECISIONS:
+            raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {C.precision!r}")
+        return C
+
+    # ------------------------------------------------------------------ events
+    def _check_event(self, event: str) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; valid events are {', '.join(EVENTS)}")
+
+    def add_callback(self, event: str | object, callback: Callable[["Trainer"], None] | None = None) -> None:
+        """``add_callback('on_batch_end', fn)`` with fn(trainer), or ``add_callback(obj)`` for an object whose
+        methods are named after events (``obj.on_batch_end(trainer)``)."""
+        if isinstance(event, str):
+            self._check_event(event)
+            if not callable(callback):
+                raise TypeError(f"callback for {event!r} must be callable, got {callback!r}")
+            self.callbacks[event].append(callback)
+            return
+        if callback is not None:
+            raise TypeError("pass either (event_name, function) or a single callback object")
+        names = [n for n in dir(event) if n.startswith("on_") and callable(getattr(event, n))]
+        for name in names:
+            self._check_event(name)  # a misspelt method would otherwise never fire
+        if not names:
+            raise TypeError(f"{type(event).__name__} has no event methods; define some of: {', '.join(EVENTS)}")
+        for name in names:
+            self.callbacks[name].append(getattr(event, name))
+
+    def set_callback(self, event: str, callback: Callable[["Trainer"], None]) -> None:
+        """Replace all callbacks of `event` with this one."""
+        self._check_event(event)
+        self.callbacks[event] = []
+        self.add_callback(event, callback)
+
+    def trigger_callbacks(self, event: str) -> None:
+        self._check_event(event)
+        for callback in self.callbacks[event]:
+            callback(self)
+
+    # ------------------------------------------------------------------ data
+    def _batches(self, dataset, stream: int, start: int, accum: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        C = self.config
+        indices = StepSampler(len(dataset), C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
+                              as_list=not isinstance(dataset, TokenStream))
+        pin = self.device.type == "cuda"
+        if isinstance(dataset, TokenStream):  # the fast path: one vectorised gather per batch, no DataLoader
+            for idx in indices:
+                x, y = dataset.get_batch(idx)
+                yield (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+            return
+        # Workers seed python/numpy/torch from this generator plus their worker id, so random augmentation
+        # differs between workers; seeding it per (rank, start step) keeps processes and resumes apart too.
+        worker_seed = int(np.random.default_rng([C.seed, 2, self.rank, start]).integers(2**62))
+        generator = torch.Generator().manual_seed(worker_seed)
+        yield from DataLoader(dataset, batch_sampler=indices, num_workers=C.num_workers, pin_memory=pin,
+                              generator=generator)
+
+    def _next_batch(self, batches: Iterator, name: str, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if not check:
+            x, y = next(batches)
+        else:  # the first batch: turn shape problems into messages about the data set, not deep stack traces
+            try:
+                batch = next(batches)
+            except RuntimeError as e:
+                raise ValueError(f"could not batch {name}: {e}; every item must have the same shape") from e
+            _check_batch(batch, name)
+            x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def _autocast(self):
+        if self.precision.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.precision.autocast_dtype)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        """Train until max_iters (call again after raising max_iters to continue). Ctrl-C saves and returns."""
+        C = self.config
+        batches = self._batches(self.train_dataset, stream=0, start=self.iter_num, accum=C.grad_accum_steps)
+        self._train_model.train()
+        if self.is_main_process:
+            logger.info("training on %s (%s), %d process(es), from step %d", self.device, self.precision.name,
+                        self.world_size, self.iter_num)
+        self.trigger_callbacks("on_train_start")
+        try:
+            first = True
+            while C.max_iters is None or self.iter_num < C.max_iters:
+                self._step(batches, check=first)
+                first = False
+                self.trigger_callbacks("on_batch_end")
+                last = self.iter_num == C.max_iters
+                if C.eval_interval and (self.iter_num % C.eval_interval == 0 or last):
+                    self.val_loss = self.evaluate()
+                    improved = self.best_val_loss is None or self.val_loss < self.best_val_loss
+                    self.best_val_loss = self.val_loss if improved else self.best_val_loss
+                    self.trigger_callbacks("on_eval_end")
+                    if improved and C.work_dir and C.save_best:
+                        self.save_checkpoint(os.path.join(C.work_dir, "best.pt"))
+                if C.work_dir and (last or (C.checkpoint_interval and self.iter_num % C.checkpoint_interval == 0)):
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            # Interrupted between steps, the state is exactly "iter_num steps done". Interrupted mid-step, the
+            # unfinished step's gradients are dropped (and its RNG draws are lost, so that resume is not bitwise).
+            self.interrupted = True
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.is_main_process:
+                logger.warning("interrupted at step %d%s", self.iter_num, "; saving a checkpoint" if C.work_dir else "")
+            if C.work_dir:
+                self.save_checkpoint()
+        finally:
+            batches.close()  # shuts down DataLoader workers
+        if self.world_size > 1 and not self.interrupted:
+            dist.barrier()  # leave together: no rank runs ahead (or exits) while rank 0 is still saving
+        self.trigger_callbacks("on_train_end")
+
+    def _step(self, batches: Iterator, check: bool = False) -> None:
+        """One optimizer step over grad_accum_steps micro-batches."""
+        C, accum = self.config, self.config.grad_accum_steps
+        t0 = time.perf_counter()
+        self.lr = get_lr(self.iter_num, C)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        loss_sum, tokens = 0.0, 0
+        for micro in range(accum):
+            x, y = self._next_batch(batches, "train_dataset", check=check and micro == 0)
+            # Under DDP, every backward all-reduces gradients; on all but the last micro-step that is wasted
+            # work, so no_sync() lets gradients accumulate locally and the last backward syncs the sum.
+            syncless = self.world_size > 1 and micro < accum - 1
+            sync = self._train_model.no_sync() if syncless else contextlib.nullcontext()
+            with sync:
+                with self._autocast():
+                    output = self._train_model(x, y)
+                if check and micro == 0 and not (isinstance(output, (tuple, list)) and len(output) == 2
+                                                 and isinstance(output[1], torch.Tensor)):
+                    raise TypeError("model(x, y) must return (output, loss) with loss a tensor")
+                loss = output[1]
+                # Each micro-batch loss is a mean over its own examples; dividing by accum makes the summed
+                # gradients equal to the gradient of the mean over all accum * batch_size examples.
+                scaled = loss / accum
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_sum = loss_sum + loss.detach()
+            tokens += x.numel()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        if C.grad_norm_clip > 0:
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), C.grad_norm_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)  # skips the step if any gradient overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss = loss_sum / accum
+        self.iter_num += 1
+        self.iter_dt = time.perf_counter() - t0  # before callbacks, so it is the step's own time
+        self.tokens_per_sec = tokens * self.world_size / max(self.iter_dt, 1e-9)
+
+    @torch.no_grad()
+    def evaluate(self, dataset: Dataset | None = None, iters: int | None = None) -> float:
+        """Mean loss over `iters` batches (default eval_iters) of `dataset` (default val_dataset); the same
+        batches every time, so successive evaluations are comparable. Averaged over processes under DDP."""
+        dataset = self.val_dataset if dataset is None else dataset
+        if dataset is None:
+            raise ValueError("evaluate() needs a dataset: pass one or give the Trainer a val_dataset")
+        iters = iters or self.config.eval_iters
+        model, was_training = self._eval_model, self._eval_model.training
+        model.eval()  # dropout off
+        batches = self._batches(dataset, stream=1, start=0, accum=1)
+        total = torch.zeros((), device=self.device)
+        try:
+            for i in range(iters):
+                x, y = self._next_batch(batches, "val_dataset", check=i == 0)
+                with self._autocast():
+                    total += model(x, y)[1].float()
+        finally:
+            batches.close()
+            model.train(was_training)
+        if self.world_size > 1:
+            dist.all_reduce(total)
+            total /= self.world_size
+        return (total / iters).item()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | None = None) -> str | None:
+        """Save everything needed to resume (rank 0 only; returns the path, or None on other ranks)."""
+        if not self.is_main_process:
+            return None
+        if path is None:
+            if not self.config.work_dir:
+                raise ValueError("no checkpoint path given and trainer.work_dir is not set")
+            path = os.path.join(self.config.work_dir, "last.pt")
+        model_config = getattr(self.model, "config", None)
+        save_checkpoint(
+            path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=self.iter_num,
+            config={"trainer": self.config.to_dict(),
+                    "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None},
+            metadata={"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "world_size": self.world_size},
+        )
+        self.last_checkpoint_path = path
+        self.trigger_callbacks("on_checkpoint")
+        return path
+
+    def _resume(self) -> bool:
+        """Restore from config.resume; True if a checkpoint was loaded."""
+        C, path = self.config, self.config.resume
+        if not path:
+            return False
+        if path == "auto":
+            if not C.work_dir:
+                raise ValueError("trainer.resume='auto' looks for work_dir/last.pt, but trainer.work_dir is not set")
+            path = os.path.join(C.work_dir, "last.pt")
+            if not os.path.isfile(path):
+                logger.info("no checkpoint at %s; starting from scratch", path)
+                return False
+        checkpoint = load_checkpoint(path)
+        # One process restores its RNG states exactly; under DDP each rank re-seeds from (seed, rank, step).
+        self.iter_num = restore_checkpoint(checkpoint, self.model, self.optimizer, self.scaler,
+                                           rng=self.world_size == 1)
+        if self.world_size > 1:
+            set_seed(int(np.random.default_rng([C.seed, 3, self.rank, self.iter_num]).integers(2**31)))
+        self.best_val_loss = checkpoint["metadata"].get("best_val_loss")
+        self.val_loss = checkpoint["metadata"].get("val_loss")
+        saved = checkpoint["config"].get("trainer") or {}
+        changed = [k for k, v in C.to_dict().items()
+                   if k not in ("max_iters", "resume", "work_dir", "device") and k in saved and saved[k] != v]
+        if changed and self.is_main_process:
+            logger.warning("resuming with changed trainer settings %s: the run will differ from an unbroken one",
+                           changed)
+        if self.is_main_process:
+            logger.info("resumed from %s at step %d", path, self.iter_num)
+        return True

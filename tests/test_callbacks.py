@@ -1,0 +1,108 @@
+"""Tests for mingpt/callbacks.py: progress line, MFU against the real device's peak, loss plot, NaN stop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import mingpt.callbacks as callbacks
+from mingpt.callbacks import (LossCurvePlot, ProgressLogger, StopOnNaN, device_peak_flops, estimate_mfu,
+                              peak_flops_for)
+from mingpt.data import TokenStream
+from mingpt.model import GPT
+from mingpt.trainer import Trainer
+
+
+def tiny_trainer(max_iters=4, **overrides) -> Trainer:
+    C = GPT.get_default_config()
+    C.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=9, block_size=8))
+    config = Trainer.get_default_config()
+    config.merge_from_dict(dict(device="cpu", max_iters=max_iters, batch_size=4, **overrides))
+    data = TokenStream(np.random.default_rng(0).integers(0, 9, 200), 8)
+    return Trainer(config, GPT(C), data, data if overrides.get("eval_interval") else None)
+
+
+def test_progress_logger_reports_loss_lr_throughput_eta_and_mfu(caplog):
+    t = tiny_trainer(eval_interval=4, eval_iters=1)
+    t.add_callback(ProgressLogger(interval=2, peak_flops=1e12))
+    with caplog.at_level(logging.INFO, logger="mingpt.callbacks"):
+        t.run()
+    lines = [r.getMessage() for r in caplog.records if r.name == "mingpt.callbacks"]
+    steps = [line for line in lines if "tok/s" in line]
+    assert [line.split(" |")[0] for line in steps] == ["step 2/4", "step 4/4"]
+    assert all(key in steps[0] for key in ("loss ", "lr ", "MFU ", "ETA "))
+    assert any("val loss" in line for line in lines)
+
+
+def test_progress_logger_omits_mfu_when_the_peak_is_unknown_and_can_use_tqdm(caplog):
+    t = tiny_trainer(max_iters=2)
+    logger = ProgressLogger(interval=1, use_tqdm=True)
+    t.add_callback(logger)
+    t.run()
+    assert logger.bar is None  # closed at the end
+    assert "MFU" not in logger.format(t) and "step 2/2" in logger.format(t)
+
+
+def test_peak_flops_table_and_mfu_use_the_actual_device(monkeypatch):
+    assert peak_flops_for("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops_for("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops_for("NVIDIA A100-SXM4-40GB") == 312e12
+    assert peak_flops_for("Some Future GPU") is None
+    assert device_peak_flops("cpu") is None and device_peak_flops("mps") is None
+    for name, peak in (("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA H100 80GB HBM3", 989e12), ("Mystery", None)):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
+        assert device_peak_flops("cuda") == peak
+    assert estimate_mfu(6e9, 50_000, 1e15) == pytest.approx(0.3)
+    assert estimate_mfu(6e9, 50_000, 1e15, n_devices=2) == pytest.approx(0.15)
+    assert estimate_mfu(6e9, 50_000, None) is None
+
+
+def test_progress_logger_takes_the_peak_of_the_trainers_device(monkeypatch):
+    monkeypatch.setattr(callbacks, "device_peak_flops", lambda device: {"cuda": 100e12}.get(str(device)))
+    model = types.SimpleNamespace(estimate_flops_per_token=lambda: 1e9)
+    fake = types.SimpleNamespace(iter_num=10, device="cuda", model=model,
+                                 config=types.SimpleNamespace(max_iters=20), is_main_process=True, world_size=1,
+                                 loss=torch.tensor(2.0), lr=1e-3, tokens_per_sec=25_000.0)
+    logger = ProgressLogger(interval=1)
+    logger.on_train_start(fake)
+    assert "MFU 25.0%" in logger.format(fake)  # 1e9 FLOPs/token * 25k tokens/s / 100e12
+    fake.device = "cpu"
+    logger.on_train_start(fake)
+    assert "MFU" not in logger.format(fake)
+
+
+def test_loss_curve_png_is_written(tmp_path):
+    t = tiny_trainer(eval_interval=2, eval_iters=1)
+    plot = LossCurvePlot(tmp_path / "plots" / "loss.png")
+    t.add_callback(plot)
+    t.run()
+    assert (tmp_path / "plots" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(plot.train) == 4 and len(plot.val) == 2
+
+
+def test_loss_curve_without_matplotlib_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        LossCurvePlot("loss.png")
+
+
+def test_stop_on_nan_raises_floating_point_error():
+    class Diverges(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x, y):
+            return None, self.w.sum() * float("nan")
+
+    config = Trainer.get_default_config()
+    config.merge_from_dict(dict(device="cpu", max_iters=5, batch_size=2))
+    t = Trainer(config, Diverges(), TokenStream(np.arange(50), 4), callbacks=[StopOnNaN()])
+    with pytest.raises(FloatingPointError, match="loss is nan at step 1"):
+        t.run()
