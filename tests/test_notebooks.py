@@ -1,0 +1,157 @@
+"""
+Every notebook in notebooks/, executed top to bottom by a real Jupyter kernel (nbclient + ipykernel), on CPU.
+
+Small settings reach the notebooks through environment variables, which the kernel inherits from this process:
+a tiny randomly initialised GPT-2 saved in Hugging Face layout stands in for the real one (same 50,257-token
+vocabulary, so GPT-2's tokenizer fits it), training runs are shortened, and nothing may touch the network.
+Each test checks a few printed results and that the figures were drawn, not only that no cell raised.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+import time
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO_ROOT / "notebooks"
+TIME_LIMIT_S = 120  # per notebook, start of the kernel included
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> pathlib.Path:
+    """A randomly initialised 2-layer GPT-2 in Hugging Face layout, built by transformers itself."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=128)
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    transformers.GPT2LMHeadModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
+def notebook_env(monkeypatch, tmp_path, data_dir, tiny_model_dir):
+    """Environment for the kernel: local data and model, short runs, a private cache, no network."""
+    settings = {
+        "MINGPT_DATA_DIR": str(data_dir),
+        "MINGPT_NOTEBOOK_MODEL": str(tiny_model_dir),
+        "MINGPT_NOTEBOOK_NEW_TOKENS": "12",
+        "MINGPT_DEMO_ITERS": "300",
+        "MINGPT_TOKENIZER_TRAIN_CHARS": "200000",
+        "MINGPT_TOKENIZER_MAX_VOCAB": "1024",
+        "MINGPT_INDUCTION_STEPS": "300",
+        "MINGPT_CACHE_DIR": str(tmp_path / "mingpt-cache"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "MINGPT_HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens there: any download attempt fails fast
+        # One thread per kernel: on 2 shared cores, torch's default of one thread per core made the training
+        # steps of these tiny models 20x slower whenever another process was busy.
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    return settings
+
+
+def execute(name: str) -> tuple[nbformat.NotebookNode, float]:
+    """Run notebooks/<name> in a fresh python3 kernel, in the notebooks folder; return it with its outputs."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    # One extra cell at the end tells us which python the kernel ran: it must be this environment's.
+    nb.cells.append(nbformat.v4.new_code_cell("import sys; print('kernel python:', sys.executable)"))
+    client = nbclient.NotebookClient(
+        nb, timeout=TIME_LIMIT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError, with the cell and traceback, if any cell fails
+    elapsed = time.perf_counter() - start
+    print(f"{name}: executed in {elapsed:.1f} s")
+    kernel_python = pathlib.Path(printed(nb).split("kernel python: ")[-1].strip())
+    assert kernel_python.resolve() == pathlib.Path(sys.executable).resolve(), "the kernel ran another python"
+    assert elapsed < TIME_LIMIT_S, f"{name} took {elapsed:.0f} s; the limit is {TIME_LIMIT_S} s"
+    return nb, elapsed
+
+
+def printed(nb) -> str:
+    """Everything the notebook printed (stdout streams and plain-text results), in order."""
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream" and output.name == "stdout":
+                parts.append(output.text)
+            elif "data" in output and "text/plain" in output.data:
+                parts.append(output.data["text/plain"] + "\n")
+    return "".join(parts)
+
+
+def count_outputs(nb, mime: str) -> int:
+    return sum(mime in output.get("data", {}) for cell in nb.cells for output in cell.get("outputs", []))
+
+
+def test_notebooks_are_stored_light():
+    """The repository keeps notebooks without outputs: small files and diffs that show only code changes."""
+    names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    assert names == ["demo.ipynb", "generate.ipynb", "inspect.ipynb", "tokenizer.ipynb"]
+    for name in names:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{name} is stored with outputs"
+    total = sum(p.stat().st_size for p in NOTEBOOKS.rglob("*") if p.is_file())
+    assert total < 1_000_000, f"notebooks/ holds {total:,} bytes; keep it under 1 MB"
+
+
+def test_demo_learns_to_sort(notebook_env):
+    nb, _ = execute("demo.ipynb")
+    text = printed(nb)
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)%", text).group(1))
+    assert accuracy >= 90.0, f"after {notebook_env['MINGPT_DEMO_ITERS']} steps the demo sorted only {accuracy}%"
+    assert re.search(r"\[[\d, ]+\] -> \[[\d, ]+\]  (ok|WRONG)", text)  # the worked examples
+    assert count_outputs(nb, "image/png") == 1  # the loss curve
+
+
+def test_generate_matches_transformers(notebook_env):
+    nb, _ = execute("generate.ipynb")
+    text = printed(nb)
+    assert "same seed, same text: True" in text
+    assert "another seed, another text: True" in text
+    assert "stream equals generate: True" in text
+    assert "greedy continuations identical: True" in text
+    assert float(re.search(r"max \|logit difference\|: (\S+)", text).group(1)) < 1e-4
+    assert count_outputs(nb, "image/png") == 1  # the sampling-settings figure
+
+
+def test_tokenizer_trains_and_compresses(notebook_env):
+    nb, _ = execute("tokenizer.ipynb")
+    text = printed(nb)
+    assert "Hello| world|!|" in text  # GPT-2's token boundaries
+    assert count_outputs(nb, "text/html") == 1  # the coloured token boxes
+    assert "merges from 180,000 characters" in text  # 90% of MINGPT_TOKENIZER_TRAIN_CHARS
+    ratios = [float(r) for r in re.findall(r"vocab +\d+: ([\d.]+) bytes per token", text)]
+    assert ratios[0] == 1.0 and ratios == sorted(ratios) and ratios[-1] > 2.0  # more merges, more compression
+    assert "round trip: True" in text
+    assert count_outputs(nb, "image/png") == 1  # compression vs. vocabulary size
+
+
+def test_inspect_probes_the_model_and_scores_induction_heads(notebook_env):
+    nb, _ = execute("inspect.ipynb")
+    text = printed(nb)
+    assert "transformer.h.0.attn.c_attn" in text  # the model summary
+    assert "final-layer lens equals the logits: True" in text
+    assert re.search(r"^ +1 +\d+ +[\d.]+% ", text, re.MULTILINE)  # the top next-token table
+    # The induction model is trained for only a few steps here, so we check that it was scored, not its score.
+    assert re.search(r"best prefix-matching head: layer \d+ head \d+, score [\d.]+", text)
+    assert len(re.findall(r"layer \d+ head \d+: prefix-matching score [\d.]+", text)) == 3  # GPT-2's top heads
+    # attention of the first and last layer, entropy, residual norms, logit lens, induction patterns
+    assert count_outputs(nb, "image/png") == 6
