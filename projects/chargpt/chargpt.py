@@ -1,0 +1,243 @@
+"""
+A character-level GPT: read a text file, learn to continue it one character at a time, then write more of it.
+
+The one idea: a language model needs no tokenizer to start with. Every distinct character is a token (65 for
+Tiny Shakespeare), the text is one long stream of ids, and training example i is the window of block_size + 1
+characters starting at i: the model learns to predict each character from the ones before it.
+
+    python projects/chargpt/chargpt.py                                  # Tiny Shakespeare (downloaded once)
+    python projects/chargpt/chargpt.py --data.path=my.txt               # any UTF-8 text file
+    python projects/chargpt/chargpt.py --trainer.resume=auto --trainer.max_iters=4000   # continue a run
+    python projects/chargpt/chargpt.py sample --sample.prompt="ROMEO:"  # write from the best checkpoint
+
+Outputs in system.work_dir: config.json, vocab.json, best.pt (lowest validation loss) and last.pt (for resuming),
+loss.png (the loss curve) and sample.txt. Presets: the defaults are the CPU preset (a few minutes' budget);
+``--system.preset=gpu`` selects the classic 6-layer, 384-wide, block-256 model (see the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import torch
+
+from mingpt.callbacks import LossCurvePlot
+from mingpt.checkpoint import load_checkpoint
+from mingpt.config import CfgNode
+from mingpt.data import CharDataset, CharVocab
+from mingpt.download import DownloadError, cached_download
+from mingpt.model import GPT
+from mingpt.trainer import Trainer
+from mingpt.utils import choose_device, set_seed, setup_logging
+
+logger = logging.getLogger("mingpt.projects.chargpt")
+
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+MODES = ("train", "sample")
+
+
+# ----------------------------------------------------------------------------------------------- config
+def get_config() -> CfgNode:
+    C = CfgNode()
+
+    C.system = CfgNode()
+    C.system.mode = "train"  # 'train' or 'sample' (also accepted as the first word: `chargpt.py sample ...`)
+    C.system.preset = "cpu"  # 'cpu' (the defaults below) or 'gpu' (6 layers x 384, block 256; see apply_preset)
+    C.system.seed = 3407
+    C.system.work_dir = "./out/chargpt"
+    C.system.num_threads = 0  # CPU threads for torch; 0 = torch's default
+    C.system.max_seconds = 0.0  # stop training after this much wall time (0 = no limit); evaluation still runs
+
+    C.data = CfgNode()
+    C.data.path = None  # a UTF-8 text file; None = Tiny Shakespeare, downloaded into the mingpt cache
+    C.data.url = TINY_SHAKESPEARE_URL  # where Tiny Shakespeare is downloaded from when data.path is None
+    C.data.val_fraction = 0.1  # the last 10% of the text is the validation set
+
+    C.model = GPT.get_default_config()
+    C.model.model_type = None
+    C.model.n_layer, C.model.n_head, C.model.n_embd = 4, 4, 128
+    C.model.block_size = 64
+    C.model.embd_pdrop = C.model.resid_pdrop = C.model.attn_pdrop = 0.0  # too few steps on CPU to overfit
+
+    C.trainer = Trainer.get_default_config()
+    C.trainer.max_iters = 1200
+    C.trainer.batch_size = 32
+    C.trainer.learning_rate = 2e-3
+    C.trainer.lr_schedule = "cosine"
+    C.trainer.warmup_iters = 50
+    C.trainer.eval_interval = 200
+    C.trainer.eval_iters = 20
+    C.trainer.weight_decay = 0.1
+
+    C.sample = CfgNode()
+    C.sample.prompt = "\n"  # the text to continue
+    C.sample.max_new_tokens = 500
+    C.sample.temperature = 0.8
+    C.sample.top_k = 0  # 0 = no top-k filtering
+    C.sample.checkpoint = None  # None = work_dir/best.pt
+    return C
+
+
+def apply_preset(config: CfgNode, overrides: list[str]) -> None:
+    """The GPU preset: nanoGPT's Shakespeare model. Set before the command-line overrides, which win."""
+    if config.system.preset == "gpu":
+        gpu = dict(model=dict(n_layer=6, n_head=6, n_embd=384, block_size=256, embd_pdrop=0.2, resid_pdrop=0.2,
+                              attn_pdrop=0.2),
+                   trainer=dict(batch_size=64, learning_rate=1e-3, max_iters=5000, warmup_iters=100,
+                                eval_interval=250, eval_iters=200, min_lr=1e-4))
+        config.merge_from_dict(gpu)
+        config.merge_from_args(overrides)  # the user's values win over the preset's
+    elif config.system.preset != "cpu":
+        raise ValueError(f"system.preset must be 'cpu' or 'gpu', got {config.system.preset!r}")
+
+
+# ----------------------------------------------------------------------------------------------- data
+def read_text(path: str | None, url: str = TINY_SHAKESPEARE_URL) -> str:
+    """The training text: a local file, or Tiny Shakespeare from the cache (downloaded from `url` on first use)."""
+    if path is None:
+        # The checksum makes a mirror safe to use: a file with other contents is refused, never cached.
+        path = cached_download(url, "tinyshakespeare/input.txt", sha256=TINY_SHAKESPEARE_SHA256)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no text file at {os.fspath(path)!r}; pass --data.path=<a UTF-8 text file>")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{os.fspath(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return text
+
+
+def split_text(text: str, val_fraction: float, block_size: int) -> tuple[CharVocab, CharDataset, CharDataset]:
+    """One vocabulary over the whole text, then the first (1 - val_fraction) for training, the rest for validation."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}")
+    n_val = int(len(text) * val_fraction)
+    if min(n_val, len(text) - n_val) <= block_size:
+        raise ValueError(f"the text ({len(text)} characters) is too short: both splits need more than "
+                         f"block_size={block_size} characters")
+    vocab = CharVocab.from_text(text)
+    train = CharDataset(text[:-n_val], block_size, vocab)
+    val = CharDataset(text[-n_val:], block_size, vocab)
+    return vocab, train, val
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+def sample_text(model: GPT, vocab: CharVocab, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
+                seed: int) -> str:
+    """Continue `prompt` by max_new_tokens characters, sampling (seeded, so repeatable)."""
+    device = next(model.parameters()).device
+    idx = torch.tensor([vocab.encode(prompt)], dtype=torch.long, device=device)[:, -model.config.block_size:]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = model.generate(idx, max_new_tokens, temperature=temperature, do_sample=True, top_k=top_k or None,
+                         generator=generator)
+    return prompt + vocab.decode(out[0, idx.size(1):])
+
+
+def run_sample(config: CfgNode) -> None:
+    """Load a checkpoint and its vocabulary from work_dir and print a continuation of sample.prompt."""
+    work_dir = config.system.work_dir
+    path = config.sample.checkpoint or os.path.join(work_dir, "best.pt")
+    vocab_path = os.path.join(work_dir, "vocab.json")
+    for p, what in ((path, "checkpoint"), (vocab_path, "vocabulary")):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"no {what} at {p!r}; train first (chargpt.py --system.work_dir={work_dir})")
+    vocab = CharVocab.load(vocab_path)
+    checkpoint = load_checkpoint(path)
+    model = GPT(CfgNode.from_dict(checkpoint["config"]["model"]))
+    model.load_state_dict(checkpoint["model"])
+    model.to(choose_device(config.trainer.device))
+    s = config.sample
+    print(sample_text(model, vocab, s.prompt, s.max_new_tokens, s.temperature, s.top_k, config.system.seed))
+
+
+# ----------------------------------------------------------------------------------------------- training
+class TimeLimit:
+    """Stop training after `seconds` of wall time: lowering max_iters to "now" makes this step the last one,
+    so the Trainer still evaluates and saves as at any normal end."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_train_start(self, trainer) -> None:
+        self.start = time.perf_counter()
+
+    def on_batch_end(self, trainer) -> None:
+        if self.seconds and time.perf_counter() - self.start > self.seconds:
+            logger.info("time limit of %.0f s reached at step %d", self.seconds, trainer.iter_num)
+            trainer.config.max_iters = trainer.iter_num
+
+
+def run_train(config: CfgNode, text: str) -> None:
+    vocab, train_set, val_set = split_text(text, config.data.val_fraction, config.model.block_size)
+    config.model.vocab_size = len(vocab)
+    config.trainer.work_dir = config.system.work_dir  # checkpoints beside config.json
+    work_dir = setup_logging(config)
+    vocab.save(os.path.join(work_dir, "vocab.json"))
+    set_seed(config.system.seed)
+
+    model = GPT(config.model)
+    trainer = Trainer(config.trainer, model, train_set, val_set)
+    trainer.add_callback(LossCurvePlot(os.path.join(work_dir, "loss.png")))
+    trainer.add_callback(TimeLimit(config.system.max_seconds))
+
+    def log(trainer):
+        if trainer.iter_num % 50 == 0:
+            logger.info("step %d | loss %.4f | lr %.2e | %.0f ms/step", trainer.iter_num, trainer.loss.item(),
+                        trainer.lr, 1000 * trainer.iter_dt)
+
+    def log_eval(trainer):
+        logger.info("step %d | val loss %.4f (best %.4f) | %.0f s", trainer.iter_num, trainer.val_loss,
+                    trainer.best_val_loss, time.perf_counter() - t0)
+
+    trainer.add_callback("on_batch_end", log)
+    trainer.add_callback("on_eval_end", log_eval)
+    t0 = time.perf_counter()
+    trainer.run()
+    seconds = time.perf_counter() - t0
+
+    sample = sample_text(model, vocab, config.sample.prompt, config.sample.max_new_tokens, config.sample.temperature,
+                         config.sample.top_k, config.system.seed)
+    with open(os.path.join(work_dir, "sample.txt"), "w", encoding="utf-8") as f:
+        f.write(sample)
+    print(sample)
+    if trainer.val_loss is None:
+        print(f"trained {trainer.iter_num} iters in {seconds:.1f} s (no evaluation: trainer.eval_interval=0)")
+    else:
+        print(f"val loss {trainer.val_loss:.4f} (best {trainer.best_val_loss:.4f}) after {trainer.iter_num} iters, "
+              f"{seconds:.1f} s")
+
+
+# ----------------------------------------------------------------------------------------------- main
+def fail(message: str) -> None:
+    """Bad input ends the program with one clear line on stderr, not a traceback."""
+    print(f"chargpt: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    argv = list(argv)
+    config = get_config()
+    try:
+        if argv and argv[0] in MODES:  # `chargpt.py sample --sample.prompt=...`
+            config.system.mode = argv.pop(0)
+        config.merge_from_args(argv)
+        apply_preset(config, argv)
+        if config.system.mode not in MODES:
+            raise ValueError(f"system.mode must be one of {MODES}, got {config.system.mode!r}")
+        if config.system.num_threads > 0:
+            torch.set_num_threads(config.system.num_threads)
+        if config.system.mode == "sample":
+            run_sample(config)
+            return
+        text = read_text(config.data.path, config.data.url)
+    except (KeyError, TypeError, ValueError, FileNotFoundError, DownloadError) as e:
+        fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
+    run_train(config, text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

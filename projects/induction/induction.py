@@ -1,0 +1,316 @@
+"""
+Watch induction heads form: a 2-layer attention-only transformer learns to copy repeated random tokens.
+
+The one idea: to continue ``... A B ... A`` with ``B``, a transformer needs two heads working in sequence
+(Olsson et al., "In-context Learning and Induction Heads", 2022):
+
+1. a *previous-token head* (layer 0) writes "the token before me was A" into each position's residual stream;
+2. an *induction head* (layer 1) at the second ``A`` searches for a position whose previous token was ``A``
+   (query: "I am A"; key: "my previous token was A"), finds the first ``B``, and copies it out.
+
+One layer cannot do this (a head can match on a token or a position, not on its neighbour's token), so it is the
+simplest circuit that needs composition between layers, and it is the mechanism behind in-context copying.
+
+The data are random tokens, so nothing can be predicted the first time round; then a segment is repeated, and
+the repeat is perfectly predictable by copying. A training sequence is a random segment of length L repeated
+until the context is full, and L varies between sequences, so "attend L positions back" does not work: the model
+has to find the earlier occurrence by *content*, which is induction.
+
+We measure each head's **prefix-matching score**: on sequences where a segment of L distinct tokens is shown
+exactly twice, the mean attention that a token in the second copy pays to the token right *after* its previous
+occurrence (position ``t - L + 1``). An induction head scores near 1; a random head about 1/t. We also report
+the loss on the first copy (random: it stays at ln(vocab_size)) and on the repeat, which drops towards 0.
+(See the README for what this run actually produces: the model learns to copy, but so far without sharp
+induction heads.)
+
+    python projects/induction/induction.py          # about 1-2 minutes on 2 CPU cores; writes out/induction/
+
+Reusable from a notebook:
+
+    from projects.induction.induction import get_config, train_induction_model, prefix_matching_scores
+    model = train_induction_model(get_config())
+    scores = prefix_matching_scores(model)           # (n_layer, n_head)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from mingpt.config import CfgNode
+from mingpt.model import IGNORE_INDEX, CausalSelfAttention
+from mingpt.trainer import Trainer
+from mingpt.utils import set_seed, setup_logging
+
+logger = logging.getLogger("mingpt.projects.induction")
+
+
+# ----------------------------------------------------------------------------------------------- config
+def get_config() -> CfgNode:
+    C = CfgNode()
+
+    C.system = CfgNode()
+    C.system.seed = 1337
+    C.system.work_dir = "./out/induction"
+    C.system.num_threads = 1  # tiny matmuls: one CPU thread is fastest (0 = torch's default)
+    C.system.eval_sequences = 200  # sequences used to measure the scores
+
+    C.data = CfgNode()
+    # The repeated segment's length is drawn from [min_repeat, max_repeat].
+    C.data.min_repeat = 4
+    C.data.max_repeat = 10  # at most block_size // 2; evaluation shows a segment of this length twice
+
+    C.model = CfgNode()
+    C.model.n_layer = 2
+    C.model.n_head = 4
+    C.model.n_embd = 64
+    C.model.vocab_size = 64
+    C.model.block_size = 48
+    # CausalSelfAttention reads these too.
+    C.model.attention = "sdpa"  # probing switches to the explicit path on its own
+    C.model.attn_pdrop = 0.0
+    C.model.resid_pdrop = 0.0
+    C.model.bias = True
+
+    C.trainer = Trainer.get_default_config()
+    C.trainer.max_iters = 4000
+    C.trainer.batch_size = 64
+    C.trainer.learning_rate = 1e-3
+    C.trainer.warmup_iters = 50
+    C.trainer.weight_decay = 0.0
+    return C
+
+
+# ----------------------------------------------------------------------------------------------- model
+class AttentionOnlyBlock(nn.Module):
+    """A transformer block with the MLP removed: x = x + attention(LayerNorm(x)). All the model can do is move
+    information between positions, which makes its heads easy to read."""
+
+    def __init__(self, config: CfgNode, layer_idx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer_idx)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(self.ln_1(x))
+
+
+class AttentionOnlyTransformer(nn.Module):
+    """Token + position embeddings, `n_layer` attention-only blocks, a final LayerNorm and an unembedding."""
+
+    def __init__(self, config: CfgNode):
+        super().__init__()
+        if config.n_embd % config.n_head:
+            raise ValueError(f"model.n_embd ({config.n_embd}) must be divisible by model.n_head ({config.n_head})")
+        self.config = config.copy()
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.h = nn.ModuleList([AttentionOnlyBlock(config, i) for i in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        for module in self.modules():  # GPT-2's initialisation
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+
+# ----------------------------------------------------------------------------------------------- data
+class RepeatedTokens(Dataset):
+    """
+    Sequence i: a segment of L random tokens (L random too), repeated to fill block_size + 1 positions
+    (``s s s s...``). Drawn from an RNG seeded by (seed, i): the data set is infinite and costs nothing to store.
+    """
+
+    def __init__(self, vocab_size: int, block_size: int, min_repeat: int, max_repeat: int, seed: int,
+                 length: int = 10**9):
+        if not 1 <= max_repeat <= block_size // 2:
+            raise ValueError(f"data.max_repeat must be in [1, block_size // 2 = {block_size // 2}], got {max_repeat}")
+        if not 1 <= min_repeat <= max_repeat:
+            raise ValueError(f"data.min_repeat must be in [1, data.max_repeat = {max_repeat}], got {min_repeat}")
+        self.vocab_size, self.block_size, self.min_repeat, self.max_repeat, self.seed, self.length = (
+            vocab_size, block_size, min_repeat, max_repeat, seed, length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(i)])
+        L = int(rng.integers(self.min_repeat, self.max_repeat + 1))
+        segment = rng.integers(0, self.vocab_size, size=L)
+        seq = torch.from_numpy(np.resize(segment, self.block_size + 1))  # the segment, tiled
+        return seq[:-1], seq[1:]
+
+
+def repeated_batch(n: int, L: int, vocab_size: int, seed: int) -> torch.Tensor:
+    """(n, 2L) evaluation sequences: L *distinct* random tokens, twice, so every token has one earlier occurrence."""
+    rng = np.random.default_rng(seed)
+    segments = np.stack([rng.permutation(vocab_size)[:L] for _ in range(n)])  # (n, L)
+    return torch.from_numpy(np.concatenate([segments, segments], axis=1))
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+@torch.no_grad()
+def attention_patterns(model: AttentionOnlyTransformer, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the model, capturing every head's attention: (logits (B, T, V), attention (n_layer, B, nh, T, T))."""
+    sinks = []
+    for block in model.h:
+        block.attn.attention_sink = []  # makes the layer take the explicit path and record its softmax
+        sinks.append(block.attn.attention_sink)
+    was_training = model.training
+    model.eval()
+    try:
+        logits, _ = model(idx)
+    finally:
+        for block in model.h:
+            block.attn.attention_sink = None
+        model.train(was_training)
+    return logits, torch.stack([sink[0] for sink in sinks])
+
+
+@torch.no_grad()
+def prefix_matching_scores(model: AttentionOnlyTransformer, L: int = 10, n_sequences: int = 200,
+                           seed: int = 0) -> torch.Tensor:
+    """
+    (n_layer, n_head) prefix-matching scores: for a segment of L distinct tokens shown twice, the mean attention
+    from each position t of the repeat to position t - L + 1, the token after t's previous occurrence.
+    """
+    return induction_report(model, L, n_sequences, seed)["prefix_matching"]
+
+
+@torch.no_grad()
+def induction_report(model: AttentionOnlyTransformer, L: int = 10, n_sequences: int = 200, seed: int = 0) -> dict:
+    """Prefix-matching and previous-token scores per head, and the loss on the first copy and on the repeat."""
+    if not 2 <= L <= min(model.config.vocab_size, (model.config.block_size + 1) // 2):
+        raise ValueError(f"L must be in [2, min(vocab_size, (block_size + 1) // 2)], got {L}")
+    device = next(model.parameters()).device
+    seqs = repeated_batch(n_sequences, L, model.config.vocab_size, seed).to(device)  # (B, 2L)
+    x, y = seqs[:, :-1], seqs[:, 1:]  # (B, T), T = 2L - 1
+    logits, att = attention_patterns(model, x)  # att: (n_layer, B, nh, T, T)
+    t = torch.arange(L, x.size(1), device=device)  # query positions in the repeat (x[t] = x[t - L])
+    prefix = att[:, :, :, t, t - L + 1].mean(dim=(1, 3))  # (n_layer, nh): attention to "the token after me, last time"
+    q = torch.arange(1, 2 * L - 1, device=device)
+    previous = att[:, :, :, q, q - 1].mean(dim=(1, 3))  # (n_layer, nh): attention to the immediately previous token
+    losses = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T): loss predicting y[t]
+    # y[t] = x[t+1]: positions 0..L-2 predict the first copy (random tokens); from L on, the repeat (the
+    # repeat's first token, predicted at L-1, cannot be known to repeat yet, so it is in neither group).
+    return dict(
+        prefix_matching=prefix.cpu(),
+        previous_token=previous.cpu(),
+        loss_first_half=losses[:, : L - 1].mean().item(),
+        loss_repeated_half=losses[:, L:].mean().item(),
+        example=x[0].cpu(),
+        attention=att[:, 0].cpu(),  # (n_layer, nh, T, T) for one sequence, for plotting
+    )
+
+
+def plot_attention(report: dict, path: str) -> None:
+    """One panel per head (rows: layers) showing its attention on one repeated sequence; saves a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    att, scores = report["attention"], report["prefix_matching"]
+    n_layer, n_head = scores.shape
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(2.2 * n_head, 2.4 * n_layer), squeeze=False)
+    for layer in range(n_layer):
+        for head in range(n_head):
+            ax = axes[layer][head]
+            ax.imshow(att[layer, head].numpy(), cmap="viridis", vmin=0, vmax=1)
+            ax.set_title(f"L{layer}H{head} prefix {scores[layer, head]:.2f}\nprev-token "
+                         f"{report['previous_token'][layer, head]:.2f}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("attention (query row, key column) on a segment shown twice", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------- training
+def train_induction_model(config: CfgNode) -> AttentionOnlyTransformer:
+    """Train the attention-only model on repeated random tokens as `config` (from get_config()) says."""
+    set_seed(config.system.seed)
+    if config.system.num_threads > 0:
+        torch.set_num_threads(config.system.num_threads)
+    m = config.model
+    d = config.data
+    train_set = RepeatedTokens(m.vocab_size, m.block_size, d.min_repeat, d.max_repeat, config.system.seed)
+    model = AttentionOnlyTransformer(m)
+    trainer = Trainer(config.trainer, model, train_set)
+
+    def log(trainer):
+        if trainer.iter_num % 250 == 0:
+            logger.info("step %d | loss %.4f", trainer.iter_num, trainer.loss.item())
+
+    trainer.add_callback("on_batch_end", log)
+    trainer.run()
+    return model
+
+
+def fail(message: str) -> None:
+    """Bad input ends the program with one clear line on stderr, not a traceback."""
+    print(f"induction: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    config = get_config()
+    try:
+        config.merge_from_args(argv)
+        m = config.model
+        RepeatedTokens(m.vocab_size, m.block_size, config.data.min_repeat, config.data.max_repeat, 0)  # checks
+        if config.data.max_repeat > m.vocab_size:
+            raise ValueError(f"model.vocab_size ({m.vocab_size}) must be at least data.max_repeat "
+                             f"({config.data.max_repeat}) so an evaluation segment can hold distinct tokens")
+    except (KeyError, TypeError, ValueError) as e:
+        fail(e.args[0] if e.args else str(e))
+    config.trainer.work_dir = config.system.work_dir  # the Trainer writes last.pt there
+    work_dir = setup_logging(config)
+
+    t0 = time.perf_counter()
+    model = train_induction_model(config)
+    seconds = time.perf_counter() - t0
+    report = induction_report(model, config.data.max_repeat, config.system.eval_sequences, seed=config.system.seed + 1)
+    scores = report["prefix_matching"]
+    best = int(scores.argmax())
+    layer, head = divmod(best, scores.shape[1])
+    plot_attention(report, os.path.join(work_dir, "induction.png"))
+    summary = dict(
+        prefix_matching=scores.tolist(), previous_token=report["previous_token"].tolist(),
+        best_head=[layer, head], best_score=scores[layer, head].item(),
+        loss_first_half=report["loss_first_half"], loss_repeated_half=report["loss_repeated_half"],
+        train_seconds=seconds,
+    )
+    with open(os.path.join(work_dir, "scores.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+    for i, row in enumerate(scores.tolist()):
+        print(f"layer {i} prefix-matching scores: " + " ".join(f"{s:.2f}" for s in row))
+    print(f"loss on the random first copy {report['loss_first_half']:.3f} "
+          f"(ln V = {np.log(config.model.vocab_size):.3f}), "
+          f"on the repeat {report['loss_repeated_half']:.3f}")
+    print(f"best induction head: layer {layer} head {head}, prefix-matching score {scores[layer, head]:.3f}, "
+          f"after {config.trainer.max_iters} iters, {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,213 @@
+"""
+End-to-end smoke tests of projects/: each project runs through its real entry point (a subprocess, as a user
+would run it) for a few iterations with tiny settings, and we check what it wrote and printed. Bad input must
+end with one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+PROJECTS = REPO_ROOT / "projects"
+
+
+def run_project(name: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run projects/<name>/<name>.py from the repository root, as the READMEs do."""
+    script = PROJECTS / name / f"{name}.py"
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run([sys.executable, str(script), *args], cwd=REPO_ROOT, env=full_env, capture_output=True,
+                            text=True, timeout=180)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} exited with {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+def load_project(name: str):
+    """Import a project's entry point as a module (projects are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"project_{name}", PROJECTS / name / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ adder
+def test_adder_encoding_and_held_out_test_set():
+    adder = load_project("adder")
+    assert adder.encode_problem(85, 50, 2) == [8, 5, 5, 0, 5, 3, 1]  # 85 + 50 = 135, answer reversed
+    x, y = adder.make_example(85, 50, 2)
+    assert x.tolist() == [8, 5, 5, 0, 5, 3] and y.tolist() == [-1, -1, -1, 5, 3, 1]  # loss on the answer only
+    problems = adder.AdditionProblems(ndigit=1, test_size=20, seed=0)
+    train = adder.AdditionTrainSet(problems)
+    assert len(train) == 100
+    seen = {tuple(train[i][0][:2].tolist()) for i in range(len(train))}
+    test = {problems.operands(i) for i in problems.test_indices}
+    assert len(test) == 20 and not seen & test  # no test problem is ever a training example
+    assert len(seen) == 80  # and every other problem is
+
+
+def test_adder_runs_and_reports(tmp_path):
+    work_dir = tmp_path / "adder"
+    result = run_project(
+        "adder", f"--system.work_dir={work_dir}", "--data.ndigit=1", "--data.test_size=20",
+        "--trainer.max_iters=20", "--system.eval_interval=10", "--model.n_layer=1", "--model.n_head=2",
+        "--model.n_embd=32", "--system.eval_train_size=50",
+    )
+    line = result.stdout.strip().splitlines()[-1]
+    assert re.match(r"ndigit=1: test accuracy \d+\.\d\d% \(\d+/20\) after 20 iters, [\d.]+ s", line), line
+    config = json.loads((work_dir / "config.json").read_text())
+    assert config["data"]["ndigit"] == 1 and config["trainer"]["max_iters"] == 20
+    assert (work_dir / "best.pt").is_file() and (work_dir / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--data.ndigit=10"], ["data.ndigit", "1 to 9", "10"]),
+    (["--trainer.batchsize=3"], ["trainer.batchsize", "trainer.batch_size"]),
+    (["--data.ndigit=two"], ["data.ndigit", "int"]),
+])
+def test_adder_bad_input_is_one_line(tmp_path, args, fragments):
+    result = run_project("adder", f"--system.work_dir={tmp_path}", *args, check=False)
+    assert_clean_error(result, *fragments)
+    assert not (tmp_path / "config.json").exists()  # nothing was started
+
+
+# ------------------------------------------------------------------------------------------------ chargpt
+CHARGPT_TINY = ["--model.n_layer=1", "--model.n_head=2", "--model.n_embd=32", "--model.block_size=16",
+                "--trainer.batch_size=8", "--trainer.eval_interval=5", "--trainer.eval_iters=2",
+                "--sample.max_new_tokens=20", "--trainer.warmup_iters=0"]
+
+
+def test_chargpt_trains_samples_and_resumes(tmp_path, data_dir):
+    work_dir = tmp_path / "chargpt"
+    text = data_dir / "tinyshakespeare" / "input.txt"
+    common = [f"--system.work_dir={work_dir}", f"--data.path={text}", *CHARGPT_TINY]
+    result = run_project("chargpt", *common, "--trainer.max_iters=10")
+    assert re.search(r"val loss \d+\.\d{4} \(best \d+\.\d{4}\) after 10 iters", result.stdout), result.stdout
+    for name in ("config.json", "args.txt", "vocab.json", "best.pt", "last.pt", "loss.png", "sample.txt"):
+        assert (work_dir / name).is_file(), name
+    assert len(json.loads((work_dir / "vocab.json").read_text())) == 65  # Tiny Shakespeare's characters
+
+    sampled = run_project("chargpt", "sample", f"--system.work_dir={work_dir}", "--sample.prompt=ROMEO:",
+                          "--sample.max_new_tokens=30")
+    assert sampled.stdout.startswith("ROMEO:") and len(sampled.stdout.rstrip("\n")) >= len("ROMEO:") + 20
+
+    resumed = run_project("chargpt", *common, "--trainer.max_iters=15", "--trainer.resume=auto")
+    assert "resumed from" in resumed.stderr and "from step 10" in resumed.stderr
+    assert "after 15 iters" in resumed.stdout
+
+
+def test_chargpt_downloads_tiny_shakespeare_into_the_cache(tmp_path, data_dir, serve_directory):
+    base_url = serve_directory(data_dir)  # a loopback stand-in for raw.githubusercontent.com
+    cache = tmp_path / "cache"
+    result = run_project("chargpt", f"--system.work_dir={tmp_path / 'run'}", *CHARGPT_TINY,
+                         f"--data.url={base_url}/tinyshakespeare/input.txt", "--trainer.max_iters=2",
+                         env={"MINGPT_CACHE_DIR": str(cache)})
+    original = (data_dir / "tinyshakespeare" / "input.txt").read_bytes()
+    assert (cache / "tinyshakespeare" / "input.txt").read_bytes() == original
+    assert "after 2 iters" in result.stdout
+
+
+def test_chargpt_bad_input_is_one_line(tmp_path):
+    missing = run_project("chargpt", f"--system.work_dir={tmp_path}", f"--data.path={tmp_path / 'nope.txt'}",
+                          check=False)
+    assert_clean_error(missing, "no text file", "nope.txt")
+    no_checkpoint = run_project("chargpt", "sample", f"--system.work_dir={tmp_path}", check=False)
+    assert_clean_error(no_checkpoint, "no checkpoint")
+    bad_mode = run_project("chargpt", "--system.mode=dance", check=False)
+    assert_clean_error(bad_mode, "system.mode")
+
+
+# ------------------------------------------------------------------------------------------------ finetune
+def test_finetune_from_a_local_hugging_face_model(tmp_path, data_dir):
+    transformers = pytest.importorskip("transformers")
+    pretrained = tmp_path / "tiny-gpt2"
+    config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=64)
+    transformers.GPT2LMHeadModel(config).save_pretrained(pretrained)
+    text = tmp_path / "text.txt"
+    text.write_text((data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000],
+                    encoding="utf-8")
+    work_dir = tmp_path / "finetune"
+    common = [f"--system.work_dir={work_dir}", f"--data.vocab_dir={data_dir / 'gpt2'}", "--sample.max_new_tokens=8"]
+    result = run_project("finetune", *common, f"--model.init_from={pretrained}", f"--data.path={text}",
+                         "--data.block_size=32", "--trainer.max_iters=4", "--trainer.eval_interval=2",
+                         "--trainer.eval_iters=2", "--trainer.batch_size=2", "--trainer.warmup_iters=0")
+    assert re.search(r"val loss \d+\.\d{4} -> \d+\.\d{4} after 4 iters", result.stdout), result.stdout
+    assert result.stdout.startswith("ROMEO:")
+    for name in ("config.json", "best.pt", "last.pt", "sample.txt", "model/config.json", "model/model.safetensors"):
+        assert (work_dir / name).is_file(), name
+    saved = json.loads((work_dir / "model" / "config.json").read_text())
+    assert saved["n_layer"] == 2 and saved["vocab_size"] == 50257
+
+    sampled = run_project("finetune", "sample", *common, "--sample.prompt=JULIET:")
+    assert sampled.stdout.startswith("JULIET:")
+
+
+def test_finetune_bad_input_is_one_line(tmp_path, data_dir):
+    missing_model = run_project("finetune", f"--system.work_dir={tmp_path}", f"--data.vocab_dir={data_dir / 'gpt2'}",
+                                f"--model.init_from={tmp_path / 'no-such-model'}",
+                                f"--data.path={data_dir / 'tinyshakespeare' / 'input.txt'}", check=False)
+    assert_clean_error(missing_model, "no-such-model")
+    missing_vocab = run_project("finetune", f"--system.work_dir={tmp_path}", f"--data.vocab_dir={tmp_path}",
+                                check=False)
+    assert_clean_error(missing_vocab, "encoder.json")
+
+
+# ------------------------------------------------------------------------------------------------ induction
+def test_induction_runs_and_writes_scores_and_figure(tmp_path):
+    work_dir = tmp_path / "induction"
+    result = run_project("induction", f"--system.work_dir={work_dir}", "--trainer.max_iters=10",
+                         "--model.n_embd=32", "--model.block_size=16", "--model.vocab_size=16",
+                         "--data.min_repeat=4", "--data.max_repeat=8", "--system.eval_sequences=8")
+    assert re.search(r"best induction head: layer \d head \d, prefix-matching score \d\.\d{3}", result.stdout)
+    scores = json.loads((work_dir / "scores.json").read_text())
+    assert len(scores["prefix_matching"]) == 2 and len(scores["prefix_matching"][0]) == 4  # (n_layer, n_head)
+    assert all(0.0 <= s <= 1.0 for row in scores["prefix_matching"] for s in row)
+    png = (work_dir / "induction.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert (work_dir / "config.json").is_file() and (work_dir / "last.pt").is_file()
+
+
+def test_induction_prefix_matching_score_of_a_hand_built_head():
+    """The score is 1 for a head that attends exactly to the token after the previous occurrence."""
+    induction = load_project("induction")
+    model = induction.AttentionOnlyTransformer(induction.get_config().model)
+    L = 16
+    original = induction.attention_patterns
+
+    def perfect(model, idx):
+        logits, att = original(model, idx)
+        T = idx.size(1)
+        fake = att.clone().zero_()
+        for t in range(T):
+            fake[..., t, t - L + 1 if t >= L else t] = 1.0
+        return logits, fake
+
+    induction.attention_patterns = perfect
+    try:
+        scores = induction.prefix_matching_scores(model, L=L, n_sequences=4)
+    finally:
+        induction.attention_patterns = original
+    assert scores.shape == (2, 4) and bool((scores == 1.0).all())
+
+
+def test_induction_bad_input_is_one_line(tmp_path):
+    result = run_project("induction", f"--system.work_dir={tmp_path}", "--data.min_repeat=100", check=False)
+    assert_clean_error(result, "data.min_repeat")
