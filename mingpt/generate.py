@@ -81,7 +81,7 @@ def stream_text(model: GPT, tokenizer: BPETokenizer, args: argparse.Namespace, o
     """Generate from args.prompt and write the text to `out` as it comes, one complete character at a time."""
     eos = tokenizer.special_tokens.get(ENDOFTEXT)
     eos = eos if eos is not None and eos < model.config.vocab_size else None
-    ids = tokenizer.encode(args.prompt)
+    ids = tokenizer.encode(args.prompt, allowed_special="all")  # "<|endoftext|>" starts an unconditional sample
     if not ids:
         if eos is None:
             raise ValueError("this model's vocabulary has no <|endoftext|> to start from; give a non-empty --prompt")

@@ -11,10 +11,10 @@ so everything the model "knows" about a position at depth i is in x_i. The *logi
 reads that knowledge out early: apply the final LayerNorm and lm_head to x_i, as if the network stopped there,
 and watch the prediction take shape layer by layer. The last lens is exactly the model's own logits.
 
-    from mingpt.probe import run_with_probe, model_summary, top_k_next_tokens
-    trace = run_with_probe(model, idx)         # trace.attentions[layer]: (B, nh, T, T), rows sum to 1
-    print(model_summary(model))                # parameters per module
-    print(format_top_k(top_k_next_tokens(model, "The capital of France is", tokenizer=tokenizer)))
+    >>> from mingpt.probe import run_with_probe, model_summary, top_k_next_tokens, format_top_k
+    >>> trace = run_with_probe(model, idx)     # trace.attentions[layer]: (B, nh, T, T), rows sum to 1
+    >>> print(model_summary(model))            # parameters per module
+    >>> print(format_top_k(top_k_next_tokens(model, "The capital of France is", tokenizer=tokenizer)))
 
 Nothing here costs anything when unused: a Probe installs its forward hooks (and switches attention to the
 explicit path, which can return its probabilities) only while it is active, and removes them on exit, even when

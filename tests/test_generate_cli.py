@@ -159,3 +159,15 @@ def test_greedy_with_sampling_options_is_a_usage_error(capsys):
         cli.main(["--greedy", "--top-p", "0.9"])
     assert exit_info.value.code == 2
     assert "--top-p has no effect with --greedy" in capsys.readouterr().err
+
+
+def test_endoftext_in_the_prompt_is_the_special_token(model_dir, data_dir, tokenizer, offline, reuse_tokenizer,
+                                                      capsys):
+    """`--prompt "<|endoftext|>"` is GPT-2's "start of a document": one token (50256), not seven text tokens."""
+    args = ["--model", str(model_dir), "--prompt", "<|endoftext|>", "--max-new-tokens", "6", "--greedy",
+            "--ignore-eos", "--device", "cpu", "--tokenizer", str(data_dir / "gpt2")]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    model = GPT.from_pretrained(model_dir)
+    expected = model.generate(torch.tensor([[50256]]), 6)[0, 1:].tolist()
+    assert out == "<|endoftext|>" + tokenizer.decode(expected) + "\n"
