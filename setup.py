@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mingpt", "mingpt.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     install_requires=[
         # A range, not a pin: 2.13 (the local CPU wheel here) satisfies it, and so do recent releases elsewhere.
         "torch>=2.1,<3",

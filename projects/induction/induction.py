@@ -66,8 +66,8 @@ def get_config() -> CfgNode:
 
     C.data = CfgNode()
     # The repeated segment's length is drawn from [min_repeat, max_repeat].
-    C.data.min_repeat = 4
-    C.data.max_repeat = 10  # at most block_size // 2; evaluation shows a segment of this length twice
+    C.data.min_repeat = 2
+    C.data.max_repeat = 16  # at most block_size // 2; evaluation shows a segment of this length twice
 
     C.model = CfgNode()
     C.model.n_layer = 2
@@ -136,8 +136,16 @@ class AttentionOnlyTransformer(nn.Module):
 # ----------------------------------------------------------------------------------------------- data
 class RepeatedTokens(Dataset):
     """
-    Sequence i: a segment of L random tokens (L random too), repeated to fill block_size + 1 positions
-    (``s s s s...``). Drawn from an RNG seeded by (seed, i): the data set is infinite and costs nothing to store.
+    Sequence i: block_size + 1 random tokens, except that a segment of L of them (L random in
+    [min_repeat, max_repeat]) is shown twice in a row, after a random-length random prefix::
+
+        r r r r | a b c d e | a b c d e | r r r       (P random tokens, the segment, the segment again, filler)
+
+    Only the predictable tokens, the repeat's 2nd..Lth, are trained on (every other target is IGNORE_INDEX), so
+    all of the gradient asks "copy from the first occurrence". Both L and the offset P vary, so neither "attend L
+    positions back" nor "attend to position p" works: the earlier occurrence must be found by *content*, which is
+    induction. (Tiling the segment many times instead lets "attend roughly L back" work, and no sharp head forms.)
+    Drawn from an RNG seeded by (seed, i): the data set is infinite and costs nothing to store.
     """
 
     def __init__(self, vocab_size: int, block_size: int, min_repeat: int, max_repeat: int, seed: int,
@@ -154,10 +162,21 @@ class RepeatedTokens(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])
-        L = int(rng.integers(self.min_repeat, self.max_repeat + 1))
-        segment = rng.integers(0, self.vocab_size, size=L)
-        seq = torch.from_numpy(np.resize(segment, self.block_size + 1))  # the segment, tiled
-        return seq[:-1], seq[1:]
+        # L is drawn log-uniformly, so short segments are common. They matter: with only long ones, layer 0 may learn
+        # "copy the token d back" for any d < min L instead of d = 1 (a previous-token head), and the circuit still
+        # works (layer 1 then matches d back) but no head attends where an induction head should. L = 2 rules out
+        # everything but d = 1.
+        L = int(np.exp(rng.uniform(np.log(self.min_repeat), np.log(self.max_repeat + 1))))
+        P = int(rng.integers(0, self.block_size + 1 - 2 * L + 1))  # the prefix's length: the segment still fits
+        seq = rng.integers(0, self.vocab_size, size=self.block_size + 1)
+        seq[P + L: P + 2 * L] = seq[P: P + L]  # the segment, again
+        seq = torch.from_numpy(seq)
+        x, y = seq[:-1], seq[1:].clone()
+        # y[j] = seq[j + 1]. Keep the targets in the repeat, except its first token (nothing says it will repeat).
+        keep = torch.zeros_like(y, dtype=torch.bool)
+        keep[P + L: P + 2 * L - 1] = True
+        y[~keep] = IGNORE_INDEX
+        return x, y
 
 
 def repeated_batch(n: int, L: int, vocab_size: int, seed: int) -> torch.Tensor:
