@@ -208,6 +208,7 @@ class Trainer:
         self.iter_num, self.iter_dt, self.loss, self.lr = 0, 0.0, None, C.learning_rate
         self.tokens_per_sec, self.grad_norm, self.val_loss, self.best_val_loss = 0.0, None, None, None
         self.last_checkpoint_path, self.interrupted = None, False
+        self._stop_requested = False  # set by stop(), e.g. from a callback
         if not self._resume():
             set_seed(C.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
 
@@ -332,13 +333,14 @@ class Trainer:
             logger.info("training on %s (%s), %d process(es), from step %d", self.device, self.precision.name,
                         self.world_size, self.iter_num)
         self.trigger_callbacks("on_train_start")
+        self._stop_requested = False
         try:
             first = True
-            while C.max_iters is None or self.iter_num < C.max_iters:
+            while (C.max_iters is None or self.iter_num < C.max_iters) and not self._stop_requested:
                 self._step(batches, check=first)
                 first = False
                 self.trigger_callbacks("on_batch_end")
-                last = self.iter_num == C.max_iters
+                last = self.iter_num == C.max_iters or self._stop_requested
                 if C.eval_interval and (self.iter_num % C.eval_interval == 0 or last):
                     self.val_loss = self.evaluate()
                     improved = self.best_val_loss is None or self.val_loss < self.best_val_loss
@@ -362,6 +364,11 @@ class Trainer:
         if self.world_size > 1 and not self.interrupted:
             dist.barrier()  # leave together: no rank runs ahead (or exits) while rank 0 is still saving
         self.trigger_callbacks("on_train_end")
+
+    def stop(self) -> None:
+        """Finish after the current step (e.g. from a callback once a target is reached); the end-of-training
+        evaluation and checkpoint still happen, as at max_iters."""
+        self._stop_requested = True
 
     def _step(self, batches: Iterator, check: bool = False) -> None:
         """One optimizer step over grad_accum_steps micro-batches."""

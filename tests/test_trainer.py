@@ -293,6 +293,20 @@ def test_keyboard_interrupt_saves_and_fires_train_end(tmp_path):
     assert load_checkpoint(t.last_checkpoint_path)["iter_num"] == 2
 
 
+def test_stop_from_a_callback_ends_after_that_step_with_the_usual_final_eval_and_checkpoint(tmp_path):
+    evaluated, ended = [], []
+    t = Trainer(cfg(max_iters=50, eval_interval=100, work_dir=str(tmp_path)), tiny_gpt(), stream(), stream())
+    t.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 3 else None)
+    t.add_callback("on_eval_end", lambda tr: evaluated.append(tr.iter_num))
+    t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
+    t.run()
+    assert ended == [3] and evaluated == [3] and t.config.max_iters == 50  # the config is left alone
+    assert load_checkpoint(str(tmp_path / "last.pt"))["iter_num"] == 3
+    t.config.max_iters = 5
+    t.run()  # a later run() starts afresh: the earlier stop request does not carry over
+    assert t.iter_num == 5
+
+
 def test_resume_from_bad_checkpoints_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         Trainer(cfg(resume=str(tmp_path / "nope.pt")), tiny_gpt(), stream())

@@ -191,9 +191,7 @@ class AccuracyMonitor:
             self.best, self.test_result = test_acc, (test_right, test_total)
             trainer.save_checkpoint(os.path.join(self.work_dir, "best.pt"))
         if test_acc >= self.stop_accuracy:
-            # The loop checks max_iters before every step: lowering it to "now" ends training after this step
-            # (and the Trainer still writes last.pt, as at any normal end).
-            trainer.config.max_iters = trainer.iter_num
+            trainer.stop()  # ends training after this step; the Trainer still writes last.pt, as at any normal end
 
 
 # ----------------------------------------------------------------------------------------------- main

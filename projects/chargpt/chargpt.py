@@ -164,8 +164,8 @@ def run_sample(config: CfgNode) -> None:
 
 # ----------------------------------------------------------------------------------------------- training
 class TimeLimit:
-    """Stop training after `seconds` of wall time: lowering max_iters to "now" makes this step the last one,
-    so the Trainer still evaluates and saves as at any normal end."""
+    """Stop training after `seconds` of wall time: `trainer.stop()` makes this step the last one, so the Trainer
+    still evaluates and saves as at any normal end."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -176,7 +176,7 @@ class TimeLimit:
     def on_batch_end(self, trainer) -> None:
         if self.seconds and time.perf_counter() - self.start > self.seconds:
             logger.info("time limit of %.0f s reached at step %d", self.seconds, trainer.iter_num)
-            trainer.config.max_iters = trainer.iter_num
+            trainer.stop()
 
 
 def run_train(config: CfgNode, text: str) -> None:
