@@ -12,6 +12,7 @@ The one idea: one optimizer step is a small, fixed recipe, and everything else h
 Callbacks read plain attributes: ``iter_num`` (optimizer steps done), ``iter_dt`` (seconds for the last step,
 measured before any callback runs), ``loss`` (a detached tensor: ``trainer.loss.item()``), ``lr``,
 ``tokens_per_sec``, ``val_loss``, ``model``, ``optimizer``, ``config``, ``device``, ``rank``, ``world_size``.
+A callback may call ``trainer.stop()`` to end training after the current step.
 
 Batches are a pure function of (seed, step) (see `mingpt.data.StepSampler`): resuming at step k needs no sampler
 state, and 2 processes x 8 examples see exactly the examples 1 process x 16 sees. The global batch per step is
@@ -29,7 +30,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from mingpt.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint, unwrap_model
 from mingpt.config import CfgNode
 from mingpt.data import StepSampler, TokenStream
+from mingpt.precision import PRECISIONS, Precision, resolve_precision
 from mingpt.utils import choose_device, set_seed
 
 __all__ = ["Trainer", "EVENTS", "Precision", "resolve_precision", "get_lr"]
@@ -48,43 +49,7 @@ __all__ = ["Trainer", "EVENTS", "Precision", "resolve_precision", "get_lr"]
 logger = logging.getLogger(__name__)
 
 EVENTS = ("on_train_start", "on_batch_end", "on_eval_end", "on_checkpoint", "on_train_end")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine")
-
-
-# ---------------------------------------------------------------------------------------------- precision
-@dataclass(frozen=True)
-class Precision:
-    name: str  # 'fp32', 'bf16' or 'fp16'
-    autocast_dtype: torch.dtype | None  # None: no autocast, everything in float32
-    use_grad_scaler: bool  # fp16 gradients underflow without loss scaling; bf16 has float32's range
-
-
-def resolve_precision(precision: str, device: str | torch.device, cuda_bf16: bool | None = None) -> Precision:
-    """
-    What 'auto'/'fp32'/'bf16'/'fp16' means on this device. 'auto' is bf16 on CUDA GPUs that support it, fp16 with
-    a GradScaler on older GPUs, and plain fp32 on CPU and MPS. CPU and MPS never get a GradScaler (it is CUDA-only
-    here) or a dtype they cannot run. cuda_bf16 overrides the GPU capability check (for tests).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    kind = torch.device(device).type
-    if kind == "cuda" and precision in ("auto", "bf16"):
-        cuda_bf16 = torch.cuda.is_bf16_supported() if cuda_bf16 is None else cuda_bf16
-        if cuda_bf16:
-            return Precision("bf16", torch.bfloat16, False)
-        if precision == "bf16":
-            raise ValueError("this GPU does not support bfloat16; use precision='fp16' (with loss scaling) or 'fp32'")
-        precision = "fp16"
-    if precision == "fp16":
-        if kind != "cuda":
-            raise ValueError(f"precision='fp16' needs a CUDA GPU (loss scaling is CUDA-only), not {kind!r}; use 'fp32'")
-        return Precision("fp16", torch.float16, True)
-    if precision == "bf16":
-        if kind != "cpu":  # CPU autocast runs bf16 matmuls; MPS mixed precision is not supported here
-            raise ValueError(f"precision='bf16' is supported on CUDA and CPU, not {kind!r}; use 'fp32'")
-        return Precision("bf16", torch.bfloat16, False)
-    return Precision("fp32", None, False)  # 'fp32', or 'auto' on CPU/MPS
 
 
 # ---------------------------------------------------------------------------------------------- schedule
