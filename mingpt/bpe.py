@@ -29,13 +29,13 @@ import json
 import numbers
 import os
 import pathlib
-import tempfile
 from itertools import repeat
 from typing import Iterable, Mapping, Sequence
 
 import regex
 import torch
 
+from mingpt.atomic import atomic_path
 from mingpt.download import cached_download
 
 __all__ = [
@@ -356,14 +356,8 @@ class Tokenizer:
         lines += [f"special {json.dumps(name)} {idx}" for name, idx in self.special_tokens.items()]
         lines += [f"merges {len(self.merges)}"]
         lines += [f"{symbols_of(left)} {symbols_of(right)}" for left, right in self.merges]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write("\n".join(lines) + "\n")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write("\n".join(lines) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:

@@ -26,6 +26,8 @@ import time
 
 import torch
 
+from mingpt.atomic import atomic_path
+
 __all__ = ["ProgressLogger", "LossCurvePlot", "StopOnNaN", "PEAK_BF16_FLOPS", "peak_flops_for", "device_peak_flops",
            "estimate_mfu"]
 
@@ -183,10 +185,8 @@ class LossCurvePlot:
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
         ax.legend()
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
 
 
 class StopOnNaN:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 import time
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from mingpt.atomic import atomic_path
 
 __all__ = [
     "save_checkpoint",
@@ -135,21 +136,8 @@ def save_checkpoint(
         "metadata": {"torch_version": str(torch.__version__),  # a str subclass that weights_only refuses
                      "saved_at": time.time(), **(metadata or {})},
     }
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # The temp file sits in the same directory so os.replace is a rename within one file system (atomic).
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:  # a temp file beside `path`, fsynced, then os.replace-d over it
+        torch.save(checkpoint, tmp)
 
 
 # ---------------------------------------------------------------------------------------------- load

@@ -17,8 +17,9 @@ import ast
 import difflib
 import json
 import os
-import tempfile
 from typing import Any, Iterable
+
+from mingpt.atomic import atomic_path
 
 
 class CfgNode:
@@ -61,19 +62,9 @@ class CfgNode:
 
     def save_json(self, path: str | os.PathLike) -> None:
         """Write the config as JSON, atomically (a crash never leaves half a file)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=2, default=list)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=2, default=list)
+            f.write("\n")
 
     @classmethod
     def load_json(cls, path: str | os.PathLike) -> "CfgNode":

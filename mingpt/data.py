@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mingpt.atomic import atomic_path
+
 __all__ = ["TokenStream", "StepSampler", "CharVocab", "CharDataset"]
 
 
@@ -158,11 +160,8 @@ class CharVocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the characters as a JSON list, atomically."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(self.itos, f, ensure_ascii=False)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CharVocab":

@@ -20,10 +20,11 @@ import hashlib
 import logging
 import os
 import pathlib
-import tempfile
 import time
 
 import requests
+
+from mingpt.atomic import atomic_path
 
 __all__ = ["DownloadError", "ChecksumError", "cache_dir", "sha256_file", "download", "cached_download"]
 
@@ -161,19 +162,18 @@ def download(
             logger.warning("download of %s failed (%s); retry %d/%d in %.1fs", url, last_problem, attempt, retries,
                            delay)
             time.sleep(delay)
-        # The temp file sits beside the destination so that os.replace is a rename on one filesystem.
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as tmp:
-                _fetch_once(url, tmp, timeout, progress)
-            if sha256 is not None:
-                actual = sha256_file(tmp_name)
-                if actual != sha256:
-                    raise ChecksumError(
-                        f"{url} downloaded with sha256 {actual}, expected {sha256}: the file is corrupted or has "
-                        f"changed upstream, so it was not kept. {_manual_hint(url, dest)}"
-                    )
-            os.replace(tmp_name, dest)
+            # A failed or corrupt download raises inside the block, so the temp file never becomes `dest`.
+            with atomic_path(dest, suffix=".part") as tmp_name:
+                with open(tmp_name, "wb") as tmp:
+                    _fetch_once(url, tmp, timeout, progress)
+                if sha256 is not None:
+                    actual = sha256_file(tmp_name)
+                    if actual != sha256:
+                        raise ChecksumError(
+                            f"{url} downloaded with sha256 {actual}, expected {sha256}: the file is corrupted or "
+                            f"has changed upstream, so it was not kept. {_manual_hint(url, dest)}"
+                        )
             logger.info("downloaded %s to %s", url, dest)
             return dest
         except _TransientError as e:
@@ -182,9 +182,6 @@ def download(
             if isinstance(e, ChecksumError):
                 raise
             raise DownloadError(f"{e}. {_manual_hint(url, dest)}", status_code=e.status_code) from e
-        finally:
-            if os.path.exists(tmp_name):
-                os.remove(tmp_name)
     raise DownloadError(
         f"could not download {url} after {retries + 1} attempts ({last_problem}). {_manual_hint(url, dest)}",
         status_code=last_status,

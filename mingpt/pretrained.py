@@ -23,12 +23,12 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 from typing import TYPE_CHECKING
 
 import torch
 
 from mingpt import hub
+from mingpt.atomic import atomic_path
 from mingpt.config import CfgNode
 
 if TYPE_CHECKING:  # only for the type hints: model.py imports this module lazily, so no import cycle at run time
@@ -277,18 +277,6 @@ def from_pretrained(
 # ------------------------------------------------------------------------------------------------ saving
 
 
-def _write_atomically(path: pathlib.Path, write) -> None:
-    """Call write(temp_path) on a temp file beside `path`, then move it into place: `path` is never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
     """
     Write `model` to `directory` in Hugging Face GPT-2 layout: config.json and model.safetensors.
@@ -311,7 +299,8 @@ def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
         # re-ties lm_head to wte when it loads (tie_word_embeddings), so the file stores it once, as wte.
         del tensors["lm_head.weight"]
     # metadata format=pt tells transformers these are PyTorch tensors.
-    _write_atomically(directory / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    config_text = json.dumps(config_to_hf(model.config), indent=2) + "\n"
-    _write_atomically(directory / "config.json", lambda tmp: pathlib.Path(tmp).write_text(config_text, "utf-8"))
+    with atomic_path(directory / "model.safetensors") as tmp:  # never a half-written file, even on a crash
+        save_file(tensors, tmp, metadata={"format": "pt"})
+    with atomic_path(directory / "config.json") as tmp:
+        pathlib.Path(tmp).write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n", "utf-8")
     logger.info("saved the model to %s", directory)

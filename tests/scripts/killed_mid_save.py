@@ -22,15 +22,16 @@ checkpoint.save_checkpoint(path, model=model, iter_num=1)
 real_save = torch.save
 
 
-def half_then_hang(obj, f):
+def half_then_hang(obj, temp_path):
     """Write the first half of the real bytes to the (temporary) file, then stall as a slow disk would."""
     buffer = io.BytesIO()
     real_save(obj, buffer)
     data = buffer.getvalue()
-    f.write(data[: len(data) // 2])
-    f.flush()
-    print("mid-save", flush=True)
-    time.sleep(60)
+    with open(temp_path, "wb") as f:
+        f.write(data[: len(data) // 2])
+        f.flush()
+        print("mid-save", flush=True)
+        time.sleep(60)
 
 
 checkpoint.torch.save = half_then_hang  # this process only
