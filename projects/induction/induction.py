@@ -12,16 +12,17 @@ One layer cannot do this (a head can match on a token or a position, not on its 
 simplest circuit that needs composition between layers, and it is the mechanism behind in-context copying.
 
 The data are random tokens, so nothing can be predicted the first time round; then a segment is shown again, and
-the repeat is perfectly predictable by copying. A training sequence is random tokens in which a segment of length
-L, at a random offset, is shown twice in a row; L and the offset vary between sequences, so "attend L positions
-back" does not work: the model has to find the earlier occurrence by *content*, which is induction.
+the repeat is perfectly predictable by copying. In a training sequence a segment of L random tokens appears twice,
+with a random gap of random tokens between the copies; L, the gap and the offset vary between sequences, so no
+"attend k positions back" rule works: the model has to find the earlier occurrence by *content*, which is induction.
 
 We measure each head's **prefix-matching score**: on sequences where a segment of L distinct tokens is shown
 exactly twice, the mean attention that a token in the second copy pays to the token right *after* its previous
 occurrence (position ``t - L + 1``). An induction head scores near 1; a random head about 1/t. We also report
-the loss on the first copy (random: it stays at ln(vocab_size)) and on the repeat, which drops towards 0.
-(See the README for what this run actually produces: the model learns to copy, but at long L through a
-variant of the circuit that this score does not see.)
+the loss on the first copy (random: it stays at ln(vocab_size) or worse) and on the repeat, which drops towards 0.
+
+Two choices make the textbook circuit (rather than an equally good variant) form; the README tells the story:
+the token embedding is tied to the unembedding, and the copies are not always side by side.
 
     python projects/induction/induction.py          # about 1-2 minutes on one CPU thread; writes out/induction/
 
@@ -68,6 +69,10 @@ def get_config() -> CfgNode:
     # The repeated segment's length is drawn log-uniformly from [min_repeat, max_repeat] (see RepeatedTokens).
     C.data.min_repeat = 2
     C.data.max_repeat = 16  # at most block_size // 2; evaluation shows a segment of this length twice
+    # Random tokens between the two copies: drawn uniformly from [0, min(max_gap, what still fits)]. 0 puts the copies
+    # side by side, which lets layer 0 solve short repeats by position ("copy the token 2 back") and tends to grow
+    # a shifted variant of the induction circuit instead of the textbook one (see the README).
+    C.data.max_gap = 48
 
     C.model = CfgNode()
     C.model.n_layer = 2
@@ -80,10 +85,14 @@ def get_config() -> CfgNode:
     C.model.attn_pdrop = 0.0
     C.model.resid_pdrop = 0.0
     C.model.bias = True
+    # Share the token embedding with the unembedding (lm_head), as GPT-2 does: a token's own embedding then already
+    # reads out as "predict this token", which is what the induction head copies. With gaps in the data the
+    # textbook head forms either way; with copies side by side, tying made the difference for the default seed.
+    C.model.tie_weights = True
 
     C.trainer = Trainer.get_default_config()
-    # The loss sits on a plateau (~3) for ~2000 steps, then drops within a few hundred: the phase change when the
-    # two-head circuit clicks into place. lr 2e-3 reaches it sooner than 1e-3 (step ~2400 instead of ~3300).
+    # The loss sits on a plateau for a while, then drops within a few hundred steps: the phase change when the
+    # two-head circuit clicks into place (see the README for when it happens).
     C.trainer.max_iters = 6000
     C.trainer.batch_size = 64
     C.trainer.learning_rate = 2e-3
@@ -119,6 +128,8 @@ class AttentionOnlyTransformer(nn.Module):
         self.h = nn.ModuleList([AttentionOnlyBlock(config, i) for i in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight  # one (V, C) matrix reads tokens in and scores them out
         for module in self.modules():  # GPT-2's initialisation
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
@@ -139,44 +150,50 @@ class AttentionOnlyTransformer(nn.Module):
 class RepeatedTokens(Dataset):
     """
     Sequence i: block_size + 1 random tokens, except that a segment of L of them (L random in
-    [min_repeat, max_repeat]) is shown twice in a row, after a random-length random prefix::
+    [min_repeat, max_repeat]) is shown twice, after a random prefix and with a random gap between the copies::
 
-        r r r r | a b c d e | a b c d e | r r r       (P random tokens, the segment, the segment again, filler)
+        r r r | a b c d e | r r r r | a b c d e | r r       (P random, the segment, G random, the segment, filler)
 
     Only the predictable tokens, the repeat's 2nd..Lth, are trained on (every other target is IGNORE_INDEX), so
-    all of the gradient asks "copy from the first occurrence". Both L and the offset P vary, so neither "attend L
-    positions back" nor "attend to position p" works: the earlier occurrence must be found by *content*, which is
-    induction. (Tiling the segment many times instead lets "attend roughly L back" work, and no sharp head forms.)
-    Drawn from an RNG seeded by (seed, i): the data set is infinite and costs nothing to store.
+    all of the gradient asks "copy from the first occurrence". L, the gap G and the offset P all vary, so neither
+    "attend k positions back" nor "attend to position p" works: the earlier occurrence must be found by *content*,
+    which is induction. Drawn from an RNG seeded by (seed, i): the data set is infinite and costs nothing to store.
     """
 
     def __init__(self, vocab_size: int, block_size: int, min_repeat: int, max_repeat: int, seed: int,
-                 length: int = 10**9):
+                 max_gap: int = 0, length: int = 10**9):
         if not 1 <= max_repeat <= block_size // 2:
             raise ValueError(f"data.max_repeat must be in [1, block_size // 2 = {block_size // 2}], got {max_repeat}")
         if not 1 <= min_repeat <= max_repeat:
             raise ValueError(f"data.min_repeat must be in [1, data.max_repeat = {max_repeat}], got {min_repeat}")
-        self.vocab_size, self.block_size, self.min_repeat, self.max_repeat, self.seed, self.length = (
-            vocab_size, block_size, min_repeat, max_repeat, seed, length)
+        if not isinstance(max_gap, int) or max_gap < 0:
+            raise ValueError(f"data.max_gap must be an int >= 0, got {max_gap!r}")
+        self.vocab_size, self.block_size, self.min_repeat, self.max_repeat, self.seed = (
+            vocab_size, block_size, min_repeat, max_repeat, seed)
+        self.max_gap, self.length = max_gap, length
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])
-        # L is drawn log-uniformly, so short segments are common. They matter: with only long ones, layer 0 may learn
-        # "copy the token d back" for any d < min L instead of d = 1 (a previous-token head), and the circuit still
-        # works (layer 1 then matches d back) but no head attends where an induction head should. L = 2 rules out
-        # everything but d = 1.
+        # L is drawn log-uniformly, so short segments are common: they keep layer 0 from solving the task with a
+        # head that looks some fixed distance back (with only long segments it learns "look 7 back" and such).
         L = int(np.exp(rng.uniform(np.log(self.min_repeat), np.log(self.max_repeat + 1))))
-        P = int(rng.integers(0, self.block_size + 1 - 2 * L + 1))  # the prefix's length: the segment still fits
+        room = self.block_size + 1 - 2 * L  # random tokens left to place before, between and after the copies
+        # The gap matters too. With the copies always side by side, "the answer is the token L - 1 back" solves
+        # short segments by position alone (L = 3: copy the token 2 back); layer 0 grows such heads, and layer 1
+        # builds a shifted variant of the circuit on them instead of the textbook induction head.
+        G = int(rng.integers(0, min(self.max_gap, room) + 1))
+        P = int(rng.integers(0, room - G + 1))  # the prefix's length
         seq = rng.integers(0, self.vocab_size, size=self.block_size + 1)
-        seq[P + L: P + 2 * L] = seq[P: P + L]  # the segment, again
+        second = P + L + G  # where the second copy starts
+        seq[second: second + L] = seq[P: P + L]
         seq = torch.from_numpy(seq)
         x, y = seq[:-1], seq[1:].clone()
         # y[j] = seq[j + 1]. Keep the targets in the repeat, except its first token (nothing says it will repeat).
         keep = torch.zeros_like(y, dtype=torch.bool)
-        keep[P + L: P + 2 * L - 1] = True
+        keep[second: second + L - 1] = True
         y[~keep] = IGNORE_INDEX
         return x, y
 
@@ -279,7 +296,8 @@ def train_induction_model(config: CfgNode) -> AttentionOnlyTransformer:
         torch.set_num_threads(config.system.num_threads)
     m = config.model
     d = config.data
-    train_set = RepeatedTokens(m.vocab_size, m.block_size, d.min_repeat, d.max_repeat, config.system.seed)
+    train_set = RepeatedTokens(m.vocab_size, m.block_size, d.min_repeat, d.max_repeat, config.system.seed,
+                               max_gap=d.max_gap)
     model = AttentionOnlyTransformer(m)
     trainer = Trainer(config.trainer, model, train_set)
 
@@ -303,7 +321,8 @@ def main(argv: list[str]) -> None:
     try:
         config.merge_from_args(argv)
         m = config.model
-        RepeatedTokens(m.vocab_size, m.block_size, config.data.min_repeat, config.data.max_repeat, 0)  # checks
+        RepeatedTokens(m.vocab_size, m.block_size, config.data.min_repeat, config.data.max_repeat, 0,
+                       max_gap=config.data.max_gap)  # checks the values
         if config.data.max_repeat > m.vocab_size:
             raise ValueError(f"model.vocab_size ({m.vocab_size}) must be at least data.max_repeat "
                              f"({config.data.max_repeat}) so an evaluation segment can hold distinct tokens")
