@@ -85,6 +85,20 @@ def test_stream_yields_the_same_tokens_as_generate():
     assert torch.equal(torch.stack(streamed, dim=1), model.generate(idx, 10)[:, 4:])
 
 
+def test_generated_tokens_are_ordinary_tensors_a_model_can_train_on():
+    """Decoding runs under inference_mode; what it hands back must still work with autograd and in-place ops."""
+    model = model_with_diverse_outputs()
+    idx = torch.randint(0, 64, (2, 4))
+    out = model.generate(idx, 8)
+    streamed = list(model.generate_stream(idx, 3))
+    assert not out.is_inference() and not any(t.is_inference() for t in streamed)
+    streamed[0].add_(1)  # in-place on an inference tensor would raise
+    model.train()
+    _, loss = model(out[:, :-1], out[:, 1:])
+    loss.backward()  # an inference tensor saved for backward (the embedding's ids) would raise
+    assert model.lm_head.weight.grad is not None
+
+
 def test_batch_rows_are_independent():
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (3, 6))
