@@ -204,7 +204,7 @@ def copies_in(x, y):
 
 def test_induction_training_data_repeat_a_segment_after_a_gap():
     induction = load_project("induction")
-    data = induction.RepeatedTokens(vocab_size=64, block_size=48, min_repeat=2, max_repeat=16, seed=0, max_gap=48)
+    data = induction.RepeatedTokens(vocab_size=64, block_size=48, min_repeat=2, max_repeat=16, seed=0)
     gaps = []
     for i in range(200):
         first, second, L = copies_in(*data[i])

@@ -69,10 +69,10 @@ def get_config() -> CfgNode:
     # The repeated segment's length is drawn log-uniformly from [min_repeat, max_repeat] (see RepeatedTokens).
     C.data.min_repeat = 2
     C.data.max_repeat = 16  # at most block_size // 2; evaluation shows a segment of this length twice
-    # Random tokens between the two copies: drawn uniformly from [0, min(max_gap, what still fits)]. 0 puts the copies
-    # side by side, which lets layer 0 solve short repeats by position ("copy the token 2 back") and tends to grow
-    # a shifted variant of the induction circuit instead of the textbook one (see the README).
-    C.data.max_gap = 48
+    # Random tokens between the two copies: drawn uniformly from [0, what still fits], capped by max_gap (None: no
+    # cap). 0 puts the copies side by side, which lets layer 0 solve short repeats by position ("copy the token 2
+    # back") and tends to grow a shifted variant of the induction circuit instead of the textbook one (README).
+    C.data.max_gap = None
 
     C.model = CfgNode()
     C.model.n_layer = 2
@@ -161,13 +161,13 @@ class RepeatedTokens(Dataset):
     """
 
     def __init__(self, vocab_size: int, block_size: int, min_repeat: int, max_repeat: int, seed: int,
-                 max_gap: int = 0, length: int = 10**9):
+                 max_gap: int | None = None, length: int = 10**9):
         if not 1 <= max_repeat <= block_size // 2:
             raise ValueError(f"data.max_repeat must be in [1, block_size // 2 = {block_size // 2}], got {max_repeat}")
         if not 1 <= min_repeat <= max_repeat:
             raise ValueError(f"data.min_repeat must be in [1, data.max_repeat = {max_repeat}], got {min_repeat}")
-        if not isinstance(max_gap, int) or max_gap < 0:
-            raise ValueError(f"data.max_gap must be an int >= 0, got {max_gap!r}")
+        if max_gap is not None and (not isinstance(max_gap, int) or max_gap < 0):
+            raise ValueError(f"data.max_gap must be None or an int >= 0, got {max_gap!r}")
         self.vocab_size, self.block_size, self.min_repeat, self.max_repeat, self.seed = (
             vocab_size, block_size, min_repeat, max_repeat, seed)
         self.max_gap, self.length = max_gap, length
@@ -177,14 +177,14 @@ class RepeatedTokens(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])
-        # L is drawn log-uniformly, so short segments are common: they keep layer 0 from solving the task with a
-        # head that looks some fixed distance back (with only long segments it learns "look 7 back" and such).
+        # L is drawn log-uniformly, so short segments are common. (With side-by-side copies and only long segments,
+        # L in [8, 16], layer 0 learned heads that look ~7 back instead of a previous-token head.)
         L = int(np.exp(rng.uniform(np.log(self.min_repeat), np.log(self.max_repeat + 1))))
         room = self.block_size + 1 - 2 * L  # random tokens left to place before, between and after the copies
         # The gap matters too. With the copies always side by side, "the answer is the token L - 1 back" solves
         # short segments by position alone (L = 3: copy the token 2 back); layer 0 grows such heads, and layer 1
         # builds a shifted variant of the circuit on them instead of the textbook induction head.
-        G = int(rng.integers(0, min(self.max_gap, room) + 1))
+        G = int(rng.integers(0, (room if self.max_gap is None else min(self.max_gap, room)) + 1))
         P = int(rng.integers(0, room - G + 1))  # the prefix's length
         seq = rng.integers(0, self.vocab_size, size=self.block_size + 1)
         second = P + L + G  # where the second copy starts
