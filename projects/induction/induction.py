@@ -273,7 +273,8 @@ def plot_attention(report: dict, path: str) -> None:
 
     att, scores = report["attention"], report["prefix_matching"]
     n_layer, n_head = scores.shape
-    fig, axes = plt.subplots(n_layer, n_head, figsize=(2.2 * n_head, 2.4 * n_layer), squeeze=False)
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(2.2 * n_head, 2.6 * n_layer), squeeze=False,
+                             layout="constrained")  # leaves room for every panel's two-line title
     for layer in range(n_layer):
         for head in range(n_head):
             ax = axes[layer][head]
@@ -283,7 +284,6 @@ def plot_attention(report: dict, path: str) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle("attention (query row, key column) on a segment shown twice", fontsize=8)
-    fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
