@@ -58,13 +58,14 @@ def main():
     # The floor for cached decoding: with batch 1 every step is one matrix-vector product per weight matrix, so each
     # token reads all ~500 MB of float32 weights from memory once. Timing just those products, n times, shows how
     # close a decode loop can get on this machine's memory bandwidth.
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    products = [(torch.ones(1, 1, m.in_features), m.weight, m.bias)  # (input, weight, bias) of each Linear
+                for m in model.modules() if isinstance(m, torch.nn.Linear)]
 
     @torch.no_grad()
     def weights_only():
         for _ in range(n):
-            for m in linears:
-                F.linear(torch.ones(1, 1, m.in_features), m.weight, m.bias)
+            for x, weight, bias in products:
+                F.linear(x, weight, bias)
 
     rows = [
         ("floor: the weight reads alone", best_time(weights_only, args.repeats)),

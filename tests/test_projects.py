@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -186,7 +185,8 @@ def test_induction_heads_form_and_are_scored(tmp_path):
     assert max(scores["previous_token"][0]) > 0.9
     assert scores["best_head"][0] == 1 and scores["best_score"] > 0.7
     assert max(scores["shifted_prefix_matching"][1]) < 0.1
-    assert scores["loss_repeated_half"] < 0.1 < 3.0 < scores["loss_first_half"]  # copies; cannot guess the first
+    assert scores["loss_repeated_half"] < 0.1  # it copies the repeat
+    assert scores["loss_first_half"] > 3.0  # and cannot guess the random first copy
     png = (work_dir / "induction.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert (work_dir / "config.json").is_file() and (work_dir / "last.pt").is_file()
