@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mingpt.generation import KVCache, filter_logits
+from mingpt.generation import KVCache, filter_logits, next_token
 from mingpt.model import GPT
 
 
@@ -192,6 +192,11 @@ def test_filter_logits_matches_transformers_logits_warpers(top_k, top_p, tempera
     assert torch.equal(torch.isfinite(ours), torch.isfinite(expected))
     assert 1 < torch.isfinite(ours).sum(dim=-1).float().mean() < 100 or top_k == 1  # a real cut, not all or none
     torch.testing.assert_close(ours[torch.isfinite(ours)], expected[torch.isfinite(expected)])
+    # next_token applies temperature and the filters the same way: a seeded draw from transformers' distribution.
+    drawn = next_token(logits, do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p,
+                       generator=torch.Generator().manual_seed(1))
+    oracle = torch.multinomial(expected.softmax(dim=-1), 1, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(drawn, oracle.squeeze(-1))
 
 
 def test_top_k_one_sampling_equals_greedy():
