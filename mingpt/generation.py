@@ -131,7 +131,8 @@ def generate_stream(
     Yield the next token of every row, (B,), one step at a time.
 
     A row that has produced an eos_token_id is finished: from then on it yields pad_token_id (default: the first
-    eos id), and the stream ends once every row is finished. Without eos_token_id, pad_token_id is never used. Dropout is switched off while generating (and restored after).
+    eos id), and the stream ends once every row is finished. Without eos_token_id, pad_token_id is never used.
+    Dropout is switched off while generating (and restored after).
     Pass a seeded ``torch.Generator`` for sampling that repeats exactly.
     """
     # Check the arguments now, not at the first next(): a bad argument should fail where it was written.
