@@ -6,7 +6,10 @@ round trips, save/load, parity of the trained tokenizer with tiktoken, and bad i
 from __future__ import annotations
 
 import logging
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -15,6 +18,7 @@ import tiktoken
 
 from mingpt.bpe import GPT2_SPLIT_PATTERN, Tokenizer
 from mingpt.bpe_train import ByteLevelBPE, learn_merges
+from tests.conftest import REPO_ROOT
 
 EOT = "<|endoftext|>"
 
@@ -69,7 +73,17 @@ def test_ties_go_to_the_smallest_pair_in_byte_order():
     # Every pair occurs once: (' ','a'), ('a','b'), ('b','a') tie, and b' ' sorts first.
     assert learn_merges("ba ab", 1) == [(b" ", b"a")]
     assert learn_merges("ba ab", 3) == [(b" ", b"a"), (b" a", b"b"), (b"b", b"a")]
-    assert learn_merges("ab ab ab", 1) == learn_merges("ab ab ab", 1)  # and it is deterministic
+
+
+def test_merges_do_not_depend_on_python_hash_seed():
+    """Sets and dicts of bytes iterate in an order that changes with PYTHONHASHSEED; the merges must not."""
+    text = " ".join(f"{a}{b}{c}" for a in "xyzw" for b in "qrst" for c in "éab")  # many equal counts
+    script = f"from mingpt.bpe_train import learn_merges; print(learn_merges({text!r}, 40))"
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"  # not this process's hash seed
+    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{learn_merges(text, 40)}\n"
 
 
 def test_trained_tokenizer_round_trips(trained, shakespeare):
