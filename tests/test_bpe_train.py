@@ -6,10 +6,7 @@ round trips, save/load, parity of the trained tokenizer with tiktoken, and bad i
 from __future__ import annotations
 
 import logging
-import os
 import random
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -18,7 +15,6 @@ import tiktoken
 
 from mingpt.bpe import GPT2_SPLIT_PATTERN, Tokenizer
 from mingpt.bpe_train import ByteLevelBPE, learn_merges
-from tests.conftest import REPO_ROOT
 
 EOT = "<|endoftext|>"
 
@@ -75,15 +71,14 @@ def test_ties_go_to_the_smallest_pair_in_byte_order():
     assert learn_merges("ba ab", 3) == [(b" ", b"a"), (b" a", b"b"), (b"b", b"a")]
 
 
-def test_merges_do_not_depend_on_python_hash_seed():
-    """Sets and dicts of bytes iterate in an order that changes with PYTHONHASHSEED; the merges must not."""
-    text = " ".join(f"{a}{b}{c}" for a in "xyzw" for b in "qrst" for c in "éab")  # many equal counts
-    script = f"from mingpt.bpe_train import learn_merges; print(learn_merges({text!r}, 40))"
-    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"  # not this process's hash seed
-    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == f"{learn_merges(text, 40)}\n"
+def test_many_ties_follow_the_documented_order():
+    """
+    Many pairs here have equal counts, so the documented order (count, then bytes) decides most merges. That order
+    is total on the pairs' contents, so it cannot depend on dict or set iteration (and so on PYTHONHASHSEED): a tie
+    broken by anything else and the textbook trainer disagrees.
+    """
+    text = " ".join(f"{a}{b}{c}" for a in "xyzw" for b in "qrst" for c in "éab")  # 48 words of 3 letters
+    assert learn_merges(text, 40) == naive_merges(text, 40)
 
 
 def test_trained_tokenizer_round_trips(trained, shakespeare):
