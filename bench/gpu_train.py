@@ -3,8 +3,9 @@ GPU training throughput: GPT-2 124M on random tokens through the Trainer, report
 
 On a CUDA machine this uses everything the Trainer offers for speed: bf16 autocast, fused AdamW (from
 GPT.configure_optimizers), flash attention (scaled_dot_product_attention inside the model) and torch.compile.
-MFU is measured against the peak of the GPU actually present (mingpt.callbacks.device_peak_flops); on an unknown
-GPU or the CPU it is reported as unknown unless you pass --peak-flops.
+MFU is measured against the peak of the GPU actually present, for the precision in use
+(mingpt.callbacks.device_peak_flops); on an unknown GPU or the CPU it is reported as unknown unless you pass
+--peak-flops.
 
     python bench/gpu_train.py                       # gpt2 124M on the GPU
     python bench/gpu_train.py --tiny --iters=3      # a toy model on the CPU (the test suite runs this)
@@ -74,7 +75,7 @@ def main() -> None:
     steps = len(marks) - 1
     tokens_per_step = config.batch_size * config.grad_accum_steps * T * trainer.world_size
     tokens_per_sec = steps * tokens_per_step / (marks[-1] - marks[0]) if steps > 0 else float("nan")
-    peak = args.peak_flops or device_peak_flops(trainer.device)
+    peak = args.peak_flops or device_peak_flops(trainer.device, trainer.precision.name)
     mfu = estimate_mfu(model.estimate_flops_per_token(), tokens_per_sec, peak, trainer.world_size)
     name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else str(trainer.device)
     if trainer.is_main_process:

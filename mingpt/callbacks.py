@@ -14,7 +14,8 @@ Evaluation and checkpointing live in the Trainer itself (``eval_interval``, ``wo
 Ctrl-C need them; their events (on_eval_end, on_checkpoint) are what these callbacks listen to.
 
 Model FLOPs utilisation (MFU) is the fraction of the GPU's peak matmul throughput that the training step turns
-into model FLOPs: ``flops_per_token * tokens_per_sec / peak``. The peak comes from the actual device's name.
+into model FLOPs: ``flops_per_token * tokens_per_sec / peak``. The peak comes from the actual device's exact name
+and the precision the trainer runs in (a bf16 step is measured against the bf16 peak, an fp32 step against fp32's).
 """
 
 from __future__ import annotations
@@ -28,41 +29,60 @@ import torch
 
 from mingpt.atomic import atomic_path
 
-__all__ = ["ProgressLogger", "LossCurvePlot", "StopOnNaN", "PEAK_BF16_FLOPS", "peak_flops_for", "device_peak_flops",
+__all__ = ["ProgressLogger", "LossCurvePlot", "StopOnNaN", "PEAK_FLOPS", "peak_flops_for", "device_peak_flops",
            "estimate_mfu"]
 
 logger = logging.getLogger(__name__)
 
-# Dense (no sparsity) bf16 tensor-core peaks from the vendor data sheets, in FLOP/s. Checked in order, so the
-# more specific names come first ('H100 PCIe' before 'H100', whose remaining variants are the SXM/HBM3 part).
-PEAK_BF16_FLOPS = (
-    ("H200", 989e12),
-    ("H100 PCIE", 756e12),
-    ("H100 NVL", 835e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("L40S", 362e12),
-    ("L4", 121e12),
-    ("RTX 4090", 165e12),
-    ("RTX 3090", 71e12),
-)
+# Dense (no sparsity) tensor-core peaks from the vendor data sheets, in FLOP/s, for each precision a training step
+# can run its matmuls in. Keys are the exact names CUDA reports (torch.cuda.get_device_name), upper-cased: a
+# substring match would give an 'NVIDIA L40' the 'NVIDIA L4' figure. 'tf32' is what fp32 matmuls run in when
+# torch.backends allows it (torch.set_float32_matmul_precision('high')); 'fp32' is the plain CUDA-core figure.
+PEAK_FLOPS = {
+    "NVIDIA H200": dict(bf16=989e12, fp16=989e12, tf32=494e12, fp32=67e12),
+    "NVIDIA H200 NVL": dict(bf16=835e12, fp16=835e12, tf32=418e12, fp32=60e12),
+    "NVIDIA H100 80GB HBM3": dict(bf16=989e12, fp16=989e12, tf32=494e12, fp32=67e12),
+    "NVIDIA H100 PCIE": dict(bf16=756e12, fp16=756e12, tf32=378e12, fp32=51e12),
+    "NVIDIA H100 NVL": dict(bf16=835e12, fp16=835e12, tf32=418e12, fp32=60e12),
+    "NVIDIA A100-SXM4-40GB": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
+    "NVIDIA A100-SXM4-80GB": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
+    "NVIDIA A100-PCIE-40GB": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
+    "NVIDIA A100 80GB PCIE": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
+    "NVIDIA L40S": dict(bf16=362e12, fp16=362e12, tf32=183e12, fp32=91.6e12),
+    "NVIDIA L40": dict(bf16=181e12, fp16=181e12, tf32=90.5e12, fp32=90.5e12),
+    "NVIDIA L4": dict(bf16=121e12, fp16=121e12, tf32=60e12, fp32=30.3e12),
+    "NVIDIA GEFORCE RTX 4090": dict(bf16=165e12, fp16=165e12, tf32=82.6e12, fp32=82.6e12),
+    "NVIDIA GEFORCE RTX 3090": dict(bf16=71e12, fp16=71e12, tf32=35.6e12, fp32=35.6e12),
+}
+MATMUL_PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
 
 
-def peak_flops_for(device_name: str) -> float | None:
-    """Peak bf16 FLOP/s for a GPU name such as 'NVIDIA H100 80GB HBM3'; None if the name is not in the table."""
-    name = device_name.upper()
-    for key, flops in PEAK_BF16_FLOPS:
-        if key in name:
-            return flops
-    return None
+def peak_flops_for(device_name: str, precision: str = "bf16") -> float | None:
+    """
+    Peak FLOP/s of the GPU named exactly `device_name` (as CUDA reports it, e.g. 'NVIDIA H100 80GB HBM3'; case
+    and surrounding spaces are ignored) for matmuls in `precision` ('bf16', 'fp16', 'tf32' or 'fp32');
+    None if the name is not in PEAK_FLOPS.
+    """
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
+    peaks = PEAK_FLOPS.get(" ".join(device_name.upper().split()))
+    return None if peaks is None else peaks[precision]
 
 
-def device_peak_flops(device: str | torch.device) -> float | None:
-    """Peak bf16 FLOP/s of this device (asks CUDA for its name); None for CPU, MPS and unknown GPUs."""
+def device_peak_flops(device: str | torch.device, precision: str = "bf16") -> float | None:
+    """
+    Peak FLOP/s of this device for a training step in `precision` (a Trainer's precision name: 'bf16', 'fp16' or
+    'fp32'; an fp32 step counts as tf32 when PyTorch lets fp32 matmuls use TF32 tensor cores). Asks CUDA for the
+    device's name; None for CPU, MPS and GPUs not in PEAK_FLOPS.
+    """
     device = torch.device(device)
+    if precision == "fp32" and torch.get_float32_matmul_precision() != "highest":
+        precision = "tf32"  # 'high' / 'medium' let cuBLAS run fp32 matmuls on TF32 tensor cores
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
     if device.type != "cuda":
         return None
-    return peak_flops_for(torch.cuda.get_device_name(device))
+    return peak_flops_for(torch.cuda.get_device_name(device), precision)
 
 
 def estimate_mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float | None, n_devices: int = 1):
@@ -95,7 +115,8 @@ class ProgressLogger:
         self._start_time, self._start_iter = time.perf_counter(), trainer.iter_num
         estimate = getattr(trainer.model, "estimate_flops_per_token", None)
         self._flops_per_token = estimate() if callable(estimate) else None
-        self._peak = self.peak_flops or device_peak_flops(trainer.device)
+        precision = getattr(getattr(trainer, "precision", None), "name", "fp32")  # the Trainer's resolved precision
+        self._peak = self.peak_flops or device_peak_flops(trainer.device, precision)
         if self.use_tqdm and trainer.is_main_process:
             from tqdm.auto import tqdm
 

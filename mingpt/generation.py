@@ -9,6 +9,10 @@ One subtlety: GPT-2 has *learned absolute positions* and a maximum context (bloc
 longer than that, the model sees a sliding window of the last block_size tokens, and sliding the window changes
 the position of every token in it, so nothing cached stays valid. From then on the cached loop refills its cache
 from the window each step: slower, but exactly what the uncached model computes.
+
+Stop tokens and padding: a row that produces an eos_token_id is finished, but the batch is a rectangle, so a finished
+row still needs a token at every later step. It gets ``pad_token_id``, as in transformers' ``generate``; when no
+pad_token_id is given (GPT-2 has none) it gets its first eos id, which is also what transformers falls back to.
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ def next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
-def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator):
+def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator,
+                     pad_token_id):
     from mingpt.model import check_token_ids
 
     check_token_ids(idx, "idx (the prompt)", model.config.vocab_size)
@@ -101,6 +106,11 @@ def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, 
     for token in stop:
         if not isinstance(token, int) or not 0 <= token < model.config.vocab_size:
             raise ValueError(f"eos_token_id must be token ids in [0, {model.config.vocab_size}), got {eos_token_id!r}")
+    if pad_token_id is not None:
+        if not isinstance(pad_token_id, int) or isinstance(pad_token_id, bool):
+            raise TypeError(f"pad_token_id must be an int token id (or None), got {type(pad_token_id).__name__}")
+        if not 0 <= pad_token_id < model.config.vocab_size:
+            raise ValueError(f"pad_token_id must be a token id in [0, {model.config.vocab_size}), got {pad_token_id}")
     return stop
 
 
@@ -115,21 +125,25 @@ def generate_stream(
     eos_token_id: int | Sequence[int] | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    pad_token_id: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """
     Yield the next token of every row, (B,), one step at a time.
 
-    A row that has produced an eos_token_id is finished: it keeps yielding that (first) eos id as padding, and the
-    stream ends once every row is finished. Dropout is switched off while generating (and restored after).
+    A row that has produced an eos_token_id is finished: from then on it yields pad_token_id (default: the first
+    eos id), and the stream ends once every row is finished. Without eos_token_id, pad_token_id is never used.
+    Dropout is switched off while generating (and restored after).
     Pass a seeded ``torch.Generator`` for sampling that repeats exactly.
     """
     # Check the arguments now, not at the first next(): a bad argument should fail where it was written.
-    stop = _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator)
+    stop = _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator,
+                            pad_token_id)
     sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
-    return _decode_loop(model, idx, max_new_tokens, stop, sampling, use_cache)
+    pad = pad_token_id if pad_token_id is not None else stop[0] if stop else None
+    return _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache)
 
 
-def _decode_loop(model, idx, max_new_tokens, stop, sampling, use_cache):
+def _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache):
     block_size = model.config.block_size
     stop_ids = torch.tensor(stop, dtype=torch.long, device=idx.device)
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
@@ -152,7 +166,7 @@ def _decode_loop(model, idx, max_new_tokens, stop, sampling, use_cache):
                     logits = model.logits(seq[:, -1:], cache, last_only=True)  # one new position
                 token = next_token(logits[:, -1, :], **sampling)
                 if stop:
-                    token = torch.where(finished, stop_ids[0], token)
+                    token = torch.where(finished, pad, token)  # finished rows only pad
                     finished = finished | torch.isin(token, stop_ids)
                 seq = torch.cat([seq, token[:, None]], dim=1)
             token = token.clone()  # an ordinary tensor again
@@ -168,7 +182,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.T
     Continue each row of idx (B, T) by up to max_new_tokens tokens and return (B, T + new).
 
     Keyword arguments as in `generate_stream`: temperature, do_sample, top_k, top_p, eos_token_id, generator,
-    use_cache. Fewer than max_new_tokens are added only when every row hit an eos_token_id.
+    use_cache, pad_token_id. Fewer than max_new_tokens are added only when every row hit an eos_token_id.
     """
     tokens = list(generate_stream(model, idx, max_new_tokens, **kwargs))
     if not tokens:

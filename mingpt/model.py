@@ -90,6 +90,17 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The original minGPT stored its causal mask as a persistent buffer, `attn.bias`: a (1, 1, block_size,
+        # block_size) lower-triangular matrix of ones. mingpt computes the mask instead (is_causal=True), so such a
+        # key is no weight at all: drop it, and only it, so that the original's state dicts load strictly. Any other
+        # tensor under that name is left for load_state_dict to report as an unexpected key.
+        mask = state_dict.get(prefix + "bias")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[:2] == (1, 1):
+            if mask.size(2) == mask.size(3) and torch.equal(mask, torch.ones_like(mask).tril()):
+                del state_dict[prefix + "bias"]  # load_state_dict works on a copy: the caller's dict keeps it
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def sdpa_attention(self, q, k, v):
         """PyTorch's fused kernel (flash / memory-efficient attention where available); same maths as below."""
         T_q, T_kv = q.size(-2), k.size(-2)
@@ -121,13 +132,24 @@ def causal_mask(T_q: int, T_kv: int, device) -> torch.Tensor:
     return torch.ones(T_q, T_kv, dtype=torch.bool, device=device).tril(diagonal=T_kv - T_q)
 
 
+class NewGELU(nn.GELU):
+    """
+    GPT-2's activation, the tanh approximation of GELU: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))).
+    "New" is the name BERT's and GPT-2's code gave it; the original minGPT kept the name, so code importing
+    ``mingpt.model.NewGELU`` keeps working. PyTorch computes the same formula in one fused kernel.
+    """
+
+    def __init__(self):
+        super().__init__(approximate="tanh")
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward network: expand to 4*C, GELU, project back to C."""
 
     def __init__(self, config: CfgNode):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2 used the tanh approximation of GELU
+        self.gelu = NewGELU()  # GPT-2 used the tanh approximation of GELU
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
@@ -215,6 +237,18 @@ class GPT(nn.Module):
             nn.init.ones_(module.weight)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A tied model holds one matrix under two names. The original minGPT never tied them, so its state dicts
+        # carry two different matrices; loading both into one would silently keep only lm_head's.
+        wte, head = state_dict.get(prefix + "transformer.wte.weight"), state_dict.get(prefix + "lm_head.weight")
+        if self.config.tie_weights and isinstance(wte, torch.Tensor) and isinstance(head, torch.Tensor):
+            if wte.shape == head.shape and not torch.equal(wte, head):
+                raise ValueError(
+                    "this state dict has different transformer.wte.weight and lm_head.weight (untied, as the original "
+                    "minGPT trains them), but this model ties them; build it with config.tie_weights = False"
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None):

@@ -63,8 +63,47 @@ def test_peak_flops_table_and_mfu_use_the_actual_device(monkeypatch):
     assert estimate_mfu(6e9, 50_000, None) is None
 
 
+def test_peak_flops_match_whole_names_only():
+    """'L4' is a substring of 'L40' and 'L40S', 'H100' of 'H100 PCIe': each must get its own figure."""
+    assert peak_flops_for("NVIDIA L4") == 121e12
+    assert peak_flops_for("NVIDIA L40") == 181e12
+    assert peak_flops_for("NVIDIA L40S") == 362e12
+    assert peak_flops_for("NVIDIA H100 NVL") == 835e12
+    assert peak_flops_for("  nvidia h100 pcie ") == 756e12  # case and outer spaces do not matter
+    for unknown in ("NVIDIA L4000", "L4", "NVIDIA H100", "NVIDIA H100 80GB HBM3 (MIG 1g.10gb)"):
+        assert peak_flops_for(unknown) is None, unknown
+
+
+def test_peak_flops_follow_the_precision_in_use(monkeypatch):
+    name = "NVIDIA A100-SXM4-80GB"
+    assert [peak_flops_for(name, p) for p in ("bf16", "fp16", "tf32", "fp32")] == [312e12, 312e12, 156e12, 19.5e12]
+    with pytest.raises(ValueError, match="precision must be one of .* got 'int8'"):
+        peak_flops_for(name, "int8")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert device_peak_flops("cuda", "bf16") == 312e12
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    assert device_peak_flops("cuda", "fp32") == 19.5e12  # plain fp32 matmuls: the CUDA-core peak
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "high")
+    assert device_peak_flops("cuda", "fp32") == 156e12  # fp32 matmuls allowed on TF32 tensor cores
+
+
+def test_progress_logger_measures_mfu_against_the_trainers_precision(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
+    model = types.SimpleNamespace(estimate_flops_per_token=lambda: 1e9)
+    fake = types.SimpleNamespace(iter_num=10, device="cuda", model=model, precision=types.SimpleNamespace(name="bf16"),
+                                 config=types.SimpleNamespace(max_iters=20), is_main_process=True, world_size=1,
+                                 loss=torch.tensor(2.0), lr=1e-3, tokens_per_sec=15_600.0)
+    logger = ProgressLogger(interval=1)
+    logger.on_train_start(fake)
+    assert "MFU 5.0%" in logger.format(fake)  # 1e9 * 15,600 / 312e12
+    fake.precision.name = "fp32"
+    logger.on_train_start(fake)
+    assert "MFU 80.0%" in logger.format(fake)  # 1e9 * 15,600 / 19.5e12
+
+
 def test_progress_logger_takes_the_peak_of_the_trainers_device(monkeypatch):
-    monkeypatch.setattr(callbacks, "device_peak_flops", lambda device: {"cuda": 100e12}.get(str(device)))
+    monkeypatch.setattr(callbacks, "device_peak_flops", lambda device, precision: {"cuda": 100e12}.get(str(device)))
     model = types.SimpleNamespace(estimate_flops_per_token=lambda: 1e9)
     fake = types.SimpleNamespace(iter_num=10, device="cuda", model=model,
                                  config=types.SimpleNamespace(max_iters=20), is_main_process=True, world_size=1,

@@ -84,23 +84,37 @@ class Payload:
         return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
-@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
-def test_malicious_pickle_is_refused_and_never_runs(tmp_path, writer):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pt"
-    evil = {"format": "mingpt-checkpoint", "version": 1, "model": {}, "payload": Payload(marker)}
+def write_malicious_pickle(path, contents: dict, marker, writer: str) -> None:
+    """Write `contents` plus a Payload that creates `marker` when unpickled, with torch.save or pickle.dump."""
+    evil = {**contents, "payload": Payload(marker)}
     if writer == "torch.save":
         torch.save(evil, path)
     else:
         with open(path, "wb") as f:
             pickle.dump(evil, f, protocol=2)
+
+
+def load_unsafely(path, writer: str) -> None:
+    """The positive control: an unsafe load of a file from write_malicious_pickle does run its payload."""
+    if writer == "torch.save":
+        torch.load(path, weights_only=False)
+    else:
+        with open(path, "rb") as f:
+            pickle.load(f)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    write_malicious_pickle(path, {"format": "mingpt-checkpoint", "version": 1, "model": {}}, marker, writer)
     with pytest.raises(ValueError, match="refusing to load|not a readable checkpoint") as info:
         load_checkpoint(path)
     assert not marker.exists()
     if writer == "torch.save":
         assert "pickled Python objects" in str(info.value) and "Unsupported global" in str(info.value)
-        torch.load(path, weights_only=False)  # the payload is real: an unsafe load does run it
-        assert marker.exists()
+    load_unsafely(path, writer)  # the payload is real: an unsafe load does run it
+    assert marker.exists()
 
 
 def test_missing_corrupt_and_foreign_files_raise_clear_errors(tmp_path):

@@ -141,7 +141,12 @@ def test_connection_refused_is_a_clear_oserror(tmp_path, caplog):
 
 def test_progress_bar(served, tmp_path, capsys):
     download.download(f"{served}/files/payload.bin", tmp_path / "p.bin", progress=True)
-    assert "payload.bin" in capsys.readouterr().err
+    bar = capsys.readouterr().err.split("\r")[-1]  # the bar's final state: it redraws in place with \r
+    # The whole 13,000-byte file counted against the declared size: "payload.bin: 100%|...| 13.0k/13.0k [...]"
+    assert bar.startswith("payload.bin: 100%") and " 13.0k/13.0k " in bar, bar
+    assert (tmp_path / "p.bin").read_bytes() == PAYLOAD
+    download.download(f"{served}/files/payload.bin", tmp_path / "quiet.bin", progress=False)
+    assert capsys.readouterr().err == ""  # no bar unless asked for
 
 
 def test_cached_download_uses_the_cache(served, cache_dir):

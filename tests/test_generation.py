@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mingpt.generation import KVCache, filter_logits
+from mingpt.generation import KVCache, filter_logits, next_token
 from mingpt.model import GPT
 
 
@@ -43,6 +43,19 @@ def test_cache_gives_same_sampled_tokens_with_seeded_generator():
     assert not torch.equal(a, c)
 
 
+def test_seeded_sampling_past_block_size_with_the_cache():
+    model = model_with_diverse_outputs(block_size=8)
+    idx = torch.randint(0, 64, (2, 5))
+    kwargs = dict(do_sample=True, temperature=1.3, top_p=0.95)
+    cached = model.generate(idx, 20, generator=torch.Generator().manual_seed(4), **kwargs)  # 25 tokens, block 8
+    again = model.generate(idx, 20, generator=torch.Generator().manual_seed(4), **kwargs)
+    uncached = model.generate(idx, 20, generator=torch.Generator().manual_seed(4), use_cache=False, **kwargs)
+    other = model.generate(idx, 20, generator=torch.Generator().manual_seed(5), **kwargs)
+    assert cached.shape == (2, 25)
+    assert torch.equal(cached, again) and torch.equal(cached, uncached)
+    assert not torch.equal(cached[:, 13:], other[:, 13:])  # the seed still matters after the window slides
+
+
 def test_cache_stays_exact_when_sequence_outgrows_block_size():
     model = model_with_diverse_outputs(block_size=8)
     idx = torch.randint(0, 64, (2, 5))
@@ -77,12 +90,17 @@ def test_cache_refuses_to_overflow_block_size():
         model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
 
 
-def test_stream_yields_the_same_tokens_as_generate():
+def test_stream_yields_the_tokens_of_a_hand_written_argmax_loop():
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (2, 4))
     streamed = list(model.generate_stream(idx, 10))
     assert len(streamed) == 10 and streamed[0].shape == (2,)
-    assert torch.equal(torch.stack(streamed, dim=1), model.generate(idx, 10)[:, 4:])
+    seq = idx  # the oracle: no cache, no sampling code, the full forward pass and an argmax
+    with torch.no_grad():
+        for _ in range(10):
+            seq = torch.cat([seq, model(seq)[0][:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+    assert torch.equal(torch.stack(streamed, dim=1), seq[:, 4:])
+    assert len(set(seq[0, 4:].tolist())) > 3
 
 
 def test_generated_tokens_are_ordinary_tensors_a_model_can_train_on():
@@ -109,15 +127,23 @@ def test_batch_rows_are_independent():
 
 def test_eos_stops_and_pads_finished_rows():
     model = model_with_diverse_outputs()
-    idx = torch.randint(0, 64, (2, 4))
+    idx = torch.randint(0, 64, (2, 4), generator=torch.Generator().manual_seed(0))
     free = model.generate(idx, 15)
-    eos = int(free[0, 7])  # a token row 0 produces at step 3
-    out = model.generate(idx, 15, eos_token_id=eos)
+    # A token row 0 produces early on and row 1 never produces: row 0 finishes, row 1 runs to the end.
+    eos = next(int(t) for t in free[0, 5:9] if t not in free[1, 4:])
     first = (free[0, 4:] == eos).nonzero()[0].item() + 4
+    assert first < 12
+    out = model.generate(idx, 15, eos_token_id=eos)
+    assert out.shape == (2, 19)
     assert torch.equal(out[0, : first + 1], free[0, : first + 1])
-    assert (out[0, first:] == eos).all()
-    if not (free[1, 4:] == eos).any():  # row 1 never stops, so generation runs to the end
-        assert out.shape[1] == 19
+    assert (out[0, first + 1 :] == eos).all()  # padded with the eos id (no pad_token_id given)
+    assert torch.equal(out[1], free[1])  # the unfinished row is untouched by row 0 stopping
+    pad = next(t for t in range(64) if t not in free[0, first + 1 :] and t != eos)
+    padded = model.generate(idx, 15, eos_token_id=eos, pad_token_id=pad)
+    assert torch.equal(padded[0, : first + 1], free[0, : first + 1]) and (padded[0, first + 1 :] == pad).all()
+    assert torch.equal(padded[1], free[1])
+    with pytest.raises(ValueError, match="pad_token_id must be a token id in \\[0, 64\\), got 64"):
+        model.generate(idx, 5, eos_token_id=eos, pad_token_id=64)
 
 
 def test_generation_stops_early_when_all_rows_finish():
@@ -149,6 +175,28 @@ def test_top_k_and_top_p_filters():
     assert kept(filter_logits(logits, top_p=0.8)) == [True, True, False, False]
     assert kept(filter_logits(logits, top_p=0.81)) == [True, True, True, False]
     assert kept(filter_logits(logits, top_p=1.0)) == [True, True, True, True]
+
+
+@pytest.mark.parametrize("top_k,top_p,temperature", [(5, None, 1.0), (None, 0.3, 1.0), (None, 0.9, 0.7),
+                                                     (40, 0.8, 1.5), (1, 0.5, 0.5)])
+def test_filter_logits_matches_transformers_logits_warpers(top_k, top_p, temperature):
+    from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
+                                                        TopKLogitsWarper, TopPLogitsWarper)
+
+    logits = torch.randn(16, 100, generator=torch.Generator().manual_seed(0)) * 3
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])  # transformers' order: T, top-k, top-p
+    warpers += [TopKLogitsWarper(top_k)] if top_k is not None else []
+    warpers += [TopPLogitsWarper(top_p)] if top_p is not None else []
+    expected = warpers(None, logits.clone())
+    ours = filter_logits(logits / temperature, top_k=top_k, top_p=top_p)
+    assert torch.equal(torch.isfinite(ours), torch.isfinite(expected))
+    assert 1 < torch.isfinite(ours).sum(dim=-1).float().mean() < 100 or top_k == 1  # a real cut, not all or none
+    torch.testing.assert_close(ours[torch.isfinite(ours)], expected[torch.isfinite(expected)])
+    # next_token applies temperature and the filters the same way: a seeded draw from transformers' distribution.
+    drawn = next_token(logits, do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p,
+                       generator=torch.Generator().manual_seed(1))
+    oracle = torch.multinomial(expected.softmax(dim=-1), 1, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(drawn, oracle.squeeze(-1))
 
 
 def test_top_k_one_sampling_equals_greedy():

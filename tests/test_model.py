@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from mingpt.model import GPT, PRESETS
+import torch.nn as nn
+import torch.nn.functional as F
+import transformers
+from torch.utils.flop_counter import FlopCounterMode
+
+from mingpt.model import GPT, PRESETS, NewGELU
+from mingpt.utils import set_seed
 
 
 def tiny_config(**overrides):
@@ -62,20 +68,50 @@ def test_overfits_a_tiny_batch():
     assert loss.item() < 0.05
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_math_and_sdpa_attention_agree(dropout):
-    sdpa = tiny_model(attn_pdrop=dropout)
+def test_math_and_sdpa_attention_agree():
+    sdpa = tiny_model(attn_pdrop=0.2)
     math_model = GPT(_with(sdpa.config, attention="math"))
     math_model.load_state_dict(sdpa.state_dict())
-    sdpa.eval(), math_model.eval()
+    sdpa.eval(), math_model.eval()  # no dropout, so both compute the same function (dropout: the next test)
     idx = torch.randint(0, 50, (2, 16))
     torch.testing.assert_close(sdpa(idx)[0], math_model(idx)[0], atol=1e-5, rtol=1e-5)
-    # gradients agree too (in eval mode, so dropout does not draw different masks)
+    # gradients agree too
     targets = torch.randint(0, 50, (2, 16))
     sdpa(idx, targets)[1].backward()
     math_model(idx, targets)[1].backward()
     for (name, p), q in zip(sdpa.named_parameters(), math_model.parameters()):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_attention_dropout_drops_its_fraction_in_training_only(attention, monkeypatch):
+    """
+    With q = k = 0 every allowed position gets the same weight, and with v = identity (hs = T) the attention output
+    *is* the attention matrix after dropout: row t holds 1/(t+1) at positions <= t, each entry either zeroed or
+    scaled by 1/(1-p). So the output shows which weights dropout removed.
+    """
+    p, T = 0.25, 8
+    attn = tiny_model(n_embd=32, n_head=4, attn_pdrop=p, attention=attention).transformer.h[0].attn  # hs = 8 = T
+    seen_p = []
+    real_sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **kw: seen_p.append(kw["dropout_p"]) or
+                        real_sdpa(*a, **kw))
+    q = k = torch.zeros(256, 4, T, 8)
+    v = torch.eye(T).expand(256, 4, T, T)
+    allowed = torch.ones(T, T, dtype=torch.bool).tril()
+    uniform = allowed / allowed.sum(dim=-1, keepdim=True)  # (T, T): 1/(t+1) on the allowed positions
+    attend = attn.sdpa_attention if attention == "sdpa" else attn.math_attention
+    torch.manual_seed(0)
+    attn.train()
+    weights = attend(q, k, v)[..., allowed]  # only the causal entries: 36 per head
+    dropped = (weights == 0).float().mean().item()
+    assert abs(dropped - p) < 0.01, dropped  # 73,728 entries: the standard error is 0.0016
+    kept = weights[weights != 0]
+    torch.testing.assert_close(kept, (uniform[allowed] / (1 - p)).expand(256, 4, -1)[weights != 0])
+    attn.eval()
+    torch.testing.assert_close(attend(q, k, v), uniform.expand(256, 4, T, T))  # nothing dropped, no rescaling
+    if attention == "sdpa":
+        assert seen_p == [p, 0.0]  # the configured probability reached the fused kernel, and only in training
 
 
 def _with(config, **overrides):
@@ -122,10 +158,17 @@ def test_presets_and_gpt2_parameter_count():
     GPT(model.config)  # a resolved config can build the same model again
 
 
-def test_flops_per_token_estimate():
-    model = tiny_model()
-    n = model.num_parameters(exclude_embeddings=True)
-    assert model.estimate_flops_per_token() == 6 * n + 12 * 2 * 32 * 16
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_flops_per_token_estimate_matches_pytorchs_flop_counter(attention):
+    """The formula against FLOPs counted while one training step (forward + backward) really runs."""
+    model = tiny_model(block_size=64, bias=False, attention=attention)  # attention is ~1/4 of the FLOPs here
+    idx = torch.randint(0, 50, (2, 64))
+    with FlopCounterMode(display=False) as counter:
+        model(idx, idx)[1].backward()
+    counted = counter.get_total_flops() / idx.numel()
+    # The counter sees only matmuls; the estimate also counts LayerNorm gains as parameters (0.5 % here).
+    assert model.estimate_flops_per_token() == pytest.approx(counted, rel=0.01)
+    assert model.estimate_flops_per_token(seq_len=64) == model.estimate_flops_per_token()
 
 
 def test_configure_optimizers_decays_only_matmul_weights():
@@ -140,10 +183,18 @@ def test_configure_optimizers_decays_only_matmul_weights():
     assert n_total == model.num_parameters()  # every parameter exactly once, tied matrix included once
 
 
-def test_deterministic_with_seed():
-    a, b = tiny_model(seed=7), tiny_model(seed=7)
+def test_deterministic_with_mingpts_set_seed():
+    def build_and_run(seed):
+        torch.rand(100)  # move the global RNG on: only set_seed may bring it back
+        set_seed(seed)
+        model = GPT(tiny_config()).train()  # dropout on: the forward pass draws random numbers too
+        return model, model(torch.arange(16)[None] % 50)[0]
+
+    (a, out_a), (b, out_b), (c, _) = build_and_run(7), build_and_run(7), build_and_run(8)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+    assert torch.equal(out_a, out_b)
+    assert not torch.equal(a.lm_head.weight, c.lm_head.weight)
 
 
 def test_state_dict_holds_only_parameters():
@@ -227,3 +278,80 @@ def test_all_presets_are_valid_configs():
 
         resolved = resolve_config(C)
         assert resolved.n_embd % resolved.n_head == 0
+
+
+# ---------------------------------------------------------------------- the original minGPT's surface
+def test_new_gelu_is_gpt2s_tanh_gelu_and_the_models_activation():
+    x = torch.linspace(-6, 6, 1001)
+    written_out = 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    torch.testing.assert_close(NewGELU()(x), written_out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(NewGELU()(x), transformers.activations.NewGELUActivation()(x), atol=1e-6, rtol=0)
+    assert isinstance(tiny_model().transformer.h[0].mlp.gelu, NewGELU)
+
+
+class _OriginalLayoutAttention(nn.Module):
+    """Attention laid out as the original minGPT's: c_attn, c_proj and the causal mask as a buffer named `bias`."""
+
+    def __init__(self, C):
+        super().__init__()
+        self.n_head = C.n_head
+        self.c_attn, self.c_proj = nn.Linear(C.n_embd, 3 * C.n_embd), nn.Linear(C.n_embd, C.n_embd)
+        self.attn_dropout, self.resid_dropout = nn.Dropout(0.0), nn.Dropout(0.0)
+        self.register_buffer("bias", torch.ones(C.block_size, C.block_size).tril()[None, None])  # persistent
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf")).softmax(dim=-1)
+        return self.c_proj((att @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class _OriginalLayoutGPT(nn.Module):
+    """The original minGPT's module tree (names, buffers, an untied lm_head), written here from its key names."""
+
+    def __init__(self, C):
+        super().__init__()
+        block = lambda: nn.ModuleDict(dict(  # noqa: E731
+            ln_1=nn.LayerNorm(C.n_embd), attn=_OriginalLayoutAttention(C), ln_2=nn.LayerNorm(C.n_embd),
+            mlp=nn.ModuleDict(dict(c_fc=nn.Linear(C.n_embd, 4 * C.n_embd), c_proj=nn.Linear(4 * C.n_embd, C.n_embd),
+                                   act=NewGELU(), dropout=nn.Dropout(0.0)))))
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(C.vocab_size, C.n_embd), wpe=nn.Embedding(C.block_size, C.n_embd), drop=nn.Dropout(0.0),
+            h=nn.ModuleList([block() for _ in range(C.n_layer)]), ln_f=nn.LayerNorm(C.n_embd)))
+        self.lm_head = nn.Linear(C.n_embd, C.vocab_size, bias=False)
+        for p in self.parameters():  # random LayerNorms and biases too, so every tensor's place matters
+            nn.init.normal_(p, std=0.3)
+
+    def forward(self, idx):
+        t = self.transformer
+        x = t.wte(idx) + t.wpe(torch.arange(idx.size(1)))
+        for b in t.h:
+            x = x + b.attn(b.ln_1(x))
+            x = x + b.mlp.c_proj(b.mlp.act(b.mlp.c_fc(b.ln_2(x))))
+        return self.lm_head(t.ln_f(x))
+
+
+def test_original_mingpt_state_dict_with_mask_buffers_loads_strictly(tmp_path):
+    torch.manual_seed(0)
+    C = tiny_config(tie_weights=False, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+    original = _OriginalLayoutGPT(C)
+    torch.save(original.state_dict(), tmp_path / "model.pt")  # what the original's users have on disk
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert "transformer.h.1.attn.bias" in state and state["transformer.h.1.attn.bias"].shape == (1, 1, 16, 16)
+
+    model = GPT(C).eval()
+    model.load_state_dict(state)  # strict, as the original's users call it
+    assert "transformer.h.1.attn.bias" in state  # the caller's dict is left as it was
+    idx = torch.randint(0, 50, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], original(idx), atol=1e-5, rtol=1e-5)
+
+    # Only the causal mask is dropped: any other tensor under that name is still an unexpected key.
+    state["transformer.h.0.attn.bias"] = torch.rand(1, 1, 16, 16)
+    with pytest.raises(RuntimeError, match=r"Unexpected key\(s\).*transformer\.h\.0\.attn\.bias"):
+        model.load_state_dict(state)
+    # The original never tied wte and lm_head: loading its two matrices into a tied model would lose one.
+    del state["transformer.h.0.attn.bias"]
+    with pytest.raises(ValueError, match="tie_weights = False"):
+        GPT(tiny_config()).load_state_dict(state)

@@ -11,17 +11,20 @@ import functools
 import http.server
 import json
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
+import safetensors.torch as safetensors_torch
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-safetensors_torch = pytest.importorskip("safetensors.torch")
-
-from mingpt.download import DownloadError  # noqa: E402
-from mingpt.hub import model_source  # noqa: E402
-from mingpt.model import GPT  # noqa: E402
+from mingpt.download import DownloadError
+from mingpt.hub import model_source
+from mingpt.model import GPT
+from tests.test_checkpoint import load_unsafely, write_malicious_pickle
+from tests.conftest import REPO_ROOT
 
 VOCAB, BLOCK = 320, 48
 
@@ -128,6 +131,46 @@ def test_local_bin_is_read_safely(saved, hf_model, monkeypatch):
     model = GPT.from_pretrained(str(saved / "bin"))
     assert calls and all(kw.get("weights_only") is True for kw in calls)
     assert_same_logits(model, hf_model)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_malicious_pytorch_model_bin_is_refused_and_never_runs(saved, hf_model, tmp_path, writer):
+    folder, marker = tmp_path / "evil", tmp_path / "pwned"
+    folder.mkdir()
+    shutil.copy(saved / "bin" / "config.json", folder / "config.json")
+    write_malicious_pickle(folder / "pytorch_model.bin", hf_model.state_dict(), marker, writer)
+    with pytest.raises(ValueError, match="could not read weights from .*pytorch_model.bin"):
+        GPT.from_pretrained(folder)
+    assert not marker.exists()
+    load_unsafely(folder / "pytorch_model.bin", writer)  # the payload is real: an unsafe load does run it
+    assert marker.exists()
+
+
+NO_TRANSFORMERS = """
+import json, sys
+sys.modules["transformers"] = None  # from here on, any `import transformers` raises ImportError
+try:
+    import transformers
+    raise SystemExit("transformers is still importable")
+except ImportError:
+    pass
+import torch
+from mingpt.model import GPT
+model = GPT.from_pretrained(sys.argv[1])
+print(json.dumps(model.generate(torch.tensor(json.loads(sys.argv[2])), 12).tolist()))
+"""
+
+
+def test_from_pretrained_works_without_transformers(saved, hf_model, tmp_path):
+    """A save_pretrained folder loads and generates in a Python where transformers cannot be imported."""
+    GPT.from_pretrained(saved / "safetensors").save_pretrained(tmp_path / "export")
+    idx = prompt(T=6, B=2, seed=5)
+    result = subprocess.run([sys.executable, "-c", NO_TRANSFORMERS, str(tmp_path / "export"), json.dumps(idx.tolist())],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    expected = hf_model.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=12, do_sample=False,
+                                 pad_token_id=0, eos_token_id=None)
+    assert json.loads(result.stdout) == expected.tolist()
 
 
 def test_gpt2model_keys_without_prefix_and_lm_head(saved, hf_model):

@@ -81,9 +81,15 @@ def test_hooks_are_removed_even_after_an_error(model, idx):
             model(torch.full((1, 3), V))  # token id out of range: the forward pass raises
     assert all(block.attn.attention_sink is None for block in model.transformer.h)
     assert not any(m._forward_hooks for m in model.modules())
-    with Probe(model) as probe:  # and a fresh probe works afterwards
+    with Probe(model) as probe:  # and a fresh probe works afterwards: every layer, real attention probabilities
         model(idx)
-    assert probe.attentions[0] is not None
+    n, nh = model.config.n_layer, model.config.n_head
+    assert len(probe.attentions) == n and all(a.shape == (2, nh, T, T) for a in probe.attentions)
+    for attention in probe.attentions:
+        torch.testing.assert_close(attention.sum(dim=-1), torch.ones(2, nh, T))  # each row is a distribution
+        assert (attention.triu(diagonal=1) == 0).all()  # over the past only
+    for ours, fresh in zip(probe.attentions, run_with_probe(tiny(), idx).attentions):  # same weights, new model
+        torch.testing.assert_close(ours, fresh)
 
 
 def test_one_probe_at_a_time_and_bad_arguments(model):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import runpy
 import subprocess
 import sys
 import time
@@ -188,13 +190,25 @@ def test_lr_schedule_warmup_cosine_and_floor():
 
 
 def test_grad_accumulation_equals_one_big_batch():
-    results = []
+    """
+    The gradient the optimizer receives, not the weights after it: AdamW is nearly scale-invariant and clipping
+    rescales, so weights would hide a gradient 2x or 4x too large. A huge clip threshold measures the pre-clip
+    norm without changing anything.
+    """
+    grads, norms = [], []
     for batch_size, accum in ((8, 1), (4, 2), (2, 4)):
         model = tiny_gpt(dropout=0.0)
-        Trainer(cfg(batch_size=batch_size, grad_accum_steps=accum), model, Windows()).run()
-        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
-    torch.testing.assert_close(results[1], results[0], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(results[2], results[0], rtol=1e-5, atol=1e-6)
+        t = Trainer(cfg(batch_size=batch_size, grad_accum_steps=accum, max_iters=1, grad_norm_clip=1e9), model,
+                    Windows())
+        t.optimizer.register_step_pre_hook(
+            lambda opt, args, kwargs: grads.append(torch.cat([p.grad.flatten() for p in model.parameters()])))
+        t.run()
+        norms.append(float(t.grad_norm))
+    assert len(grads) == 3
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grads[2], grads[0], rtol=1e-5, atol=1e-7)
+    assert norms[0] == pytest.approx(grads[0].norm().item(), rel=1e-5) and norms[0] > 0
+    assert norms[1] == pytest.approx(norms[0], rel=1e-5) and norms[2] == pytest.approx(norms[0], rel=1e-5)
 
 
 def test_generic_module_without_configure_optimizers_trains():
@@ -240,9 +254,15 @@ def test_precision_resolution_never_gives_cpu_or_mps_a_cuda_only_setup():
 
 
 def test_bf16_autocast_trains_on_cpu():
-    t = Trainer(cfg(precision="bf16"), tiny_gpt(), stream())
+    model = tiny_gpt()
+    dtypes = []
+    for layer in (model.transformer.h[0].attn.c_attn, model.transformer.h[1].mlp.c_fc, model.lm_head):
+        layer.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    t = Trainer(cfg(precision="bf16"), model, stream())
     t.run()
     assert t.scaler is None and torch.isfinite(t.loss)
+    assert len(dtypes) == 3 * 3 and set(dtypes) == {torch.bfloat16}  # the matmuls really ran in bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # while the weights stay fp32
 
 
 # ---------------------------------------------------------------------------------------------- resume
@@ -321,12 +341,27 @@ def test_resume_from_bad_checkpoints_raises(tmp_path):
 
 
 def test_evaluation_tracks_best_and_saves_best_checkpoint(tmp_path):
-    t = Trainer(cfg(max_iters=4, eval_interval=2, eval_iters=3, work_dir=str(tmp_path)), tiny_gpt(), stream(),
-                stream(seed=1))
-    saved = []
-    t.add_callback("on_checkpoint", lambda tr: saved.append(os.path.basename(tr.last_checkpoint_path)))
+    # A learning rate high enough that the validation loss goes up and down (the best is neither first nor last).
+    t = Trainer(cfg(max_iters=8, eval_interval=1, eval_iters=2, learning_rate=3e-2, work_dir=str(tmp_path)),
+                tiny_gpt(), stream(), stream(seed=1))
+    evaluations, weights, saved = [], {}, []
+
+    def record(tr):
+        evaluations.append((tr.iter_num, tr.val_loss))
+        weights[tr.iter_num] = params(tr.model)
+
+    t.add_callback("on_eval_end", record)
+    t.add_callback("on_checkpoint", lambda tr: saved.append((tr.iter_num, os.path.basename(tr.last_checkpoint_path))))
     t.run()
-    assert t.best_val_loss == min(t.best_val_loss, t.val_loss) and "best.pt" in saved and saved[-1] == "last.pt"
+    best_step, best = min(evaluations, key=lambda e: e[1])
+    assert [step for step, _ in evaluations] == list(range(1, 9)) and 1 < best_step < 8
+    assert t.best_val_loss == best
+    ckpt = load_checkpoint(tmp_path / "best.pt")
+    assert ckpt["iter_num"] == best_step and ckpt["metadata"]["val_loss"] == best
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in weights[best_step].items())  # the best step's weights
+    new_records = [step for i, (step, loss) in enumerate(evaluations) if all(loss < e[1] for e in evaluations[:i])]
+    assert [step for step, name in saved if name == "best.pt"] == new_records  # saved at each improvement only
+    assert saved[-1] == (8, "last.pt")
     assert t.evaluate() == t.evaluate()  # the same validation batches every time
 
 
@@ -364,8 +399,25 @@ def test_dataloader_workers_draw_different_augmentations():
     assert len(set(values)) == len(values), "two workers produced the same random augmentation"
 
 
-def test_gpu_bench_runs_tiny_on_cpu():
-    out = subprocess.run([sys.executable, os.path.join(REPO, "bench", "gpu_train.py"), "--tiny", "--iters=3"],
+def test_gpu_bench_runs_tiny_on_cpu(monkeypatch, capsys):
+    bench = os.path.join(REPO, "bench", "gpu_train.py")
+    out = subprocess.run([sys.executable, bench, "--tiny", "--iters=3", "--peak-flops=1e9"],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert "tokens/s" in out.stdout and "MFU" in out.stdout
+    rows = {" ".join(line.split()[:-1]): line.split()[-1] for line in out.stdout.splitlines()}
+    tokens_per_sec = float(rows["tokens/s"].replace(",", ""))
+    flops_per_token = tiny_bench_model().estimate_flops_per_token()
+    assert float(rows["MFU"].rstrip("%")) == pytest.approx(100 * flops_per_token * tokens_per_sec / 1e9, abs=0.1)
+    # Without a peak, a CPU's MFU is unknown (in-process, to skip a second interpreter start).
+    monkeypatch.setattr(sys, "argv", [bench, "--tiny", "--iters=1"])
+    runpy.run_path(bench, run_name="__main__")
+    report = capsys.readouterr().out
+    assert re.search(r"^peak FLOP/s +unknown$", report, re.M)
+    assert re.search(r"^MFU +unknown \(pass --peak-flops\)$", report, re.M)
+
+
+def tiny_bench_model() -> GPT:
+    """The model `bench/gpu_train.py --tiny` trains."""
+    C = GPT.get_default_config()
+    C.merge_from_dict(dict(model_type=None, n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=32))
+    return GPT(C)
