@@ -112,6 +112,7 @@ def test_shorthand_names(model, idx):
     assert cache["scale"] is cache["ln_final.hook_scale"]
     assert cache["normalized", 2, "ln2"] is cache["blocks.2.ln2.hook_normalized"]
     assert cache["embed"] is cache["hook_embed"] and "pattern" not in cache and ("z", 0) in cache
+    assert not cache["resid_post", 0].requires_grad  # detached: for looking at, not for backpropagating
     assert get_act_name("post", 2) == "blocks.2.mlp.hook_post"
     assert HookPoint("blocks.2.attn.hook_z").layer() == 2
 
