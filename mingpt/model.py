@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mingpt.circuits import WeightViews
 from mingpt.config import CfgNode
 
 logger = logging.getLogger(__name__)
@@ -179,8 +180,11 @@ class Block(nn.Module):
         return hooks("hook_resid_post", x + mlp_out)
 
 
-class GPT(nn.Module):
-    """GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``."""
+class GPT(WeightViews, nn.Module):
+    """
+    GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``.
+    WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/circuits.py).
+    """
 
     @staticmethod
     def get_default_config() -> CfgNode:
