@@ -115,6 +115,8 @@ def test_shorthand_names(model, idx):
     assert not cache["resid_post", 0].requires_grad  # detached: for looking at, not for backpropagating
     assert get_act_name("post", 2) == "blocks.2.mlp.hook_post"
     assert HookPoint("blocks.2.attn.hook_z").layer() == 2
+    with pytest.raises(ValueError, match="not inside a block"):
+        HookPoint("hook_embed").layer()
 
 
 def test_head_ablation_changes_exactly_that_head(model, idx):
@@ -159,6 +161,17 @@ def test_steering_while_generating_with_the_kv_cache(model, idx):
         logits = model.run_with_hooks(seq, fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: x + steer)])
         seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(seq, steered)
+
+
+def test_a_pattern_hook_switches_the_fused_path_to_the_explicit_one(model, idx):
+    assert model.transformer.h[0].attn.implementation == "sdpa"
+
+    def attend_to_self(pattern, hook):  # head 2 of layer 0 looks only at its own position
+        pattern[:, 2] = torch.eye(T)
+
+    _, cache = model.run_with_cache(idx, fwd_hooks=[("blocks.0.attn.hook_pattern", attend_to_self)])
+    assert torch.equal(cache["z", 0][:, :, 2], cache["v", 0][:, :, 2])  # the edited pattern was used
+    assert not torch.allclose(cache["z", 0][:, 1:, 1], cache["v", 0][:, 1:, 1])
 
 
 def test_hooks_are_removed_when_the_forward_raises(model, idx):
