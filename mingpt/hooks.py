@@ -223,7 +223,8 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
     """
     While inside, each fn of fwd_hooks=[(name_or_predicate, fn)] runs as fn(activation, hook) at its hook point,
     in every forward pass (generate's decoding steps included). If cache is a dict, the hook points selected by
-    names_filter record their (detached) values into it. Always removed on exit, also when the body raises.
+    names_filter record their (detached) values into it; each forward pass overwrites them (in generate: the
+    last decoding step's). Always removed on exit, also when the body raises.
     """
     pairs = _expand_fwd_hooks(model, fwd_hooks)
     cached = set(resolve_names(model, names_filter)) if cache is not None else set()
