@@ -237,7 +237,7 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
     try:
         yield cache
     finally:
-        active.layers.remove(layer)
+        active.layers = [other for other in active.layers if other is not layer]  # by identity, not ==: caches
         active._rebuild()
         if not active.layers:
             model.active_hooks = None  # back to the plain path: zero cost

@@ -194,6 +194,11 @@ def test_nested_hooks_and_predicates(model, idx):
         assert list(cache.keys()) == ["blocks.0.hook_resid_post"]
     assert calls == [f"blocks.{i}.ln{j}.hook_scale" for i in range(L) for j in (1, 2)] + ["ln_final.hook_scale"]
     assert model.active_hooks is None
+    outer = {}
+    with model.hooks(names_filter="blocks.1.hook_resid_pre", cache=outer):  # two caches of the same point
+        _, inner = model.run_with_cache(idx, names_filter="blocks.1.hook_resid_pre")
+        assert model.active_hooks is not None
+    assert model.active_hooks is None and torch.equal(outer["blocks.1.hook_resid_pre"], inner["resid_pre", 1])
 
 
 def test_a_hook_on_the_scale_is_used_by_the_layer_norm(model, idx):
