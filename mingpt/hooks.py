@@ -137,19 +137,19 @@ class ActiveHooks:
     """
     What the forward pass talks to while hooks are active: ``hooks(name, tensor)`` runs the hook functions
     registered at that name, records the value for any open cache, and returns the (possibly replaced) tensor.
-    Layers of ``with model.hooks(...)`` nest: each adds its functions and cache, and removes them on exit.
+    Contexts (``with model.hooks(...)``) nest: each adds its functions and cache, and removes them on exit.
     """
 
     def __init__(self, model):
         self.model = model
-        self.layers: list[tuple[list[tuple[str, HookFn]], dict | None, set]] = []  # (fwd_hooks, cache, cached)
+        self.contexts: list[tuple[list[tuple[str, HookFn]], dict | None, set]] = []  # (fwd_hooks, cache, cached)
         self.prefix = ""
         self._rebuild()
 
     def _rebuild(self) -> None:
         self.functions: dict[str, list[HookFn]] = {}
         self.caches: dict[str, list[dict]] = {}
-        for fwd_hooks, cache, cached in self.layers:
+        for fwd_hooks, cache, cached in self.contexts:
             for name, fn in fwd_hooks:
                 self.functions.setdefault(name, []).append(fn)
             for name in cached:
@@ -231,15 +231,15 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
     if model.active_hooks is None:
         model.active_hooks = ActiveHooks(model)
     active = model.active_hooks
-    layer = (pairs, cache, cached)
-    active.layers.append(layer)
+    context = (pairs, cache, cached)
+    active.contexts.append(context)
     active._rebuild()
     try:
         yield cache
     finally:
-        active.layers = [other for other in active.layers if other is not layer]  # by identity, not ==: caches
+        active.contexts = [c for c in active.contexts if c is not context]  # by identity: == would compare caches
         active._rebuild()
-        if not active.layers:
+        if not active.contexts:
             model.active_hooks = None  # back to the plain path: zero cost
 
 
