@@ -267,3 +267,20 @@ def test_hook_values_are_hugging_faces_numbers():
         close(cache["pattern", i], out.attentions[i])
     close(cache["ln_final.hook_normalized"], out.hidden_states[2])  # HF's last hidden state is after ln_f
     close(logits, out.logits)
+
+
+def test_only_what_is_asked_for_is_computed(model, idx, monkeypatch):
+    from mingpt.model import CausalSelfAttention
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("computed without being asked for")
+
+    monkeypatch.setattr(CausalSelfAttention, "per_head_output", forbidden)
+    monkeypatch.setattr(CausalSelfAttention, "math_attention", forbidden)
+    model.run_with_cache(idx, names_filter=lambda name: not name.endswith(("result", "scores", "pattern")))
+    model.generate(idx, 3)  # and nothing of it without hooks
+    with pytest.raises(AssertionError, match="without being asked"):
+        model.run_with_cache(idx, names_filter="blocks.0.attn.hook_result")
+    with pytest.raises(AssertionError, match="without being asked"):
+        model.run_with_cache(idx, names_filter="blocks.2.attn.hook_pattern")
+    assert model.active_hooks is None
