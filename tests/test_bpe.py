@@ -167,8 +167,8 @@ def test_call_returns_a_batch_of_one(tokenizer):
 
 def test_get_encoder_from_local_paths(gpt2_files):
     encoder = get_encoder(encoder_path=gpt2_files[0], vocab_path=gpt2_files[1])
-    assert isinstance(encoder, Encoder) and isinstance(encoder, Tokenizer)
-    assert encoder.encoder["Ġworld"] == 995 and encoder.n_vocab == 50257
+    assert isinstance(encoder, Encoder) and isinstance(encoder.tokenizer, Tokenizer)
+    assert encoder.encoder["Ġworld"] == 995 and len(encoder.encoder) == 50257
     work = encoder.encode_and_show_work("Hello world")
     assert work["bpe_idx"] == [15496, 995] and work["tokens"] == ["Hello", " world"]
     assert work["parts"][1]["token_translated"] == "Ġworld" and work["parts"][1]["token_merged"] == ["Ġworld"]
