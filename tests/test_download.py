@@ -18,7 +18,7 @@ import time
 import pytest
 
 from mingpt import download
-from mingpt.download import ChecksumError, DamagedCacheError, DownloadError, cached_download
+from mingpt.download import ChecksumError, DownloadError, cached_download
 from tests.conftest import REPO_ROOT
 
 PAYLOAD = b"hello, cache\n" * 1000
@@ -352,6 +352,6 @@ def test_damaged_cache_offline_says_the_cached_file_was_damaged(cache_dir):
     target = cache_dir / "payload.bin"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"truncated")
-    with pytest.raises(DamagedCacheError, match=r"cached .*payload\.bin was damaged \(sha256 .*removed.*failed") as e:
+    with pytest.raises(download.DamagedCacheError, match=r"cached .*payload\.bin was damaged \(sha256 .*removed.*failed") as e:
         cached_download(closed_port_url(), "payload.bin", sha256=PAYLOAD_SHA, retries=0)
     assert isinstance(e.value, DownloadError) and not target.exists()
