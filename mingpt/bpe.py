@@ -45,7 +45,6 @@ from mingpt.atomic import atomic_path
 from mingpt.gpt2_vocab import (
     BYTE_TO_UNICODE,
     ENDOFTEXT,
-    UNICODE_TO_BYTE,
     bytes_of,
     bytes_to_unicode,
     fetch_gpt2_vocab,

@@ -29,7 +29,7 @@ __all__ = ["Encoder", "get_encoder", "get_pairs", "get_file"]
 
 
 def get_pairs(word: Sequence[str]) -> set[tuple[str, str]]:
-    """All adjacent pairs of a sequence of symbols (the original minGPT's helper): ('a','b','c') -> {('a','b'), ('b','c')}."""
+    """All adjacent pairs of a sequence of symbols (minGPT's helper): ('a','b','c') -> {('a','b'), ('b','c')}."""
     return set(zip(word, word[1:]))
 
 

@@ -140,7 +140,8 @@ def check_vocab_pair(
     if missing:
         raise ValueError(
             f"{encoder_name} has no entry for {len(missing):,} token(s) that {vocab_name} creates (first: "
-            f"{missing[0]!r}, id {expected[missing[0]]}); it holds {len(encoder):,} entries for {len(merges):,} merges. "
+            f"{missing[0]!r}, id {expected[missing[0]]}); it holds {len(encoder):,} entries for {len(merges):,} "
+            f"merges. "
             f"{encoder_name} looks incomplete or from another vocabulary: fetch it again."
         )
     for token, idx in expected.items():

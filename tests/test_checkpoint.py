@@ -134,7 +134,7 @@ def test_compiled_wrapper_is_unwrapped_before_saving(tmp_path):
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
 def test_malicious_pickle_of_any_protocol_is_refused_as_unsafe(tmp_path, writer, protocol):
-    """Protocols 4 and 5 used to be reported as "corrupt?"; every protocol is refused as unsafe, without torch's advice."""
+    """Protocols 4 and 5 were reported as "corrupt?"; every protocol is refused as unsafe, without torch's advice."""
     from mingpt.checkpoint import UnsafeFileError
 
     marker = tmp_path / "pwned"

@@ -352,6 +352,7 @@ def test_damaged_cache_offline_says_the_cached_file_was_damaged(cache_dir):
     target = cache_dir / "payload.bin"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"truncated")
-    with pytest.raises(download.DamagedCacheError, match=r"cached .*payload\.bin was damaged \(sha256 .*removed.*failed") as e:
+    damaged = r"cached .*payload\.bin was damaged \(sha256 .*removed.*failed"
+    with pytest.raises(download.DamagedCacheError, match=damaged) as e:
         cached_download(closed_port_url(), "payload.bin", sha256=PAYLOAD_SHA, retries=0)
     assert isinstance(e.value, DownloadError) and not target.exists()
