@@ -248,6 +248,8 @@ def test_part_file_of_a_killed_download_is_removed_by_the_next_download(served, 
             assert time.monotonic() < deadline and child.poll() is None, "the download never started"
             time.sleep(0.05)
         time.sleep(0.3)  # the first half of the bytes has arrived; the server now stalls
+        with open(next(folder.glob(".payload.bin.*.part")), "rb") as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live download holds its lock
         child.send_signal(signal.SIGKILL)  # killed mid-download: no cleanup code runs
         child.wait()
     finally:
