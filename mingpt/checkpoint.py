@@ -244,7 +244,8 @@ def _first_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     for line in lines:
         if "unsupported global" in line.lower() or "unsupported operand" in line.lower():
-            return line.removeprefix("WeightsUnpickler error: ")
+            # torch goes on to suggest allow-listing the global: never advice to give about a refused file
+            return line.removeprefix("WeightsUnpickler error: ").split(" Please use", 1)[0]
     # Never pass on torch's advice to retry with weights_only=False: that is how a malicious file runs code.
     lines = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
-    return lines[0] if lines else type(e).__name__
+    return lines[0].removeprefix("WeightsUnpickler error: ") if lines else type(e).__name__

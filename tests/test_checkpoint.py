@@ -148,4 +148,15 @@ def test_malicious_pickle_of_any_protocol_is_refused_as_unsafe(tmp_path, writer,
     with pytest.raises(UnsafeFileError, match="refusing to load .*can run arbitrary code") as info:
         load_checkpoint(path)
     assert "corrupt" not in str(info.value) and "weights_only" not in str(info.value)
+    assert "add_safe_globals" not in str(info.value)  # nor its advice to allow-list what it refused
     assert not marker.exists()
+
+
+def test_every_refusal_of_the_safe_unpickler_is_named_without_torch_advice(tmp_path):
+    from mingpt.checkpoint import UnsafeFileError
+
+    path = tmp_path / "odd.pt"
+    path.write_bytes(b"\x80\x02}K\x01a.")  # a pickle that appends to a dict: refused, but with no "unsupported"
+    with pytest.raises(UnsafeFileError, match="Can only append to lists") as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value) and "Re-running" not in str(info.value)
