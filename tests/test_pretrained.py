@@ -415,6 +415,9 @@ def test_save_pretrained_writes_the_tokenizer_files(tmp_path, data_dir, cache_di
     text = "Hello, world! é😀\n\n  <|endoftext|> the end"
     expected = tiktoken_gpt2(gpt2).encode(text, allowed_special="all")
     assert hf_tokenizer(text)["input_ids"] == expected
+    assert (tmp_path / "given" / "merges.txt").read_bytes() == (gpt2 / "vocab.bpe").read_bytes()  # the same file
+    assert json.loads((tmp_path / "given" / "vocab.json").read_text("utf-8")) == json.loads(
+        (gpt2 / "encoder.json").read_text("utf-8"))
     # No tokenizer given: GPT-2's own files when they are in mingpt's cache (byte for byte), else a warning.
     with caplog.at_level("WARNING", logger="mingpt.pretrained"):
         model.save_pretrained(tmp_path / "bare")
