@@ -19,6 +19,8 @@ file by hand on a machine without internet.
 
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
 import logging
 import os
@@ -109,14 +111,19 @@ def _check_sha256(sha256: str | None) -> str | None:
     return sha256.lower()
 
 
+def _causes(error: BaseException):
+    """The error and what it wraps, outermost first: requests hides the real OS error under urllib3's layers."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        nested = [a for a in getattr(error, "args", ()) if isinstance(a, BaseException)]
+        error = getattr(error, "reason", None) or (nested[0] if nested else None) or error.__context__
+
+
 def _short_reason(error: BaseException) -> str:
-    """
-    One line saying why a request failed. requests wraps the real cause (no DNS, refused, timed out) in several
-    layers of urllib3 text; the innermost OS error says it plainly.
-    """
-    cause, seen = error, set()
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    """One line saying why a request failed (no DNS, refused, timed out), instead of urllib3's paragraph."""
+    for cause in _causes(error):
         if isinstance(cause, socket.gaierror):
             return "cannot resolve the server's host name (no network or DNS?)"
         if isinstance(cause, ConnectionRefusedError):
@@ -125,26 +132,19 @@ def _short_reason(error: BaseException) -> str:
             return "timed out"
         if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
             return cause.strerror.lower()
-        nested = [a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)]
-        cause = getattr(cause, "reason", None) or (nested[0] if nested else None) or cause.__context__
     if isinstance(error, requests.Timeout):
         return "timed out"
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return "the connection broke mid-transfer"
-    text = re.sub(r"\s+", " ", str(error))
+    text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:200]}"
 
 
 def _is_offline(error: BaseException) -> bool:
     """No DNS or no route: another attempt a second later will not help, so we fail at once."""
-    cause, seen = error, set()
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, socket.gaierror) or (isinstance(cause, OSError) and cause.errno in (101, 113)):
-            return True  # 101 ENETUNREACH, 113 EHOSTUNREACH
-        nested = [a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)]
-        cause = getattr(cause, "reason", None) or (nested[0] if nested else None) or cause.__context__
-    return False
+    return any(isinstance(cause, socket.gaierror)
+               or (isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH))
+               for cause in _causes(error))
 
 
 def _server_digest(response: requests.Response) -> tuple[str, str] | None:
@@ -220,7 +220,7 @@ def _remove_stale_parts(dest: pathlib.Path) -> None:
     """Remove .part files of `dest` left by killed downloads: those whose writer no longer holds their lock."""
     if fcntl is None or not dest.parent.is_dir():
         return
-    for part in dest.parent.glob(f".{glob_escape(dest.name)}.*.part"):
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
         try:
             with open(part, "rb") as f:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a live download holds it
@@ -228,10 +228,6 @@ def _remove_stale_parts(dest: pathlib.Path) -> None:
             logger.info("removed %s, left by an interrupted download", part)
         except OSError:  # locked by a download in progress, or already gone
             pass
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def _created_folders(folder: pathlib.Path) -> list[pathlib.Path]:
