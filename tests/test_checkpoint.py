@@ -143,3 +143,34 @@ def test_compiled_wrapper_is_unwrapped_before_saving(tmp_path):
     assert unwrap_model(compiled) is model
     save_checkpoint(tmp_path / "ck.pt", model=compiled)
     assert set(load_checkpoint(tmp_path / "ck.pt")["model"]) == set(model.state_dict())
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_malicious_pickle_of_any_protocol_is_refused_as_unsafe(tmp_path, writer, protocol):
+    """Protocols 4 and 5 were reported as "corrupt?"; every protocol is refused as unsafe, without torch's advice."""
+    from mingpt.checkpoint import UnsafeFileError
+
+    marker = tmp_path / "pwned"
+    evil = {"format": "mingpt-checkpoint", "version": 1, "model": {}, "payload": Payload(marker)}
+    path = tmp_path / "evil.pt"
+    if writer == "torch.save":
+        torch.save(evil, path, pickle_protocol=protocol)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(evil, f, protocol=protocol)
+    with pytest.raises(UnsafeFileError, match="refusing to load .*can run arbitrary code") as info:
+        load_checkpoint(path)
+    assert "corrupt" not in str(info.value) and "weights_only" not in str(info.value)
+    assert "add_safe_globals" not in str(info.value)  # nor its advice to allow-list what it refused
+    assert not marker.exists()
+
+
+def test_every_refusal_of_the_safe_unpickler_is_named_without_torch_advice(tmp_path):
+    from mingpt.checkpoint import UnsafeFileError
+
+    path = tmp_path / "odd.pt"
+    path.write_bytes(b"\x80\x02}K\x01a.")  # a pickle that appends to a dict: refused, but with no "unsupported"
+    with pytest.raises(UnsafeFileError, match="Can only append to lists") as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value) and "Re-running" not in str(info.value)

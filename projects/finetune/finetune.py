@@ -144,7 +144,7 @@ def run_train(config: CfgNode, model: GPT, tokenizer: BPETokenizer, text: str) -
     trainer.run()
     seconds = time.perf_counter() - t0
 
-    model.save_pretrained(os.path.join(config.system.work_dir, "model"))  # loads with GPT.from_pretrained
+    model.save_pretrained(os.path.join(config.system.work_dir, "model"), tokenizer=tokenizer)  # + the vocab files
     sample = sample_text(model, tokenizer, config.sample, config.system.seed)
     with open(os.path.join(config.system.work_dir, "sample.txt"), "w", encoding="utf-8") as f:
         f.write(sample)
