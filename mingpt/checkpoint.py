@@ -141,9 +141,12 @@ def save_checkpoint(
 
 
 # ---------------------------------------------------------------------------------------------- load
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
     """
     Read a checkpoint written by `save_checkpoint`, refusing anything that is not plain data.
+
+    mmap=True maps the tensors' bytes instead of reading them: a quick check that the file is whole and a
+    checkpoint (a truncated file has lost the index at its end), without the cost of a full load.
 
     Raises FileNotFoundError if there is no file, ValueError if it is truncated, corrupt, not a mingpt checkpoint,
     or carries pickled objects (which are never executed).
@@ -152,7 +155,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "GLOBAL" in str(e):
             raise ValueError(

@@ -140,7 +140,8 @@ def test_events_fire_in_order_with_plain_functions_and_objects():
     t.run()
     kinds = [s[0] for s in seen]
     assert kinds == ["start", "batch", "fn", "batch", "fn", "eval", "batch", "fn", "batch", "fn", "eval", "end"]
-    assert [s[1] for s in seen if s[0] == "batch"] == [1, 2, 3, 4]  # iter_num counts completed steps
+    assert [s[1] for s in seen if s[0] == "batch"] == [0, 1, 2, 3]  # the step just run, 0-based, as in minGPT
+    assert [s[1] for s in seen if s[0] in ("eval", "end")] == [2, 4, 4]  # elsewhere: the steps done
 
 
 def test_unknown_events_are_rejected_listing_valid_ones():
@@ -264,7 +265,7 @@ def test_resume_is_exact(tmp_path):
 
     def stop_at_3(tr):
         history_b.append(tr.loss.item())
-        if tr.iter_num == 3:
+        if tr.iter_num == 2:  # the third step (0-based at on_batch_end)
             raise KeyboardInterrupt
 
     first = Trainer(cfg(**settings), tiny_gpt(), stream())
@@ -286,7 +287,7 @@ def test_resume_is_exact(tmp_path):
 def test_keyboard_interrupt_saves_and_fires_train_end(tmp_path):
     ended = []
     t = Trainer(cfg(max_iters=10, work_dir=str(tmp_path)), tiny_gpt(), stream())
-    t.add_callback("on_batch_end", lambda tr: (_ for _ in ()).throw(KeyboardInterrupt) if tr.iter_num == 2 else None)
+    t.add_callback("on_batch_end", lambda tr: (_ for _ in ()).throw(KeyboardInterrupt) if tr.iter_num == 1 else None)
     t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
     t.run()
     assert ended == [2] and t.last_checkpoint_path == str(tmp_path / "last.pt")
@@ -296,7 +297,7 @@ def test_keyboard_interrupt_saves_and_fires_train_end(tmp_path):
 def test_stop_from_a_callback_ends_after_that_step_with_the_usual_final_eval_and_checkpoint(tmp_path):
     evaluated, ended = [], []
     t = Trainer(cfg(max_iters=50, eval_interval=100, work_dir=str(tmp_path)), tiny_gpt(), stream(), stream())
-    t.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 3 else None)
+    t.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 2 else None)  # after the third step
     t.add_callback("on_eval_end", lambda tr: evaluated.append(tr.iter_num))
     t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
     t.run()
