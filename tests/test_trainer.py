@@ -584,3 +584,40 @@ def test_a_truncated_checkpoint_says_how_to_go_on(tmp_path):
         message = str(info.value)
         assert "cannot resume" in message and "last.pt" in message and "truncated or corrupt" in message
         assert f"--trainer.resume={tmp_path / 'best.pt'}" in message and "--trainer.resume=None" in message
+
+
+# ---------------------------------------------------------------------------------------------- worker seeding (17.1)
+class ThreeDraws(Windows):
+    """x holds [worker id, a torch draw, a numpy draw, a python-random draw, ...]: each generator on its own."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        info = torch.utils.data.get_worker_info()
+        draws = [info.id if info else -1, int(torch.randint(0, 2**62, ())), int(np.random.randint(0, 2**62)),
+                 random.getrandbits(62)]
+        return torch.tensor(draws + [0] * (BLOCK - 4)), y
+
+
+def _draws(trainer, rank=0, start=0, batches=4):
+    """{generator: {worker id: draws}} from the real DataLoader path, as process `rank` of 2 starting at `start`."""
+    trainer.rank, trainer.world_size = rank, 2
+    loader = trainer._batches(trainer.train_dataset, stream=0, start=start, accum=1)
+    rows = torch.cat([next(loader)[0][:, :4] for _ in range(batches)]).tolist()
+    loader.close()
+    out = {name: {} for name in ("torch", "numpy", "random")}
+    for worker, *values in rows:
+        for name, value in zip(out, values):
+            out[name].setdefault(worker, set()).add(value)
+    return out
+
+
+def test_dataloader_workers_seed_torch_numpy_and_random_per_worker_rank_and_start():
+    t = Trainer(cfg(num_workers=2, batch_size=4), tiny_gpt(), ThreeDraws())
+    base, other_rank, resumed = _draws(t), _draws(t, rank=1), _draws(t, start=5)
+    for name in ("torch", "numpy", "random"):  # each generator separately, not a mix of them
+        by_worker = base[name]
+        assert set(by_worker) == {0, 1} and not by_worker[0] & by_worker[1], f"{name}: workers drew alike"
+        everything = set().union(*by_worker.values())
+        assert not everything & set().union(*other_rank[name].values()), f"{name}: ranks drew alike"
+        assert not everything & set().union(*resumed[name].values()), f"{name}: a resumed start drew alike"
+    assert _draws(t) == base  # and all of it is repeatable
