@@ -208,6 +208,7 @@ class Trainer:
         self.tokens_per_sec, self.grad_norm, self.val_loss, self.best_val_loss = 0.0, None, None, None
         self.last_checkpoint_path, self.interrupted = None, False
         self._stop_requested = False  # set by stop(), e.g. from a callback
+        self._in_batch_end = False  # during on_batch_end, iter_num is one behind the steps done
         if not self._resume():
             set_seed(C.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
 
@@ -356,10 +357,12 @@ class Trainer:
             while (C.max_iters is None or self.iter_num < C.max_iters) and not self._stop_requested:
                 self._step(batches, check=first)
                 first = False
+                self._in_batch_end = True
                 try:  # callbacks see the index of the step that just ran (0-based), as in the original minGPT
                     self.trigger_callbacks("on_batch_end")
                 finally:  # the step is done even if a callback raises (e.g. Ctrl-C): the count stays true
                     self.iter_num += 1
+                    self._in_batch_end = False
                 last = self.iter_num == C.max_iters or self._stop_requested
                 if C.eval_interval and (self.iter_num % C.eval_interval == 0 or last):
                     self.val_loss = self.evaluate()
@@ -499,8 +502,11 @@ class Trainer:
                     f"(first: {bad[0]}); the previous checkpoint there is kept. "
                     "trainer.stop_on_nonfinite=False saves regardless.")
         model_config = getattr(self.model, "config", None)
+        # Saved from on_batch_end (e.g. a best.pt), iter_num is that step's index: the checkpoint records the
+        # steps done, so that resuming from it continues with the right step.
+        steps_done = self.iter_num + 1 if self._in_batch_end else self.iter_num
         save_checkpoint(
-            path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=self.iter_num,
+            path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=steps_done,
             config={"trainer": self.config.to_dict(),
                     "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None},
             metadata={"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "world_size": self.world_size},

@@ -621,3 +621,16 @@ def test_dataloader_workers_seed_torch_numpy_and_random_per_worker_rank_and_star
         assert not everything & set().union(*other_rank[name].values()), f"{name}: ranks drew alike"
         assert not everything & set().union(*resumed[name].values()), f"{name}: a resumed start drew alike"
     assert _draws(t) == base  # and all of it is repeatable
+
+
+def test_a_checkpoint_saved_from_on_batch_end_records_the_steps_done_and_resumes_exactly(tmp_path):
+    straight, history_a, _ = _train_history(dict(max_iters=5))
+    mid = str(tmp_path / "mid.pt")  # e.g. a project's own best.pt, saved from its on_batch_end callback
+    t = Trainer(cfg(max_iters=5), tiny_gpt(), RandomWindows())
+    t.add_callback("on_batch_end", lambda tr: tr.save_checkpoint(mid) if tr.iter_num == 2 else None)
+    t.run()
+    assert load_checkpoint(mid)["iter_num"] == 3  # saved after the third step (index 2)
+    resumed, history_c, _ = _train_history(dict(max_iters=5), resume_from=mid)
+    assert history_c == history_a[3:]
+    for (name, a), b in zip(params(straight).items(), params(resumed).values()):
+        assert torch.equal(a, b), name
