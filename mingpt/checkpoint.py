@@ -229,4 +229,6 @@ def _first_line(e: BaseException) -> str:
     for line in lines:
         if "Unsupported global" in line:
             return line
-    return lines[0] if lines else type(e).__name__
+    if not lines:
+        return type(e).__name__
+    return lines[0].split(". ")[0].rstrip(".")  # torch appends paragraphs of advice; the first sentence says it

@@ -156,7 +156,7 @@ class Trainer:
 
     def __init__(self, config: CfgNode, model: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None = None,
                  callbacks: tuple = ()):
-        self.config = C = self._resolve_config(config, val_dataset)
+        self.config = C = self.check_config(config, has_val_dataset=val_dataset is not None)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         for name, ds in (("train_dataset", train_dataset), ("val_dataset", val_dataset)):
@@ -218,8 +218,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ config
     @classmethod
-    def _resolve_config(cls, config: CfgNode, val_dataset) -> CfgNode:
-        """A private, checked copy: unknown keys raise KeyError, wrong types TypeError, bad values ValueError."""
+    def check_config(cls, config: CfgNode, has_val_dataset: bool = True) -> CfgNode:
+        """
+        The private, checked copy of `config` a Trainer would use: unknown keys raise KeyError, wrong types
+        TypeError, bad values ValueError. A script can call it before it starts anything (creates a run folder,
+        reads data), so that bad settings end it at once with one clear message.
+        """
         if not isinstance(config, CfgNode):
             raise TypeError(f"config must be a CfgNode (Trainer.get_default_config()), got {type(config).__name__}")
         C = cls.get_default_config()
@@ -253,7 +257,7 @@ class Trainer:
             raise ValueError(f"trainer.lr_schedule must be one of {SCHEDULES}, got {C.lr_schedule!r}")
         if C.lr_schedule == "cosine" and C.max_iters is None and C.lr_decay_iters is None:
             raise ValueError("the cosine schedule needs a horizon: set trainer.max_iters or trainer.lr_decay_iters")
-        if C.eval_interval and val_dataset is None:
+        if C.eval_interval and not has_val_dataset:
             raise ValueError("trainer.eval_interval is set but no val_dataset was given; pass one or set it to 0")
         if C.precision not in PRECISIONS:
             raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {C.precision!r}")
@@ -590,7 +594,8 @@ def _load_for_resume(path: str, config: CfgNode, mmap: bool = False) -> dict:
     except (FileNotFoundError, ValueError) as e:
         best = os.path.join(os.path.dirname(path), "best.pt")
         other = best if os.path.isfile(best) and os.path.abspath(best) != os.path.abspath(path) else "<checkpoint>"
-        raise type(e)(f"cannot resume: {e.args[0] if e.args else e}. Resume from another checkpoint "
+        reason = str(e.args[0] if e.args else e).rstrip(".")
+        raise type(e)(f"cannot resume: {reason}. Resume from another checkpoint "
                       f"(--trainer.resume={other}) or start fresh (--trainer.resume=None)") from None
 
 
