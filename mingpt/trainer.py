@@ -137,7 +137,7 @@ class Trainer:
         C.grad_norm_clip = 1.0  # 0 turns clipping off
         C.lr_schedule = "constant"  # or 'cosine'
         C.warmup_iters = 0
-        C.lr_decay_iters = None  # cosine horizon; None means max_iters
+        C.lr_decay_iters = None  # cosine horizon; None: max_iters when training starts (resume keeps it)
         C.min_lr = None  # cosine floor; None means learning_rate / 10
         C.grad_accum_steps = 1  # micro-batches per optimizer step
         C.eval_interval = 0  # evaluate every this many steps (and at the end); 0 = never
