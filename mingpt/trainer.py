@@ -310,8 +310,9 @@ class Trainer:
                 yield (x.pin_memory(), y.pin_memory()) if pin else (x, y)
             return
         # Each worker seeds torch, numpy and python from (seed, rank, start step, worker id): see seed_worker.
-        # (The generator only feeds PyTorch's own per-worker base seed, which seed_worker then overrides.)
-        generator = torch.Generator().manual_seed(int(np.random.default_rng([C.seed, 2, self.rank, start]).integers(2**62)))
+        # The DataLoader draws a base seed for its workers; from its own generator, not from training's RNG.
+        loader_seed = int(np.random.default_rng([C.seed, 2, self.rank, start]).integers(2**62))
+        generator = torch.Generator().manual_seed(loader_seed)
         init = functools.partial(seed_worker, seed=C.seed, rank=self.rank, start=start)
         yield from DataLoader(dataset, batch_sampler=indices, num_workers=C.num_workers, pin_memory=pin,
                               generator=generator, worker_init_fn=init if C.num_workers else None)
