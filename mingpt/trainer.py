@@ -526,7 +526,7 @@ class Trainer:
         path = resume_path(C)
         if path is None:
             return False
-        checkpoint = _load_for_resume(path, C)
+        checkpoint = _load_for_resume(path)
         # One process restores its RNG states exactly; under DDP each rank re-seeds from (seed, rank, step).
         self.iter_num = restore_checkpoint(checkpoint, self.model, self.optimizer, self.scaler,
                                            rng=self.world_size == 1)
@@ -588,7 +588,7 @@ def resume_path(config: CfgNode) -> str | None:
     return path
 
 
-def _load_for_resume(path: str, config: CfgNode, mmap: bool = False) -> dict:
+def _load_for_resume(path: str, mmap: bool = False) -> dict:
     """load_checkpoint, with an error that says how to go on when the file cannot be used."""
     try:
         return load_checkpoint(path, mmap=mmap)
@@ -608,4 +608,4 @@ def check_resume(config: CfgNode) -> None:
     """
     path = resume_path(config)
     if path is not None:
-        _load_for_resume(path, config, mmap=True)
+        _load_for_resume(path, mmap=True)
