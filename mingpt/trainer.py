@@ -26,7 +26,8 @@ the place for cleanup.
 
 Evaluation never disturbs training: it saves the random-number generators, seeds its own, and puts them back, so
 "N steps, stop, resume, M steps" gives the same bits as N + M steps straight, whether or not an evaluation
-happened at the stop.
+happened at the stop. (With num_workers > 0, random draws in ``__getitem__`` come from workers seeded per start
+step, see `seed_worker`: a resumed run draws fresh ones instead of repeating the first run's.)
 
 Batches are a pure function of (seed, step) (see `mingpt.data.StepSampler`): resuming at step k needs no sampler
 state, and 2 processes x 8 examples see exactly the examples 1 process x 16 sees. The global batch per step is
