@@ -60,6 +60,7 @@ from mingpt.checkpoint import (capture_rng_state, load_checkpoint, restore_check
 from mingpt.config import CfgNode
 from mingpt.data import StepSampler, TokenStream
 from mingpt.precision import PRECISIONS, Precision, resolve_precision
+from mingpt.schedule import SCHEDULES, get_lr, keep_schedule_on_resume
 from mingpt.utils import choose_device, set_seed
 
 __all__ = ["Trainer", "EVENTS", "Precision", "resolve_precision", "get_lr", "check_resume"]
@@ -67,28 +68,6 @@ __all__ = ["Trainer", "EVENTS", "Precision", "resolve_precision", "get_lr", "che
 logger = logging.getLogger(__name__)
 
 EVENTS = ("on_train_start", "on_batch_end", "on_eval_end", "on_checkpoint", "on_train_end")
-SCHEDULES = ("constant", "cosine")
-
-
-# ---------------------------------------------------------------------------------------------- schedule
-def get_lr(it: int, config: CfgNode) -> float:
-    """
-    The learning rate for step `it` (0-based). Both schedules warm up linearly over warmup_iters steps (large
-    early updates on random weights are unstable); 'cosine' then decays along half a cosine to min_lr by
-    lr_decay_iters (default max_iters) and stays there. The Trainer fixes an unset lr_decay_iters when training
-    starts and stores it in checkpoints, so raising max_iters later (or on resume) does not restart the decay.
-    """
-    lr, warmup = config.learning_rate, config.warmup_iters
-    if it < warmup:
-        return lr * (it + 1) / (warmup + 1)
-    if config.lr_schedule == "constant":
-        return lr
-    min_lr = lr / 10 if config.min_lr is None else config.min_lr
-    decay_iters = config.lr_decay_iters or config.max_iters
-    if it >= decay_iters:
-        return min_lr
-    progress = (it - warmup) / max(1, decay_iters - warmup)  # 0 -> 1
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -536,7 +515,7 @@ class Trainer:
         self.best_val_loss = checkpoint["metadata"].get("best_val_loss")
         self.val_loss = checkpoint["metadata"].get("val_loss")
         saved = checkpoint["config"].get("trainer") or {}
-        schedule = self._resume_schedule(saved)
+        schedule = keep_schedule_on_resume(C, saved, self.iter_num)  # no LR jump when max_iters grows
         changed = [k for k, v in C.to_dict().items()
                    if k not in ("max_iters", "resume", "work_dir", "device") and k in saved and saved[k] != v]
         if self.is_main_process:
@@ -547,30 +526,6 @@ class Trainer:
             if schedule:
                 logger.info("%s", schedule)
         return True
-
-    def _resume_schedule(self, saved: dict) -> str | None:
-        """
-        Keep the cosine schedule the run started with: its horizon (lr_decay_iters, or max_iters when that was
-        unset) comes from the checkpoint unless this config sets lr_decay_iters. Without this, resuming with a
-        larger max_iters would restart the decay and the learning rate would jump back up. Returns what the
-        schedule does from here, for the log.
-        """
-        C, k = self.config, self.iter_num
-        if C.lr_schedule != "cosine" or saved.get("lr_schedule", "cosine") != "cosine":
-            return None
-        old_horizon = saved.get("lr_decay_iters") or saved.get("max_iters")
-        if C.lr_decay_iters is None and old_horizon:
-            C.lr_decay_iters = old_horizon
-            if k >= old_horizon:
-                return (f"learning rate: the run's cosine schedule ended at step {old_horizon}, so it stays at "
-                        f"min_lr={get_lr(k, C):.2e} from step {k} on; set trainer.lr_decay_iters for a new schedule")
-            return (f"learning rate: continuing the run's cosine schedule ({get_lr(k, C):.2e} at step {k}, reaching "
-                    f"min_lr at step {old_horizon}); set trainer.lr_decay_iters for a new schedule")
-        if C.lr_decay_iters is None:
-            return None
-        before = get_lr(k, CfgNode.from_dict({**C.to_dict(), "lr_decay_iters": old_horizon}))
-        return (f"learning rate: trainer.lr_decay_iters={C.lr_decay_iters} replaces the run's horizon of "
-                f"{old_horizon}: {before:.2e} -> {get_lr(k, C):.2e} at step {k}")
 
 
 # ---------------------------------------------------------------------------------------------- resuming
