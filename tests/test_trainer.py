@@ -634,3 +634,18 @@ def test_a_checkpoint_saved_from_on_batch_end_records_the_steps_done_and_resumes
     assert history_c == history_a[3:]
     for (name, a), b in zip(params(straight).items(), params(resumed).values()):
         assert torch.equal(a, b), name
+
+
+def test_resumed_mid_decay_the_cosine_carries_on_where_it_was(tmp_path, caplog):
+    settings = dict(learning_rate=1e-2, min_lr=1e-4, lr_schedule="cosine", work_dir=str(tmp_path))
+    first = Trainer(cfg(**settings, max_iters=6), tiny_gpt(), stream())
+    first.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 2 else None)  # stop after 3 steps
+    first.run()
+    lrs = []
+    with caplog.at_level("INFO", logger="mingpt.trainer"):
+        t = Trainer(cfg(**settings, max_iters=8, resume="auto"), tiny_gpt(), stream())
+    t.add_callback("on_batch_end", lambda tr: lrs.append(tr.lr))
+    t.run()
+    planned = [get_lr(k, cfg(**settings, max_iters=6)) for k in range(3, 8)]  # the schedule the run started with
+    assert lrs == pytest.approx(planned) and lrs[-1] == pytest.approx(1e-4)
+    assert f"continuing the run's cosine schedule ({planned[0]:.2e} at step 3, reaching min_lr at step 6)" in caplog.text
