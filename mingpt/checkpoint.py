@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import random
+import re
 import time
 import warnings
 from typing import Any
@@ -142,9 +144,12 @@ def save_checkpoint(
 
 
 # ---------------------------------------------------------------------------------------------- load
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
     """
     Read a checkpoint written by `save_checkpoint`, refusing anything that is not plain data.
+
+    mmap=True maps the tensors' bytes instead of reading them: a quick check that the file is whole and a
+    checkpoint (a truncated file has lost the index at its end), without the cost of a full load.
 
     Raises FileNotFoundError if there is no file, ValueError if it is truncated, corrupt, not a mingpt checkpoint,
     or carries pickled objects (which are never executed).
@@ -153,7 +158,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
     fix = "mingpt checkpoints never contain such objects; re-save the weights with mingpt.checkpoint.save_checkpoint."
-    checkpoint = load_plain_data(path, map_location, fix, what="checkpoint")
+    checkpoint = load_plain_data(path, map_location, fix, what="checkpoint", mmap=mmap)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a mingpt checkpoint (no format={FORMAT!r} marker)")
     if checkpoint.get("version") != VERSION:
@@ -166,20 +171,21 @@ class UnsafeFileError(ValueError):
 
 
 def load_plain_data(path: str | os.PathLike, map_location: str | torch.device = "cpu", fix: str = "",
-                    what: str = "checkpoint") -> Any:
+                    what: str = "checkpoint", mmap: bool = False) -> Any:
     """
     torch.load(weights_only=True), with errors that say what happened: UnsafeFileError when the safe unpickler
     refuses the content (a global it does not allow, or an instruction it does not know, such as those of pickle
     protocols 4 and 5), ValueError when the file is truncated or corrupt. `fix` ends the unsafe message; `what`
-    names the kind of file in the other one.
+    names the kind of file in the other one. mmap=True maps the tensors' bytes instead of reading them.
     """
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols 4/5 before refusing them itself
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        # Every refusal of the weights-only unpickler starts with this sentence; a damaged file fails elsewhere.
-        if "Weights only load failed" in str(e):
+        # Every refusal of the weights-only unpickler starts with this sentence. It also refuses bytes that are no
+        # pickle instruction at all (junk, a damaged file): that is corruption, not a threat.
+        if "Weights only load failed" in str(e) and not _is_junk_opcode(e):
             raise UnsafeFileError(
                 f"refusing to load {str(path)!r}: it contains pickled Python objects or instructions beyond tensors "
                 f"and plain data ({_first_line(e)}), and unpickling those can run arbitrary code. {fix}".rstrip()
@@ -187,6 +193,15 @@ def load_plain_data(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{str(path)!r} is not a readable {what} (corrupt?): {_first_line(e)}") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise ValueError(f"{str(path)!r} is not a readable {what} (truncated or corrupt?): {_first_line(e)}") from None
+
+
+_PICKLE_OPCODES = {ord(op.code) for op in pickletools.opcodes}
+
+
+def _is_junk_opcode(e: BaseException) -> bool:
+    """True when the unpickler stopped at a byte that is no pickle instruction at all (so the file is damaged)."""
+    match = re.search(r"Unsupported operand (\d+)", str(e))
+    return match is not None and int(match.group(1)) not in _PICKLE_OPCODES
 
 
 def restore_checkpoint(

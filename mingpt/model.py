@@ -213,6 +213,7 @@ class GPT(WeightViews, nn.Module):
         C = CfgNode()
         # Either a preset name (see PRESETS) or explicit n_layer/n_head/n_embd, not both.
         C.model_type = "gpt"
+        C.allow_none("model_type")  # None: no preset, the explicit sizes below
         C.n_layer = None
         C.n_head = None
         C.n_embd = None
@@ -450,6 +451,9 @@ def resolve_config(config: CfgNode) -> CfgNode:
     for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop"):
         if not 0.0 <= getattr(C, key) < 1.0:
             raise ValueError(f"{key} must be in [0, 1), got {getattr(C, key)!r}")
+    if not 0.0 < C.layer_norm_epsilon < 1.0:  # also refuses inf (nan never gets past CfgNode)
+        raise ValueError(f"layer_norm_epsilon must be a small positive number (GPT-2: 1e-5), "
+                         f"got {C.layer_norm_epsilon!r}")
     if C.attention not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {C.attention!r}")
     return C

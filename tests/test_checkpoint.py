@@ -59,7 +59,7 @@ def test_rng_states_round_trip_through_weights_only_load(tmp_path):
     assert set(capture_rng_state()) >= {"python", "numpy", "torch"}
 
 
-def test_sigkill_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
+def test_sigkill_mid_save_leaves_previous_checkpoint_loadable_and_the_next_save_cleans_up(tmp_path):
     path = tmp_path / "last.pt"
     proc = subprocess.Popen([sys.executable, str(SCRIPTS / "killed_mid_save.py"), str(path)],
                             stdout=subprocess.PIPE, text=True)
@@ -72,6 +72,10 @@ def test_sigkill_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
         proc.wait(timeout=30)
     ckpt = load_checkpoint(path)  # ...but the name still points at the complete old one
     assert ckpt["iter_num"] == 1 and torch.all(ckpt["model"]["weight"] == 1.0)
+    assert len(list(tmp_path.iterdir())) == 2  # the killed save's half-written temp file is still there...
+    save_checkpoint(path, model=torch.nn.Linear(4, 4), iter_num=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # ...until the next save of the same target
+    assert load_checkpoint(path)["iter_num"] == 3
 
 
 class Payload:
