@@ -291,6 +291,9 @@ class GPT(WeightViews, nn.Module):
         """
         if not torch.compiler.is_compiling():  # the id range check needs the values: a sync and a graph break
             check_token_ids(idx, "idx", self.config.vocab_size)
+            if idx.device != self.transformer.wte.weight.device:  # else torch fails deep inside the embedding
+                raise ValueError(f"idx is on {idx.device} but the model is on {self.transformer.wte.weight.device}; "
+                                 f"move it first: idx.to({str(self.transformer.wte.weight.device)!r})")
         start = kv_cache.length if kv_cache is not None else 0
         if start + idx.size(1) > self.config.block_size:
             raise ValueError(

@@ -77,7 +77,7 @@ def test_original_mingpt_demo_runs_unchanged(tmp_path):
     n = 50
     for _ in range(n):
         x, _ = test_dataset[0]
-        inp = x[:6].unsqueeze(0)
+        inp = x[:6].unsqueeze(0).to(trainer.device)  # the original moves its prompt to the trainer's device
         with torch.no_grad():
             cat = model.generate(inp, 6, do_sample=False)
         correct += int(torch.equal(cat[0, 6:], torch.sort(inp[0])[0]))
