@@ -36,7 +36,7 @@ import regex
 import torch
 
 from mingpt.atomic import atomic_path
-from mingpt.download import cached_download
+from mingpt.data import DataFile, find_data
 
 __all__ = [
     "Tokenizer", "BPETokenizer", "Encoder", "get_encoder",
@@ -433,11 +433,13 @@ def read_gpt2_vocab(encoder_path: str | os.PathLike, vocab_path: str | os.PathLi
 
 
 def fetch_gpt2_vocab(base_url: str | None = None) -> tuple[pathlib.Path, pathlib.Path]:
-    """Download (once, verified) GPT-2's encoder.json and vocab.bpe; base_url defaults to $MINGPT_GPT2_VOCAB_URL."""
+    """GPT-2's encoder.json and vocab.bpe: local copies in $MINGPT_DATA_DIR, else downloaded once (verified) into
+    the cache; base_url defaults to $MINGPT_GPT2_VOCAB_URL."""
     base_url = (base_url or os.environ.get(VOCAB_URL_ENV_VAR) or GPT2_VOCAB_URL).rstrip("/")
-    paths = [cached_download(f"{base_url}/{name}", f"gpt2/{name}", sha256=GPT2_VOCAB_SHA256[name])
+    files = [DataFile(f"gpt2/{name}", f"{base_url}/{name}", GPT2_VOCAB_SHA256[name])
              for name in ("encoder.json", "vocab.bpe")]
-    return paths[0], paths[1]
+    encoder_path, vocab_path = find_data(files, "GPT-2's vocabulary")  # $MINGPT_DATA_DIR, else the cache
+    return encoder_path, vocab_path
 
 
 class BPETokenizer(Tokenizer):

@@ -27,16 +27,14 @@ import torch
 from mingpt.callbacks import LossCurvePlot
 from mingpt.checkpoint import load_checkpoint
 from mingpt.config import CfgNode
-from mingpt.data import CharDataset, CharVocab
-from mingpt.download import DownloadError, cached_download
+from mingpt.data import TINY_SHAKESPEARE, CharDataset, CharVocab, read_text, split_train_val, tiny_shakespeare
+from mingpt.download import DownloadError
 from mingpt.model import GPT
 from mingpt.trainer import Trainer
 from mingpt.utils import choose_device, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.chargpt")
 
-TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 MODES = ("train", "sample")
 
 
@@ -55,8 +53,8 @@ def get_config() -> CfgNode:
     C.system.max_seconds = 112.0
 
     C.data = CfgNode()
-    C.data.path = None  # a UTF-8 text file; None = Tiny Shakespeare, downloaded into the mingpt cache
-    C.data.url = TINY_SHAKESPEARE_URL  # where Tiny Shakespeare is downloaded from when data.path is None
+    C.data.path = None  # a UTF-8 text file; None = Tiny Shakespeare ($MINGPT_DATA_DIR, else downloaded and cached)
+    C.data.url = TINY_SHAKESPEARE.url  # where Tiny Shakespeare is downloaded from when data.path is None
     C.data.val_fraction = 0.1  # the last 10% of the text is the validation set
 
     C.model = GPT.get_default_config()
@@ -104,33 +102,11 @@ def apply_preset(config: CfgNode, overrides: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- data
-def read_text(path: str | None, url: str = TINY_SHAKESPEARE_URL) -> str:
-    """The training text: a local file, or Tiny Shakespeare from the cache (downloaded from `url` on first use)."""
-    if path is None:
-        # The checksum makes a mirror safe to use: a file with other contents is refused, never cached.
-        path = cached_download(url, "tinyshakespeare/input.txt", sha256=TINY_SHAKESPEARE_SHA256)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no text file at {os.fspath(path)!r}; pass --data.path=<a UTF-8 text file>")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{os.fspath(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    return text
-
-
-def split_text(text: str, val_fraction: float, block_size: int) -> tuple[CharVocab, CharDataset, CharDataset]:
+def char_datasets(text: str, val_fraction: float, block_size: int) -> tuple[CharVocab, CharDataset, CharDataset]:
     """One vocabulary over the whole text, then the first (1 - val_fraction) for training, the rest for validation."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}")
-    n_val = int(len(text) * val_fraction)
-    if min(n_val, len(text) - n_val) <= block_size:
-        raise ValueError(f"the text ({len(text)} characters) is too short: both splits need more than "
-                         f"block_size={block_size} characters")
+    train_text, val_text = split_train_val(text, val_fraction, block_size)
     vocab = CharVocab.from_text(text)
-    train = CharDataset(text[:-n_val], block_size, vocab)
-    val = CharDataset(text[-n_val:], block_size, vocab)
-    return vocab, train, val
+    return vocab, CharDataset(train_text, block_size, vocab), CharDataset(val_text, block_size, vocab)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
@@ -180,7 +156,7 @@ class TimeLimit:
 
 
 def run_train(config: CfgNode, text: str) -> None:
-    vocab, train_set, val_set = split_text(text, config.data.val_fraction, config.model.block_size)
+    vocab, train_set, val_set = char_datasets(text, config.data.val_fraction, config.model.block_size)
     config.model.vocab_size = len(vocab)
     config.trainer.work_dir = config.system.work_dir  # checkpoints beside config.json
     work_dir = setup_logging(config)
@@ -241,7 +217,8 @@ def main(argv: list[str]) -> None:
         if config.system.mode == "sample":
             run_sample(config)
             return
-        text = read_text(config.data.path, config.data.url)
+        # A local file, or Tiny Shakespeare: $MINGPT_DATA_DIR, else mingpt's cache (downloaded once, verified).
+        text = read_text(config.data.path) if config.data.path else tiny_shakespeare(url=config.data.url)
     except (KeyError, TypeError, ValueError, FileNotFoundError, DownloadError) as e:
         fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
     run_train(config, text)
