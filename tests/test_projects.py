@@ -15,6 +15,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -103,7 +104,8 @@ def test_chargpt_trains_samples_and_resumes(tmp_path, data_dir, plain_clone):
     common = [f"--system.work_dir={work_dir}", *CHARGPT_TINY]
     # A plain clone, no --data.path: Tiny Shakespeare from the download cache.
     result = run_project("chargpt", *common, "--trainer.max_iters=10", clone=plain_clone)
-    assert re.search(r"val loss \d+\.\d{4} \(best \d+\.\d{4}\) after 10 iters", result.stdout), result.stdout
+    assert re.search(r"val loss \d+\.\d{4} \(best \d+\.\d{4}\) after 10 iters, [\d.]+ s; the schedule ended the run "
+                     r"\(the time cap of 112 s did not fire\)", result.stdout), result.stdout
     for name in ("config.json", "args.txt", "vocab.json", "best.pt", "last.pt", "loss.png", "sample.txt"):
         assert (work_dir / name).is_file(), name
     assert len(json.loads((work_dir / "vocab.json").read_text())) == 65  # Tiny Shakespeare's characters
@@ -128,6 +130,23 @@ def test_chargpt_downloads_tiny_shakespeare_into_the_cache(tmp_path, data_dir, s
     original = (data_dir / "tinyshakespeare" / "input.txt").read_bytes()
     assert (cache / "tinyshakespeare" / "input.txt").read_bytes() == original
     assert "after 2 iters" in result.stdout
+
+
+def test_chargpt_final_line_says_whether_the_time_cap_or_the_schedule_ended_the_run():
+    chargpt = load_project("chargpt")
+    stopped = []
+    trainer = types.SimpleNamespace(iter_num=0, config=types.SimpleNamespace(max_iters=3),
+                                    stop=lambda: stopped.append(trainer.iter_num))
+    limit = chargpt.TimeLimit(1e-9)  # fires at the first step that ends before max_iters
+    limit.on_train_start(trainer)
+    trainer.iter_num = 1
+    limit.on_batch_end(trainer)
+    assert stopped == [1] and limit.verdict(trainer).startswith("the time cap ended the run")
+    limit = chargpt.TimeLimit(1e-9)
+    limit.on_train_start(trainer)
+    trainer.iter_num = 3  # the schedule's last step: the run ends anyway, so the cap did not end it
+    limit.on_batch_end(trainer)
+    assert stopped == [1] and limit.verdict(trainer).startswith("the schedule ended the run")
 
 
 def test_chargpt_offline_and_uncached_says_what_is_missing_in_one_line(tmp_path, plain_clone, serve_directory):
@@ -259,3 +278,22 @@ def test_induction_prefix_matching_score_of_a_hand_built_head():
 def test_induction_bad_input_is_one_line(tmp_path):
     result = run_project("induction", f"--system.work_dir={tmp_path}", "--data.min_repeat=100", check=False)
     assert_clean_error(result, "data.min_repeat")
+
+
+# ------------------------------------------------------------------------------------------------ README figures
+def test_every_readme_figure_is_found_beside_its_command():
+    """bench/readme_figures.py can recheck every figure: its command is written in its README, its value is found."""
+    spec = importlib.util.spec_from_file_location("readme_figures", REPO_ROOT / "bench" / "readme_figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    for figure in figures.FIGURES:
+        float(figures.stated_value(figure).replace(",", ""))  # raises, naming the README, if it is not there
+    checked = {figure.readme for figure in figures.FIGURES}
+    assert checked >= {"README.md", "projects/adder/README.md", "projects/chargpt/README.md",
+                       "projects/induction/README.md"}
+    # Every project named in README.md's table states its outcome next to a command the script reruns.
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| project |"):]
+    for project in ("adder", "chargpt", "induction"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| [{project}]"))
+        assert any(f"`{figure.command}`" in row for figure in figures.FIGURES if figure.readme == "README.md"), row

@@ -145,14 +145,25 @@ class TimeLimit:
 
     def __init__(self, seconds: float):
         self.seconds = seconds
+        self.fired = False  # did the limit end the run (rather than the schedule's max_iters)?
 
     def on_train_start(self, trainer) -> None:
         self.start = time.perf_counter()
 
     def on_batch_end(self, trainer) -> None:
-        if self.seconds and time.perf_counter() - self.start > self.seconds:
+        done = trainer.config.max_iters is not None and trainer.iter_num >= trainer.config.max_iters
+        if self.seconds and not done and time.perf_counter() - self.start > self.seconds:
             logger.info("time limit of %.0f s reached at step %d", self.seconds, trainer.iter_num)
+            self.fired = True
             trainer.stop()
+
+    def verdict(self, trainer) -> str:
+        """Which of the two ended the run, in words for the final line."""
+        if self.fired:
+            return (f"the time cap ended the run (system.max_seconds={self.seconds:g}) before the schedule's "
+                    f"{trainer.config.max_iters} iters")
+        cap = f"the time cap of {self.seconds:g} s did not fire" if self.seconds else "no time cap"
+        return f"the schedule ended the run ({cap})"
 
 
 def run_train(config: CfgNode, text: str) -> None:
@@ -166,7 +177,8 @@ def run_train(config: CfgNode, text: str) -> None:
     model = GPT(config.model)
     trainer = Trainer(config.trainer, model, train_set, val_set)
     trainer.add_callback(LossCurvePlot(os.path.join(work_dir, "loss.png")))
-    trainer.add_callback(TimeLimit(config.system.max_seconds))
+    time_limit = TimeLimit(config.system.max_seconds)
+    trainer.add_callback(time_limit)
 
     def log(trainer):
         if trainer.iter_num % 50 == 0:
@@ -189,10 +201,11 @@ def run_train(config: CfgNode, text: str) -> None:
         f.write(sample)
     print(sample)
     if trainer.val_loss is None:
-        print(f"trained {trainer.iter_num} iters in {seconds:.1f} s (no evaluation: trainer.eval_interval=0)")
+        print(f"trained {trainer.iter_num} iters in {seconds:.1f} s (no evaluation: trainer.eval_interval=0); "
+              f"{time_limit.verdict(trainer)}")
     else:
         print(f"val loss {trainer.val_loss:.4f} (best {trainer.best_val_loss:.4f}) after {trainer.iter_num} iters, "
-              f"{seconds:.1f} s")
+              f"{seconds:.1f} s; {time_limit.verdict(trainer)}")
 
 
 # ----------------------------------------------------------------------------------------------- main
