@@ -42,7 +42,8 @@ ADDER2 = "python projects/adder/adder.py"
 ADDER3 = ("python projects/adder/adder.py --data.ndigit=3 --trainer.max_iters=3000 --system.eval_interval=250 "
           "--data.test_size=2000")
 CHARGPT = "OMP_NUM_THREADS=1 python projects/chargpt/chargpt.py --system.num_threads=1"
-CHARGPT_THREADS = "python projects/chargpt/chargpt.py --trainer.max_iters=200 --system.work_dir=./out/chargpt-threads"
+CHARGPT_THREADS = ("python projects/chargpt/chargpt.py --trainer.max_iters=50 --system.max_seconds=0 "
+                   "--system.work_dir=./out/chargpt-threads")
 INDUCTION = "OMP_NUM_THREADS=1 python projects/induction/induction.py"
 ADDER_STEP = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after (\d+) iters"
 ADDER_SECONDS = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after \d+ iters, ([\d.]+) s"
@@ -71,7 +72,14 @@ FIGURES = [
            r"Learning 256 merges on Tiny Shakespeare takes ([\d.]+) s", r"train 256 merges: ([\d.]+) s"),
     Figure("bpe", "512-token BPE: bytes/token", "README.md", "python bench/bpe.py",
            r"A 512-token BPE trained there gives ([\d.]+) bytes/token", r"trained vocab 512: ([\d.]+) bytes/token"),
-    # the projects' READMEs (README.md's project table repeats their headline figures)
+    # README.md's project table: headline figures beside the commands that produce them
+    Figure("adder", "README.md table: ndigit=2 stopped at step", "README.md", ADDER2,
+           r"\| \[adder\][^\n]*stopped at (\d+) iters", ADDER_STEP.format(2)),
+    Figure("chargpt", "README.md table: CPU preset val loss", "README.md", CHARGPT,
+           r"\| \[chargpt\][^\n]*val loss ([\d.]+)", r"\nval loss ([\d.]+) \(best"),
+    Figure("induction", "README.md table: best prefix-matching score", "README.md", INDUCTION,
+           r"\| \[induction\][^\n]*prefix-matching score ([\d.]+)", r"prefix-matching score ([\d.]+), after"),
+    # the projects' READMEs
     Figure("adder", "ndigit=2: stopped at step", "projects/adder/README.md", ADDER2,
            r"\| `" + re.escape(ADDER2) + r"` \| [^|]* stopped at (\d+) iters", ADDER_STEP.format(2)),
     Figure("adder", "ndigit=2: seconds", "projects/adder/README.md", ADDER2,
@@ -84,9 +92,9 @@ FIGURES = [
            r"Final line: `val loss ([\d.]+)", r"\nval loss ([\d.]+) \(best"),
     Figure("chargpt", "CPU preset: seconds", "projects/chargpt/README.md", CHARGPT,
            r"Final line: `val loss [^`]* iters, ([\d.]+) s", r"\nval loss [^\n]* iters, ([\d.]+) s"),
-    Figure("chargpt", "200 steps, torch's default threads: seconds", "projects/chargpt/README.md", CHARGPT_THREADS,
+    Figure("chargpt", "50 steps, torch's default threads: seconds", "projects/chargpt/README.md", CHARGPT_THREADS,
            r"torch's default threads \(2 here\): ([\d.]+) s", r"\nval loss [^\n]* iters, ([\d.]+) s"),
-    Figure("chargpt", "200 steps, one thread: seconds", "projects/chargpt/README.md",
+    Figure("chargpt", "50 steps, one thread: seconds", "projects/chargpt/README.md",
            CHARGPT_THREADS + " --system.num_threads=1", r"one thread: ([\d.]+) s", r"\nval loss [^\n]* iters, ([\d.]+) s"),
     Figure("induction", "best prefix-matching score", "projects/induction/README.md", INDUCTION,
            r"the best, \*\*layer \d head \d, scores ([\d.]+)\*\*", r"prefix-matching score ([\d.]+), after"),
