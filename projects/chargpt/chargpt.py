@@ -49,7 +49,7 @@ def get_config() -> CfgNode:
     C.system.work_dir = "./out/chargpt"
     C.system.num_threads = 0  # CPU threads for torch; 0 = torch's default
     # Stop training after this much wall time (0 = no limit); the final evaluation still runs. A safety net for the
-    # CPU preset's 2-minute budget: on one idle core its 1600 steps should take ~95 s, so it normally never fires.
+    # CPU preset's 2-minute budget: on one idle core its 1600 steps should take ~100 s, so it normally never fires.
     C.system.max_seconds = 112.0
 
     C.data = CfgNode()
@@ -65,7 +65,7 @@ def get_config() -> CfgNode:
 
     C.trainer = Trainer.get_default_config()
     # Tuned for "the lowest validation loss in 2 minutes on one CPU thread". At this budget a smaller model that sees
-    # more characters beats a bigger one that sees fewer: 96 channels cost ~0.6x of 128's time per step, so 1600
+    # more characters beats a bigger one that sees fewer: 96 channels cost ~0.6x of 128's time a step, so 1600
     # steps fit where 1050 did, and reach a lower loss (see the README). The cosine schedule is laid out over exactly
     # those steps (a schedule cut off by the time limit never decays). A small model this briefly trained tolerates a
     # high learning rate; decaying it to near zero at the end gives the last few hundredths. beta2 = 0.99 (not
