@@ -1,10 +1,10 @@
 """
 Benchmark: mingpt's GPT-2 tokenizer against tiktoken on Tiny Shakespeare, and the BPE trainer.
 
-    python bench/bpe.py            # data from $MINGPT_DATA_DIR, default ../shared/data beside the repo
+    python bench/bpe.py            # data: $MINGPT_DATA_DIR, else mingpt's cache (downloaded once)
 
 Encode throughput is measured cold (a fresh tokenizer, empty chunk cache) and warm (the same text again), each
-the best of a few repeats. tiktoken is built from the same local vocabulary files, so nothing is downloaded.
+the best of a few repeats. tiktoken is built from the same vocabulary files, so it downloads nothing of its own.
 Targets on a 2-core CPU: warm >= 0.45x tiktoken, cold >= 0.2x, 256 merges learned in <= 5 s.
 """
 
@@ -17,10 +17,10 @@ import time
 
 import tiktoken
 
-from mingpt.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_of
+from mingpt.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_of, fetch_gpt2_vocab
 from mingpt.bpe_train import ByteLevelBPE
+from mingpt.data import tiny_shakespeare
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPEATS = 5
 
 
@@ -43,9 +43,8 @@ def tiktoken_from_files(encoder_path: pathlib.Path) -> tiktoken.Encoding:
 
 
 def main() -> None:
-    data_dir = pathlib.Path(os.environ.get("MINGPT_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-    encoder_path, vocab_path = data_dir / "gpt2" / "encoder.json", data_dir / "gpt2" / "vocab.bpe"
-    text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    encoder_path, vocab_path = fetch_gpt2_vocab()  # $MINGPT_DATA_DIR, else the cache (downloaded once)
+    text = tiny_shakespeare()
     megabytes = len(text.encode("utf-8")) / 1e6
 
     reference = tiktoken_from_files(encoder_path)

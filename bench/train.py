@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-import os
 import statistics
 import time
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mingpt.data import CharDataset, TokenStream
+from mingpt.data import CharDataset, TokenStream, tiny_shakespeare
 from mingpt.model import GPT
 from mingpt.trainer import Trainer
 from mingpt.utils import set_seed
@@ -32,14 +31,8 @@ BATCH = 64
 
 
 def load_data() -> TokenStream:
-    """Tiny Shakespeare as characters (from ../shared/data or MINGPT_DATA_DIR), or random tokens without it."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    data_dir = os.environ.get("MINGPT_DATA_DIR") or os.path.join(here, "..", "..", "shared", "data")
-    path = os.path.join(data_dir, "tinyshakespeare", "input.txt")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            return CharDataset(f.read(), S["block_size"])
-    return TokenStream(np.random.default_rng(0).integers(0, 65, 1_000_000), S["block_size"])
+    """Tiny Shakespeare as characters ($MINGPT_DATA_DIR, else mingpt's cache, downloaded once)."""
+    return CharDataset(tiny_shakespeare(), S["block_size"])
 
 
 def trainer_config(**overrides):

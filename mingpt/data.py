@@ -18,12 +18,18 @@ Which examples go into a batch is decided by `StepSampler`: the batch of optimiz
 Tokens can live in memory (a numpy array or torch tensor) or on disk: a path to a flat binary file of token ids
 (``.bin``, uint16 by default, the layout nanoGPT's prepare scripts write) is memory-mapped, so a corpus larger
 than RAM costs only the pages a batch touches.
+
+Where the data comes from is decided here too, once for every project, notebook and script: `tiny_shakespeare()`
+returns the text from an explicit path, from a local copy in $MINGPT_DATA_DIR, or from mingpt's download cache
+(downloaded once, sha256-verified); `find_data` does the same for any known file (GPT-2's vocabulary uses it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -31,8 +37,12 @@ import torch
 from torch.utils.data import Dataset
 
 from mingpt.atomic import atomic_path
+from mingpt.download import ChecksumError, DownloadError, cache_dir, cached_download
 
-__all__ = ["TokenStream", "StepSampler", "CharVocab", "CharDataset"]
+__all__ = ["TokenStream", "StepSampler", "CharVocab", "CharDataset", "DataFile", "TINY_SHAKESPEARE", "find_data",
+           "read_text", "tiny_shakespeare", "split_train_val"]
+
+DATA_DIR_ENV_VAR = "MINGPT_DATA_DIR"  # a folder of local copies, laid out like the download cache
 
 
 class TokenStream(Dataset):
@@ -189,3 +199,113 @@ class CharDataset(TokenStream):
 
     def get_block_size(self) -> int:
         return self.block_size
+
+
+# ------------------------------------------------------------------------------------------- getting the data
+# A user's machine and this repository's test machine get data the same way, in this order:
+#   1. an explicit path, when the caller passes one (a project's --data.path, BPETokenizer(encoder, vocab));
+#   2. $MINGPT_DATA_DIR, a folder of local copies laid out like the cache (gpt2/encoder.json, ...);
+#   3. mingpt's download cache: downloaded once from a pinned URL, sha256-verified, then reused offline.
+# No code outside the tests knows about any other folder, so a plain `git clone` works anywhere.
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file mingpt knows how to get: its path inside a data folder (and the cache), its URL and its sha256."""
+
+    name: str  # e.g. "tinyshakespeare/input.txt"
+    url: str
+    sha256: str
+
+
+TINY_SHAKESPEARE = DataFile(
+    "tinyshakespeare/input.txt",
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+)
+
+
+def find_data(files: Sequence[DataFile], what: str) -> list[pathlib.Path]:
+    """
+    Local paths of `files`: in $MINGPT_DATA_DIR when it is set, else in mingpt's download cache, downloading
+    (once, verified) whatever is not cached yet. `what` names the files for error messages ("Tiny Shakespeare").
+
+    Offline with nothing cached, the DownloadError says in one line what is missing and the two ways to provide
+    it: a local copy (MINGPT_DATA_DIR, or the file placed in the cache) or one run on a machine with network.
+    """
+    local = os.environ.get(DATA_DIR_ENV_VAR)
+    if local:
+        folder = pathlib.Path(local).expanduser()
+        paths = [folder / f.name for f in files]
+        missing = [f.name for f, p in zip(files, paths) if not p.is_file()]
+        if missing:  # the user chose local copies: saying so beats a silent download
+            raise FileNotFoundError(
+                f"{DATA_DIR_ENV_VAR}={local} does not hold {', '.join(missing)} ({what}); copy the file(s) there, "
+                f"or unset {DATA_DIR_ENV_VAR} to download them into mingpt's cache"
+            )
+        return paths
+    paths = []
+    for f in files:
+        try:
+            paths.append(cached_download(f.url, f.name, sha256=f.sha256))
+        except ChecksumError:
+            raise  # the bytes arrived but were wrong: its own message says so
+        except DownloadError as e:
+            raise DownloadError(_unavailable(files, what, f, e), status_code=e.status_code) from e
+    return paths
+
+
+def _unavailable(files: Sequence[DataFile], what: str, failed: DataFile, error: DownloadError) -> str:
+    """One line: what is missing, why the download failed, and the two ways to provide it."""
+    root = cache_dir()
+    missing = [f for f in files if not (root / f.name).is_file()]
+    names = ", ".join(f.name for f in missing)
+    reason = f"HTTP {error.status_code}" if error.status_code else "no connection"
+    return (
+        f"{what} is not available: {names} {'is' if len(missing) == 1 else 'are'} not in mingpt's download cache "
+        f"and could not be downloaded from {failed.url} ({reason}). Either give a local copy (for each missing "
+        f"file, place it at {', '.join(str(root / f.name) for f in missing)}, or set {DATA_DIR_ENV_VAR} to a "
+        f"folder holding {', '.join(f.name for f in files)}), or run once on a machine with network access, "
+        f"which downloads and caches {'it' if len(missing) == 1 else 'them'}"
+    )
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The contents of a UTF-8 text file, with errors that name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no text file at {os.fspath(path)!r}; check the path (a UTF-8 text file)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{os.fspath(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def tiny_shakespeare(path: str | os.PathLike | None = None, url: str | None = None) -> str:
+    """
+    Tiny Shakespeare (1.1 M characters): from `path` if given, else found by `find_data` (MINGPT_DATA_DIR or
+    the cache, downloaded once from `url`, default the char-rnn original; a mirror must serve identical bytes).
+    """
+    if path is not None:
+        return read_text(path)
+    source = TINY_SHAKESPEARE if url is None else DataFile(TINY_SHAKESPEARE.name, url, TINY_SHAKESPEARE.sha256)
+    return read_text(find_data([source], "Tiny Shakespeare")[0])
+
+
+def split_train_val(sequence, val_fraction: float, block_size: int):
+    """
+    (train, val): the first (1 - val_fraction) of a text or token sequence, and the rest.
+
+    The validation set is the tail, not a random sample: neighbouring windows overlap, so windows drawn at random
+    for validation would share most of their characters with training windows. Both parts must hold more than
+    `block_size` items, enough for one (x, y) window.
+    """
+    if not isinstance(val_fraction, float) or not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be a float in (0, 1), got {val_fraction!r}")
+    n_val = int(len(sequence) * val_fraction)
+    if min(n_val, len(sequence) - n_val) <= block_size:
+        unit = "characters" if isinstance(sequence, str) else "tokens"
+        raise ValueError(f"the data is too short ({len(sequence)} {unit}) for val_fraction={val_fraction}: both "
+                         f"splits need more than block_size={block_size} {unit}; use a longer text or a smaller "
+                         f"block_size")
+    return sequence[:-n_val], sequence[-n_val:]

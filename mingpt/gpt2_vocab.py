@@ -27,6 +27,7 @@ import re
 from typing import Mapping, Sequence
 
 from mingpt.atomic import atomic_path
+from mingpt.data import DataFile, find_data
 from mingpt.download import cache_dir, cached_download, download, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -229,11 +230,13 @@ def cached_gpt2_vocab() -> tuple[pathlib.Path, pathlib.Path] | None:
 
 
 def fetch_gpt2_vocab(base_url: str | None = None) -> tuple[pathlib.Path, pathlib.Path]:
-    """Download (once, verified) GPT-2's encoder.json and vocab.bpe; base_url defaults to $MINGPT_GPT2_VOCAB_URL."""
+    """GPT-2's encoder.json and vocab.bpe: local copies in $MINGPT_DATA_DIR, else downloaded once (verified) into
+    the cache; base_url defaults to $MINGPT_GPT2_VOCAB_URL."""
     base_url = gpt2_vocab_url(base_url)
-    paths = [cached_download(f"{base_url}/{name}", f"gpt2/{name}", sha256=GPT2_VOCAB_SHA256[name])
+    files = [DataFile(f"gpt2/{name}", f"{base_url}/{name}", GPT2_VOCAB_SHA256[name])
              for name in ("encoder.json", "vocab.bpe")]
-    return paths[0], paths[1]
+    encoder_path, vocab_path = find_data(files, "GPT-2's vocabulary")  # $MINGPT_DATA_DIR, else the cache
+    return encoder_path, vocab_path
 
 
 def get_file(local_file: str | os.PathLike, remote_file: str) -> None:

@@ -1,17 +1,22 @@
 """
 Shared fixtures: where the real data lives, a private download cache, and a loopback HTTP server.
 
-Tests never touch the network. Real data (GPT-2's vocabulary files, Tiny Shakespeare) is read from
-``../shared/data`` beside the repository (override with MINGPT_DATA_DIR); code that downloads is pointed at a
-``http.server`` on 127.0.0.1 that serves local files in the real URL layout.
+Real data (GPT-2's vocabulary files, Tiny Shakespeare) comes from local copies when $MINGPT_DATA_DIR (default:
+``../shared/data`` beside the repository) holds them, so a machine without network runs every test; otherwise from
+the same cached, verified downloads a user's first run makes. Code that downloads is tested against a
+``http.server`` on 127.0.0.1 that serves local files in the real URL layout. `plain_clone` is the repository as a
+user's clone: copied into an empty folder, with no data folder beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import os
 import pathlib
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -19,21 +24,66 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+DATA_FILES = ("gpt2/encoder.json", "gpt2/vocab.bpe", "tinyshakespeare/input.txt")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
-    """The folder holding gpt2/encoder.json, gpt2/vocab.bpe and tinyshakespeare/input.txt."""
-    path = pathlib.Path(os.environ.get("MINGPT_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-    if not (path / "gpt2" / "encoder.json").is_file():
-        raise FileNotFoundError(f"test data not found in {path}; set MINGPT_DATA_DIR to the shared data folder")
-    return path
+    """
+    A folder holding gpt2/encoder.json, gpt2/vocab.bpe and tinyshakespeare/input.txt: $MINGPT_DATA_DIR (default
+    ../shared/data) when it holds them, else mingpt's download cache after the downloads a user's first run makes.
+    """
+    local = pathlib.Path(os.environ.get("MINGPT_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+    if all((local / name).is_file() for name in DATA_FILES):
+        return local
+    from mingpt.bpe import fetch_gpt2_vocab
+    from mingpt.data import TINY_SHAKESPEARE, find_data
+    from mingpt.download import cache_dir
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MINGPT_DATA_DIR", raising=False)  # it did not hold the files: download them instead
+        fetch_gpt2_vocab()
+        find_data([TINY_SHAKESPEARE], "Tiny Shakespeare")
+    return cache_dir()  # the cache has the data folder's layout
 
 
 @pytest.fixture()
 def cache_dir(tmp_path, monkeypatch) -> pathlib.Path:
-    """An empty mingpt download cache for this test only (MINGPT_CACHE_DIR)."""
+    """An empty mingpt download cache for this test only (MINGPT_CACHE_DIR), and no local data folder."""
     path = tmp_path / "mingpt-cache"
     monkeypatch.setenv("MINGPT_CACHE_DIR", str(path))
+    monkeypatch.delenv("MINGPT_DATA_DIR", raising=False)  # else local copies would be found before the cache
     return path
+
+
+@dataclasses.dataclass
+class PlainClone:
+    root: pathlib.Path  # the copied repository
+    cache: pathlib.Path  # a mingpt download cache holding what a first online run downloads
+    env: dict  # the environment to run it in: that cache, the copy's mingpt, no MINGPT_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def plain_clone(tmp_path_factory, data_dir) -> PlainClone:
+    """
+    The repository as a user's `git clone`: its files (tracked, plus new ones not ignored) copied into an empty
+    folder with no data folder beside it, and a MINGPT_CACHE_DIR pre-filled as a previous online run leaves it
+    (the files at their cache paths). Nothing in it may look anywhere else for data.
+    """
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    root = tmp_path_factory.mktemp("plain-clone") / "mingpt"  # the folder beside it stays empty
+    for name in filter(None, listed):
+        if (REPO_ROOT / name).is_file():  # a file deleted in the working tree is still listed until committed
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, root / name)
+    cache = tmp_path_factory.mktemp("first-run-cache")
+    for name in DATA_FILES:
+        (cache / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_dir / name, cache / name)
+    env = {key: value for key, value in os.environ.items() if key != "MINGPT_DATA_DIR"}
+    env.update(MINGPT_CACHE_DIR=str(cache), PYTHONPATH=str(root), MINGPT_GPT2_VOCAB_URL="http://127.0.0.1:9")
+    return PlainClone(root, cache, env)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -1,12 +1,20 @@
-"""Tests for mingpt/data.py: token-stream windows (memory and memmap), char vocabulary, CharDataset."""
+"""Tests for mingpt/data.py: token-stream windows (memory and memmap), char vocabulary, CharDataset, where data
+comes from (explicit path, MINGPT_DATA_DIR, the download cache) and the train/validation split."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from mingpt.data import CharDataset, CharVocab, TokenStream
+from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
+from mingpt.data import (TINY_SHAKESPEARE, CharDataset, CharVocab, TokenStream, find_data, split_train_val,
+                         tiny_shakespeare)
+from mingpt.download import ChecksumError, DownloadError
+
+NOWHERE = "http://127.0.0.1:9/input.txt"  # nothing listens there: any download attempt fails
 
 
 def test_windows_are_shifted_by_one_and_batches_match_items():
@@ -69,3 +77,78 @@ def test_char_dataset_is_a_token_stream_over_the_text(data_dir):
     assert ds.vocab.decode(x) == text[100:116] and ds.vocab.decode(y) == text[101:117]
     val = CharDataset(text[:100], 8, vocab=ds.vocab)  # the validation split shares the training vocabulary
     assert val.vocab is ds.vocab
+
+
+# ---- where the data comes from ------------------------------------------------------------------------------------
+
+
+def test_tiny_shakespeare_from_path_data_dir_or_cache(data_dir, cache_dir, monkeypatch, tmp_path):
+    original = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    # 1. the download cache, filled by an earlier online run: no network needed
+    (cache_dir / "tinyshakespeare").mkdir(parents=True)
+    shutil.copy(data_dir / "tinyshakespeare" / "input.txt", cache_dir / "tinyshakespeare" / "input.txt")
+    assert tiny_shakespeare(url=NOWHERE) == original
+    # 2. MINGPT_DATA_DIR wins over the cache
+    local = tmp_path / "local"
+    (local / "tinyshakespeare").mkdir(parents=True)
+    (local / "tinyshakespeare" / "input.txt").write_text("a local copy", encoding="utf-8")
+    monkeypatch.setenv("MINGPT_DATA_DIR", str(local))
+    assert tiny_shakespeare(url=NOWHERE) == "a local copy"
+    # 3. an explicit path wins over both
+    (tmp_path / "mine.txt").write_text("my own text", encoding="utf-8")
+    assert tiny_shakespeare(tmp_path / "mine.txt") == "my own text"
+    with pytest.raises(FileNotFoundError, match="no text file at .*nope.txt"):
+        tiny_shakespeare(tmp_path / "nope.txt")
+
+
+def test_a_data_dir_without_the_file_is_an_error_not_a_silent_download(cache_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("MINGPT_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"MINGPT_DATA_DIR=.* does not hold tinyshakespeare/input.txt"):
+        tiny_shakespeare(url=NOWHERE)
+
+
+def test_download_goes_into_the_cache_and_is_verified(data_dir, cache_dir, serve_directory, tmp_path):
+    site = serve_directory(data_dir / "tinyshakespeare")
+    text = tiny_shakespeare(url=f"{site}/input.txt")
+    assert (cache_dir / TINY_SHAKESPEARE.name).read_text(encoding="utf-8") == text and len(text) == 1_115_394
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "input.txt").write_text("not Shakespeare", encoding="utf-8")
+    (cache_dir / TINY_SHAKESPEARE.name).unlink()
+    with pytest.raises(ChecksumError):  # a mirror with other contents is refused, never cached
+        tiny_shakespeare(url=f"{serve_directory(tmp_path / 'mirror')}/input.txt")
+    assert not (cache_dir / TINY_SHAKESPEARE.name).exists()
+
+
+def test_offline_and_uncached_names_what_is_missing_and_both_ways_in_one_line(cache_dir, monkeypatch):
+    monkeypatch.setattr("mingpt.download.time.sleep", lambda seconds: None)  # skip the backoff between retries
+    with pytest.raises(DownloadError) as error:
+        tiny_shakespeare(url=NOWHERE)
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in ("Tiny Shakespeare", "tinyshakespeare/input.txt", "no connection",
+                     str(cache_dir / "tinyshakespeare" / "input.txt"), "MINGPT_DATA_DIR", "network access"):
+        assert fragment in message, (fragment, message)
+    # Several files: every missing one is named, in the same single line.
+    with pytest.raises(DownloadError) as error:
+        BPETokenizer(base_url="http://127.0.0.1:9/gpt2")
+    assert "gpt2/encoder.json, gpt2/vocab.bpe are not in" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_gpt2_vocabulary_from_the_data_dir(data_dir, cache_dir, monkeypatch):
+    monkeypatch.setenv("MINGPT_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MINGPT_GPT2_VOCAB_URL", "http://127.0.0.1:9")
+    assert fetch_gpt2_vocab() == (data_dir / "gpt2" / "encoder.json", data_dir / "gpt2" / "vocab.bpe")
+    assert find_data([TINY_SHAKESPEARE], "Tiny Shakespeare") == [data_dir / TINY_SHAKESPEARE.name]
+    assert not cache_dir.exists()  # nothing was downloaded
+
+
+def test_split_train_val_keeps_the_tail_for_validation():
+    train, val = split_train_val("abcdefghij" * 10, 0.1, block_size=4)
+    assert train == ("abcdefghij" * 10)[:90] and val == "abcdefghij"
+    tokens = np.arange(1000, dtype=np.uint16)
+    train, val = split_train_val(tokens, 0.25, block_size=8)
+    assert len(val) == 250 and val[0] == 750 and train[-1] == 749
+    with pytest.raises(ValueError, match=r"too short \(100 characters\).*block_size=10"):
+        split_train_val("x" * 100, 0.1, block_size=10)
+    with pytest.raises(ValueError, match="val_fraction must be a float in \\(0, 1\\), got 1.5"):
+        split_train_val(tokens, 1.5, block_size=8)

@@ -1,10 +1,13 @@
 """
 Every notebook in notebooks/, executed top to bottom by a real Jupyter kernel (nbclient + ipykernel), on CPU.
 
-Small settings reach the notebooks through environment variables, which the kernel inherits from this process:
-a tiny randomly initialised GPT-2 saved in Hugging Face layout stands in for the real one (same 50,257-token
-vocabulary, so GPT-2's tokenizer fits it), training runs are shortened, and nothing may touch the network.
-Each test checks a few printed results and that the figures were drawn, not only that no cell raised.
+They run as a user runs them after a plain `git clone`: from a copy of the repository with no data folder beside it
+and no MINGPT_DATA_DIR, finding GPT-2's vocabulary and Tiny Shakespeare in a download cache filled as a first online
+run fills it (the `plain_clone` fixture). Small settings reach the notebooks through environment variables, which
+the kernel inherits from this process: a tiny randomly initialised GPT-2 saved in Hugging Face layout stands in for
+the real one (same 50,257-token vocabulary, so GPT-2's tokenizer fits it), training runs are shortened, and nothing
+may touch the network. Each test checks a few printed results and that the figures were drawn, not only that no
+cell raised.
 """
 
 from __future__ import annotations
@@ -39,10 +42,13 @@ def tiny_model_dir(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture()
-def notebook_env(monkeypatch, tmp_path, data_dir, tiny_model_dir):
-    """Environment for the kernel: local data and model, short runs, a private cache, no network."""
+def notebook_env(monkeypatch, plain_clone, tiny_model_dir):
+    """Environment for the kernel: the plain clone's code and cache, a local model, short runs, no network."""
+    monkeypatch.delenv("MINGPT_DATA_DIR", raising=False)
     settings = {
-        "MINGPT_DATA_DIR": str(data_dir),
+        "PYTHONPATH": plain_clone.env["PYTHONPATH"],  # the copy's mingpt, not this checkout's
+        "MINGPT_CACHE_DIR": plain_clone.env["MINGPT_CACHE_DIR"],
+        "MINGPT_GPT2_VOCAB_URL": plain_clone.env["MINGPT_GPT2_VOCAB_URL"],  # nothing listens there
         "MINGPT_NOTEBOOK_MODEL": str(tiny_model_dir),
         "MINGPT_NOTEBOOK_NEW_TOKENS": "12",
         "MINGPT_DEMO_ITERS": "300",
@@ -51,7 +57,6 @@ def notebook_env(monkeypatch, tmp_path, data_dir, tiny_model_dir):
         # The induction project scaled down (context 32, segments up to 8): an induction head forms in ~25 s.
         "MINGPT_INDUCTION_OVERRIDES": "--trainer.max_iters=2000 --model.block_size=32 --model.vocab_size=32 "
                                       "--data.max_repeat=8",
-        "MINGPT_CACHE_DIR": str(tmp_path / "mingpt-cache"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "MINGPT_HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens there: any download attempt fails fast
@@ -62,16 +67,20 @@ def notebook_env(monkeypatch, tmp_path, data_dir, tiny_model_dir):
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
+    settings["notebooks"] = plain_clone.root / "notebooks"
     return settings
 
 
-def execute(name: str) -> tuple[nbformat.NotebookNode, float]:
-    """Run notebooks/<name> in a fresh python3 kernel, in the notebooks folder; return it with its outputs."""
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    # One extra cell at the end tells us which python the kernel ran: it must be this environment's.
-    nb.cells.append(nbformat.v4.new_code_cell("import sys; print('kernel python:', sys.executable)"))
+def execute(name: str, env: dict) -> tuple[nbformat.NotebookNode, float]:
+    """Run <name> from the plain clone's notebooks folder in a fresh python3 kernel; return it with its outputs."""
+    folder = env["notebooks"]
+    nb = nbformat.read(folder / name, as_version=4)
+    # One extra cell at the end tells us which python the kernel ran (this environment's) and where its mingpt
+    # came from (the clone's copy, not this checkout).
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import sys, mingpt; print('mingpt from:', mingpt.__file__); print('kernel python:', sys.executable)"))
     client = nbclient.NotebookClient(
-        nb, timeout=TIME_LIMIT_S, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        nb, timeout=TIME_LIMIT_S, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     )
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError, with the cell and traceback, if any cell fails
@@ -79,6 +88,8 @@ def execute(name: str) -> tuple[nbformat.NotebookNode, float]:
     print(f"{name}: executed in {elapsed:.1f} s")
     kernel_python = pathlib.Path(printed(nb).split("kernel python: ")[-1].strip())
     assert kernel_python.resolve() == pathlib.Path(sys.executable).resolve(), "the kernel ran another python"
+    mingpt_file = pathlib.Path(printed(nb).split("mingpt from: ")[-1].splitlines()[0])
+    assert folder.parent in mingpt_file.resolve().parents, f"the kernel imported {mingpt_file}, not the clone's"
     assert elapsed < TIME_LIMIT_S, f"{name} took {elapsed:.0f} s; the limit is {TIME_LIMIT_S} s"
     return nb, elapsed
 
@@ -114,7 +125,7 @@ def test_notebooks_are_stored_light():
 
 
 def test_demo_learns_to_sort(notebook_env):
-    nb, _ = execute("demo.ipynb")
+    nb, _ = execute("demo.ipynb", notebook_env)
     text = printed(nb)
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", text).group(1))
     assert accuracy >= 90.0, f"after {notebook_env['MINGPT_DEMO_ITERS']} steps the demo sorted only {accuracy}%"
@@ -123,7 +134,7 @@ def test_demo_learns_to_sort(notebook_env):
 
 
 def test_generate_matches_transformers(notebook_env):
-    nb, _ = execute("generate.ipynb")
+    nb, _ = execute("generate.ipynb", notebook_env)
     text = printed(nb)
     assert "same seed, same text: True" in text
     assert "another seed, another text: True" in text
@@ -134,7 +145,7 @@ def test_generate_matches_transformers(notebook_env):
 
 
 def test_tokenizer_trains_and_compresses(notebook_env):
-    nb, _ = execute("tokenizer.ipynb")
+    nb, _ = execute("tokenizer.ipynb", notebook_env)
     text = printed(nb)
     assert "Hello| world|!|" in text  # GPT-2's token boundaries
     assert count_outputs(nb, "text/html") == 1  # the coloured token boxes
@@ -146,7 +157,7 @@ def test_tokenizer_trains_and_compresses(notebook_env):
 
 
 def test_inspect_probes_the_model_and_scores_induction_heads(notebook_env):
-    nb, _ = execute("inspect.ipynb")
+    nb, _ = execute("inspect.ipynb", notebook_env)
     text = printed(nb)
     assert "transformer.h.0.attn.c_attn" in text  # the model summary
     assert "final-layer lens equals the logits: True" in text

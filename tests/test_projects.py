@@ -1,7 +1,9 @@
 """
 End-to-end smoke tests of projects/: each project runs through its real entry point (a subprocess, as a user
-would run it) for a few iterations with tiny settings, and we check what it wrote and printed. Bad input must
-end with one clear line on stderr and a non-zero exit, never a traceback.
+would run it) for a few iterations with tiny settings, and we check what it wrote and printed. The main run of each
+project happens in a plain clone (the `plain_clone` fixture: a copy of the repository with no data folder beside
+it, whose data comes from a download cache filled as a first online run fills it). Bad input must end with one
+clear line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,20 +15,22 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
 PROJECTS = REPO_ROOT / "projects"
 
 
-def run_project(name: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run projects/<name>/<name>.py from the repository root, as the READMEs do."""
-    script = PROJECTS / name / f"{name}.py"
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    result = subprocess.run([sys.executable, str(script), *args], cwd=REPO_ROOT, env=full_env, capture_output=True,
-                            text=True, timeout=180)
+def run_project(name: str, *args: str, env: dict | None = None, check: bool = True,
+                clone=None) -> subprocess.CompletedProcess:
+    """Run projects/<name>/<name>.py from the repository root (or a PlainClone's, in its environment), as the
+    READMEs do."""
+    root, base_env = (REPO_ROOT, os.environ) if clone is None else (clone.root, clone.env)
+    full_env = {**base_env, "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run([sys.executable, str(root / "projects" / name / f"{name}.py"), *args], cwd=root,
+                            env=full_env, capture_output=True, text=True, timeout=180)
     if check and result.returncode != 0:
         raise AssertionError(f"{name} exited with {result.returncode}:\n{result.stderr[-3000:]}")
     return result
@@ -64,12 +68,12 @@ def test_adder_encoding_and_held_out_test_set():
     assert len(seen) == 80  # and every other problem is
 
 
-def test_adder_runs_and_reports(tmp_path):
+def test_adder_runs_and_reports(tmp_path, plain_clone):
     work_dir = tmp_path / "adder"
     result = run_project(
         "adder", f"--system.work_dir={work_dir}", "--data.ndigit=1", "--data.test_size=20",
         "--trainer.max_iters=20", "--system.eval_interval=10", "--model.n_layer=1", "--model.n_head=2",
-        "--model.n_embd=32", "--system.eval_train_size=50",
+        "--model.n_embd=32", "--system.eval_train_size=50", clone=plain_clone,
     )
     line = result.stdout.strip().splitlines()[-1]
     assert re.match(r"ndigit=1: test accuracy \d+\.\d\d% \(\d+/20\) after 20 iters, [\d.]+ s", line), line
@@ -95,21 +99,24 @@ CHARGPT_TINY = ["--model.n_layer=1", "--model.n_head=2", "--model.n_embd=32", "-
                 "--sample.max_new_tokens=20", "--trainer.warmup_iters=0"]
 
 
-def test_chargpt_trains_samples_and_resumes(tmp_path, data_dir):
+def test_chargpt_trains_samples_and_resumes(tmp_path, data_dir, plain_clone):
     work_dir = tmp_path / "chargpt"
-    text = data_dir / "tinyshakespeare" / "input.txt"
-    common = [f"--system.work_dir={work_dir}", f"--data.path={text}", *CHARGPT_TINY]
-    result = run_project("chargpt", *common, "--trainer.max_iters=10")
-    assert re.search(r"val loss \d+\.\d{4} \(best \d+\.\d{4}\) after 10 iters", result.stdout), result.stdout
+    common = [f"--system.work_dir={work_dir}", *CHARGPT_TINY]
+    # A plain clone, no --data.path: Tiny Shakespeare from the download cache.
+    result = run_project("chargpt", *common, "--trainer.max_iters=10", clone=plain_clone)
+    assert re.search(r"val loss \d+\.\d{4} \(best \d+\.\d{4}\) after 10 iters, [\d.]+ s; the schedule ended the run "
+                     r"\(the time cap of 112 s did not fire\)", result.stdout), result.stdout
     for name in ("config.json", "args.txt", "vocab.json", "best.pt", "last.pt", "loss.png", "sample.txt"):
         assert (work_dir / name).is_file(), name
     assert len(json.loads((work_dir / "vocab.json").read_text())) == 65  # Tiny Shakespeare's characters
 
     sampled = run_project("chargpt", "sample", f"--system.work_dir={work_dir}", "--sample.prompt=ROMEO:",
-                          "--sample.max_new_tokens=30")
+                          "--sample.max_new_tokens=30", clone=plain_clone)
     assert sampled.stdout.startswith("ROMEO:") and len(sampled.stdout.rstrip("\n")) >= len("ROMEO:") + 20
 
-    resumed = run_project("chargpt", *common, "--trainer.max_iters=15", "--trainer.resume=auto")
+    # The same text as an explicit local file continues the run.
+    text = f"--data.path={data_dir / 'tinyshakespeare' / 'input.txt'}"
+    resumed = run_project("chargpt", *common, text, "--trainer.max_iters=15", "--trainer.resume=auto")
     assert "resumed from" in resumed.stderr and "from step 10" in resumed.stderr
     assert "schedule ended at step 10, so it stays at min_lr=1.00e-04" in resumed.stderr  # no jump back up
     assert "after 15 iters" in resumed.stdout
@@ -126,6 +133,33 @@ def test_chargpt_downloads_tiny_shakespeare_into_the_cache(tmp_path, data_dir, s
     assert "after 2 iters" in result.stdout
 
 
+def test_chargpt_final_line_says_whether_the_time_cap_or_the_schedule_ended_the_run():
+    chargpt = load_project("chargpt")
+    stopped = []
+    trainer = types.SimpleNamespace(iter_num=0, config=types.SimpleNamespace(max_iters=3),
+                                    stop=lambda: stopped.append(trainer.iter_num))
+    limit = chargpt.TimeLimit(1e-9)  # fires at the first step that ends before max_iters
+    limit.on_train_start(trainer)
+    trainer.iter_num = 1
+    limit.on_batch_end(trainer)
+    assert stopped == [1] and limit.verdict(trainer).startswith("the time cap ended the run")
+    limit = chargpt.TimeLimit(1e-9)
+    limit.on_train_start(trainer)
+    trainer.iter_num = 3  # the schedule's last step: the run ends anyway, so the cap did not end it
+    limit.on_batch_end(trainer)
+    assert stopped == [1] and limit.verdict(trainer).startswith("the schedule ended the run")
+
+
+def test_chargpt_offline_and_uncached_says_what_is_missing_in_one_line(tmp_path, plain_clone, serve_directory):
+    (tmp_path / "site").mkdir()
+    nowhere = serve_directory(tmp_path / "site")  # answers 404 to everything, as a dead mirror would
+    result = run_project("chargpt", f"--system.work_dir={tmp_path / 'run'}", f"--data.url={nowhere}/input.txt",
+                         env={"MINGPT_CACHE_DIR": str(tmp_path / "empty-cache")}, clone=plain_clone, check=False)
+    assert_clean_error(result, "Tiny Shakespeare", "tinyshakespeare/input.txt", "HTTP 404", "MINGPT_DATA_DIR",
+                       "network")
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
 def test_chargpt_bad_input_is_one_line(tmp_path):
     missing = run_project("chargpt", f"--system.work_dir={tmp_path}", f"--data.path={tmp_path / 'nope.txt'}",
                           check=False)
@@ -137,19 +171,18 @@ def test_chargpt_bad_input_is_one_line(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ finetune
-def test_finetune_from_a_local_hugging_face_model(tmp_path, data_dir):
+def test_finetune_from_a_local_hugging_face_model(tmp_path, data_dir, plain_clone):
     import transformers  # a test dependency: missing, this test fails instead of vanishing
     pretrained = tmp_path / "tiny-gpt2"
     config = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=64)
     transformers.GPT2LMHeadModel(config).save_pretrained(pretrained)
-    text = tmp_path / "text.txt"
-    text.write_text((data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:20_000],
-                    encoding="utf-8")
     work_dir = tmp_path / "finetune"
-    common = [f"--system.work_dir={work_dir}", f"--data.vocab_dir={data_dir / 'gpt2'}", "--sample.max_new_tokens=8"]
-    result = run_project("finetune", *common, f"--model.init_from={pretrained}", f"--data.path={text}",
+    common = [f"--system.work_dir={work_dir}", "--sample.max_new_tokens=8"]
+    # A plain clone: Tiny Shakespeare and GPT-2's vocabulary from the download cache.
+    result = run_project("finetune", *common, f"--model.init_from={pretrained}",
                          "--data.block_size=32", "--trainer.max_iters=4", "--trainer.eval_interval=2",
-                         "--trainer.eval_iters=2", "--trainer.batch_size=2", "--trainer.warmup_iters=0")
+                         "--trainer.eval_iters=2", "--trainer.batch_size=2", "--trainer.warmup_iters=0",
+                         clone=plain_clone)
     assert re.search(r"val loss \d+\.\d{4} -> \d+\.\d{4} after 4 iters", result.stdout), result.stdout
     assert result.stdout.startswith("ROMEO:")
     for name in ("config.json", "best.pt", "last.pt", "sample.txt", "model/config.json", "model/model.safetensors"):
@@ -157,7 +190,8 @@ def test_finetune_from_a_local_hugging_face_model(tmp_path, data_dir):
     saved = json.loads((work_dir / "model" / "config.json").read_text())
     assert saved["n_layer"] == 2 and saved["vocab_size"] == 50257
 
-    sampled = run_project("finetune", "sample", *common, "--sample.prompt=JULIET:")
+    sampled = run_project("finetune", "sample", *common, f"--data.vocab_dir={data_dir / 'gpt2'}",
+                          "--sample.prompt=JULIET:")  # the vocabulary from an explicit local folder
     assert sampled.stdout.startswith("JULIET:")
 
 
@@ -172,12 +206,12 @@ def test_finetune_bad_input_is_one_line(tmp_path, data_dir):
 
 
 # ------------------------------------------------------------------------------------------------ induction
-def test_induction_heads_form_and_are_scored(tmp_path):
+def test_induction_heads_form_and_are_scored(tmp_path, plain_clone):
     """A scaled-down run (context 32, segments up to 8, 2000 steps, ~25 s): the circuit must really form."""
     work_dir = tmp_path / "induction"
     result = run_project("induction", f"--system.work_dir={work_dir}", "--trainer.max_iters=2000",
                          "--model.block_size=32", "--model.vocab_size=32", "--data.max_repeat=8",
-                         "--system.eval_sequences=100")
+                         "--system.eval_sequences=100", clone=plain_clone)
     assert re.search(r"best induction head: layer 1 head \d, prefix-matching score \d\.\d{3}", result.stdout)
     scores = json.loads((work_dir / "scores.json").read_text())
     assert len(scores["prefix_matching"]) == 2 and len(scores["prefix_matching"][0]) == 4  # (n_layer, n_head)
@@ -293,3 +327,23 @@ def test_chargpt_bad_mode_and_model_values_are_one_line(tmp_path, args, fragment
     line = run_main("chargpt", *args, f"--system.work_dir={tmp_path}", capsys=capsys)
     assert all(fragment in line for fragment in fragments), line
     assert not (tmp_path / "config.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------ README figures
+def test_every_readme_figure_is_found_beside_its_command(monkeypatch):
+    """bench/readme_figures.py can recheck every figure: its command is written in its README, its value is found."""
+    spec = importlib.util.spec_from_file_location("readme_figures", REPO_ROOT / "bench" / "readme_figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "readme_figures", figures)  # dataclasses look their module up there
+    spec.loader.exec_module(figures)
+    for figure in figures.FIGURES:
+        float(figures.stated_value(figure).replace(",", ""))  # raises, naming the README, if it is not there
+    checked = {figure.readme for figure in figures.FIGURES}
+    assert checked >= {"README.md", "projects/adder/README.md", "projects/chargpt/README.md",
+                       "projects/induction/README.md"}
+    # Every project named in README.md's table states its outcome next to a command the script reruns.
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| project |"):]
+    for project in ("adder", "chargpt", "induction"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| [{project}]"))
+        assert any(f"`{figure.command}`" in row for figure in figures.FIGURES if figure.readme == "README.md"), row

@@ -27,16 +27,14 @@ import torch
 
 from mingpt.bpe import BPETokenizer
 from mingpt.config import CfgNode
-from mingpt.data import TokenStream
-from mingpt.download import DownloadError, cached_download
+from mingpt.data import TokenStream, read_text, split_train_val, tiny_shakespeare
+from mingpt.download import DownloadError
 from mingpt.model import GPT
 from mingpt.trainer import Trainer, check_resume
 from mingpt.utils import choose_device, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.finetune")
 
-TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 MODES = ("train", "sample")
 
 
@@ -51,9 +49,9 @@ def get_config() -> CfgNode:
     C.system.num_threads = 0  # CPU threads for torch; 0 = torch's default
 
     C.data = CfgNode()
-    C.data.path = None  # a UTF-8 text file; None = Tiny Shakespeare, downloaded into the mingpt cache
+    C.data.path = None  # a UTF-8 text file; None = Tiny Shakespeare ($MINGPT_DATA_DIR, else downloaded and cached)
     C.data.val_fraction = 0.1  # the last 10% of the tokens are the validation set
-    C.data.vocab_dir = None  # folder with GPT-2's encoder.json and vocab.bpe; None = download (see mingpt.bpe)
+    C.data.vocab_dir = None  # folder with GPT-2's encoder.json and vocab.bpe; None = $MINGPT_DATA_DIR or the cache
     C.data.block_size = 256  # training window, in tokens (GPT-2 allows up to 1024; shorter is cheaper)
 
     C.model = CfgNode()
@@ -85,29 +83,11 @@ def load_tokenizer(vocab_dir: str | None) -> BPETokenizer:
     return BPETokenizer.from_files(os.path.join(vocab_dir, "encoder.json"), os.path.join(vocab_dir, "vocab.bpe"))
 
 
-def read_text(path: str | None) -> str:
-    """The training text: a local file, or Tiny Shakespeare from the cache (downloaded on first use)."""
-    if path is None:
-        path = cached_download(TINY_SHAKESPEARE_URL, "tinyshakespeare/input.txt", sha256=TINY_SHAKESPEARE_SHA256)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no text file at {os.fspath(path)!r}; pass --data.path=<a UTF-8 text file>")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{os.fspath(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-
-
 def token_splits(ids: list[int], val_fraction: float, block_size: int) -> tuple[TokenStream, TokenStream]:
     """The first (1 - val_fraction) of the token ids for training, the rest for validation."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}")
-    n_val = int(len(ids) * val_fraction)
-    if min(n_val, len(ids) - n_val) <= block_size:
-        raise ValueError(f"the text is too short ({len(ids)} tokens): both splits need more than "
-                         f"data.block_size={block_size} tokens; use a longer text or a smaller block_size")
     tokens = np.array(ids, dtype=np.uint16)  # GPT-2's 50,257 ids fit in 16 bits
-    return TokenStream(tokens[:-n_val], block_size), TokenStream(tokens[-n_val:], block_size)
+    train, val = split_train_val(tokens, val_fraction, block_size)
+    return TokenStream(train, block_size), TokenStream(val, block_size)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
@@ -188,7 +168,8 @@ def main(argv: list[str]) -> None:
             model = GPT.from_pretrained(source, device=device)
             print(sample_text(model, tokenizer, config.sample, config.system.seed))
             return
-        text = read_text(config.data.path)
+        # A local file, or Tiny Shakespeare: $MINGPT_DATA_DIR, else mingpt's cache (downloaded once, verified).
+        text = read_text(config.data.path) if config.data.path else tiny_shakespeare()
         d = config.model.dropout
         model = GPT.from_pretrained(config.model.init_from, embd_pdrop=d, resid_pdrop=d, attn_pdrop=d)
         if config.data.block_size > model.config.block_size:

@@ -1,0 +1,198 @@
+"""
+The README figures, measured again: rerun the command written next to each figure in README.md and the projects'
+READMEs, and print each figure beside the value the README states, so that drift is seen.
+
+    python bench/readme_figures.py                    # everything (about 15 minutes on 2 CPU cores)
+    python bench/readme_figures.py adder chargpt      # only these groups (see --list for the names)
+    python bench/readme_figures.py --list             # what the READMEs state, without running anything
+
+Each figure names its README, the exact command (which must appear verbatim in that README, so the command a reader
+sees is the command that is rerun), a pattern that finds the stated value in the README and one that finds the
+measured value in the command's output. A command shared by several figures runs once. Wall times depend on the
+machine and on what else runs on it: the header prints the CPU model (`lscpu`), the core count and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NUMBER = r"([\d,]+(?:\.\d+)?)"  # 13,028 or 1.7365: one captured number
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    group: str  # what a user selects on the command line
+    label: str
+    readme: str  # relative to the repository root
+    command: str  # exactly as written in the README
+    stated: str  # regex with one group: the value in the README
+    measured: str  # regex with one group: the value in the command's output (stdout + stderr)
+
+
+ADDER2 = "python projects/adder/adder.py"
+ADDER3 = ("python projects/adder/adder.py --data.ndigit=3 --trainer.max_iters=3000 --system.eval_interval=250 "
+          "--data.test_size=2000")
+CHARGPT = "OMP_NUM_THREADS=1 python projects/chargpt/chargpt.py --system.num_threads=1"
+CHARGPT_THREADS = ("python projects/chargpt/chargpt.py --trainer.max_iters=50 --system.max_seconds=0 "
+                   "--system.work_dir=./out/chargpt-threads")
+INDUCTION = "OMP_NUM_THREADS=1 python projects/induction/induction.py"
+ADDER_STEP = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after (\d+) iters"
+ADDER_SECONDS = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after \d+ iters, ([\d.]+) s"
+
+FIGURES = [
+    # README.md, Performance
+    Figure("train_step", "S, SDPA, dropout 0: tokens/s", "README.md", "python bench/train_step.py",
+           r"\| S \| \*\*SDPA, dropout 0\*\* \| \*\*[\d,]+\*\* \| \*\*([\d,]+)\*\*",
+           r"\nS\s+sdpa, dropout 0\.0\s+[\d.]+\s+(\d+)"),
+    Figure("train_step", "S, math, dropout 0: tokens/s", "README.md", "python bench/train_step.py",
+           r"\| S \| math attention, dropout 0 \| [\d,]+ \| ([\d,]+)", r"\nS\s+math, dropout 0\.0\s+[\d.]+\s+(\d+)"),
+    Figure("train", "bare step loop: tokens/s", "README.md", "OMP_NUM_THREADS=1 python bench/train.py",
+           r"\| bare step loop \| ([\d,]+) \|", r"\nbare loop\s+[\d.]+\s+([\d,]+)"),
+    Figure("train", "Trainer: tokens/s", "README.md", "OMP_NUM_THREADS=1 python bench/train.py",
+           r"\| `Trainer` \| ([\d,]+) \|", r"\nTrainer\s+[\d.]+\s+([\d,]+)"),
+    Figure("generate", "mingpt, KV cache: tokens/s", "README.md", "python bench/generate.py",
+           r"\| \*\*mingpt, KV cache\*\* \| \*\*[\d.]+\*\* \| \*\*([\d.]+)\*\*", r"\nmingpt, KV cache\s+[\d.]+\s+([\d.]+)"),
+    Figure("generate", "transformers generate: tokens/s", "README.md", "python bench/generate.py",
+           r"\| transformers [\d.]+ `generate` \(its own KV cache\) \| [\d.]+ \| ([\d.]+)",
+           r"\ntransformers \S+ generate\s+[\d.]+\s+([\d.]+)"),
+    Figure("bpe", "encode cold: mingpt MB/s", "README.md", "python bench/bpe.py",
+           r"\| cold \(empty chunk cache\) \| ([\d.]+) \|", r"\ncold\s+([\d.]+)"),
+    Figure("bpe", "encode warm: mingpt MB/s", "README.md", "python bench/bpe.py", r"\| warm \| ([\d.]+) \|",
+           r"\nwarm\s+([\d.]+)"),
+    Figure("bpe", "learning 256 merges: s", "README.md", "python bench/bpe.py",
+           r"Learning 256 merges on Tiny Shakespeare takes ([\d.]+) s", r"train 256 merges: ([\d.]+) s"),
+    Figure("bpe", "512-token BPE: bytes/token", "README.md", "python bench/bpe.py",
+           r"A 512-token BPE trained there gives ([\d.]+) bytes/token", r"trained vocab 512: ([\d.]+) bytes/token"),
+    # README.md's project table: headline figures beside the commands that produce them
+    Figure("adder", "README.md table: ndigit=2 stopped at step", "README.md", ADDER2,
+           r"\| \[adder\][^\n]*stopped at (\d+) iters", ADDER_STEP.format(2)),
+    Figure("chargpt", "README.md table: CPU preset val loss", "README.md", CHARGPT,
+           r"\| \[chargpt\][^\n]*val loss ([\d.]+)", r"\nval loss ([\d.]+) \(best"),
+    Figure("induction", "README.md table: best prefix-matching score", "README.md", INDUCTION,
+           r"\| \[induction\][^\n]*prefix-matching score ([\d.]+)", r"prefix-matching score ([\d.]+), after"),
+    # the projects' READMEs
+    Figure("adder", "ndigit=2: stopped at step", "projects/adder/README.md", ADDER2,
+           r"\| `" + re.escape(ADDER2) + r"` \| [^|]* stopped at (\d+) iters", ADDER_STEP.format(2)),
+    Figure("adder", "ndigit=2: seconds", "projects/adder/README.md", ADDER2,
+           r"\| `" + re.escape(ADDER2) + r"` \| [^|]* \| ([\d.]+) s", ADDER_SECONDS.format(2)),
+    Figure("adder", "ndigit=3: stopped at step", "projects/adder/README.md", ADDER3,
+           r"\| `" + re.escape(ADDER3) + r"` \| [^|]* stopped at (\d+) iters", ADDER_STEP.format(3)),
+    Figure("adder", "ndigit=3: seconds", "projects/adder/README.md", ADDER3,
+           r"\| `" + re.escape(ADDER3) + r"` \| [^|]* \| ([\d.]+) s", ADDER_SECONDS.format(3)),
+    Figure("chargpt", "CPU preset: final val loss", "projects/chargpt/README.md", CHARGPT,
+           r"Final line: `val loss ([\d.]+)", r"\nval loss ([\d.]+) \(best"),
+    Figure("chargpt", "CPU preset: seconds", "projects/chargpt/README.md", CHARGPT,
+           r"Final line: `val loss [^`]* iters, ([\d.]+) s", r"\nval loss [^\n]* iters, ([\d.]+) s"),
+    Figure("chargpt", "50 steps, torch's default threads: seconds", "projects/chargpt/README.md", CHARGPT_THREADS,
+           r"torch's default threads \(2 here\): ([\d.]+) s", r"\nval loss [^\n]* iters, ([\d.]+) s"),
+    Figure("chargpt", "50 steps, one thread: seconds", "projects/chargpt/README.md",
+           CHARGPT_THREADS + " --system.num_threads=1", r"one thread: ([\d.]+) s", r"\nval loss [^\n]* iters, ([\d.]+) s"),
+    Figure("induction", "best prefix-matching score", "projects/induction/README.md", INDUCTION,
+           r"the best, \*\*layer \d head \d, scores ([\d.]+)\*\*", r"prefix-matching score ([\d.]+), after"),
+    Figure("induction", "seconds", "projects/induction/README.md", INDUCTION,
+           r"\), ([\d.]+) s of training", r"prefix-matching score [\d.]+, after \d+ iters, ([\d.]+) s"),
+]
+
+
+def cpu_name() -> str:
+    """The CPU model as `lscpu | grep 'Model name'` prints it (the README names its machine the same way)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return re.search(r"Model name:\s*(.+)", out).group(1).strip()
+    except (OSError, subprocess.CalledProcessError, AttributeError):
+        import platform
+
+        return platform.processor() or "unknown CPU"
+
+
+def stated_value(figure: Figure) -> str:
+    """The figure as the README states it; an error names the README and what is missing from it."""
+    text = (REPO_ROOT / figure.readme).read_text(encoding="utf-8")
+    if figure.command not in text:
+        raise ValueError(f"{figure.readme} does not show the command `{figure.command}` beside '{figure.label}'")
+    match = re.search(figure.stated, text)
+    if match is None:
+        raise ValueError(f"{figure.readme}: no value for '{figure.label}' (pattern {figure.stated!r})")
+    return match.group(1)
+
+
+def run(command: str) -> tuple[str, float]:
+    """Run a README command from the repository root with this Python; return its output and wall time."""
+    words = shlex.split(command)
+    env = dict(os.environ)
+    while "=" in words[0]:  # leading VAR=value assignments, as a shell would apply them
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    if words[0] == "python":
+        words[0] = sys.executable
+    start = time.perf_counter()
+    result = subprocess.run(words, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    output = result.stdout + "\n" + result.stderr
+    if result.returncode != 0:
+        output += f"\n(exit status {result.returncode})"
+    return "\n" + output, time.perf_counter() - start
+
+
+def as_number(value: str) -> float | None:
+    try:
+        return float(value.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    groups = sorted({f.group for f in FIGURES})
+    parser.add_argument("groups", nargs="*", help=f"groups to rerun (default: all): {', '.join(groups)}")
+    parser.add_argument("--list", action="store_true", help="print what the READMEs state; run nothing")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.groups) - set(groups))
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(groups)}")
+    chosen = [f for f in FIGURES if not args.groups or f.group in args.groups]
+    stated, unreadable = {}, []
+    for f in chosen:  # every README is checked before anything runs
+        try:
+            stated[f] = stated_value(f)
+        except ValueError as e:
+            unreadable.append(str(e))
+    if args.list:
+        for f in chosen:
+            if f in stated:
+                print(f"{f.group:<11} {f.label:<45} {stated[f]:>10}   {f.readme}: {f.command}")
+    if unreadable:
+        print("\n".join(["README figures that cannot be checked:", *unreadable]), file=sys.stderr)
+        return 1
+    if args.list:
+        return 0
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average {load} (the README's figures name their CPU)")
+    outputs: dict[str, str] = {}
+    problems = 0
+    for f in chosen:
+        if f.command not in outputs:
+            print(f"\n$ {f.command}", flush=True)
+            outputs[f.command], seconds = run(f.command)
+            print(f"  (ran {seconds:.0f} s)")
+        match = re.search(f.measured, outputs[f.command])
+        now = match.group(1) if match else "not found"
+        problems += match is None
+        old, new = as_number(stated[f]), as_number(now)
+        drift = f"{100 * (new - old) / old:+.0f}%" if old and new is not None else ""
+        print(f"  {f.label:<45} README {stated[f]:>10}   now {now:>10}   {drift}", flush=True)
+        if match is None:
+            print("  output tail:\n" + outputs[f.command][-1500:])
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
