@@ -43,7 +43,7 @@ def main() -> None:
     if args.tiny:
         tiny = dict(model_type=None, n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=32)
         model_config.merge_from_dict(tiny)
-        config.merge_from_dict(dict(batch_size=4, compile=False))
+        config.merge_from_dict(dict(batch_size=4, compile=False, device="cpu"))  # on the CPU even beside a GPU
     else:
         model_config.merge_from_dict(dict(model_type="gpt2"))  # 124M parameters, vocab 50257, block 1024
         config.merge_from_dict(dict(batch_size=16, compile=on_cuda))

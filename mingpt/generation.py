@@ -98,7 +98,7 @@ def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, 
     if isinstance(idx, torch.Tensor) and idx.dim() == 1:
         raise ValueError(f"idx (the prompt) must have shape (B, T), got {tuple(idx.shape)}: add a batch dimension "
                          f"with idx[None] (or idx.unsqueeze(0))")
-    check_token_ids(idx, "idx (the prompt)", model.config.vocab_size)
+    check_token_ids(idx, "idx (the prompt)", model.config.vocab_size, device=model.transformer.wte.weight.device)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
     valid_temperature = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)

@@ -290,10 +290,7 @@ class GPT(WeightViews, nn.Module):
         Returns (logits (B, T, V), loss or None).
         """
         if not torch.compiler.is_compiling():  # the id range check needs the values: a sync and a graph break
-            check_token_ids(idx, "idx", self.config.vocab_size)
-            if idx.device != self.transformer.wte.weight.device:  # else torch fails deep inside the embedding
-                raise ValueError(f"idx is on {idx.device} but the model is on {self.transformer.wte.weight.device}; "
-                                 f"move it first: idx.to({str(self.transformer.wte.weight.device)!r})")
+            check_token_ids(idx, "idx", self.config.vocab_size, device=self.transformer.wte.weight.device)
         start = kv_cache.length if kv_cache is not None else 0
         if start + idx.size(1) > self.config.block_size:
             raise ValueError(
@@ -462,10 +459,14 @@ def resolve_config(config: CfgNode) -> CfgNode:
     return C
 
 
-def check_token_ids(idx, name: str, vocab_size: int) -> None:
-    """Raise a clear error unless idx is a non-empty (B, T) integer tensor of ids in [0, vocab_size)."""
+def check_token_ids(idx, name: str, vocab_size: int, device: torch.device | None = None) -> None:
+    """Raise a clear error unless idx is a non-empty (B, T) integer tensor of ids in [0, vocab_size) (on `device`,
+    the model's, when given: otherwise torch fails deep inside the embedding)."""
     if not isinstance(idx, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(idx).__name__}")
+    if device is not None and idx.device != device:
+        raise ValueError(f"{name} is on {idx.device} but the model is on {device}; move it there first, e.g. "
+                         f"idx.to({str(device)!r})")
     if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer token ids, got dtype {idx.dtype}; use .long()")
     if idx.dim() != 2:

@@ -127,7 +127,7 @@ def test_chargpt_downloads_tiny_shakespeare_into_the_cache(tmp_path, data_dir, s
     cache = tmp_path / "cache"
     result = run_project("chargpt", f"--system.work_dir={tmp_path / 'run'}", *CHARGPT_TINY,
                          f"--data.url={base_url}/tinyshakespeare/input.txt", "--trainer.max_iters=2",
-                         env={"MINGPT_CACHE_DIR": str(cache)})
+                         env={"MINGPT_CACHE_DIR": str(cache), "MINGPT_DATA_DIR": ""})  # no local copies
     original = (data_dir / "tinyshakespeare" / "input.txt").read_bytes()
     assert (cache / "tinyshakespeare" / "input.txt").read_bytes() == original
     assert "after 2 iters" in result.stdout
