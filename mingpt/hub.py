@@ -220,3 +220,33 @@ def model_source(
         f"unknown model {name!r}: it is not a known name ({', '.join(KNOWN_MODELS)}) nor an existing directory. "
         f"Give one of those names, a Hub repo id such as 'openai-community/gpt2', or a local directory."
     )
+
+
+def dataset_file(
+    repo_id: str,
+    filename: str,
+    revision: str = "main",
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> pathlib.Path:
+    """
+    Path of `filename` from a Hub *dataset* repo (served under ``{endpoint}/datasets/{owner/name}/resolve/...``),
+    downloaded atomically into ``<cache>/hub/datasets/{owner/name}/{revision}/`` on first use. A cached file is used
+    as it is, so fetching many files after an interruption resumes at the first one not yet complete.
+    """
+    parts = pathlib.PurePosixPath(filename).parts
+    if not parts or filename.startswith("/") or ".." in parts:
+        raise ValueError(f"filename must be a relative path inside the dataset repo, got {filename!r}")
+    root = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else download.cache_dir()
+    dest = root / "hub" / "datasets" / check_repo_id(repo_id) / check_revision(revision) / filename
+    if dest.is_file():
+        return dest
+    url = f"{hub_endpoint(endpoint)}/datasets/{repo_id}/resolve/{revision}/{filename}"
+    try:
+        return download.download(url, dest, progress=progress)
+    except download.DownloadError as e:
+        if http_status(e) == 404:
+            raise FileNotFoundError(f"{filename!r} of dataset repo {repo_id!r} at revision {revision!r} was not "
+                                    f"found (HTTP 404 from {url}); check the file name on the dataset's page") from e
+        raise

@@ -174,6 +174,7 @@ class Trainer:
         self.tokens_per_sec, self.grad_norm, self.val_loss, self.best_val_loss = 0.0, None, None, None
         self.last_checkpoint_path, self.interrupted = None, False
         self._stop_requested = False  # set by stop(), e.g. from a callback
+        self._data_state, self._data_batches = None, None  # see data_state()
         if not self._resume():
             set_seed(C.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
 
@@ -259,6 +260,14 @@ class Trainer:
         indices = StepSampler(len(dataset), C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
                               as_list=not isinstance(dataset, TokenStream))
         pin = self.device.type == "cuda"
+        if hasattr(dataset, "batch_iterator"):  # a data set that batches itself and has a position to save
+            batches = dataset.batch_iterator(C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
+                                             state=self.data_state() if stream == 0 else None)
+            if stream == 0:
+                self._data_batches = batches
+            for x, y in batches:
+                yield (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+            return
         if isinstance(dataset, TokenStream):  # the fast path: one vectorised gather per batch, no DataLoader
             for idx in indices:
                 x, y = dataset.get_batch(idx)
@@ -270,6 +279,11 @@ class Trainer:
         generator = torch.Generator().manual_seed(worker_seed)
         yield from DataLoader(dataset, batch_sampler=indices, num_workers=C.num_workers, pin_memory=pin,
                               generator=generator)
+
+    def data_state(self) -> dict | None:
+        """The training data's position, for data sets with a ``batch_iterator(...)`` whose iterator has
+        ``state_dict()`` (e.g. `mingpt.token_shards.TokenShards`); saved in checkpoints, restored on resume."""
+        return self._data_batches.state_dict() if self._data_batches is not None else self._data_state
 
     def _next_batch(self, batches: Iterator, name: str, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if not check:
@@ -416,7 +430,8 @@ class Trainer:
             path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=self.iter_num,
             config={"trainer": self.config.to_dict(),
                     "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None},
-            metadata={"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "world_size": self.world_size},
+            metadata={"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "world_size": self.world_size,
+                      "data_state": self.data_state()},
         )
         self.last_checkpoint_path = path
         self.trigger_callbacks("on_checkpoint")
@@ -442,6 +457,7 @@ class Trainer:
             set_seed(int(np.random.default_rng([C.seed, 3, self.rank, self.iter_num]).integers(2**31)))
         self.best_val_loss = checkpoint["metadata"].get("best_val_loss")
         self.val_loss = checkpoint["metadata"].get("val_loss")
+        self._data_state = checkpoint["metadata"].get("data_state")
         saved = checkpoint["config"].get("trainer") or {}
         changed = [k for k, v in C.to_dict().items()
                    if k not in ("max_iters", "resume", "work_dir", "device") and k in saved and saved[k] != v]
