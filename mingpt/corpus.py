@@ -19,6 +19,7 @@ resumed without changing a single byte of the result.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing
@@ -127,6 +128,7 @@ def iter_units(files: Sequence[pathlib.Path], text_key: str, piece_chars: int) -
 
 
 # ---------------------------------------------------------------------------------------------- encoding
+@functools.lru_cache(maxsize=4)  # built once per process; forked workers inherit it ready-made
 def make_encoder(kind: str, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike):
     """GPT-2's tokenizer from its two local vocabulary files: mingpt's own BPE, or tiktoken built from the same
     files (no network); both give the same ids. Returns (encode_ordinary, n_vocab, eot_id)."""
@@ -198,7 +200,7 @@ def prepare_shards(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     if not isinstance(num_proc, int) or num_proc < 1:
         raise ValueError(f"num_proc must be a positive int, got {num_proc!r}")
     files = list_input_files(inputs)
-    spec = (encoder, os.fspath(encoder_json), os.fspath(vocab_bpe))
+    spec = (encoder, os.fspath(encoder_json), os.fspath(vocab_bpe))  # what a worker needs to build the tokenizer
     _, n_vocab, eot = make_encoder(*spec)
     if n_vocab > 65536:
         raise ValueError(f"the tokenizer has {n_vocab:,} ids but shards store uint16 (at most 65,536 ids); "
