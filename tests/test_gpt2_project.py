@@ -94,14 +94,21 @@ def test_a_vocabulary_larger_than_the_model_is_refused(shards):
         train.build(config)
 
 
-def test_cpu_tiny_preset_end_to_end(shards, tmp_path):
+def test_cpu_tiny_preset_end_to_end(shards, tmp_path, data_dir):
+    hellaswag = tmp_path / "hellaswag.jsonl"  # two examples in the official format
+    hellaswag.write_text("".join(json.dumps({"ctx": f"A man is sitting on a roof. he{i}", "label": i, "endings": [
+        "is using wrap.", "is ripping tiles off.", "is holding a cube.", "starts pulling up roofing."]}) + "\n"
+        for i in range(2)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, str(TRAIN), "--system.preset=cpu-tiny", f"--data.dir={shards}",
            f"--system.work_dir={tmp_path}", "--trainer.max_iters=8", "--trainer.eval_interval=4",
            "--trainer.eval_iters=2", "--trainer.warmup_iters=2", "--trainer.batch_size=2",
-           "--data.total_batch_tokens=256"]
+           "--data.total_batch_tokens=256", "--eval.hellaswag_interval=4", f"--eval.vocab_dir={data_dir / 'gpt2'}",
+           f"--eval.hellaswag_jsonl={hellaswag}"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert [line.split("| ")[-1].split(" acc")[0] for line in out.stderr.splitlines() if "hellaswag acc" in line] \
+        == ["hellaswag", "hellaswag"]  # steps 4 and 8
     evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     val = [e["val_loss"] for e in evals if "val_loss" in e]
     assert len(val) == 2 and val[1] < val[0] < 10.9  # ln(50304) = 10.83 at the start

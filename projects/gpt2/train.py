@@ -25,8 +25,12 @@ import os
 import sys
 import time
 
+from mingpt.atomic import atomic_path
+from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
 from mingpt.callbacks import ProgressLogger
 from mingpt.config import CfgNode
+from mingpt.download import DownloadError
+from mingpt.hellaswag import HellaSwag, fetch_hellaswag, load_examples
 from mingpt.model import GPT
 from mingpt.token_shards import TokenShards, read_manifest
 from mingpt.trainer import Trainer
@@ -47,6 +51,7 @@ PRESETS = {
                      max_iters=19_073, weight_decay=0.1, betas=(0.9, 0.95), grad_norm_clip=1.0, precision="bf16",
                      compile=True, eval_interval=250, eval_iters=20, checkpoint_interval=1000, device="auto"),
         system=dict(log_interval=10, max_seconds=0.0),
+        eval=dict(hellaswag_interval=250),  # as the reference run; needs the jsonl (downloaded once) and the vocab
     ),
     # The same code on a CPU: GPT-2's tokenizer and (padded) vocabulary, a 2-layer model, 1,024-token batches made
     # of 2 micro-batches, 100 steps on Tiny Shakespeare. With a 50,304-token vocabulary the unembedding is most of
@@ -76,6 +81,12 @@ def get_config() -> CfgNode:
     C.data.dir = None  # a directory written by prepare.py (manifest.json + shards; shard 0 is validation)
     C.data.order = "random"  # 'random' (a seeded permutation per epoch) or 'sequential' (file order)
     C.data.total_batch_tokens = 4096  # tokens per optimizer step, over all processes and micro-steps
+
+    C.eval = CfgNode()
+    C.eval.hellaswag_interval = 0  # HellaSwag every this many steps and at the end (0 = never)
+    C.eval.hellaswag_jsonl = None  # a local copy of the validation jsonl; None = download the official one once
+    C.eval.hellaswag_limit = 0  # score only the first this many examples (0 = all 10,042)
+    C.eval.vocab_dir = None  # GPT-2's encoder.json + vocab.bpe for HellaSwag's tokenizer; None = download once
 
     C.model = GPT.get_default_config()
     C.trainer = Trainer.get_default_config()
@@ -153,6 +164,18 @@ class TimeLimit:
             trainer.stop()
 
 
+def hellaswag_callback(config: CfgNode) -> HellaSwag:
+    """Periodic HellaSwag during training: the data and tokenizer are loaded now, so a missing file fails fast."""
+    E = config.eval
+    if E.vocab_dir:
+        tokenizer = BPETokenizer.from_files(os.path.join(E.vocab_dir, "encoder.json"),
+                                            os.path.join(E.vocab_dir, "vocab.bpe"))
+    else:
+        tokenizer = BPETokenizer.from_files(*fetch_gpt2_vocab())
+    examples = load_examples(E.hellaswag_jsonl or fetch_hellaswag(), E.hellaswag_limit or None)
+    return HellaSwag(examples, tokenizer.encode_ordinary, E.hellaswag_interval)
+
+
 def build(config: CfgNode, callbacks: tuple = ()) -> Trainer:
     """Model, data and Trainer for a resolved config (also used by the tests)."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -161,6 +184,8 @@ def build(config: CfgNode, callbacks: tuple = ()) -> Trainer:
                                                        config.model.block_size, world_size)
     config.trainer.seed = config.system.seed
     config.trainer.work_dir = config.system.work_dir
+    if config.eval.hellaswag_interval:
+        callbacks = (*callbacks, hellaswag_callback(config))
     set_seed(config.system.seed)  # the same initial weights on every rank
     model = GPT(config.model)
     return Trainer(config.trainer, model, train, val, callbacks=callbacks)
@@ -181,7 +206,7 @@ def main(argv: list[str]) -> None:
                                            MetricsLog(os.path.join(work_dir, "metrics.jsonl"),
                                                       config.system.log_interval),
                                            TimeLimit(config.system.max_seconds)))
-    except (KeyError, TypeError, ValueError, FileNotFoundError) as e:
+    except (KeyError, TypeError, ValueError, FileNotFoundError, DownloadError) as e:
         print(f"gpt2/train.py: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         sys.exit(2)
     C = config.trainer
@@ -197,7 +222,7 @@ def main(argv: list[str]) -> None:
         summary = {"preset": config.system.preset, "steps": trainer.iter_num, "seconds": time.perf_counter() - t0,
                    "val_loss": trainer.val_loss, "best_val_loss": trainer.best_val_loss,
                    "world_size": trainer.world_size}
-        with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as f:
+        with atomic_path(os.path.join(work_dir, "summary.json")) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
         print(json.dumps(summary))
 
