@@ -261,7 +261,7 @@ def _run(files, out: pathlib.Path, manifest: dict, spec: tuple, num_proc: int, p
     if num_proc > 1:
         pool = multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(
             num_proc, initializer=_init_worker, initargs=(spec,))
-        encoded: Iterable = pool.imap(_encode_unit, units(), chunksize=8)  # in order, whatever finishes first
+        encoded: Iterable = pool.imap(_encode_unit, units(), chunksize=32)  # in order, whatever finishes first
     else:
         _init_worker(spec)
         encoded = map(_encode_unit, units())

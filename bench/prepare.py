@@ -1,0 +1,84 @@
+"""
+Corpus preparation throughput (projects/gpt2/prepare.py's pipeline): 1 process against N, and mingpt's BPE against
+tiktoken, on the same corpus in the same run.
+
+The corpus is Tiny Shakespeare cut into ~2,000-character documents, shuffled and repeated --copies times into one
+jsonl file (so that it is large enough to time and has many documents, as a web corpus does). Every configuration
+writes the same shards (checked by sha256); each is timed --repeat times and the best time is kept.
+
+    python bench/prepare.py                        # mingpt and tiktoken, 1 and 2 processes
+    python bench/prepare.py --procs 1 2 4 --copies 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import shutil
+import tempfile
+import time
+
+from mingpt.corpus import prepare_shards
+
+DATA = pathlib.Path(os.environ.get("MINGPT_DATA_DIR", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def make_corpus(path: pathlib.Path, copies: int) -> int:
+    text = (DATA / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+    documents, start = [], 0
+    while start < len(text):  # ~2,000-character documents, cut at blank lines
+        end = text.find("\n\n", start + 2000)
+        end = len(text) if end < 0 else end + 2
+        documents.append(text[start:end])
+        start = end
+    rng = random.Random(0)
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(copies):
+            rng.shuffle(documents)
+            for doc in documents:
+                f.write(json.dumps({"text": doc}) + "\n")
+    return path.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--copies", type=int, default=8, help="how many shuffled copies of Tiny Shakespeare")
+    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--encoders", nargs="+", default=["mingpt", "tiktoken"])
+    parser.add_argument("--repeat", type=int, default=2, help="runs per configuration; the best is reported")
+    args = parser.parse_args()
+
+    vocab = DATA / "gpt2" / "encoder.json", DATA / "gpt2" / "vocab.bpe"
+    work = pathlib.Path(tempfile.mkdtemp(prefix="mingpt-bench-prepare-"))
+    try:
+        corpus = work / "corpus.jsonl"
+        size = make_corpus(corpus, args.copies)
+        rows, digests = [], set()
+        for encoder in args.encoders:
+            for procs in args.procs:
+                best = float("inf")
+                for r in range(args.repeat):
+                    out = work / f"{encoder}-{procs}-{r}"
+                    t0 = time.perf_counter()
+                    manifest = prepare_shards([corpus], out, *vocab, encoder=encoder, num_proc=procs,
+                                              shard_size=1_000_000)
+                    best = min(best, time.perf_counter() - t0)
+                    digests.add(tuple(e["sha256"] for e in manifest["shards"]))
+                    shutil.rmtree(out)
+                rows.append((encoder, procs, best, size / best / 1e6, manifest["tokens"] / best))
+        assert len(digests) == 1, "configurations wrote different shards"
+        print(f"corpus: {size / 1e6:.1f} MB, {manifest['tokens']:,} tokens, {manifest['documents']:,} documents; "
+              f"{os.cpu_count()} CPUs; best of {args.repeat}")
+        print(f"{'encoder':<9} {'procs':>5} {'seconds':>8} {'MB/s':>7} {'tokens/s':>11} {'vs 1 proc':>9}")
+        for encoder, procs, seconds, mb_s, tok_s in rows:
+            one = next(r[3] for r in rows if r[0] == encoder and r[1] == min(args.procs))
+            print(f"{encoder:<9} {procs:>5} {seconds:>8.2f} {mb_s:>7.2f} {tok_s:>11,.0f} {mb_s / one:>8.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
