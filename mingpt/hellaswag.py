@@ -31,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from mingpt.download import ChecksumError, cached_download
+from mingpt.hub import git_blob_sha1
 
 __all__ = ["HELLASWAG_URL", "HELLASWAG_GIT_BLOB", "git_blob_sha1", "fetch_hellaswag", "load_examples",
            "render_example", "score_endings", "evaluate_hellaswag", "HellaSwag"]
@@ -42,15 +43,6 @@ logger = logging.getLogger(__name__)
 HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
 HELLASWAG_GIT_BLOB = "0f5ee25d72216f12317d5d8a7b92deafa423d81e"
 N_ENDINGS = 4
-
-
-def git_blob_sha1(path: str | os.PathLike) -> str:
-    """The id git gives a file's contents (``git hash-object FILE``)."""
-    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_hellaswag(url: str = HELLASWAG_URL, git_blob: str | None = HELLASWAG_GIT_BLOB) -> pathlib.Path:

@@ -19,7 +19,8 @@ import pytest
 
 from mingpt import corpus
 from mingpt.corpus import make_encoder, prepare_shards, split_document
-from mingpt.download import sha256_file
+from mingpt.download import ChecksumError, sha256_file
+from mingpt.hub import dataset_file, git_blob_sha1
 from mingpt.token_shards import read_manifest, read_shard
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -157,19 +158,35 @@ def test_bad_input_is_refused_clearly(tmp_path, vocab, monkeypatch):
 
 def test_prepare_reads_a_hub_dataset_repo_from_a_loopback_server(tmp_path, vocab, reference, serve_directory,
                                                                  cache_dir, monkeypatch, data_dir):
-    repo = tmp_path / "site" / "datasets" / "someone" / "tiny-corpus" / "resolve" / "main" / "data"
+    site = tmp_path / "site"
+    repo = site / "datasets" / "someone" / "tiny-corpus" / "resolve" / "main" / "data"
     repo.mkdir(parents=True)
     (repo / "part-0.jsonl").write_text(json.dumps({"text": "Hub document one."}) + "\n"
                                        + json.dumps({"text": "And two."}) + "\n")
-    monkeypatch.setenv("MINGPT_HF_ENDPOINT", serve_directory(tmp_path / "site"))
+    (repo / "part-1.jsonl").write_text(json.dumps({"text": "Tampered after listing."}) + "\n")
+    # The Hub API's listing: small files carry git's blob id (large ones an LFS sha256, checked by download()).
+    api = site / "api" / "datasets" / "someone" / "tiny-corpus" / "revision"
+    api.mkdir(parents=True)
+    (api / "main").write_text(json.dumps({"siblings": [
+        {"rfilename": "data/part-0.jsonl", "blobId": git_blob_sha1(repo / "part-0.jsonl")},
+        {"rfilename": "data/part-1.jsonl", "blobId": "0" * 40}]}))
+    monkeypatch.setenv("MINGPT_HF_ENDPOINT", serve_directory(site))
     spec = importlib.util.spec_from_file_location("gpt2_prepare", PREPARE)
     prepare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prepare)
+    common = [f"--vocab-dir={data_dir / 'gpt2'}", "--shard-size=4", "--num-proc=1", "--no-progress"]
     prepare.main(["--hf-dataset=someone/tiny-corpus", "--hf-files=data/part-0.jsonl", f"--out={tmp_path / 'o'}",
-                  f"--vocab-dir={data_dir / 'gpt2'}", "--shard-size=4", "--num-proc=1", "--no-progress"])
+                  *common])
     assert all_tokens(tmp_path / "o") == [EOT, *reference("Hub document one."), EOT, *reference("And two.")]
-    assert (cache_dir / "hub" / "datasets" / "someone" / "tiny-corpus" / "main" / "data" / "part-0.jsonl").is_file()
+    cached = cache_dir / "hub" / "datasets" / "someone" / "tiny-corpus" / "main" / "data"
+    assert (cached / "part-0.jsonl").is_file()
     assert read_manifest(tmp_path / "o")["source"].startswith("hf://datasets/someone/tiny-corpus@main")
+    with pytest.raises(ChecksumError, match="the Hub lists 0{40}"):
+        dataset_file("someone/tiny-corpus", "data/part-1.jsonl")
+    assert not (cached / "part-1.jsonl").exists()  # a file that does not match the listing is not kept
+    assert dataset_file("someone/tiny-corpus", "data/part-1.jsonl", verify=False).is_file()
+    with pytest.raises(FileNotFoundError, match="not a file of dataset repo.*data/part-0.jsonl"):
+        dataset_file("someone/tiny-corpus", "data/missing.jsonl")
     with pytest.raises(SystemExit):
-        prepare.main(["--hf-dataset=someone/tiny-corpus", "--hf-files=data/missing.jsonl",
-                      f"--out={tmp_path / 'o3'}", f"--vocab-dir={data_dir / 'gpt2'}", "--no-progress"])
+        prepare.main(["--hf-dataset=someone/tiny-corpus", "--hf-files=data/missing.jsonl", f"--out={tmp_path / 'o3'}",
+                      *common])

@@ -6,7 +6,7 @@ Tokenize a corpus with GPT-2's BPE into uint16 token shards (shard 0 = validatio
         --vocab-dir=../shared/data/gpt2 --shard-size=34000
     # local files: .txt (one document each), .jsonl / .parquet (one document per record), or directories of them
     python projects/gpt2/prepare.py --input=corpus/ --out=data/mycorpus --num-proc=8
-    # a Hugging Face dataset repo's files, downloaded (cached, resumable) through mingpt.hub
+    # a Hugging Face dataset repo's files, downloaded (cached, verified against the Hub's listing) through mingpt.hub
     python projects/gpt2/prepare.py --hf-dataset=HuggingFaceFW/fineweb-edu --hf-revision=main \\
         --hf-files=sample/10BT/000_00000.parquet --out=data/fineweb-edu --num-proc=16
 
@@ -31,6 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hf-dataset", help="a Hugging Face dataset repo id, e.g. HuggingFaceFW/fineweb-edu")
     parser.add_argument("--hf-files", default="", help="comma-separated files of that repo to download and read")
     parser.add_argument("--hf-revision", default="main", help="branch, tag or commit of the dataset repo")
+    parser.add_argument("--hf-no-verify", action="store_true",
+                        help="do not check downloads against the repo's listing (for mirrors without the Hub API)")
     parser.add_argument("--out", required=True, help="output directory for the shards and manifest.json")
     parser.add_argument("--vocab-dir", help="a directory with GPT-2's encoder.json and vocab.bpe (default: "
                                             "download them once into the mingpt cache)")
@@ -55,8 +57,8 @@ def main(argv: list[str]) -> None:
             files = [f for f in args.hf_files.split(",") if f]
             if not files:
                 raise ValueError("--hf-dataset needs --hf-files=<comma-separated files of the repo>")
-            inputs += [dataset_file(args.hf_dataset, f, args.hf_revision, progress=not args.no_progress)
-                       for f in files]
+            inputs += [dataset_file(args.hf_dataset, f, args.hf_revision, progress=not args.no_progress,
+                                    verify=not args.hf_no_verify) for f in files]
             source = f"hf://datasets/{args.hf_dataset}@{args.hf_revision}: {', '.join(files)}"
         if not inputs:
             raise ValueError("nothing to prepare: pass --input=<file or directory> and/or --hf-dataset")
