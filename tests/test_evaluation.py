@@ -206,6 +206,9 @@ def test_evaluate_command_line_on_a_checkpoint(tmp_path, serve_directory, cache_
     evaluate.main(["loss", f"--checkpoint={checkpoint}", f"--data-dir={directory}", "--device=cpu"])
     result = json.loads(capsys.readouterr().out)
     assert result["windows"] == (83 - 1) // 32 and result["val_loss"] > 0
+    evaluate.main(["loss", f"--checkpoint={checkpoint}", f"--shard={directory / 'shard_000001.bin'}", "--device=cpu",
+                   "--block-size=16"])
+    assert json.loads(capsys.readouterr().out)["windows"] == (200 - 1) // 16
 
     site = tmp_path / "site"
     site.mkdir()

@@ -3,7 +3,7 @@ Evaluate a checkpoint or a pretrained GPT-2: validation loss on a token shard, a
 
     # mean loss over the validation shard (shard 0) of a prepared directory
     python projects/gpt2/evaluate.py loss --model=gpt2 --data-dir=data/fineweb-edu
-    python projects/gpt2/evaluate.py loss --checkpoint=out/gpt2/best.pt --data-dir=data/shakespeare
+    python projects/gpt2/evaluate.py loss --checkpoint=out/gpt2/best.pt --shard=data/shakespeare/shard_000000.bin
     # HellaSwag (the official validation jsonl is downloaded once, verified, cached)
     python projects/gpt2/evaluate.py hellaswag --model=gpt2
     python projects/gpt2/evaluate.py hellaswag --checkpoint=out/gpt2/best.pt --limit=500 --vocab-dir=../shared/data/gpt2
@@ -54,6 +54,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (autocast)")
     parser.add_argument("--data-dir", help="loss: a directory from prepare.py (its validation shard is scored)")
+    parser.add_argument("--shard", help="loss: one shard file to score instead of --data-dir's validation shard")
     parser.add_argument("--block-size", type=int, help="loss: window length (default: the model's block_size)")
     parser.add_argument("--batch-size", type=int, default=8, help="loss: windows per forward pass")
     parser.add_argument("--max-batches", type=int, help="loss: score only the first this many batches")
@@ -73,10 +74,13 @@ def run(args: argparse.Namespace) -> dict:
     autocast_dtype = resolve_precision(args.precision, device).autocast_dtype
     name = args.model or args.checkpoint
     if args.task == "loss":
-        if not args.data_dir:
-            raise ValueError("loss needs --data-dir=<a directory written by prepare.py>")
+        if bool(args.data_dir) == bool(args.shard):
+            raise ValueError("loss needs one of --data-dir=<a directory written by prepare.py> and --shard=<a shard>")
         block_size = args.block_size or model.config.block_size
-        val = TokenShards.from_directory(args.data_dir, "val", block_size, order="sequential")
+        if args.shard:
+            val = TokenShards([args.shard], block_size, order="sequential")
+        else:
+            val = TokenShards.from_directory(args.data_dir, "val", block_size, order="sequential")
         loss = eval_loss(model, val, args.batch_size, args.max_batches, device, autocast_dtype)
         windows = len(val) if args.max_batches is None else min(len(val), args.max_batches * args.batch_size)
         return {"model": name, "task": "loss", "val_loss": loss, "windows": windows, "block_size": block_size}
