@@ -16,7 +16,9 @@ A callback may call ``trainer.stop()`` to end training after the current step.
 
 Batches are a pure function of (seed, step) (see `mingpt.data.StepSampler`): resuming at step k needs no sampler
 state, and 2 processes x 8 examples see exactly the examples 1 process x 16 sees. The global batch per step is
-``batch_size * grad_accum_steps * world_size`` examples.
+``batch_size * grad_accum_steps * world_size`` examples. A data set may instead batch itself: one with
+``batch_iterator(...)`` (e.g. `mingpt.token_shards.TokenShards`) hands out whole micro-batches, and its iterator's
+``state_dict()`` (the data position) is saved in checkpoints and restored on resume.
 
 Under ``torchrun --nproc_per_node=K`` (env RANK/WORLD_SIZE/LOCAL_RANK) the same code runs DistributedDataParallel:
 gloo on CPU, nccl on CUDA; only rank 0 saves checkpoints.
