@@ -172,6 +172,18 @@ def _input_record(files: Sequence[pathlib.Path]) -> list[dict]:
     return [{"path": os.fspath(p), "bytes": p.stat().st_size} for p in files]
 
 
+def _text_bytes(path: pathlib.Path, text_key: str) -> int:
+    """About how many bytes of text a file holds, for the progress bar's total: its size, except for parquet,
+    whose compressed size says little (its metadata has the text column's uncompressed size)."""
+    if path.suffix != ".parquet":
+        return path.stat().st_size
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    return sum(meta.row_group(g).column(c).total_uncompressed_size for g in range(meta.num_row_groups)
+               for c in range(meta.num_columns) if meta.row_group(g).column(c).path_in_schema == text_key)
+
+
 def _resume_point(out: pathlib.Path, settings: dict) -> dict | None:
     """The manifest of an earlier run with the same settings (its shards checked), or None for a fresh start."""
     if not (out / MANIFEST).is_file():
@@ -228,7 +240,7 @@ def _run(files, out: pathlib.Path, manifest: dict, spec: tuple, num_proc: int, p
     settings, resume = manifest["settings"], manifest["resume"]
     shard_size = settings["shard_size"]
     start_unit, skip = resume["unit"], resume["offset"]
-    total_bytes = sum(p.stat().st_size for p in files)
+    total_bytes = sum(_text_bytes(p, settings["text_key"]) for p in files)
 
     bar = None
     if progress:
@@ -285,6 +297,8 @@ def _run(files, out: pathlib.Path, manifest: dict, spec: tuple, num_proc: int, p
                 bar.set_postfix_str(f"{done_documents / (time.perf_counter() - t0):,.0f} docs/s", refresh=False)
         if fill:
             finish_shard(fill, unit_index + 1, 0)
+        if bar is not None and bar.n < bar.total:  # the total was an estimate (jsonl syntax, parquet encoding)
+            bar.update(bar.total - bar.n)
     finally:
         if pool is not None:
             pool.terminate()
