@@ -25,6 +25,8 @@ import os
 import sys
 import time
 
+import torch
+
 from mingpt.atomic import atomic_path
 from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
 from mingpt.callbacks import ProgressLogger
@@ -179,6 +181,7 @@ def hellaswag_callback(config: CfgNode) -> HellaSwag:
 def build(config: CfgNode, callbacks: tuple = ()) -> Trainer:
     """Model, data and Trainer for a resolved config (also used by the tests)."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
+    torch.set_float32_matmul_precision("high")  # TF32 for the float32 matmuls autocast leaves (GPUs that have it)
     train, val = load_data(config)
     config.trainer.grad_accum_steps = grad_accum_steps(config.data.total_batch_tokens, config.trainer.batch_size,
                                                        config.model.block_size, world_size)
