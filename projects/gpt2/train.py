@@ -181,7 +181,8 @@ def hellaswag_callback(config: CfgNode) -> HellaSwag:
 def build(config: CfgNode, callbacks: tuple = ()) -> Trainer:
     """Model, data and Trainer for a resolved config (also used by the tests)."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    torch.set_float32_matmul_precision("high")  # TF32 for the float32 matmuls autocast leaves (GPUs that have it)
+    if torch.cuda.is_available():  # TF32 for the float32 matmuls autocast leaves; CPU math stays exact float32
+        torch.set_float32_matmul_precision("high")
     train, val = load_data(config)
     config.trainer.grad_accum_steps = grad_accum_steps(config.data.total_batch_tokens, config.trainer.batch_size,
                                                        config.model.block_size, world_size)
