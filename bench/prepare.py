@@ -4,7 +4,9 @@ tiktoken, on the same corpus in the same run.
 
 The corpus is Tiny Shakespeare cut into ~2,000-character documents, shuffled and repeated --copies times into one
 jsonl file (so that it is large enough to time and has many documents, as a web corpus does). Every configuration
-writes the same shards (checked by sha256); each is timed --repeat times and the best time is kept.
+writes the same shards (checked by sha256); each is timed --repeat times and the best time is kept. The CPU
+seconds of the main process and of the worker processes are printed beside the wall time: on a shared machine
+they show whether a missing speed-up is lost work or lost cores.
 
     python bench/prepare.py                        # mingpt and tiktoken, 1 and 2 processes
     python bench/prepare.py --procs 1 2 4 --copies 16
@@ -17,6 +19,7 @@ import json
 import os
 import pathlib
 import random
+import resource
 import shutil
 import tempfile
 import time
@@ -43,6 +46,13 @@ def make_corpus(path: pathlib.Path, copies: int) -> int:
     return path.stat().st_size
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time (user + system) used so far by this process and by its finished children (the pool's workers).
+    Unlike wall time it does not grow when other jobs take the cores, so it shows where the work goes."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=8, help="how many shuffled copies of Tiny Shakespeare")
@@ -59,23 +69,28 @@ def main() -> None:
         rows, digests = [], set()
         for encoder in args.encoders:
             for procs in args.procs:
-                best = float("inf")
+                best, cpu = float("inf"), (0.0, 0.0)
                 for r in range(args.repeat):
                     out = work / f"{encoder}-{procs}-{r}"
+                    before = cpu_seconds()
                     t0 = time.perf_counter()
                     manifest = prepare_shards([corpus], out, *vocab, encoder=encoder, num_proc=procs,
                                               shard_size=1_000_000)
-                    best = min(best, time.perf_counter() - t0)
+                    seconds = time.perf_counter() - t0
+                    if seconds < best:
+                        best, cpu = seconds, tuple(a - b for a, b in zip(cpu_seconds(), before))
                     digests.add(tuple(e["sha256"] for e in manifest["shards"]))
                     shutil.rmtree(out)
-                rows.append((encoder, procs, best, size / best / 1e6, manifest["tokens"] / best))
+                rows.append((encoder, procs, best, size / best / 1e6, manifest["tokens"] / best, *cpu))
         assert len(digests) == 1, "configurations wrote different shards"
         print(f"corpus: {size / 1e6:.1f} MB, {manifest['tokens']:,} tokens, {manifest['documents']:,} documents; "
               f"{os.cpu_count()} CPUs; best of {args.repeat}")
-        print(f"{'encoder':<9} {'procs':>5} {'seconds':>8} {'MB/s':>7} {'tokens/s':>11} {'vs 1 proc':>9}")
-        for encoder, procs, seconds, mb_s, tok_s in rows:
+        print(f"{'encoder':<9} {'procs':>5} {'seconds':>8} {'MB/s':>7} {'tokens/s':>11} {'vs 1 proc':>9} "
+              f"{'CPU s main':>10} {'CPU s workers':>13}")
+        for encoder, procs, seconds, mb_s, tok_s, cpu_main, cpu_workers in rows:
             one = next(r[3] for r in rows if r[0] == encoder and r[1] == min(args.procs))
-            print(f"{encoder:<9} {procs:>5} {seconds:>8.2f} {mb_s:>7.2f} {tok_s:>11,.0f} {mb_s / one:>8.2f}x")
+            print(f"{encoder:<9} {procs:>5} {seconds:>8.2f} {mb_s:>7.2f} {tok_s:>11,.0f} {mb_s / one:>8.2f}x "
+                  f"{cpu_main:>10.2f} {cpu_workers:>13.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
