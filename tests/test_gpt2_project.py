@@ -7,6 +7,7 @@ that does not fit the model.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -23,8 +24,9 @@ from mingpt.token_shards import read_manifest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RANKS = REPO / "tests" / "scripts" / "gpt2_ranks.py"
 TRAIN = REPO / "projects" / "gpt2" / "train.py"
-sys.path.insert(0, str(RANKS.parent))
-import gpt2_ranks  # noqa: E402
+_spec = importlib.util.spec_from_file_location("gpt2_ranks", RANKS)
+gpt2_ranks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpt2_ranks)
 
 
 @pytest.fixture(scope="module")
