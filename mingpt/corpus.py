@@ -258,12 +258,11 @@ def _run(files, out: pathlib.Path, manifest: dict, spec: tuple, num_proc: int, p
     settings, resume = manifest["settings"], manifest["resume"]
     shard_size = settings["shard_size"]
     start_unit, skip = resume["unit"], resume["offset"]
-    total_bytes = sum(_text_bytes(p, settings["text_key"]) for p in files)
-
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
+        total_bytes = sum(_text_bytes(p, settings["text_key"]) for p in files)
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenizing", smoothing=0.1)
     t0, done_bytes, done_documents = time.perf_counter(), 0, 0
     documents = [0]  # every document of the corpus, counted as it is read (skipped ones too)

@@ -108,7 +108,8 @@ def render_example(example: dict, encode: Callable[[str], list[int]], block_size
 
 
 @torch.no_grad()
-def score_endings(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def score_endings(model: torch.nn.Module, tokens: torch.Tensor,
+                  mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum, mean) of each row's ending-token losses, each (N,). model(tokens) gives logits or (logits, loss)."""
     out = model(tokens)
     logits = (out[0] if isinstance(out, (tuple, list)) else out).float()  # (N, T, V)
@@ -123,8 +124,10 @@ def score_endings(model: torch.nn.Module, tokens: torch.Tensor, mask: torch.Tens
 def evaluate_hellaswag(model: torch.nn.Module, examples: Sequence[dict], encode: Callable[[str], list[int]],
                        device: str | torch.device | None = None, autocast_dtype: torch.dtype | None = None,
                        rank: int = 0, world_size: int = 1) -> dict:
-    """Accuracy by summed loss (acc) and by mean loss (acc_norm); under DDP each process scores every
-    world_size-th example and the counts are all-reduced. Returns {'acc', 'acc_norm', 'correct', 'correct_norm', 'n'}."""
+    """
+    Accuracy by summed loss (acc) and by mean loss (acc_norm); under DDP each process scores every world_size-th
+    example and the counts are all-reduced. Returns {'acc', 'acc_norm', 'correct', 'correct_norm', 'n'}.
+    """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     block_size = getattr(getattr(model, "config", None), "block_size", None)
     was_training = model.training

@@ -103,21 +103,21 @@ def test_cpu_tiny_preset_end_to_end(shards, tmp_path, data_dir):
         for i in range(2)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, str(TRAIN), "--system.preset=cpu-tiny", f"--data.dir={shards}",
-           f"--system.work_dir={tmp_path}", "--trainer.max_iters=8", "--trainer.eval_interval=4",
+           f"--system.work_dir={tmp_path}", "--trainer.max_iters=6", "--trainer.eval_interval=3",
            "--trainer.eval_iters=2", "--trainer.warmup_iters=2", "--trainer.batch_size=2",
-           "--data.total_batch_tokens=256", "--eval.hellaswag_interval=4", f"--eval.vocab_dir={data_dir / 'gpt2'}",
+           "--data.total_batch_tokens=256", "--eval.hellaswag_interval=3", f"--eval.vocab_dir={data_dir / 'gpt2'}",
            f"--eval.hellaswag_jsonl={hellaswag}"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
     assert [line.split("| ")[-1].split(" acc")[0] for line in out.stderr.splitlines() if "hellaswag acc" in line] \
-        == ["hellaswag", "hellaswag"]  # steps 4 and 8
+        == ["hellaswag", "hellaswag"]  # steps 3 and 6
     evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     val = [e["val_loss"] for e in evals if "val_loss" in e]
     assert len(val) == 2 and val[1] < val[0] < 10.9  # ln(50304) = 10.83 at the start
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["steps"] == 8 and summary["preset"] == "cpu-tiny"
+    assert summary["steps"] == 6 and summary["preset"] == "cpu-tiny"
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert checkpoint["metadata"]["data_state"]["position"] == 8 * 2 * 2  # 8 steps x 2 micro-steps x 2 windows
+    assert checkpoint["metadata"]["data_state"]["position"] == 6 * 2 * 2  # 6 steps x 2 micro-steps x 2 windows
     assert read_manifest(shards)["vocab_size"] == 50257
 
 

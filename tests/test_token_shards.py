@@ -15,12 +15,12 @@ from mingpt.token_shards import (HEADER_BYTES, SHARD_MAGIC, TokenShards, read_ma
 from mingpt.trainer import Trainer
 
 
-def make_shards(directory, sizes=(50, 120, 95), seed=0):
-    """Shards of random ids with a manifest (shard 0 = val); returns the token arrays."""
+def make_shards(directory, sizes=(50, 120, 95), seed=0, vocab_size=50257):
+    """Shards of random ids below vocab_size with a manifest (shard 0 = val); returns the token arrays."""
     rng = np.random.default_rng(seed)
     arrays, entries = [], []
     for k, n in enumerate(sizes):
-        tokens = rng.integers(0, 50257, size=n).astype(np.uint16)
+        tokens = rng.integers(0, vocab_size, size=n).astype(np.uint16)
         name = f"shard_{k:06d}.bin"
         write_shard(directory / name, tokens)
         arrays.append(tokens)
@@ -152,7 +152,7 @@ def test_bad_sizes_are_refused(tmp_path):
 # ---- exact resume through the Trainer -----------------------------------------------------------------------------
 def tiny_trainer(directory, work_dir, max_iters, batch_size=2, resume=None):
     config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=50304, block_size=8))
+    config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=256, block_size=8))
     torch.manual_seed(0)
     model = GPT(config)
     tc = Trainer.get_default_config()
@@ -163,7 +163,7 @@ def tiny_trainer(directory, work_dir, max_iters, batch_size=2, resume=None):
 
 
 def test_trainer_resume_with_the_data_position_is_bit_exact(tmp_path):
-    make_shards(tmp_path)
+    make_shards(tmp_path, vocab_size=256)
     unbroken = tiny_trainer(tmp_path, tmp_path / "a", max_iters=6)
     unbroken.run()
     first = tiny_trainer(tmp_path, tmp_path / "b", max_iters=3)
@@ -178,7 +178,7 @@ def test_trainer_resume_with_the_data_position_is_bit_exact(tmp_path):
 
 
 def test_trainer_resume_continues_from_the_saved_position_not_from_the_step(tmp_path):
-    make_shards(tmp_path)
+    make_shards(tmp_path, vocab_size=256)
     tiny_trainer(tmp_path, tmp_path / "b", max_iters=3, batch_size=2).run()  # position 12
     resumed = tiny_trainer(tmp_path, tmp_path / "b", max_iters=4, batch_size=1, resume="auto")
     resumed.run()

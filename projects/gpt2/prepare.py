@@ -73,7 +73,7 @@ def main(argv: list[str]) -> None:
         print(f"gpt2/prepare.py: error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"{args.out}: {len(manifest['shards'])} shards, {manifest['tokens']:,} tokens "
-          f"({manifest['shards'][0]['tokens']:,} in the validation shard 0), {manifest.get('documents', '?')} documents")
+          f"({manifest['shards'][0]['tokens']:,} in the validation shard 0), {manifest['documents']:,} documents")
 
 
 if __name__ == "__main__":
