@@ -189,6 +189,3 @@ class CharDataset(TokenStream):
 
     def get_block_size(self) -> int:
         return self.block_size
-
-
-from mingpt.token_shards import TokenShards, read_shard, write_shard  # noqa: E402  sharded corpora, re-exported

@@ -92,6 +92,10 @@ class Trainer:
     """Train `model` on `train_dataset`; ``Trainer(config, model, train_dataset, val_dataset).run()``."""
 
     EVENTS = EVENTS
+    # The position of a data set that batches itself (see data_state): the live training iterator, or the state
+    # restored from a checkpoint until that iterator exists. Class-level defaults; instances assign their own.
+    _data_batches = None
+    _data_state: dict | None = None
 
     @staticmethod
     def get_default_config() -> CfgNode:
@@ -176,7 +180,6 @@ class Trainer:
         self.tokens_per_sec, self.grad_norm, self.val_loss, self.best_val_loss = 0.0, None, None, None
         self.last_checkpoint_path, self.interrupted = None, False
         self._stop_requested = False  # set by stop(), e.g. from a callback
-        self._data_state, self._data_batches = None, None  # see data_state()
         if not self._resume():
             set_seed(C.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
 
