@@ -128,6 +128,8 @@ def evaluate_hellaswag(model: torch.nn.Module, examples: Sequence[dict], encode:
     Accuracy by summed loss (acc) and by mean loss (acc_norm); under DDP each process scores every world_size-th
     example and the counts are all-reduced. Returns {'acc', 'acc_norm', 'correct', 'correct_norm', 'n'}.
     """
+    if not examples:
+        raise ValueError("evaluate_hellaswag needs at least one example (see load_examples)")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     block_size = getattr(getattr(model, "config", None), "block_size", None)
     was_training = model.training

@@ -143,6 +143,8 @@ def test_bad_hellaswag_files_are_refused(tmp_path):
         load_examples(write_jsonl(tmp_path / "bad.jsonl", [EXAMPLES[0], bad]))
     with pytest.raises(ValueError, match="holds no HellaSwag examples"):
         load_examples(write_jsonl(tmp_path / "empty.jsonl", []))
+    with pytest.raises(ValueError, match="at least one example"):
+        evaluate_hellaswag(Unigram({}), [], str.split)
 
 
 # ---- eval_loss ----------------------------------------------------------------------------------------------------
