@@ -52,7 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", help="a pretrained name ('gpt2') or a Hugging Face-layout directory")
     parser.add_argument("--checkpoint", help="a mingpt checkpoint written by projects/gpt2/train.py")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (autocast)")
+    parser.add_argument("--precision", default="fp32",
+                        help="fp32 (default: as the published numbers were measured), bf16, fp16 or auto (autocast)")
     parser.add_argument("--data-dir", help="loss: a directory from prepare.py (its validation shard is scored)")
     parser.add_argument("--shard", help="loss: one shard file to score instead of --data-dir's validation shard")
     parser.add_argument("--block-size", type=int, help="loss: window length (default: the model's block_size)")
