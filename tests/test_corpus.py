@@ -180,6 +180,10 @@ def test_prepare_reads_a_hub_dataset_repo_from_a_loopback_server(tmp_path, vocab
     cached = cache_dir / "hub" / "datasets" / "someone" / "tiny-corpus" / "main" / "data"
     assert (cached / "part-0.jsonl").is_file()
     assert read_manifest(tmp_path / "o")["source"].startswith("hf://datasets/someone/tiny-corpus@main")
+    prepare.main([f"--out={tmp_path / 'o'}", "--verify"])  # the shards match their manifest
+    (tmp_path / "o" / "shard_000001.bin").write_bytes((tmp_path / "o" / "shard_000000.bin").read_bytes())
+    with pytest.raises(SystemExit):
+        prepare.main([f"--out={tmp_path / 'o'}", "--verify"])
     with pytest.raises(ChecksumError, match="the Hub lists 0{40}"):
         dataset_file("someone/tiny-corpus", "data/part-1.jsonl")
     assert not (cached / "part-1.jsonl").exists()  # a file that does not match the listing is not kept

@@ -11,6 +11,7 @@ Tokenize a corpus with GPT-2's BPE into uint16 token shards (shard 0 = validatio
         --hf-files=sample/10BT/000_00000.parquet --out=data/fineweb-edu --num-proc=16
 
 Kill it at any time and run the same command again: finished shards are kept and it continues from the last one.
+`--verify --out=DIR` checks a prepared directory's shards against the sha256 in its manifest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from mingpt.bpe import fetch_gpt2_vocab
 from mingpt.corpus import ENCODERS, prepare_shards
 from mingpt.hub import dataset_file
+from mingpt.token_shards import verify_shards
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,6 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--piece-chars", type=int, default=1 << 16,
                         help="long documents are tokenized in pieces of about this many characters, in parallel")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--verify", action="store_true",
+                        help="only check the shards of --out against the sha256 in its manifest, then exit")
     return parser.parse_args(argv)
 
 
@@ -52,6 +56,10 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.verify:
+            verify_shards(args.out)
+            print(f"{args.out}: every shard matches its sha256 in the manifest")
+            return
         inputs, source = list(args.input), None
         if args.hf_dataset:
             files = [f for f in args.hf_files.split(",") if f]
