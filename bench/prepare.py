@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import pathlib
 import random
@@ -43,6 +44,29 @@ def make_corpus(path: pathlib.Path, copies: int, data: pathlib.Path) -> int:
     return path.stat().st_size
 
 
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def available_parallelism(procs: int, n: int = 3_000_000) -> float:
+    """
+    The control experiment: how much faster `procs` processes finish `procs` equal pure-Python jobs than one
+    process finishes one of them, times procs. An idle machine with that many free cores gives ~procs; a machine
+    whose cores are busy with other jobs gives less, and no preparation can beat it there.
+    """
+    t0 = time.perf_counter()
+    _spin(n)
+    one = time.perf_counter() - t0
+    with multiprocessing.get_context("fork").Pool(procs) as pool:
+        t0 = time.perf_counter()
+        pool.map(_spin, [n] * procs)
+        many = time.perf_counter() - t0
+    return procs * one / many
+
+
 def cpu_seconds() -> tuple[float, float]:
     """CPU time (user + system) used so far by this process and by its finished children (the pool's workers).
     Unlike wall time it does not grow when other jobs take the cores, so it shows where the work goes."""
@@ -68,6 +92,7 @@ def main() -> None:
     try:
         corpus = work / "corpus.jsonl"
         size = make_corpus(corpus, args.copies, data)
+        control_before = {p: available_parallelism(p) for p in args.procs if p > 1}
         rows, digests = [], set()
         for encoder in args.encoders:
             for procs in args.procs:
@@ -85,6 +110,7 @@ def main() -> None:
                     shutil.rmtree(out)
                 rows.append((encoder, procs, best, size / best / 1e6, manifest["tokens"] / best, *cpu))
         assert len(digests) == 1, "configurations wrote different shards"
+        control_after = {p: available_parallelism(p) for p in args.procs if p > 1}
         print(f"corpus: {size / 1e6:.1f} MB, {manifest['tokens']:,} tokens, {manifest['documents']:,} documents; "
               f"{os.cpu_count()} CPUs; best of {args.repeat}")
         print(f"{'encoder':<9} {'procs':>5} {'seconds':>8} {'MB/s':>7} {'tokens/s':>11} {'vs 1 proc':>9} "
@@ -93,6 +119,10 @@ def main() -> None:
             one = next(r[3] for r in rows if r[0] == encoder and r[1] == min(args.procs))
             print(f"{encoder:<9} {procs:>5} {seconds:>8.2f} {mb_s:>7.2f} {tok_s:>11,.0f} {mb_s / one:>8.2f}x "
                   f"{cpu_main:>10.2f} {cpu_workers:>13.2f}")
+        for procs in control_before:
+            print(f"control: {procs} processes running {procs} pure-Python jobs finish {control_before[procs]:.2f}x "
+                  f"(before) and {control_after[procs]:.2f}x (after) as fast as one: about the most a {procs}-process preparation "
+                  "could reach on this machine at the time")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
