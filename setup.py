@@ -18,7 +18,8 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "transformers", "tiktoken", "matplotlib"],
+        "test": ["pytest", "transformers", "tiktoken", "matplotlib", "pyarrow"],
+        "gpt2": ["pyarrow", "tiktoken"],  # projects/gpt2: parquet corpora, tiktoken as an alternative encoder
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
     license="MIT",

@@ -19,6 +19,8 @@ it) says otherwise: a mirror, or the tests' loopback server.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pathlib
 import re
@@ -238,3 +240,84 @@ def model_source(
         f"unknown model {name!r}: it is not a known name ({', '.join(KNOWN_MODELS)}) nor an existing directory. "
         f"Give one of those names, a Hub repo id such as 'openai-community/gpt2', or a local directory."
     )
+
+
+
+def git_blob_sha1(path: str | os.PathLike) -> str:
+    """The id git (and the Hub, as ``blobId``) gives a file's contents: sha1 of ``b"blob <size>\\0" + bytes``."""
+    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dataset_metadata(repo_id: str, revision: str = "main", endpoint: str | None = None,
+                     cache_dir: str | os.PathLike | None = None) -> dict[str, dict]:
+    """
+    ``{filename: {'size', 'blobId', 'lfs': {'sha256', ...}}}`` for every file of a Hub dataset repo at `revision`,
+    from the Hub API (``/api/datasets/{owner/name}/revision/{revision}?blobs=true``), cached beside the files.
+    Large files are stored with Git LFS and carry their sha256; small ones carry git's blob id.
+    """
+    root = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else download.cache_dir()
+    dest = root / "hub" / "datasets" / check_repo_id(repo_id) / check_revision(revision) / ".metadata.json"
+    if not dest.is_file():
+        url = f"{hub_endpoint(endpoint)}/api/datasets/{repo_id}/revision/{revision}?blobs=true"
+        try:
+            download.download(url, dest)
+        except download.DownloadError as e:
+            if http_status(e) == 404:
+                raise FileNotFoundError(f"dataset repo {repo_id!r} at revision {revision!r} was not found "
+                                        f"(HTTP 404 from {url})") from e
+            raise
+    with open(dest, encoding="utf-8") as f:
+        siblings = json.load(f).get("siblings") or []
+    return {entry["rfilename"]: entry for entry in siblings if "rfilename" in entry}
+
+
+def dataset_file(
+    repo_id: str,
+    filename: str,
+    revision: str = "main",
+    endpoint: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    verify: bool = True,
+) -> pathlib.Path:
+    """
+    Path of `filename` from a Hub *dataset* repo (served under ``{endpoint}/datasets/{owner/name}/resolve/...``),
+    downloaded atomically into ``<cache>/hub/datasets/{owner/name}/{revision}/`` on first use. A cached file is used
+    as it is, so fetching many files after an interruption resumes at the first one not yet complete.
+    verify: check the download against the repo's listing (`dataset_metadata`): the LFS sha256 of a large file,
+    git's blob id of a small one; a mismatch raises ChecksumError and nothing is kept.
+    """
+    parts = pathlib.PurePosixPath(filename).parts
+    if not parts or filename.startswith("/") or ".." in parts:
+        raise ValueError(f"filename must be a relative path inside the dataset repo, got {filename!r}")
+    root = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else download.cache_dir()
+    dest = root / "hub" / "datasets" / check_repo_id(repo_id) / check_revision(revision) / filename
+    if dest.is_file():
+        return dest
+    sha256 = blob_id = None
+    if verify:
+        listing = dataset_metadata(repo_id, revision, endpoint, cache_dir)
+        if filename not in listing:
+            near = ", ".join(sorted(listing)[:10])
+            raise FileNotFoundError(f"{filename!r} is not a file of dataset repo {repo_id!r} at revision "
+                                    f"{revision!r}; its files include: {near}")
+        sha256 = (listing[filename].get("lfs") or {}).get("sha256")
+        blob_id = None if sha256 else listing[filename].get("blobId")
+    url = f"{hub_endpoint(endpoint)}/datasets/{repo_id}/resolve/{revision}/{filename}"
+    try:
+        path = download.download(url, dest, sha256=sha256, progress=progress)
+    except download.DownloadError as e:
+        if http_status(e) == 404:
+            raise FileNotFoundError(f"{filename!r} of dataset repo {repo_id!r} at revision {revision!r} was not "
+                                    f"found (HTTP 404 from {url}); check the file name on the dataset's page") from e
+        raise
+    if blob_id and git_blob_sha1(path) != blob_id:
+        actual = git_blob_sha1(path)
+        os.remove(path)
+        raise download.ChecksumError(f"{url} downloaded with git blob id {actual}, but the Hub lists {blob_id}: the "
+                                     "file is corrupted or changed; it was not kept")
+    return path

@@ -31,7 +31,9 @@ step, see `seed_worker`: a resumed run draws fresh ones instead of repeating the
 
 Batches are a pure function of (seed, step) (see `mingpt.data.StepSampler`): resuming at step k needs no sampler
 state, and 2 processes x 8 examples see exactly the examples 1 process x 16 sees. The global batch per step is
-``batch_size * grad_accum_steps * world_size`` examples.
+``batch_size * grad_accum_steps * world_size`` examples. A data set may instead batch itself: one with
+``batch_iterator(...)`` (e.g. `mingpt.token_shards.TokenShards`) hands out whole micro-batches, and its iterator's
+``state_dict()`` (the data position) is saved in checkpoints and restored on resume.
 
 Under ``torchrun --nproc_per_node=K`` (env RANK/WORLD_SIZE/LOCAL_RANK) the same code runs DistributedDataParallel:
 gloo on CPU, nccl on CUDA; only rank 0 saves checkpoints.
@@ -100,6 +102,10 @@ class Trainer:
     """Train `model` on `train_dataset`; ``Trainer(config, model, train_dataset, val_dataset).run()``."""
 
     EVENTS = EVENTS
+    # The position of a data set that batches itself (see data_state): the live training iterator, or the state
+    # restored from a checkpoint until that iterator exists. Class-level defaults; instances assign their own.
+    _data_batches = None
+    _data_state: dict | None = None
 
     @staticmethod
     def get_default_config() -> CfgNode:
@@ -196,6 +202,12 @@ class Trainer:
     def is_main_process(self) -> bool:
         return self.rank == 0
 
+    @property
+    def steps_done(self) -> int:
+        """Optimizer steps completed: iter_num, except inside on_batch_end, where iter_num is the index of the step
+        that just ran (minGPT's numbering) and one step more is done."""
+        return self.iter_num + 1 if self._in_batch_end else self.iter_num
+
     # ------------------------------------------------------------------ config
     @classmethod
     def check_config(cls, config: CfgNode, has_val_dataset: bool = True) -> CfgNode:
@@ -284,6 +296,14 @@ class Trainer:
         indices = StepSampler(len(dataset), C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
                               as_list=not isinstance(dataset, TokenStream))
         pin = self.device.type == "cuda"
+        if hasattr(dataset, "batch_iterator"):  # a data set that batches itself and has a position to save
+            batches = dataset.batch_iterator(C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
+                                             state=self.data_state() if stream == 0 else None)
+            if stream == 0:
+                self._data_batches = batches
+            for x, y in batches:
+                yield (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+            return
         if isinstance(dataset, TokenStream):  # the fast path: one vectorised gather per batch, no DataLoader
             for idx in indices:
                 x, y = dataset.get_batch(idx)
@@ -296,6 +316,11 @@ class Trainer:
         init = functools.partial(seed_worker, seed=C.seed, rank=self.rank, start=start)
         yield from DataLoader(dataset, batch_sampler=indices, num_workers=C.num_workers, pin_memory=pin,
                               generator=generator, worker_init_fn=init if C.num_workers else None)
+
+    def data_state(self) -> dict | None:
+        """The training data's position, for data sets with a ``batch_iterator(...)`` whose iterator has
+        ``state_dict()`` (e.g. `mingpt.token_shards.TokenShards`); saved in checkpoints, restored on resume."""
+        return self._data_batches.state_dict() if self._data_batches is not None else self._data_state
 
     def _next_batch(self, batches: Iterator, name: str, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if not check:
@@ -489,12 +514,13 @@ class Trainer:
         model_config = getattr(self.model, "config", None)
         # Saved from on_batch_end (e.g. a best.pt), iter_num is that step's index: the checkpoint records the
         # steps done, so that resuming from it continues with the right step.
-        steps_done = self.iter_num + 1 if self._in_batch_end else self.iter_num
+        steps_done = self.steps_done
         save_checkpoint(
             path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=steps_done,
             config={"trainer": self.config.to_dict(),
                     "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None},
-            metadata={"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "world_size": self.world_size},
+            metadata={"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "world_size": self.world_size,
+                      "data_state": self.data_state()},
         )
         self.last_checkpoint_path = path
         self.trigger_callbacks("on_checkpoint")
@@ -514,6 +540,7 @@ class Trainer:
             set_seed(int(np.random.default_rng([C.seed, 3, self.rank, self.iter_num]).integers(2**31)))
         self.best_val_loss = checkpoint["metadata"].get("best_val_loss")
         self.val_loss = checkpoint["metadata"].get("val_loss")
+        self._data_state = checkpoint["metadata"].get("data_state")
         saved = checkpoint["config"].get("trainer") or {}
         schedule = keep_schedule_on_resume(C, saved, self.iter_num)  # no LR jump when max_iters grows
         changed = [k for k, v in C.to_dict().items()

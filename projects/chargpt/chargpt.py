@@ -155,7 +155,7 @@ class TimeLimit:
         self.start = time.perf_counter()
 
     def on_batch_end(self, trainer) -> None:
-        steps_done = trainer.iter_num + 1  # at on_batch_end, iter_num is the index of the step just run
+        steps_done = trainer.steps_done  # at on_batch_end, iter_num is the index of the step just run
         done = trainer.config.max_iters is not None and steps_done >= trainer.config.max_iters
         if self.seconds and not done and time.perf_counter() - self.start > self.seconds:
             logger.info("time limit of %.0f s reached after %d steps", self.seconds, steps_done)

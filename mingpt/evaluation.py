@@ -1,0 +1,106 @@
+"""
+Validation loss of any model on a token shard: the number to compare a training run with OpenAI's GPT-2.
+
+The one idea: "val loss" is only comparable between runs if it is the mean next-token loss over the *same* tokens.
+`eval_loss` therefore sweeps the shard's non-overlapping windows in file order (no sampling), from the first
+window, and averages over every target token; several processes split the windows and add up their sums. It
+works for a checkpoint being trained (`EvalLoss` callback) and for a pretrained model (the command line in
+projects/gpt2/evaluate.py), as the reference repository's eval_gpt2 configurations do.
+
+    >>> loss = eval_loss(GPT.from_pretrained("gpt2"), TokenShards.from_directory("data/owt", "val", 1024))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+__all__ = ["eval_loss", "EvalLoss"]
+
+logger = logging.getLogger(__name__)
+
+
+def _all_reduce_sum(values: torch.Tensor, world_size: int) -> torch.Tensor:
+    if world_size > 1 and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
+@torch.no_grad()
+def eval_loss(model: torch.nn.Module, dataset, batch_size: int = 8, max_batches: int | None = None,
+              device: str | torch.device | None = None, autocast_dtype: torch.dtype | None = None,
+              rank: int = 0, world_size: int = 1) -> float:
+    """
+    Mean next-token cross-entropy of `model` over the windows of `dataset` (a TokenShards or TokenStream-like
+    map-style set of (x, y) windows), in order: all of them, or the first ``max_batches * batch_size``.
+    model(x) must return logits (B, T, V) or a (logits, loss) pair. Under DDP pass rank / world_size: each
+    process scores windows rank, rank + world_size, ... and the sums are all-reduced.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the evaluation data set has no windows")
+    if max_batches is not None:
+        n = min(n, max_batches * batch_size)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    mine = np.arange(rank, n, world_size)
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of token losses, number of tokens)
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else contextlib.nullcontext())
+    try:
+        for lo in range(0, len(mine), batch_size):
+            pairs = [dataset[int(i)] for i in mine[lo : lo + batch_size]]
+            x = torch.stack([p[0] for p in pairs]).to(device)  # (B, T)
+            y = torch.stack([p[1] for p in pairs]).to(device)  # (B, T)
+            with autocast:
+                out = model(x)
+            logits = out[0] if isinstance(out, (tuple, list)) else out  # (B, T, V)
+            losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+            totals += torch.stack([losses.double(), torch.tensor(float(y.numel()), dtype=torch.float64,
+                                                                 device=device)])
+    finally:
+        model.train(was_training)
+    totals = _all_reduce_sum(totals, world_size)
+    return (totals[0] / totals[1]).item()
+
+
+class EvalLoss:
+    """
+    A Trainer callback: every `interval` steps (and when training ends), `eval_loss` over the first
+    ``max_batches * batch_size`` windows of `dataset`, logged and kept in ``history`` as (step, loss). Unlike the
+    Trainer's own sampled val loss, this is the same fixed sweep every time, comparable with published numbers.
+    """
+
+    def __init__(self, dataset, interval: int, batch_size: int = 8, max_batches: int | None = None):
+        if not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"interval must be a positive int, got {interval!r}")
+        self.dataset, self.interval = dataset, interval
+        self.batch_size, self.max_batches = batch_size, max_batches
+        self.history: list[tuple[int, float]] = []
+
+    def _run(self, trainer) -> None:
+        if self.history and self.history[-1][0] == trainer.steps_done:
+            return  # already evaluated at this step
+        loss = eval_loss(trainer.model, self.dataset, self.batch_size, self.max_batches, trainer.device,
+                         trainer.precision.autocast_dtype, trainer.rank, trainer.world_size)
+        self.history.append((trainer.steps_done, loss))
+        if trainer.is_main_process:
+            logger.info("step %d | eval_loss %.4f over %s windows", trainer.steps_done, loss,
+                        "all" if self.max_batches is None else self.max_batches * self.batch_size)
+
+    def on_batch_end(self, trainer) -> None:
+        if trainer.steps_done % self.interval == 0:
+            self._run(trainer)
+
+    def on_train_end(self, trainer) -> None:
+        self._run(trainer)
