@@ -30,7 +30,7 @@ class Attention(nn.Module):
 
     scale_power, softmax_dim, fill, diagonal, project, merge, split = 0.5, -1, float("-inf"), 0, True, "ok", "ok"
 
-    def __init__(self, config):
+    def __init__(self, config, layer_idx=0):
         super().__init__()
         self.n_head = config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
