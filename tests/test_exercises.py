@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.bpe import merge_pair
-from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError, check_attention, check_block,
+from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError, check_attention, check_bigram,
+                              check_block, check_hf_conversion,
                               check_bpe_encode, check_embedding, check_gpt, check_greedy, check_kv_cache,
                               check_layernorm, check_loss, check_lr_schedule, check_merge, check_mlp,
                               check_sampling_probs, check_weight_decay_groups, load_reference_weights)
@@ -432,6 +433,41 @@ def lr_zero_start(it, learning_rate, min_lr, warmup_iters, lr_decay_iters):
     return lr_ok(it, learning_rate, min_lr, warmup_iters, lr_decay_iters)
 
 
+# ---------------------------------------------------------------------------------------------- bigram, GPT-2 weights
+class Bigram(nn.Module):
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx):
+        return self.table(idx)
+
+
+class BigramProbabilities(Bigram):
+    def forward(self, idx):
+        return F.softmax(self.table(idx), dim=-1)
+
+
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def convert_ok(hf):
+    return {k: v.t() if k.endswith(CONV1D) else v for k, v in hf.items()}
+
+
+def convert_without_transpose(hf):
+    return dict(hf)
+
+
+def convert_where_shapes_complain(hf):
+    """Transposes only the weights whose shape gave an error when loading: the square attn.c_proj is missed."""
+    return {k: v.t() if k.endswith(CONV1D) and v.shape[0] != v.shape[1] else v for k, v in hf.items()}
+
+
+def convert_every_matrix(hf):
+    return {k: v.t() if v.dim() == 2 else v for k, v in hf.items()}
+
+
 # ---------------------------------------------------------------------------------------------- the table
 MUTATIONS = (
     [(check_attention, impl, prop) for impl, prop in ATTENTION_MUTATIONS]
@@ -463,7 +499,11 @@ MUTATIONS = (
        (check_lr_schedule, lr_not_flat, "not flat after lr_decay_iters"),
        (check_lr_schedule, lr_to_zero, "decays to 0 instead of min_lr"),
        (check_lr_schedule, lr_no_warmup, "warm-up missing"),
-       (check_lr_schedule, lr_zero_start, "learning rate 0 at the first step")]
+       (check_lr_schedule, lr_zero_start, "learning rate 0 at the first step"),
+       (check_bigram, BigramProbabilities, "returned probabilities, not logits"),
+       (check_hf_conversion, convert_without_transpose, "Conv1D weight not transposed"),
+       (check_hf_conversion, convert_where_shapes_complain, "Conv1D weight not transposed"),
+       (check_hf_conversion, convert_every_matrix, "transposed a weight that was already right")]
 )
 
 
@@ -491,7 +531,13 @@ CORRECT = [
     (check_greedy, lambda logits: logits.argmax(dim=-1)), (check_sampling_probs, probs_ok),
     (check_kv_cache, KVCache), (check_merge, lambda ids, pair, new_id: merge_pair(ids, *pair, new_id)),
     (check_bpe_encode, encode_ok), (check_weight_decay_groups, groups_ok), (check_lr_schedule, lr_ok),
+    (check_bigram, Bigram), (check_hf_conversion, convert_ok),
 ]
+
+
+def test_a_forgotten_square_transpose_is_named_as_such():
+    result = check_hf_conversion(convert_where_shapes_complain)
+    assert "attn.c_proj.weight" in result.counterexample and "it is square" in result.explanation
 
 
 @pytest.mark.parametrize("checker, implementation", CORRECT, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CORRECT)])

@@ -22,7 +22,7 @@ from mingpt.exercises.core import (CheckResult, Variant, close, construct, fail,
                                    load_or_fail, run)
 from mingpt.model import GPT, IGNORE_INDEX
 
-__all__ = ["check_embedding", "check_loss", "check_gpt"]
+__all__ = ["check_bigram", "check_embedding", "check_loss", "check_gpt"]
 
 
 # ------------------------------------------------------------------------------------------ embedding
@@ -196,3 +196,38 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
     return CheckResult(exercise, True, checked=["same logits and loss as mingpt's GPT on the same weights",
                                                 "loss None without targets"])
 
+
+
+# ------------------------------------------------------------------------------------------ bigram
+def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
+    """Check a bigram model: cls(vocab_size) with one (V, V) table; forward(idx) -> logits[b, t] = table[idx[b, t]]."""
+    exercise = "bigram model"
+    table = torch.randn(vocab_size, vocab_size, generator=torch.Generator().manual_seed(seed))
+    student, problem = construct(exercise, cls, vocab_size)
+    if problem is not None:
+        return problem
+    problem = load_or_fail(exercise, student, {"table.weight": table}, f"your {cls.__name__}")
+    if problem is not None:
+        return problem
+    idx = torch.tensor([[0, 3, 3, 5], [2, 1, 4, 0]])
+    with torch.no_grad():
+        out, problem = run(exercise, f"forward(idx) with idx of shape {tuple(idx.shape)}", student, idx)
+    if problem is not None:
+        return problem
+    expected = table[idx]
+    if close(out, expected):
+        return CheckResult(exercise, True, checked=["logits[b, t] is the table row of token idx[b, t]"])
+    if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return fail(exercise, "wrong output shape", f"idx {tuple(idx.shape)} must give logits {tuple(expected.shape)}; "
+                    f"yours {got}.", hint="one row of V scores per input token: (B, T, V)")
+    example = (f"idx[0] = {idx[0].tolist()}\nyour output[0, 1] = {fmt(out[0, 1], 6)}\n"
+               f"expected (row 3 of the table) {fmt(expected[0, 1], 6)}")
+    if close(out, expected.softmax(-1)):
+        return fail(exercise, "returned probabilities, not logits", "The model returns raw scores (logits); the "
+                    "loss (cross_entropy) applies the softmax itself.", example, "return the table rows as they are")
+    if close(out[:, 1:], table[idx[:, :-1]]):
+        return fail(exercise, "looked up the previous token", "The prediction at position t comes from the token "
+                    "*at* t (it predicts t + 1).", example, "index the table with idx itself")
+    return fail(exercise, "output differs from the reference", "Expected one table row per input token.", example,
+                "an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)")
