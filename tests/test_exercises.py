@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.bpe import merge_pair
-from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError, check_attention, check_bigram,
+from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError, check_attention,
+                              check_attention_weights, check_bigram,
                               check_block, check_hf_conversion,
                               check_bpe_encode, check_embedding, check_gpt, check_greedy, check_kv_cache,
                               check_layernorm, check_loss, check_lr_schedule, check_merge, check_mlp,
@@ -448,6 +449,15 @@ class BigramProbabilities(Bigram):
         return F.softmax(self.table(idx), dim=-1)
 
 
+def weights_with(softmax_dim=-1, causal=True):
+    def weights(q, k):
+        scores = torch.einsum("btd,bsd->bts", q, k) / math.sqrt(q.shape[-1])
+        if causal:
+            scores = scores + torch.full(scores.shape[-2:], float("-inf")).triu(1)
+        return scores.softmax(dim=softmax_dim)
+    return weights
+
+
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
@@ -501,6 +511,8 @@ MUTATIONS = (
        (check_lr_schedule, lr_no_warmup, "warm-up missing"),
        (check_lr_schedule, lr_zero_start, "learning rate 0 at the first step"),
        (check_bigram, BigramProbabilities, "returned probabilities, not logits"),
+       (check_attention_weights, weights_with(softmax_dim=-2), "softmax over the wrong dimension"),
+       (check_attention_weights, weights_with(causal=False), "future leakage"),
        (check_hf_conversion, convert_without_transpose, "Conv1D weight not transposed"),
        (check_hf_conversion, convert_where_shapes_complain, "Conv1D weight not transposed"),
        (check_hf_conversion, convert_every_matrix, "transposed a weight that was already right")]
@@ -531,7 +543,7 @@ CORRECT = [
     (check_greedy, lambda logits: logits.argmax(dim=-1)), (check_sampling_probs, probs_ok),
     (check_kv_cache, KVCache), (check_merge, lambda ids, pair, new_id: merge_pair(ids, *pair, new_id)),
     (check_bpe_encode, encode_ok), (check_weight_decay_groups, groups_ok), (check_lr_schedule, lr_ok),
-    (check_bigram, Bigram), (check_hf_conversion, convert_ok),
+    (check_bigram, Bigram), (check_hf_conversion, convert_ok), (check_attention_weights, weights_with()),
 ]
 
 

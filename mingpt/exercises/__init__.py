@@ -10,7 +10,7 @@ One module per topic: attention, layernorm, block (MLP and Block), gpt (embeddin
 kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight conversion), training (your components in a real training run).
 """
 
-from mingpt.exercises.attention import check_attention
+from mingpt.exercises.attention import check_attention, check_attention_weights
 from mingpt.exercises.block import check_block, check_mlp
 from mingpt.exercises.bpe import check_bpe_encode, check_merge
 from mingpt.exercises.core import CheckResult, ExerciseFailed, ReferenceWeightsError, load_reference_weights
@@ -24,7 +24,7 @@ from mingpt.exercises.training import train_and_compare
 
 __all__ = [
     "CheckResult", "ExerciseFailed", "ReferenceWeightsError", "load_reference_weights",
-    "check_bigram", "check_attention", "check_layernorm", "check_mlp", "check_block", "check_embedding", "check_loss", "check_gpt",
+    "check_bigram", "check_attention_weights", "check_attention", "check_layernorm", "check_mlp", "check_block", "check_embedding", "check_loss", "check_gpt",
     "check_greedy", "check_sampling_probs", "check_kv_cache", "check_merge", "check_bpe_encode",
     "check_weight_decay_groups", "check_lr_schedule", "check_hf_conversion", "train_and_compare",
 ]
