@@ -7,7 +7,8 @@ differs, *diagnose* the mistake (see core.py for how), plus a short training run
     result.raise_if_failed()                # for autograded cells: an AssertionError carrying the message
 
 One module per topic: attention, layernorm, block (MLP and Block), gpt (embedding, loss, whole model), sampling,
-kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight conversion), training (your components in a real training run).
+kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight conversion), training (your
+components in a real training run).
 """
 
 from mingpt.exercises.attention import check_attention, check_attention_weights
@@ -24,7 +25,8 @@ from mingpt.exercises.training import train_and_compare
 
 __all__ = [
     "CheckResult", "ExerciseFailed", "ReferenceWeightsError", "load_reference_weights",
-    "check_bigram", "check_attention_weights", "check_attention", "check_layernorm", "check_mlp", "check_block", "check_embedding", "check_loss", "check_gpt",
+    "check_bigram", "check_attention_weights", "check_attention", "check_layernorm", "check_mlp", "check_block",
+    "check_embedding", "check_loss", "check_gpt",
     "check_greedy", "check_sampling_probs", "check_kv_cache", "check_merge", "check_bpe_encode",
     "check_weight_decay_groups", "check_lr_schedule", "check_hf_conversion", "train_and_compare",
 ]

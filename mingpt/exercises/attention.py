@@ -195,7 +195,8 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                             f"expected {fmt(expected[0, 0])}",
                             "query t may look at keys 0..t, t included")
             return fail(EXERCISE, "NaN in the output", "Some outputs are NaN (often a softmax over all -inf).",
-                        f"your output[0] has {int(torch.isnan(out[0]).sum())} NaN values", hint='a row of scores that is all -inf gives NaN after the softmax: check what your mask hides')
+                        f"your output[0] has {int(torch.isnan(out[0]).sum())} NaN values",
+                        hint="a row of scores that is all -inf gives NaN after the softmax: check what your mask hides")
         if not close(student(x), out, atol=0):
             again = student(x)
             return fail(EXERCISE, "dropout active in eval mode",
@@ -227,7 +228,8 @@ def _diagnose(student, ref, x, out, expected, hs, T) -> CheckResult:
     where = f"x of shape {tuple(x.shape)} (seeded random)"
     variant = first_match(out, _variants(ref, hs), x)
     if variant is not None:
-        example = f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\nexpected      {fmt(expected[0, T - 1])}"
+        example = (f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\n"
+                   f"expected      {fmt(expected[0, T - 1])}")
         if variant.property in ("softmax over the wrong dimension", "mask applied after the softmax"):
             same = x[:, :1].expand_as(x).contiguous()  # the same vector at every position
             y_same = student(same)
@@ -300,7 +302,8 @@ def check_attention_weights(fn, seed: int = 0) -> CheckResult:
     if not isinstance(w, torch.Tensor) or w.shape != expected.shape:
         got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
         return fail(exercise, "wrong output shape", f"q, k of shape (B, T, hs) = {tuple(q.shape)} give (B, T, T) = "
-                    f"{tuple(expected.shape)} weights; yours: {got}.", hint="scores are q @ k^T: (B, T, hs) @ (B, hs, T)")
+                    f"{tuple(expected.shape)} weights; yours: {got}.",
+                    hint="scores are q @ k^T: (B, T, hs) @ (B, hs, T)")
     if close(w, expected):
         return CheckResult(exercise, True, checked=["same weights as the reference", "no future", "rows sum to 1"])
     example = f"q, k of shape {tuple(q.shape)} (seeded random)\nyour weights[0, 1] = {fmt(w[0, 1], 5)}\n" \

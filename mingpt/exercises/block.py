@@ -43,7 +43,9 @@ def _compare(exercise, student, ref_fn, variants, x, eval_hint, atol=1e-4) -> Ch
     expected = ref_fn(x)
     if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return fail(exercise, "wrong output shape", f"x {tuple(x.shape)} must give {tuple(expected.shape)}; yours {got}.", hint='print the shape after each step and compare with the comments (B, T, C)')
+        return fail(exercise, "wrong output shape",
+                    f"x {tuple(x.shape)} must give {tuple(expected.shape)}; yours {got}.",
+                    hint="print the shape after each step and compare with the comments (B, T, C)")
     again = student(x)
     if not close(again, out, atol=0):
         return fail(exercise, "dropout active in eval mode",

@@ -106,7 +106,8 @@ def check_merge(fn) -> CheckResult:
             if all(variant.compute(*case) == got for case, got in zip(cases, outputs)):
                 return fail(exercise, variant.property, variant.explanation, example, variant.hint)
         return fail(exercise, "wrong merge", "Expected every non-overlapping occurrence of the pair, left to right, "
-                    "replaced by new_id.", example, hint='walk the list left to right; on a match emit new_id and jump past both elements')
+                    "replaced by new_id.", example,
+                    hint="walk the list left to right; on a match emit new_id and jump past both elements")
     return CheckResult(exercise, True, checked=["all occurrences merged", "overlaps handled", "input left alone"])
 
 
@@ -171,10 +172,11 @@ def check_bpe_encode(fn) -> CheckResult:
     wrong = [(ids, out) for ids, out in zip(cases, outputs) if out != reference_encode(ids, merges)]
     if wrong:
         ids, out = wrong[0]
-        example = f"merges (rank = new id): {merges}\nencode({ids})\nyours    {out}\nexpected {reference_encode(ids, merges)}"
+        example = (f"merges (rank = new id): {merges}\nencode({ids})\nyours    {out}\n"
+                   f"expected {reference_encode(ids, merges)}")
         for variant in ENCODE_VARIANTS:  # the mistake that explains *every* output
             if all(variant.compute(case, merges) == got for case, got in zip(cases, outputs)):
                 return fail(exercise, variant.property, variant.explanation, example, variant.hint)
         return fail(exercise, "wrong tokens", "Expected the lowest-ranked adjacent pair merged until none is left.",
-                    example, hint='repeat: find the mergeable adjacent pair with the lowest rank, merge it everywhere')
+                    example, hint="repeat: find the mergeable adjacent pair with the lowest rank, merge it everywhere")
     return CheckResult(exercise, True, checked=["merges applied by rank", "repeats until no pair is mergeable"])

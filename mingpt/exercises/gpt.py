@@ -64,13 +64,15 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
         if close(out, expected):
             return CheckResult(exercise, True, checked=["wte[idx] + wpe[t] for every position"])
         variant = first_match(out, variants, idx)
-        example = (f"idx[0] = {idx[0].tolist()}: token 3 at positions 0 and 3\nyours at t=0: {fmt(out[0, 0])}\n"
-                   f"yours at t=3: {fmt(out[0, 3])}\nexpected t=3: {fmt(expected[0, 3])}") if isinstance(out, torch.Tensor) \
-            and out.shape == expected.shape else f"output shape {getattr(out, 'shape', type(out).__name__)}, " \
-                                                 f"expected {tuple(expected.shape)}"
+        if isinstance(out, torch.Tensor) and out.shape == expected.shape:
+            example = (f"idx[0] = {idx[0].tolist()}: token 3 at positions 0 and 3\nyours at t=0: {fmt(out[0, 0])}\n"
+                       f"yours at t=3: {fmt(out[0, 3])}\nexpected t=3: {fmt(expected[0, 3])}")
+        else:
+            example = f"output shape {getattr(out, 'shape', type(out).__name__)}, expected {tuple(expected.shape)}"
         if variant is not None:
             return fail(exercise, variant.property, variant.explanation, example, variant.hint)
-        return fail(exercise, "output differs from the reference", "Expected wte[idx] + wpe[arange(T)].", example, hint='x = wte(idx) + wpe(positions), positions = 0..T-1')
+        return fail(exercise, "output differs from the reference", "Expected wte[idx] + wpe[arange(T)].", example,
+                    hint="x = wte(idx) + wpe(positions), positions = 0..T-1")
 
 
 # ------------------------------------------------------------------------------------------ loss
@@ -139,7 +141,8 @@ def check_loss(fn, seed: int = 0) -> CheckResult:
                    f"your loss {loss.item():.4f}, expected {expected.item():.4f}")
         if variant is not None:
             return fail(exercise, variant.property, variant.explanation, example, variant.hint)
-        return fail(exercise, "loss differs from the reference", "No known mistake explains the difference.", example, hint='F.cross_entropy over (B*T, V) logits and (B*T,) targets, ignore_index=-1')
+        return fail(exercise, "loss differs from the reference", "No known mistake explains the difference.", example,
+                    hint="F.cross_entropy over (B*T, V) logits and (B*T,) targets, ignore_index=-1")
     return CheckResult(exercise, True, checked=["next-token shift"] + checked)
 
 
@@ -167,7 +170,8 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
         if problem is not None:
             return problem
         if not (isinstance(result, tuple) and len(result) == 2):
-            return fail(exercise, "forward must return (logits, loss)", f"yours returned {type(result).__name__}", hint='return logits, loss (loss None when targets is None)')
+            return fail(exercise, "forward must return (logits, loss)", f"yours returned {type(result).__name__}",
+                        hint="return logits, loss (loss None when targets is None)")
         logits, loss = result
         ref_logits, ref_loss = ref(idx, targets)
         if not close(logits, ref_logits, atol=1e-4):
@@ -181,7 +185,8 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
                 return fail(exercise, "final LayerNorm missing", "GPT-2 applies ln_f to the last Block's output "
                             "before lm_head.", example, "one more LayerNorm before the head")
             return fail(exercise, "logits differ from the reference", "Check your embedding, Block and head "
-                        "one at a time with their own checkers.", example, hint='run check_embedding, check_block and check_layernorm on your parts first')
+                        "one at a time with their own checkers.", example,
+                        hint="run check_embedding, check_block and check_layernorm on your parts first")
         if not close(loss, ref_loss, atol=1e-4):
             return fail(exercise, "loss differs from the reference", "Your logits are right but the loss is not; "
                         "targets are already shifted here (targets[:, t] is the token after idx[:, t]) and -1 "
@@ -192,7 +197,8 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
             return problem
         if not (isinstance(logits_only, tuple) and logits_only[1] is None):
             return fail(exercise, "without targets the loss must be None", "forward(idx) should return "
-                        "(logits, None) so generation can call the model without targets.", hint='if targets is None: loss = None')
+                        "(logits, None) so generation can call the model without targets.",
+                        hint="if targets is None: loss = None")
     return CheckResult(exercise, True, checked=["same logits and loss as mingpt's GPT on the same weights",
                                                 "loss None without targets"])
 

@@ -91,7 +91,8 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
             if not close(logits, want, atol=1e-4):
                 return fail(EXERCISE, "cached logits differ from the full forward",
                             "Decoding with the cache must give the logits of re-running the whole sequence.",
-                            f"step {step}: yours {fmt(logits[0, -1])}\nexpected {fmt(want[0, -1])}", hint='the cache must hold every earlier position of this layer, in order')
+                            f"step {step}: yours {fmt(logits[0, -1])}\nexpected {fmt(want[0, -1])}",
+                            hint="the cache must hold every earlier position of this layer, in order")
     return CheckResult(EXERCISE, True, checked=["update returns every layer's keys and values so far",
                                                 "same logits as the uncached model at every step"])
 
@@ -113,7 +114,8 @@ def _diagnose_calls(calls, n_layer, earlier=()) -> CheckResult | None:
         history[layer].append((k, v))
         want_k = torch.cat([kk for kk, _ in history[layer]], dim=2)
         want_v = torch.cat([vv for _, vv in history[layer]], dim=2)
-        if not (isinstance(returned, tuple) and len(returned) == 2 and all(isinstance(t, torch.Tensor) for t in returned)):
+        pair_of_tensors = isinstance(returned, tuple) and len(returned) == 2
+        if not (pair_of_tensors and all(isinstance(t, torch.Tensor) for t in returned)):
             return fail(EXERCISE, "update must return (keys, values)",
                         f"yours returned {type(returned).__name__}", hint="return a tuple of two tensors")
         got_k, got_v = returned
@@ -137,10 +139,13 @@ def _diagnose_calls(calls, n_layer, earlier=()) -> CheckResult | None:
                         example, "which dim is T?")
         if close(got_k, want_v) and close(got_v, want_k):
             return fail(EXERCISE, "keys and values swapped", "update must return (keys, values) in that order.",
-                        example, hint='return keys first, then values')
+                        example, hint="return keys first, then values")
         if close(got_k, want_k) and close(got_v, want_k):
-            return fail(EXERCISE, "values stored as keys", "The values returned are the keys.", example, hint='keep two separate stores, one for keys and one for values')
+            return fail(EXERCISE, "values stored as keys", "The values returned are the keys.", example,
+                        hint="keep two separate stores, one for keys and one for values")
         return fail(EXERCISE, "update returned the wrong keys or values",
                     "Expected all the keys (and values) of this layer so far, oldest first, along dim 2.",
-                    f"{example}\nyours[0, 0, :, 0] = {fmt(got_k[0, 0, :, 0], 8)}\nexpected {fmt(want_k[0, 0, :, 0], 8)}", hint='append the new k, v after the stored ones (dim 2) and return all of them')
+                    f"{example}\nyours[0, 0, :, 0] = {fmt(got_k[0, 0, :, 0], 8)}\n"
+                    f"expected {fmt(want_k[0, 0, :, 0], 8)}",
+                    hint="append the new k, v after the stored ones (dim 2) and return all of them")
     return None

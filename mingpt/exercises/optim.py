@@ -8,7 +8,7 @@ matrix is one parameter with two names). The schedule warms up linearly, follows
 to min_lr, and stays at min_lr after lr_decay_iters.
 
     from mingpt.exercises import check_weight_decay_groups, check_lr_schedule
-    check_weight_decay_groups(my_groups)   # my_groups(model, weight_decay) -> [{"params": [...], "weight_decay": wd}, ...]
+    check_weight_decay_groups(my_groups)   # my_groups(model, weight_decay) -> [{"params": [...], "weight_decay": wd}]
     check_lr_schedule(my_lr)               # my_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters) -> float
 """
 
@@ -56,7 +56,8 @@ def check_weight_decay_groups(fn, weight_decay: float = 0.1) -> CheckResult:
     if missing:
         return fail(exercise, "parameters missing from the groups", "Every parameter must be in some group, or "
                     "it will never be trained.", f"not in any group: {', '.join(missing[:4])}"
-                    + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""), hint='start from model.parameters() so nothing is left out')
+                    + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""),
+                    hint="start from model.parameters() so nothing is left out")
     decayed_wrongly = [names[i] for i, d in seen.items() if d > 0 and i not in should_decay]
     not_decayed = [names[i] for i, d in seen.items() if d == 0 and i in should_decay]
     if decayed_wrongly:
@@ -70,7 +71,8 @@ def check_weight_decay_groups(fn, weight_decay: float = 0.1) -> CheckResult:
                     "decide by the module a parameter belongs to, e.g. isinstance(module, nn.Linear)")
     if not_decayed:
         return fail(exercise, "matmul weights not decayed", "The weights of every nn.Linear (the tied wte/lm_head "
-                    "included) get weight decay.", f"not decayed: {', '.join(not_decayed[:4])}", hint="every nn.Linear's weight goes in the decayed group")
+                    "included) get weight decay.", f"not decayed: {', '.join(not_decayed[:4])}",
+                    hint="every nn.Linear's weight goes in the decayed group")
     return CheckResult(exercise, True, checked=["exactly the Linear weights decayed", "every parameter once"])
 
 
@@ -96,7 +98,8 @@ def check_lr_schedule(fn) -> CheckResult:
         if problem is not None:
             return problem
         if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-            return fail(exercise, "the learning rate must be a number", f"at it={it} yours returned {value!r}", hint='return a float')
+            return fail(exercise, "the learning rate must be a number", f"at it={it} yours returned {value!r}",
+                        hint="return a float")
         yours[it] = float(value)
     wrong = [it for it in its if abs(yours[it] - ours[it]) > 1e-6]
     if not wrong:
@@ -110,10 +113,12 @@ def check_lr_schedule(fn) -> CheckResult:
                     "warm-up starts above 0.", setting, "count the step being taken: (it + 1)")
     if all(i < args["warmup_iters"] for i in wrong) and abs(yours[0] - 1.0) < 1e-9:
         return fail(exercise, "warm-up missing", "The rate must rise linearly during the first warmup_iters steps: "
-                    "large updates on random weights are unstable.", setting, hint='for it < warmup_iters: learning_rate * (it + 1) / (warmup_iters + 1)')
+                    "large updates on random weights are unstable.", setting,
+                    hint="for it < warmup_iters: learning_rate * (it + 1) / (warmup_iters + 1)")
     if all(i < args["warmup_iters"] for i in wrong):
         return fail(exercise, "wrong warm-up", "During warm-up the rate is learning_rate * (it + 1) / "
-                    "(warmup_iters + 1).", setting, hint='for it < warmup_iters: learning_rate * (it + 1) / (warmup_iters + 1)')
+                    "(warmup_iters + 1).", setting,
+                    hint="for it < warmup_iters: learning_rate * (it + 1) / (warmup_iters + 1)")
     if all(i > args["lr_decay_iters"] for i in wrong):
         return fail(exercise, "not flat after lr_decay_iters", "After lr_decay_iters the rate stays at min_lr; "
                     "a cosine left running climbs back up.", setting, "handle it >= lr_decay_iters first")
@@ -125,5 +130,7 @@ def check_lr_schedule(fn) -> CheckResult:
                     "peak down to min_lr once, without coming back up.", setting, "cos(pi * progress), progress 0 -> 1")
     if abs(yours[args["warmup_iters"]] - ours[args["warmup_iters"]]) > 1e-6:
         return fail(exercise, "decay measured from step 0 instead of the end of warm-up",
-                    "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters).", setting, hint='the cosine starts when the warm-up ends')
-    return fail(exercise, "wrong learning rate", "No known mistake explains the difference.", setting, hint='warm-up, then half a cosine from learning_rate to min_lr, then flat at min_lr')
+                    "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters).", setting,
+                    hint="the cosine starts when the warm-up ends")
+    return fail(exercise, "wrong learning rate", "No known mistake explains the difference.", setting,
+                hint="warm-up, then half a cosine from learning_rate to min_lr, then flat at min_lr")

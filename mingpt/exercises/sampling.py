@@ -41,7 +41,8 @@ def check_greedy(fn) -> CheckResult:
     if isinstance(out, torch.Tensor) and close(out.float(), logits.max(dim=-1).values):
         return fail(exercise, "returned the largest logit, not its token id", "Greedy decoding returns *which* "
                     "token is most likely.", example, "max gives values and indices; you need the indices")
-    return fail(exercise, "wrong tokens", "Expected the index of the largest logit in each row.", example, hint='torch.argmax over the vocabulary axis (the last one)')
+    return fail(exercise, "wrong tokens", "Expected the index of the largest logit in each row.", example,
+                hint="torch.argmax over the vocabulary axis (the last one)")
 
 
 def _reference(logits, temperature=1.0, top_k=None, top_p=None):
@@ -106,8 +107,8 @@ def check_sampling_probs(fn) -> CheckResult:
         expected = _reference(logits, temperature, top_k, top_p)
         if close(out, expected, atol=1e-5):
             continue
-        example = f"logits[0] = {fmt(logits[0], 6)}\n{call[5:]}\nyours    {fmt(out[0], 6) if isinstance(out, torch.Tensor) else out}\n" \
-                  f"expected {fmt(expected[0], 6)}"
+        yours = fmt(out[0], 6) if isinstance(out, torch.Tensor) else repr(out)
+        example = f"logits[0] = {fmt(logits[0], 6)}\n{call[5:]}\nyours    {yours}\nexpected {fmt(expected[0], 6)}"
         variant = first_match(out, _variants(), logits, temperature, top_k, top_p)
         if variant is not None:
             if variant.property.startswith("top-p"):
@@ -116,7 +117,8 @@ def check_sampling_probs(fn) -> CheckResult:
             return fail(exercise, variant.property, variant.explanation, example, variant.hint)
         if isinstance(out, torch.Tensor) and not close(out.sum(-1), torch.ones(2), atol=1e-4):
             return fail(exercise, "probabilities do not sum to 1", "A distribution's probabilities add up to 1.",
-                        example + f"\nyour row sums: {fmt(out.sum(-1))}", hint='filter with -inf on the logits, then one softmax at the end')
+                        example + f"\nyour row sums: {fmt(out.sum(-1))}",
+                        hint="filter with -inf on the logits, then one softmax at the end")
         return fail(exercise, "wrong distribution", "No known mistake explains the difference.", example,
                     "order: divide by the temperature, filter (top-k, top-p) with -inf, then softmax")
     return CheckResult(exercise, True, checked=["temperature", "top-k", "top-p (the crossing token kept)",
