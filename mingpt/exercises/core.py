@@ -13,7 +13,6 @@ without giving the solution away. Its ``str`` is the whole message, so in a note
 from __future__ import annotations
 
 import inspect
-import re
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -241,11 +240,6 @@ def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) 
                     hint="a checker compares your module with the reference on the *same* weights, so your "
                          "parameters must have the same shapes (a different count means a missing or extra layer)")
     return None
-
-
-def snake(text: str) -> str:
-    """'CausalSelfAttention' -> 'causal self attention' (for messages)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", " ", text).lower()
 
 
 def construct(exercise: str, cls: Any, *args: Any) -> tuple[nn.Module | None, CheckResult | None]:
