@@ -1,8 +1,8 @@
 """
 The course notebooks (notebooks/course/) as a teacher uses them with nbgrader, end to end and for real:
 `nbgrader generate_assignment` makes the student version, `nbgrader autograde` executes and grades both the
-untouched student version (every check must fail cleanly: NotImplementedError / ExerciseFailed / AssertionError only, score 0)
-and the teacher's solution version (full marks, and each notebook's visible result printed).
+untouched student version (every check must fail cleanly, with NotImplementedError, ExerciseFailed or
+AssertionError only, and score 0) and the teacher's solution version (full marks, each notebook's result printed).
 
 Kernels run with MINGPT_COURSE_FAST=1 (few training steps, small data), local data, and no network.
 """
