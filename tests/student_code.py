@@ -192,7 +192,8 @@ def block_with(forward):
 
 
 BLOCK_MUTATIONS = [
-    (block_with(lambda b, x: b.ln_2((h := b.ln_1(x + b.attn(x))) + b.mlp(h))), "LayerNorm after the residual add (post-LN)"),
+    (block_with(lambda b, x: b.ln_2((h := b.ln_1(x + b.attn(x))) + b.mlp(h))),
+     "LayerNorm after the residual add (post-LN)"),
     (block_with(lambda b, x: (h := b.attn(b.ln_1(x))) + b.mlp(b.ln_2(h))), "attention branch without its residual"),
     (block_with(lambda b, x: (h := x + b.attn(b.ln_1(x))) + b.mlp(b.ln_1(h))), "ln_1 used for both sublayers"),
     (block_with(lambda b, x: (h := x + b.mlp(b.ln_2(x))) + b.attn(b.ln_1(h))), "MLP before attention"),

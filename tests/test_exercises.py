@@ -58,7 +58,8 @@ MUTATIONS = (
        (check_merge, merge_overlapping, "overlapping pairs merged twice"),
        (check_merge, merge_in_place, "the input list was changed"),
        (check_bpe_encode, encode_by_frequency, "merging by frequency instead of rank"),
-       (check_weight_decay_groups, groups_everything, "weight decay on biases and LayerNorm gains and position embeddings"),
+       (check_weight_decay_groups, groups_everything,
+        "weight decay on biases and LayerNorm gains and position embeddings"),
        (check_weight_decay_groups, groups_by_dimension, "weight decay on position embeddings"),
        (check_weight_decay_groups, groups_by_name_twice, "a parameter is listed twice"),
        (check_lr_schedule, lr_not_flat, "not flat after lr_decay_iters"),
@@ -107,7 +108,8 @@ def test_a_forgotten_square_transpose_is_named_as_such():
     assert "attn.c_proj.weight" in result.counterexample and "it is square" in result.explanation
 
 
-@pytest.mark.parametrize("checker, implementation", CORRECT, ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CORRECT)])
+@pytest.mark.parametrize("checker, implementation", CORRECT,
+                         ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CORRECT)])
 def test_no_false_alarm_on_correct_implementations(checker, implementation):
     result = checker(implementation)
     assert result, str(result)
