@@ -182,7 +182,7 @@ class GPT(nn.Module):
     def __init__(self, config: CfgNode, *, attention=None, mlp=None, layer_norm=None, block=None):
         """
         attention, mlp, layer_norm, block: optional classes replacing the built-in components, e.g. a student's
-        own: ``GPT(config, attention=MyAttention)``. See `check_components` for what each must accept.
+        own: ``GPT(config, attention=MyAttention)``. mingpt/components.py says what each must accept.
         """
         super().__init__()
         self.config = resolve_config(config)  # a private, checked copy: the caller's config is never changed
