@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.circuits import WeightViews
+from mingpt.components import check_components
 from mingpt.config import CfgNode
 
 logger = logging.getLogger(__name__)
@@ -182,12 +183,14 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One transformer block, pre-LayerNorm as in GPT-2: normalise, transform, add back to the residual."""
 
-    def __init__(self, config: CfgNode, layer_idx: int):
+    def __init__(self, config: CfgNode, layer_idx: int, attention=None, mlp=None, layer_norm=None):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer_idx)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
-        self.mlp = MLP(config)
+        # attention / mlp / layer_norm: classes to use instead of the built-in ones (a student's own, see GPT).
+        layer_norm = layer_norm or nn.LayerNorm
+        self.ln_1 = layer_norm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.attn = (attention or CausalSelfAttention)(config, layer_idx)
+        self.ln_2 = layer_norm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
+        self.mlp = (mlp or MLP)(config)
 
     def forward(self, x: torch.Tensor, kv_cache=None, hooks=None) -> torch.Tensor:
         if hooks is None:
@@ -231,18 +234,26 @@ class GPT(WeightViews, nn.Module):
         C.layer_norm_epsilon = 1e-5
         return C
 
-    def __init__(self, config: CfgNode):
+    def __init__(self, config: CfgNode, *, attention=None, mlp=None, layer_norm=None, block=None):
+        """
+        attention, mlp, layer_norm, block: optional classes replacing the built-in components, e.g. a student's
+        own: ``GPT(config, attention=MyAttention)``. mingpt/components.py says what each must accept.
+        """
         super().__init__()
         self.config = resolve_config(config)  # a private, checked copy: the caller's config is never changed
         config = self.config
+        check_components(attention=attention, mlp=mlp, layer_norm=layer_norm, block=block)
+
+        def make_block(i):  # a custom Block class builds its own parts
+            return block(config, i) if block is not None else Block(config, i, attention, mlp, layer_norm)
 
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
                 wpe=nn.Embedding(config.block_size, config.n_embd),
                 drop=nn.Dropout(config.embd_pdrop),
-                h=nn.ModuleList([Block(config, i) for i in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
+                h=nn.ModuleList([make_block(i) for i in range(config.n_layer)]),
+                ln_f=(layer_norm or nn.LayerNorm)(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
             )
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)

@@ -1,0 +1,329 @@
+"""
+Checking a student's causal self-attention (multi-head), the heart of the course.
+
+The one idea: attention has a few *properties* that can be tested without looking at the code, and each classic
+mistake breaks exactly one of them. Position t must not see later positions (change a later token: nothing
+before it may move). Attention weights are a distribution over keys (feed the same vector at every position: a
+weighted average of identical values is that value, whatever the weights). Scores are divided by sqrt(hs)
+(rebuild the reference with other factors: the one that matches *is* the student's factor). Heads are a
+reshape (undo the output projection: the right numbers in the wrong places means a split or merge in the wrong
+order). In eval mode nothing is random (run twice: dropout would show).
+
+    from mingpt.exercises import check_attention
+    check_attention(MyAttention)          # MyAttention(config) or MyAttention(config, layer_idx); forward(x)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mingpt.exercises.core import (CheckResult, Variant, close, construct, crashed, fail, first_match, fmt,
+                                   load_or_fail)
+from mingpt.model import GPT, CausalSelfAttention
+
+__all__ = ["check_attention", "check_attention_weights", "attention_config", "reference_attention"]
+
+EXERCISE = "causal self-attention"
+
+
+def attention_config(n_embd: int = 12, n_head: int = 3, block_size: int = 8, dropout: float = 0.3):
+    """A small GPT config for attention exercises; dropout is on so that dropout left active in eval shows."""
+    config = GPT.get_default_config()
+    config.model_type = None
+    config.n_layer, config.n_head, config.n_embd = 1, n_head, n_embd
+    config.vocab_size, config.block_size = 16, block_size
+    config.attn_pdrop = config.resid_pdrop = config.embd_pdrop = dropout
+    config.attention = "math"
+    return config
+
+
+def reference_attention(config, seed: int = 0) -> CausalSelfAttention:
+    """The reference module with weights large enough that attention is far from uniform (mistakes show)."""
+    g = torch.Generator().manual_seed(seed)
+    module = CausalSelfAttention(config, 0).eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.6 if p.dim() == 2 else 0.2))
+    return module
+
+
+def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True):
+    """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
+    B, T, C = x.shape
+    nh = ref.n_head
+    hs = C // nh
+    q, k, v = ref.c_attn(x).split(C, dim=2)
+
+    def heads(t):
+        if split == "heads":  # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs)
+            return t.view(B, T, nh, hs).transpose(1, 2)
+        if split == "hs_first":  # channels read as (hs, nh): head h gets channels h, h+nh, ...
+            return t.view(B, T, hs, nh).permute(0, 3, 1, 2)
+        return t.reshape(B, nh, T, hs)  # 'reshape': a view without the transpose, mixing time and channels
+
+    q, k, v = heads(q), heads(k), heads(v)
+    att = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(hs) if scale is None else scale)
+    allowed = torch.ones(T, T, dtype=torch.bool).tril()
+    if mask == "causal":
+        att = att.masked_fill(~allowed, float("-inf"))
+    elif mask == "strict":  # the diagonal masked too: a position cannot see itself
+        att = att.masked_fill(~allowed.tril(-1), float("-inf"))
+    elif mask == "zero":  # masked scores set to 0 instead of -inf
+        att = att.masked_fill(~allowed, 0.0)
+    elif mask == "after_softmax":  # softmax over all keys, then the future zeroed (rows no longer sum to 1)
+        att = F.softmax(att, dim=-1).masked_fill(~allowed, 0.0)
+    if mask != "after_softmax":
+        att = F.softmax(att, dim=softmax_dim)
+    y = att @ v  # (B, nh, T, hs)
+    if merge == "transpose":
+        y = y.transpose(1, 2).reshape(B, T, C)
+    elif merge == "hs_first":
+        y = y.permute(0, 2, 3, 1).reshape(B, T, C)
+    else:  # 'reshape' without moving the head axis next to the channels
+        y = y.reshape(B, T, C)
+    return ref.c_proj(y) if project else y
+
+
+def _variants(ref, hs: int) -> list[Variant]:
+    root = math.sqrt(hs)
+    return [
+        Variant("missing output projection", lambda x: _attend(ref, x, project=False),
+                "Your output equals the heads' outputs side by side, before the output projection c_proj.",
+                "after re-assembling the heads into (B, T, C), attention ends with one more Linear layer"),
+        Variant("heads merged in the wrong order", lambda x: _attend(ref, x, merge="reshape"),
+                "After attention, y has shape (B, nh, T, hs); reshaping it straight to (B, T, C) mixes positions "
+                "and heads: the right numbers end up in the wrong places.",
+                "bring the head axis next to the channel axis before the reshape (and mind .contiguous())"),
+        Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="reshape", merge="reshape"),
+                "q, k, v of shape (B, T, C) were reshaped to (B, nh, T, hs) directly, which cuts the sequence "
+                "into pieces instead of cutting each position's channels into heads.",
+                "split the channels first, (B, T, C) -> (B, T, nh, hs), then swap the T and nh axes"),
+        Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="hs_first", merge="hs_first"),
+                f"Your head 0 reads channels 0, {ref.n_head}, {2 * ref.n_head}, ... (viewed as (hs, nh)) instead of "
+                f"the contiguous channels 0..{hs - 1}, so GPT-2's weights no longer line up with your heads.",
+                "the channel axis splits as (nh, hs): each head owns a contiguous slice of hs channels"),
+        Variant("softmax over the wrong dimension", lambda x: _attend(ref, x, softmax_dim=-2),
+                "The attention weights of each query must sum to 1 over the *keys* (the last axis); yours are "
+                "normalised over the queries.",
+                "which axis of (B, nh, T_query, T_key) holds the keys?"),
+        Variant("masked scores set to 0 instead of -inf", lambda x: _attend(ref, x, mask="zero"),
+                "A score of 0 still becomes exp(0) = 1 in the softmax, so future positions keep a share of the "
+                "attention: position t sees the future.",
+                "a masked score must give probability exactly 0 after the softmax"),
+        Variant("mask applied after the softmax", lambda x: _attend(ref, x, mask="after_softmax"),
+                "The softmax ran over all keys, future included, and the future was zeroed afterwards, so each "
+                "row of weights sums to less than 1.",
+                "mask the scores before the softmax, so it normalises over the allowed keys only"),
+        Variant("no causal mask", lambda x: _attend(ref, x, mask="none"),
+                "Nothing stops position t from attending to positions after t.",
+                "hide every key j > t from query t before the softmax"),
+        Variant("scaling applied twice (1/hs instead of 1/sqrt(hs))", lambda x: _attend(ref, x, scale=1 / hs),
+                f"Your scores are multiplied by 1/hs = {1 / hs:.4g}; the reference multiplies by 1/sqrt(hs) = "
+                f"{1 / root:.4g}.", "divide by the square root of the head size, once"),
+        Variant("missing 1/sqrt(head_size) scaling", lambda x: _attend(ref, x, scale=1.0),
+                f"Your scores are not scaled; the reference multiplies q @ k^T by 1/sqrt(hs) = {1 / root:.4g} "
+                f"(hs = {hs}).", "without the factor the softmax saturates as hs grows"),
+    ]
+
+
+def _find_scale(student_out, ref, x, hs: int) -> float | None:
+    """Search the factor s for which softmax(q k^T * s) reproduces the student's output (None if none does)."""
+    def error(log_s):
+        return (_attend(ref, x, scale=math.exp(log_s)) - student_out).abs().max().item()
+
+    grid = [math.log(1e-3) + i * (math.log(1e3) - math.log(1e-3)) / 240 for i in range(241)]
+    best = min(grid, key=error)
+    lo, hi = best - 0.06, best + 0.06
+    for _ in range(60):  # ternary search around the best grid point
+        a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        lo, hi = (lo, b) if error(a) < error(b) else (a, hi)
+    s = math.exp((lo + hi) / 2)
+    if error(math.log(s)) < 1e-4 and abs(s * math.sqrt(hs) - 1) > 1e-3:
+        return s
+    return None
+
+
+def _leak(student, x, T: int) -> tuple[int, int, torch.Tensor, torch.Tensor] | None:
+    """(changed position, earlier position that moved, before, after) if a later token changes earlier output."""
+    base = student(x)
+    for changed in range(T - 1, 0, -1):
+        x2 = x.clone()
+        x2[:, changed] += 1.5
+        out = student(x2)
+        moved = (out[:, :changed] - base[:, :changed]).abs().amax(dim=(0, 2))  # (changed,)
+        if moved.max() > 1e-6:
+            t = int(moved.argmax())
+            return changed, t, base[0, t], out[0, t]
+    return None
+
+
+def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> CheckResult:
+    """Check a causal self-attention class against mingpt's; on failure, name the mistake (see module doc)."""
+    config = attention_config(n_embd, n_head)
+    hs = n_embd // n_head
+    ref = reference_attention(config, seed)
+    student, problem = construct(EXERCISE, cls, config, 0)
+    if problem is not None:
+        return problem
+    problem = load_or_fail(EXERCISE, student, ref.state_dict(), f"your {cls.__name__}")
+    if problem is not None:
+        return problem
+    student.eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    B, T = 2, 6
+    x = torch.randn(B, T, n_embd, generator=g)
+    with torch.no_grad():
+        try:
+            out = student(x)
+        except Exception as e:
+            return crashed(EXERCISE, f"{cls.__name__}.forward(x) with x of shape {tuple(x.shape)}", e)
+        expected = ref(x)
+        if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            return fail(EXERCISE, "wrong output shape",
+                        f"For x of shape (B, T, C) = {tuple(x.shape)} the output must have the same shape; yours: "
+                        f"{got}.", hint="re-assemble the heads side by side: (B, nh, T, hs) -> (B, T, C)")
+        if torch.isnan(out).any():
+            if close(out, _attend(ref, x, mask="strict"), atol=1e-5) or torch.isnan(out[:, 0]).all():
+                return fail(EXERCISE, "position t cannot attend to itself",
+                            "Your mask also hides the diagonal, so position 0 has no key left: its softmax over "
+                            "nothing but -inf is NaN.",
+                            f"x of shape {tuple(x.shape)} -> your output[0, 0, :4] = {fmt(out[0, 0])}; "
+                            f"expected {fmt(expected[0, 0])}",
+                            "query t may look at keys 0..t, t included")
+            return fail(EXERCISE, "NaN in the output", "Some outputs are NaN (often a softmax over all -inf).",
+                        f"your output[0] has {int(torch.isnan(out[0]).sum())} NaN values",
+                        hint="a row of scores that is all -inf gives NaN after the softmax: check what your mask hides")
+        if not close(student(x), out, atol=0):
+            again = student(x)
+            return fail(EXERCISE, "dropout active in eval mode",
+                        "In eval mode the same input must give the same output; yours changes from run to run, so "
+                        "a dropout is still on.",
+                        f"the same x twice -> output[0, 0, :4] = {fmt(out[0, 0])} then {fmt(again[0, 0])}",
+                        "use nn.Dropout modules (switched off by model.eval()), or pass training=self.training")
+        if close(out, expected):
+            for T_edge in (1, config.block_size):  # edge cases: one token, a full context
+                x_edge = torch.randn(1, T_edge, n_embd, generator=g)
+                try:
+                    out_edge = student(x_edge)
+                except Exception as e:
+                    return crashed(EXERCISE, f"forward(x) with T = {T_edge}", e)
+                if not close(out_edge, ref(x_edge)):
+                    return fail(EXERCISE, f"wrong result for a sequence of length {T_edge}",
+                                f"Your attention matches on T = {T} but not on T = {T_edge}.",
+                                f"x of shape {tuple(x_edge.shape)} -> yours {fmt(out_edge[0, -1])}, expected "
+                                f"{fmt(ref(x_edge)[0, -1])}",
+                                "build the mask for the actual length T of x, not a fixed one")
+            return CheckResult(EXERCISE, True, checked=[
+                "same output as the reference", "no future leakage", "deterministic in eval mode",
+                f"T = 1 and T = block_size = {config.block_size} work"])
+        return _diagnose(student, ref, x, out, expected, hs, T)
+
+
+def _diagnose(student, ref, x, out, expected, hs, T) -> CheckResult:
+    """The output differs from the reference: find which property is broken."""
+    where = f"x of shape {tuple(x.shape)} (seeded random)"
+    variant = first_match(out, _variants(ref, hs), x)
+    if variant is not None:
+        example = (f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\n"
+                   f"expected      {fmt(expected[0, T - 1])}")
+        if variant.property in ("softmax over the wrong dimension", "mask applied after the softmax"):
+            same = x[:, :1].expand_as(x).contiguous()  # the same vector at every position
+            y_same = student(same)
+            example = (f"every position gets the same vector x[0, 0] = {fmt(same[0, 0])}: a weighted average of "
+                       f"identical values must give the same output everywhere\nyour output at position 0: "
+                       f"{fmt(y_same[0, 0])}\nyour output at position {T - 1}: {fmt(y_same[0, T - 1])}")
+        elif variant.property in ("no causal mask", "masked scores set to 0 instead of -inf"):
+            leak = _leak(student, x, T)
+            if leak:
+                changed, t, before, after = leak
+                example = _leak_example(changed, t, before, after)
+        return fail(EXERCISE, variant.property, variant.explanation, example, variant.hint)
+    leak = _leak(student, x, T)
+    if leak:
+        changed, t, before, after = leak
+        return fail(EXERCISE, "future leakage", f"Your mask lets position {t} see the future.",
+                    _leak_example(changed, t, before, after),
+                    "query t may only attend to keys 0..t; check the mask's shape and which triangle it keeps")
+    scale = _find_scale(out, ref, x, hs)
+    if scale is not None:
+        return fail(EXERCISE, "wrong scaling factor",
+                    f"Your scores are multiplied by {scale:.4g} (= 1/{1 / scale:.4g}); the reference multiplies by "
+                    f"1/sqrt(hs) = {1 / math.sqrt(hs):.4g} with hs = {hs} (the head size, not n_embd).",
+                    f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\nexpected      "
+                    f"{fmt(expected[0, T - 1])}", "scale by one over the square root of the head size")
+    if ref.c_proj.weight.shape[0] == ref.c_proj.weight.shape[1]:  # undo c_proj: right values, wrong places?
+        W, b = ref.c_proj.weight.double(), ref.c_proj.bias.double()
+        pre = torch.linalg.solve(W, (out.double() - b).reshape(-1, W.shape[0]).T).T
+        want = _attend(ref, x, project=False).double().reshape(-1)
+        if torch.allclose(pre.reshape(-1).sort().values, want.sort().values, atol=1e-4):
+            return fail(EXERCISE, "heads split or merged in the wrong order",
+                        "Before the output projection your tensor holds exactly the reference's numbers, but in a "
+                        "different arrangement.", f"{where}\nyour output[0, 0, :4] = {fmt(out[0, 0])}\nexpected "
+                        f"{fmt(expected[0, 0])}", "split (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs) and undo "
+                        "exactly those steps in reverse")
+    return fail(EXERCISE, "output differs from the reference",
+                "No known mistake explains the difference; compare your steps with the reference one at a time.",
+                f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\nexpected      {fmt(expected[0, T - 1])}",
+                "print the shapes after each step: (B, T, C) -> q, k, v (B, nh, T, hs) -> scores (B, nh, T, T)")
+
+
+def _leak_example(changed, t, before, after) -> str:
+    return (f"changing only position {changed} of x moved your output at position {t} < {changed}:\n"
+            f"before: output[0, {t}, :4] = {fmt(before)}\nafter:  output[0, {t}, :4] = {fmt(after)}\n"
+            f"it must not move: position {t} may only see positions 0..{t}")
+
+
+def _weights(q, k, scale=None, softmax_dim=-1, mask="causal"):
+    """Reference attention weights (B, T, T) with one knob per classic mistake."""
+    T, hs = q.size(1), q.size(-1)
+    att = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(hs) if scale is None else scale)
+    future = ~torch.ones(T, T, dtype=torch.bool).tril()
+    if mask == "causal":
+        att = att.masked_fill(future, float("-inf"))
+    elif mask == "zero":
+        att = att.masked_fill(future, 0.0)
+    return F.softmax(att, dim=softmax_dim)
+
+
+def check_attention_weights(fn, seed: int = 0) -> CheckResult:
+    """Check fn(q, k) -> (B, T, T) causal attention weights of one head (softmax over keys of q.k / sqrt(hs))."""
+    exercise = "causal attention weights"
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, 5, 4, generator=g) * 2, torch.randn(2, 5, 4, generator=g) * 2
+    try:
+        w = fn(q, k)
+    except Exception as e:
+        return crashed(exercise, f"your function(q, k) with q, k of shape {tuple(q.shape)}", e)
+    expected = _weights(q, k)
+    if not isinstance(w, torch.Tensor) or w.shape != expected.shape:
+        got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        return fail(exercise, "wrong output shape", f"q, k of shape (B, T, hs) = {tuple(q.shape)} give (B, T, T) = "
+                    f"{tuple(expected.shape)} weights; yours: {got}.",
+                    hint="scores are q @ k^T: (B, T, hs) @ (B, hs, T)")
+    if close(w, expected):
+        return CheckResult(exercise, True, checked=["same weights as the reference", "no future", "rows sum to 1"])
+    example = f"q, k of shape {tuple(q.shape)} (seeded random)\nyour weights[0, 1] = {fmt(w[0, 1], 5)}\n" \
+              f"expected           {fmt(expected[0, 1], 5)}"
+    if torch.isnan(w).any():
+        return fail(exercise, "position t cannot attend to itself", "A row with every score masked is NaN after the "
+                    "softmax: your mask also hides the diagonal.", example, "query t may look at keys 0..t, t included")
+    future = ~torch.ones(5, 5, dtype=torch.bool).tril()
+    if (w[:, future].abs() > 1e-6).any():
+        t, j = [int(i) for i in (w[0].abs() * future).nonzero()[0]]
+        return fail(exercise, "future leakage", f"Your weights let position {t} see position {j} > {t}.",
+                    f"your weights[0, {t}] = {fmt(w[0, t], 5)}: entry {j} must be exactly 0",
+                    "set the scores of future keys to -inf before the softmax")
+    if not close(w.sum(-1), torch.ones(2, 5), atol=1e-5):
+        return fail(exercise, "softmax over the wrong dimension", "Each query's weights must sum to 1 over the keys "
+                    "(the last axis).", example + f"\nyour row sums: {fmt(w[0].sum(-1), 5)}",
+                    "which axis of (B, T_query, T_key) holds the keys?")
+    for scale, label in ((1.0, "no scaling"), (1 / q.size(-1), "1/hs (the square root forgotten)")):
+        if close(w, _weights(q, k, scale=scale)):
+            return fail(exercise, "wrong scaling factor", f"Your scores use {label}; the reference divides by "
+                        f"sqrt(hs) = {math.sqrt(q.size(-1)):.4g}.", example, "q @ k^T / sqrt(head size)")
+    return fail(exercise, "weights differ from the reference", "No known mistake explains the difference.", example,
+                "scores q @ k^T / sqrt(hs), future set to -inf, softmax over the last axis")

@@ -1,0 +1,261 @@
+"""
+What every checker shares: the result object, loading the reference weights into a student's module, building a
+student's class, and writing a counter-example a student can read.
+
+The one idea: a checker does not stop at "mismatch". It owns the reference, so it can *rebuild the student's
+likely mistake* (a "variant" of the reference with that one mistake in it) and test which property the student's
+code breaks. A `CheckResult` names that property, shows a tiny concrete counter-example and hints at the fix
+without giving the solution away. Its ``str`` is the whole message, so in a notebook the last line of a cell,
+``check_attention(MyAttention)``, displays it; ``.raise_if_failed()`` turns a failure into an `ExerciseFailed`
+(an AssertionError) for autograded test cells.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "CheckResult", "ExerciseFailed", "ReferenceWeightsError", "Variant",
+    "load_reference_weights", "build", "fmt", "close", "first_match",
+]
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one checker. ``bool(result)`` is True when it passed; ``str(result)`` is the message."""
+
+    exercise: str
+    passed: bool
+    property: str = ""  # the name of the broken property, e.g. "future leakage"
+    explanation: str = ""  # one or two sentences: what the property is and what went wrong
+    counterexample: str = ""  # small concrete inputs and the two outputs
+    hint: str = ""  # where to look, without the solution
+    checked: list[str] = field(default_factory=list)  # what was verified (shown on success)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        if self.passed:
+            return f"PASSED {self.exercise}: " + "; ".join(self.checked)
+        lines = [f"FAILED {self.exercise}: {self.property}"]
+        if self.explanation:
+            lines.append(f"  {self.explanation}")
+        if self.counterexample:
+            lines.append("  counter-example:")
+            lines += [f"    {line}" for line in self.counterexample.strip("\n").split("\n")]
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+    __repr__ = __str__  # a notebook shows the message, not a dataclass dump
+
+    def raise_if_failed(self) -> "CheckResult":
+        """Raise `ExerciseFailed` (an AssertionError whose message is this result) unless the check passed."""
+        if not self.passed:
+            raise ExerciseFailed(self)
+        return self
+
+
+class ExerciseFailed(AssertionError):
+    """A failed check, raised; ``.result`` is the `CheckResult`. An AssertionError, so nbgrader scores it 0."""
+
+    def __init__(self, result: CheckResult):
+        super().__init__(str(result))
+        self.result = result
+
+
+class ReferenceWeightsError(ValueError):
+    """The reference weights cannot be mapped onto the student's parameters (names and shapes both disagree)."""
+
+
+@dataclass
+class Variant:
+    """The reference with one known mistake: if the student's output matches it, that mistake is the diagnosis."""
+
+    property: str
+    compute: Callable[..., Any]  # same call signature as the thing being checked
+    explanation: str
+    hint: str
+
+
+def fail(exercise: str, property: str, explanation: str, counterexample: str = "", hint: str = "") -> CheckResult:
+    return CheckResult(exercise, False, property, explanation, counterexample, hint)
+
+
+def not_implemented(exercise: str, where: str) -> CheckResult:
+    return fail(exercise, "not implemented yet", f"{where} raised NotImplementedError.",
+                hint="replace the `raise NotImplementedError` placeholder with your code, then run the check again")
+
+
+def crashed(exercise: str, where: str, error: BaseException) -> CheckResult:
+    """A student's code raised: show the exception and the student's own line, not the checker's stack."""
+    if isinstance(error, NotImplementedError):
+        return not_implemented(exercise, where)
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "mingpt/exercises" not in f.filename]
+    at = f" (at line {frames[-1].lineno}: `{frames[-1].line}`)" if frames and frames[-1].line else ""
+    return fail(exercise, "your code raised an exception", f"{where} raised {type(error).__name__}: {error}{at}",
+                hint="read the exception: shapes in the comments, (B, T, C) and (B, nh, T, hs), help to find it")
+
+
+# ------------------------------------------------------------------------------------------ numbers and text
+def close(a: Any, b: Any, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    """True when a and b are tensors of the same shape and equal within tolerance (NaN never equals)."""
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
+        return False
+    return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=rtol))
+
+
+def fmt(t: Any, n: int = 4) -> str:
+    """A short readable tensor/list: the first n numbers, 4 significant digits, '...' if cut."""
+    if isinstance(t, torch.Tensor):
+        values = t.detach().flatten().tolist()
+    else:
+        values = list(t)
+    shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values[:n])
+    return "[" + shown + (", ..." if len(values) > n else "") + "]"
+
+
+def first_match(student_output: Any, variants: Sequence[Variant], *args, atol: float = 1e-5) -> Variant | None:
+    """The first variant whose output equals the student's on the same inputs, or None."""
+    for variant in variants:
+        try:
+            expected = variant.compute(*args)
+        except Exception:  # a variant that cannot run on these inputs simply does not match
+            continue
+        if close(student_output, expected, atol=atol, rtol=atol):
+            return variant
+    return None
+
+
+# ------------------------------------------------------------------------------------------ building modules
+def build(cls: Any, *args: Any, **kwargs: Any) -> nn.Module:
+    """
+    cls(*args, **kwargs), dropping trailing positional args the constructor does not take (a student's attention
+    may take (config) or (config, layer_idx)). Raises TypeError if cls is not an nn.Module class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"expected your class (a subclass of nn.Module), got {cls!r}; pass the class, not an instance")
+    try:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+    except (TypeError, ValueError):
+        return cls(*args, **kwargs)
+    if not any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]  # no self
+        args = args[: len(positional)]
+    return cls(*args, **kwargs)
+
+
+_ROLE_OF_NAME = {  # the names students give separate query/key/value projections
+    "q": "q", "query": "q", "wq": "q", "q_proj": "q", "w_q": "q", "queries": "q",
+    "k": "k", "key": "k", "wk": "k", "k_proj": "k", "w_k": "k", "keys": "k",
+    "v": "v", "value": "v", "wv": "v", "v_proj": "v", "w_v": "v", "values": "v",
+}
+
+
+def _qkv_role(name: str) -> tuple[str, str] | None:
+    """'attn.query.weight' -> ('q', 'weight'); None if the module's name is not a query/key/value name."""
+    parts = name.split(".")
+    if len(parts) < 2 or parts[-1] not in ("weight", "bias"):
+        return None
+    role = _ROLE_OF_NAME.get(parts[-2].lower())
+    return (role, parts[-1]) if role else None
+
+
+def load_reference_weights(student: nn.Module, reference: dict[str, torch.Tensor], what: str = "your module") -> None:
+    """
+    Copy the reference's weights into the student's parameters, matched in this order:
+      1. the same name and shape (or the transposed shape: a weight stored for ``x @ W``);
+      2. separate query/key/value projections (named q/k/v, query/key/value, q_proj...) take their third of the
+         reference's fused ``c_attn``;
+      3. whatever is left, by shape, in the order the parameters were defined.
+    Raises ReferenceWeightsError with a table of both sides when some parameter cannot be matched.
+    """
+    targets = dict(student.named_parameters())
+    remaining_ref = dict(reference)
+    plan: dict[str, torch.Tensor] = {}
+
+    def take(name: str, tensor: torch.Tensor) -> bool:
+        shape = targets[name].shape
+        if tensor.shape == shape:
+            plan[name] = tensor
+        elif tensor.dim() == 2 and tensor.t().shape == shape:
+            plan[name] = tensor.t()
+        else:
+            return False
+        return True
+
+    for name in targets:  # 1. by name
+        if name in remaining_ref and take(name, remaining_ref[name]):
+            del remaining_ref[name]
+    fused = [k for k in remaining_ref if k.endswith("c_attn.weight") or k.endswith("c_attn.bias")]
+    for key in fused:  # 2. a fused c_attn split three ways
+        thirds = dict(zip("qkv", remaining_ref[key].chunk(3, dim=0)))
+        kind = key.rsplit(".", 1)[1]
+        used = False
+        for name in targets:
+            role = _qkv_role(name)
+            if name not in plan and role and role[1] == kind:
+                used |= take(name, thirds[role[0]])
+        if used:
+            del remaining_ref[key]
+    left_student = [n for n in targets if n not in plan]  # 3. by shape, in definition order
+    for name in left_student:
+        for key in list(remaining_ref):
+            if take(name, remaining_ref[key]):
+                del remaining_ref[key]
+                break
+    missing = [n for n in targets if n not in plan]
+    used = {t.data_ptr() for t in plan.values()}
+    for key in list(remaining_ref):  # a tied weight (lm_head = wte) is one tensor under two names: fine
+        if remaining_ref[key].data_ptr() in used:
+            del remaining_ref[key]
+    if missing or remaining_ref:
+        rows = [f"      yours     {n:32s} {tuple(p.shape)}" for n, p in targets.items()]
+        rows += [f"      reference {n:32s} {tuple(t.shape)}" for n, t in reference.items()]
+        unmatched = ", ".join(missing) if missing else "(all of yours matched)"
+        raise ReferenceWeightsError(
+            f"cannot load the reference weights into {what}: no reference weight fits {unmatched}; reference weights "
+            f"left over: {', '.join(remaining_ref) or 'none'}.\n"
+            + "\n".join(rows)
+            + "\n    Give your layers the reference's names and shapes (see the table), e.g. a Linear of the same size."
+        )
+    with torch.no_grad():
+        for name, tensor in plan.items():
+            targets[name].copy_(tensor)
+
+
+def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) -> CheckResult | None:
+    """load_reference_weights, with its error turned into a failed result (None when it worked)."""
+    try:
+        load_reference_weights(student, reference, what)
+    except ReferenceWeightsError as e:
+        return fail(exercise, "reference weights do not fit your parameters", str(e),
+                    hint="a checker compares your module with the reference on the *same* weights, so your "
+                         "parameters must have the same shapes (a different count means a missing or extra layer)")
+    return None
+
+
+def construct(exercise: str, cls: Any, *args: Any) -> tuple[nn.Module | None, CheckResult | None]:
+    """(the student's module, None), or (None, a failed result) when their constructor raised."""
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"expected your class (a subclass of nn.Module), got {cls!r}; pass the class, not an instance")
+    try:
+        return build(cls, *args), None
+    except Exception as e:
+        shown = ", ".join(type(a).__name__ if not isinstance(a, (int, float)) else repr(a) for a in args)
+        return None, crashed(exercise, f"{cls.__name__}({shown})", e)
+
+
+def run(exercise: str, where: str, fn: Callable, *args: Any) -> tuple[Any, CheckResult | None]:
+    """(fn(*args), None), or (None, a failed result) when the student's code raised."""
+    try:
+        return fn(*args), None
+    except Exception as e:
+        return None, crashed(exercise, where, e)

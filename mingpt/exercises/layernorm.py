@@ -1,0 +1,123 @@
+"""
+Checking a student's LayerNorm: normalise each position's C channels to mean 0 and variance 1, then scale and
+shift by learned gain and bias.
+
+The one idea: three inputs reveal almost every LayerNorm mistake. Ordinary random activations catch the wrong
+axis, a missing gain/bias and the unbiased (n - 1) variance; activations with a *tiny* variance make epsilon
+dominate, so epsilon outside the square root or missing altogether shows; a constant row (variance exactly 0)
+turns a missing epsilon into 0 / 0 = NaN.
+
+    from mingpt.exercises import check_layernorm
+    check_layernorm(MyLayerNorm)          # MyLayerNorm(ndim, eps=1e-5, bias=True); forward(x)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from mingpt.exercises.core import CheckResult, Variant, close, construct, crashed, fail, first_match, fmt, load_or_fail
+
+__all__ = ["check_layernorm"]
+
+EXERCISE = "LayerNorm"
+EPS = 1e-5  # GPT-2's epsilon
+
+
+def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=True, center=True):
+    """The reference LayerNorm with one knob per classic mistake (defaults: correct)."""
+    mean = x.mean(dim=dims, keepdim=True) if center else 0.0
+    var = ((x - mean) ** 2).mean(dim=dims, keepdim=True) if not unbiased else x.var(dim=dims, keepdim=True)
+    y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / torch.sqrt(var + eps)
+    return y * ln.weight + ln.bias if affine else y
+
+
+def _variants(ln) -> list[Variant]:
+    return [
+        Variant("unbiased variance", lambda x: _norm(ln, x, unbiased=True),
+                "LayerNorm divides the summed squares by n (the biased, population variance); yours divides by "
+                "n - 1, as torch.var does by default.", "look at torch.var's `unbiased`/`correction` argument"),
+        Variant("epsilon outside the square root", lambda x: _norm(ln, x, eps_outside=True),
+                "The reference computes (x - mean) / sqrt(var + eps); yours adds eps after the square root.",
+                "where exactly does eps go in the formula?"),
+        Variant("epsilon missing", lambda x: _norm(ln, x, eps=0.0),
+                "Without eps, a row whose values are all equal (variance 0) divides 0 by 0.",
+                "add the small constant eps to the variance before the square root"),
+        Variant("normalised over the wrong axis (time)", lambda x: _norm(ln, x, dims=(1,)),
+                "The statistics must be taken over the C channels of each position (the last axis); yours are taken "
+                "over the positions, so one position's output depends on the others.", "which axis holds C?"),
+        Variant("normalised over the wrong axis (batch)", lambda x: _norm(ln, x, dims=(0,)),
+                "Yours takes the mean and variance over the batch (that is BatchNorm); LayerNorm uses the C channels "
+                "of each position.", "which axis holds C?"),
+        Variant("normalised over the wrong axes (whole tensor)", lambda x: _norm(ln, x, dims=(0, 1, 2)),
+                "Yours takes one mean and variance over the whole tensor; LayerNorm uses each position's C channels.",
+                "keep the reduction to the last axis, with keepdim=True"),
+        Variant("gain and bias not applied", lambda x: _norm(ln, x, affine=False),
+                "After normalising, LayerNorm multiplies by a learned gain (weight) and adds a learned bias.",
+                "use your weight and bias parameters in forward"),
+        Variant("mean not subtracted", lambda x: _norm(ln, x, center=False),
+                "Yours divides by the root mean square without subtracting the mean first (that is RMSNorm).",
+                "centre each row before computing the variance"),
+    ]
+
+
+def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
+    """Check a LayerNorm class against torch's nn.LayerNorm (eps 1e-5); on failure, name the mistake."""
+    g = torch.Generator().manual_seed(seed)
+    ref = nn.LayerNorm(ndim, eps=EPS)
+    with torch.no_grad():
+        ref.weight.copy_(1 + 0.5 * torch.randn(ndim, generator=g))
+        ref.bias.copy_(0.5 * torch.randn(ndim, generator=g))
+    student, problem = construct(EXERCISE, cls, ndim)
+    if problem is not None:
+        return problem
+    problem = load_or_fail(EXERCISE, student, ref.state_dict(), f"your {cls.__name__}")
+    if problem is not None:
+        return problem
+    student.eval()
+    inputs = {
+        "random activations": 3 * torch.randn(3, 4, ndim, generator=g) + 2,
+        "activations with a tiny variance (where eps matters)": 1 + 1e-3 * torch.randn(3, 4, ndim, generator=g),
+        "a constant row (variance exactly 0)": torch.full((1, 2, ndim), 2.0),
+    }
+    with torch.no_grad():
+        for label, x in inputs.items():
+            try:
+                out = student(x)
+            except Exception as e:
+                return crashed(EXERCISE, f"forward(x) with x of shape {tuple(x.shape)}", e)
+            expected = _norm(ref, x)
+            if isinstance(out, torch.Tensor) and out.shape != x.shape:
+                return fail(EXERCISE, "wrong output shape", f"LayerNorm keeps the shape: x {tuple(x.shape)} -> "
+                            f"yours {tuple(out.shape)}.", hint="reduce with keepdim=True so the statistics broadcast")
+            if close(out, expected, atol=1e-4):
+                continue
+            variant = first_match(out, _variants(ref), x, atol=1e-4)
+            if variant is None and label.startswith("a constant") and torch.isnan(out).any():
+                variant = _variants(ref)[2]
+            if variant is not None:
+                return fail(EXERCISE, variant.property, variant.explanation, _example(student, ref, variant, x, label),
+                            variant.hint)
+            return fail(EXERCISE, "output differs from the reference", "No known mistake explains the difference.",
+                        f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\nexpected {fmt(expected[0, 0])}",
+                        "mean and variance over the last axis, (x - mean) / sqrt(var + eps), then * weight + bias")
+    return CheckResult(EXERCISE, True, checked=["same output as nn.LayerNorm on random, tiny-variance and constant "
+                                                "rows", "statistics over the channels of each position"])
+
+
+def _example(student, ref, variant, x, label) -> str:
+    """A small, readable counter-example for the diagnosed mistake."""
+    if variant.property == "unbiased variance":
+        row = torch.arange(x.shape[-1], dtype=torch.float32).expand(1, 1, -1)
+        n = row.shape[-1]
+        return (f"the row x = {fmt(row, n)} has mean {row.mean():.4g}, variance (divide by n) "
+                f"{row.var(unbiased=False):.4g} and (divide by n - 1) {row.var():.4g}\n"
+                f"yours    {fmt(student(row))}\nexpected {fmt(_norm(ref, row))}")
+    if variant.property.startswith("normalised over the wrong axis"):
+        x2 = x.clone()
+        x2[:, 1:] += 5.0
+        x2[1:] += 5.0
+        return (f"shifting only the *other* positions/rows of x moved your output at [0, 0]:\n"
+                f"before {fmt(student(x)[0, 0])}\nafter  {fmt(student(x2)[0, 0])}\n"
+                f"it must not move: each position is normalised on its own")
+    return f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(student(x)[0, 0])}\nexpected {fmt(_norm(ref, x)[0, 0])}"

@@ -1,0 +1,81 @@
+"""A student's component plugs into GPT, trains with the real Trainer and generates; misfits fail clearly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from mingpt.exercises.training import sorting_config, train_and_compare
+from mingpt.model import GPT, Block
+from student_code import Attention, LayerNorm
+
+STEPS = 60  # enough for the reference to go from loss ~1.1 to well below a detached model's
+
+
+class StudentBlock(Block):
+    """A Block written by a student that builds its parts from their own classes."""
+
+    def __init__(self, config, layer_idx):
+        super().__init__(config, layer_idx, attention=Attention, layer_norm=LayerNorm)
+
+
+def test_student_components_are_used_and_keep_gpt2_names():
+    model = GPT(sorting_config(), attention=Attention, layer_norm=LayerNorm)
+    assert type(model.transformer.h[1].attn) is Attention
+    assert type(model.transformer.h[0].ln_2) is LayerNorm and type(model.transformer.ln_f) is LayerNorm
+    assert set(model.state_dict()) == set(GPT(sorting_config()).state_dict())  # weights map one to one
+    assert type(GPT(sorting_config(), block=StudentBlock).transformer.h[0]) is StudentBlock
+
+
+def test_student_attention_trains_with_the_trainer_and_generates():
+    result = train_and_compare(steps=STEPS, attention=Attention, layer_norm=LayerNorm)
+    assert result, str(result)
+    assert f"on sorting in {STEPS} steps" in str(result) and "greedy sort of [2, 0, 1, 2, 0, 1]" in str(result)
+
+
+def test_a_component_that_does_not_learn_is_caught_by_training():
+    class Detached(Attention):  # passes check_attention (same values), but no gradient flows through it
+        def forward(self, x, kv_cache=None):
+            return super().forward(x).detach()
+
+    result = train_and_compare(steps=STEPS, attention=Detached)
+    assert not result and result.property == "trains worse than the reference", str(result)
+
+
+def test_misfits_fail_at_construction_with_the_signature_needed():
+    class NoLayerIdx(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+
+        def forward(self, x, kv_cache=None):
+            return x
+
+    class NoCacheArgument(Attention):
+        def forward(self, x):
+            return super().forward(x)
+
+    class NoEps(nn.Module):
+        def __init__(self, ndim):
+            super().__init__()
+
+    with pytest.raises(TypeError, match=r"attention=NoLayerIdx must define __init__\(self, config, layer_idx\)"):
+        GPT(sorting_config(), attention=NoLayerIdx)
+    with pytest.raises(TypeError, match=r"forward\(self, x, kv_cache=None\)"):
+        GPT(sorting_config(), attention=NoCacheArgument)
+    with pytest.raises(TypeError, match=r"layer_norm=NoEps must define __init__\(self, ndim, eps=1e-5, bias=True\)"):
+        GPT(sorting_config(), layer_norm=NoEps)
+    with pytest.raises(TypeError, match="pass the class itself"):
+        GPT(sorting_config(), mlp=nn.Identity())
+    with pytest.raises(ValueError, match="either block="):
+        GPT(sorting_config(), block=StudentBlock, attention=Attention)
+    assert train_and_compare(steps=1, attention=NoLayerIdx).property == "your class does not fit into GPT"
+
+
+def test_default_model_is_unchanged_by_the_plug_in_points():
+    torch.manual_seed(0)
+    a = GPT(sorting_config())
+    torch.manual_seed(0)
+    b = GPT(sorting_config(), attention=None, mlp=None, layer_norm=None, block=None)
+    idx = torch.tensor([[0, 1, 2, 0]])
+    assert torch.equal(a(idx)[0], b(idx)[0])

@@ -1,0 +1,160 @@
+"""
+The course notebooks (notebooks/course/) as a teacher uses them with nbgrader, end to end and for real:
+`nbgrader generate_assignment` makes the student version, `nbgrader autograde` executes and grades both the
+untouched student version (every check must fail cleanly, with NotImplementedError, ExerciseFailed or
+AssertionError only, and score 0) and the teacher's solution version (full marks, each notebook's result printed).
+
+Kernels run with MINGPT_COURSE_FAST=1 (few training steps, small data), local data, and no network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbgrader")
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+COURSE = REPO_ROOT / "notebooks" / "course"
+NOTEBOOKS = sorted(p.name for p in COURSE.glob("*.ipynb"))
+# What each notebook visibly achieves when solved (printed by its last cells).
+RESULTS = {
+    "01_bigram.ipynb": "the bigram model learned something",
+    "02_self_attention.ipynb": "row sums: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]",
+    "03_multihead_attention.ipynb": "PASSED training run (attention=MultiHeadAttention)",
+    "04_block.ipynb": "PASSED training run (block=Block)",
+    "05_gpt_shakespeare.ipynb": "your GPT is learning",
+    "06_sampling_kv_cache.ipynb": "same tokens: True",
+    "07_bpe.ipynb": "your merges equal mingpt.bpe_train's: True",
+    "08_gpt2_weights.ipynb": "same greedy continuation: True",
+}
+# A placeholder raises NotImplementedError, a checker ExerciseFailed, a "does it learn" cell AssertionError.
+ALLOWED_STUDENT_ERRORS = {"NotImplementedError", "ExerciseFailed", "AssertionError"}
+
+
+def nbgrader_cells(nb, kind: str) -> list:
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get(kind)]
+
+
+def test_course_notebooks_are_nbgrader_assignments_stored_without_outputs():
+    assert NOTEBOOKS == sorted(RESULTS), "every course notebook needs its expected result in RESULTS"
+    for name in NOTEBOOKS:
+        nb = nbformat.read(COURSE / name, as_version=4)
+        nbformat.validate(nb)
+        assert re.match(r"\d\d_", name)
+        solutions, tests = nbgrader_cells(nb, "solution"), nbgrader_cells(nb, "grade")
+        assert solutions and tests, name
+        for cell in solutions:
+            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1, name
+        for cell in tests:
+            assert cell.metadata.nbgrader["points"] >= 1 and cell.metadata.nbgrader["locked"], name
+        ids = [c.metadata.nbgrader["grade_id"] for c in solutions + tests]
+        assert len(ids) == len(set(ids)), f"{name}: duplicate grade_id"
+        # A checker call after each exercise: every solution cell is followed (before the next one) by a test cell.
+        kinds = ["s" if c in solutions else "t" for c in nb.cells if c in solutions or c in tests]
+        assert "ss" not in "".join(kinds) and kinds[-1] == "t", f"{name}: an exercise without its check"
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, f"{name} is stored with outputs"
+
+
+def run_nbgrader(args: list[str], course_dir: pathlib.Path, env: dict) -> str:
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_dir, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def printed(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
+
+
+def test_nbgrader_round_trip(tmp_path, data_dir):
+    course_dir = tmp_path / "course"
+    shutil.copytree(COURSE, course_dir / "source" / "course", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (course_dir / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        "c.CourseDirectory.course_id = 'mingpt'\n"
+        "c.ExecutePreprocessor.timeout = 300\n"
+    )
+    env = {**os.environ, "MINGPT_COURSE_FAST": "1", "MINGPT_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MINGPT_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           # nbgrader runs the `alembic` command of its environment, which need not be activated
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+
+    # 1. The teacher makes the student version: solutions replaced by placeholders, checks kept and locked.
+    run_nbgrader(["generate_assignment", "course", "--force"], course_dir, env)
+    release = course_dir / "release" / "course"
+    assert sorted(p.name for p in release.glob("*.ipynb")) == NOTEBOOKS
+    for name in NOTEBOOKS:
+        text = (release / name).read_text(encoding="utf-8")
+        assert "BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text, name
+
+    # 2. Two submissions: a student who changed nothing, and the teacher's solutions. Each is graded in its own
+    #    copy of the course (same gradebook start), so the two autograde runs use both cores side by side.
+    dirs = {"student": course_dir, "teacher": tmp_path / "course-teacher"}
+    shutil.copytree(course_dir, dirs["teacher"])
+    for student, folder in (("student", release), ("teacher", course_dir / "source" / "course")):
+        target = dirs[student] / "submitted" / student / "course"
+        target.mkdir(parents=True)
+        for name in NOTEBOOKS:
+            shutil.copy(folder / name, target / name)
+    start = time.perf_counter()
+    runs = {student: subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", "course", "--create"],
+                                      cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for student, folder in dirs.items()}
+    for student, run in runs.items():
+        output = run.communicate(timeout=600)[0]
+        assert run.returncode == 0, f"nbgrader autograde ({student}) failed:\n{output[-3000:]}"
+    print(f"nbgrader autograde, 2 x {len(NOTEBOOKS)} notebooks side by side: {time.perf_counter() - start:.1f} s")
+
+    # 3. Grades from nbgrader's own gradebooks.
+    from nbgrader.api import Gradebook
+
+    for student, folder in dirs.items():
+        with Gradebook(f"sqlite:///{folder / 'gradebook.db'}", course_id="mingpt") as gradebook:
+            for name in NOTEBOOKS:
+                graded = gradebook.find_submission_notebook(name[: -len(".ipynb")], "course", student)
+                if student == "teacher":
+                    assert graded.max_score >= 2 and graded.score == graded.max_score, f"{name}: {graded.score}"
+                else:
+                    assert graded.score == 0, f"{name}: the empty student version scored {graded.score}"
+
+    for name in NOTEBOOKS:
+        solved = nbformat.read(dirs["teacher"] / "autograded" / "teacher" / "course" / name, as_version=4)
+        errors = [o for c in solved.cells for o in c.get("outputs", []) if o.output_type == "error"]
+        assert not errors, f"{name} (solutions) raised {errors[0].ename}: {errors[0].evalue}"
+        assert RESULTS[name] in printed(solved), f"{name}: expected {RESULTS[name]!r}"
+        assert "FAILED" not in printed(solved)
+
+        untouched = nbformat.read(dirs["student"] / "autograded" / "student" / "course" / name, as_version=4)
+        names = {o.ename for c in untouched.cells for o in c.get("outputs", []) if o.output_type == "error"}
+        assert names and names <= ALLOWED_STUDENT_ERRORS, f"{name}: the student version crashed with {names}"
+        failures = [o.evalue for c in nbgrader_cells(untouched, "grade") for o in c.get("outputs", [])
+                    if o.output_type == "error"]
+        assert any("not implemented yet" in message for message in failures), f"{name}: {failures}"
+
+
+def test_student_version_reports_the_mistake_not_a_crash(tmp_path):
+    """A wrong solution in a course notebook produces the checker's diagnosis as the cell's error."""
+    nb = nbformat.read(COURSE / "03_multihead_attention.ipynb", as_version=4)
+    solution = next(c for c in nbgrader_cells(nb, "solution") if "class MultiHeadAttention" in c.source)
+    code = solution.source.replace("/ math.sqrt(hs)", "/ hs")  # a classic mistake: the scale applied twice
+    namespace: dict = {}
+    exec("import math, torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n" + code, namespace)
+    from mingpt.exercises import ExerciseFailed, check_attention
+
+    with pytest.raises(ExerciseFailed, match=r"scaling applied twice"):
+        check_attention(namespace["MultiHeadAttention"]).raise_if_failed()
+    assert json.dumps(nb.metadata["kernelspec"]["name"]) == '"python3"'

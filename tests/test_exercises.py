@@ -1,0 +1,158 @@
+"""
+The checkers of mingpt.exercises diagnose mistakes, proven by a mutation table: each entry is a deliberately
+buggy, student-style implementation (tests/student_code.py, written independently of the checkers' own variants),
+and the test asserts that the checker names *that* mistake, with a counter-example and a hint. The correct
+implementations, including valid alternatives (einsum, a manual loop over heads, separate q/k/v projections,
+transposed weights), must pass: zero false alarms.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mingpt.bpe import merge_pair
+from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError, check_attention,
+                              check_attention_weights, check_bigram, check_block, check_bpe_encode, check_embedding,
+                              check_gpt, check_greedy, check_hf_conversion, check_kv_cache, check_layernorm,
+                              check_loss, check_lr_schedule, check_merge, check_mlp, check_sampling_probs,
+                              check_weight_decay_groups, load_reference_weights)
+from mingpt.generation import KVCache
+from mingpt.model import GPT, MLP, Block, CausalSelfAttention
+from student_code import (Attention, EinsumAttention, LoopAttention, TransposedWeightsAttention, LayerNorm, mlp_with,
+                          Embedding, NoPositions, PositionsFromTokens, loss_ok, loss_unshifted, loss_no_ignore,
+                          loss_summed, loss_on_probabilities, probs_ok, probs_temperature_after_softmax,
+                          probs_top_p_tail, probs_top_p_drops_crossing, probs_top_k_off_by_one, ForgetfulCache,
+                          SharedCache, WrongAxisCache, NotCountingCache, merge_overlapping, merge_in_place,
+                          encode_by_frequency, encode_ok, groups_ok, groups_by_dimension, groups_everything,
+                          groups_by_name_twice, lr_ok, lr_not_flat, lr_to_zero, lr_no_warmup, lr_zero_start, Bigram,
+                          BigramProbabilities, weights_with, convert_ok, convert_without_transpose,
+                          convert_where_shapes_complain, convert_every_matrix, ATTENTION_MUTATIONS,
+                          LAYERNORM_MUTATIONS, BLOCK_MUTATIONS)
+
+
+# ---------------------------------------------------------------------------------------------- the table
+MUTATIONS = (
+    [(check_attention, impl, prop) for impl, prop in ATTENTION_MUTATIONS]
+    + [(check_layernorm, impl, prop) for impl, prop in LAYERNORM_MUTATIONS]
+    + [(check_mlp, mlp_with(lambda h: F.gelu(h)), "exact GELU instead of GPT-2's tanh approximation"),
+       (check_mlp, mlp_with(F.relu), "ReLU instead of GELU")]
+    + [(check_block, impl, prop) for impl, prop in BLOCK_MUTATIONS]
+    + [(check_embedding, NoPositions, "position embedding missing"),
+       (check_embedding, PositionsFromTokens, "positions looked up by token id"),
+       (check_loss, loss_unshifted, "targets not shifted"),
+       (check_loss, loss_no_ignore, "ignore index not honoured"),
+       (check_loss, loss_summed, "sum instead of mean"),
+       (check_loss, loss_on_probabilities, "softmax applied before cross_entropy"),
+       (check_sampling_probs, probs_temperature_after_softmax, "temperature applied after the softmax"),
+       (check_sampling_probs, probs_top_p_tail, "top-p keeps the wrong side of the threshold"),
+       (check_sampling_probs, probs_top_p_drops_crossing, "top-p drops the token that crosses p"),
+       (check_sampling_probs, probs_top_k_off_by_one, "top-k keeps one token too few"),
+       (check_greedy, lambda logits: logits.argmax(dim=0), "argmax over the wrong axis"),
+       (check_kv_cache, ForgetfulCache, "the cache forgets earlier positions"),
+       (check_kv_cache, SharedCache, "layers share one cache"),
+       (check_kv_cache, WrongAxisCache, "concatenated along the wrong axis"),
+       (check_kv_cache, NotCountingCache, "length does not count the stored positions"),
+       (check_merge, merge_overlapping, "overlapping pairs merged twice"),
+       (check_merge, merge_in_place, "the input list was changed"),
+       (check_bpe_encode, encode_by_frequency, "merging by frequency instead of rank"),
+       (check_weight_decay_groups, groups_everything,
+        "weight decay on biases and LayerNorm gains and position embeddings"),
+       (check_weight_decay_groups, groups_by_dimension, "weight decay on position embeddings"),
+       (check_weight_decay_groups, groups_by_name_twice, "a parameter is listed twice"),
+       (check_lr_schedule, lr_not_flat, "not flat after lr_decay_iters"),
+       (check_lr_schedule, lr_to_zero, "decays to 0 instead of min_lr"),
+       (check_lr_schedule, lr_no_warmup, "warm-up missing"),
+       (check_lr_schedule, lr_zero_start, "learning rate 0 at the first step"),
+       (check_bigram, BigramProbabilities, "returned probabilities, not logits"),
+       (check_attention_weights, weights_with(softmax_dim=-2), "softmax over the wrong dimension"),
+       (check_attention_weights, weights_with(causal=False), "future leakage"),
+       (check_hf_conversion, convert_without_transpose, "Conv1D weight not transposed"),
+       (check_hf_conversion, convert_where_shapes_complain, "Conv1D weight not transposed"),
+       (check_hf_conversion, convert_every_matrix, "transposed a weight that was already right")]
+)
+
+
+@pytest.mark.parametrize("checker, implementation, mistake", MUTATIONS,
+                         ids=[f"{c.__name__}-{m}" for c, _, m in MUTATIONS])
+def test_each_mistake_gets_its_diagnosis(checker, implementation, mistake):
+    result = checker(implementation)
+    assert isinstance(result, CheckResult) and not result
+    assert result.property == mistake, str(result)
+    message = str(result)
+    assert message.startswith(f"FAILED {result.exercise}: {mistake}")
+    assert "counter-example:" in message and result.counterexample.strip(), message  # concrete numbers
+    assert "hint:" in message or mistake in ("future leakage",), message
+
+
+def test_the_table_has_at_least_25_distinct_mistakes():
+    assert len({m for _, _, m in MUTATIONS}) >= 25
+
+
+CORRECT = [
+    (check_attention, CausalSelfAttention), (check_attention, Attention), (check_attention, EinsumAttention),
+    (check_attention, LoopAttention), (check_attention, TransposedWeightsAttention),
+    (check_layernorm, LayerNorm), (check_layernorm, nn.LayerNorm),
+    (check_mlp, MLP), (check_block, Block), (check_embedding, Embedding), (check_loss, loss_ok), (check_gpt, GPT),
+    (check_greedy, lambda logits: logits.argmax(dim=-1)), (check_sampling_probs, probs_ok),
+    (check_kv_cache, KVCache), (check_merge, lambda ids, pair, new_id: merge_pair(ids, *pair, new_id)),
+    (check_bpe_encode, encode_ok), (check_weight_decay_groups, groups_ok), (check_lr_schedule, lr_ok),
+    (check_bigram, Bigram), (check_hf_conversion, convert_ok), (check_attention_weights, weights_with()),
+]
+
+
+def test_a_forgotten_square_transpose_is_named_as_such():
+    result = check_hf_conversion(convert_where_shapes_complain)
+    assert "attn.c_proj.weight" in result.counterexample and "it is square" in result.explanation
+
+
+@pytest.mark.parametrize("checker, implementation", CORRECT,
+                         ids=[f"{c.__name__}-{i}" for i, (c, _) in enumerate(CORRECT)])
+def test_no_false_alarm_on_correct_implementations(checker, implementation):
+    result = checker(implementation)
+    assert result, str(result)
+    assert str(result).startswith("PASSED")
+
+
+def test_not_implemented_fails_cleanly_and_raise_if_failed_carries_the_message():
+    class Todo(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            raise NotImplementedError
+
+    result = check_attention(Todo)
+    assert not result and result.property == "not implemented yet"
+    with pytest.raises(ExerciseFailed) as info:
+        result.raise_if_failed()
+    assert isinstance(info.value, AssertionError) and "not implemented yet" in str(info.value)
+    assert check_loss(loss_ok).raise_if_failed()  # a pass returns the result
+
+
+def test_a_crash_shows_the_students_own_line():
+    class Crashes(Attention):
+        def forward(self, x, kv_cache=None):
+            return x.view(3, -1, 5)  # a shape mistake
+
+    result = check_attention(Crashes)
+    assert result.property == "your code raised an exception"
+    assert "x.view(3, -1, 5)" in result.explanation and "RuntimeError" in result.explanation
+
+
+def test_weights_that_do_not_fit_get_a_table_of_both_sides():
+    class TooSmall(Attention):
+        def __init__(self, config):
+            super().__init__(config)
+            self.c_attn = nn.Linear(config.n_embd, 2 * config.n_embd)  # forgot v
+
+    result = check_attention(TooSmall)
+    assert result.property == "reference weights do not fit your parameters"
+    assert "yours     c_attn.weight" in result.explanation and "(24, 12)" in result.explanation
+    with pytest.raises(ReferenceWeightsError, match="cannot load the reference weights"):
+        load_reference_weights(nn.Linear(3, 4), {"weight": torch.zeros(5, 5), "bias": torch.zeros(4)})
+
+
+def test_passing_an_instance_instead_of_the_class_is_a_clear_type_error():
+    with pytest.raises(TypeError, match="pass the class, not an instance"):
+        check_layernorm(nn.LayerNorm(8))
