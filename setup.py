@@ -18,7 +18,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "transformers", "tiktoken", "matplotlib"],
+        "test": ["pytest", "transformers", "tiktoken", "matplotlib", "selenium"],
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
     license="MIT",
