@@ -6,6 +6,8 @@ alike. Reports the median time of each and the ratio (1.00 = no cost).
   - train step, config S of bench/train_step.py (6 layers, 192 dims, block 128, batch 64; forward, backward, AdamW)
   - cached greedy generation on a gpt2-size model (124M, random weights), 16-token prompt, --new-tokens new
   - for reference, the same generation with a steering hook active on one layer's resid_pre (hooks on)
+  - the worst case for fixed per-call costs: 1000 forward passes of a 2-layer, 16-dim model on one token, where
+    Python's overhead is nearly all the time (the hooks-off path adds one `is None` test per module call)
 
     python bench/hooks_overhead.py [--rounds 7] [--new-tokens 32] [--baseline-rev REV]
 
@@ -98,6 +100,20 @@ def main():
     x, y = torch.randint(0, 65, (64, 128), generator=g), torch.randint(0, 65, (64, 128), generator=g)
     t = alternate({"before": train_step_fn(before, x, y), "after": train_step_fn(after, x, y)}, args.rounds)
     print(f"{'train step, config S':<40} {t['before']:>9.3f} {t['after']:>9.3f} {t['after'] / t['before']:>6.3f}")
+
+    before, after = twin_models(Baseline, n_layer=2, n_head=2, n_embd=16, vocab_size=10, block_size=8)
+    one = torch.zeros(1, 1, dtype=torch.long)
+
+    def thousand(model):
+        def run():
+            with torch.no_grad():
+                for _ in range(1000):
+                    model(one)
+        return run
+
+    t = alternate({"before": thousand(before.eval()), "after": thousand(after.eval())}, args.rounds)
+    label = "tiny model, 1000 one-token forwards"
+    print(f"{label:<40} {t['before']:>9.3f} {t['after']:>9.3f} {t['after'] / t['before']:>6.3f}")
 
     before, after = twin_models(Baseline, n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=1024)
     prompt = torch.randint(0, 50257, (1, 16), generator=g)

@@ -102,12 +102,13 @@ class ActivationCache:
         return layer
 
     def accumulated_resid(self, layer: int | None = None, incl_mid: bool = False, apply_ln: bool = False,
-                          pos_slice=None, return_labels: bool = False):
+                          pos_slice=None, return_labels: bool = False, mlp_input: bool = False):
         """
         The residual stream at each depth up to ``layer``: resid_pre of blocks 0..layer (and resid_mid with
         incl_mid), then the final stream ('final_post') when layer is None, -1 or n_layer. (n, B, T, C).
         apply_ln applies the LayerNorm that reads ``layer``'s input, with its cached scale, weight and bias, to
         every entry: each is a whole residual stream, and the last one becomes exactly the LayerNorm's output.
+        mlp_input: go on to ``layer``'s resid_mid, the input of its MLP (and use its ln2).
         """
         layer = self._layer(layer, "accumulated_resid")
         n = self.model.config.n_layer
@@ -122,19 +123,24 @@ class ActivationCache:
             if incl_mid and i < layer:
                 components.append(self["resid_mid", i])
                 labels.append(f"{i}_mid")
+        if mlp_input and layer < n:
+            components.append(self["resid_mid", layer])
+            labels.append(f"{layer}_mid")
         stack = _slice_pos(torch.stack(components), pos_slice, dim=2)
         if apply_ln:
-            stack = self.apply_ln_to_stack(stack, layer, pos_slice=pos_slice, add_bias=True)
+            stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice, add_bias=True)
         return (stack, labels) if return_labels else stack
 
     def decompose_resid(self, layer: int | None = None, mode: str = "all", apply_ln: bool = False,
-                        pos_slice=None, incl_embeds: bool = True, return_labels: bool = False):
+                        pos_slice=None, incl_embeds: bool = True, return_labels: bool = False,
+                        mlp_input: bool = False):
         """
         What each sublayer wrote into the stream before ``layer``: embed, pos_embed, then {i}_attn_out and
         {i}_mlp_out (mode 'all', 'attn' or 'mlp'). They sum to resid_pre of ``layer`` (the final stream by default).
         With apply_ln, each goes through the LayerNorm's linear part (centre, divide by the cached scale, times its
         weight) and the LayerNorm's bias is appended once, labelled e.g. 'ln_final.bias': with mode='all' and the
         embeddings, the stack then sums to that LayerNorm's output (for the final one, ln_final.hook_normalized).
+        mlp_input: also ``layer``'s own attn_out, so the sum is the input of its MLP (and the LayerNorm its ln2).
         """
         if mode not in ("all", "attn", "mlp"):
             raise ValueError(f"mode must be 'all', 'attn' or 'mlp', got {mode!r}")
@@ -150,12 +156,15 @@ class ActivationCache:
             if mode != "attn":
                 components.append(self["mlp_out", i])
                 labels.append(f"{i}_mlp_out")
+        if mlp_input and layer < self.model.config.n_layer and mode != "mlp":
+            components.append(self["attn_out", layer])
+            labels.append(f"{layer}_attn_out")
         if not components:
             raise ValueError(f"decompose_resid(layer={layer}, mode={mode!r}, incl_embeds=False) has no components")
         stack = _slice_pos(torch.stack(components), pos_slice, dim=2)
         if apply_ln:
-            stack = self.apply_ln_to_stack(stack, layer, pos_slice=pos_slice)
-            stack, labels = self._append_ln_bias(stack, labels, layer)
+            stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice)
+            stack, labels = self._append_ln_bias(stack, labels, layer, mlp_input)
         return (stack, labels) if return_labels else stack
 
     def stack_head_results(self, layer: int | None = None, return_labels: bool = False,
@@ -223,8 +232,8 @@ class ActivationCache:
             out = out + ln.bias.detach()
         return out
 
-    def _append_ln_bias(self, stack: torch.Tensor, labels: list[str], layer: int):
-        ln, _, name = self._layer_norm_at(layer, mlp_input=False)
+    def _append_ln_bias(self, stack: torch.Tensor, labels: list[str], layer: int, mlp_input: bool):
+        ln, _, name = self._layer_norm_at(layer, mlp_input)
         if ln.bias is None:
             return stack, labels
         bias = ln.bias.detach().expand_as(stack[0])

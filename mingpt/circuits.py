@@ -66,6 +66,10 @@ class WeightViews:
     OV = property(lambda self: FactoredMatrix(self.W_V, self.W_O),
                   doc="each head's OV circuit W_V @ W_O, factored: (n_layer, nh, C, C)")
 
+    def all_composition_scores(self, mode: str) -> torch.Tensor:
+        """TL's method: see `all_composition_scores` below."""
+        return all_composition_scores(self, mode)
+
 
 def _bias(linear: torch.nn.Linear) -> torch.Tensor:
     return linear.bias if linear.bias is not None else torch.zeros(linear.out_features)

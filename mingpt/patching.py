@@ -47,8 +47,14 @@ class _Cell:
     index: tuple  # where its metric goes in the result grid
     layer: int
     name: str  # the hook point it patches
-    patched: torch.Tensor  # the corrupted activation (B, ...) with the cell's region taken from the clean run
+    region: tuple  # the index into the (B, ...) activation that takes the clean run's values
     start: int  # first position the patch changes; -1: it changes nothing
+
+    def patched(self, clean_cache, corrupted) -> torch.Tensor:
+        """The corrupted run's activation with this cell's region from the clean run (made when needed: memory)."""
+        value = corrupted[self.name].clone()
+        value[self.region] = clean_cache[self.name][self.region].to(value.dtype)
+        return value
 
 
 def _pos_dim(name: str) -> int:
@@ -85,18 +91,16 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
             if clean.shape != bad.shape:
                 raise ValueError(f"clean_cache[{name!r}] has shape {tuple(clean.shape)} but the corrupted run's is "
                                  f"{tuple(bad.shape)}: clean and corrupted tokens must have the same (B, T)")
-            patched = bad.clone()
-            patched[region(index)] = clean[region(index)].to(bad.dtype)
-            dim = _pos_dim(name)
-            changed = (patched != bad).movedim(dim, 0).flatten(1).any(1)
+            changed = torch.zeros_like(clean, dtype=torch.bool)
+            changed[region(index)] = clean[region(index)] != bad[region(index)]
+            changed = changed.movedim(_pos_dim(name), 0).flatten(1).any(1)  # (T,): positions the patch changes
             changed[:same_prefix] = False  # causality: both runs compute the same values there, up to rounding
             changed = changed.nonzero()
-            cells.append(_Cell(index, index[0], name, patched, int(changed[0]) if len(changed) else -1))
+            cells.append(_Cell(index, index[0], name, region(index), int(changed[0]) if len(changed) else -1))
         result = torch.full(grid, base)
         if method == "loop":
-            for cell in _progress(cells, progress, "patching"):
-                fn = lambda act, hook, cell=cell: cell.patched  # noqa: E731
-                result[cell.index] = _scalar(patching_metric(model.run_with_hooks(corrupted_tokens, [(cell.name, fn)])))
+            for cell in _progress(cells, progress, f"patching {site}"):
+                result[cell.index] = _scalar(patching_metric(_loop_one(model, corrupted_tokens, clean_cache, cell)))
             return result
         todo = sorted((c for c in cells if c.start >= 0), key=lambda c: (c.start, c.layer))
         logger.info("patching %s: %d cells, %d change something", site, len(cells), len(todo))
@@ -107,9 +111,19 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
             size = max(1, max_tokens // (B * (T - start)))
             chunks += [group[i:i + size] for i in range(0, len(group), size)]
         for chunk in _progress(chunks, progress, f"patching {site}"):
-            for cell, cell_logits in zip(chunk, _run_chunk(model, chunk, corrupted, logits, site, B)):
+            for cell, cell_logits in zip(chunk, _run_chunk(model, chunk, clean_cache, corrupted, logits, site, B)):
                 result[cell.index] = _scalar(patching_metric(cell_logits))
     return result
+
+
+def _loop_one(model, corrupted_tokens, clean_cache, cell: _Cell) -> torch.Tensor:
+    """TL's way, the reference: one full forward pass of the corrupted tokens with the cell's region patched."""
+    def patch(act, hook):
+        act = act.clone()
+        act[cell.region] = clean_cache[cell.name][cell.region].to(act.dtype)
+        return act
+
+    return model.run_with_hooks(corrupted_tokens, [(cell.name, patch)])
 
 
 def _same_token_prefix(clean_cache, corrupted) -> int:
@@ -120,7 +134,8 @@ def _same_token_prefix(clean_cache, corrupted) -> int:
     return int(differs[0]) if len(differs) else clean_cache["hook_embed"].size(1)
 
 
-def _run_chunk(model, cells: list[_Cell], corrupted, corrupted_logits: torch.Tensor, site: str, B: int):
+def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, corrupted_logits: torch.Tensor, site: str,
+               B: int):
     """
     The patched forward passes of cells sharing a start position p, as one batch: cell k owns rows k*B..(k+1)*B.
     Only positions p.. are computed (earlier keys/values come from the corrupted run), and a cell's rows join at
@@ -128,13 +143,17 @@ def _run_chunk(model, cells: list[_Cell], corrupted, corrupted_logits: torch.Ten
     Yields each cell's full (B, T, V) logits.
     """
     p = cells[0].start
-    pos_slice = lambda t, name: t.narrow(_pos_dim(name), p, t.size(_pos_dim(name)) - p)  # noqa: E731
+    dim = _pos_dim(cells[0].name)
+    patched = []  # each cell's patched activation, positions p.. only
+    for cell in cells:
+        value = cell.patched(clean_cache, corrupted)
+        patched.append(value.narrow(dim, p, value.size(dim) - p))
 
     def patch_rows(act, hook):
         act = act.clone()
         for k, cell in enumerate(cells):
             if cell.name == hook.name:
-                act[k * B:(k + 1) * B] = pos_slice(cell.patched, cell.name)
+                act[k * B:(k + 1) * B] = patched[k]
         return act
 
     in_block = site != "resid_pre"  # resid_pre is patched by starting the row from the patched value
@@ -142,10 +161,10 @@ def _run_chunk(model, cells: list[_Cell], corrupted, corrupted_logits: torch.Ten
     x = corrupted["resid_pre", 0][:0, p:]  # (0, T - p, C): no rows yet
     with hooks(model, fwd_hooks):
         for j, block in enumerate(model.transformer.h):
-            joining = [c for c in cells if c.layer == j]
+            joining = [k for k, cell in enumerate(cells) if cell.layer == j]
             if joining:
-                start = [c.patched if not in_block else corrupted["resid_pre", j] for c in joining]
-                x = torch.cat([x] + [s[:, p:] for s in start])
+                start = [patched[k] if not in_block else corrupted["resid_pre", j][:, p:] for k in joining]
+                x = torch.cat([x] + start)
             if x.size(0) == 0:
                 continue
             kv = _CorruptedPrefix(corrupted, j, p, x.size(0) // B) if p > 0 else None

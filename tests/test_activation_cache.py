@@ -61,6 +61,11 @@ def test_decomposition_closes_on_the_final_layer_norm(model, run):
     # At a middle layer it closes on that block's ln1.
     mid = cache.decompose_resid(layer=1, apply_ln=True, pos_slice=-1)
     torch.testing.assert_close(mid.sum(0), cache["normalized", 1, "ln1"][:, -1], atol=1e-5, rtol=1e-5)
+    into_mlp, labels = cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True)
+    assert labels[-2:] == ["1_attn_out", "blocks.1.ln2.bias"]
+    torch.testing.assert_close(into_mlp.sum(0), cache["normalized", 1, "ln2"], atol=1e-5, rtol=1e-5)
+    streams = cache.accumulated_resid(layer=1, mlp_input=True, apply_ln=True)
+    torch.testing.assert_close(streams[-1], cache["normalized", 1, "ln2"], atol=1e-5, rtol=1e-5)
     attn_only, labels = cache.decompose_resid(mode="attn", incl_embeds=False, return_labels=True)
     assert labels == [f"{i}_attn_out" for i in range(L)] and torch.equal(attn_only[1], cache["attn_out", 1])
 

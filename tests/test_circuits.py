@@ -103,6 +103,7 @@ def test_composition_scores_match_brute_force(model, mode):
             expected = (OV[l1, h1] @ right[l2, h2]).norm() / (OV[l1, h1].norm() * right[l2, h2].norm())
             assert scores[l1, h1, l2, h2] == pytest.approx(float(expected), rel=1e-4)
     assert torch.all(scores[1, :, :2] == 0) and torch.all(scores[2] == 0)  # only later heads
+    assert torch.equal(model.all_composition_scores(mode), scores)  # TL's spelling, a method
 
 
 def test_k_composition_finds_a_previous_token_style_pair(model):

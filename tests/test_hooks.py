@@ -1,6 +1,10 @@
 """Hook points: every value is the model's own computation, hooks change exactly what they should, and leave nothing."""
 
+import contextlib
+import io
 import math
+import pathlib
+import re
 
 import pytest
 import torch
@@ -220,3 +224,14 @@ def test_bad_input_gets_clear_errors(model, idx):
     with pytest.raises(ValueError, match="needs layer_type"):
         cache["scale", 0]
     assert model.active_hooks is None
+
+
+def test_readme_inspection_example_runs_and_prints_what_it_promises():
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Inspecting and intervening", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    promised = [line.split("# ", 1)[1].split(":")[0] for line in code.splitlines() if line.startswith("print(")]
+    assert out.getvalue().splitlines() == promised
