@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import logging
 import os
 from typing import Sequence
 
@@ -32,6 +33,10 @@ import torch
 from mingpt.atomic import atomic_path
 
 __all__ = ["AttentionView", "attention_view", "attention_figure"]
+
+logger = logging.getLogger(__name__)
+# About 5 bytes a weight in the page: above this many weights the page passes ~25 MB and browsers struggle.
+LARGE_VIEW = 5_000_000
 
 
 def _as_patterns(patterns) -> np.ndarray:
@@ -102,6 +107,9 @@ class AttentionView:
 
     def __init__(self, patterns: np.ndarray, tokens: list[str], layer_names: list[str], title: str):
         self.patterns, self.tokens, self.layer_names, self.title = patterns, tokens, layer_names, title
+        if patterns.size > LARGE_VIEW:
+            logger.warning("attention view of %s weights %s: the page will be large and slow; show fewer layers "
+                           "(patterns[i:j]) or a shorter sequence", f"{patterns.size:,}", tuple(patterns.shape))
         payload = {
             "tokens": tokens,
             "layers": layer_names,

@@ -79,6 +79,19 @@ def test_page_is_self_contained_and_saved_atomically(tmp_path):
     assert attention_view(causal_patterns(), TOKENS, title="two layers").document() == page  # reproducible
 
 
+def test_a_large_view_is_logged(monkeypatch, caplog):
+    import mingpt.attention_view
+
+    monkeypatch.setattr(mingpt.attention_view, "LARGE_VIEW", N_LAYER * N_HEAD * T * T - 1)
+    with caplog.at_level("WARNING", logger="mingpt.attention_view"):
+        attention_view(causal_patterns(), TOKENS)
+    assert "600 weights (2, 3, 10, 10)" in caplog.text and "fewer layers" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(mingpt.attention_view, "LARGE_VIEW", N_LAYER * N_HEAD * T * T)
+    attention_view(causal_patterns(), TOKENS)
+    assert caplog.text == ""
+
+
 def test_figure_has_one_panel_per_head(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
