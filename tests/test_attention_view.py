@@ -201,3 +201,19 @@ def test_saved_view_in_a_real_browser(browser, tmp_path):
     # Choosing one head leaves one panel on screen.
     Select(root.find_element(By.CSS_SELECTOR, ".mgv-head")).select_by_value("1")
     assert [p.is_displayed() for p in panels] == [False, True, False]
+
+
+def test_two_views_on_one_page(browser, tmp_path):
+    """As in a notebook showing several views: each fragment's script sets up its own view, without global ids."""
+    from selenium.webdriver.common.by import By
+
+    first = attention_view(causal_patterns(), TOKENS, title="first")
+    second = attention_view(causal_patterns(seed=1)[:, :2, :4, :4], TOKENS[:4], title="second")
+    page = tmp_path / "two.html"
+    page.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><p>text between</p>"
+                    f"{first.html}<p>more text</p>{second.html}{first.html}</body></html>", encoding="utf-8")
+    browser.get(page.as_uri())
+    roots = browser.find_elements(By.CSS_SELECTOR, ".mingpt-attn")
+    assert [r.get_attribute("data-ready") for r in roots] == ["1", "1", "1"]
+    assert [len(r.find_elements(By.CSS_SELECTOR, ".mgv-panel")) for r in roots] == [N_HEAD, 2, N_HEAD]
+    assert [r.find_element(By.CSS_SELECTOR, ".mgv-title").text for r in roots] == ["first", "second", "first"]
