@@ -137,19 +137,19 @@ class ActiveHooks:
     """
     What the forward pass talks to while hooks are active: ``hooks(name, tensor)`` runs the hook functions
     registered at that name, records the value for any open cache, and returns the (possibly replaced) tensor.
-    Layers of ``with model.hooks(...)`` nest: each adds its functions and cache, and removes them on exit.
+    Contexts (``with model.hooks(...)``) nest: each adds its functions and cache, and removes them on exit.
     """
 
     def __init__(self, model):
         self.model = model
-        self.layers: list[tuple[list[tuple[str, HookFn]], dict | None, set]] = []  # (fwd_hooks, cache, cached)
+        self.contexts: list[tuple[list[tuple[str, HookFn]], dict | None, set]] = []  # (fwd_hooks, cache, cached)
         self.prefix = ""
         self._rebuild()
 
     def _rebuild(self) -> None:
         self.functions: dict[str, list[HookFn]] = {}
         self.caches: dict[str, list[dict]] = {}
-        for fwd_hooks, cache, cached in self.layers:
+        for fwd_hooks, cache, cached in self.contexts:
             for name, fn in fwd_hooks:
                 self.functions.setdefault(name, []).append(fn)
             for name in cached:
@@ -223,22 +223,23 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
     """
     While inside, each fn of fwd_hooks=[(name_or_predicate, fn)] runs as fn(activation, hook) at its hook point,
     in every forward pass (generate's decoding steps included). If cache is a dict, the hook points selected by
-    names_filter record their (detached) values into it. Always removed on exit, also when the body raises.
+    names_filter record their (detached) values into it; each forward pass overwrites them (in generate: the
+    last decoding step's). Always removed on exit, also when the body raises.
     """
     pairs = _expand_fwd_hooks(model, fwd_hooks)
     cached = set(resolve_names(model, names_filter)) if cache is not None else set()
     if model.active_hooks is None:
         model.active_hooks = ActiveHooks(model)
     active = model.active_hooks
-    layer = (pairs, cache, cached)
-    active.layers.append(layer)
+    context = (pairs, cache, cached)
+    active.contexts.append(context)
     active._rebuild()
     try:
         yield cache
     finally:
-        active.layers.remove(layer)
+        active.contexts = [c for c in active.contexts if c is not context]  # by identity: == would compare caches
         active._rebuild()
-        if not active.layers:
+        if not active.contexts:
             model.active_hooks = None  # back to the plain path: zero cost
 
 

@@ -194,6 +194,11 @@ def test_nested_hooks_and_predicates(model, idx):
         assert list(cache.keys()) == ["blocks.0.hook_resid_post"]
     assert calls == [f"blocks.{i}.ln{j}.hook_scale" for i in range(L) for j in (1, 2)] + ["ln_final.hook_scale"]
     assert model.active_hooks is None
+    outer = {}
+    with model.hooks(names_filter="blocks.1.hook_resid_pre", cache=outer):  # two caches of the same point
+        _, inner = model.run_with_cache(idx, names_filter="blocks.1.hook_resid_pre")
+        assert model.active_hooks is not None
+    assert model.active_hooks is None and torch.equal(outer["blocks.1.hook_resid_pre"], inner["resid_pre", 1])
 
 
 def test_a_hook_on_the_scale_is_used_by_the_layer_norm(model, idx):
@@ -235,3 +240,47 @@ def test_readme_inspection_example_runs_and_prints_what_it_promises():
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     promised = [line.split("# ", 1)[1].split(":")[0] for line in code.splitlines() if line.startswith("print(")]
     assert out.getvalue().splitlines() == promised
+
+
+def test_hook_values_are_hugging_faces_numbers():
+    """Unlike TL's processed weights, the cache holds what transformers' GPT-2 computes on the same weights."""
+    transformers = pytest.importorskip("transformers")
+    from mingpt.pretrained import config_from_hf, load_hf_state_dict
+
+    torch.manual_seed(0)
+    hf_config = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=V, n_positions=16,
+                                        initializer_range=0.3, attn_implementation="eager")
+    hf = transformers.GPT2LMHeadModel(hf_config).eval()
+    with torch.no_grad():  # LayerNorms that are not the identity
+        for name, p in hf.named_parameters():
+            if "ln_" in name:
+                p.copy_(torch.randn_like(p) * 0.3 + (name.endswith("weight")))
+    model = GPT(config_from_hf(hf_config.to_dict()))
+    load_hf_state_dict(model, hf.state_dict())
+    idx = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = hf(idx, output_hidden_states=True, output_attentions=True)
+        logits, cache = model.run_with_cache(idx)
+    close = lambda a, b: torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)  # noqa: E731
+    for i in range(2):
+        close(cache["resid_pre", i], out.hidden_states[i])
+        close(cache["pattern", i], out.attentions[i])
+    close(cache["ln_final.hook_normalized"], out.hidden_states[2])  # HF's last hidden state is after ln_f
+    close(logits, out.logits)
+
+
+def test_only_what_is_asked_for_is_computed(model, idx, monkeypatch):
+    from mingpt.model import CausalSelfAttention
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("computed without being asked for")
+
+    monkeypatch.setattr(CausalSelfAttention, "per_head_output", forbidden)
+    monkeypatch.setattr(CausalSelfAttention, "math_attention", forbidden)
+    model.run_with_cache(idx, names_filter=lambda name: not name.endswith(("result", "scores", "pattern")))
+    model.generate(idx, 3)  # and nothing of it without hooks
+    with pytest.raises(AssertionError, match="without being asked"):
+        model.run_with_cache(idx, names_filter="blocks.0.attn.hook_result")
+    with pytest.raises(AssertionError, match="without being asked"):
+        model.run_with_cache(idx, names_filter="blocks.2.attn.hook_pattern")
+    assert model.active_hooks is None
