@@ -20,7 +20,6 @@ an offline classroom and in a saved notebook. The figure uses matplotlib, import
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import logging
@@ -127,10 +126,8 @@ class AttentionView:
                                 for i, name in enumerate(self.layer_names))
         head_options = '<option value="all">all heads</option>' + "".join(
             f'<option value="{h}">head {h}</option>' for h in range(n_head))
-        # A content hash names the view, so the same data always gives the same file (reproducible outputs).
-        view_id = "mgv-" + hashlib.sha1(self._data.encode()).hexdigest()[:12]
         return (
-            f'<div class="mingpt-attn" id="{view_id}">\n'
+            '<div class="mingpt-attn">\n'
             f"<style>{_CSS}</style>\n"
             f'<div class="mgv-title">{html.escape(self.title)}</div>\n'
             f'<div class="mgv-controls"><label>layer <select class="mgv-layer">{layer_options}</select></label> '

@@ -169,7 +169,10 @@ def test_circuits_finds_the_induction_circuit(notebook_env, monkeypatch):
     monkeypatch.setenv("MINGPT_INDUCTION_CHECKPOINT", str(REPO_ROOT / "tests" / "data" / "induction-small"))
     nb, _ = execute("circuits.ipynb")
     text = printed(nb)
-    number = lambda pattern: float(re.search(pattern, text).group(1))  # noqa: E731
+
+    def number(pattern: str) -> float:
+        return float(re.search(pattern, text).group(1))
+
     assert "same logits as the project's model: True" in text  # the GPT with zero MLPs is the same model
     heads = re.search(r"previous-token heads in layer 0: \[(.+)\]; induction heads: \[(.+)\]", text)
     assert heads and "(1, " in heads.group(2), text[:3000]
