@@ -18,7 +18,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "transformers", "tiktoken", "matplotlib", "pyarrow", "nbgrader"],
+        "test": ["pytest", "transformers", "tiktoken", "matplotlib", "pyarrow", "nbgrader", "selenium"],
         "gpt2": ["pyarrow", "tiktoken"],  # projects/gpt2: parquet corpora, tiktoken as an alternative encoder
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
     },

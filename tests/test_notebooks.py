@@ -113,7 +113,7 @@ def count_outputs(nb, mime: str) -> int:
 def test_notebooks_are_stored_light():
     """The repository keeps notebooks without outputs: small files and diffs that show only code changes."""
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-    assert names == ["demo.ipynb", "generate.ipynb", "inspect.ipynb", "tokenizer.ipynb"]
+    assert names == ["circuits.ipynb", "demo.ipynb", "generate.ipynb", "inspect.ipynb", "tokenizer.ipynb"]
     for name in names:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(nb)
@@ -169,3 +169,43 @@ def test_inspect_probes_the_model_and_scores_induction_heads(notebook_env):
     assert len(re.findall(r"layer \d+ head \d+: prefix-matching score [\d.]+", text)) == 3  # GPT-2's top heads
     # attention of the first and last layer, entropy, residual norms, logit lens, induction patterns
     assert count_outputs(nb, "image/png") == 6
+
+
+def test_circuits_finds_the_induction_circuit(notebook_env, monkeypatch):
+    # The scaled-down induction model (the overrides above), trained once by the project and stored with its config:
+    # python projects/induction/induction.py --trainer.max_iters=2000 --model.block_size=32 --model.vocab_size=32
+    #     --data.max_repeat=8 --system.work_dir=tests/data/induction-small      (keep config.json and last.pt)
+    # so that this test spends its time on the analysis, not on training.
+    monkeypatch.setenv("MINGPT_INDUCTION_CHECKPOINT", str(REPO_ROOT / "tests" / "data" / "induction-small"))
+    nb, _ = execute("circuits.ipynb", notebook_env)
+    text = printed(nb)
+
+    def number(pattern: str) -> float:
+        return float(re.search(pattern, text).group(1))
+
+    assert "same logits as the project's model: True" in text  # the GPT with zero MLPs is the same model
+    heads = re.search(r"previous-token heads in layer 0: \[(.+)\]; induction heads: \[(.+)\]", text)
+    assert heads and "(1, " in heads.group(2), text[:3000]
+    # Ablation: the repeat is predicted, and zeroing either group of heads breaks it.
+    assert number(r"repeat loss intact: ([\d.]+)") < 0.1
+    assert number(r"all previous-token heads .* zeroed together: ([\d.]+)") > 2.0
+    assert number(r"all induction heads .* zeroed together: ([\d.]+)") > 2.0
+    # Patching: the library's cell equals one done by hand, and the information moves from A (layer 0) to B.
+    assert re.search(r"by hand: \S+, get_act_patch_resid_pre: \S+, same: True", text)
+    assert number(r"layer 0 at A: (-?[\d.]+)") > 0.9 and number(r"layer 1 at B: (-?[\d.]+)") > 0.9
+    assert abs(number(r"layer 1 at A: (-?[\d.]+)")) < 0.1 and abs(number(r"layer 0 at B: (-?[\d.]+)")) < 0.1
+    # Direct logit attribution: an induction head writes the answer, and the parts add up to the logit.
+    assert re.search(r"^largest: L1H\d$", text, re.MULTILINE)
+    assert re.search(r"add up to the logit of B: True", text)
+    # Weights: the induction head copies, the previous-token head looks one back, and they K-compose.
+    assert number(r"eigenvalue copying score ([\d.]+)") > 0.8
+    assert number(r"position right before for (\d+)% of query positions") >= 90
+    k_prev = number(r"K-composition, previous-token heads into induction heads: ([\d.]+)")
+    assert k_prev > 2 * number(r"other layer-0 heads into induction heads: ([\d.]+)")
+    assert k_prev > 2 * number(r"K-composition, untrained baseline ([\d.]+)")
+    # IOI ran on the tiny model; causality's check holds for any model.
+    assert "positions where the prompts agree, leave the corrupted metric as it was: True" in text
+    html = [o.data["text/html"] for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+    assert len(html) == 1 and 'class="mingpt-attn"' in html[0]  # the interactive attention view
+    # attention (2 layers), ablation, patching, attribution, QK/OV, composition, IOI patching
+    assert count_outputs(nb, "image/png") == 8
