@@ -295,8 +295,8 @@ class Trainer:
         batches = self._batches(self.train_dataset, stream=0, start=self.iter_num, accum=C.grad_accum_steps)
         self._train_model.train()
         if self.is_main_process:
-            logger.info("training on %s (%s), %d process(es), from step %d", self.device, self.precision.name,
-                        self.world_size, self.iter_num)
+            logger.info("training on %s (%s: %s), %d process(es), from step %d", self.device, self.precision.name,
+                        self.precision.reason, self.world_size, self.iter_num)
         self.trigger_callbacks("on_train_start")
         self._stop_requested = False
         try:
