@@ -46,6 +46,19 @@ def test_sixteen_padded_prompts_give_the_tokens_of_sixteen_single_runs(pair, use
     assert len(set(out[0, idx.size(1):].tolist())) > 3  # a meaningful comparison, not one repeated token
 
 
+@pytest.mark.parametrize("attention", ["math", "sdpa"])
+def test_both_attention_paths_handle_padding(pair, attention):
+    # A padding query with no key to look at would give NaN on the math path, and the NaN would reach real tokens
+    # through the padding's cached values; it looks at itself instead.
+    config = pair[1].config.copy()
+    config.attention = attention
+    model = GPT(config)
+    model.load_state_dict(pair[1].state_dict())
+    rows = prompts(n=4, seed=4)
+    idx, attention_mask = left_pad(rows)
+    assert model.eval().generate(idx, 10, attention_mask=attention_mask)[:, -10:].tolist() == single_runs(model, rows, 10)
+
+
 def test_padding_is_invisible_whatever_token_it_uses(pair):
     _, model = pair
     rows = prompts(n=4, seed=1)
