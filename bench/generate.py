@@ -26,6 +26,15 @@ from mingpt.pretrained import config_from_hf, load_hf_state_dict
 
 SIZES = {"gpt2": {}, "tiny": dict(n_layer=2, n_head=2, n_embd=64, vocab_size=1000, bos_token_id=0, eos_token_id=0)}
 
+def cpu_name() -> str:
+    """The CPU's model name, as `lscpu` shows it (Linux), for the header: figures must name their CPU."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 
 def best_time(fn, repeats):
     fn()  # warm-up: allocations, kernel selection
@@ -109,7 +118,7 @@ def main():
         (f"transformers {transformers.__version__} bf16", best_time(theirs("hf bf16", hf_bf16), args.repeats)),
     ]
     seconds = dict(rows)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}, "
           f"native bf16 (AMX or AVX-512-BF16): {cpu_has_native_bf16()}")
     print(f"{args.size} random weights, {args.prompt_tokens}-token prompt, {n} new tokens, greedy; best of "
           f"{args.repeats}")

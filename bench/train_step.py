@@ -36,6 +36,14 @@ CONFIGS = {
 }
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as `lscpu` shows it (Linux), for the header: figures must name their CPU."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
 class OptimConfig:
     learning_rate, betas, weight_decay = 3e-4, (0.9, 0.95), 0.1
 
@@ -136,7 +144,7 @@ def main():
     parser.add_argument("--nanogpt", default=None, help="folder holding nanoGPT's model.py, timed side by side")
     args = parser.parse_args()
     nanogpt, note = load_nanogpt(args.nanogpt)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}, "
           f"native bf16 (AMX or AVX-512-BF16): {cpu_has_native_bf16()}")
     if note:
         print(note)
@@ -146,7 +154,8 @@ def main():
         results = []  # (label, ms, tokens/s, warm-up seconds, compiled)
         for label, build, bf16, compiled in rows_for(args, nanogpt):
             model, optimizer = build(spec)
-            results.append((label, *measure(model, optimizer, spec, args.iters, args.warmup, bf16, compiled), compiled))
+            timing = measure(model, optimizer, spec, args.iters, args.warmup, bf16, compiled)
+            results.append((label, *timing, compiled))
         plain = results[0][2]
         reference = next((tps for label, _, tps, _, _ in results if label.startswith("nanoGPT as shipped")), None)
         for label, ms, tps, warm_s, compiled in results:

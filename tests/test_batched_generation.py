@@ -56,7 +56,8 @@ def test_both_attention_paths_handle_padding(pair, attention):
     model.load_state_dict(pair[1].state_dict())
     rows = prompts(n=4, seed=4)
     idx, attention_mask = left_pad(rows)
-    assert model.eval().generate(idx, 10, attention_mask=attention_mask)[:, -10:].tolist() == single_runs(model, rows, 10)
+    out = model.eval().generate(idx, 10, attention_mask=attention_mask)
+    assert out[:, -10:].tolist() == single_runs(model, rows, 10)
 
 
 def test_padding_is_invisible_whatever_token_it_uses(pair):

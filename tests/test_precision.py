@@ -147,7 +147,8 @@ def test_bf16_model_keeps_its_cache_in_bf16_and_samples_from_fp32_logits(monkeyp
     assert {t.dtype for t in cache.keys + cache.values} == {torch.bfloat16}
     seen = []
     original = generation.next_token
-    monkeypatch.setattr(generation, "next_token", lambda logits, **kw: seen.append(logits.dtype) or original(logits, **kw))
+    monkeypatch.setattr(generation, "next_token",
+                        lambda logits, **kw: seen.append(logits.dtype) or original(logits, **kw))
     runs = [model.generate(torch.tensor([[1, 2, 3]]), 8, do_sample=True, top_p=0.9,
                            generator=torch.Generator().manual_seed(0)) for _ in range(2)]
     assert seen == [torch.float32] * 16
