@@ -4,6 +4,7 @@ mingpt: an educational, object-oriented GPT in PyTorch.
     from mingpt import GPT, Trainer, BPETokenizer
 """
 
+from mingpt.activation_cache import ActivationCache
 from mingpt.bpe import BPETokenizer, get_encoder
 from mingpt.config import CfgNode
 from mingpt.model import GPT
@@ -20,6 +21,7 @@ __all__ = [
     "CfgNode",
     "Probe",
     "run_with_probe",
+    "ActivationCache",
     "set_seed",
     "choose_device",
     "setup_logging",

@@ -11,35 +11,53 @@ left. Token ids follow from the merge list alone:
     id 256 + i     the token created by merge i
     after those    special tokens such as <|endoftext|> (50256 in GPT-2), which never come out of merging
 
-So GPT-2's encoder.json is redundant given vocab.bpe; we load both and check that they agree.
-
-The bytes<->unicode table exists only to make byte tokens *printable* in the vocabulary files: each byte is shown
-as a visible character (the space byte becomes 'Ġ', newline 'Ċ'), so " world" is written as 'Ġworld'.
+So GPT-2's encoder.json is redundant given vocab.bpe; mingpt.gpt2_vocab reads both, checks that they agree
+and writes symbols such as 'Ġworld' (the bytes b" world", made printable) back and forth.
 
     from mingpt.bpe import BPETokenizer
     tokenizer = BPETokenizer()              # downloads (once) GPT-2's encoder.json and vocab.bpe
     tokenizer.encode("Hello, world")        # [15496, 11, 995]
     tokenizer.show_tokens("Hello, world")   # 'Hello|,| world'
     x = tokenizer("Hello, world")           # (1, T) LongTensor ready for the model
+
+Special tokens, two APIs. `encode` follows tiktoken: text containing '<|endoftext|>' raises unless you say what
+it means (allowed_special= makes it id 50256, disallowed_special=() makes it text), because a document that
+smuggles in the end-of-text id can change what a model does. The original minGPT's entry points -
+`BPETokenizer()(text)`, `get_encoder().encode(text)`, `tokenizer.encoder.encode(text)` - encode it as ordinary
+text, exactly as minGPT (and tiktoken's `encode_ordinary`) did, so code written for minGPT runs unchanged on web
+text.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
 import os
 import pathlib
 from itertools import repeat
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import regex
 import torch
 
 from mingpt.atomic import atomic_path
-from mingpt.download import cached_download
+from mingpt.gpt2_vocab import (
+    BYTE_TO_UNICODE,
+    ENDOFTEXT,
+    bytes_of,
+    bytes_to_unicode,
+    fetch_gpt2_vocab,
+    get_file,
+    read_gpt2_vocab,
+    symbols_of,
+)
+
+if TYPE_CHECKING:
+    from mingpt.bpe_compat import Encoder
 
 __all__ = [
-    "Tokenizer", "BPETokenizer", "Encoder", "get_encoder",
+    "Tokenizer", "BPETokenizer", "Encoder", "get_encoder", "get_pairs", "get_file",
     "bytes_to_unicode", "symbols_of", "bytes_of", "GPT2_SPLIT_PATTERN", "ENDOFTEXT",
 ]
 
@@ -47,53 +65,9 @@ __all__ = [
 # an optional space + letters, an optional space + digits, an optional space + other symbols, then whitespace.
 # `\s+(?!\S)` leaves the last space of a run to start the next word, which is why " world" is one token.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-ENDOFTEXT = "<|endoftext|>"
-
-GPT2_VOCAB_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
-VOCAB_URL_ENV_VAR = "MINGPT_GPT2_VOCAB_URL"
-GPT2_VOCAB_SHA256 = {
-    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-}
 FILE_HEADER = "mingpt-bpe v1"
 _NOT_A_MERGE = 1 << 62  # the rank of a pair that was never learned: larger than any real one
 CACHE_SIZE = 1 << 18  # chunks remembered by encode; the cache is simply emptied when it fills up
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """
-    GPT-2's table from each byte (0..255) to a printable unicode character.
-
-    Bytes that are already visible (ASCII '!'..'~', Latin-1 '¡'..'¬' and '®'..'ÿ') map to themselves; the other
-    68 (controls, space, soft hyphen...) map to chr(256), chr(257), ... in order. The dict's order (visible
-    bytes first) is also the order of the 256 byte tokens' ids.
-    """
-    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    table = {b: chr(b) for b in visible}
-    shifted = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + shifted)
-            shifted += 1
-    return table
-
-
-BYTE_TO_UNICODE = bytes_to_unicode()
-UNICODE_TO_BYTE = {c: b for b, c in BYTE_TO_UNICODE.items()}
-_LATIN1_TO_SYMBOL = {b: ord(c) for b, c in BYTE_TO_UNICODE.items()}  # for str.translate on latin-1 text
-
-
-def symbols_of(data: bytes) -> str:
-    """Bytes as GPT-2's printable symbols: b' world' -> 'Ġworld'."""
-    return data.decode("latin-1").translate(_LATIN1_TO_SYMBOL)  # latin-1 maps byte b to chr(b) one to one
-
-
-def bytes_of(symbols: str) -> bytes:
-    """The inverse of symbols_of: 'Ġworld' -> b' world'. Raises ValueError on a character outside the table."""
-    try:
-        return bytes(UNICODE_TO_BYTE[c] for c in symbols)
-    except KeyError as e:
-        raise ValueError(f"{symbols!r} contains {e.args[0]!r}, which is not in GPT-2's bytes<->unicode table") from None
 
 
 def merge_pair(ids: list[int], left: int, right: int, new_id: int) -> list[int]:
@@ -167,7 +141,7 @@ class Tokenizer:
         return len(self._decode_table)
 
     @property
-    def encoder(self) -> dict[str, int]:
+    def vocab(self) -> dict[str, int]:
         """The encoder.json view: printable token string -> id (special tokens included)."""
         return {**{symbols_of(data): i for data, i in self._token_ids.items()}, **self.special_tokens}
 
@@ -270,16 +244,23 @@ class Tokenizer:
         return [self.encode(text, **special) for text in texts]
 
     def __call__(self, text: str, return_tensors: str = "pt", **special) -> torch.Tensor:
-        """Encode one text as a (1, T) LongTensor, ready to feed a GPT (the original minGPT API)."""
+        """
+        Encode one text as a (1, T) LongTensor, ready to feed a GPT (the original minGPT API). As in minGPT,
+        special-token strings are ordinary text unless allowed_special= / disallowed_special= are given (then
+        the rules of `encode` apply).
+        """
         if return_tensors != "pt":
             raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
-        return torch.tensor([self.encode(text, **special)], dtype=torch.long)
+        ids = self.encode(text, **special) if special else self.encode_ordinary(text)
+        return torch.tensor([ids], dtype=torch.long)
 
     # ---- decoding ----------------------------------------------------------------------------------------------
 
     def decode_bytes(self, ids: Sequence[int] | torch.Tensor) -> bytes:
         """The raw bytes of a list (or 1-D tensor) of ids."""
         if isinstance(ids, torch.Tensor):
+            if ids.dtype == torch.bool or ids.dtype.is_floating_point:
+                raise TypeError(f"token ids must be ints, got a tensor of dtype {ids.dtype}; use .long() on ids")
             if ids.dim() != 1:
                 raise ValueError(f"decode takes a 1-D tensor of ids, got shape {tuple(ids.shape)}; pick a row: x[0]")
             ids = ids.tolist()
@@ -290,6 +271,10 @@ class Tokenizer:
                 raise TypeError(f"ids must be a list or 1-D tensor of ints, got {type(ids).__name__}")
             ids = list(ids)
         table = self._decode_table
+        if bool in set(map(type, ids)):  # True would silently index id 1: a mask passed where ids were meant
+            position = next(p for p, i in enumerate(ids) if isinstance(i, bool))
+            raise TypeError(f"token ids must be ints, got the bool {ids[position]!r} at position {position}; "
+                            f"was a mask passed instead of ids?")
         try:
             if ids and min(ids) < 0:  # negative indices would silently count from the end of the table
                 raise IndexError
@@ -394,56 +379,11 @@ class Tokenizer:
         return tokenizer
 
 
-def read_gpt2_vocab(encoder_path: str | os.PathLike, vocab_path: str | os.PathLike) -> tuple[list, dict]:
-    """Parse GPT-2's vocab.bpe (the merges) and check encoder.json against it; returns (merges, special_tokens)."""
-    for path in (encoder_path, vocab_path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"GPT-2 vocabulary file not found: {path}. Pass the paths of encoder.json and vocab.bpe, or call "
-                f"BPETokenizer() without arguments to download them."
-            )
-    merges = []
-    with open(vocab_path, encoding="utf-8", errors="replace") as f:  # bad bytes become U+FFFD, rejected below
-        for lineno, line in enumerate(f.read().split("\n"), start=1):
-            if not line or (lineno == 1 and line.startswith("#version")):
-                continue
-            try:
-                left, right = line.split(" ")
-                merges.append((bytes_of(left), bytes_of(right)))
-            except ValueError as e:
-                problem = f"expected a merge 'left right', got {line[:80]!r} ({e})"
-                raise ValueError(f"{vocab_path}:{lineno}: {problem}") from None
-    try:
-        with open(encoder_path, encoding="utf-8") as f:
-            encoder = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{encoder_path} is not valid JSON ({e}); the file may be truncated: fetch it again") from None
-    if not isinstance(encoder, dict):
-        raise ValueError(f"{encoder_path} should hold a JSON object (token -> id), got {type(encoder).__name__}")
-    # encoder.json must agree with the ids implied by the merge order; whatever is left are the special tokens.
-    expected = {symbols_of(bytes([b])): i for i, b in enumerate(BYTE_TO_UNICODE)}
-    expected.update({symbols_of(left + right): 256 + rank for rank, (left, right) in enumerate(merges)})
-    for token, idx in expected.items():
-        if encoder.get(token) != idx:
-            raise ValueError(
-                f"{encoder_path} and {vocab_path} disagree: token {token!r} has id {encoder.get(token)!r} "
-                f"in encoder.json but {idx} by the merge order; are they from the same vocabulary?"
-            )
-    return merges, {token: idx for token, idx in encoder.items() if token not in expected}
-
-
-def fetch_gpt2_vocab(base_url: str | None = None) -> tuple[pathlib.Path, pathlib.Path]:
-    """Download (once, verified) GPT-2's encoder.json and vocab.bpe; base_url defaults to $MINGPT_GPT2_VOCAB_URL."""
-    base_url = (base_url or os.environ.get(VOCAB_URL_ENV_VAR) or GPT2_VOCAB_URL).rstrip("/")
-    paths = [cached_download(f"{base_url}/{name}", f"gpt2/{name}", sha256=GPT2_VOCAB_SHA256[name])
-             for name in ("encoder.json", "vocab.bpe")]
-    return paths[0], paths[1]
-
-
 class BPETokenizer(Tokenizer):
     """
     GPT-2's tokenizer (50,257 ids). With no arguments the vocabulary files are downloaded and cached (see
-    mingpt.download); pass both paths to use local copies instead.
+    mingpt.download); pass both paths to use local copies instead. `tokenizer.encoder` is the original minGPT's
+    Encoder object over the same vocabulary.
     """
 
     def __init__(
@@ -464,14 +404,21 @@ class BPETokenizer(Tokenizer):
         """GPT-2's tokenizer from local copies of encoder.json and vocab.bpe (no network)."""
         return cls(encoder_json_path, vocab_bpe_path)
 
+    @functools.cached_property
+    def encoder(self) -> Encoder:
+        """The original minGPT's `tokenizer.encoder`: an Encoder sharing this tokenizer's merges."""
+        from mingpt.bpe_compat import Encoder
 
-Encoder = BPETokenizer  # the original minGPT's name for the object get_encoder returns
+        return Encoder.wrap(self)
 
 
-def get_encoder(
-    encoder_path: str | os.PathLike | None = None,
-    vocab_path: str | os.PathLike | None = None,
-    base_url: str | None = None,
-) -> Encoder:
-    """GPT-2's encoder, as in the original minGPT: from local paths if given, else downloaded and cached."""
-    return BPETokenizer(encoder_path, vocab_path, base_url=base_url)
+def __getattr__(name: str):
+    """
+    The original minGPT's Encoder, get_encoder and get_pairs live in mingpt.bpe_compat (they build on the classes
+    above, so that module imports this one); `from mingpt.bpe import get_encoder` still works, as in minGPT.
+    """
+    if name in ("Encoder", "get_encoder", "get_pairs"):
+        from mingpt import bpe_compat
+
+        return getattr(bpe_compat, name)
+    raise AttributeError(f"module 'mingpt.bpe' has no attribute {name!r}")

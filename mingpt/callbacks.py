@@ -13,6 +13,9 @@ trainer's plain attributes. Nothing here is needed for training; each one is a f
 Evaluation and checkpointing live in the Trainer itself (``eval_interval``, ``work_dir``), because resuming and
 Ctrl-C need them; their events (on_eval_end, on_checkpoint) are what these callbacks listen to.
 
+At ``on_batch_end`` the trainer's ``iter_num`` is the index of the step that just ran (0-based, as in the
+original minGPT), so these callbacks count ``iter_num + 1`` steps done there, the number every other event sees.
+
 Model FLOPs utilisation (MFU) is the fraction of the GPU's peak matmul throughput that the training step turns
 into model FLOPs: ``flops_per_token * tokens_per_sec / peak``. The peak comes from the actual device's exact name
 and the precision the trainer runs in (a bf16 step is measured against the bf16 peak, an fp32 step against fp32's).
@@ -122,20 +125,22 @@ class ProgressLogger:
 
             self.bar = tqdm(total=trainer.config.max_iters, initial=trainer.iter_num, unit="step")
 
-    def format(self, trainer) -> str:
-        """The report line, e.g. 'step 100/1000 | loss 2.3412 | lr 3.00e-04 | 51,200 tok/s | MFU 41.2% | ETA 2m10s'."""
+    def format(self, trainer, steps_done: int | None = None) -> str:
+        """The report line, e.g. 'step 100/1000 | loss 2.3412 | lr 3.00e-04 | 51,200 tok/s | MFU 41.2% | ETA 2m10s'.
+        steps_done defaults to trainer.iter_num (at on_batch_end, pass trainer.iter_num + 1)."""
         max_iters = trainer.config.max_iters
-        parts = [f"step {trainer.iter_num}" + (f"/{max_iters}" if max_iters else ""),
+        steps_done = trainer.iter_num if steps_done is None else steps_done
+        parts = [f"step {steps_done}" + (f"/{max_iters}" if max_iters else ""),
                  f"loss {trainer.loss.item():.4f}", f"lr {trainer.lr:.2e}", f"{trainer.tokens_per_sec:,.0f} tok/s"]
         mfu = None
         if self._flops_per_token:
             mfu = estimate_mfu(self._flops_per_token, trainer.tokens_per_sec, self._peak, trainer.world_size)
         if mfu is not None:
             parts.append(f"MFU {100 * mfu:.1f}%")
-        done = trainer.iter_num - self._start_iter
+        done = steps_done - self._start_iter
         if max_iters and done > 0:
             per_step = (time.perf_counter() - self._start_time) / done  # wall time, evaluation included
-            parts.append(f"ETA {_duration(per_step * (max_iters - trainer.iter_num))}")
+            parts.append(f"ETA {_duration(per_step * (max_iters - steps_done))}")
         return " | ".join(parts)
 
     def on_batch_end(self, trainer) -> None:
@@ -143,8 +148,9 @@ class ProgressLogger:
             return
         if self.bar is not None:
             self.bar.update(1)
-        if trainer.iter_num % self.interval == 0 or trainer.iter_num == trainer.config.max_iters:
-            line = self.format(trainer)
+        done = trainer.iter_num + 1  # iter_num is the index of the step that just ran
+        if done % self.interval == 0 or done == trainer.config.max_iters:
+            line = self.format(trainer, steps_done=done)
             if self.bar is not None:
                 self.bar.set_postfix_str(line.split(" | ", 1)[1])
             else:
@@ -178,8 +184,9 @@ class LossCurvePlot:
         self.val: list[tuple[int, float]] = []
 
     def on_batch_end(self, trainer) -> None:
-        self.train.append((trainer.iter_num, trainer.loss.detach()))
-        if self.every and trainer.iter_num % self.every == 0 and trainer.is_main_process:
+        done = trainer.iter_num + 1  # plotted against steps done, like the validation points
+        self.train.append((done, trainer.loss.detach()))
+        if self.every and done % self.every == 0 and trainer.is_main_process:
             self.save()
 
     def on_eval_end(self, trainer) -> None:
@@ -211,13 +218,17 @@ class LossCurvePlot:
 
 
 class StopOnNaN:
-    """Stop training with FloatingPointError as soon as the loss is NaN or infinite (checks every `every` steps)."""
+    """
+    Stop training with FloatingPointError as soon as the loss is NaN or infinite (checks every `every` steps).
+    The Trainer already does this before every step (``trainer.stop_on_nonfinite``, on by default); this callback
+    is for runs that turned that off and still want a stop, checked less often (each check waits for the GPU).
+    """
 
     def __init__(self, every: int = 1):
         self.every = every
 
     def on_batch_end(self, trainer) -> None:
-        if trainer.iter_num % self.every:
+        if (trainer.iter_num + 1) % self.every:
             return
         loss = float(trainer.loss)
         if not math.isfinite(loss):

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import random
+import re
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -141,9 +144,12 @@ def save_checkpoint(
 
 
 # ---------------------------------------------------------------------------------------------- load
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
     """
     Read a checkpoint written by `save_checkpoint`, refusing anything that is not plain data.
+
+    mmap=True maps the tensors' bytes instead of reading them: a quick check that the file is whole and a
+    checkpoint (a truncated file has lost the index at its end), without the cost of a full load.
 
     Raises FileNotFoundError if there is no file, ValueError if it is truncated, corrupt, not a mingpt checkpoint,
     or carries pickled objects (which are never executed).
@@ -151,23 +157,51 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            raise ValueError(
-                f"refusing to load {path!r}: it contains pickled Python objects, not just tensors and plain data, "
-                "and unpickling those can run arbitrary code. mingpt checkpoints never contain such objects; "
-                f"re-save the weights with mingpt.checkpoint.save_checkpoint. (torch said: {_first_line(e)})"
-            ) from None
-        raise ValueError(f"{path!r} is not a readable checkpoint (corrupt?): {_first_line(e)}") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path!r} is not a readable checkpoint (truncated or corrupt?): {_first_line(e)}") from None
+    fix = "mingpt checkpoints never contain such objects; re-save the weights with mingpt.checkpoint.save_checkpoint."
+    checkpoint = load_plain_data(path, map_location, fix, what="checkpoint", mmap=mmap)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a mingpt checkpoint (no format={FORMAT!r} marker)")
     if checkpoint.get("version") != VERSION:
         raise ValueError(f"{path!r} has checkpoint version {checkpoint.get('version')!r}; this mingpt reads {VERSION}")
     return checkpoint
+
+
+class UnsafeFileError(ValueError):
+    """A file holds pickled objects other than tensors and plain data; it was refused, and nothing in it ran."""
+
+
+def load_plain_data(path: str | os.PathLike, map_location: str | torch.device = "cpu", fix: str = "",
+                    what: str = "checkpoint", mmap: bool = False) -> Any:
+    """
+    torch.load(weights_only=True), with errors that say what happened: UnsafeFileError when the safe unpickler
+    refuses the content (a global it does not allow, or an instruction it does not know, such as those of pickle
+    protocols 4 and 5), ValueError when the file is truncated or corrupt. `fix` ends the unsafe message; `what`
+    names the kind of file in the other one. mmap=True maps the tensors' bytes instead of reading them.
+    """
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols 4/5 before refusing them itself
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        # Every refusal of the weights-only unpickler starts with this sentence. It also refuses bytes that are no
+        # pickle instruction at all (junk, a damaged file): that is corruption, not a threat.
+        if "Weights only load failed" in str(e) and not _is_junk_opcode(e):
+            raise UnsafeFileError(
+                f"refusing to load {str(path)!r}: it contains pickled Python objects or instructions beyond tensors "
+                f"and plain data ({_first_line(e)}), and unpickling those can run arbitrary code. {fix}".rstrip()
+            ) from None
+        raise ValueError(f"{str(path)!r} is not a readable {what} (corrupt?): {_first_line(e)}") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{str(path)!r} is not a readable {what} (truncated or corrupt?): {_first_line(e)}") from None
+
+
+_PICKLE_OPCODES = {ord(op.code) for op in pickletools.opcodes}
+
+
+def _is_junk_opcode(e: BaseException) -> bool:
+    """True when the unpickler stopped at a byte that is no pickle instruction at all (so the file is damaged)."""
+    match = re.search(r"Unsupported operand (\d+)", str(e))
+    return match is not None and int(match.group(1)) not in _PICKLE_OPCODES
 
 
 def restore_checkpoint(
@@ -224,6 +258,9 @@ def _first_line(e: BaseException) -> str:
     """The informative line of a torch.load error (for pickles: the one naming the refused global)."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     for line in lines:
-        if "Unsupported global" in line:
-            return line
-    return lines[0] if lines else type(e).__name__
+        if "unsupported global" in line.lower() or "unsupported operand" in line.lower():
+            # torch goes on to suggest allow-listing the global: never advice to give about a refused file
+            return line.removeprefix("WeightsUnpickler error: ").split(" Please use", 1)[0]
+    # Never pass on torch's advice to retry with weights_only=False: that is how a malicious file runs code.
+    lines = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
+    return lines[0].removeprefix("WeightsUnpickler error: ") if lines else type(e).__name__

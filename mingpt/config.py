@@ -5,6 +5,13 @@ The one idea: a config is a tree of plain attributes (``config.model.n_layer``) 
 schema*. Because every key already exists with a value of some type, an override can be checked: a misspelt key
 is rejected with a suggestion, and a value of the wrong type is rejected before it reaches the model.
 
+The checks, each with the key, the value and what was expected in its message:
+* a value must have the default's type (an int may stand for a float; a list for a tuple);
+* ``None`` is accepted only by keys whose default is None, because those keys document what None means
+  (``max_iters=None`` trains until interrupted); ``learning_rate=None`` would only fail later, deep inside;
+* NaN is never a setting (``grad_norm_clip=nan`` would silently switch clipping off);
+* a non-empty tuple default fixes the length and the element types: ``betas=(0.9,)`` is rejected.
+
     >>> C = CfgNode(model=CfgNode(n_layer=3, dropout=0.1))
     >>> C.merge_from_args(['--model.n_layer=6', '--model.dropout=0'])   # int -> float is allowed
     >>> C.model.n_layer, C.model.dropout
@@ -14,8 +21,10 @@ is rejected with a suggestion, and a value of the wrong type is rejected before 
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import json
+import math
 import os
 from typing import Any, Iterable
 
@@ -25,8 +34,30 @@ from mingpt.atomic import atomic_path
 class CfgNode:
     """A nested namespace of configuration values. Children that are CfgNodes form the tree."""
 
+    # The keys live in __dict__; the slot remembers which keys were created as None (and so may be None again),
+    # outside __dict__, so it never shows up as a key.
+    __slots__ = ("__dict__", "_nullable")
+
     def __init__(self, **kwargs: Any):
-        self.__dict__.update(kwargs)
+        object.__setattr__(self, "_nullable", set())
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "_nullable":  # the slot itself (copy and pickle restore it this way)
+            object.__setattr__(self, key, value)
+            return
+        if key not in self.__dict__ and value is None:
+            self._nullable.add(key)  # a key born None documents what None means (see the module docstring)
+        self.__dict__[key] = value
+
+    def allow_none(self, *keys: str) -> None:
+        """Let these keys (of this node) be set to None although their default is not; say beside the key what
+        None means, e.g. GPT's ``model_type = "gpt"  # a preset name, or None for explicit sizes``."""
+        for key in keys:
+            if key not in self.__dict__:
+                raise KeyError(f"allow_none: no key {key!r} in this config (keys: {', '.join(self.__dict__)})")
+            self._nullable.add(key)
 
     # ------------------------------------------------------------------ printing
     def __str__(self) -> str:
@@ -58,7 +89,7 @@ class CfgNode:
 
     def copy(self) -> "CfgNode":
         """A deep copy, so that callers never share (and accidentally mutate) each other's config."""
-        return CfgNode.from_dict(json.loads(json.dumps(self.to_dict(), default=list)))
+        return copy.deepcopy(self)
 
     def save_json(self, path: str | os.PathLike) -> None:
         """Write the config as JSON, atomically (a crash never leaves half a file)."""
@@ -106,7 +137,7 @@ class CfgNode:
             for k, v in new.items():
                 self._set_checked(f"{full_key}.{k}", v, root)
             return
-        node.__dict__[leaf] = _checked_value(full_key, old, new)
+        node.__dict__[leaf] = _checked_value(full_key, old, new, nullable=leaf in node._nullable)
 
     def merge_from_dict(self, d: dict) -> None:
         """Update existing keys from a (possibly nested or dotted) dict; unknown keys and wrong types raise."""
@@ -139,9 +170,16 @@ def _parse_literal(raw: str) -> Any:
         return raw
 
 
-def _checked_value(key: str, old: Any, new: Any) -> Any:
-    """Return `new` converted to the type of `old` where that is lossless; raise TypeError otherwise."""
-    if old is None or new is None:  # None means "unset": it may be replaced by, or replace, anything
+def _checked_value(key: str, old: Any, new: Any, nullable: bool = False) -> Any:
+    """Return `new` converted to the type of `old` where that is lossless; raise TypeError/ValueError otherwise."""
+    if isinstance(new, float) and math.isnan(new):
+        raise ValueError(f"config key {key!r} got nan, which is never a valid setting; give a number")
+    if new is None:
+        if old is None or nullable:  # the key's default is None: its comment says what None means
+            return None
+        raise TypeError(f"config key {key!r} cannot be None: it expects a {type(old).__name__} "
+                        f"(current value {old!r}); only keys whose default is None accept None")
+    if old is None:  # unset so far: any type may fill it
         return new
     if isinstance(old, bool) or isinstance(new, bool):  # bool is an int subclass; keep them apart
         if isinstance(old, bool) and isinstance(new, bool):
@@ -149,6 +187,11 @@ def _checked_value(key: str, old: Any, new: Any) -> Any:
     elif isinstance(old, float) and isinstance(new, int):
         return float(new)  # --trainer.learning_rate=1 means 1.0
     elif isinstance(old, (tuple, list)) and isinstance(new, (tuple, list)):
+        if isinstance(old, tuple) and old:  # a non-empty tuple default is a fixed shape, e.g. betas=(0.9, 0.95)
+            if len(new) != len(old):
+                raise ValueError(f"config key {key!r} expects {len(old)} values like {old!r}, got {len(new)}: "
+                                 f"{tuple(new)!r}")
+            return tuple(_checked_value(f"{key}[{i}]", o, n) for i, (o, n) in enumerate(zip(old, new)))
         return type(old)(new)
     elif isinstance(new, type(old)):
         return new

@@ -29,7 +29,9 @@ from typing import Sequence, TextIO
 import torch
 
 from mingpt.bpe import ENDOFTEXT, BPETokenizer
+from mingpt.download import DownloadError
 from mingpt.generation import generate_stream
+from mingpt.gpt2_vocab import gpt2_vocab_cache_paths
 from mingpt.hub import model_source
 from mingpt.model import GPT
 from mingpt.precision import DTYPES, inference_dtype
@@ -40,46 +42,94 @@ TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Every option's help ends with its default, so `--help` alone tells what a bare run does.
     parser = argparse.ArgumentParser(
         prog="python -m mingpt.generate",
         description="Continue a prompt with a pretrained GPT-2 (Hub name, repo id or local directory).",
     )
-    parser.add_argument("--model", default="gpt2", help="'gpt2'..'gpt2-xl', a Hub repo id, or a local directory")
-    parser.add_argument("--prompt", default="", help="text to continue (empty: start from <|endoftext|>)")
-    parser.add_argument("--max-new-tokens", type=int, default=50)
+    parser.add_argument("--model", default="gpt2",
+                        help="'gpt2'..'gpt2-xl', a Hub repo id, or a local directory (default: %(default)s)")
+    parser.add_argument("--prompt", default="", help="text to continue (default: empty, start from <|endoftext|>)")
+    parser.add_argument("--max-new-tokens", type=int, default=50, help="tokens to add (default: %(default)s)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--do-sample", dest="do_sample", action="store_true", default=True,
-                      help="sample the next token (the default)")
-    mode.add_argument("--greedy", dest="do_sample", action="store_false", help="always take the most likely token")
-    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
-    parser.add_argument("--top-p", type=float, default=None, help="sample only from the top-p probability mass")
-    parser.add_argument("--seed", type=int, default=None, help="make sampling repeatable")
-    parser.add_argument("--device", default="auto", help="'auto' (default), 'cpu', 'cuda', 'cuda:1', 'mps'")
+                      help="sample the next token (default: on)")
+    mode.add_argument("--greedy", dest="do_sample", action="store_false",
+                      help="always take the most likely token (default: off)")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: 1.0)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample only among the k most likely tokens (default: all tokens)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="sample only from the top-p probability mass (default: 1.0, all of it)")
+    parser.add_argument("--seed", type=int, default=None, help="make sampling repeatable (default: none, random)")
+    parser.add_argument("--device", default="auto",
+                        help="'auto', 'cpu', 'cuda', 'cuda:1', 'mps' (default: %(default)s)")
     parser.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
-                        help="weights and KV cache: 'auto' (default) is bf16 on GPUs and on CPUs with native bf16, "
-                             "else fp32; sampling is always in fp32")
-    parser.add_argument("--revision", default="main", help="Hub branch, tag or commit (default main)")
+                        help="weights and KV cache: 'auto' is bf16 on GPUs and on CPUs with native bf16, else fp32; "
+                             "sampling is always in fp32 (default: %(default)s)")
+    parser.add_argument("--revision", default="main", help="Hub branch, tag or commit (default: %(default)s)")
     parser.add_argument("--tokenizer", default=None,
-                        help="directory with vocab.json + merges.txt or encoder.json + vocab.bpe")
-    parser.add_argument("--ignore-eos", action="store_true", help="keep going after <|endoftext|>")
+                        help="directory with vocab.json + merges.txt or encoder.json + vocab.bpe (default: the "
+                             "model's own files, else GPT-2's)")
+    parser.add_argument("--ignore-eos", action="store_true", help="keep going after <|endoftext|> (default: off)")
     return parser
 
 
+def _tokenizer_files(folder: pathlib.Path, what: str) -> tuple[pathlib.Path, pathlib.Path] | None:
+    """A folder's (vocab, merges) pair, in either spelling; None if it has neither; an error if it has half."""
+    for vocab, merges in TOKENIZER_FILES:
+        present = [(folder / name).is_file() for name in (vocab, merges)]
+        if all(present):
+            return folder / vocab, folder / merges
+        if any(present):
+            missing = merges if present[0] else vocab
+            raise FileNotFoundError(f"{what} {str(folder)!r} has {vocab if present[0] else merges} but not {missing}; "
+                                    f"add {missing} (the two files belong together)")
+    return None
+
+
 def load_tokenizer(tokenizer_dir: str | None, model: str, revision: str = "main") -> BPETokenizer:
-    """The tokenizer for `model`: from tokenizer_dir, else the model's vocab.json + merges.txt, else GPT-2's."""
+    """
+    The tokenizer for `model`: from tokenizer_dir, else the model's vocab.json + merges.txt, else GPT-2's (from
+    mingpt's cache, or downloaded). When none can be had, one FileNotFoundError names every missing file and every
+    way to fix it.
+    """
     if tokenizer_dir is not None:
         folder = pathlib.Path(tokenizer_dir)
-        for vocab, merges in TOKENIZER_FILES:
-            if (folder / vocab).is_file() and (folder / merges).is_file():
-                return BPETokenizer.from_files(folder / vocab, folder / merges)
-        raise FileNotFoundError(f"--tokenizer {tokenizer_dir!r} must be a directory holding vocab.json + merges.txt "
-                                f"or encoder.json + vocab.bpe")
+        pair = _tokenizer_files(folder, "--tokenizer") if folder.is_dir() else None
+        if pair is None:
+            raise FileNotFoundError(f"--tokenizer {tokenizer_dir!r} must be a directory holding vocab.json + "
+                                    f"merges.txt or encoder.json + vocab.bpe")
+        return BPETokenizer.from_files(*pair)
     source = model_source(model, revision=revision)
+    problems = []
+    if source.directory is not None:
+        pair = _tokenizer_files(source.directory, "the model directory")
+        if pair is not None:
+            return BPETokenizer.from_files(*pair)
+        problems.append(f"{str(source.directory)!r} has no vocab.json + merges.txt (nor encoder.json + vocab.bpe)")
+    else:
+        try:
+            return BPETokenizer.from_files(source.fetch("vocab.json"), source.fetch("merges.txt"))
+        except FileNotFoundError:  # the repo has no tokenizer files of its own: it uses GPT-2's
+            problems.append(f"{source!r} has no vocab.json + merges.txt")
+        except DownloadError as e:
+            problems.append(f"the tokenizer files of {source!r} could not be downloaded ({e})")
     try:
-        return BPETokenizer.from_files(source.fetch("vocab.json"), source.fetch("merges.txt"))
-    except FileNotFoundError:  # the model has no tokenizer files of its own: it uses GPT-2's
-        return BPETokenizer()
+        return BPETokenizer()  # GPT-2's: from mingpt's cache, else downloaded once
+    except DownloadError as e:
+        cache = gpt2_vocab_cache_paths()
+        missing = [str(p) for p in cache if not p.is_file()] or [str(p) for p in cache]
+        problems.append(f"GPT-2's tokenizer is not in mingpt's cache (missing or damaged: {', '.join(missing)}) "
+                        f"and could not be downloaded ({str(e).split('. If this machine', 1)[0]})")
+    raise FileNotFoundError(
+        "no tokenizer for this model: " + "; ".join(problems) + ". Fix it in any one of these ways: "
+        "(1) pass --tokenizer DIR, a folder holding vocab.json + merges.txt or encoder.json + vocab.bpe; "
+        "(2) put vocab.json and merges.txt into the model's folder (model.save_pretrained(DIR, "
+        "tokenizer=BPETokenizer()) writes them); "
+        f"(3) copy GPT-2's encoder.json and vocab.bpe into {cache[0].parent}; "
+        "(4) run once with internet access, so GPT-2's files are downloaded and cached."
+    )
 
 
 def stream_text(model: GPT, tokenizer: BPETokenizer, args: argparse.Namespace, out: TextIO) -> None:

@@ -26,12 +26,16 @@ but the logits are turned into float32 before sampling, so top-k/top-p and seede
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from mingpt.model import causal_mask
+
+logger = logging.getLogger(__name__)
 
 
 class KVCache:
@@ -102,11 +106,17 @@ def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, 
                      pad_token_id):
     from mingpt.model import check_token_ids
 
+    if isinstance(idx, torch.Tensor) and idx.dim() == 1:
+        raise ValueError(f"idx (the prompt) must have shape (B, T), got {tuple(idx.shape)}: add a batch dimension "
+                         f"with idx[None] (or idx.unsqueeze(0))")
     check_token_ids(idx, "idx (the prompt)", model.config.vocab_size)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if do_sample and not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ValueError(f"temperature must be > 0 when sampling, got {temperature!r}; use do_sample=False for greedy")
+    valid_temperature = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if do_sample and not (valid_temperature and 0 < temperature < math.inf):
+        # inf would flatten every distribution to uniform noise; nan would poison the softmax
+        raise ValueError(f"temperature must be > 0 and finite when sampling, got {temperature!r}; "
+                         f"use do_sample=False for greedy")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be an int >= 1 (or None), got {top_k!r}")
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
@@ -202,6 +212,9 @@ def generate_stream(
     # Check the arguments now, not at the first next(): a bad argument should fail where it was written.
     stop = _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator,
                             pad_token_id)
+    if idx.size(1) > model.config.block_size:  # said once per call, not at every step
+        logger.warning("the prompt has %d tokens but the model sees at most block_size=%d: only its last %d are used",
+                       idx.size(1), model.config.block_size, model.config.block_size)
     sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     pad = pad_token_id if pad_token_id is not None else stop[0] if stop else None
     mask = _check_attention_mask(attention_mask, idx)

@@ -4,8 +4,11 @@ Finding a model's files: a local folder, or a repository on the Hugging Face Hub
 The one idea: a Hub repository is just a folder behind a URL. Every file of revision `rev` of repo `owner/name`
 is served at ``{endpoint}/{owner/name}/resolve/{rev}/{filename}``, so "downloading a model" is a few plain HTTP
 GETs (streamed, retried and written atomically by :mod:`mingpt.download`) into
-``<cache>/hub/{owner/name}/{rev}/{filename}``. A file that is in the cache is used as it is, with no request at all;
-delete its folder to fetch a fresh copy (e.g. after the `main` branch moved on).
+``<cache>/hub/{owner/name}/{rev}/{filename}``. A file enters the cache only once it is verified: its size, the
+checksum the Hub sends with it (the ETag: sha256 for large LFS files, the git blob id for small ones) and any
+format check the caller passes. A file that is in the cache is used as it is, with no request at all; one that
+then fails to load is removed and fetched again once (``ModelSource.refetch``). Delete a folder to fetch a fresh
+copy (e.g. after the `main` branch moved on).
 
     from mingpt.hub import hub_file
     path = hub_file("openai-community/gpt2", "config.json")   # a pathlib.Path inside the cache
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+from typing import Callable
 
 from mingpt import download
 
@@ -99,9 +103,11 @@ def hub_file(
     progress: bool = False,
     timeout: float = 30.0,
     retries: int = 3,
+    validate: Callable[[pathlib.Path], None] | None = None,
 ) -> pathlib.Path:
     """
     Path of `filename` from a Hub repo, downloading it into the cache first if it is not there yet.
+    validate: a format check run on the downloaded bytes before they enter the cache (raises ValueError).
 
     Raises FileNotFoundError when the Hub answers 404 (no such repo, revision or file), PermissionError for
     401/403 (a private or gated repo, or one that does not exist: the Hub does not say which), and
@@ -112,7 +118,8 @@ def hub_file(
         return dest
     url = hub_url(repo_id, filename, revision, endpoint)
     try:
-        return download.download(url, dest, timeout=timeout, retries=retries, progress=progress)
+        return download.download(url, dest, timeout=timeout, retries=retries, progress=progress, hub_checksums=True,
+                                 validate=validate)
     except download.DownloadError as e:
         status = http_status(e)
         where = f"{filename!r} of Hub repo {repo_id!r} at revision {revision!r}"
@@ -126,10 +133,10 @@ def hub_file(
                 f"{where} could not be read (HTTP {status}): the repo does not exist, or it is private or gated, "
                 f"which mingpt does not support; download its files by hand and pass their local directory"
             ) from e
-        raise download.DownloadError(
-            f"could not download {where}: {e}\nAlternatively, download the model's config.json and model.safetensors "
+        raise type(e)(
+            f"could not download {where}: {e} Alternatively, download the model's config.json and model.safetensors "
             f"on a machine with internet access, put them in one local directory and pass that directory's path "
-            f"instead of the name."
+            f"instead of the name.", status_code=e.status_code
         ) from e
 
 
@@ -172,14 +179,25 @@ class ModelSource:
             path = hub_cache_path(self.repo_id, filename, self.revision, self.cache_dir)
         return path if path.is_file() else None
 
-    def fetch(self, filename: str, progress: bool = False) -> pathlib.Path:
+    def fetch(self, filename: str, progress: bool = False, validate=None) -> pathlib.Path:
         path = self.cached(filename)
         if path is not None:
             return path
         if self.directory is not None:
             raise FileNotFoundError(f"{self!r} has no {filename}")
-        options = dict(progress=progress, **self.download_options)
+        options = dict(progress=progress, validate=validate, **self.download_options)
         return hub_file(self.repo_id, filename, self.revision, self.endpoint, self.cache_dir, **options)
+
+    def refetch(self, filename: str, damage: str, progress: bool = False, validate=None) -> pathlib.Path:
+        """
+        A cached Hub file failed to load: remove it and download it again, once. `damage` says what was wrong;
+        it is logged and, should the download fail (e.g. offline), opens the DamagedCacheError. A local
+        directory is the user's own: nothing is removed, and the problem is raised as a ValueError.
+        """
+        path = self.cached(filename)
+        if self.directory is not None or path is None:
+            raise ValueError(damage)
+        return download.redownload_damaged(path, damage, lambda: self.fetch(filename, progress, validate))
 
 
 def model_source(

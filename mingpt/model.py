@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mingpt.circuits import WeightViews
 from mingpt.config import CfgNode
 
 logger = logging.getLogger(__name__)
@@ -72,23 +73,37 @@ class CausalSelfAttention(nn.Module):
         # When a probe sets this to a list, the explicit path runs and appends attention probabilities to it.
         self.attention_sink: list | None = None
 
-    def forward(self, x: torch.Tensor, kv_cache=None, attn_mask=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None, attn_mask=None) -> torch.Tensor:
         B, T, C = x.size()
         # One matmul gives queries, keys and values; then split channels into heads: (B, T, C) -> (B, nh, T, hs).
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if hooks is not None:  # hook points (mingpt/hooks.py) see q, k, v as (B, T, nh, hs), TransformerLens' layout
+            q, k, v = (hooks(f"attn.hook_{n}", t.transpose(1, 2)).transpose(1, 2) for n, t in zip("qkv", (q, k, v)))
         if kv_cache is not None:
             # Decoding: keys/values of earlier positions were stored; append ours and attend over all of them.
             k, v = kv_cache.update(self.layer_idx, k, v)
 
-        if use_math_attention(self.implementation, q) or self.attention_sink is not None:
-            y = self.math_attention(q, k, v, attn_mask)
-        else:
-            y = self.sdpa_attention(q, k, v, attn_mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side: (B, T, C)
+        explicit = use_math_attention(self.implementation, q) or self.attention_sink is not None
+        if hooks is not None:  # the fused kernel never forms the scores or probabilities a hook wants to see
+            explicit = explicit or hooks.wants("attn.hook_attn_scores") or hooks.wants("attn.hook_pattern")
+        y = self.math_attention(q, k, v, hooks, attn_mask) if explicit else self.sdpa_attention(q, k, v, attn_mask)
+        y = y.transpose(1, 2)  # (B, T, nh, hs)
+        if hooks is not None:
+            y = hooks("attn.hook_z", y)
+            if hooks.wants("attn.hook_result"):  # each head's own output, only when someone asks for it
+                return self.resid_dropout(self.per_head_output(y, hooks))
+        y = y.contiguous().view(B, T, C)  # re-assemble heads side by side: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def per_head_output(self, z: torch.Tensor, hooks) -> torch.Tensor:
+        """c_proj(z) written as a sum over heads: head n writes z_n @ W_O[n], (B, T, nh, C) at hook_result."""
+        W_O = self.c_proj.weight.view(self.n_embd, self.n_head, z.size(-1))  # (C_out, nh, hs), Linear's layout
+        result = hooks("attn.hook_result", torch.einsum("btnh,cnh->btnc", z, W_O))
+        out = result.sum(dim=2)
+        return out if self.c_proj.bias is None else out + self.c_proj.bias
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The original minGPT stored its causal mask as a persistent buffer, `attn.bias`: a (1, 1, block_size,
@@ -114,7 +129,7 @@ class CausalSelfAttention(nn.Module):
         mask = causal_mask(T_q, T_kv, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
-    def math_attention(self, q, k, v, attn_mask=None):
+    def math_attention(self, q, k, v, hooks=None, attn_mask=None):
         """The explicit version, for teaching and for inspecting the attention probabilities."""
         T_q, T_kv = q.size(-2), k.size(-2)
         # Scores: how much each query matches each key. Dividing by sqrt(hs) keeps their variance near 1, so the
@@ -123,7 +138,11 @@ class CausalSelfAttention(nn.Module):
         # Causality: a query may not see keys from its future. -inf becomes probability 0 after the softmax.
         allowed = causal_mask(T_q, T_kv, q.device) if attn_mask is None else attn_mask
         att = att.masked_fill(~allowed, float("-inf"))
+        if hooks is not None:
+            att = hooks("attn.hook_attn_scores", att)
         att = F.softmax(att, dim=-1)
+        if hooks is not None:
+            att = hooks("attn.hook_pattern", att)
         if self.attention_sink is not None:
             self.attention_sink.append(att.detach())
         att = self.attn_dropout(att)
@@ -168,8 +187,11 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+    def forward(self, x: torch.Tensor, hooks=None) -> torch.Tensor:
+        if hooks is None:
+            return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        pre = hooks("mlp.hook_pre", self.c_fc(x))  # (B, T, 4C)
+        return self.dropout(self.c_proj(hooks("mlp.hook_post", self.gelu(pre))))
 
 
 class Block(nn.Module):
@@ -182,20 +204,31 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, kv_cache=None, attn_mask=None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache, attn_mask)
-        x = x + self.mlp(self.ln_2(x))
-        return x
+    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None, attn_mask=None) -> torch.Tensor:
+        if hooks is None:
+            x = x + self.attn(self.ln_1(x), kv_cache, attn_mask=attn_mask)
+            x = x + self.mlp(self.ln_2(x))
+            return x
+        # The same sums, passed through the hook points of mingpt/hooks.py (TransformerLens' names) on the way.
+        x = hooks("hook_resid_pre", x)
+        attn_out = hooks("hook_attn_out", self.attn(hooks.layer_norm("ln1", self.ln_1, x), kv_cache, hooks, attn_mask))
+        x = hooks("hook_resid_mid", x + attn_out)
+        mlp_out = hooks("hook_mlp_out", self.mlp(hooks.layer_norm("ln2", self.ln_2, x), hooks))
+        return hooks("hook_resid_post", x + mlp_out)
 
 
-class GPT(nn.Module):
-    """GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``."""
+class GPT(WeightViews, nn.Module):
+    """
+    GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``.
+    WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/circuits.py).
+    """
 
     @staticmethod
     def get_default_config() -> CfgNode:
         C = CfgNode()
         # Either a preset name (see PRESETS) or explicit n_layer/n_head/n_embd, not both.
         C.model_type = "gpt"
+        C.allow_none("model_type")  # None: no preset, the explicit sizes below
         C.n_layer = None
         C.n_head = None
         C.n_embd = None
@@ -273,6 +306,9 @@ class GPT(nn.Module):
         """
         if not torch.compiler.is_compiling():  # the id range check needs the values: a sync and a graph break
             check_token_ids(idx, "idx", self.config.vocab_size)
+            if idx.device != self.transformer.wte.weight.device:  # else torch fails deep inside the embedding
+                raise ValueError(f"idx is on {idx.device} but the model is on {self.transformer.wte.weight.device}; "
+                                 f"move it first: idx.to({str(self.transformer.wte.weight.device)!r})")
         start = kv_cache.length if kv_cache is not None else 0
         if start + idx.size(1) > self.config.block_size:
             raise ValueError(
@@ -301,14 +337,42 @@ class GPT(nn.Module):
         B, T = idx.size()
         start = kv_cache.length if kv_cache is not None else 0
         pos = position_ids if position_ids is not None else torch.arange(start, start + T, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        for block in self.transformer.h:
-            x = block(x, kv_cache, attn_mask)
+        hooks = self.active_hooks  # None unless hooks or a cache are active (model.hooks(), mingpt/hooks.py)
+        if hooks is None:
+            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        else:
+            embed = hooks("hook_embed", self.transformer.wte(idx))
+            x = self.transformer.drop(embed + hooks("hook_pos_embed", self.transformer.wpe(pos.expand(B, T))))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache, None if hooks is None else hooks.at_block(i), attn_mask)
         if kv_cache is not None:
             kv_cache.advance(T)
         if last_only:  # generation needs only the next-token distribution: skip T-1 rows of the big V matmul
             x = x[:, -1:, :]
+        if hooks is not None:
+            return self.lm_head(hooks.layer_norm("ln_final", self.transformer.ln_f, x))
         return self.lm_head(self.transformer.ln_f(x))
+
+    # ------------------------------------------------------------------ hooks (see mingpt/hooks.py)
+    active_hooks = None  # set by model.hooks() while hooks or a cache are active; None is the plain fast path
+
+    def hooks(self, fwd_hooks=(), names_filter=None, cache=None):
+        """A context manager: while inside, fn(activation, hook) runs at each named hook point, generate included."""
+        from mingpt.hooks import hooks
+
+        return hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
+
+    def run_with_hooks(self, idx, fwd_hooks=(), return_type="logits", **kwargs):
+        """One forward pass (eval mode) with fwd_hooks=[(name_or_predicate, fn)] active; see mingpt/hooks.py."""
+        from mingpt.hooks import run_with_hooks
+
+        return run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
+
+    def run_with_cache(self, idx, names_filter=None, **kwargs):
+        """``logits, cache = model.run_with_cache(idx)``: one forward pass that records every hook point."""
+        from mingpt.hooks import run_with_cache
+
+        return run_with_cache(self, idx, names_filter=names_filter, **kwargs)
 
     # ------------------------------------------------------------------ generation (see mingpt/generation.py)
     def generate(self, idx, max_new_tokens, temperature=1.0, do_sample=False, top_k=None, **kwargs):
@@ -411,6 +475,9 @@ def resolve_config(config: CfgNode) -> CfgNode:
     for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop"):
         if not 0.0 <= getattr(C, key) < 1.0:
             raise ValueError(f"{key} must be in [0, 1), got {getattr(C, key)!r}")
+    if not 0.0 < C.layer_norm_epsilon < 1.0:  # also refuses inf (nan never gets past CfgNode)
+        raise ValueError(f"layer_norm_epsilon must be a small positive number (GPT-2: 1e-5), "
+                         f"got {C.layer_norm_epsilon!r}")
     if C.attention not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {C.attention!r}")
     return C

@@ -14,7 +14,9 @@ tensors; older repos have ``pytorch_model.bin`` instead). ``transformers`` is ne
     model.save_pretrained("./my-model")                 # transformers.GPT2LMHeadModel.from_pretrained reads it
 
 Only safe formats are read: safetensors, and .bin through ``torch.load(weights_only=True)``, which refuses
-anything but tensors (a pickle can run arbitrary code).
+anything but tensors (a pickle can run arbitrary code). A downloaded file enters the cache only after its checks
+(size, the Hub's checksum, and for safetensors a header whose tensors fit the file); a cached file that still
+fails to load is removed and downloaded again, once, with a warning that says so.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 from typing import TYPE_CHECKING
 
 import torch
 
 from mingpt import hub
 from mingpt.atomic import atomic_path
+from mingpt.checkpoint import UnsafeFileError, load_plain_data
 from mingpt.config import CfgNode
 
 if TYPE_CHECKING:  # only for the type hints: model.py imports this module lazily, so no import cycle at run time
+    from mingpt.bpe import Tokenizer
     from mingpt.model import GPT
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ REQUIRED_HF_KEYS = ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Config values that may be changed when loading, because they do not change the shape of any weight.
 LOAD_OVERRIDES = ("embd_pdrop", "resid_pdrop", "attn_pdrop", "attention")
+GPT2_VOCAB_SIZE = 50257  # GPT-2's 256 bytes + 50,000 merges + <|endoftext|>
 
 
 def config_from_hf(hf_config: dict) -> CfgNode:
@@ -157,27 +163,96 @@ def load_hf_state_dict(model: GPT, hf_state_dict: dict[str, torch.Tensor]) -> No
 
 # ------------------------------------------------------------------------------------------------ loading
 
+# Bytes per element of each safetensors dtype: a tensor's extent in the file must be exactly numel * this.
+SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                           "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """
+    Raise ValueError unless `path` is a whole safetensors file. The format is an 8-byte little-endian header
+    length, a JSON header {name: {dtype, shape, data_offsets: [start, end]}}, then the tensors' bytes; a file cut
+    short (or padded) shows as offsets that do not fit the bytes that are there. Reads only the header.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little") if size >= 8 else -1
+        if not 0 < length <= size - 8:
+            raise ValueError(f"{path} is not a complete safetensors file: {size} bytes cannot hold its header")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not a safetensors file: its header is not JSON ({e})") from None
+    data_size, covered = size - 8 - length, 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = info["data_offsets"]
+            numel = 1
+            for dim in info["shape"]:
+                numel *= dim
+            expected = numel * SAFETENSORS_DTYPE_BYTES[info["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path} is not a valid safetensors file: bad header entry for {name!r}") from None
+        if not 0 <= start <= end <= data_size:
+            raise ValueError(f"{path} is truncated: tensor {name!r} needs bytes {start}..{end} of the data, but the "
+                             f"file holds {data_size} ({size} bytes in all)")
+        if end - start != expected:
+            raise ValueError(f"{path} is damaged: tensor {name!r} has {end - start} bytes for {expected} expected")
+        covered = max(covered, end)
+    if covered != data_size:
+        raise ValueError(f"{path} is damaged: {data_size - covered} bytes follow the last tensor")
+
 
 def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from model.safetensors or pytorch_model.bin (the latter only as plain tensors)."""
     path = pathlib.Path(path)
-    try:
-        if path.name.endswith(".safetensors"):
-            from safetensors.torch import load_file
+    if path.name.endswith(".safetensors"):
+        from safetensors.torch import load_file
 
+        check_safetensors(path)  # a clear message for a cut file, before safetensors' own
+        try:
             return load_file(str(path))
-        # weights_only=True unpickles nothing but tensors and plain containers, so no code in the file can run.
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # safetensors and the unpickler raise their own types for a damaged file
-        raise ValueError(
-            f"could not read weights from {path} ({type(e).__name__}: {e}); if it came from the cache, delete it "
-            f"so it is downloaded again"
-        ) from e
+        except Exception as e:  # safetensors raises its own types for a damaged file
+            raise ValueError(f"could not read weights from {path} ({type(e).__name__}: {e})") from e
+    # weights_only=True unpickles nothing but tensors and plain containers, so no code in the file can run.
+    fix = ("Load weights only from sources you trust; a safe format for weights is model.safetensors, which "
+           "holds tensors and nothing else.")
+    state_dict = load_plain_data(path, "cpu", fix, what="weights file")
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{path} does not hold a state dict (a dict of name -> tensor)")
     return state_dict
+
+
+def _read_config(path: pathlib.Path) -> dict:
+    try:
+        hf_config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(hf_config, dict):
+        raise ValueError(f"{path} should hold a JSON object, got {type(hf_config).__name__}")
+    return hf_config
+
+
+# The check each file gets before it enters the cache (a ValueError keeps it out).
+VALIDATORS = {"config.json": _read_config, "model.safetensors": check_safetensors}
+
+
+def _load_cached(source: hub.ModelSource, filename: str, path: pathlib.Path, load, progress: bool = False):
+    """
+    load(path); if a file from the Hub cache fails to load, remove it, download it once more and load that.
+    Refusing an unsafe file is not damage: downloading it again would fetch the same file, so it is raised.
+    """
+    try:
+        return load(path)
+    except UnsafeFileError:
+        raise
+    except ValueError as e:
+        if source.directory is not None:
+            raise
+        path = source.refetch(filename, f"the cached {path} was damaged ({e})", progress, VALIDATORS.get(filename))
+    return load(path)
 
 
 def _find_weights(source: hub.ModelSource, progress: bool) -> pathlib.Path:
@@ -189,7 +264,7 @@ def _find_weights(source: hub.ModelSource, progress: bool) -> pathlib.Path:
     if source.directory is None:
         for filename in WEIGHT_FILES:
             try:
-                return source.fetch(filename, progress=progress)
+                return source.fetch(filename, progress=progress, validate=VALIDATORS.get(filename))
             except FileNotFoundError:  # a 404: this repo does not have the file in that format; try the next
                 logger.info("%r has no %s; trying the next format", source, filename)
     sharded = any(source.cached(f + ".index.json") for f in WEIGHT_FILES)
@@ -250,21 +325,18 @@ def from_pretrained(
 
     # The config first: it is tiny, and it tells us whether this is a GPT-2 at all before gigabytes of weights.
     try:
-        config_path = source.fetch("config.json")
+        config_path = source.fetch("config.json", validate=_read_config)
     except FileNotFoundError as e:
         hint = "" if source.directory is not None else f" (and no local directory named {str(name_or_path)!r} exists)"
         raise FileNotFoundError(f"{e}{hint}") from e
-    try:
-        hf_config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{config_path} is not valid JSON ({e}); delete it if it came from the cache") from e
-    config = config_from_hf(hf_config)
+    config = config_from_hf(_load_cached(source, "config.json", config_path, _read_config))
     config.merge_from_dict(overrides)
 
     weights_path = _find_weights(source, progress)
     model = GPT(config)
+    state_dict = _load_cached(source, weights_path.name, weights_path, load_weights_file, progress)
     try:
-        load_hf_state_dict(model, load_weights_file(weights_path))
+        load_hf_state_dict(model, state_dict)
     except KeyError as e:
         raise KeyError(f"{weights_path}: {e.args[0]}") from None
     except ValueError as e:
@@ -277,10 +349,16 @@ def from_pretrained(
 # ------------------------------------------------------------------------------------------------ saving
 
 
-def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
+def save_pretrained(model: GPT, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> None:
     """
-    Write `model` to `directory` in Hugging Face GPT-2 layout: config.json and model.safetensors.
-    ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` and ``GPT.from_pretrained(directory)`` read it.
+    Write `model` to `directory` in Hugging Face GPT-2 layout: config.json, model.safetensors and, as Hugging Face
+    does, the tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.generate
+    --model DIR` needs, offline. ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` and
+    ``GPT.from_pretrained(directory)`` read it.
+
+    tokenizer: a mingpt Tokenizer with GPT-2's split pattern (e.g. BPETokenizer). None: GPT-2's own files when
+        the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files,
+        with a warning that says how to add them.
     """
     from safetensors.torch import save_file
 
@@ -303,4 +381,28 @@ def save_pretrained(model: GPT, directory: str | os.PathLike) -> None:
         save_file(tensors, tmp, metadata={"format": "pt"})
     with atomic_path(directory / "config.json") as tmp:
         pathlib.Path(tmp).write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n", "utf-8")
+    _save_tokenizer_files(model, directory, tokenizer)
     logger.info("saved the model to %s", directory)
+
+
+def _save_tokenizer_files(model: GPT, directory: pathlib.Path, tokenizer: Tokenizer | None) -> None:
+    from mingpt.bpe import GPT2_SPLIT_PATTERN
+    from mingpt.gpt2_vocab import cached_gpt2_vocab, write_hf_vocab
+
+    if tokenizer is not None:
+        # vocab.json + merges.txt cannot record a split pattern: readers assume GPT-2's.
+        if getattr(tokenizer, "pattern", None) != GPT2_SPLIT_PATTERN or not hasattr(tokenizer, "merges"):
+            raise ValueError(f"tokenizer must be a mingpt Tokenizer with GPT-2's split pattern (vocab.json and "
+                             f"merges.txt cannot record another), got {type(tokenizer).__name__}")
+        if tokenizer.n_vocab > model.config.vocab_size:
+            raise ValueError(f"the tokenizer has {tokenizer.n_vocab} ids but the model only {model.config.vocab_size}")
+        write_hf_vocab(tokenizer.merges, tokenizer.special_tokens, directory)
+        return
+    cached = cached_gpt2_vocab() if model.config.vocab_size == GPT2_VOCAB_SIZE else None
+    if cached is None:
+        logger.warning("saved no tokenizer files in %s: pass tokenizer= (e.g. BPETokenizer()) to save_pretrained so "
+                       "that the folder carries vocab.json and merges.txt", directory)
+        return
+    for source, name in zip(cached, ("vocab.json", "merges.txt")):  # GPT-2's files under Hugging Face's names
+        with atomic_path(directory / name) as tmp:
+            shutil.copyfile(source, tmp)

@@ -167,8 +167,8 @@ def test_call_returns_a_batch_of_one(tokenizer):
 
 def test_get_encoder_from_local_paths(gpt2_files):
     encoder = get_encoder(encoder_path=gpt2_files[0], vocab_path=gpt2_files[1])
-    assert isinstance(encoder, Encoder) and isinstance(encoder, Tokenizer)
-    assert encoder.encoder["Ġworld"] == 995 and encoder.n_vocab == 50257
+    assert isinstance(encoder, Encoder) and isinstance(encoder.tokenizer, Tokenizer)
+    assert encoder.encoder["Ġworld"] == 995 and len(encoder.encoder) == 50257
     work = encoder.encode_and_show_work("Hello world")
     assert work["bpe_idx"] == [15496, 995] and work["tokens"] == ["Hello", " world"]
     assert work["parts"][1]["token_translated"] == "Ġworld" and work["parts"][1]["token_merged"] == ["Ġworld"]
@@ -288,8 +288,7 @@ def test_corrupted_download_is_detected_and_not_cached(data_dir, serve_directory
     (site / "encoder.json").write_bytes((data_dir / "gpt2" / "encoder.json").read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ChecksumError, match="encoder.json"):
         BPETokenizer(base_url=serve_directory(site))
-    assert not (cache_dir / "gpt2" / "encoder.json").exists()
-    assert [p.name for p in (cache_dir / "gpt2").iterdir()] == []
+    assert not (cache_dir / "gpt2").exists()  # no file, no temp file, no empty folder
 
 
 def test_offline_failure_says_where_to_put_the_files(cache_dir, monkeypatch):
@@ -320,3 +319,92 @@ def test_load_rejects_other_files(tmp_path, gpt2_files):
 def test_gpt2_vocabulary_cannot_be_trained(tokenizer):
     with pytest.raises(TypeError, match="ByteLevelBPE"):
         BPETokenizer.train("some text", 300)
+
+
+# ---- checking the pair of vocabulary files (which one is wrong) ---------------------------------------------------
+
+
+def test_truncated_vocab_bpe_is_named_not_turned_into_special_tokens(tmp_path, gpt2_files):
+    lines = gpt2_files[1].read_text(encoding="utf-8").split("\n")
+    cut = tmp_path / "vocab.bpe"
+    cut.write_text("\n".join(lines[: 1 + 25_000]) + "\n", encoding="utf-8")  # the header and the first 25,000
+    with pytest.raises(ValueError, match=r"vocab\.bpe has 25,000 merges, too few for .*50,257 tokens.*truncated") as e:
+        BPETokenizer.from_files(gpt2_files[0], cut)
+    assert str(cut) in str(e.value) and "ids 25256..50256" in str(e.value)
+
+
+def test_swapped_paths_are_named(gpt2_files):
+    with pytest.raises(ValueError, match="look swapped") as e:
+        BPETokenizer.from_files(gpt2_files[1], gpt2_files[0])
+    assert str(gpt2_files[0]) in str(e.value) and "Pass encoder.json (vocab.json) first" in str(e.value)
+    with pytest.raises(ValueError, match=r"should be vocab\.bpe .* holds JSON"):
+        BPETokenizer.from_files(gpt2_files[0], gpt2_files[0])
+
+
+def test_encoder_json_missing_tokens_is_named(tmp_path, gpt2_files):
+    encoder = json.loads(gpt2_files[0].read_text(encoding="utf-8"))
+    short = tmp_path / "encoder.json"
+    short.write_text(json.dumps({k: v for k, v in encoder.items() if v < 30_000}), encoding="utf-8")  # valid JSON
+    with pytest.raises(ValueError, match=r"encoder\.json has no entry for 20,256 token\(s\) that .*incomplete"):
+        BPETokenizer.from_files(short, gpt2_files[1])
+
+
+# ---- the original minGPT's surface ----------------------------------------------------------------------------------
+
+# The original minGPT's bpe.py demo, with the outputs its comments record.
+MINGPT_DEMO = "Hello!! I'm Andrej Karpathy. It's 2022. w00t :D 🤗"
+MINGPT_DEMO_IDS = [15496, 3228, 314, 1101, 10948, 73, 509, 5117, 10036, 13, 632, 338, 33160, 13, 266, 405, 83, 1058,
+                   35, 12520, 97, 245]
+
+
+def test_mingpt_entry_points_encode_endoftext_as_ordinary_text(tokenizer, reference, gpt2_files):
+    text = f"web page one{EOT}web page two"
+    as_text = reference.encode_ordinary(text)
+    assert 50256 not in as_text
+    assert tokenizer(text).tolist() == [as_text]  # BPETokenizer()(text), minGPT's call
+    assert tokenizer.encoder.encode(text) == as_text  # tokenizer.encoder.encode(text)
+    assert get_encoder(*gpt2_files).encode(text) == as_text  # get_encoder().encode(text)
+    with pytest.raises(ValueError, match="special token"):
+        tokenizer.encode(text)  # the new API keeps tiktoken's rule
+    assert tokenizer(text, allowed_special="all").tolist() == [reference.encode(text, allowed_special="all")]
+
+
+def test_tokenizer_encoder_is_the_original_encoder_object(tokenizer, gpt2_files):
+    from mingpt import bpe
+
+    encoder = tokenizer.encoder
+    assert isinstance(encoder, Encoder) and tokenizer.encoder is encoder
+    assert encoder.encode(MINGPT_DEMO) == MINGPT_DEMO_IDS
+    assert encoder.encode_and_show_work(MINGPT_DEMO)["bpe_idx"] == MINGPT_DEMO_IDS
+    assert encoder.decode(MINGPT_DEMO_IDS) == MINGPT_DEMO
+    assert encoder.bpe("ĠKarpathy") == "ĠK arp athy" and encoder.bpe("Ġthere") == "Ġthere"
+    assert encoder.decoder[995] == "Ġworld" and encoder.encoder["Ġworld"] == 995 and len(encoder.decoder) == 50257
+    assert encoder.bpe_ranks[("Ġ", "t")] == 0 and encoder.bpe_ranks[("Ġ", "a")] == 1
+    assert len(encoder.bpe_ranks) == 50000
+    assert encoder.byte_encoder[ord(" ")] == "Ġ" and encoder.byte_decoder["Ġ"] == ord(" ")
+    assert bpe.get_pairs(("Ġ", "t", "h", "e")) == {("Ġ", "t"), ("t", "h"), ("h", "e")}
+    # minGPT's get_encoder built the Encoder from encoder.json's dict and vocab.bpe's pairs of strings; so can users.
+    raw = json.loads(gpt2_files[0].read_text(encoding="utf-8"))
+    merges = [tuple(line.split()) for line in gpt2_files[1].read_text(encoding="utf-8").split("\n")[1:-1]]
+    built = bpe.Encoder(raw, merges)
+    assert built.encode(MINGPT_DEMO) == MINGPT_DEMO_IDS and built.encoder is not raw
+    with pytest.raises(ValueError, match="too few"):
+        bpe.Encoder(raw, merges[:100])
+
+
+def test_get_file_downloads_once_like_mingpt(tmp_path, serve_directory, gpt2_files):
+    from mingpt import bpe
+
+    base = serve_directory(gpt2_files[1].parent)
+    local = tmp_path / "vocab.bpe"
+    bpe.get_file(local, f"{base}/vocab.bpe")
+    assert local.read_bytes() == gpt2_files[1].read_bytes()
+    local.write_text("kept")  # an existing file is never fetched again, as in minGPT
+    bpe.get_file(local, "http://127.0.0.1:9/nowhere")
+    assert local.read_text() == "kept"
+
+
+@pytest.mark.parametrize("ids", [[True], [11, False], torch.tensor([True, False]), torch.tensor([1.0])])
+def test_decode_rejects_bools_and_floats(tokenizer, ids):
+    with pytest.raises(TypeError, match="ints"):
+        tokenizer.decode(ids)

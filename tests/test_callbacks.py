@@ -123,6 +123,7 @@ def test_loss_curve_png_is_written(tmp_path):
     t.run()
     assert (tmp_path / "plots" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(plot.train) == 4 and len(plot.val) == 2
+    assert [s for s, _ in plot.train] == [1, 2, 3, 4] and [s for s, _ in plot.val] == [2, 4]  # one x axis: steps done
 
 
 def test_loss_curve_without_matplotlib_says_how_to_install(monkeypatch):
@@ -141,7 +142,7 @@ def test_stop_on_nan_raises_floating_point_error():
             return None, self.w.sum() * float("nan")
 
     config = Trainer.get_default_config()
-    config.merge_from_dict(dict(device="cpu", max_iters=5, batch_size=2))
+    config.merge_from_dict(dict(device="cpu", max_iters=5, batch_size=2, stop_on_nonfinite=False))
     t = Trainer(config, Diverges(), TokenStream(np.arange(50), 4), callbacks=[StopOnNaN()])
-    with pytest.raises(FloatingPointError, match="loss is nan at step 1"):
+    with pytest.raises(FloatingPointError, match="loss is nan at step 0"):  # the first step, 0-based
         t.run()

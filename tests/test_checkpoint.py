@@ -59,7 +59,7 @@ def test_rng_states_round_trip_through_weights_only_load(tmp_path):
     assert set(capture_rng_state()) >= {"python", "numpy", "torch"}
 
 
-def test_sigkill_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
+def test_sigkill_mid_save_leaves_previous_checkpoint_loadable_and_the_next_save_cleans_up(tmp_path):
     path = tmp_path / "last.pt"
     proc = subprocess.Popen([sys.executable, str(SCRIPTS / "killed_mid_save.py"), str(path)],
                             stdout=subprocess.PIPE, text=True)
@@ -72,6 +72,10 @@ def test_sigkill_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
         proc.wait(timeout=30)
     ckpt = load_checkpoint(path)  # ...but the name still points at the complete old one
     assert ckpt["iter_num"] == 1 and torch.all(ckpt["model"]["weight"] == 1.0)
+    assert len(list(tmp_path.iterdir())) == 2  # the killed save's half-written temp file is still there...
+    save_checkpoint(path, model=torch.nn.Linear(4, 4), iter_num=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # ...until the next save of the same target
+    assert load_checkpoint(path)["iter_num"] == 3
 
 
 class Payload:
@@ -143,3 +147,34 @@ def test_compiled_wrapper_is_unwrapped_before_saving(tmp_path):
     assert unwrap_model(compiled) is model
     save_checkpoint(tmp_path / "ck.pt", model=compiled)
     assert set(load_checkpoint(tmp_path / "ck.pt")["model"]) == set(model.state_dict())
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_malicious_pickle_of_any_protocol_is_refused_as_unsafe(tmp_path, writer, protocol):
+    """Protocols 4 and 5 were reported as "corrupt?"; every protocol is refused as unsafe, without torch's advice."""
+    from mingpt.checkpoint import UnsafeFileError
+
+    marker = tmp_path / "pwned"
+    evil = {"format": "mingpt-checkpoint", "version": 1, "model": {}, "payload": Payload(marker)}
+    path = tmp_path / "evil.pt"
+    if writer == "torch.save":
+        torch.save(evil, path, pickle_protocol=protocol)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(evil, f, protocol=protocol)
+    with pytest.raises(UnsafeFileError, match="refusing to load .*can run arbitrary code") as info:
+        load_checkpoint(path)
+    assert "corrupt" not in str(info.value) and "weights_only" not in str(info.value)
+    assert "add_safe_globals" not in str(info.value)  # nor its advice to allow-list what it refused
+    assert not marker.exists()
+
+
+def test_every_refusal_of_the_safe_unpickler_is_named_without_torch_advice(tmp_path):
+    from mingpt.checkpoint import UnsafeFileError
+
+    path = tmp_path / "odd.pt"
+    path.write_bytes(b"\x80\x02}K\x01a.")  # a pickle that appends to a dict: refused, but with no "unsupported"
+    with pytest.raises(UnsafeFileError, match="Can only append to lists") as info:
+        load_checkpoint(path)
+    assert "weights_only" not in str(info.value) and "Re-running" not in str(info.value)

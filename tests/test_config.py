@@ -92,3 +92,47 @@ def test_copy_is_independent():
 def test_load_json_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config file"):
         CfgNode.load_json(tmp_path / "missing.json")
+
+
+# ---------------------------------------------------------------------------------------------- hardening
+@pytest.mark.parametrize("arg,key", [("--trainer.learning_rate=None", "trainer.learning_rate"),
+                                     ("--trainer.compile=None", "trainer.compile"),
+                                     ("--trainer.betas=None", "trainer.betas"),
+                                     ("--model.n_layer=None", "model.n_layer")])
+def test_none_is_rejected_where_the_default_is_not_none(arg, key):
+    with pytest.raises(TypeError, match=rf"'{key}' cannot be None: it expects a \w+ \(current value"):
+        make().merge_from_args([arg])
+
+
+def test_none_stays_allowed_for_keys_born_none_even_after_a_value_was_set():
+    C = make()
+    C.model.model_type = "gpt2"  # e.g. a preset set by the project; the key still documents None
+    C.merge_from_args(["--model.model_type=None"])
+    assert C.model.model_type is None
+    D = C.copy()
+    D.model.model_type = "gpt2"
+    D.merge_from_dict({"model": {"model_type": None}})  # a copy keeps what may be None
+    assert D.model.model_type is None and "_nullable" not in D.to_dict()["model"]
+
+
+@pytest.mark.parametrize("arg", ["--trainer.learning_rate=float('nan')", "--trainer.learning_rate=nan",
+                                 "--trainer.betas=(0.9, float('nan'))"])
+def test_nan_is_never_a_setting(arg):
+    C = make()
+    if "float(" in arg:  # literal_eval cannot build nan; the value arrives through merge_from_dict instead
+        key, _, text = arg[2:].partition("=")
+        section, leaf = key.split(".")
+        with pytest.raises(ValueError, match=r"got nan"):
+            C.merge_from_dict({section: {leaf: eval(text)}})
+    else:  # "nan" on the command line is the string 'nan': a type error naming the key
+        with pytest.raises(TypeError, match="trainer.learning_rate"):
+            C.merge_from_args([arg])
+
+
+@pytest.mark.parametrize("value", [(0.9,), (0.9, 0.95, 0.99), ("a", 0.95)])
+def test_a_tuple_default_fixes_length_and_element_types(value):
+    with pytest.raises((ValueError, TypeError), match=r"trainer\.betas"):
+        make().merge_from_dict({"trainer": {"betas": value}})
+    C = make()
+    C.merge_from_args(["--trainer.betas=[0.8, 1]"])  # a list of the right length and kinds is fine
+    assert C.trainer.betas == (0.8, 1.0) and isinstance(C.trainer.betas[1], float)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.server
 import logging
+import os
 import pathlib
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
 from mingpt import download
 from mingpt.download import ChecksumError, DownloadError, cached_download
+from tests.conftest import REPO_ROOT
 
 PAYLOAD = b"hello, cache\n" * 1000
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -28,7 +35,7 @@ def served(tmp_path, serve_directory):
 
 
 class _FlakyHandler(http.server.BaseHTTPRequestHandler):
-    """Answers per a script: 'ok', a status like 503, or 'short' (promises more bytes than it sends)."""
+    """Answers per a script: 'ok', a status like 503, 'short' (promises more bytes than it sends) or 'bad'."""
 
     script: list = []
     requests_seen = 0
@@ -44,6 +51,9 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
+        if action == "bad":  # the right length, damaged bytes: only a checksum can tell
+            self.wfile.write(PAYLOAD[:-1] + b"?")
+            return
         self.wfile.write(PAYLOAD if action == "ok" else PAYLOAD[:100])
 
     def log_message(self, format, *args):
@@ -194,3 +204,162 @@ def test_cached_download_rejects_paths_outside_the_cache(cache_dir, relative):
 def test_download_rejects_non_string_url(tmp_path):
     with pytest.raises(TypeError, match="url"):
         download.download(None, tmp_path / "x")
+
+
+# ---- hardening: verified content, stale temp files, offline machines, damaged caches -----------------------------
+
+
+def test_checksum_error_is_retried_once_then_raised(flaky, tmp_path):
+    url, handler = flaky
+    handler.script[:] = ["bad", "ok"]  # damaged in transit once: the second copy is good
+    assert download.download(url, tmp_path / "p.bin", sha256=PAYLOAD_SHA, backoff=0.01).read_bytes() == PAYLOAD
+    assert handler.requests_seen == 2
+    handler.script[:], handler.requests_seen = ["bad"] * 10, 0  # damaged upstream: one retry, not `retries`
+    with pytest.raises(ChecksumError, match="expected " + PAYLOAD_SHA):
+        download.download(url, tmp_path / "q.bin", sha256=PAYLOAD_SHA, retries=5, backoff=0.01)
+    assert handler.requests_seen == 2 and not (tmp_path / "q.bin").exists()
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the first half of PAYLOAD, then stalls (long enough for the test to kill the client)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+        self.wfile.flush()
+        self.server.release.wait(10)
+
+    def log_message(self, format, *args):
+        pass
+
+
+def test_part_file_of_a_killed_download_is_removed_by_the_next_download(served, tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    server.daemon_threads, server.release = True, threading.Event()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    folder = tmp_path / "dl"
+    dest = folder / "payload.bin"
+    # The child imports mingpt.download without mingpt/__init__ (and so without torch): it starts in a blink.
+    url = f"http://127.0.0.1:{server.server_address[1]}/p"
+    code = (f"import sys, types; package = sys.modules['mingpt'] = types.ModuleType('mingpt'); "
+            f"package.__path__ = [{str(REPO_ROOT / 'mingpt')!r}]; "
+            f"from mingpt.download import download; download({url!r}, {str(dest)!r})")
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(folder.glob(".payload.bin.*.part")):
+            assert time.monotonic() < deadline and child.poll() is None, "the download never started"
+            time.sleep(0.05)
+        time.sleep(0.3)  # the first half of the bytes has arrived; the server now stalls
+        with open(next(folder.glob(".payload.bin.*.part")), "rb") as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live download holds its lock
+        child.send_signal(signal.SIGKILL)  # killed mid-download: no cleanup code runs
+        child.wait()
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+    stale = list(folder.glob(".payload.bin.*.part"))
+    assert len(stale) == 1
+    # A .part that a live download holds (locked) is left alone; the killed one is removed.
+    live = folder / ".payload.bin.live.part"
+    live.write_bytes(b"in progress")
+    with open(live, "rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        download.download(f"{served}/files/payload.bin", dest, sha256=PAYLOAD_SHA)
+    assert dest.read_bytes() == PAYLOAD
+    assert leftovers(folder) == [".payload.bin.live.part", "payload.bin"]
+
+
+def test_failed_download_leaves_no_empty_folders(tmp_path):
+    dest = tmp_path / "cache" / "hub" / "owner" / "name" / "file.bin"
+    (tmp_path / "cache").mkdir()
+    with pytest.raises(DownloadError):
+        download.download(closed_port_url(), dest, retries=0, timeout=2)
+    assert leftovers(tmp_path / "cache") == []  # the folders this call created are gone; the existing one stays
+
+
+def test_offline_machine_fails_at_once_with_one_clear_line(monkeypatch, tmp_path, caplog):
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(download.time, "sleep", lambda s: pytest.fail("an offline machine should not be retried"))
+    with caplog.at_level(logging.INFO, logger="mingpt.download"):
+        with pytest.raises(DownloadError, match="cannot resolve the server's host name") as info:
+            download.download("https://huggingface.co/gpt2/resolve/main/config.json", tmp_path / "c.json")
+    message = str(info.value)
+    assert "urllib3" not in message and "NameResolutionError" not in message and "\n" not in message
+    assert "place it at" in message and not caplog.records
+
+
+class _HubHandler(http.server.BaseHTTPRequestHandler):
+    """Like the Hub: /resolve/big redirects to /cdn/big with X-Linked-Etag (sha256); /resolve/small has a git ETag."""
+
+    big, small, etag = PAYLOAD, b'{"n_layer": 2}', None
+
+    def do_GET(self):
+        if self.path == "/resolve/big":
+            self.send_response(302)
+            self.send_header("Location", "/cdn/big")
+            self.send_header("X-Linked-Etag", f'"{hashlib.sha256(PAYLOAD).hexdigest()}"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = self.big if self.path == "/cdn/big" else self.small
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        if self.path == "/resolve/small":
+            good = b'{"n_layer": 2}'
+            self.send_header("ETag", f'"{hashlib.sha1(b"blob %d" % len(good) + bytes(1) + good).hexdigest()}"')
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture()
+def fake_hub():
+    handler = type("Handler", (_HubHandler,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_hub_etags_are_verified(fake_hub, tmp_path):
+    url, handler = fake_hub
+    assert download.download(f"{url}/resolve/big", tmp_path / "big", hub_checksums=True).read_bytes() == PAYLOAD
+    assert download.download(f"{url}/resolve/small", tmp_path / "small", hub_checksums=True).is_file()
+    handler.big, handler.small = PAYLOAD[:-1] + b"?", b'{"n_layer": 3}'  # same sizes, different bytes
+    with pytest.raises(ChecksumError, match="server's ETag says " + PAYLOAD_SHA):
+        download.download(f"{url}/resolve/big", tmp_path / "big2", hub_checksums=True, backoff=0.01)
+    with pytest.raises(ChecksumError, match="git blob id"):
+        download.download(f"{url}/resolve/small", tmp_path / "small2", hub_checksums=True, backoff=0.01)
+    assert leftovers(tmp_path) == ["big", "small"]
+    download.download(f"{url}/resolve/small", tmp_path / "other", backoff=0.01)  # other servers' ETags: not checked
+
+
+def test_validate_rejects_content_before_it_is_kept(served, tmp_path):
+    def must_be_json(path):
+        if not path.read_bytes().startswith(b"{"):
+            raise ValueError("not a JSON object")
+
+    with pytest.raises(ChecksumError, match="not a JSON object"):
+        download.download(f"{served}/files/payload.bin", tmp_path / "out" / "p.json", validate=must_be_json,
+                          backoff=0.01)
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_cache_offline_says_the_cached_file_was_damaged(cache_dir):
+    target = cache_dir / "payload.bin"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"truncated")
+    damaged = r"cached .*payload\.bin was damaged \(sha256 .*removed.*failed"
+    with pytest.raises(download.DamagedCacheError, match=damaged) as e:
+        cached_download(closed_port_url(), "payload.bin", sha256=PAYLOAD_SHA, retries=0)
+    assert isinstance(e.value, DownloadError) and not target.exists()

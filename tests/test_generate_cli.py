@@ -6,6 +6,7 @@ Hub endpoint points at a closed port, and the download cache is a temporary fold
 
 import argparse
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import transformers
 
 from mingpt import generate as cli
 from mingpt.bpe import BPETokenizer
+from mingpt.model import GPT
 from tests.conftest import REPO_ROOT
 
 PROMPT = "Hello, world. The weather today"
@@ -40,6 +42,7 @@ def tokenizer(data_dir):
 @pytest.fixture()
 def offline(cache_dir, monkeypatch):
     monkeypatch.setenv("MINGPT_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("MINGPT_GPT2_VOCAB_URL", "http://127.0.0.1:9/nothing")  # nor for GPT-2's vocabulary files
 
 
 @pytest.fixture()
@@ -56,7 +59,7 @@ def run_cli(*args, env_extra=None):
 
 def test_greedy_end_to_end_matches_transformers(model_dir, data_dir, tokenizer, tmp_path):
     result = run_cli("--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "20", "--greedy",
-                     "--device", "cpu", "--tokenizer", str(data_dir / "gpt2"),
+                     "--device", "cpu", "--dtype", "fp32", "--tokenizer", str(data_dir / "gpt2"),
                      env_extra={"MINGPT_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     hf = transformers.GPT2LMHeadModel.from_pretrained(model_dir).eval()
@@ -77,7 +80,8 @@ def test_bad_model_name_is_a_message_not_a_traceback():
 def test_seeded_sampling_repeats_and_matches_transformers(model_dir, data_dir, tokenizer, offline, reuse_tokenizer,
                                                           capsys):
     args = ["--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "15", "--top-p", "0.5",
-            "--temperature", "0.8", "--seed", "3", "--device", "cpu", "--tokenizer", str(data_dir / "gpt2")]
+            "--temperature", "0.8", "--seed", "3", "--device", "cpu", "--dtype", "fp32",
+            "--tokenizer", str(data_dir / "gpt2")]
     assert cli.main(args) == 0
     first = capsys.readouterr().out
     assert cli.main(args) == 0
@@ -167,7 +171,7 @@ def test_endoftext_in_the_prompt_is_the_special_token(model_dir, data_dir, token
                                                       capsys):
     """`--prompt "<|endoftext|>"` is GPT-2's "start of a document": one token (50256), not seven text tokens."""
     args = ["--model", str(model_dir), "--prompt", "<|endoftext|>", "--max-new-tokens", "6", "--greedy",
-            "--ignore-eos", "--device", "cpu", "--tokenizer", str(data_dir / "gpt2")]
+            "--ignore-eos", "--device", "cpu", "--dtype", "fp32", "--tokenizer", str(data_dir / "gpt2")]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     hf = transformers.GPT2LMHeadModel.from_pretrained(model_dir).eval()
@@ -175,3 +179,78 @@ def test_endoftext_in_the_prompt_is_the_special_token(model_dir, data_dir, token
     expected = hf.generate(start, attention_mask=torch.ones_like(start), max_new_tokens=6, do_sample=False,
                            eos_token_id=None, pad_token_id=50256)[0, 1:].tolist()
     assert out == "<|endoftext|>" + tokenizer.decode(expected) + "\n"
+
+
+# ---- hardening: a saved folder is enough offline; offline errors are one message -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_with_tokenizer(tmp_path_factory, tokenizer):
+    """A mingpt model (GPT-2's vocabulary) written by save_pretrained, tokenizer files included."""
+    torch.manual_seed(0)
+    config = GPT.get_default_config()
+    config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=50257, block_size=64))
+    model = GPT(config)
+    folder = tmp_path_factory.mktemp("saved") / "my-model"
+    model.save_pretrained(folder, tokenizer=tokenizer)
+    return folder
+
+
+def test_save_pretrained_folder_generates_offline(saved_with_tokenizer, tokenizer, offline, monkeypatch, capsys):
+    args = ["--model", str(saved_with_tokenizer), "--prompt", PROMPT, "--max-new-tokens", "8", "--greedy",
+            "--device", "cpu", "--dtype", "fp32"]  # compared below with the fp32 model
+    assert cli.main(args) == 0
+    model = GPT.from_pretrained(saved_with_tokenizer)
+    idx = torch.tensor([tokenizer.encode(PROMPT)])
+    new = model.generate(idx, 8)[0, idx.size(1):].tolist()
+    assert capsys.readouterr().out == PROMPT + tokenizer.decode([t for t in new if t != 50256]) + "\n"
+
+
+def test_offline_without_tokenizer_names_every_missing_file_and_fix(model_dir, offline, cache_dir, monkeypatch,
+                                                                     capsys):
+    monkeypatch.setattr("mingpt.download.time.sleep", lambda seconds: None)  # no backoff between retries
+    assert cli.main(["--model", str(model_dir), "--prompt", "hi", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no tokenizer for this model:") and err.count("\n") == 1  # one message
+    for needed in ["vocab.json + merges.txt", str(cache_dir / "gpt2" / "encoder.json"),
+                   str(cache_dir / "gpt2" / "vocab.bpe"), "--tokenizer DIR", "save_pretrained(DIR, tokenizer=",
+                   f"into {cache_dir / 'gpt2'}", "internet access"]:
+        assert needed in err, needed
+
+
+def test_half_a_tokenizer_pair_names_the_missing_file(model_dir, data_dir, offline, tmp_path, capsys):
+    half = tmp_path / "half"
+    shutil.copytree(model_dir, half)
+    shutil.copy(data_dir / "gpt2" / "encoder.json", half / "vocab.json")
+    assert cli.main(["--model", str(half), "--prompt", "hi", "--device", "cpu"]) == 1
+    assert "has vocab.json but not merges.txt" in capsys.readouterr().err
+
+
+def test_offline_known_model_is_one_clear_message_and_leaves_no_debris(cache_dir, monkeypatch, capsys, caplog):
+    import socket
+
+    def no_dns(*args, **kwargs):  # an offline machine: no name resolves (and no request leaves this one)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.delenv("MINGPT_HF_ENDPOINT", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with caplog.at_level("INFO"):
+        assert cli.main(["--model", "gpt2", "--prompt", "hi", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not download 'config.json' of Hub repo 'openai-community/gpt2'")
+    assert err.count("\n") == 1 and "cannot resolve the server's host name" in err
+    assert "urllib3" not in err and "NameResolutionError" not in err and "HTTPSConnectionPool" not in err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # no WARNING lines before the error
+    assert not cache_dir.exists() or not any(cache_dir.rglob("*"))  # no empty folders left in the cache
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())  # the option list, after the usage
+    options = [a for a in cli.build_parser()._actions if a.option_strings and a.dest != "help"]
+    for action in options:
+        described = text.split(action.option_strings[-1], 1)[1].split(" --", 1)[0]
+        assert "default" in described, action.option_strings
+    assert "(default: gpt2)" in text and "(default: 50)" in text and "(default: auto)" in text

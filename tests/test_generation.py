@@ -233,3 +233,29 @@ def test_bad_prompt_and_length():
         model.generate(torch.zeros(1, 2), 5)
     with pytest.raises(ValueError, match="token id 99"):
         model.generate_stream(torch.tensor([[99]]), 5)  # checked when called, not at the first next()
+
+
+@pytest.mark.parametrize("temperature", [float("inf"), float("nan"), True])
+def test_temperature_must_be_finite(temperature):
+    model = model_with_diverse_outputs()
+    with pytest.raises(ValueError, match=f"temperature must be > 0 and finite when sampling, got {temperature!r}"):
+        model.generate(torch.zeros(1, 2, dtype=torch.long), 5, do_sample=True, temperature=temperature)
+
+
+def test_one_dimensional_prompt_gets_a_correct_hint():
+    model = model_with_diverse_outputs()
+    with pytest.raises(ValueError, match=r"idx \(the prompt\) must have shape \(B, T\), got \(3,\): add a batch "
+                                         r"dimension with idx\[None\] \(or idx\.unsqueeze\(0\)\)"):
+        model.generate(torch.tensor([1, 2, 3]), 5)
+
+
+def test_prompt_longer_than_block_size_is_said_once(caplog):
+    model = model_with_diverse_outputs(block_size=8)
+    with caplog.at_level("WARNING", logger="mingpt.generation"):
+        model.generate(torch.randint(0, 64, (1, 12)), 6)  # 6 steps past block_size: still one warning
+    warnings = [r.getMessage() for r in caplog.records if r.name == "mingpt.generation"]
+    assert warnings == ["the prompt has 12 tokens but the model sees at most block_size=8: only its last 8 are used"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mingpt.generation"):
+        model.generate(torch.randint(0, 64, (1, 8)), 6)  # a prompt that fits, growing past block_size: nothing said
+    assert not caplog.records

@@ -355,3 +355,10 @@ def test_original_mingpt_state_dict_with_mask_buffers_loads_strictly(tmp_path):
     del state["transformer.h.0.attn.bias"]
     with pytest.raises(ValueError, match="tie_weights = False"):
         GPT(tiny_config()).load_state_dict(state)
+
+
+def test_prompt_on_another_device_than_the_model_is_a_clear_error():
+    """The original minGPT's users forget .to(trainer.device); torch's own error comes from deep in the embedding."""
+    model = tiny_model().to("meta")  # a second device that every machine has
+    with pytest.raises(ValueError, match=r"idx is on cpu but the model is on meta; move it first: idx.to\('meta'\)"):
+        model(torch.zeros(1, 3, dtype=torch.long))

@@ -8,8 +8,10 @@ that counts requests, answers 401 for "gated" repos and can drop a connection ha
 """
 
 import functools
+import hashlib
 import http.server
 import json
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import safetensors.torch as safetensors_torch
 import torch
 import transformers
 
+from mingpt import checkpoint
 from mingpt.download import DownloadError
 from mingpt.hub import model_source
 from mingpt.model import GPT
@@ -69,10 +72,11 @@ def assert_same_logits(model, hf_model, idx=None):
 
 @pytest.fixture()
 def hub(tmp_path):
-    """hub(files={'owner/name': folder}, drop=('model.safetensors',)) -> server with .url and .requests."""
+    """hub(files={'owner/name': folder}, drop=('model.safetensors',), etags={'model.safetensors': sha256}) -> server
+    with .url and .requests."""
     servers = []
 
-    def start(files, revision="main", drop=()):
+    def start(files, revision="main", drop=(), etags=None):
         root = tmp_path / "hub-root"
         for repo, folder in files.items():
             dest = root / repo / "resolve" / revision
@@ -89,6 +93,14 @@ def hub(tmp_path):
                 requested.append(self.path)
                 if self.path.startswith("/gated/"):
                     return self.send_error(401)
+                if etags and self.path.rsplit("/", 1)[-1] in etags:  # the Hub's checksum header for LFS files
+                    data = (root / self.path.lstrip("/")).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("X-Linked-Etag", f'"{etags[self.path.rsplit("/", 1)[-1]]}"')
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
                 if self.path.rsplit("/", 1)[-1] in drop:  # promise the whole file, send half, hang up
                     data = (root / self.path.lstrip("/")).read_bytes()
                     self.send_response(200)
@@ -139,7 +151,7 @@ def test_malicious_pytorch_model_bin_is_refused_and_never_runs(saved, hf_model, 
     folder.mkdir()
     shutil.copy(saved / "bin" / "config.json", folder / "config.json")
     write_malicious_pickle(folder / "pytorch_model.bin", hf_model.state_dict(), marker, writer)
-    with pytest.raises(ValueError, match="could not read weights from .*pytorch_model.bin"):
+    with pytest.raises(checkpoint.UnsafeFileError, match="refusing to load .*pytorch_model.bin.*can run arbitrary code"):
         GPT.from_pretrained(folder)
     assert not marker.exists()
     load_unsafely(folder / "pytorch_model.bin", writer)  # the payload is real: an unsafe load does run it
@@ -357,3 +369,117 @@ def test_model_source_rule(tmp_path):
     assert model_source("distilbert/distilgpt2").repo_id == "distilbert/distilgpt2"
     with pytest.raises(TypeError):
         model_source(None)
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+
+
+def copy_with(folder, tmp_path, name, change):
+    """A copy of a model folder whose file `name` has its bytes replaced by change(bytes)."""
+    out = tmp_path / f"changed-{name}"
+    shutil.copytree(folder, out)
+    (out / name).write_bytes(change((out / name).read_bytes()))
+    return out
+
+
+def test_truncated_safetensors_from_the_hub_never_enters_the_cache(saved, hub, cache_dir, tmp_path):
+    cut = copy_with(saved / "safetensors", tmp_path, "model.safetensors", lambda data: data[: len(data) - 1000])
+    server = hub({"tiny/gpt2": cut})  # the server's copy is itself cut: its Content-Length agrees with it
+    with pytest.raises(DownloadError, match=r"is truncated: tensor .* needs bytes"):
+        GPT.from_pretrained("tiny/gpt2", endpoint=server.url, progress=False)
+    assert server.requests.count("/tiny/gpt2/resolve/main/model.safetensors") == 2  # bad content: one retry
+    assert sorted(p.name for p in (cache_dir / "hub" / "tiny" / "gpt2" / "main").iterdir()) == ["config.json"]
+
+
+def test_tampered_weights_fail_the_hubs_sha256(saved, hub, cache_dir, tmp_path):
+    good = (saved / "safetensors" / "model.safetensors").read_bytes()
+    flipped = copy_with(saved / "safetensors", tmp_path, "model.safetensors", lambda d: d[:-1] + bytes([d[-1] ^ 1]))
+    server = hub({"tiny/gpt2": flipped}, etags={"model.safetensors": hashlib.sha256(good).hexdigest()})
+    with pytest.raises(DownloadError, match="server's ETag says " + hashlib.sha256(good).hexdigest()):
+        GPT.from_pretrained("tiny/gpt2", endpoint=server.url, progress=False)  # a well-formed file: only sha256 tells
+    assert not (cache_dir / "hub" / "tiny" / "gpt2" / "main" / "model.safetensors").exists()
+
+
+def test_damaged_cached_file_is_removed_and_downloaded_again_once(saved, hf_model, hub, cache_dir, caplog):
+    server = hub({"tiny/gpt2": saved / "safetensors"})
+    GPT.from_pretrained("tiny/gpt2", endpoint=server.url, progress=False)
+    cached = cache_dir / "hub" / "tiny" / "gpt2" / "main"
+    for name in ("model.safetensors", "config.json"):
+        data = (cached / name).read_bytes()
+        (cached / name).write_bytes(data[: len(data) // 2])  # damaged on disk after it was cached
+        with caplog.at_level("WARNING", logger="mingpt.download"):
+            assert_same_logits(GPT.from_pretrained("tiny/gpt2", endpoint=server.url, progress=False), hf_model)
+        assert f"the cached {cached / name} was damaged" in caplog.text
+        assert server.requests.count(f"/tiny/gpt2/resolve/main/{name}") == 2
+        caplog.clear()
+    # Offline with a damaged cache, the error says the cached file was damaged (and what was done about it).
+    data = (cached / "model.safetensors").read_bytes()
+    (cached / "model.safetensors").write_bytes(data[:-7])
+    server.shutdown()
+    server.server_close()  # nothing listens any more: offline
+    with pytest.raises(DownloadError, match=r"the cached .*model\.safetensors was damaged \(.*\), so it was removed, "
+                                            r"and downloading a fresh copy failed"):
+        GPT.from_pretrained("tiny/gpt2", endpoint=server.url, retries=0)
+    assert not (cached / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_malicious_pytorch_model_bin_is_refused_without_torch_advice(saved, hub, cache_dir, tmp_path, protocol):
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (tmp_path / "pwned",))
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    shutil.copy(saved / "bin" / "config.json", folder / "config.json")
+    torch.save({"transformer.wte.weight": torch.zeros(1), "x": Payload()}, folder / "pytorch_model.bin",
+               pickle_protocol=protocol)
+    for load in (lambda: GPT.from_pretrained(folder),
+                 lambda: GPT.from_pretrained("evil/gpt2", endpoint=hub({"evil/gpt2": folder}).url, progress=False)):
+        with pytest.raises(checkpoint.UnsafeFileError, match="refusing to load .*can run arbitrary code") as info:
+            load()
+        message = str(info.value)
+        assert "weights_only" not in message and "Re-running" not in message and "corrupt" not in message
+        assert not (tmp_path / "pwned").exists()
+
+
+def test_save_pretrained_writes_the_tokenizer_files(tmp_path, data_dir, cache_dir, caplog):
+    from mingpt.bpe import BPETokenizer
+
+    config = GPT.get_default_config()
+    config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=1, n_embd=8, vocab_size=50257, block_size=16))
+    model = GPT(config)
+    gpt2 = data_dir / "gpt2"
+    model.save_pretrained(tmp_path / "given", tokenizer=BPETokenizer.from_files(gpt2 / "encoder.json",
+                                                                                gpt2 / "vocab.bpe"))
+    names = ["config.json", "merges.txt", "model.safetensors", "vocab.json"]
+    assert sorted(p.name for p in (tmp_path / "given").iterdir()) == names
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "given")  # the oracle reads them
+    text = "Hello, world! é😀\n\n  <|endoftext|> the end"
+    expected = tiktoken_gpt2(gpt2).encode(text, allowed_special="all")
+    assert hf_tokenizer(text)["input_ids"] == expected
+    assert (tmp_path / "given" / "merges.txt").read_bytes() == (gpt2 / "vocab.bpe").read_bytes()  # the same file
+    assert json.loads((tmp_path / "given" / "vocab.json").read_text("utf-8")) == json.loads(
+        (gpt2 / "encoder.json").read_text("utf-8"))
+    # No tokenizer given: GPT-2's own files when they are in mingpt's cache (byte for byte), else a warning.
+    with caplog.at_level("WARNING", logger="mingpt.pretrained"):
+        model.save_pretrained(tmp_path / "bare")
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["config.json", "model.safetensors"]
+    assert "pass tokenizer=" in caplog.text
+    (cache_dir / "gpt2").mkdir(parents=True)
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copy(gpt2 / name, cache_dir / "gpt2" / name)
+    model.save_pretrained(tmp_path / "cached")
+    assert (tmp_path / "cached" / "vocab.json").read_bytes() == (gpt2 / "encoder.json").read_bytes()
+    assert (tmp_path / "cached" / "merges.txt").read_bytes() == (gpt2 / "vocab.bpe").read_bytes()
+
+
+def tiktoken_gpt2(gpt2_dir):
+    import tiktoken
+
+    from mingpt.bpe import GPT2_SPLIT_PATTERN, bytes_of
+
+    encoder = json.loads((gpt2_dir / "encoder.json").read_text(encoding="utf-8"))
+    ranks = {bytes_of(t): i for t, i in encoder.items() if t != "<|endoftext|>"}
+    return tiktoken.Encoding("gpt2-local", pat_str=GPT2_SPLIT_PATTERN, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": 50256})

@@ -111,6 +111,7 @@ def test_chargpt_trains_samples_and_resumes(tmp_path, data_dir):
 
     resumed = run_project("chargpt", *common, "--trainer.max_iters=15", "--trainer.resume=auto")
     assert "resumed from" in resumed.stderr and "from step 10" in resumed.stderr
+    assert "schedule ended at step 10, so it stays at min_lr=1.00e-04" in resumed.stderr  # no jump back up
     assert "after 15 iters" in resumed.stdout
 
 
@@ -244,3 +245,51 @@ def test_induction_prefix_matching_score_of_a_hand_built_head():
 def test_induction_bad_input_is_one_line(tmp_path):
     result = run_project("induction", f"--system.work_dir={tmp_path}", "--data.min_repeat=100", check=False)
     assert_clean_error(result, "data.min_repeat")
+
+
+# ------------------------------------------------------------------------------------------------ hardening (issue 12)
+def run_main(name: str, *args: str, capsys) -> str:
+    """Run a project's main() in this process (no interpreter start-up: fast) and return its one error line."""
+    with pytest.raises(SystemExit) as info:
+        load_project(name).main(list(args))
+    assert info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def truncated_last_checkpoint(work_dir: pathlib.Path) -> None:
+    """work_dir/last.pt cut in half (a save cut short: disk full, a copy interrupted), beside a good best.pt."""
+    import torch  # only here: the other project tests run the projects in subprocesses
+
+    from mingpt.checkpoint import save_checkpoint
+
+    save_checkpoint(work_dir / "best.pt", model=torch.nn.Linear(64, 64))
+    whole = (work_dir / "best.pt").read_bytes()
+    (work_dir / "last.pt").write_bytes(whole[: len(whole) // 2])
+
+
+def test_chargpt_resume_from_a_truncated_checkpoint_is_one_line_that_says_how_to_go_on(tmp_path):
+    truncated_last_checkpoint(tmp_path)
+    result = run_project("chargpt", f"--system.work_dir={tmp_path}", "--trainer.resume=auto", check=False)
+    assert_clean_error(result, "cannot resume", "last.pt", "truncated or corrupt",
+                       f"--trainer.resume={tmp_path / 'best.pt'}", "--trainer.resume=None")
+    assert not (tmp_path / "config.json").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("name", ["adder", "finetune", "induction"])
+def test_every_project_refuses_a_truncated_checkpoint_in_one_line(tmp_path, name, capsys):
+    truncated_last_checkpoint(tmp_path)
+    line = run_main(name, f"--system.work_dir={tmp_path}", "--trainer.resume=auto", capsys=capsys)
+    assert line.startswith(f"{name}: error: cannot resume") and "truncated or corrupt" in line
+    assert f"--trainer.resume={tmp_path / 'best.pt'}" in line and "--trainer.resume=None" in line
+    assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize("args, fragments", [(["samplee"], ["'samplee'", "train, sample"]),
+                                             (["--model.n_layer=0"], ["n_layer", "positive int", "got 0"]),
+                                             (["--trainer.betas=(0.9,)"], ["trainer.betas", "2 values"])])
+def test_chargpt_bad_mode_and_model_values_are_one_line(tmp_path, args, fragments, capsys):
+    line = run_main("chargpt", *args, f"--system.work_dir={tmp_path}", capsys=capsys)
+    assert all(fragment in line for fragment in fragments), line
+    assert not (tmp_path / "config.json").exists()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import random
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ from mingpt.checkpoint import load_checkpoint
 from mingpt.config import CfgNode
 from mingpt.data import TokenStream
 from mingpt.model import GPT
-from mingpt.trainer import EVENTS, Trainer, get_lr, resolve_precision
+from mingpt.trainer import EVENTS, Trainer, check_resume, get_lr, resolve_precision
 from mingpt.utils import set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,7 +64,9 @@ def cfg(**overrides) -> CfgNode:
 
 
 # ---------------------------------------------------------------------------------------------- config
-def test_default_config_keeps_original_keys_and_values():
+def test_default_config_has_the_original_keys_and_values_except_num_workers():
+    """The original minGPT's trainer keys all exist with its values, except num_workers: 0 here (4 there), which
+    was measured faster on small machines (worker start-up costs more than the tiny datasets' indexing)."""
     C = Trainer.get_default_config()
     assert (C.device, C.num_workers, C.max_iters, C.batch_size) == ("auto", 0, None, 64)
     assert (C.learning_rate, C.betas, C.weight_decay, C.grad_norm_clip) == (3e-4, (0.9, 0.95), 0.1, 1.0)
@@ -143,7 +147,8 @@ def test_events_fire_in_order_with_plain_functions_and_objects():
     t.run()
     kinds = [s[0] for s in seen]
     assert kinds == ["start", "batch", "fn", "batch", "fn", "eval", "batch", "fn", "batch", "fn", "eval", "end"]
-    assert [s[1] for s in seen if s[0] == "batch"] == [1, 2, 3, 4]  # iter_num counts completed steps
+    assert [s[1] for s in seen if s[0] == "batch"] == [0, 1, 2, 3]  # the step just run, 0-based, as in minGPT
+    assert [s[1] for s in seen if s[0] in ("eval", "end")] == [2, 4, 4]  # elsewhere: the steps done
 
 
 def test_unknown_events_are_rejected_listing_valid_ones():
@@ -286,7 +291,7 @@ def test_resume_is_exact(tmp_path):
 
     def stop_at_3(tr):
         history_b.append(tr.loss.item())
-        if tr.iter_num == 3:
+        if tr.iter_num == 2:  # the third step (0-based at on_batch_end)
             raise KeyboardInterrupt
 
     first = Trainer(cfg(**settings), tiny_gpt(), stream())
@@ -308,7 +313,7 @@ def test_resume_is_exact(tmp_path):
 def test_keyboard_interrupt_saves_and_fires_train_end(tmp_path):
     ended = []
     t = Trainer(cfg(max_iters=10, work_dir=str(tmp_path)), tiny_gpt(), stream())
-    t.add_callback("on_batch_end", lambda tr: (_ for _ in ()).throw(KeyboardInterrupt) if tr.iter_num == 2 else None)
+    t.add_callback("on_batch_end", lambda tr: (_ for _ in ()).throw(KeyboardInterrupt) if tr.iter_num == 1 else None)
     t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
     t.run()
     assert ended == [2] and t.last_checkpoint_path == str(tmp_path / "last.pt")
@@ -318,7 +323,7 @@ def test_keyboard_interrupt_saves_and_fires_train_end(tmp_path):
 def test_stop_from_a_callback_ends_after_that_step_with_the_usual_final_eval_and_checkpoint(tmp_path):
     evaluated, ended = [], []
     t = Trainer(cfg(max_iters=50, eval_interval=100, work_dir=str(tmp_path)), tiny_gpt(), stream(), stream())
-    t.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 3 else None)
+    t.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 2 else None)  # after the third step
     t.add_callback("on_eval_end", lambda tr: evaluated.append(tr.iter_num))
     t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
     t.run()
@@ -423,3 +428,280 @@ def tiny_bench_model() -> GPT:
     C = GPT.get_default_config()
     C.merge_from_dict(dict(model_type=None, n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=32))
     return GPT(C)
+
+
+# ---------------------------------------------------------------------------------------------- hardening (issue 12)
+class RandomWindows(Windows):
+    """Windows with random noise from torch, numpy and python's random: a data set that draws from the global RNGs."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        shift = int(torch.randint(0, VOCAB, ())) + int(np.random.randint(0, VOCAB)) + random.randrange(VOCAB)
+        return (x + shift) % VOCAB, (y + shift) % VOCAB
+
+
+def _train_history(settings, stop_how=None, stop_after=3, resume_from=None, **overrides):
+    """Train tiny_gpt() on RandomWindows (with a random validation set); returns (model, losses, trainer)."""
+    model, losses = tiny_gpt(seed=123 if resume_from else 0), []
+    C = cfg(**{**settings, **overrides}, **({"resume": resume_from} if resume_from else {}))
+    t = Trainer(C, model, RandomWindows(), RandomWindows(seed=1))
+
+    def record(tr):
+        losses.append(tr.loss.item())
+        if stop_how == "ctrl_c" and tr.iter_num == stop_after - 1:
+            raise KeyboardInterrupt
+        if stop_how == "stop" and tr.iter_num == stop_after - 1:
+            tr.stop()
+
+    t.add_callback("on_batch_end", record)
+    t.run()
+    return model, losses, t
+
+
+@pytest.mark.parametrize("stop_how", ["ctrl_c", "stop", "max_iters", "checkpoint_interval"])
+def test_resume_is_exact_for_every_way_of_stopping_with_random_validation_data(tmp_path, stop_how):
+    """5 steps straight == 3 steps, stop, resume, 2 steps, although the data draw random numbers and 3 is not a
+    multiple of eval_interval (the stop adds an evaluation the straight run never makes)."""
+    settings = dict(max_iters=5, eval_interval=2, eval_iters=2, lr_schedule="cosine", lr_decay_iters=5,
+                    work_dir=str(tmp_path))
+    straight, history_a, _ = _train_history({**settings, "work_dir": str(tmp_path / "straight")})
+
+    if stop_how == "checkpoint_interval":  # killed right after the periodic save at step 3: keep that file
+        def keep(tr):
+            if tr.iter_num == 3 and tr.last_checkpoint_path.endswith("last.pt"):
+                shutil.copy(tr.last_checkpoint_path, tmp_path / "at3.pt")
+        C = cfg(**settings, checkpoint_interval=3)
+        first = Trainer(C, tiny_gpt(), RandomWindows(), RandomWindows(seed=1))
+        history_b = []
+        first.add_callback("on_batch_end", lambda tr: history_b.append(tr.loss.item()) if tr.iter_num < 3 else None)
+        first.add_callback("on_checkpoint", keep)
+        first.run()
+        path = str(tmp_path / "at3.pt")
+    else:
+        _, history_b, first = _train_history(settings, stop_how=stop_how,
+                                             **({"max_iters": 3} if stop_how == "max_iters" else {}))
+        assert first.iter_num == 3 and first.val_loss is not None or stop_how == "ctrl_c"
+        path = str(tmp_path / "last.pt")
+    assert load_checkpoint(path)["iter_num"] == 3
+    resumed, history_c, second = _train_history(settings, resume_from=path)
+    assert second.iter_num == 5
+    assert history_a == history_b[:3] + history_c
+    for (name, a), b in zip(params(straight).items(), params(resumed).values()):
+        assert torch.equal(a, b), name
+
+
+def test_evaluate_leaves_every_training_rng_as_it_was_and_repeats_its_random_draws():
+    t = Trainer(cfg(eval_iters=2), tiny_gpt(), RandomWindows(), RandomWindows(seed=1))
+    set_seed(7)
+    expected = (torch.rand(3), np.random.rand(), random.random())
+    set_seed(7)
+    first, second = t.evaluate(), t.evaluate()
+    got = (torch.rand(3), np.random.rand(), random.random())
+    assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
+    assert first == second  # a random validation set gives the same batches every time
+
+
+def test_cosine_schedule_continues_smoothly_when_resumed_with_more_iters(tmp_path, caplog):
+    settings = dict(learning_rate=1e-2, min_lr=1e-4, lr_schedule="cosine", work_dir=str(tmp_path))
+    Trainer(cfg(**settings, max_iters=6), tiny_gpt(), stream()).run()
+    shutil.copy(tmp_path / "last.pt", tmp_path / "at6.pt")
+    lrs = []
+    with caplog.at_level("INFO", logger="mingpt.trainer"):
+        t = Trainer(cfg(**settings, max_iters=12, resume="auto"), tiny_gpt(), stream())
+    t.add_callback("on_batch_end", lambda tr: lrs.append(tr.lr))
+    t.run()
+    assert lrs == [pytest.approx(1e-4)] * 6  # the run's schedule had reached min_lr: no jump back to ~5e-3
+    assert "schedule ended at step 6, so it stays at min_lr=1.00e-04" in caplog.text
+    assert "changed trainer settings" not in caplog.text  # adopting the run's horizon is not a change
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="mingpt.trainer"):  # an explicit lr_decay_iters is the user's choice
+        t = Trainer(cfg(**settings, max_iters=12, lr_decay_iters=12, resume=str(tmp_path / "at6.pt")), tiny_gpt(),
+                    stream())
+    assert get_lr(6, t.config) == pytest.approx(get_lr(6, cfg(**settings, max_iters=12)))
+    assert "lr_decay_iters=12 replaces the run's horizon of 6: 1.00e-04 -> 5.05e-03 at step 6" in caplog.text
+
+
+def test_cosine_horizon_is_fixed_when_training_starts_so_run_again_continues_smoothly():
+    t = Trainer(cfg(learning_rate=1e-2, min_lr=1e-4, lr_schedule="cosine", max_iters=4), tiny_gpt(), stream())
+    t.run()
+    lrs = []
+    t.add_callback("on_batch_end", lambda tr: lrs.append(tr.lr))
+    t.config.max_iters = 8  # "call again after raising max_iters to continue"
+    t.run()
+    assert t.config.lr_decay_iters == 4 and lrs == [pytest.approx(1e-4)] * 4
+
+
+class NaNAt(nn.Module):
+    """A bigram model whose loss turns NaN on the `at`-th forward pass (0-based), as a diverging run's would."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.table, self.calls, self.at = nn.Embedding(VOCAB, VOCAB), 0, at
+
+    def forward(self, x, y):
+        logits = self.table(x)
+        loss = nn.functional.cross_entropy(logits.view(-1, VOCAB), y.reshape(-1))
+        self.calls += 1
+        return logits, loss * float("nan") if self.calls - 1 == self.at else loss
+
+
+def test_nonfinite_loss_stops_before_the_step_and_never_reaches_a_checkpoint(tmp_path):
+    model, ended = NaNAt(at=2), []
+    t = Trainer(cfg(max_iters=6, checkpoint_interval=1, work_dir=str(tmp_path)), model, stream())
+    t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 2 .*holds the weights after 2 steps"):
+        t.run()
+    assert ended == [2] and all(torch.isfinite(p).all() for p in model.parameters())  # the weights are the good ones
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["iter_num"] == 2 and all(torch.isfinite(v).all() for v in last["model"].values())
+
+    with torch.no_grad():  # weights that went bad some other way are never saved over a good checkpoint
+        model.table.weight[0, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match=r"refusing to save .*table.weight"):
+        t.save_checkpoint()
+    assert load_checkpoint(tmp_path / "last.pt")["iter_num"] == 2
+
+
+def test_nonfinite_check_has_an_opt_out(tmp_path):
+    model = NaNAt(at=2)
+    t = Trainer(cfg(max_iters=4, work_dir=str(tmp_path), stop_on_nonfinite=False), model, stream())
+    t.run()  # trains on, as some experiments want
+    assert t.iter_num == 4 and not torch.isfinite(model.table.weight).all()
+    assert not torch.isfinite(load_checkpoint(tmp_path / "last.pt")["model"]["table.weight"]).all()
+
+
+def test_on_train_end_fires_when_a_callback_raises():
+    ended = []
+    t = Trainer(cfg(max_iters=5), tiny_gpt(), stream())
+    t.add_callback("on_batch_end", lambda tr: 1 / 0 if tr.iter_num == 1 else None)
+    t.add_callback("on_train_end", lambda tr: ended.append(tr.iter_num))
+    with pytest.raises(ZeroDivisionError):
+        t.run()
+    assert ended == [2]  # the second step was done when its callback raised
+
+
+def test_original_mingpt_callbacks_fire_at_the_same_steps_and_see_iter_time(tmp_path):
+    """The original increments iter_num after on_batch_end: `iter_num % 2 == 0` fires after steps 1, 3, 5."""
+    seen, times = [], []
+
+    def batch_end_callback(trainer):  # as written for the original minGPT
+        times.append(trainer.iter_time)
+        if trainer.iter_num % 2 == 0:
+            seen.append(trainer.iter_num)
+
+    t = Trainer(cfg(max_iters=5, checkpoint_interval=2, work_dir=str(tmp_path)), tiny_gpt(), stream())
+    t.set_callback("on_batch_end", batch_end_callback)
+    saved = []
+    t.add_callback("on_checkpoint", lambda tr: saved.append(tr.iter_num))
+    before = time.time()
+    t.run()
+    assert seen == [0, 2, 4] and t.iter_num == 5
+    assert saved == [2, 4, 5] and load_checkpoint(tmp_path / "last.pt")["iter_num"] == 5  # steps done
+    assert before <= times[0] <= times[-1] <= time.time() and times == sorted(times) and len(set(times)) == 5
+
+
+@pytest.mark.parametrize("key,value,error,fragment", [
+    ("learning_rate", None, TypeError, "'learning_rate' cannot be None"),
+    ("weight_decay", None, TypeError, "'weight_decay' cannot be None"),
+    ("grad_norm_clip", float("nan"), ValueError, "got nan"),
+    ("grad_norm_clip", -1.0, ValueError, "grad_norm_clip must be >= 0"),
+    ("betas", (0.9,), ValueError, "'betas' expects 2 values"),
+    ("betas", (0.9, 1.5), ValueError, r"betas must be two numbers in \[0, 1\)"),
+    ("weight_decay", -0.1, ValueError, "weight_decay must be >= 0"),
+])
+def test_bad_trainer_values_are_rejected_when_the_trainer_is_built(key, value, error, fragment):
+    C = cfg()
+    setattr(C, key, value)  # set directly (no merge check): the Trainer's own check must catch it
+    with pytest.raises(error, match=fragment):
+        Trainer(C, tiny_gpt(), stream())
+
+
+@pytest.mark.parametrize("key,value,error", [("embd_pdrop", None, TypeError), ("layer_norm_epsilon", None, TypeError),
+                                             ("tie_weights", None, TypeError), ("bias", None, TypeError),
+                                             ("layer_norm_epsilon", 0.0, ValueError), ("n_layer", 0, ValueError)])
+def test_bad_model_values_are_rejected_when_the_model_is_built(key, value, error):
+    C = GPT.get_default_config()
+    C.merge_from_dict(dict(model_type=None, n_layer=2, n_head=2, n_embd=32, vocab_size=VOCAB, block_size=BLOCK))
+    setattr(C, key, value)
+    with pytest.raises(error, match=key):
+        GPT(C)
+
+
+def test_a_truncated_checkpoint_says_how_to_go_on(tmp_path):
+    Trainer(cfg(max_iters=2, eval_interval=1, eval_iters=1, work_dir=str(tmp_path)), tiny_gpt(), stream(),
+            stream(seed=1)).run()
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    C = cfg(work_dir=str(tmp_path), resume="auto")
+    for attempt in (lambda: check_resume(C), lambda: Trainer(C, tiny_gpt(), stream())):
+        with pytest.raises(ValueError) as info:
+            attempt()
+        message = str(info.value)
+        assert "cannot resume" in message and "last.pt" in message and "truncated or corrupt" in message
+        assert f"--trainer.resume={tmp_path / 'best.pt'}" in message and "--trainer.resume=None" in message
+
+
+# ---------------------------------------------------------------------------------------------- worker seeding (17.1)
+class ThreeDraws(Windows):
+    """x holds [worker id, a torch draw, a numpy draw, a python-random draw, ...]: each generator on its own."""
+
+    def __getitem__(self, i):
+        x, y = super().__getitem__(i)
+        info = torch.utils.data.get_worker_info()
+        draws = [info.id if info else -1, int(torch.randint(0, 2**62, ())), int(np.random.randint(0, 2**62)),
+                 random.getrandbits(62)]
+        return torch.tensor(draws + [0] * (BLOCK - 4)), y
+
+
+def _draws(trainer, rank=0, start=0, batches=4):
+    """{generator: {worker id: draws}} from the real DataLoader path, as process `rank` of 2 starting at `start`."""
+    trainer.rank, trainer.world_size = rank, 2
+    loader = trainer._batches(trainer.train_dataset, stream=0, start=start, accum=1)
+    rows = torch.cat([next(loader)[0][:, :4] for _ in range(batches)]).tolist()
+    loader.close()
+    out = {name: {} for name in ("torch", "numpy", "random")}
+    for worker, *values in rows:
+        for name, value in zip(out, values):
+            out[name].setdefault(worker, set()).add(value)
+    return out
+
+
+def test_dataloader_workers_seed_torch_numpy_and_random_per_worker_rank_and_start():
+    t = Trainer(cfg(num_workers=2, batch_size=4), tiny_gpt(), ThreeDraws())
+    base, other_rank, resumed = _draws(t), _draws(t, rank=1), _draws(t, start=5)
+    for name in ("torch", "numpy", "random"):  # each generator separately, not a mix of them
+        by_worker = base[name]
+        assert set(by_worker) == {0, 1} and not by_worker[0] & by_worker[1], f"{name}: workers drew alike"
+        everything = set().union(*by_worker.values())
+        assert not everything & set().union(*other_rank[name].values()), f"{name}: ranks drew alike"
+        assert not everything & set().union(*resumed[name].values()), f"{name}: a resumed start drew alike"
+    assert _draws(t) == base  # and all of it is repeatable
+
+
+def test_a_checkpoint_saved_from_on_batch_end_records_the_steps_done_and_resumes_exactly(tmp_path):
+    straight, history_a, _ = _train_history(dict(max_iters=5))
+    mid = str(tmp_path / "mid.pt")  # e.g. a project's own best.pt, saved from its on_batch_end callback
+    t = Trainer(cfg(max_iters=5), tiny_gpt(), RandomWindows())
+    t.add_callback("on_batch_end", lambda tr: tr.save_checkpoint(mid) if tr.iter_num == 2 else None)
+    t.run()
+    assert load_checkpoint(mid)["iter_num"] == 3  # saved after the third step (index 2)
+    resumed, history_c, _ = _train_history(dict(max_iters=5), resume_from=mid)
+    assert history_c == history_a[3:]
+    for (name, a), b in zip(params(straight).items(), params(resumed).values()):
+        assert torch.equal(a, b), name
+
+
+def test_resumed_mid_decay_the_cosine_carries_on_where_it_was(tmp_path, caplog):
+    settings = dict(learning_rate=1e-2, min_lr=1e-4, lr_schedule="cosine", work_dir=str(tmp_path))
+    first = Trainer(cfg(**settings, max_iters=6), tiny_gpt(), stream())
+    first.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 2 else None)  # stop after 3 steps
+    first.run()
+    lrs = []
+    with caplog.at_level("INFO", logger="mingpt.trainer"):
+        t = Trainer(cfg(**settings, max_iters=8, resume="auto"), tiny_gpt(), stream())
+    t.add_callback("on_batch_end", lambda tr: lrs.append(tr.lr))
+    t.run()
+    planned = [get_lr(k, cfg(**settings, max_iters=6)) for k in range(3, 8)]  # the schedule the run started with
+    assert lrs == pytest.approx(planned) and lrs[-1] == pytest.approx(1e-4)
+    assert f"continuing the run's cosine schedule ({planned[0]:.2e} at step 3, reaching min_lr at step 6)" in caplog.text

@@ -32,8 +32,8 @@ import torch
 from torch.utils.data import Dataset
 
 from mingpt.config import CfgNode
-from mingpt.model import GPT, IGNORE_INDEX
-from mingpt.trainer import Trainer
+from mingpt.model import GPT, IGNORE_INDEX, resolve_config
+from mingpt.trainer import Trainer, check_resume
 from mingpt.utils import set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.adder")
@@ -177,15 +177,16 @@ class AccuracyMonitor:
         self.history: list[dict] = []
 
     def on_batch_end(self, trainer: Trainer) -> None:
-        if trainer.iter_num % self.interval and trainer.iter_num != trainer.config.max_iters:
+        done = trainer.iter_num + 1  # at on_batch_end iter_num is the index of the step that just ran
+        if done % self.interval and done != trainer.config.max_iters:
             return
         model = trainer.model
         train_right, train_total = accuracy(model, self.problems, self.train_sample, trainer.device)
         test_right, test_total = accuracy(model, self.problems, self.problems.test_indices, trainer.device)
         test_acc = test_right / test_total
-        self.history.append(dict(iter=trainer.iter_num, loss=trainer.loss.item(),
+        self.history.append(dict(iter=done, loss=trainer.loss.item(),
                                  train_accuracy=train_right / train_total, test_accuracy=test_acc))
-        logger.info("step %d | loss %.4f | train accuracy %.2f%% | test accuracy %.2f%% (%d/%d)", trainer.iter_num,
+        logger.info("step %d | loss %.4f | train accuracy %.2f%% | test accuracy %.2f%% (%d/%d)", done,
                     trainer.loss.item(), 100 * train_right / train_total, 100 * test_acc, test_right, test_total)
         if test_acc > self.best:
             self.best, self.test_result = test_acc, (test_right, test_total)
@@ -208,12 +209,15 @@ def main(argv: list[str]) -> None:
         problems = AdditionProblems(config.data.ndigit, config.data.test_size, config.system.seed)
         if config.system.eval_interval < 1:
             raise ValueError(f"system.eval_interval must be >= 1, got {config.system.eval_interval}")
-    except (KeyError, TypeError, ValueError) as e:
+        n = config.data.ndigit
+        config.model.vocab_size = 10  # the digits
+        config.model.block_size = 3 * n  # 2n question digits + (n+1) answer digits, minus the one never fed back in
+        config.trainer.work_dir = config.system.work_dir  # last.pt lives beside best.pt and config.json
+        resolve_config(config.model)  # bad sizes, dropout, ... : one line now, before anything starts
+        Trainer.check_config(config.trainer, has_val_dataset=False)
+        check_resume(config.trainer)  # a truncated last.pt says how to go on
+    except (KeyError, TypeError, ValueError, FileNotFoundError) as e:
         fail(e.args[0] if e.args else str(e))
-    n = config.data.ndigit
-    config.model.vocab_size = 10  # the digits
-    config.model.block_size = 3 * n  # 2n question digits + (n+1) answer digits, minus the one never fed back in
-    config.trainer.work_dir = config.system.work_dir  # last.pt lives beside best.pt and config.json
     setup_logging(config)
     set_seed(config.system.seed)
     if config.system.num_threads > 0:

@@ -29,8 +29,8 @@ from mingpt.checkpoint import load_checkpoint
 from mingpt.config import CfgNode
 from mingpt.data import CharDataset, CharVocab
 from mingpt.download import DownloadError, cached_download
-from mingpt.model import GPT
-from mingpt.trainer import Trainer
+from mingpt.model import GPT, resolve_config
+from mingpt.trainer import Trainer, check_resume
 from mingpt.utils import choose_device, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.chargpt")
@@ -175,14 +175,23 @@ class TimeLimit:
 
     def on_batch_end(self, trainer) -> None:
         if self.seconds and time.perf_counter() - self.start > self.seconds:
-            logger.info("time limit of %.0f s reached at step %d", self.seconds, trainer.iter_num)
+            logger.info("time limit of %.0f s reached after %d steps", self.seconds, trainer.iter_num + 1)
             trainer.stop()
+
+
+def check_config(config: CfgNode) -> None:
+    """Everything that can be checked before a run starts: model and trainer settings, the checkpoint to resume."""
+    model = config.model.copy()
+    model.vocab_size = model.vocab_size or 1  # set from the data later; any size checks the rest
+    resolve_config(model)
+    config.trainer.work_dir = config.system.work_dir  # checkpoints beside config.json
+    Trainer.check_config(config.trainer)
+    check_resume(config.trainer)  # a truncated last.pt: one line now, not a crash after the run has started
 
 
 def run_train(config: CfgNode, text: str) -> None:
     vocab, train_set, val_set = split_text(text, config.data.val_fraction, config.model.block_size)
     config.model.vocab_size = len(vocab)
-    config.trainer.work_dir = config.system.work_dir  # checkpoints beside config.json
     work_dir = setup_logging(config)
     vocab.save(os.path.join(work_dir, "vocab.json"))
     set_seed(config.system.seed)
@@ -230,7 +239,10 @@ def main(argv: list[str]) -> None:
     argv = list(argv)
     config = get_config()
     try:
-        if argv and argv[0] in MODES:  # `chargpt.py sample --sample.prompt=...`
+        if argv and not argv[0].startswith("-"):  # `chargpt.py sample --sample.prompt=...`
+            if argv[0] not in MODES:
+                raise ValueError(f"unknown mode {argv[0]!r}; the modes are {', '.join(MODES)} "
+                                 f"(e.g. chargpt.py sample --sample.prompt=ROMEO:)")
             config.system.mode = argv.pop(0)
         config.merge_from_args(argv)
         apply_preset(config, argv)
@@ -241,6 +253,7 @@ def main(argv: list[str]) -> None:
         if config.system.mode == "sample":
             run_sample(config)
             return
+        check_config(config)
         text = read_text(config.data.path, config.data.url)
     except (KeyError, TypeError, ValueError, FileNotFoundError, DownloadError) as e:
         fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))

@@ -30,7 +30,7 @@ from mingpt.config import CfgNode
 from mingpt.data import TokenStream
 from mingpt.download import DownloadError, cached_download
 from mingpt.model import GPT
-from mingpt.trainer import Trainer
+from mingpt.trainer import Trainer, check_resume
 from mingpt.utils import choose_device, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.finetune")
@@ -144,7 +144,7 @@ def run_train(config: CfgNode, model: GPT, tokenizer: BPETokenizer, text: str) -
     trainer.run()
     seconds = time.perf_counter() - t0
 
-    model.save_pretrained(os.path.join(config.system.work_dir, "model"))  # loads with GPT.from_pretrained
+    model.save_pretrained(os.path.join(config.system.work_dir, "model"), tokenizer=tokenizer)  # + the vocab files
     sample = sample_text(model, tokenizer, config.sample, config.system.seed)
     with open(os.path.join(config.system.work_dir, "sample.txt"), "w", encoding="utf-8") as f:
         f.write(sample)
@@ -164,11 +164,18 @@ def main(argv: list[str]) -> None:
     argv = list(argv)
     config = get_config()
     try:
-        if argv and argv[0] in MODES:  # `finetune.py sample --sample.prompt=...`
+        if argv and not argv[0].startswith("-"):  # `finetune.py sample --sample.prompt=...`
+            if argv[0] not in MODES:
+                raise ValueError(f"unknown mode {argv[0]!r}; the modes are {', '.join(MODES)} "
+                                 f"(e.g. finetune.py sample --sample.prompt=ROMEO:)")
             config.system.mode = argv.pop(0)
         config.merge_from_args(argv)
         if config.system.mode not in MODES:
             raise ValueError(f"system.mode must be one of {MODES}, got {config.system.mode!r}")
+        if config.system.mode == "train":  # cheap checks first: before the tokenizer and GPT-2 are loaded
+            config.trainer.work_dir = config.system.work_dir
+            Trainer.check_config(config.trainer)
+            check_resume(config.trainer)  # a truncated last.pt says how to go on
         if config.system.num_threads > 0:
             torch.set_num_threads(config.system.num_threads)
         device = choose_device(config.trainer.device)
@@ -189,7 +196,6 @@ def main(argv: list[str]) -> None:
                              f"{model.config.block_size} tokens")
     except (KeyError, TypeError, ValueError, FileNotFoundError, DownloadError) as e:
         fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
-    config.trainer.work_dir = config.system.work_dir
     setup_logging(config)
     set_seed(config.system.seed)
     run_train(config, model, tokenizer, text)

@@ -49,7 +49,7 @@ from torch.utils.data import Dataset
 
 from mingpt.config import CfgNode
 from mingpt.model import IGNORE_INDEX, CausalSelfAttention
-from mingpt.trainer import Trainer
+from mingpt.trainer import Trainer, check_resume
 from mingpt.utils import set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.induction")
@@ -326,9 +326,11 @@ def main(argv: list[str]) -> None:
         if config.data.max_repeat > m.vocab_size:
             raise ValueError(f"model.vocab_size ({m.vocab_size}) must be at least data.max_repeat "
                              f"({config.data.max_repeat}) so an evaluation segment can hold distinct tokens")
-    except (KeyError, TypeError, ValueError) as e:
+        config.trainer.work_dir = config.system.work_dir  # the Trainer writes last.pt there
+        Trainer.check_config(config.trainer, has_val_dataset=False)
+        check_resume(config.trainer)  # a truncated last.pt says how to go on
+    except (KeyError, TypeError, ValueError, FileNotFoundError) as e:
         fail(e.args[0] if e.args else str(e))
-    config.trainer.work_dir = config.system.work_dir  # the Trainer writes last.pt there
     work_dir = setup_logging(config)
 
     t0 = time.perf_counter()

@@ -1,0 +1,286 @@
+"""Hook points: every value is the model's own computation, hooks change exactly what they should, and leave nothing."""
+
+import contextlib
+import io
+import math
+import pathlib
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mingpt.hooks import HookPoint, get_act_name, hook_names
+from mingpt.model import GPT
+
+V, T, L, NH, C = 97, 9, 3, 4, 32
+
+
+def build(attention="sdpa", seed=0):
+    config = GPT.get_default_config()
+    config.merge_from_dict(dict(model_type=None, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=32,
+                                attention=attention))
+    torch.manual_seed(seed)
+    model = GPT(config)
+    with torch.no_grad():  # non-trivial LayerNorm weights and biases, so nothing passes by accident of init
+        for name, p in model.named_parameters():
+            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                p.copy_(1 + 0.5 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build()
+
+
+@pytest.fixture(scope="module")
+def idx():
+    return torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(1))
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    centered = x - x.mean(-1, keepdim=True)
+    scale = (centered.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    return scale, centered / scale * weight + bias
+
+
+def reference_activations(model, idx):
+    """TL's hook values, recomputed from the weight tensors alone (no module of the model is called)."""
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    B, T_ = idx.shape
+    hs = C // NH
+    acts = {"hook_embed": sd["transformer.wte.weight"][idx], "hook_pos_embed": sd["transformer.wpe.weight"][:T_]
+            .expand(B, T_, C)}
+    x = acts["hook_embed"] + acts["hook_pos_embed"]
+    gelu = lambda u: 0.5 * u * (1 + torch.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3)))  # noqa: E731
+    for i in range(L):
+        p = f"transformer.h.{i}."
+        a = {"hook_resid_pre": x}
+        a["ln1.hook_scale"], a["ln1.hook_normalized"] = layer_norm(x, sd[p + "ln_1.weight"], sd[p + "ln_1.bias"])
+        qkv = a["ln1.hook_normalized"] @ sd[p + "attn.c_attn.weight"].T + sd[p + "attn.c_attn.bias"]
+        for j, name in enumerate("qkv"):
+            a[f"attn.hook_{name}"] = qkv[..., j * C:(j + 1) * C].reshape(B, T_, NH, hs)
+        scores = torch.einsum("bqnh,bknh->bnqk", a["attn.hook_q"], a["attn.hook_k"]) / math.sqrt(hs)
+        future = torch.ones(T_, T_).triu(1).bool()
+        a["attn.hook_attn_scores"] = scores.masked_fill(future, float("-inf"))
+        a["attn.hook_pattern"] = a["attn.hook_attn_scores"].softmax(-1)
+        a["attn.hook_z"] = torch.einsum("bnqk,bknh->bqnh", a["attn.hook_pattern"], a["attn.hook_v"])
+        W_O = sd[p + "attn.c_proj.weight"].T.reshape(NH, hs, C)  # rows of the input side, split by head
+        a["attn.hook_result"] = torch.einsum("bqnh,nhc->bqnc", a["attn.hook_z"], W_O)
+        a["hook_attn_out"] = a["attn.hook_result"].sum(2) + sd[p + "attn.c_proj.bias"]
+        a["hook_resid_mid"] = x = x + a["hook_attn_out"]
+        a["ln2.hook_scale"], a["ln2.hook_normalized"] = layer_norm(x, sd[p + "ln_2.weight"], sd[p + "ln_2.bias"])
+        a["mlp.hook_pre"] = a["ln2.hook_normalized"] @ sd[p + "mlp.c_fc.weight"].T + sd[p + "mlp.c_fc.bias"]
+        a["mlp.hook_post"] = gelu(a["mlp.hook_pre"])
+        a["hook_mlp_out"] = a["mlp.hook_post"] @ sd[p + "mlp.c_proj.weight"].T + sd[p + "mlp.c_proj.bias"]
+        a["hook_resid_post"] = x = x + a["hook_mlp_out"]
+        acts.update({f"blocks.{i}.{k}": v for k, v in a.items()})
+    acts["ln_final.hook_scale"], acts["ln_final.hook_normalized"] = layer_norm(
+        x, sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"])
+    logits = acts["ln_final.hook_normalized"] @ sd["lm_head.weight"].T
+    return acts, logits
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_every_hook_value_is_an_independent_recomputation(idx, attention):
+    model = build(attention)
+    expected, expected_logits = reference_activations(model, idx)
+    logits, cache = model.run_with_cache(idx)
+    assert list(cache.keys()) == hook_names(model) == list(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(cache[name], value, atol=2e-5, rtol=1e-5, msg=name)
+    torch.testing.assert_close(logits, expected_logits, atol=2e-5, rtol=1e-5)
+
+
+def test_hooks_off_is_bit_identical_and_leaves_nothing_behind(model, idx):
+    before, _ = model(idx)
+    model.run_with_cache(idx)
+    model.run_with_hooks(idx, fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: x * 2)])
+    assert model.active_hooks is None
+    after, _ = model(idx)
+    assert torch.equal(before, after)
+    # A cache of only the cheap points (no pattern, no per-head result) keeps the fused path: same bits.
+    logits, cache = model.run_with_cache(idx, names_filter=lambda name: "resid" in name)
+    assert torch.equal(logits, before)
+    assert len(cache) == 3 * L
+
+
+def test_shorthand_names(model, idx):
+    _, cache = model.run_with_cache(idx)
+    assert cache["pattern", 1] is cache["blocks.1.attn.hook_pattern"]
+    assert cache["resid_pre", 0] is cache["blocks.0.hook_resid_pre"]
+    assert cache["resid_post", -1] is cache[f"blocks.{L - 1}.hook_resid_post"]
+    assert cache["scale"] is cache["ln_final.hook_scale"]
+    assert cache["normalized", 2, "ln2"] is cache["blocks.2.ln2.hook_normalized"]
+    assert cache["embed"] is cache["hook_embed"] and "pattern" not in cache and ("z", 0) in cache
+    assert not cache["resid_post", 0].requires_grad  # detached: for looking at, not for backpropagating
+    assert get_act_name("post", 2) == "blocks.2.mlp.hook_post"
+    assert HookPoint("blocks.2.attn.hook_z").layer() == 2
+    with pytest.raises(ValueError, match="not inside a block"):
+        HookPoint("hook_embed").layer()
+
+
+def test_head_ablation_changes_exactly_that_head(model, idx):
+    def zero_head_1(z, hook):
+        z[:, :, 1] = 0.0
+
+    _, clean = model.run_with_cache(idx)
+    with model.hooks(fwd_hooks=[("blocks.1.attn.hook_z", zero_head_1)]):
+        _, ablated = model.run_with_cache(idx)
+    for name in hook_names(model):
+        if name.startswith(("hook_", "blocks.0.")) or name in {f"blocks.1.{n}" for n in (
+                "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k",
+                "attn.hook_v", "attn.hook_attn_scores", "attn.hook_pattern")}:
+            assert torch.equal(ablated[name], clean[name]), name  # upstream of the edit: untouched
+    assert torch.equal(ablated["z", 1][:, :, 1], torch.zeros(2, T, C // NH))
+    assert torch.equal(ablated["z", 1][:, :, [0, 2, 3]], clean["z", 1][:, :, [0, 2, 3]])
+    # What block 1 adds is now the other heads' results plus the bias, exactly.
+    expected = clean["result", 1][:, :, [0, 2, 3]].sum(2) + model.transformer.h[1].attn.c_proj.bias
+    torch.testing.assert_close(ablated["attn_out", 1], expected, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(ablated["resid_post", 2], clean["resid_post", 2])
+
+
+def test_steering_while_generating_with_the_kv_cache(model, idx):
+    steer = 3.0 * torch.randn(C, generator=torch.Generator().manual_seed(2))
+    seen = []
+
+    def add_steering(x, hook):
+        seen.append(x.shape[1])
+        return x + steer
+
+    plain = model.generate(idx, 6)
+    with model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", add_steering)]):
+        steered = model.generate(idx, 6)
+        steered_no_cache = model.generate(idx, 6, use_cache=False)
+    assert model.active_hooks is None
+    assert seen[:6] == [T, 1, 1, 1, 1, 1]  # the prompt once, then one new position per decoding step
+    assert torch.equal(steered, steered_no_cache)  # the cache saw the same steered keys and values
+    assert not torch.equal(steered, plain)
+    # Greedy decoding under the hook = argmax of the hooked model's logits, step by step.
+    seq = idx
+    for _ in range(6):
+        logits = model.run_with_hooks(seq, fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: x + steer)])
+        seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(seq, steered)
+
+
+def test_a_pattern_hook_switches_the_fused_path_to_the_explicit_one(model, idx):
+    assert model.transformer.h[0].attn.implementation == "sdpa"
+
+    def attend_to_self(pattern, hook):  # head 2 of layer 0 looks only at its own position
+        pattern[:, 2] = torch.eye(T)
+
+    _, cache = model.run_with_cache(idx, fwd_hooks=[("blocks.0.attn.hook_pattern", attend_to_self)])
+    assert torch.equal(cache["z", 0][:, :, 2], cache["v", 0][:, :, 2])  # the edited pattern was used
+    assert not torch.allclose(cache["z", 0][:, 1:, 1], cache["v", 0][:, 1:, 1])
+
+
+def test_hooks_are_removed_when_the_forward_raises(model, idx):
+    def boom(x, hook):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.run_with_hooks(idx, fwd_hooks=[("blocks.0.mlp.hook_post", boom)])
+    assert model.active_hooks is None and model.training is False
+
+
+def test_nested_hooks_and_predicates(model, idx):
+    calls = []
+    with model.hooks(fwd_hooks=[(lambda name: name.endswith("hook_scale"), lambda x, hook: calls.append(hook.name))]):
+        logits, cache = model.run_with_cache(idx, names_filter="blocks.0.hook_resid_post")
+        assert list(cache.keys()) == ["blocks.0.hook_resid_post"]
+    assert calls == [f"blocks.{i}.ln{j}.hook_scale" for i in range(L) for j in (1, 2)] + ["ln_final.hook_scale"]
+    assert model.active_hooks is None
+    outer = {}
+    with model.hooks(names_filter="blocks.1.hook_resid_pre", cache=outer):  # two caches of the same point
+        _, inner = model.run_with_cache(idx, names_filter="blocks.1.hook_resid_pre")
+        assert model.active_hooks is not None
+    assert model.active_hooks is None and torch.equal(outer["blocks.1.hook_resid_pre"], inner["resid_pre", 1])
+
+
+def test_a_hook_on_the_scale_is_used_by_the_layer_norm(model, idx):
+    _, clean = model.run_with_cache(idx)
+    doubled = model.run_with_cache(idx, fwd_hooks=[("blocks.0.ln2.hook_scale", lambda s, hook: 2 * s)])[1]
+    ln = model.transformer.h[0].ln_2
+    centered = clean["resid_mid", 0] - clean["resid_mid", 0].mean(-1, keepdim=True)
+    expected = centered / (2 * clean["scale", 0, "ln2"]) * ln.weight + ln.bias
+    torch.testing.assert_close(doubled["normalized", 0, "ln2"], expected, atol=1e-6, rtol=1e-6)
+
+
+def test_bad_input_gets_clear_errors(model, idx):
+    with pytest.raises(KeyError, match="did you mean 'blocks.0.hook_resid_pre'"):
+        model.run_with_hooks(idx, fwd_hooks=[("blocks.0.hook_resid_pr", lambda x, hook: x)])
+    with pytest.raises(ValueError, match=r"returned shape \(2, 9\).*\(2, 9, 32\)"):
+        model.run_with_hooks(idx, fwd_hooks=[("blocks.0.hook_resid_pre", lambda x, hook: x[..., 0])])
+    with pytest.raises(TypeError, match="returned float"):
+        model.run_with_hooks(idx, fwd_hooks=[("hook_embed", lambda x, hook: 1.0)])
+    with pytest.raises(ValueError, match="matches none of the"):
+        model.run_with_cache(idx, names_filter=lambda name: name.endswith("hook_nothing"))
+    with pytest.raises(TypeError, match="pairs"):
+        model.run_with_hooks(idx, fwd_hooks=["blocks.0.hook_resid_pre"])
+    _, cache = model.run_with_cache(idx, names_filter="hook_embed")
+    with pytest.raises(KeyError, match="names_filter left it out"):
+        cache["pattern", 0]
+    with pytest.raises(KeyError, match="did you mean"):
+        cache["blocks.0.attn.hook_patern"]
+    with pytest.raises(ValueError, match="needs layer_type"):
+        cache["scale", 0]
+    assert model.active_hooks is None
+
+
+def test_readme_inspection_example_runs_and_prints_what_it_promises():
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Inspecting and intervening", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    promised = [line.split("# ", 1)[1].split(":")[0] for line in code.splitlines() if line.startswith("print(")]
+    assert out.getvalue().splitlines() == promised
+
+
+def test_hook_values_are_hugging_faces_numbers():
+    """Unlike TL's processed weights, the cache holds what transformers' GPT-2 computes on the same weights."""
+    import transformers  # a test dependency: a broken environment fails here instead of skipping
+    from mingpt.pretrained import config_from_hf, load_hf_state_dict
+
+    torch.manual_seed(0)
+    hf_config = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=V, n_positions=16,
+                                        initializer_range=0.3, attn_implementation="eager")
+    hf = transformers.GPT2LMHeadModel(hf_config).eval()
+    with torch.no_grad():  # LayerNorms that are not the identity
+        for name, p in hf.named_parameters():
+            if "ln_" in name:
+                p.copy_(torch.randn_like(p) * 0.3 + (name.endswith("weight")))
+    model = GPT(config_from_hf(hf_config.to_dict()))
+    load_hf_state_dict(model, hf.state_dict())
+    idx = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = hf(idx, output_hidden_states=True, output_attentions=True)
+        logits, cache = model.run_with_cache(idx)
+    close = lambda a, b: torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)  # noqa: E731
+    for i in range(2):
+        close(cache["resid_pre", i], out.hidden_states[i])
+        close(cache["pattern", i], out.attentions[i])
+    close(cache["ln_final.hook_normalized"], out.hidden_states[2])  # HF's last hidden state is after ln_f
+    close(logits, out.logits)
+
+
+def test_only_what_is_asked_for_is_computed(model, idx, monkeypatch):
+    from mingpt.model import CausalSelfAttention
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("computed without being asked for")
+
+    monkeypatch.setattr(CausalSelfAttention, "per_head_output", forbidden)
+    monkeypatch.setattr(CausalSelfAttention, "math_attention", forbidden)
+    model.run_with_cache(idx, names_filter=lambda name: not name.endswith(("result", "scores", "pattern")))
+    model.generate(idx, 3)  # and nothing of it without hooks
+    with pytest.raises(AssertionError, match="without being asked"):
+        model.run_with_cache(idx, names_filter="blocks.0.attn.hook_result")
+    with pytest.raises(AssertionError, match="without being asked"):
+        model.run_with_cache(idx, names_filter="blocks.2.attn.hook_pattern")
+    assert model.active_hooks is None
