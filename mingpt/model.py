@@ -153,8 +153,9 @@ def use_math_attention(implementation: str, q: torch.Tensor) -> bool:
     """
     Which attention path runs: 'math' or 'sdpa' as configured; 'auto' is SDPA except when a backward pass will run
     in bfloat16 on CPU (q is bf16, e.g. under bf16 autocast, and needs gradients). There PyTorch 2.13's CPU
-    flash-attention backward is slow: 54 ms against 11 ms in fp32 per layer at config S's shapes, so the math path
-    trains ~1.3x faster (bench/train_step.py prints both). Set attention='sdpa' or 'math' to override.
+    flash-attention backward is slow: 54 ms against 11 ms in fp32 per layer at config S's shapes, and the whole
+    step with the math path was 1.6x to 2.8x as fast in two runs (bench/train_step.py prints both rows).
+    Set attention='sdpa' or 'math' to override.
     """
     if implementation != "auto":
         return implementation == "math"
