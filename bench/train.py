@@ -37,7 +37,9 @@ def load_data() -> TokenStream:
 
 def trainer_config(**overrides):
     C = Trainer.get_default_config()
-    C.merge_from_dict(dict(device="cpu", batch_size=BATCH, learning_rate=1e-3, max_iters=1, **overrides))
+    # fp32 like the bare loop below (precision "auto" would be bf16 on CPUs with native bf16)
+    C.merge_from_dict(dict(device="cpu", batch_size=BATCH, learning_rate=1e-3, max_iters=1, precision="fp32",
+                           **overrides))
     return C
 
 

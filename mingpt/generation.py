@@ -13,6 +13,15 @@ from the window each step: slower, but exactly what the uncached model computes.
 Stop tokens and padding: a row that produces an eos_token_id is finished, but the batch is a rectangle, so a finished
 row still needs a token at every later step. It gets ``pad_token_id``, as in transformers' ``generate``; when no
 pad_token_id is given (GPT-2 has none) it gets its first eos id, which is also what transformers falls back to.
+
+Prompts of different lengths in one batch: as in transformers, they are *left*-padded to one length (see
+`left_pad`), so every row's next token is predicted at the same column, and an ``attention_mask`` (B, T) says which
+tokens are real (1) and which are padding (0). Two things keep a padded row computing exactly what it computes alone:
+no query may look at a padding key (the mask joins the causal mask), and positions count only real tokens (a row
+padded by 3 starts at position 0 in column 3, not column 0). Rows that stop early are padded on the right, as above.
+
+Reduced precision: a model in bfloat16 or float16 (``model.to(torch.bfloat16)``) keeps its KV cache in that dtype,
+but the logits are turned into float32 before sampling, so top-k/top-p and seeded sampling work as in float32.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from mingpt.model import causal_mask
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +135,57 @@ def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, 
     return stop
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Stack prompts of different lengths into one batch: (idx (B, T), attention_mask (B, T)), padded on the left with
+    pad_token_id, attention_mask 1 at real tokens. Pass both to `generate`; the padding never affects the result.
+    """
+    if isinstance(prompts, torch.Tensor) or not prompts:
+        raise ValueError("prompts must be a non-empty list of token id lists (or 1-D tensors)")
+    rows = [torch.as_tensor(p, dtype=torch.long) for p in prompts]
+    for i, row in enumerate(rows):
+        if row.dim() != 1 or row.numel() == 0:
+            raise ValueError(f"prompt {i} must be a non-empty 1-D list of token ids, got shape {tuple(row.shape)}")
+    T = max(row.numel() for row in rows)
+    idx = torch.full((len(rows), T), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), T, dtype=torch.long)
+    for i, row in enumerate(rows):
+        idx[i, T - row.numel() :] = row
+        attention_mask[i, T - row.numel() :] = 1
+    return idx, attention_mask
+
+
+def _check_attention_mask(attention_mask, idx: torch.Tensor) -> torch.Tensor | None:
+    """A bool (B, T) mask of real tokens, or None when there is no padding (the fast, unmasked path)."""
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != idx.shape:
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
+        raise ValueError(f"attention_mask must be a tensor of the same shape as idx {tuple(idx.shape)}, got {got}")
+    if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
+    mask = attention_mask.to(device=idx.device, dtype=torch.bool)
+    if not bool((mask[:, 1:] >= mask[:, :-1]).all()) or not bool(mask[:, -1].all()):
+        raise ValueError("attention_mask must be left padding (0s, then 1s, each row ending in a real token); "
+                         "right-padded prompts would be continued after their padding: use left_pad(prompts)")
+    return None if bool(mask.all()) else mask
+
+
+def padding_inputs(mask: torch.Tensor, T_q: int) -> dict:
+    """
+    What the model needs for left-padded rows: mask (B, T_kv) is True at the real tokens of all positions a step
+    sees, of which the last T_q are this step's queries. Returns attn_mask (B, 1, T_q, T_kv) and position_ids (B, T_q).
+    """
+    T_kv = mask.size(1)
+    positions = mask.long().cumsum(dim=-1) - 1  # each row counts only its own real tokens: (B, T_kv)
+    position_ids = positions[:, -T_q:].clamp(min=0)  # padding gets position 0; its outputs are never used
+    # A query sees earlier real tokens. A padding query sees itself too: a row of all -inf would give NaN
+    # probabilities, and the NaNs would reach real tokens through the padding's cached values (0 * NaN = NaN).
+    own = torch.arange(T_kv, device=mask.device) == torch.arange(T_kv - T_q, T_kv, device=mask.device)[:, None]
+    attn_mask = (causal_mask(T_q, T_kv, mask.device) & mask[:, None, :]) | own  # (B, T_q, T_kv)
+    return dict(attn_mask=attn_mask[:, None], position_ids=position_ids)
+
+
 def generate_stream(
     model,
     idx: torch.Tensor,
@@ -136,6 +198,7 @@ def generate_stream(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     pad_token_id: int | None = None,
+    attention_mask: torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """
     Yield the next token of every row, (B,), one step at a time.
@@ -143,7 +206,8 @@ def generate_stream(
     A row that has produced an eos_token_id is finished: from then on it yields pad_token_id (default: the first
     eos id), and the stream ends once every row is finished. Without eos_token_id, pad_token_id is never used.
     Dropout is switched off while generating (and restored after).
-    Pass a seeded ``torch.Generator`` for sampling that repeats exactly.
+    Pass a seeded ``torch.Generator`` for sampling that repeats exactly. For prompts of different lengths, pass
+    left-padded idx and its attention_mask (B, T), 1 at real tokens (see `left_pad`).
     """
     # Check the arguments now, not at the first next(): a bad argument should fail where it was written.
     stop = _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator,
@@ -153,10 +217,11 @@ def generate_stream(
                        idx.size(1), model.config.block_size, model.config.block_size)
     sampling = dict(do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     pad = pad_token_id if pad_token_id is not None else stop[0] if stop else None
-    return _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache)
+    mask = _check_attention_mask(attention_mask, idx)
+    return _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache, mask)
 
 
-def _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache):
+def _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache, mask):
     block_size = model.config.block_size
     stop_ids = torch.tensor(stop, dtype=torch.long, device=idx.device)
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
@@ -171,17 +236,23 @@ def _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache):
             # so the token is cloned outside before it reaches the caller, who may want to train on it.
             with torch.inference_mode():
                 if cache is None:
-                    logits = model.logits(seq[:, -block_size:], last_only=True)
+                    window = seq[:, -block_size:]
                 elif step == 0 or seq.size(1) > block_size:
                     cache.reset()  # first step, or the window slid: (re)fill the cache from the visible window
-                    logits = model.logits(seq[:, -block_size:], cache, last_only=True)
+                    window = seq[:, -block_size:]
                 else:
-                    logits = model.logits(seq[:, -1:], cache, last_only=True)  # one new position
-                token = next_token(logits[:, -1, :], **sampling)
+                    window = seq[:, -1:]  # one new position
+                # Padded rows: the mask over everything this step sees (the cache, then the window).
+                padding = {} if mask is None else padding_inputs(mask[:, -block_size:], window.size(1))
+                logits = model.logits(window, cache, last_only=True, **padding)
+                # Sampling in float32 whatever the model's dtype: bf16 logits are too coarse for top-p's sums.
+                token = next_token(logits[:, -1, :].float(), **sampling)
                 if stop:
                     token = torch.where(finished, pad, token)  # finished rows only pad
                     finished = finished | torch.isin(token, stop_ids)
                 seq = torch.cat([seq, token[:, None]], dim=1)
+                if mask is not None:
+                    mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
             token = token.clone()  # an ordinary tensor again
             yield token
             if stop and bool(finished.all()):
@@ -195,7 +266,8 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.T
     Continue each row of idx (B, T) by up to max_new_tokens tokens and return (B, T + new).
 
     Keyword arguments as in `generate_stream`: temperature, do_sample, top_k, top_p, eos_token_id, generator,
-    use_cache, pad_token_id. Fewer than max_new_tokens are added only when every row hit an eos_token_id.
+    use_cache, pad_token_id, attention_mask. Fewer than max_new_tokens are added only when every row hit an
+    eos_token_id.
     """
     tokens = list(generate_stream(model, idx, max_new_tokens, **kwargs))
     if not tokens:

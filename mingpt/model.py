@@ -54,7 +54,7 @@ PRESET_VOCAB = {  # (vocab_size, block_size) used when the config leaves them un
     "openai-gpt": (40478, 512),
     **{name: (50257, 1024) for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
 }
-ATTENTION_IMPLEMENTATIONS = ("sdpa", "math")
+ATTENTION_IMPLEMENTATIONS = ("auto", "sdpa", "math")
 
 
 class CausalSelfAttention(nn.Module):
@@ -74,7 +74,7 @@ class CausalSelfAttention(nn.Module):
         # When a probe sets this to a list, the explicit path runs and appends attention probabilities to it.
         self.attention_sink: list | None = None
 
-    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None, attn_mask=None) -> torch.Tensor:
         B, T, C = x.size()
         # One matmul gives queries, keys and values; then split channels into heads: (B, T, C) -> (B, nh, T, hs).
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
@@ -87,10 +87,10 @@ class CausalSelfAttention(nn.Module):
             # Decoding: keys/values of earlier positions were stored; append ours and attend over all of them.
             k, v = kv_cache.update(self.layer_idx, k, v)
 
-        explicit = self.implementation == "math" or self.attention_sink is not None
+        explicit = use_math_attention(self.implementation, q) or self.attention_sink is not None
         if hooks is not None:  # the fused kernel never forms the scores or probabilities a hook wants to see
             explicit = explicit or hooks.wants("attn.hook_attn_scores") or hooks.wants("attn.hook_pattern")
-        y = self.math_attention(q, k, v, hooks) if explicit else self.sdpa_attention(q, k, v)
+        y = self.math_attention(q, k, v, hooks, attn_mask) if explicit else self.sdpa_attention(q, k, v, attn_mask)
         y = y.transpose(1, 2)  # (B, T, nh, hs)
         if hooks is not None:
             y = hooks("attn.hook_z", y)
@@ -117,10 +117,12 @@ class CausalSelfAttention(nn.Module):
                 del state_dict[prefix + "bias"]  # load_state_dict works on a copy: the caller's dict keeps it
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def sdpa_attention(self, q, k, v):
+    def sdpa_attention(self, q, k, v, attn_mask=None):
         """PyTorch's fused kernel (flash / memory-efficient attention where available); same maths as below."""
         T_q, T_kv = q.size(-2), k.size(-2)
         dropout_p = self.dropout if self.training else 0.0
+        if attn_mask is not None:  # batched prompts of different lengths: the caller's mask hides the padding
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         if T_q == T_kv:  # the usual case: a full causal square
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
         if T_q == 1:  # one new token attends to everything cached before it: nothing to mask
@@ -128,14 +130,15 @@ class CausalSelfAttention(nn.Module):
         mask = causal_mask(T_q, T_kv, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
-    def math_attention(self, q, k, v, hooks=None):
+    def math_attention(self, q, k, v, hooks=None, attn_mask=None):
         """The explicit version, for teaching and for inspecting the attention probabilities."""
         T_q, T_kv = q.size(-2), k.size(-2)
         # Scores: how much each query matches each key. Dividing by sqrt(hs) keeps their variance near 1, so the
         # softmax does not saturate as the head size grows. (B, nh, T_q, hs) @ (B, nh, hs, T_kv) -> (B, nh, T_q, T_kv)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
         # Causality: a query may not see keys from its future. -inf becomes probability 0 after the softmax.
-        att = att.masked_fill(~causal_mask(T_q, T_kv, q.device), float("-inf"))
+        allowed = causal_mask(T_q, T_kv, q.device) if attn_mask is None else attn_mask
+        att = att.masked_fill(~allowed, float("-inf"))
         if hooks is not None:
             att = hooks("attn.hook_attn_scores", att)
         att = F.softmax(att, dim=-1)
@@ -145,6 +148,19 @@ class CausalSelfAttention(nn.Module):
             self.attention_sink.append(att.detach())
         att = self.attn_dropout(att)
         return att @ v  # weighted sum of values: (B, nh, T_q, T_kv) @ (B, nh, T_kv, hs) -> (B, nh, T_q, hs)
+
+
+def use_math_attention(implementation: str, q: torch.Tensor) -> bool:
+    """
+    Which attention path runs: 'math' or 'sdpa' as configured; 'auto' is SDPA except when a backward pass will run
+    in bfloat16 on CPU (q is bf16, e.g. under bf16 autocast, and needs gradients). There PyTorch 2.13's CPU
+    flash-attention backward is slow: 54 ms against 11 ms in fp32 per layer at config S's shapes, and the whole
+    step with the math path was 1.6x to 2.8x as fast in two runs (bench/train_step.py prints both rows).
+    Set attention='sdpa' or 'math' to override.
+    """
+    if implementation != "auto":
+        return implementation == "math"
+    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
 
 
 def causal_mask(T_q: int, T_kv: int, device) -> torch.Tensor:
@@ -192,14 +208,17 @@ class Block(nn.Module):
         self.ln_2 = layer_norm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = (mlp or MLP)(config)
 
-    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None, attn_mask=None) -> torch.Tensor:
         if hooks is None:
-            x = x + self.attn(self.ln_1(x), kv_cache)
+            # attn_mask only for batched prompts of different lengths, so a student's attention needs it only then
+            masked = {} if attn_mask is None else {"attn_mask": attn_mask}
+            x = x + self.attn(self.ln_1(x), kv_cache, **masked)
             x = x + self.mlp(self.ln_2(x))
             return x
         # The same sums, passed through the hook points of mingpt/hooks.py (TransformerLens' names) on the way.
         x = hooks("hook_resid_pre", x)
-        attn_out = hooks("hook_attn_out", self.attn(hooks.layer_norm("ln1", self.ln_1, x), kv_cache, hooks))
+        attn_out = self.attn(hooks.layer_norm("ln1", self.ln_1, x), kv_cache, hooks, attn_mask)
+        attn_out = hooks("hook_attn_out", attn_out)
         x = hooks("hook_resid_mid", x + attn_out)
         mlp_out = hooks("hook_mlp_out", self.mlp(hooks.layer_norm("ln2", self.ln_2, x), hooks))
         return hooks("hook_resid_post", x + mlp_out)
@@ -228,7 +247,7 @@ class GPT(WeightViews, nn.Module):
         C.resid_pdrop = 0.1
         C.attn_pdrop = 0.1
         # Beyond the original minGPT:
-        C.attention = "sdpa"  # 'sdpa' (fused kernel) or 'math' (explicit, for teaching); same results
+        C.attention = "auto"  # 'sdpa' (fused kernel), 'math' (explicit, for teaching), 'auto' (the faster one)
         C.tie_weights = True  # share wte and lm_head, as GPT-2 does
         C.bias = True  # biases in Linear and LayerNorm, as GPT-2 has
         C.layer_norm_epsilon = 1e-5
@@ -319,19 +338,28 @@ class GPT(WeightViews, nn.Module):
             )
         return logits, loss
 
-    def logits(self, idx: torch.Tensor, kv_cache=None, last_only: bool = False) -> torch.Tensor:
-        """The network itself, without input checks: (B, T) ids -> (B, T, V) logits (or (B, 1, V) if last_only)."""
+    def logits(self, idx: torch.Tensor, kv_cache=None, last_only: bool = False, attn_mask=None,
+               position_ids=None) -> torch.Tensor:
+        """
+        The network itself, without input checks: (B, T) ids -> (B, T, V) logits (or (B, 1, V) if last_only).
+        Batched prompts of different lengths (left-padded, see generation.py) pass two more things: attn_mask, a
+        boolean (B, 1, T, T_kv), True where a query may look at a key, used instead of the causal mask; and
+        position_ids (B, T), each row's own positions, so padding does not shift them.
+        """
         B, T = idx.size()
         start = kv_cache.length if kv_cache is not None else 0
-        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
+        pos = position_ids if position_ids is not None else torch.arange(start, start + T, device=idx.device)  # (T,)
         hooks = self.active_hooks  # None unless hooks or a cache are active (model.hooks(), mingpt/hooks.py)
         if hooks is None:
             x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         else:
             embed = hooks("hook_embed", self.transformer.wte(idx))
-            x = self.transformer.drop(embed + hooks("hook_pos_embed", self.transformer.wpe(pos).repeat(B, 1, 1)))
+            x = self.transformer.drop(embed + hooks("hook_pos_embed", self.transformer.wpe(pos.expand(B, T))))
         for i, block in enumerate(self.transformer.h):
-            x = block(x, kv_cache) if hooks is None else block(x, kv_cache, hooks.at_block(i))
+            if hooks is None and attn_mask is None:
+                x = block(x, kv_cache)  # the plain call, all that a student's own Block needs to implement
+            else:
+                x = block(x, kv_cache, None if hooks is None else hooks.at_block(i), attn_mask)
         if kv_cache is not None:
             kv_cache.advance(T)
         if last_only:  # generation needs only the next-token distribution: skip T-1 rows of the big V matmul

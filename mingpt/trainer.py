@@ -349,8 +349,8 @@ class Trainer:
         batches = self._batches(self.train_dataset, stream=0, start=self.iter_num, accum=C.grad_accum_steps)
         self._train_model.train()
         if self.is_main_process:
-            logger.info("training on %s (%s), %d process(es), from step %d", self.device, self.precision.name,
-                        self.world_size, self.iter_num)
+            logger.info("training on %s (%s: %s), %d process(es), from step %d", self.device, self.precision.name,
+                        self.precision.reason, self.world_size, self.iter_num)
         self._stop_requested = False
         self.iter_time = time.time()
         try:  # on_train_end fires however this ends: users put cleanup there

@@ -183,7 +183,7 @@ def test_eval_loss_is_the_mean_over_every_window(tmp_path):
 def test_both_evaluations_run_as_trainer_callbacks(tmp_path, tokenizer):
     directory = shards(tmp_path)
     config = Trainer.get_default_config()
-    config.merge_from_dict(dict(max_iters=4, batch_size=2, device="cpu", learning_rate=1e-3))
+    config.merge_from_dict(dict(max_iters=4, batch_size=2, device="cpu", learning_rate=1e-3, precision="fp32"))
     model = tiny_gpt(block_size=32)
     val = TokenShards.from_directory(directory, "val", block_size=32, order="sequential")
     loss_cb, hella_cb = EvalLoss(val, interval=2, batch_size=2), HellaSwag(EXAMPLES, tokenizer.encode_ordinary, 3)

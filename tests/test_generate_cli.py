@@ -59,7 +59,7 @@ def run_cli(*args, env_extra=None):
 
 def test_greedy_end_to_end_matches_transformers(model_dir, data_dir, tokenizer, tmp_path):
     result = run_cli("--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "20", "--greedy",
-                     "--device", "cpu", "--tokenizer", str(data_dir / "gpt2"),
+                     "--device", "cpu", "--dtype", "fp32", "--tokenizer", str(data_dir / "gpt2"),
                      env_extra={"MINGPT_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     hf = transformers.GPT2LMHeadModel.from_pretrained(model_dir).eval()
@@ -80,7 +80,8 @@ def test_bad_model_name_is_a_message_not_a_traceback():
 def test_seeded_sampling_repeats_and_matches_transformers(model_dir, data_dir, tokenizer, offline, reuse_tokenizer,
                                                           capsys):
     args = ["--model", str(model_dir), "--prompt", PROMPT, "--max-new-tokens", "15", "--top-p", "0.5",
-            "--temperature", "0.8", "--seed", "3", "--device", "cpu", "--tokenizer", str(data_dir / "gpt2")]
+            "--temperature", "0.8", "--seed", "3", "--device", "cpu", "--dtype", "fp32",
+            "--tokenizer", str(data_dir / "gpt2")]
     assert cli.main(args) == 0
     first = capsys.readouterr().out
     assert cli.main(args) == 0
@@ -170,7 +171,7 @@ def test_endoftext_in_the_prompt_is_the_special_token(model_dir, data_dir, token
                                                       capsys):
     """`--prompt "<|endoftext|>"` is GPT-2's "start of a document": one token (50256), not seven text tokens."""
     args = ["--model", str(model_dir), "--prompt", "<|endoftext|>", "--max-new-tokens", "6", "--greedy",
-            "--ignore-eos", "--device", "cpu", "--tokenizer", str(data_dir / "gpt2")]
+            "--ignore-eos", "--device", "cpu", "--dtype", "fp32", "--tokenizer", str(data_dir / "gpt2")]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     hf = transformers.GPT2LMHeadModel.from_pretrained(model_dir).eval()
@@ -197,7 +198,7 @@ def saved_with_tokenizer(tmp_path_factory, tokenizer):
 
 def test_save_pretrained_folder_generates_offline(saved_with_tokenizer, tokenizer, offline, monkeypatch, capsys):
     args = ["--model", str(saved_with_tokenizer), "--prompt", PROMPT, "--max-new-tokens", "8", "--greedy",
-            "--device", "cpu"]
+            "--device", "cpu", "--dtype", "fp32"]  # compared below with the fp32 model
     assert cli.main(args) == 0
     model = GPT.from_pretrained(saved_with_tokenizer)
     idx = torch.tensor([tokenizer.encode(PROMPT)])

@@ -81,7 +81,7 @@ def get_config() -> CfgNode:
     C.model.vocab_size = 64
     C.model.block_size = 48
     # CausalSelfAttention reads these too.
-    C.model.attention = "sdpa"  # probing switches to the explicit path on its own
+    C.model.attention = "auto"  # SDPA, or math under CPU bf16 training (faster there); probing picks math itself
     C.model.attn_pdrop = 0.0
     C.model.resid_pdrop = 0.0
     C.model.bias = True

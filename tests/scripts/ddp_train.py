@@ -42,7 +42,8 @@ def build(batch_size: int, grad_accum_steps: int, max_iters: int = 4, work_dir=N
                            embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
     config = Trainer.get_default_config()
     config.merge_from_dict(dict(device="cpu", max_iters=max_iters, batch_size=batch_size, learning_rate=1e-2,
-                                grad_accum_steps=grad_accum_steps, work_dir=work_dir))
+                                grad_accum_steps=grad_accum_steps, work_dir=work_dir,
+                                precision="fp32"))  # compared to 1e-5 below: no bf16 autocast, even where native
     return Trainer(config, GPT(C), Windows())
 
 
