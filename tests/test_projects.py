@@ -136,16 +136,16 @@ def test_chargpt_downloads_tiny_shakespeare_into_the_cache(tmp_path, data_dir, s
 def test_chargpt_final_line_says_whether_the_time_cap_or_the_schedule_ended_the_run():
     chargpt = load_project("chargpt")
     stopped = []
-    trainer = types.SimpleNamespace(iter_num=0, config=types.SimpleNamespace(max_iters=3),
-                                    stop=lambda: stopped.append(trainer.iter_num))
+    trainer = types.SimpleNamespace(steps_done=0, config=types.SimpleNamespace(max_iters=3),
+                                    stop=lambda: stopped.append(trainer.steps_done))
     limit = chargpt.TimeLimit(1e-9)  # fires at the first step that ends before max_iters
     limit.on_train_start(trainer)
-    trainer.iter_num = 1
+    trainer.steps_done = 1
     limit.on_batch_end(trainer)
     assert stopped == [1] and limit.verdict(trainer).startswith("the time cap ended the run")
     limit = chargpt.TimeLimit(1e-9)
     limit.on_train_start(trainer)
-    trainer.iter_num = 3  # the schedule's last step: the run ends anyway, so the cap did not end it
+    trainer.steps_done = 3  # the schedule's last step: the run ends anyway, so the cap did not end it
     limit.on_batch_end(trainer)
     assert stopped == [1] and limit.verdict(trainer).startswith("the schedule ended the run")
 

@@ -62,6 +62,7 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float]:
     train_config = Trainer.get_default_config()
     train_config.max_iters, train_config.batch_size, train_config.learning_rate = steps, 32, 3e-3
     train_config.device, train_config.seed = "cpu", seed
+    train_config.precision = "fp32"  # the same exact arithmetic for both models, whatever the CPU runs natively
     trainer = Trainer(train_config, model, SortDataset())
     losses = []
     trainer.add_callback("on_batch_end", lambda t: losses.append(t.loss.item()))
