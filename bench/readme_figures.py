@@ -45,25 +45,26 @@ CHARGPT = "OMP_NUM_THREADS=1 python projects/chargpt/chargpt.py --system.num_thr
 CHARGPT_THREADS = ("python projects/chargpt/chargpt.py --trainer.max_iters=50 --system.max_seconds=0 "
                    "--system.work_dir=./out/chargpt-threads")
 INDUCTION = "OMP_NUM_THREADS=1 python projects/induction/induction.py"
+TRAIN_STEP = "OMP_NUM_THREADS=2 python bench/train_step.py --configs S --nanogpt DIR"  # DIR: a nanoGPT checkout
+GENERATE = "OMP_NUM_THREADS=2 python bench/generate.py"
 ADDER_STEP = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after (\d+) iters"
 ADDER_SECONDS = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after \d+ iters, ([\d.]+) s"
 
 FIGURES = [
     # README.md, Performance
-    Figure("train_step", "S, SDPA, dropout 0: tokens/s", "README.md", "python bench/train_step.py",
-           r"\| S \| \*\*SDPA, dropout 0\*\* \| \*\*[\d,]+\*\* \| \*\*([\d,]+)\*\*",
-           r"\nS\s+sdpa, dropout 0\.0\s+[\d.]+\s+(\d+)"),
-    Figure("train_step", "S, math, dropout 0: tokens/s", "README.md", "python bench/train_step.py",
-           r"\| S \| math attention, dropout 0 \| [\d,]+ \| ([\d,]+)", r"\nS\s+math, dropout 0\.0\s+[\d.]+\s+(\d+)"),
+    Figure("train_step", "S, SDPA, dropout 0 (fp32): tokens/s", "README.md", TRAIN_STEP,
+           r"\| \*\*SDPA, dropout 0 \(fp32\)\*\* \| \*\*([\d,]+)\*\*", r"\nS\s+sdpa, dropout 0\.0\s+[\d.]+\s+(\d+)"),
+    Figure("train_step", "S, bf16 autocast, attention auto: tokens/s", "README.md", TRAIN_STEP,
+           r"\| \*\*bf16 autocast, attention 'auto' \(math\)\*\* \| \*\*([\d,]+)\*\*",
+           r"\nS\s+bf16 autocast: auto \(math\)\s+[\d.]+\s+(\d+)"),
     Figure("train", "bare step loop: tokens/s", "README.md", "OMP_NUM_THREADS=1 python bench/train.py",
            r"\| bare step loop \| ([\d,]+) \|", r"\nbare loop\s+[\d.]+\s+([\d,]+)"),
     Figure("train", "Trainer: tokens/s", "README.md", "OMP_NUM_THREADS=1 python bench/train.py",
            r"\| `Trainer` \| ([\d,]+) \|", r"\nTrainer\s+[\d.]+\s+([\d,]+)"),
-    Figure("generate", "mingpt, KV cache: tokens/s", "README.md", "python bench/generate.py",
-           r"\| \*\*mingpt, KV cache\*\* \| \*\*[\d.]+\*\* \| \*\*([\d.]+)\*\*", r"\nmingpt, KV cache\s+[\d.]+\s+([\d.]+)"),
-    Figure("generate", "transformers generate: tokens/s", "README.md", "python bench/generate.py",
-           r"\| transformers [\d.]+ `generate` \(its own KV cache\) \| [\d.]+ \| ([\d.]+)",
-           r"\ntransformers \S+ generate\s+[\d.]+\s+([\d.]+)"),
+    Figure("generate", "mingpt bf16, KV cache: tokens/s", "README.md", GENERATE,
+           r"\| \*\*mingpt bf16, KV cache\*\* \| \*\*([\d.]+)\*\*", r"\nmingpt bf16, KV cache\s+[\d.]+\s+([\d.]+)"),
+    Figure("generate", "transformers fp32 generate: tokens/s", "README.md", GENERATE,
+           r"\| transformers fp32 `generate` \| ([\d.]+)", r"\ntransformers \S+ fp32\s+[\d.]+\s+([\d.]+)"),
     Figure("bpe", "encode cold: mingpt MB/s", "README.md", "python bench/bpe.py",
            r"\| cold \(empty chunk cache\) \| ([\d.]+) \|", r"\ncold\s+([\d.]+)"),
     Figure("bpe", "encode warm: mingpt MB/s", "README.md", "python bench/bpe.py", r"\| warm \| ([\d.]+) \|",
