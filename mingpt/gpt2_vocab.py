@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 
 from mingpt.atomic import atomic_path
 from mingpt.data import DataFile, find_data
-from mingpt.download import cache_dir, cached_download, download, sha256_file
+from mingpt.download import cache_dir, download, sha256_file
 
 logger = logging.getLogger(__name__)
 

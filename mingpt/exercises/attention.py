@@ -20,8 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.core import (CheckResult, Variant, close, construct, crashed, fail, first_match, fmt,
-                                   load_or_fail)
+from mingpt.exercises.core import (CheckResult, Variant, close, crashed, fail, first_match, fmt,
+                                   student_with_reference_weights)
 from mingpt.model import GPT, CausalSelfAttention
 
 __all__ = ["check_attention", "check_attention_weights", "attention_config", "reference_attention"]
@@ -165,13 +165,9 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
     config = attention_config(n_embd, n_head)
     hs = n_embd // n_head
     ref = reference_attention(config, seed)
-    student, problem = construct(EXERCISE, cls, config, 0)
+    student, problem = student_with_reference_weights(EXERCISE, cls, ref.state_dict(), config, 0)
     if problem is not None:
         return problem
-    problem = load_or_fail(EXERCISE, student, ref.state_dict(), f"your {cls.__name__}")
-    if problem is not None:
-        return problem
-    student.eval()
     g = torch.Generator().manual_seed(seed + 1)
     B, T = 2, 6
     x = torch.randn(B, T, n_embd, generator=g)

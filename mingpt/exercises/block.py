@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.core import CheckResult, Variant, close, construct, fail, first_match, fmt, load_or_fail, run
+from mingpt.exercises.core import (CheckResult, Variant, close, fail, first_match, fmt, run,
+                                   student_with_reference_weights)
 from mingpt.model import MLP, Block
 
 __all__ = ["check_mlp", "check_block"]
@@ -68,13 +69,9 @@ def check_mlp(cls, seed: int = 0) -> CheckResult:
     exercise = "MLP"
     config = attention_config()
     ref = _randomize(MLP(config), seed)
-    student, problem = construct(exercise, cls, config)
+    student, problem = student_with_reference_weights(exercise, cls, ref.state_dict(), config)
     if problem is not None:
         return problem
-    problem = load_or_fail(exercise, student, ref.state_dict(), f"your {cls.__name__}")
-    if problem is not None:
-        return problem
-    student.eval()
 
     def mlp(x, act):
         return ref.c_proj(act(ref.c_fc(x)))
@@ -105,13 +102,9 @@ def check_block(cls, seed: int = 0) -> CheckResult:
     exercise = "Block"
     config = attention_config()
     ref = _randomize(Block(config, 0), seed)
-    student, problem = construct(exercise, cls, config, 0)
+    student, problem = student_with_reference_weights(exercise, cls, ref.state_dict(), config, 0)
     if problem is not None:
         return problem
-    problem = load_or_fail(exercise, student, ref.state_dict(), f"your {cls.__name__}")
-    if problem is not None:
-        return problem
-    student.eval()
     a, m, ln1, ln2 = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
     variants = [
         Variant("LayerNorm after the residual add (post-LN)", lambda x: ln2((h := ln1(x + a(x))) + m(h)),

@@ -253,6 +253,16 @@ def construct(exercise: str, cls: Any, *args: Any) -> tuple[nn.Module | None, Ch
         return None, crashed(exercise, f"{cls.__name__}({shown})", e)
 
 
+def student_with_reference_weights(exercise: str, cls: Any, reference: dict,
+                                   *args: Any) -> tuple[nn.Module | None, CheckResult | None]:
+    """cls(*args) with the reference's weights loaded, in eval mode, and None; or (None, the failed result) when the
+    constructor raised or the weights do not fit. Every checker starts here."""
+    student, problem = construct(exercise, cls, *args)
+    if problem is None:
+        problem = load_or_fail(exercise, student, reference, f"your {cls.__name__}")
+    return (None, problem) if problem is not None else (student.eval(), None)
+
+
 def run(exercise: str, where: str, fn: Callable, *args: Any) -> tuple[Any, CheckResult | None]:
     """(fn(*args), None), or (None, a failed result) when the student's code raised."""
     try:

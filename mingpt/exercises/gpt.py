@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.core import (CheckResult, Variant, close, construct, fail, first_match, fmt,
-                                   load_or_fail, run)
+from mingpt.exercises.core import (CheckResult, Variant, close, fail, first_match, fmt, run,
+                                   student_with_reference_weights)
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_bigram", "check_embedding", "check_loss", "check_gpt"]
@@ -33,13 +33,9 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
     g = torch.Generator().manual_seed(seed)
     wte = torch.randn(config.vocab_size, config.n_embd, generator=g)
     wpe = torch.randn(config.block_size, config.n_embd, generator=g)
-    student, problem = construct(exercise, cls, config)
+    student, problem = student_with_reference_weights(exercise, cls, {"wte.weight": wte, "wpe.weight": wpe}, config)
     if problem is not None:
         return problem
-    problem = load_or_fail(exercise, student, {"wte.weight": wte, "wpe.weight": wpe}, f"your {cls.__name__}")
-    if problem is not None:
-        return problem
-    student.eval()
     idx = torch.tensor([[3, 3, 3, 3, 7], [1, 2, 3, 4, 5]])  # a repeated token: only its position tells them apart
     T = idx.shape[1]
     pos = torch.arange(T)
@@ -154,13 +150,9 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
     config.n_layer = 2
     torch.manual_seed(seed)
     ref = GPT(config).eval()
-    student, problem = construct(exercise, cls, config)
+    student, problem = student_with_reference_weights(exercise, cls, ref.state_dict(), config)
     if problem is not None:
         return problem
-    problem = load_or_fail(exercise, student, ref.state_dict(), f"your {cls.__name__}")
-    if problem is not None:
-        return problem
-    student.eval()
     g = torch.Generator().manual_seed(seed + 1)
     idx = torch.randint(0, config.vocab_size, (2, 6), generator=g)
     targets = torch.randint(0, config.vocab_size, (2, 6), generator=g)
@@ -209,10 +201,7 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
     """Check a bigram model: cls(vocab_size) with one (V, V) table; forward(idx) -> logits[b, t] = table[idx[b, t]]."""
     exercise = "bigram model"
     table = torch.randn(vocab_size, vocab_size, generator=torch.Generator().manual_seed(seed))
-    student, problem = construct(exercise, cls, vocab_size)
-    if problem is not None:
-        return problem
-    problem = load_or_fail(exercise, student, {"table.weight": table}, f"your {cls.__name__}")
+    student, problem = student_with_reference_weights(exercise, cls, {"table.weight": table}, vocab_size)
     if problem is not None:
         return problem
     idx = torch.tensor([[0, 3, 3, 5], [2, 1, 4, 0]])

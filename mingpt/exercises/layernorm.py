@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mingpt.exercises.core import CheckResult, Variant, close, construct, crashed, fail, first_match, fmt, load_or_fail
+from mingpt.exercises.core import (CheckResult, Variant, close, crashed, fail, first_match, fmt,
+                                   student_with_reference_weights)
 
 __all__ = ["check_layernorm"]
 
@@ -68,13 +69,9 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
     with torch.no_grad():
         ref.weight.copy_(1 + 0.5 * torch.randn(ndim, generator=g))
         ref.bias.copy_(0.5 * torch.randn(ndim, generator=g))
-    student, problem = construct(EXERCISE, cls, ndim)
+    student, problem = student_with_reference_weights(EXERCISE, cls, ref.state_dict(), ndim)
     if problem is not None:
         return problem
-    problem = load_or_fail(EXERCISE, student, ref.state_dict(), f"your {cls.__name__}")
-    if problem is not None:
-        return problem
-    student.eval()
     inputs = {
         "random activations": 3 * torch.randn(3, 4, ndim, generator=g) + 2,
         "activations with a tiny variance (where eps matters)": 1 + 1e-3 * torch.randn(3, 4, ndim, generator=g),
