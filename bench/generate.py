@@ -13,7 +13,6 @@ does. Decoding at batch 1 reads every weight once per token, so bf16 (half the b
 
 import argparse
 import copy
-import platform
 import time
 
 import torch
@@ -23,17 +22,9 @@ from mingpt.generation import left_pad
 from mingpt.model import GPT
 from mingpt.precision import cpu_has_native_bf16, inference_dtype
 from mingpt.pretrained import config_from_hf, load_hf_state_dict
+from mingpt.utils import cpu_name
 
 SIZES = {"gpt2": {}, "tiny": dict(n_layer=2, n_head=2, n_embd=64, vocab_size=1000, bos_token_id=0, eos_token_id=0)}
-
-def cpu_name() -> str:
-    """The CPU's model name, as `lscpu` shows it (Linux), for the header: figures must name their CPU."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
 
 
 def best_time(fn, repeats):

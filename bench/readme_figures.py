@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from mingpt.utils import cpu_name
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUMBER = r"([\d,]+(?:\.\d+)?)"  # 13,028 or 1.7365: one captured number
 
@@ -103,16 +105,6 @@ FIGURES = [
            r"\), ([\d.]+) s of training", r"prefix-matching score [\d.]+, after \d+ iters, ([\d.]+) s"),
 ]
 
-
-def cpu_name() -> str:
-    """The CPU model as `lscpu | grep 'Model name'` prints it (the README names its machine the same way)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return re.search(r"Model name:\s*(.+)", out).group(1).strip()
-    except (OSError, subprocess.CalledProcessError, AttributeError):
-        import platform
-
-        return platform.processor() or "unknown CPU"
 
 
 def stated_value(figure: Figure) -> str:

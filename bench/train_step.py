@@ -21,13 +21,13 @@ import argparse
 import contextlib
 import importlib.util
 import pathlib
-import platform
 import time
 
 import torch
 
 from mingpt.model import GPT
 from mingpt.precision import cpu_has_native_bf16
+from mingpt.utils import cpu_name
 
 CONFIGS = {
     "S": dict(n_layer=6, n_head=6, n_embd=192, block_size=128, batch_size=64, vocab_size=65),
@@ -35,14 +35,6 @@ CONFIGS = {
     "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, vocab_size=65),  # a smoke test
 }
 
-
-def cpu_name() -> str:
-    """The CPU's model name, as `lscpu` shows it (Linux), for the header: figures must name their CPU."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 class OptimConfig:
     learning_rate, betas, weight_decay = 3e-4, (0.9, 0.95), 0.1

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-__all__ = ["eval_loss", "EvalLoss"]
+__all__ = ["eval_loss", "EvalLoss", "PeriodicEvaluation"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,29 +74,27 @@ def eval_loss(model: torch.nn.Module, dataset, batch_size: int = 8, max_batches:
     return (totals[0] / totals[1]).item()
 
 
-class EvalLoss:
+class PeriodicEvaluation:
     """
-    A Trainer callback: every `interval` steps (and when training ends), `eval_loss` over the first
-    ``max_batches * batch_size`` windows of `dataset`, logged and kept in ``history`` as (step, loss). Unlike the
-    Trainer's own sampled val loss, this is the same fixed sweep every time, comparable with published numbers.
+    What the evaluation callbacks share: `measure(trainer)` every `interval` steps and when training ends (once per
+    step), each result kept in ``history`` as (step, result) and logged as `describe(result)`. Subclasses say what
+    to measure and how to describe it.
     """
 
-    def __init__(self, dataset, interval: int, batch_size: int = 8, max_batches: int | None = None):
+    def __init__(self, interval: int):
         if not isinstance(interval, int) or interval < 1:
             raise ValueError(f"interval must be a positive int, got {interval!r}")
-        self.dataset, self.interval = dataset, interval
-        self.batch_size, self.max_batches = batch_size, max_batches
-        self.history: list[tuple[int, float]] = []
+        self.interval = interval
+        self.history: list[tuple[int, object]] = []
 
     def _run(self, trainer) -> None:
-        if self.history and self.history[-1][0] == trainer.steps_done:
-            return  # already evaluated at this step
-        loss = eval_loss(trainer.model, self.dataset, self.batch_size, self.max_batches, trainer.device,
-                         trainer.precision.autocast_dtype, trainer.rank, trainer.world_size)
-        self.history.append((trainer.steps_done, loss))
+        step = trainer.steps_done
+        if self.history and self.history[-1][0] == step:
+            return  # already evaluated at this step (the last periodic one can fall on the final step)
+        result = self.measure(trainer)
+        self.history.append((step, result))
         if trainer.is_main_process:
-            logger.info("step %d | eval_loss %.4f over %s windows", trainer.steps_done, loss,
-                        "all" if self.max_batches is None else self.max_batches * self.batch_size)
+            logger.info("step %d | %s", step, self.describe(result))
 
     def on_batch_end(self, trainer) -> None:
         if trainer.steps_done % self.interval == 0:
@@ -104,3 +102,23 @@ class EvalLoss:
 
     def on_train_end(self, trainer) -> None:
         self._run(trainer)
+
+
+class EvalLoss(PeriodicEvaluation):
+    """
+    A Trainer callback: every `interval` steps (and when training ends), `eval_loss` over the first
+    ``max_batches * batch_size`` windows of `dataset`, logged and kept in ``history`` as (step, loss). Unlike the
+    Trainer's own sampled val loss, this is the same fixed sweep every time, comparable with published numbers.
+    """
+
+    def __init__(self, dataset, interval: int, batch_size: int = 8, max_batches: int | None = None):
+        super().__init__(interval)
+        self.dataset, self.batch_size, self.max_batches = dataset, batch_size, max_batches
+
+    def measure(self, trainer) -> float:
+        return eval_loss(trainer.model, self.dataset, self.batch_size, self.max_batches, trainer.device,
+                         trainer.precision.autocast_dtype, trainer.rank, trainer.world_size)
+
+    def describe(self, loss: float) -> str:
+        windows = "all" if self.max_batches is None else self.max_batches * self.batch_size
+        return f"eval_loss {loss:.4f} over {windows} windows"

@@ -31,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from mingpt.download import ChecksumError, cached_download
+from mingpt.evaluation import PeriodicEvaluation
 from mingpt.hub import git_blob_sha1
 
 __all__ = ["HELLASWAG_URL", "HELLASWAG_GIT_BLOB", "git_blob_sha1", "fetch_hellaswag", "load_examples",
@@ -150,29 +151,17 @@ def evaluate_hellaswag(model: torch.nn.Module, examples: Sequence[dict], encode:
     return {"acc": correct / n, "acc_norm": correct_norm / n, "correct": correct, "correct_norm": correct_norm, "n": n}
 
 
-class HellaSwag:
+class HellaSwag(PeriodicEvaluation):
     """A Trainer callback: HellaSwag every `interval` steps and when training ends (as the reference run does),
     logged and kept in ``history`` as (step, result dict)."""
 
     def __init__(self, examples: Sequence[dict], encode: Callable[[str], list[int]], interval: int):
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be a positive int, got {interval!r}")
-        self.examples, self.encode, self.interval = list(examples), encode, interval
-        self.history: list[tuple[int, dict]] = []
+        super().__init__(interval)
+        self.examples, self.encode = list(examples), encode
 
-    def _run(self, trainer) -> None:
-        if self.history and self.history[-1][0] == trainer.steps_done:
-            return
-        result = evaluate_hellaswag(trainer.model, self.examples, self.encode, trainer.device,
-                                    trainer.precision.autocast_dtype, trainer.rank, trainer.world_size)
-        self.history.append((trainer.steps_done, result))
-        if trainer.is_main_process:
-            logger.info("step %d | hellaswag acc %.4f acc_norm %.4f (%d examples)", trainer.steps_done,
-                        result["acc"], result["acc_norm"], result["n"])
+    def measure(self, trainer) -> dict:
+        return evaluate_hellaswag(trainer.model, self.examples, self.encode, trainer.device,
+                                  trainer.precision.autocast_dtype, trainer.rank, trainer.world_size)
 
-    def on_batch_end(self, trainer) -> None:
-        if trainer.steps_done % self.interval == 0:
-            self._run(trainer)
-
-    def on_train_end(self, trainer) -> None:
-        self._run(trainer)
+    def describe(self, result: dict) -> str:
+        return f"hellaswag acc {result['acc']:.4f} acc_norm {result['acc_norm']:.4f} ({result['n']} examples)"

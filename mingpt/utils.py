@@ -76,3 +76,14 @@ def setup_logging(config: CfgNode, level: int = logging.INFO) -> str:
     logging.getLogger("mingpt").setLevel(level)
     logger.info("run directory %s; config:\n%s", work_dir, json.dumps(config.to_dict(), indent=2, default=list))
     return work_dir
+
+
+def cpu_name() -> str:
+    """The CPU's model name as `lscpu | grep 'Model name'` shows it (Linux): every benchmark figure names its CPU."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform  # elsewhere: the little the standard library knows
+
+        return platform.processor() or platform.machine() or "unknown CPU"
