@@ -1,23 +1,27 @@
 """
-Small helpers every script needs: seeding, choosing a device, and setting up a run's log directory.
+Small helpers every script needs: seeding, choosing a device, setting up a run's log directory, checking an integer
+argument, and switching a model to evaluation mode for a while.
 
 `CfgNode` is re-exported here because code written for the original minGPT imports it from `mingpt.utils`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import platform
 import random
 import sys
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from mingpt.config import CfgNode
 
-__all__ = ["CfgNode", "set_seed", "choose_device", "setup_logging"]
+__all__ = ["CfgNode", "set_seed", "choose_device", "setup_logging", "check_int", "eval_mode", "cpu_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +87,33 @@ def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform  # elsewhere: the little the standard library knows
-
+    except (OSError, StopIteration):  # elsewhere: the little the standard library knows
         return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def check_int(value, name: str, low: int = 0, high: int | None = None, hint: str = "") -> int:
+    """
+    Return `value` if it is an int in [low, high] (high=None: no upper bound), else raise a ValueError that names
+    the argument, the range and the value, e.g. "max_new_tokens must be an int >= 0, got -1". `hint` is appended
+    to the expectation ("top_k must be an int >= 1 (or None), ..."). A bool is refused although Python counts it
+    as an int: ``block_size=True`` is a mistake, not a 1.
+    """
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        expected = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an int {expected}{hint}, got {value!r}")
+    return value
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """
+    ``with eval_mode(model):`` runs the block with dropout off (``model.eval()``) and afterwards puts the model back
+    in the mode it was in, even if the block raises: evaluating or sampling in the middle of training must not
+    leave the model in eval mode, nor switch a model the caller had in eval mode to training.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
