@@ -23,7 +23,7 @@ from typing import Iterator
 
 import torch
 
-from mingpt.hooks import get_act_name
+from mingpt.hook_names import check_hook_name, get_act_name
 
 __all__ = ["ActivationCache"]
 
@@ -61,9 +61,7 @@ class ActivationCache:
     def __getitem__(self, key) -> torch.Tensor:
         name = self._full_name(key)
         if name not in self.cache_dict:
-            from mingpt.hooks import _check_name
-
-            _check_name(self.model, name)  # a typo gets a suggestion; a real name was filtered out
+            check_hook_name(self.model, name)  # a typo gets a suggestion; a real name was filtered out
             raise KeyError(f"{name!r} was not recorded: run_with_cache's names_filter left it out")
         return self.cache_dict[name]
 

@@ -20,6 +20,10 @@ tokens are real (1) and which are padding (0). Two things keep a padded row comp
 no query may look at a padding key (the mask joins the causal mask), and positions count only real tokens (a row
 padded by 3 starts at position 0 in column 3, not column 0). Rows that stop early are padded on the right, as above.
 
+Which model: any module with GPT's interface, ``model.logits(idx, kv_cache, last_only=True, attn_mask=...,
+position_ids=...)`` and ``model.config`` (block_size, n_layer, vocab_size). This file never imports model.py:
+``GPT.generate`` (model.py) calls down into it, so imports point one way, from the model to its sampling.
+
 Reduced precision: a model in bfloat16 or float16 (``model.to(torch.bfloat16)``) keeps its KV cache in that dtype,
 but the logits are turned into float32 before sampling, so top-k/top-p and seeded sampling work as in float32.
 """
@@ -33,7 +37,8 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from mingpt.model import causal_mask
+from mingpt.inputs import causal_mask, check_token_ids
+from mingpt.utils import check_int, eval_mode
 
 logger = logging.getLogger(__name__)
 
@@ -104,21 +109,18 @@ def next_token(
 
 def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator,
                      pad_token_id):
-    from mingpt.model import check_token_ids
-
     if isinstance(idx, torch.Tensor) and idx.dim() == 1:
         raise ValueError(f"idx (the prompt) must have shape (B, T), got {tuple(idx.shape)}: add a batch dimension "
                          f"with idx[None] (or idx.unsqueeze(0))")
     check_token_ids(idx, "idx (the prompt)", model.config.vocab_size, device=model.transformer.wte.weight.device)
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    check_int(max_new_tokens, "max_new_tokens", low=0)
     valid_temperature = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
     if do_sample and not (valid_temperature and 0 < temperature < math.inf):
         # inf would flatten every distribution to uniform noise; nan would poison the softmax
         raise ValueError(f"temperature must be > 0 and finite when sampling, got {temperature!r}; "
                          f"use do_sample=False for greedy")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise ValueError(f"top_k must be an int >= 1 (or None), got {top_k!r}")
+    if top_k is not None:
+        check_int(top_k, "top_k", low=1, hint=" (or None)")
     if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -226,9 +228,7 @@ def _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache, mas
     stop_ids = torch.tensor(stop, dtype=torch.long, device=idx.device)
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
     cache = KVCache(model.config.n_layer, block_size) if use_cache else None
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # no dropout while decoding; the caller's mode comes back however the loop ends
         seq = idx
         for step in range(max_new_tokens):
             # inference_mode is no_grad without autograd's per-tensor bookkeeping (version counters, view
@@ -257,8 +257,6 @@ def _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache, mas
             yield token
             if stop and bool(finished.all()):
                 break
-    finally:
-        model.train(was_training)
 
 
 def generate(model, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:

@@ -4,17 +4,8 @@ Hook points: read or rewrite any intermediate activation of a GPT's forward pass
 The one idea: a *hook point* is a named place in the forward pass where a function may look at the activation
 and hand back a replacement. Interpretability is mostly two moves built from that: record the activations
 (``run_with_cache``), and change one and watch what happens downstream (``run_with_hooks``: ablation, steering,
-activation patching). The names and shapes are TransformerLens' (TL), so its tutorials carry over:
-
-    hook_embed, hook_pos_embed                                  (B, T, C)
-    blocks.{i}.hook_resid_pre / hook_resid_mid / hook_resid_post (B, T, C)
-    blocks.{i}.ln1.hook_scale (B, T, 1), ln1.hook_normalized    (B, T, C)   and ln2.*, before the MLP
-    blocks.{i}.attn.hook_q / hook_k / hook_v / hook_z            (B, T, nh, hs)
-    blocks.{i}.attn.hook_attn_scores / hook_pattern              (B, nh, T_q, T_k)  scores masked with -inf
-    blocks.{i}.attn.hook_result                                  (B, T, nh, C)  each head's output, on request
-    blocks.{i}.hook_attn_out / hook_mlp_out                      (B, T, C)
-    blocks.{i}.mlp.hook_pre / hook_post                          (B, T, 4C)  before / after the GELU
-    ln_final.hook_scale, ln_final.hook_normalized
+activation patching). The names and shapes are TransformerLens' (TL), so its tutorials carry over; hook_names.py
+lists them (``blocks.{i}.attn.hook_pattern``, ``blocks.{i}.hook_resid_post``, ...) with their shapes.
 
 The values are the model's own computation, weights as they are (TL folds and centers weights by default, which
 changes the activations): ``hook_normalized`` is the LayerNorm's output with its weight and bias applied.
@@ -35,102 +26,18 @@ activations through it. Attention switches to the explicit path only when someon
 from __future__ import annotations
 
 import contextlib
-import difflib
-import re
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 
+from mingpt.activation_cache import ActivationCache
+# HookPoint, hook_names and get_act_name are part of this module's public face (``from mingpt.hooks import
+# get_act_name``, as in TL), but live in hook_names.py so that activation_cache.py can use them too.
+from mingpt.hook_names import HookFn, HookPoint, get_act_name, hook_names, resolve_names
+from mingpt.utils import eval_mode
+
 __all__ = ["HookPoint", "ActiveHooks", "hook_names", "get_act_name", "hooks", "run_with_hooks", "run_with_cache"]
-
-BLOCK_HOOKS = (
-    "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
-    "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z", "attn.hook_result", "hook_attn_out",
-    "hook_resid_mid", "ln2.hook_scale", "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out",
-    "hook_resid_post",
-)
-# TL's short names (its `utils.get_act_name`): where each lives inside block i.
-SHORT_NAMES = {
-    "resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
-    "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out",
-    "q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v", "z": "attn.hook_z", "result": "attn.hook_result",
-    "attn_scores": "attn.hook_attn_scores", "pattern": "attn.hook_pattern", "attn": "attn.hook_pattern",
-    "pre": "mlp.hook_pre", "post": "mlp.hook_post",
-}
-
-HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
-
-
-def hook_names(model) -> list[str]:
-    """Every hook point of this model, in the order the forward pass reaches them."""
-    names = ["hook_embed", "hook_pos_embed"]
-    for i in range(model.config.n_layer):
-        names += [f"blocks.{i}.{name}" for name in BLOCK_HOOKS]
-    return names + ["ln_final.hook_scale", "ln_final.hook_normalized"]
-
-
-def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
-    """TL's short names to full ones: ("pattern", 1) -> 'blocks.1.attn.hook_pattern'; ("scale",) -> ln_final's."""
-    if name in ("embed", "pos_embed"):
-        return f"hook_{name}"
-    if name in ("scale", "normalized"):
-        if layer is None:
-            return f"ln_final.hook_{name}"
-        if layer_type not in ("ln1", "ln2"):
-            raise ValueError(f"{name!r} at layer {layer} needs layer_type 'ln1' or 'ln2', got {layer_type!r}; "
-                             f"e.g. cache[{name!r}, {layer}, 'ln1'] (no layer means ln_final)")
-        return f"blocks.{layer}.{layer_type}.hook_{name}"
-    if name not in SHORT_NAMES:
-        raise KeyError(f"unknown activation name {name!r}; short names are embed, pos_embed, scale, normalized, "
-                       f"{', '.join(SHORT_NAMES)}")
-    if layer is None:
-        raise ValueError(f"{name!r} lives in every block: give a layer, e.g. ({name!r}, 0)")
-    return f"blocks.{layer}.{SHORT_NAMES[name]}"
-
-
-class HookPoint:
-    """The second argument of a hook function, as in TL: ``hook.name`` and ``hook.layer()``."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def layer(self) -> int:
-        match = re.match(r"blocks\.(\d+)\.", self.name)
-        if match is None:
-            raise ValueError(f"hook point {self.name!r} is not inside a block, so it has no layer")
-        return int(match.group(1))
-
-    def __repr__(self) -> str:
-        return f"HookPoint({self.name!r})"
-
-
-def _check_name(model, name: str) -> str:
-    valid = hook_names(model)
-    if name not in valid:
-        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else "; mingpt.hooks.hook_names(model) lists them all"
-        raise KeyError(f"unknown hook point {name!r}{hint}")
-    return name
-
-
-def resolve_names(model, names_filter, what: str = "names_filter") -> list[str]:
-    """A names_filter (None = all, a name, a list of names, or a predicate on names) as a list of hook names."""
-    valid = hook_names(model)
-    if names_filter is None:
-        return valid
-    if isinstance(names_filter, str):
-        return [_check_name(model, names_filter)]
-    if callable(names_filter):
-        names = [name for name in valid if names_filter(name)]
-        if not names:
-            raise ValueError(f"{what} {names_filter!r} matches none of the {len(valid)} hook points, e.g. "
-                             f"{valid[2]!r}; see mingpt.hooks.hook_names(model)")
-        return names
-    names = [_check_name(model, name) for name in names_filter]
-    if not names:
-        raise ValueError(f"{what} is an empty list: it would record nothing; pass None to record every hook point")
-    return names
 
 
 class ActiveHooks:
@@ -243,16 +150,6 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
             model.active_hooks = None  # back to the plain path: zero cost
 
 
-@contextlib.contextmanager
-def _eval_mode(model) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def run_with_hooks(model, idx: torch.Tensor, fwd_hooks: Iterable = (), return_type: str | None = "logits"):
     """
     One forward pass of idx (B, T) in eval mode with fwd_hooks active, as TL's run_with_hooks. return_type:
@@ -260,7 +157,7 @@ def run_with_hooks(model, idx: torch.Tensor, fwd_hooks: Iterable = (), return_ty
     """
     if return_type not in ("logits", "loss", "both", None):
         raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
-    with _eval_mode(model), hooks(model, fwd_hooks):
+    with eval_mode(model), hooks(model, fwd_hooks):
         logits, _ = model(idx)
     if return_type is None:
         return None
@@ -278,9 +175,7 @@ def run_with_cache(model, idx: torch.Tensor, names_filter=None, fwd_hooks: Itera
     (or those names_filter selects: a name, a list, or a predicate) into an ActivationCache. fwd_hooks, if
     given, run first, and the cache holds the values after them.
     """
-    from mingpt.activation_cache import ActivationCache
-
     store: dict[str, torch.Tensor] = {}
-    with _eval_mode(model), hooks(model, fwd_hooks), hooks(model, names_filter=names_filter, cache=store):
+    with eval_mode(model), hooks(model, fwd_hooks), hooks(model, names_filter=names_filter, cache=store):
         logits, _ = model(idx)
     return logits, ActivationCache(store, model)

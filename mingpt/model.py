@@ -15,6 +15,11 @@ Names follow GPT-2 so OpenAI's weights map one to one. A small glossary:
 
 Tensor shapes in comments: B batch, T time (sequence), C channels (n_embd), nh heads, hs head size, V vocab.
 
+Where the rest lives, and why imports point down from here: the config and its presets (model_config.py) and the
+input checks (inputs.py) come before the model; sampling (generation.py), hook points (hooks.py) and GPT-2's
+weights (pretrained.py) work on any model with this interface and never import this file, so GPT's convenience
+methods (``model.generate``, ``model.run_with_cache``, ``GPT.from_pretrained``) are one-line calls down into them.
+
 References: "Attention Is All You Need" (2017); GPT-2 "Language Models are Unsupervised Multitask Learners" (2019).
 """
 
@@ -27,34 +32,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mingpt import generation, pretrained
+from mingpt import hooks as hook_points  # the module; `hooks` is the name of a method and of forward()'s argument
 from mingpt.circuits import WeightViews
 from mingpt.components import check_components
 from mingpt.config import CfgNode
+from mingpt.inputs import causal_mask, check_token_ids
+from mingpt.model_config import default_config, resolve_config
 
 logger = logging.getLogger(__name__)
 
 # Targets equal to this value are ignored by the loss (e.g. the prompt part of a sequence). The original minGPT
 # used -1, so its datasets keep working.
 IGNORE_INDEX = -1
-
-# (n_layer, n_head, n_embd) of the named architectures. GPT-1 and GPT-2 sizes, Gopher's smallest, and tiny ones
-# for teaching. The GPT-2 and GPT-1 entries also know their vocabulary size and context length.
-PRESETS = {
-    "openai-gpt": dict(n_layer=12, n_head=12, n_embd=768),  # 117M
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),  # 124M
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),  # 350M
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),  # 774M
-    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),  # 1558M
-    "gopher-44m": dict(n_layer=8, n_head=16, n_embd=512),
-    "gpt-mini": dict(n_layer=6, n_head=6, n_embd=192),
-    "gpt-micro": dict(n_layer=4, n_head=4, n_embd=128),
-    "gpt-nano": dict(n_layer=3, n_head=3, n_embd=48),
-}
-PRESET_VOCAB = {  # (vocab_size, block_size) used when the config leaves them unset
-    "openai-gpt": (40478, 512),
-    **{name: (50257, 1024) for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
-}
-ATTENTION_IMPLEMENTATIONS = ("auto", "sdpa", "math")
 
 
 class CausalSelfAttention(nn.Module):
@@ -66,10 +56,9 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.layer_idx = layer_idx  # which slot of a KV cache belongs to this layer
         self.implementation = config.attention
-        self.dropout = config.attn_pdrop
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.attn_pdrop)
+        self.attn_dropout = nn.Dropout(config.attn_pdrop)  # on the attention probabilities
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
         # When a probe sets this to a list, the explicit path runs and appends attention probabilities to it.
         self.attention_sink: list | None = None
@@ -120,7 +109,8 @@ class CausalSelfAttention(nn.Module):
     def sdpa_attention(self, q, k, v, attn_mask=None):
         """PyTorch's fused kernel (flash / memory-efficient attention where available); same maths as below."""
         T_q, T_kv = q.size(-2), k.size(-2)
-        dropout_p = self.dropout if self.training else 0.0
+        # The fused kernel applies attention dropout itself: the same probability as attn_dropout, when training.
+        dropout_p = self.attn_dropout.p if self.training else 0.0
         if attn_mask is not None:  # batched prompts of different lengths: the caller's mask hides the padding
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         if T_q == T_kv:  # the usual case: a full causal square
@@ -161,11 +151,6 @@ def use_math_attention(implementation: str, q: torch.Tensor) -> bool:
     if implementation != "auto":
         return implementation == "math"
     return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
-
-
-def causal_mask(T_q: int, T_kv: int, device) -> torch.Tensor:
-    """Boolean (T_q, T_kv) mask, True where allowed. The queries are the *last* T_q of the T_kv positions."""
-    return torch.ones(T_q, T_kv, dtype=torch.bool, device=device).tril(diagonal=T_kv - T_q)
 
 
 class NewGELU(nn.GELU):
@@ -232,26 +217,8 @@ class GPT(WeightViews, nn.Module):
 
     @staticmethod
     def get_default_config() -> CfgNode:
-        C = CfgNode()
-        # Either a preset name (see PRESETS) or explicit n_layer/n_head/n_embd, not both.
-        C.model_type = "gpt"
-        C.allow_none("model_type")  # None: no preset, the explicit sizes below
-        C.n_layer = None
-        C.n_head = None
-        C.n_embd = None
-        # These two depend on the data, so the caller sets them.
-        C.vocab_size = None
-        C.block_size = None
-        # Dropout probabilities: on the embeddings, on each residual branch, and on the attention weights.
-        C.embd_pdrop = 0.1
-        C.resid_pdrop = 0.1
-        C.attn_pdrop = 0.1
-        # Beyond the original minGPT:
-        C.attention = "auto"  # 'sdpa' (fused kernel), 'math' (explicit, for teaching), 'auto' (the faster one)
-        C.tie_weights = True  # share wte and lm_head, as GPT-2 does
-        C.bias = True  # biases in Linear and LayerNorm, as GPT-2 has
-        C.layer_norm_epsilon = 1e-5
-        return C
+        """The default model config (model_config.py): model_type=None, sizes unset, GPT-2's dropouts and eps."""
+        return default_config()
 
     def __init__(self, config: CfgNode, *, attention=None, mlp=None, layer_norm=None, block=None):
         """
@@ -333,9 +300,7 @@ class GPT(WeightViews, nn.Module):
             if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
                 got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
                 raise ValueError(f"targets must be a tensor of the same shape as idx {tuple(idx.shape)}, got {got}")
-            loss = F.cross_entropy(
-                logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX
-            )
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
     def logits(self, idx: torch.Tensor, kv_cache=None, last_only: bool = False, attn_mask=None,
@@ -368,53 +333,38 @@ class GPT(WeightViews, nn.Module):
             return self.lm_head(hooks.layer_norm("ln_final", self.transformer.ln_f, x))
         return self.lm_head(self.transformer.ln_f(x))
 
-    # ------------------------------------------------------------------ hooks (see mingpt/hooks.py)
+    # ------------------------------------------------------------------ convenience: one-line calls down
     active_hooks = None  # set by model.hooks() while hooks or a cache are active; None is the plain fast path
 
     def hooks(self, fwd_hooks=(), names_filter=None, cache=None):
         """A context manager: while inside, fn(activation, hook) runs at each named hook point, generate included."""
-        from mingpt.hooks import hooks
-
-        return hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
+        return hook_points.hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
 
     def run_with_hooks(self, idx, fwd_hooks=(), return_type="logits", **kwargs):
         """One forward pass (eval mode) with fwd_hooks=[(name_or_predicate, fn)] active; see mingpt/hooks.py."""
-        from mingpt.hooks import run_with_hooks
-
-        return run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
+        return hook_points.run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
 
     def run_with_cache(self, idx, names_filter=None, **kwargs):
         """``logits, cache = model.run_with_cache(idx)``: one forward pass that records every hook point."""
-        from mingpt.hooks import run_with_cache
+        return hook_points.run_with_cache(self, idx, names_filter=names_filter, **kwargs)
 
-        return run_with_cache(self, idx, names_filter=names_filter, **kwargs)
-
-    # ------------------------------------------------------------------ generation (see mingpt/generation.py)
     def generate(self, idx, max_new_tokens, temperature=1.0, do_sample=False, top_k=None, **kwargs):
-        """Continue each row of idx (B, T) by up to max_new_tokens tokens; returns (B, T + new). See `generation.generate`."""
-        from mingpt.generation import generate
-
-        return generate(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample, top_k=top_k, **kwargs)
+        """Continue each row of idx (B, T) by up to max_new_tokens tokens: (B, T + new). See mingpt/generation.py."""
+        return generation.generate(self, idx, max_new_tokens, temperature=temperature, do_sample=do_sample,
+                                   top_k=top_k, **kwargs)
 
     def generate_stream(self, idx, max_new_tokens, **kwargs):
         """Like `generate`, but yields each new (B,) column of tokens as soon as it is chosen."""
-        from mingpt.generation import generate_stream
+        return generation.generate_stream(self, idx, max_new_tokens, **kwargs)
 
-        return generate_stream(self, idx, max_new_tokens, **kwargs)
-
-    # ------------------------------------------------------------------ pretrained weights (see mingpt/pretrained.py)
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT":
         """Load GPT-2 weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local Hugging Face-layout directory."""
-        from mingpt.pretrained import from_pretrained
-
-        return from_pretrained(name_or_path, **kwargs)
+        return pretrained.from_pretrained(cls, name_or_path, **kwargs)
 
     def save_pretrained(self, directory: str, **kwargs) -> None:
         """Write config.json + model.safetensors in Hugging Face GPT-2 layout (loads in transformers)."""
-        from mingpt.pretrained import save_pretrained
-
-        save_pretrained(self, directory, **kwargs)
+        pretrained.save_pretrained(self, directory, **kwargs)
 
     # ------------------------------------------------------------------ accounting and optimisation
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -451,69 +401,3 @@ class GPT(WeightViews, nn.Module):
         if fused is None:  # the fused kernel does the whole update in one pass over memory
             fused = all(p.device.type in ("cuda", "cpu") for p in params)
         return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas), fused=fused)
-
-
-def resolve_config(config: CfgNode) -> CfgNode:
-    """Check a model config and fill in a preset's sizes; returns a new CfgNode (the argument is left untouched)."""
-    if not isinstance(config, CfgNode):
-        raise TypeError(f"GPT expects a CfgNode from GPT.get_default_config(), got {type(config).__name__}")
-    resolved = GPT.get_default_config()
-    resolved.merge_from_dict(config.copy().to_dict())
-    C = resolved
-    sizes = {k: getattr(C, k) for k in ("n_layer", "n_head", "n_embd")}
-    type_given = C.model_type not in (None, "gpt")  # 'gpt' is the original minGPT's "not chosen yet" default
-    params_given = all(v is not None for v in sizes.values())
-    if type_given:
-        if C.model_type not in PRESETS:
-            raise ValueError(f"unknown model_type {C.model_type!r}; valid ones are {', '.join(PRESETS)}")
-        preset = PRESETS[C.model_type]
-        if any(v is not None for v in sizes.values()) and sizes != preset:
-            raise ValueError(
-                f"give either model_type or n_layer/n_head/n_embd, not both (model_type={C.model_type!r}, "
-                f"{sizes}); set model_type=None to use explicit sizes"
-            )
-        C.merge_from_dict(preset)
-        vocab, block = PRESET_VOCAB.get(C.model_type, (None, None))
-        C.vocab_size = C.vocab_size if C.vocab_size is not None else vocab
-        C.block_size = C.block_size if C.block_size is not None else block
-    elif not params_given:
-        raise ValueError(
-            f"set model_type to one of {', '.join(PRESETS)}, or set model_type=None and all of "
-            f"n_layer, n_head, n_embd (got {sizes})"
-        )
-    for key in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"):
-        value = getattr(C, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"model config {key} must be a positive int, got {value!r}")
-    if C.n_embd % C.n_head != 0:
-        raise ValueError(f"n_embd ({C.n_embd}) must be divisible by n_head ({C.n_head}) so heads split it evenly")
-    for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop"):
-        if not 0.0 <= getattr(C, key) < 1.0:
-            raise ValueError(f"{key} must be in [0, 1), got {getattr(C, key)!r}")
-    if not 0.0 < C.layer_norm_epsilon < 1.0:  # also refuses inf (nan never gets past CfgNode)
-        raise ValueError(f"layer_norm_epsilon must be a small positive number (GPT-2: 1e-5), "
-                         f"got {C.layer_norm_epsilon!r}")
-    if C.attention not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {C.attention!r}")
-    return C
-
-
-def check_token_ids(idx, name: str, vocab_size: int, device: torch.device | None = None) -> None:
-    """Raise a clear error unless idx is a non-empty (B, T) integer tensor of ids in [0, vocab_size) (on `device`,
-    the model's, when given: otherwise torch fails deep inside the embedding)."""
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(idx).__name__}")
-    if device is not None and idx.device != device:
-        raise ValueError(f"{name} is on {idx.device} but the model is on {device}; move it there first, e.g. "
-                         f"idx.to({str(device)!r})")
-    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer token ids, got dtype {idx.dtype}; use .long()")
-    if idx.dim() != 2:
-        hint = f"; add a batch dimension with {name}[None]" if idx.dim() == 1 else ""
-        raise ValueError(f"{name} must have shape (B, T), got {tuple(idx.shape)}{hint}")
-    if idx.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(idx.shape)}); give at least one token")
-    low, high = int(idx.min()), int(idx.max())
-    if low < 0 or high >= vocab_size:
-        bad = low if low < 0 else high
-        raise ValueError(f"{name} contains token id {bad}, outside [0, {vocab_size}) for this model's vocab_size")

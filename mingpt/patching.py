@@ -32,7 +32,9 @@ from typing import Callable
 
 import torch
 
-from mingpt.hooks import _eval_mode, get_act_name, hooks
+from mingpt.hook_names import get_act_name
+from mingpt.hooks import hooks
+from mingpt.utils import eval_mode
 
 __all__ = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
            "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos",
@@ -80,7 +82,7 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
                            f"names_filter=None (all) or including it")
     n_layer = model.config.n_layer
     keep = set(names) | {"hook_embed"} | {get_act_name(s, i) for i in range(n_layer) for s in ("resid_pre", "k", "v")}
-    with torch.no_grad(), _eval_mode(model):
+    with torch.no_grad(), eval_mode(model):
         logits, corrupted = model.run_with_cache(corrupted_tokens, names_filter=lambda n: n in keep)
         base = _scalar(patching_metric(logits))
         same_prefix = _same_token_prefix(clean_cache, corrupted)

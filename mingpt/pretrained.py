@@ -26,18 +26,19 @@ import logging
 import os
 import pathlib
 import shutil
-from typing import TYPE_CHECKING
 
 import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
 
 from mingpt import hub
 from mingpt.atomic import atomic_path
+from mingpt.bpe import GPT2_SPLIT_PATTERN, Tokenizer
 from mingpt.checkpoint import UnsafeFileError, load_plain_data
 from mingpt.config import CfgNode
-
-if TYPE_CHECKING:  # only for the type hints: model.py imports this module lazily, so no import cycle at run time
-    from mingpt.bpe import Tokenizer
-    from mingpt.model import GPT
+from mingpt.gpt2_vocab import cached_gpt2_vocab, write_hf_vocab
+from mingpt.model_config import default_config
+from mingpt.utils import choose_device
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ GPT2_VOCAB_SIZE = 50257  # GPT-2's 256 bytes + 50,000 merges + <|endoftext|>
 
 def config_from_hf(hf_config: dict) -> CfgNode:
     """A mingpt model config from a Hugging Face GPT-2 ``config.json`` dict."""
-    from mingpt.model import GPT
-
     if not isinstance(hf_config, dict):
         raise TypeError(f"hf_config must be the dict read from config.json, got {type(hf_config).__name__}")
     model_type = hf_config.get("model_type")
@@ -77,8 +76,7 @@ def config_from_hf(hf_config: dict) -> CfgNode:
         raise ValueError("scale_attn_by_inverse_layer_idx / scale_attn_weights=False are not supported by mingpt")
     if hf_config.get("add_cross_attention"):
         raise ValueError("add_cross_attention=True (an encoder-decoder GPT-2) is not supported by mingpt")
-    C = GPT.get_default_config()
-    C.model_type = None
+    C = default_config()  # model_type None: the sizes below, not a preset
     C.n_layer = hf_config["n_layer"]
     C.n_head = hf_config["n_head"]
     C.n_embd = hf_config["n_embd"]
@@ -133,7 +131,7 @@ def state_dict_from_hf(hf_state_dict: dict[str, torch.Tensor]) -> dict[str, torc
     return converted
 
 
-def state_dict_to_hf(model: GPT) -> dict[str, torch.Tensor]:
+def state_dict_to_hf(model: nn.Module) -> dict[str, torch.Tensor]:
     """mingpt's state dict with Hugging Face's GPT2LMHeadModel names and Conv1D layouts."""
     converted = {}
     for name, tensor in model.state_dict().items():
@@ -143,7 +141,7 @@ def state_dict_to_hf(model: GPT) -> dict[str, torch.Tensor]:
     return converted
 
 
-def load_hf_state_dict(model: GPT, hf_state_dict: dict[str, torch.Tensor]) -> None:
+def load_hf_state_dict(model: nn.Module, hf_state_dict: dict[str, torch.Tensor]) -> None:
     """Copy Hugging Face GPT-2 weights into a mingpt GPT, naming any missing, unexpected or mis-shaped key."""
     converted = state_dict_from_hf(hf_state_dict)
     expected = model.state_dict()
@@ -209,8 +207,6 @@ def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from model.safetensors or pytorch_model.bin (the latter only as plain tensors)."""
     path = pathlib.Path(path)
     if path.name.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
         check_safetensors(path)  # a clear message for a cut file, before safetensors' own
         try:
             return load_file(str(path))
@@ -289,6 +285,7 @@ def _check_load_options(overrides: dict, dtype) -> torch.dtype | None:
 
 
 def from_pretrained(
+    model_class: type[nn.Module],
     name_or_path: str | os.PathLike,
     revision: str = "main",
     endpoint: str | None = None,
@@ -299,9 +296,10 @@ def from_pretrained(
     timeout: float = 30.0,
     retries: int = 3,
     **overrides,
-) -> GPT:
+) -> nn.Module:
     """
-    A GPT with pretrained GPT-2-architecture weights, in eval mode.
+    A model_class (mingpt's GPT, or a subclass) with pretrained GPT-2-architecture weights, in eval mode.
+    ``GPT.from_pretrained(name_or_path, ...)`` calls this with its own class, so this module needs no model.py.
 
     name_or_path: 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2', any Hub repo id of a GPT-2 model
         ('distilbert/distilgpt2'), or a local directory with config.json and model.safetensors / pytorch_model.bin.
@@ -312,11 +310,8 @@ def from_pretrained(
     device ('cpu', 'cuda', 'auto'...) and dtype (torch.bfloat16 or 'bfloat16'...) to move the model to.
     overrides: config values that do not change weight shapes: embd_pdrop, resid_pdrop, attn_pdrop, attention.
 
-        model = from_pretrained("gpt2", resid_pdrop=0.0, attention="math")
+        model = GPT.from_pretrained("gpt2", resid_pdrop=0.0, attention="math")
     """
-    from mingpt.model import GPT
-    from mingpt.utils import choose_device
-
     dtype = _check_load_options(overrides, dtype)
     device = choose_device(device) if device is not None else None
     source = hub.model_source(
@@ -333,7 +328,7 @@ def from_pretrained(
     config.merge_from_dict(overrides)
 
     weights_path = _find_weights(source, progress)
-    model = GPT(config)
+    model = model_class(config)
     state_dict = _load_cached(source, weights_path.name, weights_path, load_weights_file, progress)
     try:
         load_hf_state_dict(model, state_dict)
@@ -349,7 +344,7 @@ def from_pretrained(
 # ------------------------------------------------------------------------------------------------ saving
 
 
-def save_pretrained(model: GPT, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> None:
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> None:
     """
     Write `model` to `directory` in Hugging Face GPT-2 layout: config.json, model.safetensors and, as Hugging Face
     does, the tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.generate
@@ -360,12 +355,9 @@ def save_pretrained(model: GPT, directory: str | os.PathLike, tokenizer: Tokeniz
         the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files,
         with a warning that says how to add them.
     """
-    from safetensors.torch import save_file
-
-    from mingpt.model import GPT
-
-    if not isinstance(model, GPT):
-        raise TypeError(f"save_pretrained expects a mingpt GPT, got {type(model).__name__}")
+    if not (isinstance(model, nn.Module) and isinstance(getattr(model, "config", None), CfgNode)):
+        raise TypeError(f"save_pretrained expects a mingpt GPT (a module with a model .config), got "
+                        f"{type(model).__name__}")
     directory = pathlib.Path(directory)
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} exists and is not a directory")
@@ -385,10 +377,7 @@ def save_pretrained(model: GPT, directory: str | os.PathLike, tokenizer: Tokeniz
     logger.info("saved the model to %s", directory)
 
 
-def _save_tokenizer_files(model: GPT, directory: pathlib.Path, tokenizer: Tokenizer | None) -> None:
-    from mingpt.bpe import GPT2_SPLIT_PATTERN
-    from mingpt.gpt2_vocab import cached_gpt2_vocab, write_hf_vocab
-
+def _save_tokenizer_files(model: nn.Module, directory: pathlib.Path, tokenizer: Tokenizer | None) -> None:
     if tokenizer is not None:
         # vocab.json + merges.txt cannot record a split pattern: readers assume GPT-2's.
         if getattr(tokenizer, "pattern", None) != GPT2_SPLIT_PATTERN or not hasattr(tokenizer, "merges"):

@@ -31,6 +31,9 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
+from mingpt.model import GPT
+from mingpt.utils import check_int, eval_mode
+
 __all__ = ["Trace", "Probe", "run_with_probe", "logit_lens", "model_summary", "TokenProbability",
            "top_k_next_tokens", "format_top_k"]
 
@@ -61,8 +64,6 @@ class Probe:
     """
 
     def __init__(self, model):
-        from mingpt.model import GPT
-
         if not isinstance(model, GPT):
             raise TypeError(f"Probe expects a mingpt GPT, got {type(model).__name__}")
         self.model = model
@@ -139,13 +140,8 @@ def run_with_probe(model, idx: torch.Tensor, with_logit_lens: bool = True) -> Tr
     One forward pass of idx (B, T) in eval mode (no dropout), returning everything the Probe saw as a Trace.
     The logit lens holds n_layer + 1 tensors of (B, T, V): pass with_logit_lens=False to save that memory.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with Probe(model) as probe:
-            logits, _ = model(idx)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), Probe(model) as probe:
+        logits, _ = model(idx)
     return probe.trace(logits, with_logit_lens)
 
 
@@ -209,8 +205,7 @@ def top_k_next_tokens(model, prompt, k: int = 10, tokenizer=None) -> list[TokenP
     prompt: a string (needs tokenizer), a list of ids, a 1-D tensor or a (1, T) tensor. Only its last
     block_size tokens are seen, as in generation.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= model.config.vocab_size:
-        raise ValueError(f"k must be an int in [1, vocab_size={model.config.vocab_size}], got {k!r}")
+    check_int(k, "k", low=1, high=model.config.vocab_size, hint=" (at most the model's vocab_size)")
     if isinstance(prompt, str):
         if tokenizer is None:
             raise ValueError("a text prompt needs tokenizer=...; or pass token ids")
@@ -221,12 +216,8 @@ def top_k_next_tokens(model, prompt, k: int = 10, tokenizer=None) -> list[TokenP
     if idx.dim() != 2 or idx.size(0) != 1:
         raise ValueError(f"top_k_next_tokens takes one prompt: shape (T,) or (1, T), got {tuple(idx.shape)}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         logits, _ = model(idx[:, -model.config.block_size:].to(device))
-    finally:
-        model.train(was_training)
     probs = F.softmax(logits[0, -1].float(), dim=-1)  # (V,)
     top = torch.topk(probs, k)
     return [

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from mingpt.model import GPT, PRESETS, NewGELU
+from mingpt.model import GPT, NewGELU, resolve_config
+from mingpt.model_config import PRESETS
 from mingpt.utils import set_seed
 
 
@@ -274,8 +275,6 @@ def test_all_presets_are_valid_configs():
     for name in PRESETS:
         C = GPT.get_default_config()
         C.model_type, C.vocab_size, C.block_size = name, 10, 8
-        from mingpt.model import resolve_config
-
         resolved = resolve_config(C)
         assert resolved.n_embd % resolved.n_head == 0
 
