@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mingpt.atomic import atomic_path
+from mingpt.utils import check_int
 
 __all__ = ["AttentionView", "attention_view", "attention_figure"]
 
@@ -195,8 +196,7 @@ def attention_figure(patterns, tokens: Sequence[str], layer: int = 0, heads: Seq
     bad = [h for h in heads if not isinstance(h, int) or not 0 <= h < n_head]
     if not heads or bad:
         raise ValueError(f"heads must be a non-empty list of ints in [0, {n_head}), got {heads!r}")
-    if not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    check_int(ncols, "ncols", low=1)
     ncols = min(ncols, len(heads))
     nrows = -(-len(heads) // ncols)
     side = max(2.5, min(6.0, 0.16 * T + 1.0))  # inches per panel: room for T tick labels, within reason

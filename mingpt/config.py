@@ -51,14 +51,6 @@ class CfgNode:
             self._nullable.add(key)  # a key born None documents what None means (see the module docstring)
         self.__dict__[key] = value
 
-    def allow_none(self, *keys: str) -> None:
-        """Let these keys (of this node) be set to None although their default is not; say beside the key what
-        None means, e.g. GPT's ``model_type = "gpt"  # a preset name, or None for explicit sizes``."""
-        for key in keys:
-            if key not in self.__dict__:
-                raise KeyError(f"allow_none: no key {key!r} in this config (keys: {', '.join(self.__dict__)})")
-            self._nullable.add(key)
-
     # ------------------------------------------------------------------ printing
     def __str__(self) -> str:
         return self._str_helper(0)

@@ -34,7 +34,7 @@ import torch
 
 from mingpt.hook_names import get_act_name
 from mingpt.hooks import hooks
-from mingpt.utils import eval_mode
+from mingpt.utils import check_int, eval_mode
 
 __all__ = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
            "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos",
@@ -73,8 +73,7 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
     """
     if method not in ("batched", "loop"):
         raise ValueError(f"method must be 'batched' or 'loop', got {method!r}")
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    check_int(max_tokens, "max_tokens", low=1)
     names = sorted({get_act_name(site, layer) for layer in range(model.config.n_layer)})
     for name in names:
         if name not in clean_cache:

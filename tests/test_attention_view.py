@@ -107,6 +107,9 @@ def test_figure_has_one_panel_per_head(tmp_path):
         attention_figure(causal_patterns(), TOKENS, heads=[3])
     with pytest.raises(ValueError, match="layer must be"):
         attention_figure(causal_patterns(), TOKENS, layer=2)
+    for ncols in (0, True):  # True is no column count, although Python counts it as the int 1
+        with pytest.raises(ValueError, match=rf"ncols must be an int >= 1, got {ncols!r}"):
+            attention_figure(causal_patterns(), TOKENS, ncols=ncols)
 
 
 # ------------------------------------------------------------------------------------------- in a browser

@@ -156,9 +156,12 @@ def test_generation_stops_early_when_all_rows_finish():
 
 def test_generate_restores_training_mode_and_original_api():
     model = model_with_diverse_outputs().train()
+    modes = []  # the mode each decoding step ran in: dropout must be off while generating
+    model.transformer.drop.register_forward_hook(lambda module, inputs, output: modes.append(module.training))
     idx = torch.randint(0, 64, (1, 4))
     out = model.generate(idx, 5, temperature=1.0, do_sample=False, top_k=None)  # original minGPT signature
     assert out.shape == (1, 9) and model.training
+    assert modes == [False] * 5
 
 
 def test_zero_new_tokens_returns_prompt():

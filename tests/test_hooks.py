@@ -187,6 +187,17 @@ def test_hooks_are_removed_when_the_forward_raises(model, idx):
     assert model.active_hooks is None and model.training is False
 
 
+def test_run_with_cache_and_run_with_hooks_switch_dropout_off_and_restore_training(idx):
+    model = build(seed=2).train()  # GPT-2's dropouts (0.1) on: a training-mode pass would draw random masks
+    first, second = model.run_with_cache(idx)[0], model.run_with_cache(idx)[0]
+    assert model.training  # the caller's mode came back
+    torch.testing.assert_close(first, second, rtol=0, atol=0)  # dropout was off while the cache was recorded
+    hooked = model.run_with_hooks(idx)
+    torch.testing.assert_close(model.run_with_hooks(idx), hooked, rtol=0, atol=0)
+    torch.testing.assert_close(hooked, first)  # the fused path here, the explicit one under the cache: rounding
+    assert model.training
+
+
 def test_nested_hooks_and_predicates(model, idx):
     calls = []
     with model.hooks(fwd_hooks=[(lambda name: name.endswith("hook_scale"), lambda x, hook: calls.append(hook.name))]):

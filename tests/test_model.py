@@ -1,6 +1,9 @@
 """GPT: shapes, init, attention paths, tying, optimisation groups, configuration and input errors."""
 
+import ast
+import json
 import math
+import pathlib
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ import torch.nn.functional as F
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
+from mingpt.config import CfgNode
 from mingpt.model import GPT, NewGELU, resolve_config
 from mingpt.model_config import PRESETS
 from mingpt.utils import set_seed
@@ -221,6 +225,64 @@ def test_both_or_neither_of_type_and_sizes():
     C.vocab_size, C.block_size = 10, 10
     with pytest.raises(ValueError, match="set model_type to one of"):
         GPT(C)
+
+
+def test_model_type_none_is_the_default_and_the_resolved_meaning_of_no_preset():
+    assert GPT.get_default_config().model_type is None
+    C = GPT.get_default_config()
+    C.n_layer, C.n_head, C.n_embd, C.vocab_size, C.block_size = 1, 2, 8, 10, 4  # model_type never touched
+    assert GPT(C).config.model_type is None
+    C.model_type = ["gpt2"]  # CfgNode lets any type fill a key born None: the model names what it got
+    with pytest.raises(ValueError, match=r"unknown model_type \['gpt2'\]; valid ones are .*gpt-nano.*or None"):
+        GPT(C)
+
+
+def test_a_config_saved_with_the_legacy_model_type_gpt_still_loads(tmp_path):
+    """Earlier mingpt versions defaulted to model_type "gpt" (no preset): their config.json files still load."""
+    legacy = {"model_type": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 8, "vocab_size": 10, "block_size": 4,
+              "embd_pdrop": 0.1, "resid_pdrop": 0.1, "attn_pdrop": 0.1, "attention": "auto", "tie_weights": True,
+              "bias": True, "layer_norm_epsilon": 1e-5}
+    (tmp_path / "config.json").write_text(json.dumps({"model": legacy}))
+    C = GPT.get_default_config()
+    C.merge_from_dict(CfgNode.load_json(tmp_path / "config.json").model.to_dict())
+    model = GPT(C)
+    assert model.config.model_type is None and model.config.n_embd == 8  # saved again, it says None
+    C.n_layer = C.n_head = C.n_embd = None  # "gpt" alone is no preset either
+    with pytest.raises(ValueError, match="set model_type to one of"):
+        GPT(C)
+
+
+def _mingpt_imports(path: pathlib.Path) -> set[str]:
+    """The mingpt modules a file imports anywhere in it, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mingpt"):
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("mingpt.")}
+
+
+def test_the_model_and_what_it_calls_down_into_import_without_cycles():
+    """model.py imports generation, hooks and pretrained; none of them (nor what they import) may import it back."""
+    package = pathlib.Path(__file__).resolve().parent.parent / "mingpt"
+    modules = {f"mingpt.{p.stem}": p for p in package.glob("*.py") if p.stem != "__init__"}
+    graph = {name: _mingpt_imports(path) & set(modules) for name, path in modules.items()}
+
+    def reachable(start):
+        seen, todo = set(), list(graph[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(graph[name])
+        return seen
+
+    assert {"mingpt.generation", "mingpt.hooks", "mingpt.pretrained"} <= graph["mingpt.model"]  # imported at the top
+    core = ["model", "generation", "pretrained", "hooks", "hook_names", "activation_cache", "inputs", "model_config",
+            "probe", "patching", "circuits", "components", "attention_view", "config"]
+    in_a_cycle = [name for name in core if f"mingpt.{name}" in reachable(f"mingpt.{name}")]
+    assert in_a_cycle == []
 
 
 def test_n_embd_must_divide_by_n_head():

@@ -96,3 +96,9 @@ def test_bad_input_gets_clear_errors(model, tokens, runs):
         patching.get_act_patch_resid_pre(model, tokens[1], clean_cache, lambda logits: logits[:, -1, 0])
     with pytest.raises(ValueError, match="method must be"):
         patching.get_act_patch_resid_pre(model, tokens[1], clean_cache, metric, method="fast")
+
+
+@pytest.mark.parametrize("max_tokens", [0, True, 2.5])
+def test_max_tokens_must_be_a_positive_int(model, tokens, runs, max_tokens):
+    with pytest.raises(ValueError, match=rf"max_tokens must be an int >= 1, got {max_tokens!r}"):
+        patching.get_act_patch_resid_pre(model, tokens[1], runs[0], metric, max_tokens=max_tokens)

@@ -110,6 +110,15 @@ def test_run_with_probe_restores_training_mode(idx):
     assert first.logit_lens == []
 
 
+def test_top_k_next_tokens_switches_dropout_off_restores_training_and_checks_k(idx):
+    model = tiny().train()
+    first, second = top_k_next_tokens(model, idx[:1], k=5), top_k_next_tokens(model, idx[:1], k=5)
+    assert first == second and model.training  # no dropout while reading, and the caller's mode back
+    for bad in (0, V + 1, True, 2.0):
+        with pytest.raises(ValueError, match=rf"k must be an int in \[1, {V}\].*got {bad!r}"):
+            top_k_next_tokens(model, idx[:1], k=bad)
+
+
 def test_probe_during_cached_generation_keeps_the_latest_step(model, idx):
     with Probe(model) as probe:
         model.generate(idx[:, :5], 3)

@@ -32,7 +32,6 @@ EXERCISE = "causal self-attention"
 def attention_config(n_embd: int = 12, n_head: int = 3, block_size: int = 8, dropout: float = 0.3):
     """A small GPT config for attention exercises; dropout is on so that dropout left active in eval shows."""
     config = GPT.get_default_config()
-    config.model_type = None
     config.n_layer, config.n_head, config.n_embd = 1, n_head, n_embd
     config.vocab_size, config.block_size = 16, block_size
     config.attn_pdrop = config.resid_pdrop = config.embd_pdrop = dropout

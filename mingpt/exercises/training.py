@@ -49,7 +49,6 @@ class SortDataset(Dataset):
 def sorting_config():
     """A small GPT for the sorting task (2 layers, 2 heads, 32 channels, no dropout)."""
     config = GPT.get_default_config()
-    config.model_type = None
     config.n_layer, config.n_head, config.n_embd = 2, 2, 32
     config.vocab_size, config.block_size = 3, 11
     config.embd_pdrop = config.resid_pdrop = config.attn_pdrop = 0.0
