@@ -8,7 +8,6 @@ import re
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mingpt.hooks import HookPoint, get_act_name, hook_names
 from mingpt.model import GPT
