@@ -215,10 +215,7 @@ class GPT(WeightViews, nn.Module):
     WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/circuits.py).
     """
 
-    @staticmethod
-    def get_default_config() -> CfgNode:
-        """The default model config (model_config.py): model_type=None, sizes unset, GPT-2's dropouts and eps."""
-        return default_config()
+    get_default_config = staticmethod(default_config)  # the defaults, and what each means, are in model_config.py
 
     def __init__(self, config: CfgNode, *, attention=None, mlp=None, layer_norm=None, block=None):
         """
