@@ -23,10 +23,11 @@ the forward pass raises. Captured tensors are detached copies for looking at, no
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from mingpt.model import GPT
 from mingpt.utils import check_int, eval_mode
 
-__all__ = ["Trace", "Probe", "run_with_probe", "logit_lens", "model_summary", "TokenProbability",
+__all__ = ["Trace", "Probe", "capture_attention", "run_with_probe", "logit_lens", "model_summary", "TokenProbability",
            "top_k_next_tokens", "format_top_k"]
 
 
@@ -48,6 +49,31 @@ class Trace:
     attn_outputs: list[torch.Tensor]  # n_layer of (B, T, C): what each attention sublayer added to the stream
     mlp_outputs: list[torch.Tensor]  # n_layer of (B, T, C): what each MLP sublayer added
     logit_lens: list[torch.Tensor] = field(default_factory=list)  # n_layer + 1 of (B, T, V); [] if not asked for
+
+
+@contextlib.contextmanager
+def capture_attention(attention_modules: Iterable[torch.nn.Module]) -> Iterator[list[list[torch.Tensor]]]:
+    """
+    While inside, each of mingpt's CausalSelfAttention modules given takes the explicit path and appends its
+    attention probabilities, (B, nh, T_q, T_kv) per forward pass, to its own list; yields those lists, one per
+    module. Everything is undone on exit, even when the forward pass raises. Any model built from mingpt's
+    attention can be read this way, a GPT or a project's own stack:
+
+        with capture_attention(block.attn for block in model.h) as patterns:
+            model(idx)
+        patterns[layer][-1]  # (B, nh, T, T), the latest pass
+    """
+    modules = list(attention_modules)
+    if any(module.attention_sink is not None for module in modules):
+        raise RuntimeError("another Probe or capture_attention is already active on this model's attention; "
+                           "use one at a time")
+    try:
+        for module in modules:
+            module.attention_sink = []  # a list here switches the module to the explicit path (model.py)
+        yield [module.attention_sink for module in modules]
+    finally:
+        for module in modules:
+            module.attention_sink = None  # back to the fused path: zero cost once the capture is over
 
 
 class Probe:
@@ -67,7 +93,7 @@ class Probe:
         if not isinstance(model, GPT):
             raise TypeError(f"Probe expects a mingpt GPT, got {type(model).__name__}")
         self.model = model
-        self._handles: list = []
+        self._undo = contextlib.ExitStack()  # while active: what __exit__ undoes (hooks, attention capture)
         self._clear()
 
     def _clear(self) -> None:
@@ -89,35 +115,27 @@ class Probe:
 
     def __enter__(self) -> "Probe":
         blocks = self.model.transformer.h
-        if any(block.attn.attention_sink is not None for block in blocks):
-            raise RuntimeError("another Probe is already active on this model; use one at a time")
-        self._clear()
-        try:
+        # An ExitStack collects what __exit__ must undo. If any step here raises, leaving the `with` undoes the
+        # steps already taken; on success pop_all() keeps them all for __exit__.
+        with contextlib.ExitStack() as undo:
+            undo.enter_context(capture_attention(block.attn for block in blocks))  # refuses a second probe
+            self._clear()
             # The residual stream after the embeddings is the output of the embedding dropout, the input of block 0.
-            self._hook(self.model.transformer.drop, functools.partial(self._store, self.residuals, 0))
+            self._hook(undo, self.model.transformer.drop, functools.partial(self._store, self.residuals, 0))
             for i, block in enumerate(blocks):
-                block.attn.attention_sink = []
-                self._hook(block.attn, functools.partial(self._store_attention, i))
-                self._hook(block.mlp, functools.partial(self._store, self.mlp_outputs, i))
-                self._hook(block, functools.partial(self._store, self.residuals, i + 1))
-        except BaseException:
-            self._remove()
-            raise
+                self._hook(undo, block.attn, functools.partial(self._store_attention, i))
+                self._hook(undo, block.mlp, functools.partial(self._store, self.mlp_outputs, i))
+                self._hook(undo, block, functools.partial(self._store, self.residuals, i + 1))
+            self._undo = undo.pop_all()
         return self
 
     def __exit__(self, *exc_info) -> bool:
-        self._remove()
+        self._undo.close()  # hooks removed, attention back to the fused path: zero cost once the probe is gone
         return False  # never swallow the exception of the with-block
 
-    def _hook(self, module, function) -> None:
-        self._handles.append(module.register_forward_hook(function))
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        for block in self.model.transformer.h:
-            block.attn.attention_sink = None  # back to the fused path: zero cost once the probe is gone
+    @staticmethod
+    def _hook(undo: contextlib.ExitStack, module, function) -> None:
+        undo.callback(module.register_forward_hook(function).remove)
 
     def trace(self, logits: torch.Tensor, with_logit_lens: bool = True) -> Trace:
         """Package the latest pass's captures (and optionally its logit lens) with that pass's logits."""

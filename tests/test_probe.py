@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.model import GPT
-from mingpt.probe import Probe, format_top_k, model_summary, run_with_probe, top_k_next_tokens
+from mingpt.probe import Probe, capture_attention, format_top_k, model_summary, run_with_probe, top_k_next_tokens
 
 V, T = 300, 12
 
@@ -117,6 +117,26 @@ def test_top_k_next_tokens_switches_dropout_off_restores_training_and_checks_k(i
     for bad in (0, V + 1, True, 2.0):
         with pytest.raises(ValueError, match=rf"k must be an int in \[1, {V}\].*got {bad!r}"):
             top_k_next_tokens(model, idx[:1], k=bad)
+
+
+def test_capture_attention_reads_any_stack_of_mingpt_attention(model, idx):
+    attns = [block.attn for block in model.transformer.h]
+    with capture_attention(attns) as patterns:
+        model(idx)
+        model(idx)
+    assert [len(p) for p in patterns] == [2] * model.config.n_layer  # one (B, nh, T, T) per pass and layer
+    for ours, probes in zip(patterns, run_with_probe(model, idx).attentions):
+        torch.testing.assert_close(ours[-1], probes)
+    assert all(attn.attention_sink is None for attn in attns)  # the fused path again
+    x = torch.randn(1, 5, 32)  # one attention module on its own, as a project's own stack of blocks uses it
+    with capture_attention([attns[0]]) as (pattern,):
+        attns[0](x)
+    assert pattern[0].shape == (1, 2, 5, 5) and (pattern[0].triu(diagonal=1) == 0).all()
+    with pytest.raises(RuntimeError, match="already active"):
+        with capture_attention(attns):
+            with capture_attention(attns[1:]):
+                pass
+    assert all(attn.attention_sink is None for attn in attns)  # undone although the block raised
 
 
 def test_probe_during_cached_generation_keeps_the_latest_step(model, idx):
