@@ -21,8 +21,8 @@ no query may look at a padding key (the mask joins the causal mask), and positio
 padded by 3 starts at position 0 in column 3, not column 0). Rows that stop early are padded on the right, as above.
 
 Which model: any module with GPT's interface, ``model.logits(idx, kv_cache, last_only=True, attn_mask=...,
-position_ids=...)`` and ``model.config`` (block_size, n_layer, vocab_size). This file never imports model.py:
-``GPT.generate`` (model.py) calls down into it, so imports point one way, from the model to its sampling.
+position_ids=...)``, ``model.config`` (block_size, n_layer, vocab_size) and ``model.transformer.wte`` (its device).
+This file never imports model.py: ``GPT.generate`` (model.py) calls down into it, so imports point one way.
 
 Reduced precision: a model in bfloat16 or float16 (``model.to(torch.bfloat16)``) keeps its KV cache in that dtype,
 but the logits are turned into float32 before sampling, so top-k/top-p and seeded sampling work as in float32.
