@@ -176,7 +176,7 @@ def test_eval_loss_is_the_mean_over_every_window(tmp_path):
     assert eval_loss(model, val, batch_size=3, max_batches=2) == pytest.approx(first_six.item(), rel=1e-6)
     halves = [eval_loss(model, val, batch_size=2, rank=r, world_size=2) for r in (0, 1)]
     assert sum(halves) / 2 == pytest.approx(direct.item(), rel=1e-6)  # 5 windows each
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 0"):
         eval_loss(model, val, batch_size=0)
 
 

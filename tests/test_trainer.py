@@ -18,12 +18,16 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+import mingpt.batching as batching
 import mingpt.trainer as trainer_module
-from mingpt.checkpoint import load_checkpoint
+from mingpt.callbacks import EVENTS
+from mingpt.checkpoint import check_resume, load_checkpoint
 from mingpt.config import CfgNode
 from mingpt.data import TokenStream
 from mingpt.model import GPT
-from mingpt.trainer import EVENTS, Trainer, check_resume, get_lr, resolve_precision
+from mingpt.precision import Precision, resolve_precision
+from mingpt.schedule import get_lr
+from mingpt.trainer import Trainer
 from mingpt.utils import set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,7 +244,7 @@ def test_token_stream_is_batched_without_a_dataloader(monkeypatch):
     def no_loader(*args, **kwargs):
         raise AssertionError("a TokenStream should not go through a DataLoader")
 
-    monkeypatch.setattr(trainer_module, "DataLoader", no_loader)
+    monkeypatch.setattr(batching, "DataLoader", no_loader)
     Trainer(cfg(), tiny_gpt(), stream()).run()
 
 
@@ -254,8 +258,8 @@ def test_precision_resolution_never_gives_cpu_or_mps_a_cuda_only_setup():
     with pytest.raises(ValueError, match="mps"):
         resolve_precision("bf16", "mps")
     assert resolve_precision("bf16", "cpu").autocast_dtype is torch.bfloat16
-    assert resolve_precision("auto", "cuda", cuda_bf16=True) == trainer_module.Precision("bf16", torch.bfloat16, False)
-    assert resolve_precision("auto", "cuda", cuda_bf16=False) == trainer_module.Precision("fp16", torch.float16, True)
+    assert resolve_precision("auto", "cuda", cuda_bf16=True) == Precision("bf16", torch.bfloat16, False)
+    assert resolve_precision("auto", "cuda", cuda_bf16=False) == Precision("fp16", torch.float16, True)
     with pytest.raises(ValueError, match="bfloat16"):
         resolve_precision("bf16", "cuda", cuda_bf16=False)
 
