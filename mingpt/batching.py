@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mingpt.utils import check_int
 
-__all__ = ["StepSampler", "seed_worker", "loader_batches", "check_dataset", "check_batch"]
+__all__ = ["StepSampler", "seed_worker", "loader_batches", "check_dataset", "check_batch", "next_checked"]
 
 
 class StepSampler:
@@ -114,3 +114,14 @@ def check_batch(batch: Any, name: str) -> None:
             f"{name} items must be x and y tensors of one shape, e.g. (T,) each, batched to (B, T); "
             f"got a batch with x {tuple(x.shape)} and y {tuple(y.shape)}"
         )
+
+
+def next_checked(batches: Iterator, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next batch of data set `name`, checked (the Trainer checks the first one): items of different shapes,
+    which the DataLoader fails to stack, and batches that are not (x, y) pairs become messages about the data set."""
+    try:
+        batch = next(batches)
+    except RuntimeError as e:
+        raise ValueError(f"could not batch {name}: {e}; every item must have the same shape") from e
+    check_batch(batch, name)
+    return batch

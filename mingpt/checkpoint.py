@@ -25,6 +25,7 @@ A trainer config's ``resume`` setting (a path, or 'auto' for work_dir/last.pt) i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -33,7 +34,7 @@ import random
 import re
 import time
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ import torch.nn as nn
 
 from mingpt.atomic import atomic_path
 from mingpt.config import CfgNode
-from mingpt.utils import check_int
+from mingpt.utils import check_int, set_seed
 
 __all__ = [
     "save_checkpoint",
@@ -49,6 +50,7 @@ __all__ = [
     "restore_checkpoint",
     "capture_rng_state",
     "restore_rng_state",
+    "isolated_rng",
     "unwrap_model",
     "resume_path",
     "load_for_resume",
@@ -114,6 +116,21 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]][: torch.cuda.device_count()])
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """
+    ``with isolated_rng(seed):`` runs the block with python, numpy and torch seeded to `seed`, then puts back the
+    generators' previous states, even if the block raises: a side computation (an evaluation drawing random
+    crops) repeats its own draws every time and leaves the main computation's random stream exactly as it was.
+    """
+    before = capture_rng_state()
+    set_seed(seed)
+    try:
+        yield
+    finally:
+        restore_rng_state(before)
 
 
 # ---------------------------------------------------------------------------------------------- save

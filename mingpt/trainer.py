@@ -49,10 +49,10 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from mingpt.batching import check_batch, check_dataset, loader_batches
+from mingpt.batching import check_dataset, loader_batches, next_checked
 from mingpt.callbacks import Events
-from mingpt.checkpoint import (capture_rng_state, load_for_resume, refuse_nonfinite, restore_checkpoint,
-                               restore_rng_state, resume_path, save_checkpoint, unwrap_model)
+from mingpt.checkpoint import (isolated_rng, load_for_resume, refuse_nonfinite, restore_checkpoint, resume_path,
+                               save_checkpoint, unwrap_model)
 from mingpt.config import CfgNode
 from mingpt.precision import PRECISIONS, autocast, resolve_precision
 from mingpt.schedule import SCHEDULES, get_lr, keep_schedule_on_resume
@@ -273,21 +273,19 @@ class Trainer(Events):
         if dataset is None:
             raise ValueError("evaluate() needs a dataset: pass one or give the Trainer a val_dataset")
         iters = self.config.eval_iters if iters is None else check_int(iters, "iters", 1, hint=" (or None)")
-        # A data set may draw random numbers (random crops, random problems): give evaluation its own seeded
-        # generators and put training's back afterwards, so training continues as if nothing had happened.
-        training_rng = capture_rng_state()
-        set_seed(int(np.random.default_rng([self.config.seed, 1, self.rank]).integers(2**31)))
-        batches = self._batches(dataset, stream=1, start=0, accum=1)
         total = torch.zeros((), device=self.device)
-        try:
-            with eval_mode(self._eval_model) as model:  # dropout off, training mode restored afterwards
+        # A data set may draw random numbers (random crops, random problems): evaluation gets its own seeded
+        # generators and training's come back afterwards, so training continues as if nothing had happened.
+        seed = int(np.random.default_rng([self.config.seed, 1, self.rank]).integers(2**31))
+        with isolated_rng(seed), eval_mode(self._eval_model) as model:  # and dropout off for the while
+            batches = self._batches(dataset, stream=1, start=0, accum=1)
+            try:
                 for i in range(iters):
                     x, y = self._next_batch(batches, "val_dataset", check=i == 0)
                     with autocast(self.device.type, self.precision.autocast_dtype):
                         total += model(x, y)[1].float()
-        finally:
-            batches.close()
-            restore_rng_state(training_rng)
+            finally:
+                batches.close()
         if self.world_size > 1:
             dist.all_reduce(total)
             total /= self.world_size
@@ -316,15 +314,7 @@ class Trainer(Events):
         return state_dict() if state_dict is not None else self._data_state
 
     def _next_batch(self, batches: Iterator, name: str, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        if not check:
-            x, y = next(batches)
-        else:  # the first batch: turn shape problems into messages about the data set, not deep stack traces
-            try:
-                batch = next(batches)
-            except RuntimeError as e:
-                raise ValueError(f"could not batch {name}: {e}; every item must have the same shape") from e
-            check_batch(batch, name)
-            x, y = batch
+        x, y = next_checked(batches, name) if check else next(batches)  # check: the first batch, named `name`
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ set-up, step by step
