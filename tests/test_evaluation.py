@@ -180,6 +180,26 @@ def test_eval_loss_is_the_mean_over_every_window(tmp_path):
         eval_loss(model, val, batch_size=0)
 
 
+def test_evaluations_run_without_dropout_and_give_back_the_callers_mode_even_on_errors(tmp_path, tokenizer):
+    val = TokenShards.from_directory(shards(tmp_path), "val", block_size=8)
+    model, modes = tiny_gpt(block_size=32), []
+    model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    for evaluate in (lambda: eval_loss(model, val, batch_size=5),
+                     lambda: evaluate_hellaswag(model, EXAMPLES[:1], tokenizer.encode_ordinary)):
+        for training in (True, False):
+            model.train(training)
+            modes.clear()
+            evaluate()
+            assert modes and not any(modes) and model.training is training
+    broken = tiny_gpt(block_size=32).train()
+    broken.register_forward_pre_hook(lambda module, args: 1 / 0)
+    for evaluate in (lambda: eval_loss(broken, val),
+                     lambda: evaluate_hellaswag(broken, EXAMPLES, tokenizer.encode_ordinary)):
+        with pytest.raises(ZeroDivisionError):
+            evaluate()
+        assert broken.training
+
+
 def test_both_evaluations_run_as_trainer_callbacks(tmp_path, tokenizer):
     directory = shards(tmp_path)
     config = Trainer.get_default_config()

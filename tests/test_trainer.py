@@ -240,12 +240,30 @@ def test_generic_module_without_configure_optimizers_trains():
     assert decays == [0.0, 0.1]
 
 
-def test_token_stream_is_batched_without_a_dataloader(monkeypatch):
+def test_data_sets_that_batch_themselves_are_asked_for_batches_without_a_dataloader(monkeypatch):
     def no_loader(*args, **kwargs):
-        raise AssertionError("a TokenStream should not go through a DataLoader")
+        raise AssertionError("a data set with batch_iterator should not go through a DataLoader")
+
+    class SelfBatching(Windows):
+        """Not a TokenStream: any data set with batch_iterator(...) hands the Trainer its own batches."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def batch_iterator(self, batch_size, grad_accum_steps, world_size, rank, seed, stream, start_step, state=None):
+            self.calls.append((batch_size, grad_accum_steps, world_size, rank, seed, stream, start_step, state))
+            x, y = self[0]
+            return iter(lambda: (x.repeat(batch_size, 1), y.repeat(batch_size, 1)), None)  # endless
 
     monkeypatch.setattr(batching, "DataLoader", no_loader)
-    Trainer(cfg(), tiny_gpt(), stream()).run()
+    Trainer(cfg(), tiny_gpt(), stream()).run()  # TokenStream (and so CharDataset) batches itself
+    train, val = SelfBatching(), SelfBatching()
+    t = Trainer(cfg(max_iters=2, grad_accum_steps=2, seed=5, eval_interval=2, eval_iters=1), tiny_gpt(), train, val)
+    t.run()
+    assert train.calls == [(4, 2, 1, 0, 5, 0, 0, None)]  # batch, accum, world size, rank, seed, stream 0, step 0
+    assert val.calls == [(4, 1, 1, 0, 5, 1, 0, None)]  # evaluation: its own stream, from step 0 every time
+    assert t.data_state() is None  # an iterator without state_dict() has no position to save
 
 
 def test_precision_resolution_never_gives_cpu_or_mps_a_cuda_only_setup():
