@@ -266,6 +266,16 @@ def test_data_sets_that_batch_themselves_are_asked_for_batches_without_a_dataloa
     assert t.data_state() is None  # an iterator without state_dict() has no position to save
 
 
+def test_a_map_style_data_set_is_indexed_with_plain_ints():
+    class PlainIntsOnly(Windows):
+        def __getitem__(self, i):  # as a hand-written data set may: numpy's int64 is not an int
+            if type(i) is not int:
+                raise TypeError(f"index must be an int, got {type(i).__name__}")
+            return super().__getitem__(i)
+
+    Trainer(cfg(max_iters=1), tiny_gpt(), PlainIntsOnly()).run()
+
+
 def test_precision_resolution_never_gives_cpu_or_mps_a_cuda_only_setup():
     for device in ("cpu", "mps"):
         p = resolve_precision("auto", device)  # bf16 on CPUs with native bf16 (tests/test_precision.py)
