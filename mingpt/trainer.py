@@ -55,7 +55,7 @@ from mingpt.checkpoint import (isolated_rng, load_for_resume, refuse_nonfinite, 
                                save_checkpoint, unwrap_model)
 from mingpt.config import CfgNode
 from mingpt.precision import PRECISIONS, autocast, resolve_precision
-from mingpt.schedule import SCHEDULES, get_lr, keep_schedule_on_resume
+from mingpt.schedule import check_schedule, get_lr, keep_schedule_on_resume
 from mingpt.utils import check_int, choose_device, eval_mode, set_seed
 
 __all__ = ["Trainer"]
@@ -431,12 +431,7 @@ class Trainer(Events):
             raise ValueError(f"trainer.grad_norm_clip must be >= 0 (0 turns clipping off), got {C.grad_norm_clip!r}")
         if not all(0 <= b < 1 for b in C.betas):
             raise ValueError(f"trainer.betas must be two numbers in [0, 1) such as (0.9, 0.95), got {C.betas!r}")
-        if C.min_lr is not None and not 0 <= C.min_lr <= C.learning_rate:
-            raise ValueError(f"trainer.min_lr must be in [0, learning_rate={C.learning_rate}], got {C.min_lr!r}")
-        if C.lr_schedule not in SCHEDULES:
-            raise ValueError(f"trainer.lr_schedule must be one of {SCHEDULES}, got {C.lr_schedule!r}")
-        if C.lr_schedule == "cosine" and C.max_iters is None and C.lr_decay_iters is None:
-            raise ValueError("the cosine schedule needs a horizon: set trainer.max_iters or trainer.lr_decay_iters")
+        check_schedule(C)  # lr_schedule, min_lr, the cosine's horizon
         if C.eval_interval and not has_val_dataset:
             raise ValueError("trainer.eval_interval is set but no val_dataset was given; pass one or set it to 0")
         if C.precision not in PRECISIONS:

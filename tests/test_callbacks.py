@@ -11,7 +11,6 @@ import types
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 import mingpt.callbacks as callbacks
 from mingpt.callbacks import LossCurvePlot, ProgressLogger, TimeLimit

@@ -89,7 +89,8 @@ def test_unknown_key_is_rejected_with_suggestion_and_caller_config_untouched():
 
 
 @pytest.mark.parametrize("key,value", [("max_iters", 0), ("max_iters", -5), ("batch_size", 0), ("batch_size", -1),
-                                       ("grad_accum_steps", 0), ("lr_schedule", "linear"), ("precision", "fp8")])
+                                       ("grad_accum_steps", 0), ("lr_schedule", "linear"), ("min_lr", 1.0),
+                                       ("precision", "fp8")])
 def test_bad_config_values_raise_value_error_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         Trainer(cfg(**{key: value}), tiny_gpt(), stream())
