@@ -4,8 +4,8 @@ the built-in ones: progress logging (with MFU), a loss-curve PNG, and a wall-clo
 
 The one idea: a callback is a function of the trainer, or a small object whose methods are named after the
 Trainer's events (``on_train_start``, ``on_batch_end``, ``on_eval_end``, ``on_checkpoint``, ``on_train_end``), and
-it reads the trainer's plain attributes. Nothing here is needed for training; each one is a few lines you could
-write yourself.
+it reads the trainer's plain attributes. Apart from `Events`, nothing here is needed for training: each built-in
+callback is a few lines you could write yourself.
 
     trainer = Trainer(config, model, train_set, val_set)
     trainer.add_callback(ProgressLogger(interval=100))
