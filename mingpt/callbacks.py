@@ -1,14 +1,23 @@
 """
-Built-in callbacks for the Trainer: progress logging (with MFU), a loss-curve PNG, and a stop on NaN/inf loss.
+Callbacks: the Trainer's five events, how callbacks are registered and fired (`Events`, which the Trainer is), and
+the built-in ones: progress logging (with MFU), a loss-curve PNG, and a wall-clock time limit.
 
-The one idea: a callback is a small object whose methods are named after the Trainer's events
-(``on_train_start``, ``on_batch_end``, ``on_eval_end``, ``on_checkpoint``, ``on_train_end``) and read the
-trainer's plain attributes. Nothing here is needed for training; each one is a few lines you could write yourself.
+The one idea: a callback is a function of the trainer, or a small object whose methods are named after the
+Trainer's events (``on_train_start``, ``on_batch_end``, ``on_eval_end``, ``on_checkpoint``, ``on_train_end``), and
+it reads the trainer's plain attributes. Apart from `Events`, nothing here is needed for training: each built-in
+callback is a few lines you could write yourself.
 
     trainer = Trainer(config, model, train_set, val_set)
     trainer.add_callback(ProgressLogger(interval=100))
     trainer.add_callback(LossCurvePlot("out/loss.png"))
-    trainer.add_callback(StopOnNaN())
+    trainer.add_callback(TimeLimit(seconds=120))
+
+What a callback may read on the trainer: ``iter_num``, ``iter_dt`` (seconds for the last step, measured before any
+callback runs), ``iter_time`` (``time.time()`` when the last step ended, as in the original minGPT), ``loss`` (a
+detached tensor: ``trainer.loss.item()``), ``lr``, ``tokens_per_sec``, ``val_loss``, ``best_val_loss``, ``model``,
+``optimizer``, ``config``, ``device``, ``rank``, ``world_size``, ``steps_done``. A callback may call
+``trainer.stop()`` to end training after the current step. ``on_train_end`` fires however training ends (also when
+a callback or the loss raises), so it is the place for cleanup.
 
 Evaluation and checkpointing live in the Trainer itself (``eval_interval``, ``work_dir``), because resuming and
 Ctrl-C need them; their events (on_eval_end, on_checkpoint) are what these callbacks listen to.
@@ -16,9 +25,7 @@ Ctrl-C need them; their events (on_eval_end, on_checkpoint) are what these callb
 At ``on_batch_end`` the trainer's ``iter_num`` is the index of the step that just ran (0-based, as in the
 original minGPT), so these callbacks count ``iter_num + 1`` steps done there, the number every other event sees.
 
-Model FLOPs utilisation (MFU) is the fraction of the GPU's peak matmul throughput that the training step turns
-into model FLOPs: ``flops_per_token * tokens_per_sec / peak``. The peak comes from the actual device's exact name
-and the precision the trainer runs in (a bf16 step is measured against the bf16 peak, an fp32 step against fp32's).
+ProgressLogger reports model FLOPs utilisation (MFU) when it is known: see `mingpt.mfu` for the GPUs' peaks.
 """
 
 from __future__ import annotations
@@ -27,72 +34,67 @@ import logging
 import math
 import os
 import time
+from typing import Callable
 
 import torch
 
 from mingpt.atomic import atomic_path
+from mingpt.mfu import device_peak_flops, estimate_mfu
+from mingpt.utils import check_int
 
-__all__ = ["ProgressLogger", "LossCurvePlot", "StopOnNaN", "PEAK_FLOPS", "peak_flops_for", "device_peak_flops",
-           "estimate_mfu"]
+__all__ = ["EVENTS", "Events", "ProgressLogger", "LossCurvePlot", "TimeLimit"]
 
 logger = logging.getLogger(__name__)
 
-# Dense (no sparsity) tensor-core peaks from the vendor data sheets, in FLOP/s, for each precision a training step
-# can run its matmuls in. Keys are the exact names CUDA reports (torch.cuda.get_device_name), upper-cased: a
-# substring match would give an 'NVIDIA L40' the 'NVIDIA L4' figure. 'tf32' is what fp32 matmuls run in when
-# torch.backends allows it (torch.set_float32_matmul_precision('high')); 'fp32' is the plain CUDA-core figure.
-PEAK_FLOPS = {
-    "NVIDIA H200": dict(bf16=989e12, fp16=989e12, tf32=494e12, fp32=67e12),
-    "NVIDIA H200 NVL": dict(bf16=835e12, fp16=835e12, tf32=418e12, fp32=60e12),
-    "NVIDIA H100 80GB HBM3": dict(bf16=989e12, fp16=989e12, tf32=494e12, fp32=67e12),
-    "NVIDIA H100 PCIE": dict(bf16=756e12, fp16=756e12, tf32=378e12, fp32=51e12),
-    "NVIDIA H100 NVL": dict(bf16=835e12, fp16=835e12, tf32=418e12, fp32=60e12),
-    "NVIDIA A100-SXM4-40GB": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
-    "NVIDIA A100-SXM4-80GB": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
-    "NVIDIA A100-PCIE-40GB": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
-    "NVIDIA A100 80GB PCIE": dict(bf16=312e12, fp16=312e12, tf32=156e12, fp32=19.5e12),
-    "NVIDIA L40S": dict(bf16=362e12, fp16=362e12, tf32=183e12, fp32=91.6e12),
-    "NVIDIA L40": dict(bf16=181e12, fp16=181e12, tf32=90.5e12, fp32=90.5e12),
-    "NVIDIA L4": dict(bf16=121e12, fp16=121e12, tf32=60e12, fp32=30.3e12),
-    "NVIDIA GEFORCE RTX 4090": dict(bf16=165e12, fp16=165e12, tf32=82.6e12, fp32=82.6e12),
-    "NVIDIA GEFORCE RTX 3090": dict(bf16=71e12, fp16=71e12, tf32=35.6e12, fp32=35.6e12),
-}
-MATMUL_PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
+EVENTS = ("on_train_start", "on_batch_end", "on_eval_end", "on_checkpoint", "on_train_end")
 
 
-def peak_flops_for(device_name: str, precision: str = "bf16") -> float | None:
+class Events:
     """
-    Peak FLOP/s of the GPU named exactly `device_name` (as CUDA reports it, e.g. 'NVIDIA H100 80GB HBM3'; case
-    and surrounding spaces are ignored) for matmuls in `precision` ('bf16', 'fp16', 'tf32' or 'fp32');
-    None if the name is not in PEAK_FLOPS.
+    The callbacks of each event, and firing them: ``trigger_callbacks('on_batch_end')`` calls each one with the
+    object that owns them (the Trainer). Event names are checked, so a misspelt one raises instead of never firing.
     """
-    if precision not in MATMUL_PRECISIONS:
-        raise ValueError(f"precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
-    peaks = PEAK_FLOPS.get(" ".join(device_name.upper().split()))
-    return None if peaks is None else peaks[precision]
 
+    EVENTS = EVENTS
 
-def device_peak_flops(device: str | torch.device, precision: str = "bf16") -> float | None:
-    """
-    Peak FLOP/s of this device for a training step in `precision` (a Trainer's precision name: 'bf16', 'fp16' or
-    'fp32'; an fp32 step counts as tf32 when PyTorch lets fp32 matmuls use TF32 tensor cores). Asks CUDA for the
-    device's name; None for CPU, MPS and GPUs not in PEAK_FLOPS.
-    """
-    device = torch.device(device)
-    if precision == "fp32" and torch.get_float32_matmul_precision() != "highest":
-        precision = "tf32"  # 'high' / 'medium' let cuBLAS run fp32 matmuls on TF32 tensor cores
-    if precision not in MATMUL_PRECISIONS:
-        raise ValueError(f"precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
-    if device.type != "cuda":
-        return None
-    return peak_flops_for(torch.cuda.get_device_name(device), precision)
+    def __init__(self, callbacks: tuple = ()):
+        self.callbacks: dict[str, list[Callable]] = {event: [] for event in EVENTS}
+        for callback in callbacks:
+            self.add_callback(callback)
 
+    def add_callback(self, event: str | object, callback: Callable | None = None) -> None:
+        """``add_callback('on_batch_end', fn)`` with fn(trainer), or ``add_callback(obj)`` for an object whose
+        methods are named after events (``obj.on_batch_end(trainer)``)."""
+        if isinstance(event, str):
+            self._check_event(event)
+            if not callable(callback):
+                raise TypeError(f"callback for {event!r} must be callable, got {callback!r}")
+            self.callbacks[event].append(callback)
+            return
+        if callback is not None:
+            raise TypeError("pass either (event_name, function) or a single callback object")
+        names = [n for n in dir(event) if n.startswith("on_") and callable(getattr(event, n))]
+        for name in names:
+            self._check_event(name)  # a misspelt method would otherwise never fire
+        if not names:
+            raise TypeError(f"{type(event).__name__} has no event methods; define some of: {', '.join(EVENTS)}")
+        for name in names:
+            self.callbacks[name].append(getattr(event, name))
 
-def estimate_mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float | None, n_devices: int = 1):
-    """Model FLOPs utilisation in [0, 1]: achieved model FLOP/s over the peak of all devices; None if unknown."""
-    if not peak_flops:
-        return None
-    return flops_per_token * tokens_per_sec / (peak_flops * n_devices)
+    def set_callback(self, event: str, callback: Callable) -> None:
+        """Replace all callbacks of `event` with this one."""
+        self._check_event(event)
+        self.callbacks[event] = []
+        self.add_callback(event, callback)
+
+    def trigger_callbacks(self, event: str) -> None:
+        self._check_event(event)
+        for callback in self.callbacks[event]:
+            callback(self)
+
+    def _check_event(self, event: str) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; valid events are {', '.join(EVENTS)}")
 
 
 def _duration(seconds: float) -> str:
@@ -104,13 +106,13 @@ def _duration(seconds: float) -> str:
 class ProgressLogger:
     """
     Every `interval` steps, log step, loss, learning rate, tokens/s, MFU (when the model has
-    ``estimate_flops_per_token`` and the device's peak is known, or `peak_flops` is given) and the time left.
-    With use_tqdm=True a progress bar shows the same line. Only rank 0 reports.
+    ``estimate_flops_per_token`` and the device's peak is known, or `peak_flops` is given) and the time left;
+    after each evaluation, the validation loss, the best so far and the seconds since training started.
+    With use_tqdm=True a progress bar shows the step line. Only rank 0 reports.
     """
 
     def __init__(self, interval: int = 10, use_tqdm: bool = False, peak_flops: float | None = None):
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be a positive int, got {interval!r}")
+        self.interval = check_int(interval, "interval", 1)
         self.interval, self.use_tqdm, self.peak_flops = interval, use_tqdm, peak_flops
         self.bar = None
 
@@ -121,7 +123,7 @@ class ProgressLogger:
         precision = getattr(getattr(trainer, "precision", None), "name", "fp32")  # the Trainer's resolved precision
         self._peak = self.peak_flops or device_peak_flops(trainer.device, precision)
         if self.use_tqdm and trainer.is_main_process:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # an optional dependency, imported only when a progress bar is asked for
 
             self.bar = tqdm(total=trainer.config.max_iters, initial=trainer.iter_num, unit="step")
 
@@ -158,8 +160,8 @@ class ProgressLogger:
 
     def on_eval_end(self, trainer) -> None:
         if trainer.is_main_process:
-            logger.info("step %d | val loss %.4f | best %.4f", trainer.iter_num, trainer.val_loss,
-                        trainer.best_val_loss)
+            logger.info("step %d | val loss %.4f | best %.4f | %.0f s", trainer.iter_num, trainer.val_loss,
+                        trainer.best_val_loss, time.perf_counter() - self._start_time)
 
     def on_train_end(self, trainer) -> None:
         if self.bar is not None:
@@ -217,23 +219,26 @@ class LossCurvePlot:
             fig.savefig(tmp, format="png", dpi=100)
 
 
-class StopOnNaN:
+class TimeLimit:
     """
-    Stop training with FloatingPointError as soon as the loss is NaN or infinite (checks every `every` steps).
-    The Trainer already does this before every step (``trainer.stop_on_nonfinite``, on by default); this callback
-    is for runs that turned that off and still want a stop, checked less often (each check waits for the GPU).
+    End training once `seconds` of wall time have passed since it started (0 = no limit): `trainer.stop()` makes
+    the current step the last one, so the Trainer still evaluates and saves as at any normal end. `fired` says
+    whether the limit ended the run (a step that reaches max_iters ends it anyway, so the limit does not fire there).
     """
 
-    def __init__(self, every: int = 1):
-        self.every = every
+    def __init__(self, seconds: float):
+        if not (isinstance(seconds, (int, float)) and 0 <= seconds < math.inf):
+            raise ValueError(f"seconds must be a number >= 0 (0 = no limit), got {seconds!r}")
+        self.seconds = seconds
+        self.fired = False
+
+    def on_train_start(self, trainer) -> None:
+        self.start = time.perf_counter()
 
     def on_batch_end(self, trainer) -> None:
-        if (trainer.iter_num + 1) % self.every:
-            return
-        loss = float(trainer.loss)
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"loss is {loss} at step {trainer.iter_num} (lr {trainer.lr:.2e}); training has diverged. "
-                "Try a lower trainer.learning_rate, warmup_iters > 0, grad_norm_clip > 0, precision='fp32', "
-                "or check the data for bad values; resume from the last good checkpoint."
-            )
+        steps_done = trainer.steps_done  # at on_batch_end, iter_num is the index of the step just run
+        done = trainer.config.max_iters is not None and steps_done >= trainer.config.max_iters
+        if self.seconds and not done and time.perf_counter() - self.start > self.seconds:
+            logger.info("time limit of %.0f s reached after %d steps", self.seconds, steps_done)
+            self.fired = True
+            trainer.stop()

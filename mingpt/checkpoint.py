@@ -18,10 +18,15 @@ Writing is atomic: the dict goes to a temporary file in the same directory, is f
     >>> save_checkpoint("out/last.pt", model=model, optimizer=optimizer, iter_num=100)
     >>> ckpt = load_checkpoint("out/last.pt")
     >>> restore_checkpoint(ckpt, model, optimizer)
+
+A trainer config's ``resume`` setting (a path, or 'auto' for work_dir/last.pt) is read here too (`resume_path`,
+`load_for_resume`), and `check_resume` lets a script fail fast on an unusable checkpoint before it starts anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pickle
 import pickletools
@@ -29,13 +34,15 @@ import random
 import re
 import time
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from mingpt.atomic import atomic_path
+from mingpt.config import CfgNode
+from mingpt.utils import check_int, set_seed
 
 __all__ = [
     "save_checkpoint",
@@ -43,8 +50,15 @@ __all__ = [
     "restore_checkpoint",
     "capture_rng_state",
     "restore_rng_state",
+    "isolated_rng",
     "unwrap_model",
+    "resume_path",
+    "load_for_resume",
+    "check_resume",
+    "refuse_nonfinite",
 ]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "mingpt-checkpoint"
 VERSION = 1
@@ -104,6 +118,21 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]][: torch.cuda.device_count()])
 
 
+@contextlib.contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """
+    ``with isolated_rng(seed):`` runs the block with python, numpy and torch seeded to `seed`, then puts back the
+    generators' previous states, even if the block raises: a side computation (an evaluation drawing random
+    crops) repeats its own draws every time and leaves the main computation's random stream exactly as it was.
+    """
+    before = capture_rng_state()
+    set_seed(seed)
+    try:
+        yield
+    finally:
+        restore_rng_state(before)
+
+
 # ---------------------------------------------------------------------------------------------- save
 def save_checkpoint(
     path: str | os.PathLike,
@@ -124,8 +153,7 @@ def save_checkpoint(
     config: plain dicts, e.g. ``{"trainer": trainer_config.to_dict(), "model": model.config.to_dict()}``.
     metadata: anything else worth recording (plain data only).
     """
-    if not isinstance(iter_num, int) or iter_num < 0:
-        raise ValueError(f"iter_num must be a non-negative int, got {iter_num!r}")
+    check_int(iter_num, "iter_num", 0)
     raw = unwrap_model(model)
     checkpoint = {
         "format": FORMAT,
@@ -141,6 +169,17 @@ def save_checkpoint(
     }
     with atomic_path(path) as tmp:  # a temp file beside `path`, fsynced, then os.replace-d over it
         torch.save(checkpoint, tmp)
+
+
+def refuse_nonfinite(model: nn.Module, path: str | os.PathLike, step: int, fix: str = "") -> None:
+    """Raise FloatingPointError, before anything is written to `path`, if a weight of `model` holds NaN/inf: a
+    checkpoint is something to go back to, so a good one is never replaced by a diverged one. `fix` ends the
+    message (how to save regardless)."""
+    bad = [name for name, p in unwrap_model(model).state_dict().items()
+           if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise FloatingPointError(f"refusing to save {os.fspath(path)!r} at step {step}: {len(bad)} tensors hold "
+                                 f"NaN/inf (first: {bad[0]}); the previous checkpoint there is kept. {fix}".rstrip())
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -264,3 +303,42 @@ def _first_line(e: BaseException) -> str:
     # Never pass on torch's advice to retry with weights_only=False: that is how a malicious file runs code.
     lines = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
     return lines[0].removeprefix("WeightsUnpickler error: ") if lines else type(e).__name__
+
+
+# ---------------------------------------------------------------------------------------------- resuming
+def resume_path(config: CfgNode) -> str | None:
+    """The checkpoint a trainer config's `resume` points at (for 'auto': work_dir/last.pt if it exists), or None."""
+    path = config.resume
+    if not path:
+        return None
+    if path == "auto":
+        if not config.work_dir:
+            raise ValueError("trainer.resume='auto' looks for work_dir/last.pt, but trainer.work_dir is not set")
+        path = os.path.join(config.work_dir, "last.pt")
+        if not os.path.isfile(path):
+            logger.info("no checkpoint at %s; starting from scratch", path)
+            return None
+    return path
+
+
+def load_for_resume(path: str, mmap: bool = False) -> dict:
+    """load_checkpoint, with an error that says how to go on when the file cannot be used."""
+    try:
+        return load_checkpoint(path, mmap=mmap)
+    except (FileNotFoundError, ValueError) as e:
+        best = os.path.join(os.path.dirname(path), "best.pt")
+        other = best if os.path.isfile(best) and os.path.abspath(best) != os.path.abspath(path) else "<checkpoint>"
+        reason = str(e.args[0] if e.args else e).rstrip(".")
+        raise type(e)(f"cannot resume: {reason}. Resume from another checkpoint "
+                      f"(--trainer.resume={other}) or start fresh (--trainer.resume=None)") from None
+
+
+def check_resume(config: CfgNode) -> None:
+    """
+    Fail fast if a trainer config's `resume` names a checkpoint that cannot be read: a project calls this
+    before it sets up its run directory, so a truncated last.pt gives one clear line, not a run that starts and
+    crashes. Cheap: the tensors are memory-mapped, not read (the Trainer's full load still checks them).
+    """
+    path = resume_path(config)
+    if path is not None:
+        load_for_resume(path, mmap=True)

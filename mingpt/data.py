@@ -5,15 +5,16 @@ The one idea: a language-modelling data set is just one long array of token ids.
 ``tokens[i : i + block_size + 1]``, split into the input ``x = window[:-1]`` and the target ``y = window[1:]``
 (each position predicts the next token). Because every example is a slice of the same array, a whole batch is
 one vectorised gather, with no per-item Python and no DataLoader: `TokenStream.get_batch` does exactly that, and
-the Trainer uses it whenever the training set is a `TokenStream`.
+`TokenStream.batch_iterator` hands the Trainer whole batches that way (the protocol of `mingpt.batching`).
 
     >>> stream = TokenStream(np.arange(100, dtype=np.uint16), block_size=8)
     >>> x, y = stream.get_batch(np.array([0, 50]))
     >>> x.shape, y[0, 0].item()
     (torch.Size([2, 8]), 1)
 
-Which examples go into a batch is decided by `StepSampler`: the batch of optimizer step s is a pure function of
-(seed, s). Resuming at step k therefore needs no sampler state, and several processes can split one global batch.
+Which examples go into a batch is decided by `mingpt.batching.StepSampler`: the batch of optimizer step s is a pure
+function of (seed, s). Resuming at step k therefore needs no sampler state, and several processes can split one
+global batch.
 
 Tokens can live in memory (a numpy array or torch tensor) or on disk: a path to a flat binary file of token ids
 (``.bin``, uint16 by default, the layout nanoGPT's prepare scripts write) is memory-mapped, so a corpus larger
@@ -30,16 +31,18 @@ import json
 import os
 import pathlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from mingpt.atomic import atomic_path
+from mingpt.batching import StepSampler
 from mingpt.download import ChecksumError, DownloadError, cache_dir, cached_download
+from mingpt.utils import check_int
 
-__all__ = ["TokenStream", "StepSampler", "CharVocab", "CharDataset", "DataFile", "TINY_SHAKESPEARE", "find_data",
+__all__ = ["TokenStream", "CharVocab", "CharDataset", "DataFile", "TINY_SHAKESPEARE", "find_data",
            "read_text", "tiny_shakespeare", "split_train_val"]
 
 DATA_DIR_ENV_VAR = "MINGPT_DATA_DIR"  # a folder of local copies, laid out like the download cache
@@ -55,8 +58,7 @@ class TokenStream(Dataset):
     """
 
     def __init__(self, tokens, block_size: int, dtype: np.dtype | str = np.uint16):
-        if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
-            raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+        check_int(block_size, "block_size", 1)
         if isinstance(tokens, (str, os.PathLike)):
             path = os.fspath(tokens)
             if not os.path.isfile(path):
@@ -101,38 +103,22 @@ class TokenStream(Dataset):
         # Slicing off one column leaves non-contiguous views; make them contiguous so .view() works downstream.
         return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
-
-class StepSampler:
-    """
-    The example indices of each micro-batch this process trains on, step after step, starting at step `start`.
-
-    Step s draws its *global* batch, ``grad_accum_steps * world_size * batch_size`` indices uniformly with
-    replacement from [0, n) (as the original minGPT's RandomSampler did), from a generator seeded with
-    (seed, stream, s). Micro-step m of process r takes slice ``m * world_size + r`` of it, so 2 processes x 4
-    examples see exactly what 1 process x 8 sees, and step s is the same whether or not the run was resumed.
-    stream separates independent sequences (the Trainer uses 0 for training batches, 1 for evaluation).
-    With as_list=True it yields lists, as a DataLoader's batch_sampler must; otherwise int64 arrays.
-    """
-
-    def __init__(self, n: int, batch_size: int, grad_accum_steps: int = 1, world_size: int = 1, rank: int = 0,
-                 seed: int = 0, stream: int = 0, start: int = 0, as_list: bool = False):
-        if n < 1 or batch_size < 1 or grad_accum_steps < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad StepSampler sizes: n={n}, batch_size={batch_size}, "
-                             f"grad_accum_steps={grad_accum_steps}, rank={rank}, world_size={world_size}")
-        self.n, self.batch_size, self.accum = n, batch_size, grad_accum_steps
-        self.world_size, self.rank = world_size, rank
-        self.seed, self.stream, self.start, self.as_list = seed, stream, start, as_list
-
-    def __iter__(self):
-        step, B = self.start, self.batch_size
-        while True:
-            rng = np.random.default_rng([self.seed, self.stream, step])  # a fresh, well-mixed generator per step
-            global_batch = rng.integers(0, self.n, size=self.accum * self.world_size * B)
-            for micro in range(self.accum):
-                lo = (micro * self.world_size + self.rank) * B  # micro-step major, then rank: disjoint slices
-                part = global_batch[lo : lo + B]
-                yield part.tolist() if self.as_list else part
-            step += 1
+    def batch_iterator(self, batch_size: int, grad_accum_steps: int = 1, world_size: int = 1, rank: int = 0,
+                       seed: int = 0, stream: int = 0, start_step: int = 0, state: dict | None = None
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """
+        The Trainer's protocol for a data set that batches itself (see `mingpt.batching`): an endless iterator of
+        (x, y) micro-batches, each one `get_batch` of the windows `StepSampler` picks for (seed, stream, step).
+        Batches are a pure function of the step, so there is no data position to save: the iterator has no
+        ``state_dict()``, and `state` must be None.
+        """
+        if state is not None:
+            raise ValueError(
+                f"a TokenStream has no data position to restore (its batches are a pure function of the step), got "
+                f"state={state!r}; was the checkpoint written while training on another data set (e.g. TokenShards)? "
+                "Resume with that data set, or start from scratch")
+        sampler = StepSampler(len(self), batch_size, grad_accum_steps, world_size, rank, seed, stream, start_step)
+        return (self.get_batch(starts) for starts in sampler)
 
 
 class CharVocab:

@@ -12,13 +12,15 @@ projects/gpt2/evaluate.py), as the reference repository's eval_gpt2 configuratio
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
+from mingpt.precision import autocast
+from mingpt.utils import check_int, eval_mode
 
 __all__ = ["eval_loss", "EvalLoss", "PeriodicEvaluation"]
 
@@ -41,10 +43,9 @@ def eval_loss(model: torch.nn.Module, dataset, batch_size: int = 8, max_batches:
     model(x) must return logits (B, T, V) or a (logits, loss) pair. Under DDP pass rank / world_size: each
     process scores windows rank, rank + world_size, ... and the sums are all-reduced.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
-        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    check_int(batch_size, "batch_size", 1)
+    if max_batches is not None:
+        check_int(max_batches, "max_batches", 1, hint=" (or None for every window)")
     n = len(dataset)
     if n == 0:
         raise ValueError("the evaluation data set has no windows")
@@ -52,24 +53,18 @@ def eval_loss(model: torch.nn.Module, dataset, batch_size: int = 8, max_batches:
         n = min(n, max_batches * batch_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     mine = np.arange(rank, n, world_size)
-    was_training = model.training
-    model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of token losses, number of tokens)
-    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
-                else contextlib.nullcontext())
-    try:
+    with eval_mode(model):  # dropout off; the caller's training mode comes back afterwards, even on errors
         for lo in range(0, len(mine), batch_size):
             pairs = [dataset[int(i)] for i in mine[lo : lo + batch_size]]
             x = torch.stack([p[0] for p in pairs]).to(device)  # (B, T)
             y = torch.stack([p[1] for p in pairs]).to(device)  # (B, T)
-            with autocast:
+            with autocast(device.type, autocast_dtype):
                 out = model(x)
             logits = out[0] if isinstance(out, (tuple, list)) else out  # (B, T, V)
             losses = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
             totals += torch.stack([losses.double(), torch.tensor(float(y.numel()), dtype=torch.float64,
                                                                  device=device)])
-    finally:
-        model.train(was_training)
     totals = _all_reduce_sum(totals, world_size)
     return (totals[0] / totals[1]).item()
 
@@ -82,9 +77,7 @@ class PeriodicEvaluation:
     """
 
     def __init__(self, interval: int):
-        if not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be a positive int, got {interval!r}")
-        self.interval = interval
+        self.interval = check_int(interval, "interval", 1)
         self.history: list[tuple[int, object]] = []
 
     def _run(self, trainer) -> None:

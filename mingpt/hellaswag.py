@@ -18,7 +18,6 @@ cache and verified against the content hash git records for that file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -33,6 +32,8 @@ import torch.nn.functional as F
 from mingpt.download import ChecksumError, cached_download
 from mingpt.evaluation import PeriodicEvaluation
 from mingpt.hub import git_blob_sha1
+from mingpt.precision import autocast
+from mingpt.utils import eval_mode
 
 __all__ = ["HELLASWAG_URL", "HELLASWAG_GIT_BLOB", "git_blob_sha1", "fetch_hellaswag", "load_examples",
            "render_example", "score_endings", "evaluate_hellaswag", "HellaSwag"]
@@ -133,18 +134,14 @@ def evaluate_hellaswag(model: torch.nn.Module, examples: Sequence[dict], encode:
         raise ValueError("evaluate_hellaswag needs at least one example (see load_examples)")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     block_size = getattr(getattr(model, "config", None), "block_size", None)
-    was_training = model.training
-    model.eval()
     counts = torch.zeros(3, dtype=torch.long, device=device)  # correct (sum), correct (mean), examples
-    try:
+    with eval_mode(model):  # dropout off; the caller's training mode comes back afterwards, even on errors
         for example in examples[rank::world_size]:
             tokens, mask, label = render_example(example, encode, block_size)
             tokens, mask = tokens.to(device), mask.to(device)
-            with (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()):
+            with autocast(device.type, autocast_dtype):
                 total, mean = score_endings(model, tokens, mask)
             counts += torch.tensor([int(total.argmin() == label), int(mean.argmin() == label), 1], device=device)
-    finally:
-        model.train(was_training)
     if world_size > 1 and dist.is_available() and dist.is_initialized():
         dist.all_reduce(counts)
     correct, correct_norm, n = (int(c) for c in counts.tolist())

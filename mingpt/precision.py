@@ -17,6 +17,7 @@ numerics on an AMX machine, or to run the tests as they run on a CPU without it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 
@@ -78,6 +79,12 @@ def resolve_precision(precision: str, device: str | torch.device, cuda_bf16: boo
             return Precision("bf16", torch.bfloat16, False, "'auto' on a CPU with native bf16 (AMX or AVX-512-BF16)")
         return Precision("fp32", None, False, "'auto' on a CPU without native bf16")
     return Precision("fp32", None, False, "asked for fp32" if precision == "fp32" else f"'auto' on {kind}")
+
+
+def autocast(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``with autocast('cpu', torch.bfloat16):`` runs the block under torch.autocast in `dtype`; dtype None (plain
+    fp32) gives a context that does nothing, so callers need no branch of their own."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
 def inference_dtype(name: str, device: str | torch.device) -> torch.dtype:

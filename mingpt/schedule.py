@@ -15,7 +15,7 @@ import math
 
 from mingpt.config import CfgNode
 
-__all__ = ["SCHEDULES", "get_lr", "keep_schedule_on_resume"]
+__all__ = ["SCHEDULES", "get_lr", "check_schedule", "keep_schedule_on_resume"]
 
 SCHEDULES = ("constant", "cosine")
 
@@ -37,6 +37,16 @@ def get_lr(it: int, config: CfgNode) -> float:
         return min_lr
     progress = (it - warmup) / max(1, decay_iters - warmup)  # 0 -> 1
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def check_schedule(config: CfgNode) -> None:
+    """Raise ValueError, naming the trainer setting, if the schedule settings of a trainer config do not make one."""
+    if config.lr_schedule not in SCHEDULES:
+        raise ValueError(f"trainer.lr_schedule must be one of {SCHEDULES}, got {config.lr_schedule!r}")
+    if config.min_lr is not None and not 0 <= config.min_lr <= config.learning_rate:
+        raise ValueError(f"trainer.min_lr must be in [0, learning_rate={config.learning_rate}], got {config.min_lr!r}")
+    if config.lr_schedule == "cosine" and config.max_iters is None and config.lr_decay_iters is None:
+        raise ValueError("the cosine schedule needs a horizon: set trainer.max_iters or trainer.lr_decay_iters")
 
 
 def keep_schedule_on_resume(config: CfgNode, saved: dict, step: int) -> str | None:

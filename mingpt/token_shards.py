@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 
 from mingpt.atomic import atomic_path
 from mingpt.download import sha256_file
+from mingpt.utils import check_int
 
 __all__ = ["SHARD_MAGIC", "SHARD_VERSION", "HEADER_BYTES", "write_shard", "read_shard", "shard_name",
            "read_manifest", "write_manifest", "TokenShards", "ShardBatches", "ORDERS"]
@@ -136,8 +137,7 @@ class TokenShards(Dataset):
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike], block_size: int, order: str = "random"):
-        if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
-            raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+        check_int(block_size, "block_size", 1)
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         paths = [os.fspath(p) for p in paths]
@@ -221,9 +221,10 @@ class ShardBatches(Iterator):
 
     def __init__(self, dataset: TokenShards, batch_size: int, grad_accum_steps: int, world_size: int, rank: int,
                  seed: int, stream: int, start_step: int, state: dict | None):
-        if min(batch_size, grad_accum_steps, world_size) < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad batch layout: batch_size={batch_size}, grad_accum_steps={grad_accum_steps}, "
-                             f"rank={rank}, world_size={world_size}")
+        for value, name in ((batch_size, "batch_size"), (grad_accum_steps, "grad_accum_steps"),
+                            (world_size, "world_size")):
+            check_int(value, name, 1)
+        check_int(rank, "rank", 0, world_size - 1, hint=" (one of the world_size processes)")
         self.dataset, self.batch_size, self.accum = dataset, batch_size, grad_accum_steps
         self.world_size, self.rank, self.seed, self.stream = world_size, rank, seed, stream
         self.step_size = batch_size * grad_accum_steps * world_size  # windows per optimizer step, all ranks

@@ -1,6 +1,7 @@
 """
 The training loop and its events. The Trainer knows nothing about GPT: it trains any ``nn.Module`` whose
-``forward(x, y)`` returns ``(output, loss)``, on any map-style Dataset of (x, y) pairs (or a fast `TokenStream`).
+``forward(x, y)`` returns ``(output, loss)``, on any map-style Dataset of (x, y) pairs, or on a data set that
+provides its own batches (see `mingpt.batching`).
 
 The one idea: one optimizer step is a small, fixed recipe, and everything else hangs off named events.
 
@@ -11,29 +12,22 @@ The one idea: one optimizer step is a small, fixed recipe, and everything else h
                     -> on_batch_end; iter_num += 1
                     every eval_interval steps evaluate -> on_eval_end; save -> on_checkpoint
 
+The class reads in that order: the recipe (`run`, `_loop`, `_step`, `evaluate`) first, then where its batches come
+from, the set-up steps, checkpoints, and last the checks of the config. Callbacks (`mingpt.callbacks`) read plain
+attributes: ``iter_num``, ``iter_dt``, ``iter_time``, ``loss``, ``lr``, ``tokens_per_sec``, ``val_loss``, ``model``,
+``optimizer``, ``config``, ``device``, ``rank``, ``world_size``; ``on_train_end`` fires however training ends.
+
 ``iter_num`` counts steps as the original minGPT does: at ``on_batch_end`` it is the index of the step that just
 ran (0, 1, ..., max_iters - 1), and it is incremented after those callbacks, so ``if trainer.iter_num % 500 == 0``
 fires at the same steps as in the original. Everywhere else (``on_eval_end``, ``on_checkpoint``,
 ``on_train_end``, a checkpoint's ``iter_num``, ``eval_interval``) it is the number of steps done, which is also
 the index of the next step: a checkpoint at iter_num=k resumes with step k.
 
-Callbacks read plain attributes: ``iter_num``, ``iter_dt`` (seconds for the last step, measured before any
-callback runs), ``iter_time`` (``time.time()`` when the last step ended, as in the original), ``loss`` (a
-detached tensor: ``trainer.loss.item()``), ``lr``, ``tokens_per_sec``, ``val_loss``, ``model``, ``optimizer``,
-``config``, ``device``, ``rank``, ``world_size``. A callback may call ``trainer.stop()`` to end training after the
-current step. ``on_train_end`` fires however training ends (also when a callback or the loss raises), so it is
-the place for cleanup.
-
 Evaluation never disturbs training: it saves the random-number generators, seeds its own, and puts them back, so
-"N steps, stop, resume, M steps" gives the same bits as N + M steps straight, whether or not an evaluation
-happened at the stop. (With num_workers > 0, random draws in ``__getitem__`` come from workers seeded per start
-step, see `seed_worker`: a resumed run draws fresh ones instead of repeating the first run's.)
-
-Batches are a pure function of (seed, step) (see `mingpt.data.StepSampler`): resuming at step k needs no sampler
-state, and 2 processes x 8 examples see exactly the examples 1 process x 16 sees. The global batch per step is
-``batch_size * grad_accum_steps * world_size`` examples. A data set may instead batch itself: one with
-``batch_iterator(...)`` (e.g. `mingpt.token_shards.TokenShards`) hands out whole micro-batches, and its iterator's
-``state_dict()`` (the data position) is saved in checkpoints and restored on resume.
+"N steps, stop, resume, M steps" gives the same bits as N + M steps straight. Batches are a pure function of
+(seed, step) (`mingpt.batching`), so resuming needs no sampler state; a data set that batches itself may keep a
+position instead, which checkpoints save. The global batch per step is ``batch_size * grad_accum_steps *
+world_size`` examples.
 
 Under ``torchrun --nproc_per_node=K`` (env RANK/WORLD_SIZE/LOCAL_RANK) the same code runs DistributedDataParallel:
 gloo on CPU, nccl on CUDA; only rank 0 saves checkpoints.
@@ -43,69 +37,37 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import logging
 import math
 import os
-import random
 import time
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from mingpt.checkpoint import (capture_rng_state, load_checkpoint, restore_checkpoint, restore_rng_state,
+from mingpt.batching import check_dataset, loader_batches, next_checked
+from mingpt.callbacks import Events
+from mingpt.checkpoint import (isolated_rng, load_for_resume, refuse_nonfinite, restore_checkpoint, resume_path,
                                save_checkpoint, unwrap_model)
 from mingpt.config import CfgNode
-from mingpt.data import StepSampler, TokenStream
-from mingpt.precision import PRECISIONS, Precision, resolve_precision
-from mingpt.schedule import SCHEDULES, get_lr, keep_schedule_on_resume
-from mingpt.utils import choose_device, set_seed
+from mingpt.precision import PRECISIONS, autocast, resolve_precision
+from mingpt.schedule import check_schedule, get_lr, keep_schedule_on_resume
+from mingpt.utils import check_int, choose_device, eval_mode, set_seed
 
-__all__ = ["Trainer", "EVENTS", "Precision", "resolve_precision", "get_lr", "check_resume"]
+__all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
 
-EVENTS = ("on_train_start", "on_batch_end", "on_eval_end", "on_checkpoint", "on_train_end")
 
-
-# ---------------------------------------------------------------------------------------------- batches
-def seed_worker(worker_id: int, seed: int, rank: int, start: int) -> None:
+class Trainer(Events):
     """
-    A DataLoader worker's start: seed torch, numpy and python's `random` from (seed, rank, start step, worker id),
-    so random augmentation in ``__getitem__`` differs between workers, processes and resumed runs, and is the same
-    when the run is repeated. (Each generator gets its own stream, all derived from one SeedSequence.)
+    Train `model` on `train_dataset`; ``Trainer(config, model, train_dataset, val_dataset).run()``.
+    Callbacks are registered and fired by `Events` (``add_callback``, ``set_callback``, ``trigger_callbacks``).
     """
-    torch_seed, numpy_seed, python_seed = np.random.SeedSequence([seed, 2, rank, start, worker_id]).generate_state(3)
-    torch.manual_seed(int(torch_seed))
-    np.random.seed(int(numpy_seed))
-    random.seed(int(python_seed))
-
-
-def _check_batch(batch: Any, name: str) -> None:
-    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, torch.Tensor) for t in batch)):
-        got = type(batch).__name__ + (f" of {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-        raise TypeError(f"{name} items must be (x, y) pairs of tensors, but a batch came out as a {got}")
-    x, y = batch
-    if x.dim() < 2 or x.shape != y.shape:
-        raise ValueError(
-            f"{name} items must be x and y tensors of one shape, e.g. (T,) each, batched to (B, T); "
-            f"got a batch with x {tuple(x.shape)} and y {tuple(y.shape)}"
-        )
-
-
-# ---------------------------------------------------------------------------------------------- trainer
-class Trainer:
-    """Train `model` on `train_dataset`; ``Trainer(config, model, train_dataset, val_dataset).run()``."""
-
-    EVENTS = EVENTS
-    # The position of a data set that batches itself (see data_state): the live training iterator, or the state
-    # restored from a checkpoint until that iterator exists. Class-level defaults; instances assign their own.
-    _data_batches = None
-    _data_state: dict | None = None
 
     @staticmethod
     def get_default_config() -> CfgNode:
@@ -132,7 +94,7 @@ class Trainer:
         C.checkpoint_interval = 0  # also save last.pt every this many steps; it is always saved at the end
         C.save_best = True  # save best.pt whenever the validation loss improves
         C.resume = None  # a checkpoint path, or 'auto' for work_dir/last.pt if it exists
-        C.precision = "auto"  # 'auto', 'fp32', 'bf16', 'fp16' (see resolve_precision)
+        C.precision = "auto"  # 'auto', 'fp32', 'bf16', 'fp16' (see mingpt.precision.resolve_precision)
         C.compile = False  # torch.compile the model for training
         C.seed = 1337  # seeds batches, and python/numpy/torch at the start (plus the rank under DDP)
         # A NaN/inf loss stops training with FloatingPointError naming the step, before that step touches the
@@ -142,61 +104,31 @@ class Trainer:
 
     def __init__(self, config: CfgNode, model: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None = None,
                  callbacks: tuple = ()):
-        self.config = C = self.check_config(config, has_val_dataset=val_dataset is not None)
+        self.config = self.check_config(config, has_val_dataset=val_dataset is not None)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        for name, ds in (("train_dataset", train_dataset), ("val_dataset", val_dataset)):
-            if ds is None and name == "val_dataset":
-                continue
-            if not hasattr(ds, "__len__") or not hasattr(ds, "__getitem__"):
-                raise TypeError(f"{name} must be a map-style Dataset (with __len__ and __getitem__)")
-            if len(ds) == 0:
-                raise ValueError(f"{name} is empty: it has no examples to train or evaluate on")
+        check_dataset(train_dataset, "train_dataset")
+        if val_dataset is not None:
+            check_dataset(val_dataset, "val_dataset")
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
-        self.callbacks: dict[str, list[Callable]] = {event: [] for event in EVENTS}
-        for callback in callbacks:
-            self.add_callback(callback)
-
-        # Processes: torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them this is one process.
-        self.rank, self.local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
-        self.device = choose_device(C.device)
-        if self.device.type == "cuda" and self.world_size > 1:
-            self.device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(self.device)
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
-            atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
-        self.precision = resolve_precision(C.precision, self.device)
-
-        # The model, its optimizer, and the (possibly compiled, possibly DDP-wrapped) module that trains.
+        super().__init__(callbacks)
+        self._setup_processes()  # rank, world size, device, process group
+        self.precision = resolve_precision(self.config.precision, self.device)
         self.model = unwrap_model(model).to(self.device)  # what callbacks and checkpoints see
-        if hasattr(self.model, "configure_optimizers"):
-            self.optimizer = self.model.configure_optimizers(C)
-        else:  # generic fallback: decay matrices (>= 2-D), not biases or norm gains
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": C.weight_decay},
-                      {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-            self.optimizer = torch.optim.AdamW(groups, lr=C.learning_rate, betas=tuple(C.betas))
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
-        eval_model = model if hasattr(model, "_orig_mod") else self.model  # keep a model the caller compiled
-        if C.compile and not hasattr(eval_model, "_orig_mod"):
-            eval_model = torch.compile(self.model)
-        self._eval_model = eval_model
-        self._train_model = eval_model
-        if self.world_size > 1:  # gradients are averaged across processes during backward
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self._train_model = nn.parallel.DistributedDataParallel(eval_model, device_ids=ids)
-
+        self._setup_optimizer()
+        self._wrap_model(model)  # the (possibly compiled, possibly DDP-wrapped) module that trains
         # State callbacks read.
-        self.iter_num, self.iter_dt, self.loss, self.lr = 0, 0.0, None, C.learning_rate
+        self.iter_num, self.iter_dt, self.loss, self.lr = 0, 0.0, None, self.config.learning_rate
         self.iter_time = time.time()  # when the last step ended (wall clock), as the original minGPT has it
         self.tokens_per_sec, self.grad_norm, self.val_loss, self.best_val_loss = 0.0, None, None, None
         self.last_checkpoint_path, self.interrupted = None, False
         self._stop_requested = False  # set by stop(), e.g. from a callback
         self._in_batch_end = False  # during on_batch_end, iter_num is one behind the steps done
+        # The position of a data set that batches itself (see data_state): the live training iterator, or the
+        # state restored from a checkpoint until that iterator exists.
+        self._data_batches, self._data_state = None, None
         if not self._resume():
-            set_seed(C.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
+            set_seed(self.config.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
 
     @property
     def is_main_process(self) -> bool:
@@ -208,138 +140,7 @@ class Trainer:
         that just ran (minGPT's numbering) and one step more is done."""
         return self.iter_num + 1 if self._in_batch_end else self.iter_num
 
-    # ------------------------------------------------------------------ config
-    @classmethod
-    def check_config(cls, config: CfgNode, has_val_dataset: bool = True) -> CfgNode:
-        """
-        The private, checked copy of `config` a Trainer would use: unknown keys raise KeyError, wrong types
-        TypeError, bad values ValueError. A script can call it before it starts anything (creates a run folder,
-        reads data), so that bad settings end it at once with one clear message.
-        """
-        if not isinstance(config, CfgNode):
-            raise TypeError(f"config must be a CfgNode (Trainer.get_default_config()), got {type(config).__name__}")
-        C = cls.get_default_config()
-        C.merge_from_dict(config.to_dict())
-
-        def positive_int(key, allow_zero=False, allow_none=False):
-            v = getattr(C, key)
-            if v is None and allow_none:
-                return
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
-                kind = "non-negative" if allow_zero else "positive"
-                raise ValueError(f"trainer.{key} must be a {kind} int, got {v!r}")
-
-        positive_int("max_iters", allow_none=True)
-        for key in ("batch_size", "grad_accum_steps", "eval_iters"):
-            positive_int(key)
-        for key in ("num_workers", "warmup_iters", "eval_interval", "checkpoint_interval", "seed"):
-            positive_int(key, allow_zero=True)
-        positive_int("lr_decay_iters", allow_none=True)
-        if not 0 < C.learning_rate < math.inf:
-            raise ValueError(f"trainer.learning_rate must be a positive number such as 3e-4, got {C.learning_rate!r}")
-        if not 0 <= C.weight_decay < math.inf:
-            raise ValueError(f"trainer.weight_decay must be >= 0 (0 turns it off), got {C.weight_decay!r}")
-        if not C.grad_norm_clip >= 0:
-            raise ValueError(f"trainer.grad_norm_clip must be >= 0 (0 turns clipping off), got {C.grad_norm_clip!r}")
-        if not all(0 <= b < 1 for b in C.betas):
-            raise ValueError(f"trainer.betas must be two numbers in [0, 1) such as (0.9, 0.95), got {C.betas!r}")
-        if C.min_lr is not None and not 0 <= C.min_lr <= C.learning_rate:
-            raise ValueError(f"trainer.min_lr must be in [0, learning_rate={C.learning_rate}], got {C.min_lr!r}")
-        if C.lr_schedule not in SCHEDULES:
-            raise ValueError(f"trainer.lr_schedule must be one of {SCHEDULES}, got {C.lr_schedule!r}")
-        if C.lr_schedule == "cosine" and C.max_iters is None and C.lr_decay_iters is None:
-            raise ValueError("the cosine schedule needs a horizon: set trainer.max_iters or trainer.lr_decay_iters")
-        if C.eval_interval and not has_val_dataset:
-            raise ValueError("trainer.eval_interval is set but no val_dataset was given; pass one or set it to 0")
-        if C.precision not in PRECISIONS:
-            raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {C.precision!r}")
-        return C
-
-    # ------------------------------------------------------------------ events
-    def _check_event(self, event: str) -> None:
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; valid events are {', '.join(EVENTS)}")
-
-    def add_callback(self, event: str | object, callback: Callable[["Trainer"], None] | None = None) -> None:
-        """``add_callback('on_batch_end', fn)`` with fn(trainer), or ``add_callback(obj)`` for an object whose
-        methods are named after events (``obj.on_batch_end(trainer)``)."""
-        if isinstance(event, str):
-            self._check_event(event)
-            if not callable(callback):
-                raise TypeError(f"callback for {event!r} must be callable, got {callback!r}")
-            self.callbacks[event].append(callback)
-            return
-        if callback is not None:
-            raise TypeError("pass either (event_name, function) or a single callback object")
-        names = [n for n in dir(event) if n.startswith("on_") and callable(getattr(event, n))]
-        for name in names:
-            self._check_event(name)  # a misspelt method would otherwise never fire
-        if not names:
-            raise TypeError(f"{type(event).__name__} has no event methods; define some of: {', '.join(EVENTS)}")
-        for name in names:
-            self.callbacks[name].append(getattr(event, name))
-
-    def set_callback(self, event: str, callback: Callable[["Trainer"], None]) -> None:
-        """Replace all callbacks of `event` with this one."""
-        self._check_event(event)
-        self.callbacks[event] = []
-        self.add_callback(event, callback)
-
-    def trigger_callbacks(self, event: str) -> None:
-        self._check_event(event)
-        for callback in self.callbacks[event]:
-            callback(self)
-
-    # ------------------------------------------------------------------ data
-    def _batches(self, dataset, stream: int, start: int, accum: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        C = self.config
-        indices = StepSampler(len(dataset), C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
-                              as_list=not isinstance(dataset, TokenStream))
-        pin = self.device.type == "cuda"
-        if hasattr(dataset, "batch_iterator"):  # a data set that batches itself and has a position to save
-            batches = dataset.batch_iterator(C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
-                                             state=self.data_state() if stream == 0 else None)
-            if stream == 0:
-                self._data_batches = batches
-            for x, y in batches:
-                yield (x.pin_memory(), y.pin_memory()) if pin else (x, y)
-            return
-        if isinstance(dataset, TokenStream):  # the fast path: one vectorised gather per batch, no DataLoader
-            for idx in indices:
-                x, y = dataset.get_batch(idx)
-                yield (x.pin_memory(), y.pin_memory()) if pin else (x, y)
-            return
-        # Each worker seeds torch, numpy and python from (seed, rank, start step, worker id): see seed_worker.
-        # The DataLoader draws a base seed for its workers; from its own generator, not from training's RNG.
-        loader_seed = int(np.random.default_rng([C.seed, 2, self.rank, start]).integers(2**62))
-        generator = torch.Generator().manual_seed(loader_seed)
-        init = functools.partial(seed_worker, seed=C.seed, rank=self.rank, start=start)
-        yield from DataLoader(dataset, batch_sampler=indices, num_workers=C.num_workers, pin_memory=pin,
-                              generator=generator, worker_init_fn=init if C.num_workers else None)
-
-    def data_state(self) -> dict | None:
-        """The training data's position, for data sets with a ``batch_iterator(...)`` whose iterator has
-        ``state_dict()`` (e.g. `mingpt.token_shards.TokenShards`); saved in checkpoints, restored on resume."""
-        return self._data_batches.state_dict() if self._data_batches is not None else self._data_state
-
-    def _next_batch(self, batches: Iterator, name: str, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        if not check:
-            x, y = next(batches)
-        else:  # the first batch: turn shape problems into messages about the data set, not deep stack traces
-            try:
-                batch = next(batches)
-            except RuntimeError as e:
-                raise ValueError(f"could not batch {name}: {e}; every item must have the same shape") from e
-            _check_batch(batch, name)
-            x, y = batch
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
-    def _autocast(self):
-        if self.precision.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.precision.autocast_dtype)
-
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the recipe
     def run(self) -> None:
         """Train until max_iters (call again after raising max_iters to continue). Ctrl-C saves and returns."""
         C = self.config
@@ -415,7 +216,7 @@ class Trainer:
             syncless = self.world_size > 1 and micro < accum - 1
             sync = self._train_model.no_sync() if syncless else contextlib.nullcontext()
             with sync:
-                with self._autocast():
+                with autocast(self.device.type, self.precision.autocast_dtype):
                     output = self._train_model(x, y)
                 if check and micro == 0 and not (isinstance(output, (tuple, list)) and len(output) == 2
                                                  and isinstance(output[1], torch.Tensor)):
@@ -471,28 +272,85 @@ class Trainer:
         dataset = self.val_dataset if dataset is None else dataset
         if dataset is None:
             raise ValueError("evaluate() needs a dataset: pass one or give the Trainer a val_dataset")
-        iters = iters or self.config.eval_iters
-        model, was_training = self._eval_model, self._eval_model.training
-        model.eval()  # dropout off
-        # A data set may draw random numbers (random crops, random problems): give evaluation its own seeded
-        # generators and put training's back afterwards, so training continues as if nothing had happened.
-        training_rng = capture_rng_state()
-        set_seed(int(np.random.default_rng([self.config.seed, 1, self.rank]).integers(2**31)))
-        batches = self._batches(dataset, stream=1, start=0, accum=1)
+        iters = self.config.eval_iters if iters is None else check_int(iters, "iters", 1, hint=" (or None)")
         total = torch.zeros((), device=self.device)
-        try:
-            for i in range(iters):
-                x, y = self._next_batch(batches, "val_dataset", check=i == 0)
-                with self._autocast():
-                    total += model(x, y)[1].float()
-        finally:
-            batches.close()
-            model.train(was_training)
-            restore_rng_state(training_rng)
+        # A data set may draw random numbers (random crops, random problems): evaluation gets its own seeded
+        # generators and training's come back afterwards, so training continues as if nothing had happened.
+        seed = int(np.random.default_rng([self.config.seed, 1, self.rank]).integers(2**31))
+        with isolated_rng(seed), eval_mode(self._eval_model) as model:  # and dropout off for the while
+            batches = self._batches(dataset, stream=1, start=0, accum=1)
+            try:
+                for i in range(iters):
+                    x, y = self._next_batch(batches, "val_dataset", check=i == 0)
+                    with autocast(self.device.type, self.precision.autocast_dtype):
+                        total += model(x, y)[1].float()
+            finally:
+                batches.close()
         if self.world_size > 1:
             dist.all_reduce(total)
             total /= self.world_size
         return (total / iters).item()
+
+    # ------------------------------------------------------------------ batches
+    def _batches(self, dataset, stream: int, start: int, accum: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless (x, y) micro-batches of `dataset` from step `start`; stream 0 is training, 1 evaluation."""
+        C, pin = self.config, self.device.type == "cuda"
+        if not hasattr(dataset, "batch_iterator"):  # a map-style data set: a DataLoader reads it
+            yield from loader_batches(dataset, C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
+                                      num_workers=C.num_workers, pin_memory=pin)
+            return
+        # A data set that batches itself (TokenStream, TokenShards): the protocol of mingpt.batching.
+        batches = dataset.batch_iterator(C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
+                                         state=self.data_state() if stream == 0 else None)
+        if stream == 0:
+            self._data_batches = batches
+        for x, y in batches:
+            yield (x.pin_memory(), y.pin_memory()) if pin else (x, y)
+
+    def data_state(self) -> dict | None:
+        """The training data's position, for data sets whose ``batch_iterator(...)`` returns an iterator with
+        ``state_dict()`` (e.g. `mingpt.token_shards.TokenShards`); saved in checkpoints, restored on resume."""
+        state_dict = getattr(self._data_batches, "state_dict", None)
+        return state_dict() if state_dict is not None else self._data_state
+
+    def _next_batch(self, batches: Iterator, name: str, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = next_checked(batches, name) if check else next(batches)  # check: the first batch, named `name`
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------------ set-up, step by step
+    def _setup_processes(self) -> None:
+        """torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them this is one process."""
+        self.rank, self.local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.device = choose_device(self.config.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+            atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+
+    def _setup_optimizer(self) -> None:
+        """The model's own parameter groups if it has configure_optimizers (GPT does), else a generic AdamW."""
+        C = self.config
+        if hasattr(self.model, "configure_optimizers"):
+            self.optimizer = self.model.configure_optimizers(C)
+        else:  # generic fallback: decay matrices (>= 2-D), not biases or norm gains
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": C.weight_decay},
+                      {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+            self.optimizer = torch.optim.AdamW(groups, lr=C.learning_rate, betas=tuple(C.betas))
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
+
+    def _wrap_model(self, model: nn.Module) -> None:
+        """_eval_model: compiled if asked (or if the caller compiled it); _train_model: that, DDP-wrapped."""
+        eval_model = model if hasattr(model, "_orig_mod") else self.model  # keep a model the caller compiled
+        if self.config.compile and not hasattr(eval_model, "_orig_mod"):
+            eval_model = torch.compile(self.model)
+        self._eval_model = self._train_model = eval_model
+        if self.world_size > 1:  # gradients are averaged across processes during backward
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._train_model = nn.parallel.DistributedDataParallel(eval_model, device_ids=ids)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | None = None) -> str | None:
@@ -503,20 +361,13 @@ class Trainer:
             if not self.config.work_dir:
                 raise ValueError("no checkpoint path given and trainer.work_dir is not set")
             path = os.path.join(self.config.work_dir, "last.pt")
-        if self.config.stop_on_nonfinite:
-            bad = [name for name, p in self.model.state_dict().items()
-                   if p.is_floating_point() and not torch.isfinite(p).all()]
-            if bad:  # a checkpoint is something to go back to: never replace a good one with NaN
-                raise FloatingPointError(
-                    f"refusing to save {path!r} at step {self.iter_num}: {len(bad)} tensors hold NaN/inf "
-                    f"(first: {bad[0]}); the previous checkpoint there is kept. "
-                    "trainer.stop_on_nonfinite=False saves regardless.")
+        if self.config.stop_on_nonfinite:  # a checkpoint is something to go back to: never one with NaN weights
+            refuse_nonfinite(self.model, path, self.iter_num, "trainer.stop_on_nonfinite=False saves regardless.")
         model_config = getattr(self.model, "config", None)
         # Saved from on_batch_end (e.g. a best.pt), iter_num is that step's index: the checkpoint records the
         # steps done, so that resuming from it continues with the right step.
-        steps_done = self.steps_done
         save_checkpoint(
-            path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=steps_done,
+            path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=self.steps_done,
             config={"trainer": self.config.to_dict(),
                     "model": model_config.to_dict() if hasattr(model_config, "to_dict") else None},
             metadata={"val_loss": self.val_loss, "best_val_loss": self.best_val_loss, "world_size": self.world_size,
@@ -532,7 +383,7 @@ class Trainer:
         path = resume_path(C)
         if path is None:
             return False
-        checkpoint = _load_for_resume(path)
+        checkpoint = load_for_resume(path)
         # One process restores its RNG states exactly; under DDP each rank re-seeds from (seed, rank, step).
         self.iter_num = restore_checkpoint(checkpoint, self.model, self.optimizer, self.scaler,
                                            rng=self.world_size == 1)
@@ -554,41 +405,35 @@ class Trainer:
                 logger.info("%s", schedule)
         return True
 
-
-# ---------------------------------------------------------------------------------------------- resuming
-def resume_path(config: CfgNode) -> str | None:
-    """The checkpoint `config.resume` points at (for 'auto': work_dir/last.pt if it exists), or None."""
-    path = config.resume
-    if not path:
-        return None
-    if path == "auto":
-        if not config.work_dir:
-            raise ValueError("trainer.resume='auto' looks for work_dir/last.pt, but trainer.work_dir is not set")
-        path = os.path.join(config.work_dir, "last.pt")
-        if not os.path.isfile(path):
-            logger.info("no checkpoint at %s; starting from scratch", path)
-            return None
-    return path
-
-
-def _load_for_resume(path: str, mmap: bool = False) -> dict:
-    """load_checkpoint, with an error that says how to go on when the file cannot be used."""
-    try:
-        return load_checkpoint(path, mmap=mmap)
-    except (FileNotFoundError, ValueError) as e:
-        best = os.path.join(os.path.dirname(path), "best.pt")
-        other = best if os.path.isfile(best) and os.path.abspath(best) != os.path.abspath(path) else "<checkpoint>"
-        reason = str(e.args[0] if e.args else e).rstrip(".")
-        raise type(e)(f"cannot resume: {reason}. Resume from another checkpoint "
-                      f"(--trainer.resume={other}) or start fresh (--trainer.resume=None)") from None
-
-
-def check_resume(config: CfgNode) -> None:
-    """
-    Fail fast if a trainer config's `resume` names a checkpoint that cannot be read: a project calls this
-    before it sets up its run directory, so a truncated last.pt gives one clear line, not a run that starts and
-    crashes. Cheap: the tensors are memory-mapped, not read (the Trainer's full load still checks them).
-    """
-    path = resume_path(config)
-    if path is not None:
-        _load_for_resume(path, mmap=True)
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def check_config(cls, config: CfgNode, has_val_dataset: bool = True) -> CfgNode:
+        """
+        The private, checked copy of `config` a Trainer would use: unknown keys raise KeyError, wrong types
+        TypeError, bad values ValueError. A script can call it before it starts anything (creates a run folder,
+        reads data), so that bad settings end it at once with one clear message.
+        """
+        if not isinstance(config, CfgNode):
+            raise TypeError(f"config must be a CfgNode (Trainer.get_default_config()), got {type(config).__name__}")
+        C = cls.get_default_config()
+        C.merge_from_dict(config.to_dict())
+        for key, low in (("batch_size", 1), ("grad_accum_steps", 1), ("eval_iters", 1), ("num_workers", 0),
+                         ("warmup_iters", 0), ("eval_interval", 0), ("checkpoint_interval", 0), ("seed", 0)):
+            check_int(getattr(C, key), f"trainer.{key}", low)
+        for key in ("max_iters", "lr_decay_iters"):
+            if getattr(C, key) is not None:
+                check_int(getattr(C, key), f"trainer.{key}", 1, hint=" (or None)")
+        if not 0 < C.learning_rate < math.inf:
+            raise ValueError(f"trainer.learning_rate must be a positive number such as 3e-4, got {C.learning_rate!r}")
+        if not 0 <= C.weight_decay < math.inf:
+            raise ValueError(f"trainer.weight_decay must be >= 0 (0 turns it off), got {C.weight_decay!r}")
+        if not C.grad_norm_clip >= 0:
+            raise ValueError(f"trainer.grad_norm_clip must be >= 0 (0 turns clipping off), got {C.grad_norm_clip!r}")
+        if not all(0 <= b < 1 for b in C.betas):
+            raise ValueError(f"trainer.betas must be two numbers in [0, 1) such as (0.9, 0.95), got {C.betas!r}")
+        check_schedule(C)  # lr_schedule, min_lr, the cosine's horizon
+        if C.eval_interval and not has_val_dataset:
+            raise ValueError("trainer.eval_interval is set but no val_dataset was given; pass one or set it to 0")
+        if C.precision not in PRECISIONS:
+            raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {C.precision!r}")
+        return C

@@ -1,31 +1,32 @@
-"""Tests for mingpt/callbacks.py: progress line, MFU against the real device's peak, loss plot, NaN stop."""
+"""Tests for mingpt/callbacks.py and mingpt/mfu.py: progress line, MFU against the real device's peak, loss plot,
+time limit."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import types
 
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 import mingpt.callbacks as callbacks
-from mingpt.callbacks import (LossCurvePlot, ProgressLogger, StopOnNaN, device_peak_flops, estimate_mfu,
-                              peak_flops_for)
+from mingpt.callbacks import LossCurvePlot, ProgressLogger, TimeLimit
 from mingpt.data import TokenStream
+from mingpt.mfu import device_peak_flops, estimate_mfu, peak_flops_for
 from mingpt.model import GPT
 from mingpt.trainer import Trainer
 
 
-def tiny_trainer(max_iters=4, **overrides) -> Trainer:
+def tiny_trainer(max_iters=4, callbacks=(), **overrides) -> Trainer:
     C = GPT.get_default_config()
     C.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=9, block_size=8))
     config = Trainer.get_default_config()
     config.merge_from_dict(dict(device="cpu", max_iters=max_iters, batch_size=4, **overrides))
     data = TokenStream(np.random.default_rng(0).integers(0, 9, 200), 8)
-    return Trainer(config, GPT(C), data, data if overrides.get("eval_interval") else None)
+    return Trainer(config, GPT(C), data, data if overrides.get("eval_interval") else None, callbacks=callbacks)
 
 
 def test_progress_logger_reports_loss_lr_throughput_eta_and_mfu(caplog):
@@ -37,7 +38,8 @@ def test_progress_logger_reports_loss_lr_throughput_eta_and_mfu(caplog):
     steps = [line for line in lines if "tok/s" in line]
     assert [line.split(" |")[0] for line in steps] == ["step 2/4", "step 4/4"]
     assert all(key in steps[0] for key in ("loss ", "lr ", "MFU ", "ETA "))
-    assert any("val loss" in line for line in lines)
+    evals = [line for line in lines if "val loss" in line]
+    assert len(evals) == 1 and re.fullmatch(r"step 4 \| val loss \d\.\d{4} \| best \d\.\d{4} \| \d+ s", evals[0])
 
 
 def test_progress_logger_omits_mfu_when_the_peak_is_unknown_and_can_use_tqdm(caplog):
@@ -132,17 +134,21 @@ def test_loss_curve_without_matplotlib_says_how_to_install(monkeypatch):
         LossCurvePlot("loss.png")
 
 
-def test_stop_on_nan_raises_floating_point_error():
-    class Diverges(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.ones(1))
-
-        def forward(self, x, y):
-            return None, self.w.sum() * float("nan")
-
-    config = Trainer.get_default_config()
-    config.merge_from_dict(dict(device="cpu", max_iters=5, batch_size=2, stop_on_nonfinite=False))
-    t = Trainer(config, Diverges(), TokenStream(np.arange(50), 4), callbacks=[StopOnNaN()])
-    with pytest.raises(FloatingPointError, match="loss is nan at step 0"):  # the first step, 0-based
+def test_time_limit_stops_after_the_step_that_runs_past_it_and_says_so(caplog):
+    t = tiny_trainer(max_iters=50)
+    limit = TimeLimit(1e-9)  # already past after the first step
+    t.add_callback(limit)
+    with caplog.at_level(logging.INFO, logger="mingpt.callbacks"):
         t.run()
+    assert t.iter_num == 1 and limit.fired and "time limit of 0 s reached after 1 steps" in caplog.text
+    t = tiny_trainer(max_iters=1)  # the run ends at max_iters anyway: the limit did not end it
+    limit = TimeLimit(1e-9)
+    t.add_callback(limit)
+    t.run()
+    assert t.iter_num == 1 and not limit.fired
+    unlimited = TimeLimit(0)
+    t = tiny_trainer(max_iters=3, callbacks=(unlimited,))
+    t.run()
+    assert t.iter_num == 3 and not unlimited.fired
+    with pytest.raises(ValueError, match="seconds must be a number >= 0 .* got -1"):
+        TimeLimit(-1)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from mingpt.checkpoint import (capture_rng_state, load_checkpoint, restore_checkpoint, restore_rng_state,
-                               save_checkpoint, unwrap_model)
+from mingpt.checkpoint import (capture_rng_state, isolated_rng, load_checkpoint, restore_checkpoint,
+                               restore_rng_state, save_checkpoint, unwrap_model)
 from mingpt.model import GPT
 
 SCRIPTS = pathlib.Path(__file__).parent / "scripts"
@@ -178,3 +178,19 @@ def test_every_refusal_of_the_safe_unpickler_is_named_without_torch_advice(tmp_p
     with pytest.raises(UnsafeFileError, match="Can only append to lists") as info:
         load_checkpoint(path)
     assert "weights_only" not in str(info.value) and "Re-running" not in str(info.value)
+
+
+def test_isolated_rng_repeats_its_draws_and_leaves_the_outer_streams_as_they_were():
+    def draws():
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    straight = [draws(), draws()]
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    first = draws()
+    with isolated_rng(5):
+        inside = draws()
+    with pytest.raises(KeyError), isolated_rng(5):  # put back even when the block raises
+        assert draws() == inside
+        raise KeyError("boom")
+    assert [first, draws()] == straight and inside != straight[1]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mingpt.batching import StepSampler
 from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
 from mingpt.data import (TINY_SHAKESPEARE, CharDataset, CharVocab, TokenStream, find_data, split_train_val,
                          tiny_shakespeare)
@@ -27,6 +28,26 @@ def test_windows_are_shifted_by_one_and_batches_match_items():
     assert bx.is_contiguous() and by.is_contiguous()
     with pytest.raises(IndexError):
         s[16]
+
+
+def test_batch_iterator_gathers_the_windows_the_step_sampler_picks_and_ranks_split_them():
+    s = TokenStream(np.arange(100, dtype=np.uint16), block_size=4)
+    batches = s.batch_iterator(3, grad_accum_steps=2, seed=7, stream=0, start_step=5)
+    sampler = iter(StepSampler(len(s), 3, 2, seed=7, stream=0, start=5))
+    for _ in range(4):  # 2 steps of 2 micro-batches, from step 5: the windows starting at the sampled indices
+        x, y = next(batches)
+        starts = next(sampler)
+        assert x[:, 0].tolist() == starts.tolist() and torch.equal(y, x + 1) and x.shape == (3, 4)
+    # Two processes x 3 examples see exactly what one process x 6 sees, step after step.
+    one = s.batch_iterator(6, seed=7, start_step=5)
+    ranks = [s.batch_iterator(3, world_size=2, rank=r, seed=7, start_step=5) for r in (0, 1)]
+    for _ in range(3):
+        assert torch.equal(next(one)[0], torch.cat([next(r)[0] for r in ranks]))
+    assert not hasattr(one, "state_dict")  # a pure function of the step: no position to save
+    with pytest.raises(ValueError, match="TokenStream has no data position to restore.*'position': 12"):
+        s.batch_iterator(3, state={"position": 12})
+    with pytest.raises(ValueError, match=r"rank must be an int in \[0, 1\] \(one of the world_size processes\), got 2"):
+        next(s.batch_iterator(3, world_size=2, rank=2))
 
 
 def test_memmapped_file_gives_the_same_windows(tmp_path):

@@ -176,8 +176,28 @@ def test_eval_loss_is_the_mean_over_every_window(tmp_path):
     assert eval_loss(model, val, batch_size=3, max_batches=2) == pytest.approx(first_six.item(), rel=1e-6)
     halves = [eval_loss(model, val, batch_size=2, rank=r, world_size=2) for r in (0, 1)]
     assert sum(halves) / 2 == pytest.approx(direct.item(), rel=1e-6)  # 5 windows each
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int >= 1, got 0"):
         eval_loss(model, val, batch_size=0)
+
+
+def test_evaluations_run_without_dropout_and_give_back_the_callers_mode_even_on_errors(tmp_path, tokenizer):
+    val = TokenShards.from_directory(shards(tmp_path), "val", block_size=8)
+    model, modes = tiny_gpt(block_size=32), []
+    model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    for evaluate in (lambda: eval_loss(model, val, batch_size=5),
+                     lambda: evaluate_hellaswag(model, EXAMPLES[:1], tokenizer.encode_ordinary)):
+        for training in (True, False):
+            model.train(training)
+            modes.clear()
+            evaluate()
+            assert modes and not any(modes) and model.training is training
+    broken = tiny_gpt(block_size=32).train()
+    broken.register_forward_pre_hook(lambda module, args: 1 / 0)
+    for evaluate in (lambda: eval_loss(broken, val),
+                     lambda: evaluate_hellaswag(broken, EXAMPLES, tokenizer.encode_ordinary)):
+        with pytest.raises(ZeroDivisionError):
+            evaluate()
+        assert broken.training
 
 
 def test_both_evaluations_run_as_trainer_callbacks(tmp_path, tokenizer):

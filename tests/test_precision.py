@@ -14,7 +14,7 @@ from mingpt import generate as cli
 from mingpt.data import TokenStream
 from mingpt.generation import KVCache
 from mingpt.model import GPT, CausalSelfAttention, use_math_attention
-from mingpt.precision import NATIVE_BF16_ENV, cpu_has_native_bf16, inference_dtype, resolve_precision
+from mingpt.precision import NATIVE_BF16_ENV, autocast, cpu_has_native_bf16, inference_dtype, resolve_precision
 from mingpt.trainer import Trainer
 
 
@@ -172,3 +172,11 @@ def test_generate_cli_loads_the_model_in_the_dtype_asked_for(flag, dtype, monkey
     with pytest.raises(SystemExit):
         cli.main(["--dtype", "int8"])
     assert "invalid choice: 'int8'" in capsys.readouterr().err
+
+
+def test_autocast_runs_matmuls_in_the_dtype_and_none_changes_nothing():
+    a, b = torch.randn(4, 8), torch.randn(8, 2)
+    with autocast("cpu", torch.bfloat16):
+        assert (a @ b).dtype is torch.bfloat16
+    with autocast("cpu", None):  # plain fp32: no autocast at all
+        assert (a @ b).dtype is torch.float32 and not torch.is_autocast_cpu_enabled()

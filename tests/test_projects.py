@@ -19,6 +19,8 @@ import types
 
 import pytest
 
+from mingpt.callbacks import TimeLimit
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROJECTS = REPO_ROOT / "projects"
 
@@ -83,7 +85,7 @@ def test_adder_runs_and_reports(tmp_path, plain_clone):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--data.ndigit=10"], ["data.ndigit", "1 to 9", "10"]),
+    (["--data.ndigit=10"], ["data.ndigit", "in [1, 9]", "got 10"]),
     (["--trainer.batchsize=3"], ["trainer.batchsize", "trainer.batch_size"]),
     (["--data.ndigit=two"], ["data.ndigit", "int"]),
 ])
@@ -138,16 +140,16 @@ def test_chargpt_final_line_says_whether_the_time_cap_or_the_schedule_ended_the_
     stopped = []
     trainer = types.SimpleNamespace(steps_done=0, config=types.SimpleNamespace(max_iters=3),
                                     stop=lambda: stopped.append(trainer.steps_done))
-    limit = chargpt.TimeLimit(1e-9)  # fires at the first step that ends before max_iters
+    limit = TimeLimit(1e-9)  # fires at the first step that ends before max_iters
     limit.on_train_start(trainer)
     trainer.steps_done = 1
     limit.on_batch_end(trainer)
-    assert stopped == [1] and limit.verdict(trainer).startswith("the time cap ended the run")
-    limit = chargpt.TimeLimit(1e-9)
+    assert stopped == [1] and chargpt.verdict(limit, trainer).startswith("the time cap ended the run")
+    limit = TimeLimit(1e-9)
     limit.on_train_start(trainer)
     trainer.steps_done = 3  # the schedule's last step: the run ends anyway, so the cap did not end it
     limit.on_batch_end(trainer)
-    assert stopped == [1] and limit.verdict(trainer).startswith("the schedule ended the run")
+    assert stopped == [1] and chargpt.verdict(limit, trainer).startswith("the schedule ended the run")
 
 
 def test_chargpt_offline_and_uncached_says_what_is_missing_in_one_line(tmp_path, plain_clone, serve_directory):

@@ -18,12 +18,16 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+import mingpt.batching as batching
 import mingpt.trainer as trainer_module
-from mingpt.checkpoint import load_checkpoint
+from mingpt.callbacks import EVENTS
+from mingpt.checkpoint import check_resume, load_checkpoint
 from mingpt.config import CfgNode
 from mingpt.data import TokenStream
 from mingpt.model import GPT
-from mingpt.trainer import EVENTS, Trainer, check_resume, get_lr, resolve_precision
+from mingpt.precision import Precision, resolve_precision
+from mingpt.schedule import get_lr
+from mingpt.trainer import Trainer
 from mingpt.utils import set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +89,8 @@ def test_unknown_key_is_rejected_with_suggestion_and_caller_config_untouched():
 
 
 @pytest.mark.parametrize("key,value", [("max_iters", 0), ("max_iters", -5), ("batch_size", 0), ("batch_size", -1),
-                                       ("grad_accum_steps", 0), ("lr_schedule", "linear"), ("precision", "fp8")])
+                                       ("grad_accum_steps", 0), ("lr_schedule", "linear"), ("min_lr", 1.0),
+                                       ("precision", "fp8")])
 def test_bad_config_values_raise_value_error_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         Trainer(cfg(**{key: value}), tiny_gpt(), stream())
@@ -236,12 +241,40 @@ def test_generic_module_without_configure_optimizers_trains():
     assert decays == [0.0, 0.1]
 
 
-def test_token_stream_is_batched_without_a_dataloader(monkeypatch):
+def test_data_sets_that_batch_themselves_are_asked_for_batches_without_a_dataloader(monkeypatch):
     def no_loader(*args, **kwargs):
-        raise AssertionError("a TokenStream should not go through a DataLoader")
+        raise AssertionError("a data set with batch_iterator should not go through a DataLoader")
 
-    monkeypatch.setattr(trainer_module, "DataLoader", no_loader)
-    Trainer(cfg(), tiny_gpt(), stream()).run()
+    class SelfBatching(Windows):
+        """Not a TokenStream: any data set with batch_iterator(...) hands the Trainer its own batches."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def batch_iterator(self, batch_size, grad_accum_steps, world_size, rank, seed, stream, start_step, state=None):
+            self.calls.append((batch_size, grad_accum_steps, world_size, rank, seed, stream, start_step, state))
+            x, y = self[0]
+            return iter(lambda: (x.repeat(batch_size, 1), y.repeat(batch_size, 1)), None)  # endless
+
+    monkeypatch.setattr(batching, "DataLoader", no_loader)
+    Trainer(cfg(), tiny_gpt(), stream()).run()  # TokenStream (and so CharDataset) batches itself
+    train, val = SelfBatching(), SelfBatching()
+    t = Trainer(cfg(max_iters=2, grad_accum_steps=2, seed=5, eval_interval=2, eval_iters=1), tiny_gpt(), train, val)
+    t.run()
+    assert train.calls == [(4, 2, 1, 0, 5, 0, 0, None)]  # batch, accum, world size, rank, seed, stream 0, step 0
+    assert val.calls == [(4, 1, 1, 0, 5, 1, 0, None)]  # evaluation: its own stream, from step 0 every time
+    assert t.data_state() is None  # an iterator without state_dict() has no position to save
+
+
+def test_a_map_style_data_set_is_indexed_with_plain_ints():
+    class PlainIntsOnly(Windows):
+        def __getitem__(self, i):  # as a hand-written data set may: numpy's int64 is not an int
+            if type(i) is not int:
+                raise TypeError(f"index must be an int, got {type(i).__name__}")
+            return super().__getitem__(i)
+
+    Trainer(cfg(max_iters=1), tiny_gpt(), PlainIntsOnly()).run()
 
 
 def test_precision_resolution_never_gives_cpu_or_mps_a_cuda_only_setup():
@@ -254,8 +287,8 @@ def test_precision_resolution_never_gives_cpu_or_mps_a_cuda_only_setup():
     with pytest.raises(ValueError, match="mps"):
         resolve_precision("bf16", "mps")
     assert resolve_precision("bf16", "cpu").autocast_dtype is torch.bfloat16
-    assert resolve_precision("auto", "cuda", cuda_bf16=True) == trainer_module.Precision("bf16", torch.bfloat16, False)
-    assert resolve_precision("auto", "cuda", cuda_bf16=False) == trainer_module.Precision("fp16", torch.float16, True)
+    assert resolve_precision("auto", "cuda", cuda_bf16=True) == Precision("bf16", torch.bfloat16, False)
+    assert resolve_precision("auto", "cuda", cuda_bf16=False) == Precision("fp16", torch.float16, True)
     with pytest.raises(ValueError, match="bfloat16"):
         resolve_precision("bf16", "cuda", cuda_bf16=False)
 

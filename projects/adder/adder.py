@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mingpt.checkpoint import check_resume
 from mingpt.config import CfgNode
 from mingpt.model import GPT, IGNORE_INDEX, resolve_config
-from mingpt.trainer import Trainer, check_resume
-from mingpt.utils import set_seed, setup_logging
+from mingpt.trainer import Trainer
+from mingpt.utils import check_int, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.adder")
 
@@ -101,16 +102,11 @@ class AdditionProblems:
     """The problem space for one ndigit, and its held-out test set (a fixed, seeded sample)."""
 
     def __init__(self, ndigit: int, test_size: int, seed: int):
-        if not isinstance(ndigit, int) or isinstance(ndigit, bool) or not 1 <= ndigit <= MAX_NDIGIT:
-            raise ValueError(f"data.ndigit must be an int from 1 to {MAX_NDIGIT}, got {ndigit!r}")
-        self.ndigit = ndigit
+        self.ndigit = check_int(ndigit, "data.ndigit", 1, MAX_NDIGIT)
         self.base = 10**ndigit  # operands are 0 .. base-1
         self.size = self.base**2  # number of distinct problems (a, b)
-        if not isinstance(test_size, int) or not 1 <= test_size <= self.size // 5:
-            raise ValueError(
-                f"data.test_size must be from 1 to {self.size // 5} (a fifth of the {self.size} problems with "
-                f"ndigit={ndigit}), got {test_size!r}"
-            )
+        check_int(test_size, "data.test_size", 1, self.size // 5,
+                  hint=f" (at most a fifth of the {self.size} problems with ndigit={ndigit})")
         rng = np.random.default_rng(seed)
         if self.size <= 10**7:  # small spaces: an exact sample without replacement
             test = rng.choice(self.size, size=test_size, replace=False).tolist()
@@ -207,8 +203,7 @@ def main(argv: list[str]) -> None:
     try:
         config.merge_from_args(argv)
         problems = AdditionProblems(config.data.ndigit, config.data.test_size, config.system.seed)
-        if config.system.eval_interval < 1:
-            raise ValueError(f"system.eval_interval must be >= 1, got {config.system.eval_interval}")
+        check_int(config.system.eval_interval, "system.eval_interval", 1)
         n = config.data.ndigit
         config.model.vocab_size = 10  # the digits
         config.model.block_size = 3 * n  # 2n question digits + (n+1) answer digits, minus the one never fed back in

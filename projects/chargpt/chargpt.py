@@ -17,23 +17,20 @@ loss.png (the loss curve) and sample.txt. Presets: the defaults are the CPU pres
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
 
 import torch
 
-from mingpt.callbacks import LossCurvePlot
-from mingpt.checkpoint import load_checkpoint
+from mingpt.callbacks import LossCurvePlot, ProgressLogger, TimeLimit
+from mingpt.checkpoint import check_resume, load_checkpoint
 from mingpt.config import CfgNode
-from mingpt.data import TINY_SHAKESPEARE, CharDataset, CharVocab, read_text, split_train_val, tiny_shakespeare
+from mingpt.data import TINY_SHAKESPEARE, CharDataset, CharVocab, split_train_val, tiny_shakespeare
 from mingpt.download import DownloadError
 from mingpt.model import GPT, resolve_config
-from mingpt.trainer import Trainer, check_resume
+from mingpt.trainer import Trainer
 from mingpt.utils import choose_device, set_seed, setup_logging
-
-logger = logging.getLogger("mingpt.projects.chargpt")
 
 MODES = ("train", "sample")
 
@@ -143,32 +140,13 @@ def run_sample(config: CfgNode) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- training
-class TimeLimit:
-    """Stop training after `seconds` of wall time: `trainer.stop()` makes this step the last one, so the Trainer
-    still evaluates and saves as at any normal end."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.fired = False  # did the limit end the run (rather than the schedule's max_iters)?
-
-    def on_train_start(self, trainer) -> None:
-        self.start = time.perf_counter()
-
-    def on_batch_end(self, trainer) -> None:
-        steps_done = trainer.steps_done  # at on_batch_end, iter_num is the index of the step just run
-        done = trainer.config.max_iters is not None and steps_done >= trainer.config.max_iters
-        if self.seconds and not done and time.perf_counter() - self.start > self.seconds:
-            logger.info("time limit of %.0f s reached after %d steps", self.seconds, steps_done)
-            self.fired = True
-            trainer.stop()
-
-    def verdict(self, trainer) -> str:
-        """Which of the two ended the run, in words for the final line."""
-        if self.fired:
-            return (f"the time cap ended the run (system.max_seconds={self.seconds:g}) before the schedule's "
-                    f"{trainer.config.max_iters} iters")
-        cap = f"the time cap of {self.seconds:g} s did not fire" if self.seconds else "no time cap"
-        return f"the schedule ended the run ({cap})"
+def verdict(time_limit: TimeLimit, trainer: Trainer) -> str:
+    """Which of the two ended the run, the time cap or the schedule, in words for the final line."""
+    if time_limit.fired:
+        return (f"the time cap ended the run (system.max_seconds={time_limit.seconds:g}) before the schedule's "
+                f"{trainer.config.max_iters} iters")
+    cap = f"the time cap of {time_limit.seconds:g} s did not fire" if time_limit.seconds else "no time cap"
+    return f"the schedule ended the run ({cap})"
 
 
 def check_config(config: CfgNode) -> None:
@@ -189,22 +167,10 @@ def run_train(config: CfgNode, text: str) -> None:
     set_seed(config.system.seed)
 
     model = GPT(config.model)
-    trainer = Trainer(config.trainer, model, train_set, val_set)
-    trainer.add_callback(LossCurvePlot(os.path.join(work_dir, "loss.png")))
-    time_limit = TimeLimit(config.system.max_seconds)
-    trainer.add_callback(time_limit)
-
-    def log(trainer):
-        if trainer.iter_num % 50 == 0:
-            logger.info("step %d | loss %.4f | lr %.2e | %.0f ms/step", trainer.iter_num, trainer.loss.item(),
-                        trainer.lr, 1000 * trainer.iter_dt)
-
-    def log_eval(trainer):
-        logger.info("step %d | val loss %.4f (best %.4f) | %.0f s", trainer.iter_num, trainer.val_loss,
-                    trainer.best_val_loss, time.perf_counter() - t0)
-
-    trainer.add_callback("on_batch_end", log)
-    trainer.add_callback("on_eval_end", log_eval)
+    time_limit = TimeLimit(config.system.max_seconds)  # a safety net for the CPU preset's 2-minute budget
+    trainer = Trainer(config.trainer, model, train_set, val_set,
+                      callbacks=(ProgressLogger(interval=50), LossCurvePlot(os.path.join(work_dir, "loss.png")),
+                                 time_limit))
     t0 = time.perf_counter()
     trainer.run()
     seconds = time.perf_counter() - t0
@@ -216,10 +182,10 @@ def run_train(config: CfgNode, text: str) -> None:
     print(sample)
     if trainer.val_loss is None:
         print(f"trained {trainer.iter_num} iters in {seconds:.1f} s (no evaluation: trainer.eval_interval=0); "
-              f"{time_limit.verdict(trainer)}")
+              f"{verdict(time_limit, trainer)}")
     else:
         print(f"val loss {trainer.val_loss:.4f} (best {trainer.best_val_loss:.4f}) after {trainer.iter_num} iters, "
-              f"{seconds:.1f} s; {time_limit.verdict(trainer)}")
+              f"{seconds:.1f} s; {verdict(time_limit, trainer)}")
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -249,7 +215,7 @@ def main(argv: list[str]) -> None:
             return
         check_config(config)
         # A local file, or Tiny Shakespeare: $MINGPT_DATA_DIR, else mingpt's cache (downloaded once, verified).
-        text = read_text(config.data.path) if config.data.path else tiny_shakespeare(url=config.data.url)
+        text = tiny_shakespeare(config.data.path, url=config.data.url)
     except (KeyError, TypeError, ValueError, FileNotFoundError, DownloadError) as e:
         fail(e.args[0] if isinstance(e, KeyError) and e.args else str(e))
     run_train(config, text)

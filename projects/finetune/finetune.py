@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 from mingpt.bpe import BPETokenizer
+from mingpt.callbacks import ProgressLogger
+from mingpt.checkpoint import check_resume
 from mingpt.config import CfgNode
-from mingpt.data import TokenStream, read_text, split_train_val, tiny_shakespeare
+from mingpt.data import TokenStream, split_train_val, tiny_shakespeare
 from mingpt.download import DownloadError
 from mingpt.model import GPT
-from mingpt.trainer import Trainer, check_resume
+from mingpt.trainer import Trainer
 from mingpt.utils import choose_device, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.finetune")
@@ -109,15 +111,7 @@ def run_train(config: CfgNode, model: GPT, tokenizer: BPETokenizer, text: str) -
                                       config.data.block_size)
     logger.info("%d training and %d validation tokens (encoded in %.1f s)", len(train_set.tokens),
                 len(val_set.tokens), time.perf_counter() - t_encode)
-    trainer = Trainer(config.trainer, model, train_set, val_set)
-
-    def log(trainer):
-        if trainer.iter_num % 10 == 0:
-            logger.info("step %d | loss %.4f | %.0f ms/step", trainer.iter_num, trainer.loss.item(),
-                        1000 * trainer.iter_dt)
-
-    trainer.add_callback("on_batch_end", log)
-    trainer.add_callback("on_eval_end", lambda t: logger.info("step %d | val loss %.4f", t.iter_num, t.val_loss))
+    trainer = Trainer(config.trainer, model, train_set, val_set, callbacks=(ProgressLogger(interval=10),))
     initial_val = trainer.evaluate() if val_set is not None else None
     logger.info("val loss of the pretrained model: %.4f", initial_val)
     t0 = time.perf_counter()
@@ -169,7 +163,7 @@ def main(argv: list[str]) -> None:
             print(sample_text(model, tokenizer, config.sample, config.system.seed))
             return
         # A local file, or Tiny Shakespeare: $MINGPT_DATA_DIR, else mingpt's cache (downloaded once, verified).
-        text = read_text(config.data.path) if config.data.path else tiny_shakespeare()
+        text = tiny_shakespeare(config.data.path)
         d = config.model.dropout
         model = GPT.from_pretrained(config.model.init_from, embd_pdrop=d, resid_pdrop=d, attn_pdrop=d)
         if config.data.block_size > model.config.block_size:

@@ -29,7 +29,7 @@ import torch
 
 from mingpt.atomic import atomic_path
 from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
-from mingpt.callbacks import ProgressLogger
+from mingpt.callbacks import ProgressLogger, TimeLimit
 from mingpt.config import CfgNode
 from mingpt.download import DownloadError
 from mingpt.hellaswag import HellaSwag, fetch_hellaswag, load_examples
@@ -149,21 +149,6 @@ class MetricsLog:
 
     def on_eval_end(self, trainer) -> None:
         self._write(trainer, val_loss=round(trainer.val_loss, 5))
-
-
-class TimeLimit:
-    """End training once `seconds` of wall time have passed (the Trainer's final evaluation and save still run)."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-
-    def on_train_start(self, trainer) -> None:
-        self.start = time.perf_counter()
-
-    def on_batch_end(self, trainer) -> None:
-        if self.seconds and time.perf_counter() - self.start > self.seconds:
-            logger.info("time limit of %.0f s reached after %d steps", self.seconds, trainer.steps_done)
-            trainer.stop()
 
 
 def hellaswag_callback(config: CfgNode) -> HellaSwag:

@@ -47,9 +47,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from mingpt.checkpoint import check_resume
 from mingpt.config import CfgNode
 from mingpt.model import IGNORE_INDEX, CausalSelfAttention
-from mingpt.trainer import Trainer, check_resume
+from mingpt.trainer import Trainer
 from mingpt.utils import set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.induction")
