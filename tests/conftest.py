@@ -1,5 +1,6 @@
 """
-Shared fixtures: where the real data lives, a private download cache, and a loopback HTTP server.
+Shared fixtures: the small random GPTs the tests build, where the real data lives, a private download cache, and a
+loopback HTTP server.
 
 Real data (GPT-2's vocabulary files, Tiny Shakespeare) comes from local copies when $MINGPT_DATA_DIR (default:
 ``../shared/data`` beside the repository) holds them, so a machine without network runs every test; otherwise from
@@ -20,10 +21,58 @@ import subprocess
 import threading
 
 import pytest
+import torch
+
+from mingpt.config import CfgNode
+from mingpt.model import GPT
+from mingpt.utils import set_seed
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+# ---------------------------------------------------------------------------------------------- tiny GPTs
+@pytest.fixture(scope="session")
+def tiny_gpt_config():
+    """A factory of small GPT configs, ``tiny_gpt_config(n_layer=3, vocab_size=97)``: what a test does not name is
+    a 2-layer, 4-head, 32-wide model over 50 tokens with a block of 16 (and GPT's default dropout, 0.1)."""
+
+    def make(**overrides) -> CfgNode:
+        config = GPT.get_default_config()
+        config.merge_from_dict(dict(n_layer=2, n_head=4, n_embd=32, vocab_size=50, block_size=16))
+        config.merge_from_dict(overrides)
+        return config
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt(tiny_gpt_config):
+    """
+    The one factory every test file builds its models with: ``tiny_gpt(seed=0, dropout=None, ln_noise=0.0,
+    bias_noise=0.0, **config)`` seeds everything with `seed`, then builds ``GPT(tiny_gpt_config(**config))``, in
+    training mode as GPT's constructor leaves it. `dropout` sets all three dropout rates. `ln_noise`/`bias_noise`
+    redraw LayerNorm gains as 1 + ln_noise * N(0, 1) and biases as bias_noise * N(0, 1): GPT starts with gains of
+    one and biases of zero, so a computation that forgot a gain or a bias would still pass on a fresh model.
+    """
+
+    def make(seed: int = 0, dropout: float | None = None, ln_noise: float = 0.0, bias_noise: float = 0.0,
+             **config) -> GPT:
+        if dropout is not None:
+            config.update(embd_pdrop=dropout, resid_pdrop=dropout, attn_pdrop=dropout)
+        set_seed(seed)
+        model = GPT(tiny_gpt_config(**config))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if ln_noise and name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+                    p.copy_(1 + ln_noise * torch.randn_like(p))
+                elif bias_noise and name.endswith("bias"):
+                    p.copy_(bias_noise * torch.randn_like(p))
+        return model
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------- data
 DATA_FILES = ("gpt2/encoder.json", "gpt2/vocab.bpe", "tinyshakespeare/input.txt")
 
 

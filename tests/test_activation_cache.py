@@ -3,24 +3,14 @@
 import pytest
 import torch
 
-from mingpt.model import GPT
 
 V, T, L, NH, C = 97, 9, 3, 4, 32
 
 
 @pytest.fixture(scope="module")
-def model():
-    config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=32))
-    torch.manual_seed(0)
-    model = GPT(config)
-    with torch.no_grad():  # LayerNorm weights far from 1 and biases far from 0: a missing w or b shows
-        for name, p in model.named_parameters():
-            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-                p.copy_(1 + 0.5 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.3 * torch.randn_like(p))
-    return model.eval()
+def model(tiny_gpt):
+    # LayerNorm weights far from 1 and biases far from 0: a missing w or b shows
+    return tiny_gpt(ln_noise=0.5, bias_noise=0.3, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=32).eval()
 
 
 @pytest.fixture(scope="module")

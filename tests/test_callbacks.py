@@ -16,20 +16,24 @@ import mingpt.callbacks as callbacks
 from mingpt.callbacks import LossCurvePlot, ProgressLogger, TimeLimit
 from mingpt.data import TokenStream
 from mingpt.mfu import device_peak_flops, estimate_mfu, peak_flops_for
-from mingpt.model import GPT
 from mingpt.trainer import Trainer
 
 
-def tiny_trainer(max_iters=4, callbacks=(), **overrides) -> Trainer:
-    C = GPT.get_default_config()
-    C.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=9, block_size=8))
-    config = Trainer.get_default_config()
-    config.merge_from_dict(dict(device="cpu", max_iters=max_iters, batch_size=4, **overrides))
-    data = TokenStream(np.random.default_rng(0).integers(0, 9, 200), 8)
-    return Trainer(config, GPT(C), data, data if overrides.get("eval_interval") else None, callbacks=callbacks)
+@pytest.fixture
+def tiny_trainer(tiny_gpt):
+    """A factory of Trainers of a 1-layer GPT over 9 tokens: tiny_trainer(max_iters=4, callbacks=(), **config)."""
+
+    def make(max_iters=4, callbacks=(), **overrides) -> Trainer:
+        config = Trainer.get_default_config()
+        config.merge_from_dict(dict(device="cpu", max_iters=max_iters, batch_size=4, **overrides))
+        data = TokenStream(np.random.default_rng(0).integers(0, 9, 200), 8)
+        model = tiny_gpt(n_layer=1, n_head=2, n_embd=16, vocab_size=9, block_size=8)
+        return Trainer(config, model, data, data if overrides.get("eval_interval") else None, callbacks=callbacks)
+
+    return make
 
 
-def test_progress_logger_reports_loss_lr_throughput_eta_and_mfu(caplog):
+def test_progress_logger_reports_loss_lr_throughput_eta_and_mfu(tiny_trainer, caplog):
     t = tiny_trainer(eval_interval=4, eval_iters=1)
     t.add_callback(ProgressLogger(interval=2, peak_flops=1e12))
     with caplog.at_level(logging.INFO, logger="mingpt.callbacks"):
@@ -42,7 +46,7 @@ def test_progress_logger_reports_loss_lr_throughput_eta_and_mfu(caplog):
     assert len(evals) == 1 and re.fullmatch(r"step 4 \| val loss \d\.\d{4} \| best \d\.\d{4} \| \d+ s", evals[0])
 
 
-def test_progress_logger_omits_mfu_when_the_peak_is_unknown_and_can_use_tqdm(caplog):
+def test_progress_logger_omits_mfu_when_the_peak_is_unknown_and_can_use_tqdm(tiny_trainer, caplog):
     t = tiny_trainer(max_iters=2)
     logger = ProgressLogger(interval=1, use_tqdm=True)
     t.add_callback(logger)
@@ -118,7 +122,7 @@ def test_progress_logger_takes_the_peak_of_the_trainers_device(monkeypatch):
     assert "MFU" not in logger.format(fake)
 
 
-def test_loss_curve_png_is_written(tmp_path):
+def test_loss_curve_png_is_written(tiny_trainer, tmp_path):
     t = tiny_trainer(eval_interval=2, eval_iters=1)
     plot = LossCurvePlot(tmp_path / "plots" / "loss.png")
     t.add_callback(plot)
@@ -134,7 +138,7 @@ def test_loss_curve_without_matplotlib_says_how_to_install(monkeypatch):
         LossCurvePlot("loss.png")
 
 
-def test_time_limit_stops_after_the_step_that_runs_past_it_and_says_so(caplog):
+def test_time_limit_stops_after_the_step_that_runs_past_it_and_says_so(tiny_trainer, caplog):
     t = tiny_trainer(max_iters=50)
     limit = TimeLimit(1e-9)  # already past after the first step
     t.add_callback(limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import pickle
 import random
@@ -15,18 +16,17 @@ import torch
 
 from mingpt.checkpoint import (capture_rng_state, isolated_rng, load_checkpoint, restore_checkpoint,
                                restore_rng_state, save_checkpoint, unwrap_model)
-from mingpt.model import GPT
 
 SCRIPTS = pathlib.Path(__file__).parent / "scripts"
 
 
-def tiny_gpt(n_embd: int = 16) -> GPT:
-    C = GPT.get_default_config()
-    C.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=n_embd, vocab_size=7, block_size=4))
-    return GPT(C)
+@pytest.fixture
+def tiny_gpt(tiny_gpt):
+    """conftest's factory with this file's sizes: 1 layer, 2 heads, 16 wide, over 7 tokens with blocks of 4."""
+    return functools.partial(tiny_gpt, n_layer=1, n_head=2, n_embd=16, vocab_size=7, block_size=4)
 
 
-def test_round_trip_restores_model_optimizer_iteration_and_config(tmp_path):
+def test_round_trip_restores_model_optimizer_iteration_and_config(tiny_gpt, tmp_path):
     model = tiny_gpt()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     model(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long))[1].backward()
@@ -121,7 +121,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, writer):
     assert marker.exists()
 
 
-def test_missing_corrupt_and_foreign_files_raise_clear_errors(tmp_path):
+def test_missing_corrupt_and_foreign_files_raise_clear_errors(tiny_gpt, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
     save_checkpoint(tmp_path / "ok.pt", model=tiny_gpt())
@@ -134,14 +134,14 @@ def test_missing_corrupt_and_foreign_files_raise_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
 
 
-def test_checkpoint_from_a_different_model_config_names_the_difference(tmp_path):
+def test_checkpoint_from_a_different_model_config_names_the_difference(tiny_gpt, tmp_path):
     big = tiny_gpt(n_embd=16)
     save_checkpoint(tmp_path / "ck.pt", model=big, config={"model": big.config.to_dict()})
     with pytest.raises(ValueError, match=r"n_embd=16 \(model has 8\)"):
         restore_checkpoint(load_checkpoint(tmp_path / "ck.pt"), tiny_gpt(n_embd=8))
 
 
-def test_compiled_wrapper_is_unwrapped_before_saving(tmp_path):
+def test_compiled_wrapper_is_unwrapped_before_saving(tiny_gpt, tmp_path):
     model = tiny_gpt()
     compiled = torch.compile(model)  # creating the wrapper compiles nothing yet: cheap
     assert unwrap_model(compiled) is model

@@ -11,17 +11,9 @@ HS = C // NH
 
 
 @pytest.fixture(scope="module")
-def model():
-    config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=16,
-                                tie_weights=False))
-    torch.manual_seed(0)
-    model = GPT(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-    return model
+def model(tiny_gpt):
+    return tiny_gpt(bias_noise=0.1, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=16,
+                    tie_weights=False).eval()
 
 
 def test_weight_views_reproduce_the_hook_values(model):

@@ -7,6 +7,7 @@ and through projects/gpt2/evaluate.py.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import pathlib
@@ -148,12 +149,10 @@ def test_bad_hellaswag_files_are_refused(tmp_path):
 
 
 # ---- eval_loss ----------------------------------------------------------------------------------------------------
-def tiny_gpt(vocab_size=50257, block_size=8) -> GPT:
-    torch.manual_seed(0)
-    config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=vocab_size,
-                                block_size=block_size, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
-    return GPT(config)
+@pytest.fixture
+def tiny_gpt(tiny_gpt):
+    """conftest's factory with this file's sizes: 1 layer, 2 heads, 16 wide, GPT-2's vocabulary, no dropout."""
+    return functools.partial(tiny_gpt, dropout=0.0, n_layer=1, n_head=2, n_embd=16, vocab_size=50257, block_size=8)
 
 
 def shards(directory, n_val=83, n_train=200):
@@ -166,7 +165,7 @@ def shards(directory, n_val=83, n_train=200):
     return directory
 
 
-def test_eval_loss_is_the_mean_over_every_window(tmp_path):
+def test_eval_loss_is_the_mean_over_every_window(tiny_gpt, tmp_path):
     val = TokenShards.from_directory(shards(tmp_path), "val", block_size=8, order="random")  # order is not used
     model = tiny_gpt()
     direct = torch.stack([model(x[None], y[None])[1] for x, y in (val[i] for i in range(len(val)))]).mean()
@@ -180,7 +179,7 @@ def test_eval_loss_is_the_mean_over_every_window(tmp_path):
         eval_loss(model, val, batch_size=0)
 
 
-def test_evaluations_run_without_dropout_and_give_back_the_callers_mode_even_on_errors(tmp_path, tokenizer):
+def test_evaluations_run_without_dropout_and_give_back_the_callers_mode_even_on_errors(tiny_gpt, tmp_path, tokenizer):
     val = TokenShards.from_directory(shards(tmp_path), "val", block_size=8)
     model, modes = tiny_gpt(block_size=32), []
     model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
@@ -200,7 +199,7 @@ def test_evaluations_run_without_dropout_and_give_back_the_callers_mode_even_on_
         assert broken.training
 
 
-def test_both_evaluations_run_as_trainer_callbacks(tmp_path, tokenizer):
+def test_both_evaluations_run_as_trainer_callbacks(tiny_gpt, tmp_path, tokenizer):
     directory = shards(tmp_path)
     config = Trainer.get_default_config()
     config.merge_from_dict(dict(max_iters=4, batch_size=2, device="cpu", learning_rate=1e-3, precision="fp32"))
@@ -215,7 +214,7 @@ def test_both_evaluations_run_as_trainer_callbacks(tmp_path, tokenizer):
     assert hella_cb.history[-1][1] == evaluate_hellaswag(model, EXAMPLES, tokenizer.encode_ordinary)
 
 
-def test_evaluate_command_line_on_a_checkpoint(tmp_path, serve_directory, cache_dir, data_dir, capsys):
+def test_evaluate_command_line_on_a_checkpoint(tiny_gpt, tmp_path, serve_directory, cache_dir, data_dir, capsys):
     directory = shards(tmp_path)
     config = Trainer.get_default_config()
     config.merge_from_dict(dict(max_iters=1, batch_size=2, device="cpu", work_dir=str(tmp_path / "run")))

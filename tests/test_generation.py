@@ -4,26 +4,26 @@ import pytest
 import torch
 
 from mingpt.generation import KVCache, filter_logits, next_token
-from mingpt.model import GPT
 
 
-def model_with_diverse_outputs(block_size=32, seed=0, attention="sdpa"):
-    """A tiny random GPT whose weights are large enough that greedy decoding does not repeat one token."""
-    torch.manual_seed(seed)
-    C = GPT.get_default_config()
-    C.model_type = None
-    C.n_layer, C.n_head, C.n_embd, C.vocab_size, C.block_size = 2, 4, 32, 64, block_size
-    C.attention = attention
-    model = GPT(C)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.3)
-    return model.eval()
+@pytest.fixture
+def model_with_diverse_outputs(tiny_gpt):
+    """A factory of tiny random GPTs whose weights are large enough that greedy decoding does not repeat one token:
+    model_with_diverse_outputs(block_size=32, seed=0, attention="sdpa")."""
+
+    def make(block_size=32, seed=0, attention="sdpa"):
+        model = tiny_gpt(seed, vocab_size=64, block_size=block_size, attention=attention)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 2:
+                    p.normal_(0, 0.3)
+        return model.eval()
+
+    return make
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_cache_gives_same_greedy_tokens(attention):
+def test_cache_gives_same_greedy_tokens(model_with_diverse_outputs, attention):
     model = model_with_diverse_outputs(attention=attention)
     idx = torch.randint(0, 64, (3, 5))
     cached = model.generate(idx, 20)
@@ -32,7 +32,7 @@ def test_cache_gives_same_greedy_tokens(attention):
     assert len(set(cached[0, 5:].tolist())) > 3  # a meaningful comparison, not one repeated token
 
 
-def test_cache_gives_same_sampled_tokens_with_seeded_generator():
+def test_cache_gives_same_sampled_tokens_with_seeded_generator(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (2, 4))
     kwargs = dict(do_sample=True, temperature=0.9, top_k=20, top_p=0.95)
@@ -43,7 +43,7 @@ def test_cache_gives_same_sampled_tokens_with_seeded_generator():
     assert not torch.equal(a, c)
 
 
-def test_seeded_sampling_past_block_size_with_the_cache():
+def test_seeded_sampling_past_block_size_with_the_cache(model_with_diverse_outputs):
     model = model_with_diverse_outputs(block_size=8)
     idx = torch.randint(0, 64, (2, 5))
     kwargs = dict(do_sample=True, temperature=1.3, top_p=0.95)
@@ -56,7 +56,7 @@ def test_seeded_sampling_past_block_size_with_the_cache():
     assert not torch.equal(cached[:, 13:], other[:, 13:])  # the seed still matters after the window slides
 
 
-def test_cache_stays_exact_when_sequence_outgrows_block_size():
+def test_cache_stays_exact_when_sequence_outgrows_block_size(model_with_diverse_outputs):
     model = model_with_diverse_outputs(block_size=8)
     idx = torch.randint(0, 64, (2, 5))
     cached = model.generate(idx, 20)  # ends at 25 tokens, far past block_size=8
@@ -64,7 +64,7 @@ def test_cache_stays_exact_when_sequence_outgrows_block_size():
     assert cached.shape == (2, 25) and torch.equal(cached, uncached)
 
 
-def test_prompt_longer_than_block_size_is_cropped():
+def test_prompt_longer_than_block_size_is_cropped(model_with_diverse_outputs):
     model = model_with_diverse_outputs(block_size=8)
     idx = torch.randint(0, 64, (1, 12))
     out = model.generate(idx, 3)
@@ -72,7 +72,7 @@ def test_prompt_longer_than_block_size_is_cropped():
     assert torch.equal(model.generate(idx[:, -8:], 3)[:, 8:], out[:, 12:])
 
 
-def test_cached_single_steps_match_full_forward():
+def test_cached_single_steps_match_full_forward(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (2, 10))
     full = model(idx)[0]
@@ -82,7 +82,7 @@ def test_cached_single_steps_match_full_forward():
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_cache_refuses_to_overflow_block_size():
+def test_cache_refuses_to_overflow_block_size(model_with_diverse_outputs):
     model = model_with_diverse_outputs(block_size=8)
     cache = KVCache(model.config.n_layer, 8)
     model(torch.zeros(1, 6, dtype=torch.long), kv_cache=cache)
@@ -90,7 +90,7 @@ def test_cache_refuses_to_overflow_block_size():
         model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
 
 
-def test_stream_yields_the_tokens_of_a_hand_written_argmax_loop():
+def test_stream_yields_the_tokens_of_a_hand_written_argmax_loop(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (2, 4))
     streamed = list(model.generate_stream(idx, 10))
@@ -103,7 +103,7 @@ def test_stream_yields_the_tokens_of_a_hand_written_argmax_loop():
     assert len(set(seq[0, 4:].tolist())) > 3
 
 
-def test_generated_tokens_are_ordinary_tensors_a_model_can_train_on():
+def test_generated_tokens_are_ordinary_tensors_a_model_can_train_on(model_with_diverse_outputs):
     """Decoding runs under inference_mode; what it hands back must still work with autograd and in-place ops."""
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (2, 4))
@@ -117,7 +117,7 @@ def test_generated_tokens_are_ordinary_tensors_a_model_can_train_on():
     assert model.lm_head.weight.grad is not None
 
 
-def test_batch_rows_are_independent():
+def test_batch_rows_are_independent(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (3, 6))
     together = model.generate(idx, 12)
@@ -125,7 +125,7 @@ def test_batch_rows_are_independent():
         assert torch.equal(together[row], model.generate(idx[row : row + 1], 12)[0])
 
 
-def test_eos_stops_and_pads_finished_rows():
+def test_eos_stops_and_pads_finished_rows(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (2, 4), generator=torch.Generator().manual_seed(0))
     free = model.generate(idx, 15)
@@ -146,7 +146,7 @@ def test_eos_stops_and_pads_finished_rows():
         model.generate(idx, 5, eos_token_id=eos, pad_token_id=64)
 
 
-def test_generation_stops_early_when_all_rows_finish():
+def test_generation_stops_early_when_all_rows_finish(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (1, 4))
     free = model.generate(idx, 10)
@@ -154,7 +154,7 @@ def test_generation_stops_early_when_all_rows_finish():
     assert out.shape[1] <= 7
 
 
-def test_generate_restores_training_mode_and_original_api():
+def test_generate_restores_training_mode_and_original_api(model_with_diverse_outputs):
     model = model_with_diverse_outputs().train()
     modes = []  # the mode each decoding step ran in: dropout must be off while generating
     model.transformer.drop.register_forward_hook(lambda module, inputs, output: modes.append(module.training))
@@ -164,7 +164,7 @@ def test_generate_restores_training_mode_and_original_api():
     assert modes == [False] * 5
 
 
-def test_zero_new_tokens_returns_prompt():
+def test_zero_new_tokens_returns_prompt(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (1, 4))
     assert torch.equal(model.generate(idx, 0), idx)
@@ -202,7 +202,7 @@ def test_filter_logits_matches_transformers_logits_warpers(top_k, top_p, tempera
     assert torch.equal(drawn, oracle.squeeze(-1))
 
 
-def test_top_k_one_sampling_equals_greedy():
+def test_top_k_one_sampling_equals_greedy(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     idx = torch.randint(0, 64, (2, 4))
     sampled = model.generate(idx, 10, do_sample=True, top_k=1, generator=torch.Generator().manual_seed(0))
@@ -220,13 +220,13 @@ def test_top_k_one_sampling_equals_greedy():
         (dict(eos_token_id=64), "eos_token_id"),
     ],
 )
-def test_bad_sampling_arguments(kwargs, message):
+def test_bad_sampling_arguments(model_with_diverse_outputs, kwargs, message):
     model = model_with_diverse_outputs()
     with pytest.raises(ValueError, match=message):
         model.generate(torch.zeros(1, 2, dtype=torch.long), 5, **kwargs)
 
 
-def test_bad_prompt_and_length():
+def test_bad_prompt_and_length(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     with pytest.raises(ValueError, match="max_new_tokens must be an int >= 0"):
         model.generate(torch.zeros(1, 2, dtype=torch.long), -1)
@@ -239,20 +239,20 @@ def test_bad_prompt_and_length():
 
 
 @pytest.mark.parametrize("temperature", [float("inf"), float("nan"), True])
-def test_temperature_must_be_finite(temperature):
+def test_temperature_must_be_finite(model_with_diverse_outputs, temperature):
     model = model_with_diverse_outputs()
     with pytest.raises(ValueError, match=f"temperature must be > 0 and finite when sampling, got {temperature!r}"):
         model.generate(torch.zeros(1, 2, dtype=torch.long), 5, do_sample=True, temperature=temperature)
 
 
-def test_one_dimensional_prompt_gets_a_correct_hint():
+def test_one_dimensional_prompt_gets_a_correct_hint(model_with_diverse_outputs):
     model = model_with_diverse_outputs()
     with pytest.raises(ValueError, match=r"idx \(the prompt\) must have shape \(B, T\), got \(3,\): add a batch "
                                          r"dimension with idx\[None\] \(or idx\.unsqueeze\(0\)\)"):
         model.generate(torch.tensor([1, 2, 3]), 5)
 
 
-def test_prompt_longer_than_block_size_is_said_once(caplog):
+def test_prompt_longer_than_block_size_is_said_once(model_with_diverse_outputs, caplog):
     model = model_with_diverse_outputs(block_size=8)
     with caplog.at_level("WARNING", logger="mingpt.generation"):
         model.generate(torch.randint(0, 64, (1, 12)), 6)  # 6 steps past block_size: still one warning

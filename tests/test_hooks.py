@@ -15,23 +15,19 @@ from mingpt.model import GPT
 V, T, L, NH, C = 97, 9, 3, 4, 32
 
 
-def build(attention="sdpa", seed=0):
-    config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=32,
-                                attention=attention))
-    torch.manual_seed(seed)
-    model = GPT(config)
-    with torch.no_grad():  # non-trivial LayerNorm weights and biases, so nothing passes by accident of init
-        for name, p in model.named_parameters():
-            if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
-                p.copy_(1 + 0.5 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-    return model.eval()
+@pytest.fixture(scope="module")
+def build(tiny_gpt):
+    """This file's model: non-trivial LayerNorm weights and biases, so nothing passes by accident of init."""
+
+    def make(attention="sdpa", seed=0):
+        return tiny_gpt(seed, ln_noise=0.5, bias_noise=0.1, n_layer=L, n_head=NH, n_embd=C, vocab_size=V,
+                        block_size=32, attention=attention).eval()
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(build):
     return build()
 
 
@@ -84,7 +80,7 @@ def reference_activations(model, idx):
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_every_hook_value_is_an_independent_recomputation(idx, attention):
+def test_every_hook_value_is_an_independent_recomputation(build, idx, attention):
     model = build(attention)
     expected, expected_logits = reference_activations(model, idx)
     logits, cache = model.run_with_cache(idx)
@@ -186,7 +182,7 @@ def test_hooks_are_removed_when_the_forward_raises(model, idx):
     assert model.active_hooks is None and model.training is False
 
 
-def test_run_with_cache_and_run_with_hooks_switch_dropout_off_and_restore_training(idx):
+def test_run_with_cache_and_run_with_hooks_switch_dropout_off_and_restore_training(build, idx):
     model = build(seed=2).train()  # GPT-2's dropouts (0.1) on: a training-mode pass would draw random masks
     first, second = model.run_with_cache(idx)[0], model.run_with_cache(idx)[0]
     assert model.training  # the caller's mode came back

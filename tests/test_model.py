@@ -19,38 +19,23 @@ from mingpt.model_config import PRESETS
 from mingpt.utils import set_seed
 
 
-def tiny_config(**overrides):
-    C = GPT.get_default_config()
-    C.model_type = None
-    C.n_layer, C.n_head, C.n_embd = 2, 4, 32
-    C.vocab_size, C.block_size = 50, 16
-    for k, v in overrides.items():
-        setattr(C, k, v)
-    return C
-
-
-def tiny_model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    return GPT(tiny_config(**overrides))
-
-
-def test_shapes_and_full_logits():
-    model = tiny_model()
+def test_shapes_and_full_logits(tiny_gpt):
+    model = tiny_gpt()
     idx = torch.randint(0, 50, (3, 11))
     logits, loss = model(idx)
     assert logits.shape == (3, 11, 50) and loss is None  # every position, not only the last
 
 
-def test_loss_at_init_is_close_to_uniform():
-    model = tiny_model(vocab_size=500)
+def test_loss_at_init_is_close_to_uniform(tiny_gpt):
+    model = tiny_gpt(vocab_size=500)
     idx = torch.randint(0, 500, (8, 16))
     targets = torch.randint(0, 500, (8, 16))
     _, loss = model(idx, targets)
     assert abs(loss.item() - math.log(500)) < 0.1
 
 
-def test_ignore_index_minus_one_masks_positions():
-    model = tiny_model()
+def test_ignore_index_minus_one_masks_positions(tiny_gpt):
+    model = tiny_gpt()
     idx = torch.randint(0, 50, (2, 8))
     targets = torch.randint(0, 50, (2, 8))
     masked = targets.clone()
@@ -60,8 +45,8 @@ def test_ignore_index_minus_one_masks_positions():
     torch.testing.assert_close(loss, expected)
 
 
-def test_overfits_a_tiny_batch():
-    model = tiny_model(embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+def test_overfits_a_tiny_batch(tiny_gpt):
+    model = tiny_gpt(embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
     idx = torch.randint(0, 50, (4, 16))
     targets = torch.roll(idx, -1, dims=1)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -73,8 +58,8 @@ def test_overfits_a_tiny_batch():
     assert loss.item() < 0.05
 
 
-def test_math_and_sdpa_attention_agree():
-    sdpa = tiny_model(attn_pdrop=0.2)
+def test_math_and_sdpa_attention_agree(tiny_gpt):
+    sdpa = tiny_gpt(attn_pdrop=0.2)
     math_model = GPT(_with(sdpa.config, attention="math"))
     math_model.load_state_dict(sdpa.state_dict())
     sdpa.eval(), math_model.eval()  # no dropout, so both compute the same function (dropout: the next test)
@@ -89,14 +74,14 @@ def test_math_and_sdpa_attention_agree():
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_attention_dropout_drops_its_fraction_in_training_only(attention, monkeypatch):
+def test_attention_dropout_drops_its_fraction_in_training_only(tiny_gpt, attention, monkeypatch):
     """
     With q = k = 0 every allowed position gets the same weight, and with v = identity (hs = T) the attention output
     *is* the attention matrix after dropout: row t holds 1/(t+1) at positions <= t, each entry either zeroed or
     scaled by 1/(1-p). So the output shows which weights dropout removed.
     """
     p, T = 0.25, 8
-    attn = tiny_model(n_embd=32, n_head=4, attn_pdrop=p, attention=attention).transformer.h[0].attn  # hs = 8 = T
+    attn = tiny_gpt(n_embd=32, n_head=4, attn_pdrop=p, attention=attention).transformer.h[0].attn  # hs = 8 = T
     seen_p = []
     real_sdpa = F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **kw: seen_p.append(kw["dropout_p"]) or
@@ -127,9 +112,9 @@ def _with(config, **overrides):
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_causality(attention):
+def test_causality(tiny_gpt, attention):
     """Changing token t never changes the logits at positions before t."""
-    model = tiny_model(attention=attention).eval()
+    model = tiny_gpt(attention=attention).eval()
     idx = torch.randint(0, 50, (1, 16))
     changed = idx.clone()
     changed[0, 9] = (idx[0, 9] + 1) % 50
@@ -138,16 +123,16 @@ def test_causality(attention):
     assert not torch.allclose(a[:, 9:], b[:, 9:])
 
 
-def test_weight_tying_is_configurable():
-    tied = tiny_model()
+def test_weight_tying_is_configurable(tiny_gpt):
+    tied = tiny_gpt()
     assert tied.lm_head.weight is tied.transformer.wte.weight
-    untied = tiny_model(tie_weights=False)
+    untied = tiny_gpt(tie_weights=False)
     assert untied.lm_head.weight is not untied.transformer.wte.weight
     assert untied.num_parameters() - tied.num_parameters() == 50 * 32
 
 
-def test_gpt2_init_scales_residual_projections():
-    model = tiny_model(n_layer=8, n_embd=256, n_head=4)
+def test_gpt2_init_scales_residual_projections(tiny_gpt):
+    model = tiny_gpt(n_layer=8, n_embd=256, n_head=4)
     std = model.transformer.h[0].attn.c_proj.weight.std().item()
     assert abs(std - 0.02 / math.sqrt(2 * 8)) < 0.001
     assert abs(model.transformer.h[0].mlp.c_fc.weight.std().item() - 0.02) < 0.002
@@ -164,9 +149,9 @@ def test_presets_and_gpt2_parameter_count():
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "math"])
-def test_flops_per_token_estimate_matches_pytorchs_flop_counter(attention):
+def test_flops_per_token_estimate_matches_pytorchs_flop_counter(tiny_gpt, attention):
     """The formula against FLOPs counted while one training step (forward + backward) really runs."""
-    model = tiny_model(block_size=64, bias=False, attention=attention)  # attention is ~1/4 of the FLOPs here
+    model = tiny_gpt(block_size=64, bias=False, attention=attention)  # attention is ~1/4 of the FLOPs here
     idx = torch.randint(0, 50, (2, 64))
     with FlopCounterMode(display=False) as counter:
         model(idx, idx)[1].backward()
@@ -176,8 +161,8 @@ def test_flops_per_token_estimate_matches_pytorchs_flop_counter(attention):
     assert model.estimate_flops_per_token(seq_len=64) == model.estimate_flops_per_token()
 
 
-def test_configure_optimizers_decays_only_matmul_weights():
-    model = tiny_model()
+def test_configure_optimizers_decays_only_matmul_weights(tiny_gpt):
+    model = tiny_gpt()
     train_config = type("T", (), dict(learning_rate=1e-3, betas=(0.9, 0.95), weight_decay=0.1))()
     opt = model.configure_optimizers(train_config)
     decay, no_decay = opt.param_groups
@@ -188,11 +173,11 @@ def test_configure_optimizers_decays_only_matmul_weights():
     assert n_total == model.num_parameters()  # every parameter exactly once, tied matrix included once
 
 
-def test_deterministic_with_mingpts_set_seed():
+def test_deterministic_with_mingpts_set_seed(tiny_gpt_config):
     def build_and_run(seed):
         torch.rand(100)  # move the global RNG on: only set_seed may bring it back
         set_seed(seed)
-        model = GPT(tiny_config()).train()  # dropout on: the forward pass draws random numbers too
+        model = GPT(tiny_gpt_config()).train()  # dropout on: the forward pass draws random numbers too
         return model, model(torch.arange(16)[None] % 50)[0]
 
     (a, out_a), (b, out_b), (c, _) = build_and_run(7), build_and_run(7), build_and_run(8)
@@ -202,8 +187,8 @@ def test_deterministic_with_mingpts_set_seed():
     assert not torch.equal(a.lm_head.weight, c.lm_head.weight)
 
 
-def test_state_dict_holds_only_parameters():
-    model = tiny_model()
+def test_state_dict_holds_only_parameters(tiny_gpt):
+    model = tiny_gpt()
     parameters = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     assert set(model.state_dict()) == parameters  # no masks or other non-learned buffers
 
@@ -285,15 +270,15 @@ def test_the_model_and_what_it_calls_down_into_import_without_cycles():
     assert in_a_cycle == []
 
 
-def test_n_embd_must_divide_by_n_head():
+def test_n_embd_must_divide_by_n_head(tiny_gpt_config):
     with pytest.raises(ValueError, match=r"n_embd \(30\) must be divisible by n_head \(4\)"):
-        GPT(tiny_config(n_embd=30))
+        GPT(tiny_gpt_config(n_embd=30))
 
 
 @pytest.mark.parametrize("key,value", [("vocab_size", None), ("block_size", 0), ("attention", "flash3")])
-def test_invalid_sizes_and_attention(key, value):
+def test_invalid_sizes_and_attention(tiny_gpt_config, key, value):
     with pytest.raises(ValueError, match=key):
-        GPT(tiny_config(**{key: value}))
+        GPT(tiny_gpt_config(**{key: value}))
 
 
 def test_config_must_be_a_cfgnode():
@@ -302,35 +287,35 @@ def test_config_must_be_a_cfgnode():
 
 
 # ---------------------------------------------------------------------- input errors in forward
-def test_non_integer_idx():
+def test_non_integer_idx(tiny_gpt):
     with pytest.raises(TypeError, match="integer token ids"):
-        tiny_model()(torch.rand(1, 4))
+        tiny_gpt()(torch.rand(1, 4))
     with pytest.raises(TypeError, match="torch.Tensor"):
-        tiny_model()([[1, 2, 3]])
+        tiny_gpt()([[1, 2, 3]])
 
 
-def test_ids_outside_vocab():
+def test_ids_outside_vocab(tiny_gpt):
     with pytest.raises(ValueError, match=r"token id 50, outside \[0, 50\)"):
-        tiny_model()(torch.tensor([[1, 50]]))
+        tiny_gpt()(torch.tensor([[1, 50]]))
     with pytest.raises(ValueError, match="token id -3"):
-        tiny_model()(torch.tensor([[-3, 1]]))
+        tiny_gpt()(torch.tensor([[-3, 1]]))
 
 
-def test_sequence_longer_than_block_size():
+def test_sequence_longer_than_block_size(tiny_gpt):
     with pytest.raises(ValueError, match="longer than block_size=16"):
-        tiny_model()(torch.zeros(1, 17, dtype=torch.long))
+        tiny_gpt()(torch.zeros(1, 17, dtype=torch.long))
 
 
-def test_wrong_rank_and_empty_input():
+def test_wrong_rank_and_empty_input(tiny_gpt):
     with pytest.raises(ValueError, match=r"add a batch dimension"):
-        tiny_model()(torch.tensor([1, 2, 3]))
+        tiny_gpt()(torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="empty"):
-        tiny_model()(torch.zeros(1, 0, dtype=torch.long))
+        tiny_gpt()(torch.zeros(1, 0, dtype=torch.long))
 
 
-def test_targets_shape_mismatch():
+def test_targets_shape_mismatch(tiny_gpt):
     with pytest.raises(ValueError, match="same shape as idx"):
-        tiny_model()(torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long))
+        tiny_gpt()(torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long))
 
 
 def test_all_presets_are_valid_configs():
@@ -342,12 +327,12 @@ def test_all_presets_are_valid_configs():
 
 
 # ---------------------------------------------------------------------- the original minGPT's surface
-def test_new_gelu_is_gpt2s_tanh_gelu_and_the_models_activation():
+def test_new_gelu_is_gpt2s_tanh_gelu_and_the_models_activation(tiny_gpt):
     x = torch.linspace(-6, 6, 1001)
     written_out = 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
     torch.testing.assert_close(NewGELU()(x), written_out, atol=1e-6, rtol=0)
     torch.testing.assert_close(NewGELU()(x), transformers.activations.NewGELUActivation()(x), atol=1e-6, rtol=0)
-    assert isinstance(tiny_model().transformer.h[0].mlp.gelu, NewGELU)
+    assert isinstance(tiny_gpt().transformer.h[0].mlp.gelu, NewGELU)
 
 
 class _OriginalLayoutAttention(nn.Module):
@@ -393,9 +378,9 @@ class _OriginalLayoutGPT(nn.Module):
         return self.lm_head(t.ln_f(x))
 
 
-def test_original_mingpt_state_dict_with_mask_buffers_loads_strictly(tmp_path):
+def test_original_mingpt_state_dict_with_mask_buffers_loads_strictly(tiny_gpt_config, tmp_path):
     torch.manual_seed(0)
-    C = tiny_config(tie_weights=False, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+    C = tiny_gpt_config(tie_weights=False, embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
     original = _OriginalLayoutGPT(C)
     torch.save(original.state_dict(), tmp_path / "model.pt")  # what the original's users have on disk
     state = torch.load(tmp_path / "model.pt", weights_only=True)
@@ -415,14 +400,15 @@ def test_original_mingpt_state_dict_with_mask_buffers_loads_strictly(tmp_path):
     # The original never tied wte and lm_head: loading its two matrices into a tied model would lose one.
     del state["transformer.h.0.attn.bias"]
     with pytest.raises(ValueError, match="tie_weights = False"):
-        GPT(tiny_config()).load_state_dict(state)
+        GPT(tiny_gpt_config()).load_state_dict(state)
 
 
-def test_prompt_on_another_device_than_the_model_is_a_clear_error():
+def test_prompt_on_another_device_than_the_model_is_a_clear_error(tiny_gpt):
     """The original minGPT's users forget .to(trainer.device); torch's own error comes from deep in the embedding."""
-    model = tiny_model().to("meta")  # a second device that every machine has
+    model = tiny_gpt().to("meta")  # a second device that every machine has
     prompt = torch.zeros(1, 3, dtype=torch.long)
-    with pytest.raises(ValueError, match=r"idx is on cpu but the model is on meta; move it there first, e\.g\. idx\.to"):
+    with pytest.raises(ValueError,
+                       match=r"idx is on cpu but the model is on meta; move it there first, e\.g\. idx\.to"):
         model(prompt)
     with pytest.raises(ValueError, match=r"idx \(the prompt\) is on cpu but the model is on meta"):
         model.generate(prompt, 2)

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from mingpt import patching
-from mingpt.model import GPT
 
 V, T, L, NH = 61, 8, 3, 4
 FUNCTIONS = {  # name -> grid shape
@@ -16,11 +15,8 @@ DIFF = 3  # clean and corrupted differ only at this position
 
 
 @pytest.fixture(scope="module")
-def model():
-    config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=L, n_head=NH, n_embd=32, vocab_size=V, block_size=16))
-    torch.manual_seed(0)
-    model = GPT(config).eval()
+def model(tiny_gpt):
+    model = tiny_gpt(n_layer=L, n_head=NH, vocab_size=V, block_size=16).eval()
     with torch.no_grad():  # larger weights than GPT-2's init, so that patches move the metric visibly
         for p in model.parameters():
             p.mul_(4.0)

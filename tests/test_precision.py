@@ -13,24 +13,26 @@ import mingpt.generation as generation
 from mingpt import generate as cli
 from mingpt.data import TokenStream
 from mingpt.generation import KVCache
-from mingpt.model import GPT, CausalSelfAttention, use_math_attention
+from mingpt.model import CausalSelfAttention, use_math_attention
 from mingpt.precision import NATIVE_BF16_ENV, autocast, cpu_has_native_bf16, inference_dtype, resolve_precision
 from mingpt.trainer import Trainer
 
 
-def tiny_gpt(attention="auto", seed=0, weight_std=None):
-    torch.manual_seed(seed)
-    C = GPT.get_default_config()
-    C.model_type = None
-    C.n_layer, C.n_head, C.n_embd, C.vocab_size, C.block_size = 2, 4, 32, 64, 32
-    C.attention = attention
-    model = GPT(C)
-    if weight_std is not None:  # large weights: confident, diverse predictions
-        with torch.no_grad():
-            for p in model.parameters():
-                if p.dim() == 2:
-                    p.normal_(0, weight_std)
-    return model
+@pytest.fixture
+def tiny_gpt(tiny_gpt):
+    """conftest's factory with this file's sizes (64 tokens, blocks of 32); weight_std redraws the matrices larger,
+    for confident, diverse predictions."""
+
+    def make(attention="auto", seed=0, weight_std=None):
+        model = tiny_gpt(seed, vocab_size=64, block_size=32, attention=attention)
+        if weight_std is not None:
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.dim() == 2:
+                        p.normal_(0, weight_std)
+        return model
+
+    return make
 
 
 # ---------------------------------------------------------------------------------------------- detection
@@ -69,7 +71,7 @@ def test_auto_is_bf16_autocast_only_on_cpus_with_native_bf16(monkeypatch):
 
 
 @pytest.mark.parametrize("native", ["0", "1"])
-def test_trainer_logs_its_precision_decision_and_trains_in_it(native, monkeypatch, caplog):
+def test_trainer_logs_its_precision_decision_and_trains_in_it(tiny_gpt, native, monkeypatch, caplog):
     monkeypatch.setenv(NATIVE_BF16_ENV, native)
     config = Trainer.get_default_config()
     config.merge_from_dict(dict(device="cpu", max_iters=1, batch_size=4))  # precision: the default, 'auto'
@@ -85,7 +87,7 @@ def test_trainer_logs_its_precision_decision_and_trains_in_it(native, monkeypatc
 
 
 # ---------------------------------------------------------------------------------------------- attention rule
-def test_auto_attention_is_math_only_for_a_bf16_backward_on_cpu(monkeypatch):
+def test_auto_attention_is_math_only_for_a_bf16_backward_on_cpu(tiny_gpt, monkeypatch):
     calls = []
     original = CausalSelfAttention.math_attention
     monkeypatch.setattr(CausalSelfAttention, "math_attention",
@@ -109,7 +111,7 @@ def test_auto_attention_is_math_only_for_a_bf16_backward_on_cpu(monkeypatch):
     assert use_math_attention("math", q.detach().float()) and not use_math_attention("sdpa", q)
 
 
-def test_auto_attention_gives_the_same_gradients_as_both_paths():
+def test_auto_attention_gives_the_same_gradients_as_both_paths(tiny_gpt):
     idx = torch.randint(0, 64, (2, 16))
     grads = {}
     for attention in ("auto", "math", "sdpa"):
@@ -123,7 +125,7 @@ def test_auto_attention_gives_the_same_gradients_as_both_paths():
 
 
 # ---------------------------------------------------------------------------------------------- bf16 generation
-def test_bf16_greedy_tokens_equal_fp32_where_the_top_two_are_far_apart():
+def test_bf16_greedy_tokens_equal_fp32_where_the_top_two_are_far_apart(tiny_gpt):
     model = tiny_gpt(weight_std=0.3).eval()
     with torch.no_grad():  # made so: a larger final LayerNorm gain scales every logit gap by 10
         model.transformer.ln_f.weight.mul_(10.0)
@@ -138,7 +140,7 @@ def test_bf16_greedy_tokens_equal_fp32_where_the_top_two_are_far_apart():
     assert len(set(fp32[0, 4:].tolist())) > 5  # a meaningful comparison, not one repeated token
 
 
-def test_bf16_model_keeps_its_cache_in_bf16_and_samples_from_fp32_logits(monkeypatch):
+def test_bf16_model_keeps_its_cache_in_bf16_and_samples_from_fp32_logits(tiny_gpt, monkeypatch):
     model = tiny_gpt(weight_std=0.3).eval().to(torch.bfloat16)
     cache = KVCache(model.config.n_layer, model.config.block_size)
     with torch.no_grad():

@@ -6,22 +6,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mingpt.model import GPT
 from mingpt.probe import Probe, capture_attention, format_top_k, model_summary, run_with_probe, top_k_next_tokens
 
 V, T = 300, 12
 
 
-def tiny(attention="sdpa", tie_weights=True, n_layer=2):
-    config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=n_layer, n_head=2, n_embd=32, vocab_size=V, block_size=64,
-                                attention=attention, tie_weights=tie_weights))
-    torch.manual_seed(0)
-    return GPT(config).eval()
+@pytest.fixture(scope="module")
+def tiny(tiny_gpt):
+    """This file's model, in eval mode: 2 heads over V tokens with a block of 64."""
+
+    def make(attention="sdpa", tie_weights=True, n_layer=2):
+        return tiny_gpt(n_layer=n_layer, n_head=2, vocab_size=V, block_size=64, attention=attention,
+                        tie_weights=tie_weights).eval()
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(tiny):
     return tiny()
 
 
@@ -62,7 +64,7 @@ def test_attention_equals_manual_computation(model, idx):
         torch.testing.assert_close(trace.attentions[layer].sum(-1), torch.ones(2, nh, T))
 
 
-def test_probe_does_not_change_outputs_and_matches_math_model(model, idx):
+def test_probe_does_not_change_outputs_and_matches_math_model(tiny, model, idx):
     with torch.no_grad():
         plain, _ = model(idx)  # fused SDPA path
         with Probe(model) as probe:
@@ -75,7 +77,7 @@ def test_probe_does_not_change_outputs_and_matches_math_model(model, idx):
         torch.testing.assert_close(ours, theirs)
 
 
-def test_hooks_are_removed_even_after_an_error(model, idx):
+def test_hooks_are_removed_even_after_an_error(tiny, model, idx):
     with pytest.raises(ValueError, match="outside"):
         with Probe(model):
             model(torch.full((1, 3), V))  # token id out of range: the forward pass raises
@@ -102,7 +104,7 @@ def test_one_probe_at_a_time_and_bad_arguments(model):
         Probe(model).trace(torch.zeros(1))
 
 
-def test_run_with_probe_restores_training_mode(idx):
+def test_run_with_probe_restores_training_mode(tiny, idx):
     model = tiny().train()
     first, second = run_with_probe(model, idx, with_logit_lens=False), run_with_probe(model, idx)
     assert model.training  # restored
@@ -110,7 +112,7 @@ def test_run_with_probe_restores_training_mode(idx):
     assert first.logit_lens == []
 
 
-def test_top_k_next_tokens_switches_dropout_off_restores_training_and_checks_k(idx):
+def test_top_k_next_tokens_switches_dropout_off_restores_training_and_checks_k(tiny, idx):
     model = tiny().train()
     first, second = top_k_next_tokens(model, idx[:1], k=5), top_k_next_tokens(model, idx[:1], k=5)
     assert first == second and model.training  # no dropout while reading, and the caller's mode back
@@ -147,7 +149,7 @@ def test_probe_during_cached_generation_keeps_the_latest_step(model, idx):
     assert all(block.attn.attention_sink is None for block in model.transformer.h)
 
 
-def test_model_summary_counts_every_parameter_once():
+def test_model_summary_counts_every_parameter_once(tiny):
     for tie in (True, False):
         model = tiny(tie_weights=tie, n_layer=3)
         text = model_summary(model)

@@ -34,12 +34,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB, BLOCK = 11, 8
 
 
-def tiny_gpt(seed: int = 0, n_embd: int = 32, dropout: float = 0.1) -> GPT:
-    set_seed(seed)
-    C = GPT.get_default_config()
-    C.merge_from_dict(dict(model_type=None, n_layer=2, n_head=2, n_embd=n_embd, vocab_size=VOCAB, block_size=BLOCK,
-                           embd_pdrop=dropout, resid_pdrop=dropout, attn_pdrop=dropout))
-    return GPT(C)
+@pytest.fixture
+def tiny_gpt(tiny_gpt):
+    """conftest's factory with this file's sizes: 2 layers, 2 heads, over VOCAB tokens with blocks of BLOCK."""
+    return functools.partial(tiny_gpt, n_head=2, vocab_size=VOCAB, block_size=BLOCK)
 
 
 def stream(n: int = 400, seed: int = 0) -> TokenStream:
@@ -76,7 +74,7 @@ def test_default_config_has_the_original_keys_and_values_except_num_workers():
     assert (C.learning_rate, C.betas, C.weight_decay, C.grad_norm_clip) == (3e-4, (0.9, 0.95), 0.1, 1.0)
 
 
-def test_unknown_key_is_rejected_with_suggestion_and_caller_config_untouched():
+def test_unknown_key_is_rejected_with_suggestion_and_caller_config_untouched(tiny_gpt):
     C = cfg()
     C.batch_sise = 8  # a typo set as an attribute bypasses merge checks; the Trainer still catches it
     with pytest.raises(KeyError, match="batch_size"):
@@ -91,19 +89,19 @@ def test_unknown_key_is_rejected_with_suggestion_and_caller_config_untouched():
 @pytest.mark.parametrize("key,value", [("max_iters", 0), ("max_iters", -5), ("batch_size", 0), ("batch_size", -1),
                                        ("grad_accum_steps", 0), ("lr_schedule", "linear"), ("min_lr", 1.0),
                                        ("precision", "fp8")])
-def test_bad_config_values_raise_value_error_naming_the_key(key, value):
+def test_bad_config_values_raise_value_error_naming_the_key(tiny_gpt, key, value):
     with pytest.raises(ValueError, match=key):
         Trainer(cfg(**{key: value}), tiny_gpt(), stream())
 
 
-def test_cosine_needs_a_horizon_and_eval_needs_a_val_set():
+def test_cosine_needs_a_horizon_and_eval_needs_a_val_set(tiny_gpt):
     with pytest.raises(ValueError, match="horizon"):
         Trainer(cfg(max_iters=None, lr_schedule="cosine"), tiny_gpt(), stream())
     with pytest.raises(ValueError, match="val_dataset"):
         Trainer(cfg(eval_interval=2), tiny_gpt(), stream())
 
 
-def test_empty_and_badly_shaped_datasets_raise_clear_errors():
+def test_empty_and_badly_shaped_datasets_raise_clear_errors(tiny_gpt):
     class Empty(Windows):
         def __len__(self):
             return 0
@@ -128,7 +126,7 @@ def test_empty_and_badly_shaped_datasets_raise_clear_errors():
 
 
 # ---------------------------------------------------------------------------------------------- events
-def test_events_fire_in_order_with_plain_functions_and_objects():
+def test_events_fire_in_order_with_plain_functions_and_objects(tiny_gpt):
     seen = []
 
     class Recorder:
@@ -156,7 +154,7 @@ def test_events_fire_in_order_with_plain_functions_and_objects():
     assert [s[1] for s in seen if s[0] in ("eval", "end")] == [2, 4, 4]  # elsewhere: the steps done
 
 
-def test_unknown_events_are_rejected_listing_valid_ones():
+def test_unknown_events_are_rejected_listing_valid_ones(tiny_gpt):
     t = Trainer(cfg(), tiny_gpt(), stream())
     with pytest.raises(ValueError, match="on_batch_end"):
         t.add_callback("on_batch_ends", lambda tr: None)
@@ -172,7 +170,7 @@ def test_unknown_events_are_rejected_listing_valid_ones():
     assert all(event in str(info.value) for event in EVENTS)
 
 
-def test_set_callback_replaces_and_iter_dt_is_measured_before_callbacks(monkeypatch):
+def test_set_callback_replaces_and_iter_dt_is_measured_before_callbacks(tiny_gpt, monkeypatch):
     # A clock the callback can move forward by 1000 s: a "slow" callback, without waiting for it.
     offset = [0.0]
     monkeypatch.setattr(trainer_module.time, "perf_counter", lambda real=time.perf_counter: real() + offset[0])
@@ -200,7 +198,7 @@ def test_lr_schedule_warmup_cosine_and_floor():
     assert get_lr(50, cfg(learning_rate=0.5)) == 0.5  # constant
 
 
-def test_grad_accumulation_equals_one_big_batch():
+def test_grad_accumulation_equals_one_big_batch(tiny_gpt):
     """
     The gradient the optimizer receives, not the weights after it: AdamW is nearly scale-invariant and clipping
     rescales, so weights would hide a gradient 2x or 4x too large. A huge clip threshold measures the pre-clip
@@ -241,7 +239,7 @@ def test_generic_module_without_configure_optimizers_trains():
     assert decays == [0.0, 0.1]
 
 
-def test_data_sets_that_batch_themselves_are_asked_for_batches_without_a_dataloader(monkeypatch):
+def test_data_sets_that_batch_themselves_are_asked_for_batches_without_a_dataloader(tiny_gpt, monkeypatch):
     def no_loader(*args, **kwargs):
         raise AssertionError("a data set with batch_iterator should not go through a DataLoader")
 
@@ -267,7 +265,7 @@ def test_data_sets_that_batch_themselves_are_asked_for_batches_without_a_dataloa
     assert t.data_state() is None  # an iterator without state_dict() has no position to save
 
 
-def test_a_map_style_data_set_is_indexed_with_plain_ints():
+def test_a_map_style_data_set_is_indexed_with_plain_ints(tiny_gpt):
     class PlainIntsOnly(Windows):
         def __getitem__(self, i):  # as a hand-written data set may: numpy's int64 is not an int
             if type(i) is not int:
@@ -293,7 +291,7 @@ def test_precision_resolution_never_gives_cpu_or_mps_a_cuda_only_setup():
         resolve_precision("bf16", "cuda", cuda_bf16=False)
 
 
-def test_bf16_autocast_trains_on_cpu():
+def test_bf16_autocast_trains_on_cpu(tiny_gpt):
     model = tiny_gpt()
     dtypes = []
     for layer in (model.transformer.h[0].attn.c_attn, model.transformer.h[1].mlp.c_fc, model.lm_head):
@@ -310,7 +308,7 @@ def params(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_is_exact(tmp_path):
+def test_resume_is_exact(tiny_gpt, tmp_path):
     """N steps straight == k steps, Ctrl-C, resume to N: same bits, same loss history (dropout on, cosine)."""
     settings = dict(max_iters=6, lr_schedule="cosine", warmup_iters=2, grad_accum_steps=2, work_dir=str(tmp_path))
 
@@ -343,7 +341,7 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_keyboard_interrupt_saves_and_fires_train_end(tmp_path):
+def test_keyboard_interrupt_saves_and_fires_train_end(tiny_gpt, tmp_path):
     ended = []
     t = Trainer(cfg(max_iters=10, work_dir=str(tmp_path)), tiny_gpt(), stream())
     t.add_callback("on_batch_end", lambda tr: (_ for _ in ()).throw(KeyboardInterrupt) if tr.iter_num == 1 else None)
@@ -353,7 +351,7 @@ def test_keyboard_interrupt_saves_and_fires_train_end(tmp_path):
     assert load_checkpoint(t.last_checkpoint_path)["iter_num"] == 2
 
 
-def test_stop_from_a_callback_ends_after_that_step_with_the_usual_final_eval_and_checkpoint(tmp_path):
+def test_stop_from_a_callback_ends_after_that_step_with_the_usual_final_eval_and_checkpoint(tiny_gpt, tmp_path):
     evaluated, ended = [], []
     t = Trainer(cfg(max_iters=50, eval_interval=100, work_dir=str(tmp_path)), tiny_gpt(), stream(), stream())
     t.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 2 else None)  # after the third step
@@ -367,7 +365,7 @@ def test_stop_from_a_callback_ends_after_that_step_with_the_usual_final_eval_and
     assert t.iter_num == 5
 
 
-def test_resume_from_bad_checkpoints_raises(tmp_path):
+def test_resume_from_bad_checkpoints_raises(tiny_gpt, tmp_path):
     with pytest.raises(FileNotFoundError):
         Trainer(cfg(resume=str(tmp_path / "nope.pt")), tiny_gpt(), stream())
     (tmp_path / "junk.pt").write_bytes(b"\x00not a checkpoint" * 10)
@@ -380,7 +378,7 @@ def test_resume_from_bad_checkpoints_raises(tmp_path):
     assert fresh.iter_num == 0  # 'auto' with nothing to resume starts from scratch
 
 
-def test_evaluation_tracks_best_and_saves_best_checkpoint(tmp_path):
+def test_evaluation_tracks_best_and_saves_best_checkpoint(tiny_gpt, tmp_path):
     # A learning rate high enough that the validation loss goes up and down (the best is neither first nor last).
     t = Trainer(cfg(max_iters=8, eval_interval=1, eval_iters=2, learning_rate=3e-2, work_dir=str(tmp_path)),
                 tiny_gpt(), stream(), stream(seed=1))
@@ -407,7 +405,7 @@ def test_evaluation_tracks_best_and_saves_best_checkpoint(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- traps
 @pytest.mark.parametrize("who_compiles", ["trainer", "caller"])
-def test_compiled_model_checkpoint_loads_into_plain_model_and_generates(tmp_path, monkeypatch, who_compiles):
+def test_compiled_model_checkpoint_loads_into_plain_model_and_generates(tiny_gpt, tmp_path, monkeypatch, who_compiles):
     # The wrapper (and its '_orig_mod.' prefix) is the trap, not the code generator: skip inductor's C++ build,
     # which takes over a minute on 2 cores, by compiling with the 'eager' backend (dynamo still traces).
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
@@ -424,7 +422,7 @@ def test_compiled_model_checkpoint_loads_into_plain_model_and_generates(tmp_path
     assert torch.equal(torch.compile(plain).generate(idx, 5), model.generate(idx, 5))
 
 
-def test_dataloader_workers_draw_different_augmentations():
+def test_dataloader_workers_draw_different_augmentations(tiny_gpt):
     class Augmented(Windows):
         def __getitem__(self, i):
             x, y = super().__getitem__(i)
@@ -473,7 +471,7 @@ class RandomWindows(Windows):
         return (x + shift) % VOCAB, (y + shift) % VOCAB
 
 
-def _train_history(settings, stop_how=None, stop_after=3, resume_from=None, **overrides):
+def _train_history(tiny_gpt, settings, stop_how=None, stop_after=3, resume_from=None, **overrides):
     """Train tiny_gpt() on RandomWindows (with a random validation set); returns (model, losses, trainer)."""
     model, losses = tiny_gpt(seed=123 if resume_from else 0), []
     C = cfg(**{**settings, **overrides}, **({"resume": resume_from} if resume_from else {}))
@@ -492,12 +490,12 @@ def _train_history(settings, stop_how=None, stop_after=3, resume_from=None, **ov
 
 
 @pytest.mark.parametrize("stop_how", ["ctrl_c", "stop", "max_iters", "checkpoint_interval"])
-def test_resume_is_exact_for_every_way_of_stopping_with_random_validation_data(tmp_path, stop_how):
+def test_resume_is_exact_for_every_way_of_stopping_with_random_validation_data(tiny_gpt, tmp_path, stop_how):
     """5 steps straight == 3 steps, stop, resume, 2 steps, although the data draw random numbers and 3 is not a
     multiple of eval_interval (the stop adds an evaluation the straight run never makes)."""
     settings = dict(max_iters=5, eval_interval=2, eval_iters=2, lr_schedule="cosine", lr_decay_iters=5,
                     work_dir=str(tmp_path))
-    straight, history_a, _ = _train_history({**settings, "work_dir": str(tmp_path / "straight")})
+    straight, history_a, _ = _train_history(tiny_gpt, {**settings, "work_dir": str(tmp_path / "straight")})
 
     if stop_how == "checkpoint_interval":  # killed right after the periodic save at step 3: keep that file
         def keep(tr):
@@ -511,19 +509,19 @@ def test_resume_is_exact_for_every_way_of_stopping_with_random_validation_data(t
         first.run()
         path = str(tmp_path / "at3.pt")
     else:
-        _, history_b, first = _train_history(settings, stop_how=stop_how,
+        _, history_b, first = _train_history(tiny_gpt, settings, stop_how=stop_how,
                                              **({"max_iters": 3} if stop_how == "max_iters" else {}))
         assert first.iter_num == 3 and first.val_loss is not None or stop_how == "ctrl_c"
         path = str(tmp_path / "last.pt")
     assert load_checkpoint(path)["iter_num"] == 3
-    resumed, history_c, second = _train_history(settings, resume_from=path)
+    resumed, history_c, second = _train_history(tiny_gpt, settings, resume_from=path)
     assert second.iter_num == 5
     assert history_a == history_b[:3] + history_c
     for (name, a), b in zip(params(straight).items(), params(resumed).values()):
         assert torch.equal(a, b), name
 
 
-def test_evaluate_leaves_every_training_rng_as_it_was_and_repeats_its_random_draws():
+def test_evaluate_leaves_every_training_rng_as_it_was_and_repeats_its_random_draws(tiny_gpt):
     t = Trainer(cfg(eval_iters=2), tiny_gpt(), RandomWindows(), RandomWindows(seed=1))
     set_seed(7)
     expected = (torch.rand(3), np.random.rand(), random.random())
@@ -534,7 +532,7 @@ def test_evaluate_leaves_every_training_rng_as_it_was_and_repeats_its_random_dra
     assert first == second  # a random validation set gives the same batches every time
 
 
-def test_cosine_schedule_continues_smoothly_when_resumed_with_more_iters(tmp_path, caplog):
+def test_cosine_schedule_continues_smoothly_when_resumed_with_more_iters(tiny_gpt, tmp_path, caplog):
     settings = dict(learning_rate=1e-2, min_lr=1e-4, lr_schedule="cosine", work_dir=str(tmp_path))
     Trainer(cfg(**settings, max_iters=6), tiny_gpt(), stream()).run()
     shutil.copy(tmp_path / "last.pt", tmp_path / "at6.pt")
@@ -555,7 +553,7 @@ def test_cosine_schedule_continues_smoothly_when_resumed_with_more_iters(tmp_pat
     assert "lr_decay_iters=12 replaces the run's horizon of 6: 1.00e-04 -> 5.05e-03 at step 6" in caplog.text
 
 
-def test_cosine_horizon_is_fixed_when_training_starts_so_run_again_continues_smoothly():
+def test_cosine_horizon_is_fixed_when_training_starts_so_run_again_continues_smoothly(tiny_gpt):
     t = Trainer(cfg(learning_rate=1e-2, min_lr=1e-4, lr_schedule="cosine", max_iters=4), tiny_gpt(), stream())
     t.run()
     lrs = []
@@ -604,7 +602,7 @@ def test_nonfinite_check_has_an_opt_out(tmp_path):
     assert not torch.isfinite(load_checkpoint(tmp_path / "last.pt")["model"]["table.weight"]).all()
 
 
-def test_on_train_end_fires_when_a_callback_raises():
+def test_on_train_end_fires_when_a_callback_raises(tiny_gpt):
     ended = []
     t = Trainer(cfg(max_iters=5), tiny_gpt(), stream())
     t.add_callback("on_batch_end", lambda tr: 1 / 0 if tr.iter_num == 1 else None)
@@ -614,7 +612,7 @@ def test_on_train_end_fires_when_a_callback_raises():
     assert ended == [2]  # the second step was done when its callback raised
 
 
-def test_original_mingpt_callbacks_fire_at_the_same_steps_and_see_iter_time(tmp_path):
+def test_original_mingpt_callbacks_fire_at_the_same_steps_and_see_iter_time(tiny_gpt, tmp_path):
     """The original increments iter_num after on_batch_end: `iter_num % 2 == 0` fires after steps 1, 3, 5."""
     seen, times = [], []
 
@@ -643,7 +641,7 @@ def test_original_mingpt_callbacks_fire_at_the_same_steps_and_see_iter_time(tmp_
     ("betas", (0.9, 1.5), ValueError, r"betas must be two numbers in \[0, 1\)"),
     ("weight_decay", -0.1, ValueError, "weight_decay must be >= 0"),
 ])
-def test_bad_trainer_values_are_rejected_when_the_trainer_is_built(key, value, error, fragment):
+def test_bad_trainer_values_are_rejected_when_the_trainer_is_built(tiny_gpt, key, value, error, fragment):
     C = cfg()
     setattr(C, key, value)  # set directly (no merge check): the Trainer's own check must catch it
     with pytest.raises(error, match=fragment):
@@ -661,7 +659,7 @@ def test_bad_model_values_are_rejected_when_the_model_is_built(key, value, error
         GPT(C)
 
 
-def test_a_truncated_checkpoint_says_how_to_go_on(tmp_path):
+def test_a_truncated_checkpoint_says_how_to_go_on(tiny_gpt, tmp_path):
     Trainer(cfg(max_iters=2, eval_interval=1, eval_iters=1, work_dir=str(tmp_path)), tiny_gpt(), stream(),
             stream(seed=1)).run()
     last = tmp_path / "last.pt"
@@ -700,7 +698,7 @@ def _draws(trainer, rank=0, start=0, batches=4):
     return out
 
 
-def test_dataloader_workers_seed_torch_numpy_and_random_per_worker_rank_and_start():
+def test_dataloader_workers_seed_torch_numpy_and_random_per_worker_rank_and_start(tiny_gpt):
     t = Trainer(cfg(num_workers=2, batch_size=4), tiny_gpt(), ThreeDraws())
     base, other_rank, resumed = _draws(t), _draws(t, rank=1), _draws(t, start=5)
     for name in ("torch", "numpy", "random"):  # each generator separately, not a mix of them
@@ -712,20 +710,20 @@ def test_dataloader_workers_seed_torch_numpy_and_random_per_worker_rank_and_star
     assert _draws(t) == base  # and all of it is repeatable
 
 
-def test_a_checkpoint_saved_from_on_batch_end_records_the_steps_done_and_resumes_exactly(tmp_path):
-    straight, history_a, _ = _train_history(dict(max_iters=5))
+def test_a_checkpoint_saved_from_on_batch_end_records_the_steps_done_and_resumes_exactly(tiny_gpt, tmp_path):
+    straight, history_a, _ = _train_history(tiny_gpt, dict(max_iters=5))
     mid = str(tmp_path / "mid.pt")  # e.g. a project's own best.pt, saved from its on_batch_end callback
     t = Trainer(cfg(max_iters=5), tiny_gpt(), RandomWindows())
     t.add_callback("on_batch_end", lambda tr: tr.save_checkpoint(mid) if tr.iter_num == 2 else None)
     t.run()
     assert load_checkpoint(mid)["iter_num"] == 3  # saved after the third step (index 2)
-    resumed, history_c, _ = _train_history(dict(max_iters=5), resume_from=mid)
+    resumed, history_c, _ = _train_history(tiny_gpt, dict(max_iters=5), resume_from=mid)
     assert history_c == history_a[3:]
     for (name, a), b in zip(params(straight).items(), params(resumed).values()):
         assert torch.equal(a, b), name
 
 
-def test_resumed_mid_decay_the_cosine_carries_on_where_it_was(tmp_path, caplog):
+def test_resumed_mid_decay_the_cosine_carries_on_where_it_was(tiny_gpt, tmp_path, caplog):
     settings = dict(learning_rate=1e-2, min_lr=1e-4, lr_schedule="cosine", work_dir=str(tmp_path))
     first = Trainer(cfg(**settings, max_iters=6), tiny_gpt(), stream())
     first.add_callback("on_batch_end", lambda tr: tr.stop() if tr.iter_num == 2 else None)  # stop after 3 steps

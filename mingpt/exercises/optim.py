@@ -22,7 +22,7 @@ from mingpt.config import CfgNode
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.core import CheckResult, fail, run
 from mingpt.model import GPT
-from mingpt.trainer import get_lr
+from mingpt.schedule import get_lr
 
 __all__ = ["check_weight_decay_groups", "check_lr_schedule"]
 
