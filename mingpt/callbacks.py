@@ -23,7 +23,8 @@ Evaluation and checkpointing live in the Trainer itself (``eval_interval``, ``wo
 Ctrl-C need them; their events (on_eval_end, on_checkpoint) are what these callbacks listen to.
 
 At ``on_batch_end`` the trainer's ``iter_num`` is the index of the step that just ran (0-based, as in the
-original minGPT), so these callbacks count ``iter_num + 1`` steps done there, the number every other event sees.
+original minGPT), so these callbacks count ``trainer.steps_done`` (one more there), the number every other event
+sees.
 
 ProgressLogger reports model FLOPs utilisation (MFU) when it is known: see `mingpt.mfu` for the GPUs' peaks.
 """
@@ -113,7 +114,7 @@ class ProgressLogger:
 
     def __init__(self, interval: int = 10, use_tqdm: bool = False, peak_flops: float | None = None):
         self.interval = check_int(interval, "interval", 1)
-        self.interval, self.use_tqdm, self.peak_flops = interval, use_tqdm, peak_flops
+        self.use_tqdm, self.peak_flops = use_tqdm, peak_flops
         self.bar = None
 
     def on_train_start(self, trainer) -> None:
@@ -129,9 +130,9 @@ class ProgressLogger:
 
     def format(self, trainer, steps_done: int | None = None) -> str:
         """The report line, e.g. 'step 100/1000 | loss 2.3412 | lr 3.00e-04 | 51,200 tok/s | MFU 41.2% | ETA 2m10s'.
-        steps_done defaults to trainer.iter_num (at on_batch_end, pass trainer.iter_num + 1)."""
+        steps_done defaults to trainer.steps_done."""
         max_iters = trainer.config.max_iters
-        steps_done = trainer.iter_num if steps_done is None else steps_done
+        steps_done = trainer.steps_done if steps_done is None else steps_done
         parts = [f"step {steps_done}" + (f"/{max_iters}" if max_iters else ""),
                  f"loss {trainer.loss.item():.4f}", f"lr {trainer.lr:.2e}", f"{trainer.tokens_per_sec:,.0f} tok/s"]
         mfu = None
@@ -150,7 +151,7 @@ class ProgressLogger:
             return
         if self.bar is not None:
             self.bar.update(1)
-        done = trainer.iter_num + 1  # iter_num is the index of the step that just ran
+        done = trainer.steps_done  # iter_num is the index of the step that just ran: one less
         if done % self.interval == 0 or done == trainer.config.max_iters:
             line = self.format(trainer, steps_done=done)
             if self.bar is not None:
@@ -186,7 +187,7 @@ class LossCurvePlot:
         self.val: list[tuple[int, float]] = []
 
     def on_batch_end(self, trainer) -> None:
-        done = trainer.iter_num + 1  # plotted against steps done, like the validation points
+        done = trainer.steps_done  # plotted against steps done, like the validation points
         self.train.append((done, trainer.loss.detach()))
         if self.every and done % self.every == 0 and trainer.is_main_process:
             self.save()

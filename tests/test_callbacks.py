@@ -97,8 +97,8 @@ def test_progress_logger_measures_mfu_against_the_trainers_precision(monkeypatch
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
     model = types.SimpleNamespace(estimate_flops_per_token=lambda: 1e9)
-    fake = types.SimpleNamespace(iter_num=10, device="cuda", model=model, precision=types.SimpleNamespace(name="bf16"),
-                                 config=types.SimpleNamespace(max_iters=20), is_main_process=True, world_size=1,
+    fake = types.SimpleNamespace(iter_num=10, steps_done=10, device="cuda", model=model,
+                                 precision=types.SimpleNamespace(name="bf16"), config=types.SimpleNamespace(max_iters=20), is_main_process=True, world_size=1,
                                  loss=torch.tensor(2.0), lr=1e-3, tokens_per_sec=15_600.0)
     logger = ProgressLogger(interval=1)
     logger.on_train_start(fake)
@@ -111,7 +111,7 @@ def test_progress_logger_measures_mfu_against_the_trainers_precision(monkeypatch
 def test_progress_logger_takes_the_peak_of_the_trainers_device(monkeypatch):
     monkeypatch.setattr(callbacks, "device_peak_flops", lambda device, precision: {"cuda": 100e12}.get(str(device)))
     model = types.SimpleNamespace(estimate_flops_per_token=lambda: 1e9)
-    fake = types.SimpleNamespace(iter_num=10, device="cuda", model=model,
+    fake = types.SimpleNamespace(iter_num=10, steps_done=10, device="cuda", model=model,
                                  config=types.SimpleNamespace(max_iters=20), is_main_process=True, world_size=1,
                                  loss=torch.tensor(2.0), lr=1e-3, tokens_per_sec=25_000.0)
     logger = ProgressLogger(interval=1)

@@ -173,7 +173,7 @@ class AccuracyMonitor:
         self.history: list[dict] = []
 
     def on_batch_end(self, trainer: Trainer) -> None:
-        done = trainer.iter_num + 1  # at on_batch_end iter_num is the index of the step that just ran
+        done = trainer.steps_done  # at on_batch_end iter_num is the index of the step that just ran: one less
         if done % self.interval and done != trainer.config.max_iters:
             return
         model = trainer.model
