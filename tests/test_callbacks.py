@@ -98,7 +98,8 @@ def test_progress_logger_measures_mfu_against_the_trainers_precision(monkeypatch
     monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: "highest")
     model = types.SimpleNamespace(estimate_flops_per_token=lambda: 1e9)
     fake = types.SimpleNamespace(iter_num=10, steps_done=10, device="cuda", model=model,
-                                 precision=types.SimpleNamespace(name="bf16"), config=types.SimpleNamespace(max_iters=20), is_main_process=True, world_size=1,
+                                 precision=types.SimpleNamespace(name="bf16"), config=types.SimpleNamespace(max_iters=20),
+                                 is_main_process=True, world_size=1,
                                  loss=torch.tensor(2.0), lr=1e-3, tokens_per_sec=15_600.0)
     logger = ProgressLogger(interval=1)
     logger.on_train_start(fake)
