@@ -153,7 +153,7 @@ def test_bad_input_is_refused_clearly(tmp_path, vocab, monkeypatch):
     prepare_shards([tmp_path / "a.txt"], tmp_path / "o2", *vocab, shard_size=10)
     with pytest.raises(ValueError, match="other settings"):  # same --out, different shard size
         prepare_shards([tmp_path / "a.txt"], tmp_path / "o2", *vocab, shard_size=20)
-    for bad in (dict(shard_size=0), dict(shard_size=True), dict(num_proc=0), dict(num_proc=2.0)):
+    for bad in (dict(shard_size=True), dict(shard_size=0), dict(num_proc=0), dict(num_proc=2.0)):
         (name, value), = bad.items()
         with pytest.raises(ValueError, match=rf"^{name} must be an int >= 1.*, got {value!r}$"):
             prepare_shards([tmp_path / "a.txt"], tmp_path / "o3", *vocab, **bad)
