@@ -132,8 +132,8 @@ class Tokenizer:
         """BPE inside one chunk: merge the earliest-learned adjacent pair (all its occurrences), repeat."""
         ranks, not_learned = self._ranks, repeat(_NOT_A_MERGE)
         while len(ids) > 1:
-            # The hot loop of encoding, written so that it runs in C: zip, map and dict.get never call back into
-            # Python per pair (a generator expression here makes encoding about twice as slow).
+            # Why map and not a generator expression: this is the hot loop of encoding, and map(ranks.get, pairs,
+            # defaults) runs no Python code per pair (about 10 % faster here; bench/bpe.py measures encoding).
             pairs = zip(ids, ids[1:])                           # every adjacent pair, left to right
             pair_ranks = map(ranks.get, pairs, not_learned)     # ranks.get(pair, _NOT_A_MERGE) for each pair
             new_id = min(pair_ranks)                            # the earliest merge among them (its id = its rank)
