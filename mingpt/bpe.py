@@ -45,7 +45,7 @@ from mingpt.tokenizer import GPT2_SPLIT_PATTERN, Tokenizer, merge_pair  # noqa: 
 
 __all__ = [
     "Tokenizer", "BPETokenizer", "Encoder", "get_encoder", "get_pairs", "get_file",
-    "bytes_to_unicode", "symbols_of", "bytes_of", "GPT2_SPLIT_PATTERN", "ENDOFTEXT",
+    "bytes_to_unicode", "symbols_of", "bytes_of", "GPT2_SPLIT_PATTERN", "ENDOFTEXT", "merge_pair", "fetch_gpt2_vocab",
 ]
 
 

@@ -13,9 +13,9 @@ left. Token ids follow from the merge list alone:
     after those    special tokens such as <|endoftext|> (50256 in GPT-2), which never come out of merging
 
     from mingpt.tokenizer import Tokenizer
-    tokenizer = Tokenizer([(b"h", b"e"), (b"he", b"llo")])   # two merges: ids 256 (b"he") and 257 (b"hello")
-    tokenizer.encode("hello")                                # [257]
-    tokenizer.merge_steps("hello")                           # [['h','e','l','l','o'], ['he','l','l','o'], ['hello']]
+    tokenizer = Tokenizer([(b"h", b"e"), (b"l", b"l"), (b"he", b"ll"), (b"hell", b"o")])  # ids 256..259
+    tokenizer.encode("hello")        # [259]
+    tokenizer.merge_steps("hello")   # [['h','e','l','l','o'], ['he','l','l','o'], ['he','ll','o'], ..., ['hello']]
 
 Special tokens follow tiktoken's rule in `encode`: text containing one raises unless you say what it means
 (allowed_special= makes it its id, disallowed_special=() makes it text), because a document that smuggles in the
