@@ -1,18 +1,8 @@
 """
-GPT-2's byte-level BPE tokenizer: text -> bytes -> merged tokens -> integer ids, and back.
-
-The idea to leave with: a byte-level BPE is *fully defined by its ranked list of merges*. Text is UTF-8 encoded,
-so every string is a sequence of the 256 possible bytes (nothing is ever "unknown"). A regex first splits the
-text into chunks (words, numbers, punctuation runs, whitespace) so merges never cross a word boundary. Inside a
-chunk we repeatedly merge the adjacent pair that was learned *earliest* (lowest rank) until no learned pair is
-left. Token ids follow from the merge list alone:
-
-    ids 0..255     the single bytes, in the order of GPT-2's bytes<->unicode table (below)
-    id 256 + i     the token created by merge i
-    after those    special tokens such as <|endoftext|> (50256 in GPT-2), which never come out of merging
-
-So GPT-2's encoder.json is redundant given vocab.bpe; mingpt.gpt2_vocab reads both, checks that they agree
-and writes symbols such as 'Ġworld' (the bytes b" world", made printable) back and forth.
+GPT-2's tokenizer, under the names the original minGPT gave it: BPETokenizer, Encoder, get_encoder, get_pairs,
+get_file. The byte-level BPE itself (merging, encoding, decoding, saving) is mingpt.tokenizer's `Tokenizer`; this
+file adds GPT-2's vocabulary (50,257 ids, read from encoder.json + vocab.bpe by mingpt.gpt2_vocab) and minGPT's
+API over it, so code written for minGPT runs unchanged.
 
     from mingpt.bpe import BPETokenizer
     tokenizer = BPETokenizer()              # downloads (once) GPT-2's encoder.json and vocab.bpe
@@ -21,362 +11,42 @@ and writes symbols such as 'Ġworld' (the bytes b" world", made printable) back 
     x = tokenizer("Hello, world")           # (1, T) LongTensor ready for the model
 
 Special tokens, two APIs. `encode` follows tiktoken: text containing '<|endoftext|>' raises unless you say what
-it means (allowed_special= makes it id 50256, disallowed_special=() makes it text), because a document that
-smuggles in the end-of-text id can change what a model does. The original minGPT's entry points -
-`BPETokenizer()(text)`, `get_encoder().encode(text)`, `tokenizer.encoder.encode(text)` - encode it as ordinary
-text, exactly as minGPT (and tiktoken's `encode_ordinary`) did, so code written for minGPT runs unchanged on web
-text.
+it means (allowed_special= makes it id 50256, disallowed_special=() makes it text). The original minGPT's entry
+points - `BPETokenizer()(text)`, `get_encoder().encode(text)`, `tokenizer.encoder.encode(text)` - encode it as
+ordinary text (seven tokens), exactly as minGPT (and tiktoken's `encode_ordinary`) did, so code written for
+minGPT runs unchanged on web text.
+
+    from mingpt.bpe import get_encoder
+    e = get_encoder()                      # minGPT's Encoder over the same vocabulary
+    e.encode("Hello<|endoftext|>")         # [15496, 27, 91, 437, 1659, 5239, 91, 29]
+    e.bpe("Ġthere"), e.bpe_ranks[("Ġ", "t")]   # ('Ġthere', 0)
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import numbers
 import os
-import pathlib
-from itertools import repeat
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-import regex
-import torch
-
-from mingpt.atomic import atomic_path
-from mingpt.gpt2_vocab import (
+# Names re-exported from the modules that own them, so `from mingpt.bpe import ...` keeps working.
+from mingpt.gpt2_vocab import (  # noqa: F401
     BYTE_TO_UNICODE,
     ENDOFTEXT,
+    UNICODE_TO_BYTE,
     bytes_of,
     bytes_to_unicode,
+    check_vocab_pair,
     fetch_gpt2_vocab,
     get_file,
     read_gpt2_vocab,
     symbols_of,
 )
-
-if TYPE_CHECKING:
-    from mingpt.bpe_compat import Encoder
+from mingpt.tokenizer import GPT2_SPLIT_PATTERN, Tokenizer, merge_pair  # noqa: F401
 
 __all__ = [
     "Tokenizer", "BPETokenizer", "Encoder", "get_encoder", "get_pairs", "get_file",
-    "bytes_to_unicode", "symbols_of", "bytes_of", "GPT2_SPLIT_PATTERN", "ENDOFTEXT",
+    "bytes_to_unicode", "symbols_of", "bytes_of", "GPT2_SPLIT_PATTERN", "ENDOFTEXT", "merge_pair", "fetch_gpt2_vocab",
 ]
-
-# GPT-2's pre-tokenization (as written by tiktoken; same matches as OpenAI's original): contractions,
-# an optional space + letters, an optional space + digits, an optional space + other symbols, then whitespace.
-# `\s+(?!\S)` leaves the last space of a run to start the next word, which is why " world" is one token.
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-FILE_HEADER = "mingpt-bpe v1"
-_NOT_A_MERGE = 1 << 62  # the rank of a pair that was never learned: larger than any real one
-CACHE_SIZE = 1 << 18  # chunks remembered by encode; the cache is simply emptied when it fills up
-
-
-def merge_pair(ids: list[int], left: int, right: int, new_id: int) -> list[int]:
-    """Replace each (left, right) in ids by new_id, left to right without overlap: 'a a a' -> 'aa a'."""
-    merged, i, n = [], 0, len(ids)
-    while i < n:
-        if ids[i] == left and i + 1 < n and ids[i + 1] == right:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(ids[i])
-            i += 1
-    return merged
-
-
-class Tokenizer:
-    """
-    A byte-level BPE tokenizer defined by its ranked merges, a split pattern and special tokens.
-
-    The contract every tokenizer here keeps:
-        train(text, vocab_size)   classmethod: learn merges from text (see mingpt.bpe_train.ByteLevelBPE)
-        encode(text) -> ids       with tiktoken's rules for special tokens
-        decode(ids) -> str        invalid UTF-8 (e.g. half a character) becomes U+FFFD instead of an error
-        save(path) / load(path)   a small text file: header, pattern, special tokens, one merge per line
-
-    merges: (left bytes, right bytes) pairs, earliest learned first; merge i creates token id 256 + i.
-    pattern: the regex that splits text into chunks before merging (GPT-2's by default).
-    special_tokens: name -> id, each id above those of the ordinary tokens, e.g. {"<|endoftext|>": 50256}.
-    """
-
-    def __init__(
-        self,
-        merges: Sequence[tuple[bytes, bytes]],
-        pattern: str = GPT2_SPLIT_PATTERN,
-        special_tokens: Mapping[str, int] | None = None,
-    ):
-        if any(not isinstance(token, bytes) for pair in merges for token in pair):
-            raise TypeError("merges must be a sequence of (bytes, bytes) pairs, e.g. [(b' ', b't'), (b'h', b'e')]")
-        self.merges = [(left, right) for left, right in merges]
-        self.pattern = pattern
-        self._regex = regex.compile(pattern)
-        # Byte b gets the id of its position in GPT-2's table; bytes.translate maps a whole chunk in one call.
-        byte_ids = {b: i for i, b in enumerate(BYTE_TO_UNICODE)}
-        self._byte_table = bytes(byte_ids[b] for b in range(256))
-        token_id = {bytes([b]): i for b, i in byte_ids.items()}
-        self._ranks: dict[tuple[int, int], int] = {}  # (left id, right id) -> merged id; smaller id = earlier merge
-        for rank, (left, right) in enumerate(self.merges):
-            if left not in token_id or right not in token_id:
-                raise ValueError(f"merge {rank} {(left, right)!r} uses a token that no earlier merge created")
-            if left + right in token_id:
-                raise ValueError(f"merge {rank} {(left, right)!r} creates {left + right!r}, which already exists")
-            token_id[left + right] = 256 + rank
-            self._ranks[(token_id[left], token_id[right])] = 256 + rank
-        self._token_ids = token_id  # bytes -> id, for the ordinary (non-special) tokens
-        self._pair_of = [(token_id[a], token_id[b]) for a, b in self.merges]  # merge rank -> (left id, right id)
-        self._decode_table: list[bytes | None] = sorted(token_id, key=token_id.get)  # id -> bytes
-        self.special_tokens: dict[str, int] = {}
-        for name, idx in (special_tokens or {}).items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"special token names must be non-empty strings, got {name!r}")
-            if not isinstance(idx, int) or idx < len(token_id) or idx in self.special_tokens.values():
-                raise ValueError(f"special token {name!r} needs an unused id >= {len(token_id)}, got {idx!r}")
-            self.special_tokens[name] = idx
-            self._decode_table.extend([None] * (idx + 1 - len(self._decode_table)))
-            self._decode_table[idx] = name.encode("utf-8")
-        self._cache: dict[str, list[int]] = {}
-
-    @property
-    def n_vocab(self) -> int:
-        """Number of ids (largest id + 1), special tokens included."""
-        return len(self._decode_table)
-
-    @property
-    def vocab(self) -> dict[str, int]:
-        """The encoder.json view: printable token string -> id (special tokens included)."""
-        return {**{symbols_of(data): i for data, i in self._token_ids.items()}, **self.special_tokens}
-
-    # ---- encoding ----------------------------------------------------------------------------------------------
-
-    def _merge(self, ids: list[int], steps: list[list[int]] | None = None) -> list[int]:
-        """BPE inside one chunk: merge the earliest-learned adjacent pair (all its occurrences), repeat."""
-        ranks, never = self._ranks, repeat(_NOT_A_MERGE)
-        while len(ids) > 1:
-            # The rank of every adjacent pair (a merge's rank is the id it creates); map keeps the loop in C.
-            new_id = min(map(ranks.get, zip(ids, ids[1:]), never))
-            if new_id == _NOT_A_MERGE:
-                break  # no adjacent pair was ever learned: done
-            left, right = self._pair_of[new_id - 256]
-            ids = merge_pair(ids, left, right, new_id)
-            if steps is not None:
-                steps.append(ids)
-        return ids
-
-    def _encode_chunk(self, chunk: str) -> list[int]:
-        try:
-            data = chunk.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates ('\ud800') have no UTF-8: make them U+FFFD, as tiktoken does
-            data = chunk.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
-        # A chunk that is itself a token stays one token, as in tiktoken. For GPT-2 this changes no result (each
-        # of its tokens merges back into itself; see the tests), it only skips the merge loop for about half of
-        # the distinct words of English text.
-        whole = self._token_ids.get(data)
-        if whole is not None:
-            return [whole]
-        return self._merge(list(data.translate(self._byte_table)))
-
-    def encode_ordinary(self, text: str) -> list[int]:
-        """Encode text, treating special-token strings like any other text."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        cache, ids = self._cache, []
-        for chunk in self._regex.findall(text):
-            chunk_ids = cache.get(chunk)  # text repeats words a lot: each distinct chunk is merged only once
-            if chunk_ids is None:
-                if len(cache) >= CACHE_SIZE:
-                    cache.clear()
-                chunk_ids = cache[chunk] = self._encode_chunk(chunk)
-            ids.extend(chunk_ids)
-        return ids
-
-    def _special_set(self, value: str | Iterable[str], argument: str) -> set[str]:
-        if value == "all":
-            return set(self.special_tokens)
-        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise TypeError(f"{argument} must be 'all' or a set of special token strings, got {value!r}")
-        chosen = set(value)
-        unknown = sorted(chosen - set(self.special_tokens), key=str)
-        if unknown:
-            known = sorted(self.special_tokens)
-            raise ValueError(f"unknown special token {unknown[0]!r} in {argument}; this tokenizer knows {known}")
-        return chosen
-
-    def encode(
-        self,
-        text: str,
-        allowed_special: str | Iterable[str] = frozenset(),
-        disallowed_special: str | Iterable[str] = "all",
-    ) -> list[int]:
-        """
-        Encode text to ids, with tiktoken's rules for special tokens like '<|endoftext|>':
-        allowed ones become their single id; disallowed ones (by default: every special token not allowed)
-        raise ValueError; ones in neither set are encoded as ordinary text.
-
-            encode("a<|endoftext|>", allowed_special="all")   # [64, 50256]
-            encode("a<|endoftext|>", disallowed_special=())   # seven ordinary tokens after 'a'
-        """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        allowed = self._special_set(allowed_special, "allowed_special")
-        if disallowed_special == "all":
-            disallowed = set(self.special_tokens) - allowed
-        else:
-            disallowed = self._special_set(disallowed_special, "disallowed_special")
-        for token in sorted(disallowed):
-            if token in text:
-                raise ValueError(
-                    f"text contains the special token {token!r}. Pass allowed_special={{{token!r}}} (or 'all') to "
-                    f"encode it as id {self.special_tokens[token]}, or disallowed_special=() to encode it as text."
-                )
-        allowed = {token for token in allowed if token in text}
-        if not allowed:
-            return self.encode_ordinary(text)
-        # Split around the allowed special tokens (longest first, so one that contains another wins).
-        splitter = "(" + "|".join(regex.escape(t) for t in sorted(allowed, key=len, reverse=True)) + ")"
-        ids = []
-        for i, part in enumerate(regex.split(splitter, text)):
-            ids.extend([self.special_tokens[part]] if i % 2 else self.encode_ordinary(part))
-        return ids
-
-    def encode_batch(self, texts: Sequence[str], **special) -> list[list[int]]:
-        """Encode each text of a list; keyword arguments as in encode."""
-        if isinstance(texts, str) or not isinstance(texts, Sequence):
-            raise TypeError(f"texts must be a list of str, got {type(texts).__name__}; for one text use encode")
-        return [self.encode(text, **special) for text in texts]
-
-    def __call__(self, text: str, return_tensors: str = "pt", **special) -> torch.Tensor:
-        """
-        Encode one text as a (1, T) LongTensor, ready to feed a GPT (the original minGPT API). As in minGPT,
-        special-token strings are ordinary text unless allowed_special= / disallowed_special= are given (then
-        the rules of `encode` apply).
-        """
-        if return_tensors != "pt":
-            raise ValueError(f"only return_tensors='pt' is supported, got {return_tensors!r}")
-        ids = self.encode(text, **special) if special else self.encode_ordinary(text)
-        return torch.tensor([ids], dtype=torch.long)
-
-    # ---- decoding ----------------------------------------------------------------------------------------------
-
-    def decode_bytes(self, ids: Sequence[int] | torch.Tensor) -> bytes:
-        """The raw bytes of a list (or 1-D tensor) of ids."""
-        if isinstance(ids, torch.Tensor):
-            if ids.dtype == torch.bool or ids.dtype.is_floating_point:
-                raise TypeError(f"token ids must be ints, got a tensor of dtype {ids.dtype}; use .long() on ids")
-            if ids.dim() != 1:
-                raise ValueError(f"decode takes a 1-D tensor of ids, got shape {tuple(ids.shape)}; pick a row: x[0]")
-            ids = ids.tolist()
-        elif hasattr(ids, "tolist"):  # numpy arrays
-            ids = ids.tolist()
-        elif not isinstance(ids, (list, tuple)):
-            if not isinstance(ids, Iterable) or isinstance(ids, (str, bytes)):
-                raise TypeError(f"ids must be a list or 1-D tensor of ints, got {type(ids).__name__}")
-            ids = list(ids)
-        table = self._decode_table
-        if bool in set(map(type, ids)):  # True would silently index id 1: a mask passed where ids were meant
-            position = next(p for p, i in enumerate(ids) if isinstance(i, bool))
-            raise TypeError(f"token ids must be ints, got the bool {ids[position]!r} at position {position}; "
-                            f"was a mask passed instead of ids?")
-        try:
-            if ids and min(ids) < 0:  # negative indices would silently count from the end of the table
-                raise IndexError
-            return b"".join([table[i] for i in ids])
-        except (IndexError, TypeError):
-            pass
-        for position, i in enumerate(ids):  # slow path: find the first bad id for the message
-            if not isinstance(i, numbers.Integral):
-                raise TypeError(f"token ids must be ints, got {i!r} at position {position}")
-            if not 0 <= i < len(table) or table[i] is None:
-                raise ValueError(
-                    f"token id {i} at position {position} is out of range: valid ids are 0..{len(table) - 1}"
-                )
-        raise AssertionError("unreachable: the fast path failed, so some id must be bad")
-
-    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
-        """Ids back to text; bytes that are not valid UTF-8 (e.g. a cut-off emoji) become U+FFFD ('�')."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
-
-    # ---- showing the work (for teaching) -----------------------------------------------------------------------
-
-    def token_pieces(self, text: str, **special) -> list[tuple[int, bytes, str]]:
-        """Each token of `text` as (id, its bytes, its text): [(15496, b'Hello', 'Hello'), (11, b',', ','), ...]."""
-        return [(i, self.decode_bytes([i]), self.decode([i])) for i in self.encode(text, **special)]
-
-    def show_tokens(self, text: str, separator: str = "|", **special) -> str:
-        """Text with token boundaries marked: 'Hello|,| world'."""
-        return separator.join(piece for _, _, piece in self.token_pieces(text, **special))
-
-    def merge_steps(self, chunk: str | bytes) -> list[list[str]]:
-        """
-        How one chunk is merged, step by step, as printable symbols: the single bytes first, then the state after
-        each merge. merge_steps(" world") -> [['Ġ','w','o','r','l','d'], ['Ġw','o','r','l','d'], ..., ['Ġworld']]
-        """
-        if not isinstance(chunk, (str, bytes)):
-            raise TypeError(f"chunk must be a str or bytes, got {type(chunk).__name__}")
-        data = chunk.encode("utf-8") if isinstance(chunk, str) else chunk
-        start = list(data.translate(self._byte_table))
-        steps = [start]
-        self._merge(start, steps)
-        return [[symbols_of(self._decode_table[i]) for i in ids] for ids in steps]
-
-    def encode_and_show_work(self, text: str) -> dict:
-        """The original minGPT debugging view: the regex chunks and, per chunk, its bytes, symbols and ids."""
-        parts = []
-        for chunk in self._regex.findall(text):
-            merged = self.merge_steps(chunk)[-1]
-            data = chunk.encode("utf-8")
-            parts.append({"token": chunk, "token_bytes": data, "token_translated": symbols_of(data),
-                          "token_merged": merged, "token_ix": self._encode_chunk(chunk)})
-        return {"bpe_idx": self.encode_ordinary(text), "tokens": [p["token"] for p in parts], "parts": parts}
-
-    # ---- the contract: train, save, load -------------------------------------------------------------------------
-
-    @classmethod
-    def train(cls, text: str, vocab_size: int, **options) -> Tokenizer:
-        """Learn merges from text. This class has a fixed vocabulary; see mingpt.bpe_train.ByteLevelBPE.train."""
-        raise TypeError(f"{cls.__name__} cannot be trained; use mingpt.bpe_train.ByteLevelBPE.train")
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer as readable text (atomically: a temp file, then os.replace)."""
-        path = pathlib.Path(path)
-        lines = [FILE_HEADER, f"pattern {json.dumps(self.pattern)}"]
-        lines += [f"special {json.dumps(name)} {idx}" for name, idx in self.special_tokens.items()]
-        lines += [f"merges {len(self.merges)}"]
-        lines += [f"{symbols_of(left)} {symbols_of(right)}" for left, right in self.merges]
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(lines) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Tokenizer:
-        """Read a file written by save; raises ValueError naming the line if it is not in that format."""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        pattern, special_tokens, merges, i = None, {}, [], 0
-        try:
-            if lines[0] != FILE_HEADER:
-                raise ValueError(f"expected the header {FILE_HEADER!r}")
-            i = 1
-            while not lines[i].startswith("merges "):
-                key, value = lines[i].split(" ", 1)
-                if key == "pattern":
-                    pattern = json.loads(value)
-                elif key == "special":
-                    name, idx = value.rsplit(" ", 1)
-                    special_tokens[json.loads(name)] = int(idx)
-                else:
-                    raise ValueError(f"unknown entry {key!r}")
-                i += 1
-            n_merges = int(lines[i].split(" ", 1)[1])
-            for i in range(i + 1, i + 1 + n_merges):
-                left, right = lines[i].split(" ")
-                merges.append((bytes_of(left), bytes_of(right)))
-            if pattern is None:
-                raise ValueError("no pattern line")
-        except (ValueError, IndexError) as e:  # json.JSONDecodeError is a ValueError
-            raise ValueError(f"{path} is not a valid {FILE_HEADER} file (line {i + 1}): {e}") from None
-        tokenizer = cls.__new__(cls)  # subclasses may take other constructor arguments (e.g. file paths)
-        Tokenizer.__init__(tokenizer, merges, pattern, special_tokens)
-        return tokenizer
 
 
 class BPETokenizer(Tokenizer):
@@ -384,6 +54,9 @@ class BPETokenizer(Tokenizer):
     GPT-2's tokenizer (50,257 ids). With no arguments the vocabulary files are downloaded and cached (see
     mingpt.download); pass both paths to use local copies instead. `tokenizer.encoder` is the original minGPT's
     Encoder object over the same vocabulary.
+
+    Like every Tokenizer it can also be built from parts already read, by keyword (that is how load builds one):
+    BPETokenizer(merges=..., special_tokens=...).
     """
 
     def __init__(
@@ -391,13 +64,22 @@ class BPETokenizer(Tokenizer):
         encoder_path: str | os.PathLike | None = None,
         vocab_path: str | os.PathLike | None = None,
         base_url: str | None = None,
+        *,
+        merges: Sequence[tuple[bytes, bytes]] | None = None,
+        pattern: str = GPT2_SPLIT_PATTERN,
+        special_tokens: Mapping[str, int] | None = None,
     ):
-        if (encoder_path is None) != (vocab_path is None):
-            raise ValueError("pass both encoder_path and vocab_path, or neither to download GPT-2's files")
-        if encoder_path is None:
-            encoder_path, vocab_path = fetch_gpt2_vocab(base_url)
-        merges, special_tokens = read_gpt2_vocab(encoder_path, vocab_path)
-        super().__init__(merges, GPT2_SPLIT_PATTERN, special_tokens)
+        if merges is None:  # minGPT's way: GPT-2's two files, local or downloaded
+            if (encoder_path is None) != (vocab_path is None):
+                raise ValueError("pass both encoder_path and vocab_path, or neither to download GPT-2's files")
+            if pattern != GPT2_SPLIT_PATTERN or special_tokens is not None:
+                raise ValueError("pattern= and special_tokens= go with merges=; GPT-2's files carry their own")
+            if encoder_path is None:
+                encoder_path, vocab_path = fetch_gpt2_vocab(base_url)
+            merges, special_tokens = read_gpt2_vocab(encoder_path, vocab_path)
+        elif (encoder_path, vocab_path, base_url) != (None, None, None):
+            raise ValueError("pass either GPT-2's files (encoder_path, vocab_path, base_url) or merges=, not both")
+        super().__init__(merges, pattern, special_tokens)
 
     @classmethod
     def from_files(cls, encoder_json_path: str | os.PathLike, vocab_bpe_path: str | os.PathLike) -> BPETokenizer:
@@ -407,18 +89,85 @@ class BPETokenizer(Tokenizer):
     @functools.cached_property
     def encoder(self) -> Encoder:
         """The original minGPT's `tokenizer.encoder`: an Encoder sharing this tokenizer's merges."""
-        from mingpt.bpe_compat import Encoder
-
-        return Encoder.wrap(self)
+        return Encoder(tokenizer=self)
 
 
-def __getattr__(name: str):
+def get_pairs(word: Sequence[str]) -> set[tuple[str, str]]:
+    """All adjacent pairs of a sequence of symbols (minGPT's helper): ('a','b','c') -> {('a','b'), ('b','c')}."""
+    return set(zip(word, word[1:]))
+
+
+class Encoder:
     """
-    The original minGPT's Encoder, get_encoder and get_pairs live in mingpt.bpe_compat (they build on the classes
-    above, so that module imports this one); `from mingpt.bpe import get_encoder` still works, as in minGPT.
-    """
-    if name in ("Encoder", "get_encoder", "get_pairs"):
-        from mingpt import bpe_compat
+    The original minGPT's Encoder, with its attributes and methods, as a thin layer over a Tokenizer:
 
-        return getattr(bpe_compat, name)
-    raise AttributeError(f"module 'mingpt.bpe' has no attribute {name!r}")
+        encoder      printable token -> id (encoder.json)      decoder      id -> printable token
+        bpe_ranks    (left, right) printable pair -> rank      byte_encoder / byte_decoder   the bytes<->unicode table
+        bpe(token)   'Ġthere' -> the merged symbols joined by spaces: 'Ġthere'
+        encode(text) ids, with '<|endoftext|>' as ordinary text, as in minGPT  decode(ids) -> text
+
+    Encoder(encoder, bpe_merges) builds one from encoder.json's dict and vocab.bpe's pairs of symbols, as minGPT's
+    get_encoder did, and checks that the two agree. Encoder(tokenizer=t) wraps an existing tokenizer (no copy).
+    """
+
+    def __init__(
+        self,
+        encoder: Mapping[str, int] | None = None,
+        bpe_merges: Sequence[tuple[str, str]] | None = None,
+        *,
+        tokenizer: Tokenizer | None = None,
+    ):
+        if tokenizer is None:  # minGPT's way: the two files' contents
+            if encoder is None or bpe_merges is None:
+                raise TypeError("Encoder needs encoder and bpe_merges (minGPT's arguments), or tokenizer=")
+            merges = [(bytes_of(left), bytes_of(right)) for left, right in bpe_merges]
+            special_tokens = check_vocab_pair(encoder, merges, "encoder", "bpe_merges")
+            tokenizer = Tokenizer(merges, GPT2_SPLIT_PATTERN, special_tokens)
+            self.encoder = dict(encoder)  # the caller's dict, as minGPT kept it (and its order)
+        elif encoder is not None or bpe_merges is not None:
+            raise TypeError("pass either encoder and bpe_merges, or tokenizer=, not both")
+        self.tokenizer = tokenizer
+        self.byte_encoder = dict(BYTE_TO_UNICODE)
+        self.byte_decoder = dict(UNICODE_TO_BYTE)
+        self.pat = tokenizer._regex  # the split pattern, compiled (minGPT: re.findall(self.pat, text))
+        self.cache: dict[str, str] = {}  # bpe(token) results, as in minGPT
+
+    # The three big dicts are built on first use: most callers only encode and decode.
+    @functools.cached_property
+    def encoder(self) -> dict[str, int]:
+        return self.tokenizer.vocab
+
+    @functools.cached_property
+    def decoder(self) -> dict[int, str]:
+        return {i: token for token, i in self.encoder.items()}
+
+    @functools.cached_property
+    def bpe_ranks(self) -> dict[tuple[str, str], int]:
+        return {(symbols_of(left), symbols_of(right)): rank for rank, (left, right) in enumerate(self.tokenizer.merges)}
+
+    def bpe(self, token: str) -> str:
+        """Merge one pre-tokenized chunk, given in printable symbols ('Ġthere'); the pieces joined by spaces."""
+        if token not in self.cache:
+            self.cache[token] = " ".join(self.tokenizer.merge_steps(bytes_of(token))[-1])
+        return self.cache[token]
+
+    def encode(self, text: str) -> list[int]:
+        """Text to ids, special-token strings included as ordinary text (minGPT's and tiktoken's encode_ordinary)."""
+        return self.tokenizer.encode_ordinary(text)
+
+    def encode_and_show_work(self, text: str) -> dict:
+        """The regex chunks and, per chunk, its bytes, symbols, merged symbols and ids (see Tokenizer)."""
+        return self.tokenizer.encode_and_show_work(text)
+
+    def decode(self, bpe_idx: Sequence[int]) -> str:
+        """Ids back to text (invalid UTF-8 becomes U+FFFD, as in minGPT)."""
+        return self.tokenizer.decode(bpe_idx)
+
+
+def get_encoder(
+    encoder_path: str | os.PathLike | None = None,
+    vocab_path: str | os.PathLike | None = None,
+    base_url: str | None = None,
+) -> Encoder:
+    """GPT-2's Encoder, as in the original minGPT: from local paths if given, else downloaded and cached."""
+    return BPETokenizer(encoder_path, vocab_path, base_url=base_url).encoder

@@ -3,7 +3,7 @@ Learning a byte-level BPE from text: the merges that GPT-2 shipped in vocab.bpe,
 
 The idea to leave with: training is the encoder run in reverse. Start with every chunk of text as single bytes;
 count every adjacent pair; merge the most frequent pair everywhere into a new token; repeat until the vocabulary
-is big enough. The recorded merges, in order, *are* the tokenizer (see mingpt.bpe).
+is big enough. The recorded merges, in order, *are* the tokenizer (see mingpt.tokenizer).
 
 Two tricks make this fast enough for a classroom laptop:
   * text repeats itself, so we split it with the same regex as the encoder and keep each *distinct* chunk once,
@@ -29,7 +29,8 @@ from typing import Iterable
 
 import regex
 
-from mingpt.bpe import GPT2_SPLIT_PATTERN, Tokenizer, merge_pair
+from mingpt.tokenizer import GPT2_SPLIT_PATTERN, Tokenizer, merge_pair
+from mingpt.utils import check_int
 
 __all__ = ["ByteLevelBPE", "learn_merges"]
 
@@ -40,8 +41,7 @@ def learn_merges(text: str, n_merges: int, pattern: str = GPT2_SPLIT_PATTERN) ->
     """The first `n_merges` BPE merges of `text` (fewer if every chunk becomes a single token first)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if not isinstance(n_merges, int) or isinstance(n_merges, bool) or n_merges < 0:
-        raise ValueError(f"n_merges must be a non-negative int, got {n_merges!r}")
+    check_int(n_merges, "n_merges")
 
     # Distinct chunks, each a list of token ids, with how often it occurs. During training id b < 256 is byte b.
     chunk_counts = Counter(regex.findall(pattern, text))
@@ -120,11 +120,10 @@ class ByteLevelBPE(Tokenizer):
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 256:
-            raise ValueError(f"vocab_size must be an int >= 256 (the 256 single bytes come first), got {vocab_size!r}")
+        check_int(vocab_size, "vocab_size", low=256, hint=" (the 256 single bytes come first)")
         if isinstance(special_tokens, str):
             raise TypeError(f"special_tokens must be a list of strings, got the string {special_tokens!r}")
         merges = learn_merges(text, vocab_size - 256, pattern)
         first_special = 256 + len(merges)
         specials = {name: first_special + k for k, name in enumerate(dict.fromkeys(special_tokens))}
-        return cls(merges, pattern, specials)
+        return cls(merges=merges, pattern=pattern, special_tokens=specials)

@@ -31,8 +31,12 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mingpt.bpe import BPETokenizer
 from mingpt.download import sha256_file
+from mingpt.gpt2_vocab import ENDOFTEXT, bytes_of
+from mingpt.tokenizer import GPT2_SPLIT_PATTERN
 from mingpt.token_shards import MANIFEST, read_manifest, shard_name, write_manifest, write_shard
+from mingpt.utils import check_int
 
 __all__ = ["INPUT_SUFFIXES", "list_input_files", "iter_documents", "split_document", "iter_units",
            "make_encoder", "prepare_shards"]
@@ -134,17 +138,14 @@ def make_encoder(kind: str, encoder_json: str | os.PathLike, vocab_bpe: str | os
     files (no network); both give the same ids. Returns (encode_ordinary, n_vocab, eot_id)."""
     if kind not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {kind!r}")
-    from mingpt.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode
-
     if kind == "mingpt":
         tokenizer = BPETokenizer.from_files(encoder_json, vocab_bpe)
         return tokenizer.encode_ordinary, tokenizer.n_vocab, tokenizer.special_tokens[ENDOFTEXT]
-    import tiktoken
+    import tiktoken  # an optional dependency (the "gpt2" extra): imported only when asked for
 
     with open(encoder_json, encoding="utf-8") as f:
         encoder = json.load(f)
-    byte_decoder = {c: b for b, c in bytes_to_unicode().items()}
-    ranks = {bytes(byte_decoder[c] for c in token): i for token, i in encoder.items() if token != ENDOFTEXT}
+    ranks = {bytes_of(token): i for token, i in encoder.items() if token != ENDOFTEXT}
     encoding = tiktoken.Encoding(name="gpt2-local", pat_str=GPT2_SPLIT_PATTERN, mergeable_ranks=ranks,
                                  special_tokens={ENDOFTEXT: encoder[ENDOFTEXT]})
     return encoding.encode_ordinary, encoding.n_vocab, encoder[ENDOFTEXT]
@@ -225,10 +226,8 @@ def prepare_shards(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     the manifest. Rerunning after a kill continues at the last complete shard; a finished directory is returned
     as it is. num_proc worker processes tokenize (1 = in this process).
     """
-    if not isinstance(shard_size, int) or shard_size < 1:
-        raise ValueError(f"shard_size must be a positive number of tokens, got {shard_size!r}")
-    if not isinstance(num_proc, int) or num_proc < 1:
-        raise ValueError(f"num_proc must be a positive int, got {num_proc!r}")
+    check_int(shard_size, "shard_size", low=1, hint=" (tokens per shard)")
+    check_int(num_proc, "num_proc", low=1)
     files = list_input_files(inputs)
     spec = (encoder, os.fspath(encoder_json), os.fspath(vocab_bpe))  # what a worker needs to build the tokenizer
     _, n_vocab, eot = make_encoder(*spec)

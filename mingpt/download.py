@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover
 import requests
 
 from mingpt.atomic import atomic_path
+from mingpt.utils import check_int
 
 __all__ = ["DownloadError", "ChecksumError", "DamagedCacheError", "cache_dir", "sha256_file", "download",
            "cached_download"]
@@ -285,8 +286,7 @@ def download(
     """
     if not isinstance(url, str) or not url:
         raise TypeError(f"url must be a non-empty string, got {url!r}")
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
-        raise ValueError(f"retries must be an int in [0, 10], got {retries!r}")
+    check_int(retries, "retries", low=0, high=10)
     if not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     sha256 = _check_sha256(sha256)

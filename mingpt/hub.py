@@ -82,20 +82,6 @@ def hub_cache_path(
     return root / "hub" / check_repo_id(repo_id) / check_revision(revision) / filename
 
 
-def http_status(error: BaseException) -> int | None:
-    """
-    The HTTP status behind a DownloadError, or None if it was not an HTTP answer (e.g. no connection).
-
-    mingpt.download reports HTTP errors as "HTTP <code> for <url>" and keeps no status attribute, so we read it
-    from the message (and prefer an attribute, should one be added).
-    """
-    status = getattr(error, "status_code", None)
-    if isinstance(status, int):
-        return status
-    match = re.search(r"\bHTTP (\d{3})\b", str(error))
-    return int(match.group(1)) if match else None
-
-
 def hub_file(
     repo_id: str,
     filename: str,
@@ -123,7 +109,7 @@ def hub_file(
         return download.download(url, dest, timeout=timeout, retries=retries, progress=progress, hub_checksums=True,
                                  validate=validate)
     except download.DownloadError as e:
-        status = http_status(e)
+        status = e.status_code
         where = f"{filename!r} of Hub repo {repo_id!r} at revision {revision!r}"
         if status == 404:
             raise FileNotFoundError(
@@ -266,7 +252,7 @@ def dataset_metadata(repo_id: str, revision: str = "main", endpoint: str | None 
         try:
             download.download(url, dest)
         except download.DownloadError as e:
-            if http_status(e) == 404:
+            if e.status_code == 404:
                 raise FileNotFoundError(f"dataset repo {repo_id!r} at revision {revision!r} was not found "
                                         f"(HTTP 404 from {url})") from e
             raise
@@ -311,7 +297,7 @@ def dataset_file(
     try:
         path = download.download(url, dest, sha256=sha256, progress=progress)
     except download.DownloadError as e:
-        if http_status(e) == 404:
+        if e.status_code == 404:
             raise FileNotFoundError(f"{filename!r} of dataset repo {repo_id!r} at revision {revision!r} was not "
                                     f"found (HTTP 404 from {url}); check the file name on the dataset's page") from e
         raise

@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 
+import numpy
 import pytest
 import tiktoken
 import torch
@@ -408,3 +409,60 @@ def test_get_file_downloads_once_like_mingpt(tmp_path, serve_directory, gpt2_fil
 def test_decode_rejects_bools_and_floats(tokenizer, ids):
     with pytest.raises(TypeError, match="ints"):
         tokenizer.decode(ids)
+
+
+def test_decode_names_the_first_bad_id_wherever_it_is():
+    # 256 bytes + 1 merge (ids 0..256), then a special token at 300: ids 257..299 are unused, and indexing the decode
+    # table there finds nothing. The same checks hold for tuples and numpy arrays as for lists and tensors.
+    tokenizer = Tokenizer([(b"a", b"b")], special_tokens={"<|end|>": 300})
+    assert tokenizer.decode((64, 65, 256, 300)) == "abab<|end|>"  # a tuple
+    assert tokenizer.decode(numpy.array([256, 300])) == "ab<|end|>"
+    with pytest.raises(ValueError, match=r"^token id 270 at position 2 is out of range: valid ids are 0\.\.300$"):
+        tokenizer.decode([64, 256, 270, 999])
+    with pytest.raises(ValueError, match="token id -1 at position 0 is out of range"):
+        tokenizer.decode((-1,))  # indexing alone would give the last id
+    with pytest.raises(TypeError, match=r"the bool True at position 3; was a mask passed instead of ids\?"):
+        tokenizer.decode([1, 2, 3, True])
+    with pytest.raises(TypeError, match=r"got '7' at position 1"):
+        tokenizer.decode([1, "7"])
+    with pytest.raises(TypeError, match="got None at position 0"):
+        tokenizer.decode(numpy.array([None, 1], dtype=object))
+
+
+def test_gpt2_tokenizer_from_parts_by_keyword_like_every_tokenizer(tokenizer):
+    # load builds the class it is called on as cls(merges=, pattern=, special_tokens=): GPT-2's class takes them too.
+    rebuilt = BPETokenizer(merges=tokenizer.merges, special_tokens=tokenizer.special_tokens)
+    assert type(rebuilt) is BPETokenizer and rebuilt.encode(MINGPT_DEMO) == MINGPT_DEMO_IDS
+    assert rebuilt.encoder.encode(MINGPT_DEMO) == MINGPT_DEMO_IDS  # minGPT's Encoder over it, as for any BPETokenizer
+    with pytest.raises(ValueError, match="either GPT-2's files .* or merges=, not both"):
+        BPETokenizer("encoder.json", "vocab.bpe", merges=tokenizer.merges)
+    with pytest.raises(ValueError, match="special_tokens= go with merges="):
+        BPETokenizer(special_tokens={EOT: 50256})
+
+
+def test_encoder_wraps_a_tokenizer_or_builds_one_from_mingpt_arguments(tokenizer):
+    wrapped = Encoder(tokenizer=tokenizer)
+    assert wrapped.tokenizer is tokenizer and wrapped.encode(MINGPT_DEMO) == MINGPT_DEMO_IDS
+    with pytest.raises(TypeError, match="encoder and bpe_merges"):
+        Encoder()
+    with pytest.raises(TypeError, match="not both"):
+        Encoder({"a": 0}, [("a", "b")], tokenizer=tokenizer)
+
+
+def test_tokenizer_modules_import_one_way_at_the_top():
+    """gpt2_vocab <- tokenizer <- bpe (and bpe_train): no module imports one above it, and none imports inside a
+    function (that is how the old bpe <-> bpe_compat cycle hid); tiktoken, an optional extra, is the one exception."""
+    import ast
+    import pathlib
+
+    import mingpt
+
+    order = ["gpt2_vocab", "tokenizer", "bpe", "bpe_train"]
+    for position, name in enumerate(order):
+        tree = ast.parse((pathlib.Path(mingpt.__file__).parent / f"{name}.py").read_text(encoding="utf-8"))
+        top_level = set(tree.body)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                assert node in top_level, f"{name}.py imports {module} inside a function"
+                assert module.split(".")[-1] not in order[position:], f"{name}.py imports {module}"

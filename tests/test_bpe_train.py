@@ -153,7 +153,7 @@ def test_running_out_of_pairs_stops_early(caplog):
 
 @pytest.mark.parametrize("vocab_size", [255, 0, -5, 300.0, "512", True])
 def test_vocab_size_must_be_an_int_of_at_least_256(vocab_size):
-    with pytest.raises(ValueError, match="vocab_size must be an int >= 256"):
+    with pytest.raises(ValueError, match=r"vocab_size must be an int >= 256 \(the 256 single bytes come first\), got"):
         ByteLevelBPE.train("some text", vocab_size)
 
 
@@ -162,7 +162,8 @@ def test_training_bad_input():
         ByteLevelBPE.train(b"bytes", 300)
     with pytest.raises(TypeError, match="special_tokens"):
         ByteLevelBPE.train("text", 300, special_tokens=EOT)
-    with pytest.raises(ValueError, match="n_merges"):
-        learn_merges("text", -1)
+    for n_merges in (-1, True, 2.0):  # True would silently be one merge
+        with pytest.raises(ValueError, match=rf"^n_merges must be an int >= 0, got {n_merges!r}$"):
+            learn_merges("text", n_merges)
     with pytest.raises(TypeError):
         Tokenizer.train("text", 300)

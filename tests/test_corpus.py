@@ -153,6 +153,10 @@ def test_bad_input_is_refused_clearly(tmp_path, vocab, monkeypatch):
     prepare_shards([tmp_path / "a.txt"], tmp_path / "o2", *vocab, shard_size=10)
     with pytest.raises(ValueError, match="other settings"):  # same --out, different shard size
         prepare_shards([tmp_path / "a.txt"], tmp_path / "o2", *vocab, shard_size=20)
+    for bad in (dict(shard_size=True), dict(shard_size=0), dict(num_proc=0), dict(num_proc=2.0)):
+        (name, value), = bad.items()
+        with pytest.raises(ValueError, match=rf"^{name} must be an int >= 1.*, got {value!r}$"):
+            prepare_shards([tmp_path / "a.txt"], tmp_path / "o3", *vocab, **bad)
 
 
 def test_prepare_reads_a_hub_dataset_repo_from_a_loopback_server(tmp_path, vocab, reference, serve_directory,
@@ -193,3 +197,9 @@ def test_prepare_reads_a_hub_dataset_repo_from_a_loopback_server(tmp_path, vocab
     with pytest.raises(SystemExit):
         prepare.main(["--hf-dataset=someone/tiny-corpus", "--hf-files=data/missing.jsonl", f"--out={tmp_path / 'o3'}",
                       *common])
+    # The server's 404 (DownloadError.status_code) becomes FileNotFoundError: a repo with no listing, a listed file
+    # that is not there.
+    with pytest.raises(FileNotFoundError, match=r"dataset repo 'nobody/nothing' at revision 'main' was not found"):
+        dataset_file("nobody/nothing", "data/part-0.jsonl")
+    with pytest.raises(FileNotFoundError, match=r"'data/gone.jsonl' of dataset repo .* \(HTTP 404 from"):
+        dataset_file("someone/tiny-corpus", "data/gone.jsonl", verify=False)

@@ -186,7 +186,9 @@ def test_cached_download_failure_leaves_cache_empty(served, cache_dir):
     "kwargs, error, message",
     [
         (dict(sha256="abc"), ValueError, "64 hex"),
-        (dict(retries=-1), ValueError, "retries"),
+        (dict(retries=-1), ValueError, r"^retries must be an int in \[0, 10\], got -1$"),
+        (dict(retries=11), ValueError, r"retries must be an int in \[0, 10\], got 11"),
+        (dict(retries=True), ValueError, r"retries must be an int in \[0, 10\], got True"),  # not one retry
         (dict(timeout=0), ValueError, "timeout"),
     ],
 )

@@ -1,7 +1,8 @@
 """
-`python -m mingpt.generate`: end to end through a subprocess with a tiny model saved by transformers and GPT-2's
-real BPE files from ../shared/data/gpt2; the rest in-process through main(argv) to stay fast. No network: the
-Hub endpoint points at a closed port, and the download cache is a temporary folder.
+`python -m mingpt.cli` (and its older spelling, `python -m mingpt.generate`): end to end through a subprocess with a
+tiny model saved by transformers and GPT-2's real BPE files from ../shared/data/gpt2; the rest in-process through
+main(argv) to stay fast. No network: the Hub endpoint points at a closed port, and the download cache is a
+temporary folder.
 """
 
 import argparse
@@ -16,7 +17,7 @@ import pytest
 import torch
 import transformers
 
-from mingpt import generate as cli
+from mingpt import cli
 from mingpt.bpe import BPETokenizer
 from mingpt.model import GPT
 from tests.conftest import REPO_ROOT
@@ -51,9 +52,9 @@ def reuse_tokenizer(tokenizer, monkeypatch):
     monkeypatch.setattr(cli.BPETokenizer, "from_files", classmethod(lambda cls, *paths: tokenizer))
 
 
-def run_cli(*args, env_extra=None):
+def run_cli(*args, env_extra=None, module="mingpt.cli"):
     env = {**os.environ, "MINGPT_HF_ENDPOINT": "http://127.0.0.1:9", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "mingpt.generate", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           cwd=REPO_ROOT, env=env, timeout=120)
 
 
@@ -71,7 +72,7 @@ def test_greedy_end_to_end_matches_transformers(model_dir, data_dir, tokenizer, 
 
 
 def test_bad_model_name_is_a_message_not_a_traceback():
-    result = run_cli("--model", "gpt3", "--prompt", "hi")
+    result = run_cli("--model", "gpt3", "--prompt", "hi", module="mingpt.generate")  # the older name still works
     assert result.returncode == 1
     assert "unknown model 'gpt3'" in result.stderr and "gpt2-medium" in result.stderr
     assert "Traceback" not in result.stderr

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import mingpt.generation as generation
-from mingpt import generate as cli
+from mingpt import cli
 from mingpt.data import TokenStream
 from mingpt.generation import KVCache
 from mingpt.model import CausalSelfAttention, use_math_attention

@@ -49,9 +49,10 @@ from torch.utils.data import Dataset
 
 from mingpt.checkpoint import check_resume
 from mingpt.config import CfgNode
+from mingpt.hooks import run_with_cache
 from mingpt.model import IGNORE_INDEX, CausalSelfAttention
 from mingpt.trainer import Trainer
-from mingpt.utils import set_seed, setup_logging
+from mingpt.utils import check_int, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.induction")
 
@@ -115,12 +116,24 @@ class AttentionOnlyBlock(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, hooks=None) -> torch.Tensor:
+        if hooks is None:
+            return x + self.attn(self.ln_1(x))
+        # The same sum through GPT's hook points (mingpt/hooks.py), so the library can record or edit it.
+        x = hooks("hook_resid_pre", x)
+        attn_out = hooks("hook_attn_out", self.attn(hooks.layer_norm("ln1", self.ln_1, x), None, hooks))
+        return hooks("hook_resid_post", x + attn_out)
 
 
 class AttentionOnlyTransformer(nn.Module):
-    """Token + position embeddings, `n_layer` attention-only blocks, a final LayerNorm and an unembedding."""
+    """
+    Token + position embeddings, `n_layer` attention-only blocks, a final LayerNorm and an unembedding.
+
+    It has GPT's hook points (mingpt/hooks.py: ``run_with_cache(model, idx)``, ``with hooks(model, ...)``) but for
+    the MLP's, as it has none: ``blocks.{i}.attn.hook_pattern`` holds each head's attention, for instance.
+    """
+
+    active_hooks = None  # set by mingpt.hooks.hooks() while hooks or a cache are active; None: the plain path
 
     def __init__(self, config: CfgNode):
         super().__init__()
@@ -140,10 +153,18 @@ class AttentionOnlyTransformer(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         B, T = idx.shape
-        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))  # (B, T, C)
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        pos = torch.arange(T, device=idx.device)  # (T,)
+        hooks = self.active_hooks
+        if hooks is None:  # training: no hook machinery at all
+            x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
+            for block in self.h:
+                x = block(x)
+            logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        else:  # the same computation, through the hook points
+            x = hooks("hook_embed", self.wte(idx)) + hooks("hook_pos_embed", self.wpe(pos.expand(B, T)))
+            for i, block in enumerate(self.h):
+                x = block(x, hooks.at_block(i))
+            logits = self.lm_head(hooks.layer_norm("ln_final", self.ln_f, x))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=IGNORE_INDEX)
@@ -170,8 +191,8 @@ class RepeatedTokens(Dataset):
             raise ValueError(f"data.max_repeat must be in [1, block_size // 2 = {block_size // 2}], got {max_repeat}")
         if not 1 <= min_repeat <= max_repeat:
             raise ValueError(f"data.min_repeat must be in [1, data.max_repeat = {max_repeat}], got {min_repeat}")
-        if max_gap is not None and (not isinstance(max_gap, int) or max_gap < 0):
-            raise ValueError(f"data.max_gap must be None or an int >= 0, got {max_gap!r}")
+        if max_gap is not None:
+            check_int(max_gap, "data.max_gap", hint=" (or None: no cap)")
         self.vocab_size, self.block_size, self.min_repeat, self.max_repeat, self.seed = (
             vocab_size, block_size, min_repeat, max_repeat, seed)
         self.max_gap, self.length = max_gap, length
@@ -212,20 +233,10 @@ def repeated_batch(n: int, L: int, vocab_size: int, seed: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- measuring
 @torch.no_grad()
 def attention_patterns(model: AttentionOnlyTransformer, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the model, capturing every head's attention: (logits (B, T, V), attention (n_layer, B, nh, T, T))."""
-    sinks = []
-    for block in model.h:
-        block.attn.attention_sink = []  # makes the layer take the explicit path and record its softmax
-        sinks.append(block.attn.attention_sink)
-    was_training = model.training
-    model.eval()
-    try:
-        logits, _ = model(idx)
-    finally:
-        for block in model.h:
-            block.attn.attention_sink = None
-        model.train(was_training)
-    return logits, torch.stack([sink[0] for sink in sinks])
+    """Run the model, recording every head's attention: (logits (B, T, V), attention (n_layer, B, nh, T, T))."""
+    # One forward pass in eval mode recording the hook points blocks.{i}.attn.hook_pattern, (B, nh, T, T) each.
+    logits, cache = run_with_cache(model, idx, names_filter=lambda name: name.endswith("attn.hook_pattern"))
+    return logits, torch.stack([cache["pattern", layer] for layer in range(model.config.n_layer)])
 
 
 @torch.no_grad()
