@@ -33,11 +33,11 @@ from safetensors.torch import load_file, save_file
 
 from mingpt import hub
 from mingpt.atomic import atomic_path
-from mingpt.bpe import GPT2_SPLIT_PATTERN, Tokenizer
 from mingpt.checkpoint import UnsafeFileError, load_plain_data
 from mingpt.config import CfgNode
 from mingpt.gpt2_vocab import cached_gpt2_vocab, write_hf_vocab
 from mingpt.model_config import default_config
+from mingpt.tokenizer import GPT2_SPLIT_PATTERN, Tokenizer
 from mingpt.utils import choose_device
 
 logger = logging.getLogger(__name__)
@@ -347,7 +347,7 @@ def from_pretrained(
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> None:
     """
     Write `model` to `directory` in Hugging Face GPT-2 layout: config.json, model.safetensors and, as Hugging Face
-    does, the tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.generate
+    does, the tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli
     --model DIR` needs, offline. ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` and
     ``GPT.from_pretrained(directory)`` read it.
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt.bpe import merge_pair
 from mingpt.generation import KVCache
 from mingpt.model import MLP, Block
+from mingpt.tokenizer import merge_pair
 
 
 # ---------------------------------------------------------------------------------------------- attention

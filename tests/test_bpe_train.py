@@ -13,8 +13,8 @@ import pytest
 import regex
 import tiktoken
 
-from mingpt.bpe import GPT2_SPLIT_PATTERN, Tokenizer
 from mingpt.bpe_train import ByteLevelBPE, learn_merges
+from mingpt.tokenizer import GPT2_SPLIT_PATTERN, Tokenizer
 
 EOT = "<|endoftext|>"
 

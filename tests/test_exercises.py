@@ -13,7 +13,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt.bpe import merge_pair
 from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError, check_attention,
                               check_attention_weights, check_bigram, check_block, check_bpe_encode, check_embedding,
                               check_gpt, check_greedy, check_hf_conversion, check_kv_cache, check_layernorm,
@@ -21,6 +20,7 @@ from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError
                               check_weight_decay_groups, load_reference_weights)
 from mingpt.generation import KVCache
 from mingpt.model import GPT, MLP, Block, CausalSelfAttention
+from mingpt.tokenizer import merge_pair
 from student_code import (Attention, EinsumAttention, LoopAttention, TransposedWeightsAttention, LayerNorm, mlp_with,
                           Embedding, NoPositions, PositionsFromTokens, loss_ok, loss_unshifted, loss_no_ignore,
                           loss_summed, loss_on_probabilities, probs_ok, probs_temperature_after_softmax,

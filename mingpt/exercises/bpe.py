@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mingpt.bpe import merge_pair
 from mingpt.exercises.core import CheckResult, Variant, fail, run
+from mingpt.tokenizer import merge_pair
 
 __all__ = ["check_merge", "check_bpe_encode", "reference_encode"]
 

@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from mingpt.callbacks import ProgressLogger
 from mingpt.checkpoint import check_resume
 from mingpt.config import CfgNode
 from mingpt.hooks import run_with_cache
@@ -314,13 +315,7 @@ def train_induction_model(config: CfgNode) -> AttentionOnlyTransformer:
     train_set = RepeatedTokens(m.vocab_size, m.block_size, d.min_repeat, d.max_repeat, config.system.seed,
                                max_gap=d.max_gap)
     model = AttentionOnlyTransformer(m)
-    trainer = Trainer(config.trainer, model, train_set)
-
-    def log(trainer):
-        if trainer.iter_num % 250 == 0:
-            logger.info("step %d | loss %.4f", trainer.iter_num, trainer.loss.item())
-
-    trainer.add_callback("on_batch_end", log)
+    trainer = Trainer(config.trainer, model, train_set, callbacks=(ProgressLogger(interval=250),))
     trainer.run()
     return model
 
