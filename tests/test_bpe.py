@@ -448,21 +448,3 @@ def test_encoder_wraps_a_tokenizer_or_builds_one_from_mingpt_arguments(tokenizer
     with pytest.raises(TypeError, match="not both"):
         Encoder({"a": 0}, [("a", "b")], tokenizer=tokenizer)
 
-
-def test_tokenizer_modules_import_one_way_at_the_top():
-    """gpt2_vocab <- tokenizer <- bpe (and bpe_train): no module imports one above it, and none imports inside a
-    function (that is how the old bpe <-> bpe_compat cycle hid); tiktoken, an optional extra, is the one exception."""
-    import ast
-    import pathlib
-
-    import mingpt
-
-    order = ["gpt2_vocab", "tokenizer", "bpe", "bpe_train"]
-    for position, name in enumerate(order):
-        tree = ast.parse((pathlib.Path(mingpt.__file__).parent / f"{name}.py").read_text(encoding="utf-8"))
-        top_level = set(tree.body)
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
-                assert node in top_level, f"{name}.py imports {module} inside a function"
-                assert module.split(".")[-1] not in order[position:], f"{name}.py imports {module}"

@@ -1,13 +1,10 @@
 """GPT: shapes, init, attention paths, tying, optimisation groups, configuration and input errors."""
 
-import ast
 import json
 import math
-import pathlib
 
 import pytest
 import torch
-
 import torch.nn as nn
 import torch.nn.functional as F
 import transformers
@@ -235,39 +232,6 @@ def test_a_config_saved_with_the_legacy_model_type_gpt_still_loads(tmp_path):
     C.n_layer = C.n_head = C.n_embd = None  # "gpt" alone is no preset either
     with pytest.raises(ValueError, match="set model_type to one of"):
         GPT(C)
-
-
-def _mingpt_imports(path: pathlib.Path) -> set[str]:
-    """The mingpt modules a file imports anywhere in it, at the top or inside functions."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mingpt"):
-            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.startswith("mingpt.")}
-
-
-def test_the_model_and_what_it_calls_down_into_import_without_cycles():
-    """model.py imports generation, hooks and pretrained; none of them (nor what they import) may import it back."""
-    package = pathlib.Path(__file__).resolve().parent.parent / "mingpt"
-    modules = {f"mingpt.{p.stem}": p for p in package.glob("*.py") if p.stem != "__init__"}
-    graph = {name: _mingpt_imports(path) & set(modules) for name, path in modules.items()}
-
-    def reachable(start):
-        seen, todo = set(), list(graph[start])
-        while todo:
-            name = todo.pop()
-            if name not in seen:
-                seen.add(name)
-                todo.extend(graph[name])
-        return seen
-
-    assert {"mingpt.generation", "mingpt.hooks", "mingpt.pretrained"} <= graph["mingpt.model"]  # imported at the top
-    core = ["model", "generation", "pretrained", "hooks", "hook_names", "activation_cache", "inputs", "model_config",
-            "probe", "patching", "circuits", "components", "attention_view", "config"]
-    in_a_cycle = [name for name in core if f"mingpt.{name}" in reachable(f"mingpt.{name}")]
-    assert in_a_cycle == []
 
 
 def test_n_embd_must_divide_by_n_head(tiny_gpt_config):
