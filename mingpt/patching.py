@@ -209,32 +209,32 @@ def _progress(items: list, progress: bool | None, description: str):
 
 
 # ------------------------------------------------------------------ TransformerLens' functions
+def _patch_each_layer_and_position(model, corrupted_tokens, clean_cache, patching_metric, act, **kwargs):
+    """The (n_layer, T) sweep shared by the residual-stream and sublayer-output patches: cell (layer, position)
+    patches activation `act` of that layer at that position, for every example in the batch."""
+    shape = (model.config.n_layer, corrupted_tokens.size(1))
+    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, act, shape,
+                                    lambda i: (slice(None), i[1]), **kwargs)
+
+
 def get_act_patch_resid_pre(model, corrupted_tokens, clean_cache, patching_metric, **kwargs) -> torch.Tensor:
     """Patch the residual stream entering each block at each position: (n_layer, T)."""
-    T = corrupted_tokens.size(1)
-    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "resid_pre",
-                                    (model.config.n_layer, T), lambda i: (slice(None), i[1]), **kwargs)
+    return _patch_each_layer_and_position(model, corrupted_tokens, clean_cache, patching_metric, "resid_pre", **kwargs)
 
 
 def get_act_patch_resid_mid(model, corrupted_tokens, clean_cache, patching_metric, **kwargs) -> torch.Tensor:
     """Patch the residual stream between each block's attention and MLP, at each position: (n_layer, T)."""
-    T = corrupted_tokens.size(1)
-    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "resid_mid",
-                                    (model.config.n_layer, T), lambda i: (slice(None), i[1]), **kwargs)
+    return _patch_each_layer_and_position(model, corrupted_tokens, clean_cache, patching_metric, "resid_mid", **kwargs)
 
 
 def get_act_patch_attn_out(model, corrupted_tokens, clean_cache, patching_metric, **kwargs) -> torch.Tensor:
     """Patch each attention sublayer's output at each position: (n_layer, T)."""
-    T = corrupted_tokens.size(1)
-    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "attn_out",
-                                    (model.config.n_layer, T), lambda i: (slice(None), i[1]), **kwargs)
+    return _patch_each_layer_and_position(model, corrupted_tokens, clean_cache, patching_metric, "attn_out", **kwargs)
 
 
 def get_act_patch_mlp_out(model, corrupted_tokens, clean_cache, patching_metric, **kwargs) -> torch.Tensor:
     """Patch each MLP sublayer's output at each position: (n_layer, T)."""
-    T = corrupted_tokens.size(1)
-    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "mlp_out",
-                                    (model.config.n_layer, T), lambda i: (slice(None), i[1]), **kwargs)
+    return _patch_each_layer_and_position(model, corrupted_tokens, clean_cache, patching_metric, "mlp_out", **kwargs)
 
 
 def get_act_patch_attn_head_out_all_pos(model, corrupted_tokens, clean_cache, patching_metric,
