@@ -60,8 +60,6 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.attn_pdrop)  # on the attention probabilities
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
-        # When a probe sets this to a list, the explicit path runs and appends attention probabilities to it.
-        self.attention_sink: list | None = None
 
     def forward(self, x: torch.Tensor, kv_cache=None, hooks=None, attn_mask=None) -> torch.Tensor:
         B, T, C = x.size()
@@ -76,7 +74,7 @@ class CausalSelfAttention(nn.Module):
             # Decoding: keys/values of earlier positions were stored; append ours and attend over all of them.
             k, v = kv_cache.update(self.layer_idx, k, v)
 
-        explicit = use_math_attention(self.implementation, q) or self.attention_sink is not None
+        explicit = use_math_attention(self.implementation, q)
         if hooks is not None:  # the fused kernel never forms the scores or probabilities a hook wants to see
             explicit = explicit or hooks.wants("attn.hook_attn_scores") or hooks.wants("attn.hook_pattern")
         y = self.math_attention(q, k, v, hooks, attn_mask) if explicit else self.sdpa_attention(q, k, v, attn_mask)
@@ -134,8 +132,6 @@ class CausalSelfAttention(nn.Module):
         att = F.softmax(att, dim=-1)
         if hooks is not None:
             att = hooks("attn.hook_pattern", att)
-        if self.attention_sink is not None:
-            self.attention_sink.append(att.detach())
         att = self.attn_dropout(att)
         return att @ v  # weighted sum of values: (B, nh, T_q, T_kv) @ (B, nh, T_kv, hs) -> (B, nh, T_q, hs)
 

@@ -16,26 +16,27 @@ and watch the prediction take shape layer by layer. The last lens is exactly the
     >>> print(model_summary(model))            # parameters per module
     >>> print(format_top_k(top_k_next_tokens(model, "The capital of France is", tokenizer=tokenizer)))
 
-Nothing here costs anything when unused: a Probe installs its forward hooks (and switches attention to the
-explicit path, which can return its probabilities) only while it is active, and removes them on exit, even when
-the forward pass raises. Captured tensors are detached copies for looking at, not for backpropagation.
+Nothing here costs anything when unused: a Probe is a named view of the hook points (mingpt.hooks), active only
+inside its ``with`` block and removed on exit, even when the forward pass raises. Captured tensors are detached
+copies for looking at, not for backpropagation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from mingpt.hook_names import get_act_name
+from mingpt.hooks import hooks
 from mingpt.model import GPT
 from mingpt.utils import check_int, eval_mode
 
-__all__ = ["Trace", "Probe", "capture_attention", "run_with_probe", "logit_lens", "model_summary", "TokenProbability",
+__all__ = ["Trace", "Probe", "run_with_probe", "logit_lens", "model_summary", "TokenProbability",
            "top_k_next_tokens", "format_top_k"]
 
 
@@ -51,31 +52,6 @@ class Trace:
     logit_lens: list[torch.Tensor] = field(default_factory=list)  # n_layer + 1 of (B, T, V); [] if not asked for
 
 
-@contextlib.contextmanager
-def capture_attention(attention_modules: Iterable[torch.nn.Module]) -> Iterator[list[list[torch.Tensor]]]:
-    """
-    While inside, each of mingpt's CausalSelfAttention modules given takes the explicit path and appends its
-    attention probabilities, (B, nh, T_q, T_kv) per forward pass, to its own list; yields those lists, one per
-    module. Everything is undone on exit, even when the forward pass raises. Any model built from mingpt's
-    attention can be read this way, a GPT or a project's own stack:
-
-        with capture_attention(block.attn for block in model.h) as patterns:
-            model(idx)
-        patterns[layer][-1]  # (B, nh, T, T), the latest pass
-    """
-    modules = list(attention_modules)
-    if any(module.attention_sink is not None for module in modules):
-        raise RuntimeError("another Probe or capture_attention is already active on this model's attention; "
-                           "use one at a time")
-    try:
-        for module in modules:
-            module.attention_sink = []  # a list here switches the module to the explicit path (model.py)
-        yield [module.attention_sink for module in modules]
-    finally:
-        for module in modules:
-            module.attention_sink = None  # back to the fused path: zero cost once the capture is over
-
-
 class Probe:
     """
     Records the inside of a GPT's forward passes while active (a context manager). For each layer it keeps the
@@ -85,57 +61,51 @@ class Probe:
             logits, _ = model(idx)
         probe.attentions[0]  # (B, nh, T, T)
 
-    While active, attention runs the explicit "math" path (the fused kernel cannot return its probabilities);
-    the results agree with the fused path to float rounding.
+    A Probe is a named view of the model's hook points (mingpt.hooks): while active it records hook_pattern,
+    hook_attn_out, hook_mlp_out and the residual stream into a cache that each pass overwrites. Attention then runs
+    the explicit "math" path (the fused kernel cannot return its probabilities); the results agree with the fused
+    path to float rounding. Probes nest, with each other and with ``model.hooks(...)``.
     """
 
     def __init__(self, model):
         if not isinstance(model, GPT):
             raise TypeError(f"Probe expects a mingpt GPT, got {type(model).__name__}")
         self.model = model
-        self._undo = contextlib.ExitStack()  # while active: what __exit__ undoes (hooks, attention capture)
-        self._clear()
+        self._cache: dict[str, torch.Tensor] = {}  # hook name -> the latest pass's (detached) value
+        self._undo = contextlib.ExitStack()  # while active: the hooks context that __exit__ closes
 
-    def _clear(self) -> None:
+    def _latest(self, names: list[str]) -> list[torch.Tensor | None]:
+        return [self._cache.get(name) for name in names]
+
+    @property
+    def attentions(self) -> list[torch.Tensor | None]:  # n_layer of (B, nh, T_q, T_kv)
+        return self._latest([get_act_name("pattern", i) for i in range(self.model.config.n_layer)])
+
+    @property
+    def residuals(self) -> list[torch.Tensor | None]:  # after the embeddings, then after each block
         n = self.model.config.n_layer
-        self.attentions: list[torch.Tensor | None] = [None] * n
-        self.residuals: list[torch.Tensor | None] = [None] * (n + 1)
-        self.attn_outputs: list[torch.Tensor | None] = [None] * n
-        self.mlp_outputs: list[torch.Tensor | None] = [None] * n
+        return self._latest([get_act_name("resid_pre", 0)] + [get_act_name("resid_post", i) for i in range(n)])
 
-    # The hooks. A forward hook is called as hook(module, inputs, output) right after module.forward.
-    def _store(self, slots: list, index: int, module, inputs, output) -> None:
-        slots[index] = output.detach()
+    @property
+    def attn_outputs(self) -> list[torch.Tensor | None]:  # what each attention sublayer added to the stream
+        return self._latest([get_act_name("attn_out", i) for i in range(self.model.config.n_layer)])
 
-    def _store_attention(self, layer: int, module, inputs, output) -> None:
-        self.attn_outputs[layer] = output.detach()
-        if module.attention_sink:  # the math path appended this pass's probabilities; keep only the latest
-            self.attentions[layer] = module.attention_sink.pop()
-            module.attention_sink.clear()
+    @property
+    def mlp_outputs(self) -> list[torch.Tensor | None]:  # what each MLP sublayer added
+        return self._latest([get_act_name("mlp_out", i) for i in range(self.model.config.n_layer)])
 
     def __enter__(self) -> "Probe":
-        blocks = self.model.transformer.h
-        # An ExitStack collects what __exit__ must undo. If any step here raises, leaving the `with` undoes the
-        # steps already taken; on success pop_all() keeps them all for __exit__.
-        with contextlib.ExitStack() as undo:
-            undo.enter_context(capture_attention(block.attn for block in blocks))  # refuses a second probe
-            self._clear()
-            # The residual stream after the embeddings is the output of the embedding dropout, the input of block 0.
-            self._hook(undo, self.model.transformer.drop, functools.partial(self._store, self.residuals, 0))
-            for i, block in enumerate(blocks):
-                self._hook(undo, block.attn, functools.partial(self._store_attention, i))
-                self._hook(undo, block.mlp, functools.partial(self._store, self.mlp_outputs, i))
-                self._hook(undo, block, functools.partial(self._store, self.residuals, i + 1))
-            self._undo = undo.pop_all()
+        n = self.model.config.n_layer
+        names = [get_act_name("resid_pre", 0)] + [get_act_name(kind, i) for i in range(n)
+                                                  for kind in ("pattern", "attn_out", "mlp_out", "resid_post")]
+        self._cache = {}  # a fresh probe sees only its own passes
+        self._undo = contextlib.ExitStack()
+        self._undo.enter_context(hooks(self.model, names_filter=names, cache=self._cache))
         return self
 
     def __exit__(self, *exc_info) -> bool:
-        self._undo.close()  # hooks removed, attention back to the fused path: zero cost once the probe is gone
+        self._undo.close()  # hooks removed: zero cost once the probe is gone, also when the with-block raised
         return False  # never swallow the exception of the with-block
-
-    @staticmethod
-    def _hook(undo: contextlib.ExitStack, module, function) -> None:
-        undo.callback(module.register_forward_hook(function).remove)
 
     def trace(self, logits: torch.Tensor, with_logit_lens: bool = True) -> Trace:
         """Package the latest pass's captures (and optionally its logit lens) with that pass's logits."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mingpt.probe import Probe, capture_attention, format_top_k, model_summary, run_with_probe, top_k_next_tokens
+from mingpt.probe import Probe, format_top_k, model_summary, run_with_probe, top_k_next_tokens
 
 V, T = 300, 12
 
@@ -81,8 +81,7 @@ def test_hooks_are_removed_even_after_an_error(tiny, model, idx):
     with pytest.raises(ValueError, match="outside"):
         with Probe(model):
             model(torch.full((1, 3), V))  # token id out of range: the forward pass raises
-    assert all(block.attn.attention_sink is None for block in model.transformer.h)
-    assert not any(m._forward_hooks for m in model.modules())
+    assert model.active_hooks is None and not any(m._forward_hooks for m in model.modules())
     with Probe(model) as probe:  # and a fresh probe works afterwards: every layer, real attention probabilities
         model(idx)
     n, nh = model.config.n_layer, model.config.n_head
@@ -94,10 +93,16 @@ def test_hooks_are_removed_even_after_an_error(tiny, model, idx):
         torch.testing.assert_close(ours, fresh)
 
 
-def test_one_probe_at_a_time_and_bad_arguments(model):
-    with Probe(model):
-        with pytest.raises(RuntimeError, match="already active"):
-            Probe(model).__enter__()
+def test_probes_nest_each_seeing_its_own_passes_and_bad_arguments(model, idx):
+    with Probe(model) as outer:
+        model(idx)
+        with Probe(model) as inner:
+            model(idx[:, :4])
+    assert model.active_hooks is None
+    assert outer.attentions[0].shape[-1] == 4 and inner.attentions[0].shape[-1] == 4  # both saw the latest pass
+    with Probe(model) as fresh:
+        pass
+    assert fresh.attentions == [None] * model.config.n_layer  # a new probe starts empty
     with pytest.raises(TypeError, match="GPT"):
         Probe(torch.nn.Linear(2, 2))
     with pytest.raises(RuntimeError, match="forward pass"):
@@ -121,32 +126,12 @@ def test_top_k_next_tokens_switches_dropout_off_restores_training_and_checks_k(t
             top_k_next_tokens(model, idx[:1], k=bad)
 
 
-def test_capture_attention_reads_any_stack_of_mingpt_attention(model, idx):
-    attns = [block.attn for block in model.transformer.h]
-    with capture_attention(attns) as patterns:
-        model(idx)
-        model(idx)
-    assert [len(p) for p in patterns] == [2] * model.config.n_layer  # one (B, nh, T, T) per pass and layer
-    for ours, probes in zip(patterns, run_with_probe(model, idx).attentions):
-        torch.testing.assert_close(ours[-1], probes)
-    assert all(attn.attention_sink is None for attn in attns)  # the fused path again
-    x = torch.randn(1, 5, 32)  # one attention module on its own, as a project's own stack of blocks uses it
-    with capture_attention([attns[0]]) as (pattern,):
-        attns[0](x)
-    assert pattern[0].shape == (1, 2, 5, 5) and (pattern[0].triu(diagonal=1) == 0).all()
-    with pytest.raises(RuntimeError, match="already active"):
-        with capture_attention(attns):
-            with capture_attention(attns[1:]):
-                pass
-    assert all(attn.attention_sink is None for attn in attns)  # undone although the block raised
-
-
 def test_probe_during_cached_generation_keeps_the_latest_step(model, idx):
     with Probe(model) as probe:
         model.generate(idx[:, :5], 3)
     # The last step feeds one new token and attends over 5 + 2 cached positions.
     assert probe.attentions[0].shape == (2, model.config.n_head, 1, 7)
-    assert all(block.attn.attention_sink is None for block in model.transformer.h)
+    assert model.active_hooks is None
 
 
 def test_model_summary_counts_every_parameter_once(tiny):
