@@ -12,25 +12,17 @@ The one idea: one optimizer step is a small, fixed recipe, and everything else h
                     -> on_batch_end; iter_num += 1
                     every eval_interval steps evaluate -> on_eval_end; save -> on_checkpoint
 
-The class reads in that order: the recipe (`run`, `_loop`, `_step`, `evaluate`) first, then where its batches come
-from, the set-up steps, checkpoints, and last the checks of the config. Callbacks (`mingpt.callbacks`) read plain
-attributes: ``iter_num``, ``iter_dt``, ``iter_time``, ``loss``, ``lr``, ``tokens_per_sec``, ``val_loss``, ``model``,
-``optimizer``, ``config``, ``device``, ``rank``, ``world_size``; ``on_train_end`` fires however training ends.
+The class reads in that order: the recipe (`run`, `_loop`, `_step`, `evaluate`), then where batches come from,
+the set-up steps, checkpoints, and last the checks of the config. Callbacks (`mingpt.callbacks`) read plain
+attributes (``iter_num``, ``steps_done``, ``loss``, ``lr``, ``tokens_per_sec``, ``val_loss``, ``model``, ...).
+``iter_num`` counts as in the original minGPT: at ``on_batch_end`` it is the index of the step that just ran
+(0 .. max_iters - 1) and it grows after those callbacks; everywhere else it is the number of steps done, which a
+checkpoint records and a resume continues from.
 
-``iter_num`` counts steps as the original minGPT does: at ``on_batch_end`` it is the index of the step that just
-ran (0, 1, ..., max_iters - 1), and it is incremented after those callbacks, so ``if trainer.iter_num % 500 == 0``
-fires at the same steps as in the original. Everywhere else (``on_eval_end``, ``on_checkpoint``,
-``on_train_end``, a checkpoint's ``iter_num``, ``eval_interval``) it is the number of steps done, which is also
-the index of the next step: a checkpoint at iter_num=k resumes with step k.
-
-Evaluation never disturbs training: it saves the random-number generators, seeds its own, and puts them back, so
-"N steps, stop, resume, M steps" gives the same bits as N + M steps straight. Batches are a pure function of
-(seed, step) (`mingpt.batching`), so resuming needs no sampler state; a data set that batches itself may keep a
-position instead, which checkpoints save. The global batch per step is ``batch_size * grad_accum_steps *
-world_size`` examples.
-
-Under ``torchrun --nproc_per_node=K`` (env RANK/WORLD_SIZE/LOCAL_RANK) the same code runs DistributedDataParallel:
-gloo on CPU, nccl on CUDA; only rank 0 saves checkpoints.
+Evaluation never disturbs training (it runs on its own seeded random generators), and batches are a pure function
+of (seed, step), so "N steps, stop, resume, M steps" gives the same bits as N + M steps straight. The global batch
+per step is ``batch_size * grad_accum_steps * world_size`` examples. Under ``torchrun --nproc_per_node=K`` the same
+code runs DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 saves checkpoints.
 """
 
 from __future__ import annotations
