@@ -30,6 +30,7 @@ import time
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from mingpt.bpe import BPETokenizer
 from mingpt.download import sha256_file
@@ -196,7 +197,7 @@ def _text_bytes(path: pathlib.Path, text_key: str) -> int:
     whose compressed size says little (its metadata has the text column's uncompressed size)."""
     if path.suffix != ".parquet":
         return path.stat().st_size
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # an optional dependency (the "gpt2" extra), needed only for parquet files
 
     meta = pq.ParquetFile(path).metadata
     return sum(meta.row_group(g).column(c).total_uncompressed_size for g in range(meta.num_row_groups)
@@ -259,8 +260,6 @@ def _run(files, out: pathlib.Path, manifest: dict, spec: tuple, num_proc: int, p
     start_unit, skip = resume["unit"], resume["offset"]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         total_bytes = sum(_text_bytes(p, settings["text_key"]) for p in files)
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="tokenizing", smoothing=0.1)
     t0, done_bytes, done_documents = time.perf_counter(), 0, 0

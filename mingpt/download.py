@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 import requests
+from tqdm import tqdm
 
 from mingpt.atomic import atomic_path
 from mingpt.utils import check_int
@@ -186,8 +187,6 @@ def _fetch_once(url: str, tmp, timeout: float, progress: bool, hub_checksums: bo
             sha256 = hashlib.sha256()
             bar = None
             if progress:
-                from tqdm import tqdm  # imported lazily: only progress bars need it
-
                 bar = tqdm(total=expected, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1])
             received = 0
             try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from tqdm.auto import tqdm
 
 from mingpt.hook_names import get_act_name
 from mingpt.hooks import hooks
@@ -203,8 +204,6 @@ def _progress(items: list, progress: bool | None, description: str):
     """A tqdm bar for long sweeps (more than 50 forward passes) unless progress=False; progress=True forces it."""
     if progress is False or (progress is None and len(items) <= 50):
         return items
-    from tqdm.auto import tqdm
-
     return tqdm(items, desc=description, unit="pass")
 
 
