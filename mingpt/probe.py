@@ -98,7 +98,7 @@ class Probe:
         n = self.model.config.n_layer
         names = [get_act_name("resid_pre", 0)] + [get_act_name(kind, i) for i in range(n)
                                                   for kind in ("pattern", "attn_out", "mlp_out", "resid_post")]
-        self._cache = {}  # a fresh probe sees only its own passes
+        self._cache = {}  # entered (again), a probe shows only the passes of this with-block
         self._undo = contextlib.ExitStack()
         self._undo.enter_context(hooks(self.model, names_filter=names, cache=self._cache))
         return self

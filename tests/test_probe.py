@@ -100,9 +100,9 @@ def test_probes_nest_each_seeing_its_own_passes_and_bad_arguments(model, idx):
             model(idx[:, :4])
     assert model.active_hooks is None
     assert outer.attentions[0].shape[-1] == 4 and inner.attentions[0].shape[-1] == 4  # both saw the latest pass
-    with Probe(model) as fresh:
+    with outer:  # entered again, a probe starts empty: it shows only the passes of this `with`
         pass
-    assert fresh.attentions == [None] * model.config.n_layer  # a new probe starts empty
+    assert outer.attentions == [None] * model.config.n_layer
     with pytest.raises(TypeError, match="GPT"):
         Probe(torch.nn.Linear(2, 2))
     with pytest.raises(RuntimeError, match="forward pass"):
