@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="mingpt",
-    version="0.1.0",
+    version="0.2.0",
     description="An educational, object-oriented GPT in PyTorch: readable code with a production trainer.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

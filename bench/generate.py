@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.generation import left_pad
+from mingpt.io.pretrained import config_from_hf, load_hf_state_dict
 from mingpt.model import GPT
-from mingpt.precision import cpu_has_native_bf16, inference_dtype
-from mingpt.pretrained import config_from_hf, load_hf_state_dict
+from mingpt.training.precision import cpu_has_native_bf16, inference_dtype
 from mingpt.utils import cpu_name
 
 SIZES = {"gpt2": {}, "tiny": dict(n_layer=2, n_head=2, n_embd=64, vocab_size=1000, bos_token_id=0, eos_token_id=0)}

@@ -4,7 +4,7 @@ GPU training throughput: GPT-2 124M on random tokens through the Trainer, report
 On a CUDA machine this uses everything the Trainer offers for speed: bf16 autocast, fused AdamW (from
 GPT.configure_optimizers), flash attention (scaled_dot_product_attention inside the model) and torch.compile.
 MFU is measured against the peak of the GPU actually present, for the precision in use
-(mingpt.mfu.device_peak_flops); on an unknown GPU or the CPU it is reported as unknown unless you pass
+(mingpt.training.mfu.device_peak_flops); on an unknown GPU or the CPU it is reported as unknown unless you pass
 --peak-flops.
 
     python bench/gpu_train.py                       # gpt2 124M on the GPU
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from mingpt.data import TokenStream
-from mingpt.mfu import device_peak_flops, estimate_mfu
 from mingpt.model import GPT
 from mingpt.trainer import Trainer
+from mingpt.training.mfu import device_peak_flops, estimate_mfu
 
 
 def main() -> None:

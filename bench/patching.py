@@ -1,6 +1,6 @@
 """
 Activation patching speed: a full resid_pre sweep (n_layer x T cells) on a gpt2-size model (random weights),
-mingpt.patching's batched sweep side by side with TransformerLens' method (one forward pass per cell), in one
+mingpt.interp.patching's batched sweep side by side with TransformerLens' method (one forward pass per cell), in one
 run, on the same inputs; the two grids must agree to float rounding.
 
 Two corruptions: 'one token' (clean and corrupted differ at one position in the middle, as in indirect-object
@@ -14,8 +14,8 @@ import time
 
 import torch
 
+from mingpt.interp.patching import get_act_patch_resid_pre
 from mingpt.model import GPT
-from mingpt.patching import get_act_patch_resid_pre
 
 
 def main():

@@ -25,7 +25,8 @@ import shutil
 import tempfile
 import time
 
-from mingpt.corpus import prepare_shards
+from mingpt.data.corpus import prepare_shards
+
 
 def make_corpus(path: pathlib.Path, copies: int, data: pathlib.Path) -> int:
     text = (data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ import time
 import torch
 
 from mingpt.model import GPT
-from mingpt.precision import cpu_has_native_bf16
+from mingpt.training.precision import cpu_has_native_bf16
 from mingpt.utils import cpu_name
 
 CONFIGS = {

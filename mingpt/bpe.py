@@ -1,7 +1,7 @@
 """
 GPT-2's tokenizer, under the names the original minGPT gave it: BPETokenizer, Encoder, get_encoder, get_pairs,
 get_file. The byte-level BPE itself (merging, encoding, decoding, saving) is mingpt.tokenizer's `Tokenizer`; this
-file adds GPT-2's vocabulary (50,257 ids, read from encoder.json + vocab.bpe by mingpt.gpt2_vocab) and minGPT's
+file adds GPT-2's vocabulary (50,257 ids, read from encoder.json + vocab.bpe by mingpt.io.gpt2_vocab) and minGPT's
 API over it, so code written for minGPT runs unchanged.
 
     from mingpt.bpe import BPETokenizer
@@ -29,7 +29,7 @@ import os
 from typing import Mapping, Sequence
 
 # Names re-exported from the modules that own them, so `from mingpt.bpe import ...` keeps working.
-from mingpt.gpt2_vocab import (  # noqa: F401
+from mingpt.io.gpt2_vocab import (  # noqa: F401
     BYTE_TO_UNICODE,
     ENDOFTEXT,
     UNICODE_TO_BYTE,
@@ -52,7 +52,7 @@ __all__ = [
 class BPETokenizer(Tokenizer):
     """
     GPT-2's tokenizer (50,257 ids). With no arguments the vocabulary files are downloaded and cached (see
-    mingpt.download); pass both paths to use local copies instead. `tokenizer.encoder` is the original minGPT's
+    mingpt.io.download); pass both paths to use local copies instead. `tokenizer.encoder` is the original minGPT's
     Encoder object over the same vocabulary.
 
     Like every Tokenizer it can also be built from parts already read, by keyword (that is how load builds one):

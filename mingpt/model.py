@@ -15,7 +15,7 @@ Names follow GPT-2 so OpenAI's weights map one to one. A small glossary:
 
 Tensor shapes in comments: B batch, T time (sequence), C channels (n_embd), nh heads, hs head size, V vocab.
 
-Where the rest lives, and why imports point down from here: the config and its presets (model_config.py) and the
+Where the rest lives, and why imports point down from here: the config and its presets (config.py) and the
 input checks (inputs.py) come before the model; sampling (generation.py), hook points (hooks.py) and GPT-2's
 weights (pretrained.py) work on any model with this interface and never import this file, so GPT's convenience
 methods (``model.generate``, ``model.run_with_cache``, ``GPT.from_pretrained``) are one-line calls down into them.
@@ -32,13 +32,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt import generation, pretrained
-from mingpt import hooks as hook_points  # the module; `hooks` is the name of a method and of forward()'s argument
-from mingpt.circuits import WeightViews
+from mingpt import generation
+from mingpt.cfgnode import CfgNode
 from mingpt.components import check_components
-from mingpt.config import CfgNode
+from mingpt.config import default_config, resolve_config
 from mingpt.inputs import causal_mask, check_token_ids
-from mingpt.model_config import default_config, resolve_config
+from mingpt.interp import (
+    hooks as hook_points,  # the module; `hooks` is the name of a method and of forward()'s argument
+)
+from mingpt.interp.circuits import WeightViews
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        if hooks is not None:  # hook points (mingpt/hooks.py) see q, k, v as (B, T, nh, hs), TransformerLens' layout
+        if hooks is not None:  # hook points (mingpt/interp/hooks.py) see q, k, v as (B, T, nh, hs), TransformerLens' layout
             q, k, v = (hooks(f"attn.hook_{n}", t.transpose(1, 2)).transpose(1, 2) for n, t in zip("qkv", (q, k, v)))
         if kv_cache is not None:
             # Decoding: keys/values of earlier positions were stored; append ours and attend over all of them.
@@ -140,8 +142,8 @@ def use_math_attention(implementation: str, q: torch.Tensor) -> bool:
     """
     Which attention path runs: 'math' or 'sdpa' as configured; 'auto' is SDPA except when a backward pass will run
     in bfloat16 on CPU (q is bf16, e.g. under bf16 autocast, and needs gradients). There PyTorch 2.13's CPU
-    flash-attention backward is slow: 54 ms against 11 ms in fp32 per layer at config S's shapes, and the whole
-    step with the math path was 1.6x to 2.8x as fast in two runs (bench/train_step.py prints both rows).
+    flash-attention backward is several times slower than its fp32 one, and the whole training step runs faster on
+    the math path (bench/train_step.py prints both rows; docs/performance.md has the figures).
     Set attention='sdpa' or 'math' to override.
     """
     if implementation != "auto":
@@ -196,7 +198,7 @@ class Block(nn.Module):
             x = x + self.attn(self.ln_1(x), kv_cache, **masked)
             x = x + self.mlp(self.ln_2(x))
             return x
-        # The same sums, passed through the hook points of mingpt/hooks.py (TransformerLens' names) on the way.
+        # The same sums, passed through the hook points of mingpt/interp/hooks.py (TransformerLens' names) on the way.
         x = hooks("hook_resid_pre", x)
         attn_out = self.attn(hooks.layer_norm("ln1", self.ln_1, x), kv_cache, hooks, attn_mask)
         attn_out = hooks("hook_attn_out", attn_out)
@@ -208,10 +210,10 @@ class Block(nn.Module):
 class GPT(WeightViews, nn.Module):
     """
     GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``.
-    WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/circuits.py).
+    WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/interp/circuits.py).
     """
 
-    get_default_config = staticmethod(default_config)  # the defaults, and what each means, are in model_config.py
+    get_default_config = staticmethod(default_config)  # the defaults, and what each means, are in config.py
 
     def __init__(self, config: CfgNode, *, attention=None, mlp=None, layer_norm=None, block=None):
         """
@@ -307,7 +309,7 @@ class GPT(WeightViews, nn.Module):
         B, T = idx.size()
         start = kv_cache.length if kv_cache is not None else 0
         pos = position_ids if position_ids is not None else torch.arange(start, start + T, device=idx.device)  # (T,)
-        hooks = self.active_hooks  # None unless hooks or a cache are active (model.hooks(), mingpt/hooks.py)
+        hooks = self.active_hooks  # None unless hooks or a cache are active (model.hooks(), mingpt/interp/hooks.py)
         if hooks is None:
             x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         else:
@@ -334,7 +336,7 @@ class GPT(WeightViews, nn.Module):
         return hook_points.hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
 
     def run_with_hooks(self, idx, fwd_hooks=(), return_type="logits", **kwargs):
-        """One forward pass (eval mode) with fwd_hooks=[(name_or_predicate, fn)] active; see mingpt/hooks.py."""
+        """One forward pass (eval mode) with fwd_hooks=[(name_or_predicate, fn)] active; see mingpt/interp/hooks.py."""
         return hook_points.run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
 
     def run_with_cache(self, idx, names_filter=None, **kwargs):
@@ -353,10 +355,16 @@ class GPT(WeightViews, nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT":
         """Load GPT-2 weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local Hugging Face-layout directory."""
+        # Imported here, not at the top: the Hub client, downloads and weight conversion are for loading weights,
+        # and a model built from scratch never needs them (the original minGPT imported transformers here too).
+        from mingpt.io import pretrained
+
         return pretrained.from_pretrained(cls, name_or_path, **kwargs)
 
     def save_pretrained(self, directory: str, **kwargs) -> None:
         """Write config.json + model.safetensors in Hugging Face GPT-2 layout (loads in transformers)."""
+        from mingpt.io import pretrained  # imported here for the reason from_pretrained gives
+
         pretrained.save_pretrained(self, directory, **kwargs)
 
     # ------------------------------------------------------------------ accounting and optimisation

@@ -1,7 +1,7 @@
 """
 The training loop and its events. The Trainer knows nothing about GPT: it trains any ``nn.Module`` whose
 ``forward(x, y)`` returns ``(output, loss)``, on any map-style Dataset of (x, y) pairs, or on a data set that
-provides its own batches (see `mingpt.batching`).
+provides its own batches (see `mingpt.training.batching`).
 
 The one idea: one optimizer step is a small, fixed recipe, and everything else hangs off named events.
 
@@ -13,7 +13,7 @@ The one idea: one optimizer step is a small, fixed recipe, and everything else h
                     every eval_interval steps evaluate -> on_eval_end; save -> on_checkpoint
 
 The class reads in that order: the recipe (`run`, `_loop`, `_step`, `evaluate`), then where batches come from,
-the set-up steps, checkpoints, and last the checks of the config. Callbacks (`mingpt.callbacks`) read plain
+the set-up steps, checkpoints, and last the checks of the config. Callbacks (`mingpt.training.callbacks`) read plain
 attributes (``iter_num``, ``steps_done``, ``loss``, ``lr``, ``tokens_per_sec``, ``val_loss``, ``model``, ...).
 ``iter_num`` counts as in the original minGPT: at ``on_batch_end`` it is the index of the step that just ran
 (0 .. max_iters - 1) and it grows after those callbacks; everywhere else it is the number of steps done, which a
@@ -41,13 +41,13 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from mingpt.batching import check_dataset, loader_batches, next_checked
-from mingpt.callbacks import Events
-from mingpt.checkpoint import (isolated_rng, load_for_resume, refuse_nonfinite, restore_checkpoint, resume_path,
-                               save_checkpoint, unwrap_model)
-from mingpt.config import CfgNode
-from mingpt.precision import PRECISIONS, autocast, resolve_precision
-from mingpt.schedule import check_schedule, get_lr, keep_schedule_on_resume
+from mingpt.cfgnode import CfgNode
+from mingpt.training.batching import check_dataset, loader_batches, next_checked
+from mingpt.training.callbacks import Events
+from mingpt.training.checkpoint import (isolated_rng, load_for_resume, refuse_nonfinite, restore_checkpoint,
+                                        resume_path, save_checkpoint, unwrap_model)
+from mingpt.training.precision import PRECISIONS, autocast, resolve_precision
+from mingpt.training.schedule import check_schedule, get_lr, keep_schedule_on_resume
 from mingpt.utils import check_int, choose_device, eval_mode, set_seed
 
 __all__ = ["Trainer"]
@@ -65,9 +65,8 @@ class Trainer(Events):
     def get_default_config() -> CfgNode:
         C = CfgNode()
         C.device = "auto"  # 'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:1', 'mps'
-        # 0 suits small machines: worker processes compete with the math for the cores. Measured with
-        # `bench/train.py --workers` (config S, map-style char data, 2 cores): 0 workers 2,695 tokens/s,
-        # 2 workers 2,373 tokens/s. Raise it when __getitem__ does real work (decoding, augmentation).
+        # 0 suits small machines: worker processes compete with the math for the cores (`bench/train.py
+        # --workers` compares). Raise it when __getitem__ does real work (decoding, augmentation).
         C.num_workers = 0
         C.max_iters = None  # None trains until interrupted
         C.batch_size = 64  # examples per process per micro-step
@@ -86,7 +85,7 @@ class Trainer(Events):
         C.checkpoint_interval = 0  # also save last.pt every this many steps; it is always saved at the end
         C.save_best = True  # save best.pt whenever the validation loss improves
         C.resume = None  # a checkpoint path, or 'auto' for work_dir/last.pt if it exists
-        C.precision = "auto"  # 'auto', 'fp32', 'bf16', 'fp16' (see mingpt.precision.resolve_precision)
+        C.precision = "auto"  # 'auto', 'fp32', 'bf16', 'fp16' (see mingpt.training.precision.resolve_precision)
         C.compile = False  # torch.compile the model for training
         C.seed = 1337  # seeds batches, and python/numpy/torch at the start (plus the rank under DDP)
         # A NaN/inf loss stops training with FloatingPointError naming the step, before that step touches the
@@ -291,7 +290,7 @@ class Trainer(Events):
             yield from loader_batches(dataset, C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
                                       num_workers=C.num_workers, pin_memory=pin)
             return
-        # A data set that batches itself (TokenStream, TokenShards): the protocol of mingpt.batching.
+        # A data set that batches itself (TokenStream, TokenShards): the protocol of mingpt.training.batching.
         batches = dataset.batch_iterator(C.batch_size, accum, self.world_size, self.rank, C.seed, stream, start,
                                          state=self.data_state() if stream == 0 else None)
         if stream == 0:
@@ -301,7 +300,7 @@ class Trainer(Events):
 
     def data_state(self) -> dict | None:
         """The training data's position, for data sets whose ``batch_iterator(...)`` returns an iterator with
-        ``state_dict()`` (e.g. `mingpt.token_shards.TokenShards`); saved in checkpoints, restored on resume."""
+        ``state_dict()`` (e.g. `mingpt.data.token_shards.TokenShards`); saved in checkpoints, restored on resume."""
         state_dict = getattr(self._data_batches, "state_dict", None)
         return state_dict() if state_dict is not None else self._data_state
 

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 
 __all__ = ["CfgNode", "set_seed", "choose_device", "setup_logging", "check_int", "eval_mode", "cpu_name"]
 

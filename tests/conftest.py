@@ -23,7 +23,7 @@ import threading
 import pytest
 import torch
 
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 from mingpt.model import GPT
 from mingpt.utils import set_seed
 
@@ -86,8 +86,9 @@ def data_dir() -> pathlib.Path:
     if all((local / name).is_file() for name in DATA_FILES):
         return local
     from mingpt.bpe import fetch_gpt2_vocab
-    from mingpt.data import TINY_SHAKESPEARE, find_data
-    from mingpt.download import cache_dir
+    from mingpt.data import TINY_SHAKESPEARE
+    from mingpt.io.data_files import find_data
+    from mingpt.io.download import cache_dir
 
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MINGPT_DATA_DIR", raising=False)  # it did not hold the files: download them instead

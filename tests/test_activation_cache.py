@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-
 V, T, L, NH, C = 97, 9, 3, 4, 32
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from mingpt.attention_view import AttentionView, attention_figure, attention_view
+from mingpt.interp.attention_view import AttentionView, attention_figure, attention_view
 
 N_LAYER, N_HEAD, T = 2, 3, 10
 # Tokens that would break a careless page: a tag that closes the script, quotes, a newline, an ampersand.
@@ -80,14 +80,14 @@ def test_page_is_self_contained_and_saved_atomically(tmp_path):
 
 
 def test_a_large_view_is_logged(monkeypatch, caplog):
-    import mingpt.attention_view
+    import mingpt.interp.attention_view
 
-    monkeypatch.setattr(mingpt.attention_view, "LARGE_VIEW", N_LAYER * N_HEAD * T * T - 1)
-    with caplog.at_level("WARNING", logger="mingpt.attention_view"):
+    monkeypatch.setattr(mingpt.interp.attention_view, "LARGE_VIEW", N_LAYER * N_HEAD * T * T - 1)
+    with caplog.at_level("WARNING", logger="mingpt.interp.attention_view"):
         attention_view(causal_patterns(), TOKENS)
     assert "600 weights (2, 3, 10, 10)" in caplog.text and "fewer layers" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(mingpt.attention_view, "LARGE_VIEW", N_LAYER * N_HEAD * T * T)
+    monkeypatch.setattr(mingpt.interp.attention_view, "LARGE_VIEW", N_LAYER * N_HEAD * T * T)
     attention_view(causal_patterns(), TOKENS)
     assert caplog.text == ""
 

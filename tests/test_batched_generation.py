@@ -8,8 +8,8 @@ import torch
 import transformers
 
 from mingpt.generation import left_pad
+from mingpt.io.pretrained import config_from_hf, load_hf_state_dict
 from mingpt.model import GPT
-from mingpt.pretrained import config_from_hf, load_hf_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,9 @@ import pytest
 import tiktoken
 import torch
 
-from mingpt.bpe import (
-    GPT2_SPLIT_PATTERN,
-    BPETokenizer,
-    Encoder,
-    Tokenizer,
-    bytes_of,
-    bytes_to_unicode,
-    get_encoder,
-    symbols_of,
-)
-from mingpt.download import ChecksumError, DownloadError
+from mingpt.bpe import (GPT2_SPLIT_PATTERN, BPETokenizer, Encoder, Tokenizer, bytes_of, bytes_to_unicode, get_encoder,
+                        symbols_of)
+from mingpt.io.download import ChecksumError, DownloadError
 
 EOT = "<|endoftext|>"
 
@@ -293,7 +285,7 @@ def test_corrupted_download_is_detected_and_not_cached(data_dir, serve_directory
 
 
 def test_offline_failure_says_where_to_put_the_files(cache_dir, monkeypatch):
-    monkeypatch.setattr("mingpt.download.time.sleep", lambda seconds: None)  # skip the backoff between retries
+    monkeypatch.setattr("mingpt.io.download.time.sleep", lambda seconds: None)  # skip the backoff between retries
     with pytest.raises(DownloadError, match="place it at .*encoder.json"):
         BPETokenizer(base_url="http://127.0.0.1:9/offline")
 

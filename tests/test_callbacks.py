@@ -1,4 +1,4 @@
-"""Tests for mingpt/callbacks.py and mingpt/mfu.py: progress line, MFU against the real device's peak, loss plot,
+"""Tests for mingpt/training/callbacks.py and mingpt/training/mfu.py: progress line, MFU against the real device's peak, loss plot,
 time limit."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-import mingpt.callbacks as callbacks
-from mingpt.callbacks import LossCurvePlot, ProgressLogger, TimeLimit
+import mingpt.training.callbacks as callbacks
 from mingpt.data import TokenStream
-from mingpt.mfu import device_peak_flops, estimate_mfu, peak_flops_for
 from mingpt.trainer import Trainer
+from mingpt.training.callbacks import LossCurvePlot, ProgressLogger, TimeLimit
+from mingpt.training.mfu import device_peak_flops, estimate_mfu, peak_flops_for
 
 
 @pytest.fixture
@@ -36,9 +36,9 @@ def tiny_trainer(tiny_gpt):
 def test_progress_logger_reports_loss_lr_throughput_eta_and_mfu(tiny_trainer, caplog):
     t = tiny_trainer(eval_interval=4, eval_iters=1)
     t.add_callback(ProgressLogger(interval=2, peak_flops=1e12))
-    with caplog.at_level(logging.INFO, logger="mingpt.callbacks"):
+    with caplog.at_level(logging.INFO, logger="mingpt.training.callbacks"):
         t.run()
-    lines = [r.getMessage() for r in caplog.records if r.name == "mingpt.callbacks"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mingpt.training.callbacks"]
     steps = [line for line in lines if "tok/s" in line]
     assert [line.split(" |")[0] for line in steps] == ["step 2/4", "step 4/4"]
     assert all(key in steps[0] for key in ("loss ", "lr ", "MFU ", "ETA "))
@@ -143,7 +143,7 @@ def test_time_limit_stops_after_the_step_that_runs_past_it_and_says_so(tiny_trai
     t = tiny_trainer(max_iters=50)
     limit = TimeLimit(1e-9)  # already past after the first step
     t.add_callback(limit)
-    with caplog.at_level(logging.INFO, logger="mingpt.callbacks"):
+    with caplog.at_level(logging.INFO, logger="mingpt.training.callbacks"):
         t.run()
     assert t.iter_num == 1 and limit.fired and "time limit of 0 s reached after 1 steps" in caplog.text
     t = tiny_trainer(max_iters=1)  # the run ends at max_iters anyway: the limit did not end it

@@ -1,4 +1,4 @@
-"""Tests for mingpt/checkpoint.py: round trip, RNG states, atomic writes under SIGKILL, refusing pickled code."""
+"""Tests for mingpt/training/checkpoint.py: round trip, RNG states, atomic writes under SIGKILL, refusing pickled code."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from mingpt.checkpoint import (capture_rng_state, isolated_rng, load_checkpoint, restore_checkpoint,
-                               restore_rng_state, save_checkpoint, unwrap_model)
+from mingpt.training.checkpoint import (capture_rng_state, isolated_rng, load_checkpoint, restore_checkpoint,
+                                        restore_rng_state, save_checkpoint, unwrap_model)
 
 SCRIPTS = pathlib.Path(__file__).parent / "scripts"
 
@@ -153,7 +153,7 @@ def test_compiled_wrapper_is_unwrapped_before_saving(tiny_gpt, tmp_path):
 @pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
 def test_malicious_pickle_of_any_protocol_is_refused_as_unsafe(tmp_path, writer, protocol):
     """Protocols 4 and 5 were reported as "corrupt?"; every protocol is refused as unsafe, without torch's advice."""
-    from mingpt.checkpoint import UnsafeFileError
+    from mingpt.io.safe_load import UnsafeFileError
 
     marker = tmp_path / "pwned"
     evil = {"format": "mingpt-checkpoint", "version": 1, "model": {}, "payload": Payload(marker)}
@@ -171,7 +171,7 @@ def test_malicious_pickle_of_any_protocol_is_refused_as_unsafe(tmp_path, writer,
 
 
 def test_every_refusal_of_the_safe_unpickler_is_named_without_torch_advice(tmp_path):
-    from mingpt.checkpoint import UnsafeFileError
+    from mingpt.io.safe_load import UnsafeFileError
 
     path = tmp_path / "odd.pt"
     path.write_bytes(b"\x80\x02}K\x01a.")  # a pickle that appends to a dict: refused, but with no "unsupported"

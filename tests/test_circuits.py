@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mingpt.circuits import FactoredMatrix, all_composition_scores, copying_scores
+from mingpt.interp.circuits import FactoredMatrix, all_composition_scores, copying_scores
 from mingpt.model import GPT
 
 V, T, L, NH, C = 53, 7, 3, 4, 32

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 
 
 def make():

@@ -1,5 +1,5 @@
 """
-Tests for mingpt.corpus and projects/gpt2/prepare.py: documents -> GPT-2 tokens -> shards, checked against
+Tests for mingpt.data.corpus and projects/gpt2/prepare.py: documents -> GPT-2 tokens -> shards, checked against
 tiktoken; text/jsonl/parquet/directory inputs and a Hub dataset repo on a loopback server; parallel preparation
 gives the same bytes; a run killed with SIGKILL and rerun gives identical shards; bad input is refused clearly.
 """
@@ -16,11 +16,11 @@ import sys
 
 import pytest
 
-from mingpt import corpus
-from mingpt.corpus import make_encoder, prepare_shards, split_document
-from mingpt.download import ChecksumError, sha256_file
-from mingpt.hub import dataset_file, git_blob_sha1
-from mingpt.token_shards import read_manifest, read_shard
+from mingpt.data import corpus
+from mingpt.data.corpus import make_encoder, prepare_shards, split_document
+from mingpt.data.token_shards import read_manifest, read_shard
+from mingpt.io.download import ChecksumError, sha256_file
+from mingpt.io.hub import dataset_file, git_blob_sha1
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PREPARE = REPO / "projects" / "gpt2" / "prepare.py"
@@ -96,7 +96,7 @@ def test_text_parquet_and_two_processes_give_the_same_bytes(tmp_path, vocab, ref
 
 KILLER = """
 import os, signal, sys
-import mingpt.corpus as corpus
+import mingpt.data.corpus as corpus
 real, calls = corpus.write_shard, [0]
 def write_shard_then_die(path, tokens):
     real(path, tokens)
@@ -123,7 +123,7 @@ def test_a_killed_preparation_resumes_to_identical_shards(tmp_path, data_dir, sh
     # Resume the killed run, and prepare a fresh one in one go (in this process: no second interpreter start).
     vocab = data_dir / "gpt2" / "encoder.json", data_dir / "gpt2" / "vocab.bpe"
     kwargs = dict(shard_size=2500, piece_chars=4000, num_proc=1)
-    with caplog.at_level(logging.INFO, logger="mingpt.corpus"):
+    with caplog.at_level(logging.INFO, logger="mingpt.data.corpus"):
         prepare_shards([tmp_path / "in.txt"], tmp_path / "a", *vocab, **kwargs)
     assert "resuming after 3 finished shards" in caplog.text
     prepare_shards([tmp_path / "in.txt"], tmp_path / "b", *vocab, **kwargs)

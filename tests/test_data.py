@@ -1,4 +1,4 @@
-"""Tests for mingpt/data.py: token-stream windows (memory and memmap), char vocabulary, CharDataset, where data
+"""Tests for mingpt/data/datasets.py and mingpt/io/data_files.py: token-stream windows (memory and memmap), char vocabulary, CharDataset, where data
 comes from (explicit path, MINGPT_DATA_DIR, the download cache) and the train/validation split."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from mingpt.batching import StepSampler
 from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
-from mingpt.data import (TINY_SHAKESPEARE, CharDataset, CharVocab, TokenStream, find_data, split_train_val,
-                         tiny_shakespeare)
-from mingpt.download import ChecksumError, DownloadError
+from mingpt.data import TINY_SHAKESPEARE, CharDataset, CharVocab, TokenStream, split_train_val, tiny_shakespeare
+from mingpt.io.data_files import find_data
+from mingpt.io.download import ChecksumError, DownloadError
+from mingpt.training.batching import StepSampler
 
 NOWHERE = "http://127.0.0.1:9/input.txt"  # nothing listens there: any download attempt fails
 
@@ -141,7 +141,7 @@ def test_download_goes_into_the_cache_and_is_verified(data_dir, cache_dir, serve
 
 
 def test_offline_and_uncached_names_what_is_missing_and_both_ways_in_one_line(cache_dir, monkeypatch):
-    monkeypatch.setattr("mingpt.download.time.sleep", lambda seconds: None)  # skip the backoff between retries
+    monkeypatch.setattr("mingpt.io.download.time.sleep", lambda seconds: None)  # skip the backoff between retries
     with pytest.raises(DownloadError) as error:
         tiny_shakespeare(url=NOWHERE)
     message = str(error.value)

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import torch
 
-from mingpt.batching import StepSampler
+from mingpt.training.batching import StepSampler
 
 SCRIPT = pathlib.Path(__file__).parent / "scripts" / "ddp_train.py"
 

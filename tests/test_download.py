@@ -1,4 +1,4 @@
-"""Tests for mingpt.download: real HTTP over loopback, checksums, atomic writes, retries and the cache."""
+"""Tests for mingpt.io.download: real HTTP over loopback, checksums, atomic writes, retries and the cache."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from mingpt import download
-from mingpt.download import ChecksumError, DownloadError, cached_download
+from mingpt.io import download
+from mingpt.io.download import ChecksumError, DownloadError, cached_download
 from tests.conftest import REPO_ROOT
 
 PAYLOAD = b"hello, cache\n" * 1000
@@ -141,7 +141,7 @@ def test_short_read_is_never_kept(flaky, tmp_path):
 
 def test_connection_refused_is_a_clear_oserror(tmp_path, caplog):
     dest = tmp_path / "x" / "file.bin"
-    with caplog.at_level(logging.WARNING, logger="mingpt.download"):
+    with caplog.at_level(logging.WARNING, logger="mingpt.io.download"):
         with pytest.raises(OSError, match="download .* elsewhere and place it at") as info:
             download.download(closed_port_url(), dest, retries=1, backoff=0.01, timeout=2)
     assert isinstance(info.value, DownloadError) and info.value.status_code is None
@@ -243,11 +243,11 @@ def test_part_file_of_a_killed_download_is_removed_by_the_next_download(served, 
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     folder = tmp_path / "dl"
     dest = folder / "payload.bin"
-    # The child imports mingpt.download without mingpt/__init__ (and so without torch): it starts in a blink.
+    # The child imports mingpt.io.download without mingpt/__init__ (and so without torch): it starts in a blink.
     url = f"http://127.0.0.1:{server.server_address[1]}/p"
     code = (f"import sys, types; package = sys.modules['mingpt'] = types.ModuleType('mingpt'); "
             f"package.__path__ = [{str(REPO_ROOT / 'mingpt')!r}]; "
-            f"from mingpt.download import download; download({url!r}, {str(dest)!r})")
+            f"from mingpt.io.download import download; download({url!r}, {str(dest)!r})")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 30
@@ -289,7 +289,7 @@ def test_offline_machine_fails_at_once_with_one_clear_line(monkeypatch, tmp_path
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     monkeypatch.setattr(download.time, "sleep", lambda s: pytest.fail("an offline machine should not be retried"))
-    with caplog.at_level(logging.INFO, logger="mingpt.download"):
+    with caplog.at_level(logging.INFO, logger="mingpt.io.download"):
         with pytest.raises(DownloadError, match="cannot resolve the server's host name") as info:
             download.download("https://huggingface.co/gpt2/resolve/main/config.json", tmp_path / "c.json")
     message = str(info.value)

@@ -1,5 +1,5 @@
 """
-Tests for mingpt.evaluation (eval_loss) and mingpt.hellaswag: the loss equals a direct computation over every
+Tests for mingpt.training.evaluation (eval_loss) and mingpt.data.hellaswag: the loss equals a direct computation over every
 window; HellaSwag picks the ending a model was constructed to prefer, with acc (summed loss) and acc_norm (mean
 loss) differing exactly where they should; the pinned download from a loopback server; both as Trainer callbacks
 and through projects/gpt2/evaluate.py.
@@ -18,13 +18,13 @@ import torch
 import torch.nn as nn
 
 from mingpt.bpe import BPETokenizer
-from mingpt.download import ChecksumError
-from mingpt.evaluation import EvalLoss, eval_loss
-from mingpt.hellaswag import (HellaSwag, evaluate_hellaswag, fetch_hellaswag, git_blob_sha1, load_examples,
-                              render_example, score_endings)
+from mingpt.data.hellaswag import (HellaSwag, evaluate_hellaswag, fetch_hellaswag, git_blob_sha1, load_examples,
+                                   render_example, score_endings)
+from mingpt.data.token_shards import TokenShards, write_manifest, write_shard
+from mingpt.io.download import ChecksumError
 from mingpt.model import GPT
-from mingpt.token_shards import TokenShards, write_manifest, write_shard
 from mingpt.trainer import Trainer
+from mingpt.training.evaluation import EvalLoss, eval_loss
 
 EVALUATE = pathlib.Path(__file__).resolve().parents[1] / "projects" / "gpt2" / "evaluate.py"
 

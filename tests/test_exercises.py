@@ -12,26 +12,25 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from student_code import (ATTENTION_MUTATIONS, BLOCK_MUTATIONS, LAYERNORM_MUTATIONS, Attention, Bigram,
+                          BigramProbabilities, EinsumAttention, Embedding, ForgetfulCache, LayerNorm, LoopAttention,
+                          NoPositions, NotCountingCache, PositionsFromTokens, SharedCache, TransposedWeightsAttention,
+                          WrongAxisCache, convert_every_matrix, convert_ok, convert_where_shapes_complain,
+                          convert_without_transpose, encode_by_frequency, encode_ok, groups_by_dimension,
+                          groups_by_name_twice, groups_everything, groups_ok, loss_no_ignore, loss_ok,
+                          loss_on_probabilities, loss_summed, loss_unshifted, lr_no_warmup, lr_not_flat, lr_ok,
+                          lr_to_zero, lr_zero_start, merge_in_place, merge_overlapping, mlp_with, probs_ok,
+                          probs_temperature_after_softmax, probs_top_k_off_by_one, probs_top_p_drops_crossing,
+                          probs_top_p_tail, weights_with)
 
 from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError, check_attention,
                               check_attention_weights, check_bigram, check_block, check_bpe_encode, check_embedding,
-                              check_gpt, check_greedy, check_hf_conversion, check_kv_cache, check_layernorm,
-                              check_loss, check_lr_schedule, check_merge, check_mlp, check_sampling_probs,
+                              check_gpt, check_greedy, check_hf_conversion, check_kv_cache, check_layernorm, check_loss,
+                              check_lr_schedule, check_merge, check_mlp, check_sampling_probs,
                               check_weight_decay_groups, load_reference_weights)
 from mingpt.generation import KVCache
 from mingpt.model import GPT, MLP, Block, CausalSelfAttention
 from mingpt.tokenizer import merge_pair
-from student_code import (Attention, EinsumAttention, LoopAttention, TransposedWeightsAttention, LayerNorm, mlp_with,
-                          Embedding, NoPositions, PositionsFromTokens, loss_ok, loss_unshifted, loss_no_ignore,
-                          loss_summed, loss_on_probabilities, probs_ok, probs_temperature_after_softmax,
-                          probs_top_p_tail, probs_top_p_drops_crossing, probs_top_k_off_by_one, ForgetfulCache,
-                          SharedCache, WrongAxisCache, NotCountingCache, merge_overlapping, merge_in_place,
-                          encode_by_frequency, encode_ok, groups_ok, groups_by_dimension, groups_everything,
-                          groups_by_name_twice, lr_ok, lr_not_flat, lr_to_zero, lr_no_warmup, lr_zero_start, Bigram,
-                          BigramProbabilities, weights_with, convert_ok, convert_without_transpose,
-                          convert_where_shapes_complain, convert_every_matrix, ATTENTION_MUTATIONS,
-                          LAYERNORM_MUTATIONS, BLOCK_MUTATIONS)
-
 
 # ---------------------------------------------------------------------------------------------- the table
 MUTATIONS = (

@@ -1,5 +1,5 @@
 """
-`python -m mingpt.cli` (and its older spelling, `python -m mingpt.generate`): end to end through a subprocess with a
+`python -m mingpt.cli`: end to end through a subprocess with a
 tiny model saved by transformers and GPT-2's real BPE files from ../shared/data/gpt2; the rest in-process through
 main(argv) to stay fast. No network: the Hub endpoint points at a closed port, and the download cache is a
 temporary folder.
@@ -17,8 +17,8 @@ import pytest
 import torch
 import transformers
 
-from mingpt import cli
 from mingpt.bpe import BPETokenizer
+from mingpt.cli import generate as cli
 from mingpt.model import GPT
 from tests.conftest import REPO_ROOT
 
@@ -72,7 +72,7 @@ def test_greedy_end_to_end_matches_transformers(model_dir, data_dir, tokenizer, 
 
 
 def test_bad_model_name_is_a_message_not_a_traceback():
-    result = run_cli("--model", "gpt3", "--prompt", "hi", module="mingpt.generate")  # the older name still works
+    result = run_cli("--model", "gpt3", "--prompt", "hi")
     assert result.returncode == 1
     assert "unknown model 'gpt3'" in result.stderr and "gpt2-medium" in result.stderr
     assert "Traceback" not in result.stderr
@@ -209,7 +209,7 @@ def test_save_pretrained_folder_generates_offline(saved_with_tokenizer, tokenize
 
 def test_offline_without_tokenizer_names_every_missing_file_and_fix(model_dir, offline, cache_dir, monkeypatch,
                                                                      capsys):
-    monkeypatch.setattr("mingpt.download.time.sleep", lambda seconds: None)  # no backoff between retries
+    monkeypatch.setattr("mingpt.io.download.time.sleep", lambda seconds: None)  # no backoff between retries
     assert cli.main(["--model", str(model_dir), "--prompt", "hi", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no tokenizer for this model:") and err.count("\n") == 1  # one message

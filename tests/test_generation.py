@@ -183,8 +183,8 @@ def test_top_k_and_top_p_filters():
 @pytest.mark.parametrize("top_k,top_p,temperature", [(5, None, 1.0), (None, 0.3, 1.0), (None, 0.9, 0.7),
                                                      (40, 0.8, 1.5), (1, 0.5, 0.5)])
 def test_filter_logits_matches_transformers_logits_warpers(top_k, top_p, temperature):
-    from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
-                                                        TopKLogitsWarper, TopPLogitsWarper)
+    from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
+                                                        TopPLogitsWarper)
 
     logits = torch.randn(16, 100, generator=torch.Generator().manual_seed(0)) * 3
     warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])  # transformers' order: T, top-k, top-p

@@ -18,8 +18,8 @@ import sys
 import pytest
 import torch
 
-from mingpt.corpus import prepare_shards
-from mingpt.token_shards import read_manifest
+from mingpt.data.corpus import prepare_shards
+from mingpt.data.token_shards import read_manifest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RANKS = REPO / "tests" / "scripts" / "gpt2_ranks.py"

@@ -4,8 +4,8 @@ import pytest
 import torch
 import transformers
 
+from mingpt.io.pretrained import config_from_hf, load_hf_state_dict, state_dict_to_hf
 from mingpt.model import GPT
-from mingpt.pretrained import config_from_hf, load_hf_state_dict, state_dict_to_hf
 
 
 @pytest.fixture(scope="module")

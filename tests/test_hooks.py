@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from mingpt.hooks import HookPoint, get_act_name, hook_names
+from mingpt.interp.hooks import HookPoint, get_act_name, hook_names
 from mingpt.model import GPT
 
 V, T, L, NH, C = 97, 9, 3, 4, 32
@@ -251,7 +251,8 @@ def test_readme_inspection_example_runs_and_prints_what_it_promises():
 def test_hook_values_are_hugging_faces_numbers():
     """Unlike TL's processed weights, the cache holds what transformers' GPT-2 computes on the same weights."""
     import transformers  # a test dependency: a broken environment fails here instead of skipping
-    from mingpt.pretrained import config_from_hf, load_hf_state_dict
+
+    from mingpt.io.pretrained import config_from_hf, load_hf_state_dict
 
     torch.manual_seed(0)
     hf_config = transformers.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=V, n_positions=16,

@@ -1,6 +1,5 @@
 """GPT: shapes, init, attention paths, tying, optimisation groups, configuration and input errors."""
 
-import json
 import math
 
 import pytest
@@ -10,9 +9,8 @@ import torch.nn.functional as F
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from mingpt.config import CfgNode
+from mingpt.config import PRESETS
 from mingpt.model import GPT, NewGELU, resolve_config
-from mingpt.model_config import PRESETS
 from mingpt.utils import set_seed
 
 
@@ -219,18 +217,11 @@ def test_model_type_none_is_the_default_and_the_resolved_meaning_of_no_preset():
         GPT(C)
 
 
-def test_a_config_saved_with_the_legacy_model_type_gpt_still_loads(tmp_path):
-    """Earlier mingpt versions defaulted to model_type "gpt" (no preset): their config.json files still load."""
-    legacy = {"model_type": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 8, "vocab_size": 10, "block_size": 4,
-              "embd_pdrop": 0.1, "resid_pdrop": 0.1, "attn_pdrop": 0.1, "attention": "auto", "tie_weights": True,
-              "bias": True, "layer_norm_epsilon": 1e-5}
-    (tmp_path / "config.json").write_text(json.dumps({"model": legacy}))
-    C = GPT.get_default_config()
-    C.merge_from_dict(CfgNode.load_json(tmp_path / "config.json").model.to_dict())
-    model = GPT(C)
-    assert model.config.model_type is None and model.config.n_embd == 8  # saved again, it says None
-    C.n_layer = C.n_head = C.n_embd = None  # "gpt" alone is no preset either
-    with pytest.raises(ValueError, match="set model_type to one of"):
+def test_the_old_default_model_type_gpt_is_refused_with_the_two_ways_to_say_it(tiny_gpt_config):
+    """mingpt 0.1 wrote model_type "gpt" for "no preset"; 0.2 has one way to say that, None (CHANGELOG.md)."""
+    C = tiny_gpt_config()
+    C.model_type = "gpt"
+    with pytest.raises(ValueError, match=r"unknown model_type 'gpt'; valid ones are .*gpt-nano.*or None for explicit"):
         GPT(C)
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mingpt import patching
+from mingpt.interp import patching
 
 V, T, L, NH = 61, 8, 3, 4
 FUNCTIONS = {  # name -> grid shape

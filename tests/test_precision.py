@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import mingpt.generation as generation
-from mingpt import cli
+from mingpt.cli import generate as cli
 from mingpt.data import TokenStream
 from mingpt.generation import KVCache
 from mingpt.model import CausalSelfAttention, use_math_attention
-from mingpt.precision import NATIVE_BF16_ENV, autocast, cpu_has_native_bf16, inference_dtype, resolve_precision
 from mingpt.trainer import Trainer
+from mingpt.training.precision import NATIVE_BF16_ENV, autocast, cpu_has_native_bf16, inference_dtype, resolve_precision
 
 
 @pytest.fixture

@@ -22,12 +22,12 @@ import safetensors.torch as safetensors_torch
 import torch
 import transformers
 
-from mingpt import checkpoint
-from mingpt.download import DownloadError
-from mingpt.hub import model_source
+from mingpt.io.download import DownloadError
+from mingpt.io.hub import model_source
+from mingpt.io.safe_load import UnsafeFileError
 from mingpt.model import GPT
-from tests.test_checkpoint import load_unsafely, write_malicious_pickle
 from tests.conftest import REPO_ROOT
+from tests.test_checkpoint import load_unsafely, write_malicious_pickle
 
 VOCAB, BLOCK = 320, 48
 
@@ -151,7 +151,7 @@ def test_malicious_pytorch_model_bin_is_refused_and_never_runs(saved, hf_model, 
     folder.mkdir()
     shutil.copy(saved / "bin" / "config.json", folder / "config.json")
     write_malicious_pickle(folder / "pytorch_model.bin", hf_model.state_dict(), marker, writer)
-    with pytest.raises(checkpoint.UnsafeFileError, match="refusing to load .*pytorch_model.bin.*can run arbitrary code"):
+    with pytest.raises(UnsafeFileError, match="refusing to load .*pytorch_model.bin.*can run arbitrary code"):
         GPT.from_pretrained(folder)
     assert not marker.exists()
     load_unsafely(folder / "pytorch_model.bin", writer)  # the payload is real: an unsafe load does run it
@@ -407,7 +407,7 @@ def test_damaged_cached_file_is_removed_and_downloaded_again_once(saved, hf_mode
     for name in ("model.safetensors", "config.json"):
         data = (cached / name).read_bytes()
         (cached / name).write_bytes(data[: len(data) // 2])  # damaged on disk after it was cached
-        with caplog.at_level("WARNING", logger="mingpt.download"):
+        with caplog.at_level("WARNING", logger="mingpt.io.download"):
             assert_same_logits(GPT.from_pretrained("tiny/gpt2", endpoint=server.url, progress=False), hf_model)
         assert f"the cached {cached / name} was damaged" in caplog.text
         assert server.requests.count(f"/tiny/gpt2/resolve/main/{name}") == 2
@@ -436,7 +436,7 @@ def test_malicious_pytorch_model_bin_is_refused_without_torch_advice(saved, hub,
                pickle_protocol=protocol)
     for load in (lambda: GPT.from_pretrained(folder),
                  lambda: GPT.from_pretrained("evil/gpt2", endpoint=hub({"evil/gpt2": folder}).url, progress=False)):
-        with pytest.raises(checkpoint.UnsafeFileError, match="refusing to load .*can run arbitrary code") as info:
+        with pytest.raises(UnsafeFileError, match="refusing to load .*can run arbitrary code") as info:
             load()
         message = str(info.value)
         assert "weights_only" not in message and "Re-running" not in message and "corrupt" not in message
@@ -462,7 +462,7 @@ def test_save_pretrained_writes_the_tokenizer_files(tmp_path, data_dir, cache_di
     assert json.loads((tmp_path / "given" / "vocab.json").read_text("utf-8")) == json.loads(
         (gpt2 / "encoder.json").read_text("utf-8"))
     # No tokenizer given: GPT-2's own files when they are in mingpt's cache (byte for byte), else a warning.
-    with caplog.at_level("WARNING", logger="mingpt.pretrained"):
+    with caplog.at_level("WARNING", logger="mingpt.io.pretrained"):
         model.save_pretrained(tmp_path / "bare")
     assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["config.json", "model.safetensors"]
     assert "pass tokenizer=" in caplog.text

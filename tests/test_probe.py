@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mingpt.probe import Probe, format_top_k, model_summary, run_with_probe, top_k_next_tokens
+from mingpt.interp.probe import Probe, format_top_k, model_summary, run_with_probe, top_k_next_tokens
 
 V, T = 300, 12
 

@@ -19,7 +19,7 @@ import types
 
 import pytest
 
-from mingpt.callbacks import TimeLimit
+from mingpt.training.callbacks import TimeLimit
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROJECTS = REPO_ROOT / "projects"
@@ -298,7 +298,7 @@ def truncated_last_checkpoint(work_dir: pathlib.Path) -> None:
     """work_dir/last.pt cut in half (a save cut short: disk full, a copy interrupted), beside a good best.pt."""
     import torch  # only here: the other project tests run the projects in subprocesses
 
-    from mingpt.checkpoint import save_checkpoint
+    from mingpt.training.checkpoint import save_checkpoint
 
     save_checkpoint(work_dir / "best.pt", model=torch.nn.Linear(64, 64))
     whole = (work_dir / "best.pt").read_bytes()

@@ -1,5 +1,5 @@
 """
-Tests for mingpt.token_shards: the shard format and its checks, the memory-mapped data set (order, determinism,
+Tests for mingpt.data.token_shards: the shard format and its checks, the memory-mapped data set (order, determinism,
 disjoint ranks), and exact resume through the Trainer with the data position stored in the checkpoint.
 """
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from mingpt.data.token_shards import (HEADER_BYTES, SHARD_MAGIC, TokenShards, read_manifest, read_shard, verify_shards,
+                                      write_manifest, write_shard)
 from mingpt.model import GPT
-from mingpt.token_shards import (HEADER_BYTES, SHARD_MAGIC, TokenShards, read_manifest, read_shard, verify_shards,
-                                 write_manifest, write_shard)
 from mingpt.trainer import Trainer
 
 
@@ -69,7 +69,7 @@ def test_ids_beyond_uint16_are_refused(tmp_path):
 
 def test_verify_shards_catches_a_changed_shard(tmp_path):
     write_shard(tmp_path / "shard_000000.bin", np.arange(10))
-    from mingpt.download import sha256_file
+    from mingpt.io.download import sha256_file
 
     write_manifest(tmp_path, {"shards": [{"file": "shard_000000.bin", "split": "val", "tokens": 10,
                                           "sha256": sha256_file(tmp_path / "shard_000000.bin")}]})

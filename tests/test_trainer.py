@@ -18,16 +18,16 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-import mingpt.batching as batching
 import mingpt.trainer as trainer_module
-from mingpt.callbacks import EVENTS
-from mingpt.checkpoint import check_resume, load_checkpoint
-from mingpt.config import CfgNode
+import mingpt.training.batching as batching
+from mingpt.cfgnode import CfgNode
 from mingpt.data import TokenStream
 from mingpt.model import GPT
-from mingpt.precision import Precision, resolve_precision
-from mingpt.schedule import get_lr
 from mingpt.trainer import Trainer
+from mingpt.training.callbacks import EVENTS
+from mingpt.training.checkpoint import check_resume, load_checkpoint
+from mingpt.training.precision import Precision, resolve_precision
+from mingpt.training.schedule import get_lr
 from mingpt.utils import set_seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

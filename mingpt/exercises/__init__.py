@@ -1,6 +1,6 @@
 """
 Exercises for building a GPT by hand: checkers that compare a student's component with mingpt's own and, when it
-differs, *diagnose* the mistake (see core.py for how), plus a short training run that closes an exercise.
+differs, *diagnose* the mistake (see checking.py for how), plus a short training run that closes an exercise.
 
     from mingpt.exercises import check_attention
     result = check_attention(MyAttention)   # str(result) is the message; bool(result) tells pass/fail
@@ -14,7 +14,7 @@ components in a real training run).
 from mingpt.exercises.attention import check_attention, check_attention_weights
 from mingpt.exercises.block import check_block, check_mlp
 from mingpt.exercises.bpe import check_bpe_encode, check_merge
-from mingpt.exercises.core import CheckResult, ExerciseFailed, ReferenceWeightsError, load_reference_weights
+from mingpt.exercises.checking import CheckResult, ExerciseFailed, ReferenceWeightsError, load_reference_weights
 from mingpt.exercises.gpt import check_bigram, check_embedding, check_gpt, check_loss
 from mingpt.exercises.kvcache import check_kv_cache
 from mingpt.exercises.layernorm import check_layernorm

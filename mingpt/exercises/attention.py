@@ -20,8 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.core import (CheckResult, Variant, close, crashed, fail, first_match, fmt,
-                                   student_with_reference_weights)
+from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, first_match, fmt,
+                                       student_with_reference_weights)
 from mingpt.model import GPT, CausalSelfAttention
 
 __all__ = ["check_attention", "check_attention_weights", "attention_config", "reference_attention"]

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.core import (CheckResult, Variant, close, fail, first_match, fmt, run,
-                                   student_with_reference_weights)
+from mingpt.exercises.checking import (CheckResult, Variant, close, fail, first_match, fmt, run,
+                                       student_with_reference_weights)
 from mingpt.model import MLP, Block
 
 __all__ = ["check_mlp", "check_block"]

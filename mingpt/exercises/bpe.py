@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mingpt.exercises.core import CheckResult, Variant, fail, run
+from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.tokenizer import merge_pair
 
 __all__ = ["check_merge", "check_bpe_encode", "reference_encode"]

@@ -22,7 +22,7 @@ import re
 import torch
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.core import CheckResult, close, crashed, fail, fmt
+from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
 from mingpt.model import GPT
 
 __all__ = ["check_kv_cache"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mingpt.exercises.core import (CheckResult, Variant, close, crashed, fail, first_match, fmt,
-                                   student_with_reference_weights)
+from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, first_match, fmt,
+                                       student_with_reference_weights)
 
 __all__ = ["check_layernorm"]
 

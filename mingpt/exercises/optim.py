@@ -18,11 +18,11 @@ import math
 
 import torch.nn as nn
 
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.core import CheckResult, fail, run
+from mingpt.exercises.checking import CheckResult, fail, run
 from mingpt.model import GPT
-from mingpt.schedule import get_lr
+from mingpt.training.schedule import get_lr
 
 __all__ = ["check_weight_decay_groups", "check_lr_schedule"]
 

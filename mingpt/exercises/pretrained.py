@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.core import CheckResult, close, fail, run
+from mingpt.exercises.checking import CheckResult, close, fail, run
+from mingpt.io.pretrained import state_dict_to_hf
 from mingpt.model import GPT
-from mingpt.pretrained import state_dict_to_hf
 
 __all__ = ["check_hf_conversion"]
 

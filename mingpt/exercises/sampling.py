@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.core import CheckResult, Variant, close, fail, first_match, fmt, run
+from mingpt.exercises.checking import CheckResult, Variant, close, fail, first_match, fmt, run
 from mingpt.generation import filter_logits
 
 __all__ = ["check_greedy", "check_sampling_probs"]

@@ -18,7 +18,7 @@ import logging
 import torch
 from torch.utils.data import Dataset
 
-from mingpt.exercises.core import CheckResult, crashed, fail
+from mingpt.exercises.checking import CheckResult, crashed, fail
 from mingpt.model import GPT, IGNORE_INDEX
 from mingpt.trainer import Trainer
 

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mingpt.checkpoint import check_resume
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 from mingpt.model import GPT, IGNORE_INDEX, resolve_config
 from mingpt.trainer import Trainer
+from mingpt.training.checkpoint import check_resume
 from mingpt.utils import check_int, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.adder")

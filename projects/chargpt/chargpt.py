@@ -23,13 +23,13 @@ import time
 
 import torch
 
-from mingpt.callbacks import LossCurvePlot, ProgressLogger, TimeLimit
-from mingpt.checkpoint import check_resume, load_checkpoint
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 from mingpt.data import TINY_SHAKESPEARE, CharDataset, CharVocab, split_train_val, tiny_shakespeare
-from mingpt.download import DownloadError
+from mingpt.io.download import DownloadError
 from mingpt.model import GPT, resolve_config
 from mingpt.trainer import Trainer
+from mingpt.training.callbacks import LossCurvePlot, ProgressLogger, TimeLimit
+from mingpt.training.checkpoint import check_resume, load_checkpoint
 from mingpt.utils import choose_device, set_seed, setup_logging
 
 MODES = ("train", "sample")

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 from mingpt.bpe import BPETokenizer
-from mingpt.callbacks import ProgressLogger
-from mingpt.checkpoint import check_resume
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 from mingpt.data import TokenStream, split_train_val, tiny_shakespeare
-from mingpt.download import DownloadError
+from mingpt.io.download import DownloadError
 from mingpt.model import GPT
 from mingpt.trainer import Trainer
+from mingpt.training.callbacks import ProgressLogger
+from mingpt.training.checkpoint import check_resume
 from mingpt.utils import choose_device, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.finetune")

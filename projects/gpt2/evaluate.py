@@ -23,14 +23,14 @@ import sys
 import torch
 
 from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
-from mingpt.checkpoint import load_checkpoint
-from mingpt.config import CfgNode
-from mingpt.download import DownloadError
-from mingpt.evaluation import eval_loss
-from mingpt.hellaswag import HELLASWAG_GIT_BLOB, HELLASWAG_URL, evaluate_hellaswag, fetch_hellaswag, load_examples
+from mingpt.cfgnode import CfgNode
+from mingpt.data.hellaswag import HELLASWAG_GIT_BLOB, HELLASWAG_URL, evaluate_hellaswag, fetch_hellaswag, load_examples
+from mingpt.data.token_shards import TokenShards
+from mingpt.io.download import DownloadError
 from mingpt.model import GPT
-from mingpt.precision import resolve_precision
-from mingpt.token_shards import TokenShards
+from mingpt.training.checkpoint import load_checkpoint
+from mingpt.training.evaluation import eval_loss
+from mingpt.training.precision import resolve_precision
 from mingpt.utils import choose_device
 
 

@@ -6,7 +6,7 @@ Tokenize a corpus with GPT-2's BPE into uint16 token shards (shard 0 = validatio
         --vocab-dir=../shared/data/gpt2 --shard-size=34000
     # local files: .txt (one document each), .jsonl / .parquet (one document per record), or directories of them
     python projects/gpt2/prepare.py --input=corpus/ --out=data/mycorpus --num-proc=8
-    # a Hugging Face dataset repo's files, downloaded (cached, verified against the Hub's listing) through mingpt.hub
+    # a Hugging Face dataset repo's files, downloaded (cached, verified against the Hub's listing) through mingpt.io.hub
     python projects/gpt2/prepare.py --hf-dataset=HuggingFaceFW/fineweb-edu --hf-revision=main \\
         --hf-files=sample/10BT/000_00000.parquet --out=data/fineweb-edu --num-proc=16
 
@@ -22,9 +22,9 @@ import os
 import sys
 
 from mingpt.bpe import fetch_gpt2_vocab
-from mingpt.corpus import ENCODERS, prepare_shards
-from mingpt.hub import dataset_file
-from mingpt.token_shards import verify_shards
+from mingpt.data.corpus import ENCODERS, prepare_shards
+from mingpt.data.token_shards import verify_shards
+from mingpt.io.hub import dataset_file
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -4,7 +4,7 @@ Train GPT-2 from scratch on token shards: the GPT-2 124M recipe on GPUs, and the
 The one idea: a "reproduce GPT-2" run is the ordinary Trainer plus three decisions. (1) The batch is fixed in
 *tokens* (524,288 = 2**19 for 124M), and each machine reaches it by gradient accumulation:
 ``grad_accum_steps = total_batch_tokens / (batch_size * block_size * world_size)``, so 1 GPU and 8 GPUs train on
-the same batches. (2) The data are memory-mapped uint16 shards (`mingpt.token_shards`), read in a seeded order
+the same batches. (2) The data are memory-mapped uint16 shards (`mingpt.data.token_shards`), read in a seeded order
 whose position is saved in every checkpoint. (3) Speed comes from bf16 autocast, fused AdamW, torch.compile and
 flash attention (scaled_dot_product_attention), all of which the Trainer and the model already offer.
 
@@ -29,13 +29,13 @@ import torch
 
 from mingpt.atomic import atomic_path
 from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
-from mingpt.callbacks import ProgressLogger, TimeLimit
-from mingpt.config import CfgNode
-from mingpt.download import DownloadError
-from mingpt.hellaswag import HellaSwag, fetch_hellaswag, load_examples
+from mingpt.cfgnode import CfgNode
+from mingpt.data.hellaswag import HellaSwag, fetch_hellaswag, load_examples
+from mingpt.data.token_shards import TokenShards, read_manifest
+from mingpt.io.download import DownloadError
 from mingpt.model import GPT
-from mingpt.token_shards import TokenShards, read_manifest
 from mingpt.trainer import Trainer
+from mingpt.training.callbacks import ProgressLogger, TimeLimit
 from mingpt.utils import set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.gpt2")

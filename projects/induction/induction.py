@@ -47,12 +47,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from mingpt.callbacks import ProgressLogger
-from mingpt.checkpoint import check_resume
-from mingpt.config import CfgNode
-from mingpt.hooks import run_with_cache
+from mingpt.cfgnode import CfgNode
+from mingpt.interp.hooks import run_with_cache
 from mingpt.model import IGNORE_INDEX, CausalSelfAttention
 from mingpt.trainer import Trainer
+from mingpt.training.callbacks import ProgressLogger
+from mingpt.training.checkpoint import check_resume
 from mingpt.utils import check_int, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.induction")
@@ -120,7 +120,7 @@ class AttentionOnlyBlock(nn.Module):
     def forward(self, x: torch.Tensor, hooks=None) -> torch.Tensor:
         if hooks is None:
             return x + self.attn(self.ln_1(x))
-        # The same sum through GPT's hook points (mingpt/hooks.py), so the library can record or edit it.
+        # The same sum through GPT's hook points (mingpt/interp/hooks.py), so the library can record or edit it.
         x = hooks("hook_resid_pre", x)
         attn_out = hooks("hook_attn_out", self.attn(hooks.layer_norm("ln1", self.ln_1, x), None, hooks))
         return hooks("hook_resid_post", x + attn_out)
@@ -130,11 +130,11 @@ class AttentionOnlyTransformer(nn.Module):
     """
     Token + position embeddings, `n_layer` attention-only blocks, a final LayerNorm and an unembedding.
 
-    It has GPT's hook points (mingpt/hooks.py: ``run_with_cache(model, idx)``, ``with hooks(model, ...)``) but for
+    It has GPT's hook points (mingpt/interp/hooks.py: ``run_with_cache(model, idx)``, ``with hooks(model, ...)``) but for
     the MLP's, as it has none: ``blocks.{i}.attn.hook_pattern`` holds each head's attention, for instance.
     """
 
-    active_hooks = None  # set by mingpt.hooks.hooks() while hooks or a cache are active; None: the plain path
+    active_hooks = None  # set by mingpt.interp.hooks.hooks() while hooks or a cache are active; None: the plain path
 
     def __init__(self, config: CfgNode):
         super().__init__()

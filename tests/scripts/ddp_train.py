@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mingpt.callbacks import ProgressLogger
 from mingpt.model import GPT
 from mingpt.trainer import Trainer
+from mingpt.training.callbacks import ProgressLogger
 from mingpt.utils import set_seed
 
 VOCAB, BLOCK = 13, 8

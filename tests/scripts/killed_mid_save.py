@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from mingpt import checkpoint
+from mingpt.training import checkpoint
 
 path = sys.argv[1]
 model = torch.nn.Linear(4, 4)

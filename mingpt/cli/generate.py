@@ -3,7 +3,7 @@ Command line: continue a text prompt with a pretrained GPT-2, printing the text 
 
     python -m mingpt.cli --model gpt2 --prompt "The meaning of life is" --max-new-tokens 50 --top-p 0.9 --seed 0
     python -m mingpt.cli --model ./my-model --prompt "Once upon a time" --greedy
-    python -m mingpt.cli --model gpt2 --prompt "Hello" --dtype bf16   # half the bytes per token: ~1.8x faster
+    python -m mingpt.cli --model gpt2 --prompt "Hello" --dtype bf16   # half the bytes read per token
 
 (`python -m mingpt.generate`, the older spelling, runs this same command.)
 
@@ -15,7 +15,7 @@ The one idea: streaming text is not streaming tokens. GPT-2's tokens are *bytes*
 halves ('\ufffd'), so the bytes of each new token go through an incremental UTF-8 decoder, which holds back an
 incomplete character until the token that completes it arrives.
 
-This file only parses arguments and prints; the work is done by mingpt.pretrained, mingpt.bpe and
+This file only parses arguments and prints; the work is done by mingpt.io.pretrained, mingpt.bpe and
 mingpt.generation (the sampling library: read that one to learn how text is generated).
 """
 
@@ -31,12 +31,12 @@ from typing import Sequence, TextIO
 import torch
 
 from mingpt.bpe import ENDOFTEXT, BPETokenizer
-from mingpt.download import DownloadError
 from mingpt.generation import generate_stream
-from mingpt.gpt2_vocab import gpt2_vocab_cache_paths
-from mingpt.hub import model_source
+from mingpt.io.download import DownloadError
+from mingpt.io.gpt2_vocab import gpt2_vocab_cache_paths
+from mingpt.io.hub import model_source
 from mingpt.model import GPT
-from mingpt.precision import DTYPES, inference_dtype
+from mingpt.training.precision import DTYPES, inference_dtype
 from mingpt.utils import choose_device
 
 # Two spellings of the same two files: Hugging Face's (in model repos) and OpenAI's (GPT-2's original release).

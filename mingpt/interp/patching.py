@@ -33,8 +33,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from mingpt.hook_names import get_act_name
-from mingpt.hooks import hooks
+from mingpt.interp.hook_points import get_act_name
+from mingpt.interp.hooks import hooks
 from mingpt.utils import check_int, eval_mode
 
 __all__ = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",

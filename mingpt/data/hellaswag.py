@@ -29,10 +29,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from mingpt.download import ChecksumError, cached_download
-from mingpt.evaluation import PeriodicEvaluation
-from mingpt.hub import git_blob_sha1
-from mingpt.precision import autocast
+from mingpt.io.download import ChecksumError, cached_download
+from mingpt.io.hub import git_blob_sha1
+from mingpt.training.evaluation import PeriodicEvaluation
+from mingpt.training.precision import autocast
 from mingpt.utils import eval_mode
 
 __all__ = ["HELLASWAG_URL", "HELLASWAG_GIT_BLOB", "git_blob_sha1", "fetch_hellaswag", "load_examples",

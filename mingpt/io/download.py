@@ -9,7 +9,7 @@ half-written file that a later run would trust. While it downloads, a process ho
 file; the lock dies with the process, so the next download of the same file can tell a ``.part`` left by a
 killed run (no lock: removed) from one still being written by another process (locked: left alone).
 
-    from mingpt.download import cached_download
+    from mingpt.io.download import cached_download
     path = cached_download("https://example.com/gpt2/vocab.bpe", "gpt2/vocab.bpe", sha256="1ce1...")
 
 The cache lives in ``~/.cache/mingpt`` unless the environment variable ``MINGPT_CACHE_DIR`` names another folder.

@@ -98,7 +98,7 @@ def check_hook_name(model, name: str) -> str:
     valid = hook_names(model)
     if name not in valid:
         close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else "; mingpt.hooks.hook_names(model) lists them all"
+        hint = f"; did you mean {close[0]!r}?" if close else "; mingpt.interp.hooks.hook_names(model) lists them all"
         raise KeyError(f"unknown hook point {name!r}{hint}")
     return name
 
@@ -114,7 +114,7 @@ def resolve_names(model, names_filter, what: str = "names_filter") -> list[str]:
         names = [name for name in valid if names_filter(name)]
         if not names:
             raise ValueError(f"{what} {names_filter!r} matches none of the {len(valid)} hook points, e.g. "
-                             f"{valid[2]!r}; see mingpt.hooks.hook_names(model)")
+                             f"{valid[2]!r}; see mingpt.interp.hooks.hook_names(model)")
         return names
     names = [check_hook_name(model, name) for name in names_filter]
     if not names:

@@ -28,12 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
-import pickletools
 import random
-import re
 import time
-import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -41,7 +37,8 @@ import torch
 import torch.nn as nn
 
 from mingpt.atomic import atomic_path
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
+from mingpt.io.safe_load import load_plain_data
 from mingpt.utils import check_int, set_seed
 
 __all__ = [
@@ -196,51 +193,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
-    fix = "mingpt checkpoints never contain such objects; re-save the weights with mingpt.checkpoint.save_checkpoint."
+    fix = "mingpt checkpoints never contain such objects; re-save the weights with mingpt.training.checkpoint.save_checkpoint."
     checkpoint = load_plain_data(path, map_location, fix, what="checkpoint", mmap=mmap)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a mingpt checkpoint (no format={FORMAT!r} marker)")
     if checkpoint.get("version") != VERSION:
         raise ValueError(f"{path!r} has checkpoint version {checkpoint.get('version')!r}; this mingpt reads {VERSION}")
     return checkpoint
-
-
-class UnsafeFileError(ValueError):
-    """A file holds pickled objects other than tensors and plain data; it was refused, and nothing in it ran."""
-
-
-def load_plain_data(path: str | os.PathLike, map_location: str | torch.device = "cpu", fix: str = "",
-                    what: str = "checkpoint", mmap: bool = False) -> Any:
-    """
-    torch.load(weights_only=True), with errors that say what happened: UnsafeFileError when the safe unpickler
-    refuses the content (a global it does not allow, or an instruction it does not know, such as those of pickle
-    protocols 4 and 5), ValueError when the file is truncated or corrupt. `fix` ends the unsafe message; `what`
-    names the kind of file in the other one. mmap=True maps the tensors' bytes instead of reading them.
-    """
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols 4/5 before refusing them itself
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        # Every refusal of the weights-only unpickler starts with this sentence. It also refuses bytes that are no
-        # pickle instruction at all (junk, a damaged file): that is corruption, not a threat.
-        if "Weights only load failed" in str(e) and not _is_junk_opcode(e):
-            raise UnsafeFileError(
-                f"refusing to load {str(path)!r}: it contains pickled Python objects or instructions beyond tensors "
-                f"and plain data ({_first_line(e)}), and unpickling those can run arbitrary code. {fix}".rstrip()
-            ) from None
-        raise ValueError(f"{str(path)!r} is not a readable {what} (corrupt?): {_first_line(e)}") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{str(path)!r} is not a readable {what} (truncated or corrupt?): {_first_line(e)}") from None
-
-
-_PICKLE_OPCODES = {ord(op.code) for op in pickletools.opcodes}
-
-
-def _is_junk_opcode(e: BaseException) -> bool:
-    """True when the unpickler stopped at a byte that is no pickle instruction at all (so the file is damaged)."""
-    match = re.search(r"Unsupported operand (\d+)", str(e))
-    return match is not None and int(match.group(1)) not in _PICKLE_OPCODES
 
 
 def restore_checkpoint(
@@ -291,18 +250,6 @@ def _check_same_model(checkpoint: dict, model: nn.Module) -> None:
             hint = "; the checkpoint was saved from a different model config: " + ", ".join(diff)
     shown = "; ".join(problems[:5]) + (f"; ... ({len(problems) - 5} more)" if len(problems) > 5 else "")
     raise ValueError(f"checkpoint does not fit this model ({shown}){hint}")
-
-
-def _first_line(e: BaseException) -> str:
-    """The informative line of a torch.load error (for pickles: the one naming the refused global)."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    for line in lines:
-        if "unsupported global" in line.lower() or "unsupported operand" in line.lower():
-            # torch goes on to suggest allow-listing the global: never advice to give about a refused file
-            return line.removeprefix("WeightsUnpickler error: ").split(" Please use", 1)[0]
-    # Never pass on torch's advice to retry with weights_only=False: that is how a malicious file runs code.
-    lines = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
-    return lines[0].removeprefix("WeightsUnpickler error: ") if lines else type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------- resuming

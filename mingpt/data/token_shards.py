@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mingpt.atomic import atomic_path
-from mingpt.download import sha256_file
+from mingpt.io.download import sha256_file
 from mingpt.utils import check_int
 
 __all__ = ["SHARD_MAGIC", "SHARD_VERSION", "HEADER_BYTES", "write_shard", "read_shard", "shard_name",

@@ -26,7 +26,7 @@ At ``on_batch_end`` the trainer's ``iter_num`` is the index of the step that jus
 original minGPT), so these callbacks count ``trainer.steps_done`` (one more there), the number every other event
 sees.
 
-ProgressLogger reports model FLOPs utilisation (MFU) when it is known: see `mingpt.mfu` for the GPUs' peaks.
+ProgressLogger reports model FLOPs utilisation (MFU) when it is known: see `mingpt.training.mfu` for the GPUs' peaks.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Callable
 import torch
 
 from mingpt.atomic import atomic_path
-from mingpt.mfu import device_peak_flops, estimate_mfu
+from mingpt.training.mfu import device_peak_flops, estimate_mfu
 from mingpt.utils import check_int
 
 __all__ = ["EVENTS", "Events", "ProgressLogger", "LossCurvePlot", "TimeLimit"]
@@ -204,7 +204,9 @@ class LossCurvePlot:
 
     def save(self) -> None:
         """Write the PNG atomically (temp file, then rename)."""
-        from matplotlib.figure import Figure  # no pyplot: no GUI backend, safe in scripts and threads
+        from matplotlib.figure import (
+            Figure,  # no pyplot: no GUI backend, safe in scripts and threads
+        )
 
         fig = Figure(figsize=(7, 4))
         ax = fig.subplots()

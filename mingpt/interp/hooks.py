@@ -4,7 +4,7 @@ Hook points: read or rewrite any intermediate activation of a GPT's forward pass
 The one idea: a *hook point* is a named place in the forward pass where a function may look at the activation
 and hand back a replacement. Interpretability is mostly two moves built from that: record the activations
 (``run_with_cache``), and change one and watch what happens downstream (``run_with_hooks``: ablation, steering,
-activation patching). The names and shapes are TransformerLens' (TL), so its tutorials carry over; hook_names.py
+activation patching). The names and shapes are TransformerLens' (TL), so its tutorials carry over; hook_points.py
 lists them (``blocks.{i}.attn.hook_pattern``, ``blocks.{i}.hook_resid_post``, ...) with their shapes.
 
 The values are the model's own computation, weights as they are (TL folds and centers weights by default, which
@@ -31,10 +31,11 @@ from typing import Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
-from mingpt.activation_cache import ActivationCache
-# HookPoint, hook_names and get_act_name are part of this module's public face (``from mingpt.hooks import
-# get_act_name``, as in TL), but live in hook_names.py so that activation_cache.py can use them too.
-from mingpt.hook_names import HookFn, HookPoint, get_act_name, hook_names, resolve_names
+from mingpt.interp.activation_cache import ActivationCache
+
+# HookPoint, hook_names and get_act_name are part of this module's public face (``from mingpt.interp.hooks import
+# get_act_name``, as in TL), but live in hook_points.py so that activation_cache.py can use them too.
+from mingpt.interp.hook_points import HookFn, HookPoint, get_act_name, hook_names, resolve_names
 from mingpt.utils import eval_mode
 
 __all__ = ["HookPoint", "ActiveHooks", "hook_names", "get_act_name", "hooks", "run_with_hooks", "run_with_cache"]

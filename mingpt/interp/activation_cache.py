@@ -23,7 +23,7 @@ from typing import Iterator
 
 import torch
 
-from mingpt.hook_names import check_hook_name, get_act_name
+from mingpt.interp.hook_points import check_hook_name, get_act_name
 
 __all__ = ["ActivationCache"]
 

@@ -11,7 +11,7 @@ A data set reaches the Trainer in one of two ways:
 
 - it **batches itself**: it has ``batch_iterator(batch_size, grad_accum_steps, world_size, rank, seed, stream,
   start_step, state=None)`` returning an endless iterator of (x, y) micro-batches (`mingpt.data.TokenStream` gathers
-  its windows in one vectorised read; `mingpt.token_shards.TokenShards` walks its shards). If that iterator has a
+  its windows in one vectorised read; `mingpt.data.token_shards.TokenShards` walks its shards). If that iterator has a
   ``state_dict()``, the Trainer saves it in checkpoints and passes it back as `state` on resume;
 - otherwise it is an ordinary map-style Dataset (``len``, ``ds[i]``), read by a DataLoader (`loader_batches`),
   optionally with worker processes for expensive ``__getitem__`` work (decoding, augmentation).

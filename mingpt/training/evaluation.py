@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from mingpt.precision import autocast
+from mingpt.training.precision import autocast
 from mingpt.utils import check_int, eval_mode
 
 __all__ = ["eval_loss", "EvalLoss", "PeriodicEvaluation"]

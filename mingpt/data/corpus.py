@@ -33,10 +33,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mingpt.bpe import BPETokenizer
-from mingpt.download import sha256_file
-from mingpt.gpt2_vocab import ENDOFTEXT, bytes_of
+from mingpt.data.token_shards import MANIFEST, read_manifest, shard_name, write_manifest, write_shard
+from mingpt.io.download import sha256_file
+from mingpt.io.gpt2_vocab import ENDOFTEXT, bytes_of
 from mingpt.tokenizer import GPT2_SPLIT_PATTERN
-from mingpt.token_shards import MANIFEST, read_manifest, shard_name, write_manifest, write_shard
 from mingpt.utils import check_int
 
 __all__ = ["INPUT_SUFFIXES", "list_input_files", "iter_documents", "split_document", "iter_units",
@@ -288,8 +288,8 @@ def _run(files, out: pathlib.Path, manifest: dict, spec: tuple, num_proc: int, p
     if num_proc > 1:
         pool = multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(
             num_proc, initializer=_init_worker, initargs=(spec,))
-        # Tasks of ~256k characters: large enough that pickling and pipes cost little per document (measured with
-        # bench/prepare.py: the main process's CPU time fell 2.5x from 8-document tasks), small enough to balance.
+        # Tasks of ~256k characters: large enough that pickling and pipes cost little per document (bench/prepare.py
+        # measures the main process's CPU time against small tasks), small enough to balance the workers.
         batches = pool.imap(_encode_batch, _batched(units(), 1 << 18))  # results in order, whoever finishes first
         encoded: Iterable = (result for batch in batches for result in batch)
     else:

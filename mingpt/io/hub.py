@@ -3,14 +3,14 @@ Finding a model's files: a local folder, or a repository on the Hugging Face Hub
 
 The one idea: a Hub repository is just a folder behind a URL. Every file of revision `rev` of repo `owner/name`
 is served at ``{endpoint}/{owner/name}/resolve/{rev}/{filename}``, so "downloading a model" is a few plain HTTP
-GETs (streamed, retried and written atomically by :mod:`mingpt.download`) into
+GETs (streamed, retried and written atomically by :mod:`mingpt.io.download`) into
 ``<cache>/hub/{owner/name}/{rev}/{filename}``. A file enters the cache only once it is verified: its size, the
 checksum the Hub sends with it (the ETag: sha256 for large LFS files, the git blob id for small ones) and any
 format check the caller passes. A file that is in the cache is used as it is, with no request at all; one that
 then fails to load is removed and fetched again once (``ModelSource.refetch``). Delete a folder to fetch a fresh
 copy (e.g. after the `main` branch moved on).
 
-    from mingpt.hub import hub_file
+    from mingpt.io.hub import hub_file
     path = hub_file("openai-community/gpt2", "config.json")   # a pathlib.Path inside the cache
 
 The endpoint is https://huggingface.co unless $MINGPT_HF_ENDPOINT (or $HF_ENDPOINT, Hugging Face's own name for
@@ -26,7 +26,7 @@ import pathlib
 import re
 from typing import Callable
 
-from mingpt import download
+from mingpt.io import download
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ENDPOINT_ENV_VARS = ("MINGPT_HF_ENDPOINT", "HF_ENDPOINT")  # the first one set wins
@@ -99,7 +99,7 @@ def hub_file(
 
     Raises FileNotFoundError when the Hub answers 404 (no such repo, revision or file), PermissionError for
     401/403 (a private or gated repo, or one that does not exist: the Hub does not say which), and
-    mingpt.download.DownloadError (an OSError) when the network fails; each message says what to try next.
+    mingpt.io.download.DownloadError (an OSError) when the network fails; each message says what to try next.
     """
     dest = hub_cache_path(repo_id, filename, revision, cache_dir)
     if dest.is_file():
@@ -153,7 +153,7 @@ class ModelSource:
         self.revision = check_revision(revision)
         self.endpoint = endpoint
         self.cache_dir = cache_dir
-        self.download_options = download_options  # timeout=, retries= for mingpt.download
+        self.download_options = download_options  # timeout=, retries= for mingpt.io.download
 
     def __repr__(self) -> str:
         if self.directory is not None:
@@ -203,7 +203,7 @@ def model_source(
     3. anything shaped like 'owner/name' is a Hub repo id;
     4. anything else is an error: a name without '/' lists the known names, a path says it does not exist.
 
-    download_options (timeout=, retries=) are passed on to mingpt.download for Hub files.
+    download_options (timeout=, retries=) are passed on to mingpt.io.download for Hub files.
     """
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
         raise TypeError(f"the model must be a name, a Hub repo id or a directory path, got {name_or_path!r}")

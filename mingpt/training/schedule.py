@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from mingpt.config import CfgNode
+from mingpt.cfgnode import CfgNode
 
 __all__ = ["SCHEDULES", "get_lr", "check_schedule", "keep_schedule_on_resume"]
 

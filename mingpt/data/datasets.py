@@ -5,14 +5,14 @@ The one idea: a language-modelling data set is just one long array of token ids.
 ``tokens[i : i + block_size + 1]``, split into the input ``x = window[:-1]`` and the target ``y = window[1:]``
 (each position predicts the next token). Because every example is a slice of the same array, a whole batch is
 one vectorised gather, with no per-item Python and no DataLoader: `TokenStream.get_batch` does exactly that, and
-`TokenStream.batch_iterator` hands the Trainer whole batches that way (the protocol of `mingpt.batching`).
+`TokenStream.batch_iterator` hands the Trainer whole batches that way (the protocol of `mingpt.training.batching`).
 
     >>> stream = TokenStream(np.arange(100, dtype=np.uint16), block_size=8)
     >>> x, y = stream.get_batch(np.array([0, 50]))
     >>> x.shape, y[0, 0].item()
     (torch.Size([2, 8]), 1)
 
-Which examples go into a batch is decided by `mingpt.batching.StepSampler`: the batch of optimizer step s is a pure
+Which examples go into a batch is decided by `mingpt.training.batching.StepSampler`: the batch of optimizer step s is a pure
 function of (seed, s). Resuming at step k therefore needs no sampler state, and several processes can split one
 global batch.
 
@@ -20,17 +20,15 @@ Tokens can live in memory (a numpy array or torch tensor) or on disk: a path to 
 (``.bin``, uint16 by default, the layout nanoGPT's prepare scripts write) is memory-mapped, so a corpus larger
 than RAM costs only the pages a batch touches.
 
-Where the data comes from is decided here too, once for every project, notebook and script: `tiny_shakespeare()`
-returns the text from an explicit path, from a local copy in $MINGPT_DATA_DIR, or from mingpt's download cache
-(downloaded once, sha256-verified); `find_data` does the same for any known file (GPT-2's vocabulary uses it).
+`tiny_shakespeare()` returns the classic character-level corpus from an explicit path, from a local copy in
+$MINGPT_DATA_DIR, or from mingpt's download cache (downloaded once, sha256-verified): the rule of
+`mingpt.io.data_files.find_data`, which GPT-2's vocabulary files follow too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
-from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -38,14 +36,12 @@ import torch
 from torch.utils.data import Dataset
 
 from mingpt.atomic import atomic_path
-from mingpt.batching import StepSampler
-from mingpt.download import ChecksumError, DownloadError, cache_dir, cached_download
+from mingpt.io.data_files import DataFile, find_data, read_text
+from mingpt.training.batching import StepSampler
 from mingpt.utils import check_int
 
-__all__ = ["TokenStream", "CharVocab", "CharDataset", "DataFile", "TINY_SHAKESPEARE", "find_data",
-           "read_text", "tiny_shakespeare", "split_train_val"]
+__all__ = ["TokenStream", "CharVocab", "CharDataset", "TINY_SHAKESPEARE", "tiny_shakespeare", "split_train_val"]
 
-DATA_DIR_ENV_VAR = "MINGPT_DATA_DIR"  # a folder of local copies, laid out like the download cache
 
 
 class TokenStream(Dataset):
@@ -107,7 +103,7 @@ class TokenStream(Dataset):
                        seed: int = 0, stream: int = 0, start_step: int = 0, state: dict | None = None
                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """
-        The Trainer's protocol for a data set that batches itself (see `mingpt.batching`): an endless iterator of
+        The Trainer's protocol for a data set that batches itself (see `mingpt.training.batching`): an endless iterator of
         (x, y) micro-batches, each one `get_batch` of the windows `StepSampler` picks for (seed, stream, step).
         Batches are a pure function of the step, so there is no data position to save: the iterator has no
         ``state_dict()``, and `state` must be None.
@@ -187,84 +183,11 @@ class CharDataset(TokenStream):
         return self.block_size
 
 
-# ------------------------------------------------------------------------------------------- getting the data
-# A user's machine and this repository's test machine get data the same way, in this order:
-#   1. an explicit path, when the caller passes one (a project's --data.path, BPETokenizer(encoder, vocab));
-#   2. $MINGPT_DATA_DIR, a folder of local copies laid out like the cache (gpt2/encoder.json, ...);
-#   3. mingpt's download cache: downloaded once from a pinned URL, sha256-verified, then reused offline.
-# No code outside the tests knows about any other folder, so a plain `git clone` works anywhere.
-
-
-@dataclass(frozen=True)
-class DataFile:
-    """A file mingpt knows how to get: its path inside a data folder (and the cache), its URL and its sha256."""
-
-    name: str  # e.g. "tinyshakespeare/input.txt"
-    url: str
-    sha256: str
-
-
 TINY_SHAKESPEARE = DataFile(
     "tinyshakespeare/input.txt",
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
     "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
 )
-
-
-def find_data(files: Sequence[DataFile], what: str) -> list[pathlib.Path]:
-    """
-    Local paths of `files`: in $MINGPT_DATA_DIR when it is set, else in mingpt's download cache, downloading
-    (once, verified) whatever is not cached yet. `what` names the files for error messages ("Tiny Shakespeare").
-
-    Offline with nothing cached, the DownloadError says in one line what is missing and the two ways to provide
-    it: a local copy (MINGPT_DATA_DIR, or the file placed in the cache) or one run on a machine with network.
-    """
-    local = os.environ.get(DATA_DIR_ENV_VAR)
-    if local:
-        folder = pathlib.Path(local).expanduser()
-        paths = [folder / f.name for f in files]
-        missing = [f.name for f, p in zip(files, paths) if not p.is_file()]
-        if missing:  # the user chose local copies: saying so beats a silent download
-            raise FileNotFoundError(
-                f"{DATA_DIR_ENV_VAR}={local} does not hold {', '.join(missing)} ({what}); copy the file(s) there, "
-                f"or unset {DATA_DIR_ENV_VAR} to download them into mingpt's cache"
-            )
-        return paths
-    paths = []
-    for f in files:
-        try:
-            paths.append(cached_download(f.url, f.name, sha256=f.sha256))
-        except ChecksumError:
-            raise  # the bytes arrived but were wrong: its own message says so
-        except DownloadError as e:
-            raise DownloadError(_unavailable(files, what, f, e), status_code=e.status_code) from e
-    return paths
-
-
-def _unavailable(files: Sequence[DataFile], what: str, failed: DataFile, error: DownloadError) -> str:
-    """One line: what is missing, why the download failed, and the two ways to provide it."""
-    root = cache_dir()
-    missing = [f for f in files if not (root / f.name).is_file()]
-    names = ", ".join(f.name for f in missing)
-    reason = f"HTTP {error.status_code}" if error.status_code else "no connection"
-    return (
-        f"{what} is not available: {names} {'is' if len(missing) == 1 else 'are'} not in mingpt's download cache "
-        f"and could not be downloaded from {failed.url} ({reason}). Either give a local copy (for each missing "
-        f"file, place it at {', '.join(str(root / f.name) for f in missing)}, or set {DATA_DIR_ENV_VAR} to a "
-        f"folder holding {', '.join(f.name for f in files)}), or run once on a machine with network access, "
-        f"which downloads and caches {'it' if len(missing) == 1 else 'them'}"
-    )
-
-
-def read_text(path: str | os.PathLike) -> str:
-    """The contents of a UTF-8 text file, with errors that name the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no text file at {os.fspath(path)!r}; check the path (a UTF-8 text file)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{os.fspath(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def tiny_shakespeare(path: str | os.PathLike | None = None, url: str | None = None) -> str:

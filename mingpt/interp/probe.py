@@ -11,12 +11,12 @@ so everything the model "knows" about a position at depth i is in x_i. The *logi
 reads that knowledge out early: apply the final LayerNorm and lm_head to x_i, as if the network stopped there,
 and watch the prediction take shape layer by layer. The last lens is exactly the model's own logits.
 
-    >>> from mingpt.probe import run_with_probe, model_summary, top_k_next_tokens, format_top_k
+    >>> from mingpt.interp.probe import run_with_probe, model_summary, top_k_next_tokens, format_top_k
     >>> trace = run_with_probe(model, idx)     # trace.attentions[layer]: (B, nh, T, T), rows sum to 1
     >>> print(model_summary(model))            # parameters per module
     >>> print(format_top_k(top_k_next_tokens(model, "The capital of France is", tokenizer=tokenizer)))
 
-Nothing here costs anything when unused: a Probe is a named view of the hook points (mingpt.hooks), active only
+Nothing here costs anything when unused: a Probe is a named view of the hook points (mingpt.interp.hooks), active only
 inside its ``with`` block and removed on exit, even when the forward pass raises. Captured tensors are detached
 copies for looking at, not for backpropagation.
 """
@@ -31,9 +31,8 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
-from mingpt.hook_names import get_act_name
-from mingpt.hooks import hooks
-from mingpt.model import GPT
+from mingpt.interp.hook_points import get_act_name
+from mingpt.interp.hooks import hooks
 from mingpt.utils import check_int, eval_mode
 
 __all__ = ["Trace", "Probe", "run_with_probe", "logit_lens", "model_summary", "TokenProbability",
@@ -61,15 +60,15 @@ class Probe:
             logits, _ = model(idx)
         probe.attentions[0]  # (B, nh, T, T)
 
-    A Probe is a named view of the model's hook points (mingpt.hooks): while active it records hook_pattern,
+    A Probe is a named view of the model's hook points (mingpt.interp.hooks): while active it records hook_pattern,
     hook_attn_out, hook_mlp_out and the residual stream into a cache that each pass overwrites. Attention then runs
     the explicit "math" path (the fused kernel cannot return its probabilities); the results agree with the fused
     path to float rounding. Probes nest, with each other and with ``model.hooks(...)``.
     """
 
     def __init__(self, model):
-        if not isinstance(model, GPT):
-            raise TypeError(f"Probe expects a mingpt GPT, got {type(model).__name__}")
+        if not (isinstance(model, torch.nn.Module) and hasattr(model, "hooks") and hasattr(model, "config")):
+            raise TypeError(f"Probe expects a mingpt GPT (a model with hook points), got {type(model).__name__}")
         self.model = model
         self._cache: dict[str, torch.Tensor] = {}  # hook name -> the latest pass's (detached) value
         self._undo = contextlib.ExitStack()  # while active: the hooks context that __exit__ closes

@@ -8,7 +8,7 @@ is that OpenAI's code (and so Hugging Face's GPT-2) stores its projections as "C
 A model in Hugging Face layout is a folder with ``config.json`` (the sizes) and ``model.safetensors`` (the
 tensors; older repos have ``pytorch_model.bin`` instead). ``transformers`` is never imported here:
 
-    model = GPT.from_pretrained("gpt2")                 # Hub, cached under <cache>/hub (see mingpt.hub)
+    model = GPT.from_pretrained("gpt2")                 # Hub, cached under <cache>/hub (see mingpt.io.hub)
     model = GPT.from_pretrained("distilbert/distilgpt2", resid_pdrop=0.0)
     model = GPT.from_pretrained("./my-model")           # a local folder
     model.save_pretrained("./my-model")                 # transformers.GPT2LMHeadModel.from_pretrained reads it
@@ -31,13 +31,12 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from mingpt import hub
 from mingpt.atomic import atomic_path
-from mingpt.checkpoint import UnsafeFileError, load_plain_data
-from mingpt.config import CfgNode
-from mingpt.gpt2_vocab import cached_gpt2_vocab, write_hf_vocab
-from mingpt.model_config import default_config
-from mingpt.tokenizer import GPT2_SPLIT_PATTERN, Tokenizer
+from mingpt.cfgnode import CfgNode
+from mingpt.config import default_config
+from mingpt.io import hub
+from mingpt.io.gpt2_vocab import GPT2_SPLIT_PATTERN, cached_gpt2_vocab, write_hf_vocab
+from mingpt.io.safe_load import UnsafeFileError, load_plain_data
 from mingpt.utils import choose_device
 
 logger = logging.getLogger(__name__)
@@ -303,7 +302,7 @@ def from_pretrained(
 
     name_or_path: 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2', any Hub repo id of a GPT-2 model
         ('distilbert/distilgpt2'), or a local directory with config.json and model.safetensors / pytorch_model.bin.
-        See `mingpt.hub.model_source` for the exact rule.
+        See `mingpt.io.hub.model_source` for the exact rule.
     revision, endpoint, cache_dir: which Hub revision, which Hub (default $MINGPT_HF_ENDPOINT, $HF_ENDPOINT or
         huggingface.co) and which cache (default $MINGPT_CACHE_DIR or ~/.cache/mingpt). Ignored for a directory.
     progress, timeout, retries: for downloads (a progress bar; seconds without data; extra attempts).
@@ -344,7 +343,7 @@ def from_pretrained(
 # ------------------------------------------------------------------------------------------------ saving
 
 
-def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer: Tokenizer | None = None) -> None:
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=None) -> None:
     """
     Write `model` to `directory` in Hugging Face GPT-2 layout: config.json, model.safetensors and, as Hugging Face
     does, the tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli
@@ -377,7 +376,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer: T
     logger.info("saved the model to %s", directory)
 
 
-def _save_tokenizer_files(model: nn.Module, directory: pathlib.Path, tokenizer: Tokenizer | None) -> None:
+def _save_tokenizer_files(model: nn.Module, directory: pathlib.Path, tokenizer) -> None:
     if tokenizer is not None:
         # vocab.json + merges.txt cannot record a split pattern: readers assume GPT-2's.
         if getattr(tokenizer, "pattern", None) != GPT2_SPLIT_PATTERN or not hasattr(tokenizer, "merges"):

@@ -27,12 +27,16 @@ import re
 from typing import Mapping, Sequence
 
 from mingpt.atomic import atomic_path
-from mingpt.data import DataFile, find_data
-from mingpt.download import cache_dir, download, sha256_file
+from mingpt.io.data_files import DataFile, find_data
+from mingpt.io.download import cache_dir, download, sha256_file
 
 logger = logging.getLogger(__name__)
 
 ENDOFTEXT = "<|endoftext|>"
+# GPT-2's pre-tokenization (as written by tiktoken; same matches as OpenAI's original): contractions,
+# an optional space + letters, an optional space + digits, an optional space + other symbols, then whitespace.
+# `\s+(?!\S)` leaves the last space of a run to start the next word, which is why " world" is one token.
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 GPT2_VOCAB_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
 VOCAB_URL_ENV_VAR = "MINGPT_GPT2_VOCAB_URL"
 GPT2_VOCAB_SHA256 = {
@@ -217,7 +221,7 @@ def gpt2_vocab_url(base_url: str | None = None) -> str:
 
 
 def gpt2_vocab_cache_paths() -> tuple[pathlib.Path, pathlib.Path]:
-    """Where mingpt keeps GPT-2's encoder.json and vocab.bpe: <cache>/gpt2/ (see mingpt.download.cache_dir)."""
+    """Where mingpt keeps GPT-2's encoder.json and vocab.bpe: <cache>/gpt2/ (see mingpt.io.download.cache_dir)."""
     return cache_dir() / "gpt2" / "encoder.json", cache_dir() / "gpt2" / "vocab.bpe"
 
 
@@ -242,7 +246,7 @@ def fetch_gpt2_vocab(base_url: str | None = None) -> tuple[pathlib.Path, pathlib
 def get_file(local_file: str | os.PathLike, remote_file: str) -> None:
     """
     The original minGPT's helper: download `remote_file` to `local_file` unless that file exists already.
-    Here the download is verified by length, retried and atomic (see mingpt.download), and logged, not printed.
+    Here the download is verified by length, retried and atomic (see mingpt.io.download), and logged, not printed.
     """
     if os.path.isfile(local_file):
         return

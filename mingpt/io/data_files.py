@@ -1,0 +1,90 @@
+"""
+Where a data file comes from: one rule for every project, notebook, test and tokenizer, so that a plain clone
+works anywhere, online or off.
+
+A user's machine and this repository's test machine get data the same way, in this order:
+  1. an explicit path, when the caller passes one (a project's --data.path, BPETokenizer(encoder, vocab));
+  2. $MINGPT_DATA_DIR, a folder of local copies laid out like the cache (gpt2/encoder.json, ...);
+  3. mingpt's download cache: downloaded once from a pinned URL, sha256-verified, then reused offline.
+No code outside the tests knows about any other folder.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass
+from typing import Sequence
+
+from mingpt.io.download import ChecksumError, DownloadError, cache_dir, cached_download
+
+__all__ = ["DATA_DIR_ENV_VAR", "DataFile", "find_data", "read_text"]
+
+DATA_DIR_ENV_VAR = "MINGPT_DATA_DIR"  # a folder of local copies, laid out like the download cache
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file mingpt knows how to get: its path inside a data folder (and the cache), its URL and its sha256."""
+
+    name: str  # e.g. "tinyshakespeare/input.txt"
+    url: str
+    sha256: str
+
+
+
+
+def find_data(files: Sequence[DataFile], what: str) -> list[pathlib.Path]:
+    """
+    Local paths of `files`: in $MINGPT_DATA_DIR when it is set, else in mingpt's download cache, downloading
+    (once, verified) whatever is not cached yet. `what` names the files for error messages ("Tiny Shakespeare").
+
+    Offline with nothing cached, the DownloadError says in one line what is missing and the two ways to provide
+    it: a local copy (MINGPT_DATA_DIR, or the file placed in the cache) or one run on a machine with network.
+    """
+    local = os.environ.get(DATA_DIR_ENV_VAR)
+    if local:
+        folder = pathlib.Path(local).expanduser()
+        paths = [folder / f.name for f in files]
+        missing = [f.name for f, p in zip(files, paths) if not p.is_file()]
+        if missing:  # the user chose local copies: saying so beats a silent download
+            raise FileNotFoundError(
+                f"{DATA_DIR_ENV_VAR}={local} does not hold {', '.join(missing)} ({what}); copy the file(s) there, "
+                f"or unset {DATA_DIR_ENV_VAR} to download them into mingpt's cache"
+            )
+        return paths
+    paths = []
+    for f in files:
+        try:
+            paths.append(cached_download(f.url, f.name, sha256=f.sha256))
+        except ChecksumError:
+            raise  # the bytes arrived but were wrong: its own message says so
+        except DownloadError as e:
+            raise DownloadError(_unavailable(files, what, f, e), status_code=e.status_code) from e
+    return paths
+
+
+def _unavailable(files: Sequence[DataFile], what: str, failed: DataFile, error: DownloadError) -> str:
+    """One line: what is missing, why the download failed, and the two ways to provide it."""
+    root = cache_dir()
+    missing = [f for f in files if not (root / f.name).is_file()]
+    names = ", ".join(f.name for f in missing)
+    reason = f"HTTP {error.status_code}" if error.status_code else "no connection"
+    return (
+        f"{what} is not available: {names} {'is' if len(missing) == 1 else 'are'} not in mingpt's download cache "
+        f"and could not be downloaded from {failed.url} ({reason}). Either give a local copy (for each missing "
+        f"file, place it at {', '.join(str(root / f.name) for f in missing)}, or set {DATA_DIR_ENV_VAR} to a "
+        f"folder holding {', '.join(f.name for f in files)}), or run once on a machine with network access, "
+        f"which downloads and caches {'it' if len(missing) == 1 else 'them'}"
+    )
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The contents of a UTF-8 text file, with errors that name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no text file at {os.fspath(path)!r}; check the path (a UTF-8 text file)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{os.fspath(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
