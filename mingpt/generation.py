@@ -20,7 +20,7 @@ tokens are real (1) and which are padding (0). Two things keep a padded row comp
 no query may look at a padding key (the mask joins the causal mask), and positions count only real tokens (a row
 padded by 3 starts at position 0 in column 3, not column 0). Rows that stop early are padded on the right, as above.
 
-Which model: any module with GPT's interface, ``model.logits(idx, kv_cache, last_only=True, attn_mask=...,
+Which model: any module with GPT's interface, ``model.forward_logits(idx, kv_cache, last_only=True, attn_mask=...,
 position_ids=...)``, ``model.config`` (block_size, n_layer, vocab_size) and ``model.transformer.wte`` (its device).
 This file never imports model.py: ``GPT.generate`` (model.py) calls down into it, so imports point one way.
 
@@ -109,9 +109,6 @@ def next_token(
 
 def _check_arguments(model, idx, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id, generator,
                      pad_token_id):
-    if isinstance(idx, torch.Tensor) and idx.dim() == 1:
-        raise ValueError(f"idx (the prompt) must have shape (B, T), got {tuple(idx.shape)}: add a batch dimension "
-                         f"with idx[None] (or idx.unsqueeze(0))")
     check_token_ids(idx, "idx (the prompt)", model.config.vocab_size, device=model.transformer.wte.weight.device)
     check_int(max_new_tokens, "max_new_tokens", low=0)
     valid_temperature = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
@@ -244,7 +241,7 @@ def _decode_loop(model, idx, max_new_tokens, stop, pad, sampling, use_cache, mas
                     window = seq[:, -1:]  # one new position
                 # Padded rows: the mask over everything this step sees (the cache, then the window).
                 padding = {} if mask is None else padding_inputs(mask[:, -block_size:], window.size(1))
-                logits = model.logits(window, cache, last_only=True, **padding)
+                logits = model.forward_logits(window, cache, last_only=True, **padding)
                 # Sampling in float32 whatever the model's dtype: bf16 logits are too coarse for top-p's sums.
                 token = next_token(logits[:, -1, :].float(), **sampling)
                 if stop:

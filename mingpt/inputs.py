@@ -26,7 +26,8 @@ def check_token_ids(idx, name: str, vocab_size: int, device: torch.device | None
     if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer token ids, got dtype {idx.dtype}; use .long()")
     if idx.dim() != 2:
-        hint = f"; add a batch dimension with {name}[None]" if idx.dim() == 1 else ""
+        # A single prompt without its batch dimension is the usual slip: the one place that says how to fix it.
+        hint = ": add a batch dimension with idx[None] (or idx.unsqueeze(0))" if idx.dim() == 1 else ""
         raise ValueError(f"{name} must have shape (B, T), got {tuple(idx.shape)}{hint}")
     if idx.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(idx.shape)}); give at least one token")

@@ -15,10 +15,13 @@ Names follow GPT-2 so OpenAI's weights map one to one. A small glossary:
 
 Tensor shapes in comments: B batch, T time (sequence), C channels (n_embd), nh heads, hs head size, V vocab.
 
-Where the rest lives, and why imports point down from here: the config and its presets (config.py) and the
-input checks (inputs.py) come before the model; sampling (generation.py), hook points (hooks.py) and GPT-2's
-weights (pretrained.py) work on any model with this interface and never import this file, so GPT's convenience
-methods (``model.generate``, ``model.run_with_cache``, ``GPT.from_pretrained``) are one-line calls down into them.
+Hook points: at each place TransformerLens names (``blocks.0.attn.hook_z``, ...) the forward pass hands its tensor
+to an identity `HookPoint` (``z = self.hook_z(z)``), one attribute test until interp/hooks.py attaches a function
+there. So there is one forward pass, for training, generation and inspection alike.
+
+Imports point down from here: config.py and inputs.py come before the model; generation.py, interp/ and io/ work
+on any model with this interface and never import this file, so ``model.generate``, ``model.run_with_cache`` and
+``GPT.from_pretrained`` are one-line calls down into them.
 
 References: "Attention Is All You Need" (2017); GPT-2 "Language Models are Unsupervised Multitask Learners" (2019).
 """
@@ -37,10 +40,9 @@ from mingpt.cfgnode import CfgNode
 from mingpt.components import check_components
 from mingpt.config import default_config, resolve_config
 from mingpt.inputs import causal_mask, check_token_ids
-from mingpt.interp import (
-    hooks as hook_points,  # the module; `hooks` is the name of a method and of forward()'s argument
-)
+from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also the name of a GPT method
 from mingpt.interp.circuits import WeightViews
+from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points
 
 logger = logging.getLogger(__name__)
 
@@ -62,49 +64,34 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.attn_pdrop)  # on the attention probabilities
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.hook_q, self.hook_k, self.hook_v, self.hook_z = HookPoint(), HookPoint(), HookPoint(), HookPoint()
+        self.hook_attn_scores, self.hook_pattern, self.hook_result = HookPoint(), HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None, attn_mask=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv_cache=None, attn_mask=None) -> torch.Tensor:
         B, T, C = x.size()
-        # One matmul gives queries, keys and values; then split channels into heads: (B, T, C) -> (B, nh, T, hs).
+        nh, hs = self.n_head, C // self.n_head
+        # One matmul gives queries, keys and values; each is split into heads, (B, T, C) -> (B, T, nh, hs) (the
+        # layout the hook points show, TransformerLens'), then heads go first for attention: (B, nh, T, hs).
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        if hooks is not None:  # hook points (mingpt/interp/hooks.py) see q, k, v as (B, T, nh, hs), TransformerLens' layout
-            q, k, v = (hooks(f"attn.hook_{n}", t.transpose(1, 2)).transpose(1, 2) for n, t in zip("qkv", (q, k, v)))
+        q = self.hook_q(q.view(B, T, nh, hs)).transpose(1, 2)
+        k = self.hook_k(k.view(B, T, nh, hs)).transpose(1, 2)
+        v = self.hook_v(v.view(B, T, nh, hs)).transpose(1, 2)
         if kv_cache is not None:
             # Decoding: keys/values of earlier positions were stored; append ours and attend over all of them.
             k, v = kv_cache.update(self.layer_idx, k, v)
+        hooked = self.hook_attn_scores.active or self.hook_pattern.active  # the fused kernel never forms these two
+        explicit = hooked or use_math_attention(self.implementation, q)
+        y = self.math_attention(q, k, v, attn_mask) if explicit else self.sdpa_attention(q, k, v, attn_mask)
+        z = self.hook_z(y.transpose(1, 2))  # each head's weighted values: (B, T, nh, hs)
+        if self.hook_result.active:  # each head's own output, computed only when someone asks for it
+            return self.resid_dropout(self.per_head_output(z))
+        return self.resid_dropout(self.c_proj(z.reshape(B, T, C)))  # heads side by side (B, T, C), projected
 
-        explicit = use_math_attention(self.implementation, q)
-        if hooks is not None:  # the fused kernel never forms the scores or probabilities a hook wants to see
-            explicit = explicit or hooks.wants("attn.hook_attn_scores") or hooks.wants("attn.hook_pattern")
-        y = self.math_attention(q, k, v, hooks, attn_mask) if explicit else self.sdpa_attention(q, k, v, attn_mask)
-        y = y.transpose(1, 2)  # (B, T, nh, hs)
-        if hooks is not None:
-            y = hooks("attn.hook_z", y)
-            if hooks.wants("attn.hook_result"):  # each head's own output, only when someone asks for it
-                return self.resid_dropout(self.per_head_output(y, hooks))
-        y = y.contiguous().view(B, T, C)  # re-assemble heads side by side: (B, T, C)
-        return self.resid_dropout(self.c_proj(y))
-
-    def per_head_output(self, z: torch.Tensor, hooks) -> torch.Tensor:
+    def per_head_output(self, z: torch.Tensor) -> torch.Tensor:
         """c_proj(z) written as a sum over heads: head n writes z_n @ W_O[n], (B, T, nh, C) at hook_result."""
         W_O = self.c_proj.weight.view(self.n_embd, self.n_head, z.size(-1))  # (C_out, nh, hs), Linear's layout
-        result = hooks("attn.hook_result", torch.einsum("btnh,cnh->btnc", z, W_O))
-        out = result.sum(dim=2)
+        out = self.hook_result(torch.einsum("btnh,cnh->btnc", z, W_O)).sum(dim=2)
         return out if self.c_proj.bias is None else out + self.c_proj.bias
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The original minGPT stored its causal mask as a persistent buffer, `attn.bias`: a (1, 1, block_size,
-        # block_size) lower-triangular matrix of ones. mingpt computes the mask instead (is_causal=True), so such a
-        # key is no weight at all: drop it, and only it, so that the original's state dicts load strictly. Any other
-        # tensor under that name is left for load_state_dict to report as an unexpected key.
-        mask = state_dict.get(prefix + "bias")
-        if isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[:2] == (1, 1):
-            if mask.size(2) == mask.size(3) and torch.equal(mask, torch.ones_like(mask).tril()):
-                del state_dict[prefix + "bias"]  # load_state_dict works on a copy: the caller's dict keeps it
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def sdpa_attention(self, q, k, v, attn_mask=None):
         """PyTorch's fused kernel (flash / memory-efficient attention where available); same maths as below."""
@@ -120,7 +107,7 @@ class CausalSelfAttention(nn.Module):
         mask = causal_mask(T_q, T_kv, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
-    def math_attention(self, q, k, v, hooks=None, attn_mask=None):
+    def math_attention(self, q, k, v, attn_mask=None):
         """The explicit version, for teaching and for inspecting the attention probabilities."""
         T_q, T_kv = q.size(-2), k.size(-2)
         # Scores: how much each query matches each key. Dividing by sqrt(hs) keeps their variance near 1, so the
@@ -128,23 +115,21 @@ class CausalSelfAttention(nn.Module):
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
         # Causality: a query may not see keys from its future. -inf becomes probability 0 after the softmax.
         allowed = causal_mask(T_q, T_kv, q.device) if attn_mask is None else attn_mask
-        att = att.masked_fill(~allowed, float("-inf"))
-        if hooks is not None:
-            att = hooks("attn.hook_attn_scores", att)
-        att = F.softmax(att, dim=-1)
-        if hooks is not None:
-            att = hooks("attn.hook_pattern", att)
+        att = self.hook_attn_scores(att.masked_fill(~allowed, float("-inf")))
+        att = self.hook_pattern(F.softmax(att, dim=-1))
         att = self.attn_dropout(att)
         return att @ v  # weighted sum of values: (B, nh, T_q, T_kv) @ (B, nh, T_kv, hs) -> (B, nh, T_q, hs)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        drop_original_causal_mask(state_dict, prefix)  # the original minGPT's state dicts: see the end of this file
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def use_math_attention(implementation: str, q: torch.Tensor) -> bool:
     """
     Which attention path runs: 'math' or 'sdpa' as configured; 'auto' is SDPA except when a backward pass will run
-    in bfloat16 on CPU (q is bf16, e.g. under bf16 autocast, and needs gradients). There PyTorch 2.13's CPU
-    flash-attention backward is several times slower than its fp32 one, and the whole training step runs faster on
-    the math path (bench/train_step.py prints both rows; docs/performance.md has the figures).
-    Set attention='sdpa' or 'math' to override.
+    in bfloat16 on CPU (q is bf16, e.g. under bf16 autocast, and needs gradients), where PyTorch's CPU flash-attention
+    backward is slow and the whole step runs faster on the math path (bench/train_step.py prints both).
     """
     if implementation != "auto":
         return implementation == "math"
@@ -171,12 +156,11 @@ class MLP(nn.Module):
         self.gelu = NewGELU()  # GPT-2 used the tanh approximation of GELU
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.resid_pdrop)
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor, hooks=None) -> torch.Tensor:
-        if hooks is None:
-            return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
-        pre = hooks("mlp.hook_pre", self.c_fc(x))  # (B, T, 4C)
-        return self.dropout(self.c_proj(hooks("mlp.hook_post", self.gelu(pre))))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.hook_pre(self.c_fc(x))  # (B, T, 4C)
+        return self.dropout(self.c_proj(self.hook_post(self.gelu(pre))))
 
 
 class Block(nn.Module):
@@ -190,24 +174,23 @@ class Block(nn.Module):
         self.attn = (attention or CausalSelfAttention)(config, layer_idx)
         self.ln_2 = layer_norm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias)
         self.mlp = (mlp or MLP)(config)
+        # TransformerLens' names for the points around the sums (ln1/ln2 are its names for ln_1/ln_2).
+        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
+        self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
+        self.hook_ln1 = LayerNormHookPoints("ln1", with_scale=isinstance(self.ln_1, nn.LayerNorm))
+        self.hook_ln2 = LayerNormHookPoints("ln2", with_scale=isinstance(self.ln_2, nn.LayerNorm))
 
-    def forward(self, x: torch.Tensor, kv_cache=None, hooks=None, attn_mask=None) -> torch.Tensor:
-        if hooks is None:
-            # attn_mask only for batched prompts of different lengths, so a student's attention needs it only then
-            masked = {} if attn_mask is None else {"attn_mask": attn_mask}
-            x = x + self.attn(self.ln_1(x), kv_cache, **masked)
-            x = x + self.mlp(self.ln_2(x))
-            return x
-        # The same sums, passed through the hook points of mingpt/interp/hooks.py (TransformerLens' names) on the way.
-        x = hooks("hook_resid_pre", x)
-        attn_out = self.attn(hooks.layer_norm("ln1", self.ln_1, x), kv_cache, hooks, attn_mask)
-        attn_out = hooks("hook_attn_out", attn_out)
-        x = hooks("hook_resid_mid", x + attn_out)
-        mlp_out = hooks("hook_mlp_out", self.mlp(hooks.layer_norm("ln2", self.ln_2, x), hooks))
-        return hooks("hook_resid_post", x + mlp_out)
+    def forward(self, x: torch.Tensor, kv_cache=None, attn_mask=None) -> torch.Tensor:
+        # attn_mask only for batched prompts of different lengths, so a student's attention needs it only then
+        masked = {} if attn_mask is None else {"attn_mask": attn_mask}
+        x = self.hook_resid_pre(x)
+        attn_out = self.hook_attn_out(self.attn(self.hook_ln1(self.ln_1, x), kv_cache, **masked))  # ln_1(x), hooked
+        x = self.hook_resid_mid(x + attn_out)
+        mlp_out = self.hook_mlp_out(self.mlp(self.hook_ln2(self.ln_2, x)))
+        return self.hook_resid_post(x + mlp_out)
 
 
-class GPT(WeightViews, nn.Module):
+class GPT(nn.Module, WeightViews):
     """
     GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``.
     WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/interp/circuits.py).
@@ -241,6 +224,9 @@ class GPT(WeightViews, nn.Module):
         if config.tie_weights:
             # One matrix both reads tokens in and scores tokens out: fewer parameters, and it trains better.
             self.transformer.wte.weight = self.lm_head.weight
+        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
+        self.hook_ln_final = LayerNormHookPoints("ln_final", with_scale=isinstance(self.transformer.ln_f, nn.LayerNorm))
+        find_hook_points(self)  # gives every hook point its full name
 
         # GPT-2 init: N(0, 0.02) everywhere, and the projections that write into the residual stream scaled by
         # 1/sqrt(2 * n_layer), because 2 * n_layer of them add up along the stream.
@@ -249,31 +235,6 @@ class GPT(WeightViews, nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
         logger.info("GPT with %.2fM parameters", self.num_parameters() / 1e6)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A tied model holds one matrix under two names. The original minGPT never tied them, so its state dicts
-        # carry two different matrices; loading both into one would silently keep only lm_head's.
-        wte, head = state_dict.get(prefix + "transformer.wte.weight"), state_dict.get(prefix + "lm_head.weight")
-        if self.config.tie_weights and isinstance(wte, torch.Tensor) and isinstance(head, torch.Tensor):
-            if wte.shape == head.shape and not torch.equal(wte, head):
-                raise ValueError(
-                    "this state dict has different transformer.wte.weight and lm_head.weight (untied, as the original "
-                    "minGPT trains them), but this model ties them; build it with config.tie_weights = False"
-                )
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ forward
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None):
@@ -289,7 +250,7 @@ class GPT(WeightViews, nn.Module):
                 f"sequence of length {start + idx.size(1)} is longer than block_size={self.config.block_size}; "
                 f"crop it, e.g. idx[:, -{self.config.block_size}:]"
             )
-        logits = self.logits(idx, kv_cache)
+        logits = self.forward_logits(idx, kv_cache)
         loss = None
         if targets is not None:
             if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
@@ -298,50 +259,55 @@ class GPT(WeightViews, nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
-    def logits(self, idx: torch.Tensor, kv_cache=None, last_only: bool = False, attn_mask=None,
-               position_ids=None) -> torch.Tensor:
+    def forward_logits(self, idx: torch.Tensor, kv_cache=None, last_only: bool = False, attn_mask=None,
+                       position_ids=None) -> torch.Tensor:
         """
-        The network itself, without input checks: (B, T) ids -> (B, T, V) logits (or (B, 1, V) if last_only).
-        Batched prompts of different lengths (left-padded, see generation.py) pass two more things: attn_mask, a
-        boolean (B, 1, T, T_kv), True where a query may look at a key, used instead of the causal mask; and
-        position_ids (B, T), each row's own positions, so padding does not shift them.
+        The forward pass without input checks or loss: (B, T) ids -> (B, T, V) logits ((B, 1, V) if last_only).
+        Left-padded batches of prompts (generation.py) also pass attn_mask, a boolean (B, 1, T, T_kv), True where a
+        query may see a key (instead of the causal mask), and position_ids (B, T): each row's own positions.
         """
         B, T = idx.size()
         start = kv_cache.length if kv_cache is not None else 0
         pos = position_ids if position_ids is not None else torch.arange(start, start + T, device=idx.device)  # (T,)
-        hooks = self.active_hooks  # None unless hooks or a cache are active (model.hooks(), mingpt/interp/hooks.py)
-        if hooks is None:
-            x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
-        else:
-            embed = hooks("hook_embed", self.transformer.wte(idx))
-            x = self.transformer.drop(embed + hooks("hook_pos_embed", self.transformer.wpe(pos.expand(B, T))))
-        for i, block in enumerate(self.transformer.h):
-            if hooks is None and attn_mask is None:
-                x = block(x, kv_cache)  # the plain call, all that a student's own Block needs to implement
-            else:
-                x = block(x, kv_cache, None if hooks is None else hooks.at_block(i), attn_mask)
+        tok_emb = self.hook_embed(self.transformer.wte(idx))  # (B, T, C)
+        pos_emb = self.hook_pos_embed(self.transformer.wpe(pos).expand(B, T, -1))  # (B, T, C), a view: no copy
+        x = self.transformer.drop(tok_emb + pos_emb)
+        # attn_mask only for batched prompts of different lengths, so a student's Block needs it only then
+        masked = {} if attn_mask is None else {"attn_mask": attn_mask}
+        for block in self.transformer.h:
+            x = block(x, kv_cache, **masked)
         if kv_cache is not None:
             kv_cache.advance(T)
         if last_only:  # generation needs only the next-token distribution: skip T-1 rows of the big V matmul
             x = x[:, -1:, :]
-        if hooks is not None:
-            return self.lm_head(hooks.layer_norm("ln_final", self.transformer.ln_f, x))
-        return self.lm_head(self.transformer.ln_f(x))
+        return self.lm_head(self.hook_ln_final(self.transformer.ln_f, x))  # ln_f(x), through its hook points
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+        if isinstance(module, (nn.Linear, nn.LayerNorm)) and module.bias is not None:
+            nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------ convenience: one-line calls down
-    active_hooks = None  # set by model.hooks() while hooks or a cache are active; None is the plain fast path
+    @property
+    def hook_dict(self) -> dict[str, HookPoint]:
+        """Every hook point by TransformerLens' full name, in forward order (TL's ``model.hook_dict``)."""
+        return find_hook_points(self)
 
     def hooks(self, fwd_hooks=(), names_filter=None, cache=None):
         """A context manager: while inside, fn(activation, hook) runs at each named hook point, generate included."""
-        return hook_points.hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
+        return interp_hooks.hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
 
     def run_with_hooks(self, idx, fwd_hooks=(), return_type="logits", **kwargs):
         """One forward pass (eval mode) with fwd_hooks=[(name_or_predicate, fn)] active; see mingpt/interp/hooks.py."""
-        return hook_points.run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
+        return interp_hooks.run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
 
     def run_with_cache(self, idx, names_filter=None, **kwargs):
         """``logits, cache = model.run_with_cache(idx)``: one forward pass that records every hook point."""
-        return hook_points.run_with_cache(self, idx, names_filter=names_filter, **kwargs)
+        return interp_hooks.run_with_cache(self, idx, names_filter=names_filter, **kwargs)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, do_sample=False, top_k=None, **kwargs):
         """Continue each row of idx (B, T) by up to max_new_tokens tokens: (B, T + new). See mingpt/generation.py."""
@@ -358,14 +324,16 @@ class GPT(WeightViews, nn.Module):
         # Imported here, not at the top: the Hub client, downloads and weight conversion are for loading weights,
         # and a model built from scratch never needs them (the original minGPT imported transformers here too).
         from mingpt.io import pretrained
-
         return pretrained.from_pretrained(cls, name_or_path, **kwargs)
 
     def save_pretrained(self, directory: str, **kwargs) -> None:
         """Write config.json + model.safetensors in Hugging Face GPT-2 layout (loads in transformers)."""
         from mingpt.io import pretrained  # imported here for the reason from_pretrained gives
-
         pretrained.save_pretrained(self, directory, **kwargs)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        check_tied_embeddings(self, state_dict, prefix)  # the original minGPT's state dicts: see the end of this file
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------------ accounting and optimisation
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
@@ -402,3 +370,30 @@ class GPT(WeightViews, nn.Module):
         if fused is None:  # the fused kernel does the whole update in one pass over memory
             fused = all(p.device.type in ("cuda", "cpu") for p in params)
         return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas), fused=fused)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# State-dict compatibility: the original minGPT's checkpoints load unchanged (the _load_from_state_dict above).
+
+def drop_original_causal_mask(state_dict: dict, prefix: str) -> None:
+    """
+    The original minGPT stored its causal mask as a persistent buffer `attn.bias`, a (1, 1, block_size, block_size)
+    lower triangle of ones. mingpt computes the mask (is_causal=True), so that key is no weight: drop it, and only
+    it, so the original's state dicts load strictly (any other tensor there is reported as an unexpected key).
+    """
+    mask = state_dict.get(prefix + "bias")
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[:2] == (1, 1):
+        if mask.size(2) == mask.size(3) and torch.equal(mask, torch.ones_like(mask).tril()):
+            del state_dict[prefix + "bias"]  # load_state_dict works on a copy: the caller's dict keeps it
+
+
+def check_tied_embeddings(model: GPT, state_dict: dict, prefix: str) -> None:
+    """A tied model holds one matrix under two names. The original minGPT never tied them, so its state dicts carry
+    two different matrices; loading both into one would silently keep only lm_head's."""
+    wte, head = state_dict.get(prefix + "transformer.wte.weight"), state_dict.get(prefix + "lm_head.weight")
+    if model.config.tie_weights and isinstance(wte, torch.Tensor) and isinstance(head, torch.Tensor):
+        if wte.shape == head.shape and not torch.equal(wte, head):
+            raise ValueError(
+                "this state dict has different transformer.wte.weight and lm_head.weight (untied, as the original "
+                "minGPT trains them), but this model ties them; build it with config.tie_weights = False"
+            )

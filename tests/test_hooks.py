@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from mingpt.interp.hooks import HookPoint, get_act_name, hook_names
+from mingpt.interp.hooks import HookPoint, attached_hook_names, get_act_name, hook_names
 from mingpt.model import GPT
 
 V, T, L, NH, C = 97, 9, 3, 4, 32
@@ -94,7 +94,7 @@ def test_hooks_off_is_bit_identical_and_leaves_nothing_behind(model, idx):
     before, _ = model(idx)
     model.run_with_cache(idx)
     model.run_with_hooks(idx, fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: x * 2)])
-    assert model.active_hooks is None
+    assert attached_hook_names(model) == []
     after, _ = model(idx)
     assert torch.equal(before, after)
     # A cache of only the cheap points (no pattern, no per-head result) keeps the fused path: same bits.
@@ -150,7 +150,7 @@ def test_steering_while_generating_with_the_kv_cache(model, idx):
     with model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", add_steering)]):
         steered = model.generate(idx, 6)
         steered_no_cache = model.generate(idx, 6, use_cache=False)
-    assert model.active_hooks is None
+    assert attached_hook_names(model) == []
     assert seen[:6] == [T, 1, 1, 1, 1, 1]  # the prompt once, then one new position per decoding step
     assert torch.equal(steered, steered_no_cache)  # the cache saw the same steered keys and values
     assert not torch.equal(steered, plain)
@@ -179,7 +179,7 @@ def test_hooks_are_removed_when_the_forward_raises(model, idx):
 
     with pytest.raises(RuntimeError, match="boom"):
         model.run_with_hooks(idx, fwd_hooks=[("blocks.0.mlp.hook_post", boom)])
-    assert model.active_hooks is None and model.training is False
+    assert attached_hook_names(model) == [] and model.training is False
 
 
 def test_run_with_cache_and_run_with_hooks_switch_dropout_off_and_restore_training(build, idx):
@@ -199,12 +199,12 @@ def test_nested_hooks_and_predicates(model, idx):
         logits, cache = model.run_with_cache(idx, names_filter="blocks.0.hook_resid_post")
         assert list(cache.keys()) == ["blocks.0.hook_resid_post"]
     assert calls == [f"blocks.{i}.ln{j}.hook_scale" for i in range(L) for j in (1, 2)] + ["ln_final.hook_scale"]
-    assert model.active_hooks is None
+    assert attached_hook_names(model) == []
     outer = {}
     with model.hooks(names_filter="blocks.1.hook_resid_pre", cache=outer):  # two caches of the same point
         _, inner = model.run_with_cache(idx, names_filter="blocks.1.hook_resid_pre")
-        assert model.active_hooks is not None
-    assert model.active_hooks is None and torch.equal(outer["blocks.1.hook_resid_pre"], inner["resid_pre", 1])
+        assert attached_hook_names(model) == ["blocks.1.hook_resid_pre"]
+    assert attached_hook_names(model) == [] and torch.equal(outer["blocks.1.hook_resid_pre"], inner["resid_pre", 1])
 
 
 def test_a_hook_on_the_scale_is_used_by_the_layer_norm(model, idx):
@@ -234,7 +234,7 @@ def test_bad_input_gets_clear_errors(model, idx):
         cache["blocks.0.attn.hook_patern"]
     with pytest.raises(ValueError, match="needs layer_type"):
         cache["scale", 0]
-    assert model.active_hooks is None
+    assert attached_hook_names(model) == []
 
 
 def test_readme_inspection_example_runs_and_prints_what_it_promises():
@@ -290,4 +290,4 @@ def test_only_what_is_asked_for_is_computed(model, idx, monkeypatch):
         model.run_with_cache(idx, names_filter="blocks.0.attn.hook_result")
     with pytest.raises(AssertionError, match="without being asked"):
         model.run_with_cache(idx, names_filter="blocks.2.attn.hook_pattern")
-    assert model.active_hooks is None
+    assert attached_hook_names(model) == []

@@ -144,7 +144,7 @@ def test_bf16_model_keeps_its_cache_in_bf16_and_samples_from_fp32_logits(tiny_gp
     model = tiny_gpt(weight_std=0.3).eval().to(torch.bfloat16)
     cache = KVCache(model.config.n_layer, model.config.block_size)
     with torch.no_grad():
-        logits = model.logits(torch.tensor([[1, 2, 3]]), cache)
+        logits = model.forward_logits(torch.tensor([[1, 2, 3]]), cache)
     assert logits.dtype is torch.bfloat16
     assert {t.dtype for t in cache.keys + cache.values} == {torch.bfloat16}
     seen = []

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mingpt.interp.hooks import attached_hook_names
 from mingpt.interp.probe import Probe, format_top_k, model_summary, run_with_probe, top_k_next_tokens
 
 V, T = 300, 12
@@ -81,7 +82,7 @@ def test_hooks_are_removed_even_after_an_error(tiny, model, idx):
     with pytest.raises(ValueError, match="outside"):
         with Probe(model):
             model(torch.full((1, 3), V))  # token id out of range: the forward pass raises
-    assert model.active_hooks is None and not any(m._forward_hooks for m in model.modules())
+    assert attached_hook_names(model) == [] and not any(m._forward_hooks for m in model.modules())
     with Probe(model) as probe:  # and a fresh probe works afterwards: every layer, real attention probabilities
         model(idx)
     n, nh = model.config.n_layer, model.config.n_head
@@ -98,7 +99,7 @@ def test_probes_nest_each_seeing_its_own_passes_and_bad_arguments(model, idx):
         model(idx)
         with Probe(model) as inner:
             model(idx[:, :4])
-    assert model.active_hooks is None
+    assert attached_hook_names(model) == []
     assert outer.attentions[0].shape[-1] == 4 and inner.attentions[0].shape[-1] == 4  # both saw the latest pass
     with outer:  # entered again, a probe starts empty: it shows only the passes of this `with`
         pass
@@ -131,7 +132,7 @@ def test_probe_during_cached_generation_keeps_the_latest_step(model, idx):
         model.generate(idx[:, :5], 3)
     # The last step feeds one new token and attends over 5 + 2 cached positions.
     assert probe.attentions[0].shape == (2, model.config.n_head, 1, 7)
-    assert model.active_hooks is None
+    assert attached_hook_names(model) == []
 
 
 def test_model_summary_counts_every_parameter_once(tiny):

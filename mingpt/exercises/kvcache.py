@@ -61,12 +61,12 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
 
     cache.update = recording_update
     with torch.no_grad():
-        full = model.logits(seq)  # (B, 7, V): what every step must reproduce
+        full = model.forward_logits(seq)  # (B, 7, V): what every step must reproduce
         steps = [seq[:, :prompt]] + [seq[:, t : t + 1] for t in range(prompt, seq.shape[1])]
         for step, chunk in enumerate(steps):
             before = len(calls)
             try:
-                logits = model.logits(chunk, cache)
+                logits = model.forward_logits(chunk, cache)
             except WrongAxis as e:
                 return fail(EXERCISE, "concatenated along the wrong axis",
                             "k and v are (B, nh, T, hs): new positions go along the time axis (dim 2); yours "

@@ -104,8 +104,9 @@ class ActivationCache:
         """
         The residual stream at each depth up to ``layer``: resid_pre of blocks 0..layer (and resid_mid with
         incl_mid), then the final stream ('final_post') when layer is None, -1 or n_layer. (n, B, T, C).
-        apply_ln applies the LayerNorm that reads ``layer``'s input, with its cached scale, weight and bias, to
-        every entry: each is a whole residual stream, and the last one becomes exactly the LayerNorm's output.
+        apply_ln, as TL's: the LayerNorm that reads ``layer``'s input (ln_final by default) applied to every entry
+        with that entry's own statistics, as if the network stopped there; the last entry becomes exactly the
+        LayerNorm's output. Through lm_head this is the logit lens (probe.py's ``logit_lens``).
         mlp_input: go on to ``layer``'s resid_mid, the input of its MLP (and use its ln2).
         """
         layer = self._layer(layer, "accumulated_resid")
@@ -126,7 +127,7 @@ class ActivationCache:
             labels.append(f"{layer}_mid")
         stack = _slice_pos(torch.stack(components), pos_slice, dim=2)
         if apply_ln:
-            stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice, add_bias=True)
+            stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice, recompute_ln=True)
         return (stack, labels) if return_labels else stack
 
     def decompose_resid(self, layer: int | None = None, mode: str = "all", apply_ln: bool = False,
@@ -196,23 +197,36 @@ class ActivationCache:
             stack = self.apply_ln_to_stack(stack, layer, pos_slice=pos_slice)
         return (stack, labels) if return_labels else stack
 
-    def _layer_norm_at(self, layer: int, mlp_input: bool):
-        """The LayerNorm that reads the stream at ``layer`` (n_layer: ln_final) and its cached scale (B, T, 1)."""
+    def _layer_norm_module(self, layer: int, mlp_input: bool):
+        """The LayerNorm that reads the stream at ``layer`` (n_layer: ln_final; mlp_input: the block's ln_2)."""
         if layer == self.model.config.n_layer:
-            return self.model.transformer.ln_f, self["scale"], "ln_final"
+            return self.model.transformer.ln_f
         block = self.model.transformer.h[layer]
+        return block.ln_2 if mlp_input else block.ln_1
+
+    def _layer_norm_at(self, layer: int, mlp_input: bool):
+        """That LayerNorm, its cached scale (B, T, 1) and its TL name."""
+        if layer == self.model.config.n_layer:
+            return self._layer_norm_module(layer, mlp_input), self["scale"], "ln_final"
         kind = "ln2" if mlp_input else "ln1"
-        return (block.ln_2 if mlp_input else block.ln_1), self["scale", layer, kind], f"blocks.{layer}.{kind}"
+        return self._layer_norm_module(layer, mlp_input), self["scale", layer, kind], f"blocks.{layer}.{kind}"
 
     def apply_ln_to_stack(self, residual_stack: torch.Tensor, layer: int | None = None, mlp_input: bool = False,
-                          pos_slice=None, batch_slice=None, has_batch_dim: bool = True, add_bias: bool = False):
+                          pos_slice=None, batch_slice=None, has_batch_dim: bool = True, add_bias: bool = False,
+                          recompute_ln: bool = False):
         """
         The LayerNorm reading ``layer``'s input (None/-1/n_layer: ln_final; mlp_input: ln2) applied to each entry
         of a stack (..., B, T, C), with the scale frozen at the value the model computed:
         ``(x - mean(x)) / scale * weight``, plus the bias if add_bias (right for whole streams, wrong for parts
         of one: a sum of parts must get the bias once). pos_slice/batch_slice say how the stack was sliced.
+        recompute_ln (TL's): each entry is a whole stream, normalised with its own statistics, bias included.
         """
         layer = self._layer(layer, "apply_ln_to_stack")
+        if recompute_ln:
+            ln = self._layer_norm_module(layer, mlp_input)
+            bias = None if ln.bias is None else ln.bias.detach()
+            return torch.nn.functional.layer_norm(residual_stack, ln.normalized_shape, ln.weight.detach(), bias,
+                                                  ln.eps)
         ln, scale, _ = self._layer_norm_at(layer, mlp_input)
         if not has_batch_dim and not isinstance(batch_slice, int):
             raise ValueError("a stack without a batch dim needs batch_slice=<int>: which row's scale to use")

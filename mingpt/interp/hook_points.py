@@ -1,8 +1,10 @@
 """
-The names of a GPT's hook points, TransformerLens' (TL) names, and the checks that turn a user's names into them.
+Hook points: the identity objects a GPT's forward pass calls at each named place, their TransformerLens (TL)
+names, and the checks that turn a user's names into them.
 
-The one idea: every activation a hook may see has one full name, and TL's short names map onto it, so its
-tutorials carry over. Names and shapes (B batch, T time, C channels, nh heads, hs head size):
+The one idea: the forward pass is written once and hands every activation worth seeing to a `HookPoint`, an
+identity until a function is attached to it. Every such activation has one full name, and TL's short names map
+onto it, so its tutorials carry over. Names and shapes (B batch, T time, C channels, nh heads, hs head size):
 
     hook_embed, hook_pos_embed                                  (B, T, C)
     blocks.{i}.hook_resid_pre / hook_resid_mid / hook_resid_post (B, T, C)
@@ -17,8 +19,8 @@ tutorials carry over. Names and shapes (B batch, T time, C channels, nh heads, h
     >>> get_act_name("pattern", 1)
     'blocks.1.attn.hook_pattern'
 
-Running hooks is hooks.py's job; reading a recorded cache is activation_cache.py's. Both need these names, so
-they live here, below both.
+Attaching functions and caches for the length of a ``with`` block is hooks.py's job; reading a recorded cache is
+activation_cache.py's. Both need these names, and the model needs the points, so they live here, below all three.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["BLOCK_HOOKS", "SHORT_NAMES", "HookFn", "HookPoint", "hook_names", "get_act_name", "check_hook_name",
-           "resolve_names"]
+__all__ = ["BLOCK_HOOKS", "SHORT_NAMES", "HookFn", "HookPoint", "LayerNormHookPoints", "find_hook_points",
+           "declared_hook_names", "hook_names", "get_act_name", "check_hook_name", "resolve_names"]
 
 BLOCK_HOOKS = (
     "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
@@ -52,10 +54,7 @@ HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
 
 def hook_names(model) -> list[str]:
     """Every hook point of this model, in the order the forward pass reaches them."""
-    names = ["hook_embed", "hook_pos_embed"]
-    for i in range(model.config.n_layer):
-        names += [f"blocks.{i}.{name}" for name in BLOCK_HOOKS]
-    return names + ["ln_final.hook_scale", "ln_final.hook_normalized"]
+    return list(find_hook_points(model))
 
 
 def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
@@ -78,10 +77,58 @@ def get_act_name(name: str, layer: int | None = None, layer_type: str | None = N
 
 
 class HookPoint:
-    """The second argument of a hook function, as in TL: ``hook.name`` and ``hook.layer()``."""
+    """
+    An identity at one named place of the forward pass, TL's HookPoint: the model calls ``self.hook_z(z)`` and
+    gets z back, unless functions or caches are attached. Attached functions run in order as ``fn(tensor, hook)``
+    (``hook`` is this point: ``hook.name``, ``hook.layer()``) and may return a replacement of the same shape;
+    then each attached cache records the value the rest of the forward pass will use.
 
-    def __init__(self, name: str):
-        self.name = name
+    A plain object, not an nn.Module: nn.Module.__call__ runs its own hook machinery on every call, which costs
+    many times this identity, and a model calls ~18 of these per block (bench/hooks_overhead.py measures it).
+    """
+
+    __slots__ = ("name", "fns", "caches", "active")
+
+    def __init__(self, name: str = ""):
+        self.name = name  # the full name, set by find_hook_points (e.g. 'blocks.0.attn.hook_z')
+        self.fns: list[HookFn] = []
+        self.caches: list[dict] = []
+        self.active = False  # anything attached? One attribute test is all an idle point costs
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return tensor
+        for fn in self.fns:
+            out = fn(tensor, self)
+            if out is None:  # the function only looked, or edited in place
+                continue
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(f"hook {getattr(fn, '__name__', fn)!r} at {self.name!r} returned "
+                                f"{type(out).__name__}; return a tensor of shape {tuple(tensor.shape)} or None")
+            if out.shape != tensor.shape:
+                raise ValueError(f"hook {getattr(fn, '__name__', fn)!r} at {self.name!r} returned shape "
+                                 f"{tuple(out.shape)}, but the activation has shape {tuple(tensor.shape)}; return a "
+                                 f"tensor of the same shape (or None after editing in place)")
+            tensor = out
+        for cache in self.caches:
+            cache[self.name] = tensor.detach()  # what the rest of the forward pass actually used
+        return tensor
+
+    def add_hook(self, fn: HookFn) -> None:
+        self.fns.append(fn)
+        self.active = True
+
+    def add_cache(self, cache: dict) -> None:
+        self.caches.append(cache)
+        self.active = True
+
+    def remove(self, fn: HookFn | None = None, cache: dict | None = None) -> None:
+        """Detach the latest attachment of fn (or of cache), by identity: contexts nest, the inner one leaves first."""
+        for attached, item in ((self.fns, fn), (self.caches, cache)):
+            if item is not None:
+                last = max(i for i, x in enumerate(attached) if x is item)  # `==` would compare two caches' contents
+                del attached[last]
+        self.active = bool(self.fns or self.caches)
 
     def layer(self) -> int:
         match = re.match(r"blocks\.(\d+)\.", self.name)
@@ -91,6 +138,64 @@ class HookPoint:
 
     def __repr__(self) -> str:
         return f"HookPoint({self.name!r})"
+
+
+class LayerNormHookPoints:
+    """
+    TL's ``{name}.hook_scale`` (B, T, 1) and ``{name}.hook_normalized`` (B, T, C) around one LayerNorm:
+    ``points(ln, x)`` is ``ln(x)``, through them. PyTorch's fused LayerNorm never shows its scale, so the scale is
+    computed only when something is attached to it, and the normalisation is redone by hand only when a function
+    there may have changed it; otherwise the output is the LayerNorm's own, bit for bit.
+    with_scale=False (a student's own LayerNorm, whose eps and weight we cannot know): no hook_scale.
+    """
+
+    def __init__(self, name: str, with_scale: bool = True):
+        self.name = name  # TL's: ln1, ln2 or ln_final
+        self.hook_scale = HookPoint() if with_scale else None
+        self.hook_normalized = HookPoint()
+
+    def __call__(self, ln, x: torch.Tensor) -> torch.Tensor:
+        scale_point = self.hook_scale
+        if scale_point is None or not scale_point.active:
+            return self.hook_normalized(ln(x))
+        centered = x - x.mean(dim=-1, keepdim=True)
+        scale = scale_point((centered.pow(2).mean(dim=-1, keepdim=True) + ln.eps).sqrt())
+        if not scale_point.fns:  # only recorded: the model's own LayerNorm, bit for bit
+            return self.hook_normalized(ln(x))
+        out = centered / scale * ln.weight  # normalise by the scale a hook may have changed
+        return self.hook_normalized(out if ln.bias is None else out + ln.bias)
+
+
+def find_hook_points(model) -> dict[str, HookPoint]:
+    """
+    Every hook point of model by full name, in the order the forward pass reaches them (TL's ``model.hook_dict``).
+    Found by walking the modules: a HookPoint attribute of module ``transformer.h.3.attn`` is
+    ``blocks.3.attn.<attribute>``. A part without hook points (a student's own attention, say) simply has none.
+    """
+    found = {}
+    for path, module in model.named_modules():
+        prefix = re.sub(r"^(transformer\.)?h\.(\d+)", r"blocks.\2", path)
+        prefix = prefix + "." if prefix else ""
+        for attribute, value in vars(module).items():
+            if isinstance(value, HookPoint):
+                found[prefix + attribute] = value
+            elif isinstance(value, LayerNormHookPoints):
+                for kind in ("hook_scale", "hook_normalized"):
+                    if getattr(value, kind) is not None:
+                        found[f"{prefix}{value.name}.{kind}"] = getattr(value, kind)
+    order = {name: i for i, name in enumerate(declared_hook_names(model.config.n_layer))}
+    points = dict(sorted(found.items(), key=lambda item: order.get(item[0], len(order))))
+    for name, point in points.items():
+        point.name = name
+    return points
+
+
+def declared_hook_names(n_layer: int) -> list[str]:
+    """The hook points of a GPT built from mingpt's own components, in forward order."""
+    names = ["hook_embed", "hook_pos_embed"]
+    for i in range(n_layer):
+        names += [f"blocks.{i}.{name}" for name in BLOCK_HOOKS]
+    return names + ["ln_final.hook_scale", "ln_final.hook_normalized"]
 
 
 def check_hook_name(model, name: str) -> str:

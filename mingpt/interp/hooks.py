@@ -1,5 +1,5 @@
 """
-Hook points: read or rewrite any intermediate activation of a GPT's forward pass, by TransformerLens' names.
+Hooks: read or rewrite any intermediate activation of a GPT's forward pass, by TransformerLens' names.
 
 The one idea: a *hook point* is a named place in the forward pass where a function may look at the activation
 and hand back a replacement. Interpretability is mostly two moves built from that: record the activations
@@ -10,10 +10,11 @@ lists them (``blocks.{i}.attn.hook_pattern``, ``blocks.{i}.hook_resid_post``, ..
 The values are the model's own computation, weights as they are (TL folds and centers weights by default, which
 changes the activations): ``hook_normalized`` is the LayerNorm's output with its weight and bias applied.
 
-Nothing costs anything when no hook is active: ``GPT.active_hooks`` is None and the forward pass takes its plain
-path. While a ``with model.hooks(...)`` block is open it holds an `ActiveHooks`, and each module passes its
-activations through it. Attention switches to the explicit path only when someone wants the scores or pattern
-(the fused kernel never forms them), and the per-head ``hook_result`` is computed only when asked for.
+The model calls an identity `HookPoint` at every site (``model.hook_dict`` lists them); this file attaches
+functions and caches to them for the length of a ``with model.hooks(...)`` block and detaches them on exit, so
+outside such a block every point is idle again. Contexts nest: each adds its functions and cache, and removes
+only those. Attention switches to the explicit path only while something is attached to the scores or pattern
+(the fused kernel never forms them), and the per-head ``hook_result`` is computed only while asked for.
 
     >>> logits, cache = model.run_with_cache(idx)
     >>> cache["pattern", 0].shape                       # (B, nh, T, T)
@@ -34,84 +35,17 @@ import torch.nn.functional as F
 from mingpt.interp.activation_cache import ActivationCache
 
 # HookPoint, hook_names and get_act_name are part of this module's public face (``from mingpt.interp.hooks import
-# get_act_name``, as in TL), but live in hook_points.py so that activation_cache.py can use them too.
-from mingpt.interp.hook_points import HookFn, HookPoint, get_act_name, hook_names, resolve_names
+# get_act_name``, as in TL), but live in hook_points.py so that the model and activation_cache.py can use them too.
+from mingpt.interp.hook_points import HookFn, HookPoint, find_hook_points, get_act_name, hook_names, resolve_names
 from mingpt.utils import eval_mode
 
-__all__ = ["HookPoint", "ActiveHooks", "hook_names", "get_act_name", "hooks", "run_with_hooks", "run_with_cache"]
+__all__ = ["HookPoint", "hook_names", "get_act_name", "attached_hook_names", "hooks", "run_with_hooks",
+           "run_with_cache"]
 
 
-class ActiveHooks:
-    """
-    What the forward pass talks to while hooks are active: ``hooks(name, tensor)`` runs the hook functions
-    registered at that name, records the value for any open cache, and returns the (possibly replaced) tensor.
-    Contexts (``with model.hooks(...)``) nest: each adds its functions and cache, and removes them on exit.
-    """
-
-    def __init__(self, model):
-        self.model = model
-        self.contexts: list[tuple[list[tuple[str, HookFn]], dict | None, set]] = []  # (fwd_hooks, cache, cached)
-        self.prefix = ""
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        self.functions: dict[str, list[HookFn]] = {}
-        self.caches: dict[str, list[dict]] = {}
-        for fwd_hooks, cache, cached in self.contexts:
-            for name, fn in fwd_hooks:
-                self.functions.setdefault(name, []).append(fn)
-            for name in cached:
-                self.caches.setdefault(name, []).append(cache)
-        self.wanted = set(self.functions) | set(self.caches)
-        self.blocks = [self._scoped(f"blocks.{i}.") for i in range(self.model.config.n_layer)]
-
-    def _scoped(self, prefix: str) -> "ActiveHooks":
-        view = object.__new__(ActiveHooks)
-        view.__dict__.update(self.__dict__)
-        view.prefix = prefix
-        return view
-
-    def at_block(self, i: int) -> "ActiveHooks":
-        """The same hooks, with names relative to block i ('hook_resid_pre' means 'blocks.{i}.hook_resid_pre')."""
-        return self.blocks[i]
-
-    def wants(self, name: str) -> bool:
-        """Whether any hook function or cache is attached at this (relative) name."""
-        return self.prefix + name in self.wanted
-
-    def __call__(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
-        full = self.prefix + name
-        if full not in self.wanted:
-            return tensor
-        for fn in self.functions.get(full, ()):
-            out = fn(tensor, HookPoint(full))
-            if out is None:  # the function only looked, or edited in place
-                continue
-            if not isinstance(out, torch.Tensor):
-                raise TypeError(f"hook {getattr(fn, '__name__', fn)!r} at {full!r} returned "
-                                f"{type(out).__name__}; return a tensor of shape {tuple(tensor.shape)} or None")
-            if out.shape != tensor.shape:
-                raise ValueError(f"hook {getattr(fn, '__name__', fn)!r} at {full!r} returned shape "
-                                 f"{tuple(out.shape)}, but the activation has shape {tuple(tensor.shape)}; return a "
-                                 f"tensor of the same shape (or None after editing in place)")
-            tensor = out
-        for cache in self.caches.get(full, ()):
-            cache[full] = tensor.detach()  # what the rest of the forward pass actually used
-        return tensor
-
-    def layer_norm(self, name: str, ln: torch.nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-        """ln(x) through '{name}.hook_scale' (B, T, 1) and '{name}.hook_normalized' (weight and bias included)."""
-        scale_name = f"{name}.hook_scale"
-        out = None
-        if self.wants(scale_name):
-            centered = x - x.mean(dim=-1, keepdim=True)
-            scale = self(scale_name, (centered.pow(2).mean(dim=-1, keepdim=True) + ln.eps).sqrt())
-            if self.prefix + scale_name in self.functions:  # a hook may have changed the scale: normalise by it
-                out = centered / scale * ln.weight
-                out = out if ln.bias is None else out + ln.bias
-        if out is None:
-            out = ln(x)  # bit for bit the model's own LayerNorm
-        return self(f"{name}.hook_normalized", out)
+def attached_hook_names(model) -> list[str]:
+    """The hook points that have a function or a cache attached right now ([] outside every hooks block)."""
+    return [name for name, point in find_hook_points(model).items() if point.active]
 
 
 def _expand_fwd_hooks(model, fwd_hooks) -> list[tuple[str, HookFn]]:
@@ -134,21 +68,20 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
     names_filter record their (detached) values into it; each forward pass overwrites them (in generate: the
     last decoding step's). Always removed on exit, also when the body raises.
     """
-    pairs = _expand_fwd_hooks(model, fwd_hooks)
-    cached = set(resolve_names(model, names_filter)) if cache is not None else set()
-    if model.active_hooks is None:
-        model.active_hooks = ActiveHooks(model)
-    active = model.active_hooks
-    context = (pairs, cache, cached)
-    active.contexts.append(context)
-    active._rebuild()
+    points = find_hook_points(model)
+    pairs = [(points[name], fn) for name, fn in _expand_fwd_hooks(model, fwd_hooks)]  # checked before attaching
+    cached = [points[name] for name in resolve_names(model, names_filter)] if cache is not None else []
+    for point, fn in pairs:
+        point.add_hook(fn)
+    for point in cached:
+        point.add_cache(cache)
     try:
         yield cache
     finally:
-        active.contexts = [c for c in active.contexts if c is not context]  # by identity: == would compare caches
-        active._rebuild()
-        if not active.contexts:
-            model.active_hooks = None  # back to the plain path: zero cost
+        for point, fn in reversed(pairs):
+            point.remove(fn=fn)
+        for point in cached:
+            point.remove(cache=cache)
 
 
 def run_with_hooks(model, idx: torch.Tensor, fwd_hooks: Iterable = (), return_type: str | None = "logits"):

@@ -170,8 +170,7 @@ def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, corrupted_logi
             if x.size(0) == 0:
                 continue
             kv = _CorruptedPrefix(corrupted, j, p, x.size(0) // B) if p > 0 else None
-            active = model.active_hooks
-            x = block(x, kv, active.at_block(j) if active is not None else None)
+            x = block(x, kv)  # the attached patch_rows hooks run inside, at their hook points
     logits = model.lm_head(model.transformer.ln_f(x))  # (len(cells) * B, T - p, V)
     for k in range(len(cells)):
         yield torch.cat([corrupted_logits[:, :p], logits[k * B:(k + 1) * B]], dim=1)

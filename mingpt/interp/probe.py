@@ -31,6 +31,7 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
+from mingpt.interp.activation_cache import ActivationCache
 from mingpt.interp.hook_points import get_act_name
 from mingpt.interp.hooks import hooks
 from mingpt.utils import check_int, eval_mode
@@ -82,8 +83,8 @@ class Probe:
 
     @property
     def residuals(self) -> list[torch.Tensor | None]:  # after the embeddings, then after each block
-        n = self.model.config.n_layer
-        return self._latest([get_act_name("resid_pre", 0)] + [get_act_name("resid_post", i) for i in range(n)])
+        n = self.model.config.n_layer  # block i's input is block i-1's output: the names accumulated_resid reads
+        return self._latest([get_act_name("resid_pre", i) for i in range(n)] + [get_act_name("resid_post", n - 1)])
 
     @property
     def attn_outputs(self) -> list[torch.Tensor | None]:  # what each attention sublayer added to the stream
@@ -95,8 +96,8 @@ class Probe:
 
     def __enter__(self) -> "Probe":
         n = self.model.config.n_layer
-        names = [get_act_name("resid_pre", 0)] + [get_act_name(kind, i) for i in range(n)
-                                                  for kind in ("pattern", "attn_out", "mlp_out", "resid_post")]
+        names = [get_act_name(kind, i) for i in range(n) for kind in ("resid_pre", "pattern", "attn_out", "mlp_out")]
+        names.append(get_act_name("resid_post", n - 1))
         self._cache = {}  # entered (again), a probe shows only the passes of this with-block
         self._undo = contextlib.ExitStack()
         self._undo.enter_context(hooks(self.model, names_filter=names, cache=self._cache))
@@ -110,15 +111,19 @@ class Probe:
         """Package the latest pass's captures (and optionally its logit lens) with that pass's logits."""
         if any(r is None for r in self.residuals):
             raise RuntimeError("the probe has not seen a forward pass; run model(idx) inside `with probe:` first")
-        lens = logit_lens(self.model, self.residuals) if with_logit_lens else []
+        lens = list(logit_lens(ActivationCache(self._cache, self.model))) if with_logit_lens else []
         return Trace(logits.detach(), list(self.attentions), list(self.residuals), list(self.attn_outputs),
                      list(self.mlp_outputs), lens)
 
 
 @torch.no_grad()
-def logit_lens(model, residuals: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Each residual (B, T, C) read out as next-token logits (B, T, V): lm_head(ln_f(residual))."""
-    return [model.lm_head(model.transformer.ln_f(x)) for x in residuals]
+def logit_lens(cache: ActivationCache) -> torch.Tensor:
+    """
+    The residual stream after the embeddings and after each block, read out as next-token logits:
+    (n_layer + 1, B, T, V). It is lm_head of ``cache.accumulated_resid(apply_ln=True)``, which owns the idea: the
+    final LayerNorm applied to each depth's stream with that stream's own statistics.
+    """
+    return cache.model.lm_head(cache.accumulated_resid(apply_ln=True))
 
 
 @torch.no_grad()

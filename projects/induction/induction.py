@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mingpt.cfgnode import CfgNode
+from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints
 from mingpt.interp.hooks import run_with_cache
 from mingpt.model import IGNORE_INDEX, CausalSelfAttention
 from mingpt.trainer import Trainer
@@ -116,14 +117,14 @@ class AttentionOnlyBlock(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config, layer_idx)
+        # GPT's hook points (mingpt/interp/hook_points.py), so the library can record or edit what the block computes
+        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        self.hook_ln1 = LayerNormHookPoints("ln1")
 
-    def forward(self, x: torch.Tensor, hooks=None) -> torch.Tensor:
-        if hooks is None:
-            return x + self.attn(self.ln_1(x))
-        # The same sum through GPT's hook points (mingpt/interp/hooks.py), so the library can record or edit it.
-        x = hooks("hook_resid_pre", x)
-        attn_out = hooks("hook_attn_out", self.attn(hooks.layer_norm("ln1", self.ln_1, x), None, hooks))
-        return hooks("hook_resid_post", x + attn_out)
+    def forward(self, x: torch.Tensor, kv_cache=None) -> torch.Tensor:
+        x = self.hook_resid_pre(x)
+        attn_out = self.hook_attn_out(self.attn(self.hook_ln1(self.ln_1, x), kv_cache))  # attn(ln_1(x)), hooked
+        return self.hook_resid_post(x + attn_out)
 
 
 class AttentionOnlyTransformer(nn.Module):
@@ -133,8 +134,6 @@ class AttentionOnlyTransformer(nn.Module):
     It has GPT's hook points (mingpt/interp/hooks.py: ``run_with_cache(model, idx)``, ``with hooks(model, ...)``) but for
     the MLP's, as it has none: ``blocks.{i}.attn.hook_pattern`` holds each head's attention, for instance.
     """
-
-    active_hooks = None  # set by mingpt.interp.hooks.hooks() while hooks or a cache are active; None: the plain path
 
     def __init__(self, config: CfgNode):
         super().__init__()
@@ -151,21 +150,16 @@ class AttentionOnlyTransformer(nn.Module):
         for module in self.modules():  # GPT-2's initialisation
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
+        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
+        self.hook_ln_final = LayerNormHookPoints("ln_final")
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         B, T = idx.shape
         pos = torch.arange(T, device=idx.device)  # (T,)
-        hooks = self.active_hooks
-        if hooks is None:  # training: no hook machinery at all
-            x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
-            for block in self.h:
-                x = block(x)
-            logits = self.lm_head(self.ln_f(x))  # (B, T, V)
-        else:  # the same computation, through the hook points
-            x = hooks("hook_embed", self.wte(idx)) + hooks("hook_pos_embed", self.wpe(pos.expand(B, T)))
-            for i, block in enumerate(self.h):
-                x = block(x, hooks.at_block(i))
-            logits = self.lm_head(hooks.layer_norm("ln_final", self.ln_f, x))
+        x = self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(pos).expand(B, T, -1))  # (B, T, C)
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.hook_ln_final(self.ln_f, x))  # ln_f, through its hook points: (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=IGNORE_INDEX)
