@@ -291,3 +291,66 @@ def test_only_what_is_asked_for_is_computed(model, idx, monkeypatch):
     with pytest.raises(AssertionError, match="without being asked"):
         model.run_with_cache(idx, names_filter="blocks.2.attn.hook_pattern")
     assert attached_hook_names(model) == []
+
+
+# ------------------------------------------------------------------------------- the registry and the one path
+def test_hook_dict_holds_every_declared_point_idle_and_named(model, idx):
+    from mingpt.interp.hook_points import declared_hook_names
+
+    points = model.hook_dict
+    assert list(points) == declared_hook_names(L) == hook_names(model)  # every name, in forward order
+    assert len({id(p) for p in points.values()}) == len(points)  # one object per site, none shared
+    x = torch.randn(2, T, C)
+    for name, point in points.items():
+        assert isinstance(point, HookPoint) and point.name == name and not point.active
+        assert point(x) is x  # idle: the identity, not even a copy
+    assert not any(isinstance(m, HookPoint) for m in model.modules())  # plain objects: no nn.Module call machinery
+
+
+def test_a_hook_attached_then_removed_leaves_no_trace(model, idx):
+    before, _ = model(idx)
+    seen = []
+    with model.hooks(fwd_hooks=[("blocks.0.mlp.hook_post", lambda x, hook: seen.append(hook.name) or 2 * x)]):
+        assert attached_hook_names(model) == ["blocks.0.mlp.hook_post"]
+        changed, _ = model(idx)
+    point = model.hook_dict["blocks.0.mlp.hook_post"]
+    assert seen == ["blocks.0.mlp.hook_post"] and not torch.equal(changed, before)
+    assert point.fns == [] and point.caches == [] and not point.active and attached_hook_names(model) == []
+    assert torch.equal(model(idx)[0], before)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_each_sublayer_has_one_body_a_no_op_hook_everywhere_changes_no_bit(build, idx, attention):
+    """The forward is written once: hooked or not, the same operations run. (Points that, when asked, compute
+    something extra are left out: hook_result's per-head sum, a hooked scale's hand-made LayerNorm, and with the
+    fused kernel the scores and pattern it never forms.)"""
+    model = build(attention)
+    computes_extra = ("hook_result", "hook_scale") + (("hook_attn_scores", "hook_pattern") if attention == "sdpa"
+                                                      else ())
+    names = [name for name in hook_names(model) if not name.endswith(computes_extra)]
+    calls = []
+    with torch.no_grad():
+        plain, _ = model(idx)
+        with model.hooks(fwd_hooks=[(lambda name: name in names, lambda x, hook: calls.append(hook.name))]):
+            hooked, _ = model(idx)
+            generated = model.generate(idx, 4)
+    assert calls[:len(names)] == names  # every one of them ran, in forward order
+    assert torch.equal(hooked, plain)
+    assert torch.equal(generated, model.generate(idx, 4))  # the KV-cache decode too
+
+
+def test_student_components_without_hook_points_still_hook_and_cache(tiny_gpt_config, idx):
+    from student_code import Attention, LayerNorm
+
+    torch.manual_seed(0)
+    model = GPT(tiny_gpt_config(n_layer=2, vocab_size=V, block_size=32, attention="sdpa"), attention=Attention,
+                layer_norm=LayerNorm).eval()
+    names = hook_names(model)
+    assert "blocks.0.hook_resid_pre" in names and "blocks.0.mlp.hook_post" in names
+    assert not any(".attn." in name or name.endswith("hook_scale") for name in names)  # what they do not have
+    logits, cache = model.run_with_cache(idx)
+    assert list(cache.keys()) == names and torch.equal(logits, model(idx)[0])
+    with pytest.raises(KeyError, match="unknown hook point"):
+        model.run_with_hooks(idx, fwd_hooks=[("blocks.0.attn.hook_z", lambda z, hook: z)])
+    steered = model.run_with_hooks(idx, fwd_hooks=[("blocks.1.hook_resid_pre", lambda x, hook: x + 1.0)])
+    assert not torch.equal(steered, logits) and attached_hook_names(model) == []
