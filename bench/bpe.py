@@ -17,7 +17,8 @@ import time
 
 import tiktoken
 
-from mingpt.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_of, fetch_gpt2_vocab
+from mingpt.bpe import ENDOFTEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_of
+from mingpt.io.data_files import fetch_gpt2_vocab
 from mingpt.bpe_train import ByteLevelBPE
 from mingpt.data import tiny_shakespeare
 

@@ -1,6 +1,9 @@
 """
-Byte-level BPE: text -> bytes -> merged tokens -> integer ids, and back. `Tokenizer` is the machinery every
-tokenizer in mingpt shares (GPT-2's BPETokenizer in mingpt.bpe, the trained ByteLevelBPE in mingpt.bpe_train).
+The fast engine of byte-level BPE: text -> bytes -> merged tokens -> integer ids, and back. `Tokenizer` is the
+machinery every tokenizer in mingpt shares (GPT-2's BPETokenizer in mingpt.bpe, the trained ByteLevelBPE in
+mingpt.bpe_train). Read mingpt.bpe's Encoder first: the same algorithm written plainly, on printable strings. This
+file computes the same tokens (the tests check it) with integer ids instead of strings, bytes.translate instead of a
+per-byte loop, one rank lookup per pair and a cache of encoded chunks; bench/bpe.py times it against tiktoken.
 
 The idea to leave with: a byte-level BPE is *fully defined by its ranked list of merges*. Text is UTF-8 encoded,
 so every string is a sequence of the 256 possible bytes (nothing is ever "unknown"). A regex first splits the
@@ -37,11 +40,19 @@ import torch
 from mingpt.atomic import atomic_path
 from mingpt.io.gpt2_vocab import BYTE_TO_UNICODE, GPT2_SPLIT_PATTERN, bytes_of, symbols_of
 
-__all__ = ["Tokenizer", "merge_pair", "read_tokenizer_file", "GPT2_SPLIT_PATTERN", "FILE_HEADER"]
+__all__ = ["Tokenizer", "merge_pair", "utf8_bytes", "read_tokenizer_file", "GPT2_SPLIT_PATTERN", "FILE_HEADER"]
 
 FILE_HEADER = "mingpt-bpe v1"
 _NOT_A_MERGE = 1 << 62  # the rank of a pair that was never learned: larger than any real one
 CACHE_SIZE = 1 << 18  # chunks remembered by encode; the cache is simply emptied when it fills up
+
+
+def utf8_bytes(text: str) -> bytes:
+    """text as UTF-8; lone surrogates ('\\ud800', which have no UTF-8) become U+FFFD first, as tiktoken does."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
 
 
 def merge_pair(ids: list[int], left: int, right: int, new_id: int) -> list[int]:
@@ -142,10 +153,7 @@ class Tokenizer:
         return ids
 
     def _encode_chunk(self, chunk: str) -> list[int]:
-        try:
-            data = chunk.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates ('\ud800') have no UTF-8: make them U+FFFD, as tiktoken does
-            data = chunk.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode("utf-8")
+        data = utf8_bytes(chunk)
         # A chunk that is itself a token stays one token, as in tiktoken. For GPT-2 this changes no result (each
         # of its tokens merges back into itself; see the tests), it only skips the merge loop for about half of
         # the distinct words of English text.
@@ -291,16 +299,6 @@ class Tokenizer:
         steps = [start]
         self._merge(start, steps)
         return [[symbols_of(self._decode_table[i]) for i in ids] for ids in steps]
-
-    def encode_and_show_work(self, text: str) -> dict:
-        """The original minGPT debugging view: the regex chunks and, per chunk, its bytes, symbols and ids."""
-        parts = []
-        for chunk in self._regex.findall(text):
-            merged = self.merge_steps(chunk)[-1]
-            data = chunk.encode("utf-8")
-            parts.append({"token": chunk, "token_bytes": data, "token_translated": symbols_of(data),
-                          "token_merged": merged, "token_ix": self._encode_chunk(chunk)})
-        return {"bpe_idx": self.encode_ordinary(text), "tokens": [p["token"] for p in parts], "parts": parts}
 
     # ---- the contract: train, save, load -------------------------------------------------------------------------
 

@@ -85,9 +85,8 @@ def data_dir() -> pathlib.Path:
     local = pathlib.Path(os.environ.get("MINGPT_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
     if all((local / name).is_file() for name in DATA_FILES):
         return local
-    from mingpt.bpe import fetch_gpt2_vocab
     from mingpt.data import TINY_SHAKESPEARE
-    from mingpt.io.data_files import find_data
+    from mingpt.io.data_files import fetch_gpt2_vocab, find_data
     from mingpt.io.download import cache_dir
 
     with pytest.MonkeyPatch.context() as patch:

@@ -112,6 +112,38 @@ def test_lone_surrogates_become_replacement_characters_like_tiktoken(tokenizer, 
     assert tokenizer.decode(tokenizer.encode(text)) == "a\ufffdb \ufffd"
 
 
+# ---- the plain algorithm (Encoder) and the fast engine (BPETokenizer) agree ------------------------------------------
+
+
+def test_plain_encoder_equals_the_fast_tokenizer_and_tiktoken_token_for_token(tokenizer, reference, shakespeare):
+    plain = tokenizer.encoder  # the step-by-step Encoder of bpe.py, over the same vocabulary
+    rng = random.Random(7)
+    texts = [
+        *stress_corpus().split("\n"),  # scripts, emoji, combining marks, controls, contractions, numbers
+        stress_corpus(),  # the same as one text, <|endoftext|> included (ordinary text on this path)
+        "a  b   c\t\t\td\n\n\n  e \u00a0\u3000 f" + " " * 50 + "\n" * 20 + "\t" * 9 + "end",  # whitespace runs
+        "Pneumonoultramicroscopicsilicovolcanoconiosis " + "na" * 500 + " " + "z" * 2000,  # long words
+        "a\ud800b \udfff",  # lone surrogates: U+FFFD on every path
+        shakespeare[:100_000],
+        *(random_unicode(rng, rng.randint(0, 30)) for _ in range(300)),
+    ]
+    for text in texts:
+        expected = reference.encode_ordinary(text)
+        assert plain.encode(text) == expected, text[:80]
+        assert tokenizer.encode_ordinary(text) == expected, text[:80]
+    assert plain.decode(reference.encode_ordinary(shakespeare[:100_000])) == shakespeare[:100_000]
+
+
+def test_plain_bpe_merges_the_lowest_rank_first_wherever_it_is(tokenizer):
+    plain = tokenizer.encoder
+    # In 'ĠKarpathy' the first merge is ('a', 't') in the middle, learned long before the leftmost ('Ġ', 'K').
+    assert plain.bpe_ranks[("Ġ", "t")] == 0 and plain.bpe_ranks[("a", "t")] < plain.bpe_ranks[("Ġ", "K")]
+    assert plain.bpe("ĠKarpathy") == "ĠK arp athy" and plain.bpe("Ġthere") == "Ġthere"
+    assert [plain.bpe(symbols_of(data)) for data in (b" world", "🙂".encode())] == ["Ġworld", "ðŁ ĻĤ"]
+    with pytest.raises(ValueError, match=r"token id 50257 at position 1 is not in the vocabulary \(ids 0\.\.50256\)"):
+        plain.decode([11, 50257])
+
+
 def test_every_gpt2_token_merges_back_into_itself(tokenizer):
     """The reason encode may keep a chunk that is already a token whole (tiktoken's shortcut) without checking."""
     for i in range(0, 50256, 7):  # every 7th token keeps the test fast; covers all lengths and kinds

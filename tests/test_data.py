@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
+from mingpt.bpe import BPETokenizer
 from mingpt.data import TINY_SHAKESPEARE, CharDataset, CharVocab, TokenStream, split_train_val, tiny_shakespeare
-from mingpt.io.data_files import find_data
+from mingpt.io.data_files import fetch_gpt2_vocab, find_data
 from mingpt.io.download import ChecksumError, DownloadError
 from mingpt.training.batching import StepSampler
 

@@ -346,6 +346,19 @@ def test_hub_etags_are_verified(fake_hub, tmp_path):
     download.download(f"{url}/resolve/small", tmp_path / "other", backoff=0.01)  # other servers' ETags: not checked
 
 
+def test_git_blob_sha1_has_one_owner_that_streams_what_git_hash_object_gives(tmp_path, monkeypatch):
+    from mingpt.io import hub
+
+    assert hub.git_blob_sha1 is download.git_blob_sha1  # the Hub's blobId check and the ETag check: one function
+    (tmp_path / "f").write_bytes(b"hello\n")
+    assert download.git_blob_sha1(tmp_path / "f") == "ce013625030ba8dba906f756967f9e9ca394464a"  # git hash-object
+    monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: pytest.fail("read the whole file at once"))
+    big = tmp_path / "big"
+    big.write_bytes(bytes(3 << 20))
+    expected = hashlib.sha1(b"blob %d\0" % (3 << 20) + bytes(3 << 20)).hexdigest()
+    assert download.git_blob_sha1(big) == expected
+
+
 def test_validate_rejects_content_before_it_is_kept(served, tmp_path):
     def must_be_json(path):
         if not path.read_bytes().startswith(b"{"):

@@ -77,7 +77,9 @@ FLOORS = [
     ("above the core", ["mingpt.data", "mingpt.exercises", "mingpt.cli"]),
 ]
 # The imports allowed inside a function, each for a reason its comment gives: the core stays light to import.
-LAZY_IMPORTS = {("mingpt.model", "mingpt.io.pretrained")}
+LAZY_IMPORTS = {("mingpt.model", "mingpt.io.pretrained"),
+                # BPETokenizer() and minGPT's get_file reach the network only when a file must be fetched
+                ("mingpt.bpe", "mingpt.io.data_files"), ("mingpt.bpe", "mingpt.io.download")}
 
 
 def floor_of(module: str) -> int:
@@ -114,14 +116,14 @@ def test_every_mingpt_import_is_at_the_top_of_its_file_but_the_listed_lazy_ones(
 def test_importing_the_core_loads_no_plumbing():
     # `import mingpt.model` must not pull in the Hub, downloads, checkpoints or data: a fresh interpreter, so that
     # nothing another test imported counts
-    code = ("import sys, mingpt.model, mingpt.generation; "
+    code = ("import sys, mingpt.model, mingpt.generation, mingpt.bpe, mingpt.bpe_train; "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('mingpt'))))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=PACKAGE.parent).stdout.split()
     heavy = [m for m in loaded if m.startswith(("mingpt.io.hub", "mingpt.io.download", "mingpt.io.pretrained",
                                                "mingpt.training", "mingpt.data", "mingpt.exercises", "mingpt.cli"))]
     assert heavy == []
-    assert "mingpt.model" in loaded
+    assert {"mingpt.model", "mingpt.bpe", "mingpt.tokenizer", "mingpt.bpe_train"} <= set(loaded)
 
 
 def test_the_trainer_imports_no_model_and_no_gpt_data():

@@ -32,8 +32,8 @@ import torch
 
 from mingpt.bpe import ENDOFTEXT, BPETokenizer
 from mingpt.generation import generate_stream
+from mingpt.io.data_files import gpt2_vocab_cache_paths
 from mingpt.io.download import DownloadError
-from mingpt.io.gpt2_vocab import gpt2_vocab_cache_paths
 from mingpt.io.hub import model_source
 from mingpt.model import GPT
 from mingpt.training.precision import DTYPES, inference_dtype

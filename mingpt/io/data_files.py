@@ -16,11 +16,18 @@ import pathlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from mingpt.io.download import ChecksumError, DownloadError, cache_dir, cached_download
+from mingpt.io.download import ChecksumError, DownloadError, cache_dir, cached_download, sha256_file
 
-__all__ = ["DATA_DIR_ENV_VAR", "DataFile", "find_data", "read_text"]
+__all__ = ["DATA_DIR_ENV_VAR", "DataFile", "find_data", "read_text", "fetch_gpt2_vocab", "cached_gpt2_vocab",
+           "gpt2_vocab_cache_paths"]
 
 DATA_DIR_ENV_VAR = "MINGPT_DATA_DIR"  # a folder of local copies, laid out like the download cache
+GPT2_VOCAB_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
+VOCAB_URL_ENV_VAR = "MINGPT_GPT2_VOCAB_URL"
+GPT2_VOCAB_SHA256 = {
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
 
 
 @dataclass(frozen=True)
@@ -88,3 +95,33 @@ def read_text(path: str | os.PathLike) -> str:
             return f.read()
     except UnicodeDecodeError as e:
         raise ValueError(f"{os.fspath(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+# ---- GPT-2's vocabulary files (encoder.json, vocab.bpe; their format: mingpt.io.gpt2_vocab) -------------------------
+
+
+def gpt2_vocab_url(base_url: str | None = None) -> str:
+    return (base_url or os.environ.get(VOCAB_URL_ENV_VAR) or GPT2_VOCAB_URL).rstrip("/")
+
+
+def gpt2_vocab_cache_paths() -> tuple[pathlib.Path, pathlib.Path]:
+    """Where mingpt keeps GPT-2's encoder.json and vocab.bpe: <cache>/gpt2/ (see mingpt.io.download.cache_dir)."""
+    return cache_dir() / "gpt2" / "encoder.json", cache_dir() / "gpt2" / "vocab.bpe"
+
+
+def cached_gpt2_vocab() -> tuple[pathlib.Path, pathlib.Path] | None:
+    """GPT-2's files if both are already in the cache with the right sha256 (no network), else None."""
+    paths = gpt2_vocab_cache_paths()
+    if all(p.is_file() and sha256_file(p) == GPT2_VOCAB_SHA256[p.name] for p in paths):
+        return paths
+    return None
+
+
+def fetch_gpt2_vocab(base_url: str | None = None) -> tuple[pathlib.Path, pathlib.Path]:
+    """GPT-2's encoder.json and vocab.bpe: local copies in $MINGPT_DATA_DIR, else downloaded once (verified) into
+    the cache; base_url defaults to $MINGPT_GPT2_VOCAB_URL."""
+    base_url = gpt2_vocab_url(base_url)
+    files = [DataFile(f"gpt2/{name}", f"{base_url}/{name}", GPT2_VOCAB_SHA256[name])
+             for name in ("encoder.json", "vocab.bpe")]
+    encoder_path, vocab_path = find_data(files, "GPT-2's vocabulary")  # $MINGPT_DATA_DIR, else the cache
+    return encoder_path, vocab_path

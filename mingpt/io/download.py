@@ -42,7 +42,7 @@ from mingpt.atomic import atomic_path
 from mingpt.utils import check_int
 
 __all__ = ["DownloadError", "ChecksumError", "DamagedCacheError", "cache_dir", "sha256_file", "download",
-           "cached_download"]
+           "cached_download", "git_blob_sha1"]
 
 logger = logging.getLogger(__name__)
 
@@ -210,10 +210,16 @@ def _fetch_once(url: str, tmp, timeout: float, progress: bool, hub_checksums: bo
     return sha256.hexdigest(), server
 
 
-def _git_blob_sha1(path) -> str:
-    """The id git (and so the Hub's ETag) gives a small file: sha1 of b"blob <size>\\0" followed by the bytes."""
-    data = pathlib.Path(path).read_bytes()  # only small (non-LFS) files are named this way
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def git_blob_sha1(path: str | os.PathLike) -> str:
+    """
+    The id git gives a file's contents, which the Hub reports as a small file's ETag and ``blobId``: the sha1 of
+    ``b"blob <size>\\0"`` followed by the bytes (read in 1 MiB pieces, so a large file is never held whole).
+    """
+    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _remove_stale_parts(dest: pathlib.Path) -> None:
@@ -247,8 +253,8 @@ def _verify(url: str, dest: pathlib.Path, tmp_name: str, got_sha256: str, sha256
         problem = f"sha256 {got_sha256}, expected {sha256}"
     elif server is not None and server[0] == "sha256" and got_sha256 != server[1]:
         problem = f"sha256 {got_sha256}, but the server's ETag says {server[1]}"
-    elif server is not None and server[0] == "git-sha1" and _git_blob_sha1(tmp_name) != server[1]:
-        problem = f"git blob id {_git_blob_sha1(tmp_name)}, but the server's ETag says {server[1]}"
+    elif server is not None and server[0] == "git-sha1" and git_blob_sha1(tmp_name) != server[1]:
+        problem = f"git blob id {git_blob_sha1(tmp_name)}, but the server's ETag says {server[1]}"
     elif validate is not None:
         try:
             validate(pathlib.Path(tmp_name))

@@ -15,34 +15,26 @@ pair given in the wrong order is a JSON object where merges were expected.
 The printable text exists because a JSON/text file cannot hold arbitrary bytes: each byte is shown as a visible
 character (the bytes<->unicode table below; the space byte is 'Ġ', newline 'Ċ'), so the token b" world" is
 written 'Ġworld'.
+
+Only the format lives here (no network, so the tokenizer that reads it stays light to import); where the two files
+come from (the pinned URL, their sha256, $MINGPT_DATA_DIR, the cache) is mingpt.io.data_files.fetch_gpt2_vocab.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pathlib
 import re
 from typing import Mapping, Sequence
 
 from mingpt.atomic import atomic_path
-from mingpt.io.data_files import DataFile, find_data
-from mingpt.io.download import cache_dir, download, sha256_file
-
-logger = logging.getLogger(__name__)
 
 ENDOFTEXT = "<|endoftext|>"
 # GPT-2's pre-tokenization (as written by tiktoken; same matches as OpenAI's original): contractions,
 # an optional space + letters, an optional space + digits, an optional space + other symbols, then whitespace.
 # `\s+(?!\S)` leaves the last space of a run to start the next word, which is why " world" is one token.
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-GPT2_VOCAB_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main"
-VOCAB_URL_ENV_VAR = "MINGPT_GPT2_VOCAB_URL"
-GPT2_VOCAB_SHA256 = {
-    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-}
 GPT2_N_MERGES = 50_000
 MERGES_HEADER = "#version: 0.2"  # the first line of GPT-2's vocab.bpe and of Hugging Face's merges.txt
 # What a special token looks like in the files we know: <|endoftext|>, <s>, </s>, <pad>, [PAD], [CLS]...
@@ -211,44 +203,3 @@ def write_hf_vocab(merges: Sequence[tuple[bytes, bytes]], special_tokens: Mappin
     with atomic_path(paths[1]) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
     return paths
-
-
-# ---- GPT-2's own files: downloaded once, verified, cached --------------------------------------------------------
-
-
-def gpt2_vocab_url(base_url: str | None = None) -> str:
-    return (base_url or os.environ.get(VOCAB_URL_ENV_VAR) or GPT2_VOCAB_URL).rstrip("/")
-
-
-def gpt2_vocab_cache_paths() -> tuple[pathlib.Path, pathlib.Path]:
-    """Where mingpt keeps GPT-2's encoder.json and vocab.bpe: <cache>/gpt2/ (see mingpt.io.download.cache_dir)."""
-    return cache_dir() / "gpt2" / "encoder.json", cache_dir() / "gpt2" / "vocab.bpe"
-
-
-def cached_gpt2_vocab() -> tuple[pathlib.Path, pathlib.Path] | None:
-    """GPT-2's files if both are already in the cache with the right sha256 (no network), else None."""
-    paths = gpt2_vocab_cache_paths()
-    if all(p.is_file() and sha256_file(p) == GPT2_VOCAB_SHA256[p.name] for p in paths):
-        return paths
-    return None
-
-
-def fetch_gpt2_vocab(base_url: str | None = None) -> tuple[pathlib.Path, pathlib.Path]:
-    """GPT-2's encoder.json and vocab.bpe: local copies in $MINGPT_DATA_DIR, else downloaded once (verified) into
-    the cache; base_url defaults to $MINGPT_GPT2_VOCAB_URL."""
-    base_url = gpt2_vocab_url(base_url)
-    files = [DataFile(f"gpt2/{name}", f"{base_url}/{name}", GPT2_VOCAB_SHA256[name])
-             for name in ("encoder.json", "vocab.bpe")]
-    encoder_path, vocab_path = find_data(files, "GPT-2's vocabulary")  # $MINGPT_DATA_DIR, else the cache
-    return encoder_path, vocab_path
-
-
-def get_file(local_file: str | os.PathLike, remote_file: str) -> None:
-    """
-    The original minGPT's helper: download `remote_file` to `local_file` unless that file exists already.
-    Here the download is verified by length, retried and atomic (see mingpt.io.download), and logged, not printed.
-    """
-    if os.path.isfile(local_file):
-        return
-    logger.info("downloading %s to %s", remote_file, local_file)
-    download(remote_file, local_file)

@@ -19,7 +19,6 @@ it) says otherwise: a mirror, or the tests' loopback server.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -27,6 +26,7 @@ import re
 from typing import Callable
 
 from mingpt.io import download
+from mingpt.io.download import git_blob_sha1
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ENDPOINT_ENV_VARS = ("MINGPT_HF_ENDPOINT", "HF_ENDPOINT")  # the first one set wins
@@ -229,15 +229,6 @@ def model_source(
 
 
 
-def git_blob_sha1(path: str | os.PathLike) -> str:
-    """The id git (and the Hub, as ``blobId``) gives a file's contents: sha1 of ``b"blob <size>\\0" + bytes``."""
-    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def dataset_metadata(repo_id: str, revision: str = "main", endpoint: str | None = None,
                      cache_dir: str | os.PathLike | None = None) -> dict[str, dict]:
     """
@@ -301,8 +292,7 @@ def dataset_file(
             raise FileNotFoundError(f"{filename!r} of dataset repo {repo_id!r} at revision {revision!r} was not "
                                     f"found (HTTP 404 from {url}); check the file name on the dataset's page") from e
         raise
-    if blob_id and git_blob_sha1(path) != blob_id:
-        actual = git_blob_sha1(path)
+    if blob_id and (actual := git_blob_sha1(path)) != blob_id:
         os.remove(path)
         raise download.ChecksumError(f"{url} downloaded with git blob id {actual}, but the Hub lists {blob_id}: the "
                                      "file is corrupted or changed; it was not kept")

@@ -35,7 +35,8 @@ from mingpt.atomic import atomic_path
 from mingpt.cfgnode import CfgNode
 from mingpt.config import default_config
 from mingpt.io import hub
-from mingpt.io.gpt2_vocab import GPT2_SPLIT_PATTERN, cached_gpt2_vocab, write_hf_vocab
+from mingpt.io.data_files import cached_gpt2_vocab
+from mingpt.io.gpt2_vocab import GPT2_SPLIT_PATTERN, write_hf_vocab
 from mingpt.io.safe_load import UnsafeFileError, load_plain_data
 from mingpt.utils import choose_device
 

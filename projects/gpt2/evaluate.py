@@ -22,10 +22,11 @@ import sys
 
 import torch
 
-from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
+from mingpt.bpe import BPETokenizer
 from mingpt.cfgnode import CfgNode
 from mingpt.data.hellaswag import HELLASWAG_GIT_BLOB, HELLASWAG_URL, evaluate_hellaswag, fetch_hellaswag, load_examples
 from mingpt.data.token_shards import TokenShards
+from mingpt.io.data_files import fetch_gpt2_vocab
 from mingpt.io.download import DownloadError
 from mingpt.model import GPT
 from mingpt.training.checkpoint import load_checkpoint

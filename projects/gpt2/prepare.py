@@ -21,9 +21,9 @@ import logging
 import os
 import sys
 
-from mingpt.bpe import fetch_gpt2_vocab
 from mingpt.data.corpus import ENCODERS, prepare_shards
 from mingpt.data.token_shards import verify_shards
+from mingpt.io.data_files import fetch_gpt2_vocab
 from mingpt.io.hub import dataset_file
 
 

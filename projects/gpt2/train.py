@@ -28,10 +28,11 @@ import time
 import torch
 
 from mingpt.atomic import atomic_path
-from mingpt.bpe import BPETokenizer, fetch_gpt2_vocab
+from mingpt.bpe import BPETokenizer
 from mingpt.cfgnode import CfgNode
 from mingpt.data.hellaswag import HellaSwag, fetch_hellaswag, load_examples
 from mingpt.data.token_shards import TokenShards, read_manifest
+from mingpt.io.data_files import fetch_gpt2_vocab
 from mingpt.io.download import DownloadError
 from mingpt.model import GPT
 from mingpt.trainer import Trainer
