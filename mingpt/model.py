@@ -354,22 +354,15 @@ class GPT(nn.Module, WeightViews):
 
     def configure_optimizers(self, train_config, fused: bool | None = None) -> torch.optim.AdamW:
         """
-        AdamW with weight decay only on the weights of Linear layers (the matmuls). Biases, LayerNorm gains and
-        position embeddings are not decayed: shrinking them towards zero does not regularise anything useful.
-        train_config needs learning_rate, betas and weight_decay. fused=None uses the fused kernel on CUDA/CPU.
+        AdamW with weight decay only on the weights of Linear layers (the matmuls); biases, LayerNorm gains and
+        embeddings are not decayed (the rule and why: mingpt.training.optimizer, which the Trainer also uses for
+        models without this method). train_config needs learning_rate, betas and weight_decay.
         """
-        for key in ("learning_rate", "betas", "weight_decay"):
-            if not hasattr(train_config, key):
-                raise ValueError(f"configure_optimizers needs train_config.{key}")
-        decay_ids = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
-        params = [p for p in self.parameters() if p.requires_grad]  # parameters() lists a tied matrix once
-        groups = [
-            {"params": [p for p in params if id(p) in decay_ids], "weight_decay": train_config.weight_decay},
-            {"params": [p for p in params if id(p) not in decay_ids], "weight_decay": 0.0},
-        ]
-        if fused is None:  # the fused kernel does the whole update in one pass over memory
-            fused = all(p.device.type in ("cuda", "cpu") for p in params)
-        return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas), fused=fused)
+        # Imported here, when called: the model's module loads no training code (the Trainer's room), as
+        # from_pretrained reaches the Hub's only when called.
+        from mingpt.training.optimizer import adamw
+
+        return adamw(self, train_config, fused)
 
 
 # ---------------------------------------------------------------------------------------------------------------

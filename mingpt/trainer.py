@@ -9,15 +9,18 @@ The one idea: one optimizer step is a small, fixed recipe, and everything else h
                     for each of grad_accum_steps micro-batches: forward (under autocast), loss / accum, backward
                     stop on a NaN/inf loss (before the step, so the weights stay good)
                     clip the gradient norm, optimizer step, zero the gradients
-                    -> on_batch_end; iter_num += 1
-                    every eval_interval steps evaluate -> on_eval_end; save -> on_checkpoint
+                    -> on_batch_end
+                    every eval_interval steps (and at the end) evaluate -> on_eval_end; save -> on_checkpoint
 
-The class reads in that order: the recipe (`run`, `_loop`, `_step`, `evaluate`), then where batches come from,
-the set-up steps, checkpoints, and last the checks of the config. Callbacks (`mingpt.training.callbacks`) read plain
-attributes (``iter_num``, ``steps_done``, ``loss``, ``lr``, ``tokens_per_sec``, ``val_loss``, ``model``, ...).
-``iter_num`` counts as in the original minGPT: at ``on_batch_end`` it is the index of the step that just ran
-(0 .. max_iters - 1) and it grows after those callbacks; everywhere else it is the number of steps done, which a
-checkpoint records and a resume continues from.
+The class reads in that order: the recipe (`run`, `_loop`, `_step`, `_after_step`, `evaluate`), where batches come
+from, and checkpoints. The parts that keep the loop safe live in `mingpt.training`, called by name: the checks of
+the config and the NaN guard (checks.py), the optimizer's weight-decay groups (optimizer.py), processes under
+torchrun (distributed.py), resuming (resume.py), precision, batching, checkpoints and the schedule.
+
+Counting steps, the one rule: ``steps_done`` is the number of optimizer steps completed; it grows the moment a step
+ends, and a checkpoint records it. ``iter_num`` is the original minGPT's name for the index of the step being run:
+between steps the two are equal, and during ``on_batch_end`` iter_num is still the index of the step that just ran
+(0 .. max_iters - 1, as minGPT's callbacks print it), so there it is steps_done - 1.
 
 Evaluation never disturbs training (it runs on its own seeded random generators), and batches are a pure function
 of (seed, step), so "N steps, stop, resume, M steps" gives the same bits as N + M steps straight. The global batch
@@ -27,28 +30,29 @@ code runs DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 saves
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
-import math
 import os
 import time
 from typing import Iterator
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset
 
 from mingpt.cfgnode import CfgNode
+from mingpt.training import checks
 from mingpt.training.batching import check_dataset, loader_batches, next_checked
 from mingpt.training.callbacks import Events
-from mingpt.training.checkpoint import (isolated_rng, load_for_resume, refuse_nonfinite, restore_checkpoint,
-                                        resume_path, save_checkpoint, unwrap_model)
-from mingpt.training.precision import PRECISIONS, autocast, resolve_precision
-from mingpt.training.schedule import check_schedule, get_lr, keep_schedule_on_resume
-from mingpt.utils import check_int, choose_device, eval_mode, set_seed
+from mingpt.training.checkpoint import isolated_rng, refuse_nonfinite, save_checkpoint, unwrap_model
+from mingpt.training.distributed import (average_over_processes, gradient_sync, setup_processes, wait_for_all,
+                                         wrap_for_training)
+from mingpt.training.evaluation import evaluation_due
+from mingpt.training.optimizer import adamw
+from mingpt.training.precision import autocast, resolve_precision
+from mingpt.training.resume import resume
+from mingpt.training.schedule import get_lr
+from mingpt.utils import check_int, eval_mode, set_seed
 
 __all__ = ["Trainer"]
 
@@ -72,7 +76,7 @@ class Trainer(Events):
         C.batch_size = 64  # examples per process per micro-step
         C.learning_rate = 3e-4
         C.betas = (0.9, 0.95)
-        C.weight_decay = 0.1  # only applied to matmul weights by GPT.configure_optimizers
+        C.weight_decay = 0.1  # only on the weights of Linear layers (mingpt.training.optimizer)
         C.grad_norm_clip = 1.0  # 0 turns clipping off
         C.lr_schedule = "constant"  # or 'cosine'
         C.warmup_iters = 0
@@ -93,9 +97,17 @@ class Trainer(Events):
         C.stop_on_nonfinite = True
         return C
 
+    @classmethod
+    def check_config(cls, config: CfgNode, has_val_dataset: bool = True) -> CfgNode:
+        """
+        The private, checked copy of `config` a Trainer would use (mingpt.training.checks.check_config). A script
+        can call it before it starts anything, so that bad settings end it at once with one clear message.
+        """
+        return checks.check_config(config, cls.get_default_config(), has_val_dataset)
+
     def __init__(self, config: CfgNode, model: nn.Module, train_dataset: Dataset, val_dataset: Dataset | None = None,
                  callbacks: tuple = ()):
-        self.config = self.check_config(config, has_val_dataset=val_dataset is not None)
+        self.config = C = self.check_config(config, has_val_dataset=val_dataset is not None)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         check_dataset(train_dataset, "train_dataset")
@@ -103,33 +115,40 @@ class Trainer(Events):
             check_dataset(val_dataset, "val_dataset")
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         super().__init__(callbacks)
-        self._setup_processes()  # rank, world size, device, process group
-        self.precision = resolve_precision(self.config.precision, self.device)
+        self.rank, self.local_rank, self.world_size, self.device = setup_processes(C.device)
+        self.precision = resolve_precision(C.precision, self.device)
         self.model = unwrap_model(model).to(self.device)  # what callbacks and checkpoints see
-        self._setup_optimizer()
-        self._wrap_model(model)  # the (possibly compiled, possibly DDP-wrapped) module that trains
-        # State callbacks read.
-        self.iter_num, self.iter_dt, self.loss, self.lr = 0, 0.0, None, self.config.learning_rate
+        # The model's own parameter groups if it has configure_optimizers (GPT does), else the same rule.
+        configure = getattr(self.model, "configure_optimizers", None)
+        self.optimizer = configure(C) if configure is not None else adamw(self.model, C)
+        # fp16 gradients underflow without loss scaling; disabled (bf16, fp32) the scaler passes everything through.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_grad_scaler)
+        # _eval_model: compiled if asked (or if the caller compiled it); _train_model: that, DDP-wrapped.
+        self._eval_model = model if hasattr(model, "_orig_mod") else self.model
+        if C.compile and not hasattr(self._eval_model, "_orig_mod"):
+            self._eval_model = torch.compile(self.model)
+        self._train_model = wrap_for_training(self._eval_model, self.device, self.world_size)
+        # State callbacks read (see the module docstring for steps_done and iter_num).
+        self.steps_done = self.iter_num = 0
+        self.iter_dt, self.loss, self.lr = 0.0, None, C.learning_rate
         self.iter_time = time.time()  # when the last step ended (wall clock), as the original minGPT has it
         self.tokens_per_sec, self.grad_norm, self.val_loss, self.best_val_loss = 0.0, None, None, None
         self.last_checkpoint_path, self.interrupted = None, False
         self._stop_requested = False  # set by stop(), e.g. from a callback
-        self._in_batch_end = False  # during on_batch_end, iter_num is one behind the steps done
         # The position of a data set that batches itself (see data_state): the live training iterator, or the
         # state restored from a checkpoint until that iterator exists.
         self._data_batches, self._data_state = None, None
-        if not self._resume():
-            set_seed(self.config.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
+        resumed = resume(C, self.model, self.optimizer, self.scaler, self.rank, self.world_size)
+        if resumed is None:
+            set_seed(C.seed + self.rank)  # dropout etc. differ per process; resume restores RNGs instead
+        else:
+            self.steps_done = self.iter_num = resumed.steps_done
+            self.val_loss, self.best_val_loss, self._data_state = (resumed.val_loss, resumed.best_val_loss,
+                                                                   resumed.data_state)
 
     @property
     def is_main_process(self) -> bool:
         return self.rank == 0
-
-    @property
-    def steps_done(self) -> int:
-        """Optimizer steps completed: iter_num, except inside on_batch_end, where iter_num is the index of the step
-        that just ran (minGPT's numbering) and one step more is done."""
-        return self.iter_num + 1 if self._in_batch_end else self.iter_num
 
     # ------------------------------------------------------------------ the recipe
     def run(self) -> None:
@@ -138,11 +157,11 @@ class Trainer(Events):
         if C.lr_schedule == "cosine" and C.lr_decay_iters is None:
             # Fix the horizon now: raising max_iters later (run() again, or a resume) keeps this schedule.
             C.lr_decay_iters = C.max_iters
-        batches = self._batches(self.train_dataset, stream=0, start=self.iter_num, accum=C.grad_accum_steps)
+        batches = self._batches(self.train_dataset, stream=0, start=self.steps_done, accum=C.grad_accum_steps)
         self._train_model.train()
         if self.is_main_process:
             logger.info("training on %s (%s: %s), %d process(es), from step %d", self.device, self.precision.name,
-                        self.precision.reason, self.world_size, self.iter_num)
+                        self.precision.reason, self.world_size, self.steps_done)
         self._stop_requested = False
         self.iter_time = time.time()
         try:  # on_train_end fires however this ends: users put cleanup there
@@ -153,39 +172,27 @@ class Trainer(Events):
             self.trigger_callbacks("on_train_end")
 
     def _loop(self, batches: Iterator) -> None:
-        C = self.config
         try:
             first = True
-            while (C.max_iters is None or self.iter_num < C.max_iters) and not self._stop_requested:
+            while not self._finished():
                 self._step(batches, check=first)
                 first = False
-                self._in_batch_end = True
-                try:  # callbacks see the index of the step that just ran (0-based), as in the original minGPT
-                    self.trigger_callbacks("on_batch_end")
-                finally:  # the step is done even if a callback raises (e.g. Ctrl-C): the count stays true
-                    self.iter_num += 1
-                    self._in_batch_end = False
-                last = self.iter_num == C.max_iters or self._stop_requested
-                if C.eval_interval and (self.iter_num % C.eval_interval == 0 or last):
-                    self.val_loss = self.evaluate()
-                    improved = self.best_val_loss is None or self.val_loss < self.best_val_loss
-                    self.best_val_loss = self.val_loss if improved else self.best_val_loss
-                    self.trigger_callbacks("on_eval_end")
-                    if improved and C.work_dir and C.save_best:
-                        self.save_checkpoint(os.path.join(C.work_dir, "best.pt"))
-                if C.work_dir and (last or (C.checkpoint_interval and self.iter_num % C.checkpoint_interval == 0)):
-                    self.save_checkpoint()
+                self._after_step()
         except KeyboardInterrupt:
-            # Interrupted between steps, the state is exactly "iter_num steps done". Interrupted mid-step, the
+            # Interrupted between steps, the state is exactly "steps_done steps done". Interrupted mid-step, the
             # unfinished step's gradients are dropped (and its RNG draws are lost, so that resume is not bitwise).
             self.interrupted = True
             self.optimizer.zero_grad(set_to_none=True)
             if self.is_main_process:
-                logger.warning("interrupted at step %d%s", self.iter_num, "; saving a checkpoint" if C.work_dir else "")
-            if C.work_dir:
+                logger.warning("interrupted at step %d%s", self.steps_done,
+                               "; saving a checkpoint" if self.config.work_dir else "")
+            if self.config.work_dir:
                 self.save_checkpoint()
-        if self.world_size > 1 and not self.interrupted:
-            dist.barrier()  # leave together: no rank runs ahead (or exits) while rank 0 is still saving
+        if not self.interrupted:
+            wait_for_all(self.world_size)  # leave together: no rank exits while rank 0 is still saving
+
+    def _finished(self) -> bool:
+        return self._stop_requested or (self.config.max_iters is not None and self.steps_done >= self.config.max_iters)
 
     def stop(self) -> None:
         """Finish after the current step (e.g. from a callback once a target is reached); the end-of-training
@@ -196,17 +203,13 @@ class Trainer(Events):
         """One optimizer step over grad_accum_steps micro-batches."""
         C, accum = self.config, self.config.grad_accum_steps
         t0 = time.perf_counter()
-        self.lr = get_lr(self.iter_num, C)
+        self.lr = get_lr(self.steps_done, C)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         loss_sum, tokens = 0.0, 0
         for micro in range(accum):
             x, y = self._next_batch(batches, "train_dataset", check=check and micro == 0)
-            # Under DDP, every backward all-reduces gradients; on all but the last micro-step that is wasted
-            # work, so no_sync() lets gradients accumulate locally and the last backward syncs the sum.
-            syncless = self.world_size > 1 and micro < accum - 1
-            sync = self._train_model.no_sync() if syncless else contextlib.nullcontext()
-            with sync:
+            with gradient_sync(self._train_model, self.world_size, last_micro_step=micro == accum - 1):
                 with autocast(self.device.type, self.precision.autocast_dtype):
                     output = self._train_model(x, y)
                 if check and micro == 0 and not (isinstance(output, (tuple, list)) and len(output) == 2
@@ -215,45 +218,42 @@ class Trainer(Events):
                 loss = output[1]
                 # Each micro-batch loss is a mean over its own examples; dividing by accum makes the summed
                 # gradients equal to the gradient of the mean over all accum * batch_size examples.
-                scaled = loss / accum
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+                self.scaler.scale(loss / accum).backward()  # fp16: scaled up so small gradients survive
             loss_sum = loss_sum + loss.detach()
             tokens += x.numel()
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         if C.grad_norm_clip > 0:
             self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), C.grad_norm_clip)
-        if C.stop_on_nonfinite:
-            self._check_finite(loss_sum / accum)
-        if self.scaler:
-            self.scaler.step(self.optimizer)  # skips the step if any gradient overflowed
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        if C.stop_on_nonfinite:  # fp16's scaler skips a step whose gradients overflowed, so only the loss counts
+            grad_norm = None if self.scaler.is_enabled() else self.grad_norm
+            checks.stop_if_nonfinite(loss_sum / accum, grad_norm, self.optimizer, self.steps_done, self.lr,
+                                     self.world_size)
+        self.scaler.step(self.optimizer)  # fp16: skipped if any gradient overflowed
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.loss = loss_sum / accum
         self.iter_dt = time.perf_counter() - t0  # before callbacks, so it is the step's own time
         self.iter_time = time.time()
         self.tokens_per_sec = tokens * self.world_size / max(self.iter_dt, 1e-9)
 
-    def _check_finite(self, loss: torch.Tensor) -> None:
-        """Raise FloatingPointError, before the optimizer step, if the loss (or the gradient norm) is NaN/inf."""
-        bad = ~torch.isfinite(loss.detach().float())
-        if self.grad_norm is not None and self.scaler is None:  # fp16's scaler skips overflowing steps itself
-            bad = bad | ~torch.isfinite(self.grad_norm.float())
-        if self.world_size > 1:  # one rank's NaN stops every rank: none may wait forever in an all-reduce
-            bad = bad.float()
-            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        if not bad.item():  # one host sync per step: the price of never stepping into NaN
-            return
-        self.optimizer.zero_grad(set_to_none=True)
-        raise FloatingPointError(
-            f"loss is {loss.item()} at step {self.iter_num} (lr {self.lr:.2e}, gradient norm "
-            f"{'n/a' if self.grad_norm is None else f'{self.grad_norm.item():.3g}'}): training has diverged. The step "
-            f"was not applied: the model holds the weights after {self.iter_num} steps. Try a lower "
-            "trainer.learning_rate, warmup_iters > 0, grad_norm_clip > 0, precision='fp32', or check the data; "
-            "resume from the last good checkpoint (trainer.stop_on_nonfinite=False trains on regardless)."
-        )
+    def _after_step(self) -> None:
+        """Count the step, tell the callbacks, then evaluate and save when due."""
+        C = self.config
+        self.steps_done += 1
+        try:  # callbacks see iter_num as the index of the step that just ran (0-based), as in the original minGPT
+            self.trigger_callbacks("on_batch_end")
+        finally:  # the step is done even if a callback raises (e.g. Ctrl-C): the count stays true
+            self.iter_num = self.steps_done
+        finished = self._finished()
+        if evaluation_due(self.steps_done, C.eval_interval, finished):
+            self.val_loss = self.evaluate()
+            improved = self.best_val_loss is None or self.val_loss < self.best_val_loss
+            self.best_val_loss = self.val_loss if improved else self.best_val_loss
+            self.trigger_callbacks("on_eval_end")
+            if improved and C.work_dir and C.save_best:
+                self.save_checkpoint(os.path.join(C.work_dir, "best.pt"))
+        if C.work_dir and (finished or (C.checkpoint_interval and self.steps_done % C.checkpoint_interval == 0)):
+            self.save_checkpoint()
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset | None = None, iters: int | None = None) -> float:
@@ -277,10 +277,7 @@ class Trainer(Events):
                         total += model(x, y)[1].float()
             finally:
                 batches.close()
-        if self.world_size > 1:
-            dist.all_reduce(total)
-            total /= self.world_size
-        return (total / iters).item()
+        return (average_over_processes(total, self.world_size) / iters).item()
 
     # ------------------------------------------------------------------ batches
     def _batches(self, dataset, stream: int, start: int, accum: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -308,41 +305,6 @@ class Trainer(Events):
         x, y = next_checked(batches, name) if check else next(batches)  # check: the first batch, named `name`
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    # ------------------------------------------------------------------ set-up, step by step
-    def _setup_processes(self) -> None:
-        """torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them this is one process."""
-        self.rank, self.local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
-        self.device = choose_device(self.config.device)
-        if self.device.type == "cuda" and self.world_size > 1:
-            self.device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(self.device)
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
-            atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
-
-    def _setup_optimizer(self) -> None:
-        """The model's own parameter groups if it has configure_optimizers (GPT does), else a generic AdamW."""
-        C = self.config
-        if hasattr(self.model, "configure_optimizers"):
-            self.optimizer = self.model.configure_optimizers(C)
-        else:  # generic fallback: decay matrices (>= 2-D), not biases or norm gains
-            params = [p for p in self.model.parameters() if p.requires_grad]
-            groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": C.weight_decay},
-                      {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-            self.optimizer = torch.optim.AdamW(groups, lr=C.learning_rate, betas=tuple(C.betas))
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision.use_grad_scaler else None
-
-    def _wrap_model(self, model: nn.Module) -> None:
-        """_eval_model: compiled if asked (or if the caller compiled it); _train_model: that, DDP-wrapped."""
-        eval_model = model if hasattr(model, "_orig_mod") else self.model  # keep a model the caller compiled
-        if self.config.compile and not hasattr(eval_model, "_orig_mod"):
-            eval_model = torch.compile(self.model)
-        self._eval_model = self._train_model = eval_model
-        if self.world_size > 1:  # gradients are averaged across processes during backward
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self._train_model = nn.parallel.DistributedDataParallel(eval_model, device_ids=ids)
-
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | None = None) -> str | None:
         """Save everything needed to resume (rank 0 only; returns the path, or None on other ranks)."""
@@ -353,10 +315,8 @@ class Trainer(Events):
                 raise ValueError("no checkpoint path given and trainer.work_dir is not set")
             path = os.path.join(self.config.work_dir, "last.pt")
         if self.config.stop_on_nonfinite:  # a checkpoint is something to go back to: never one with NaN weights
-            refuse_nonfinite(self.model, path, self.iter_num, "trainer.stop_on_nonfinite=False saves regardless.")
+            refuse_nonfinite(self.model, path, self.steps_done, "trainer.stop_on_nonfinite=False saves regardless.")
         model_config = getattr(self.model, "config", None)
-        # Saved from on_batch_end (e.g. a best.pt), iter_num is that step's index: the checkpoint records the
-        # steps done, so that resuming from it continues with the right step.
         save_checkpoint(
             path, model=self.model, optimizer=self.optimizer, scaler=self.scaler, iter_num=self.steps_done,
             config={"trainer": self.config.to_dict(),
@@ -367,64 +327,3 @@ class Trainer(Events):
         self.last_checkpoint_path = path
         self.trigger_callbacks("on_checkpoint")
         return path
-
-    def _resume(self) -> bool:
-        """Restore from config.resume; True if a checkpoint was loaded."""
-        C = self.config
-        path = resume_path(C)
-        if path is None:
-            return False
-        checkpoint = load_for_resume(path)
-        # One process restores its RNG states exactly; under DDP each rank re-seeds from (seed, rank, step).
-        self.iter_num = restore_checkpoint(checkpoint, self.model, self.optimizer, self.scaler,
-                                           rng=self.world_size == 1)
-        if self.world_size > 1:
-            set_seed(int(np.random.default_rng([C.seed, 3, self.rank, self.iter_num]).integers(2**31)))
-        self.best_val_loss = checkpoint["metadata"].get("best_val_loss")
-        self.val_loss = checkpoint["metadata"].get("val_loss")
-        self._data_state = checkpoint["metadata"].get("data_state")
-        saved = checkpoint["config"].get("trainer") or {}
-        schedule = keep_schedule_on_resume(C, saved, self.iter_num)  # no LR jump when max_iters grows
-        changed = [k for k, v in C.to_dict().items()
-                   if k not in ("max_iters", "resume", "work_dir", "device") and k in saved and saved[k] != v]
-        if self.is_main_process:
-            if changed:
-                logger.warning("resuming with changed trainer settings %s: the run will differ from an unbroken one",
-                               changed)
-            logger.info("resumed from %s at step %d", path, self.iter_num)
-            if schedule:
-                logger.info("%s", schedule)
-        return True
-
-    # ------------------------------------------------------------------ config
-    @classmethod
-    def check_config(cls, config: CfgNode, has_val_dataset: bool = True) -> CfgNode:
-        """
-        The private, checked copy of `config` a Trainer would use: unknown keys raise KeyError, wrong types
-        TypeError, bad values ValueError. A script can call it before it starts anything (creates a run folder,
-        reads data), so that bad settings end it at once with one clear message.
-        """
-        if not isinstance(config, CfgNode):
-            raise TypeError(f"config must be a CfgNode (Trainer.get_default_config()), got {type(config).__name__}")
-        C = cls.get_default_config()
-        C.merge_from_dict(config.to_dict())
-        for key, low in (("batch_size", 1), ("grad_accum_steps", 1), ("eval_iters", 1), ("num_workers", 0),
-                         ("warmup_iters", 0), ("eval_interval", 0), ("checkpoint_interval", 0), ("seed", 0)):
-            check_int(getattr(C, key), f"trainer.{key}", low)
-        for key in ("max_iters", "lr_decay_iters"):
-            if getattr(C, key) is not None:
-                check_int(getattr(C, key), f"trainer.{key}", 1, hint=" (or None)")
-        if not 0 < C.learning_rate < math.inf:
-            raise ValueError(f"trainer.learning_rate must be a positive number such as 3e-4, got {C.learning_rate!r}")
-        if not 0 <= C.weight_decay < math.inf:
-            raise ValueError(f"trainer.weight_decay must be >= 0 (0 turns it off), got {C.weight_decay!r}")
-        if not C.grad_norm_clip >= 0:
-            raise ValueError(f"trainer.grad_norm_clip must be >= 0 (0 turns clipping off), got {C.grad_norm_clip!r}")
-        if not all(0 <= b < 1 for b in C.betas):
-            raise ValueError(f"trainer.betas must be two numbers in [0, 1) such as (0.9, 0.95), got {C.betas!r}")
-        check_schedule(C)  # lr_schedule, min_lr, the cosine's horizon
-        if C.eval_interval and not has_val_dataset:
-            raise ValueError("trainer.eval_interval is set but no val_dataset was given; pass one or set it to 0")
-        if C.precision not in PRECISIONS:
-            raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {C.precision!r}")
-        return C

@@ -157,7 +157,7 @@ def save_checkpoint(
         "version": VERSION,
         "model": raw.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,  # a disabled one: None
         "iter_num": iter_num,
         "rng": capture_rng_state() if rng else None,
         "config": config or {},

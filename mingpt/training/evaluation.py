@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mingpt.training.precision import autocast
 from mingpt.utils import check_int, eval_mode
 
-__all__ = ["eval_loss", "EvalLoss", "PeriodicEvaluation"]
+__all__ = ["eval_loss", "evaluation_due", "EvalLoss", "PeriodicEvaluation"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,20 @@ def eval_loss(model: torch.nn.Module, dataset, batch_size: int = 8, max_batches:
     return (totals[0] / totals[1]).item()
 
 
+def evaluation_due(steps_done: int, interval: int, finished: bool) -> bool:
+    """
+    The one schedule of periodic evaluation, for the Trainer's own val loss (``trainer.eval_interval``) and for every
+    `PeriodicEvaluation`: after each `interval`-th step, and once more when training finishes (so the last weights
+    are always measured); interval 0 means never.
+    """
+    return interval > 0 and (steps_done % interval == 0 or finished)
+
+
 class PeriodicEvaluation:
     """
-    What the evaluation callbacks share: `measure(trainer)` every `interval` steps and when training ends (once per
-    step), each result kept in ``history`` as (step, result) and logged as `describe(result)`. Subclasses say what
-    to measure and how to describe it.
+    What the evaluation callbacks share: `measure(trainer)` when `evaluation_due` says so (every `interval` steps,
+    and when training ends, however it ends: on_train_end), at most once per step, each result kept in ``history``
+    as (step, result) and logged as `describe(result)`. Subclasses say what to measure and how to describe it.
     """
 
     def __init__(self, interval: int):
@@ -90,11 +99,12 @@ class PeriodicEvaluation:
             logger.info("step %d | %s", step, self.describe(result))
 
     def on_batch_end(self, trainer) -> None:
-        if trainer.steps_done % self.interval == 0:
+        if evaluation_due(trainer.steps_done, self.interval, finished=False):
             self._run(trainer)
 
     def on_train_end(self, trainer) -> None:
-        self._run(trainer)
+        if evaluation_due(trainer.steps_done, self.interval, finished=True):
+            self._run(trainer)
 
 
 class EvalLoss(PeriodicEvaluation):

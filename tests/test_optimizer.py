@@ -1,0 +1,142 @@
+"""
+The one weight-decay rule (mingpt/training/optimizer.py), used by GPT.configure_optimizers and by the Trainer for any
+model without one; and the one training step, whose disabled GradScaler path is the plain recipe, bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from mingpt.data import TokenStream
+from mingpt.trainer import Trainer
+from mingpt.training.checkpoint import restore_checkpoint, save_checkpoint
+from mingpt.training.optimizer import adamw, param_groups
+from mingpt.training.schedule import get_lr
+
+VOCAB, BLOCK = 11, 8
+
+
+def by_name(model, groups):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [sorted(names[id(p)] for p in g["params"]) for g in groups]
+
+
+def minGPT_rule(model):
+    """The original minGPT's configure_optimizers, by names: Linear weights decay; biases, LayerNorm and Embedding
+    weights do not (a tied matrix counted under its first name, as named_parameters lists it)."""
+    decay, no_decay = set(), set()
+    for mn, m in model.named_modules():
+        for pn, _ in m.named_parameters(recurse=False):
+            fpn = f"{mn}.{pn}" if mn else pn
+            if pn.endswith("bias"):
+                no_decay.add(fpn)
+            elif pn.endswith("weight") and isinstance(m, nn.Linear):
+                decay.add(fpn)
+            elif pn.endswith("weight") and isinstance(m, (nn.LayerNorm, nn.Embedding)):
+                no_decay.add(fpn)
+    listed = {n for n, _ in model.named_parameters()}
+    return sorted(decay & listed), sorted((no_decay - decay) & listed)
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_gpt_groups_are_the_original_minGPT_rule_and_configure_optimizers_uses_them(tiny_gpt, tie_weights):
+    model = tiny_gpt(tie_weights=tie_weights)
+    groups = param_groups(model, 0.1)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    decayed, not_decayed = by_name(model, groups)
+    names = {id(p): n for n, p in model.named_parameters()}
+    tied = names[id(model.lm_head.weight)]
+    if tie_weights:  # one matrix, both the embedding and lm_head's weight: a matmul weight, decayed
+        assert tied == "transformer.wte.weight" and tied in decayed
+    else:
+        assert (decayed, not_decayed) == minGPT_rule(model)
+    assert "transformer.wpe.weight" in not_decayed and "transformer.ln_f.weight" in not_decayed
+    assert all(n.endswith("bias") for n in not_decayed if ".attn." in n or ".mlp." in n)
+    assert sorted(decayed + not_decayed) == sorted(names.values())  # each parameter exactly once
+    train_config = Trainer.get_default_config()
+    assert by_name(model, model.configure_optimizers(train_config).param_groups) == [decayed, not_decayed]
+
+
+def test_a_plain_module_gets_the_same_rule_from_the_trainer_and_frozen_parameters_are_left_out():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(VOCAB, 8)
+            self.norm = nn.LayerNorm(8)
+            self.gain = nn.Parameter(torch.ones(8))  # a home-made 1-D gain: not decayed
+            self.hidden = nn.Linear(8, 8)
+            self.frozen = nn.Linear(8, 8)
+            self.frozen.requires_grad_(False)
+            self.head = nn.Linear(8, VOCAB, bias=False)
+
+        def forward(self, x, y):
+            logits = self.head(self.hidden(self.norm(self.emb(x)) * self.gain) + self.frozen(self.emb(x)))
+            return logits, nn.functional.cross_entropy(logits.view(-1, VOCAB), y.reshape(-1))
+
+    model = Net()
+    expected = [["head.weight", "hidden.weight"], ["emb.weight", "gain", "hidden.bias", "norm.bias", "norm.weight"]]
+    assert by_name(model, param_groups(model, 0.1)) == expected
+    C = Trainer.get_default_config()
+    C.merge_from_dict(dict(device="cpu", max_iters=2, batch_size=4, precision="fp32"))
+    t = Trainer(C, model, TokenStream(np.random.default_rng(0).integers(0, VOCAB, 200), BLOCK))
+    assert by_name(model, t.optimizer.param_groups) == expected
+    assert [g["weight_decay"] for g in t.optimizer.param_groups] == [0.1, 0.0]
+    t.run()
+
+
+def test_a_parameter_the_rule_cannot_place_is_an_error_naming_it():
+    class RawMatmul(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w_attn = nn.Parameter(torch.randn(8, 24))
+
+    with pytest.raises(ValueError, match=r"'w_attn' \(shape \(8, 24\)\).*nn.Linear.*configure_optimizers"):
+        param_groups(RawMatmul(), 0.1)
+    with pytest.raises(ValueError, match="train_config.betas"):
+        adamw(nn.Linear(2, 2), type("T", (), dict(learning_rate=1e-3, weight_decay=0.1))())
+
+
+def test_with_the_scaler_disabled_a_step_is_the_plain_recipe_bit_for_bit(tiny_gpt):
+    """fp32 (and bf16) run through the same step as fp16 with GradScaler(enabled=False): it must change nothing."""
+    C = Trainer.get_default_config()
+    C.merge_from_dict(dict(device="cpu", max_iters=4, batch_size=4, grad_accum_steps=2, learning_rate=1e-2,
+                           precision="fp32", grad_norm_clip=0.5, lr_schedule="cosine", warmup_iters=1))
+    model = tiny_gpt(dropout=0.0, n_head=2, vocab_size=VOCAB, block_size=BLOCK)
+    reference = copy.deepcopy(model)
+    data = TokenStream(np.random.default_rng(0).integers(0, VOCAB, 400), BLOCK)
+    t = Trainer(C, model, data)
+    assert not t.scaler.is_enabled()
+    batches = t._batches(data, stream=0, start=0, accum=C.grad_accum_steps)  # the same batches, by hand
+    t.run()
+    optimizer = reference.configure_optimizers(t.config)
+    for step in range(C.max_iters):  # the recipe without any scaler
+        for group in optimizer.param_groups:
+            group["lr"] = get_lr(step, t.config)
+        for _ in range(C.grad_accum_steps):
+            x, y = next(batches)
+            (reference(x, y)[1] / C.grad_accum_steps).backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), C.grad_norm_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    batches.close()
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_keeps_an_enabled_scalers_state_and_none_for_a_disabled_one(tmp_path):
+    model = nn.Linear(2, 2)
+    enabled = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=True)
+    save_checkpoint(tmp_path / "fp16.pt", model=model, scaler=enabled)
+    save_checkpoint(tmp_path / "fp32.pt", model=model, scaler=torch.amp.GradScaler("cpu", enabled=False))
+    fp16, fp32 = (torch.load(tmp_path / f, weights_only=True) for f in ("fp16.pt", "fp32.pt"))
+    assert fp16["scaler"]["scale"] == 1024.0 and fp32["scaler"] is None
+    resumed = torch.amp.GradScaler("cpu", enabled=True)
+    restore_checkpoint(fp16, model, scaler=resumed)
+    assert resumed.state_dict()["scale"] == 1024.0
+    restore_checkpoint(fp32, model, scaler=resumed)  # an fp32 run resumed in fp16: the scaler starts fresh
+    assert resumed.state_dict()["scale"] == 1024.0
