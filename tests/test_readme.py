@@ -14,7 +14,9 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
 DOCS = sorted((REPO_ROOT / "docs").glob("*.md"))
-PAGES = [README, *DOCS, REPO_ROOT / "CHANGELOG.md"]
+# The other pages a reader meets: their links and the modules they name are checked too.
+READMES = [*sorted((REPO_ROOT / "projects").glob("*/README.md")), REPO_ROOT / "notebooks" / "README.md"]
+PAGES = [README, *DOCS, REPO_ROOT / "CHANGELOG.md", *READMES]
 
 
 def page_id(page: pathlib.Path) -> str:
@@ -50,8 +52,10 @@ def test_readme_is_one_short_page_that_links_every_docs_page():
 
 
 def github_anchor(heading: str) -> str:
-    """The anchor GitHub gives a markdown heading: lower case, punctuation dropped, spaces become hyphens."""
-    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+    """The anchor GitHub gives a markdown heading: its text (a link counts as its words), lower case, punctuation
+    dropped, spaces become hyphens."""
+    text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", heading.strip())
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
@@ -78,7 +82,7 @@ def code_spans(text: str) -> str:
     return "\n".join(blocks + re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)))
 
 
-@pytest.mark.parametrize("page", [README, *DOCS], ids=page_id)
+@pytest.mark.parametrize("page", [README, *DOCS, *READMES], ids=page_id)
 def test_every_mingpt_module_name_and_script_named_exists(page):
     """A file moved or renamed (mingpt/hooks.py -> mingpt/interp/hooks.py) leaves no stale path on the pages.
     The CHANGELOG is left out on purpose: it names the old paths."""
