@@ -1,13 +1,14 @@
 """
-The README figures, measured again: rerun the command written next to each figure in README.md and the projects'
-READMEs, and print each figure beside the value the README states, so that drift is seen.
+The documented figures, measured again: rerun the command written next to each figure in docs/performance.md,
+docs/projects.md and the projects' READMEs, and print each figure beside the value the page states, so that drift
+is seen. (README.md itself states no figures: it links to those pages.)
 
     python bench/readme_figures.py                    # everything (about 15 minutes on 2 CPU cores)
     python bench/readme_figures.py adder chargpt      # only these groups (see --list for the names)
-    python bench/readme_figures.py --list             # what the READMEs state, without running anything
+    python bench/readme_figures.py --list             # what the pages state, without running anything
 
-Each figure names its README, the exact command (which must appear verbatim in that README, so the command a reader
-sees is the command that is rerun), a pattern that finds the stated value in the README and one that finds the
+Each figure names its page, the exact command (which must appear verbatim on that page, so the command a reader
+sees is the command that is rerun), a pattern that finds the stated value on the page and one that finds the
 measured value in the command's output. A command shared by several figures runs once. Wall times depend on the
 machine and on what else runs on it: the header prints the CPU model (`lscpu`), the core count and the load average.
 """
@@ -34,9 +35,9 @@ NUMBER = r"([\d,]+(?:\.\d+)?)"  # 13,028 or 1.7365: one captured number
 class Figure:
     group: str  # what a user selects on the command line
     label: str
-    readme: str  # relative to the repository root
-    command: str  # exactly as written in the README
-    stated: str  # regex with one group: the value in the README
+    readme: str  # the page that states it (a README or a docs/ page), relative to the repository root
+    command: str  # exactly as written on that page
+    stated: str  # regex with one group: the value on the page
     measured: str  # regex with one group: the value in the command's output (stdout + stderr)
 
 
@@ -53,34 +54,34 @@ ADDER_STEP = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after (\d+) iters"
 ADDER_SECONDS = r"ndigit={}: test accuracy [\d.]+% \(\d+/\d+\) after \d+ iters, ([\d.]+) s"
 
 FIGURES = [
-    # README.md, Performance
-    Figure("train_step", "S, SDPA, dropout 0 (fp32): tokens/s", "README.md", TRAIN_STEP,
+    # docs/performance.md
+    Figure("train_step", "S, SDPA, dropout 0 (fp32): tokens/s", "docs/performance.md", TRAIN_STEP,
            r"\| \*\*SDPA, dropout 0 \(fp32\)\*\* \| \*\*([\d,]+)\*\*", r"\nS\s+sdpa, dropout 0\.0\s+[\d.]+\s+(\d+)"),
-    Figure("train_step", "S, bf16 autocast, attention auto: tokens/s", "README.md", TRAIN_STEP,
+    Figure("train_step", "S, bf16 autocast, attention auto: tokens/s", "docs/performance.md", TRAIN_STEP,
            r"\| \*\*bf16 autocast, attention 'auto' \(math\)\*\* \| \*\*([\d,]+)\*\*",
            r"\nS\s+bf16 autocast: auto \(math\)\s+[\d.]+\s+(\d+)"),
-    Figure("train", "bare step loop: tokens/s", "README.md", "OMP_NUM_THREADS=1 python bench/train.py",
+    Figure("train", "bare step loop: tokens/s", "docs/performance.md", "OMP_NUM_THREADS=1 python bench/train.py",
            r"\| bare step loop \| ([\d,]+) \|", r"\nbare loop\s+[\d.]+\s+([\d,]+)"),
-    Figure("train", "Trainer: tokens/s", "README.md", "OMP_NUM_THREADS=1 python bench/train.py",
+    Figure("train", "Trainer: tokens/s", "docs/performance.md", "OMP_NUM_THREADS=1 python bench/train.py",
            r"\| `Trainer` \| ([\d,]+) \|", r"\nTrainer\s+[\d.]+\s+([\d,]+)"),
-    Figure("generate", "mingpt bf16, KV cache: tokens/s", "README.md", GENERATE,
+    Figure("generate", "mingpt bf16, KV cache: tokens/s", "docs/performance.md", GENERATE,
            r"\| \*\*mingpt bf16, KV cache\*\* \| \*\*([\d.]+)\*\*", r"\nmingpt bf16, KV cache\s+[\d.]+\s+([\d.]+)"),
-    Figure("generate", "transformers fp32 generate: tokens/s", "README.md", GENERATE,
+    Figure("generate", "transformers fp32 generate: tokens/s", "docs/performance.md", GENERATE,
            r"\| transformers fp32 `generate` \| ([\d.]+)", r"\ntransformers \S+ fp32\s+[\d.]+\s+([\d.]+)"),
-    Figure("bpe", "encode cold: mingpt MB/s", "README.md", "python bench/bpe.py",
+    Figure("bpe", "encode cold: mingpt MB/s", "docs/performance.md", "python bench/bpe.py",
            r"\| cold \(empty chunk cache\) \| ([\d.]+) \|", r"\ncold\s+([\d.]+)"),
-    Figure("bpe", "encode warm: mingpt MB/s", "README.md", "python bench/bpe.py", r"\| warm \| ([\d.]+) \|",
+    Figure("bpe", "encode warm: mingpt MB/s", "docs/performance.md", "python bench/bpe.py", r"\| warm \| ([\d.]+) \|",
            r"\nwarm\s+([\d.]+)"),
-    Figure("bpe", "learning 256 merges: s", "README.md", "python bench/bpe.py",
+    Figure("bpe", "learning 256 merges: s", "docs/performance.md", "python bench/bpe.py",
            r"Learning 256 merges on Tiny Shakespeare takes ([\d.]+) s", r"train 256 merges: ([\d.]+) s"),
-    Figure("bpe", "512-token BPE: bytes/token", "README.md", "python bench/bpe.py",
+    Figure("bpe", "512-token BPE: bytes/token", "docs/performance.md", "python bench/bpe.py",
            r"A 512-token BPE trained there gives ([\d.]+) bytes/token", r"trained vocab 512: ([\d.]+) bytes/token"),
-    # README.md's project table: headline figures beside the commands that produce them
-    Figure("adder", "README.md table: ndigit=2 stopped at step", "README.md", ADDER2,
+    # docs/projects.md's table: headline figures beside the commands that produce them
+    Figure("adder", "docs table: ndigit=2 stopped at step", "docs/projects.md", ADDER2,
            r"\| \[adder\][^\n]*stopped at (\d+) iters", ADDER_STEP.format(2)),
-    Figure("chargpt", "README.md table: CPU preset val loss", "README.md", CHARGPT,
+    Figure("chargpt", "docs table: CPU preset val loss", "docs/projects.md", CHARGPT,
            r"\| \[chargpt\][^\n]*val loss ([\d.]+)", r"\nval loss ([\d.]+) \(best"),
-    Figure("induction", "README.md table: best prefix-matching score", "README.md", INDUCTION,
+    Figure("induction", "docs table: best prefix-matching score", "docs/projects.md", INDUCTION,
            r"\| \[induction\][^\n]*prefix-matching score ([\d.]+)", r"prefix-matching score ([\d.]+), after"),
     # the projects' READMEs
     Figure("adder", "ndigit=2: stopped at step", "projects/adder/README.md", ADDER2,
@@ -108,7 +109,7 @@ FIGURES = [
 
 
 def stated_value(figure: Figure) -> str:
-    """The figure as the README states it; an error names the README and what is missing from it."""
+    """The figure as its page states it; an error names the page and what is missing from it."""
     text = (REPO_ROOT / figure.readme).read_text(encoding="utf-8")
     if figure.command not in text:
         raise ValueError(f"{figure.readme} does not show the command `{figure.command}` beside '{figure.label}'")
@@ -119,7 +120,7 @@ def stated_value(figure: Figure) -> str:
 
 
 def run(command: str) -> tuple[str, float]:
-    """Run a README command from the repository root with this Python; return its output and wall time."""
+    """Run a documented command from the repository root with this Python; return its output and wall time."""
     words = shlex.split(command)
     env = dict(os.environ)
     while "=" in words[0]:  # leading VAR=value assignments, as a shell would apply them
@@ -146,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     groups = sorted({f.group for f in FIGURES})
     parser.add_argument("groups", nargs="*", help=f"groups to rerun (default: all): {', '.join(groups)}")
-    parser.add_argument("--list", action="store_true", help="print what the READMEs state; run nothing")
+    parser.add_argument("--list", action="store_true", help="print what the pages state; run nothing")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.groups) - set(groups))
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(groups)}")
     chosen = [f for f in FIGURES if not args.groups or f.group in args.groups]
     stated, unreadable = {}, []
-    for f in chosen:  # every README is checked before anything runs
+    for f in chosen:  # every page is checked before anything runs
         try:
             stated[f] = stated_value(f)
         except ValueError as e:
@@ -163,12 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             if f in stated:
                 print(f"{f.group:<11} {f.label:<45} {stated[f]:>10}   {f.readme}: {f.command}")
     if unreadable:
-        print("\n".join(["README figures that cannot be checked:", *unreadable]), file=sys.stderr)
+        print("\n".join(["documented figures that cannot be checked:", *unreadable]), file=sys.stderr)
         return 1
     if args.list:
         return 0
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average {load} (the README's figures name their CPU)")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average {load} (the documented figures name their CPU)")
     outputs: dict[str, str] = {}
     problems = 0
     for f in chosen:
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         problems += match is None
         old, new = as_number(stated[f]), as_number(now)
         drift = f"{100 * (new - old) / old:+.0f}%" if old and new is not None else ""
-        print(f"  {f.label:<45} README {stated[f]:>10}   now {now:>10}   {drift}", flush=True)
+        print(f"  {f.label:<45} stated {stated[f]:>10}   now {now:>10}   {drift}", flush=True)
         if match is None:
             print("  output tail:\n" + outputs[f.command][-1500:])
     return 1 if problems else 0

@@ -237,13 +237,13 @@ def test_bad_input_gets_clear_errors(model, idx):
     assert attached_hook_names(model) == []
 
 
-def test_readme_inspection_example_runs_and_prints_what_it_promises():
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Inspecting and intervening", 1)[1]
+def test_docs_inspection_example_runs_and_prints_what_it_promises():
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "inspection.md").read_text(encoding="utf-8")
+    section = page.split("## A first look", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(code, "docs/inspection.md", "exec"), {"__name__": "readme"})
     promised = [line.split("# ", 1)[1].split(":")[0] for line in code.splitlines() if line.startswith("print(")]
     assert out.getvalue().splitlines() == promised
 

@@ -1,11 +1,26 @@
-"""The README stays true: its quick-start code runs as written and prints what it promises."""
+"""The README and the docs/ pages stay true: the quick start runs as written and prints what it promises, the
+README stays one short page that links to the reference pages, and every link, module, name and script the pages
+mention exists in the package as it is laid out now."""
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import pathlib
 import re
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = REPO_ROOT / "README.md"
+DOCS = sorted((REPO_ROOT / "docs").glob("*.md"))
+# The other pages a reader meets: their links and the modules they name are checked too.
+READMES = [*sorted((REPO_ROOT / "projects").glob("*/README.md")), REPO_ROOT / "notebooks" / "README.md"]
+PAGES = [README, *DOCS, REPO_ROOT / "CHANGELOG.md", *READMES]
+
+
+def page_id(page: pathlib.Path) -> str:
+    return str(page.relative_to(REPO_ROOT))
 
 
 def test_quick_start_runs_and_reverses_digits():
@@ -25,3 +40,75 @@ def test_setup_commands_match_ci():
     commands = [line for line in commands.splitlines() if line and not line.startswith("#")]
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert len(commands) == 2 and all(command in ci for command in commands)
+
+
+def test_readme_is_one_short_page_that_links_every_docs_page():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200, "README.md grew past 200 lines: move the reference part to a docs/ page"
+    linked = set(re.findall(r"\]\((docs/[^)#]+\.md)", text))
+    assert linked, "README.md links no docs/ page"
+    assert sorted(page for page in linked if not (REPO_ROOT / page).is_file()) == []
+    assert sorted(page_id(page) for page in DOCS) == sorted(linked)  # no docs/ page that nobody can find
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a markdown heading: its text (a link counts as its words), lower case, punctuation
+    dropped, spaces become hyphens."""
+    text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", heading.strip())
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_relative_link_and_anchor_exists(page):
+    text = page.read_text(encoding="utf-8")
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):  # https://... : not checked offline
+            continue
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            broken.append(target)
+        elif anchor and file.suffix == ".md":
+            headings = re.findall(r"^#+ (.*)$", file.read_text(encoding="utf-8"), re.M)
+            if anchor not in {github_anchor(h) for h in headings}:
+                broken.append(target)
+    assert broken == [], f"{page_id(page)} links to what does not exist"
+
+
+def code_spans(text: str) -> str:
+    """The text inside `code` spans and ``` blocks: where a page names modules, attributes and scripts."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    return "\n".join(blocks + re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S)))
+
+
+@pytest.mark.parametrize("page", [README, *DOCS, *READMES], ids=page_id)
+def test_every_mingpt_module_name_and_script_named_exists(page):
+    """A file moved or renamed (mingpt/hooks.py -> mingpt/interp/hooks.py) leaves no stale path on the pages.
+    The CHANGELOG is left out on purpose: it names the old paths."""
+    code = code_spans(page.read_text(encoding="utf-8"))
+    missing = []
+    for path in set(re.findall(r"\b((?:mingpt|projects|bench|tests|notebooks)/[\w/.-]*\w)", code)):
+        if not (REPO_ROOT / path).exists():
+            missing.append(path)
+    known_files = {path.name for path in REPO_ROOT.glob("*.py")}
+    for folder in ("mingpt", "projects", "bench"):
+        known_files |= {path.name for path in (REPO_ROOT / folder).rglob("*.py")}
+    for name in set(re.findall(r"^(\w+\.py)$", code, re.M)):  # a file named alone: `tokenizer.py`
+        if name not in known_files:
+            missing.append(name)
+    for dotted in set(re.findall(r"\bmingpt(?:\.\w+)+", code)):
+        parts = dotted.split(".")
+        for n in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:n]))
+                break
+            except ModuleNotFoundError:
+                continue
+        for attribute in parts[n:]:
+            obj = getattr(obj, attribute, None)
+        if obj is None:
+            missing.append(dotted)
+    for module in re.findall(r"python -m (mingpt[\w.]*)", code):
+        importlib.util.find_spec(module) or missing.append(module)
+    assert sorted(missing) == [], f"{page_id(page)} names what does not exist"
