@@ -18,7 +18,10 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "transformers", "tiktoken", "matplotlib", "pyarrow", "nbgrader", "selenium"],
+        # Reference libraries the tests hold mingpt against; never imported by the package. TransformerLens 2.18 is
+        # the last with HookedTransformer (TL 4 removed it) and needs huggingface-hub < 1, hence transformers 4.x.
+        "test": ["pytest", "transformers>=4.57,<5", "transformer_lens==2.18.0", "peft", "trl", "tiktoken",
+                 "matplotlib", "pyarrow", "nbgrader", "selenium"],
         "gpt2": ["pyarrow", "tiktoken"],  # projects/gpt2: parquet corpora, tiktoken as an alternative encoder
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
