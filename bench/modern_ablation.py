@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import platform
 import statistics
-import time
 
 import torch
 
@@ -83,7 +83,7 @@ def time_to(curve, target: float) -> float | None:
 
 
 def mean_sd(values, digits: int = 4) -> str:
-    values = [v for v in values if v == v]  # drops NaN (no evaluation before the baseline's time)
+    values = [v for v in values if not math.isnan(v)]  # drops NaN (no evaluation before the baseline's time)
     if not values:
         return "-"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0

@@ -14,8 +14,9 @@ The one idea: one optimizer step is a small, fixed recipe, and everything else h
 
 The class reads in that order: the recipe (`run`, `_loop`, `_step`, `_after_step`, `evaluate`), where batches come
 from, and checkpoints. The parts that keep the loop safe live in `mingpt.training`, called by name: the checks of
-the config and the NaN guard (checks.py), the optimizer (AdamW's weight-decay groups, or Muon with AdamW: optimizer.py), processes under
-torchrun (distributed.py), resuming (resume.py), precision, batching, checkpoints and the schedule.
+the config and the NaN guard (checks.py), the optimizer (AdamW's weight-decay groups, or Muon with AdamW:
+optimizer.py), processes under torchrun (distributed.py), resuming (resume.py), precision, batching, checkpoints and
+the schedule.
 
 Counting steps, the one rule: ``steps_done`` is the number of optimizer steps completed; it grows the moment a step
 ends, and a checkpoint records it. ``iter_num`` is the original minGPT's name for the index of the step being run:
