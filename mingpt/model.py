@@ -352,17 +352,18 @@ class GPT(nn.Module, WeightViews):
         T = seq_len or self.config.block_size
         return 6 * self.num_parameters(exclude_embeddings=True) + 12 * self.config.n_layer * self.config.n_embd * T
 
-    def configure_optimizers(self, train_config, fused: bool | None = None) -> torch.optim.AdamW:
+    def configure_optimizers(self, train_config, fused: bool | None = None):
         """
         AdamW with weight decay only on the weights of Linear layers (the matmuls); biases, LayerNorm gains and
         embeddings are not decayed (the rule and why: mingpt.training.optimizer, which the Trainer also uses for
-        models without this method). train_config needs learning_rate, betas and weight_decay.
+        models without this method). train_config needs learning_rate, betas and weight_decay; with
+        ``train_config.optimizer == 'muon'``, Muon takes the hidden matrices (mingpt.training.optimizer).
         """
         # Imported here, when called: the model's module loads no training code (the Trainer's room), as
         # from_pretrained reaches the Hub's only when called.
-        from mingpt.training.optimizer import adamw
+        from mingpt.training.optimizer import make_optimizer
 
-        return adamw(self, train_config, fused)
+        return make_optimizer(self, train_config, fused)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ The one idea: one optimizer step is a small, fixed recipe, and everything else h
 
 The class reads in that order: the recipe (`run`, `_loop`, `_step`, `_after_step`, `evaluate`), where batches come
 from, and checkpoints. The parts that keep the loop safe live in `mingpt.training`, called by name: the checks of
-the config and the NaN guard (checks.py), the optimizer's weight-decay groups (optimizer.py), processes under
-torchrun (distributed.py), resuming (resume.py), precision, batching, checkpoints and the schedule.
+the config and the NaN guard (checks.py), the optimizer (AdamW's weight-decay groups, or Muon with AdamW:
+optimizer.py), processes under torchrun (distributed.py), resuming (resume.py), precision, batching, checkpoints and
+the schedule.
 
 Counting steps, the one rule: ``steps_done`` is the number of optimizer steps completed; it grows the moment a step
 ends, and a checkpoint records it. ``iter_num`` is the original minGPT's name for the index of the step being run:
@@ -48,7 +49,7 @@ from mingpt.training.checkpoint import isolated_rng, refuse_nonfinite, save_chec
 from mingpt.training.distributed import (average_over_processes, gradient_sync, setup_processes, wait_for_all,
                                          wrap_for_training)
 from mingpt.training.evaluation import evaluation_due
-from mingpt.training.optimizer import adamw
+from mingpt.training.optimizer import make_optimizer
 from mingpt.training.precision import autocast, resolve_precision
 from mingpt.training.resume import resume
 from mingpt.training.schedule import get_lr
@@ -77,6 +78,11 @@ class Trainer(Events):
         C.learning_rate = 3e-4
         C.betas = (0.9, 0.95)
         C.weight_decay = 0.1  # only on the weights of Linear layers (mingpt.training.optimizer)
+        # 'adamw', or 'muon': torch.optim.Muon for the hidden matrices (attention and MLP weights), AdamW for
+        # embeddings, the head, gains and biases (mingpt.training.optimizer.muon_with_adamw)
+        C.optimizer = "adamw"
+        C.muon_learning_rate = 0.02  # Muon's peak learning rate; the schedule scales it as it scales learning_rate
+        C.muon_momentum = 0.95
         C.grad_norm_clip = 1.0  # 0 turns clipping off
         C.lr_schedule = "constant"  # or 'cosine'
         C.warmup_iters = 0
@@ -120,7 +126,7 @@ class Trainer(Events):
         self.model = unwrap_model(model).to(self.device)  # what callbacks and checkpoints see
         # The model's own parameter groups if it has configure_optimizers (GPT does), else the same rule.
         configure = getattr(self.model, "configure_optimizers", None)
-        self.optimizer = configure(C) if configure is not None else adamw(self.model, C)
+        self.optimizer = configure(C) if configure is not None else make_optimizer(self.model, C)
         # fp16 gradients underflow without loss scaling; disabled (bf16, fp32) the scaler passes everything through.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_grad_scaler)
         # _eval_model: compiled if asked (or if the caller compiled it); _train_model: that, DDP-wrapped.
@@ -204,8 +210,8 @@ class Trainer(Events):
         C, accum = self.config, self.config.grad_accum_steps
         t0 = time.perf_counter()
         self.lr = get_lr(self.steps_done, C)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+        for group in self.optimizer.param_groups:  # a group with its own peak rate (Muon's) has an lr_scale
+            group["lr"] = self.lr * group.get("lr_scale", 1.0)
         loss_sum, tokens = 0.0, 0
         for micro in range(accum):
             x, y = self._next_batch(batches, "train_dataset", check=check and micro == 0)

@@ -15,7 +15,7 @@ import torch.nn as nn
 from mingpt.data import TokenStream
 from mingpt.trainer import Trainer
 from mingpt.training.checkpoint import restore_checkpoint, save_checkpoint
-from mingpt.training.optimizer import adamw, param_groups
+from mingpt.training.optimizer import MuonWithAdamW, adamw, muon_split, param_groups
 from mingpt.training.schedule import get_lr
 
 VOCAB, BLOCK = 11, 8
@@ -140,3 +140,90 @@ def test_a_checkpoint_keeps_an_enabled_scalers_state_and_none_for_a_disabled_one
     assert resumed.state_dict()["scale"] == 1024.0
     restore_checkpoint(fp32, model, scaler=resumed)  # an fp32 run resumed in fp16: the scaler starts fresh
     assert resumed.state_dict()["scale"] == 1024.0
+
+
+# ---------------------------------------------------------------------------------------------- Muon with AdamW
+HIDDEN = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def muon_cfg(**overrides):
+    C = Trainer.get_default_config()
+    C.merge_from_dict(dict(device="cpu", max_iters=3, batch_size=4, learning_rate=1e-3, precision="fp32",
+                           optimizer="muon", muon_learning_rate=0.02))
+    C.merge_from_dict(overrides)
+    return C
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_muon_takes_exactly_the_hidden_matrices_and_adamw_the_rest(tiny_gpt, tie_weights):
+    model = tiny_gpt(tie_weights=tie_weights, n_layer=2)
+    t = Trainer(muon_cfg(), model, TokenStream(np.random.default_rng(0).integers(0, 50, 200), BLOCK))
+    assert isinstance(t.optimizer, MuonWithAdamW) and isinstance(t.optimizer.muon, torch.optim.Muon)
+    (muon,) = by_name(model, t.optimizer.muon.param_groups)
+    decayed, not_decayed = by_name(model, t.optimizer.adamw.param_groups)
+    assert muon == sorted(f"transformer.h.{i}.{n}" for i in range(2) for n in HIDDEN)
+    head = "transformer.wte.weight" if tie_weights else "lm_head.weight"  # tied: one matrix, the embedding's name
+    assert decayed == [head]  # the head is a matmul weight (decayed by the one rule) but never Muon's
+    assert "transformer.wte.weight" in decayed + not_decayed and "transformer.wpe.weight" in not_decayed
+    assert all(n.endswith(("bias", "ln_1.weight", "ln_2.weight", "ln_f.weight")) for n in not_decayed
+               if n not in ("transformer.wte.weight", "transformer.wpe.weight"))
+    assert sorted(muon + decayed + not_decayed) == sorted(n for n, _ in model.named_parameters())
+    assert [g["weight_decay"] for g in t.optimizer.param_groups] == [0.1, 0.0, 0.1]
+    t.run()  # the schedule's lr reaches each group, times its lr_scale: Muon's own peak rate
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx([1e-3, 1e-3, 0.02])
+
+
+def test_bad_optimizer_settings_and_models_muon_cannot_split_are_errors_naming_them(tiny_gpt):
+    data = TokenStream(np.random.default_rng(0).integers(0, 50, 200), BLOCK)
+    with pytest.raises(ValueError, match=r"trainer.optimizer must be one of \['adamw', 'muon'\], got 'sgd'"):
+        Trainer.check_config(muon_cfg(optimizer="sgd"))  # found before anything is built
+    with pytest.raises(ValueError, match=r"trainer.optimizer must be one of \['adamw', 'muon'\], got 'sgd'"):
+        tiny_gpt().configure_optimizers(type("T", (), dict(optimizer="sgd"))())
+    with pytest.raises(ValueError, match=r"trainer.muon_learning_rate must be a positive number.*got -0.1"):
+        Trainer(muon_cfg(muon_learning_rate=-0.1), tiny_gpt(), data)
+    with pytest.raises(ValueError, match=r"model.lm_head.*got NoneType.*optimizer='adamw'"):
+        muon_split(nn.Sequential(nn.Linear(4, 4)))
+    model = tiny_gpt()
+    adamw_state = model.configure_optimizers(Trainer.get_default_config()).state_dict()
+    with pytest.raises(ValueError, match=r"keys \['adamw', 'muon'\].*\['param_groups', 'state'\]"):
+        model.configure_optimizers(muon_cfg()).load_state_dict(adamw_state)
+
+
+def test_a_muon_run_stopped_and_resumed_is_the_uninterrupted_run_bit_for_bit(tiny_gpt, tmp_path):
+    settings = dict(max_iters=6, lr_schedule="cosine", warmup_iters=2, grad_accum_steps=2, work_dir=str(tmp_path))
+    data = lambda: TokenStream(np.random.default_rng(0).integers(0, 50, 400), BLOCK)  # noqa: E731
+    straight, history_a = tiny_gpt(), []
+    t = Trainer(muon_cfg(**settings), straight, data())
+    t.add_callback("on_batch_end", lambda tr: history_a.append(tr.loss.item()))
+    t.run()
+
+    history_b = []
+
+    def stop_after_3(tr):
+        history_b.append(tr.loss.item())
+        if tr.iter_num == 2:
+            raise KeyboardInterrupt
+
+    first = Trainer(muon_cfg(**settings), tiny_gpt(), data())
+    first.add_callback("on_batch_end", stop_after_3)
+    first.run()
+    assert first.interrupted
+    resumed_model = tiny_gpt(seed=123)  # everything must come from the checkpoint, Muon's momentum too
+    second = Trainer(muon_cfg(**settings, resume=str(tmp_path / "last.pt")), resumed_model, data())
+    assert second.iter_num == 3 and second.optimizer.muon.state  # the momentum buffers were restored
+    second.add_callback("on_batch_end", lambda tr: history_b.append(tr.loss.item()))
+    second.run()
+    assert history_a == history_b
+    for (name, a), b in zip(straight.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_muon_learns_a_tiny_task(tiny_gpt):
+    """Copy a fixed cycle of tokens: Muon (with AdamW for the rest) drives the loss well below chance."""
+    cycle = np.tile(np.random.default_rng(1).permutation(VOCAB), 60)
+    model = tiny_gpt(dropout=0.0, n_head=2, vocab_size=VOCAB, block_size=BLOCK)
+    t = Trainer(muon_cfg(max_iters=40, batch_size=8, learning_rate=3e-3), model, TokenStream(cycle, BLOCK))
+    losses = []
+    t.add_callback("on_batch_end", lambda tr: losses.append(tr.loss.item()))
+    t.run()
+    assert losses[0] > 0.8 * np.log(VOCAB) and np.mean(losses[-5:]) < 0.3, (losses[0], losses[-5:])

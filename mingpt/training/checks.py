@@ -15,6 +15,7 @@ import torch
 
 from mingpt.cfgnode import CfgNode
 from mingpt.training.distributed import any_process
+from mingpt.training.optimizer import OPTIMIZERS
 from mingpt.training.precision import PRECISIONS
 from mingpt.training.schedule import check_schedule
 from mingpt.utils import check_int
@@ -45,6 +46,13 @@ def check_config(config: CfgNode, defaults: CfgNode, has_val_dataset: bool = Tru
         raise ValueError(f"trainer.grad_norm_clip must be >= 0 (0 turns clipping off), got {C.grad_norm_clip!r}")
     if not all(0 <= b < 1 for b in C.betas):
         raise ValueError(f"trainer.betas must be two numbers in [0, 1) such as (0.9, 0.95), got {C.betas!r}")
+    if C.optimizer not in OPTIMIZERS:
+        raise ValueError(f"trainer.optimizer must be one of {sorted(OPTIMIZERS)}, got {C.optimizer!r}")
+    if not 0 < C.muon_learning_rate < math.inf:
+        raise ValueError(f"trainer.muon_learning_rate must be a positive number such as 0.02, got "
+                         f"{C.muon_learning_rate!r}")
+    if not 0 <= C.muon_momentum < 1:
+        raise ValueError(f"trainer.muon_momentum must be in [0, 1) such as 0.95, got {C.muon_momentum!r}")
     check_schedule(C)  # lr_schedule, min_lr, the cosine's horizon
     if C.eval_interval and not has_val_dataset:
         raise ValueError("trainer.eval_interval is set but no val_dataset was given; pass one or set it to 0")
