@@ -14,8 +14,8 @@ from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from mingpt.io.pretrained import config_from_hf, load_hf_state_dict
-from mingpt.posttrain.dpo import DPO, PreferenceDataset, dpo_loss, preference_pair, sequence_logprobs
 from mingpt.model import GPT
+from mingpt.posttrain.dpo import DPO, PreferenceDataset, dpo_loss, preference_pair, sequence_logprobs
 from mingpt.trainer import Trainer
 
 
@@ -81,7 +81,9 @@ class UnfusedHead(torch.nn.Module):
 def trl_loss(hf_policy, hf_reference, input_ids, completion_mask, beta):
     """TRL's own DPO loss (DPOTrainer._compute_loss, the default 'sigmoid' loss) on one batch, its rows chosen then
     rejected, called with the attributes it reads instead of a full trainer (no dataset, tokenizer or accelerate)."""
-    identity = lambda t: t  # noqa: E731  a single process gathers nothing
+    def identity(t):  # a single process gathers nothing
+        return t
+
     policy, reference = UnfusedHead(hf_policy), UnfusedHead(hf_reference)
     fake = SimpleNamespace(
         model=policy, ref_model=reference, beta=beta, loss_types=["sigmoid"], loss_weights=[1.0],

@@ -24,7 +24,7 @@ checkpoints it, as it would any model.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -119,7 +119,7 @@ class DPO(nn.Module):
         self.reference.requires_grad_(False)
         self.reference.eval()
 
-    def train(self, mode: bool = True) -> "DPO":
+    def train(self, mode: bool = True) -> DPO:
         super().train(mode)
         self.reference.eval()  # always: dropout in the reference would make its log-probs noise
         return self

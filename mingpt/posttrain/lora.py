@@ -48,7 +48,8 @@ PEFT_PREFIX = "base_model.model."  # PEFT saves keys as the wrapped model's name
 class LoRALinear(nn.Module):
     """
     An nn.Linear `base_layer` (frozen) plus a trainable low-rank correction: lora_A (r, in), lora_B (out, r).
-    The attribute names are PEFT's, so state-dict keys read ``...c_attn.base_layer.weight``, ``...c_attn.lora_A.weight``.
+    The attribute names are PEFT's, so state-dict keys read ``...c_attn.base_layer.weight`` and
+    ``...c_attn.lora_A.weight``.
     """
 
     def __init__(self, base_layer: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0):
