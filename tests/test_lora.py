@@ -125,6 +125,8 @@ def test_bad_input_is_named(tiny_gpt, tmp_path):
         apply_lora(tiny_gpt(), ("c_atn",))
     with pytest.raises(ValueError, match="rank r must be a positive int, got 0"):
         apply_lora(tiny_gpt(), ("c_attn",), r=0)
+    with pytest.raises(ValueError, match="lm_head's weight is tied to .*transformer.wte.weight"):
+        apply_lora(tiny_gpt(), ("lm_head",))
     with pytest.raises(FileNotFoundError, match="adapter_config.json"):
         load_lora_adapter(tiny_gpt(), tmp_path)
 

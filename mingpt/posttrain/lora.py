@@ -139,12 +139,19 @@ def apply_lora(model: nn.Module, target_modules=("c_attn",), r: int = 8, alpha: 
     if isinstance(target_modules, str):
         target_modules = (target_modules,)
     wrapped = []
+    names_of = {}  # a tied matrix (GPT's lm_head and wte) is listed under each of its names
+    for pname, p in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(p), []).append(pname)
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in target_modules):
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             if isinstance(parent, LoRALinear):
                 continue  # the base layer of an earlier apply_lora
+            if len(names_of[id(module.weight)]) > 1:  # merging would silently change the other module too
+                raise ValueError(f"{name}'s weight is tied to {names_of[id(module.weight)]}: merging a LoRA "
+                                 f"correction into it would change those as well; leave {name!r} out of "
+                                 "target_modules (or untie the weights first)")
             setattr(parent, child, LoRALinear(module, r=r, alpha=alpha, dropout=dropout))
             wrapped.append(name)
     if not wrapped:
