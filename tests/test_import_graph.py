@@ -74,7 +74,8 @@ FLOORS = [
     ("training and interp", ["mingpt.training", "mingpt.interp"]),  # the rooms the core stands on
     ("core", ["mingpt.model", "mingpt.generation", "mingpt.tokenizer", "mingpt.bpe", "mingpt.bpe_train",
               "mingpt.trainer"]),
-    ("above the core", ["mingpt.data", "mingpt.exercises", "mingpt.cli"]),
+    # posttrain: chat, SFT, RL after pretraining; it fine-tunes the core's GPT, so it stands above it
+    ("above the core", ["mingpt.data", "mingpt.exercises", "mingpt.cli", "mingpt.posttrain"]),
 ]
 # The imports allowed inside a function, each for a reason its comment gives: the core stays light to import.
 LAZY_IMPORTS = {("mingpt.model", "mingpt.io.pretrained"), ("mingpt.model", "mingpt.training.optimizer"),
