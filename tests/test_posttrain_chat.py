@@ -1,12 +1,13 @@
-"""mingpt.posttrain.chat: chat tokens on GPT-2's tokenizer, grown embeddings, the assistant-only loss mask."""
+"""mingpt.posttrain.chat and .sft: chat tokens on GPT-2's tokenizer, grown embeddings, the assistant-only loss mask."""
 
 import pytest
 import torch
 
 from mingpt.bpe import BPETokenizer
 from mingpt.model import IGNORE_INDEX
-from mingpt.posttrain.chat import (ASSISTANT, END, USER, ChatTemplate, ConversationDataset, chat_generate,
-                                   grow_token_embeddings, with_special_tokens)
+from mingpt.posttrain.chat import (ASSISTANT, END, USER, ChatTemplate, chat_generate, grow_token_embeddings,
+                                   with_special_tokens)
+from mingpt.posttrain.sft import ConversationDataset, assistant_targets
 
 CONVERSATION = [
     {"role": "user", "content": "What is 12+35?"},
@@ -40,6 +41,7 @@ def test_the_loss_mask_covers_exactly_the_assistants_tokens_and_their_end(templa
     # what the loss is taken on, read back as text: the replies and their END, nothing of the user or the roles
     kept = [t for t in y.tolist() if t != IGNORE_INDEX]
     assert tok.decode(kept) == " 47<|end|> 2, of course.<|end|>"
+    assert assistant_targets(ConversationDataset([CONVERSATION], template, block_size=64)) == len(kept)
     assert (y[T:] == IGNORE_INDEX).all()  # padding is never in the loss
     # the user's "<|end|>" is ordinary text: exactly four END ids, one per message
     assert ids.count(template.end_id) == 4

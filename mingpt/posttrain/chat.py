@@ -16,12 +16,9 @@ In reading order:
   with_special_tokens        a copy of a tokenizer with new special tokens, numbered after its last id
   grow_token_embeddings      new rows for wte and lm_head (tied or not), the old rows kept exactly
   ChatTemplate               a conversation -> (ids, which ids are the assistant's)
-  ConversationDataset        (x, y) pairs for the Trainer: y is -1 (IGNORE_INDEX) outside the assistant's tokens,
-                             every example right-padded to block_size
   chat_generate              the assistant's reply to a conversation, stopping at end of turn
 
-Right padding is safe with a causal model: a pad token sits *after* every real token, so no real position ever
-attends to it, and its targets are -1, so it adds nothing to the loss.
+The training examples built from a template (the loss mask, the padding) are mingpt.posttrain.sft's.
 """
 
 from __future__ import annotations
@@ -31,9 +28,8 @@ from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
 
-from mingpt.model import GPT, IGNORE_INDEX
+from mingpt.model import GPT
 from mingpt.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
@@ -132,49 +128,6 @@ class ChatTemplate:
     def render(self, conversation: Sequence[Message]) -> str:
         """The conversation as text, special tokens written out (for reading, not for training)."""
         return self.tokenizer.decode(self.encode(conversation)[0])
-
-
-def sft_example(ids: Sequence[int], is_assistant: Sequence[bool], block_size: int,
-                pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    (x, y), each (block_size,): x is ids[:-1] right-padded with pad_id, y is ids[1:] with IGNORE_INDEX wherever
-    the predicted token is not the assistant's (and on the padding). Position t predicts token t+1, so the mask
-    is is_assistant shifted by one, the same shift as the targets.
-    """
-    if len(ids) - 1 > block_size:
-        raise ValueError(f"a conversation of {len(ids)} tokens does not fit block_size={block_size} "
-                         f"(at most {block_size + 1} tokens); shorten it or raise block_size")
-    x = torch.full((block_size,), pad_id, dtype=torch.long)
-    y = torch.full((block_size,), IGNORE_INDEX, dtype=torch.long)
-    T = len(ids) - 1
-    x[:T] = torch.tensor(ids[:-1], dtype=torch.long)
-    targets = torch.tensor(ids[1:], dtype=torch.long)
-    keep = torch.tensor(is_assistant[1:], dtype=torch.bool)
-    y[:T] = torch.where(keep, targets, torch.full_like(targets, IGNORE_INDEX))
-    return x, y
-
-
-class ConversationDataset(Dataset):
-    """Conversations as (x, y) examples for the Trainer: loss on the assistant's tokens only, padded to block_size."""
-
-    def __init__(self, conversations: Sequence[Sequence[Message]], template: ChatTemplate, block_size: int):
-        if len(conversations) == 0:
-            raise ValueError("conversations is empty; pass at least one conversation")
-        self.template, self.block_size = template, block_size
-        # The pad id is END: any real id works (its targets are -1), and END is one the model already knows.
-        self.pad_id = template.end_id
-        self.examples = [template.encode(c) for c in conversations]
-        for i, (ids, _) in enumerate(self.examples):
-            if len(ids) - 1 > block_size:
-                raise ValueError(f"conversation {i} has {len(ids)} tokens, more than block_size + 1 = "
-                                 f"{block_size + 1}; shorten it or raise block_size")
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, is_assistant = self.examples[i]
-        return sft_example(ids, is_assistant, self.block_size, self.pad_id)
 
 
 @torch.no_grad()
