@@ -17,7 +17,7 @@ of (a, b) pairs is held out in every phrasing, so test accuracy is on sums the m
     python projects/chat/chat.py                                   # trains from scratch, offline; then the test score
     python projects/chat/chat.py --system.interactive=True         # then chat on stdin (one question a line)
     python projects/chat/chat.py --system.load=./out/chat --system.interactive=True   # chat with the saved model
-    python projects/chat/chat.py --system.init_from=gpt2 --model.n_layer=12 ...        # GPT-2 (needs the Hub)
+    python projects/chat/chat.py --system.init_from=gpt2 --trainer.batch_size=8        # from GPT-2 (needs the Hub)
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def get_config() -> CfgNode:
     C.model.embd_pdrop = C.model.resid_pdrop = C.model.attn_pdrop = 0.0
 
     C.trainer = Trainer.get_default_config()
-    C.trainer.max_iters = 1500
+    C.trainer.max_iters = 3000
     C.trainer.batch_size = 64
     C.trainer.learning_rate = 2e-3
     C.trainer.lr_schedule = "cosine"
