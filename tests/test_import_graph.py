@@ -74,7 +74,7 @@ FLOORS = [
     ("training and interp", ["mingpt.training", "mingpt.interp"]),  # the rooms the core stands on
     ("core", ["mingpt.model", "mingpt.generation", "mingpt.tokenizer", "mingpt.bpe", "mingpt.bpe_train",
               "mingpt.trainer"]),
-    # posttrain: fine-tuning after pretraining (LoRA, DPO, chat, RL); it uses the model and the Trainer
+    # posttrain: fine-tuning after pretraining (chat, SFT, LoRA, DPO, RL); it uses the model and the Trainer
     ("above the core", ["mingpt.data", "mingpt.exercises", "mingpt.cli", "mingpt.posttrain"]),
 ]
 # The imports allowed inside a function, each for a reason its comment gives: the core stays light to import.
