@@ -20,8 +20,10 @@ setup(
     extras_require={
         # Reference libraries the tests hold mingpt against; never imported by the package. TransformerLens 2.18 is
         # the last with HookedTransformer (TL 4 removed it) and needs huggingface-hub < 1, hence transformers 4.x.
+        # TL 2.18 also pins numpy < 2, and pyarrow 26 refuses to import under numpy 1.x (TRL's DPOTrainer imports
+        # it through `datasets`), hence pyarrow < 26 here.
         "test": ["pytest", "transformers>=4.57,<5", "transformer_lens==2.18.0", "peft", "trl", "tiktoken",
-                 "matplotlib", "pyarrow", "nbgrader", "selenium"],
+                 "matplotlib", "pyarrow<26", "nbgrader", "selenium"],
         "gpt2": ["pyarrow", "tiktoken"],  # projects/gpt2: parquet corpora, tiktoken as an alternative encoder
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
