@@ -1,12 +1,13 @@
 """
 Exercises for building a GPT by hand: checkers that compare a student's component with mingpt's own and, when it
-differs, *diagnose* the mistake (see checking.py for how), plus a short training run that closes an exercise.
+differs, *diagnose* the mistake (see checking.py and compare.py for how), plus a short training run that closes an exercise.
 
     from mingpt.exercises import check_attention
     result = check_attention(MyAttention)   # str(result) is the message; bool(result) tells pass/fail
     result.raise_if_failed()                # for autograded cells: an AssertionError carrying the message
 
-One module per topic: attention, layernorm, block (MLP and Block), gpt (embedding, loss, whole model), sampling,
+One module per topic: attention, layernorm, block (MLP and Block), loss (next-token loss, bigram), gpt (embedding,
+whole model), sampling,
 kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight conversion), training (your
 components in a real training run).
 """
@@ -15,7 +16,8 @@ from mingpt.exercises.attention import check_attention, check_attention_weights
 from mingpt.exercises.block import check_block, check_mlp
 from mingpt.exercises.bpe import check_bpe_encode, check_merge
 from mingpt.exercises.checking import CheckResult, ExerciseFailed, ReferenceWeightsError, load_reference_weights
-from mingpt.exercises.gpt import check_bigram, check_embedding, check_gpt, check_loss
+from mingpt.exercises.gpt import check_embedding, check_gpt
+from mingpt.exercises.loss import check_bigram, check_loss
 from mingpt.exercises.kvcache import check_kv_cache
 from mingpt.exercises.layernorm import check_layernorm
 from mingpt.exercises.optim import check_lr_schedule, check_weight_decay_groups
