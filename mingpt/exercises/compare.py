@@ -25,13 +25,13 @@ NOT_RECOGNISED = "a mistake the checker does not recognise"
 
 
 def same(a: Any, b: Any, atol: float = 1e-5) -> bool:
-    """Equal within tolerance: tensors of one shape (NaN never equals), numbers, or anything else by ==."""
+    """Equal within tolerance: tensors of one shape (NaN where the other has NaN), numbers, or anything else by ==."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
             return False
         if a.is_floating_point() and b.is_floating_point() and a.dtype != b.dtype:
             return False  # float64 where float32 is expected doubles the memory: a mistake of its own
-        return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=atol))
+        return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=atol, equal_nan=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(a, b, rel_tol=atol, abs_tol=atol)
     return a == b
