@@ -14,7 +14,7 @@ import pytest
 from mingpt.exercises import CheckResult
 from mingpt.exercises.compare import NOT_RECOGNISED
 
-TOPICS = ["block", "gpt", "sampling", "kvcache"]
+TOPICS = ["block", "gpt", "sampling", "kvcache", "bpe"]
 MODULES = [importlib.import_module(f"mistakes_{topic}") for topic in TOPICS]
 MISTAKES = [row for m in MODULES for row in m.MISTAKES]
 VALID = [row for m in MODULES for row in m.VALID]
