@@ -65,6 +65,8 @@ def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:
 
 def where_it_differs(out: Any, expected: Any, atol: float = 1e-5) -> str:
     """The first differing element with both values, and the largest difference (for tensors and lists)."""
+    if isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor) and out.shape == expected.shape == ():
+        return where_it_differs(out.item(), expected.item(), atol)
     if isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor) and out.shape == expected.shape:
         diff = (out.double() - expected.double()).abs().nan_to_num(float("inf"))
         bad = (diff > atol + atol * expected.double().abs()).nonzero()
@@ -77,7 +79,9 @@ def where_it_differs(out: Any, expected: Any, atol: float = 1e-5) -> str:
     if isinstance(out, (list, tuple)) and isinstance(expected, (list, tuple)):
         at = next((i for i, (a, b) in enumerate(zip(out, expected)) if a != b), min(len(out), len(expected)))
         return f"first difference at position {at} (lengths: yours {len(out)}, expected {len(expected)})"
-    return f"yours {out!r}, expected {expected!r}"
+    if isinstance(out, (int, float)) and isinstance(expected, (int, float)):
+        return f"difference {abs(out - expected):.4g} (relative {abs(out - expected) / max(abs(expected), 1e-30):.3g})"
+    return "this is the first input on which your output differs"
 
 
 def shown(value: Any) -> str:
