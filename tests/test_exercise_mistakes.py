@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import collections
 import importlib
+import math
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-from mingpt.exercises import CheckResult
+from mingpt.exercises import CheckResult, bigram_entropy, train_and_compare
 from mingpt.exercises.compare import NOT_RECOGNISED
 
 TOPICS = ["block", "gpt", "sampling", "kvcache", "bpe", "optim"]
@@ -55,3 +58,48 @@ def test_each_checker_has_at_least_ten_named_mistakes():
         names[checker.__name__].add(name)
     small = {c: len(n) for c, n in names.items() if len(n) < 10 and c not in ("check_greedy", "check_bigram")}
     assert not small, small
+
+
+# ------------------------------------------------------------------------------------------ training checks
+def test_training_fails_a_model_that_sees_the_future():
+    """Issue 27: attention without a causal mask reaches a low training loss by reading the answer."""
+    from mistakes_training import NoMaskAttention
+    result = train_and_compare(steps=10, attention=NoMaskAttention)
+    assert not result and result.property == "your model looks at future tokens", str(result)
+    assert "from prefixes only" in result.counterexample
+
+
+def test_training_fails_a_component_whose_parameters_get_no_gradient():
+    from mistakes_training import DetachedHiddenMLP, UnusedParameterMLP
+    for cls in (DetachedHiddenMLP, UnusedParameterMLP):
+        result = train_and_compare(steps=10, mlp=cls)
+        assert not result and result.property == "parameters that do not learn", str(result)
+    assert "c_fc.weight: gradient never" in str(train_and_compare(steps=10, mlp=DetachedHiddenMLP))
+
+
+def test_training_passes_a_correct_component_and_reports_the_held_out_sort():
+    from mistakes_training import StudentAttention
+    result = train_and_compare(steps=10, attention=StudentAttention)
+    assert result, str(result)
+    assert "held-out sequences sorted" in str(result) and "no look-ahead" in str(result)
+
+
+def test_bigram_entropy_is_the_best_bigram_loss_and_an_unshifted_loss_goes_far_below_it():
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 5, (2000,), generator=g)
+    data[1::3] = (data[0::3][: len(data[1::3])] + 1) % 5  # some structure, so the floor is below log(5)
+    floor = bigram_entropy(data, 5)
+    counts = torch.zeros(5, 5)
+    for a, b in zip(data[:-1].tolist(), data[1:].tolist()):
+        counts[a, b] += 1
+    best_table = (counts / counts.sum(1, keepdim=True)).log()  # the maximum-likelihood bigram: its loss is the floor
+    assert abs(F.cross_entropy(best_table[data[:-1]], data[1:]).item() - floor) < 1e-5
+    assert floor < math.log(5) - 0.1
+    table = torch.zeros(5, 5, requires_grad=True)
+    optimizer = torch.optim.AdamW([table], lr=0.3)
+    for _ in range(200):  # the unshifted loss: predict the token itself, which the table can learn perfectly
+        loss = F.cross_entropy(table[data], data)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < floor - 0.3

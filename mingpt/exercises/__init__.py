@@ -17,7 +17,7 @@ from mingpt.exercises.block import check_block, check_mlp
 from mingpt.exercises.bpe import check_bpe_encode, check_merge
 from mingpt.exercises.checking import CheckResult, ExerciseFailed, ReferenceWeightsError, load_reference_weights
 from mingpt.exercises.gpt import check_embedding, check_gpt
-from mingpt.exercises.loss import check_bigram, check_loss
+from mingpt.exercises.loss import bigram_entropy, check_bigram, check_loss
 from mingpt.exercises.kvcache import check_kv_cache
 from mingpt.exercises.layernorm import check_layernorm
 from mingpt.exercises.optim import check_lr_schedule, check_weight_decay_groups
@@ -27,7 +27,7 @@ from mingpt.exercises.training import train_and_compare
 
 __all__ = [
     "CheckResult", "ExerciseFailed", "ReferenceWeightsError", "load_reference_weights",
-    "check_bigram", "check_attention_weights", "check_attention", "check_layernorm", "check_mlp", "check_block",
+    "check_bigram", "bigram_entropy", "check_attention_weights", "check_attention", "check_layernorm", "check_mlp", "check_block",
     "check_embedding", "check_loss", "check_gpt",
     "check_greedy", "check_sampling_probs", "check_kv_cache", "check_merge", "check_bpe_encode",
     "check_weight_decay_groups", "check_lr_schedule", "check_hf_conversion", "train_and_compare",

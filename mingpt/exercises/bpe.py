@@ -33,7 +33,7 @@ class LoopNeverStops(RuntimeError):
     """Raised inside a student's function that ran more steps than any correct version needs."""
 
 
-def step_limited(fn, limit: int = 200_000):
+def step_limited(fn, limit: int = 20_000):
     """fn, stopped with LoopNeverStops after `limit` traced lines: an endless loop becomes a report, not a hang."""
     def limited(*args):
         count = 0
