@@ -76,6 +76,7 @@ MLP_MISTAKES = [
     (check_mlp, mlp_activation(lambda h: gelu_by_hand(h, scale=math.sqrt(math.pi / 2))),
      "hand-written GELU with sqrt(pi/2) instead of sqrt(2/pi)"),
     (check_mlp, mlp_activation(lambda h: gelu_by_hand(h, half=1.0)), "hand-written GELU without the 0.5"),
+    (check_mlp, mlp_activation(F.leaky_relu), "leaky ReLU instead of GELU"),
     (check_mlp, mlp_activation(torch.tanh), "tanh instead of GELU"),
     (check_mlp, mlp_forward(lambda m, x: m.act(m.c_proj(m.c_fc(x)))), "activation after c_proj"),
     (check_mlp, mlp_forward(lambda m, x: m.c_proj(m.c_fc(m.act(x)))), "activation before c_fc"),

@@ -206,6 +206,12 @@ def encode_dict_order(ids, merges):
     return ids
 
 
+def encode_latest_first(ids, merges):
+    for pair in sorted(merges, key=merges.get, reverse=True):
+        ids = merge_ok(ids, pair, merges[pair])
+    return ids
+
+
 def encode_get_zero(ids, merges):
     ids = list(ids)
     while len(ids) >= 2:
@@ -256,6 +262,7 @@ ENCODE_MISTAKES = [
     (check_bpe_encode, encoder(lambda c, m: max(c, key=lambda p: m[p])), "merging the latest-learned pair first"),
     (check_bpe_encode, encoder(lambda c, m: c[0]), "merging the leftmost pair instead of the lowest rank"),
     (check_bpe_encode, encode_dict_order, "merges applied in the dict's order, not by rank"),
+    (check_bpe_encode, encode_latest_first, "merges applied from the latest learned to the earliest"),
     (check_bpe_encode, encoder(lambda c, m: min(c)), "the smallest pair chosen, not the lowest rank"),
     (check_bpe_encode, encoder(lambda c, m: min(c, key=lambda p: str(m[p]))), "ranks compared as strings"),
     (check_bpe_encode, encode_get_zero, "unknown pairs ranked first"),

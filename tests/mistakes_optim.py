@@ -73,6 +73,8 @@ LR_MISTAKES = [
      "decay measured from step 0 instead of the end of warm-up"),
     (check_lr_schedule, lr_with(decay=cosine(progress_fn=lambda it, W, D: (it - W) // (D - W))),
      "integer division in the progress"),
+    (check_lr_schedule, lr_with(decay=lambda it, lr, mn, W, D: mn + 0.5 * (1 + math.cos(math.pi * (it - W) / (D - W)))
+                                * lr), "cosine scaled by learning_rate instead of learning_rate - min_lr"),
     (check_lr_schedule, lr_with(decay=cosine(curve=lambda p: 1 - p)), "linear decay instead of cosine"),
     (check_lr_schedule, lr_with(decay=cosine(curve=lambda p: 0.5 * (1 - math.cos(math.pi * p)))),
      "the cosine goes up instead of down"),

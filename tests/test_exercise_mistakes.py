@@ -104,3 +104,20 @@ def test_bigram_entropy_is_the_best_bigram_loss_and_an_unshifted_loss_goes_far_b
         loss.backward()
         optimizer.step()
     assert loss.item() < floor - 0.3
+
+
+def test_notebook_01_fails_a_bigram_loss_far_below_the_floor():
+    """Issue 27: an unshifted loss reaches ~0.004 and used to earn the 'bigram trains' point."""
+    import json
+    import pathlib
+    nb = json.loads((pathlib.Path(__file__).parents[1] / "notebooks/course/01_bigram.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in nb["cells"]
+                if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "bigram-trains")
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 20, (5000,), generator=g)
+    data[1::2] = (data[0::2] * 3) % 20  # every other next token is predictable: floor well below log(20)
+    floor = bigram_entropy(data, 20)
+    namespace = {"math": math, "data": data, "vocab": list(range(20))}
+    exec(cell, {**namespace, "loss": torch.tensor(floor + 0.05)})  # a right model passes
+    with pytest.raises(AssertionError, match="far below"):
+        exec(cell, {**namespace, "loss": torch.tensor(0.004)})

@@ -93,6 +93,8 @@ MLP_MISTAKES = [  # (name, what the MLP computes from the reference's c_fc and c
      "The factor inside the tanh is sqrt(2/pi) (about 0.798); yours is its inverse.", "sqrt(2 / pi)"),
     ("hand-written GELU without the 0.5", lambda fc, pj, x: pj(2 * _gelu_by_hand(fc(x))),
      "GELU(x) = 0.5 x (1 + tanh(...)); yours is twice as large.", "check the factor in front"),
+    ("leaky ReLU instead of GELU", lambda fc, pj, x: pj(F.leaky_relu(fc(x))),
+     "Leaky ReLU keeps 1% of negative values on a straight line; GELU is smooth.", "use GELU"),
     ("tanh instead of GELU", lambda fc, pj, x: pj(torch.tanh(fc(x))),
      "tanh squashes every hidden unit into (-1, 1); GELU passes large positive values through unchanged.", "use GELU"),
     ("activation after c_proj", lambda fc, pj, x: F.gelu(pj(fc(x)), approximate="tanh"),

@@ -237,6 +237,10 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
     ("merges applied in the dict's order, not by rank", _in_dict_order,
      "A merge table's rank is its new id (lower = learned earlier); the order the dict happens to list its pairs "
      "in is not the rank.", "sort by rank, or pick the lowest-ranked pair present at each step"),
+    ("merges applied from the latest learned to the earliest",
+     lambda ids, m: _in_dict_order(ids, dict(sorted(m.items(), key=lambda kv: -kv[1]))),
+     "The earliest-learned merge (the lowest rank) goes first: later merges build on the tokens earlier ones make.",
+     "sort the merges by rank, lowest first"),
     ("the smallest pair chosen, not the lowest rank",
      lambda ids, m: _encode(ids, m, lambda i, m: min(_mergeable(i, m), default=None)),
      "min over the pairs themselves compares the ids ((5, 12) < (7, 7)); the choice is by the *rank* merges[pair].",

@@ -195,6 +195,11 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
     ("integer division in the progress",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i - W) // (D - W)),
      "`//` rounds the progress down to 0, so the rate stays at its peak until lr_decay_iters.", "use /"),
+    ("cosine scaled by learning_rate instead of learning_rate - min_lr",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 0.5 * (1 + math.cos(math.pi * p)) * lr
+                                        / (lr - mn)),
+     "The cosine spans the gap between the peak and the floor: min_lr + coeff * (learning_rate - min_lr); yours "
+     "starts the decay at learning_rate + min_lr.", "multiply by (learning_rate - min_lr)"),
     ("linear decay instead of cosine", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 1 - p),
      "The rate follows half a cosine, slow at both ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
     ("the cosine goes up instead of down",
