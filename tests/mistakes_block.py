@@ -141,7 +141,8 @@ class BlockOverwritesStream(StudentBlock):
 BLOCK_MISTAKES = [
     (check_block, block(lambda b, x: b.ln_2((h := b.ln_1(x + b.attn(x))) + b.mlp(h))),
      "LayerNorm after the residual add (post-LN)"),
-    (check_block, block(lambda b, x: (h := b.attn(b.ln_1(x))) + b.mlp(b.ln_2(h))), "attention branch without its residual"),
+    (check_block, block(lambda b, x: (h := b.attn(b.ln_1(x))) + b.mlp(b.ln_2(h))),
+     "attention branch without its residual"),
     (check_block, block(lambda b, x: b.mlp(b.ln_2(x + b.attn(b.ln_1(x))))), "MLP branch without its residual"),
     (check_block, block(lambda b, x: (h := b.ln_1(x) + b.attn(b.ln_1(x))) + b.mlp(b.ln_2(h))),
      "residual adds the normalised x"),

@@ -50,7 +50,8 @@ class EmbeddingInADict(nn.Module):
 
 EMBEDDING_MISTAKES = [
     (check_embedding, embedding(lambda e, i: e.wte(i)), "position embedding missing"),
-    (check_embedding, embedding(lambda e, i: e.wpe(e.positions(i)).repeat(i.shape[0], 1, 1)), "token embedding missing"),
+    (check_embedding, embedding(lambda e, i: e.wpe(e.positions(i)).repeat(i.shape[0], 1, 1)),
+     "token embedding missing"),
     (check_embedding, positions(lambda i: i), "positions looked up by token id"),
     (check_embedding, positions(lambda i: torch.arange(1, i.shape[1] + 1)), "positions start at 1"),
     (check_embedding, positions(lambda i: torch.arange(i.shape[1] - 1, -1, -1)), "positions reversed"),
@@ -59,7 +60,8 @@ EMBEDDING_MISTAKES = [
     (check_embedding, positions(lambda i: torch.zeros(i.shape[1], dtype=torch.long)), "every position gets position 0"),
     (check_embedding, embedding(lambda e, i: e.wte(i) + e.wpe(torch.arange(i.shape[0])).unsqueeze(1)),
      "positions numbered along the batch axis"),
-    (check_embedding, embedding(lambda e, i: e.wte(i) * e.wpe(e.positions(i))), "token and position embeddings multiplied"),
+    (check_embedding, embedding(lambda e, i: e.wte(i) * e.wpe(e.positions(i))),
+     "token and position embeddings multiplied"),
     (check_embedding, embedding(lambda e, i: e.wte(i) * math.sqrt(e.wte.embedding_dim) + e.wpe(e.positions(i))),
      "token embedding scaled by sqrt(C)"),
     (check_embedding, embedding(lambda e, i: e.wpe(i) + e.wte(e.positions(i))), "token and position tables swapped"),

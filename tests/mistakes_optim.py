@@ -55,7 +55,8 @@ def cosine(progress_fn=lambda it, W, D: (it - W) / (D - W), curve=lambda p: 0.5 
 LR_MISTAKES = [
     (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr * it / W), "learning rate 0 at the first step"),
     (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr), "warm-up missing"),
-    (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr * (it + 1) / W), "warm-up reaches the peak one step early"),
+    (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr * (it + 1) / W),
+     "warm-up reaches the peak one step early"),
     (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: mn + (lr - mn) * (it + 1) / (W + 1)),
      "warm-up starts from min_lr"),
     (check_lr_schedule, lr_with(after="keep going"), "not flat after lr_decay_iters"),

@@ -1,7 +1,7 @@
 """
 The checkers against tables of student-style mistakes (tests/mistakes_<topic>.py): every mistake is caught AND
 given its expected name; every valid alternative passes; and mistakes no table names are reported as not
-recognised, never under a wrong name. Prints nothing; the counts per checker are in test_counts_per_checker.
+recognised, never under a wrong name. tests/scripts/exercise_counts.py prints the counts per checker.
 """
 
 from __future__ import annotations

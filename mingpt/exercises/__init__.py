@@ -1,6 +1,7 @@
 """
 Exercises for building a GPT by hand: checkers that compare a student's component with mingpt's own and, when it
-differs, *diagnose* the mistake (see checking.py and compare.py for how), plus a short training run that closes an exercise.
+differs, *diagnose* the mistake (see checking.py and compare.py for how), plus a short training run that closes an
+exercise.
 
     from mingpt.exercises import check_attention
     result = check_attention(MyAttention)   # str(result) is the message; bool(result) tells pass/fail
@@ -27,7 +28,8 @@ from mingpt.exercises.training import train_and_compare
 
 __all__ = [
     "CheckResult", "ExerciseFailed", "ReferenceWeightsError", "load_reference_weights",
-    "check_bigram", "bigram_entropy", "check_attention_weights", "check_attention", "check_layernorm", "check_mlp", "check_block",
+    "check_bigram", "bigram_entropy", "check_attention_weights", "check_attention", "check_layernorm", "check_mlp",
+    "check_block",
     "check_embedding", "check_loss", "check_gpt",
     "check_greedy", "check_sampling_probs", "check_kv_cache", "check_merge", "check_bpe_encode",
     "check_weight_decay_groups", "check_lr_schedule", "check_hf_conversion", "train_and_compare",

@@ -272,7 +272,8 @@ def _diagnose(student, ref, x, out, expected, hs, T) -> CheckResult:
                         "exactly those steps in reverse")
     return fail(EXERCISE, NOT_RECOGNISED, "Your output differs from the reference, and no mistake the checker knows "
                 "reproduces your outputs on every tested input, so it names none. Here is where:",
-                f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\nexpected      {fmt(expected[0, T - 1])}\n"
+                f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\n"
+                f"expected      {fmt(expected[0, T - 1])}\n"
                 + where_it_differs(out, expected),
                 "print the shapes after each step: (B, T, C) -> q, k, v (B, nh, T, hs) -> scores (B, nh, T, T)")
 

@@ -71,7 +71,7 @@ def _gelu_by_hand(h, cube=0.044715, scale=SQRT_2_OVER_PI):
     return 0.5 * h * (1 + torch.tanh(scale * (h + cube * h ** 3)))
 
 
-MLP_MISTAKES = [  # (name, what the MLP computes from the reference's c_fc and c_proj: f(fc, proj, x), explanation, hint)
+MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc, proj, x), explanation, hint)
     ("exact GELU instead of GPT-2's tanh approximation", lambda fc, pj, x: pj(F.gelu(fc(x))),
      "GPT-2 was trained with the tanh approximation of GELU; the exact (erf) GELU differs by up to ~1e-3, enough "
      "to change a pretrained model's outputs.", "look at the `approximate` argument of GELU"),
@@ -145,7 +145,8 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
      "The residual branch should carry x itself, not LayerNorm(x).", "add to x, not to ln_1(x)"),
     ("the stream overwritten by its norm", lambda a, m, n1, n2, x: (g := n2(n1(x) + a(n1(x)))) + m(g),
      "`x = self.ln_1(x)` replaces the residual stream by its normalised copy, so what is added to is LayerNorm(x), "
-     "not x; each LayerNorm's output should only feed its sublayer.", "keep x; pass ln_1(x) to attn without storing it in x"),
+     "not x; each LayerNorm's output should only feed its sublayer.",
+     "keep x; pass ln_1(x) to attn without storing it in x"),
     ("ln_1 used for both sublayers", lambda a, m, n1, n2, x: (h := x + a(n1(x))) + m(n1(h)),
      "Each sublayer has its own LayerNorm (with its own gain and bias); yours uses ln_1 twice.",
      "the MLP branch should use ln_2"),
@@ -153,7 +154,8 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
      "Each sublayer has its own LayerNorm (with its own gain and bias); yours uses ln_2 twice.",
      "the attention branch should use ln_1"),
     ("MLP before attention", lambda a, m, n1, n2, x: (h := x + m(n2(x))) + a(n1(h)),
-     "The Block first communicates (attention) and then computes (MLP); yours does the MLP first.", "swap the two lines"),
+     "The Block first communicates (attention) and then computes (MLP); yours does the MLP first.",
+     "swap the two lines"),
     ("parallel branches", lambda a, m, n1, n2, x: x + a(n1(x)) + m(n2(x)),
      "The MLP reads the stream *after* the attention output was added (GPT-J runs them in parallel; GPT-2 does not).",
      "compute the MLP branch from the updated x"),
@@ -178,7 +180,8 @@ def check_block(cls, seed: int = 0) -> CheckResult:
     if problem is not None:
         return problem
     parts = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
-    variants = [Variant(name, (lambda f: lambda x: f(*parts, x))(f), why, hint) for name, f, why, hint in BLOCK_MISTAKES]
+    variants = [Variant(name, (lambda f: lambda x: f(*parts, x))(f), why, hint)
+                for name, f, why, hint in BLOCK_MISTAKES]
     problem = _check_module(exercise, student, ref, variants, config, seed,
                             "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4)
     if problem is not None:

@@ -13,7 +13,6 @@ without giving the solution away. Its ``str`` is the whole message, so in a note
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import sysconfig
 import traceback
@@ -102,7 +101,8 @@ SHAPE_HINT = "read the exception: shapes in the comments, (B, T, C) and (B, nh, 
 
 def student_frame(error: BaseException) -> traceback.FrameSummary | None:
     """The innermost frame of the traceback in the *student's* code: not torch's, not the checker's, not Python's."""
-    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)), sysconfig.get_paths()["stdlib"])
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)),
+            sysconfig.get_paths()["stdlib"])
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if not os.path.abspath(f.filename).startswith(skip)]
     return frames[-1] if frames else None
@@ -252,7 +252,8 @@ def unregistered(exercise: str, student: nn.Module, reference: dict) -> CheckRes
     hidden = []
     for module in student.modules():
         for name, value in vars(module).items():
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            items = (value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple))
+                     else [value])
             if name.startswith("_") or not all(isinstance(v, (nn.Module, torch.Tensor)) for v in items):
                 continue
             if any(isinstance(v, nn.Module) or (isinstance(v, torch.Tensor) and v.is_floating_point()

@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run, student_with_reference_weights
+from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
 from mingpt.exercises.compare import check_cases, explain
-from mingpt.exercises.loss import check_bigram, check_loss  # noqa: F401  (their home before loss.py existed)
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES", "GPT_LOSS_MISTAKES"]

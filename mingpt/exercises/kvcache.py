@@ -149,7 +149,8 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
 def _wrong_length(length, end, n_layer) -> CheckResult:
     example = f"after {end} tokens your cache.length is {length!r}"
     if length == 0:
-        return fail(EXERCISE, "length does not count the stored positions", "length stays 0. The model numbers each new token's position from "
+        return fail(EXERCISE, "length does not count the stored positions", "length stays 0. The model numbers "
+                    "each new token's position from "
                     "cache.length, so advance(T) must add T to it.", example, "advance(T): self.length += T")
     if isinstance(length, int) and length in (end * n_layer, end * (n_layer + 1)):
         return fail(EXERCISE, "length counted once per layer", "Every layer calls update, so counting positions "

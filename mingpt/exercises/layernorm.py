@@ -100,7 +100,8 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
             out, expected = outputs[label], _norm(ref, x)
             return fail(EXERCISE, NOT_RECOGNISED, "Your output differs from the reference, and no mistake the checker "
                         "knows reproduces your outputs on every tested input, so it names none. Here is where:",
-                        f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\nexpected {fmt(expected[0, 0])}\n"
+                        f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\n"
+                        f"expected {fmt(expected[0, 0])}\n"
                         + where_it_differs(out, expected, 1e-4),
                         "mean and variance over the last axis, (x - mean) / sqrt(var + eps), then * weight + bias")
     return CheckResult(EXERCISE, True, checked=["same output as nn.LayerNorm on random, tiny-variance and constant "

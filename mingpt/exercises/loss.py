@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run, student_with_reference_weights
+from mingpt.exercises.checking import CheckResult, Variant, student_with_reference_weights
 from mingpt.exercises.compare import check_cases
 from mingpt.model import IGNORE_INDEX
 
@@ -146,7 +146,8 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
     if problem is not None:
         return problem
     cases = [(torch.tensor([[0, 3, 3, 5], [2, 1, 4, 0]]),), (torch.tensor([[5, 4, 1]]),)]
-    variants = [Variant(name, (lambda f: lambda i: f(table, i))(f), why, hint) for name, f, why, hint in BIGRAM_MISTAKES]
+    variants = [Variant(name, (lambda f: lambda i: f(table, i))(f), why, hint)
+                for name, f, why, hint in BIGRAM_MISTAKES]
     with torch.no_grad():
         problem = check_cases(exercise, student, cases, lambda i: table[i], variants,
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,

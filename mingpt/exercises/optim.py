@@ -113,7 +113,8 @@ def check_weight_decay_groups(fn, weight_decay: float = 0.1) -> CheckResult:
             return fail(exercise, f"weight decay on {' and '.join(kinds)}",
                         "Weight decay should only shrink the matmul weights (nn.Linear); pulling biases, LayerNorm "
                         "gains (which should stay near 1) or position embeddings towards 0 does not regularise "
-                        "anything useful.", f"{setting(wd)}\ndecayed but should not be: {', '.join(decayed_wrongly[:4])}"
+                        "anything useful.",
+                        f"{setting(wd)}\ndecayed but should not be: {', '.join(decayed_wrongly[:4])}"
                         + (f" and {len(decayed_wrongly) - 4} more" if len(decayed_wrongly) > 4 else ""), WD_HINT)
         if [names[tied]] == not_decayed and decay[tied] == 0:
             return fail(exercise, "the tied wte/lm_head weight not decayed", "lm_head is an nn.Linear whose weight "
