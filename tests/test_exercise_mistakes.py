@@ -121,3 +121,22 @@ def test_notebook_01_fails_a_bigram_loss_far_below_the_floor():
     exec(cell, {**namespace, "loss": torch.tensor(floor + 0.05)})  # a right model passes
     with pytest.raises(AssertionError, match="far below"):
         exec(cell, {**namespace, "loss": torch.tensor(0.004)})
+
+
+def test_a_crash_points_at_the_students_line_with_a_hint_for_the_exercise():
+    from mistakes_gpt import LOSS_MISTAKES
+    from mingpt.exercises import check_bpe_encode, check_loss
+    missing_ignore = next(impl for _, impl, name in LOSS_MISTAKES if name == "ignore index not honoured")
+    result = check_loss(missing_ignore)
+    assert "mistakes_gpt.py, line" in result.counterexample and "functional.py" not in result.counterexample
+    result = check_bpe_encode(lambda ids, merges: [merges[p] for p in zip(ids, ids[1:])][0])  # KeyError
+    assert result.property == "your code raised an exception" and "(B, T, C)" not in str(result)
+    assert "KeyError" in result.explanation and "test_exercise_mistakes.py, line" in result.explanation
+
+
+def test_unregistered_parameters_are_counted_in_the_message():
+    from mistakes_block import MLPInAList
+    from mingpt.exercises import check_mlp
+    result = check_mlp(MLPInAList)
+    assert result.explanation.startswith("0 of your MLPInAList's parameters are registered")
+    assert "nn.ModuleList" in result.hint
