@@ -82,7 +82,7 @@ def test_training_passes_a_correct_component_and_reports_the_held_out_sort():
     from mistakes_training import StudentAttention
     result = train_and_compare(steps=10, attention=StudentAttention)
     assert result, str(result)
-    assert "held-out sequences sorted" in str(result) and "no look-ahead" in str(result)
+    assert "fresh sequences sorted" in str(result) and "no look-ahead" in str(result)
 
 
 def test_bigram_entropy_is_the_best_bigram_loss_and_an_unshifted_loss_goes_far_below_it():

@@ -7,8 +7,8 @@ also *learns* (gradients flow through it, nothing is detached, the initialisatio
 six digits from {0, 1, 2}: small enough for a laptop CPU, and its loss drops visibly within a few hundred steps.
 A low training loss alone proves little: a model that sees the future (no causal mask) copies the answer and
 reaches a loss far *below* the reference's. So the run is judged by what was asked: every parameter of your
-component receives a gradient and changes; predictions never depend on later tokens (the held-out loss computed
-from prefixes alone equals the one from whole sequences); and held-out sequences are sorted as well as the
+component receives a gradient and changes; predictions never depend on later tokens (the loss computed
+from prefixes alone equals the one from whole sequences); and fresh sequences are sorted as well as the
 reference sorts them.
 
     from mingpt.exercises.training import train_and_compare
@@ -92,8 +92,10 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float, dict]:
 
 @torch.no_grad()
 def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
-    """On sequences the model never saw: the loss from whole sequences, the loss when each position sees only its
-    prefix (what generation does), the largest logit difference between the two, and the greedy sort accuracy."""
+    """On freshly drawn sequences (the task has only 3^6 inputs, so most were seen in training: this measures the
+    task done by generation, not generalisation): the loss from whole sequences, the loss when each position sees
+    only its prefix (what generation does), the largest logit difference between the two, and the greedy sort
+    accuracy."""
     model.eval()
     data = SortDataset(size=size, seed=seed)
     x = torch.stack([data[i][0] for i in range(size)])
@@ -112,7 +114,7 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
     """
     Train GPT(config, **components) and the reference for `steps` on sorting; pass when every parameter of the
     student's components got a gradient and changed, no prediction depends on later tokens, the final loss is
-    within `tolerance` of the reference's (or lower), and held-out sequences are sorted about as well as the
+    within `tolerance` of the reference's (or lower), and fresh sequences are sorted about as well as the
     reference sorts them. components: attention=, mlp=, layer_norm= or block= (see mingpt.components).
     """
     if not components:
@@ -135,7 +137,7 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         yours, ours = held_out(model), held_out(reference_model)
         out = model.generate(torch.tensor([[2, 0, 1, 2, 0, 1]]), max_new_tokens=6, use_cache=False)[0, 6:].tolist()
     except Exception as e:
-        return crashed(exercise, "evaluating the trained model on held-out sequences", e)
+        return crashed(exercise, "evaluating the trained model on fresh sequences", e)
     summary = f"your model reaches loss {loss:.3f} on sorting in {steps} steps (reference: {reference:.3f})"
     logger.info(summary)
     stuck = [n for n, (gradient, changed) in learned.items() if not (gradient and changed)]
@@ -152,7 +154,7 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         return fail(exercise, "your model looks at future tokens",
                     "Its prediction at a position changes when later tokens are removed, so during training it can "
                     "read the answer it is asked to predict; generation has no future tokens, so it fails there.",
-                    f"held-out loss from whole sequences {yours['full']:.3f}, from prefixes only (as in generation) "
+                    f"fresh loss from whole sequences {yours['full']:.3f}, from prefixes only (as in generation) "
                     f"{yours['prefix']:.3f}; largest logit difference {yours['leak']:.3g}\n"
                     f"greedy sort of [2, 0, 1, 2, 0, 1]: {out}", "mask the attention scores of later positions")
     if not loss <= reference + tolerance:
@@ -161,14 +163,14 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
                     "if the checker passed but training does not: look for .detach(), .data or torch.no_grad() "
                     "in your forward, or parameters created outside __init__")
     if yours["sorted"] < ours["sorted"] - 0.15:
-        return fail(exercise, "sorts held-out sequences worse than the reference",
+        return fail(exercise, "sorts fresh sequences worse than the reference",
                     "The loss went down, but the task is not solved: greedy generation sorts fewer unseen sequences.",
-                    f"{summary}\nheld-out sequences sorted exactly: yours {yours['sorted']:.0%}, reference "
+                    f"{summary}\nfresh sequences sorted exactly: yours {yours['sorted']:.0%}, reference "
                     f"{ours['sorted']:.0%}\ngreedy sort of [2, 0, 1, 2, 0, 1]: {out}",
                     "generation feeds the model its own outputs one position at a time: compare model(x) with "
                     "model(x[:, :t + 1]) at position t")
     return CheckResult(exercise, True, checked=[
         summary, f"every parameter of your component learned ({len(learned)})",
-        f"no look-ahead (held-out loss {yours['full']:.3f} = {yours['prefix']:.3f} from prefixes)",
-        f"held-out sequences sorted: {yours['sorted']:.0%} (reference {ours['sorted']:.0%})",
+        f"no look-ahead (fresh loss {yours['full']:.3f} = {yours['prefix']:.3f} from prefixes)",
+        f"fresh sequences sorted: {yours['sorted']:.0%} (reference {ours['sorted']:.0%})",
         f"greedy sort of [2, 0, 1, 2, 0, 1]: {out}"])
