@@ -81,6 +81,16 @@ class CountsInUpdate(ListCache):
         pass
 
 
+class ValuesFromKeys(ListCache):
+    def update(self, layer, k, v):
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], k], dim=2)  # the typo
+        return self.keys[layer], self.values[layer]
+
+
 class DictCache:  # valid: a dict of (k, v) pairs per layer
     def __init__(self, n_layer, max_length):
         self.length, self.store = 0, {}
@@ -108,6 +118,7 @@ KV_MISTAKES = [
      "keys stored as values"),
     (check_kv_cache, cache(answer=lambda self, layer, k, v: (self.keys[layer], v)), "only the keys are cached"),
     (check_kv_cache, cache(answer=lambda self, layer, k, v: (k, self.values[layer])), "only the values are cached"),
+    (check_kv_cache, ValuesFromKeys, "new values taken from k"),
     (check_kv_cache, cache(join=lambda self, old, new: new if old is None else torch.cat([new, old], dim=2)),
      "new positions put before the old ones"),
     (check_kv_cache, cache(answer=lambda self, layer, k, v: (self.keys[layer].transpose(-2, -1), self.values[layer])),

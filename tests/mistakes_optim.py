@@ -68,6 +68,8 @@ LR_MISTAKES = [
      "wrong cosine period"),
     (check_lr_schedule, lr_with(decay=cosine(curve=lambda p: 0.5 + 0.5 * math.cos(math.pi / 2 * p))),
      "a quarter cosine: never reaches min_lr before the jump"),
+    (check_lr_schedule, lr_with(decay=cosine(curve=lambda p: math.cos(math.pi * p / 2))),
+     "a quarter cosine instead of a half"),
     (check_lr_schedule, lr_with(decay=cosine(progress_fn=lambda it, W, D: (it - W) / D)),
      "LR never reaches its floor during the decay"),
     (check_lr_schedule, lr_with(decay=cosine(progress_fn=lambda it, W, D: it / D)),

@@ -60,6 +60,13 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
     ("logits and targets both drop the last position", lambda lg, tk: _ce(lg[:, :-1], tk[:, :-1]),
      "Both are cut at the same end, so each position is compared with its own token, not the next one.",
      "logits lose the last position, tokens the first"),
+    ("targets rolled: the last position wraps around", lambda lg, tk: _ce(lg, tk.roll(-1, dims=1)),
+     "tokens.roll(-1) shifts correctly but moves the first token to the end: the last position is trained to "
+     "predict the start of its own sequence, which is not the next token.", "slice instead: tokens[:, 1:]"),
+    ("label smoothing", lambda lg, tk: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].reshape(-1),
+                                                       ignore_index=IGNORE_INDEX, label_smoothing=0.1),
+     "The next-token loss is plain cross-entropy; label_smoothing mixes a uniform target into it.",
+     "leave label_smoothing at 0"),
     ("sum instead of mean", lambda lg, tk: _ce(lg[:, :-1], tk[:, 1:], reduction="sum"),
      "The loss is the mean over the predicted positions, so it does not grow with the batch size.",
      "average over the positions that have a target"),

@@ -184,6 +184,10 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: math.cos(math.pi * p / 2) * 0.5 + 0.5),
      "At the end of the decay the rate must have arrived at min_lr; yours is still half-way and then jumps.",
      "0.5 * (1 + cos(pi * progress))"),
+    ("a quarter cosine instead of a half",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: math.cos(math.pi * p / 2)),
+     "cos(pi/2 * p) falls slowly at first and steeply at the end; GPT's schedule is half a cosine, "
+     "0.5 * (1 + cos(pi * p)), flat at both ends.", "0.5 * (1 + cos(pi * progress))"),
     ("LR never reaches its floor during the decay",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i - W) / D),
      "Progress runs from 0 at the end of warm-up to 1 at lr_decay_iters: (it - warmup) / (lr_decay_iters - "
