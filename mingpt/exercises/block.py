@@ -14,15 +14,19 @@ activation: GPT-2 uses GELU's tanh approximation, which differs from the exact G
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.checking import (CheckResult, Variant, close, fail, first_match, fmt, run,
-                                       student_with_reference_weights)
+from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run, student_with_reference_weights
+from mingpt.exercises.compare import check_cases
 from mingpt.model import MLP, Block
 
-__all__ = ["check_mlp", "check_block"]
+__all__ = ["check_mlp", "check_block", "MLP_MISTAKES", "BLOCK_MISTAKES"]
+
+SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
 def _randomize(module, seed: int):
@@ -36,34 +40,79 @@ def _randomize(module, seed: int):
     return module.eval()
 
 
-def _compare(exercise, student, ref_fn, variants, x, eval_hint, atol=1e-4) -> CheckResult | None:
-    """Shared steps: run, check shape, determinism in eval, equality, then the variants. None means passed."""
-    out, problem = run(exercise, f"forward(x) with x of shape {tuple(x.shape)}", student, x)
-    if problem is not None:
-        return problem
-    expected = ref_fn(x)
-    if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return fail(exercise, "wrong output shape",
-                    f"x {tuple(x.shape)} must give {tuple(expected.shape)}; yours {got}.",
-                    hint="print the shape after each step and compare with the comments (B, T, C)")
-    again = student(x)
-    if not close(again, out, atol=0):
-        return fail(exercise, "dropout active in eval mode",
-                    "In eval mode the same input must give the same output; yours changes from run to run.",
-                    f"the same x twice -> {fmt(out[0, 0])} then {fmt(again[0, 0])}", eval_hint)
-    if close(out, expected, atol=atol, rtol=atol):
-        return None
-    variant = first_match(out, variants, x, atol=atol)
-    example = f"x of shape {tuple(x.shape)} (seeded random)\nyour output[0, 0, :4] = {fmt(out[0, 0])}\n" \
-              f"expected              {fmt(expected[0, 0])}"
-    if variant is not None:
-        return fail(exercise, variant.property, variant.explanation, example, variant.hint)
-    return fail(exercise, "output differs from the reference", "No known mistake explains the difference.", example,
-                "compare each intermediate tensor with the formula in the exercise text")
+def _inputs(config, seed):
+    """Several shapes and scales: a mistake that hides at one size or in one range of values shows in another."""
+    g = torch.Generator().manual_seed(seed + 1)
+    return [(torch.randn(2, 5, config.n_embd, generator=g),), (3 * torch.randn(1, 3, config.n_embd, generator=g),),
+            (0.3 * torch.randn(3, 1, config.n_embd, generator=g),)]
+
+
+def _check_module(exercise, student, ref, variants, config, seed, eval_hint, atol):
+    """Determinism in eval mode, then every input compared with the reference (see compare.check_cases)."""
+    cases = _inputs(config, seed)
+    with torch.no_grad():
+        x = cases[0][0]
+        out, problem = run(exercise, f"forward(x) with x of shape {tuple(x.shape)}", student, x)
+        if problem is not None:
+            return problem
+        again, _ = run(exercise, "forward(x) again", student, x)
+        if isinstance(out, torch.Tensor) and isinstance(again, torch.Tensor) and out.shape == again.shape \
+                and not close(again, out, atol=0):
+            return fail(exercise, "dropout active in eval mode",
+                        "In eval mode the same input must give the same output; yours changes from run to run.",
+                        f"the same x twice -> {fmt(out[0, 0])} then {fmt(again[0, 0])}", eval_hint)
+        return check_cases(exercise, student, cases, ref, variants,
+                           lambda x: f"x of shape {tuple(x.shape)} (seeded random)", atol=atol,
+                           hint="compare each intermediate tensor with the formula in the exercise text")
 
 
 # ------------------------------------------------------------------------------------------ MLP
+def _gelu_by_hand(h, cube=0.044715, scale=SQRT_2_OVER_PI):
+    return 0.5 * h * (1 + torch.tanh(scale * (h + cube * h ** 3)))
+
+
+MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc, proj, x), explanation, hint)
+    ("exact GELU instead of GPT-2's tanh approximation", lambda fc, pj, x: pj(F.gelu(fc(x))),
+     "GPT-2 was trained with the tanh approximation of GELU; the exact (erf) GELU differs by up to ~1e-3, enough "
+     "to change a pretrained model's outputs.", "look at the `approximate` argument of GELU"),
+    ("ReLU instead of GELU", lambda fc, pj, x: pj(F.relu(fc(x))),
+     "GELU is smooth and lets small negative values through; ReLU cuts them to 0.", "use GELU"),
+    ("no activation between the two layers", lambda fc, pj, x: pj(fc(x)),
+     "Two Linear layers without a nonlinearity between them are just one Linear layer.",
+     "apply the activation to the 4*C hidden units"),
+    ("SiLU (swish) instead of GELU", lambda fc, pj, x: pj(F.silu(fc(x))),
+     "x * sigmoid(x) is SiLU, the activation of LLaMA-style models; GPT-2 uses GELU.", "use GELU (tanh approximation)"),
+    ("GELU's sigmoid approximation", lambda fc, pj, x: pj(fc(x) * torch.sigmoid(1.702 * fc(x))),
+     "x * sigmoid(1.702 x) is a cheaper approximation of GELU than GPT-2's tanh formula; it differs by ~1e-2.",
+     "GPT-2's formula uses tanh"),
+    ("hand-written GELU without the cubic term", lambda fc, pj, x: pj(_gelu_by_hand(fc(x), cube=0.0)),
+     "The tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)); yours leaves out the 0.044715 x^3 term.",
+     "check every constant of the formula (or use F.gelu(..., approximate='tanh'))"),
+    ("hand-written GELU with sqrt(pi/2) instead of sqrt(2/pi)",
+     lambda fc, pj, x: pj(_gelu_by_hand(fc(x), scale=math.sqrt(math.pi / 2))),
+     "The factor inside the tanh is sqrt(2/pi) (about 0.798); yours is its inverse.", "sqrt(2 / pi)"),
+    ("hand-written GELU without the 0.5", lambda fc, pj, x: pj(2 * _gelu_by_hand(fc(x))),
+     "GELU(x) = 0.5 x (1 + tanh(...)); yours is twice as large.", "check the factor in front"),
+    ("leaky ReLU instead of GELU", lambda fc, pj, x: pj(F.leaky_relu(fc(x))),
+     "Leaky ReLU keeps 1% of negative values on a straight line; GELU is smooth.", "use GELU"),
+    ("tanh instead of GELU", lambda fc, pj, x: pj(torch.tanh(fc(x))),
+     "tanh squashes every hidden unit into (-1, 1); GELU passes large positive values through unchanged.", "use GELU"),
+    ("activation after c_proj", lambda fc, pj, x: F.gelu(pj(fc(x)), approximate="tanh"),
+     "The activation goes between the two layers, on the 4*C hidden units; yours applies it to the output.",
+     "c_proj(gelu(c_fc(x)))"),
+    ("activation before c_fc", lambda fc, pj, x: pj(fc(F.gelu(x, approximate="tanh"))),
+     "The activation goes between the two layers, on the 4*C hidden units; yours applies it to the input.",
+     "c_proj(gelu(c_fc(x)))"),
+    ("activation applied twice (after both layers)",
+     lambda fc, pj, x: F.gelu(pj(F.gelu(fc(x), approximate="tanh")), approximate="tanh"),
+     "Only the hidden units get the activation; the output of c_proj is added to the residual stream as it is.",
+     "no activation after c_proj"),
+    ("residual added inside the MLP", lambda fc, pj, x: x + pj(F.gelu(fc(x), approximate="tanh")),
+     "The MLP computes only the branch; the Block adds it to the residual stream (x + mlp(ln_2(x))).",
+     "return c_proj(...) without adding x"),
+]
+
+
 def check_mlp(cls, seed: int = 0) -> CheckResult:
     """Check an MLP class (c_fc to 4*C, tanh-GELU, c_proj back to C) against mingpt's."""
     exercise = "MLP"
@@ -72,31 +121,56 @@ def check_mlp(cls, seed: int = 0) -> CheckResult:
     student, problem = student_with_reference_weights(exercise, cls, ref.state_dict(), config)
     if problem is not None:
         return problem
-
-    def mlp(x, act):
-        return ref.c_proj(act(ref.c_fc(x)))
-
-    variants = [
-        Variant("exact GELU instead of GPT-2's tanh approximation", lambda x: mlp(x, F.gelu),
-                "GPT-2 was trained with the tanh approximation of GELU; the exact (erf) GELU differs by up to ~1e-3, "
-                "enough to change a pretrained model's outputs.", "look at the `approximate` argument of GELU"),
-        Variant("ReLU instead of GELU", lambda x: mlp(x, F.relu),
-                "GELU is smooth and lets small negative values through; ReLU cuts them to 0.", "use GELU"),
-        Variant("no activation between the two layers", lambda x: mlp(x, lambda h: h),
-                "Two Linear layers without a nonlinearity between them are just one Linear layer.",
-                "apply the activation to the 4*C hidden units"),
-    ]
-    x = torch.randn(2, 5, config.n_embd, generator=torch.Generator().manual_seed(seed + 1))
-    with torch.no_grad():
-        # A tight tolerance: the exact and the tanh GELU differ by ~1e-4 here, float32 rounding by ~1e-6.
-        problem = _compare(exercise, student, ref, variants, x, "use an nn.Dropout module for the output dropout",
-                           atol=1e-5)
+    variants = [Variant(name, (lambda f: lambda x: f(ref.c_fc, ref.c_proj, x))(f), why, hint)
+                for name, f, why, hint in MLP_MISTAKES]
+    # A tight tolerance: the exact and the tanh GELU differ by ~1e-4 here, float32 rounding by ~1e-6.
+    problem = _check_module(exercise, student, ref, variants, config, seed,
+                            "use an nn.Dropout module for the output dropout", atol=1e-5)
     if problem is not None:
         return problem
-    return CheckResult(exercise, True, checked=["same output as the reference MLP", "deterministic in eval mode"])
+    return CheckResult(exercise, True, checked=["same output as the reference MLP on 3 inputs",
+                                                "deterministic in eval mode"])
 
 
 # ------------------------------------------------------------------------------------------ Block
+BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f(a, m, ln1, ln2, x), explanation, hint)
+    ("LayerNorm after the residual add (post-LN)", lambda a, m, n1, n2, x: n2((h := n1(x + a(x))) + m(h)),
+     "GPT-2 normalises the *input* of each sublayer (pre-LN) and leaves the residual stream itself untouched; yours "
+     "normalises after adding, as the original 2017 transformer did.", "the residual stream x should only be added to"),
+    ("attention branch without its residual", lambda a, m, n1, n2, x: (h := a(n1(x))) + m(n2(h)),
+     "The attention output must be *added* to x; yours replaces x with it, so the input is lost.", "x = x + ..."),
+    ("MLP branch without its residual", lambda a, m, n1, n2, x: m(n2(x + a(n1(x)))),
+     "The MLP output must be *added* to the residual stream; yours replaces it.", "x = x + ..."),
+    ("residual adds the normalised x", lambda a, m, n1, n2, x: (h := n1(x) + a(n1(x))) + m(n2(h)),
+     "The residual branch should carry x itself, not LayerNorm(x).", "add to x, not to ln_1(x)"),
+    ("the stream overwritten by its norm", lambda a, m, n1, n2, x: (g := n2(n1(x) + a(n1(x)))) + m(g),
+     "`x = self.ln_1(x)` replaces the residual stream by its normalised copy, so what is added to is LayerNorm(x), "
+     "not x; each LayerNorm's output should only feed its sublayer.",
+     "keep x; pass ln_1(x) to attn without storing it in x"),
+    ("ln_1 used for both sublayers", lambda a, m, n1, n2, x: (h := x + a(n1(x))) + m(n1(h)),
+     "Each sublayer has its own LayerNorm (with its own gain and bias); yours uses ln_1 twice.",
+     "the MLP branch should use ln_2"),
+    ("ln_2 used for both sublayers", lambda a, m, n1, n2, x: (h := x + a(n2(x))) + m(n2(h)),
+     "Each sublayer has its own LayerNorm (with its own gain and bias); yours uses ln_2 twice.",
+     "the attention branch should use ln_1"),
+    ("MLP before attention", lambda a, m, n1, n2, x: (h := x + m(n2(x))) + a(n1(h)),
+     "The Block first communicates (attention) and then computes (MLP); yours does the MLP first.",
+     "swap the two lines"),
+    ("parallel branches", lambda a, m, n1, n2, x: x + a(n1(x)) + m(n2(x)),
+     "The MLP reads the stream *after* the attention output was added (GPT-J runs them in parallel; GPT-2 does not).",
+     "compute the MLP branch from the updated x"),
+    ("ln_1 missing", lambda a, m, n1, n2, x: (h := x + a(x)) + m(n2(h)),
+     "The attention branch must see LayerNorm(x), not x itself.", "attn(ln_1(x))"),
+    ("ln_2 missing", lambda a, m, n1, n2, x: (h := x + a(n1(x))) + m(h),
+     "The MLP branch must see LayerNorm(x), not x itself.", "mlp(ln_2(x))"),
+    ("no LayerNorm at all", lambda a, m, n1, n2, x: (h := x + a(x)) + m(h),
+     "Both branches must see their LayerNorm of the stream, not the raw stream.", "attn(ln_1(x)), mlp(ln_2(x))"),
+    ("MLP fed the attention output instead of the stream", lambda a, m, n1, n2, x: x + (y := a(n1(x))) + m(n2(y)),
+     "The MLP's input is the updated residual stream x + attn(...), not the attention output alone.",
+     "x = x + attn(...); then mlp(ln_2(x))"),
+]
+
+
 def check_block(cls, seed: int = 0) -> CheckResult:
     """Check a Block class (pre-LayerNorm, two residual branches) against mingpt's; name a wrong wiring."""
     exercise = "Block"
@@ -105,30 +179,12 @@ def check_block(cls, seed: int = 0) -> CheckResult:
     student, problem = student_with_reference_weights(exercise, cls, ref.state_dict(), config, 0)
     if problem is not None:
         return problem
-    a, m, ln1, ln2 = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
-    variants = [
-        Variant("LayerNorm after the residual add (post-LN)", lambda x: ln2((h := ln1(x + a(x))) + m(h)),
-                "GPT-2 normalises the *input* of each sublayer (pre-LN) and leaves the residual stream itself "
-                "untouched; yours normalises after adding, as the original 2017 transformer did.",
-                "the residual stream x should only ever be added to"),
-        Variant("attention branch without its residual", lambda x: (h := a(ln1(x))) + m(ln2(h)),
-                "The attention output must be *added* to x; yours replaces x with it, so the input is lost.",
-                "x = x + ..."),
-        Variant("MLP branch without its residual", lambda x: m(ln2(x + a(ln1(x)))),
-                "The MLP output must be *added* to the residual stream; yours replaces it.", "x = x + ..."),
-        Variant("residual adds the normalised x", lambda x: (h := ln1(x) + a(ln1(x))) + m(ln2(h)),
-                "The residual branch should carry x itself, not LayerNorm(x).", "add to x, not to ln_1(x)"),
-        Variant("ln_1 used for both sublayers", lambda x: (h := x + a(ln1(x))) + m(ln1(h)),
-                "Each sublayer has its own LayerNorm (with its own gain and bias); yours uses ln_1 twice.",
-                "the MLP branch should use ln_2"),
-        Variant("MLP before attention", lambda x: (h := x + m(ln2(x))) + a(ln1(h)),
-                "The Block first communicates (attention) and then computes (MLP); yours does the MLP first.",
-                "swap the two lines"),
-    ]
-    x = torch.randn(2, 5, config.n_embd, generator=torch.Generator().manual_seed(seed + 1))
-    with torch.no_grad():
-        problem = _compare(exercise, student, ref, variants, x, "the sublayers' dropouts must be nn.Dropout modules")
+    parts = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
+    variants = [Variant(name, (lambda f: lambda x: f(*parts, x))(f), why, hint)
+                for name, f, why, hint in BLOCK_MISTAKES]
+    problem = _check_module(exercise, student, ref, variants, config, seed,
+                            "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4)
     if problem is not None:
         return problem
-    return CheckResult(exercise, True, checked=["same output as the reference Block",
+    return CheckResult(exercise, True, checked=["same output as the reference Block on 3 inputs",
                                                 "pre-LayerNorm wiring with both residuals"])

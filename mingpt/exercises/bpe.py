@@ -5,6 +5,9 @@ The one idea: BPE encoding is defined by the *order* in which merges were learne
 the text being encoded. Merging by frequency gives plausible tokens and silently disagrees with the tokenizer's
 training, so the checker carries a tiny merge table on which rank and frequency disagree. The merge step has one
 trap of its own: in 'a a a' the pair (a, a) occurs twice but overlapping, and only the first can be merged.
+The cases use ids of several digits (a merge done on a string of digits shows), merge tables whose insertion order,
+numeric order and string order of ranks all differ from the rank order, and a step limit so that a loop that never
+stops is reported instead of hanging the notebook.
 
     from mingpt.exercises import check_merge, check_bpe_encode
     check_merge(my_merge)          # my_merge(ids: list[int], pair: (int, int), new_id: int) -> new list
@@ -13,12 +16,42 @@ trap of its own: in 'a a a' the pair (a, a) occurs twice but overlapping, and on
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
+from mingpt.exercises.compare import check_cases
 from mingpt.tokenizer import merge_pair
 
-__all__ = ["check_merge", "check_bpe_encode", "reference_encode"]
+__all__ = ["check_merge", "check_bpe_encode", "reference_encode", "MERGE_MISTAKES", "ENCODE_MISTAKES"]
+
+HINT = "walk the list left to right; on a match emit new_id and jump past both elements"
+CRASH_HINT = "ids is a plain list of ints and pair a tuple (left, right): print them at the line shown"
+
+
+class LoopNeverStops(RuntimeError):
+    """Raised inside a student's function that ran more steps than any correct version needs."""
+
+
+def step_limited(fn, limit: int = 20_000):
+    """fn, stopped with LoopNeverStops after `limit` traced lines: an endless loop becomes a report, not a hang."""
+    def limited(*args):
+        count = 0
+
+        def tracer(frame, event, arg):
+            nonlocal count
+            count += 1
+            if count > limit:
+                raise LoopNeverStops(f"still running after {limit} steps: the loop has no way to stop")
+            return tracer
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            return fn(*args)
+        finally:
+            sys.settrace(previous)
+    return limited
 
 
 def reference_encode(ids: list[int], merges: dict[tuple[int, int], int]) -> list[int]:
@@ -32,151 +65,230 @@ def reference_encode(ids: list[int], merges: dict[tuple[int, int], int]) -> list
     return ids
 
 
-def _merge_overlapping(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+# ------------------------------------------------------------------------------------------ merge step
+def _scan(ids, pair, new_id, matches=lambda a, b, pair: (a, b) == tuple(pair), step=2, start_every=1, keep_last=True):
+    """One left-to-right merge with knobs for the classic mistakes."""
+    out, i, n = [], 0, len(ids)
+    while i < n - (0 if keep_last else 1):
+        if i + 1 < n and matches(ids[i], ids[i + 1], pair):
             out.append(new_id)
-            i += 1  # the mistake: the right half of the pair is looked at again
+            i += step
         else:
-            out.append(ids[i])
-            i += 1
+            out.extend(ids[i : i + start_every])
+            i += start_every
     return out
 
 
-def _merge_first_only(ids, pair, new_id):
-    for i in range(len(ids) - 1):
-        if (ids[i], ids[i + 1]) == pair:
-            return ids[:i] + [new_id] + ids[i + 2 :]
-    return list(ids)
-
-
-def _merge_drop_last(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
+def _merge_twice_overlapping(ids, pair, new_id):
+    """Every position that starts the pair emits new_id; a position that ends one is dropped."""
+    out = []
+    for i in range(len(ids)):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair):
             out.append(new_id)
-            i += 2
-        else:
+        elif not (i > 0 and (ids[i - 1], ids[i]) == tuple(pair)):
             out.append(ids[i])
-            i += 1
     return out
 
 
-MERGE_VARIANTS = [
-    Variant("overlapping pairs merged twice", _merge_overlapping,
-            "After merging a pair at i and i+1, the scan must continue at i+2: the right half is already used.",
-            "skip both elements of a merged pair"),
-    Variant("only the first occurrence merged", _merge_first_only,
-            "A merge replaces *every* (non-overlapping) occurrence of the pair, left to right.",
-            "keep scanning after the first match"),
-    Variant("last element dropped", _merge_drop_last,
-            "When the last element is not part of a merged pair it must still be copied to the output.",
-            "what happens to ids[-1] when your loop stops at len(ids) - 1?"),
+def _merge_right_to_left(ids, pair, new_id):
+    return _scan(ids[::-1], pair[::-1], new_id)[::-1]
+
+
+def _merge_in_a_string(ids, pair, new_id):
+    text = " ".join(map(str, ids)).replace(f"{pair[0]} {pair[1]}", str(new_id))
+    return [int(t) for t in text.split()]
+
+
+MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
+    ("overlapping pairs merged twice", _merge_twice_overlapping,
+     "After merging a pair at i and i+1, the scan must continue at i+2: the right half is already used.",
+     "skip both elements of a merged pair"),
+    ("right half of a merged pair kept", lambda ids, pair, n: _scan(ids, pair, n, step=1),
+     "After emitting new_id for ids[i], ids[i+1] both, the scan must jump past both; yours looks at ids[i+1] again "
+     "and copies it.", "i += 2 after a merge"),
+    ("only the first occurrence merged",
+     lambda ids, pair, n: next((ids[:i] + [n] + ids[i + 2:] for i in range(len(ids) - 1)
+                                if (ids[i], ids[i + 1]) == tuple(pair)), list(ids)),
+     "A merge replaces *every* (non-overlapping) occurrence of the pair, left to right.",
+     "keep scanning after the first match"),
+    ("last element dropped", lambda ids, pair, n: _scan(ids, pair, n, keep_last=False),
+     "When the last element is not part of a merged pair it must still be copied to the output.",
+     "what happens to ids[-1] when your loop stops at len(ids) - 1?"),
+    ("nothing merged", lambda ids, pair, n: list(ids),
+     "Your output is the input: no pair was ever recognised. A list never equals a tuple ([a, b] == (a, b) is False "
+     "in Python), a common cause.", "compare (ids[i], ids[i + 1]) == pair, a tuple with a tuple"),
+    ("pair matched in either order",
+     lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])),
+     "A pair is ordered: (a, b) merges 'a then b', never 'b then a'.", "compare the pair as an ordered tuple"),
+    ("scanned right to left", _merge_right_to_left,
+     "Overlaps are resolved from the left: in 'a a a' the first two merge.", "walk from i = 0 upwards"),
+    ("merged in a string of the ids", _merge_in_a_string,
+     "Joining ids into text and replacing 'a b' also matches inside longer numbers ('15 6' contains '5 6'): ids "
+     "with several digits break it.", "work on the list of ints, pair by pair"),
+    ("only pairs at even positions checked", lambda ids, pair, n: _scan(ids, pair, n, start_every=2),
+     "A pair can start at any position; stepping by 2 only looks at pairs starting at 0, 2, 4, ...",
+     "step by 1 when there is no match"),
+    ("returned a tuple, not a list", lambda ids, pair, n: tuple(merge_pair(list(ids), pair[0], pair[1], n)),
+     "The merge returns a new list of ids (encode keeps working on lists).", "return a list"),
 ]
+
+MERGE_CASES = [([5, 6, 5, 6, 7], (5, 6), 99), ([1, 1, 1], (1, 1), 256), ([1, 1, 1, 1], (1, 1), 256),
+               ([2, 3, 4], (3, 4), 999), ([4, 2, 3], (4, 2), 257), ([7], (7, 7), 256), ([], (1, 2), 256),
+               ([15, 6, 1, 56, 5, 6], (5, 6), 300), ([12, 3, 1, 23, 1, 23, 4], (1, 23), 1024),
+               ([6, 5, 9, 5, 6], (5, 6), 301), ([3, 8, 3, 8, 8, 3], (8, 3), 4096)]
 
 
 def check_merge(fn) -> CheckResult:
     """Check fn(ids, pair, new_id): every non-overlapping occurrence, left to right, replaced by new_id."""
     exercise = "BPE merge step"
-    cases = [([5, 6, 5, 6, 7], (5, 6), 99), ([1, 1, 1], (1, 1), 99), ([1, 1, 1, 1], (1, 1), 99),
-             ([2, 3, 4], (3, 4), 99), ([4, 2, 3], (4, 2), 99), ([7], (7, 7), 99), ([], (1, 2), 99)]
-    outputs = []
-    for ids, pair, new_id in cases:
+    limited = step_limited(fn)
+    for ids, pair, new_id in MERGE_CASES:
         original = list(ids)
-        out, problem = run(exercise, f"your merge({ids}, {pair}, {new_id})", fn, ids, pair, new_id)
+        _, problem = run(exercise, f"your merge({ids}, {pair}, {new_id})", limited, ids, pair, new_id,
+                         hint=CRASH_HINT)
         if problem is not None:
-            return problem
+            break  # check_cases below reports it (with a diagnosis if a mistake explains it)
         if ids != original:
             return fail(exercise, "the input list was changed", "A merge step must return a new list and leave its "
                         "input alone (the caller may still need it).", f"ids = {original} became {ids}",
                         "build a new list instead of editing ids in place")
-        outputs.append(out)
-    wrong = [(case, out) for case, out in zip(cases, outputs) if out != merge_pair(case[0], *case[1], case[2])]
-    if wrong:
-        (ids, pair, new_id), out = wrong[0]
-        expected = merge_pair(ids, pair[0], pair[1], new_id)
-        example = f"merge({ids}, pair={pair}, new_id={new_id})\nyours    {out}\nexpected {expected}"
-        overlap = [out for (case_ids, _, _), out in zip(cases, outputs) if case_ids == [1, 1, 1]][0]
-        if isinstance(overlap, list) and overlap.count(99) == 2:  # a property, whatever the loop looks like
-            example = f"merge([1, 1, 1], pair=(1, 1), new_id=99)\nyours    {overlap}\nexpected [99, 1]"
-            return fail(exercise, MERGE_VARIANTS[0].property, MERGE_VARIANTS[0].explanation, example,
-                        MERGE_VARIANTS[0].hint)
-        for variant in MERGE_VARIANTS:  # the mistake that explains *every* output
-            if all(variant.compute(*case) == got for case, got in zip(cases, outputs)):
-                return fail(exercise, variant.property, variant.explanation, example, variant.hint)
-        return fail(exercise, "wrong merge", "Expected every non-overlapping occurrence of the pair, left to right, "
-                    "replaced by new_id.", example,
-                    hint="walk the list left to right; on a match emit new_id and jump past both elements")
-    return CheckResult(exercise, True, checked=["all occurrences merged", "overlaps handled", "input left alone"])
+    problem = check_cases(exercise, limited, MERGE_CASES, lambda ids, pair, n: merge_pair(ids, pair[0], pair[1], n),
+                          [Variant(*row) for row in MERGE_MISTAKES],
+                          lambda ids, pair, n: f"merge({ids}, pair={pair}, new_id={n})", hint=HINT,
+                          crash_hint=CRASH_HINT, prepare=lambda case: (list(case[0]), *case[1:]))
+    if problem is not None:
+        return problem
+    return CheckResult(exercise, True, checked=["all occurrences merged", "overlaps handled", "ids of several digits",
+                                                "input left alone"])
 
 
-def _encode_by_frequency(ids, merges):
+# ------------------------------------------------------------------------------------------ encode
+def _encode(ids, merges, choose, stop_when_single=True):
+    """The encode loop with a pluggable choice of the pair to merge next (None: stop)."""
     ids = list(ids)
-    while len(ids) > 1:
-        counts = Counter(p for p in zip(ids, ids[1:]) if p in merges)
-        if not counts:
+    while len(ids) > 1 or not stop_when_single:
+        pair = choose(ids, merges)
+        if pair is None:
             break
-        pair = max(counts, key=lambda p: (counts[p], -merges[p]))
         ids = merge_pair(ids, pair[0], pair[1], merges[pair])
     return ids
 
 
-def _encode_highest_rank(ids, merges):
+def _mergeable(ids, merges):
+    return [p for p in zip(ids, ids[1:]) if p in merges]
+
+
+def _by_frequency(ids, merges):
+    counts = Counter(_mergeable(ids, merges))
+    return max(counts, key=lambda p: (counts[p], -merges[p])) if counts else None
+
+
+def _never_stops(ids, merges):
+    out = reference_encode(ids, merges)
+    if len(out) > 1:
+        raise LoopNeverStops("the loop has no way to stop")
+    return out
+
+
+def _no_length_guard(ids, merges):
+    out = reference_encode(ids, merges)
+    if len(out) < 2:  # the loop goes on with one token (or none) and takes min() of no pairs
+        raise ValueError("min() arg is an empty sequence")
+    return out
+
+
+def _in_dict_order(ids, merges):
+    ids = list(ids)
+    for pair, new_id in merges.items():
+        ids = merge_pair(ids, pair[0], pair[1], new_id)
+    return ids
+
+
+def _lowest_rank(ids, merges):
+    return min(_mergeable(ids, merges), key=merges.get, default=None)
+
+
+def _one_merge(ids, merges):
+    pair = _lowest_rank(ids, merges)
+    return list(ids) if pair is None else merge_pair(list(ids), pair[0], pair[1], merges[pair])
+
+
+def _unknown_ranked_first(ids, merges):
     ids = list(ids)
     while len(ids) > 1:
-        candidates = [p for p in zip(ids, ids[1:]) if p in merges]
-        if not candidates:
+        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, 0))
+        if pair not in merges:
             break
-        pair = max(candidates, key=merges.get)
         ids = merge_pair(ids, pair[0], pair[1], merges[pair])
     return ids
 
 
-def _encode_left_to_right(ids, merges):
-    ids = list(ids)
-    while True:
-        for i, pair in enumerate(zip(ids, ids[1:])):
-            if pair in merges:
-                ids = merge_pair(ids, pair[0], pair[1], merges[pair])
-                break
-        else:
-            return ids
-
-
-ENCODE_VARIANTS = [
-    Variant("merging by frequency instead of rank", _encode_by_frequency,
-            "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the "
-            "pairs present, however often another pair occurs in this text.",
-            "pick the pair whose merge has the lowest rank"),
-    Variant("merging the latest-learned pair first", _encode_highest_rank,
-            "The earliest-learned merge (the lowest rank) goes first; yours takes the highest.", "min, not max"),
-    Variant("merging the leftmost pair instead of the lowest rank", _encode_left_to_right,
-            "The next merge is not the first mergeable pair from the left but the one learned earliest.",
-            "look at every adjacent pair, then choose by rank"),
+ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
+    ("merging by frequency instead of rank", lambda ids, m: _encode(ids, m, _by_frequency),
+     "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the pairs "
+     "present, however often another pair occurs in this text.", "pick the pair whose merge has the lowest rank"),
+    ("merging the latest-learned pair first",
+     lambda ids, m: _encode(ids, m, lambda i, m: max(_mergeable(i, m), key=m.get, default=None)),
+     "The earliest-learned merge (the lowest rank) goes first; yours takes the highest.", "min, not max"),
+    ("merging the leftmost pair instead of the lowest rank",
+     lambda ids, m: _encode(ids, m, lambda i, m: next(iter(_mergeable(i, m)), None)),
+     "The next merge is not the first mergeable pair from the left but the one learned earliest.",
+     "look at every adjacent pair, then choose by rank"),
+    ("merges applied in the dict's order, not by rank", _in_dict_order,
+     "A merge table's rank is its new id (lower = learned earlier); the order the dict happens to list its pairs "
+     "in is not the rank.", "sort by rank, or pick the lowest-ranked pair present at each step"),
+    ("merges applied from the latest learned to the earliest",
+     lambda ids, m: _in_dict_order(ids, dict(sorted(m.items(), key=lambda kv: -kv[1]))),
+     "The earliest-learned merge (the lowest rank) goes first: later merges build on the tokens earlier ones make.",
+     "sort the merges by rank, lowest first"),
+    ("the smallest pair chosen, not the lowest rank",
+     lambda ids, m: _encode(ids, m, lambda i, m: min(_mergeable(i, m), default=None)),
+     "min over the pairs themselves compares the ids ((5, 12) < (7, 7)); the choice is by the *rank* merges[pair].",
+     "min(..., key=lambda p: merges.get(p, float('inf')))"),
+    ("ranks compared as strings",
+     lambda ids, m: _encode(ids, m, lambda i, m: min(_mergeable(i, m), key=lambda p: str(m[p]), default=None)),
+     "As text, '1500' sorts before '300'; ranks are numbers.", "compare the ints themselves"),
+    ("unknown pairs ranked first", _unknown_ranked_first,
+     "merges.get(pair, 0) gives pairs that are not in the table the best rank, so the loop stops as soon as any "
+     "unknown pair is present.", "rank unknown pairs last: merges.get(pair, float('inf'))"),
+    ("only one merge applied", lambda ids, m: _one_merge(ids, m),
+     "Encoding repeats the merge step until no adjacent pair is in the table: a merged token can form a new pair.",
+     "put the step in a loop that stops when no pair can merge"),
+    ("the loop never stops", _never_stops,
+     "When no adjacent pair is in the merge table, encoding is done; your loop has no way out then.",
+     "break when the best pair is not in merges"),
+    ("fails when fewer than two tokens are left", _no_length_guard,
+     "An empty list or a single token has no pair to merge: encoding is done (min() of no pairs raises).",
+     "while len(ids) >= 2"),
 ]
+
+A, B, C, D = 97, 98, 99, 100
+# Table 1: rank order and leftmost position disagree. Table 2: insertion order, numeric order of the pairs and string
+# order of the ranks all differ from the rank order, and the ids have one to four digits.
+MERGES_1 = {(A, B): 256, (B, C): 257, (C, D): 258, (256, 258): 259, (257, 257): 260}
+MERGES_2 = {(300, 7): 2000, (7, 7): 301, (12, 5): 1500, (5, 12): 300, (40, 5): 302, (301, 301): 303, (3, 12): 1200,
+            (12, 40): 304}
+ENCODE_CASES = ([(ids, MERGES_1) for ids in ([A, B], [A, B, C, B, C], [B, C, B, C, A, B], [C, B, C, D, A, B],
+                                             [A, B, C, D], [D, D], [], [A])]
+                + [(ids, MERGES_2) for ids in ([5, 12, 5, 12, 7], [12, 5, 12], [40, 5, 12, 7, 7, 7], [7, 7, 7, 7],
+                                               [5, 12, 7, 40, 5], [9, 9, 12, 5], [3, 12, 40])])
 
 
 def check_bpe_encode(fn) -> CheckResult:
     """Check fn(ids, merges) against BPE's rule: repeatedly merge the lowest-ranked adjacent pair."""
     exercise = "BPE encode"
-    a, b, c, d = 97, 98, 99, 100  # 'a' 'b' 'c' 'd'
-    merges = {(a, b): 256, (b, c): 257, (c, d): 258, (256, 258): 259, (257, 257): 260}
-    cases = [[a, b], [a, b, c, b, c], [b, c, b, c, a, b], [c, b, c, d, a, b], [a, b, c, d], [d, d], [], [a]]
-    outputs = []
-    for ids in cases:
-        out, problem = run(exercise, f"your encode({ids}, merges)", fn, list(ids), dict(merges))
-        if problem is not None:
-            return problem
-        outputs.append(out)
-    wrong = [(ids, out) for ids, out in zip(cases, outputs) if out != reference_encode(ids, merges)]
-    if wrong:
-        ids, out = wrong[0]
-        example = (f"merges (rank = new id): {merges}\nencode({ids})\nyours    {out}\n"
-                   f"expected {reference_encode(ids, merges)}")
-        for variant in ENCODE_VARIANTS:  # the mistake that explains *every* output
-            if all(variant.compute(case, merges) == got for case, got in zip(cases, outputs)):
-                return fail(exercise, variant.property, variant.explanation, example, variant.hint)
-        return fail(exercise, "wrong tokens", "Expected the lowest-ranked adjacent pair merged until none is left.",
-                    example, hint="repeat: find the mergeable adjacent pair with the lowest rank, merge it everywhere")
-    return CheckResult(exercise, True, checked=["merges applied by rank", "repeats until no pair is mergeable"])
+    limited = step_limited(fn)
+    for ids, merges in ENCODE_CASES:
+        copy = list(ids)
+        _, problem = run(exercise, f"your encode({ids}, merges)", limited, copy, dict(merges), hint=CRASH_HINT)
+        if problem is None and copy != ids:
+            return fail(exercise, "the input list was changed", "encode must leave the caller's list alone.",
+                        f"ids = {ids} became {copy}", "work on ids = list(ids)")
+    problem = check_cases(exercise, limited, ENCODE_CASES, reference_encode, [Variant(*r) for r in ENCODE_MISTAKES],
+                          lambda ids, m: f"merges (rank = new id) = {m}\nencode({ids})",
+                          hint="repeat: find the mergeable adjacent pair with the lowest rank, merge it everywhere",
+                          crash_hint=CRASH_HINT, prepare=lambda case: (list(case[0]), dict(case[1])))
+    if problem is not None:
+        return problem
+    return CheckResult(exercise, True, checked=["merges applied by rank", "repeats until no pair is mergeable",
+                                                "ranks of several digits"])

@@ -13,6 +13,8 @@ without giving the solution away. Its ``str`` is the whole message, so in a note
 from __future__ import annotations
 
 import inspect
+import os
+import sysconfig
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -94,14 +96,27 @@ def not_implemented(exercise: str, where: str) -> CheckResult:
                 hint="replace the `raise NotImplementedError` placeholder with your code, then run the check again")
 
 
-def crashed(exercise: str, where: str, error: BaseException) -> CheckResult:
-    """A student's code raised: show the exception and the student's own line, not the checker's stack."""
+SHAPE_HINT = "read the exception: shapes in the comments, (B, T, C) and (B, nh, T, hs), help to find it"
+
+
+def student_frame(error: BaseException) -> traceback.FrameSummary | None:
+    """The innermost frame of the traceback in the *student's* code: not torch's, not the checker's, not Python's."""
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)),
+            sysconfig.get_paths()["stdlib"])
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if not os.path.abspath(f.filename).startswith(skip)]
+    return frames[-1] if frames else None
+
+
+def crashed(exercise: str, where: str, error: BaseException, hint: str = SHAPE_HINT) -> CheckResult:
+    """A student's code raised: show the exception and the student's own line (file, line, code), not torch's."""
     if isinstance(error, NotImplementedError):
         return not_implemented(exercise, where)
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if "mingpt/exercises" not in f.filename]
-    at = f" (at line {frames[-1].lineno}: `{frames[-1].line}`)" if frames and frames[-1].line else ""
+    frame = student_frame(error)
+    at = (f"\n    at {os.path.basename(frame.filename)}, line {frame.lineno}: `{frame.line}`"
+          if frame is not None and frame.line else "")
     return fail(exercise, "your code raised an exception", f"{where} raised {type(error).__name__}: {error}{at}",
-                hint="read the exception: shapes in the comments, (B, T, C) and (B, nh, T, hs), help to find it")
+                hint=hint)
 
 
 # ------------------------------------------------------------------------------------------ numbers and text
@@ -231,6 +246,30 @@ def load_reference_weights(student: nn.Module, reference: dict[str, torch.Tensor
             targets[name].copy_(tensor)
 
 
+def unregistered(exercise: str, student: nn.Module, reference: dict) -> CheckResult | None:
+    """Name layers kept where PyTorch cannot see them (a plain list or dict, a bare tensor): their parameters are
+    neither trained nor saved, and the reference weights cannot be loaded into them."""
+    hidden = []
+    for module in student.modules():
+        for name, value in vars(module).items():
+            items = (value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple))
+                     else [value])
+            if name.startswith("_") or not all(isinstance(v, (nn.Module, torch.Tensor)) for v in items):
+                continue
+            if any(isinstance(v, nn.Module) or (isinstance(v, torch.Tensor) and v.is_floating_point()
+                                                and not isinstance(v, nn.Parameter)) for v in items):
+                hidden.append(f"{name} ({type(value).__name__})")
+    registered = sum(p.numel() for p in student.parameters())
+    wanted = sum(t.numel() for t in {t.data_ptr(): t for t in reference.values()}.values())
+    if not hidden or registered >= wanted:
+        return None
+    return fail(exercise, "parameters not registered",
+                f"{len(list(student.parameters()))} of your {type(student).__name__}'s parameters are registered "
+                f"({registered} numbers; the reference has {wanted}): PyTorch does not see {', '.join(hidden)}.",
+                f"unregistered: {', '.join(hidden)}",
+                "use nn.Linear/nn.Parameter, or nn.ModuleList / nn.ModuleDict instead of a list or dict")
+
+
 def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) -> CheckResult | None:
     """load_reference_weights, with its error turned into a failed result (None when it worked)."""
     try:
@@ -259,13 +298,15 @@ def student_with_reference_weights(exercise: str, cls: Any, reference: dict,
     constructor raised or the weights do not fit. Every checker starts here."""
     student, problem = construct(exercise, cls, *args)
     if problem is None:
+        problem = unregistered(exercise, student, reference)
+    if problem is None:
         problem = load_or_fail(exercise, student, reference, f"your {cls.__name__}")
     return (None, problem) if problem is not None else (student.eval(), None)
 
 
-def run(exercise: str, where: str, fn: Callable, *args: Any) -> tuple[Any, CheckResult | None]:
+def run(exercise: str, where: str, fn: Callable, *args: Any, hint: str = SHAPE_HINT) -> tuple[Any, CheckResult | None]:
     """(fn(*args), None), or (None, a failed result) when the student's code raised."""
     try:
         return fn(*args), None
     except Exception as e:
-        return None, crashed(exercise, where, e)
+        return None, crashed(exercise, where, e, hint)

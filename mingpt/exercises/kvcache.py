@@ -23,11 +23,63 @@ import torch
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
+from mingpt.exercises.compare import NOT_RECOGNISED, where_it_differs
 from mingpt.model import GPT
 
-__all__ = ["check_kv_cache"]
+__all__ = ["check_kv_cache", "KV_MISTAKES"]
 
 EXERCISE = "KV cache"
+
+
+def _cat(tensors):
+    return torch.cat(tensors, dim=2)
+
+
+# What update(layer, k, v) returned, as a predicate of (keys, values, h): h.k / h.v are this layer's inputs so far
+# (the new one last), h.all_k / h.all_v every layer's, h.max_length the length the cache was built for. A mistake is
+# named only when its predicate holds for *every* recorded call.
+KV_MISTAKES = [  # (name, predicate, explanation, hint)
+    ("the cache forgets earlier positions", lambda K, V, h: close(K, h.k[-1]) and close(V, h.v[-1]),
+     "update must return the keys and values of *all* positions so far; yours returns only the new ones, so each "
+     "new token attends to itself alone.", "store the new k, v after the ones you already have, then return all"),
+    ("layers share one cache", lambda K, V, h: close(K, _cat(h.all_k)) and close(V, _cat(h.all_v)),
+     "Each layer has its own keys and values; yours appends every layer's to one store, so layer 1 attends to "
+     "layer 0's keys.", "keep one store per layer index"),
+    ("returned the whole preallocated buffer", lambda K, V, h: K.dim() == 4 and K.shape[2] == h.max_length > len(h)
+     and close(K[:, :, : len(h)], _cat(h.k)) and close(V[:, :, : len(h)], _cat(h.v)),
+     "A buffer of max_length positions holds the stored ones first; the rest is empty and must not be attended "
+     "to. Return only the filled part.", "slice the buffers to [:, :, :end]"),
+    ("keys and values swapped", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.k)),
+     "update must return (keys, values) in that order.", "return keys first, then values"),
+    ("values stored as keys", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.k)),
+     "The values returned are the keys.", "keep two separate stores, one for keys and one for values"),
+    ("keys stored as values", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.v)),
+     "The keys returned are the values.", "keep two separate stores, one for keys and one for values"),
+    ("only the keys are cached", lambda K, V, h: close(K, _cat(h.k)) and close(V, h.v[-1]),
+     "Your keys cover every position so far, but the values only the new ones: attention needs both.",
+     "store and return the values the way you do the keys"),
+    ("only the values are cached", lambda K, V, h: close(K, h.k[-1]) and close(V, _cat(h.v)),
+     "Your values cover every position so far, but the keys only the new ones: attention needs both.",
+     "store and return the keys the way you do the values"),
+    ("new values taken from k", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.v[:1] + h.k[1:])),
+     "After the first call, your values store grows with the new *keys*: torch.cat([values, k]) instead of v.",
+     "append v to the values"),
+    ("new positions put before the old ones", lambda K, V, h: close(K, _cat(h.k[::-1])) and close(V, _cat(h.v[::-1])),
+     "Positions are stored oldest first; torch.cat([new, old]) puts the newest first.", "torch.cat([old, new], dim=2)"),
+    ("keys returned transposed", lambda K, V, h: close(K, _cat(h.k).transpose(2, 3)) and close(V, _cat(h.v)),
+     "update returns keys as (B, nh, T, hs), like the k it was given; the attention transposes them itself.",
+     "store k as it comes"),
+]
+
+
+class _History:
+    """The inputs update saw, per layer and overall, up to one call."""
+
+    def __init__(self, max_length):
+        self.max_length, self.k, self.v, self.all_k, self.all_v = max_length, [], [], [], []
+
+    def __len__(self):
+        return sum(k.shape[2] for k in self.k)
 
 
 def check_kv_cache(cls, seed: int = 0) -> CheckResult:
@@ -44,7 +96,8 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
     try:
         cache = cls(config.n_layer, config.block_size)
     except Exception as e:
-        return crashed(EXERCISE, f"{cls.__name__}(n_layer={config.n_layer}, max_length={config.block_size})", e)
+        return crashed(EXERCISE, f"{cls.__name__}(n_layer={config.n_layer}, max_length={config.block_size})", e,
+                       "the constructor only sets up empty stores")
     calls: list[tuple[int, torch.Tensor, torch.Tensor, object]] = []  # (layer, k, v, what update returned)
     student_update = cache.update
 
@@ -64,7 +117,6 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
         full = model.forward_logits(seq)  # (B, 7, V): what every step must reproduce
         steps = [seq[:, :prompt]] + [seq[:, t : t + 1] for t in range(prompt, seq.shape[1])]
         for step, chunk in enumerate(steps):
-            before = len(calls)
             try:
                 logits = model.forward_logits(chunk, cache)
             except WrongAxis as e:
@@ -75,26 +127,40 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
                             f"hold {prompt + step - 1} positions; torch.cat along dim {e.axis} needs every other "
                             f"dim to match, so it failed", "which dim of (B, nh, T, hs) is T?")
             except Exception as e:
-                problem = _diagnose_calls(calls, config.n_layer)
-                return problem if problem is not None else crashed(EXERCISE, f"decoding step {step}", e)
-            problem = _diagnose_calls(calls[before:], config.n_layer, calls[:before])
+                problem = _diagnose_calls(calls, config)
+                return problem if problem is not None else crashed(
+                    EXERCISE, f"decoding step {step}", e, "update(layer, k, v) gets k, v of shape (B, nh, T_new, hs) "
+                    "and returns all of this layer's keys and values so far, (B, nh, T_total, hs)")
+            problem = _diagnose_calls(calls, config)
             if problem is not None:
                 return problem
             end = prompt + step if step else prompt
             length = getattr(cache, "length", None)
             if length != end:
-                return fail(EXERCISE, "length does not count the stored positions",
-                            "The model numbers each new token's position from cache.length, so it must grow by T "
-                            "in advance(T).", f"after {end} tokens your cache.length is {length!r}",
-                            "advance(T) adds T to length")
+                return _wrong_length(length, end, config.n_layer)
             want = full[:, end - chunk.shape[1] : end]
             if not close(logits, want, atol=1e-4):
-                return fail(EXERCISE, "cached logits differ from the full forward",
-                            "Decoding with the cache must give the logits of re-running the whole sequence.",
+                return fail(EXERCISE, NOT_RECOGNISED,
+                            "update returned the right keys and values, but decoding with your cache does not give "
+                            "the logits of re-running the whole sequence.",
                             f"step {step}: yours {fmt(logits[0, -1])}\nexpected {fmt(want[0, -1])}",
-                            hint="the cache must hold every earlier position of this layer, in order")
+                            hint="the model reads cache.length to number the new positions")
     return CheckResult(EXERCISE, True, checked=["update returns every layer's keys and values so far",
                                                 "same logits as the uncached model at every step"])
+
+
+def _wrong_length(length, end, n_layer) -> CheckResult:
+    example = f"after {end} tokens your cache.length is {length!r}"
+    if length == 0:
+        return fail(EXERCISE, "length does not count the stored positions", "length stays 0. The model numbers "
+                    "each new token's position from "
+                    "cache.length, so advance(T) must add T to it.", example, "advance(T): self.length += T")
+    if isinstance(length, int) and length in (end * n_layer, end * (n_layer + 1)):
+        return fail(EXERCISE, "length counted once per layer", "Every layer calls update, so counting positions "
+                    "in update counts each one n_layer times; the model calls advance(T) once per step.", example,
+                    "count only in advance(T)")
+    return fail(EXERCISE, "length does not count the stored positions", "The model numbers each new token's position "
+                "from cache.length, so it must grow by T in advance(T).", example, "advance(T) adds T to length")
 
 
 class WrongAxis(Exception):
@@ -105,47 +171,44 @@ class WrongAxis(Exception):
         self.layer, self.k, self.axis = layer, k, axis
 
 
-def _diagnose_calls(calls, n_layer, earlier=()) -> CheckResult | None:
-    """Compare what update returned with what it must return: the concatenation of that layer's inputs so far."""
-    history: dict[int, list] = {layer: [] for layer in range(n_layer)}
-    for layer, k, v, _ in earlier:
-        history[layer].append((k, v))
-    for layer, k, v, returned in calls:
-        history[layer].append((k, v))
-        want_k = torch.cat([kk for kk, _ in history[layer]], dim=2)
-        want_v = torch.cat([vv for _, vv in history[layer]], dim=2)
-        pair_of_tensors = isinstance(returned, tuple) and len(returned) == 2
-        if not (pair_of_tensors and all(isinstance(t, torch.Tensor) for t in returned)):
-            return fail(EXERCISE, "update must return (keys, values)",
-                        f"yours returned {type(returned).__name__}", hint="return a tuple of two tensors")
-        got_k, got_v = returned
-        T_total = want_k.shape[2]
-        example = (f"layer {layer}, after {T_total} positions: update got k of shape {tuple(k.shape)}\n"
-                   f"yours returned keys of shape {tuple(got_k.shape)}, expected {tuple(want_k.shape)}")
-        if close(got_k, want_k) and close(got_v, want_v):
-            continue
-        if got_k.shape == k.shape and T_total > k.shape[2]:
-            return fail(EXERCISE, "the cache forgets earlier positions",
-                        "update must return the keys and values of *all* positions so far; yours returns only "
-                        "the new ones, so each new token attends to itself alone.", example,
-                        "store the new k, v after the ones you already have, then return everything stored")
-        if got_k.dim() == 4 and got_k.shape[2] > T_total:
-            return fail(EXERCISE, "layers share one cache",
-                        "Each layer has its own keys and values; yours returned more positions than this layer has "
-                        "seen, so it mixes layers.", example, "keep one store per layer index")
-        if got_k.dim() == 4 and got_k.shape[1] != k.shape[1] and got_k.shape[2] == k.shape[2]:
-            return fail(EXERCISE, "concatenated along the wrong axis",
-                        "k and v are (B, nh, T, hs): new positions go along the time axis (dim 2), not the heads.",
-                        example, "which dim is T?")
-        if close(got_k, want_v) and close(got_v, want_k):
-            return fail(EXERCISE, "keys and values swapped", "update must return (keys, values) in that order.",
-                        example, hint="return keys first, then values")
-        if close(got_k, want_k) and close(got_v, want_k):
-            return fail(EXERCISE, "values stored as keys", "The values returned are the keys.", example,
-                        hint="keep two separate stores, one for keys and one for values")
-        return fail(EXERCISE, "update returned the wrong keys or values",
-                    "Expected all the keys (and values) of this layer so far, oldest first, along dim 2.",
-                    f"{example}\nyours[0, 0, :, 0] = {fmt(got_k[0, 0, :, 0], 8)}\n"
-                    f"expected {fmt(want_k[0, 0, :, 0], 8)}",
-                    hint="append the new k, v after the stored ones (dim 2) and return all of them")
-    return None
+def _diagnose_calls(calls, config) -> CheckResult | None:
+    """None when every call to update returned the concatenation of that layer's inputs so far; else the mistake
+    that explains every call, or where the first wrong call differs."""
+    histories = {layer: _History(config.block_size) for layer in range(config.n_layer)}
+    all_k, all_v, seen, first_wrong = [], [], [], None
+    for n, (layer, k, v, returned) in enumerate(calls):
+        all_k.append(k)
+        all_v.append(v)
+        h = histories[layer]
+        h.k, h.v = h.k + [k], h.v + [v]
+        snapshot = _History(config.block_size)
+        snapshot.k, snapshot.v, snapshot.all_k, snapshot.all_v = list(h.k), list(h.v), list(all_k), list(all_v)
+        if not (isinstance(returned, tuple) and len(returned) == 2 and all(isinstance(t, torch.Tensor)
+                                                                           for t in returned)):
+            return fail(EXERCISE, "update must return (keys, values)", f"yours returned {type(returned).__name__}",
+                        f"update(layer={layer}, k of shape {tuple(k.shape)}, v)", hint="return a tuple of two tensors")
+        seen.append((returned, snapshot))
+        if first_wrong is None and not (close(returned[0], _cat(h.k)) and close(returned[1], _cat(h.v))):
+            first_wrong = (layer, k, returned, snapshot)
+    if first_wrong is None:
+        return None
+    layer, k, (got_k, got_v), h = first_wrong
+    example = (f"layer {layer}, after {len(h)} positions: update got k of shape {tuple(k.shape)}\n"
+               f"yours returned keys {tuple(got_k.shape)}, values {tuple(got_v.shape)}; expected "
+               f"{tuple(_cat(h.k).shape)} each")
+    for name, holds, explanation, hint in KV_MISTAKES:
+        if all(_holds(holds, returned, snapshot) for returned, snapshot in seen):
+            return fail(EXERCISE, name, explanation, example, hint)
+    wrong_part = "keys" if not close(got_k, _cat(h.k)) else "values"
+    got, want = (got_k, _cat(h.k)) if wrong_part == "keys" else (got_v, _cat(h.v))
+    return fail(EXERCISE, NOT_RECOGNISED, "update must return all the keys and values of this layer so far, oldest "
+                f"first, along dim 2; your {wrong_part} differ, and no mistake the checker knows explains every call.",
+                f"{example}\nyour {wrong_part}: {where_it_differs(got, want) if got.shape == want.shape else ''}",
+                hint="append the new k, v after the stored ones (dim 2) and return all of them")
+
+
+def _holds(predicate, returned, snapshot) -> bool:
+    try:
+        return bool(predicate(returned[0], returned[1], snapshot))
+    except Exception:
+        return False

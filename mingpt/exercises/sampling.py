@@ -16,10 +16,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, close, fail, first_match, fmt, run
+from mingpt.exercises.checking import CheckResult, Variant, close, fail, run
+from mingpt.exercises.compare import check_cases
 from mingpt.generation import filter_logits
 
-__all__ = ["check_greedy", "check_sampling_probs"]
+__all__ = ["check_greedy", "check_sampling_probs", "SAMPLING_MISTAKES"]
 
 
 def check_greedy(fn) -> CheckResult:
@@ -49,77 +50,118 @@ def _reference(logits, temperature=1.0, top_k=None, top_p=None):
     return F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
 
 
-def _top_p_variant(logits, temperature, top_p, keep):
-    """Nucleus filtering with a configurable rule for which sorted positions to keep."""
-    probs = F.softmax(logits / temperature, dim=-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    cumulative = sorted_probs.cumsum(dim=-1)
-    keep_sorted = keep(cumulative, sorted_probs)
-    kept = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-    filtered = probs * kept
-    return filtered / filtered.sum(dim=-1, keepdim=True)
+def _top_p(logits, top_p, drop):
+    """Nucleus filtering of logits (B, V) with a configurable rule drop(sorted_logits) -> which sorted positions go."""
+    if top_p is None:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    remove = drop(sorted_logits, top_p)
+    return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
 
 
-def _variants() -> list[Variant]:
-    return [
-        Variant("temperature applied after the softmax", lambda lg, t, k, p: _reference(lg, 1.0, k, p) ** 1.0 / t,
-                "Dividing the probabilities by the temperature only rescales them (they no longer sum to 1, and "
-                "after renormalising nothing changed); temperature must divide the *logits*.",
-                "divide the logits by the temperature, then softmax"),
-        Variant("temperature applied after the softmax", lambda lg, t, k, p: _reference(lg, 1.0, k, p),
-                "Your distribution does not change with the temperature: dividing probabilities by T and "
-                "renormalising undoes itself. Temperature must divide the *logits* before the softmax.",
-                "divide the logits by the temperature, then softmax"),
-        Variant("temperature multiplied instead of divided", lambda lg, t, k, p: _reference(lg * t * t, t, k, p),
-                "A temperature below 1 must make the distribution sharper; yours makes it flatter.",
-                "logits / temperature"),
-        Variant("top-p keeps the wrong side of the threshold",
-                lambda lg, t, k, p: _top_p_variant(lg, t, p, lambda c, s: (c - s) >= p),
-                "Nucleus sampling keeps the *most* likely tokens whose mass reaches p; yours keeps the unlikely tail.",
-                "sort in descending order and keep the head of the list"),
-        Variant("top-p drops the token that crosses p",
-                lambda lg, t, k, p: _top_p_variant(lg, t, p, lambda c, s: (c <= p) | (c - s <= 0)),
-                "The kept set must reach a mass of at least p, so the token whose probability carries the running "
-                "sum past p stays; yours stops just before it.",
-                "decide on the mass *before* each token: keep a token while the tokens above it sum to < p"),
-        Variant("top-k keeps one token too many", lambda lg, t, k, p: _reference(lg, t, k + 1, p),
-                "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
-        Variant("top-k keeps one token too few", lambda lg, t, k, p: _reference(lg, t, k - 1, p),
-                "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
-        Variant("filtered after the softmax without renormalising",
-                lambda lg, t, k, p: F.softmax(lg / t, -1) * (_reference(lg, t, k, p) > 0),
-                "Removing tokens after the softmax leaves probabilities that sum to less than 1.",
-                "set the removed logits to -inf *before* the softmax"),
-    ]
+def _above(sorted_logits):
+    """The probability mass of the tokens ranked above each one (the reference's rule drops it when >= p)."""
+    probs = sorted_logits.softmax(-1)
+    return probs.cumsum(-1) - probs
+
+
+def _top_k(logits, k, smallest=False):
+    if k is None:
+        return logits
+    if smallest:
+        kth = torch.topk(logits, k, dim=-1, largest=False).values[:, -1:]
+        return logits.masked_fill(logits > kth, float("-inf"))
+    return filter_logits(logits, k, None)
+
+
+SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanation, hint)
+    ("temperature applied after the softmax", lambda lg, t, k, p: _reference(lg, 1.0, k, p) / t,
+     "Dividing the probabilities by the temperature only rescales them (they no longer sum to 1); temperature must "
+     "divide the *logits*.", "divide the logits by the temperature, then softmax"),
+    ("temperature applied after the softmax", lambda lg, t, k, p: _reference(lg, 1.0, k, p),
+     "Your distribution does not change with the temperature: dividing probabilities by T and renormalising undoes "
+     "itself. Temperature must divide the *logits* before the softmax.", "divide the logits by the temperature"),
+    ("temperature multiplied instead of divided", lambda lg, t, k, p: _reference(lg * t * t, t, k, p),
+     "A temperature below 1 must make the distribution sharper; yours makes it flatter.", "logits / temperature"),
+    ("top-p keeps the wrong side of the threshold",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: _above(s) < p), -1),
+     "Nucleus sampling keeps the *most* likely tokens whose mass reaches p; yours keeps the unlikely tail.",
+     "sort in descending order and keep the head of the list"),
+    ("top-p drops the token that crosses p",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: (_above(s) + s.softmax(-1) > p)
+                                          & (torch.arange(s.shape[-1]) > 0)), -1),
+     "The kept set must reach a mass of at least p, so the token whose probability carries the running sum past p "
+     "stays; yours stops just before it.",
+     "decide on the mass *before* each token: keep a token while the tokens above it sum to < p"),
+    ("top-p cumulates logits instead of probabilities",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: (s.cumsum(-1) - s) >= p), -1),
+     "The running sum that is compared with p must be a sum of *probabilities* (softmax of the sorted logits); a "
+     "sum of logits can be anything.", "softmax the sorted logits before the cumsum"),
+    ("top-p cumulates logits instead of probabilities",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: s.cumsum(-1) > p), -1),
+     "The running sum that is compared with p must be a sum of *probabilities* (softmax of the sorted logits); a "
+     "sum of logits can be anything.", "softmax the sorted logits before the cumsum"),
+    ("top-p without sorting", lambda lg, t, k, p: F.softmax(
+        (lambda x: x if p is None else x.masked_fill(_above(x) >= p, float("-inf")))(_top_k(lg / t, k)), -1),
+     "The running sum runs over the tokens from the most to the least likely; yours runs in vocabulary order.",
+     "sort the logits (descending) first, then scatter the decision back"),
+    ("top-p decided before the temperature", lambda lg, t, k, p: F.softmax(
+        (lg / t).masked_fill(filter_logits(lg, k, p).isinf(), float("-inf")), -1),
+     "The nucleus is the set of likely tokens *of the distribution you sample from*, after the temperature.",
+     "divide by the temperature first, then filter"),
+    ("top-p measured on the distribution before top-k", lambda lg, t, k, p: F.softmax(
+        filter_logits(lg / t, k, None).masked_fill(filter_logits(lg / t, None, p).isinf(), float("-inf")), -1),
+     "With both filters, top-p works on what top-k left (renormalised), as mingpt.generation does.",
+     "apply top-k to the logits, then top-p to the result"),
+    ("top-p ignored when top-k is given", lambda lg, t, k, p: _reference(lg, t, k, None if k is not None else p),
+     "When both are given, both filters apply (an if/elif runs only one).", "two independent ifs"),
+    ("top-k ignored when top-p is given", lambda lg, t, k, p: _reference(lg, t, None if p is not None else k, p),
+     "When both are given, both filters apply (an if/elif runs only one).", "two independent ifs"),
+    ("top-k keeps one token too many", lambda lg, t, k, p: _reference(lg, t, k + 1, p),
+     "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
+    ("top-k keeps one token too few",
+     lambda lg, t, k, p: _reference(lg, t, k - 1, p) if k > 1 else torch.full_like(lg, float("nan")),
+     "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
+    ("top-k keeps the k least likely tokens",
+     lambda lg, t, k, p: F.softmax(filter_logits(_top_k(lg / t, k, smallest=True), None, p), -1),
+     "top-k keeps the k *largest* logits; yours keeps the smallest.", "torch.topk returns the largest by default"),
+    ("filtered after the softmax without renormalising",
+     lambda lg, t, k, p: F.softmax(lg / t, -1) * (_reference(lg, t, k, p) > 0),
+     "Removing tokens after the softmax leaves probabilities that sum to less than 1.",
+     "set the removed logits to -inf *before* the softmax"),
+    ("removed logits set to 0 instead of -inf",
+     lambda lg, t, k, p: F.softmax((lambda f: f.masked_fill(f.isinf(), 0.0))(filter_logits(lg / t, k, p)), -1),
+     "A logit of 0 is an ordinary score (probability e^0 / sum): the removed tokens can still be sampled.",
+     "masked_fill(..., float('-inf'))"),
+    ("returned the filtered logits, not probabilities", lambda lg, t, k, p: filter_logits(lg / t, k, p),
+     "The function returns the probabilities to sample from: softmax of the filtered logits.", "softmax at the end"),
+    ("softmax over the batch axis", lambda lg, t, k, p: F.softmax(filter_logits(lg / t, k, p), dim=0),
+     "Each row is one sequence's distribution over the vocabulary (the last axis).", "softmax(dim=-1)"),
+]
+
+# Checked in stages, each with several settings, so that a mistake is named from the stage where it first shows
+# (a top-p bug from the top-p-only settings) even when the student's combined filter has a second one.
+STAGES = [("temperature", [(1.0, None, None), (0.5, None, None), (2.0, None, None)]),
+          ("top-k", [(1.0, 3, None), (0.7, 2, None), (1.0, 1, None), (1.3, 4, None)]),
+          ("top-p", [(1.0, None, 0.6), (0.8, None, 0.9), (1.0, None, 0.3), (1.2, None, 0.75)]),
+          ("top-k and top-p together", [(1.0, 2, 0.8), (1.5, 4, 0.5), (0.9, 3, 0.95)])]
 
 
 def check_sampling_probs(fn) -> CheckResult:
     """Check fn(logits, temperature, top_k=None, top_p=None) -> the probabilities to sample the next token from."""
     exercise = "sampling distribution"
-    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -2.0], [0.3, 2.5, -0.5, 1.5, 0.0, 1.0]])
-    cases = [(1.0, None, None), (0.5, None, None), (2.0, None, None), (1.0, 3, None), (1.0, None, 0.6),
-             (0.8, None, 0.9), (1.0, 2, 0.8)]
-    for temperature, top_k, top_p in cases:
-        call = f"your function(logits, temperature={temperature}, top_k={top_k}, top_p={top_p})"
-        out, problem = run(exercise, call, fn, logits, temperature, top_k, top_p)
+    logits = [torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -2.0], [0.3, 2.5, -0.5, 1.5, 0.0, 1.0]]),
+              torch.tensor([[0.2, -1.3, 3.1, 0.9, 1.7, -0.4, 0.6], [1.1, 0.8, -2.0, 0.1, 2.2, 1.9, -0.7],
+                            [-0.5, 0.4, 0.0, 1.2, -1.1, 0.7, 2.6]])]
+    describe = lambda lg, t, k, p: f"logits = {lg.tolist()}, temperature={t}, top_k={k}, top_p={p}"
+    for _, settings in STAGES:
+        cases = [(lg, *setting) for lg in logits for setting in settings]
+        problem = check_cases(exercise, fn, cases, _reference, [Variant(*row) for row in SAMPLING_MISTAKES],
+                              describe, atol=1e-5, hint="order: divide by the temperature, filter (top-k, then "
+                                                        "top-p) with -inf, then softmax",
+                              crash_hint="logits are (B, V): filter along the last axis",
+                              prepare=lambda case: (case[0].clone(), *case[1:]))
         if problem is not None:
             return problem
-        expected = _reference(logits, temperature, top_k, top_p)
-        if close(out, expected, atol=1e-5):
-            continue
-        yours = fmt(out[0], 6) if isinstance(out, torch.Tensor) else repr(out)
-        example = f"logits[0] = {fmt(logits[0], 6)}\n{call[5:]}\nyours    {yours}\nexpected {fmt(expected[0], 6)}"
-        variant = first_match(out, _variants(), logits, temperature, top_k, top_p)
-        if variant is not None:
-            if variant.property.startswith("top-p"):
-                cumulative = F.softmax(logits[0] / temperature, -1).sort(descending=True).values.cumsum(0)
-                example += f"\nrunning sum of the sorted probabilities: {fmt(cumulative, 6)}, p = {top_p}"
-            return fail(exercise, variant.property, variant.explanation, example, variant.hint)
-        if isinstance(out, torch.Tensor) and not close(out.sum(-1), torch.ones(2), atol=1e-4):
-            return fail(exercise, "probabilities do not sum to 1", "A distribution's probabilities add up to 1.",
-                        example + f"\nyour row sums: {fmt(out.sum(-1))}",
-                        hint="filter with -inf on the logits, then one softmax at the end")
-        return fail(exercise, "wrong distribution", "No known mistake explains the difference.", example,
-                    "order: divide by the temperature, filter (top-k, top-p) with -inf, then softmax")
     return CheckResult(exercise, True, checked=["temperature", "top-k", "top-p (the crossing token kept)",
-                                                "each row sums to 1"])
+                                                "top-k and top-p together", "each row sums to 1"])

@@ -5,6 +5,11 @@ Trainer on a small task, next to the reference trained the same way.
 The one idea: a checker proves a component computes the right function on a few inputs; training proves it
 also *learns* (gradients flow through it, nothing is detached, the initialisation is sane). The task is sorting
 six digits from {0, 1, 2}: small enough for a laptop CPU, and its loss drops visibly within a few hundred steps.
+A low training loss alone proves little: a model that sees the future (no causal mask) copies the answer and
+reaches a loss far *below* the reference's. So the run is judged by what was asked: every parameter of your
+component receives a gradient and changes; predictions never depend on later tokens (the loss computed
+from prefixes alone equals the one from whole sequences); and fresh sequences are sorted as well as the
+reference sorts them.
 
     from mingpt.exercises.training import train_and_compare
     result = train_and_compare(steps=300, attention=MyAttention)
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mingpt.exercises.checking import CheckResult, crashed, fail
@@ -55,9 +61,18 @@ def sorting_config():
     return config
 
 
-def _train(steps: int, seed: int, **components) -> tuple[GPT, float]:
+def _train(steps: int, seed: int, **components) -> tuple[GPT, float, dict]:
+    """Train; return the model, the mean loss of the last tenth of the steps, and for every parameter of the
+    student's modules whether it ever received a non-zero gradient and whether it changed."""
     torch.manual_seed(seed)
     model = GPT(sorting_config(), **components)
+    classes = tuple(c for c in components.values() if isinstance(c, type))
+    owned = {f"{name}.{p}": t for name, m in model.named_modules() if classes and isinstance(m, classes)
+             for p, t in m.named_parameters()}
+    before = {n: t.detach().clone() for n, t in owned.items()}
+    got_gradient = dict.fromkeys(owned, False)
+    hooks = [t.register_hook(lambda g, n=n: got_gradient.__setitem__(n, got_gradient[n] or bool(g.abs().sum() > 0)))
+             for n, t in owned.items() if t.requires_grad]
     train_config = Trainer.get_default_config()
     train_config.max_iters, train_config.batch_size, train_config.learning_rate = steps, 32, 3e-3
     train_config.device, train_config.seed = "cpu", seed
@@ -65,16 +80,42 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float]:
     trainer = Trainer(train_config, model, SortDataset())
     losses = []
     trainer.add_callback("on_batch_end", lambda t: losses.append(t.loss.item()))
-    trainer.run()
+    try:
+        trainer.run()
+    finally:
+        for hook in hooks:
+            hook.remove()
     tail = losses[-max(1, steps // 10):]  # the mean of the last tenth: less noisy than the last batch
-    return model, sum(tail) / len(tail)
+    learned = {n: (got_gradient[n], not torch.equal(before[n], t.detach())) for n, t in owned.items()}
+    return model, sum(tail) / len(tail), learned
+
+
+@torch.no_grad()
+def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
+    """On freshly drawn sequences (the task has only 3^6 inputs, so most were seen in training: this measures the
+    task done by generation, not generalisation): the loss from whole sequences, the loss when each position sees
+    only its prefix (what generation does), the largest logit difference between the two, and the greedy sort
+    accuracy."""
+    model.eval()
+    data = SortDataset(size=size, seed=seed)
+    x = torch.stack([data[i][0] for i in range(size)])
+    y = torch.stack([data[i][1] for i in range(size)])
+    full, _ = model(x)
+    prefix = torch.stack([model(x[:, : t + 1])[0][:, -1] for t in range(x.shape[1])], dim=1)
+    loss = lambda logits: F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
+                                          ignore_index=IGNORE_INDEX).item()
+    prompts = data.inputs[:size]
+    out = model.generate(prompts, max_new_tokens=data.length, use_cache=False)[:, data.length:]
+    correct = (out == prompts.sort(dim=1).values).all(dim=1).float().mean().item()
+    return {"full": loss(full), "prefix": loss(prefix), "leak": (full - prefix).abs().max().item(), "sorted": correct}
 
 
 def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, **components) -> CheckResult:
     """
-    Train GPT(config, **components) and the reference for `steps` on sorting; pass when the student's final loss
-    is within `tolerance` of the reference's (or lower) and the model sorts a prompt by greedy generation.
-    components: attention=, mlp=, layer_norm= or block= (see mingpt.components).
+    Train GPT(config, **components) and the reference for `steps` on sorting; pass when every parameter of the
+    student's components got a gradient and changed, no prediction depends on later tokens, the final loss is
+    within `tolerance` of the reference's (or lower), and fresh sequences are sorted about as well as the
+    reference sorts them. components: attention=, mlp=, layer_norm= or block= (see mingpt.components).
     """
     if not components:
         raise ValueError("give at least one component to train, e.g. train_and_compare(attention=MyAttention)")
@@ -83,7 +124,7 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
     names = ", ".join(f"{k}={getattr(v, '__name__', v)}" for k, v in components.items())
     exercise = f"training run ({names})"
     try:
-        model, loss = _train(steps, seed, **components)
+        model, loss, learned = _train(steps, seed, **components)
     except (TypeError, ValueError) as e:
         if "must define" in str(e) or "must be an nn.Module" in str(e):
             return fail(exercise, "your class does not fit into GPT", str(e),
@@ -91,17 +132,45 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         return crashed(exercise, f"training GPT({names})", e)
     except Exception as e:
         return crashed(exercise, f"training GPT({names})", e)
-    _, reference = _train(steps, seed)
-    prompt = torch.tensor([[2, 0, 1, 2, 0, 1]])
+    reference_model, reference, _ = _train(steps, seed)
     try:
-        out = model.generate(prompt, max_new_tokens=6, use_cache=False)[0, 6:].tolist()
+        yours, ours = held_out(model), held_out(reference_model)
+        out = model.generate(torch.tensor([[2, 0, 1, 2, 0, 1]]), max_new_tokens=6, use_cache=False)[0, 6:].tolist()
     except Exception as e:
-        return crashed(exercise, "model.generate with your component", e)
+        return crashed(exercise, "evaluating the trained model on fresh sequences", e)
     summary = f"your model reaches loss {loss:.3f} on sorting in {steps} steps (reference: {reference:.3f})"
     logger.info(summary)
+    stuck = [n for n, (gradient, changed) in learned.items() if not (gradient and changed)]
+    if stuck:
+        no_gradient = [n for n in stuck if not learned[n][0]]
+        return fail(exercise, "parameters that do not learn",
+                    f"{len(stuck)} of the {len(learned)} parameters of your component never "
+                    f"{'received a gradient' if no_gradient else 'changed'}: the loss cannot train them.",
+                    "\n".join(f"{n}: gradient {'yes' if g else 'never'}, changed {'yes' if c else 'no'}"
+                              for n, (g, c) in learned.items() if n in stuck[:6]),
+                    "look for .detach(), .data, torch.no_grad() or a tensor rebuilt from numbers in your forward, "
+                    "and for weights that are multiplied by 0 or never used")
+    if yours["leak"] > 1e-3:
+        return fail(exercise, "your model looks at future tokens",
+                    "Its prediction at a position changes when later tokens are removed, so during training it can "
+                    "read the answer it is asked to predict; generation has no future tokens, so it fails there.",
+                    f"fresh loss from whole sequences {yours['full']:.3f}, from prefixes only (as in generation) "
+                    f"{yours['prefix']:.3f}; largest logit difference {yours['leak']:.3g}\n"
+                    f"greedy sort of [2, 0, 1, 2, 0, 1]: {out}", "mask the attention scores of later positions")
     if not loss <= reference + tolerance:
         return fail(exercise, "trains worse than the reference", summary + ".",
                     f"the same data, seed and steps: reference {reference:.3f}, yours {loss:.3f}",
                     "if the checker passed but training does not: look for .detach(), .data or torch.no_grad() "
                     "in your forward, or parameters created outside __init__")
-    return CheckResult(exercise, True, checked=[summary, f"greedy sort of [2, 0, 1, 2, 0, 1]: {out}"])
+    if yours["sorted"] < ours["sorted"] - 0.15:
+        return fail(exercise, "sorts fresh sequences worse than the reference",
+                    "The loss went down, but the task is not solved: greedy generation sorts fewer unseen sequences.",
+                    f"{summary}\nfresh sequences sorted exactly: yours {yours['sorted']:.0%}, reference "
+                    f"{ours['sorted']:.0%}\ngreedy sort of [2, 0, 1, 2, 0, 1]: {out}",
+                    "generation feeds the model its own outputs one position at a time: compare model(x) with "
+                    "model(x[:, :t + 1]) at position t")
+    return CheckResult(exercise, True, checked=[
+        summary, f"every parameter of your component learned ({len(learned)})",
+        f"no look-ahead (fresh loss {yours['full']:.3f} = {yours['prefix']:.3f} from prefixes)",
+        f"fresh sequences sorted: {yours['sorted']:.0%} (reference {ours['sorted']:.0%})",
+        f"greedy sort of [2, 0, 1, 2, 0, 1]: {out}"])

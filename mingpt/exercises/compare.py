@@ -1,0 +1,155 @@
+"""
+How every checker decides what to say: run the student's code on several inputs, compare with the reference, and
+name a mistake only when it explains *everything*.
+
+The rule that keeps a checker honest: a variant (the reference with one known mistake) is the diagnosis only if it
+reproduces the student's output on *every* tested input, not just on the one that failed. A variant that matches
+one input and not another is a coincidence, and a wrong name sends a student to fix the wrong line, which is worse
+than no name. When no variant explains the outputs, the checker says so and shows *where* the output differs: the
+input, the first differing element with both values, and the largest difference. Shape and type mistakes (an extra
+dimension, a flattened output, float64) are named from the shapes themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import torch
+
+from mingpt.exercises.checking import SHAPE_HINT, CheckResult, Variant, fail, fmt, run
+
+__all__ = ["same", "shape_problem", "where_it_differs", "explain", "check_cases", "NOT_RECOGNISED"]
+
+NOT_RECOGNISED = "a mistake the checker does not recognise"
+
+
+def same(a: Any, b: Any, atol: float = 1e-5) -> bool:
+    """Equal within tolerance: tensors of one shape (NaN where the other has NaN), numbers, or anything else by ==."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
+            return False
+        if a.is_floating_point() and b.is_floating_point() and a.dtype != b.dtype:
+            return False  # float64 where float32 is expected doubles the memory: a mistake of its own
+        return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=atol, equal_nan=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=atol, abs_tol=atol)
+    return a == b
+
+
+def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:
+    """(property, explanation) when out has the wrong type, dtype or shape for expected; None when they agree."""
+    if not isinstance(expected, torch.Tensor):
+        return None
+    if not isinstance(out, torch.Tensor):
+        return "returned the wrong type", f"expected a tensor of shape {tuple(expected.shape)}; yours is a " \
+                                          f"{type(out).__name__}"
+    if out.shape == expected.shape:
+        if out.dtype != expected.dtype and out.is_floating_point() and expected.is_floating_point():
+            return "wrong dtype", f"expected {expected.dtype}, yours is {out.dtype} (a .double() or a float64 " \
+                                  "tensor built with torch.tensor of Python floats?)"
+        return None
+    shapes = f"expected shape {tuple(expected.shape)}, yours {tuple(out.shape)}"
+    if [s for s in out.shape if s != 1] == [s for s in expected.shape if s != 1]:
+        more = out.dim() > expected.dim()
+        return ("extra dimension of size 1" if more else "a dimension of size 1 missing",
+                shapes + (": a keepdim=True, unsqueeze or [None] too many" if more else
+                          ": a squeeze or an index such as [:, -1] dropped a dimension"))
+    if out.numel() == expected.numel():
+        return "output reshaped", shapes + ": same numbers of elements, laid out differently (view/reshape/flatten " \
+                                           "where the shape should stay, or a transpose)"
+    if out.dim() == expected.dim() - 1 and out.shape == expected.shape[:-2] + expected.shape[-1:]:
+        return "only one position returned", shapes + ": the time axis is gone (e.g. only the last position)"
+    return "wrong output shape", shapes
+
+
+def where_it_differs(out: Any, expected: Any, atol: float = 1e-5) -> str:
+    """The first differing element with both values, and the largest difference (for tensors and lists)."""
+    if isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor) and out.shape == expected.shape == ():
+        return where_it_differs(out.item(), expected.item(), atol)
+    if isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor) and out.shape == expected.shape:
+        diff = (out.double() - expected.double()).abs().nan_to_num(float("inf"))
+        bad = (diff > atol + atol * expected.double().abs()).nonzero()
+        if len(bad) == 0:
+            return "every element is within tolerance"
+        first = tuple(bad[0].tolist())
+        worst = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+        return (f"first differing element {list(first)}: yours {out[first].item():.6g}, expected "
+                f"{expected[first].item():.6g}\nlargest difference {diff.max().item():.4g} at {list(worst)}")
+    if isinstance(out, (list, tuple)) and isinstance(expected, (list, tuple)):
+        at = next((i for i, (a, b) in enumerate(zip(out, expected)) if a != b), min(len(out), len(expected)))
+        return f"first difference at position {at} (lengths: yours {len(out)}, expected {len(expected)})"
+    if isinstance(out, (int, float)) and isinstance(expected, (int, float)):
+        return f"difference {abs(out - expected):.4g} (relative {abs(out - expected) / max(abs(expected), 1e-30):.3g})"
+    return "this is the first input on which your output differs"
+
+
+def shown(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)}: {fmt(value, 6)}" if value.dim() else f"{value.item():.6g}"
+    return repr(value)
+
+
+def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], reference: Callable,
+            variants: Sequence[Variant], describe: Callable[..., str], atol: float = 1e-5,
+            hint: str = "") -> CheckResult | None:
+    """
+    None when every output equals the reference's. Otherwise a failed result: the variant that reproduces *every*
+    output, or a shape/type mistake, or "not recognised" with where the first wrong output differs.
+    """
+    expected = [reference(*case) for case in cases]
+    wrong = [i for i, (o, e) in enumerate(zip(outputs, expected)) if not same(o, e, atol)]
+    if not wrong:
+        return None
+    i = wrong[0]
+    example = f"{describe(*cases[i])}\nyours    {shown(outputs[i])}\nexpected {shown(expected[i])}"
+    for variant in variants:
+        if all(_variant_matches(variant, case, out, atol) for case, out in zip(cases, outputs)):
+            return fail(exercise, variant.property, variant.explanation, example, variant.hint)
+    problem = shape_problem(outputs[i], expected[i])
+    if problem is not None:
+        return fail(exercise, problem[0], problem[1] + ".", example, hint or SHAPE_HINT)
+    return fail(exercise, NOT_RECOGNISED,
+                "Your output differs from the reference, and no mistake the checker knows reproduces your outputs on "
+                "every tested input, so it names none. Here is where it differs:",
+                example + "\n" + where_it_differs(outputs[i], expected[i], atol), hint)
+
+
+def _variant_matches(variant: Variant, case: tuple, out: Any, atol: float) -> bool:
+    try:
+        return same(out, variant.compute(*case), atol)
+    except Exception:  # a variant that cannot run on this input does not explain it
+        return False
+
+
+def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: Callable,
+                variants: Sequence[Variant], describe: Callable[..., str], atol: float = 1e-5, hint: str = "",
+                crash_hint: str = SHAPE_HINT, prepare: Callable[[tuple], tuple] = lambda case: case
+                ) -> CheckResult | None:
+    """
+    Run fn on every case (a fresh copy of it from prepare), then `explain`; None when all outputs are right.
+    When fn raises on some cases, a variant that raises the same exception there and matches every other case is
+    the diagnosis (e.g. positions numbered from 1 run past the table at T = block_size); else the crash is shown.
+    """
+    outputs, crashes = [], {}
+    for n, case in enumerate(cases):
+        out, problem = run(exercise, describe(*case), fn, *prepare(case), hint=crash_hint)
+        if problem is not None:
+            crashes[n] = (problem, problem.explanation.split(" raised ", 1)[-1].split(":", 1)[0])
+        outputs.append(out)
+    if not crashes:
+        return explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
+    n, (problem, error_type) = next(iter(crashes.items()))
+    for variant in variants:
+        if all(_variant_raises(variant, cases[i], crashes[i][1]) if i in crashes
+               else _variant_matches(variant, cases[i], outputs[i], atol) for i in range(len(cases))):
+            return fail(exercise, variant.property, variant.explanation, problem.explanation, variant.hint)
+    return problem
+
+
+def _variant_raises(variant: Variant, case: tuple, error_type: str) -> bool:
+    try:
+        variant.compute(*case)
+    except Exception as e:
+        return type(e).__name__ == error_type
+    return False

@@ -1,0 +1,174 @@
+"""
+Checking the next-token loss and the bigram model (the first notebook's two exercises).
+
+The one idea: a language model's loss compares the prediction at position t with the token at position t + 1.
+Forgetting the shift, shifting the wrong way, or counting positions that should be ignored all give a perfectly
+plausible number, which is why these mistakes survive: the checker builds logits for which each of those
+mistakes gives a *different* loss (several batch sizes, lengths, vocabularies and masks), and names a mistake only
+when it reproduces the student's number on every one of them.
+
+    from mingpt.exercises import check_loss, check_bigram
+    check_loss(my_loss)     # my_loss(logits (B, T, V), tokens (B, T)) -> mean next-token cross-entropy
+    check_bigram(Bigram)    # Bigram(vocab_size) with one (V, V) table; forward(idx) -> logits (B, T, V)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mingpt.exercises.checking import CheckResult, Variant, student_with_reference_weights
+from mingpt.exercises.compare import check_cases
+from mingpt.model import IGNORE_INDEX
+
+__all__ = ["check_loss", "check_bigram", "LOSS_MISTAKES", "BIGRAM_MISTAKES"]
+
+
+# ------------------------------------------------------------------------------------------ loss
+def _ce(lg, tg, reduction="mean"):
+    return F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=IGNORE_INDEX,
+                           reduction=reduction)
+
+
+def _reference_loss(logits, tokens):
+    return _ce(logits[:, :-1], tokens[:, 1:])
+
+
+def _nll(log_probs, lg, tk):
+    """Per-position loss (B, T-1) from a log-probability function, 0 where the target is ignored."""
+    tg = tk[:, 1:]
+    picked = -log_probs(lg[:, :-1]).gather(-1, tg.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked * (tg != IGNORE_INDEX)
+
+
+LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
+    ("ignore index not honoured", lambda lg, tk: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
+                                                                 tk[:, 1:].reshape(-1)),
+     "Targets equal to -1 mean 'no loss here'; your cross_entropy treated -1 as a class and failed.",
+     "tell cross_entropy which target value to ignore (mingpt uses -1: ignore_index=-1)"),
+    ("targets not shifted", lambda lg, tk: _ce(lg, tk),
+     "logits[:, t] is the prediction of the *next* token, so its target is tokens[:, t + 1]; yours compares it "
+     "with tokens[:, t], the token the model was given.", "drop one position at each end"),
+    ("targets shifted the wrong way", lambda lg, tk: _ce(lg[:, 1:], tk[:, :-1]),
+     "Yours compares logits[:, t + 1] with tokens[:, t]: predicting the past.",
+     "the *last* prediction has no target, the *first* token is never a target"),
+    ("logits and targets both drop the first position", lambda lg, tk: _ce(lg[:, 1:], tk[:, 1:]),
+     "Both are cut at the same end, so each position is compared with its own token, not the next one.",
+     "logits lose the last position, tokens the first"),
+    ("logits and targets both drop the last position", lambda lg, tk: _ce(lg[:, :-1], tk[:, :-1]),
+     "Both are cut at the same end, so each position is compared with its own token, not the next one.",
+     "logits lose the last position, tokens the first"),
+    ("targets rolled: the last position wraps around", lambda lg, tk: _ce(lg, tk.roll(-1, dims=1)),
+     "tokens.roll(-1) shifts correctly but moves the first token to the end: the last position is trained to "
+     "predict the start of its own sequence, which is not the next token.", "slice instead: tokens[:, 1:]"),
+    ("label smoothing", lambda lg, tk: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].reshape(-1),
+                                                       ignore_index=IGNORE_INDEX, label_smoothing=0.1),
+     "The next-token loss is plain cross-entropy; label_smoothing mixes a uniform target into it.",
+     "leave label_smoothing at 0"),
+    ("sum instead of mean", lambda lg, tk: _ce(lg[:, :-1], tk[:, 1:], reduction="sum"),
+     "The loss is the mean over the predicted positions, so it does not grow with the batch size.",
+     "average over the positions that have a target"),
+    ("ignored positions counted in the mean",
+     lambda lg, tk: _ce(lg[:, :-1], tk[:, 1:], reduction="sum") / tk[:, 1:].numel(),
+     "Positions whose target is -1 add no loss, and they must not count in the number you divide by either.",
+     "divide by the number of targets that are not -1 (cross_entropy's ignore_index does it)"),
+    ("averaged per sequence, then over the batch",
+     lambda lg, tk: (_nll(lambda x: F.log_softmax(x, -1), lg, tk).sum(1) / (tk[:, 1:] != IGNORE_INDEX).sum(1)).mean(),
+     "The mean runs over all predicted positions of the batch at once; averaging each sequence first gives the "
+     "positions of a short (or mostly ignored) sequence more weight.", "one mean over (B*T) positions"),
+    ("softmax applied before cross_entropy", lambda lg, tk: _ce(lg.softmax(-1)[:, :-1], tk[:, 1:]),
+     "F.cross_entropy takes raw logits and applies log-softmax itself; giving it probabilities squashes the loss "
+     "towards log(V).", "pass the logits straight in"),
+    ("softmax over the time axis", lambda lg, tk: _nll(lambda x: F.log_softmax(x, dim=1), lg, tk).sum()
+     / (tk[:, 1:] != IGNORE_INDEX).sum(),
+     "The probabilities are over the vocabulary (the last axis), one distribution per position; yours normalises "
+     "over the positions.", "log_softmax(dim=-1)"),
+    ("minus the probability instead of minus its log",
+     lambda lg, tk: _nll(lambda x: F.softmax(x, dim=-1), lg, tk).sum() / (tk[:, 1:] != IGNORE_INDEX).sum(),
+     "Cross-entropy is -log p(target); -p(target) is not a likelihood and gives tiny gradients.", "take the log"),
+    ("log base 2", lambda lg, tk: _reference_loss(lg, tk) / math.log(2),
+     "PyTorch's cross-entropy (and every loss the course quotes) is in nats: natural log.", "use log, not log2"),
+    ("reshape where a transpose is needed",
+     lambda lg, tk: F.cross_entropy(lg[:, :-1].reshape(lg.shape[0], lg.shape[2], -1), tk[:, 1:],
+                                    ignore_index=IGNORE_INDEX),
+     "cross_entropy wants the classes on dim 1, (B, V, T); reshape keeps the memory order and mixes positions "
+     "with classes, a transpose moves the axis.", "logits.transpose(1, 2), or flatten to (B*T, V)"),
+]
+
+
+def _loss_cases(seed):
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for B, T, V, masked in ((2, 6, 5, []), (2, 6, 5, [(0, 1), (0, 2)]), (3, 4, 7, [(1, 2), (2, 1), (2, 3)])):
+        logits = torch.randn(B, T, V, generator=g) * 2
+        tokens = torch.randint(0, V, (B, T), generator=g)
+        for b, t in masked:
+            tokens[b, t] = IGNORE_INDEX  # e.g. the prompt part of a sequence: no loss for predicting it
+        cases.append((logits, tokens))
+    return cases
+
+
+def check_loss(fn, seed: int = 0) -> CheckResult:
+    """
+    Check fn(logits, tokens): logits (B, T, V) are the model's outputs for tokens (B, T); the loss is the mean
+    cross-entropy of predicting tokens[:, t + 1] from logits[:, t], skipping target tokens equal to -1.
+    """
+    exercise = "next-token loss"
+    if not callable(fn):
+        raise TypeError(f"check_loss expects your loss function, got {type(fn).__name__}")
+    cases = _loss_cases(seed)
+    describe = lambda lg, tk: f"logits of shape {tuple(lg.shape)} (seeded random), tokens = {tk.tolist()}"
+    variants = [Variant(*row) for row in LOSS_MISTAKES]
+    problem = check_cases(exercise, fn, cases, _reference_loss, variants, describe, atol=1e-5,
+                          hint="F.cross_entropy over (B*T, V) logits and (B*T,) targets, ignore_index=-1",
+                          crash_hint="targets equal to -1 must be skipped; logits (B, T, V), tokens (B, T)",
+                          prepare=lambda case: tuple(t.clone() for t in case))
+    if problem is not None:
+        return problem
+    return CheckResult(exercise, True, checked=["next-token shift", "targets equal to -1 ignored",
+                                                "three batch shapes"])
+
+
+# ------------------------------------------------------------------------------------------ bigram
+BIGRAM_MISTAKES = [  # (name, f(table, idx), explanation, hint)
+    ("returned probabilities, not logits", lambda tb, i: tb[i].softmax(-1),
+     "The model returns raw scores (logits); the loss (cross_entropy) applies the softmax itself.",
+     "return the table rows as they are"),
+    ("returned log-probabilities, not logits", lambda tb, i: tb[i].log_softmax(-1),
+     "The model returns raw scores (logits); the loss applies log-softmax itself.",
+     "return the table rows as they are"),
+    ("table read by column", lambda tb, i: tb.t()[i],
+     "Row idx of the table holds the scores of the token that follows idx; yours reads column idx.",
+     "table(idx), or table.weight[idx]"),
+]
+
+
+def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
+    """Check a bigram model: cls(vocab_size) with one (V, V) table; forward(idx) -> logits[b, t] = table[idx[b, t]]."""
+    exercise = "bigram model"
+    table = torch.randn(vocab_size, vocab_size, generator=torch.Generator().manual_seed(seed))
+    student, problem = student_with_reference_weights(exercise, cls, {"table.weight": table}, vocab_size)
+    if problem is not None:
+        return problem
+    cases = [(torch.tensor([[0, 3, 3, 5], [2, 1, 4, 0]]),), (torch.tensor([[5, 4, 1]]),)]
+    variants = [Variant(name, (lambda f: lambda i: f(table, i))(f), why, hint)
+                for name, f, why, hint in BIGRAM_MISTAKES]
+    with torch.no_grad():
+        problem = check_cases(exercise, student, cases, lambda i: table[i], variants,
+                              lambda i: f"idx = {i.tolist()}", atol=1e-5,
+                              hint="an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)")
+    if problem is not None:
+        return problem
+    return CheckResult(exercise, True, checked=["logits[b, t] is the table row of token idx[b, t]"])
+
+
+def bigram_entropy(data: torch.Tensor, vocab_size: int) -> float:
+    """The lowest loss a bigram model can reach on data (nats): the entropy of the next token given the current one.
+    A training loss far *below* it means the model was trained on the wrong task (e.g. an unshifted loss)."""
+    counts = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
+    counts.index_put_((data[:-1].long(), data[1:].long()), torch.ones(len(data) - 1, dtype=torch.float64),
+                      accumulate=True)
+    p = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    return float(-(counts * p.clamp(min=1e-300).log()).sum() / counts.sum())
