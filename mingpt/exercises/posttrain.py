@@ -191,8 +191,9 @@ def check_lora_layer(cls) -> CheckResult:
     """Check cls(base: nn.Linear, r, alpha): lora_A (r, in), lora_B (out, r), forward = base(x) + alpha/r * B A x,
     and merge() folding the correction into base.weight, after which forward gives the same outputs."""
     exercise = "LoRA layer and merge"
-    torch.manual_seed(0)
-    base = nn.Linear(IN, OUT)
+    with torch.random.fork_rng():  # seeded, and the student's own random stream left as it was
+        torch.manual_seed(0)
+        base = nn.Linear(IN, OUT)
     W, b = base.weight.detach().clone(), base.bias.detach().clone()
     layer, problem = construct(exercise, cls, base, RANK, ALPHA)
     if problem is not None:
@@ -306,8 +307,9 @@ def _tiny_gpt(seed: int) -> GPT:
     config = GPT.get_default_config()
     config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=11, block_size=8,
                                 embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
-    torch.manual_seed(seed)
-    return GPT(config).eval()
+    with torch.random.fork_rng():  # seeded, and the student's own random stream left as it was
+        torch.manual_seed(seed)
+        return GPT(config).eval()
 
 
 def check_dpo_loss(fn) -> CheckResult:
