@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import peft
 import pytest
+import safetensors.torch
 import torch
 import transformers
 
@@ -12,7 +13,7 @@ from mingpt.data import TokenStream
 from mingpt.io.pretrained import config_from_hf, load_hf_state_dict
 from mingpt.model import GPT
 from mingpt.posttrain.lora import (LoRALinear, apply_lora, load_lora_adapter, lora_state_dict, merge_lora,
-                                   save_lora_adapter, unmerge_lora)
+                                   save_adapter_on_checkpoint, save_lora_adapter, unmerge_lora)
 from mingpt.trainer import Trainer
 
 TARGETS = ("c_attn", "c_proj", "c_fc")
@@ -162,3 +163,23 @@ def test_lora_training_through_the_trainer_resumes_exactly_and_keeps_the_base_fr
     assert losses_b + losses_c == losses_a
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_a_trainer_callback_writes_the_adapter_alone_beside_each_checkpoint(tiny_gpt, tmp_path):
+    model = tiny_gpt(seed=0, vocab_size=11, block_size=8, dropout=0.0)
+    apply_lora(model, ("c_attn", "c_fc"), r=2, alpha=4)
+    C = Trainer.get_default_config()
+    C.merge_from_dict(dict(device="cpu", max_iters=4, batch_size=4, learning_rate=1e-2, precision="fp32",
+                           work_dir=str(tmp_path), checkpoint_interval=2))
+    trainer = Trainer(C, model, TokenStream(np.random.default_rng(0).integers(0, 11, 400), 8))
+    trainer.add_callback("on_checkpoint", save_adapter_on_checkpoint)
+    trainer.run()
+    adapter = tmp_path / "last_adapter"
+    tensors = safetensors.torch.load_file(adapter / "adapter_model.safetensors")
+    assert len(tensors) == 2 * 2 * 2 and all(".lora_A." in k or ".lora_B." in k for k in tensors)  # (c_attn, c_fc) x 2 blocks x (A, B)
+    # the adapter on a fresh copy of the base is the trained model (the checkpoint's optimizer holds adapters only)
+    fresh = tiny_gpt(seed=0, vocab_size=11, block_size=8, dropout=0.0)
+    load_lora_adapter(fresh, adapter)
+    x = torch.randint(0, 11, (2, 8))
+    assert torch.equal(fresh.eval()(x)[0], model.eval()(x)[0])
+    assert len(torch.load(tmp_path / "last.pt", weights_only=True)["optimizer"]["state"]) == 8

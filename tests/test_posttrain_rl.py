@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from mingpt.posttrain.rl import completion_logprobs, completion_mask, group_advantages, policy_loss, rl_step
+from mingpt.posttrain.rl import GRPO, completion_logprobs, completion_mask, group_advantages, policy_loss, rl_step
+from mingpt.trainer import Trainer
 
 
 def test_group_advantages_by_hand():
@@ -93,3 +94,38 @@ def test_rl_step_is_reproducible_and_rewards_what_the_checker_says(tiny_gpt):
     assert set(stats[0]) == {"loss", "reward", "kl", "solved_groups"} and 0 <= stats[0]["reward"] <= 1
     with pytest.raises(ValueError, match="group_size must be >= 2"):
         rl_step(model, optimizer, prompts, reward_fn, group_size=1, max_new_tokens=3)
+
+
+def test_a_grpo_run_through_the_trainer_resumes_with_the_same_sampled_answers(tiny_gpt, tmp_path):
+    """5 RL steps straight == 2 steps, Ctrl-C, resume, 3 steps: the same answers sampled at every step (the sampling
+    generator is checkpointed), the same losses and the same weights (dropout on: the global RNG resumes too)."""
+    prompts = torch.randint(1, 50, (12, 3), generator=torch.Generator().manual_seed(0))
+    dataset = [(p, p) for p in prompts]  # (prompt, unused target): the checker reads the prompt
+
+    def reward_fn(prompts, completions):  # reward: the answer starts with the prompt's last token
+        return (completions[:, 0] == prompts[:, -1]).float()
+
+    def run(resume=None, stop_after=None, seed=0):
+        grpo = GRPO(tiny_gpt(seed=seed), reward_fn, group_size=4, max_new_tokens=3, seed=7, kl_coef=0.1)
+        C = Trainer.get_default_config()
+        C.merge_from_dict(dict(device="cpu", max_iters=5, batch_size=2, learning_rate=1e-2, precision="fp32",
+                               work_dir=str(tmp_path), resume=resume))
+        trainer, history = Trainer(C, grpo, dataset), []
+
+        def record(tr):
+            history.append((tr.loss.item(), tr.model.last_stats["completions"].tolist()))
+            if stop_after is not None and tr.iter_num == stop_after - 1:
+                raise KeyboardInterrupt
+
+        trainer.add_callback("on_batch_end", record)
+        trainer.run()
+        return grpo, history
+
+    straight, history_a = run()
+    assert len({str(h[1]) for h in history_a}) == 5  # every step sampled new answers
+    _, history_b = run(stop_after=2)
+    resumed, history_c = run(resume=str(tmp_path / "last.pt"), seed=123)  # other weights: all from the checkpoint
+    assert history_b + history_c == history_a
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert straight.reference.training is False and not any(p.requires_grad for p in straight.reference.parameters())

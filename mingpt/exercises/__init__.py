@@ -8,9 +8,9 @@ exercise.
     result.raise_if_failed()                # for autograded cells: an AssertionError carrying the message
 
 One module per topic: attention, layernorm, block (MLP and Block), loss (next-token loss, bigram), gpt (embedding,
-whole model), sampling,
-kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight conversion), training (your
-components in a real training run).
+whole model), sampling, kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight
+conversion), training (your components in a real training run), posttrain (the SFT loss mask, a LoRA layer, the DPO
+loss, GRPO's advantages).
 """
 
 from mingpt.exercises.attention import check_attention, check_attention_weights
@@ -22,6 +22,7 @@ from mingpt.exercises.loss import bigram_entropy, check_bigram, check_loss
 from mingpt.exercises.kvcache import check_kv_cache
 from mingpt.exercises.layernorm import check_layernorm
 from mingpt.exercises.optim import check_lr_schedule, check_weight_decay_groups
+from mingpt.exercises.posttrain import check_dpo_loss, check_group_advantages, check_lora_layer, check_sft_targets
 from mingpt.exercises.pretrained import check_hf_conversion
 from mingpt.exercises.sampling import check_greedy, check_sampling_probs
 from mingpt.exercises.training import train_and_compare
@@ -33,4 +34,5 @@ __all__ = [
     "check_embedding", "check_loss", "check_gpt",
     "check_greedy", "check_sampling_probs", "check_kv_cache", "check_merge", "check_bpe_encode",
     "check_weight_decay_groups", "check_lr_schedule", "check_hf_conversion", "train_and_compare",
+    "check_sft_targets", "check_lora_layer", "check_dpo_loss", "check_group_advantages",
 ]

@@ -39,7 +39,8 @@ from safetensors.torch import load_file, save_file
 from mingpt.atomic import atomic_path
 
 __all__ = ["LoRALinear", "apply_lora", "mark_only_lora_as_trainable", "lora_state_dict", "merge_lora",
-           "unmerge_lora", "save_lora_adapter", "load_lora_adapter", "ADAPTER_CONFIG", "ADAPTER_WEIGHTS"]
+           "unmerge_lora", "save_lora_adapter", "load_lora_adapter", "save_adapter_on_checkpoint", "ADAPTER_CONFIG",
+           "ADAPTER_WEIGHTS"]
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # PEFT's file names
 PEFT_PREFIX = "base_model.model."  # PEFT saves keys as the wrapped model's names, under its LoraModel
@@ -239,3 +240,18 @@ def load_lora_adapter(model: nn.Module, directory: str | os.PathLike) -> None:
         raise KeyError(f"the adapter's tensors do not match the model's LoRA layers: missing "
                        f"{sorted(expected - set(tensors))[:4]}, unexpected {sorted(set(tensors) - expected)[:4]}")
     model.load_state_dict(tensors, strict=False)
+
+
+def save_adapter_on_checkpoint(trainer) -> None:
+    """
+    A Trainer callback for "on_checkpoint": beside each checkpoint it writes the adapter alone, in PEFT's format
+    (``out/last.pt`` -> ``out/last_adapter/``, ``best.pt`` -> ``best_adapter/``), a few thousand numbers to share.
+
+        trainer.add_callback("on_checkpoint", save_adapter_on_checkpoint)
+
+    The checkpoint itself keeps the whole model: resuming needs the frozen base too, and with it a resumed run is
+    bit-for-bit the unbroken one. A DPO or GRPO module's adapters are its ``policy``'s (its reference is not saved).
+    """
+    model = getattr(trainer.model, "policy", trainer.model)
+    path = pathlib.Path(trainer.last_checkpoint_path)
+    save_lora_adapter(model, path.with_name(path.stem + "_adapter"))

@@ -20,14 +20,17 @@ Two optional brakes, both from PPO/GRPO:
   kl_coef    a penalty on drifting from a frozen reference model (the one RL started from), with GRPO's
              per-token estimator exp(r) - r - 1, r = log p_ref - log p (never negative, zero when they agree)
 
-In reading order: group_advantages, completion_logprobs, completion_mask, policy_loss, rl_step.
+In reading order: group_advantages, completion_logprobs, completion_mask, policy_loss, grpo_loss (sample, score,
+loss), then rl_step (one step of a hand-written loop) or GRPO (the same loss as a module the Trainer trains).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.model import GPT
@@ -90,21 +93,22 @@ def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
     return (per_token * mask).sum() / n_tokens, ((kl * mask).sum() / n_tokens).detach()
 
 
-def rl_step(policy: GPT, optimizer: torch.optim.Optimizer, prompts: torch.Tensor,
-            reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], group_size: int, max_new_tokens: int,
-            generator: torch.Generator | None = None, temperature: float = 1.0, normalize_std: bool = True,
-            reference: GPT | None = None, kl_coef: float = 0.0, clip_eps: float = 0.2,
-            eos_token_id: int | None = None, grad_clip: float = 1.0) -> dict:
+def grpo_loss(policy: GPT, prompts: torch.Tensor, reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              group_size: int, max_new_tokens: int, generator: torch.Generator | None = None,
+              temperature: float = 1.0, normalize_std: bool = True, reference: GPT | None = None,
+              kl_coef: float = 0.0, clip_eps: float = 0.2,
+              eos_token_id: int | None = None) -> tuple[torch.Tensor, dict]:
     """
-    One GRPO-style step: sample group_size answers to each of the prompts (P, Tp), score them with
-    reward_fn(prompts, completions) -> (N,) rewards (N = P * group_size, prompts repeated to match), compute
-    group advantages and take one optimizer step on policy_loss. Returns the step's statistics.
-    `generator` makes the sampling reproducible (and is the RNG to checkpoint to resume a run exactly).
+    Sample group_size answers to each of the prompts (P, Tp), score them with reward_fn(prompts, completions) ->
+    (N,) rewards (N = P * group_size, prompts repeated to match), compute group advantages and return
+    ``(loss, stats)``: policy_loss, ready for backward, and the step's statistics (stats["completions"] (N, L) are
+    the sampled answers). `generator` makes the sampling reproducible (and is the RNG to checkpoint to resume).
     """
     if group_size < 2:
         raise ValueError(f"group_size must be >= 2 (advantages compare answers within a group), got {group_size}")
     P, Tp = prompts.shape
     repeated = prompts.repeat_interleave(group_size, dim=0)  # (N, Tp): prompt 0 G times, then prompt 1, ...
+    was_training = policy.training
     policy.eval()  # sampling: no dropout
     with torch.no_grad():
         seqs = policy.generate(repeated, max_new_tokens, do_sample=True, temperature=temperature,
@@ -113,13 +117,83 @@ def rl_step(policy: GPT, optimizer: torch.optim.Optimizer, prompts: torch.Tensor
         rewards = reward_fn(repeated, completions).float()  # (N,)
         advantages = group_advantages(rewards.view(P, group_size), normalize_std).view(-1)
         ref_logp = None if reference is None else completion_logprobs(reference.eval(), seqs, Tp)
-    policy.train()
+    policy.train(was_training)
     logp = completion_logprobs(policy, seqs, Tp)
     loss, kl = policy_loss(logp, advantages, completion_mask(completions, eos_token_id), ref_logp=ref_logp,
                            kl_coef=kl_coef, clip_eps=clip_eps)
+    stats = dict(reward=rewards.mean().item(), kl=kl.item(),
+                 solved_groups=(rewards.view(P, group_size).min(dim=1).values > 0).float().mean().item(),
+                 rewards=rewards, completions=completions)
+    return loss, stats
+
+
+def rl_step(policy: GPT, optimizer: torch.optim.Optimizer, prompts: torch.Tensor,
+            reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], group_size: int, max_new_tokens: int,
+            generator: torch.Generator | None = None, temperature: float = 1.0, normalize_std: bool = True,
+            reference: GPT | None = None, kl_coef: float = 0.0, clip_eps: float = 0.2,
+            eos_token_id: int | None = None, grad_clip: float = 1.0) -> dict:
+    """
+    One GRPO-style step in a hand-written loop: grpo_loss (arguments as there), then one optimizer step. Returns
+    the step's statistics (loss, reward, kl, solved_groups). To train through the Trainer instead, see `GRPO`.
+    """
+    loss, stats = grpo_loss(policy, prompts, reward_fn, group_size, max_new_tokens, generator, temperature,
+                            normalize_std, reference, kl_coef, clip_eps, eos_token_id)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
     optimizer.step()
-    return dict(loss=loss.item(), reward=rewards.mean().item(), kl=kl.item(),
-                solved_groups=(rewards.view(P, group_size).min(dim=1).values > 0).float().mean().item())
+    return dict(loss=loss.item(), reward=stats["reward"], kl=stats["kl"], solved_groups=stats["solved_groups"])
+
+
+class GRPO(nn.Module):
+    """
+    The RL loop as a module the Trainer trains and checkpoints: ``forward(prompts, y)`` samples, rewards and returns
+    ``(rewards, loss)`` (y is ignored: the checker reads the prompts). The data set yields (prompt, anything) pairs.
+
+        grpo = GRPO(model, reward_fn, group_size=8, max_new_tokens=4, seed=0)
+        Trainer(config, grpo, prompt_dataset).run()      # resumable: the sampling RNG is in the checkpoint
+
+    Why the sampling generator is part of the state dict: a resumed run must draw the same answers as an unbroken
+    one. The Trainer already checkpoints the global RNGs (dropout), but the answers come from this module's own
+    generator (so that sampling and dropout do not consume each other's random numbers); its state is saved as the
+    module's extra state (``_extra_state``, a uint8 tensor) and put back by load_state_dict. The generator lives on
+    the policy's device, seeded with `seed`; moving the model to another device starts its stream afresh.
+    In eval mode (the Trainer's evaluate()) answers come from the global RNG, which evaluation isolates, so an
+    evaluation never shifts the training samples. `last_stats` holds the latest step's statistics for callbacks.
+    """
+
+    def __init__(self, policy: GPT, reward_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], group_size: int,
+                 max_new_tokens: int, seed: int = 0, temperature: float = 1.0, normalize_std: bool = True,
+                 reference: GPT | None = None, kl_coef: float = 0.0, clip_eps: float = 0.2,
+                 eos_token_id: int | None = None):
+        super().__init__()
+        if group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (advantages compare answers within a group), got {group_size}")
+        if kl_coef and reference is None:  # the model RL starts from, frozen
+            reference = copy.deepcopy(policy)
+        self.policy, self.reference, self.reward_fn, self.seed = policy, reference, reward_fn, seed
+        if reference is not None:
+            reference.requires_grad_(False).eval()
+        self.options = dict(group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature,
+                            normalize_std=normalize_std, kl_coef=kl_coef, clip_eps=clip_eps, eos_token_id=eos_token_id)
+        self._generator: torch.Generator | None = None
+        self.last_stats: dict = {}
+
+    def sampling_generator(self) -> torch.Generator:
+        """The generator answers are sampled from, on the policy's device (made, seeded, on first use)."""
+        device = next(self.policy.parameters()).device
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device).manual_seed(self.seed)
+        return self._generator
+
+    def get_extra_state(self) -> torch.Tensor:
+        return self.sampling_generator().get_state()  # a uint8 tensor: weights_only-safe
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.sampling_generator().set_state(state.cpu())
+
+    def forward(self, prompts: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = self.sampling_generator() if self.training else None
+        loss, self.last_stats = grpo_loss(self.policy, prompts, self.reward_fn, generator=generator,
+                                          reference=self.reference, **self.options)
+        return self.last_stats["rewards"], loss
