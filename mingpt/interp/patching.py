@@ -21,6 +21,11 @@ p changes nothing before it:
     residual stream there;
   - cells that share p run together as one batch (chunked to ``max_tokens`` rows x positions, to bound memory).
 The results equal the one-pass-per-cell loop (``method="loop"``, kept as the reference) to float rounding.
+
+Hooks active around the call (``with model.hooks(fwd_hooks=...)``: noise on the embeddings for causal tracing, a
+head ablated, an edit at one position) define the corrupted run, as in TL. The batched pass cannot honour them
+exactly (it starts rows at block l and position p, and stacks cells along the batch, so a hook would see other
+shapes and positions), so when any hook point has something attached at call time the sweep runs the loop.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mingpt.interp.hook_points import get_act_name
-from mingpt.interp.hooks import hooks
+from mingpt.interp.hooks import attached_hook_names, hooks
 from mingpt.utils import check_int, eval_mode
 
 __all__ = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
@@ -70,10 +75,15 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
     """
     Patch every cell of a grid (its first axis is the layer): for grid index i, the activation ``site`` at layer
     i[0] takes the clean value on ``region(i)`` (an index into the (B, ...) activation). Returns a grid of
-    patching_metric(patched logits). method: 'batched' (default) or 'loop' (TL's one forward per cell).
+    patching_metric(patched logits). method: 'batched' (default) or 'loop' (TL's one forward per cell); with hooks
+    attached around the call, batched runs the loop (see the top of this file).
     """
     if method not in ("batched", "loop"):
         raise ValueError(f"method must be 'batched' or 'loop', got {method!r}")
+    attached = attached_hook_names(model)
+    if method == "batched" and attached:
+        logger.info("patching %s: hooks are attached at %s, so each cell runs its own forward pass", site, attached)
+        method = "loop"
     check_int(max_tokens, "max_tokens", low=1)
     names = sorted({get_act_name(site, layer) for layer in range(model.config.n_layer)})
     for name in names:

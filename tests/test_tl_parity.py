@@ -1,0 +1,84 @@
+"""
+Same name, same meaning: each TransformerLens-named call returns what TL's own function returns on the same
+weights (tests/tl_reference.py builds the HookedTransformer, without weight processing unless a test says so).
+A tiny model with odd sizes: 2 layers, 3 heads, 48 channels, 97 tokens, 11 positions; LayerNorm gains and biases
+far from 1 and 0 so a forgotten weight or bias shows.
+"""
+
+import pytest
+import torch
+
+from tl_reference import import_transformer_lens, tl_model
+
+from mingpt.interp import patching
+
+V, T, L, NH, C = 97, 11, 2, 3, 48
+tl_lib = import_transformer_lens()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_gpt):
+    model = tiny_gpt(ln_noise=0.5, bias_noise=0.3, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=16)
+    with torch.no_grad():  # larger weights than GPT-2's init, so that patches move the metric visibly
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and "ln" not in name:
+                p.mul_(3.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tl(model):
+    return tl_model(model)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    clean = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(3))
+    corrupted = clean.clone()
+    corrupted[:, 4] = (corrupted[:, 4] + 7) % V
+    return clean, corrupted
+
+
+def metric(logits):
+    return logits[:, -1, 5].mean() - logits[:, -1, 9].mean()
+
+
+def close(ours, theirs, atol=2e-5):
+    torch.testing.assert_close(ours, theirs.to(ours.dtype), atol=atol, rtol=atol)
+
+
+# ---------------------------------------------------------------------------------------- patching with hooks on
+def noise_on_first_positions(x, hook):  # causal tracing: the corrupted run is the clean tokens with noisy positions
+    return x + torch.linspace(-5, 5, C)[None, None] * (torch.arange(T) < 3)[None, :, None]
+
+
+def ablate_head_1(z, hook):
+    z[:, :, 1] = 0.0
+
+
+def edit_position_10(x, hook):
+    x[:, 10] = x[:, 10] * 0.5
+
+
+CORRUPTING_HOOKS = {  # a hook active around the patching call defines the corrupted run
+    "noise on hook_pos_embed": [("hook_pos_embed", noise_on_first_positions)],
+    "head ablated": [("blocks.1.attn.hook_z", ablate_head_1)],
+    "position 10 edited": [("blocks.1.hook_resid_pre", edit_position_10)],
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTING_HOOKS)
+@pytest.mark.parametrize("function", ["get_act_patch_resid_pre", "get_act_patch_attn_head_out_all_pos"])
+def test_patching_sees_the_hooks_active_around_the_call(model, tl, tokens, case, function):
+    clean, corrupted = tokens
+    corrupted = clean if case == "noise on hook_pos_embed" else corrupted
+    _, clean_cache = model.run_with_cache(clean)
+    _, tl_clean_cache = tl.run_with_cache(clean)
+    with tl.hooks(fwd_hooks=CORRUPTING_HOOKS[case]):
+        theirs = getattr(tl_lib.patching, function)(tl, corrupted, tl_clean_cache, metric)
+    with model.hooks(fwd_hooks=CORRUPTING_HOOKS[case]):
+        batched = getattr(patching, function)(model, corrupted, clean_cache, metric)
+        loop = getattr(patching, function)(model, corrupted, clean_cache, metric, method="loop")
+    assert theirs.max() - theirs.min() > 1e-3  # not flat: the cells differ far beyond the tolerance
+    close(loop, theirs)
+    close(batched, theirs)
