@@ -82,3 +82,53 @@ def test_patching_sees_the_hooks_active_around_the_call(model, tl, tokens, case,
     assert theirs.max() - theirs.min() > 1e-3  # not flat: the cells differ far beyond the tolerance
     close(loop, theirs)
     close(batched, theirs)
+
+
+# ---------------------------------------------------------------------------------------- the cache's readouts
+@pytest.fixture(scope="module")
+def tl_folded(model):  # TL's default loading folds each LayerNorm's weight into the matrix that reads it
+    return tl_model(model, fold_ln=True)
+
+
+@pytest.fixture(scope="module")
+def caches(model, tl, tl_folded, tokens):
+    return model.run_with_cache(tokens[0])[1], tl.run_with_cache(tokens[0])[1], tl_folded.run_with_cache(tokens[0])[1]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"pos_slice": -1}, {"incl_mid": True}])
+def test_accumulated_resid_with_apply_ln_is_tls_logit_lens(model, tl, caches, kwargs):
+    ours, theirs, _ = caches
+    lens = ours.accumulated_resid(apply_ln=True, **kwargs)
+    close(lens, theirs.accumulated_resid(apply_ln=True, **kwargs))  # each depth with its own statistics
+    close(model.lm_head(lens), tl.unembed(theirs.accumulated_resid(apply_ln=True, **kwargs)))
+
+
+@pytest.mark.parametrize("kwargs", [{"layer": 1}, {"layer": 1, "mlp_input": True}, {"layer": 1, "pos_slice": 3}])
+def test_accumulated_resid_before_a_block_uses_that_layer_norms_cached_scale(model, caches, kwargs):
+    ours, _, theirs = caches  # TL divides by the scale; its folded W_Q holds ln's weight, mingpt applies it here
+    ln = model.transformer.h[1].ln_2 if kwargs.get("mlp_input") else model.transformer.h[1].ln_1
+    close(ours.accumulated_resid(apply_ln=True, **kwargs), theirs.accumulated_resid(apply_ln=True, **kwargs)
+          * ln.weight.detach())
+
+
+@pytest.mark.parametrize("slices", [{}, {"pos_slice": -1}, {"pos_slice": -1, "batch_slice": 1}])
+def test_logit_attrs_applies_the_final_layer_norm_as_tls(model, caches, tokens, slices):
+    ours, _, theirs = caches  # reference: TL on the same weights, loaded the default way (LayerNorm folded)
+    answer, wrong = tokens[0][:, -1], tokens[1][:, 0]
+    if "pos_slice" not in slices:
+        answer, wrong = tokens[0], tokens[1]
+    if "batch_slice" in slices:
+        answer, wrong = answer[1], wrong[1]
+    for stack in ("decompose_resid", "stack_head_results", "accumulated_resid"):
+        kwargs = {"pos_slice": slices["pos_slice"]} if "pos_slice" in slices else {}
+        stack_ours, stack_theirs = getattr(ours, stack)(**kwargs), getattr(theirs, stack)(**kwargs)
+        close(ours.logit_attrs(stack_ours, answer, **slices), theirs.logit_attrs(stack_theirs, answer, **slices))
+        close(ours.logit_attrs(stack_ours, answer, wrong, **slices),
+              theirs.logit_attrs(stack_theirs, answer, wrong, **slices))
+
+
+def test_unembed_attrs_keeps_mingpts_exact_decomposition(model, caches, tokens):
+    ours, _, _ = caches
+    parts = ours.decompose_resid(apply_ln=True, pos_slice=-1)  # the LayerNorm's bias is one of the parts
+    logits = model(tokens[0])[0][:, -1]
+    close(ours.unembed_attrs(parts, tokens[0][:, -1]).sum(0), logits.gather(1, tokens[0][:, -1:])[:, 0])
