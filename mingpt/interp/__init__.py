@@ -7,6 +7,7 @@ Looking inside (a room below the core): hook points with TransformerLens' names,
     patching.py         activation patching (TL's get_act_patch_* functions), batched
     circuits.py         weights as circuits: W_Q, W_O, ..., factored QK/OV matrices, copying and composition scores
     probe.py            named summaries: Probe, the logit lens, top-k next tokens
+    tl_methods.py       TL's other model methods on a GPT: to_tokens/to_str_tokens, add_hook/reset_hooks, ...
     attention_view.py   attention patterns seen: a self-contained HTML viewer and a matplotlib figure
 
 Nothing here imports the model: the tools work on any module with GPT's hook points, which is why the model can

@@ -64,7 +64,9 @@ class ActivationCache:
         name = self._full_name(key)
         if name not in self.cache_dict:
             check_hook_name(self.model, name)  # a typo gets a suggestion; a real name was filtered out
-            raise KeyError(f"{name!r} was not recorded: run_with_cache's names_filter left it out")
+            hint = " (a full cache records hook_result after model.set_use_attn_result(True), as TL's)" \
+                if name.endswith("hook_result") else ""
+            raise KeyError(f"{name!r} was not recorded: run_with_cache's names_filter left it out{hint}")
         return self.cache_dict[name]
 
     def __contains__(self, key) -> bool:
