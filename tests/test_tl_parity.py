@@ -132,3 +132,77 @@ def test_unembed_attrs_keeps_mingpts_exact_decomposition(model, caches, tokens):
     parts = ours.decompose_resid(apply_ln=True, pos_slice=-1)  # the LayerNorm's bias is one of the parts
     logits = model(tokens[0])[0][:, -1]
     close(ours.unembed_attrs(parts, tokens[0][:, -1]).sum(0), logits.gather(1, tokens[0][:, -1:])[:, 0])
+
+
+# ---------------------------------------------------------------------------------------- the model's methods
+def test_stop_at_layer_and_loss_per_token_are_tls(model, tl, tokens):
+    idx = tokens[0]
+    for stop in (0, 1, -1, L):
+        close(model.run_with_hooks(idx, stop_at_layer=stop), tl.run_with_hooks(idx, stop_at_layer=stop))
+        ours, cache = model.run_with_cache(idx, stop_at_layer=stop)
+        theirs, tl_cache = tl.run_with_cache(idx, stop_at_layer=stop)
+        close(ours, theirs)
+        assert set(cache.keys()) == set(tl_cache.keys()) - {f"blocks.{i}.attn.hook_result" for i in range(L)}
+    close(model.run_with_hooks(idx, return_type="loss", loss_per_token=True),
+          tl.run_with_hooks(idx, return_type="loss", loss_per_token=True))
+    close(model.run_with_hooks(idx, return_type="loss"), tl.run_with_hooks(idx, return_type="loss"))
+
+
+def test_add_hook_stays_until_reset_hooks(model, tl, tokens):
+    def double_head_0(z, hook):
+        z[:, :, 0] *= 2
+
+    for m in (model, tl):
+        m.add_hook(lambda name: name.endswith("hook_z"), double_head_0)
+    hooked_ours, hooked_theirs = model.run_with_hooks(tokens[0]), tl.run_with_hooks(tokens[0])
+    close(hooked_ours, hooked_theirs)
+    for m in (model, tl):
+        m.reset_hooks()
+    close(model.run_with_hooks(tokens[0]), tl.run_with_hooks(tokens[0]))
+    assert not torch.allclose(hooked_ours, model.run_with_hooks(tokens[0]))
+
+
+@pytest.fixture(scope="module")
+def gpt2_vocab(tiny_gpt, data_dir, tmp_path_factory):
+    """A 1-layer model over GPT-2's vocabulary, with mingpt's BPETokenizer and Hugging Face's for TL."""
+    transformers = pytest.importorskip("transformers")
+    from mingpt.bpe import BPETokenizer
+
+    files = (data_dir / "gpt2/encoder.json", data_dir / "gpt2/vocab.bpe")
+    model = tiny_gpt(n_layer=1, n_head=3, n_embd=24, vocab_size=50257, block_size=16).eval()
+    model.set_tokenizer(BPETokenizer.from_files(*files))
+    folder = tmp_path_factory.mktemp("gpt2_tokenizer")  # TL reloads the tokenizer by its name_or_path
+    transformers.GPT2TokenizerFast(vocab_file=str(files[0]), merges_file=str(files[1])).save_pretrained(folder)
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    return model, tl_model(model, tokenizer=hf_tokenizer)
+
+
+TEXTS = ["Hello world", " The cat sat on the mat, didn't it?", "café 42<|endoftext|>x", "a b"]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"prepend_bos": False}, {"padding_side": "left"}])
+def test_text_methods_are_tls(gpt2_vocab, kwargs):
+    model, tl = gpt2_vocab
+    assert torch.equal(model.to_tokens(TEXTS, **kwargs), tl.to_tokens(TEXTS, **kwargs))  # padded batch
+    for text in TEXTS:
+        assert torch.equal(model.to_tokens(text, **kwargs), tl.to_tokens(text, **kwargs))
+        assert model.to_str_tokens(text, **kwargs) == tl.to_str_tokens(text, **kwargs)
+    assert model.to_str_tokens(TEXTS[:2], **kwargs) == tl.to_str_tokens(TEXTS[:2], **kwargs)
+    long = "one two " * 20  # longer than block_size: cut, as TL's truncate
+    assert torch.equal(model.to_tokens(long, **kwargs), tl.to_tokens(long, **kwargs))
+    ids = tl.to_tokens(TEXTS, **kwargs)
+    assert model.to_string(ids) == tl.to_string(ids) and model.to_string(ids[1]) == tl.to_string(ids[1])
+    assert model.to_str_tokens(ids[2]) == tl.to_str_tokens(ids[2])
+    assert model.to_single_token(" world") == tl.to_single_token(" world") == 995
+    with pytest.raises(ValueError, match="not a single token"):
+        model.to_single_token("Hello world")
+
+
+def test_logit_attrs_takes_string_tokens(gpt2_vocab):
+    model, tl = gpt2_vocab
+    tl_folded = tl_model(model, fold_ln=True, tokenizer=tl.tokenizer)
+    idx = model.to_tokens("The cat sat on the")
+    ours, theirs = model.run_with_cache(idx)[1], tl_folded.run_with_cache(idx)[1]
+    stack, tl_stack = ours.decompose_resid(pos_slice=-1), theirs.decompose_resid(pos_slice=-1)
+    close(ours.logit_attrs(stack, " mat", " dog", pos_slice=-1),
+          theirs.logit_attrs(tl_stack, " mat", " dog", pos_slice=-1))
