@@ -22,7 +22,7 @@ def model(tiny_gpt):
     with torch.no_grad():  # larger weights than GPT-2's init, so that patches move the metric visibly
         for name, p in model.named_parameters():
             if name.endswith("weight") and "ln" not in name:
-                p.mul_(3.0)
+                p.mul_(18.0 if "c_attn" in name else 3.0)  # sharp attention: q, k and pattern patches matter
     return model.eval()
 
 
@@ -39,8 +39,8 @@ def tokens():
     return clean, corrupted
 
 
-def metric(logits):
-    return logits[:, -1, 5].mean() - logits[:, -1, 9].mean()
+def metric(logits):  # from the corrupted position on
+    return logits[:, 4:, 5].mean() - logits[:, 4:, 9].mean()
 
 
 def close(ours, theirs, atol=2e-5):
@@ -82,6 +82,35 @@ def test_patching_sees_the_hooks_active_around_the_call(model, tl, tokens, case,
     assert theirs.max() - theirs.min() > 1e-3  # not flat: the cells differ far beyond the tolerance
     close(loop, theirs)
     close(batched, theirs)
+
+
+# ---------------------------------------------------------------------------------------- TL's patching sweeps
+PATCHING = [  # mingpt.interp.patching.<name> against transformer_lens.patching.<name>: same name, same grid
+    "get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
+    "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_q_all_pos", "get_act_patch_attn_head_k_all_pos",
+    "get_act_patch_attn_head_v_all_pos", "get_act_patch_attn_head_out_by_pos", "get_act_patch_attn_head_q_by_pos",
+    "get_act_patch_attn_head_k_by_pos", "get_act_patch_attn_head_v_by_pos", "get_act_patch_attn_head_pattern_all_pos",
+    "get_act_patch_attn_head_pattern_by_pos", "get_act_patch_attn_head_pattern_dest_src_pos",
+    "get_act_patch_block_every", "get_act_patch_attn_head_all_pos_every", "get_act_patch_attn_head_by_pos_every",
+]
+
+
+@pytest.fixture(scope="module")
+def clean_caches(model, tl, tokens):
+    return model.run_with_cache(tokens[0])[1], tl.run_with_cache(tokens[0])[1]
+
+
+@pytest.mark.parametrize("name", PATCHING)
+def test_patching_function_is_tls(model, tl, tokens, clean_caches, name):
+    assert name in patching.__all__
+    clean, corrupted = tokens
+    if name.endswith("dest_src_pos"):  # T x T cells per head: TL's loop over 7 positions is fast enough
+        clean, corrupted = clean[:, :7], corrupted[:, :7]
+        clean_caches = model.run_with_cache(clean)[1], tl.run_with_cache(clean)[1]
+    theirs = getattr(tl_lib.patching, name)(tl, corrupted, clean_caches[1], metric)
+    ours = getattr(patching, name)(model, corrupted, clean_caches[0], metric)
+    assert ours.shape == theirs.shape and theirs.max() - theirs.min() > 1e-3
+    close(ours, theirs)
 
 
 # ---------------------------------------------------------------------------------------- the cache's readouts
