@@ -235,3 +235,53 @@ def test_logit_attrs_takes_string_tokens(gpt2_vocab):
     stack, tl_stack = ours.decompose_resid(pos_slice=-1), theirs.decompose_resid(pos_slice=-1)
     close(ours.logit_attrs(stack, " mat", " dog", pos_slice=-1),
           theirs.logit_attrs(tl_stack, " mat", " dog", pos_slice=-1))
+
+
+# ---------------------------------------------------------------------------------------- finer decompositions
+@pytest.mark.parametrize("call", [  # (method, kwargs): the same call on mingpt's cache and on TL's
+    ("get_neuron_results", dict(layer=1)), ("get_neuron_results", dict(layer=0, neuron_slice=slice(5, 50, 3),
+                                                                         pos_slice=-1)),
+    ("stack_neuron_results", dict(layer=2, return_labels=True, incl_remainder=True)),
+    ("stack_neuron_results", dict(layer=1, pos_slice=3, neuron_slice=slice(0, 9), apply_ln=True)),
+    ("stack_activation", dict(activation_name="pattern")), ("stack_activation", dict(activation_name="z", layer=1)),
+    ("stack_activation", dict(activation_name="scale", sublayer_type="ln2")),
+    ("get_full_resid_decomposition", dict(return_labels=True)),
+    ("get_full_resid_decomposition", dict(layer=1, mlp_input=True, pos_slice=-1, return_labels=True)),
+    ("get_full_resid_decomposition", dict(expand_neurons=False, return_labels=True)),
+    ("get_full_resid_decomposition", dict(layer=1, apply_ln=True)),
+])
+def test_cache_decompositions_are_tls(model, caches, call):
+    ours, theirs, folded = caches
+    name, kwargs = call
+    ours, theirs = getattr(ours, name)(**kwargs), getattr(folded if kwargs.get("apply_ln") else theirs, name)(**kwargs)
+    if kwargs.get("apply_ln"):  # TL divides by the scale; its folded weights hold the LayerNorm's gain
+        ln = model.transformer.h[kwargs["layer"]].ln_1
+        theirs = theirs * ln.weight.detach()
+    if kwargs.get("return_labels"):
+        assert ours[1] == theirs[1]
+        ours, theirs = ours[0], theirs[0]
+    close(ours, theirs)
+
+
+def test_full_decomposition_adds_up_and_cache_moves(model, caches, tokens):
+    ours = caches[0]
+    close(ours.get_full_resid_decomposition().sum(0), ours["resid_post", -1])
+    one, theirs = model.run_with_cache(tokens[0][:1])[1], tl_model(model).run_with_cache(tokens[0][:1])[1]
+    one.remove_batch_dim(), theirs.remove_batch_dim()
+    assert not one.has_batch_dim and one["resid_pre", 1].shape == theirs["resid_pre", 1].shape == (T, C)
+    assert one.to("cpu") is one and one.to(torch.device("cpu"), move_model=True)["z", 0].device.type == "cpu"
+    with pytest.raises(ValueError, match="batch of one"):
+        caches[0].__class__(dict(caches[0].items()), model).remove_batch_dim()
+
+
+def test_factored_matrix_svd_and_corner_are_tls(model, tl):
+    from mingpt.interp.circuits import FactoredMatrix
+    for ours, theirs in ((model.OV, tl.OV), (model.QK[1, 2], tl.QK[1, 2]),
+                         (model.W_E @ model.OV[0, 1], tl.W_E @ tl.OV[0, 1])):
+        for part in ("U", "S", "Vh"):
+            close(getattr(ours, part), getattr(theirs, part), atol=1e-4)
+        close(ours.get_corner(), theirs.get_corner())
+        close(ours.get_corner(5), theirs.get_corner(5))
+        U, S, Vh = ours.svd()
+        close(U @ torch.diag_embed(S) @ Vh.transpose(-1, -2), ours.AB, atol=1e-4)
+    assert isinstance(model.OV, FactoredMatrix)

@@ -26,28 +26,40 @@ from typing import Iterator
 import torch
 
 from mingpt.interp.hook_points import check_hook_name, get_act_name
+from mingpt.interp.neuron_results import NeuronResults
+from mingpt.interp.neuron_results import slice_pos as _slice_pos
 
 __all__ = ["ActivationCache"]
 
 
-def _slice_pos(tensor: torch.Tensor, pos_slice, dim: int) -> torch.Tensor:
-    """pos_slice: None (all), an int (drops the dim), a slice, or a list/tensor of positions."""
-    if pos_slice is None:
-        return tensor
-    index = [slice(None)] * tensor.dim()
-    index[dim] = pos_slice if isinstance(pos_slice, (int, slice)) else torch.as_tensor(pos_slice)
-    return tensor[tuple(index)]
-
-
-class ActivationCache:
+class ActivationCache(NeuronResults):
     """
     ``cache[name]`` or TL's shorthand ``cache["pattern", 1]``, ``cache["scale", 0, "ln1"]`` (negative layers count
     from the end). Also dict-like: ``keys()``, ``items()``, ``in``, ``len``.
     """
 
-    def __init__(self, cache_dict: dict[str, torch.Tensor], model):
+    def __init__(self, cache_dict: dict[str, torch.Tensor], model, has_batch_dim: bool = True):
         self.cache_dict = cache_dict
         self.model = model
+        self.has_batch_dim = has_batch_dim
+
+    def remove_batch_dim(self) -> "ActivationCache":
+        """TL's: a cache of one example drops its batch dim (in place; returns the cache)."""
+        if self.has_batch_dim:
+            sizes = {name: value.size(0) for name, value in self.cache_dict.items() if value.size(0) != 1}
+            if sizes:
+                raise ValueError(f"remove_batch_dim needs a batch of one, but e.g. {next(iter(sizes.items()))} "
+                                 f"has another: run the cache on one example")
+            self.cache_dict = {name: value[0] for name, value in self.cache_dict.items()}
+            self.has_batch_dim = False
+        return self
+
+    def to(self, device, move_model: bool = False) -> "ActivationCache":
+        """TL's: every activation moved to device (in place; returns the cache), and the model too if asked."""
+        self.cache_dict = {name: value.to(device) for name, value in self.cache_dict.items()}
+        if move_model:
+            self.model.to(device)
+        return self
 
     # ------------------------------------------------------------------ dict-like access
     def _full_name(self, key) -> str:
