@@ -39,7 +39,7 @@ def test_last_accumulated_residual_through_the_unembedding_is_the_logits(model, 
 
 def test_decomposition_closes_on_the_final_layer_norm(model, run):
     logits, cache = run
-    stack, labels = cache.decompose_resid(apply_ln=True, return_labels=True)
+    stack, labels = cache.decompose_resid(apply_ln=True, return_labels=True, incl_ln_bias=True)
     assert labels == ["embed", "pos_embed"] + [f"{i}_{s}" for i in range(L) for s in ("attn_out", "mlp_out")] \
         + ["ln_final.bias"]
     torch.testing.assert_close(stack.sum(0), cache["ln_final.hook_normalized"], atol=1e-5, rtol=1e-5)
@@ -48,9 +48,10 @@ def test_decomposition_closes_on_the_final_layer_norm(model, run):
     raw = cache.decompose_resid()
     torch.testing.assert_close(raw.sum(0), cache["resid_post", -1], atol=1e-5, rtol=1e-5)
     # At a middle layer it closes on that block's ln1.
-    mid = cache.decompose_resid(layer=1, apply_ln=True, pos_slice=-1)
+    mid = cache.decompose_resid(layer=1, apply_ln=True, pos_slice=-1, incl_ln_bias=True)
     torch.testing.assert_close(mid.sum(0), cache["normalized", 1, "ln1"][:, -1], atol=1e-5, rtol=1e-5)
-    into_mlp, labels = cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True)
+    into_mlp, labels = cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True,
+                                            incl_ln_bias=True)
     assert labels[-2:] == ["1_attn_out", "blocks.1.ln2.bias"]
     torch.testing.assert_close(into_mlp.sum(0), cache["normalized", 1, "ln2"], atol=1e-5, rtol=1e-5)
     streams = cache.accumulated_resid(layer=1, mlp_input=True, apply_ln=True)  # the scale the model used, as TL
@@ -79,7 +80,7 @@ def test_head_results_sum_to_attention_outputs(model, idx, run):
 
 def test_direct_logit_attribution_adds_up_to_the_logit(model, idx, run):
     logits, cache = run
-    stack = cache.decompose_resid(apply_ln=True, pos_slice=-1)  # (n, B, C)
+    stack = cache.decompose_resid(apply_ln=True, pos_slice=-1, incl_ln_bias=True)  # (n, B, C)
     answer, wrong = idx[:, 0], idx[:, 1]
     attrs = cache.unembed_attrs(stack, answer)  # mingpt's exact decomposition (logit_attrs is TL's: test_tl_parity)
     assert attrs.shape == (stack.size(0), 2)

@@ -158,7 +158,7 @@ def test_logit_attrs_applies_the_final_layer_norm_as_tls(model, caches, tokens, 
 
 def test_unembed_attrs_keeps_mingpts_exact_decomposition(model, caches, tokens):
     ours, _, _ = caches
-    parts = ours.decompose_resid(apply_ln=True, pos_slice=-1)  # the LayerNorm's bias is one of the parts
+    parts = ours.decompose_resid(apply_ln=True, pos_slice=-1, incl_ln_bias=True)  # the bias: one part
     logits = model(tokens[0])[0][:, -1]
     close(ours.unembed_attrs(parts, tokens[0][:, -1]).sum(0), logits.gather(1, tokens[0][:, -1:])[:, 0])
 
@@ -189,6 +189,25 @@ def test_add_hook_stays_until_reset_hooks(model, tl, tokens):
         m.reset_hooks()
     close(model.run_with_hooks(tokens[0]), tl.run_with_hooks(tokens[0]))
     assert not torch.allclose(hooked_ours, model.run_with_hooks(tokens[0]))
+
+    def shift(x, hook):
+        return x + 1.0
+
+    def square(x, hook):
+        return x * x
+
+    for m in (model, tl):  # order matters: square runs first (prepend), then shift; permanent outlives reset_hooks
+        m.add_hook("blocks.1.hook_resid_mid", shift, is_permanent=True)
+        m.add_hook("blocks.1.hook_resid_mid", square, prepend=True)
+        m.reset_hooks()
+    close(model.run_with_hooks(tokens[0]), tl.run_with_hooks(tokens[0]))
+    for m in (model, tl):
+        m.add_hook("blocks.1.hook_resid_mid", square, prepend=True)
+    close(model.run_with_hooks(tokens[0]), tl.run_with_hooks(tokens[0]))
+    for m in (model, tl):
+        m.reset_hooks(including_permanent=True)
+    close(model.run_with_hooks(tokens[0]), tl.run_with_hooks(tokens[0]))
+    assert torch.allclose(model.run_with_hooks(tokens[0]), model(tokens[0])[0])
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +304,27 @@ def test_factored_matrix_svd_and_corner_are_tls(model, tl):
         U, S, Vh = ours.svd()
         close(U @ torch.diag_embed(S) @ Vh.transpose(-1, -2), ours.AB, atol=1e-4)
     assert isinstance(model.OV, FactoredMatrix)
+
+
+# ---------------------------------------------------------------------------------------- signatures
+def test_tl_named_methods_take_tls_arguments_in_tls_order():
+    """A positional call written for TL means the same here: TL's parameters are a prefix of ours."""
+    import inspect
+
+    from mingpt.interp.activation_cache import ActivationCache
+    from mingpt.model import GPT
+
+    def params(fn):
+        return [p for p in inspect.signature(fn).parameters if p != "self"]
+
+    pairs = [(getattr(ActivationCache, n), getattr(tl_lib.ActivationCache, n)) for n in (
+        "accumulated_resid", "decompose_resid", "stack_head_results", "apply_ln_to_stack", "logit_attrs",
+        "get_full_resid_decomposition", "stack_neuron_results", "get_neuron_results", "stack_activation",
+        "remove_batch_dim", "to")]
+    pairs += [(getattr(GPT, n), getattr(tl_lib.HookedTransformer, n)) for n in (
+        "to_tokens", "to_str_tokens", "to_string", "to_single_token", "add_hook", "reset_hooks",
+        "set_use_attn_result")]
+    for ours, theirs in pairs:
+        assert params(ours)[:len(params(theirs))] == params(theirs), ours.__qualname__
+    for name in PATCHING:  # TL's are partials of generic_activation_patch: the four arguments a caller passes
+        assert params(getattr(patching, name))[:4] == params(getattr(tl_lib.patching, name))[:4], name

@@ -14,7 +14,7 @@ the map is linear, so it distributes over the sum: each component's direct contr
 applied exactly as the model applies it, so the pieces add up to the real logits (TL folds w into W_U and b into
 b_U instead; with its default weight processing its activations are not the model's). Where a method carries TL's
 name it returns TL's numbers (``logit_attrs`` applies the final LayerNorm itself, as TL's); mingpt's exact
-decomposition is ``decompose_resid(apply_ln=True)`` read out by ``unembed_attrs``.
+decomposition is ``decompose_resid(apply_ln=True, incl_ln_bias=True)`` read out by ``unembed_attrs``.
 
 Stacks have the component first: (n_components, B, T, C), or (n_components, B, C) after a pos_slice of one int.
 """
@@ -116,7 +116,7 @@ class ActivationCache(NeuronResults):
         return layer
 
     def accumulated_resid(self, layer: int | None = None, incl_mid: bool = False, apply_ln: bool = False,
-                          pos_slice=None, return_labels: bool = False, mlp_input: bool = False):
+                          pos_slice=None, mlp_input: bool = False, return_labels: bool = False):
         """
         The residual stream at each depth up to ``layer``: resid_pre of blocks 0..layer (and resid_mid with
         incl_mid), then the final stream ('final_post') when layer is None, -1 or n_layer. (n, B, T, C).
@@ -147,15 +147,17 @@ class ActivationCache(NeuronResults):
             stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice, recompute_ln=layer == n)
         return (stack, labels) if return_labels else stack
 
-    def decompose_resid(self, layer: int | None = None, mode: str = "all", apply_ln: bool = False,
-                        pos_slice=None, incl_embeds: bool = True, return_labels: bool = False,
-                        mlp_input: bool = False):
+    def decompose_resid(self, layer: int | None = None, mlp_input: bool = False, mode: str = "all",
+                        apply_ln: bool = False, pos_slice=None, incl_embeds: bool = True, return_labels: bool = False,
+                        incl_ln_bias: bool = False):
         """
         What each sublayer wrote into the stream before ``layer``: embed, pos_embed, then {i}_attn_out and
         {i}_mlp_out (mode 'all', 'attn' or 'mlp'). They sum to resid_pre of ``layer`` (the final stream by default).
-        With apply_ln, each goes through the LayerNorm's linear part (centre, divide by the cached scale, times its
-        weight) and the LayerNorm's bias is appended once, labelled e.g. 'ln_final.bias': with mode='all' and the
-        embeddings, the stack then sums to that LayerNorm's output (for the final one, ln_final.hook_normalized).
+        With apply_ln, each goes through the LayerNorm's linear part (``apply_ln_to_stack``: centre, divide by the
+        cached scale, times its weight), as TL's. incl_ln_bias (mingpt's exact decomposition, with apply_ln): the
+        LayerNorm's bias appended once, labelled e.g. 'ln_final.bias': with mode='all' and the embeddings, the
+        stack then sums to that LayerNorm's output (for the final one, ln_final.hook_normalized), and through
+        ``unembed_attrs`` to the logits.
         mlp_input: also ``layer``'s own attn_out, so the sum is the input of its MLP (and the LayerNorm its ln2).
         """
         if mode not in ("all", "attn", "mlp"):
@@ -180,7 +182,8 @@ class ActivationCache(NeuronResults):
         stack = _slice_pos(torch.stack(components), pos_slice, dim=2)
         if apply_ln:
             stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice)
-            stack, labels = self._append_ln_bias(stack, labels, layer, mlp_input)
+            if incl_ln_bias:
+                stack, labels = self._append_ln_bias(stack, labels, layer, mlp_input)
         return (stack, labels) if return_labels else stack
 
     def stack_head_results(self, layer: int | None = None, return_labels: bool = False,
@@ -229,8 +232,8 @@ class ActivationCache(NeuronResults):
         return self._layer_norm_module(layer, mlp_input), self["scale", layer, kind], f"blocks.{layer}.{kind}"
 
     def apply_ln_to_stack(self, residual_stack: torch.Tensor, layer: int | None = None, mlp_input: bool = False,
-                          pos_slice=None, batch_slice=None, has_batch_dim: bool = True, add_bias: bool = False,
-                          recompute_ln: bool = False):
+                          pos_slice=None, batch_slice=None, has_batch_dim: bool = True, recompute_ln: bool = False,
+                          add_bias: bool = False):
         """
         The LayerNorm reading ``layer``'s input (None/-1/n_layer: ln_final; mlp_input: ln2) applied to each entry
         of a stack (n, B, T, C), with the scale frozen at the value the model computed:
@@ -286,7 +289,7 @@ class ActivationCache(NeuronResults):
         token, for a model that knows its tokenizer: ``model.set_tokenizer``), or ids shaped like the stack's
         (B[, T]) dims. Equals TL's on the same weights loaded with fold_ln=True. Returns (n, B[, T]).
         The LayerNorm's bias is no piece of any entry; mingpt's exact decomposition, whose pieces sum to the
-        logits, is ``decompose_resid(apply_ln=True)`` (the bias one labelled entry) through ``unembed_attrs``.
+        logits, is ``decompose_resid(apply_ln=True, incl_ln_bias=True)`` through ``unembed_attrs``.
         """
         scaled = self.apply_ln_to_stack(residual_stack, None, pos_slice=pos_slice, batch_slice=batch_slice,
                                         has_batch_dim=has_batch_dim)
@@ -296,8 +299,8 @@ class ActivationCache(NeuronResults):
         """
         mingpt's own: each entry of a stack that is already through the LayerNorm (``apply_ln=True``) dotted with
         the unembedding direction of ``tokens`` (minus that of incorrect_tokens), nothing applied first. With
-        ``decompose_resid(apply_ln=True)`` the entries sum to the logit itself. tokens: as for logit_attrs, e.g.
-        (B,) ids for a stack (n, B, C) sliced to one position. Returns (n, B[, T]).
+        ``decompose_resid(apply_ln=True, incl_ln_bias=True)`` the entries sum to the logit itself. tokens: as for
+        logit_attrs, e.g. (B,) ids for a stack (n, B, C) sliced to one position. Returns (n, B[, T]).
         """
         W_U = self.model.lm_head.weight.detach()  # (V, C): row t is token t's unembedding direction
         directions = self._directions(W_U, tokens, "tokens")

@@ -114,8 +114,8 @@ class HookPoint:
             cache[self.name] = tensor.detach()  # what the rest of the forward pass actually used
         return tensor
 
-    def add_hook(self, fn: HookFn) -> None:
-        self.fns.append(fn)
+    def add_hook(self, fn: HookFn, prepend: bool = False) -> None:
+        self.fns.insert(0, fn) if prepend else self.fns.append(fn)
         self.active = True
 
     def add_cache(self, cache: dict) -> None:

@@ -117,23 +117,39 @@ class TLMethods:
         return int(ids[0])
 
     # ------------------------------------------------------------------ hooks that stay
-    def add_hook(self, name, hook, dir: str = "fwd") -> None:
+    def add_hook(self, name, hook, dir: str = "fwd", is_permanent: bool = False, level=None,
+                 prepend: bool = False) -> None:
         """
         Attach hook(activation, hook_point) at name (a hook name or a predicate on names) until ``reset_hooks``,
-        as TL's add_hook: unlike ``with model.hooks(...)``, it stays for every later forward pass.
+        as TL's add_hook: unlike ``with model.hooks(...)``, it stays for every later forward pass. prepend: run
+        before the hooks already there; is_permanent: ``reset_hooks`` keeps it unless including_permanent.
         """
-        if dir != "fwd":
-            raise ValueError(f"add_hook supports dir='fwd' here, got {dir!r}")
+        if dir != "fwd" or level is not None:
+            raise ValueError(f"add_hook supports dir='fwd' and level=None here, got dir={dir!r}, level={level!r}")
         points = find_hook_points(self)
         added = self.__dict__.setdefault("_added_hooks", [])  # a plain list, not a module attribute
         for point_name, fn in _expand_fwd_hooks(self, [(name, hook)]):
-            points[point_name].add_hook(fn)
-            added.append((points[point_name], fn))
+            points[point_name].add_hook(fn, prepend=prepend)
+            added.append((points[point_name], fn, is_permanent))
 
-    def reset_hooks(self) -> None:
-        """Remove every hook that ``add_hook`` attached (hooks of an open ``with model.hooks(...)`` block stay)."""
-        for point, fn in reversed(self.__dict__.pop("_added_hooks", [])):
-            point.remove(fn=fn)
+    def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False,
+                    level=None) -> None:
+        """
+        Remove the hooks ``add_hook`` attached (the permanent ones too if including_permanent), as TL's. Hooks of
+        an open ``with model.hooks(...)`` block stay until it closes, whatever clear_contexts says: the block
+        removes its own on exit.
+        """
+        if direction not in ("fwd", "bwd", "both") or level is not None:
+            raise ValueError(f"reset_hooks takes direction 'fwd', 'bwd' or 'both' and level=None, got "
+                             f"direction={direction!r}, level={level!r}")
+        kept = []
+        for point, fn, permanent in reversed(self.__dict__.pop("_added_hooks", [])):
+            if permanent and not including_permanent:
+                kept.insert(0, (point, fn, permanent))
+            else:
+                point.remove(fn=fn)
+        if kept:
+            self.__dict__["_added_hooks"] = kept
 
     # ------------------------------------------------------------------ per-head results
     def set_use_attn_result(self, use_attn_result: bool) -> None:
