@@ -303,7 +303,7 @@ class GPT(nn.Module, WeightViews, TLMethods):
         """A context manager: while inside, fn(activation, hook) runs at each named hook point, generate included."""
         return interp_hooks.hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
 
-    def run_with_hooks(self, idx, fwd_hooks=(), return_type="logits", **kwargs):  # kwargs: stop_at_layer, ...
+    def run_with_hooks(self, idx, fwd_hooks=(), return_type="logits", **kwargs):
         """One forward pass (eval mode) with fwd_hooks=[(name_or_predicate, fn)] active; see mingpt/interp/hooks.py."""
         return interp_hooks.run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
 

@@ -268,17 +268,19 @@ def test_logit_attrs_takes_string_tokens(gpt2_vocab):
     ("get_full_resid_decomposition", dict(layer=1, mlp_input=True, pos_slice=-1, return_labels=True)),
     ("get_full_resid_decomposition", dict(expand_neurons=False, return_labels=True)),
     ("get_full_resid_decomposition", dict(layer=1, apply_ln=True)),
+    ("decompose_resid", dict(layer=1, apply_ln=True, return_labels=True)),
+    ("decompose_resid", dict(layer=1, mode="attn", pos_slice=-1, return_labels=True)),
+    ("stack_head_results", dict(layer=1, apply_ln=True, pos_slice=-1)),
 ])
 def test_cache_decompositions_are_tls(model, caches, call):
     ours, theirs, folded = caches
     name, kwargs = call
     ours, theirs = getattr(ours, name)(**kwargs), getattr(folded if kwargs.get("apply_ln") else theirs, name)(**kwargs)
-    if kwargs.get("apply_ln"):  # TL divides by the scale; its folded weights hold the LayerNorm's gain
-        ln = model.transformer.h[kwargs["layer"]].ln_1
-        theirs = theirs * ln.weight.detach()
     if kwargs.get("return_labels"):
         assert ours[1] == theirs[1]
         ours, theirs = ours[0], theirs[0]
+    if kwargs.get("apply_ln"):  # TL divides by the scale; its folded weights hold the LayerNorm's gain
+        theirs = theirs * model.transformer.h[kwargs["layer"]].ln_1.weight.detach()
     close(ours, theirs)
 
 
