@@ -254,6 +254,8 @@ def test_logit_attrs_takes_string_tokens(gpt2_vocab):
     stack, tl_stack = ours.decompose_resid(pos_slice=-1), theirs.decompose_resid(pos_slice=-1)
     close(ours.logit_attrs(stack, " mat", " dog", pos_slice=-1),
           theirs.logit_attrs(tl_stack, " mat", " dog", pos_slice=-1))
+    for tokens in (" mat", 7, torch.tensor([3]), idx, idx[0, 2]):
+        close(model.tokens_to_residual_directions(tokens), tl.tokens_to_residual_directions(tokens))
 
 
 # ---------------------------------------------------------------------------------------- finer decompositions
@@ -325,7 +327,7 @@ def test_tl_named_methods_take_tls_arguments_in_tls_order():
         "remove_batch_dim", "to")]
     pairs += [(getattr(GPT, n), getattr(tl_lib.HookedTransformer, n)) for n in (
         "to_tokens", "to_str_tokens", "to_string", "to_single_token", "add_hook", "reset_hooks",
-        "set_use_attn_result")]
+        "set_use_attn_result", "tokens_to_residual_directions")]
     for ours, theirs in pairs:
         assert params(ours)[:len(params(theirs))] == params(theirs), ours.__qualname__
     for name in PATCHING:  # TL's are partials of generic_activation_patch: the four arguments a caller passes

@@ -116,6 +116,19 @@ class TLMethods:
                              f"{self.to_str_tokens(ids)}")
         return int(ids[0])
 
+    def tokens_to_residual_directions(self, tokens) -> torch.Tensor:
+        """
+        Each token's unembedding direction, as TL: a string (one token), an int or a one-element tensor gives
+        (C,); a tensor of ids gives (..., C), a row of W_U.T per id. Direct logit attribution dots a stream with it.
+        """
+        if isinstance(tokens, str):
+            tokens = self.to_single_token(tokens)
+        tokens = torch.as_tensor(tokens)
+        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+            raise TypeError(f"tokens must be token ids (ints) or a string, got a {tokens.dtype} tensor")
+        W_U = self.lm_head.weight  # (V, C): row t is token t's direction
+        return W_U[tokens.reshape(()) if tokens.numel() == 1 else tokens]
+
     # ------------------------------------------------------------------ hooks that stay
     def add_hook(self, name, hook, dir: str = "fwd", is_permanent: bool = False, level=None,
                  prepend: bool = False) -> None:
