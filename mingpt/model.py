@@ -43,6 +43,7 @@ from mingpt.inputs import causal_mask, check_token_ids
 from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also the name of a GPT method
 from mingpt.interp.circuits import WeightViews
 from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points
+from mingpt.interp.tl_methods import TLMethods
 
 logger = logging.getLogger(__name__)
 
@@ -190,10 +191,11 @@ class Block(nn.Module):
         return self.hook_resid_post(x + mlp_out)
 
 
-class GPT(nn.Module, WeightViews):
+class GPT(nn.Module, WeightViews, TLMethods):
     """
     GPT language model. ``logits, loss = model(idx, targets)``; ``model.generate(idx, max_new_tokens)``.
-    WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/interp/circuits.py).
+    WeightViews adds TransformerLens' weight names (model.W_Q, model.OV, ...; see mingpt/interp/circuits.py),
+    TLMethods its other methods (to_tokens, add_hook, set_use_attn_result, ...; mingpt/interp/tl_methods.py).
     """
 
     get_default_config = staticmethod(default_config)  # the defaults, and what each means, are in config.py

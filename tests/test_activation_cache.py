@@ -39,7 +39,7 @@ def test_last_accumulated_residual_through_the_unembedding_is_the_logits(model, 
 
 def test_decomposition_closes_on_the_final_layer_norm(model, run):
     logits, cache = run
-    stack, labels = cache.decompose_resid(apply_ln=True, return_labels=True)
+    stack, labels = cache.decompose_resid(apply_ln=True, return_labels=True, incl_ln_bias=True)
     assert labels == ["embed", "pos_embed"] + [f"{i}_{s}" for i in range(L) for s in ("attn_out", "mlp_out")] \
         + ["ln_final.bias"]
     torch.testing.assert_close(stack.sum(0), cache["ln_final.hook_normalized"], atol=1e-5, rtol=1e-5)
@@ -48,13 +48,15 @@ def test_decomposition_closes_on_the_final_layer_norm(model, run):
     raw = cache.decompose_resid()
     torch.testing.assert_close(raw.sum(0), cache["resid_post", -1], atol=1e-5, rtol=1e-5)
     # At a middle layer it closes on that block's ln1.
-    mid = cache.decompose_resid(layer=1, apply_ln=True, pos_slice=-1)
+    mid = cache.decompose_resid(layer=1, apply_ln=True, pos_slice=-1, incl_ln_bias=True)
     torch.testing.assert_close(mid.sum(0), cache["normalized", 1, "ln1"][:, -1], atol=1e-5, rtol=1e-5)
-    into_mlp, labels = cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True)
+    into_mlp, labels = cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True,
+                                            incl_ln_bias=True)
     assert labels[-2:] == ["1_attn_out", "blocks.1.ln2.bias"]
     torch.testing.assert_close(into_mlp.sum(0), cache["normalized", 1, "ln2"], atol=1e-5, rtol=1e-5)
-    streams = cache.accumulated_resid(layer=1, mlp_input=True, apply_ln=True)
-    torch.testing.assert_close(streams[-1], cache["normalized", 1, "ln2"], atol=1e-5, rtol=1e-5)
+    streams = cache.accumulated_resid(layer=1, mlp_input=True, apply_ln=True)  # the scale the model used, as TL
+    torch.testing.assert_close(streams[-1] + model.transformer.h[1].ln_2.bias, cache["normalized", 1, "ln2"],
+                               atol=1e-5, rtol=1e-5)
     attn_only, labels = cache.decompose_resid(mode="attn", incl_embeds=False, return_labels=True)
     assert labels == [f"{i}_attn_out" for i in range(L)] and torch.equal(attn_only[1], cache["attn_out", 1])
 
@@ -78,16 +80,16 @@ def test_head_results_sum_to_attention_outputs(model, idx, run):
 
 def test_direct_logit_attribution_adds_up_to_the_logit(model, idx, run):
     logits, cache = run
-    stack = cache.decompose_resid(apply_ln=True, pos_slice=-1)  # (n, B, C)
+    stack = cache.decompose_resid(apply_ln=True, pos_slice=-1, incl_ln_bias=True)  # (n, B, C)
     answer, wrong = idx[:, 0], idx[:, 1]
-    attrs = cache.logit_attrs(stack, answer)
+    attrs = cache.unembed_attrs(stack, answer)  # mingpt's exact decomposition (logit_attrs is TL's: test_tl_parity)
     assert attrs.shape == (stack.size(0), 2)
     torch.testing.assert_close(attrs.sum(0), logits[:, -1].gather(1, answer[:, None])[:, 0], atol=1e-4, rtol=1e-5)
-    diff = cache.logit_attrs(stack, answer, incorrect_tokens=wrong).sum(0)
+    diff = cache.unembed_attrs(stack, answer, incorrect_tokens=wrong).sum(0)
     expected = logits[:, -1].gather(1, answer[:, None])[:, 0] - logits[:, -1].gather(1, wrong[:, None])[:, 0]
     torch.testing.assert_close(diff, expected, atol=1e-4, rtol=1e-5)
     heads = cache.stack_head_results(apply_ln=True, pos_slice=-1)
-    assert cache.logit_attrs(heads, 5).shape == (L * NH, 2)
+    assert cache.unembed_attrs(heads, 5).shape == (L * NH, 2)
 
 
 def test_bad_input_gets_clear_errors(run):
@@ -98,8 +100,10 @@ def test_bad_input_gets_clear_errors(run):
         cache.decompose_resid(mode="heads")
     stack = cache.decompose_resid(apply_ln=True, pos_slice=-1)
     with pytest.raises(ValueError, match=r"tokens of shape \(3,\) do not match"):
-        cache.logit_attrs(stack, torch.tensor([1, 2, 3]))
+        cache.logit_attrs(stack, torch.tensor([1, 2, 3]), pos_slice=-1)
     with pytest.raises(ValueError, match="outside"):
-        cache.logit_attrs(stack, V + 1)
+        cache.unembed_attrs(stack, V + 1)
+    with pytest.raises(ValueError, match="same shape"):
+        cache.logit_attrs(stack, torch.tensor([1, 2]), torch.tensor(3), pos_slice=-1)
     with pytest.raises(ValueError, match="does not line up"):
         cache.apply_ln_to_stack(cache.decompose_resid(pos_slice=slice(0, 3)))

@@ -19,7 +19,7 @@ def model(tiny_gpt):
 def test_weight_views_reproduce_the_hook_values(model):
     idx = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        logits, cache = model.run_with_cache(idx)
+        logits, cache = model.run_with_cache(idx, names_filter=lambda name: True)  # hook_result included
         assert model.W_Q.shape == model.W_K.shape == model.W_V.shape == (L, NH, C, HS)
         assert model.W_O.shape == (L, NH, HS, C) and model.b_Q.shape == (L, NH, HS) and model.b_O.shape == (L, C)
         assert model.W_in.shape == (L, C, 4 * C) and model.W_out.shape == (L, 4 * C, C) and model.W_U.shape == (C, V)

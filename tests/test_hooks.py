@@ -83,6 +83,9 @@ def reference_activations(model, idx):
 def test_every_hook_value_is_an_independent_recomputation(build, idx, attention):
     model = build(attention)
     expected, expected_logits = reference_activations(model, idx)
+    _, without_results = model.run_with_cache(idx)  # TL's default: no per-head results in a full cache
+    assert list(without_results.keys()) == [name for name in hook_names(model) if not name.endswith("hook_result")]
+    model.set_use_attn_result(True)  # TL's switch
     logits, cache = model.run_with_cache(idx)
     assert list(cache.keys()) == hook_names(model) == list(expected)
     for name, value in expected.items():
@@ -122,9 +125,10 @@ def test_head_ablation_changes_exactly_that_head(model, idx):
     def zero_head_1(z, hook):
         z[:, :, 1] = 0.0
 
-    _, clean = model.run_with_cache(idx)
+    every_point = lambda name: True  # noqa: E731  (a predicate: hook_result included, as asked)
+    _, clean = model.run_with_cache(idx, names_filter=every_point)
     with model.hooks(fwd_hooks=[("blocks.1.attn.hook_z", zero_head_1)]):
-        _, ablated = model.run_with_cache(idx)
+        _, ablated = model.run_with_cache(idx, names_filter=every_point)
     for name in hook_names(model):
         if name.startswith(("hook_", "blocks.0.")) or name in {f"blocks.1.{n}" for n in (
                 "hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k",

@@ -12,7 +12,9 @@ where ``scale`` depends on x. Freeze ``scale`` at the value the model computed (
 the map is linear, so it distributes over the sum: each component's direct contribution to the logits is
 ``(c - mean(c)) / scale * w @ W_U``, and ``b @ W_U`` is one more component, counted once. Here the LayerNorm is
 applied exactly as the model applies it, so the pieces add up to the real logits (TL folds w into W_U and b into
-b_U instead; with its default weight processing its activations are not the model's).
+b_U instead; with its default weight processing its activations are not the model's). Where a method carries TL's
+name it returns TL's numbers (``logit_attrs`` applies the final LayerNorm itself, as TL's); mingpt's exact
+decomposition is ``decompose_resid(apply_ln=True, incl_ln_bias=True)`` read out by ``unembed_attrs``.
 
 Stacks have the component first: (n_components, B, T, C), or (n_components, B, C) after a pos_slice of one int.
 """
@@ -24,28 +26,40 @@ from typing import Iterator
 import torch
 
 from mingpt.interp.hook_points import check_hook_name, get_act_name
+from mingpt.interp.neuron_results import NeuronResults
+from mingpt.interp.neuron_results import slice_pos as _slice_pos
 
 __all__ = ["ActivationCache"]
 
 
-def _slice_pos(tensor: torch.Tensor, pos_slice, dim: int) -> torch.Tensor:
-    """pos_slice: None (all), an int (drops the dim), a slice, or a list/tensor of positions."""
-    if pos_slice is None:
-        return tensor
-    index = [slice(None)] * tensor.dim()
-    index[dim] = pos_slice if isinstance(pos_slice, (int, slice)) else torch.as_tensor(pos_slice)
-    return tensor[tuple(index)]
-
-
-class ActivationCache:
+class ActivationCache(NeuronResults):
     """
     ``cache[name]`` or TL's shorthand ``cache["pattern", 1]``, ``cache["scale", 0, "ln1"]`` (negative layers count
     from the end). Also dict-like: ``keys()``, ``items()``, ``in``, ``len``.
     """
 
-    def __init__(self, cache_dict: dict[str, torch.Tensor], model):
+    def __init__(self, cache_dict: dict[str, torch.Tensor], model, has_batch_dim: bool = True):
         self.cache_dict = cache_dict
         self.model = model
+        self.has_batch_dim = has_batch_dim
+
+    def remove_batch_dim(self) -> "ActivationCache":
+        """TL's: a cache of one example drops its batch dim (in place; returns the cache)."""
+        if self.has_batch_dim:
+            sizes = {name: value.size(0) for name, value in self.cache_dict.items() if value.size(0) != 1}
+            if sizes:
+                raise ValueError(f"remove_batch_dim needs a batch of one, but e.g. {next(iter(sizes.items()))} "
+                                 f"has another: run the cache on one example")
+            self.cache_dict = {name: value[0] for name, value in self.cache_dict.items()}
+            self.has_batch_dim = False
+        return self
+
+    def to(self, device, move_model: bool = False) -> "ActivationCache":
+        """TL's: every activation moved to device (in place; returns the cache), and the model too if asked."""
+        self.cache_dict = {name: value.to(device) for name, value in self.cache_dict.items()}
+        if move_model:
+            self.model.to(device)
+        return self
 
     # ------------------------------------------------------------------ dict-like access
     def _full_name(self, key) -> str:
@@ -62,7 +76,9 @@ class ActivationCache:
         name = self._full_name(key)
         if name not in self.cache_dict:
             check_hook_name(self.model, name)  # a typo gets a suggestion; a real name was filtered out
-            raise KeyError(f"{name!r} was not recorded: run_with_cache's names_filter left it out")
+            hint = " (a full cache records hook_result after model.set_use_attn_result(True), as TL's)" \
+                if name.endswith("hook_result") else ""
+            raise KeyError(f"{name!r} was not recorded: run_with_cache's names_filter left it out{hint}")
         return self.cache_dict[name]
 
     def __contains__(self, key) -> bool:
@@ -100,13 +116,14 @@ class ActivationCache:
         return layer
 
     def accumulated_resid(self, layer: int | None = None, incl_mid: bool = False, apply_ln: bool = False,
-                          pos_slice=None, return_labels: bool = False, mlp_input: bool = False):
+                          pos_slice=None, mlp_input: bool = False, return_labels: bool = False):
         """
         The residual stream at each depth up to ``layer``: resid_pre of blocks 0..layer (and resid_mid with
         incl_mid), then the final stream ('final_post') when layer is None, -1 or n_layer. (n, B, T, C).
-        apply_ln, as TL's: the LayerNorm that reads ``layer``'s input (ln_final by default) applied to every entry
-        with that entry's own statistics, as if the network stopped there; the last entry becomes exactly the
-        LayerNorm's output. Through lm_head this is the logit lens (probe.py's ``logit_lens``).
+        apply_ln, as TL 2.18's: for the final stream (layer None/-1/n_layer) the logit lens, ln_final applied to
+        every entry with that entry's own statistics, as if the network stopped there (the last entry becomes
+        exactly ln_final's output; through lm_head, the logits: probe.py's ``logit_lens``). For an earlier layer,
+        what each entry contributes to that layer's input: ``apply_ln_to_stack`` with the scale the model computed.
         mlp_input: go on to ``layer``'s resid_mid, the input of its MLP (and use its ln2).
         """
         layer = self._layer(layer, "accumulated_resid")
@@ -127,18 +144,20 @@ class ActivationCache:
             labels.append(f"{layer}_mid")
         stack = _slice_pos(torch.stack(components), pos_slice, dim=2)
         if apply_ln:
-            stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice, recompute_ln=True)
+            stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice, recompute_ln=layer == n)
         return (stack, labels) if return_labels else stack
 
-    def decompose_resid(self, layer: int | None = None, mode: str = "all", apply_ln: bool = False,
-                        pos_slice=None, incl_embeds: bool = True, return_labels: bool = False,
-                        mlp_input: bool = False):
+    def decompose_resid(self, layer: int | None = None, mlp_input: bool = False, mode: str = "all",
+                        apply_ln: bool = False, pos_slice=None, incl_embeds: bool = True, return_labels: bool = False,
+                        incl_ln_bias: bool = False):
         """
         What each sublayer wrote into the stream before ``layer``: embed, pos_embed, then {i}_attn_out and
         {i}_mlp_out (mode 'all', 'attn' or 'mlp'). They sum to resid_pre of ``layer`` (the final stream by default).
-        With apply_ln, each goes through the LayerNorm's linear part (centre, divide by the cached scale, times its
-        weight) and the LayerNorm's bias is appended once, labelled e.g. 'ln_final.bias': with mode='all' and the
-        embeddings, the stack then sums to that LayerNorm's output (for the final one, ln_final.hook_normalized).
+        With apply_ln, each goes through the LayerNorm's linear part (``apply_ln_to_stack``: centre, divide by the
+        cached scale, times its weight), as TL's. incl_ln_bias (mingpt's exact decomposition, with apply_ln): the
+        LayerNorm's bias appended once, labelled e.g. 'ln_final.bias': with mode='all' and the embeddings, the
+        stack then sums to that LayerNorm's output (for the final one, ln_final.hook_normalized), and through
+        ``unembed_attrs`` to the logits.
         mlp_input: also ``layer``'s own attn_out, so the sum is the input of its MLP (and the LayerNorm its ln2).
         """
         if mode not in ("all", "attn", "mlp"):
@@ -163,7 +182,8 @@ class ActivationCache:
         stack = _slice_pos(torch.stack(components), pos_slice, dim=2)
         if apply_ln:
             stack = self.apply_ln_to_stack(stack, layer, mlp_input, pos_slice=pos_slice)
-            stack, labels = self._append_ln_bias(stack, labels, layer, mlp_input)
+            if incl_ln_bias:
+                stack, labels = self._append_ln_bias(stack, labels, layer, mlp_input)
         return (stack, labels) if return_labels else stack
 
     def stack_head_results(self, layer: int | None = None, return_labels: bool = False,
@@ -212,17 +232,25 @@ class ActivationCache:
         return self._layer_norm_module(layer, mlp_input), self["scale", layer, kind], f"blocks.{layer}.{kind}"
 
     def apply_ln_to_stack(self, residual_stack: torch.Tensor, layer: int | None = None, mlp_input: bool = False,
-                          pos_slice=None, batch_slice=None, has_batch_dim: bool = True, add_bias: bool = False,
-                          recompute_ln: bool = False):
+                          pos_slice=None, batch_slice=None, has_batch_dim: bool = True, recompute_ln: bool = False,
+                          add_bias: bool = False):
         """
         The LayerNorm reading ``layer``'s input (None/-1/n_layer: ln_final; mlp_input: ln2) applied to each entry
-        of a stack (..., B, T, C), with the scale frozen at the value the model computed:
+        of a stack (n, B, T, C), with the scale frozen at the value the model computed:
         ``(x - mean(x)) / scale * weight``, plus the bias if add_bias (right for whole streams, wrong for parts
-        of one: a sum of parts must get the bias once). pos_slice/batch_slice say how the stack was sliced.
-        recompute_ln (TL's): each entry is a whole stream, normalised with its own statistics, bias included.
+        of one: a sum of parts must get the bias once). TL divides by the scale only, on a model whose LayerNorm
+        weights it folded into the next matrices (W_U, W_Q, ...); mingpt keeps the weights where they are, so the
+        weight is applied here and ``stack @ model.W_U`` is what TL's ``stack @ W_U`` is on its folded model.
+        As in TL: pos_slice says how the stack was already sliced along positions (it slices the cached scale);
+        batch_slice slices the stack's batch dim (if has_batch_dim) and the scale's.
+        recompute_ln (TL's, for the final LayerNorm only): each entry is a whole stream, normalised with its own
+        statistics, weight and bias included: the logit lens.
         """
         layer = self._layer(layer, "apply_ln_to_stack")
-        if recompute_ln:
+        n = self.model.config.n_layer
+        if has_batch_dim and batch_slice is not None:
+            residual_stack = residual_stack[:, batch_slice]
+        if recompute_ln and layer == n:
             ln = self._layer_norm_module(layer, mlp_input)
             bias = None if ln.bias is None else ln.bias.detach()
             return torch.nn.functional.layer_norm(residual_stack, ln.normalized_shape, ln.weight.detach(), bias,
@@ -251,17 +279,37 @@ class ActivationCache:
         bias = ln.bias.detach().expand_as(stack[0])
         return torch.cat([stack, bias[None]]), labels + [f"{name}.bias"]
 
-    def logit_attrs(self, residual_stack: torch.Tensor, tokens, incorrect_tokens=None) -> torch.Tensor:
+    def logit_attrs(self, residual_stack: torch.Tensor, tokens, incorrect_tokens=None, pos_slice=None,
+                    batch_slice=None, has_batch_dim: bool = True) -> torch.Tensor:
         """
-        Direct logit attribution: each entry's dot product with the unembedding direction of ``tokens`` (minus
-        that of incorrect_tokens). tokens: an int, or ids shaped like the stack's trailing dims without C, e.g.
-        (B,) for a stack (n, B, C) sliced to one position. The stack should already be through the LayerNorm
-        (apply_ln=True). Returns (n, B[, T]).
+        TL's direct logit attribution: each entry of a stack of *raw* residual-stream pieces (decompose_resid,
+        stack_head_results, ... without apply_ln) through the final LayerNorm (``apply_ln_to_stack``: the scale
+        the model computed, its weight; pos_slice, batch_slice and has_batch_dim as there), then dotted with the
+        unembedding direction of ``tokens`` (minus that of ``incorrect_tokens``). tokens: an int, a string (one
+        token, for a model that knows its tokenizer: ``model.set_tokenizer``), or ids shaped like the stack's
+        (B[, T]) dims. Equals TL's on the same weights loaded with fold_ln=True. Returns (n, B[, T]).
+        The LayerNorm's bias is no piece of any entry; mingpt's exact decomposition, whose pieces sum to the
+        logits, is ``decompose_resid(apply_ln=True, incl_ln_bias=True)`` through ``unembed_attrs``.
+        """
+        scaled = self.apply_ln_to_stack(residual_stack, None, pos_slice=pos_slice, batch_slice=batch_slice,
+                                        has_batch_dim=has_batch_dim)
+        return self.unembed_attrs(scaled, tokens, incorrect_tokens)
+
+    def unembed_attrs(self, residual_stack: torch.Tensor, tokens, incorrect_tokens=None) -> torch.Tensor:
+        """
+        mingpt's own: each entry of a stack that is already through the LayerNorm (``apply_ln=True``) dotted with
+        the unembedding direction of ``tokens`` (minus that of incorrect_tokens), nothing applied first. With
+        ``decompose_resid(apply_ln=True, incl_ln_bias=True)`` the entries sum to the logit itself. tokens: as for
+        logit_attrs, e.g. (B,) ids for a stack (n, B, C) sliced to one position. Returns (n, B[, T]).
         """
         W_U = self.model.lm_head.weight.detach()  # (V, C): row t is token t's unembedding direction
         directions = self._directions(W_U, tokens, "tokens")
         if incorrect_tokens is not None:
-            directions = directions - self._directions(W_U, incorrect_tokens, "incorrect_tokens")
+            wrong = self._directions(W_U, incorrect_tokens, "incorrect_tokens")
+            if wrong.shape != directions.shape:
+                raise ValueError(f"tokens and incorrect_tokens must have the same shape, got "
+                                 f"{tuple(directions.shape[:-1])} and {tuple(wrong.shape[:-1])}")
+            directions = directions - wrong
         trailing = residual_stack.shape[residual_stack.dim() - directions.dim():]
         if directions.dim() > residual_stack.dim() or any(d not in (1, s) for d, s in zip(directions.shape, trailing)):
             raise ValueError(f"tokens of shape {tuple(directions.shape[:-1])} do not match the residual stack "
@@ -270,6 +318,8 @@ class ActivationCache:
         return (residual_stack * directions).sum(-1)
 
     def _directions(self, W_U: torch.Tensor, tokens, what: str) -> torch.Tensor:
+        if isinstance(tokens, str):  # TL's: one token's text
+            tokens = self.model.to_single_token(tokens)
         if isinstance(tokens, int) and not isinstance(tokens, bool):
             tokens = torch.tensor(tokens)
         if not isinstance(tokens, torch.Tensor) or tokens.dtype.is_floating_point:

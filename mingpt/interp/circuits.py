@@ -133,6 +133,28 @@ class FactoredMatrix:
             raise ValueError(f"eigenvalues need a square matrix, this one is {tuple(self.shape)}")
         return torch.linalg.eigvals(self.BA.double())
 
+    def svd(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        TL's SVD of A @ B without forming it: (U (..., m, r), S (..., r), Vh (..., n, r)) with
+        ``U @ S.diag() @ Vh.T == A @ B``. Note TL's Vh is V, not V transposed (torch.svd's convention). The
+        method: SVD each factor, A = Ua Sa Va.T and B = Ub Sb Vb.T; the small r x r middle Sa Va.T Ub Sb has
+        SVD Um Sm Vm.T, so A @ B = (Ua Um) Sm (Vb Vm).T, and the products keep orthonormal columns.
+        """
+        Ua, Sa, Va = torch.svd(self.A)
+        Ub, Sb, Vb = torch.svd(self.B)
+        middle = Sa[..., :, None] * Va.transpose(-1, -2) @ Ub * Sb[..., None, :]
+        Um, Sm, Vm = torch.svd(middle)
+        return Ua @ Um, Sm, Vb @ Vm
+
+    U = property(lambda self: self.svd()[0], doc="left singular vectors (..., m, r)")
+    S = property(lambda self: self.svd()[1], doc="singular values (..., r), largest first")
+    Vh = property(lambda self: self.svd()[2], doc="right singular vectors (..., n, r): TL's name for V")
+
+    def get_corner(self, k: int = 3) -> torch.Tensor:
+        """TL's peek at the top-left k x k corner of every dim (leading ones too), multiplying out only that."""
+        corner = self.A[..., :k, :] @ self.B[..., :, :k]
+        return corner[tuple(slice(k) for _ in range(corner.dim()))]
+
     def __repr__(self) -> str:
         return f"FactoredMatrix(shape={tuple(self.shape)}, rank<={self.A.size(-1)})"
 

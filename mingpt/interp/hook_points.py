@@ -114,8 +114,8 @@ class HookPoint:
             cache[self.name] = tensor.detach()  # what the rest of the forward pass actually used
         return tensor
 
-    def add_hook(self, fn: HookFn) -> None:
-        self.fns.append(fn)
+    def add_hook(self, fn: HookFn, prepend: bool = False) -> None:
+        self.fns.insert(0, fn) if prepend else self.fns.append(fn)
         self.active = True
 
     def add_cache(self, cache: dict) -> None:
@@ -209,10 +209,14 @@ def check_hook_name(model, name: str) -> str:
 
 
 def resolve_names(model, names_filter, what: str = "names_filter") -> list[str]:
-    """A names_filter (None = all, a name, a list of names, or a predicate on names) as a list of hook names."""
+    """
+    A names_filter as a list of hook names: a name, a list of names, a predicate on names, or None: every hook
+    point except the costly per-head hook_result, unless model.use_attn_result (TL's switch) asks for it too.
+    """
     valid = hook_names(model)
     if names_filter is None:
-        return valid
+        return [name for name in valid if getattr(model, "use_attn_result", False) or
+                not name.endswith("attn.hook_result")]
     if isinstance(names_filter, str):
         return [check_hook_name(model, names_filter)]
     if callable(names_filter):

@@ -84,32 +84,91 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
             point.remove(cache=cache)
 
 
-def run_with_hooks(model, idx: torch.Tensor, fwd_hooks: Iterable = (), return_type: str | None = "logits"):
-    """
-    One forward pass of idx (B, T) in eval mode with fwd_hooks active, as TL's run_with_hooks. return_type:
-    'logits' (B, T, V), 'loss' (mean next-token cross-entropy of idx itself, as TL), 'both' or None.
-    """
-    if return_type not in ("logits", "loss", "both", None):
-        raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
-    with eval_mode(model), hooks(model, fwd_hooks):
-        logits, _ = model(idx)
+class _Stopped(Exception):
+    """Raised by the hook that ends a pass at stop_at_layer, carrying the residual stream there."""
+
+    def __init__(self, residual: torch.Tensor):
+        super().__init__("stopped at stop_at_layer")
+        self.residual = residual
+
+
+def _stop_hook(model, stop_at_layer):
+    """[] or the (name, fn) pair that ends the pass before block stop_at_layer (TL's: blocks[:stop_at_layer] run)."""
+    if stop_at_layer is None:
+        return []
+    n = model.config.n_layer
+    if not isinstance(stop_at_layer, int) or isinstance(stop_at_layer, bool) or not -n <= stop_at_layer <= n:
+        raise ValueError(f"stop_at_layer must be an int in [-{n}, {n}] (blocks[:stop_at_layer] run) or None, "
+                         f"got {stop_at_layer!r}")
+    layer = stop_at_layer % n if stop_at_layer != n else n
+    if layer < n:  # the pass ends as it reaches block `layer`, before that block's first hook point records
+        def stop(residual, hook):
+            raise _Stopped(residual)
+
+        return [(get_act_name("resid_pre", layer), stop)]
+    seen = []  # every block ran: keep the last block's output, and end the pass at the final LayerNorm
+
+    def keep(residual, hook):
+        seen.append(residual)
+
+    def stop_at_ln_final(normalized, hook):
+        raise _Stopped(seen[-1])
+
+    return [(get_act_name("resid_post", n - 1), keep), ("ln_final.hook_normalized", stop_at_ln_final)]
+
+
+def _forward(model, idx: torch.Tensor, stop_at_layer):
+    """Logits (B, T, V), or the residual stream (B, T, C) entering block stop_at_layer, which ends the pass."""
+    try:
+        with hooks(model, _stop_hook(model, stop_at_layer)):
+            return model(idx)[0]
+    except _Stopped as stopped:
+        return stopped.residual
+
+
+def _output(logits: torch.Tensor, idx: torch.Tensor, return_type, loss_per_token: bool, stopped: bool):
+    if stopped or return_type == "logits":
+        return logits
     if return_type is None:
         return None
-    if return_type == "logits":
-        return logits
     if idx.size(1) < 2:
         raise ValueError(f"a loss needs at least 2 tokens per row to predict one from another, got T={idx.size(1)}")
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), idx[:, 1:].reshape(-1))
+    loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), idx[:, 1:], reduction="none")  # (B, T - 1)
+    loss = loss if loss_per_token else loss.mean()
     return loss if return_type == "loss" else (logits, loss)
 
 
-def run_with_cache(model, idx: torch.Tensor, names_filter=None, fwd_hooks: Iterable = ()):
+def _check_return_type(return_type) -> None:
+    if return_type not in ("logits", "loss", "both", None):
+        raise ValueError(f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}")
+
+
+def run_with_hooks(model, idx: torch.Tensor, fwd_hooks: Iterable = (), return_type: str | None = "logits",
+                   loss_per_token: bool = False, stop_at_layer: int | None = None):
+    """
+    One forward pass of idx (B, T) in eval mode with fwd_hooks active, as TL's run_with_hooks. return_type:
+    'logits' (B, T, V), 'loss' (next-token cross-entropy of idx itself, as TL: the mean, or (B, T - 1) with
+    loss_per_token), 'both' or None. stop_at_layer (TL's): only blocks[:stop_at_layer] run, and the residual
+    stream after them (B, T, C) is returned, whatever return_type says.
+    """
+    _check_return_type(return_type)
+    with eval_mode(model), hooks(model, fwd_hooks):
+        out = _forward(model, idx, stop_at_layer)
+    return _output(out, idx, return_type, loss_per_token, stop_at_layer is not None)
+
+
+def run_with_cache(model, idx: torch.Tensor, names_filter=None, fwd_hooks: Iterable = (),
+                   return_type: str | None = "logits", loss_per_token: bool = False, stop_at_layer: int | None = None):
     """
     ``logits, cache = run_with_cache(model, idx)``: one forward pass in eval mode recording every hook point
-    (or those names_filter selects: a name, a list, or a predicate) into an ActivationCache. fwd_hooks, if
-    given, run first, and the cache holds the values after them.
+    (or those names_filter selects: a name, a list, or a predicate; None leaves out the costly per-head
+    hook_result unless model.use_attn_result) into an ActivationCache. fwd_hooks, if given, run first, and the
+    cache holds the values after them. return_type, loss_per_token, stop_at_layer: as run_with_hooks.
     """
+    _check_return_type(return_type)
     store: dict[str, torch.Tensor] = {}
     with eval_mode(model), hooks(model, fwd_hooks), hooks(model, names_filter=names_filter, cache=store):
-        logits, _ = model(idx)
-    return logits, ActivationCache(store, model)
+        out = _forward(model, idx, stop_at_layer)
+    if stop_at_layer is not None:  # TL's pass never reaches the final LayerNorm then
+        store = {name: value for name, value in store.items() if not name.startswith("ln_final.")}
+    return _output(out, idx, return_type, loss_per_token, stop_at_layer is not None), ActivationCache(store, model)

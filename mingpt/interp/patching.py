@@ -21,6 +21,11 @@ p changes nothing before it:
     residual stream there;
   - cells that share p run together as one batch (chunked to ``max_tokens`` rows x positions, to bound memory).
 The results equal the one-pass-per-cell loop (``method="loop"``, kept as the reference) to float rounding.
+
+Hooks active around the call (``with model.hooks(fwd_hooks=...)``: noise on the embeddings for causal tracing, a
+head ablated, an edit at one position) define the corrupted run, as in TL. The batched pass cannot honour them
+exactly (it starts rows at block l and position p, and stacks cells along the batch, so a hook would see other
+shapes and positions), so when any hook point has something attached at call time the sweep runs the loop.
 """
 
 from __future__ import annotations
@@ -34,12 +39,17 @@ import torch
 from tqdm.auto import tqdm
 
 from mingpt.interp.hook_points import get_act_name
-from mingpt.interp.hooks import hooks
+from mingpt.interp.hooks import attached_hook_names, hooks
 from mingpt.utils import check_int, eval_mode
 
 __all__ = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
-           "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos",
-           "get_act_patch_attn_head_pattern_all_pos", "generic_activation_patch"]
+           "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_q_all_pos",
+           "get_act_patch_attn_head_k_all_pos", "get_act_patch_attn_head_v_all_pos",
+           "get_act_patch_attn_head_out_by_pos", "get_act_patch_attn_head_q_by_pos", "get_act_patch_attn_head_k_by_pos",
+           "get_act_patch_attn_head_v_by_pos", "get_act_patch_attn_head_pattern_all_pos",
+           "get_act_patch_attn_head_pattern_by_pos", "get_act_patch_attn_head_pattern_dest_src_pos",
+           "get_act_patch_block_every", "get_act_patch_attn_head_all_pos_every", "get_act_patch_attn_head_by_pos_every",
+           "generic_activation_patch"]
 
 logger = logging.getLogger(__name__)
 Metric = Callable[[torch.Tensor], "torch.Tensor | float"]
@@ -70,10 +80,15 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
     """
     Patch every cell of a grid (its first axis is the layer): for grid index i, the activation ``site`` at layer
     i[0] takes the clean value on ``region(i)`` (an index into the (B, ...) activation). Returns a grid of
-    patching_metric(patched logits). method: 'batched' (default) or 'loop' (TL's one forward per cell).
+    patching_metric(patched logits). method: 'batched' (default) or 'loop' (TL's one forward per cell); with hooks
+    attached around the call, batched runs the loop (see the top of this file).
     """
     if method not in ("batched", "loop"):
         raise ValueError(f"method must be 'batched' or 'loop', got {method!r}")
+    attached = attached_hook_names(model)
+    if method == "batched" and attached:
+        logger.info("patching %s: hooks are attached at %s, so each cell runs its own forward pass", site, attached)
+        method = "loop"
     check_int(max_tokens, "max_tokens", low=1)
     names = sorted({get_act_name(site, layer) for layer in range(model.config.n_layer)})
     for name in names:
@@ -235,21 +250,60 @@ def get_act_patch_mlp_out(model, corrupted_tokens, clean_cache, patching_metric,
     return _patch_each_layer_and_position(model, corrupted_tokens, clean_cache, patching_metric, "mlp_out", **kwargs)
 
 
+def _each_head(model, corrupted_tokens, clean_cache, patching_metric, act, **kwargs) -> torch.Tensor:
+    """(n_layer, n_head): cell (layer, head) patches that head's act (q, k, v or z) at every position."""
+    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, act,
+                                    (model.config.n_layer, model.config.n_head),
+                                    lambda i: (slice(None), slice(None), i[1]), **kwargs)
+
+
+def _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, act, **kwargs) -> torch.Tensor:
+    """(n_layer, T, n_head): cell (layer, position, head) patches that head's act (q, k, v or z) there."""
+    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, act,
+                                    (model.config.n_layer, corrupted_tokens.size(1), model.config.n_head),
+                                    lambda i: (slice(None), i[1], i[2]), **kwargs)
+
+
 def get_act_patch_attn_head_out_all_pos(model, corrupted_tokens, clean_cache, patching_metric,
                                         **kwargs) -> torch.Tensor:
     """Patch each head's output (hook_z) at every position at once: (n_layer, n_head)."""
-    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "z",
-                                    (model.config.n_layer, model.config.n_head),
-                                    lambda i: (slice(None), slice(None), i[1]), **kwargs)
+    return _each_head(model, corrupted_tokens, clean_cache, patching_metric, "z", **kwargs)
+
+
+def get_act_patch_attn_head_q_all_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's queries (hook_q) at every position at once: (n_layer, n_head)."""
+    return _each_head(model, corrupted_tokens, clean_cache, patching_metric, "q", **kwargs)
+
+
+def get_act_patch_attn_head_k_all_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's keys (hook_k) at every position at once: (n_layer, n_head)."""
+    return _each_head(model, corrupted_tokens, clean_cache, patching_metric, "k", **kwargs)
+
+
+def get_act_patch_attn_head_v_all_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's values (hook_v) at every position at once: (n_layer, n_head)."""
+    return _each_head(model, corrupted_tokens, clean_cache, patching_metric, "v", **kwargs)
 
 
 def get_act_patch_attn_head_out_by_pos(model, corrupted_tokens, clean_cache, patching_metric,
                                        **kwargs) -> torch.Tensor:
     """Patch each head's output (hook_z) at each position: (n_layer, T, n_head)."""
-    T = corrupted_tokens.size(1)
-    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "z",
-                                    (model.config.n_layer, T, model.config.n_head),
-                                    lambda i: (slice(None), i[1], i[2]), **kwargs)
+    return _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, "z", **kwargs)
+
+
+def get_act_patch_attn_head_q_by_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's query (hook_q) at each position: (n_layer, T, n_head)."""
+    return _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, "q", **kwargs)
+
+
+def get_act_patch_attn_head_k_by_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's key (hook_k) at each position: (n_layer, T, n_head)."""
+    return _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, "k", **kwargs)
+
+
+def get_act_patch_attn_head_v_by_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's value (hook_v) at each position: (n_layer, T, n_head)."""
+    return _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, "v", **kwargs)
 
 
 def get_act_patch_attn_head_pattern_all_pos(model, corrupted_tokens, clean_cache, patching_metric,
@@ -258,3 +312,43 @@ def get_act_patch_attn_head_pattern_all_pos(model, corrupted_tokens, clean_cache
     return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "pattern",
                                     (model.config.n_layer, model.config.n_head),
                                     lambda i: (slice(None), i[1]), **kwargs)
+
+
+def get_act_patch_attn_head_pattern_by_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's attention pattern row of each query (destination) position: (n_layer, n_head, T)."""
+    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "pattern",
+                                    (model.config.n_layer, model.config.n_head, corrupted_tokens.size(1)),
+                                    lambda i: (slice(None), i[1], i[2]), **kwargs)
+
+
+def get_act_patch_attn_head_pattern_dest_src_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
+    """Patch each head's attention weight from each destination to each source position: (n_layer, n_head, T, T).
+    Weights to later sources are 0 in both runs (causality), so those cells cost nothing: the corrupted metric."""
+    T = corrupted_tokens.size(1)
+    return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, "pattern",
+                                    (model.config.n_layer, model.config.n_head, T, T),
+                                    lambda i: (slice(None), i[1], i[2], i[3]), **kwargs)
+
+
+# TL's "every" sweeps: several of the above stacked along a new first axis, in TL's order.
+def get_act_patch_block_every(model, corrupted_tokens, clean_cache, metric, **kwargs) -> torch.Tensor:
+    """resid_pre, attn_out and mlp_out at each layer and position: (3, n_layer, T)."""
+    return torch.stack([f(model, corrupted_tokens, clean_cache, metric, **kwargs) for f in (
+        get_act_patch_resid_pre, get_act_patch_attn_out, get_act_patch_mlp_out)])
+
+
+def get_act_patch_attn_head_all_pos_every(model, corrupted_tokens, clean_cache, metric, **kwargs) -> torch.Tensor:
+    """Each head's output, q, k, v and pattern, at all positions at once: (5, n_layer, n_head)."""
+    return torch.stack([f(model, corrupted_tokens, clean_cache, metric, **kwargs) for f in (
+        get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_q_all_pos, get_act_patch_attn_head_k_all_pos,
+        get_act_patch_attn_head_v_all_pos, get_act_patch_attn_head_pattern_all_pos)])
+
+
+def get_act_patch_attn_head_by_pos_every(model, corrupted_tokens, clean_cache, metric, **kwargs) -> torch.Tensor:
+    """Each head's output, q, k, v and pattern at each position: (5, n_layer, T, n_head) (pattern by query
+    position, moved from its (n_layer, n_head, T) to that order, as TL does)."""
+    grids = [f(model, corrupted_tokens, clean_cache, metric, **kwargs) for f in (
+        get_act_patch_attn_head_out_by_pos, get_act_patch_attn_head_q_by_pos, get_act_patch_attn_head_k_by_pos,
+        get_act_patch_attn_head_v_by_pos)]
+    pattern = get_act_patch_attn_head_pattern_by_pos(model, corrupted_tokens, clean_cache, metric, **kwargs)
+    return torch.stack(grids + [pattern.transpose(1, 2)])
