@@ -1,38 +1,15 @@
 """
 TransformerLens (TL), the test-only oracle: a HookedTransformer holding a mingpt GPT's weights, so a test can hold
 every TL-named call against TL's own function on the same weights. TL is not a package requirement.
-
-TL 2.18 imports `datasets` at the top of transformer_lens.utils, and the shared environment's pyarrow (which
-`datasets` needs) does not load with its numpy; TL uses `datasets` only to download data sets, which these tests
-never do, so a stand-in module takes its place before TL is imported (only when the real one fails to load).
 """
 
 from __future__ import annotations
-
-import importlib.machinery
-import sys
-import types
 
 import pytest
 import torch
 
 
 def import_transformer_lens():
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        import transformers  # noqa: F401  (reads the real `datasets` spec first; it must not see the stand-in)
-        for name in ("datasets", "datasets.arrow_dataset", "datasets.load"):
-            module = types.ModuleType(name)
-            module.__spec__ = importlib.machinery.ModuleSpec(name, None)
-            sys.modules[name] = module
-        stand_in = type("Dataset", (), {})
-        sys.modules["datasets"].Dataset = sys.modules["datasets.arrow_dataset"].Dataset = stand_in
-
-        def load_dataset(*args, **kwargs):
-            raise RuntimeError("the tests' stand-in for `datasets` downloads nothing")
-
-        sys.modules["datasets"].load_dataset = sys.modules["datasets.load"].load_dataset = load_dataset
     return pytest.importorskip("transformer_lens")
 
 
