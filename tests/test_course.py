@@ -78,14 +78,58 @@ def printed(nb) -> str:
     return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
 
 
+def documented_nbgrader_config() -> str:
+    """The nbgrader_config.py that notebooks/README.md tells a teacher to write (its `cat > ... <<'EOF'` block)."""
+    readme = (REPO_ROOT / "notebooks" / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"cat > nbgrader_config.py <<'EOF'\n(.*?)\nEOF\n", readme, re.S)
+    assert found, "notebooks/README.md no longer writes nbgrader_config.py with a heredoc"
+    return found.group(1) + "\n"
+
+
+def test_documented_nbgrader_config_gives_training_cells_time():
+    """nbgrader's default per-cell limit (30 s) interrupts notebook 05's training; the teachers' config raises it."""
+    from traitlets.config import Config
+
+    config = Config()
+    exec(documented_nbgrader_config(), {"get_config": lambda: config})
+    assert config.CourseDirectory.course_id == "mingpt"
+    timeout = config.ExecutePreprocessor.timeout
+    assert timeout is None or timeout == -1 or timeout >= 1800, f"per-cell timeout {timeout} s: too short to train"
+
+
+def test_cut_short_training_fails_its_check():
+    """A training run interrupted by a cell time limit (the Trainer stops cleanly, the loss has already fallen)
+    must not earn the "your GPT is learning" point, and train_and_compare must not compare a cut-short run."""
+    nb = nbformat.read(COURSE / "05_gpt_shakespeare.ipynb", as_version=4)
+    check = next(c.source for c in nbgrader_cells(nb, "grade") if c.metadata.nbgrader["grade_id"] == "gpt-trains")
+    from mingpt.trainer import Trainer
+
+    train_config = Trainer.get_default_config()
+    train_config.max_iters = 1000
+    with pytest.raises(AssertionError, match=r"training stopped after 58 of 1000 steps"):
+        exec(check, {"losses": [4.2] + [2.5] * 57, "train_config": train_config})
+    exec(check, {"losses": [4.2] + [2.5] * 999, "train_config": train_config})  # the full run passes
+
+    from mingpt.exercises import train_and_compare
+    from mingpt.model import CausalSelfAttention
+
+    class InterruptedAttention(CausalSelfAttention):  # a kernel interrupt arriving during the 5th training step
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            InterruptedAttention.calls += 1
+            if InterruptedAttention.calls == 2 * 5:  # two layers per forward
+                raise KeyboardInterrupt
+            return super().forward(*args, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt, match=r"training stopped after 4 of 8 steps"):
+        train_and_compare(steps=8, attention=InterruptedAttention)
+
+
 def test_nbgrader_round_trip(tmp_path, data_dir):
     course_dir = tmp_path / "course"
     shutil.copytree(COURSE, course_dir / "source" / "course", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    (course_dir / "nbgrader_config.py").write_text(
-        "c = get_config()\n"
-        "c.CourseDirectory.course_id = 'mingpt'\n"
-        "c.ExecutePreprocessor.timeout = 300\n"
-    )
+    (course_dir / "nbgrader_config.py").write_text(documented_nbgrader_config())  # the teachers' own config
     env = {**os.environ, "MINGPT_COURSE_FAST": "1", "MINGPT_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MINGPT_CACHE_DIR": str(tmp_path / "cache"),
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
