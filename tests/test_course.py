@@ -202,3 +202,47 @@ def test_student_version_reports_the_mistake_not_a_crash(tmp_path):
     with pytest.raises(ExerciseFailed, match=r"scaling applied twice"):
         check_attention(namespace["MultiHeadAttention"]).raise_if_failed()
     assert json.dumps(nb.metadata["kernelspec"]["name"]) == '"python3"'
+
+
+def test_course_finds_data_like_the_package(tmp_path, monkeypatch, data_dir):
+    """
+    With MINGPT_DATA_DIR unset, the course reads Tiny Shakespeare and GPT-2's vocabulary from mingpt's cache in the
+    user's home (~/.cache/mingpt, sha256-verified) as every other part of mingpt does, without any network.
+    """
+    home = tmp_path / "home"
+    for name in ("tinyshakespeare/input.txt", "gpt2/encoder.json", "gpt2/vocab.bpe"):
+        (home / ".cache" / "mingpt" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_dir / name, home / ".cache" / "mingpt" / name)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("MINGPT_DATA_DIR", "MINGPT_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the course went to the network although the cache holds its data")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    expected_text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+
+    # Notebook 1's first two code cells, as a student runs them.
+    nb = nbformat.read(COURSE / "01_bigram.ipynb", as_version=4)
+    namespace: dict = {}
+    for cell in [c for c in nb.cells if c.cell_type == "code"][:2]:
+        exec(cell.source, namespace)
+    assert namespace["text"] == expected_text
+
+    # Every notebook's data lines: the imports of mingpt's data tools and the lines that read data with them.
+    data_line = re.compile(r"^(from mingpt\.(data|bpe) import .*|\w+ = (tiny_shakespeare|BPETokenizer)\(.*\))$")
+    for name, variable in (("05_gpt_shakespeare.ipynb", "text"), ("07_bpe.ipynb", "text"),
+                           ("08_gpt2_weights.ipynb", "tokenizer")):
+        nb = nbformat.read(COURSE / name, as_version=4)
+        source = "\n".join(line for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
+                           if data_line.match(line))
+        namespace = {}
+        exec(source, namespace)
+        assert variable in namespace, f"{name} does not read its data with mingpt's tools:\n{source}"
+        if variable == "text":
+            assert namespace["text"] == expected_text, name
+        else:
+            assert namespace["tokenizer"].decode(namespace["tokenizer"]("Hello world")[0]) == "Hello world"
+        assert "set MINGPT_DATA_DIR" not in json.dumps(nb.dict()), name
