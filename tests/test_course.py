@@ -246,3 +246,23 @@ def test_course_finds_data_like_the_package(tmp_path, monkeypatch, data_dir):
         else:
             assert namespace["tokenizer"].decode(namespace["tokenizer"]("Hello world")[0]) == "Hello world"
         assert "set MINGPT_DATA_DIR" not in json.dumps(nb.dict()), name
+
+
+def test_offline_notebook_8_falls_back_at_once(tmp_path):
+    """With no DNS for the Hub, notebook 8 builds its tiny offline GPT-2 at once, after one log line, instead of
+    waiting through transformers' retries (about 20 seconds of "Retrying in 1s" lines)."""
+    nb = nbformat.read(COURSE / "08_gpt2_weights.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    load = next(source for source in code if "GPT2LMHeadModel.from_pretrained" in source)
+    script = code[0] + "\nimport time\nstart = time.perf_counter()\n" + load + \
+        "\nprint(f'loaded in {time.perf_counter() - start:.1f} s')\n"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://nonexistent.invalid", MINGPT_HF_ENDPOINT="http://nonexistent.invalid",
+               HF_HOME=str(tmp_path / "hf"), PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "a tiny random GPT-2 (offline)" in result.stdout
+    seconds = float(re.search(r"loaded in ([\d.]+) s", result.stdout).group(1))
+    assert seconds < 5, f"{seconds} s to fall back offline:\n{result.stderr[-2000:]}"
+    assert "Retry" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.count("cannot resolve nonexistent.invalid") == 1, result.stderr[-2000:]
