@@ -241,6 +241,11 @@ def model_source(
     looks_like_path = isinstance(name_or_path, os.PathLike) or name.startswith((".", "/", "~", "\\"))
     if "/" in name and not looks_like_path and _REPO_ID.match(name) and ".." not in name:
         return ModelSource(repo_id=name, **hub_options)
+    if path.is_file():  # e.g. ./my-model/config.json: the model is the folder around it
+        raise FileNotFoundError(
+            f"{name!r} is a file, but a local model is the directory holding config.json and model.safetensors "
+            f"(or pytorch_model.bin); give the directory: {str(path.parent)!r}"
+        )
     if "/" in name or "\\" in name or looks_like_path:
         raise FileNotFoundError(
             f"no directory {name!r} exists (looked in {path.resolve()}); a local model is a directory holding "
