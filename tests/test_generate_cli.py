@@ -257,7 +257,7 @@ def test_help_shows_every_default(capsys):
     assert "(default: gpt2)" in text and "(default: 50)" in text and "(default: auto)" in text
 
 
-# ---- messages that point at the right thing (issue 27, item 10) -------------------------------------------------------
+# ---- messages that point at the right thing (issue 27, item 10) ---------------------------------------------------
 def test_temperature_zero_points_at_the_greedy_flag(capsys):
     """The CLI's greedy switch is --greedy: the Python API's do_sample=False means nothing on a command line."""
     with pytest.raises(SystemExit) as e:
