@@ -128,3 +128,14 @@ def test_documented_commands_use_the_users_paths_not_this_repositorys_layout():
             if "shared/data" in line and "the tests also take them from" not in line:
                 offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()[:100]}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_where_a_user_starts_the_readme_says_one_thread_on_a_busy_machine():
+    """PyTorch's one-thread-per-core default oversubscribes a busy machine (measured figures in the README):
+    both places a user starts from, the set-up and the Quick start, say how to avoid it."""
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    quick_start = readme.split("## Quick start", 1)[1].split("```", 1)[0]
+    for section in (setup, quick_start):
+        assert "OMP_NUM_THREADS=1" in section
+    assert "CPU" in setup and "vary by CPU" in setup
