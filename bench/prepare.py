@@ -8,8 +8,11 @@ writes the same shards (checked by sha256); each is timed --repeat times and the
 seconds of the main process and of the worker processes are printed beside the wall time: on a shared machine
 they show whether a missing speed-up is lost work or lost cores.
 
-    python bench/prepare.py --data-dir=../shared/data                      # mingpt and tiktoken, 1 and 2 processes
-    python bench/prepare.py --data-dir=../shared/data --procs 1 2 4 --copies 16
+    python bench/prepare.py                          # mingpt and tiktoken, 1 and 2 processes
+    python bench/prepare.py --procs 1 2 4 --copies 16
+
+Data: Tiny Shakespeare and GPT-2's vocabulary from --data-dir when given, else as mingpt finds them
+($MINGPT_DATA_DIR, else mingpt's cache, downloaded once).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import shutil
 import tempfile
 import time
 
+from mingpt.data import tiny_shakespeare
 from mingpt.data.corpus import prepare_shards
+from mingpt.io.data_files import fetch_gpt2_vocab
 
 
-def make_corpus(path: pathlib.Path, copies: int, data: pathlib.Path) -> int:
-    text = (data / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+def make_corpus(path: pathlib.Path, copies: int, text: str) -> int:
     documents, start = [], 0
     while start < len(text):  # ~2,000-character documents, cut at blank lines
         end = text.find("\n\n", start + 2000)
@@ -77,22 +81,23 @@ def cpu_seconds() -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=os.environ.get("MINGPT_DATA_DIR"),
-                        help="a folder with tinyshakespeare/input.txt and gpt2/{encoder.json,vocab.bpe} "
-                             "(default: $MINGPT_DATA_DIR)")
+    parser.add_argument("--data-dir", help="a folder with tinyshakespeare/input.txt and gpt2/{encoder.json,"
+                                           "vocab.bpe} (default: $MINGPT_DATA_DIR, else mingpt's cache)")
     parser.add_argument("--copies", type=int, default=8, help="how many shuffled copies of Tiny Shakespeare")
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--encoders", nargs="+", default=["mingpt", "tiktoken"])
     parser.add_argument("--repeat", type=int, default=2, help="runs per configuration; the best is reported")
     args = parser.parse_args()
-    if not args.data_dir:
-        parser.error("pass --data-dir=<folder with tinyshakespeare/input.txt and gpt2/> or set MINGPT_DATA_DIR")
-    data = pathlib.Path(args.data_dir)
-    vocab = data / "gpt2" / "encoder.json", data / "gpt2" / "vocab.bpe"
+    if args.data_dir:
+        data = pathlib.Path(args.data_dir)
+        text = tiny_shakespeare(data / "tinyshakespeare" / "input.txt")
+        vocab = data / "gpt2" / "encoder.json", data / "gpt2" / "vocab.bpe"
+    else:
+        text, vocab = tiny_shakespeare(), fetch_gpt2_vocab()
     work = pathlib.Path(tempfile.mkdtemp(prefix="mingpt-bench-prepare-"))
     try:
         corpus = work / "corpus.jsonl"
-        size = make_corpus(corpus, args.copies, data)
+        size = make_corpus(corpus, args.copies, text)
         control_before = {p: available_parallelism(p) for p in args.procs if p > 1}
         rows, digests = [], set()
         for encoder in args.encoders:

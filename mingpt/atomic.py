@@ -12,7 +12,8 @@ Two details a classroom notices:
 
 * **Permissions.** The temp file is created the way ``open(path, "w")`` creates a file (mode 0o666 minus the
   umask, typically ``-rw-r--r--``), not ``tempfile.mkstemp``'s private 0o600, so a shared output folder stays
-  readable. Replacing an existing file keeps that file's mode.
+  readable. Replacing an existing file keeps that file's mode. The mode is set again when the block ends, so a
+  third-party writer that replaces the temp file with a private one of its own cannot change it.
 * **Debris.** A process killed mid-write leaves its temp file behind. The name records the writer's process id
   (``.last.pt.<pid>.<8 hex digits>.tmp``), so the next write of the same target removes the temp files of writers
   that no longer exist, and never those of a writer that is still running.
@@ -84,12 +85,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
     os.makedirs(directory, exist_ok=True)
     remove_stale_temp_files(path, suffix)
     tmp = _create_temp(directory, os.path.basename(path), suffix)
+    usual_mode = stat.S_IMODE(os.stat(tmp).st_mode)  # 0o666 minus the umask, read without touching the umask
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        # Set the mode again: a writer may have replaced our temp file with its own (safetensors' save_file
+        # writes a private 0o600 file and renames it over the path it was given).
         if os.path.exists(path):  # replacing a file keeps its permissions (someone may have chosen them)
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        else:
+            os.chmod(tmp, usual_mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_token_ids", "causal_mask"]
+__all__ = ["check_token_ids", "check_targets", "causal_mask"]
 
 
 def check_token_ids(idx, name: str, vocab_size: int, device: torch.device | None = None) -> None:
@@ -35,6 +35,31 @@ def check_token_ids(idx, name: str, vocab_size: int, device: torch.device | None
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
         raise ValueError(f"{name} contains token id {bad}, outside [0, {vocab_size}) for this model's vocab_size")
+
+
+def check_targets(targets, idx: torch.Tensor, vocab_size: int, ignore_index: int) -> None:
+    """Raise a clear error unless targets is an integer tensor shaped like idx, on idx's device, holding ids in
+    [0, vocab_size) or `ignore_index` (otherwise torch fails inside cross_entropy with "Target -100 is out of
+    bounds" or a dtype error, and says nothing about what a target is)."""
+    if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
+        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must be a tensor of the same shape as idx {tuple(idx.shape)}, got {got}")
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise TypeError(f"targets must hold integer token ids (the next token at each position), got dtype "
+                        f"{targets.dtype}; use .long()")
+    if targets.device != idx.device:
+        raise ValueError(f"targets is on {targets.device} but idx is on {idx.device}; move both to the model's device")
+    if torch.compiler.is_compiling():  # the value checks below need the values: a sync and a graph break
+        return
+    valid = (targets == ignore_index) | ((targets >= 0) & (targets < vocab_size))
+    if not bool(valid.all()):
+        bad = int(targets[~valid][0])
+        if bad == -100:  # the usual slip of anyone coming from transformers or PyTorch's default
+            raise ValueError(f"targets contains -100, the ignore index of transformers and of PyTorch's "
+                             f"cross_entropy; mingpt's is {ignore_index}: use targets[targets == -100] = "
+                             f"{ignore_index}")
+        raise ValueError(f"targets contains {bad}, outside [0, {vocab_size}) for this model's vocab_size and not "
+                         f"the ignore index {ignore_index} (positions without a loss)")
 
 
 def causal_mask(T_q: int, T_kv: int, device) -> torch.Tensor:

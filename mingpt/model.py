@@ -39,7 +39,7 @@ from mingpt import generation
 from mingpt.cfgnode import CfgNode
 from mingpt.components import check_components
 from mingpt.config import default_config, resolve_config
-from mingpt.inputs import causal_mask, check_token_ids
+from mingpt.inputs import causal_mask, check_targets, check_token_ids
 from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also the name of a GPT method
 from mingpt.interp.circuits import WeightViews
 from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points
@@ -255,9 +255,7 @@ class GPT(nn.Module, WeightViews, TLMethods):
         logits = self.forward_logits(idx, kv_cache)
         loss = None
         if targets is not None:
-            if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
-                got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-                raise ValueError(f"targets must be a tensor of the same shape as idx {tuple(idx.shape)}, got {got}")
+            check_targets(targets, idx, self.config.vocab_size, IGNORE_INDEX)
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 

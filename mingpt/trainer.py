@@ -215,6 +215,8 @@ class Trainer(Events):
         loss_sum, tokens = 0.0, 0
         for micro in range(accum):
             x, y = self._next_batch(batches, "train_dataset", check=check and micro == 0)
+            if check and micro == 0:
+                checks.check_forward_takes_x_y(self._train_model, x, y)
             with gradient_sync(self._train_model, self.world_size, last_micro_step=micro == accum - 1):
                 with autocast(self.device.type, self.precision.autocast_dtype):
                     output = self._train_model(x, y)

@@ -103,3 +103,31 @@ def test_the_next_write_removes_temp_files_of_killed_writers_only(tmp_path):
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_files_written_through_third_party_savers_get_the_umask_permissions(tmp_path):
+    """safetensors' save_file replaces the path it is given with a private 0o600 file; torch.save and matplotlib
+    write into it. Whatever the saver does, a file mingpt writes gets 0o666 minus the umask, like open(path, "w")."""
+    import torch
+
+    from mingpt.io.pretrained import save_pretrained
+    from mingpt.model import GPT
+    from mingpt.posttrain.lora import apply_lora, save_lora_adapter
+    from mingpt.training.checkpoint import save_checkpoint
+
+    config = GPT.get_default_config()
+    config.model_type, config.vocab_size, config.block_size = "gpt-nano", 11, 7
+    model = GPT(config)
+    old = os.umask(0o022)
+    try:
+        save_pretrained(model, tmp_path / "model")
+        apply_lora(model, r=2)
+        save_lora_adapter(model, tmp_path / "adapter")
+        save_checkpoint(tmp_path / "run" / "last.pt", model=model, optimizer=torch.optim.SGD(model.parameters(), 0.1))
+    finally:
+        os.umask(old)
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert {p.name for p in written} >= {"model.safetensors", "config.json", "adapter_model.safetensors",
+                                         "adapter_config.json", "last.pt"}
+    modes = {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(os.stat(p).st_mode)) for p in written}
+    assert set(modes.values()) == {"0o644"}, modes

@@ -472,3 +472,20 @@ def test_encoder_wraps_a_tokenizer_or_builds_one_from_mingpt_arguments(tokenizer
     with pytest.raises(TypeError, match="not both"):
         Encoder({"a": 0}, [("a", "b")], tokenizer=tokenizer)
 
+
+
+def test_damaged_cached_vocabulary_and_a_wrong_mirror_say_the_sha256_not_no_connection(data_dir, serve_directory,
+                                                                                     cache_dir, tmp_path):
+    """The server answered (with the wrong bytes): the message says so, instead of "(no connection)"."""
+    (cache_dir / "gpt2").mkdir(parents=True)
+    for name in ("encoder.json", "vocab.bpe"):
+        shutil.copy(data_dir / "gpt2" / name, cache_dir / "gpt2" / name)
+    (cache_dir / "gpt2" / "encoder.json").write_bytes(b"{}")  # damaged in the cache
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(data_dir / "gpt2" / "vocab.bpe", site / "vocab.bpe")
+    (site / "encoder.json").write_bytes(b'{"a": 0}')  # and the mirror serves other bytes
+    with pytest.raises(OSError) as e:
+        BPETokenizer(base_url=serve_directory(site))
+    message = str(e.value)
+    assert "sha256" in message and "the server answered" in message and "no connection" not in message

@@ -194,3 +194,19 @@ def test_isolated_rng_repeats_its_draws_and_leaves_the_outer_streams_as_they_wer
         assert draws() == inside
         raise KeyError("boom")
     assert [first, draws()] == straight and inside != straight[1]
+
+
+def test_resuming_from_a_missing_file_in_python_gives_the_python_setting(tmp_path):
+    """The Trainer used from Python is told the config value to set, not only a project's command-line flag."""
+    import torch.utils.data
+
+    from mingpt.trainer import Trainer
+
+    config = Trainer.get_default_config()
+    config.max_iters, config.device, config.resume = 1, "cpu", str(tmp_path / "nope.pt")
+    model = torch.nn.Linear(2, 2)
+    model.forward = lambda x, y: (x, ((x - y) ** 2).mean())  # noqa: E731 (the Trainer's (output, loss) contract)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 2))
+    with pytest.raises(FileNotFoundError, match=r"cannot resume: .*nope\.pt.*trainer\.resume = '<checkpoint>'.*"
+                                                r"trainer\.resume = None"):
+        Trainer(config, model, data)

@@ -79,14 +79,58 @@ def printed(nb) -> str:
     return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.output_type == "stream")
 
 
+def documented_nbgrader_config() -> str:
+    """The nbgrader_config.py that notebooks/README.md tells a teacher to write (its `cat > ... <<'EOF'` block)."""
+    readme = (REPO_ROOT / "notebooks" / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"cat > nbgrader_config.py <<'EOF'\n(.*?)\nEOF\n", readme, re.S)
+    assert found, "notebooks/README.md no longer writes nbgrader_config.py with a heredoc"
+    return found.group(1) + "\n"
+
+
+def test_documented_nbgrader_config_gives_training_cells_time():
+    """nbgrader's default per-cell limit (30 s) interrupts notebook 05's training; the teachers' config raises it."""
+    from traitlets.config import Config
+
+    config = Config()
+    exec(documented_nbgrader_config(), {"get_config": lambda: config})
+    assert config.CourseDirectory.course_id == "mingpt"
+    timeout = config.ExecutePreprocessor.timeout
+    assert timeout is None or timeout == -1 or timeout >= 1800, f"per-cell timeout {timeout} s: too short to train"
+
+
+def test_cut_short_training_fails_its_check():
+    """A training run interrupted by a cell time limit (the Trainer stops cleanly, the loss has already fallen)
+    must not earn the "your GPT is learning" point, and train_and_compare must not compare a cut-short run."""
+    nb = nbformat.read(COURSE / "05_gpt_shakespeare.ipynb", as_version=4)
+    check = next(c.source for c in nbgrader_cells(nb, "grade") if c.metadata.nbgrader["grade_id"] == "gpt-trains")
+    from mingpt.trainer import Trainer
+
+    train_config = Trainer.get_default_config()
+    train_config.max_iters = 1000
+    with pytest.raises(AssertionError, match=r"training stopped after 58 of 1000 steps"):
+        exec(check, {"losses": [4.2] + [2.5] * 57, "train_config": train_config})
+    exec(check, {"losses": [4.2] + [2.5] * 999, "train_config": train_config})  # the full run passes
+
+    from mingpt.exercises import train_and_compare
+    from mingpt.model import CausalSelfAttention
+
+    class InterruptedAttention(CausalSelfAttention):  # a kernel interrupt arriving during the 5th training step
+        calls = 0
+
+        def forward(self, *args, **kwargs):
+            InterruptedAttention.calls += 1
+            if InterruptedAttention.calls == 2 * 5:  # two layers per forward
+                raise KeyboardInterrupt
+            return super().forward(*args, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt, match=r"training stopped after 4 of 8 steps"):
+        train_and_compare(steps=8, attention=InterruptedAttention)
+
+
 def test_nbgrader_round_trip(tmp_path, data_dir):
     course_dir = tmp_path / "course"
     shutil.copytree(COURSE, course_dir / "source" / "course", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    (course_dir / "nbgrader_config.py").write_text(
-        "c = get_config()\n"
-        "c.CourseDirectory.course_id = 'mingpt'\n"
-        "c.ExecutePreprocessor.timeout = 300\n"
-    )
+    (course_dir / "nbgrader_config.py").write_text(documented_nbgrader_config())  # the teachers' own config
     env = {**os.environ, "MINGPT_COURSE_FAST": "1", "MINGPT_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MINGPT_CACHE_DIR": str(tmp_path / "cache"),
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -159,3 +203,67 @@ def test_student_version_reports_the_mistake_not_a_crash(tmp_path):
     with pytest.raises(ExerciseFailed, match=r"scaling applied twice"):
         check_attention(namespace["MultiHeadAttention"]).raise_if_failed()
     assert json.dumps(nb.metadata["kernelspec"]["name"]) == '"python3"'
+
+
+def test_course_finds_data_like_the_package(tmp_path, monkeypatch, data_dir):
+    """
+    With MINGPT_DATA_DIR unset, the course reads Tiny Shakespeare and GPT-2's vocabulary from mingpt's cache in the
+    user's home (~/.cache/mingpt, sha256-verified) as every other part of mingpt does, without any network.
+    """
+    home = tmp_path / "home"
+    for name in ("tinyshakespeare/input.txt", "gpt2/encoder.json", "gpt2/vocab.bpe"):
+        (home / ".cache" / "mingpt" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(data_dir / name, home / ".cache" / "mingpt" / name)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("MINGPT_DATA_DIR", "MINGPT_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the course went to the network although the cache holds its data")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    expected_text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+
+    # Notebook 1's first two code cells, as a student runs them.
+    nb = nbformat.read(COURSE / "01_bigram.ipynb", as_version=4)
+    namespace: dict = {}
+    for cell in [c for c in nb.cells if c.cell_type == "code"][:2]:
+        exec(cell.source, namespace)
+    assert namespace["text"] == expected_text
+
+    # Every notebook's data lines: the imports of mingpt's data tools and the lines that read data with them.
+    data_line = re.compile(r"^(from mingpt\.(data|bpe) import .*|\w+ = (tiny_shakespeare|BPETokenizer)\(.*\))$")
+    for name, variable in (("05_gpt_shakespeare.ipynb", "text"), ("07_bpe.ipynb", "text"),
+                           ("08_gpt2_weights.ipynb", "tokenizer")):
+        nb = nbformat.read(COURSE / name, as_version=4)
+        source = "\n".join(line for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
+                           if data_line.match(line))
+        namespace = {}
+        exec(source, namespace)
+        assert variable in namespace, f"{name} does not read its data with mingpt's tools:\n{source}"
+        if variable == "text":
+            assert namespace["text"] == expected_text, name
+        else:
+            assert namespace["tokenizer"].decode(namespace["tokenizer"]("Hello world")[0]) == "Hello world"
+        assert "set MINGPT_DATA_DIR" not in json.dumps(nb.dict()), name
+
+
+def test_offline_notebook_8_falls_back_at_once(tmp_path):
+    """With no DNS for the Hub, notebook 8 builds its tiny offline GPT-2 at once, after one log line, instead of
+    waiting through transformers' retries (about 20 seconds of "Retrying in 1s" lines)."""
+    nb = nbformat.read(COURSE / "08_gpt2_weights.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    load = next(source for source in code if "GPT2LMHeadModel.from_pretrained" in source)
+    script = code[0] + "\nimport time\nstart = time.perf_counter()\n" + load + \
+        "\nprint(f'loaded in {time.perf_counter() - start:.1f} s')\n"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://nonexistent.invalid", MINGPT_HF_ENDPOINT="http://nonexistent.invalid",
+               HF_HOME=str(tmp_path / "hf"), PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "a tiny random GPT-2 (offline)" in result.stdout
+    seconds = float(re.search(r"loaded in ([\d.]+) s", result.stdout).group(1))
+    assert seconds < 5, f"{seconds} s to fall back offline:\n{result.stderr[-2000:]}"
+    assert "Retry" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.count("cannot resolve nonexistent.invalid") == 1, result.stderr[-2000:]

@@ -378,3 +378,23 @@ def test_damaged_cache_offline_says_the_cached_file_was_damaged(cache_dir):
     with pytest.raises(download.DamagedCacheError, match=damaged) as e:
         cached_download(closed_port_url(), "payload.bin", sha256=PAYLOAD_SHA, retries=0)
     assert isinstance(e.value, DownloadError) and not target.exists()
+
+
+def test_hub_unreachable_answers_at_once_from_one_name_lookup(caplog, monkeypatch):
+    """An unresolvable host is not worth retrying: one lookup, one log line, at once; a reachable one is fine."""
+    import logging
+    import time
+
+    from mingpt.io.hub import hub_unreachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="mingpt.io.hub"):
+        assert hub_unreachable("http://nonexistent.invalid") is True
+    assert time.perf_counter() - start < 5
+    assert [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()] == [
+        next(r.getMessage() for r in caplog.records)]
+    assert "cannot resolve nonexistent.invalid" in caplog.records[0].getMessage()
+    assert hub_unreachable("http://127.0.0.1:9") is False  # the name resolves: whether it answers is download's job
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_unreachable("http://127.0.0.1:9") is True

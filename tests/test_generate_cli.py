@@ -255,3 +255,27 @@ def test_help_shows_every_default(capsys):
         described = text.split(action.option_strings[-1], 1)[1].split(" --", 1)[0]
         assert "default" in described, action.option_strings
     assert "(default: gpt2)" in text and "(default: 50)" in text and "(default: auto)" in text
+
+
+# ---- messages that point at the right thing (issue 27, item 10) ---------------------------------------------------
+def test_temperature_zero_points_at_the_greedy_flag(capsys):
+    """The CLI's greedy switch is --greedy: the Python API's do_sample=False means nothing on a command line."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--model", "gpt2", "--prompt", "Hi", "--temperature", "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--temperature must be > 0 and finite, got 0.0" in err and "use --greedy" in err
+    assert "do_sample" not in err
+
+
+def test_a_file_given_as_the_model_is_told_to_give_its_directory(model_dir, offline, capsys):
+    assert cli.main(["--model", str(model_dir / "config.json"), "--prompt", "Hi"]) == 1
+    err = capsys.readouterr().err
+    assert "is a file, but a local model is the directory holding config.json" in err
+    assert repr(str(model_dir)) in err and "no directory" not in err
+
+
+def test_every_missing_model_file_is_named_at_once(tmp_path, offline, capsys):
+    (tmp_path / "empty-model").mkdir()
+    assert cli.main(["--model", str(tmp_path / "empty-model"), "--prompt", "Hi"]) == 1
+    err = capsys.readouterr().err
+    assert "has no config.json and neither model.safetensors nor pytorch_model.bin;" in err

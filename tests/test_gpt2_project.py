@@ -129,3 +129,21 @@ def test_the_command_line_reports_bad_settings_in_one_line(shards, tmp_path, cap
     with pytest.raises(SystemExit):
         train.main(["--system.preset=gpt3"])
     assert "system.preset must be one of gpt2-124m, cpu-tiny" in capsys.readouterr().err
+
+
+def test_prepare_finds_tiny_shakespeare_as_mingpt_does(data_dir, tmp_path):
+    """`prepare.py --tiny-shakespeare` (the README's command) reads the user's data ($MINGPT_DATA_DIR or the cache),
+    with no path that exists only beside this repository."""
+    local = tmp_path / "data"
+    (local / "tinyshakespeare").mkdir(parents=True)
+    text = (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:3000]
+    (local / "tinyshakespeare" / "input.txt").write_text(text, encoding="utf-8")
+    (local / "gpt2").symlink_to(data_dir / "gpt2")
+    env = {**os.environ, "MINGPT_DATA_DIR": str(local), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(REPO / "projects" / "gpt2" / "prepare.py"), "--tiny-shakespeare",
+                             f"--out={tmp_path / 'out'}", "--shard-size=300", "--num-proc=1", "--no-progress"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = read_manifest(tmp_path / "out")
+    assert str(local / "tinyshakespeare" / "input.txt") in json.dumps(manifest)
+    assert sum(s["tokens"] for s in manifest["shards"]) > 500

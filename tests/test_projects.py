@@ -350,3 +350,11 @@ def test_every_readme_figure_is_found_beside_its_command(monkeypatch):
         row = next(line for line in table.splitlines() if line.startswith(f"| [{project}]"))
         commands = [figure.command for figure in figures.FIGURES if figure.readme == "docs/projects.md"]
         assert any(f"`{command}`" in row for command in commands), row
+
+
+def test_chargpt_readme_quotes_the_message_it_prints(tmp_path):
+    """The error line the README quotes for a missing --data.path is the line chargpt prints."""
+    readme = (REPO_ROOT / "projects" / "chargpt" / "README.md").read_text(encoding="utf-8")
+    quoted = re.search(r"`(chargpt: error: no text file at 'nope.txt'[^`]*)`", readme).group(1)
+    result = run_project("chargpt", "--data.path=nope.txt", f"--system.work_dir={tmp_path / 'out'}", check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == quoted

@@ -112,3 +112,30 @@ def test_every_mingpt_module_name_and_script_named_exists(page):
     for module in re.findall(r"python -m (mingpt[\w.]*)", code):
         importlib.util.find_spec(module) or missing.append(module)
     assert sorted(missing) == [], f"{page_id(page)} names what does not exist"
+
+
+def test_documented_commands_use_the_users_paths_not_this_repositorys_layout():
+    """Data paths such as ../shared/data exist only beside this repository's checkout: a command, docstring or
+    notebook a user reads finds data as mingpt does (MINGPT_DATA_DIR, the cache), never there."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    readable = [*root.glob("*.md"), *root.glob("docs/*.md"), *root.glob("projects/*/*"), *root.glob("bench/*.py"),
+                *root.glob("notebooks/**/*.ipynb"), *root.glob("notebooks/*.md")]
+    offenders = []
+    for path in readable:
+        if not path.is_file() or path.suffix not in (".md", ".py", ".ipynb"):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if "shared/data" in line and "the tests also take them from" not in line:
+                offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()[:100]}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_where_a_user_starts_the_readme_says_one_thread_on_a_busy_machine():
+    """PyTorch's one-thread-per-core default oversubscribes a busy machine (measured figures in the README):
+    both places a user starts from, the set-up and the Quick start, say how to avoid it."""
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    quick_start = readme.split("## Quick start", 1)[1].split("```", 1)[0]
+    for section in (setup, quick_start):
+        assert "OMP_NUM_THREADS=1" in section
+    assert "CPU" in setup and "vary by CPU" in setup

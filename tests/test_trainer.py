@@ -736,3 +736,23 @@ def test_resumed_mid_decay_the_cosine_carries_on_where_it_was(tiny_gpt, tmp_path
     planned = [get_lr(k, cfg(**settings, max_iters=6)) for k in range(3, 8)]  # the schedule the run started with
     assert lrs == pytest.approx(planned) and lrs[-1] == pytest.approx(1e-4)
     assert f"continuing the run's cosine schedule ({planned[0]:.2e} at step 3, reaching min_lr at step 6)" in caplog.text
+
+
+def test_a_model_whose_forward_takes_only_x_is_told_the_trainer_contract():
+    """forward(x) instead of forward(x, y) -> (output, loss): a message about the contract, not a bare TypeError."""
+    import torch.nn as nn
+
+    class Regressor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    data = torch.utils.data.TensorDataset(torch.randn(16, 3), torch.randn(16, 3))
+    config = Trainer.get_default_config()
+    config.max_iters, config.batch_size, config.device = 1, 4, "cpu"
+    with pytest.raises(TypeError, match=r"the Trainer calls model\(x, y\) and needs \(output, loss\) back, but "
+                                        r"Regressor.forward\(x\) cannot take \(x, y\)"):
+        Trainer(config, Regressor(), data).run()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import logging
+import math
 import pathlib
 import sys
 from typing import Sequence, TextIO
@@ -171,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         given = [name for name in ("temperature", "top_k", "top_p") if getattr(args, name) is not None]
         if given:
             parser.error(f"--{given[0].replace('_', '-')} has no effect with --greedy; drop one of them")
+    if args.temperature is not None and not 0 < args.temperature < math.inf:  # said before the model loads
+        parser.error(f"--temperature must be > 0 and finite, got {args.temperature}; for greedy decoding (the "
+                     f"limit of temperature -> 0) use --greedy")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         device = choose_device(args.device)

@@ -76,7 +76,7 @@ def _unavailable(files: Sequence[DataFile], what: str, failed: DataFile, error: 
     root = cache_dir()
     missing = [f for f in files if not (root / f.name).is_file()]
     names = ", ".join(f.name for f in missing)
-    reason = f"HTTP {error.status_code}" if error.status_code else "no connection"
+    reason = _why(error)
     return (
         f"{what} is not available: {names} {'is' if len(missing) == 1 else 'are'} not in mingpt's download cache "
         f"and could not be downloaded from {failed.url} ({reason}). Either give a local copy (for each missing "
@@ -84,6 +84,18 @@ def _unavailable(files: Sequence[DataFile], what: str, failed: DataFile, error: 
         f"folder holding {', '.join(f.name for f in files)}), or run once on a machine with network access, "
         f"which downloads and caches {'it' if len(missing) == 1 else 'them'}"
     )
+
+
+def _why(error: BaseException) -> str:
+    """What made a download fail, in a few words: the cause that happened, not the most common one."""
+    cause = error
+    while cause is not None:  # a damaged cached copy wraps the error of its fresh download
+        if isinstance(cause, ChecksumError):  # the server answered, with other bytes than the pinned ones
+            return "the server answered, but with bytes whose sha256 is not the pinned one: a changed or wrong mirror"
+        cause = cause.__cause__
+    if error.status_code:
+        return f"HTTP {error.status_code}"
+    return "no connection"
 
 
 def read_text(path: str | os.PathLike) -> str:

@@ -20,13 +20,18 @@ it) says otherwise: a mirror, or the tests' loopback server.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 import re
+import socket
+import urllib.parse
 from typing import Callable
 
 from mingpt.io import download
 from mingpt.io.download import git_blob_sha1
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ENDPOINT_ENV_VARS = ("MINGPT_HF_ENDPOINT", "HF_ENDPOINT")  # the first one set wins
@@ -53,6 +58,25 @@ def hub_endpoint(endpoint: str | None = None) -> str:
     if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
         raise ValueError(f"the Hub endpoint must be an http(s) URL such as {DEFAULT_ENDPOINT!r}, got {endpoint!r}")
     return endpoint.rstrip("/")
+
+
+def hub_unreachable(endpoint: str | None = None) -> bool:
+    """
+    True when this machine cannot reach the Hub: HF_HUB_OFFLINE=1, or the endpoint's host name does not resolve
+    (no network or no DNS). One name lookup, answered at once, logged in one line. Another client's retries
+    cannot help there (transformers' from_pretrained retries a failed lookup for about 20 seconds), so a caller
+    asks first and goes offline at once, e.g. ``from_pretrained("gpt2", local_files_only=hub_unreachable())``.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return True
+    url = urllib.parse.urlsplit(hub_endpoint(endpoint))
+    try:
+        socket.getaddrinfo(url.hostname, url.port or (443 if url.scheme == "https" else 80))
+    except OSError as e:  # socket.gaierror: "Name or service not known", "Temporary failure in name resolution"
+        logger.warning("the Hugging Face Hub is unreachable: cannot resolve %s (%s); using local files only",
+                       url.hostname, e.strerror or e)
+        return True
+    return False
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -217,6 +241,11 @@ def model_source(
     looks_like_path = isinstance(name_or_path, os.PathLike) or name.startswith((".", "/", "~", "\\"))
     if "/" in name and not looks_like_path and _REPO_ID.match(name) and ".." not in name:
         return ModelSource(repo_id=name, **hub_options)
+    if path.is_file():  # e.g. ./my-model/config.json: the model is the folder around it
+        raise FileNotFoundError(
+            f"{name!r} is a file, but a local model is the directory holding config.json and model.safetensors "
+            f"(or pytorch_model.bin); give the directory: {str(path.parent)!r}"
+        )
     if "/" in name or "\\" in name or looks_like_path:
         raise FileNotFoundError(
             f"no directory {name!r} exists (looked in {path.resolve()}); a local model is a directory holding "

@@ -318,6 +318,12 @@ def from_pretrained(
         name_or_path, revision=revision, endpoint=endpoint, cache_dir=cache_dir, timeout=timeout, retries=retries
     )
 
+    if source.directory is not None and not (source.directory / "config.json").is_file():
+        # a local folder: name everything it lacks at once, not one file per try
+        weights = [] if any((source.directory / f).is_file() for f in WEIGHT_FILES) else [" nor ".join(WEIGHT_FILES)]
+        raise FileNotFoundError(f"{source!r} has no {' and neither '.join(['config.json', *weights])}; a local "
+                                f"model is a directory holding config.json and model.safetensors (or "
+                                f"pytorch_model.bin), as model.save_pretrained(directory) writes them")
     # The config first: it is tiny, and it tells us whether this is a GPT-2 at all before gigabytes of weights.
     try:
         config_path = source.fetch("config.json", validate=_read_config)

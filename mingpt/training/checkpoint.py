@@ -276,8 +276,9 @@ def load_for_resume(path: str, mmap: bool = False) -> dict:
         best = os.path.join(os.path.dirname(path), "best.pt")
         other = best if os.path.isfile(best) and os.path.abspath(best) != os.path.abspath(path) else "<checkpoint>"
         reason = str(e.args[0] if e.args else e).rstrip(".")
-        raise type(e)(f"cannot resume: {reason}. Resume from another checkpoint "
-                      f"(--trainer.resume={other}) or start fresh (--trainer.resume=None)") from None
+        raise type(e)(f"cannot resume: {reason}. Resume from another checkpoint (trainer.resume = {other!r}; on a "
+                      f"project's command line --trainer.resume={other}) or start fresh (trainer.resume = None; "
+                      f"--trainer.resume=None)") from None
 
 
 def check_resume(config: CfgNode) -> None:

@@ -9,6 +9,7 @@ line. `check_config` is what `Trainer.check_config` does (a script may call it b
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -20,7 +21,7 @@ from mingpt.training.precision import PRECISIONS
 from mingpt.training.schedule import check_schedule
 from mingpt.utils import check_int
 
-__all__ = ["check_config", "stop_if_nonfinite"]
+__all__ = ["check_config", "check_forward_takes_x_y", "stop_if_nonfinite"]
 
 
 def check_config(config: CfgNode, defaults: CfgNode, has_val_dataset: bool = True) -> CfgNode:
@@ -59,6 +60,23 @@ def check_config(config: CfgNode, defaults: CfgNode, has_val_dataset: bool = Tru
     if C.precision not in PRECISIONS:
         raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {C.precision!r}")
     return C
+
+
+def check_forward_takes_x_y(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """The Trainer's one demand of a model, checked before the first step: forward(x, y) returns (output, loss).
+    A forward that takes only x would otherwise fail with a bare "takes 2 positional arguments but 3 were given"."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # no Python signature to read: the call itself will speak
+        return
+    try:
+        signature.bind(x, y)
+    except TypeError as e:
+        raise TypeError(
+            f"the Trainer calls model(x, y) and needs (output, loss) back, but {type(model).__name__}.forward"
+            f"{signature} cannot take (x, y) ({e}); give forward a targets argument and return the loss with the "
+            f"output, e.g. def forward(self, idx, targets=None): ... return logits, loss"
+        ) from None
 
 
 def stop_if_nonfinite(loss: torch.Tensor, grad_norm: torch.Tensor | None, optimizer: torch.optim.Optimizer,

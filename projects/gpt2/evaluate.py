@@ -6,7 +6,7 @@ Evaluate a checkpoint or a pretrained GPT-2: validation loss on a token shard, a
     python projects/gpt2/evaluate.py loss --checkpoint=out/gpt2/best.pt --shard=data/shakespeare/shard_000000.bin
     # HellaSwag (the official validation jsonl is downloaded once, verified, cached)
     python projects/gpt2/evaluate.py hellaswag --model=gpt2
-    python projects/gpt2/evaluate.py hellaswag --checkpoint=out/gpt2/best.pt --limit=500 --vocab-dir=../shared/data/gpt2
+    python projects/gpt2/evaluate.py hellaswag --checkpoint=out/gpt2/best.pt --limit=500
 
 --model takes a Hub name ('gpt2', 'gpt2-medium', ...) or a local Hugging Face-layout directory; --checkpoint a
 mingpt training checkpoint (last.pt / best.pt). The result is printed as one JSON line.

@@ -2,8 +2,7 @@
 Tokenize a corpus with GPT-2's BPE into uint16 token shards (shard 0 = validation) plus a manifest.
 
     # Tiny Shakespeare, 10 shards of 34,000 tokens (the cpu-tiny preset's data)
-    python projects/gpt2/prepare.py --input=../shared/data/tinyshakespeare/input.txt --out=data/shakespeare \\
-        --vocab-dir=../shared/data/gpt2 --shard-size=34000
+    python projects/gpt2/prepare.py --tiny-shakespeare --out=data/shakespeare --shard-size=34000
     # local files: .txt (one document each), .jsonl / .parquet (one document per record), or directories of them
     python projects/gpt2/prepare.py --input=corpus/ --out=data/mycorpus --num-proc=8
     # a Hugging Face dataset repo's files, downloaded (cached, verified against the Hub's listing) through mingpt.io.hub
@@ -21,15 +20,19 @@ import logging
 import os
 import sys
 
+from mingpt.data import TINY_SHAKESPEARE
 from mingpt.data.corpus import ENCODERS, prepare_shards
 from mingpt.data.token_shards import verify_shards
-from mingpt.io.data_files import fetch_gpt2_vocab
+from mingpt.io.data_files import fetch_gpt2_vocab, find_data
 from mingpt.io.hub import dataset_file
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", action="append", default=[], help="a file or directory (repeatable)")
+    parser.add_argument("--tiny-shakespeare", action="store_true",
+                        help="add Tiny Shakespeare, found as mingpt finds data: $MINGPT_DATA_DIR, else mingpt's "
+                             "cache (downloaded once, sha256-checked)")
     parser.add_argument("--hf-dataset", help="a Hugging Face dataset repo id, e.g. HuggingFaceFW/fineweb-edu")
     parser.add_argument("--hf-files", default="", help="comma-separated files of that repo to download and read")
     parser.add_argument("--hf-revision", default="main", help="branch, tag or commit of the dataset repo")
@@ -61,6 +64,8 @@ def main(argv: list[str]) -> None:
             print(f"{args.out}: every shard matches its sha256 in the manifest")
             return
         inputs, source = list(args.input), None
+        if args.tiny_shakespeare:
+            inputs.append(str(find_data([TINY_SHAKESPEARE], "Tiny Shakespeare")[0]))
         if args.hf_dataset:
             files = [f for f in args.hf_files.split(",") if f]
             if not files:
@@ -69,7 +74,8 @@ def main(argv: list[str]) -> None:
                                     verify=not args.hf_no_verify) for f in files]
             source = f"hf://datasets/{args.hf_dataset}@{args.hf_revision}: {', '.join(files)}"
         if not inputs:
-            raise ValueError("nothing to prepare: pass --input=<file or directory> and/or --hf-dataset")
+            raise ValueError("nothing to prepare: pass --input=<file or directory>, --tiny-shakespeare and/or "
+                             "--hf-dataset")
         if args.vocab_dir:
             encoder_json, vocab_bpe = (os.path.join(args.vocab_dir, n) for n in ("encoder.json", "vocab.bpe"))
         else:

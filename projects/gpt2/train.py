@@ -8,7 +8,7 @@ the same batches. (2) The data are memory-mapped uint16 shards (`mingpt.data.tok
 whose position is saved in every checkpoint. (3) Speed comes from bf16 autocast, fused AdamW, torch.compile and
 flash attention (scaled_dot_product_attention), all of which the Trainer and the model already offer.
 
-    python projects/gpt2/prepare.py --input=../shared/data/tinyshakespeare/input.txt --out=data/shakespeare
+    python projects/gpt2/prepare.py --tiny-shakespeare --out=data/shakespeare
     python projects/gpt2/train.py --data.dir=data/shakespeare                     # cpu-tiny: ~2 minutes
     python projects/gpt2/train.py --system.preset=gpt2-124m --data.dir=data/fineweb10B   # 1 GPU
     torchrun --standalone --nproc_per_node=8 projects/gpt2/train.py --system.preset=gpt2-124m --data.dir=...
