@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from mingpt.atomic import atomic_path
 from mingpt.cfgnode import CfgNode
 from mingpt.config import default_config
-from mingpt.io import hub
+from mingpt.io import hub, open_weights
 from mingpt.io.data_files import cached_gpt2_vocab
 from mingpt.io.gpt2_vocab import GPT2_SPLIT_PATTERN, write_hf_vocab
 from mingpt.io.safe_load import UnsafeFileError, load_plain_data
@@ -49,7 +49,7 @@ IGNORED_HF_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # both are GPT-2's tanh-approximated GELU
 REQUIRED_HF_KEYS = ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")
 # The weight files we read, in order of preference. Safetensors is a plain tensor container; .bin is a pickle.
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 # Config values that may be changed when loading, because they do not change the shape of any weight.
 LOAD_OVERRIDES = ("embd_pdrop", "resid_pdrop", "attn_pdrop", "attention")
 GPT2_VOCAB_SIZE = 50257  # GPT-2's 256 bytes + 50,000 merges + <|endoftext|>
@@ -60,8 +60,8 @@ def config_from_hf(hf_config: dict) -> CfgNode:
     if not isinstance(hf_config, dict):
         raise TypeError(f"hf_config must be the dict read from config.json, got {type(hf_config).__name__}")
     model_type = hf_config.get("model_type")
-    if model_type != "gpt2":
-        raise ValueError(f"only GPT-2 architecture models can be loaded, but config.json has model_type={model_type!r}")
+    if model_type != "gpt2":  # Llama, Qwen2/3, GPT-NeoX: built from the modern parts (open_weights.py)
+        return open_weights.config_from_hf(hf_config)
     missing = [key for key in REQUIRED_HF_KEYS if key not in hf_config]
     if missing:
         raise KeyError(f"config.json of a GPT-2 model must give {', '.join(REQUIRED_HF_KEYS)}; missing {missing}")
@@ -141,9 +141,11 @@ def state_dict_to_hf(model: nn.Module) -> dict[str, torch.Tensor]:
     return converted
 
 
-def load_hf_state_dict(model: nn.Module, hf_state_dict: dict[str, torch.Tensor]) -> None:
-    """Copy Hugging Face GPT-2 weights into a mingpt GPT, naming any missing, unexpected or mis-shaped key."""
-    converted = state_dict_from_hf(hf_state_dict)
+def load_hf_state_dict(model: nn.Module, hf_state_dict: dict[str, torch.Tensor], family: str = "gpt2") -> None:
+    """Copy Hugging Face weights (GPT-2's, or a family of open_weights.py) into a mingpt GPT, naming any missing,
+    unexpected or mis-shaped key."""
+    converted = (state_dict_from_hf(hf_state_dict) if family == "gpt2"
+                 else open_weights.state_dict_from_hf(family, hf_state_dict, model.config))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
@@ -206,6 +208,8 @@ def check_safetensors(path: str | os.PathLike) -> None:
 def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from model.safetensors or pytorch_model.bin (the latter only as plain tensors)."""
     path = pathlib.Path(path)
+    if path.name.endswith(".index.json"):  # a sharded checkpoint: the index names the files that hold the tensors
+        return open_weights.load_sharded(path, load_weights_file)
     if path.name.endswith(".safetensors"):
         check_safetensors(path)  # a clear message for a cut file, before safetensors' own
         try:
@@ -263,11 +267,7 @@ def _find_weights(source: hub.ModelSource, progress: bool) -> pathlib.Path:
                 return source.fetch(filename, progress=progress, validate=VALIDATORS.get(filename))
             except FileNotFoundError:  # a 404: this repo does not have the file in that format; try the next
                 logger.info("%r has no %s; trying the next format", source, filename)
-    sharded = any(source.cached(f + ".index.json") for f in WEIGHT_FILES)
-    raise FileNotFoundError(
-        f"{source!r} has neither {' nor '.join(WEIGHT_FILES)}"
-        + ("; sharded checkpoints (*.index.json) are not supported" if sharded else "")
-    )
+    raise FileNotFoundError(f"{source!r} has neither {' nor '.join(WEIGHT_FILES)}")
 
 
 def _check_load_options(overrides: dict, dtype) -> torch.dtype | None:
@@ -324,14 +324,17 @@ def from_pretrained(
     except FileNotFoundError as e:
         hint = "" if source.directory is not None else f" (and no local directory named {str(name_or_path)!r} exists)"
         raise FileNotFoundError(f"{e}{hint}") from e
-    config = config_from_hf(_load_cached(source, "config.json", config_path, _read_config))
+    hf_config = _load_cached(source, "config.json", config_path, _read_config)
+    config = config_from_hf(hf_config)
     config.merge_from_dict(overrides)
 
     weights_path = _find_weights(source, progress)
+    for shard in open_weights.shard_files(weights_path):  # a sharded checkpoint: each shard, checked
+        source.fetch(shard, progress=progress, validate=check_safetensors)
     model = model_class(config)
     state_dict = _load_cached(source, weights_path.name, weights_path, load_weights_file, progress)
     try:
-        load_hf_state_dict(model, state_dict)
+        load_hf_state_dict(model, state_dict, hf_config.get("model_type"))
     except KeyError as e:
         raise KeyError(f"{weights_path}: {e.args[0]}") from None
     except ValueError as e:
