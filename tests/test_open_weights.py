@@ -109,3 +109,66 @@ def test_a_tensor_with_no_place_is_named(tmp_path):
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(KeyError, match="model.layers.0.self_attn.extra.weight"):
         GPT.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["llama3.2-rope-scaling", "qwen2", "qwen3", "pythia"])
+def test_save_pretrained_writes_what_transformers_reads(name, tmp_path):
+    hf = save_reference(name, tmp_path / "hf")
+    GPT.from_pretrained(tmp_path / "hf").save_pretrained(tmp_path / "mingpt")
+    again = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "mingpt").eval()
+    assert type(again) is type(hf)
+    idx = torch.arange(15)[None] % VOCAB
+    with torch.no_grad():
+        torch.testing.assert_close(again(idx).logits, hf(idx).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_built_with_the_switches_saves_as_its_family_or_says_why_not(tmp_path):
+    config = GPT.get_default_config()
+    config.merge_from_dict(dict(n_layer=2, n_head=4, n_embd=32, vocab_size=VOCAB, block_size=BLOCK, position="rotary",
+                                norm="rmsnorm", mlp="swiglu", mlp_hidden=50, n_kv_head=2, bias=False))
+    model = GPT(config).eval()
+    model.save_pretrained(tmp_path / "llama")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "llama").eval()
+    assert type(hf).__name__ == "LlamaForCausalLM"
+    idx = torch.arange(11)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(hf(idx).logits, model(idx)[0], rtol=1e-5, atol=1e-5)
+    config.model_type, config.n_layer, config.n_head, config.n_embd = "modern-mini", None, None, None
+    with pytest.raises(ValueError, match="no Hugging Face family describes this model"):
+        GPT(config).save_pretrained(tmp_path / "mini")  # RMSNorm without a weight, soft-capped logits
+    assert not (tmp_path / "mini").exists()
+
+
+def test_hook_values_of_a_loaded_llama_equal_transformer_lens(tmp_path):
+    # TransformerLens builds the same Llama (GQA, rotary) from the same transformers model: every hook point both
+    # have carries the same tensor. Not compared: ln*.hook_normalized, which TL takes before the RMSNorm's gain and
+    # mingpt after it (TL users usually fold the gain into the next matmul, fold_ln=True).
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
+
+    hf = save_reference("llama", tmp_path)
+    c = hf.config
+    cfg = HookedTransformerConfig(
+        d_model=c.hidden_size, d_head=8, n_heads=6, n_key_value_heads=2, d_mlp=c.intermediate_size, n_layers=2,
+        n_ctx=BLOCK, d_vocab=VOCAB, eps=c.rms_norm_eps, act_fn="silu", normalization_type="RMS", final_rms=True,
+        positional_embedding_type="rotary", rotary_adjacent_pairs=False, rotary_dim=8, rotary_base=c.rope_theta,
+        gated_mlp=True, original_architecture="LlamaForCausalLM", dtype=torch.float32, default_prepend_bos=False)
+    tl = HookedTransformer(cfg)
+    tl.load_and_process_state_dict(convert_llama_weights(hf, cfg), fold_ln=False, center_writing_weights=False,
+                                   center_unembed=False, fold_value_biases=False)
+    model = GPT.from_pretrained(tmp_path)
+    idx = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(2))
+    tl_logits, tl_cache = tl.run_with_cache(idx)
+    logits, cache = model.run_with_cache(idx)
+    # TL sums in its own order (einsums, its own rotary tables): agreement to 1e-4 on logits of size ~10
+    torch.testing.assert_close(logits, tl_logits, rtol=1e-4, atol=1e-4)
+    shared = [name for name in cache.keys() if name in tl_cache.cache_dict and "hook_normalized" not in name]
+    for i in range(2):
+        for point in ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
+                      "attn.hook_pattern", "attn.hook_z", "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post",
+                      "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out"):
+            assert f"blocks.{i}.{point}" in shared
+    for name in shared:
+        torch.testing.assert_close(cache[name], tl_cache[name], rtol=1e-4, atol=1e-4, msg=name)
+    for weights in ("W_Q", "W_K", "W_V", "W_O"):  # TL shows each K/V head once per query head of its group
+        torch.testing.assert_close(getattr(model, weights), getattr(tl, weights), msg=weights)

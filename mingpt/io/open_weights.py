@@ -37,11 +37,12 @@ import torch
 from mingpt.cfgnode import CfgNode
 from mingpt.config import default_config
 
-__all__ = ["FAMILIES", "config_from_hf", "state_dict_from_hf", "shard_files", "load_sharded"]
+__all__ = ["FAMILIES", "config_from_hf", "state_dict_from_hf", "shard_files", "load_sharded", "config_to_hf",
+           "family_of", "state_dict_to_hf"]
 
 FAMILIES = ("llama", "qwen2", "qwen3", "gpt_neox")
 # Buffers some checkpoints carry that mingpt computes instead (masks, rotary frequencies).
-IGNORED_SUFFIXES = (".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq", "attention.rotary_emb.inv_freq")
+IGNORED_SUFFIXES = (".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq")
 ACTIVATIONS = {"silu": "swiglu", "gelu": "gelu_exact", "gelu_new": "gelu", "gelu_pytorch_tanh": "gelu"}
 
 
@@ -207,3 +208,94 @@ def load_sharded(path: pathlib.Path, load_file) -> dict[str, torch.Tensor]:
     for shard in shard_files(path):
         state_dict.update(load_file(path.parent / shard))
     return state_dict
+
+
+# ------------------------------------------------------------------ saving back: the same two translations, reversed
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                 "gpt_neox": "GPTNeoXForCausalLM"}
+
+
+def config_to_hf(family: str, C: CfgNode) -> dict:
+    """The config.json of `family` describing mingpt config C (family_of says whether it describes it exactly)."""
+    hs = C.head_dim or C.n_embd // C.n_head
+    hf = dict(architectures=[ARCHITECTURES[family]], model_type=family, vocab_size=C.vocab_size,
+              hidden_size=C.n_embd, intermediate_size=C.mlp_hidden or 4 * C.n_embd, num_hidden_layers=C.n_layer,
+              num_attention_heads=C.n_head, max_position_embeddings=C.block_size,
+              tie_word_embeddings=C.tie_weights, attention_dropout=C.attn_pdrop, torch_dtype="float32")
+    if family == "gpt_neox":
+        return {**hf, "layer_norm_eps": C.layer_norm_epsilon, "rotary_pct": C.rotary_fraction,
+                "rotary_emb_base": C.rotary_theta, "use_parallel_residual": C.parallel_residual,
+                "hidden_act": {"gelu_exact": "gelu", "gelu": "gelu_new"}.get(C.mlp, C.mlp), "attention_bias": C.bias,
+                "hidden_dropout": 0.0}
+    scaling = C.rotary_scaling
+    rope_scaling = None if scaling is None else dict(
+        rope_type="llama3", factor=scaling[1], low_freq_factor=scaling[2], high_freq_factor=scaling[3],
+        original_max_position_embeddings=scaling[4])
+    hf.update(num_key_value_heads=C.n_kv_head or C.n_head, head_dim=hs, rms_norm_eps=C.layer_norm_epsilon,
+              rope_theta=C.rotary_theta, rope_scaling=rope_scaling, hidden_act="silu" if C.mlp == "swiglu" else C.mlp)
+    if family == "llama":
+        hf.update(attention_bias=C.bias, mlp_bias=C.bias)
+    elif family == "qwen3":
+        hf.update(attention_bias=C.bias)
+    return hf
+
+
+# The modern switches at GPT-2's values (mingpt/config.py's defaults).
+GPT2_SWITCHES = dict(position="learned", norm="layernorm", mlp="gelu", mlp_hidden=None, n_kv_head=None, head_dim=None,
+                     qk_norm=False, qkv_bias=None, logit_softcap=None, parallel_residual=False)
+
+
+def _architecture(C: CfgNode) -> dict:
+    """What fixes a model's function, with defaults spelled out (None n_kv_head is n_head, and so on)."""
+    keys = ("n_layer", "n_head", "n_embd", "vocab_size", "block_size", "position", "rotary_theta", "rotary_fraction",
+            "norm", "norm_weight", "mlp", "qk_norm", "logit_softcap", "parallel_residual", "tie_weights", "bias",
+            "layer_norm_epsilon")
+    arch = {key: getattr(C, key) for key in keys}
+    arch.update(rotary_scaling=tuple(C.rotary_scaling) if C.rotary_scaling else None,
+                mlp_hidden=C.mlp_hidden or 4 * C.n_embd, n_kv_head=C.n_kv_head or C.n_head,
+                head_dim=C.head_dim or C.n_embd // C.n_head, qkv_bias=C.bias if C.qkv_bias is None else C.qkv_bias)
+    if C.position == "learned":
+        arch.update(rotary_theta=None, rotary_fraction=None, rotary_scaling=None)
+    return arch
+
+
+def family_of(C: CfgNode) -> str:
+    """
+    'gpt2' for GPT-2's architecture (no modern switch set), else the family whose config.json describes C exactly
+    (it translates back to the same architecture), else a ValueError naming the switches.
+    """
+    wanted = _architecture(C)
+    if all(getattr(C, key) == value for key, value in GPT2_SWITCHES.items()):
+        return "gpt2"
+    for family in FAMILIES:
+        try:
+            if _architecture(config_from_hf(config_to_hf(family, C))) == wanted:
+                return family
+        except ValueError:
+            continue
+    raise ValueError(f"no Hugging Face family describes this model (position={C.position!r}, norm={C.norm!r}, "
+                     f"norm_weight={C.norm_weight}, mlp={C.mlp!r}, qk_norm={C.qk_norm}, logit_softcap="
+                     f"{C.logit_softcap}, parallel_residual={C.parallel_residual}, bias={C.bias}, qkv_bias="
+                     f"{C.qkv_bias}); save its state dict with torch / safetensors instead")
+
+
+def state_dict_to_hf(family: str, model) -> dict[str, torch.Tensor]:
+    """mingpt's tensors under `family`'s Hugging Face names: c_attn split into q/k/v (or regrouped per head)."""
+    C, neox = model.config, family == "gpt_neox"
+    rename = _renamer(NEOX_NAMES if neox else LLAMA_NAMES, source=1)
+    nh, nkv = C.n_head, C.n_kv_head or C.n_head
+    hs = C.head_dim or C.n_embd // nh
+    converted = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        match = re.match(r"transformer\.h\.(\d+)\.attn\.c_attn\.(weight|bias)$", name)
+        if match and neox:  # [all q | all k | all v] -> per head [q_h, k_h, v_h]
+            grouped = tensor.view(3, nh, hs, *tensor.shape[1:]).transpose(0, 1)
+            name = f"gpt_neox.layers.{match[1]}.attention.query_key_value.{match[2]}"
+            converted[name] = grouped.reshape(tensor.shape)
+        elif match:
+            for x, part in zip("qkv", tensor.split([nh * hs, nkv * hs, nkv * hs])):
+                converted[f"model.layers.{match[1]}.self_attn.{x}_proj.{match[2]}"] = part
+        elif not (name == "lm_head.weight" and C.tie_weights):  # a tied head is stored once, as the embedding
+            converted[rename(name)] = tensor
+    return {name: t.contiguous() for name, t in converted.items()}

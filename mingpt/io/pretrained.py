@@ -1,5 +1,6 @@
 """
-GPT-2 weights in Hugging Face's format: loading them (from the Hub or a local folder), converting, saving back.
+GPT-2 weights in Hugging Face's format: loading them (from the Hub or a local folder), converting, saving back
+(Llama, Qwen and GPT-NeoX weights take the same road, translated by open_weights.py).
 
 The one idea: mingpt uses GPT-2's own parameter names, so converting is almost a rename. The one real difference
 is that OpenAI's code (and so Hugging Face's GPT-2) stores its projections as "Conv1D" modules whose weight is
@@ -9,8 +10,7 @@ A model in Hugging Face layout is a folder with ``config.json`` (the sizes) and 
 tensors; older repos have ``pytorch_model.bin`` instead). ``transformers`` is never imported here:
 
     model = GPT.from_pretrained("gpt2")                 # Hub, cached under <cache>/hub (see mingpt.io.hub)
-    model = GPT.from_pretrained("distilbert/distilgpt2", resid_pdrop=0.0)
-    model = GPT.from_pretrained("./my-model")           # a local folder
+    model = GPT.from_pretrained("./my-model")           # a local folder; "HuggingFaceTB/SmolLM2-135M" (Llama)...
     model.save_pretrained("./my-model")                 # transformers.GPT2LMHeadModel.from_pretrained reads it
 
 Only safe formats are read: safetensors, and .bin through ``torch.load(weights_only=True)``, which refuses
@@ -142,8 +142,7 @@ def state_dict_to_hf(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_hf_state_dict(model: nn.Module, hf_state_dict: dict[str, torch.Tensor], family: str = "gpt2") -> None:
-    """Copy Hugging Face weights (GPT-2's, or a family of open_weights.py) into a mingpt GPT, naming any missing,
-    unexpected or mis-shaped key."""
+    """Copy Hugging Face weights (GPT-2's, or an open_weights.py family's) into a GPT, naming any mismatched key."""
     converted = (state_dict_from_hf(hf_state_dict) if family == "gpt2"
                  else open_weights.state_dict_from_hf(family, hf_state_dict, model.config))
     expected = model.state_dict()
@@ -298,7 +297,7 @@ def from_pretrained(
     **overrides,
 ) -> nn.Module:
     """
-    A model_class (mingpt's GPT, or a subclass) with pretrained GPT-2-architecture weights, in eval mode.
+    A model_class (mingpt's GPT, or a subclass) with pretrained weights (GPT-2, or open_weights.FAMILIES), in eval mode.
     ``GPT.from_pretrained(name_or_path, ...)`` calls this with its own class, so this module needs no model.py.
 
     name_or_path: 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2', any Hub repo id of a GPT-2 model
@@ -349,25 +348,24 @@ def from_pretrained(
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=None) -> None:
     """
-    Write `model` to `directory` in Hugging Face GPT-2 layout: config.json, model.safetensors and, as Hugging Face
-    does, the tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli
-    --model DIR` needs, offline. ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` and
-    ``GPT.from_pretrained(directory)`` read it.
-
+    Write `model` to `directory` in Hugging Face layout, GPT-2's (or Llama's, Qwen2/3's, GPT-NeoX's for a model of
+    those parts: open_weights.py): config.json, model.safetensors and, for GPT-2, as Hugging Face does, the
+    tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli --model DIR` needs,
+    offline. ``transformers.AutoModelForCausalLM.from_pretrained(directory)`` and ``GPT.from_pretrained`` read it.
     tokenizer: a mingpt Tokenizer with GPT-2's split pattern (e.g. BPETokenizer). None: GPT-2's own files when
-        the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files,
-        with a warning that says how to add them.
+        the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files.
     """
     if not (isinstance(model, nn.Module) and isinstance(getattr(model, "config", None), CfgNode)):
         raise TypeError(f"save_pretrained expects a mingpt GPT (a module with a model .config), got "
                         f"{type(model).__name__}")
+    family = open_weights.family_of(model.config)  # 'gpt2', or the open family whose layout describes the model
     directory = pathlib.Path(directory)
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-
-    tensors = {name: t.detach().cpu().contiguous() for name, t in state_dict_to_hf(model).items()}
-    if model.config.tie_weights:
+    tensors = state_dict_to_hf(model) if family == "gpt2" else open_weights.state_dict_to_hf(family, model)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    if model.config.tie_weights and family == "gpt2":
         # lm_head and wte are one tensor. Safetensors refuses to store shared memory twice, and transformers
         # re-ties lm_head to wte when it loads (tie_word_embeddings), so the file stores it once, as wte.
         del tensors["lm_head.weight"]
@@ -375,8 +373,10 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=No
     with atomic_path(directory / "model.safetensors") as tmp:  # never a half-written file, even on a crash
         save_file(tensors, tmp, metadata={"format": "pt"})
     with atomic_path(directory / "config.json") as tmp:
-        pathlib.Path(tmp).write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n", "utf-8")
-    _save_tokenizer_files(model, directory, tokenizer)
+        hf_config = config_to_hf(model.config) if family == "gpt2" else open_weights.config_to_hf(family, model.config)
+        pathlib.Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n", "utf-8")
+    if family == "gpt2":  # the open families' tokenizers are not GPT-2's (docs/compatibility.md)
+        _save_tokenizer_files(model, directory, tokenizer)
     logger.info("saved the model to %s", directory)
 
 
