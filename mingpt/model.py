@@ -327,14 +327,14 @@ class GPT(nn.Module, WeightViews):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT":
-        """Load GPT-2 weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local Hugging Face-layout directory."""
+        """Load GPT-2, Llama, Qwen2/3 or GPT-NeoX weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local directory."""
         # Imported here, not at the top: the Hub client, downloads and weight conversion are for loading weights,
         # and a model built from scratch never needs them (the original minGPT imported transformers here too).
         from mingpt.io import pretrained
         return pretrained.from_pretrained(cls, name_or_path, **kwargs)
 
     def save_pretrained(self, directory: str, **kwargs) -> None:
-        """Write config.json + model.safetensors in Hugging Face GPT-2 layout (loads in transformers)."""
+        """Write config.json + model.safetensors in Hugging Face layout, GPT-2's or its family's (for transformers)."""
         from mingpt.io import pretrained  # imported here for the reason from_pretrained gives
         pretrained.save_pretrained(self, directory, **kwargs)
 
