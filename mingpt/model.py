@@ -212,7 +212,7 @@ class GPT(nn.Module, WeightViews):
         super().__init__()
         self.config = config = resolve_config(config)  # a private, checked copy: the caller's is never changed
         check_components(attention=attention, mlp=mlp, layer_norm=layer_norm, block=block)
-        # The modern switches (rotary, RMSNorm, SwiGLU...; mingpt/modern/parts.py) pick parts; GPT-2's config: None
+        # The config picks each part: GPT-2's classes in this file, or mingpt/modern's (rotary, RMSNorm, SwiGLU...)
         parts = choose_parts(config, ModernAttention, Block, attention=attention, mlp=mlp, layer_norm=layer_norm)
 
         def make_block(i):  # a custom Block class builds its own parts

@@ -61,7 +61,7 @@ class SoftCappedHead(nn.Linear):
 
 @dataclass
 class Parts:
-    """The classes GPT builds from; None means model.py's own (GPT-2's) class for that place."""
+    """The classes GPT builds from; None: GPT-2's own there (model.py's class, nn.Embedding, nn.Linear)."""
 
     block: type  # model.py's Block, or the parallel one
     attention: type | None = None
