@@ -15,8 +15,8 @@ Training time excludes evaluation. Each evaluation averages the same `--eval-ite
     python bench/modern_ablation.py                      # all rows, 3 seeds, chargpt's 1600 steps
     python bench/modern_ablation.py --steps 400 --rows gpt2 muon
 
-Rows are `ROWS` below: (model config overrides, trainer config overrides) over the baseline. A component from
-another room (rotary, RMSNorm, ReLU², ...) becomes a row by naming its config switch here.
+Rows are `ROWS` below: (model config overrides, trainer config overrides) over the baseline. The modern parts
+(mingpt/modern: rotary, RMSNorm, ReLU², QK-norm, untied head, ...) are rows by their config switches, stacked.
 """
 
 from __future__ import annotations
@@ -39,10 +39,23 @@ MODEL = dict(model_type=None, n_layer=4, n_head=4, n_embd=96, block_size=64, emb
              attn_pdrop=0.0)
 TRAINER = dict(device="cpu", precision="fp32", batch_size=32, learning_rate=5e-3, betas=(0.9, 0.99), min_lr=1e-4,
                lr_schedule="cosine", warmup_iters=50, weight_decay=0.1)
+MUON = dict(optimizer="muon", muon_learning_rate=0.02)
+# The modern parts (mingpt/modern), added one at a time, each row keeping the ones above it (as the speedrun did).
+ROTARY = dict(position="rotary")
+RMSNORM = dict(ROTARY, norm="rmsnorm")
+RELU2_QKNORM = dict(RMSNORM, mlp="relu2", qk_norm=True)
+UNTIED = dict(RELU2_QKNORM, tie_weights=False)
+MODERN = dict(UNTIED, norm_weight=False, bias=False, logit_softcap=15.0)  # modern-mini's switches at this size
 ROWS = {
     "gpt2": ({}, {}),  # chargpt's GPT-2 recipe: learned positions, LayerNorm, GELU, tied head, AdamW
-    "muon": ({}, dict(optimizer="muon", muon_learning_rate=0.02)),  # + Muon for the hidden matrices
+    "muon": ({}, MUON),  # + Muon for the hidden matrices
     "muon-lr0.05": ({}, dict(optimizer="muon", muon_learning_rate=0.05)),
+    "+rotary": (ROTARY, {}),
+    "+rmsnorm": (RMSNORM, {}),
+    "+relu2+qknorm": (RELU2_QKNORM, {}),
+    "+untied": (UNTIED, {}),
+    "+nobias+cap": (MODERN, {}),  # RMSNorm without gain, no biases, soft-capped logits
+    "modern+muon": (MODERN, MUON),  # all of it, with Muon
 }
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from mingpt.cfgnode import CfgNode
 from mingpt.utils import check_int
 
-__all__ = ["PRESETS", "PRESET_VOCAB", "ATTENTION_IMPLEMENTATIONS", "default_config", "resolve_config"]
+__all__ = ["PRESETS", "PRESET_VOCAB", "PRESET_SWITCHES", "ATTENTION_IMPLEMENTATIONS", "default_config",
+           "resolve_config"]
 
 # (n_layer, n_head, n_embd) of the named architectures. GPT-1 and GPT-2 sizes, Gopher's smallest, and tiny ones
 # for teaching. The GPT-2 and GPT-1 entries also know their vocabulary size and context length.
@@ -27,12 +28,21 @@ PRESETS = {
     "gpt-mini": dict(n_layer=6, n_head=6, n_embd=192),
     "gpt-micro": dict(n_layer=4, n_head=4, n_embd=128),
     "gpt-nano": dict(n_layer=3, n_head=3, n_embd=48),
+    "modern-mini": dict(n_layer=6, n_head=6, n_embd=192),  # gpt-mini's sizes with today's parts (PRESET_SWITCHES)
 }
 PRESET_VOCAB = {  # (vocab_size, block_size) used when the config leaves them unset
     "openai-gpt": (40478, 512),
     **{name: (50257, 1024) for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")},
 }
+# Presets that are more than sizes: the architecture switches they set (a switch you changed from its default wins).
+# modern-mini is nanochat's recipe at gpt-mini's size: rotary positions, RMSNorm without a weight, ReLU^2, QK-norm,
+# no biases, an untied head and soft-capped logits (the parts: mingpt/modern).
+PRESET_SWITCHES = {
+    "modern-mini": dict(position="rotary", norm="rmsnorm", norm_weight=False, mlp="relu2", qk_norm=True, bias=False,
+                        tie_weights=False, logit_softcap=15.0),
+}
 ATTENTION_IMPLEMENTATIONS = ("auto", "sdpa", "math")
+POSITIONS, NORMS, MLPS = ("learned", "rotary"), ("layernorm", "rmsnorm"), ("gelu", "gelu_exact", "swiglu", "relu2")
 
 
 def default_config() -> CfgNode:
@@ -55,6 +65,21 @@ def default_config() -> CfgNode:
     C.tie_weights = True  # share wte and lm_head, as GPT-2 does
     C.bias = True  # biases in Linear and LayerNorm, as GPT-2 has
     C.layer_norm_epsilon = 1e-5
+    # The parts of models after GPT-2 (mingpt/modern; the defaults are GPT-2's own, so GPT-2 is built as before):
+    C.position = "learned"  # 'learned' (a wpe table, GPT-2) or 'rotary' (RoPE: q and k rotated by position)
+    C.rotary_theta = 10000.0  # RoPE's base: the slowest pair turns once every ~2*pi*theta positions
+    C.rotary_fraction = 1.0  # share of each head's channels that rotate (Pythia's rotary_pct: 0.25)
+    C.rotary_scaling = None  # None, or ("llama3", factor, low_freq_factor, high_freq_factor, original_length)
+    C.norm = "layernorm"  # 'layernorm' (GPT-2) or 'rmsnorm' (Llama: no centring, no bias)
+    C.norm_weight = True  # False: RMSNorm without a learned gain (nanochat)
+    C.mlp = "gelu"  # 'gelu' (GPT-2's tanh GELU), 'gelu_exact' (Pythia), 'swiglu' (Llama), 'relu2' (nanochat)
+    C.mlp_hidden = None  # the MLP's inner width; None: 4 * n_embd
+    C.n_kv_head = None  # grouped-query attention: heads of keys/values shared by n_head // n_kv_head queries each
+    C.head_dim = None  # channels per head; None: n_embd // n_head (Qwen3 sets it apart from n_embd)
+    C.qk_norm = False  # RMSNorm each head's queries and keys before attention (Qwen3, nanochat)
+    C.qkv_bias = None  # biases on the q/k/v projection only (Qwen2); None: follow `bias`
+    C.logit_softcap = None  # logits squashed into (-cap, cap) by cap * tanh(logits / cap) (Gemma 2, nanochat)
+    C.parallel_residual = False  # x + attn(ln_1(x)) + mlp(ln_2(x)) in one step (GPT-NeoX / Pythia, GPT-J)
     return C
 
 
@@ -76,6 +101,9 @@ def resolve_config(config: CfgNode) -> CfgNode:
                 f"{sizes}); set model_type=None to use explicit sizes"
             )
         C.merge_from_dict(preset)
+        defaults = default_config()
+        C.merge_from_dict({k: v for k, v in PRESET_SWITCHES.get(C.model_type, {}).items()
+                           if getattr(C, k) == getattr(defaults, k)})
         vocab, block = PRESET_VOCAB.get(C.model_type, (None, None))
         C.vocab_size = C.vocab_size if C.vocab_size is not None else vocab
         C.block_size = C.block_size if C.block_size is not None else block
@@ -86,7 +114,7 @@ def resolve_config(config: CfgNode) -> CfgNode:
         )
     for key in ("n_layer", "n_head", "n_embd", "vocab_size", "block_size"):
         check_int(getattr(C, key), f"model config {key}", low=1, hint=" (a positive int)")
-    if C.n_embd % C.n_head != 0:
+    if C.head_dim is None and C.n_embd % C.n_head != 0:
         raise ValueError(f"n_embd ({C.n_embd}) must be divisible by n_head ({C.n_head}) so heads split it evenly")
     for key in ("embd_pdrop", "resid_pdrop", "attn_pdrop"):
         if not 0.0 <= getattr(C, key) < 1.0:
@@ -96,4 +124,35 @@ def resolve_config(config: CfgNode) -> CfgNode:
                          f"got {C.layer_norm_epsilon!r}")
     if C.attention not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {C.attention!r}")
+    check_modern_switches(C)
     return C
+
+
+def check_modern_switches(C: CfgNode) -> None:
+    """The switches of the modern parts (mingpt/modern), each with what a valid value looks like."""
+    for key, valid in (("position", POSITIONS), ("norm", NORMS), ("mlp", MLPS)):
+        if getattr(C, key) not in valid:
+            raise ValueError(f"{key} must be one of {valid}, got {getattr(C, key)!r}")
+    for key in ("mlp_hidden", "n_kv_head", "head_dim"):
+        if getattr(C, key) is not None:
+            check_int(getattr(C, key), f"model config {key}", low=1, hint=" (a positive int, or None)")
+    n_kv_head = C.n_kv_head or C.n_head
+    if C.n_head % n_kv_head != 0:
+        raise ValueError(f"n_head ({C.n_head}) must be a multiple of n_kv_head ({n_kv_head}): each key/value head "
+                         f"serves n_head // n_kv_head query heads")
+    head_dim = C.head_dim or C.n_embd // C.n_head
+    rotated = int(head_dim * C.rotary_fraction)
+    if not (0.0 < C.rotary_fraction <= 1.0 and (C.position != "rotary" or rotated > 0 and rotated % 2 == 0)):
+        raise ValueError(f"rotary_fraction={C.rotary_fraction!r} must be in (0, 1] and rotate an even number of "
+                         f"channels of the head's {head_dim} (channels rotate in pairs)")
+    if not C.rotary_theta > 0:
+        raise ValueError(f"rotary_theta must be positive (Llama 2: 10000, Llama 3: 500000), got {C.rotary_theta!r}")
+    scaling = C.rotary_scaling
+    llama3 = isinstance(scaling, (tuple, list)) and len(scaling) == 5 and scaling[0] == "llama3"
+    if scaling is not None and not llama3:
+        raise ValueError(f"rotary_scaling must be None or ('llama3', factor, low_freq_factor, high_freq_factor, "
+                         f"original_max_position_embeddings), got {scaling!r}")
+    if not C.norm_weight and C.norm != "rmsnorm":
+        raise ValueError("norm_weight=False needs norm='rmsnorm' (a LayerNorm without gain is not built here)")
+    if C.logit_softcap is not None and not C.logit_softcap > 0:
+        raise ValueError(f"logit_softcap must be None or a positive number (nanochat: 15), got {C.logit_softcap!r}")

@@ -44,6 +44,7 @@ from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also t
 from mingpt.interp.circuits import WeightViews
 from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points
 from mingpt.interp.tl_methods import TLMethods
+from mingpt.modern.parts import ModernQKV, choose_parts
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,7 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: CfgNode, layer_idx: int):
         super().__init__()
-        self.n_head = config.n_head
-        self.n_embd = config.n_embd
+        self.n_head, self.n_embd = config.n_head, config.n_embd
         self.layer_idx = layer_idx  # which slot of a KV cache belongs to this layer
         self.implementation = config.attention
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
@@ -69,6 +69,16 @@ class CausalSelfAttention(nn.Module):
         self.hook_attn_scores, self.hook_pattern, self.hook_result = HookPoint(), HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor, kv_cache=None, attn_mask=None) -> torch.Tensor:
+        q, k, v = self.queries_keys_values(x, kv_cache)  # each (B, nh, T, hs); k, v hold the cached positions too
+        hooked = self.hook_attn_scores.active or self.hook_pattern.active  # the fused kernel never forms these two
+        explicit = hooked or use_math_attention(self.implementation, q)
+        y = self.math_attention(q, k, v, attn_mask) if explicit else self.sdpa_attention(q, k, v, attn_mask)
+        z = self.hook_z(y.transpose(1, 2))  # each head's weighted values: (B, T, nh, hs)
+        if self.hook_result.active:  # each head's own output, computed only when someone asks for it
+            return self.resid_dropout(self.per_head_output(z))
+        return self.resid_dropout(self.c_proj(z.flatten(2)))  # heads side by side (B, T, C), projected
+
+    def queries_keys_values(self, x: torch.Tensor, kv_cache=None):
         B, T, C = x.size()
         nh, hs = self.n_head, C // self.n_head
         # One matmul gives queries, keys and values; each is split into heads, (B, T, C) -> (B, T, nh, hs) (the
@@ -80,13 +90,7 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             # Decoding: keys/values of earlier positions were stored; append ours and attend over all of them.
             k, v = kv_cache.update(self.layer_idx, k, v)
-        hooked = self.hook_attn_scores.active or self.hook_pattern.active  # the fused kernel never forms these two
-        explicit = hooked or use_math_attention(self.implementation, q)
-        y = self.math_attention(q, k, v, attn_mask) if explicit else self.sdpa_attention(q, k, v, attn_mask)
-        z = self.hook_z(y.transpose(1, 2))  # each head's weighted values: (B, T, nh, hs)
-        if self.hook_result.active:  # each head's own output, computed only when someone asks for it
-            return self.resid_dropout(self.per_head_output(z))
-        return self.resid_dropout(self.c_proj(z.reshape(B, T, C)))  # heads side by side (B, T, C), projected
+        return q, k, v
 
     def per_head_output(self, z: torch.Tensor) -> torch.Tensor:
         """c_proj(z) written as a sum over heads: head n writes z_n @ W_O[n], (B, T, nh, C) at hook_result."""
@@ -135,6 +139,10 @@ def use_math_attention(implementation: str, q: torch.Tensor) -> bool:
     if implementation != "auto":
         return implementation == "math"
     return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
+
+
+class ModernAttention(ModernQKV, CausalSelfAttention):
+    """The attention above with rotary positions, grouped K/V heads or QK-norm, as the config asks (mingpt/modern)."""
 
 
 class NewGELU(nn.GELU):
@@ -201,28 +209,27 @@ class GPT(nn.Module, WeightViews, TLMethods):
     get_default_config = staticmethod(default_config)  # the defaults, and what each means, are in config.py
 
     def __init__(self, config: CfgNode, *, attention=None, mlp=None, layer_norm=None, block=None):
-        """
-        attention, mlp, layer_norm, block: optional classes replacing the built-in components, e.g. a student's
-        own: ``GPT(config, attention=MyAttention)``. mingpt/components.py says what each must accept.
-        """
+        """attention, mlp, layer_norm, block: optional classes replacing the built-in components, e.g. a student's
+        own: ``GPT(config, attention=MyAttention)``. mingpt/components.py says what each must accept."""
         super().__init__()
-        self.config = resolve_config(config)  # a private, checked copy: the caller's config is never changed
-        config = self.config
+        self.config = config = resolve_config(config)  # a private, checked copy: the caller's is never changed
         check_components(attention=attention, mlp=mlp, layer_norm=layer_norm, block=block)
+        # The config picks each part: GPT-2's classes in this file, or mingpt/modern's (rotary, RMSNorm, SwiGLU...)
+        parts = choose_parts(config, ModernAttention, Block, attention=attention, mlp=mlp, layer_norm=layer_norm)
 
         def make_block(i):  # a custom Block class builds its own parts
-            return block(config, i) if block is not None else Block(config, i, attention, mlp, layer_norm)
+            return block(config, i) if block is not None else parts.make_block(config, i)
 
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
+                wpe=(parts.position or nn.Embedding)(config.block_size, config.n_embd),
                 drop=nn.Dropout(config.embd_pdrop),
                 h=nn.ModuleList([make_block(i) for i in range(config.n_layer)]),
-                ln_f=(layer_norm or nn.LayerNorm)(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
+                ln_f=parts.layer_norm(config.n_embd, eps=config.layer_norm_epsilon, bias=config.bias),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = (parts.head or nn.Linear)(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             # One matrix both reads tokens in and scores tokens out: fewer parameters, and it trains better.
             self.transformer.wte.weight = self.lm_head.weight
@@ -320,14 +327,14 @@ class GPT(nn.Module, WeightViews, TLMethods):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT":
-        """Load GPT-2 weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local Hugging Face-layout directory."""
+        """Load GPT-2, Llama, Qwen2/3 or GPT-NeoX weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local directory."""
         # Imported here, not at the top: the Hub client, downloads and weight conversion are for loading weights,
         # and a model built from scratch never needs them (the original minGPT imported transformers here too).
         from mingpt.io import pretrained
         return pretrained.from_pretrained(cls, name_or_path, **kwargs)
 
     def save_pretrained(self, directory: str, **kwargs) -> None:
-        """Write config.json + model.safetensors in Hugging Face GPT-2 layout (loads in transformers)."""
+        """Write config.json + model.safetensors in Hugging Face layout, GPT-2's or its family's (for transformers)."""
         from mingpt.io import pretrained  # imported here for the reason from_pretrained gives
         pretrained.save_pretrained(self, directory, **kwargs)
 

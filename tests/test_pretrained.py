@@ -288,16 +288,16 @@ def test_unknown_name_lists_known_names():
         GPT.from_pretrained("tiny/gpt2", revision="../../etc")
 
 
-def test_not_gpt2_architecture_is_refused_before_downloading_weights(saved, hub, cache_dir, tmp_path):
-    folder = tmp_path / "llama"
+def test_an_unsupported_architecture_is_refused_before_downloading_weights(saved, hub, cache_dir, tmp_path):
+    folder = tmp_path / "mixtral"
     shutil.copytree(saved / "safetensors", folder)
     config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
-    server = hub({"meta/llama": folder})
-    with pytest.raises(ValueError, match="model_type='llama'"):
-        GPT.from_pretrained("meta/llama", endpoint=server.url)
-    assert server.requests == ["/meta/llama/resolve/main/config.json"]
-    with pytest.raises(ValueError, match="model_type='llama'"):
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "mixtral"}))
+    server = hub({"mistralai/mixtral": folder})
+    with pytest.raises(ValueError, match="model_type='mixtral'"):
+        GPT.from_pretrained("mistralai/mixtral", endpoint=server.url)
+    assert server.requests == ["/mistralai/mixtral/resolve/main/config.json"]
+    with pytest.raises(ValueError, match="model_type='mixtral'"):
         GPT.from_pretrained(folder)
 
 

@@ -33,13 +33,18 @@ class WeightViews:
 
     def _qkv(self, which: int, bias: bool) -> torch.Tensor:
         nh, C = self.config.n_head, self.config.n_embd
+        hs = getattr(self.config, "head_dim", None) or C // nh
+        heads = nh if which == 0 else getattr(self.config, "n_kv_head", None) or nh  # grouped K/V heads (GQA)
+        start = 0 if which == 0 else nh * hs + (which - 1) * heads * hs
 
         def one(block):
-            rows = slice(which * C, (which + 1) * C)  # c_attn stacks q, k, v along its output rows
+            rows = slice(start, start + heads * hs)  # c_attn stacks q, k, v along its output rows
+            b = block.attn.c_attn.bias
             if bias:
-                b = block.attn.c_attn.bias
-                return b[rows].view(nh, C // nh) if b is not None else torch.zeros(nh, C // nh)
-            return block.attn.c_attn.weight[rows].view(nh, C // nh, C).transpose(1, 2)  # (nh, C, hs)
+                out = b[rows].view(heads, hs) if b is not None else torch.zeros(heads, hs)
+            else:
+                out = block.attn.c_attn.weight[rows].view(heads, hs, C).transpose(1, 2)  # (heads, C, hs)
+            return out.repeat_interleave(nh // heads, dim=0)  # as TL shows GQA: each K/V head once per query head
 
         return self._stack(one)
 

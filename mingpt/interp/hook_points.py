@@ -47,7 +47,10 @@ SHORT_NAMES = {
     "q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v", "z": "attn.hook_z", "result": "attn.hook_result",
     "attn_scores": "attn.hook_attn_scores", "pattern": "attn.hook_pattern", "attn": "attn.hook_pattern",
     "pre": "mlp.hook_pre", "post": "mlp.hook_post",
+    "rot_q": "attn.hook_rot_q", "rot_k": "attn.hook_rot_k", "pre_linear": "mlp.hook_pre_linear",
 }
+# The points only the modern parts have (mingpt/modern: rotary attention, SwiGLU), after the point each follows.
+MODERN_BLOCK_HOOKS = {"attn.hook_v": ("attn.hook_rot_q", "attn.hook_rot_k"), "mlp.hook_pre": ("mlp.hook_pre_linear",)}
 
 HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
 
@@ -183,18 +186,20 @@ def find_hook_points(model) -> dict[str, HookPoint]:
                 for kind in ("hook_scale", "hook_normalized"):
                     if getattr(value, kind) is not None:
                         found[f"{prefix}{value.name}.{kind}"] = getattr(value, kind)
-    order = {name: i for i, name in enumerate(declared_hook_names(model.config.n_layer))}
+    order = {name: i for i, name in enumerate(declared_hook_names(model.config.n_layer, modern=True))}
     points = dict(sorted(found.items(), key=lambda item: order.get(item[0], len(order))))
     for name, point in points.items():
         point.name = name
     return points
 
 
-def declared_hook_names(n_layer: int) -> list[str]:
-    """The hook points of a GPT built from mingpt's own components, in forward order."""
+def declared_hook_names(n_layer: int, modern: bool = False) -> list[str]:
+    """The hook points of a GPT-2 built from mingpt's own components, in forward order (modern: with the points
+    the modern parts may add)."""
     names = ["hook_embed", "hook_pos_embed"]
     for i in range(n_layer):
-        names += [f"blocks.{i}.{name}" for name in BLOCK_HOOKS]
+        for name in BLOCK_HOOKS:
+            names += [f"blocks.{i}.{n}" for n in (name, *(MODERN_BLOCK_HOOKS.get(name, ()) if modern else ()))]
     return names + ["ln_final.hook_scale", "ln_final.hook_normalized"]
 
 

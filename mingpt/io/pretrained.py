@@ -1,5 +1,6 @@
 """
-GPT-2 weights in Hugging Face's format: loading them (from the Hub or a local folder), converting, saving back.
+GPT-2 weights in Hugging Face's format: loading them (from the Hub or a local folder), converting, saving back
+(Llama, Qwen and GPT-NeoX weights take the same road, translated by open_weights.py).
 
 The one idea: mingpt uses GPT-2's own parameter names, so converting is almost a rename. The one real difference
 is that OpenAI's code (and so Hugging Face's GPT-2) stores its projections as "Conv1D" modules whose weight is
@@ -9,8 +10,7 @@ A model in Hugging Face layout is a folder with ``config.json`` (the sizes) and 
 tensors; older repos have ``pytorch_model.bin`` instead). ``transformers`` is never imported here:
 
     model = GPT.from_pretrained("gpt2")                 # Hub, cached under <cache>/hub (see mingpt.io.hub)
-    model = GPT.from_pretrained("distilbert/distilgpt2", resid_pdrop=0.0)
-    model = GPT.from_pretrained("./my-model")           # a local folder
+    model = GPT.from_pretrained("./my-model")           # a local folder; "HuggingFaceTB/SmolLM2-135M" (Llama)...
     model.save_pretrained("./my-model")                 # transformers.GPT2LMHeadModel.from_pretrained reads it
 
 Only safe formats are read: safetensors, and .bin through ``torch.load(weights_only=True)``, which refuses
@@ -34,10 +34,10 @@ from safetensors.torch import load_file, save_file
 from mingpt.atomic import atomic_path
 from mingpt.cfgnode import CfgNode
 from mingpt.config import default_config
-from mingpt.io import hub
+from mingpt.io import hub, open_weights
 from mingpt.io.data_files import cached_gpt2_vocab
 from mingpt.io.gpt2_vocab import GPT2_SPLIT_PATTERN, write_hf_vocab
-from mingpt.io.safe_load import UnsafeFileError, load_plain_data
+from mingpt.io.safe_load import UnsafeFileError, check_safetensors, load_plain_data
 from mingpt.utils import choose_device
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ IGNORED_HF_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh")  # both are GPT-2's tanh-approximated GELU
 REQUIRED_HF_KEYS = ("n_layer", "n_head", "n_embd", "vocab_size", "n_positions")
 # The weight files we read, in order of preference. Safetensors is a plain tensor container; .bin is a pickle.
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 # Config values that may be changed when loading, because they do not change the shape of any weight.
 LOAD_OVERRIDES = ("embd_pdrop", "resid_pdrop", "attn_pdrop", "attention")
 GPT2_VOCAB_SIZE = 50257  # GPT-2's 256 bytes + 50,000 merges + <|endoftext|>
@@ -60,8 +60,8 @@ def config_from_hf(hf_config: dict) -> CfgNode:
     if not isinstance(hf_config, dict):
         raise TypeError(f"hf_config must be the dict read from config.json, got {type(hf_config).__name__}")
     model_type = hf_config.get("model_type")
-    if model_type != "gpt2":
-        raise ValueError(f"only GPT-2 architecture models can be loaded, but config.json has model_type={model_type!r}")
+    if model_type != "gpt2":  # Llama, Qwen2/3, GPT-NeoX: built from the modern parts (open_weights.py)
+        return open_weights.config_from_hf(hf_config)
     missing = [key for key in REQUIRED_HF_KEYS if key not in hf_config]
     if missing:
         raise KeyError(f"config.json of a GPT-2 model must give {', '.join(REQUIRED_HF_KEYS)}; missing {missing}")
@@ -141,9 +141,10 @@ def state_dict_to_hf(model: nn.Module) -> dict[str, torch.Tensor]:
     return converted
 
 
-def load_hf_state_dict(model: nn.Module, hf_state_dict: dict[str, torch.Tensor]) -> None:
-    """Copy Hugging Face GPT-2 weights into a mingpt GPT, naming any missing, unexpected or mis-shaped key."""
-    converted = state_dict_from_hf(hf_state_dict)
+def load_hf_state_dict(model: nn.Module, hf_state_dict: dict[str, torch.Tensor], family: str = "gpt2") -> None:
+    """Copy Hugging Face weights (GPT-2's, or an open_weights.py family's) into a GPT, naming any mismatched key."""
+    converted = (state_dict_from_hf(hf_state_dict) if family == "gpt2"
+                 else open_weights.state_dict_from_hf(family, hf_state_dict, model.config))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
@@ -161,51 +162,11 @@ def load_hf_state_dict(model: nn.Module, hf_state_dict: dict[str, torch.Tensor])
 
 # ------------------------------------------------------------------------------------------------ loading
 
-# Bytes per element of each safetensors dtype: a tensor's extent in the file must be exactly numel * this.
-SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-                           "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-
-
-def check_safetensors(path: str | os.PathLike) -> None:
-    """
-    Raise ValueError unless `path` is a whole safetensors file. The format is an 8-byte little-endian header
-    length, a JSON header {name: {dtype, shape, data_offsets: [start, end]}}, then the tensors' bytes; a file cut
-    short (or padded) shows as offsets that do not fit the bytes that are there. Reads only the header.
-    """
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        length = int.from_bytes(f.read(8), "little") if size >= 8 else -1
-        if not 0 < length <= size - 8:
-            raise ValueError(f"{path} is not a complete safetensors file: {size} bytes cannot hold its header")
-        try:
-            header = json.loads(f.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is not a safetensors file: its header is not JSON ({e})") from None
-    data_size, covered = size - 8 - length, 0
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            start, end = info["data_offsets"]
-            numel = 1
-            for dim in info["shape"]:
-                numel *= dim
-            expected = numel * SAFETENSORS_DTYPE_BYTES[info["dtype"]]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path} is not a valid safetensors file: bad header entry for {name!r}") from None
-        if not 0 <= start <= end <= data_size:
-            raise ValueError(f"{path} is truncated: tensor {name!r} needs bytes {start}..{end} of the data, but the "
-                             f"file holds {data_size} ({size} bytes in all)")
-        if end - start != expected:
-            raise ValueError(f"{path} is damaged: tensor {name!r} has {end - start} bytes for {expected} expected")
-        covered = max(covered, end)
-    if covered != data_size:
-        raise ValueError(f"{path} is damaged: {data_size - covered} bytes follow the last tensor")
-
-
 def load_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from model.safetensors or pytorch_model.bin (the latter only as plain tensors)."""
     path = pathlib.Path(path)
+    if path.name.endswith(".index.json"):  # a sharded checkpoint: the index names the files that hold the tensors
+        return open_weights.load_sharded(path, load_weights_file)
     if path.name.endswith(".safetensors"):
         check_safetensors(path)  # a clear message for a cut file, before safetensors' own
         try:
@@ -263,11 +224,7 @@ def _find_weights(source: hub.ModelSource, progress: bool) -> pathlib.Path:
                 return source.fetch(filename, progress=progress, validate=VALIDATORS.get(filename))
             except FileNotFoundError:  # a 404: this repo does not have the file in that format; try the next
                 logger.info("%r has no %s; trying the next format", source, filename)
-    sharded = any(source.cached(f + ".index.json") for f in WEIGHT_FILES)
-    raise FileNotFoundError(
-        f"{source!r} has neither {' nor '.join(WEIGHT_FILES)}"
-        + ("; sharded checkpoints (*.index.json) are not supported" if sharded else "")
-    )
+    raise FileNotFoundError(f"{source!r} has neither {' nor '.join(WEIGHT_FILES)}")
 
 
 def _check_load_options(overrides: dict, dtype) -> torch.dtype | None:
@@ -298,7 +255,7 @@ def from_pretrained(
     **overrides,
 ) -> nn.Module:
     """
-    A model_class (mingpt's GPT, or a subclass) with pretrained GPT-2-architecture weights, in eval mode.
+    A model_class (mingpt's GPT, or a subclass) with pretrained weights (GPT-2, or open_weights.FAMILIES), in eval mode.
     ``GPT.from_pretrained(name_or_path, ...)`` calls this with its own class, so this module needs no model.py.
 
     name_or_path: 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2', any Hub repo id of a GPT-2 model
@@ -330,14 +287,17 @@ def from_pretrained(
     except FileNotFoundError as e:
         hint = "" if source.directory is not None else f" (and no local directory named {str(name_or_path)!r} exists)"
         raise FileNotFoundError(f"{e}{hint}") from e
-    config = config_from_hf(_load_cached(source, "config.json", config_path, _read_config))
+    hf_config = _load_cached(source, "config.json", config_path, _read_config)
+    config = config_from_hf(hf_config)
     config.merge_from_dict(overrides)
 
     weights_path = _find_weights(source, progress)
+    for shard in open_weights.shard_files(weights_path):  # a sharded checkpoint: each shard, checked
+        source.fetch(shard, progress=progress, validate=check_safetensors)
     model = model_class(config)
     state_dict = _load_cached(source, weights_path.name, weights_path, load_weights_file, progress)
     try:
-        load_hf_state_dict(model, state_dict)
+        load_hf_state_dict(model, state_dict, hf_config.get("model_type"))
     except KeyError as e:
         raise KeyError(f"{weights_path}: {e.args[0]}") from None
     except ValueError as e:
@@ -352,25 +312,24 @@ def from_pretrained(
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=None) -> None:
     """
-    Write `model` to `directory` in Hugging Face GPT-2 layout: config.json, model.safetensors and, as Hugging Face
-    does, the tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli
-    --model DIR` needs, offline. ``transformers.GPT2LMHeadModel.from_pretrained(directory)`` and
-    ``GPT.from_pretrained(directory)`` read it.
-
+    Write `model` to `directory` in Hugging Face layout, GPT-2's (or Llama's, Qwen2/3's, GPT-NeoX's for a model of
+    those parts: open_weights.py): config.json, model.safetensors and, for GPT-2, as Hugging Face does, the
+    tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli --model DIR` needs,
+    offline. ``transformers.AutoModelForCausalLM.from_pretrained(directory)`` and ``GPT.from_pretrained`` read it.
     tokenizer: a mingpt Tokenizer with GPT-2's split pattern (e.g. BPETokenizer). None: GPT-2's own files when
-        the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files,
-        with a warning that says how to add them.
+        the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files.
     """
     if not (isinstance(model, nn.Module) and isinstance(getattr(model, "config", None), CfgNode)):
         raise TypeError(f"save_pretrained expects a mingpt GPT (a module with a model .config), got "
                         f"{type(model).__name__}")
+    family = open_weights.family_of(model.config)  # 'gpt2', or the open family whose layout describes the model
     directory = pathlib.Path(directory)
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
-
-    tensors = {name: t.detach().cpu().contiguous() for name, t in state_dict_to_hf(model).items()}
-    if model.config.tie_weights:
+    tensors = state_dict_to_hf(model) if family == "gpt2" else open_weights.state_dict_to_hf(family, model)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    if model.config.tie_weights and family == "gpt2":
         # lm_head and wte are one tensor. Safetensors refuses to store shared memory twice, and transformers
         # re-ties lm_head to wte when it loads (tie_word_embeddings), so the file stores it once, as wte.
         del tensors["lm_head.weight"]
@@ -378,8 +337,10 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=No
     with atomic_path(directory / "model.safetensors") as tmp:  # never a half-written file, even on a crash
         save_file(tensors, tmp, metadata={"format": "pt"})
     with atomic_path(directory / "config.json") as tmp:
-        pathlib.Path(tmp).write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n", "utf-8")
-    _save_tokenizer_files(model, directory, tokenizer)
+        hf_config = config_to_hf(model.config) if family == "gpt2" else open_weights.config_to_hf(family, model.config)
+        pathlib.Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n", "utf-8")
+    if family == "gpt2":  # the open families' tokenizers are not GPT-2's (docs/compatibility.md)
+        _save_tokenizer_files(model, directory, tokenizer)
     logger.info("saved the model to %s", directory)
 
 

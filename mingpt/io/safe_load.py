@@ -5,12 +5,14 @@ The one idea: a pickle is a program. An object's ``__reduce__`` can call any fun
 downloaded checkpoint or ``pytorch_model.bin`` could run code on your machine. PyTorch's weights-only unpickler
 allows tensors and plain data (numbers, strings, lists, dicts) and refuses everything else; mingpt only ever loads
 that way, and turns torch's long refusals into one line that names the refused global, never the advice to retry
-with ``weights_only=False``. Checkpoints (mingpt/training/checkpoint.py) and pretrained weights
+with ``weights_only=False``. Safetensors files hold no code, but a download cut short still has to be told from
+a whole one: `check_safetensors` reads only the header and checks the tensors fit the bytes. Checkpoints (mingpt/training/checkpoint.py) and pretrained weights
 (mingpt/io/pretrained.py) both load through here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import pickletools
@@ -20,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["UnsafeFileError", "load_plain_data"]
+__all__ = ["UnsafeFileError", "check_safetensors", "load_plain_data"]
 
 
 class UnsafeFileError(ValueError):
@@ -71,3 +73,45 @@ def _first_line(e: BaseException) -> str:
     # Never pass on torch's advice to retry with weights_only=False: that is how a malicious file runs code.
     lines = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
     return lines[0].removeprefix("WeightsUnpickler error: ") if lines else type(e).__name__
+
+
+# Bytes per element of each safetensors dtype: a tensor's extent in the file must be exactly numel * this.
+SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                           "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """
+    Raise ValueError unless `path` is a whole safetensors file. The format is an 8-byte little-endian header
+    length, a JSON header {name: {dtype, shape, data_offsets: [start, end]}}, then the tensors' bytes; a file cut
+    short (or padded) shows as offsets that do not fit the bytes that are there. Reads only the header.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        length = int.from_bytes(f.read(8), "little") if size >= 8 else -1
+        if not 0 < length <= size - 8:
+            raise ValueError(f"{path} is not a complete safetensors file: {size} bytes cannot hold its header")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not a safetensors file: its header is not JSON ({e})") from None
+    data_size, covered = size - 8 - length, 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = info["data_offsets"]
+            numel = 1
+            for dim in info["shape"]:
+                numel *= dim
+            expected = numel * SAFETENSORS_DTYPE_BYTES[info["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path} is not a valid safetensors file: bad header entry for {name!r}") from None
+        if not 0 <= start <= end <= data_size:
+            raise ValueError(f"{path} is truncated: tensor {name!r} needs bytes {start}..{end} of the data, but the "
+                             f"file holds {data_size} ({size} bytes in all)")
+        if end - start != expected:
+            raise ValueError(f"{path} is damaged: tensor {name!r} has {end - start} bytes for {expected} expected")
+        covered = max(covered, end)
+    if covered != data_size:
+        raise ValueError(f"{path} is damaged: {data_size - covered} bytes follow the last tensor")
