@@ -55,6 +55,7 @@ def default_config() -> CfgNode:
     C.tie_weights = True  # share wte and lm_head, as GPT-2 does
     C.bias = True  # biases in Linear and LayerNorm, as GPT-2 has
     C.layer_norm_epsilon = 1e-5
+    C.attn_only = False  # True: blocks without the MLP half (TransformerLens' attn_only), as toy circuit models
     return C
 
 

@@ -5,6 +5,7 @@ Looking inside (a room below the core): hook points with TransformerLens' names,
     hooks.py            attaching functions to them: model.hooks(), run_with_hooks, run_with_cache
     activation_cache.py ActivationCache: a forward pass's activations, read as TL reads them (residual stream, ...)
     patching.py         activation patching (TL's get_act_patch_* functions), batched
+    attribution.py      attribution patching: the patching grids estimated from one backward pass
     circuits.py         weights as circuits: W_Q, W_O, ..., factored QK/OV matrices, copying and composition scores
     probe.py            named summaries: Probe, the logit lens, top-k next tokens
     attention_view.py   attention patterns seen: a self-contained HTML viewer and a matplotlib figure
