@@ -94,3 +94,9 @@ def test_a_probe_traces_it_without_mlp_outputs(model, tokens):
         logits, _ = model(tokens)
     trace = probe.trace(logits)
     assert trace.mlp_outputs == [None] * L and len(trace.attentions) == L
+
+
+def test_it_refuses_the_gpt2_layout_it_does_not_have(model, tmp_path):
+    with pytest.raises(ValueError, match="no Hugging Face GPT-2 layout"):
+        model.save_pretrained(tmp_path / "attn-only")
+    assert not (tmp_path / "attn-only").exists()

@@ -108,6 +108,8 @@ def test_bad_input_is_named(model, runs):
     _, corrupted, clean_cache = runs
     with pytest.raises(TypeError, match="patching_metric must return a scalar tensor"):
         attribution.get_attr_patch_resid_pre(model, corrupted, clean_cache, lambda logits: 1.0)
+    with pytest.raises(ValueError, match="clean and corrupted tokens must have the same"):
+        attribution.get_attr_patch_resid_pre(model, corrupted[:, :-1], clean_cache, logit_diff)
     _, small = model.run_with_cache(corrupted, names_filter="blocks.0.hook_resid_pre")
     with pytest.raises(KeyError, match="clean_cache has no 'blocks.1.hook_resid_pre'"):
         attribution.get_attr_patch_resid_pre(model, corrupted, small, logit_diff)

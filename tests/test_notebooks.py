@@ -203,6 +203,9 @@ def test_circuits_finds_the_induction_circuit(notebook_env, monkeypatch):
     # Weights: the induction head copies, the previous-token head looks one back, and they K-compose.
     assert number(r"eigenvalue copying score ([\d.]+)") > 0.8
     assert number(r"position right before for (\d+)% of query positions") >= 90
+    # Path patching: the previous-token heads' clean output brings the answer back through the keys alone.
+    assert number(r"into layer 1: keys (-?[\d.]+)") > 0.8
+    assert abs(number(r"queries (-?[\d.]+)")) < 0.2 and abs(number(r"values (-?[\d.]+)")) < 0.2
     k_prev = number(r"K-composition, previous-token heads into induction heads: ([\d.]+)")
     assert k_prev > 2 * number(r"other layer-0 heads into induction heads: ([\d.]+)")
     assert k_prev > 2 * number(r"K-composition, untrained baseline ([\d.]+)")

@@ -79,13 +79,13 @@ def attribution_patch(model, corrupted_tokens: torch.Tensor, clean_cache, patchi
     torch.autograd.grad(value.reshape(()), inputs)
     terms = {}
     for name in names:
-        if name not in grads:
-            raise RuntimeError(f"no gradient reached {name!r}: the metric does not depend on it")
-        diff = clean_cache[name].to(grads[name].dtype) - corrupted[name]
-        if diff.shape != grads[name].shape:
-            raise ValueError(f"clean_cache[{name!r}] has shape {tuple(clean_cache[name].shape)} but the corrupted "
-                             f"run's is {tuple(grads[name].shape)}: clean and corrupted tokens must have the same (B, T)")
-        terms[name] = diff * grads[name]
+        clean = clean_cache[name]
+        if clean.shape != corrupted[name].shape:
+            raise ValueError(f"clean_cache[{name!r}] has shape {tuple(clean.shape)} but the corrupted run's is "
+                             f"{tuple(corrupted[name].shape)}: clean and corrupted tokens must have the same (B, T)")
+        # No gradient arrives where the metric does not depend on the activation: its first-order effect is zero.
+        grad = grads.get(name, torch.zeros_like(corrupted[name]))
+        terms[name] = (clean.to(grad.dtype) - corrupted[name]) * grad
     return float(value.detach()), terms
 
 
