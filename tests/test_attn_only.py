@@ -100,3 +100,12 @@ def test_it_refuses_the_gpt2_layout_it_does_not_have(model, tmp_path):
     with pytest.raises(ValueError, match="no Hugging Face GPT-2 layout"):
         model.save_pretrained(tmp_path / "attn-only")
     assert not (tmp_path / "attn-only").exists()
+
+
+def test_generation_with_the_kv_cache_matches_full_forward_passes(model, tokens):
+    out = model.generate(tokens[:, :4], max_new_tokens=6)
+    greedy = tokens[:, :4]
+    with torch.no_grad():
+        for _ in range(6):
+            greedy = torch.cat([greedy, model(greedy)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, greedy)
