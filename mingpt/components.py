@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import inspect
 
+import torch
 import torch.nn as nn
 
-__all__ = ["COMPONENT_CONTRACTS", "check_components"]
+__all__ = ["COMPONENT_CONTRACTS", "check_components", "NoMLP"]
 
 # What a replacement component is called with. Block passes kv_cache to attention positionally, so a student's
 # attention must accept it (and may raise NotImplementedError for a cache it does not support).
@@ -49,3 +50,14 @@ def check_components(**components) -> None:
             if not ok:
                 raise TypeError(f"{name}={cls.__name__} must define {signature}; its {method.__name__} takes "
                                 f"({', '.join(p.name for p in params)})")
+
+
+class NoMLP(nn.Module):
+    """
+    The MLP of an attention-only model (``config.attn_only = True``, TransformerLens' ``attn_only``): it has no
+    weights and writes nothing, so the block computes ``x + attention(ln_1(x))`` and nothing else. A no-op object
+    in the MLP's place keeps Block.forward one code path for both kinds of model; adding its zero is exact.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(())  # a 0-dim zero: broadcasts onto the (B, T, C) stream without a (B, T, C) buffer

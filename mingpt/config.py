@@ -80,6 +80,7 @@ def default_config() -> CfgNode:
     C.qkv_bias = None  # biases on the q/k/v projection only (Qwen2); None: follow `bias`
     C.logit_softcap = None  # logits squashed into (-cap, cap) by cap * tanh(logits / cap) (Gemma 2, nanochat)
     C.parallel_residual = False  # x + attn(ln_1(x)) + mlp(ln_2(x)) in one step (GPT-NeoX / Pythia, GPT-J)
+    C.attn_only = False  # True: blocks without the MLP half (TransformerLens' attn_only), as toy circuit models
     return C
 
 

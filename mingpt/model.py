@@ -37,12 +37,12 @@ import torch.nn.functional as F
 
 from mingpt import generation
 from mingpt.cfgnode import CfgNode
-from mingpt.components import check_components
+from mingpt.components import NoMLP, check_components
 from mingpt.config import default_config, resolve_config
 from mingpt.inputs import causal_mask, check_targets, check_token_ids
 from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also the name of a GPT method
 from mingpt.interp.circuits import WeightViews
-from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points
+from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points, no_hook, no_ln_hooks
 from mingpt.interp.tl_methods import TLMethods
 from mingpt.modern.parts import ModernQKV, choose_parts
 
@@ -146,11 +146,8 @@ class ModernAttention(ModernQKV, CausalSelfAttention):
 
 
 class NewGELU(nn.GELU):
-    """
-    GPT-2's activation, the tanh approximation of GELU: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))).
-    "New" is the name BERT's and GPT-2's code gave it; the original minGPT kept the name, so code importing
-    ``mingpt.model.NewGELU`` keeps working. PyTorch computes the same formula in one fused kernel.
-    """
+    """GPT-2's activation, GELU's tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in one fused
+    kernel; "new" in BERT's and GPT-2's code, a name the original minGPT kept (``mingpt.model.NewGELU``)."""
 
     def __init__(self):
         super().__init__(approximate="tanh")
@@ -188,6 +185,9 @@ class Block(nn.Module):
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
         self.hook_ln1 = LayerNormHookPoints("ln1", with_scale=isinstance(self.ln_1, nn.LayerNorm))
         self.hook_ln2 = LayerNormHookPoints("ln2", with_scale=isinstance(self.ln_2, nn.LayerNorm))
+        if config.attn_only:  # TL's attention-only model: no MLP half, nor its hook points (see components.py)
+            self.ln_2, self.mlp = nn.Identity(), NoMLP()
+            self.hook_resid_mid, self.hook_ln2, self.hook_mlp_out = no_hook, no_ln_hooks, no_hook
 
     def forward(self, x: torch.Tensor, kv_cache=None, attn_mask=None) -> torch.Tensor:
         # attn_mask only for batched prompts of different lengths, so a student's attention needs it only then
@@ -304,12 +304,12 @@ class GPT(nn.Module, WeightViews, TLMethods):
         """Every hook point by TransformerLens' full name, in forward order (TL's ``model.hook_dict``)."""
         return find_hook_points(self)
 
-    def hooks(self, fwd_hooks=(), names_filter=None, cache=None):
+    def hooks(self, fwd_hooks=(), bwd_hooks=(), names_filter=None, cache=None):
         """A context manager: while inside, fn(activation, hook) runs at each named hook point, generate included."""
-        return interp_hooks.hooks(self, fwd_hooks, names_filter=names_filter, cache=cache)
+        return interp_hooks.hooks(self, fwd_hooks, bwd_hooks, names_filter=names_filter, cache=cache)
 
     def run_with_hooks(self, idx, fwd_hooks=(), return_type="logits", **kwargs):
-        """One forward pass (eval mode) with fwd_hooks=[(name_or_predicate, fn)] active; see mingpt/interp/hooks.py."""
+        """One forward pass (eval mode) with fwd_hooks (and bwd_hooks) active; see mingpt/interp/hooks.py."""
         return interp_hooks.run_with_hooks(self, idx, fwd_hooks, return_type=return_type, **kwargs)
 
     def run_with_cache(self, idx, names_filter=None, **kwargs):

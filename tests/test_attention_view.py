@@ -222,3 +222,57 @@ def test_two_views_on_one_page(browser, tmp_path):
     assert [r.get_attribute("data-ready") for r in roots] == ["1", "1", "1"]
     assert [len(r.find_elements(By.CSS_SELECTOR, ".mgv-panel")) for r in roots] == [N_HEAD, 2, N_HEAD]
     assert [r.find_element(By.CSS_SELECTOR, ".mgv-title").text for r in roots] == ["first", "second", "first"]
+
+
+def test_a_long_sequence_fills_the_page_readably(browser, tmp_path):
+    """T=128 at a 1200-px window: cells sized to the width (not 240 px a grid), every token labelled with its
+    leading space visible, and the token-text view colours the text by the chosen head's attention."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    T_long = 128
+    generator = torch.Generator().manual_seed(3)
+    scores = 3 * torch.randn(2, 3, T_long, T_long, generator=generator)
+    scores[:, 1] += 12 * torch.eye(T_long).roll(-1, 1)  # head 1: a previous-token head
+    patterns = scores.masked_fill(torch.ones(T_long, T_long, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+    words = ["The", " cat", " sat", " on", " the", " mat", ".", "\n", " It", " purred"]
+    tokens = [words[i % len(words)] for i in range(T_long)]
+    path = attention_view(patterns, tokens, title="T=128").save(tmp_path / "long.html")
+    browser.get(pathlib.Path(path).as_uri())
+    root = browser.find_element(By.CSS_SELECTOR, ".mingpt-attn")
+    page_width = root.find_element(By.CSS_SELECTOR, ".mgv-panels").size["width"]
+    canvases = root.find_elements(By.CSS_SELECTOR, "canvas")
+    cells = [float(c.get_attribute("data-cell")) for c in canvases]
+    # The overview: cells of at least 6 px (the old viewer: 240 px / 128 -> its 3-px minimum), each grid within
+    # the page and together using most of its width; a label on every row.
+    assert min(cells) >= 6 and all(c.size["width"] <= page_width for c in canvases)
+    assert canvases[0].size["width"] > 0.6 * page_width
+    assert [c.get_attribute("data-label-every") for c in canvases] == ["1"] * 3
+    # Leading spaces are visible in the labels (a middle dot), and a newline is shown as \n.
+    label = canvases[0].get_attribute("aria-label")
+    assert "tokens: The ·cat ·sat ·on ·the ·mat . \\n ·It ·purred The" in label
+    # One head: the whole width.
+    Select(root.find_element(By.CSS_SELECTOR, ".mgv-head")).select_by_value("2")
+    assert float(canvases[2].get_attribute("data-cell")) >= 8 and [c.is_displayed() for c in canvases] == [
+        False, False, True]
+
+    # The token view: the text, one span per token, coloured by head 1's attention from the chosen token.
+    spans = root.find_elements(By.CSS_SELECTOR, ".mgv-text .mgv-tok")
+    assert [s.get_attribute("textContent") for s in spans] == [t.replace("\n", "\\n") for t in tokens]
+    Select(root.find_element(By.CSS_SELECTOR, ".mgv-text-head")).select_by_value("1")
+    spans[40].click()
+    text = root.find_element(By.CSS_SELECTOR, ".mgv-text")
+    assert text.get_attribute("data-dest") == "40" and text.get_attribute("data-head") == "1"
+
+    def background(span):
+        return [int(v) for v in re.findall(r"\d+", span.value_of_css_property("background-color"))[:3]]
+
+    for j in (0, 38, 39, 40):
+        expected = 255 - np.array([247, 207, 148]) * patterns[0, 1, 40, j].item()
+        assert np.abs(np.array(background(spans[j])) - expected).max() <= 1, j
+    assert patterns[0, 1, 40, 39] > 0.9 and background(spans[39])[0] < 40  # the previous token: dark
+    assert background(spans[41]) == [255, 255, 255] and "mgv-later" in spans[41].get_attribute("class")
+    shot = tmp_path / "long.png"
+    assert browser.save_screenshot(str(shot))
+    if os.environ.get("MINGPT_KEEP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["MINGPT_KEEP_SCREENSHOT"].replace(".png", "-long.png"))

@@ -183,7 +183,7 @@ def test_circuits_finds_the_induction_circuit(notebook_env, monkeypatch):
     def number(pattern: str) -> float:
         return float(re.search(pattern, text).group(1))
 
-    assert "same logits as the project's model: True" in text  # the GPT with zero MLPs is the same model
+    assert "a GPT (attn_only=True): 2 layers x 4 heads" in text  # the project's model is a plain GPT
     heads = re.search(r"previous-token heads in layer 0: \[(.+)\]; induction heads: \[(.+)\]", text)
     assert heads and "(1, " in heads.group(2), text[:3000]
     # Ablation: the repeat is predicted, and zeroing either group of heads breaks it.
@@ -194,12 +194,18 @@ def test_circuits_finds_the_induction_circuit(notebook_env, monkeypatch):
     assert re.search(r"by hand: \S+, get_act_patch_resid_pre: \S+, same: True", text)
     assert number(r"layer 0 at A: (-?[\d.]+)") > 0.9 and number(r"layer 1 at B: (-?[\d.]+)") > 0.9
     assert abs(number(r"layer 1 at A: (-?[\d.]+)")) < 0.1 and abs(number(r"layer 0 at B: (-?[\d.]+)")) < 0.1
+    # Attribution patching: the residual-stream map close to the exact one (one backward pass instead of a sweep).
+    assert number(r"attribution vs exact patching, residual stream: correlation (-?[\d.]+)") > 0.95
+    assert number(r"attribution vs exact patching, heads: correlation (-?[\d.]+)") > 0.5
     # Direct logit attribution: an induction head writes the answer, and the parts add up to the logit.
     assert re.search(r"^largest: L1H\d$", text, re.MULTILINE)
     assert re.search(r"add up to the logit of B: True", text)
     # Weights: the induction head copies, the previous-token head looks one back, and they K-compose.
     assert number(r"eigenvalue copying score ([\d.]+)") > 0.8
     assert number(r"position right before for (\d+)% of query positions") >= 90
+    # Path patching: the previous-token heads' clean output brings the answer back through the keys alone.
+    assert number(r"into layer 1: keys (-?[\d.]+)") > 0.8
+    assert abs(number(r"queries (-?[\d.]+)")) < 0.2 and abs(number(r"values (-?[\d.]+)")) < 0.2
     k_prev = number(r"K-composition, previous-token heads into induction heads: ([\d.]+)")
     assert k_prev > 2 * number(r"other layer-0 heads into induction heads: ([\d.]+)")
     assert k_prev > 2 * number(r"K-composition, untrained baseline ([\d.]+)")
@@ -207,5 +213,5 @@ def test_circuits_finds_the_induction_circuit(notebook_env, monkeypatch):
     assert "positions where the prompts agree, leave the corrupted metric as it was: True" in text
     html = [o.data["text/html"] for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
     assert len(html) == 1 and 'class="mingpt-attn"' in html[0]  # the interactive attention view
-    # attention (2 layers), ablation, patching, attribution, QK/OV, composition, IOI patching
-    assert count_outputs(nb, "image/png") == 8
+    # attention (2 layers), ablation, patching, attribution patching, attribution, QK/OV, composition, IOI patching
+    assert count_outputs(nb, "image/png") == 9

@@ -258,7 +258,7 @@ def test_induction_training_data_repeat_a_segment_after_a_gap():
 def test_induction_prefix_matching_score_of_a_hand_built_head():
     """The score is 1 for a head that attends exactly to the token after the previous occurrence."""
     induction = load_project("induction")
-    model = induction.AttentionOnlyTransformer(induction.get_config().model)
+    model = induction.build_model(induction.get_config().model)  # a GPT with attn_only=True
     L = 16
     original = induction.attention_patterns
 

@@ -167,11 +167,12 @@ class ActivationCache(NeuronResults):
         if incl_embeds:
             components += [self["embed"], self["pos_embed"]]
             labels += ["embed", "pos_embed"]
+        incl_mlp = mode != "attn" and not getattr(self.model.config, "attn_only", False)  # TL's rule
         for i in range(layer):
             if mode != "mlp":
                 components.append(self["attn_out", i])
                 labels.append(f"{i}_attn_out")
-            if mode != "attn":
+            if incl_mlp:
                 components.append(self["mlp_out", i])
                 labels.append(f"{i}_mlp_out")
         if mlp_input and layer < self.model.config.n_layer and mode != "mlp":

@@ -31,7 +31,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["BLOCK_HOOKS", "SHORT_NAMES", "HookFn", "HookPoint", "LayerNormHookPoints", "find_hook_points",
+__all__ = ["BLOCK_HOOKS", "SHORT_NAMES", "HookFn", "HookPoint", "LayerNormHookPoints", "find_hook_points", "no_hook",
+           "no_ln_hooks",
            "declared_hook_names", "hook_names", "get_act_name", "check_hook_name", "resolve_names"]
 
 BLOCK_HOOKS = (
@@ -90,12 +91,13 @@ class HookPoint:
     many times this identity, and a model calls ~18 of these per block (bench/hooks_overhead.py measures it).
     """
 
-    __slots__ = ("name", "fns", "caches", "active")
+    __slots__ = ("name", "fns", "caches", "bwd_fns", "active")
 
     def __init__(self, name: str = ""):
         self.name = name  # the full name, set by find_hook_points (e.g. 'blocks.0.attn.hook_z')
         self.fns: list[HookFn] = []
         self.caches: list[dict] = []
+        self.bwd_fns: list[HookFn] = []  # backward hooks: fn(gradient of this point's output, hook)
         self.active = False  # anything attached? One attribute test is all an idle point costs
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -115,7 +117,25 @@ class HookPoint:
             tensor = out
         for cache in self.caches:
             cache[self.name] = tensor.detach()  # what the rest of the forward pass actually used
+        if self.bwd_fns and tensor.requires_grad:
+            # A new node (a view) stands for this point's output, so its gradient is what flows back from the
+            # uses after this point only, as TL's HookPoint module sees it, even when the same tensor object also
+            # passes another point (resid_post of block i is resid_pre of block i+1).
+            tensor = tensor.view_as(tensor)
+            for fn in self.bwd_fns:
+                tensor.register_hook(self._backward(fn))
         return tensor
+
+    def _backward(self, fn: HookFn):
+        """The gradient hook that calls fn(grad, hook); a returned tensor replaces the gradient flowing back."""
+        def call(grad: torch.Tensor) -> torch.Tensor | None:
+            out = fn(grad, self)
+            if out is not None and (not isinstance(out, torch.Tensor) or out.shape != grad.shape):
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(f"backward hook {getattr(fn, '__name__', fn)!r} at {self.name!r} returned {got}; "
+                                 f"return None or a gradient of shape {tuple(grad.shape)}")
+            return out
+        return call
 
     def add_hook(self, fn: HookFn, prepend: bool = False) -> None:
         self.fns.insert(0, fn) if prepend else self.fns.append(fn)
@@ -125,13 +145,17 @@ class HookPoint:
         self.caches.append(cache)
         self.active = True
 
-    def remove(self, fn: HookFn | None = None, cache: dict | None = None) -> None:
+    def add_backward_hook(self, fn: HookFn) -> None:
+        self.bwd_fns.append(fn)
+        self.active = True
+
+    def remove(self, fn: HookFn | None = None, cache: dict | None = None, bwd_fn: HookFn | None = None) -> None:
         """Detach the latest attachment of fn (or of cache), by identity: contexts nest, the inner one leaves first."""
-        for attached, item in ((self.fns, fn), (self.caches, cache)):
+        for attached, item in ((self.fns, fn), (self.caches, cache), (self.bwd_fns, bwd_fn)):
             if item is not None:
                 last = max(i for i, x in enumerate(attached) if x is item)  # `==` would compare two caches' contents
                 del attached[last]
-        self.active = bool(self.fns or self.caches)
+        self.active = bool(self.fns or self.caches or self.bwd_fns)
 
     def layer(self) -> int:
         match = re.match(r"blocks\.(\d+)\.", self.name)
@@ -163,10 +187,21 @@ class LayerNormHookPoints:
             return self.hook_normalized(ln(x))
         centered = x - x.mean(dim=-1, keepdim=True)
         scale = scale_point((centered.pow(2).mean(dim=-1, keepdim=True) + ln.eps).sqrt())
-        if not scale_point.fns:  # only recorded: the model's own LayerNorm, bit for bit
+        if not (scale_point.fns or scale_point.bwd_fns):  # only recorded: the model's own LayerNorm, bit for bit
             return self.hook_normalized(ln(x))
         out = centered / scale * ln.weight  # normalise by the scale a hook may have changed
         return self.hook_normalized(out if ln.bias is None else out + ln.bias)
+
+
+# Where a model has no such activation (an attention-only block has no MLP half, so TL gives it no hook_resid_mid,
+# ln2.* or hook_mlp_out), the block holds these pass-throughs instead of hook points: plain functions, which
+# find_hook_points does not list, so neither does hook_dict, a cache or a names_filter.
+def no_hook(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def no_ln_hooks(ln, x: torch.Tensor) -> torch.Tensor:
+    return ln(x)
 
 
 def find_hook_points(model) -> dict[str, HookPoint]:

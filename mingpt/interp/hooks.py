@@ -48,31 +48,41 @@ def attached_hook_names(model) -> list[str]:
     return [name for name, point in find_hook_points(model).items() if point.active]
 
 
-def _expand_fwd_hooks(model, fwd_hooks) -> list[tuple[str, HookFn]]:
+def _expand_fwd_hooks(model, fwd_hooks, what: str = "fwd_hooks") -> list[tuple[str, HookFn]]:
     if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]):
         fwd_hooks = [fwd_hooks]  # a single (name, fn) pair
     pairs = []
     for item in fwd_hooks:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and callable(item[1])):
-            raise TypeError(f"fwd_hooks must be a list of (name_or_predicate, fn) pairs, got item {item!r}")
+            raise TypeError(f"{what} must be a list of (name_or_predicate, fn) pairs, got item {item!r}")
         name, fn = item
         pairs += [(n, fn) for n in resolve_names(model, name, what="hook name")]
     return pairs
 
 
 @contextlib.contextmanager
-def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None = None) -> Iterator[dict | None]:
+def hooks(model, fwd_hooks: Iterable = (), bwd_hooks: Iterable = (), names_filter=None,
+          cache: dict | None = None) -> Iterator[dict | None]:
     """
     While inside, each fn of fwd_hooks=[(name_or_predicate, fn)] runs as fn(activation, hook) at its hook point,
     in every forward pass (generate's decoding steps included). If cache is a dict, the hook points selected by
     names_filter record their (detached) values into it; each forward pass overwrites them (in generate: the
     last decoding step's). Always removed on exit, also when the body raises.
+
+    bwd_hooks=[(name_or_predicate, fn)], as TL's: fn(grad, hook) gets the gradient of the loss with respect to
+    that hook point's output, (B, T, C) for hook_resid_pre, when backward runs; it may return a tensor of the same
+    shape to replace the gradient flowing back. A backward hook is attached to the graph of each forward pass
+    run inside the block, so it fires when that graph is backpropagated (TL detaches its backward hooks on exit:
+    there, call .backward() inside the block, which works the same here).
     """
     points = find_hook_points(model)
     pairs = [(points[name], fn) for name, fn in _expand_fwd_hooks(model, fwd_hooks)]  # checked before attaching
+    bwd_pairs = [(points[name], fn) for name, fn in _expand_fwd_hooks(model, bwd_hooks, "bwd_hooks")]
     cached = [points[name] for name in resolve_names(model, names_filter)] if cache is not None else []
     for point, fn in pairs:
         point.add_hook(fn)
+    for point, fn in bwd_pairs:
+        point.add_backward_hook(fn)
     for point in cached:
         point.add_cache(cache)
     try:
@@ -80,6 +90,8 @@ def hooks(model, fwd_hooks: Iterable = (), names_filter=None, cache: dict | None
     finally:
         for point, fn in reversed(pairs):
             point.remove(fn=fn)
+        for point, fn in reversed(bwd_pairs):
+            point.remove(bwd_fn=fn)
         for point in cached:
             point.remove(cache=cache)
 
@@ -144,15 +156,16 @@ def _check_return_type(return_type) -> None:
 
 
 def run_with_hooks(model, idx: torch.Tensor, fwd_hooks: Iterable = (), return_type: str | None = "logits",
-                   loss_per_token: bool = False, stop_at_layer: int | None = None):
+                   bwd_hooks: Iterable = (), loss_per_token: bool = False, stop_at_layer: int | None = None):
     """
     One forward pass of idx (B, T) in eval mode with fwd_hooks active, as TL's run_with_hooks. return_type:
     'logits' (B, T, V), 'loss' (next-token cross-entropy of idx itself, as TL: the mean, or (B, T - 1) with
     loss_per_token), 'both' or None. stop_at_layer (TL's): only blocks[:stop_at_layer] run, and the residual
-    stream after them (B, T, C) is returned, whatever return_type says.
+    stream after them (B, T, C) is returned, whatever return_type says. bwd_hooks fire when the returned logits
+    or loss are backpropagated (``loss.backward()``), see `hooks`.
     """
     _check_return_type(return_type)
-    with eval_mode(model), hooks(model, fwd_hooks):
+    with eval_mode(model), hooks(model, fwd_hooks, bwd_hooks):
         out = _forward(model, idx, stop_at_layer)
     return _output(out, idx, return_type, loss_per_token, stop_at_layer is not None)
 

@@ -98,6 +98,7 @@ class Probe:
         n = self.model.config.n_layer
         names = [get_act_name(kind, i) for i in range(n) for kind in ("resid_pre", "pattern", "attn_out", "mlp_out")]
         names.append(get_act_name("resid_post", n - 1))
+        names = [name for name in names if name in self.model.hook_dict]  # attn_only: no mlp_out (None in a trace)
         self._cache = {}  # entered (again), a probe shows only the passes of this with-block
         self._undo = contextlib.ExitStack()
         self._undo.enter_context(hooks(self.model, names_filter=names, cache=self._cache))

@@ -322,6 +322,10 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=No
     if not (isinstance(model, nn.Module) and isinstance(getattr(model, "config", None), CfgNode)):
         raise TypeError(f"save_pretrained expects a mingpt GPT (a module with a model .config), got "
                         f"{type(model).__name__}")
+    if getattr(model.config, "attn_only", False):  # loaded as GPT-2, its blocks would get random MLPs, silently
+        raise ValueError("an attention-only GPT (config.attn_only=True) has no Hugging Face GPT-2 layout: GPT-2's "
+                         "blocks all have an MLP. Save it with torch.save(model.state_dict(), path) or the Trainer's "
+                         "checkpoints instead")
     family = open_weights.family_of(model.config)  # 'gpt2', or the open family whose layout describes the model
     directory = pathlib.Path(directory)
     if directory.exists() and not directory.is_dir():

@@ -29,7 +29,7 @@ the token embedding is tied to the unembedding, and the copies are not always si
 Reusable from a notebook:
 
     from projects.induction.induction import get_config, train_induction_model, prefix_matching_scores
-    model = train_induction_model(get_config())
+    model = train_induction_model(get_config())      # a mingpt GPT with config.attn_only = True
     scores = prefix_matching_scores(model)           # (n_layer, n_head)
 """
 
@@ -43,14 +43,12 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mingpt.cfgnode import CfgNode
-from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints
 from mingpt.interp.hooks import run_with_cache
-from mingpt.model import IGNORE_INDEX, CausalSelfAttention
+from mingpt.model import GPT, IGNORE_INDEX
 from mingpt.trainer import Trainer
 from mingpt.training.callbacks import ProgressLogger
 from mingpt.training.checkpoint import check_resume
@@ -84,8 +82,9 @@ def get_config() -> CfgNode:
     C.model.n_embd = 64
     C.model.vocab_size = 64
     C.model.block_size = 48
-    # CausalSelfAttention reads these too.
+    C.model.attn_only = True  # blocks without the MLP: attention is all the model has (GPT's config switch)
     C.model.attention = "auto"  # SDPA, or math under CPU bf16 training (faster there); probing picks math itself
+    C.model.embd_pdrop = 0.0
     C.model.attn_pdrop = 0.0
     C.model.resid_pdrop = 0.0
     C.model.bias = True
@@ -109,61 +108,16 @@ def get_config() -> CfgNode:
 
 
 # ----------------------------------------------------------------------------------------------- model
-class AttentionOnlyBlock(nn.Module):
-    """A transformer block with the MLP removed: x = x + attention(LayerNorm(x)). All the model can do is move
-    information between positions, which makes its heads easy to read."""
-
-    def __init__(self, config: CfgNode, layer_idx: int):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer_idx)
-        # GPT's hook points (mingpt/interp/hook_points.py), so the library can record or edit what the block computes
-        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
-        self.hook_ln1 = LayerNormHookPoints("ln1")
-
-    def forward(self, x: torch.Tensor, kv_cache=None) -> torch.Tensor:
-        x = self.hook_resid_pre(x)
-        attn_out = self.hook_attn_out(self.attn(self.hook_ln1(self.ln_1, x), kv_cache))  # attn(ln_1(x)), hooked
-        return self.hook_resid_post(x + attn_out)
-
-
-class AttentionOnlyTransformer(nn.Module):
+def build_model(model_config: CfgNode) -> GPT:
     """
-    Token + position embeddings, `n_layer` attention-only blocks, a final LayerNorm and an unembedding.
-
-    It has GPT's hook points (mingpt/interp/hooks.py: ``run_with_cache(model, idx)``, ``with hooks(model, ...)``) but for
-    the MLP's, as it has none: ``blocks.{i}.attn.hook_pattern`` holds each head's attention, for instance.
+    A plain mingpt GPT with ``attn_only = True``: embeddings, n_layer blocks of LayerNorm + attention (no MLP, as
+    TransformerLens' attention-only models), a final LayerNorm and the unembedding. All the model can do is move
+    information between positions, which makes its heads easy to read; and as it is a GPT, every inspection tool
+    works on it (``model.run_with_cache``, mingpt.interp.patching, ``model.W_Q``, ``copying_scores``...).
     """
-
-    def __init__(self, config: CfgNode):
-        super().__init__()
-        if config.n_embd % config.n_head:
-            raise ValueError(f"model.n_embd ({config.n_embd}) must be divisible by model.n_head ({config.n_head})")
-        self.config = config.copy()
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.h = nn.ModuleList([AttentionOnlyBlock(config, i) for i in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        if config.tie_weights:
-            self.lm_head.weight = self.wte.weight  # one (V, C) matrix reads tokens in and scores them out
-        for module in self.modules():  # GPT-2's initialisation
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
-        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
-        self.hook_ln_final = LayerNormHookPoints("ln_final")
-
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        B, T = idx.shape
-        pos = torch.arange(T, device=idx.device)  # (T,)
-        x = self.hook_embed(self.wte(idx)) + self.hook_pos_embed(self.wpe(pos).expand(B, T, -1))  # (B, T, C)
-        for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.hook_ln_final(self.ln_f, x))  # ln_f, through its hook points: (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(-1), ignore_index=IGNORE_INDEX)
-        return logits, loss
+    config = GPT.get_default_config()
+    config.merge_from_dict(model_config.to_dict())  # the project's sizes and switches (attn_only among them)
+    return GPT(config)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -227,7 +181,7 @@ def repeated_batch(n: int, L: int, vocab_size: int, seed: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------- measuring
 @torch.no_grad()
-def attention_patterns(model: AttentionOnlyTransformer, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_patterns(model: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the model, recording every head's attention: (logits (B, T, V), attention (n_layer, B, nh, T, T))."""
     # One forward pass in eval mode recording the hook points blocks.{i}.attn.hook_pattern, (B, nh, T, T) each.
     logits, cache = run_with_cache(model, idx, names_filter=lambda name: name.endswith("attn.hook_pattern"))
@@ -235,7 +189,7 @@ def attention_patterns(model: AttentionOnlyTransformer, idx: torch.Tensor) -> tu
 
 
 @torch.no_grad()
-def prefix_matching_scores(model: AttentionOnlyTransformer, L: int = 10, n_sequences: int = 200,
+def prefix_matching_scores(model: GPT, L: int = 10, n_sequences: int = 200,
                            seed: int = 0) -> torch.Tensor:
     """
     (n_layer, n_head) prefix-matching scores: for a segment of L distinct tokens shown twice, the mean attention
@@ -245,7 +199,7 @@ def prefix_matching_scores(model: AttentionOnlyTransformer, L: int = 10, n_seque
 
 
 @torch.no_grad()
-def induction_report(model: AttentionOnlyTransformer, L: int = 10, n_sequences: int = 200, seed: int = 0) -> dict:
+def induction_report(model: GPT, L: int = 10, n_sequences: int = 200, seed: int = 0) -> dict:
     """Prefix-matching and previous-token scores per head, and the loss on the first copy and on the repeat."""
     if not 2 <= L <= min(model.config.vocab_size, (model.config.block_size + 1) // 2):
         raise ValueError(f"L must be in [2, min(vocab_size, (block_size + 1) // 2)], got {L}")
@@ -299,7 +253,7 @@ def plot_attention(report: dict, path: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- training
-def train_induction_model(config: CfgNode) -> AttentionOnlyTransformer:
+def train_induction_model(config: CfgNode) -> GPT:
     """Train the attention-only model on repeated random tokens as `config` (from get_config()) says."""
     set_seed(config.system.seed)
     if config.system.num_threads > 0:
@@ -308,7 +262,7 @@ def train_induction_model(config: CfgNode) -> AttentionOnlyTransformer:
     d = config.data
     train_set = RepeatedTokens(m.vocab_size, m.block_size, d.min_repeat, d.max_repeat, config.system.seed,
                                max_gap=d.max_gap)
-    model = AttentionOnlyTransformer(m)
+    model = build_model(m)
     trainer = Trainer(config.trainer, model, train_set, callbacks=(ProgressLogger(interval=250),))
     trainer.run()
     return model
@@ -327,6 +281,7 @@ def main(argv: list[str]) -> None:
         m = config.model
         RepeatedTokens(m.vocab_size, m.block_size, config.data.min_repeat, config.data.max_repeat, 0,
                        max_gap=config.data.max_gap)  # checks the values
+        build_model(m)  # checks the model's sizes (a tiny model: building it costs nothing)
         if config.data.max_repeat > m.vocab_size:
             raise ValueError(f"model.vocab_size ({m.vocab_size}) must be at least data.max_repeat "
                              f"({config.data.max_repeat}) so an evaluation segment can hold distinct tokens")
