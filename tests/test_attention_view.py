@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from mingpt.interp.attention_view import AttentionView, attention_figure, attention_view
+from mingpt.interp.attention_view import attention_figure, attention_view
 
 N_LAYER, N_HEAD, T = 2, 3, 10
 # Tokens that would break a careless page: a tag that closes the script, quotes, a newline, an ampersand.

@@ -6,7 +6,6 @@ import fcntl
 import hashlib
 import http.server
 import logging
-import os
 import pathlib
 import signal
 import socket

@@ -1,35 +1,18 @@
 """
 TransformerLens (TL) as a test oracle: import it, and build a HookedTransformer holding a mingpt GPT's weights.
 
-TL is a test-only reference, never a dependency of the package. Its utils module imports `datasets` (for its
-evaluation helpers), and the installed pyarrow under `datasets` needs a newer NumPy than the one installed; the
-tests never touch those helpers, so when that import fails a stand-in `datasets` module lets TL load.
+TL is a test-only reference, never a dependency of the package (tl_reference.py is its sibling for TL's
+folded-LayerNorm loading and a tokenizer).
 """
 
 from __future__ import annotations
-
-import sys
-import types
 
 import pytest
 import torch
 
 
 def import_transformer_lens():
-    try:
-        import transformer_lens
-    except ImportError as error:
-        if "numpy" not in str(error).lower() and "datasets" not in str(error).lower():
-            pytest.skip(f"transformer_lens is not importable: {error}")
-        for name in [n for n in sys.modules if n.startswith(("datasets", "pyarrow", "transformer_lens"))]:
-            del sys.modules[name]
-        datasets, arrow, load = (types.ModuleType(n) for n in ("datasets", "datasets.arrow_dataset", "datasets.load"))
-        arrow.Dataset = type("Dataset", (), {})
-        load.load_dataset = datasets.load_dataset = lambda *args, **kwargs: None
-        datasets.arrow_dataset, datasets.load = arrow, load
-        sys.modules.update({"datasets": datasets, "datasets.arrow_dataset": arrow, "datasets.load": load})
-        import transformer_lens
-    return transformer_lens
+    return pytest.importorskip("transformer_lens")
 
 
 def tl_model_from_gpt(model):
