@@ -152,3 +152,68 @@ def test_references_equal_mingpts_modules_and_torch():
     x = torch.randn(2, 3, 30)
     expected = swiglu_reference(x, mlp.c_gate.weight, mlp.c_fc.weight, mlp.c_proj.weight)
     assert torch.allclose(mlp(x), expected, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ against transformers
+def test_references_equal_transformers_llama_parts():
+    """The checkers' references are Hugging Face Llama's own functions, on the same tensors (odd sizes)."""
+    llama = pytest.importorskip("transformers.models.llama.modeling_llama")
+    from transformers import LlamaConfig
+
+    from mingpt.exercises.modern import gqa_reference, rms_norm_reference
+
+    hf_config = LlamaConfig(hidden_size=30, intermediate_size=14, num_attention_heads=3, num_key_value_heads=1,
+                            head_dim=10, rope_theta=500.0, rms_norm_eps=0.1, vocab_size=11)
+    norm = llama.LlamaRMSNorm(30, eps=0.1)
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(2, 5, 30)
+    assert torch.allclose(rms_norm_reference(x, norm.weight, 0.1), norm(x), atol=1e-6)
+    mlp = llama.LlamaMLP(hf_config)
+    assert torch.allclose(swiglu_reference(x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight),
+                          mlp(x), atol=1e-6)
+    q, k = torch.randn(2, 3, 4, 10), torch.randn(2, 1, 4, 10)  # HF's layout: (B, heads, T, hs)
+    cos, sin = llama.LlamaRotaryEmbedding(hf_config)(q, torch.arange(6, 10)[None])  # a cache of 6 tokens before
+    hq, hk = llama.apply_rotary_pos_emb(q, k, cos, sin)
+    assert torch.allclose(rotary_reference(q.transpose(1, 2), 6, 500.0).transpose(1, 2), hq, atol=1e-5)
+    assert torch.allclose(rotary_reference(k.transpose(1, 2), 6, 500.0).transpose(1, 2), hk, atol=1e-5)
+    v = torch.randn(2, 1, 4, 10)
+    q6, k2, v2 = torch.randn(1, 6, 4, 10), torch.randn(1, 2, 4, 10), torch.randn(1, 2, 4, 10)
+    for qq, kk, vv in ((q, k, v), (q6, k2, v2)):
+        n_rep = qq.size(1) // kk.size(1)
+        theirs = F.scaled_dot_product_attention(qq, llama.repeat_kv(kk, n_rep), llama.repeat_kv(vv, n_rep),
+                                                is_causal=True)
+        assert torch.allclose(gqa_reference(qq, kk, vv), theirs, atol=1e-6)
+
+
+def test_course_notebook_solution_computes_transformers_llama(tmp_path):
+    """Notebook 10's solutions, assembled by its llama_forward, give transformers' LlamaForCausalLM's logits on the
+    folder mingpt saved: the course's end result checked against an independent implementation."""
+    import json
+    import pathlib
+
+    transformers = pytest.importorskip("transformers")
+    nb = json.loads((pathlib.Path(__file__).parents[1] / "notebooks/course/10_modern_llama.ipynb").read_text())
+    namespace = {"math": math, "torch": torch, "F": F}
+    for cell in nb["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("solution"):
+            exec("".join(cell["source"]), namespace)
+    for name, check in (("rms_norm", check_rmsnorm), ("apply_rotary", check_rotary), ("swiglu", check_swiglu),
+                        ("gqa_attention", check_gqa)):
+        assert check(namespace[name]).passed, name
+    config = GPT.get_default_config()
+    config.merge_from_dict(dict(n_layer=2, n_head=6, n_kv_head=2, n_embd=36, mlp_hidden=22, vocab_size=37,
+                                block_size=16, position="rotary", norm="rmsnorm", mlp="swiglu", bias=False,
+                                tie_weights=False, rotary_theta=300.0))
+    torch.manual_seed(0)
+    model = GPT(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(1 + 0.2 * torch.randn_like(p) if p.dim() == 1 else 0.3 * torch.randn_like(p))
+    model.save_pretrained(tmp_path)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    loaded = GPT.from_pretrained(str(tmp_path))
+    idx = torch.tensor([[3, 1, 36, 7, 20, 11, 0]])
+    with torch.no_grad():
+        ours = namespace["llama_forward"](loaded.state_dict(), loaded.config, idx)
+        assert torch.allclose(ours, hf(idx).logits, atol=1e-4)
