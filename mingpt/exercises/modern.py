@@ -103,13 +103,15 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
 
 # ------------------------------------------------------------------------------------------ 2. rotary
 def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.0, sign=1.0, swap=False,
-            adjacent=False, interleaved_angles=False):
+            adjacent=False, interleaved_angles=False, per_channel=False):
     hs = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, hs // 2).double() * exponent / hs))
     n = x.shape[positions_axis]
     positions = torch.arange(n).double() + (start if offset else 0) + first
     angles = torch.outer(positions, inv_freq)  # (n, hs/2)
     angles = angles.repeat_interleave(2, dim=-1) if (adjacent or interleaved_angles) else torch.cat((angles,) * 2, -1)
+    if per_channel:  # theta^(-j/hs) for every channel j: the pair's two channels turn at different speeds
+        angles = torch.outer(positions, 1.0 / theta ** (torch.arange(hs).double() / hs))
     shape = [1] * x.dim()
     shape[positions_axis], shape[-1] = n, hs
     cos, sin = angles.cos().view(shape).float(), angles.sin().view(shape).float()
@@ -154,10 +156,16 @@ ROTARY_MISTAKES = [
     Variant("theta exponent without the 2 (theta^(-i/hs))", lambda x, s, th: _rotary(x, s, th, exponent=1.0),
             "Pair i turns at theta^(-2i/hs), i = 0 .. hs/2 - 1 (equivalently arange(0, hs, 2) / hs).",
             "theta ** (-torch.arange(0, hs, 2) / hs)"),
-    Variant("frequencies growing instead of shrinking (theta^(+2i/hs))",
-            lambda x, s, th: _rotary(x, s, th, exponent=-2.0),
-            "The inverse frequency is 1 / theta^(2i/hs): the first pair is the fastest, later ones slower.",
-            "1.0 / theta ** (...)"),
+    Variant("theta exponent over hs/2 instead of hs (theta^(-2i/(hs/2)))",
+            lambda x, s, th: _rotary(x, s, th, exponent=4.0),
+            "The exponent divides by the head size hs, not by the number of pairs: pair i turns at theta^(-2i/hs), "
+            "so the slowest pair turns at about 1/theta per position; yours slows down twice as fast.",
+            "theta ** (-torch.arange(0, hs, 2) / hs)"),
+    Variant("one frequency per channel instead of per pair",
+            lambda x, s, th: _rotary(x, s, th, per_channel=True),
+            "Channels j and j + hs/2 form a pair and share one angle, p * theta^(-2j/hs); yours gives each of the "
+            "hs channels its own frequency theta^(-j/hs), so a pair no longer turns as one.",
+            "hs/2 frequencies, each used twice: torch.cat((angles, angles), dim=-1)"),
     Variant("positions taken along the heads axis", lambda x, s, th: _rotary(x, s, th, positions_axis=2),
             "x is (B, T, nh, hs): the positions run along axis 1; yours rotates by the head's index.",
             "T = x.shape[1]; the angle table broadcasts as (T, 1, hs)"),
@@ -203,6 +211,9 @@ SWIGLU_MISTAKES = [
             "SwiGLU's gate uses SiLU = x * sigmoid(x); GELU makes GeGLU (Gemma's MLP).", "F.silu"),
     Variant("sigmoid instead of SiLU (the original GLU)", lambda x, g, u, d: _glu(x, g, u, d, act=torch.sigmoid),
             "SiLU is x * sigmoid(x), not sigmoid(x) alone.", "F.silu(gate) = gate * sigmoid(gate)"),
+    Variant("GPT-2's tanh GELU instead of SiLU", lambda x, g, u, d: _glu(x, g, u, d,
+                                                                          act=lambda h: F.gelu(h, approximate="tanh")),
+            "GPT-2's MLP used the tanh GELU; Llama's gate uses SiLU = x * sigmoid(x).", "F.silu"),
     Variant("ReLU instead of SiLU (ReGLU)", lambda x, g, u, d: _glu(x, g, u, d, act=F.relu),
             "SwiGLU's gate is smooth: SiLU lets small negative values through.", "F.silu"),
     Variant("the up branch missing (no gating)", lambda x, g, u, d: F.linear(F.silu(F.linear(x, g)), d),
@@ -237,11 +248,11 @@ def check_swiglu(fn, seed: int = 0) -> CheckResult:
 
 
 # ------------------------------------------------------------------------------------------ 4. GQA
-def _attend(q, k, v, causal=True, scale=None, softmax_dim=-1):
+def _attend(q, k, v, causal=True, scale=None, softmax_dim=-1, diagonal=1):
     att = (q @ k.transpose(-2, -1)) * (scale if scale is not None else 1 / math.sqrt(q.size(-1)))
     if causal:
         T = q.size(-2)
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(diagonal), float("-inf"))
     return att.softmax(dim=softmax_dim) @ v
 
 
@@ -279,6 +290,10 @@ GQA_MISTAKES = [
             "k.repeat_interleave(n_head // n_kv_head, dim=1)"),
     Variant("no causal mask", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), causal=False),
             "Position t may only attend to positions <= t.", "mask the scores above the diagonal with -inf"),
+    Variant("the diagonal masked too (a token cannot see itself)",
+            lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), diagonal=0),
+            "Position t attends to positions <= t, itself included; masking the diagonal leaves the first row "
+            "with nothing to attend to (NaN).", "triu(diagonal=1): only the future is masked"),
     Variant("scores scaled by 1/hs instead of 1/sqrt(hs)",
             lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), scale=1 / q.size(-1)),
             "The scores are divided by sqrt(head_dim).", "/ math.sqrt(hs)"),
