@@ -37,6 +37,7 @@ RESULTS = {
     "07_bpe.ipynb": "your merges equal mingpt.bpe_train's: True",
     "08_gpt2_weights.ipynb": "same greedy continuation: True",
     "09_post_training.ipynb": "merged and unmerged logits agree: True",
+    "10_modern_llama.ipynb": "same logits as the loaded Llama: True",
 }
 # A placeholder raises NotImplementedError, a checker ExerciseFailed, a "does it learn" cell AssertionError.
 ALLOWED_STUDENT_ERRORS = {"NotImplementedError", "ExerciseFailed", "AssertionError"}

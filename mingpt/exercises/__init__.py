@@ -10,7 +10,8 @@ exercise.
 One module per topic: attention, layernorm, block (MLP and Block), loss (next-token loss, bigram), gpt (embedding,
 whole model), sampling, kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight
 conversion), training (your components in a real training run), posttrain (the SFT loss mask, a LoRA layer, the DPO
-loss, GRPO's advantages).
+loss, GRPO's advantages),
+modern (Llama's parts: RMSNorm, rotary positions, SwiGLU, grouped-query attention).
 """
 
 from mingpt.exercises.attention import check_attention, check_attention_weights
@@ -21,6 +22,7 @@ from mingpt.exercises.gpt import check_embedding, check_gpt
 from mingpt.exercises.loss import bigram_entropy, check_bigram, check_loss
 from mingpt.exercises.kvcache import check_kv_cache
 from mingpt.exercises.layernorm import check_layernorm
+from mingpt.exercises.modern import check_gqa, check_rmsnorm, check_rotary, check_swiglu
 from mingpt.exercises.optim import check_lr_schedule, check_weight_decay_groups
 from mingpt.exercises.posttrain import check_dpo_loss, check_group_advantages, check_lora_layer, check_sft_targets
 from mingpt.exercises.pretrained import check_hf_conversion
@@ -35,4 +37,5 @@ __all__ = [
     "check_greedy", "check_sampling_probs", "check_kv_cache", "check_merge", "check_bpe_encode",
     "check_weight_decay_groups", "check_lr_schedule", "check_hf_conversion", "train_and_compare",
     "check_sft_targets", "check_lora_layer", "check_dpo_loss", "check_group_advantages",
+    "check_rmsnorm", "check_rotary", "check_swiglu", "check_gqa",
 ]
