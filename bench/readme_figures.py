@@ -1,7 +1,8 @@
 """
 The documented figures, measured again: rerun the command written next to each figure in docs/performance.md,
 docs/projects.md and the projects' READMEs, and print each figure beside the value the page states, so that drift
-is seen. (README.md itself states no figures: it links to those pages.)
+is seen. (README.md links to those pages; its one figure, chargpt with one thread against the default threads on
+a loaded machine, depends on what else runs, so it is not rerun here.)
 
     python bench/readme_figures.py                    # everything (about 15 minutes on 2 CPU cores)
     python bench/readme_figures.py adder chargpt      # only these groups (see --list for the names)
