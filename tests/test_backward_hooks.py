@@ -78,3 +78,31 @@ def test_backward_hooks_are_checked_and_cost_nothing_without_gradients(models):
     with torch.no_grad(), model.hooks(bwd_hooks=[("hook_embed", lambda g, h: fired.append(h.name))]):
         model(idx)
     assert fired == [] and attached_hook_names(model) == []
+
+
+def test_add_hook_bwd_stays_for_later_passes_as_in_transformer_lens(models):
+    # TL's add_hook(name, fn, dir="bwd"): attached until reset_hooks, for every later backward pass
+    model, reference = models
+    idx = torch.randint(0, V, (2, T), generator=torch.Generator().manual_seed(6))
+    names = ["hook_embed", "blocks.1.hook_resid_pre", "blocks.0.attn.hook_z"]
+    ours, theirs = {}, {}
+    for net, store in ((model, ours), (reference, theirs)):
+        for name in names:
+            net.add_hook(name, lambda grad, hook, store=store: store.setdefault(hook.name, []).append(grad.detach()),
+                         dir="bwd")
+        for _ in range(2):  # two passes: the hooks stay
+            out = net(idx)
+            loss_of(out[0] if isinstance(out, tuple) else out, idx).backward()
+        net.reset_hooks(direction="fwd")  # a forward-only reset leaves the backward hooks
+        out = net(idx)
+        loss_of(out[0] if isinstance(out, tuple) else out, idx).backward()
+        net.reset_hooks()
+        out = net(idx)
+        loss_of(out[0] if isinstance(out, tuple) else out, idx).backward()
+    assert sorted(ours) == sorted(theirs) == sorted(names)
+    for name in names:
+        assert len(ours[name]) == len(theirs[name]) == 3
+        for a, b in zip(ours[name], theirs[name]):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    assert attached_hook_names(model) == []
+    model.zero_grad()

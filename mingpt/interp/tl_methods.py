@@ -134,33 +134,39 @@ class TLMethods:
                  prepend: bool = False) -> None:
         """
         Attach hook(activation, hook_point) at name (a hook name or a predicate on names) until ``reset_hooks``,
-        as TL's add_hook: unlike ``with model.hooks(...)``, it stays for every later forward pass. prepend: run
-        before the hooks already there; is_permanent: ``reset_hooks`` keeps it unless including_permanent.
+        as TL's add_hook: unlike ``with model.hooks(...)``, it stays for every later forward pass. dir="bwd": a
+        backward hook, hook(gradient of the point's output, hook_point), for every later backward pass. prepend:
+        run before the hooks already there; is_permanent: ``reset_hooks`` keeps it unless including_permanent.
         """
-        if dir != "fwd" or level is not None:
-            raise ValueError(f"add_hook supports dir='fwd' and level=None here, got dir={dir!r}, level={level!r}")
+        if dir not in ("fwd", "bwd") or level is not None:
+            raise ValueError(f"add_hook takes dir='fwd' or 'bwd' and level=None, got dir={dir!r}, level={level!r}")
         points = find_hook_points(self)
         added = self.__dict__.setdefault("_added_hooks", [])  # a plain list, not a module attribute
         for point_name, fn in _expand_fwd_hooks(self, [(name, hook)]):
-            points[point_name].add_hook(fn, prepend=prepend)
-            added.append((points[point_name], fn, is_permanent))
+            point = points[point_name]
+            if dir == "fwd":
+                point.add_hook(fn, prepend=prepend)
+            else:
+                point.bwd_fns.insert(0, fn) if prepend else point.add_backward_hook(fn)
+                point.active = True
+            added.append((point, fn, is_permanent, dir))
 
     def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False,
                     level=None) -> None:
         """
-        Remove the hooks ``add_hook`` attached (the permanent ones too if including_permanent), as TL's. Hooks of
-        an open ``with model.hooks(...)`` block stay until it closes, whatever clear_contexts says: the block
-        removes its own on exit.
+        Remove the hooks ``add_hook`` attached in direction 'fwd', 'bwd' or 'both' (the permanent ones too if
+        including_permanent), as TL's. Hooks of an open ``with model.hooks(...)`` block stay until it closes,
+        whatever clear_contexts says: the block removes its own on exit.
         """
         if direction not in ("fwd", "bwd", "both") or level is not None:
             raise ValueError(f"reset_hooks takes direction 'fwd', 'bwd' or 'both' and level=None, got "
                              f"direction={direction!r}, level={level!r}")
         kept = []
-        for point, fn, permanent in reversed(self.__dict__.pop("_added_hooks", [])):
-            if permanent and not including_permanent:
-                kept.insert(0, (point, fn, permanent))
+        for point, fn, permanent, dir in reversed(self.__dict__.pop("_added_hooks", [])):
+            if (permanent and not including_permanent) or direction not in ("both", dir):
+                kept.insert(0, (point, fn, permanent, dir))
             else:
-                point.remove(fn=fn)
+                point.remove(fn=fn) if dir == "fwd" else point.remove(bwd_fn=fn)
         if kept:
             self.__dict__["_added_hooks"] = kept
 
