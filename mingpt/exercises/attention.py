@@ -101,6 +101,10 @@ def _variants(ref, hs: int) -> list[Variant]:
                 "q, k, v of shape (B, T, C) were reshaped to (B, nh, T, hs) directly, which cuts the sequence "
                 "into pieces instead of cutting each position's channels into heads.",
                 "split the channels first, (B, T, C) -> (B, T, nh, hs), then swap the T and nh axes"),
+        Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="reshape", merge="transpose"),
+                "q, k, v of shape (B, T, C) were reshaped to (B, nh, T, hs) directly, which cuts the sequence "
+                "into pieces instead of cutting each position's channels into heads (the merge back is right).",
+                "split the channels first, (B, T, C) -> (B, T, nh, hs), then swap the T and nh axes"),
         Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="hs_first", merge="hs_first"),
                 f"Your head 0 reads channels 0, {ref.n_head}, {2 * ref.n_head}, ... (viewed as (hs, nh)) instead of "
                 f"the contiguous channels 0..{hs - 1}, so GPT-2's weights no longer line up with your heads.",

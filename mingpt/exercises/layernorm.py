@@ -54,6 +54,10 @@ def _variants(ln) -> list[Variant]:
         Variant("normalised over the wrong axes (whole tensor)", lambda x: _norm(ln, x, dims=(0, 1, 2)),
                 "Yours takes one mean and variance over the whole tensor; LayerNorm uses each position's C channels.",
                 "keep the reduction to the last axis, with keepdim=True"),
+        Variant("normalised over the wrong axes (time and channels)", lambda x: _norm(ln, x, dims=(-2, -1)),
+                "Yours takes the mean and variance over a whole sequence (positions and channels); LayerNorm uses "
+                "each position's C channels alone, so one position's output depends on the others.",
+                "reduce over the last axis only: dim=-1, keepdim=True"),
         Variant("gain and bias not applied", lambda x: _norm(ln, x, affine=False),
                 "After normalising, LayerNorm multiplies by a learned gain (weight) and adds a learned bias.",
                 "use your weight and bias parameters in forward"),

@@ -205,6 +205,20 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
                                         / (lr - mn)),
      "The cosine spans the gap between the peak and the floor: min_lr + coeff * (learning_rate - min_lr); yours "
      "starts the decay at learning_rate + min_lr.", "multiply by (learning_rate - min_lr)"),
+    ("cosine decays towards 0, then jumps to min_lr",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 0.5 * (1 + math.cos(math.pi * p)) * lr
+                                        / (lr - mn) - mn / (lr - mn)),
+     "The cosine runs from learning_rate down to min_lr: min_lr + coeff * (learning_rate - min_lr); yours is "
+     "coeff * learning_rate, which heads for 0 and then drops to min_lr at lr_decay_iters.",
+     "min_lr + coeff * (learning_rate - min_lr)"),
+    ("cosine without the factor 0.5", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D,
+                                                                       shape=lambda p: 1 + math.cos(math.pi * p)),
+     "0.5 * (1 + cos(pi * p)) runs from 1 to 0; without the 0.5 it runs from 2 to 0, so the decay starts at twice "
+     "the peak.", "0.5 * (1 + cos(pi * progress))"),
+    ("cosine one step ahead (it + 1 in the progress)",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i + 1 - W) / (D - W)),
+     "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters): 0 at the first step "
+     "after warm-up, so the decay starts at the peak; yours counts one step ahead.", "(it - warmup_iters), no + 1"),
     ("linear decay instead of cosine", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 1 - p),
      "The rate follows half a cosine, slow at both ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
     ("the cosine goes up instead of down",

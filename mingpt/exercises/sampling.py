@@ -39,6 +39,13 @@ def check_greedy(fn) -> CheckResult:
         return fail(exercise, "argmax over the wrong axis", "For each row (one sequence of the batch) pick the "
                     "token with the largest logit; yours picked, for each token, the row where it is largest.",
                     example, "the vocabulary is the last axis")
+    if isinstance(out, torch.Tensor) and out.shape == (logits.shape[0], 1) and torch.equal(out[:, 0].long(), expected):
+        return fail(exercise, "right tokens, wrong shape (keepdim)", f"The right ids, but shaped {tuple(out.shape)}; "
+                    f"the function returns one id per row, shape {tuple(expected.shape)}.", example,
+                    "argmax(dim=-1) without keepdim (or .squeeze(-1))")
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out.long(), logits.argmin(-1)):
+        return fail(exercise, "picked the least likely token (argmin)", "Greedy decoding picks the token with the "
+                    "*largest* logit; yours picks the smallest.", example, "argmax, not argmin")
     if isinstance(out, torch.Tensor) and close(out.float(), logits.max(dim=-1).values):
         return fail(exercise, "returned the largest logit, not its token id", "Greedy decoding returns *which* "
                     "token is most likely.", example, "max gives values and indices; you need the indices")
