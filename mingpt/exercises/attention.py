@@ -50,7 +50,8 @@ def reference_attention(config, seed: int = 0) -> CausalSelfAttention:
     return module
 
 
-def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True):
+def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
+            swap_qk=False):
     """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
     B, T, C = x.shape
     nh = ref.n_head
@@ -65,6 +66,8 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
         return t.reshape(B, nh, T, hs)  # 'reshape': a view without the transpose, mixing time and channels
 
     q, k, v = heads(q), heads(k), heads(v)
+    if swap_qk:  # k @ q^T: the scores transposed, query and key roles exchanged
+        q, k = k, q
     att = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(hs) if scale is None else scale)
     allowed = torch.ones(T, T, dtype=torch.bool).tril()
     if mask == "causal":
@@ -109,6 +112,10 @@ def _variants(ref, hs: int) -> list[Variant]:
                 f"Your head 0 reads channels 0, {ref.n_head}, {2 * ref.n_head}, ... (viewed as (hs, nh)) instead of "
                 f"the contiguous channels 0..{hs - 1}, so GPT-2's weights no longer line up with your heads.",
                 "the channel axis splits as (nh, hs): each head owns a contiguous slice of hs channels"),
+        Variant("queries and keys swapped (k @ q^T)", lambda x: _attend(ref, x, swap_qk=True),
+                "scores[t, j] is how much query t attends to key j: q_t . k_j, i.e. q @ k^T. Yours computes k @ q^T, "
+                "the transpose, so each position weighs the others by how they would attend to it.",
+                "q @ k.transpose(-2, -1)"),
         Variant("softmax over the wrong dimension", lambda x: _attend(ref, x, softmax_dim=-2),
                 "The attention weights of each query must sum to 1 over the *keys* (the last axis); yours are "
                 "normalised over the queries.",

@@ -117,6 +117,9 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
     ("nothing merged", lambda ids, pair, n: list(ids),
      "Your output is the input: no pair was ever recognised. A list never equals a tuple ([a, b] == (a, b) is False "
      "in Python), a common cause.", "compare (ids[i], ids[i + 1]) == pair, a tuple with a tuple"),
+    ("pair matched in reverse order", lambda ids, pair, n: merge_pair(list(ids), pair[1], pair[0], n),
+     "The pair (a, b) means 'a followed by b'; yours merges 'b followed by a'.",
+     "ids[i] == pair[0] and ids[i + 1] == pair[1]"),
     ("pair matched in either order",
      lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])),
      "A pair is ordered: (a, b) merges 'a then b', never 'b then a'.", "compare the pair as an ordered tuple"),
@@ -225,6 +228,10 @@ def _unknown_ranked_first(ids, merges):
 
 ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
     ("merging by frequency instead of rank", lambda ids, m: _encode(ids, m, _by_frequency),
+     "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the pairs "
+     "present, however often another pair occurs in this text.", "pick the pair whose merge has the lowest rank"),
+    ("merging by frequency instead of rank",
+     lambda ids, m: _encode(ids, m, lambda i, m: (lambda c: max(c, key=c.get) if c else None)(Counter(_mergeable(i, m)))),
      "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the pairs "
      "present, however often another pair occurs in this text.", "pick the pair whose merge has the lowest rank"),
     ("merging the latest-learned pair first",

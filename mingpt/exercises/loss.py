@@ -104,6 +104,11 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
         lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1)),
      "Targets equal to -1 must add no loss; turning them into token 0 trains the model to predict token 0 there.",
      "keep the -1 and pass ignore_index=-1 to cross_entropy"),
+    ("(B, T, V) logits passed to cross_entropy unflattened",
+     lambda lg, tk: F.cross_entropy(lg[:, :-1], tk[:, 1:], ignore_index=IGNORE_INDEX),
+     "cross_entropy reads dim 1 as the classes: given (B, T, V) it takes the T positions for classes and the V axis "
+     "for positions, which fails or, when T - 1 happens to equal V, silently computes something else.",
+     "flatten to (B*T, V) and (B*T,), or move the classes to dim 1 with logits.transpose(1, 2)"),
     ("log base 2", lambda lg, tk: _reference_loss(lg, tk) / math.log(2),
      "PyTorch's cross-entropy (and every loss the course quotes) is in nats: natural log.", "use log, not log2"),
     ("reshape where a transpose is needed",

@@ -159,6 +159,10 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
     ("warm-up reaches the peak one step early",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, warm=lambda i, lr, mn, W: lr * (i + 1) / W),
      "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1).", "divide by warmup_iters + 1"),
+    ("warm-up divides it (not it + 1) by warmup_iters + 1",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, warm=lambda i, lr, mn, W: lr * i / (W + 1)),
+     "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1): the first step (it = 0) already "
+     "learns; yours is 0 there.", "count the step being taken: (it + 1)"),
     ("warm-up starts from min_lr",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, warm=lambda i, lr, mn, W: mn + (lr - mn) * (i + 1) / (W + 1)),
      "Warm-up rises from (almost) 0 to learning_rate; min_lr is the floor of the decay, not the start.",
@@ -197,6 +201,10 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: i / D),
      "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters).",
      "the cosine starts when the warm-up ends"),
+    ("decay reaches min_lr one step early",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: min(1.0, (i - W) / (D - W - 1))),
+     "Progress is (it - warmup_iters) / (lr_decay_iters - warmup_iters); dividing by one step less reaches the "
+     "floor a step before lr_decay_iters.", "divide by lr_decay_iters - warmup_iters"),
     ("integer division in the progress",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i - W) // (D - W)),
      "`//` rounds the progress down to 0, so the rate stays at its peak until lr_decay_iters.", "use /"),

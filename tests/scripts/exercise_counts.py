@@ -11,7 +11,7 @@ import importlib
 
 from mingpt.exercises.compare import NOT_RECOGNISED
 
-TOPICS = ["attention", "block", "gpt", "sampling", "kvcache", "bpe", "optim"]
+TOPICS = ["attention", "block", "gpt", "sampling", "kvcache", "bpe", "optim", "heldout"]
 
 
 def main() -> None:
