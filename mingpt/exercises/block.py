@@ -148,10 +148,10 @@ def _dropout_placement(exercise, student, ref, x, seed=1234) -> CheckResult | No
                 if close(out, f(ref, x)):
                     torch.manual_seed(seed)
                     if not close(out, ref(x)):
-                        return fail(exercise, "dropout in the wrong place", f"GPT-2's MLP drops out its *output* (after "
-                                    f"c_proj); yours applies the dropout {where}. Eval mode hides it; training does "
-                                    "not.", f"x of shape {tuple(x.shape)}, training mode, torch.manual_seed({seed}): "
-                                    f"yours {fmt(out[0, 0])}, expected {fmt(ref(x)[0, 0])}",
+                        return fail(exercise, "dropout in the wrong place", "GPT-2's MLP drops out its *output* "
+                                    f"(after c_proj); yours applies the dropout {where}. Eval mode hides it; "
+                                    "training does not.", f"x of shape {tuple(x.shape)}, training mode, "
+                                    f"torch.manual_seed({seed}): yours {fmt(out[0, 0])}, expected {fmt(ref(x)[0, 0])}",
                                     "self.dropout(self.c_proj(...)), last")
     except Exception:
         return None  # a training-mode forward that fails here is not what this check is about

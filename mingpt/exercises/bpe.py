@@ -231,7 +231,8 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
      "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the pairs "
      "present, however often another pair occurs in this text.", "pick the pair whose merge has the lowest rank"),
     ("merging by frequency instead of rank",
-     lambda ids, m: _encode(ids, m, lambda i, m: (lambda c: max(c, key=c.get) if c else None)(Counter(_mergeable(i, m)))),
+     lambda ids, m: _encode(ids, m, lambda i, m: (lambda c: max(c, key=c.get) if c else None)(
+         Counter(_mergeable(i, m)))),  # ties: the pair seen first, as Counter + max(key=counts.get) do
      "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the pairs "
      "present, however often another pair occurs in this text.", "pick the pair whose merge has the lowest rank"),
     ("merging the latest-learned pair first",

@@ -46,8 +46,8 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
      "Each layer has its own keys and values; yours appends every layer's to one store, so layer 1 attends to "
      "layer 0's keys.", "keep one store per layer index"),
     ("only the most recent positions kept (a sliding window)",
-     lambda K, V, h: K.dim() == 4 and K.shape == V.shape and 0 < K.shape[2] <= len(h) and close(K, _cat(h.k)[:, :, len(h) - K.shape[2]:])
-     and close(V, _cat(h.v)[:, :, len(h) - V.shape[2]:]),
+     lambda K, V, h: K.dim() == 4 and K.shape == V.shape and 0 < K.shape[2] <= len(h)
+     and close(K, _cat(h.k)[:, :, len(h) - K.shape[2]:]) and close(V, _cat(h.v)[:, :, len(h) - V.shape[2]:]),
      "update returns the newest positions only: the oldest keys and values were dropped, so later tokens no longer "
      "see the start of the sequence (trim only when the sequence exceeds max_length, and then the model crops).",
      "return every position stored so far"),
