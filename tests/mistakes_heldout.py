@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in two rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
+in three rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
 rightly gives no name (a mean position vector, a greedy that samples, a frequency merge with arbitrary ties); the
 probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -147,6 +147,24 @@ NAMES = [
     ('check_lr_schedule', 'decay reaches min_lr one step early'),
     ('check_weight_decay_groups', 'weight decay on biases and position embeddings'),
     ('check_weight_decay_groups', 'weight decay on biases'),
+    ('check_mlp', "exact GELU instead of GPT-2's tanh approximation"),
+    ('check_mlp', 'residual added inside the MLP'),
+    ('check_attention', 'mask inverted: the past hidden, the future kept'),
+    ('check_attention', 'dropout active in eval mode'),
+    ('check_layernorm', 'epsilon outside the square root'),
+    ('check_layernorm', 'gain and bias swapped'),
+    ('check_block', 'MLP fed the attention output instead of the stream'),
+    ('check_loss', 'averaged per sequence, then over the batch'),
+    ('check_gpt', 'ignored positions counted in the mean'),
+    ('check_gpt', 'final LayerNorm missing'),
+    ('check_sampling_probs', 'returned the filtered logits, not probabilities'),
+    ('check_sampling_probs', 'top-k threshold from an ascending sort'),
+    ('check_kv_cache', 'concatenated along the wrong axis'),
+    ('check_kv_cache', 'values stored as keys'),
+    ('check_merge', 'the input list was changed'),
+    ('check_bpe_encode', 'merging the leftmost pair instead of the lowest rank'),
+    ('check_lr_schedule', '0 after lr_decay_iters'),
+    ('check_weight_decay_groups', 'the tied wte/lm_head weight not decayed'),
 ]
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"

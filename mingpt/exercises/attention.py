@@ -74,6 +74,8 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
         att = att.masked_fill(~allowed, float("-inf"))
     elif mask == "strict":  # the diagonal masked too: a position cannot see itself
         att = att.masked_fill(~allowed.tril(-1), float("-inf"))
+    elif mask == "inverted":  # the kept triangle masked: each position sees only later ones (the last sees none)
+        att = att.masked_fill(allowed, float("-inf"))
     elif mask == "zero":  # masked scores set to 0 instead of -inf
         att = att.masked_fill(~allowed, 0.0)
     elif mask == "after_softmax":  # softmax over all keys, then the future zeroed (rows no longer sum to 1)
@@ -201,6 +203,13 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                             f"x of shape {tuple(x.shape)} -> your output[0, 0, :4] = {fmt(out[0, 0])}; "
                             f"expected {fmt(expected[0, 0])}",
                             "query t may look at keys 0..t, t included")
+            inverted = _attend(ref, x, mask="inverted")
+            if torch.allclose(out.double(), inverted.double(), atol=1e-5, equal_nan=True):
+                return fail(EXERCISE, "mask inverted: the past hidden, the future kept",
+                            "Your mask hides keys 0..t from query t and keeps the later ones, so the last position has "
+                            "no key left (NaN) and every other one sees only the future.",
+                            f"x of shape {tuple(x.shape)} -> your output[0, {T - 1}] is NaN, output[0, 0, :4] = "
+                            f"{fmt(out[0, 0])}", "masked_fill where the mask is 0 (the future), not where it is 1")
             return fail(EXERCISE, "NaN in the output", "Some outputs are NaN (often a softmax over all -inf).",
                         f"your output[0] has {int(torch.isnan(out[0]).sum())} NaN values",
                         hint="a row of scores that is all -inf gives NaN after the softmax: check what your mask hides")

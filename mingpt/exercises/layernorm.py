@@ -31,6 +31,8 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
     mean = x.mean(dim=dims, keepdim=True) if center else 0.0
     var = ((x - mean) ** 2).mean(dim=dims, keepdim=True) if not unbiased else x.var(dim=dims, keepdim=True)
     y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / torch.sqrt(var + eps)
+    if affine == "swapped":  # the gain used as the bias and the bias as the gain
+        return y * ln.bias + ln.weight
     return y * ln.weight + ln.bias if affine else y
 
 
@@ -58,6 +60,9 @@ def _variants(ln) -> list[Variant]:
                 "Yours takes the mean and variance over a whole sequence (positions and channels); LayerNorm uses "
                 "each position's C channels alone, so one position's output depends on the others.",
                 "reduce over the last axis only: dim=-1, keepdim=True"),
+        Variant("gain and bias swapped", lambda x: _norm(ln, x, affine="swapped"),
+                "LayerNorm computes x_hat * weight + bias; yours multiplies by the bias and adds the weight.",
+                "x_hat * self.weight + self.bias"),
         Variant("gain and bias not applied", lambda x: _norm(ln, x, affine=False),
                 "After normalising, LayerNorm multiplies by a learned gain (weight) and adds a learned bias.",
                 "use your weight and bias parameters in forward"),
