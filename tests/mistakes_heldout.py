@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in three rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
+in four rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
 rightly gives no name (a mean position vector, a greedy that samples, a frequency merge with arbitrary ties); the
 probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -165,6 +165,21 @@ NAMES = [
     ('check_bpe_encode', 'merging the leftmost pair instead of the lowest rank'),
     ('check_lr_schedule', '0 after lr_decay_iters'),
     ('check_weight_decay_groups', 'the tied wte/lm_head weight not decayed'),
+    ('check_mlp', 'hand-written GELU without the 1 + before tanh'),
+    ('check_attention', 'wrong scaling factor'),
+    ('check_attention', 'softmax over the wrong dimension'),
+    ('check_layernorm', 'epsilon 1e-12 instead of 1e-05'),
+    ('check_block', 'MLP branch without its residual'),
+    ('check_embedding', 'positions start at 1'),
+    ('check_loss', 'divided by B*T (every token), not by the targets counted'),
+    ('check_loss', 'log_softmax over the batch axis'),
+    ('check_gpt', 'the Blocks are never applied'),
+    ('check_sampling_probs', 'top-p decided before the temperature'),
+    ('check_kv_cache', 'length counted once per layer'),
+    ('check_merge', "only the pair's first element compared"),
+    ('check_bpe_encode', 'unknown pairs ranked None (min with merges.get)'),
+    ('check_lr_schedule', 'cosine without pi'),
+    ('check_weight_decay_groups', 'decay and no-decay groups swapped'),
 ]
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"

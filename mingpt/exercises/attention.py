@@ -196,20 +196,30 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                         f"For x of shape (B, T, C) = {tuple(x.shape)} the output must have the same shape; yours: "
                         f"{got}.", hint="re-assemble the heads side by side: (B, nh, T, hs) -> (B, T, C)")
         if torch.isnan(out).any():
-            if close(out, _attend(ref, x, mask="strict"), atol=1e-5) or torch.isnan(out[:, 0]).all():
+            # NaN hides where the outputs differ, so a variant must reproduce the NaN pattern too (equal_nan) on
+            # the whole output: naming from "row 0 is NaN" alone would blame the diagonal for any NaN source.
+            def nan_matches(**knobs):
+                return torch.allclose(out.double(), _attend(ref, x, **knobs).double(), atol=1e-5, equal_nan=True)
+            if nan_matches(mask="strict"):
                 return fail(EXERCISE, "position t cannot attend to itself",
                             "Your mask also hides the diagonal, so position 0 has no key left: its softmax over "
                             "nothing but -inf is NaN.",
                             f"x of shape {tuple(x.shape)} -> your output[0, 0, :4] = {fmt(out[0, 0])}; "
                             f"expected {fmt(expected[0, 0])}",
                             "query t may look at keys 0..t, t included")
-            inverted = _attend(ref, x, mask="inverted")
-            if torch.allclose(out.double(), inverted.double(), atol=1e-5, equal_nan=True):
+            if nan_matches(mask="inverted"):
                 return fail(EXERCISE, "mask inverted: the past hidden, the future kept",
                             "Your mask hides keys 0..t from query t and keeps the later ones, so the last position has "
                             "no key left (NaN) and every other one sees only the future.",
                             f"x of shape {tuple(x.shape)} -> your output[0, {T - 1}] is NaN, output[0, 0, :4] = "
                             f"{fmt(out[0, 0])}", "masked_fill where the mask is 0 (the future), not where it is 1")
+            if nan_matches(softmax_dim=1):
+                return fail(EXERCISE, "softmax over the wrong dimension",
+                            "Your softmax normalises across the heads (dim 1 of (B, nh, T, T)): a masked score is -inf "
+                            "in every head, so those entries become 0/0 = NaN. The weights of each query must sum "
+                            "to 1 over the keys (the last axis).",
+                            f"x of shape {tuple(x.shape)} -> your output[0] has {int(torch.isnan(out[0]).sum())} NaN "
+                            "values", "softmax(dim=-1)")
             return fail(EXERCISE, "NaN in the output", "Some outputs are NaN (often a softmax over all -inf).",
                         f"your output[0] has {int(torch.isnan(out[0]).sum())} NaN values",
                         hint="a row of scores that is all -inf gives NaN after the softmax: check what your mask hides")

@@ -105,6 +105,10 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
      lambda fc, pj, x: pj(0.5 * fc(x) * (1 + torch.erf(fc(x) / 2))),
      "The exact GELU is 0.5 x (1 + erf(x / sqrt(2))); yours divides by 2. (GPT-2 uses the tanh approximation.)",
      "x / math.sqrt(2), or F.gelu(x, approximate='tanh')"),
+    ("hand-written GELU without the 1 + before tanh",
+     lambda fc, pj, x: pj(0.5 * fc(x) * torch.tanh(SQRT_2_OVER_PI * (fc(x) + 0.044715 * fc(x) ** 3))),
+     "GELU(x) = 0.5 x (1 + tanh(...)): the 1 + makes it pass positive values and damp negative ones; without it "
+     "the activation is even (f(-x) = f(x)).", "0.5 * x * (1 + torch.tanh(...))"),
     ("hand-written GELU without the 0.5", lambda fc, pj, x: pj(2 * _gelu_by_hand(fc(x))),
      "GELU(x) = 0.5 x (1 + tanh(...)); yours is twice as large.", "check the factor in front"),
     ("leaky ReLU instead of GELU", lambda fc, pj, x: pj(F.leaky_relu(fc(x))),

@@ -109,6 +109,16 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
      "cross_entropy reads dim 1 as the classes: given (B, T, V) it takes the T positions for classes and the V axis "
      "for positions, which fails or, when T - 1 happens to equal V, silently computes something else.",
      "flatten to (B*T, V) and (B*T,), or move the classes to dim 1 with logits.transpose(1, 2)"),
+    ("divided by B*T (every token), not by the targets counted",
+     lambda lg, tk: _ce(lg[:, :-1], tk[:, 1:], reduction="sum") / tk.numel(),
+     "The mean runs over the B*(T-1) predicted positions that have a target (not -1); dividing by B*T also counts "
+     "the last position, which has no next token, and the ignored ones.",
+     "divide by the number of targets that are not -1 (cross_entropy's ignore_index does it)"),
+    ("log_softmax over the batch axis",
+     lambda lg, tk: F.nll_loss(lg.log_softmax(0)[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].reshape(-1),
+                               ignore_index=IGNORE_INDEX),
+     "The probabilities are over the vocabulary (the last axis), one distribution per position; yours normalises "
+     "over the sequences of the batch (dim 0).", "log_softmax(dim=-1)"),
     ("log base 2", lambda lg, tk: _reference_loss(lg, tk) / math.log(2),
      "PyTorch's cross-entropy (and every loss the course quotes) is in nats: natural log.", "use log, not log2"),
     ("reshape where a transpose is needed",

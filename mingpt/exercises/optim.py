@@ -230,6 +230,10 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i + 1 - W) / (D - W)),
      "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters): 0 at the first step "
      "after warm-up, so the decay starts at the peak; yours counts one step ahead.", "(it - warmup_iters), no + 1"),
+    ("cosine without pi", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D,
+                                                             shape=lambda p: 0.5 * (1 + math.cos(p))),
+     "Progress p runs from 0 to 1, so cos(p) only goes from 1 to cos(1) ~ 0.54: the rate never gets near min_lr "
+     "and jumps there at the end. Half a cosine is cos(pi * p).", "math.cos(math.pi * progress)"),
     ("linear decay instead of cosine", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 1 - p),
      "The rate follows half a cosine, slow at both ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
     ("the cosine goes up instead of down",
