@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from mingpt.exercises import CheckResult, bigram_entropy, train_and_compare
 from mingpt.exercises.compare import NOT_RECOGNISED
 
-TOPICS = ["attention", "block", "gpt", "sampling", "kvcache", "bpe", "optim", "modern"]
+TOPICS = ["attention", "block", "gpt", "sampling", "kvcache", "bpe", "optim", "modern", "heldout"]
 MODULES = [importlib.import_module(f"mistakes_{topic}") for topic in TOPICS]
 MISTAKES = [row for m in MODULES for row in m.MISTAKES]
 VALID = [row for m in MODULES for row in m.VALID]

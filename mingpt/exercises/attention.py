@@ -50,7 +50,8 @@ def reference_attention(config, seed: int = 0) -> CausalSelfAttention:
     return module
 
 
-def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True):
+def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
+            swap_qk=False):
     """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
     B, T, C = x.shape
     nh = ref.n_head
@@ -65,12 +66,16 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
         return t.reshape(B, nh, T, hs)  # 'reshape': a view without the transpose, mixing time and channels
 
     q, k, v = heads(q), heads(k), heads(v)
+    if swap_qk:  # k @ q^T: the scores transposed, query and key roles exchanged
+        q, k = k, q
     att = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(hs) if scale is None else scale)
     allowed = torch.ones(T, T, dtype=torch.bool).tril()
     if mask == "causal":
         att = att.masked_fill(~allowed, float("-inf"))
     elif mask == "strict":  # the diagonal masked too: a position cannot see itself
         att = att.masked_fill(~allowed.tril(-1), float("-inf"))
+    elif mask == "inverted":  # the kept triangle masked: each position sees only later ones (the last sees none)
+        att = att.masked_fill(allowed, float("-inf"))
     elif mask == "zero":  # masked scores set to 0 instead of -inf
         att = att.masked_fill(~allowed, 0.0)
     elif mask == "after_softmax":  # softmax over all keys, then the future zeroed (rows no longer sum to 1)
@@ -101,10 +106,18 @@ def _variants(ref, hs: int) -> list[Variant]:
                 "q, k, v of shape (B, T, C) were reshaped to (B, nh, T, hs) directly, which cuts the sequence "
                 "into pieces instead of cutting each position's channels into heads.",
                 "split the channels first, (B, T, C) -> (B, T, nh, hs), then swap the T and nh axes"),
+        Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="reshape", merge="transpose"),
+                "q, k, v of shape (B, T, C) were reshaped to (B, nh, T, hs) directly, which cuts the sequence "
+                "into pieces instead of cutting each position's channels into heads (the merge back is right).",
+                "split the channels first, (B, T, C) -> (B, T, nh, hs), then swap the T and nh axes"),
         Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="hs_first", merge="hs_first"),
                 f"Your head 0 reads channels 0, {ref.n_head}, {2 * ref.n_head}, ... (viewed as (hs, nh)) instead of "
                 f"the contiguous channels 0..{hs - 1}, so GPT-2's weights no longer line up with your heads.",
                 "the channel axis splits as (nh, hs): each head owns a contiguous slice of hs channels"),
+        Variant("queries and keys swapped (k @ q^T)", lambda x: _attend(ref, x, swap_qk=True),
+                "scores[t, j] is how much query t attends to key j: q_t . k_j, i.e. q @ k^T. Yours computes k @ q^T, "
+                "the transpose, so each position weighs the others by how they would attend to it.",
+                "q @ k.transpose(-2, -1)"),
         Variant("softmax over the wrong dimension", lambda x: _attend(ref, x, softmax_dim=-2),
                 "The attention weights of each query must sum to 1 over the *keys* (the last axis); yours are "
                 "normalised over the queries.",
@@ -183,13 +196,30 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                         f"For x of shape (B, T, C) = {tuple(x.shape)} the output must have the same shape; yours: "
                         f"{got}.", hint="re-assemble the heads side by side: (B, nh, T, hs) -> (B, T, C)")
         if torch.isnan(out).any():
-            if close(out, _attend(ref, x, mask="strict"), atol=1e-5) or torch.isnan(out[:, 0]).all():
+            # NaN hides where the outputs differ, so a variant must reproduce the NaN pattern too (equal_nan) on
+            # the whole output: naming from "row 0 is NaN" alone would blame the diagonal for any NaN source.
+            def nan_matches(**knobs):
+                return torch.allclose(out.double(), _attend(ref, x, **knobs).double(), atol=1e-5, equal_nan=True)
+            if nan_matches(mask="strict"):
                 return fail(EXERCISE, "position t cannot attend to itself",
                             "Your mask also hides the diagonal, so position 0 has no key left: its softmax over "
                             "nothing but -inf is NaN.",
                             f"x of shape {tuple(x.shape)} -> your output[0, 0, :4] = {fmt(out[0, 0])}; "
                             f"expected {fmt(expected[0, 0])}",
                             "query t may look at keys 0..t, t included")
+            if nan_matches(mask="inverted"):
+                return fail(EXERCISE, "mask inverted: the past hidden, the future kept",
+                            "Your mask hides keys 0..t from query t and keeps the later ones, so the last position has "
+                            "no key left (NaN) and every other one sees only the future.",
+                            f"x of shape {tuple(x.shape)} -> your output[0, {T - 1}] is NaN, output[0, 0, :4] = "
+                            f"{fmt(out[0, 0])}", "masked_fill where the mask is 0 (the future), not where it is 1")
+            if nan_matches(softmax_dim=1):
+                return fail(EXERCISE, "softmax over the wrong dimension",
+                            "Your softmax normalises across the heads (dim 1 of (B, nh, T, T)): a masked score is -inf "
+                            "in every head, so those entries become 0/0 = NaN. The weights of each query must sum "
+                            "to 1 over the keys (the last axis).",
+                            f"x of shape {tuple(x.shape)} -> your output[0] has {int(torch.isnan(out[0]).sum())} NaN "
+                            "values", "softmax(dim=-1)")
             return fail(EXERCISE, "NaN in the output", "Some outputs are NaN (often a softmax over all -inf).",
                         f"your output[0] has {int(torch.isnan(out[0]).sum())} NaN values",
                         hint="a row of scores that is all -inf gives NaN after the softmax: check what your mask hides")

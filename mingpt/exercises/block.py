@@ -91,6 +91,24 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
     ("hand-written GELU with sqrt(pi/2) instead of sqrt(2/pi)",
      lambda fc, pj, x: pj(_gelu_by_hand(fc(x), scale=math.sqrt(math.pi / 2))),
      "The factor inside the tanh is sqrt(2/pi) (about 0.798); yours is its inverse.", "sqrt(2 / pi)"),
+    ("hand-written GELU with x^2 instead of x^3",
+     lambda fc, pj, x: pj(0.5 * fc(x) * (1 + torch.tanh(SQRT_2_OVER_PI * (fc(x) + 0.044715 * fc(x) ** 2)))),
+     "The tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)): the correction term is cubic.",
+     "x ** 3 (or x * x * x)"),
+    ("c_proj without its bias", lambda fc, pj, x: F.linear(F.gelu(fc(x), approximate="tanh"), pj.weight),
+     "Both Linear layers of GPT-2's MLP have a bias; your output projection leaves c_proj.bias out.",
+     "call self.c_proj(h) (or add its bias) instead of multiplying by its weight alone"),
+    ("c_fc without its bias", lambda fc, pj, x: pj(F.gelu(F.linear(x, fc.weight), approximate="tanh")),
+     "Both Linear layers of GPT-2's MLP have a bias; your first layer leaves c_fc.bias out.",
+     "call self.c_fc(x) (or add its bias) instead of multiplying by its weight alone"),
+    ("hand-written exact GELU with erf(x / 2) instead of erf(x / sqrt(2))",
+     lambda fc, pj, x: pj(0.5 * fc(x) * (1 + torch.erf(fc(x) / 2))),
+     "The exact GELU is 0.5 x (1 + erf(x / sqrt(2))); yours divides by 2. (GPT-2 uses the tanh approximation.)",
+     "x / math.sqrt(2), or F.gelu(x, approximate='tanh')"),
+    ("hand-written GELU without the 1 + before tanh",
+     lambda fc, pj, x: pj(0.5 * fc(x) * torch.tanh(SQRT_2_OVER_PI * (fc(x) + 0.044715 * fc(x) ** 3))),
+     "GELU(x) = 0.5 x (1 + tanh(...)): the 1 + makes it pass positive values and damp negative ones; without it "
+     "the activation is even (f(-x) = f(x)).", "0.5 * x * (1 + torch.tanh(...))"),
     ("hand-written GELU without the 0.5", lambda fc, pj, x: pj(2 * _gelu_by_hand(fc(x))),
      "GELU(x) = 0.5 x (1 + tanh(...)); yours is twice as large.", "check the factor in front"),
     ("leaky ReLU instead of GELU", lambda fc, pj, x: pj(F.leaky_relu(fc(x))),
@@ -113,6 +131,39 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
 ]
 
 
+DROPOUT_PLACES = [  # (where, the MLP in training mode with its dropout there: f(ref, x))
+    ("on the MLP's input", lambda r, x: r.c_proj(r.gelu(r.c_fc(r.dropout(x))))),
+    ("on the hidden units, before c_proj", lambda r, x: r.c_proj(r.dropout(r.gelu(r.c_fc(x))))),
+    ("between c_fc and the activation", lambda r, x: r.c_proj(r.gelu(r.dropout(r.c_fc(x))))),
+]
+
+
+def _dropout_placement(exercise, student, ref, x, seed=1234) -> CheckResult | None:
+    """In eval mode dropout is invisible, so compare in training mode with the same random seed: named only when the
+    student's output is exactly the reference's with its dropout moved elsewhere. Any other training-mode output
+    (a dropout drawing its random numbers differently, say) is not judged: it may be right."""
+    try:
+        with torch.no_grad():
+            student.train(), ref.train()
+            torch.manual_seed(seed)
+            out = student(x)
+            for where, f in DROPOUT_PLACES:
+                torch.manual_seed(seed)
+                if close(out, f(ref, x)):
+                    torch.manual_seed(seed)
+                    if not close(out, ref(x)):
+                        return fail(exercise, "dropout in the wrong place", "GPT-2's MLP drops out its *output* "
+                                    f"(after c_proj); yours applies the dropout {where}. Eval mode hides it; "
+                                    "training does not.", f"x of shape {tuple(x.shape)}, training mode, "
+                                    f"torch.manual_seed({seed}): yours {fmt(out[0, 0])}, expected {fmt(ref(x)[0, 0])}",
+                                    "self.dropout(self.c_proj(...)), last")
+    except Exception:
+        return None  # a training-mode forward that fails here is not what this check is about
+    finally:
+        student.eval(), ref.eval()
+    return None
+
+
 def check_mlp(cls, seed: int = 0) -> CheckResult:
     """Check an MLP class (c_fc to 4*C, tanh-GELU, c_proj back to C) against mingpt's."""
     exercise = "MLP"
@@ -126,6 +177,9 @@ def check_mlp(cls, seed: int = 0) -> CheckResult:
     # A tight tolerance: the exact and the tanh GELU differ by ~1e-4 here, float32 rounding by ~1e-6.
     problem = _check_module(exercise, student, ref, variants, config, seed,
                             "use an nn.Dropout module for the output dropout", atol=1e-5)
+    if problem is not None:
+        return problem
+    problem = _dropout_placement(exercise, student, ref, _inputs(config, seed)[0][0])
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["same output as the reference MLP on 3 inputs",
@@ -153,6 +207,9 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
     ("ln_2 used for both sublayers", lambda a, m, n1, n2, x: (h := x + a(n2(x))) + m(n2(h)),
      "Each sublayer has its own LayerNorm (with its own gain and bias); yours uses ln_2 twice.",
      "the attention branch should use ln_1"),
+    ("ln_1 and ln_2 swapped", lambda a, m, n1, n2, x: (h := x + a(n2(x))) + m(n1(h)),
+     "ln_1 normalises the attention's input and ln_2 the MLP's; yours uses each one's weights for the other.",
+     "attn(ln_1(x)), then mlp(ln_2(x))"),
     ("MLP before attention", lambda a, m, n1, n2, x: (h := x + m(n2(x))) + a(n1(h)),
      "The Block first communicates (attention) and then computes (MLP); yours does the MLP first.",
      "swap the two lines"),

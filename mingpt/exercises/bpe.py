@@ -117,6 +117,13 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
     ("nothing merged", lambda ids, pair, n: list(ids),
      "Your output is the input: no pair was ever recognised. A list never equals a tuple ([a, b] == (a, b) is False "
      "in Python), a common cause.", "compare (ids[i], ids[i + 1]) == pair, a tuple with a tuple"),
+    ("only the pair's first element compared",
+     lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: a == p[0]),
+     "A pair matches when *both* elements do: ids[i] == pair[0] and ids[i + 1] == pair[1]; yours merges anything "
+     "that starts with pair[0].", "compare the second element too"),
+    ("pair matched in reverse order", lambda ids, pair, n: merge_pair(list(ids), pair[1], pair[0], n),
+     "The pair (a, b) means 'a followed by b'; yours merges 'b followed by a'.",
+     "ids[i] == pair[0] and ids[i + 1] == pair[1]"),
     ("pair matched in either order",
      lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])),
      "A pair is ordered: (a, b) merges 'a then b', never 'b then a'.", "compare the pair as an ordered tuple"),
@@ -223,8 +230,26 @@ def _unknown_ranked_first(ids, merges):
     return ids
 
 
+def _min_without_default(ids, merges):
+    """min over the pairs with merges.get as key: None for an unknown pair, which cannot be compared."""
+    ids = list(ids)
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=merges.get)
+        ids = merge_pair(ids, pair[0], pair[1], merges[pair])
+    return ids
+
+
 ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
+    ("unknown pairs ranked None (min with merges.get)", _min_without_default,
+     "merges.get(pair) is None for a pair that was never learned, and None cannot be compared with a rank, so "
+     "min fails as soon as one such pair is present (and nothing tells the loop to stop when none is mergeable).",
+     "key=lambda p: merges.get(p, float('inf')), and stop when the best pair is not in merges"),
     ("merging by frequency instead of rank", lambda ids, m: _encode(ids, m, _by_frequency),
+     "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the pairs "
+     "present, however often another pair occurs in this text.", "pick the pair whose merge has the lowest rank"),
+    ("merging by frequency instead of rank",
+     lambda ids, m: _encode(ids, m, lambda i, m: (lambda c: max(c, key=c.get) if c else None)(
+         Counter(_mergeable(i, m)))),  # ties: the pair seen first, as Counter + max(key=counts.get) do
      "BPE applies the merge that was learned *earliest* (lowest rank, here the smallest new id) among the pairs "
      "present, however often another pair occurs in this text.", "pick the pair whose merge has the lowest rank"),
     ("merging the latest-learned pair first",

@@ -105,6 +105,9 @@ def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg
 
 
 GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
+    ("the Blocks are never applied", lambda r, i: _forward(r, i, blocks=[]),
+     "Your logits come straight from the embeddings (through ln_f and lm_head): the loop over the Blocks "
+     "(transformer.h) does not run or does not update x.", "for block in self.transformer.h: x = block(x)"),
     ("final LayerNorm missing", lambda r, i: _forward(r, i, ln_f=False),
      "GPT-2 applies ln_f to the last Block's output before lm_head.", "one more LayerNorm before the head"),
     ("returned probabilities, not logits", lambda r, i: _forward(r, i, out=lambda lg: lg.softmax(-1)),

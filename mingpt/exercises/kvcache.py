@@ -45,6 +45,16 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
     ("layers share one cache", lambda K, V, h: close(K, _cat(h.all_k)) and close(V, _cat(h.all_v)),
      "Each layer has its own keys and values; yours appends every layer's to one store, so layer 1 attends to "
      "layer 0's keys.", "keep one store per layer index"),
+    ("only the most recent positions kept (a sliding window)",
+     lambda K, V, h: K.dim() == 4 and K.shape == V.shape and 0 < K.shape[2] <= len(h)
+     and close(K, _cat(h.k)[:, :, len(h) - K.shape[2]:]) and close(V, _cat(h.v)[:, :, len(h) - V.shape[2]:]),
+     "update returns the newest positions only: the oldest keys and values were dropped, so later tokens no longer "
+     "see the start of the sequence (trim only when the sequence exceeds max_length, and then the model crops).",
+     "return every position stored so far"),
+    ("returned the keys stored before this call (new ones not included)",
+     lambda K, V, h: close(K, _cat(h.k[:-1] or h.k)) and close(V, _cat(h.v[:-1] or h.v)),
+     "update must return every position so far *including* the k, v it was just given; yours returns what was "
+     "stored before, so the new token cannot attend to itself.", "append first, then return the stores"),
     ("returned the whole preallocated buffer", lambda K, V, h: K.dim() == 4 and K.shape[2] == h.max_length > len(h)
      and close(K[:, :, : len(h)], _cat(h.k)) and close(V[:, :, : len(h)], _cat(h.v)),
      "A buffer of max_length positions holds the stored ones first; the rest is empty and must not be attended "

@@ -88,6 +88,37 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
     ("minus the probability instead of minus its log",
      lambda lg, tk: _nll(lambda x: F.softmax(x, dim=-1), lg, tk).sum() / (tk[:, 1:] != IGNORE_INDEX).sum(),
      "Cross-entropy is -log p(target); -p(target) is not a likelihood and gives tiny gradients.", "take the log"),
+    ("nll_loss on raw logits (no log_softmax)",
+     lambda lg, tk: F.nll_loss(lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX),
+     "F.nll_loss expects log-probabilities: given raw logits it returns minus the target's logit, not its "
+     "cross-entropy.", "log_softmax the logits first, or use F.cross_entropy, which does both"),
+    ("logits and targets flattened in different orders",
+     lambda lg, tk: _ce(lg[:, :-1].transpose(0, 1), tk[:, 1:]),
+     "Your logits were flattened time-major ((T, B, V) -> (T*B, V)) but the targets batch-major ((B, T) -> (B*T,)), "
+     "so each prediction is compared with another sequence's token.", "flatten both the same way: (B*T, V), (B*T,)"),
+    ("summed over positions, averaged over the batch",
+     lambda lg, tk: _nll(lambda x: F.log_softmax(x, -1), lg, tk).sum(1).mean(),
+     "The loss is the mean over every predicted position; summing over each sequence makes it grow with the length.",
+     "one mean over all (B*T) positions that have a target"),
+    ("ignored targets clamped to token 0", lambda lg, tk: F.cross_entropy(
+        lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1)),
+     "Targets equal to -1 must add no loss; turning them into token 0 trains the model to predict token 0 there.",
+     "keep the -1 and pass ignore_index=-1 to cross_entropy"),
+    ("(B, T, V) logits passed to cross_entropy unflattened",
+     lambda lg, tk: F.cross_entropy(lg[:, :-1], tk[:, 1:], ignore_index=IGNORE_INDEX),
+     "cross_entropy reads dim 1 as the classes: given (B, T, V) it takes the T positions for classes and the V axis "
+     "for positions, which fails or, when T - 1 happens to equal V, silently computes something else.",
+     "flatten to (B*T, V) and (B*T,), or move the classes to dim 1 with logits.transpose(1, 2)"),
+    ("divided by B*T (every token), not by the targets counted",
+     lambda lg, tk: _ce(lg[:, :-1], tk[:, 1:], reduction="sum") / tk.numel(),
+     "The mean runs over the B*(T-1) predicted positions that have a target (not -1); dividing by B*T also counts "
+     "the last position, which has no next token, and the ignored ones.",
+     "divide by the number of targets that are not -1 (cross_entropy's ignore_index does it)"),
+    ("log_softmax over the batch axis",
+     lambda lg, tk: F.nll_loss(lg.log_softmax(0)[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].reshape(-1),
+                               ignore_index=IGNORE_INDEX),
+     "The probabilities are over the vocabulary (the last axis), one distribution per position; yours normalises "
+     "over the sequences of the batch (dim 0).", "log_softmax(dim=-1)"),
     ("log base 2", lambda lg, tk: _reference_loss(lg, tk) / math.log(2),
      "PyTorch's cross-entropy (and every loss the course quotes) is in nats: natural log.", "use log, not log2"),
     ("reshape where a transpose is needed",

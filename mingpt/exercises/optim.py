@@ -159,6 +159,10 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
     ("warm-up reaches the peak one step early",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, warm=lambda i, lr, mn, W: lr * (i + 1) / W),
      "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1).", "divide by warmup_iters + 1"),
+    ("warm-up divides it (not it + 1) by warmup_iters + 1",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, warm=lambda i, lr, mn, W: lr * i / (W + 1)),
+     "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1): the first step (it = 0) already "
+     "learns; yours is 0 there.", "count the step being taken: (it + 1)"),
     ("warm-up starts from min_lr",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, warm=lambda i, lr, mn, W: mn + (lr - mn) * (i + 1) / (W + 1)),
      "Warm-up rises from (almost) 0 to learning_rate; min_lr is the floor of the decay, not the start.",
@@ -169,6 +173,9 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
     ("learning_rate after lr_decay_iters", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D,
                                                                             after=lambda lr, mn: lr),
      "After the decay the rate stays at its floor, min_lr.", "return min_lr when it >= lr_decay_iters"),
+    ("0 after lr_decay_iters", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, after=lambda lr, mn: 0.0),
+     "After the decay the rate stays at its floor, min_lr; at 0 the model stops learning.",
+     "return min_lr when it >= lr_decay_iters"),
     ("decays to 0 instead of min_lr", lambda it, lr, mn, W, D: _schedule(it, lr, 0.0, W, D),
      "The cosine goes from learning_rate down to min_lr, not to 0.", "min_lr + (learning_rate - min_lr) * ..."),
     ("min_lr hard-coded as learning_rate / 10", lambda it, lr, mn, W, D: _schedule(it, lr, lr / 10, W, D),
@@ -197,6 +204,10 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: i / D),
      "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters).",
      "the cosine starts when the warm-up ends"),
+    ("decay reaches min_lr one step early",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: min(1.0, (i - W) / (D - W - 1))),
+     "Progress is (it - warmup_iters) / (lr_decay_iters - warmup_iters); dividing by one step less reaches the "
+     "floor a step before lr_decay_iters.", "divide by lr_decay_iters - warmup_iters"),
     ("integer division in the progress",
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i - W) // (D - W)),
      "`//` rounds the progress down to 0, so the rate stays at its peak until lr_decay_iters.", "use /"),
@@ -205,6 +216,24 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
                                         / (lr - mn)),
      "The cosine spans the gap between the peak and the floor: min_lr + coeff * (learning_rate - min_lr); yours "
      "starts the decay at learning_rate + min_lr.", "multiply by (learning_rate - min_lr)"),
+    ("cosine decays towards 0, then jumps to min_lr",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 0.5 * (1 + math.cos(math.pi * p)) * lr
+                                        / (lr - mn) - mn / (lr - mn)),
+     "The cosine runs from learning_rate down to min_lr: min_lr + coeff * (learning_rate - min_lr); yours is "
+     "coeff * learning_rate, which heads for 0 and then drops to min_lr at lr_decay_iters.",
+     "min_lr + coeff * (learning_rate - min_lr)"),
+    ("cosine without the factor 0.5", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D,
+                                                                       shape=lambda p: 1 + math.cos(math.pi * p)),
+     "0.5 * (1 + cos(pi * p)) runs from 1 to 0; without the 0.5 it runs from 2 to 0, so the decay starts at twice "
+     "the peak.", "0.5 * (1 + cos(pi * progress))"),
+    ("cosine one step ahead (it + 1 in the progress)",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i + 1 - W) / (D - W)),
+     "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters): 0 at the first step "
+     "after warm-up, so the decay starts at the peak; yours counts one step ahead.", "(it - warmup_iters), no + 1"),
+    ("cosine without pi", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D,
+                                                             shape=lambda p: 0.5 * (1 + math.cos(p))),
+     "Progress p runs from 0 to 1, so cos(p) only goes from 1 to cos(1) ~ 0.54: the rate never gets near min_lr "
+     "and jumps there at the end. Half a cosine is cos(pi * p).", "math.cos(math.pi * progress)"),
     ("linear decay instead of cosine", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 1 - p),
      "The rate follows half a cosine, slow at both ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
     ("the cosine goes up instead of down",

@@ -39,6 +39,13 @@ def check_greedy(fn) -> CheckResult:
         return fail(exercise, "argmax over the wrong axis", "For each row (one sequence of the batch) pick the "
                     "token with the largest logit; yours picked, for each token, the row where it is largest.",
                     example, "the vocabulary is the last axis")
+    if isinstance(out, torch.Tensor) and out.shape == (logits.shape[0], 1) and torch.equal(out[:, 0].long(), expected):
+        return fail(exercise, "right tokens, wrong shape (keepdim)", f"The right ids, but shaped {tuple(out.shape)}; "
+                    f"the function returns one id per row, shape {tuple(expected.shape)}.", example,
+                    "argmax(dim=-1) without keepdim (or .squeeze(-1))")
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out.long(), logits.argmin(-1)):
+        return fail(exercise, "picked the least likely token (argmin)", "Greedy decoding picks the token with the "
+                    "*largest* logit; yours picks the smallest.", example, "argmax, not argmin")
     if isinstance(out, torch.Tensor) and close(out.float(), logits.max(dim=-1).values):
         return fail(exercise, "returned the largest logit, not its token id", "Greedy decoding returns *which* "
                     "token is most likely.", example, "max gives values and indices; you need the indices")
@@ -74,7 +81,18 @@ def _top_k(logits, k, smallest=False):
     return filter_logits(logits, k, None)
 
 
+def _top_k_ascending(lg, t, k, p):
+    """top-k's threshold read from an ascending sort: the k-th *smallest* logit, so V - k + 1 tokens stay."""
+    lg = lg / t
+    if k is not None and k < lg.size(-1):
+        lg = lg.masked_fill(lg < lg.sort(dim=-1).values[:, k - 1 : k], float("-inf"))
+    return F.softmax(filter_logits(lg, None, p), dim=-1)
+
+
 SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanation, hint)
+    ("top-k threshold from an ascending sort", _top_k_ascending,
+     "torch.sort is ascending by default, so values[:, k - 1] is the k-th *smallest* logit: everything above it "
+     "stays, V - k + 1 tokens instead of k.", "sort(descending=True), or torch.topk(logits, k).values[:, -1:]"),
     ("temperature applied after the softmax", lambda lg, t, k, p: _reference(lg, 1.0, k, p) / t,
      "Dividing the probabilities by the temperature only rescales them (they no longer sum to 1); temperature must "
      "divide the *logits*.", "divide the logits by the temperature, then softmax"),

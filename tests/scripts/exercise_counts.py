@@ -11,7 +11,7 @@ import importlib
 
 from mingpt.exercises.compare import NOT_RECOGNISED
 
-TOPICS = ["attention", "block", "gpt", "sampling", "kvcache", "bpe", "optim", "modern"]
+TOPICS = ["attention", "block", "gpt", "sampling", "kvcache", "bpe", "optim", "modern", "heldout"]
 
 
 def main() -> None:

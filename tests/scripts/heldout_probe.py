@@ -1,0 +1,82 @@
+"""
+A held-out probe of the exercise checkers (issue 24): plausible single student mistakes and valid-but-unusual
+implementations, written without reading tests/mistakes_*.py. For each checker it prints mistakes written, caught,
+named (the checker's property matches what the mistake is), named otherwise (a diagnosis that does not match: a
+misname unless it is a fair generic name), valid written and passed, then every mistake not named with the
+checker's message. Round 1 (heldout_probe_models.py, heldout_probe_tokens.py) was counted before any checker
+change; round 2 (heldout_probe_round2.py) was written after round 1's fixes and counted before tuning for it.
+tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
+PYTHONPATH=. python tests/scripts/heldout_probe.py
+"""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+import re
+import sys
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # the probe's parts beside this file
+
+from mingpt.exercises.compare import NOT_RECOGNISED  # noqa: E402
+
+import heldout_probe_round4  # noqa: E402,F401  (imported for its registrations: rounds 1 to 4, in order)
+from heldout_probe_models import MISTAKES, VALID  # noqa: E402
+
+GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
+
+
+# ------------------------------------------------------------------------------------------ report
+def main() -> None:
+    torch.manual_seed(0)
+    stats = collections.defaultdict(lambda: [0] * 6)  # (round, checker) -> counts
+    unnamed = []
+    for checker, impl, expect, rnd in MISTAKES:
+        row = stats[rnd, checker.__name__]
+        row[0] += 1
+        try:
+            result = checker(impl)
+        except Exception as e:  # a crash of the checker itself
+            unnamed.append((rnd, checker.__name__, impl, f"CHECKER CRASHED: {type(e).__name__}: {e}"))
+            continue
+        row[1] += not result
+        named = (not result) and re.search(expect, result.property, re.I) is not None
+        row[2] += named
+        other = (not result) and not named and result.property not in GENERIC
+        row[3] += other
+        if not named:
+            unnamed.append((rnd, checker.__name__, impl,
+                            f"expected /{expect}/ " + ("OTHER NAME " if other else "") + str(result)))
+    for checker, impl, rnd in VALID:
+        row = stats[rnd, checker.__name__]
+        row[4] += 1
+        try:
+            result = checker(impl)
+        except Exception as e:
+            unnamed.append((rnd, checker.__name__, impl, f"VALID CRASHED THE CHECKER: {e}"))
+            continue
+        row[5] += bool(result)
+        if not result:
+            unnamed.append((rnd, checker.__name__, impl, "VALID REFUSED " + str(result)))
+    widths = (8, 6, 5, 5, 5, 6)
+    for rnd in sorted({r for r, _ in stats}):
+        print(f"round {rnd}\n{'checker':28s} {'mistakes':>8s} {'caught':>6s} {'named':>5s} {'other':>5s} "
+              f"{'valid':>5s} {'passed':>6s}")
+        total = [0] * 6
+        for (r, checker), row in stats.items():
+            if r == rnd:
+                print(f"{checker:28s} " + " ".join(f"{v:{w}d}" for v, w in zip(row, widths)))
+                total = [a + b for a, b in zip(total, row)]
+        print(f"{'total':28s} " + " ".join(f"{v:{w}d}" for v, w in zip(total, widths)) + "\n")
+    for rnd, name, impl, message in unnamed:
+        label = getattr(impl, "__name__", "") + " " + str({k: v for k, v in vars(impl).items()
+                                                         if not k.startswith("_") and not callable(v)}
+                                                        if isinstance(impl, type) else "")
+        print(f"\n--- round {rnd} {name}: {label}\n{message}")
+
+
+if __name__ == "__main__":
+    main()
+
