@@ -278,4 +278,5 @@ def test_every_missing_model_file_is_named_at_once(tmp_path, offline, capsys):
     (tmp_path / "empty-model").mkdir()
     assert cli.main(["--model", str(tmp_path / "empty-model"), "--prompt", "Hi"]) == 1
     err = capsys.readouterr().err
-    assert "has no config.json and neither model.safetensors nor pytorch_model.bin;" in err
+    assert ("has no config.json and neither model.safetensors nor pytorch_model.bin nor "
+            "model.safetensors.index.json;") in err  # every file it could have used, in one message
