@@ -171,17 +171,31 @@ def run_with_hooks(model, idx: torch.Tensor, fwd_hooks: Iterable = (), return_ty
 
 
 def run_with_cache(model, idx: torch.Tensor, names_filter=None, fwd_hooks: Iterable = (),
-                   return_type: str | None = "logits", loss_per_token: bool = False, stop_at_layer: int | None = None):
+                   return_type: str | None = "logits", loss_per_token: bool = False, stop_at_layer: int | None = None,
+                   incl_bwd: bool = False):
     """
     ``logits, cache = run_with_cache(model, idx)``: one forward pass in eval mode recording every hook point
     (or those names_filter selects: a name, a list, or a predicate; None leaves out the costly per-head
     hook_result unless model.use_attn_result) into an ActivationCache. fwd_hooks, if given, run first, and the
     cache holds the values after them. return_type, loss_per_token, stop_at_layer: as run_with_hooks.
+    incl_bwd (TL's): also backpropagate the returned scalar (return_type="loss") and record the gradient at each
+    of those hook points as ``cache[name + "_grad"]``.
     """
     _check_return_type(return_type)
+    if incl_bwd and (return_type != "loss" or loss_per_token or stop_at_layer is not None):
+        raise ValueError(f"incl_bwd=True backpropagates the output, so it must be one number: use return_type='loss' "
+                         f"(got return_type={return_type!r}, loss_per_token={loss_per_token}, "
+                         f"stop_at_layer={stop_at_layer})")
     store: dict[str, torch.Tensor] = {}
-    with eval_mode(model), hooks(model, fwd_hooks), hooks(model, names_filter=names_filter, cache=store):
+    # TL stores each backward hook's gradient the same way; the ln1 points are the one place its numbers differ
+    # (its block calls ln1 three times, for q, k and v, and keeps the last share; here it runs once)
+    save_grad = [(name, lambda grad, hook: store.__setitem__(hook.name + "_grad", grad.detach()))
+                 for name in resolve_names(model, names_filter)] if incl_bwd else []
+    with eval_mode(model), hooks(model, fwd_hooks, save_grad), hooks(model, names_filter=names_filter, cache=store):
         out = _forward(model, idx, stop_at_layer)
+        result = _output(out, idx, return_type, loss_per_token, stop_at_layer is not None)
+        if incl_bwd:
+            result.backward()
     if stop_at_layer is not None:  # TL's pass never reaches the final LayerNorm then
         store = {name: value for name, value in store.items() if not name.startswith("ln_final.")}
-    return _output(out, idx, return_type, loss_per_token, stop_at_layer is not None), ActivationCache(store, model)
+    return result, ActivationCache(store, model)
