@@ -11,6 +11,7 @@ Looking inside (a room below the core): hook points with TransformerLens' names,
     probe.py            named summaries: Probe, the logit lens, top-k next tokens
     tl_methods.py       TL's other model methods on a GPT: to_tokens/to_str_tokens, add_hook/reset_hooks, ...
     attention_view.py   attention patterns seen: a self-contained HTML viewer and a matplotlib figure
+    attention_page.py   the viewer page's CSS and JavaScript, written into every view
 
 Nothing here imports the model: the tools work on any module with GPT's hook points, which is why the model can
 offer them as one-line methods (``model.run_with_cache``, ``model.W_Q``).
