@@ -79,7 +79,7 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(z.flatten(2)))  # heads side by side (B, T, C), projected
 
     def queries_keys_values(self, x: torch.Tensor, kv_cache=None):
-        B, T, C = x.size()
+        B, T, C = x.size(0), x.size(1), self.n_embd  # x (B, T, C), or one per head: (B, T, heads, C)
         nh, hs = self.n_head, C // self.n_head
         # One matmul gives queries, keys and values; each is split into heads, (B, T, C) -> (B, T, nh, hs) (the
         # layout the hook points show, TransformerLens'), then heads go first for attention: (B, nh, T, hs).

@@ -8,6 +8,8 @@ onto it, so its tutorials carry over. Names and shapes (B batch, T time, C chann
 
     hook_embed, hook_pos_embed                                  (B, T, C)
     blocks.{i}.hook_resid_pre / hook_resid_mid / hook_resid_post (B, T, C)
+    blocks.{i}.hook_q_input / hook_k_input / hook_v_input / hook_attn_in (B, T, heads, C), hook_mlp_in (B, T, C):
+                                                                 only while TL's switches are on (head_inputs.py)
     blocks.{i}.ln1.hook_scale (B, T, 1), ln1.hook_normalized    (B, T, C)   and ln2.*, before the MLP
     blocks.{i}.attn.hook_q / hook_k / hook_v / hook_z            (B, T, nh, hs)
     blocks.{i}.attn.hook_attn_scores / hook_pattern              (B, nh, T_q, T_k)  scores masked with -inf
@@ -49,9 +51,14 @@ SHORT_NAMES = {
     "attn_scores": "attn.hook_attn_scores", "pattern": "attn.hook_pattern", "attn": "attn.hook_pattern",
     "pre": "mlp.hook_pre", "post": "mlp.hook_post",
     "rot_q": "attn.hook_rot_q", "rot_k": "attn.hook_rot_k", "pre_linear": "mlp.hook_pre_linear",
+    "attn_in": "hook_attn_in", "q_input": "hook_q_input", "k_input": "hook_k_input", "v_input": "hook_v_input",
+    "mlp_in": "hook_mlp_in",
 }
 # The points only the modern parts have (mingpt/modern: rotary attention, SwiGLU), after the point each follows.
 MODERN_BLOCK_HOOKS = {"attn.hook_v": ("attn.hook_rot_q", "attn.hook_rot_k"), "mlp.hook_pre": ("mlp.hook_pre_linear",)}
+# The points TL's switches add (model.set_use_split_qkv_input, set_use_attn_in, set_use_hook_mlp_in: head_inputs.py).
+SWITCHED_BLOCK_HOOKS = {"hook_resid_pre": ("hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input"),
+                        "hook_resid_mid": ("hook_mlp_in",)}
 
 HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
 
@@ -181,6 +188,10 @@ class LayerNormHookPoints:
         self.hook_scale = HookPoint() if with_scale else None
         self.hook_normalized = HookPoint()
 
+    def block_points(self) -> dict[str, HookPoint]:
+        """Points of the block these stand beside (head_inputs.py's stand-ins add hook_q_input, ...): none here."""
+        return {}
+
     def __call__(self, ln, x: torch.Tensor) -> torch.Tensor:
         scale_point = self.hook_scale
         if scale_point is None or not scale_point.active:
@@ -221,6 +232,8 @@ def find_hook_points(model) -> dict[str, HookPoint]:
                 for kind in ("hook_scale", "hook_normalized"):
                     if getattr(value, kind) is not None:
                         found[f"{prefix}{value.name}.{kind}"] = getattr(value, kind)
+                for attribute, point in value.block_points().items():  # a stand-in's own points (head_inputs.py)
+                    found[prefix + attribute] = point
     order = {name: i for i, name in enumerate(declared_hook_names(model.config.n_layer, modern=True))}
     points = dict(sorted(found.items(), key=lambda item: order.get(item[0], len(order))))
     for name, point in points.items():
@@ -230,11 +243,12 @@ def find_hook_points(model) -> dict[str, HookPoint]:
 
 def declared_hook_names(n_layer: int, modern: bool = False) -> list[str]:
     """The hook points of a GPT-2 built from mingpt's own components, in forward order (modern: with the points
-    the modern parts may add)."""
+    the modern parts and TL's switches may add)."""
     names = ["hook_embed", "hook_pos_embed"]
     for i in range(n_layer):
         for name in BLOCK_HOOKS:
-            names += [f"blocks.{i}.{n}" for n in (name, *(MODERN_BLOCK_HOOKS.get(name, ()) if modern else ()))]
+            extra = (*MODERN_BLOCK_HOOKS.get(name, ()), *SWITCHED_BLOCK_HOOKS.get(name, ())) if modern else ()
+            names += [f"blocks.{i}.{n}" for n in (name, *extra)]
     return names + ["ln_final.hook_scale", "ln_final.hook_normalized"]
 
 

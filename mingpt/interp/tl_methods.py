@@ -21,6 +21,7 @@ from typing import Sequence
 
 import torch
 
+from mingpt.interp import head_inputs
 from mingpt.interp.hooks import _expand_fwd_hooks
 from mingpt.interp.hook_points import find_hook_points
 
@@ -34,6 +35,7 @@ class TLMethods:
 
     tokenizer = None  # set_tokenizer(...) gives the model one
     use_attn_result = False  # set_use_attn_result(True): a full run_with_cache records hook_result too
+    use_split_qkv_input = use_attn_in = use_hook_mlp_in = False  # TL's per-head inputs: see head_inputs.py
 
     # ------------------------------------------------------------------ text and tokens
     def set_tokenizer(self, tokenizer) -> None:
@@ -180,3 +182,41 @@ class TLMethods:
         if not isinstance(use_attn_result, bool):
             raise TypeError(f"use_attn_result must be True or False, got {use_attn_result!r}")
         self.use_attn_result = use_attn_result
+
+    # ------------------------------------------------------------------ per-head inputs (head_inputs.py)
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """
+        TL's switch: with True, every block has ``hook_q_input`` (B, T, nh, C), ``hook_k_input`` and
+        ``hook_v_input`` (B, T, n_kv_head, C): resid_pre copied once per head, each head's queries, keys or values
+        read from its own copy (through ln1), so an edit of one head's copy changes that head alone (path patching).
+        """
+        self._set_switch("use_split_qkv_input", use_split_qkv_input)
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        """TL's switch: with True, every block has ``hook_attn_in`` (B, T, nh, C), one copy of resid_pre per head
+        that its queries, keys and values all read. Not for grouped K/V heads (as TL): use set_use_split_qkv_input."""
+        if use_attn_in and (getattr(self.config, "n_kv_head", None) or self.config.n_head) != self.config.n_head:
+            raise ValueError(f"set_use_attn_in(True) gives each of the {self.config.n_head} query heads one input, "
+                             f"which the {self.config.n_kv_head} shared K/V heads cannot read (as in TL); use "
+                             f"set_use_split_qkv_input(True): its k and v inputs have one copy per K/V head")
+        self._set_switch("use_attn_in", use_attn_in)
+
+    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
+        """TL's switch: with True, every block has ``hook_mlp_in`` (B, T, C), the stream entering ln2 and the MLP
+        (resid_mid; resid_pre in a parallel block). An attention-only model has no MLP, so no such point (as TL)."""
+        if use_hook_mlp_in and getattr(self.config, "attn_only", False):
+            raise ValueError("set_use_hook_mlp_in(True): this model is attention-only (config.attn_only), it has no "
+                             "MLP input to hook")
+        self._set_switch("use_hook_mlp_in", use_hook_mlp_in)
+
+    def _set_switch(self, name: str, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+        before = getattr(self, name)
+        setattr(self, name, value)
+        try:
+            head_inputs.apply_switches(self)
+        except ValueError:
+            setattr(self, name, before)  # a model that cannot have them keeps what it had
+            head_inputs.apply_switches(self)
+            raise

@@ -61,7 +61,7 @@ class ModernQKV:
 
     def queries_keys_values(self, x: torch.Tensor, kv_cache=None):
         """(B, T, C) -> q (B, nh, T, hs) and k, v (B, nh, T_kv, hs): K/V heads repeated for their query groups."""
-        B, T, _ = x.size()
+        B, T = x.size(0), x.size(1)  # x (B, T, C), or one per head (B, T, heads, C): interp/head_inputs.py
         nh, nkv, hs = self.n_head, self.n_kv_head, self.head_dim
         q, k, v = self.c_attn(x).split([nh * hs, nkv * hs, nkv * hs], dim=2)
         q = self.q_norm(self.hook_q(q.view(B, T, nh, hs)))  # (B, T, nh, hs)
