@@ -61,6 +61,32 @@ def test_each_grid_is_the_corrupted_metric_plus_the_first_order_term(model, runs
     assert all(p.grad is None for p in model.parameters())  # the weights' gradients are left alone
 
 
+def log_prob_of_token_5(logits):  # reads every position's logits, not only the last
+    return logits.log_softmax(-1)[:, :, 5].mean()
+
+
+@pytest.mark.parametrize("softcap", [None, 3.0])
+@pytest.mark.parametrize("metric", [logit_diff, log_prob_of_token_5])
+def test_the_gradient_from_the_positions_the_metric_reads_only_is_the_whole_gradient(tiny_gpt, runs, softcap, metric):
+    # attribution_patch backpropagates through lm_head only at the positions whose logits the metric reads (one
+    # matmul with W_U; a soft-capped head is run again there): the same terms as autograd's from all the logits.
+    model = tiny_gpt(ln_noise=0.3, bias_noise=0.1, n_layer=L, n_head=NH, n_embd=C, vocab_size=V, block_size=16,
+                     logit_softcap=softcap).eval()
+    clean, corrupted, _ = runs
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # larger weights than GPT-2's init: terms well above rounding
+            p.mul_(1.0 if "ln" in name else 3.0)
+        _, clean_cache = model.run_with_cache(clean)
+    names = ["blocks.0.attn.hook_z", "blocks.1.hook_resid_pre", "ln_final.hook_normalized"]
+    base, terms = attribution.attribution_patch(model, corrupted, clean_cache, metric, names)
+    for name in names:
+        expected_base, expected = autograd_reference(model, corrupted, clean_cache, metric, name)
+        assert base == pytest.approx(expected_base, abs=1e-6)
+        scale = expected.abs().max()
+        assert scale > 1e-4
+        torch.testing.assert_close(terms[name], expected, atol=1e-5 * scale, rtol=1e-4, msg=name)
+
+
 def test_exact_where_the_metric_is_linear_in_the_patched_activation(model, runs):
     # The logits are a linear function of ln_final.hook_normalized (lm_head), and a logit difference is linear in
     # the logits: there the first-order estimate is the patched metric itself.

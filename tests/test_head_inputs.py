@@ -96,7 +96,7 @@ def test_every_hook_value_equals_transformer_lens_with_the_same_switches(model, 
     assert set(new) <= set(cache.keys()) and set(new) <= set(model.hook_dict)
     # every point TL recorded, ln1's (B, T, heads, ...) copies included, and nothing TL does not have
     assert sorted(cache.keys()) == sorted(tl_cache.cache_dict)
-    for name in cache.keys():
+    for name in cache:
         close(cache[name], tl_cache[name], msg=name)
     for name in new:  # TL's shapes: (B, T, heads, C) per head, (B, T, C) for the MLP's input
         assert cache[name].shape == ((2, T, C) if name.endswith("mlp_in") else (2, T, NH, C))
@@ -167,9 +167,10 @@ def test_grouped_kv_heads_have_one_input_copy_per_kv_head_as_transformer_lens(gq
     logits, cache = gqa_model.run_with_cache(idx)
     tl_logits, tl_cache = tl.run_with_cache(idx)
     close(logits, tl_logits)
-    assert cache["blocks.0.hook_q_input"].shape == (2, T, 6, C) and cache["blocks.0.hook_k_input"].shape == (2, T, 2, C)
+    assert cache["blocks.0.hook_q_input"].shape == (2, T, 6, C)
+    assert cache["blocks.0.hook_k_input"].shape == (2, T, 2, C)  # one copy per K/V head
     assert sorted(cache.keys()) == sorted(tl_cache.cache_dict)
-    for name in cache.keys():
+    for name in cache:
         close(cache[name], tl_cache[name], msg=name)
     hooks = [("blocks.1.hook_k_input", edit_head_1)]  # K/V head 1, read by query heads 3, 4, 5
     _, edited = gqa_model.run_with_cache(idx, fwd_hooks=hooks)
@@ -198,7 +199,11 @@ def test_generation_with_a_kv_cache_is_unchanged_with_the_switches_on(model, gqa
         expected = m.generate(idx, 8)
         switch(m, ["split_qkv_input", "hook_mlp_in"] + (["attn_in"] if m is model else []))
         seen = []
-        with m.hooks(fwd_hooks=[("blocks.1.hook_k_input", lambda x, hook: seen.append(x.shape))]):
+
+        def record(x, hook, seen=seen):
+            seen.append(x.shape)
+
+        with m.hooks(fwd_hooks=[("blocks.1.hook_k_input", record)]):
             assert torch.equal(m.generate(idx, 8), expected)  # the KV cache holds the per-head keys as ever
         assert seen[0][1] == 4 and seen[-1][1] == 1  # the prompt, then one new position a step
 

@@ -168,6 +168,7 @@ def test_stop_at_layer_and_loss_per_token_are_tls(model, tl, tokens):
     idx = tokens[0]
     for stop in (0, 1, -1, L):
         close(model.run_with_hooks(idx, stop_at_layer=stop), tl.run_with_hooks(idx, stop_at_layer=stop))
+        close(model.run_with_hooks(idx, stop_at_layer=stop), tl(idx, stop_at_layer=stop))  # TL's model(..., stop_at_layer)
         ours, cache = model.run_with_cache(idx, stop_at_layer=stop)
         theirs, tl_cache = tl.run_with_cache(idx, stop_at_layer=stop)
         close(ours, theirs)

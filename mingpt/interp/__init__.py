@@ -10,6 +10,7 @@ Looking inside (a room below the core): hook points with TransformerLens' names,
     circuits.py         weights as circuits: W_Q, W_O, ..., factored QK/OV matrices, copying and composition scores
     probe.py            named summaries: Probe, the logit lens, top-k next tokens
     tl_methods.py       TL's other model methods on a GPT: to_tokens/to_str_tokens, add_hook/reset_hooks, ...
+    head_inputs.py      TL's per-head inputs (hook_q_input, hook_k_input, ..., hook_mlp_in), behind its switches
     attention_view.py   attention patterns seen: a self-contained HTML viewer and a matplotlib figure
     attention_page.py   the viewer page's CSS and JavaScript, written into every view
 

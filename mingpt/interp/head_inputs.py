@@ -138,5 +138,8 @@ def apply_switches(model) -> None:
             attn.c_attn = c_attn.linear
         if per_head:
             attn.c_attn = PerHeadProjection(attn.c_attn)
-        if isinstance(ln2, LayerNormHookPoints):  # an attention-only block has no MLP half, so no mlp_in
+        if model.use_hook_mlp_in and not isinstance(ln2, LayerNormHookPoints):
+            raise ValueError(f"hook_mlp_in needs the ln2 hook points of mingpt's own Block; block {i} is "
+                             f"{type(block).__name__}, without them")
+        if isinstance(ln2, LayerNormHookPoints):
             block.hook_ln2 = MLPInput(_plain(ln2)) if model.use_hook_mlp_in else _plain(ln2)
