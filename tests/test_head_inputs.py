@@ -228,3 +228,22 @@ def test_patching_each_heads_key_input_equals_transformer_lens(model):
                                                  lambda i: (slice(None), slice(None), i[1]), method=method)
         assert (ours - ours[0, 0]).abs().max() > 0.01  # the heads differ
         close(ours, theirs.to(ours.dtype))
+
+
+@pytest.mark.parametrize("modern", [
+    dict(position="rotary", norm="rmsnorm", qk_norm=True, n_kv_head=1, mlp="swiglu"),  # Llama-like, one K/V head
+    dict(parallel_residual=True, position="rotary"),  # GPT-NeoX-like: hook_mlp_in is resid_pre there
+])
+def test_the_switches_change_no_output_of_the_modern_parts(tiny_gpt, modern):
+    model = sharpened(tiny_gpt(n_layer=L, n_head=4, n_embd=32, vocab_size=V, block_size=16, **modern))
+    idx = tokens()
+    expected, expected_cache = model.run_with_cache(idx)
+    generated = model.generate(idx[:, :3], 6)
+    switch(model, ["split_qkv_input", "hook_mlp_in"])
+    logits, cache = model.run_with_cache(idx)
+    close(logits, expected)
+    mlp_input = "resid_pre" if modern.get("parallel_residual") else "resid_mid"
+    close(cache["blocks.1.hook_mlp_in"], expected_cache[f"blocks.1.hook_{mlp_input}"])
+    close(cache["blocks.1.hook_k_input"], expected_cache["blocks.1.hook_resid_pre"][:, :, None].expand(
+        -1, -1, model.config.n_kv_head or 4, -1))
+    assert torch.equal(model.generate(idx[:, :3], 6), generated)

@@ -80,7 +80,7 @@ def attribution_patch(model, corrupted_tokens: torch.Tensor, clean_cache, patchi
     # there: the same gradients, in less time (bench/attribution.py).
     (logits_grad,) = torch.autograd.grad(value.reshape(()), logits)
     logits_grad = logits_grad.flatten(0, -2)  # (B * T, V)
-    rows = logits_grad.ne(0).any(dim=-1)  # (B * T,): the positions whose logits the metric reads
+    rows = logits_grad.any(dim=-1)  # (B * T,): the positions whose logits the metric reads (a nonzero gradient)
     final = unembedded[-1].flatten(0, -2)[rows]  # what lm_head read there, still in the graph
     if type(model.lm_head) is torch.nn.Linear:  # GPT-2's: d metric / d input = d metric / d output @ W
         final_grad = logits_grad[rows] @ model.lm_head.weight.detach()
