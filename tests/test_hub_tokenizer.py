@@ -7,10 +7,12 @@ ids exactly, for every string below, and decoding must give tokenizers' text bac
 """
 
 import json
+import shutil
 import unicodedata
 
 import pytest
 import tokenizers
+import torch
 import transformers
 from tokenizers import (
     AddedToken,
@@ -23,8 +25,10 @@ from tokenizers import (
     trainers,
 )
 
+from mingpt.cli import generate as cli
 from mingpt.hub_tokenizer import HubTokenizer
 from mingpt.io.tokenizer_json import read_tokenizer_json
+from mingpt.model import GPT
 
 LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -252,3 +256,65 @@ def test_digits_split_one_by_one_or_in_runs(saved, tmp_path, individual):
     for text in ["12", " 123 x12 1 2", "٣12"]:
         assert ours.encode(text) == expected_ids(reference, text)
     assert (ours.spec.vocab["12"] in ours.encode("12")) != individual
+
+
+# ---- end to end: a model folder as transformers writes it, with its tokenizer.json --------------------------------
+
+def model_folder(saved, family, folder):
+    """A random-weight GPT-NeoX (Pythia) or Llama saved by transformers, with the family's trained tokenizer."""
+    for path in saved[family][0].iterdir():
+        shutil.copy(path, folder)
+    fast = transformers.AutoTokenizer.from_pretrained(folder)
+    common = dict(vocab_size=len(fast), hidden_size=48, num_hidden_layers=2, num_attention_heads=6,
+                  intermediate_size=64, max_position_embeddings=128, initializer_range=0.3,
+                  bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    config = (transformers.GPTNeoXConfig(**common) if family == "gpt_neox"
+              else transformers.LlamaConfig(num_key_value_heads=2, **common))
+    torch.manual_seed(0)
+    hf = transformers.AutoModelForCausalLM.from_config(config).eval()
+    hf.save_pretrained(folder)
+    return hf, fast
+
+
+PROMPT = "First Citizen:\n  Before we proceed any further, hear me speak."
+
+
+@pytest.mark.parametrize("family", ["gpt_neox", "llama3"])
+def test_from_pretrained_picks_up_tokenizer_json_and_generates_transformers_text(saved, tmp_path, family):
+    hf, fast = model_folder(saved, family, tmp_path)
+    model = GPT.from_pretrained(tmp_path)
+    assert isinstance(model.tokenizer, HubTokenizer)
+    # Llama 3's tokenizer puts <|begin_of_text|> first; Pythia's adds nothing. to_tokens' bos is the file's own.
+    expected = fast(PROMPT)["input_ids"]
+    prepend = family == "llama3"
+    assert model.to_tokens(PROMPT, prepend_bos=prepend)[0].tolist() == expected
+    assert model.to_tokens(PROMPT)[0, 0].item() == fast.bos_token_id  # TL's prepend_bos: the tokenizer's bos
+    idx = torch.tensor([expected])
+    with torch.no_grad():
+        theirs = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=16, min_new_tokens=16,
+                             do_sample=False, pad_token_id=fast.eos_token_id)
+    ours = model.generate(model.to_tokens(PROMPT, prepend_bos=prepend), 16)
+    assert ours.tolist() == theirs.tolist()
+    text = fast.decode(theirs[0], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    assert model.to_string(ours[0]) == text and text.count(PROMPT) == 1
+
+
+@pytest.fixture()
+def offline(cache_dir, monkeypatch):
+    monkeypatch.setenv("MINGPT_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("MINGPT_GPT2_VOCAB_URL", "http://127.0.0.1:9/nothing")  # nor for GPT-2's vocabulary files
+
+
+def test_the_generate_cli_uses_the_models_tokenizer_json(saved, tmp_path, offline, capsys):
+    hf, fast = model_folder(saved, "gpt_neox", tmp_path)
+    args = ["--model", str(tmp_path), "--prompt", PROMPT, "--max-new-tokens", "10", "--greedy", "--ignore-eos",
+            "--device", "cpu", "--dtype", "fp32"]
+    assert cli.main(args) == 0
+    idx = torch.tensor([fast(PROMPT)["input_ids"]])
+    with torch.no_grad():
+        theirs = hf.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=10, min_new_tokens=10,
+                             do_sample=False, pad_token_id=fast.eos_token_id)
+    new = fast.decode(theirs[0, idx.size(1):], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    assert capsys.readouterr().out == PROMPT + new + "\n"
+    assert cli.main(args[:-4] + ["--tokenizer", str(tmp_path), "--device", "cpu", "--dtype", "fp32"]) == 0
+    assert capsys.readouterr().out == PROMPT + new + "\n"  # --tokenizer DIR with a tokenizer.json

@@ -38,6 +38,7 @@ from mingpt.io import hub, open_weights
 from mingpt.io.data_files import cached_gpt2_vocab
 from mingpt.io.gpt2_vocab import GPT2_SPLIT_PATTERN, write_hf_vocab
 from mingpt.io.safe_load import UnsafeFileError, check_safetensors, load_plain_data
+from mingpt.io.tokenizer_json import TOKENIZER_CONFIG, TOKENIZER_FILE
 from mingpt.utils import choose_device
 
 logger = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ def from_pretrained(
     progress: bool = True,
     timeout: float = 30.0,
     retries: int = 3,
+    tokenizer_class=None,
     **overrides,
 ) -> nn.Module:
     """
@@ -266,6 +268,10 @@ def from_pretrained(
     progress, timeout, retries: for downloads (a progress bar; seconds without data; extra attempts).
     device ('cpu', 'cuda', 'auto'...) and dtype (torch.bfloat16 or 'bfloat16'...) to move the model to.
     overrides: config values that do not change weight shapes: embd_pdrop, resid_pdrop, attn_pdrop, attention.
+    tokenizer_class: a class with from_file(path) (GPT.from_pretrained passes mingpt.hub_tokenizer.HubTokenizer):
+        when the model has a tokenizer.json (a local folder's; on the Hub, the open families' own), the model gets
+        its tokenizer (model.tokenizer, for to_tokens and the CLI); otherwise none, as GPT-2's vocabulary is
+        mingpt.bpe.BPETokenizer's.
 
         model = GPT.from_pretrained("gpt2", resid_pdrop=0.0, attention="math")
     """
@@ -303,8 +309,34 @@ def from_pretrained(
     except ValueError as e:
         raise ValueError(f"{weights_path}: {e}") from None
     logger.info("loaded %r (%s)", source, weights_path.name)
+    if tokenizer_class is not None:
+        _attach_tokenizer(model, source, hf_config.get("model_type", "gpt2"), tokenizer_class)
     model.to(device=device, dtype=dtype)
     return model.eval()
+
+
+def _attach_tokenizer(model: nn.Module, source: hub.ModelSource, family: str, tokenizer_class) -> None:
+    """model.set_tokenizer(tokenizer.json's tokenizer) when the model has one (see from_pretrained)."""
+    if source.directory is None and family == "gpt2":
+        return  # GPT-2's repos use GPT-2's vocabulary (mingpt.bpe): no extra download
+    try:
+        path = source.fetch(TOKENIZER_FILE)
+    except FileNotFoundError:
+        return
+    except OSError as e:  # a download that failed: the weights are loaded, so go on without the tokenizer
+        logger.warning("the model's %s could not be downloaded (%s); model.tokenizer is None", TOKENIZER_FILE, e)
+        return
+    if source.directory is None:  # its bos and eos tokens, when the repo names them there (beside it in the cache)
+        try:
+            source.fetch(TOKENIZER_CONFIG)
+        except OSError:
+            pass
+    tokenizer = tokenizer_class.from_file(path)
+    if tokenizer.n_vocab > model.config.vocab_size:
+        raise ValueError(f"{path} has {tokenizer.n_vocab} token ids but the model only {model.config.vocab_size}: "
+                         f"is it this model's tokenizer?")
+    model.set_tokenizer(tokenizer)
+    logger.info("tokenizer: %s", path)
 
 
 # ------------------------------------------------------------------------------------------------ saving
