@@ -38,14 +38,8 @@ from itertools import pairwise, repeat
 import regex
 
 from mingpt.atomic import atomic_path
-from mingpt.io.gpt2_vocab import (
-    BYTE_TO_UNICODE,
-    GPT2_SPLIT_PATTERN,
-    UNICODE_TO_BYTE,
-    bytes_of,
-    symbols_of,
-)
-from mingpt.io.tokenizer_json import TokenizerJSON, read_tokenizer_json
+from mingpt.io.gpt2_vocab import BYTE_TO_UNICODE, GPT2_SPLIT_PATTERN, UNICODE_TO_BYTE, bytes_of, symbols_of
+from mingpt.io.tokenizer_json import TOKENIZER_CONFIG, TOKENIZER_FILE, TokenizerJSON, read_tokenizer_json
 from mingpt.tokenizer import CACHE_SIZE, Tokenizer, merge_pair, utf8_bytes
 
 __all__ = ["HubTokenizer"]
@@ -196,6 +190,17 @@ class HubTokenizer(Tokenizer):
         """Write the tokenizer.json this tokenizer was read from (atomically); `load` or Hugging Face reads it."""
         with atomic_path(pathlib.Path(path)) as tmp:
             pathlib.Path(tmp).write_text(json.dumps(self.spec.source, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """tokenizer.json and a tokenizer_config.json naming the bos/eos tokens: what transformers' AutoTokenizer and
+        GPT.from_pretrained read from a model folder (model.save_pretrained calls this with model.tokenizer)."""
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.save(directory / TOKENIZER_FILE)
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": self.bos_token,
+                  "eos_token": self.eos_token}
+        with atomic_path(directory / TOKENIZER_CONFIG) as tmp:
+            pathlib.Path(tmp).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> HubTokenizer:

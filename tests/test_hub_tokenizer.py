@@ -262,6 +262,7 @@ def test_digits_split_one_by_one_or_in_runs(saved, tmp_path, individual):
 
 def model_folder(saved, family, folder):
     """A random-weight GPT-NeoX (Pythia) or Llama saved by transformers, with the family's trained tokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
     for path in saved[family][0].iterdir():
         shutil.copy(path, folder)
     fast = transformers.AutoTokenizer.from_pretrained(folder)
@@ -318,3 +319,15 @@ def test_the_generate_cli_uses_the_models_tokenizer_json(saved, tmp_path, offlin
     assert capsys.readouterr().out == PROMPT + new + "\n"
     assert cli.main(args[:-4] + ["--tokenizer", str(tmp_path), "--device", "cpu", "--dtype", "fp32"]) == 0
     assert capsys.readouterr().out == PROMPT + new + "\n"  # --tokenizer DIR with a tokenizer.json
+
+
+def test_save_pretrained_writes_the_tokenizer_json_back_for_transformers_and_mingpt(saved, tmp_path):
+    _, fast = model_folder(saved, "llama3", tmp_path / "original")
+    model = GPT.from_pretrained(tmp_path / "original")
+    model.save_pretrained(tmp_path / "copy")  # model.tokenizer goes with it
+    again = GPT.from_pretrained(tmp_path / "copy")
+    assert again.tokenizer.bos_token == "<|begin_of_text|>"
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "copy")
+    for text in STRINGS[:24]:
+        assert again.to_tokens(text, prepend_bos=False, truncate=False)[0].tolist() == theirs(text, add_special_tokens=False)[
+            "input_ids"] == fast(text, add_special_tokens=False)["input_ids"]

@@ -21,6 +21,7 @@ fails to load is removed and downloaded again, once, with a warning that says so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -268,10 +269,8 @@ def from_pretrained(
     progress, timeout, retries: for downloads (a progress bar; seconds without data; extra attempts).
     device ('cpu', 'cuda', 'auto'...) and dtype (torch.bfloat16 or 'bfloat16'...) to move the model to.
     overrides: config values that do not change weight shapes: embd_pdrop, resid_pdrop, attn_pdrop, attention.
-    tokenizer_class: a class with from_file(path) (GPT.from_pretrained passes mingpt.hub_tokenizer.HubTokenizer):
-        when the model has a tokenizer.json (a local folder's; on the Hub, the open families' own), the model gets
-        its tokenizer (model.tokenizer, for to_tokens and the CLI); otherwise none, as GPT-2's vocabulary is
-        mingpt.bpe.BPETokenizer's.
+    tokenizer_class: GPT.from_pretrained passes mingpt.hub_tokenizer.HubTokenizer: a model with a tokenizer.json
+        (a folder's; on the Hub, the open families') gets it as model.tokenizer (for to_tokens and the CLI).
 
         model = GPT.from_pretrained("gpt2", resid_pdrop=0.0, attention="math")
     """
@@ -327,16 +326,13 @@ def _attach_tokenizer(model: nn.Module, source: hub.ModelSource, family: str, to
         logger.warning("the model's %s could not be downloaded (%s); model.tokenizer is None", TOKENIZER_FILE, e)
         return
     if source.directory is None:  # its bos and eos tokens, when the repo names them there (beside it in the cache)
-        try:
+        with contextlib.suppress(OSError):
             source.fetch(TOKENIZER_CONFIG)
-        except OSError:
-            pass
     tokenizer = tokenizer_class.from_file(path)
     if tokenizer.n_vocab > model.config.vocab_size:
         raise ValueError(f"{path} has {tokenizer.n_vocab} token ids but the model only {model.config.vocab_size}: "
                          f"is it this model's tokenizer?")
     model.set_tokenizer(tokenizer)
-    logger.info("tokenizer: %s", path)
 
 
 # ------------------------------------------------------------------------------------------------ saving
@@ -348,8 +344,9 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=No
     those parts: open_weights.py): config.json, model.safetensors and, for GPT-2, as Hugging Face does, the
     tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli --model DIR` needs,
     offline. ``transformers.AutoModelForCausalLM.from_pretrained(directory)`` and ``GPT.from_pretrained`` read it.
-    tokenizer: a mingpt Tokenizer with GPT-2's split pattern (e.g. BPETokenizer). None: GPT-2's own files when
-        the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files.
+    tokenizer: a mingpt Tokenizer with GPT-2's split pattern (e.g. BPETokenizer), or a HubTokenizer (model.tokenizer
+        by default), which writes tokenizer.json. None: GPT-2's own files when the model has GPT-2's vocabulary
+        (50,257) and they are in mingpt's cache; otherwise no tokenizer files.
     """
     if not (isinstance(model, nn.Module) and isinstance(getattr(model, "config", None), CfgNode)):
         raise TypeError(f"save_pretrained expects a mingpt GPT (a module with a model .config), got "
@@ -375,7 +372,10 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=No
     with atomic_path(directory / "config.json") as tmp:
         hf_config = config_to_hf(model.config) if family == "gpt2" else open_weights.config_to_hf(family, model.config)
         pathlib.Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n", "utf-8")
-    if family == "gpt2":  # the open families' tokenizers are not GPT-2's (docs/compatibility.md)
+    hub_tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if callable(getattr(hub_tokenizer, "save_pretrained", None)):  # a tokenizer.json's: mingpt.hub_tokenizer
+        hub_tokenizer.save_pretrained(directory)
+    elif family == "gpt2":  # the open families' tokenizers are not GPT-2's (docs/compatibility.md)
         _save_tokenizer_files(model, directory, tokenizer)
     logger.info("saved the model to %s", directory)
 
