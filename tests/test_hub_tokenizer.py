@@ -331,3 +331,20 @@ def test_save_pretrained_writes_the_tokenizer_json_back_for_transformers_and_min
     for text in STRINGS[:24]:
         assert again.to_tokens(text, prepend_bos=False, truncate=False)[0].tolist() == theirs(text, add_special_tokens=False)[
             "input_ids"] == fast(text, add_special_tokens=False)["input_ids"]
+
+
+def test_gpt2s_own_vocabulary_as_tokenizer_json_equals_bpetokenizer_and_tokenizers(data_dir, shakespeare, tmp_path):
+    # GPT-2's real 50,257 tokens: the tokenizer.json that `tokenizers` writes from encoder.json + vocab.bpe
+    from mingpt.bpe import BPETokenizer
+
+    gpt2 = data_dir / "gpt2"
+    reference = tokenizers.Tokenizer(models.BPE.from_file(str(gpt2 / "encoder.json"), str(gpt2 / "vocab.bpe")))
+    reference.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    reference.decoder = decoders.ByteLevel()
+    reference.add_special_tokens(["<|endoftext|>"])
+    reference.save(str(tmp_path / "tokenizer.json"))
+    ours, plain = HubTokenizer.from_file(tmp_path), BPETokenizer(gpt2 / "encoder.json", gpt2 / "vocab.bpe")
+    text = shakespeare[:20000] + "".join(STRINGS)
+    assert ours.encode(text, allowed_special="all") == plain.encode(text, allowed_special="all") == expected_ids(
+        reference, text)
+    assert ours.n_vocab == plain.n_vocab == 50257
