@@ -348,3 +348,12 @@ def test_gpt2s_own_vocabulary_as_tokenizer_json_equals_bpetokenizer_and_tokenize
     assert ours.encode(text, allowed_special="all") == plain.encode(text, allowed_special="all") == expected_ids(
         reference, text)
     assert ours.n_vocab == plain.n_vocab == 50257
+
+
+def test_a_hub_repo_of_an_open_family_brings_its_tokenizer_json(saved, tmp_path, serve_directory, cache_dir):
+    repo = tmp_path / "hub" / "tiny" / "pythia" / "resolve" / "main"  # the Hub's URL layout, served on 127.0.0.1
+    _, fast = model_folder(saved, "gpt_neox", repo)
+    model = GPT.from_pretrained("tiny/pythia", endpoint=serve_directory(tmp_path / "hub"), progress=False)
+    assert model.tokenizer.encode(PROMPT) == fast(PROMPT)["input_ids"]
+    assert model.tokenizer.bos_token == "<|endoftext|>"  # tokenizer_config.json came along, into the cache
+    assert (cache_dir / "hub" / "tiny" / "pythia" / "main" / "tokenizer.json").is_file()
