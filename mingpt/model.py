@@ -39,6 +39,7 @@ from mingpt import generation
 from mingpt.cfgnode import CfgNode
 from mingpt.components import NoMLP, check_components
 from mingpt.config import default_config, resolve_config
+from mingpt.hub_tokenizer import HubTokenizer
 from mingpt.inputs import causal_mask, check_targets, check_token_ids
 from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also the name of a GPT method
 from mingpt.interp.circuits import WeightViews
@@ -327,11 +328,10 @@ class GPT(nn.Module, WeightViews, TLMethods):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT":
-        """Load GPT-2, Llama, Qwen2/3 or GPT-NeoX weights: 'gpt2'... 'gpt2-xl', a Hub repo id, or a local directory."""
-        # Imported here, not at the top: the Hub client, downloads and weight conversion are for loading weights,
-        # and a model built from scratch never needs them (the original minGPT imported transformers here too).
+        """Load GPT-2, Llama, Qwen2/3 or GPT-NeoX weights, and the model's tokenizer.json as model.tokenizer."""
+        # Imported here: loading weights needs the Hub, downloads, conversion; a model built from scratch never does.
         from mingpt.io import pretrained
-        return pretrained.from_pretrained(cls, name_or_path, **kwargs)
+        return pretrained.from_pretrained(cls, name_or_path, **{"tokenizer_class": HubTokenizer, **kwargs})
 
     def save_pretrained(self, directory: str, **kwargs) -> None:
         """Write config.json + model.safetensors in Hugging Face layout, GPT-2's or its family's (for transformers)."""

@@ -76,7 +76,7 @@ FLOORS = [
     # carry hook points, so they stand on interp
     ("modern", ["mingpt.modern"]),
     ("core", ["mingpt.model", "mingpt.generation", "mingpt.tokenizer", "mingpt.bpe", "mingpt.bpe_train",
-              "mingpt.trainer"]),
+              "mingpt.hub_tokenizer", "mingpt.trainer"]),
     # posttrain: fine-tuning after pretraining (chat, SFT, LoRA, DPO, RL); it uses the model and the Trainer
     ("above the core", ["mingpt.data", "mingpt.exercises", "mingpt.cli", "mingpt.posttrain"]),
 ]

@@ -8,7 +8,8 @@ Command line: continue a text prompt with a pretrained GPT-2, printing the text 
 (`python -m mingpt.generate`, the older spelling, runs this same command.)
 
 The model is anything `GPT.from_pretrained` accepts (a known name, a Hub repo id, a local directory). The
-tokenizer is, in order: --tokenizer DIR; the model's own vocab.json + merges.txt; GPT-2's (see mingpt.bpe).
+tokenizer is, in order: --tokenizer DIR; the model's own tokenizer.json (Llama, Qwen, GPT-NeoX: see
+mingpt.hub_tokenizer), or vocab.json + merges.txt; GPT-2's (see mingpt.bpe).
 
 The one idea: streaming text is not streaming tokens. GPT-2's tokens are *bytes*, and a character outside ASCII
 (é, 你, an emoji) is often split across two or more tokens. Decoding each token on its own would print broken
@@ -33,9 +34,11 @@ import torch
 
 from mingpt.bpe import ENDOFTEXT, BPETokenizer
 from mingpt.generation import generate_stream
+from mingpt.hub_tokenizer import HubTokenizer
 from mingpt.io.data_files import gpt2_vocab_cache_paths
 from mingpt.io.download import DownloadError
 from mingpt.io.hub import model_source
+from mingpt.io.tokenizer_json import TOKENIZER_FILE
 from mingpt.model import GPT
 from mingpt.training.precision import DTYPES, inference_dtype
 from mingpt.utils import choose_device
@@ -99,10 +102,12 @@ def load_tokenizer(tokenizer_dir: str | None, model: str, revision: str = "main"
     """
     if tokenizer_dir is not None:
         folder = pathlib.Path(tokenizer_dir)
+        if (folder / TOKENIZER_FILE).is_file():  # a Hugging Face tokenizer.json (Llama, Qwen, GPT-NeoX...)
+            return HubTokenizer.from_file(folder)
         pair = _tokenizer_files(folder, "--tokenizer") if folder.is_dir() else None
         if pair is None:
-            raise FileNotFoundError(f"--tokenizer {tokenizer_dir!r} must be a directory holding vocab.json + "
-                                    f"merges.txt or encoder.json + vocab.bpe")
+            raise FileNotFoundError(f"--tokenizer {tokenizer_dir!r} must be a directory holding tokenizer.json, "
+                                    f"vocab.json + merges.txt or encoder.json + vocab.bpe")
         return BPETokenizer.from_files(*pair)
     source = model_source(model, revision=revision)
     problems = []
@@ -137,7 +142,7 @@ def load_tokenizer(tokenizer_dir: str | None, model: str, revision: str = "main"
 
 def stream_text(model: GPT, tokenizer: BPETokenizer, args: argparse.Namespace, out: TextIO) -> None:
     """Generate from args.prompt and write the text to `out` as it comes, one complete character at a time."""
-    eos = tokenizer.special_tokens.get(ENDOFTEXT)
+    eos = tokenizer.special_tokens.get(getattr(tokenizer, "eos_token", None) or ENDOFTEXT)  # tokenizer.json's own
     eos = eos if eos is not None and eos < model.config.vocab_size else None
     ids = tokenizer.encode(args.prompt, allowed_special="all")  # "<|endoftext|>" starts an unconditional sample
     if not ids:
@@ -180,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = choose_device(args.device)
         dtype = inference_dtype(args.dtype, device)
         model = GPT.from_pretrained(args.model, revision=args.revision, device=device, dtype=dtype)
-        tokenizer = load_tokenizer(args.tokenizer, args.model, args.revision)
+        tokenizer = model.tokenizer  # the model's own tokenizer.json, which from_pretrained read
+        if args.tokenizer is not None or tokenizer is None:
+            tokenizer = load_tokenizer(args.tokenizer, args.model, args.revision)
         stream_text(model, tokenizer, args, sys.stdout)
     except KeyboardInterrupt:
         print(file=sys.stderr)

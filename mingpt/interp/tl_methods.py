@@ -10,8 +10,9 @@ tokens and back for a model that knows its tokenizer, hooks that stay attached u
 
 The beginning-of-sequence token (TL's ``prepend_bos``): TL puts one before every text by default
 (``cfg.default_prepend_bos = True``), for GPT-2 its ``<|endoftext|>``, because a model's first position is often
-treated specially. mingpt follows TL: ``prepend_bos=True`` puts the tokenizer's ``<|endoftext|>`` first (a
-tokenizer without that special token needs ``prepend_bos=False``, and says so). mingpt's own calls (generate,
+treated specially. mingpt follows TL: ``prepend_bos=True`` puts the tokenizer's ``bos_token`` first (a tokenizer.json's
+own, e.g. Llama 3's ``<|begin_of_text|>``; else ``<|endoftext|>``; a tokenizer without it needs ``prepend_bos=False``,
+and says so). mingpt's own calls (generate,
 ``tokenizer.encode``) never add one: only these TL-named methods do.
 """
 
@@ -52,9 +53,11 @@ class TLMethods:
         return self.tokenizer
 
     def _bos_id(self) -> int:
-        bos = getattr(self._the_tokenizer(), "special_tokens", {}).get(BOS_TOKEN)
+        tokenizer = self._the_tokenizer()
+        name = getattr(tokenizer, "bos_token", None) or BOS_TOKEN  # a tokenizer.json's own (Llama 3's...), as TL
+        bos = getattr(tokenizer, "special_tokens", {}).get(name)
         if bos is None:
-            raise ValueError(f"prepend_bos=True needs the tokenizer's {BOS_TOKEN!r} token, which this tokenizer "
+            raise ValueError(f"prepend_bos=True needs the tokenizer's {name!r} token, which this tokenizer "
                              f"does not have; pass prepend_bos=False")
         return bos
 

@@ -22,8 +22,9 @@ The one idea: every family is "GPT-2 with some parts swapped", so loading one is
    GPT-NeoX already fuses q, k and v, but head by head ([q0 k0 v0 q1 k1 v1 ...]); mingpt's c_attn is [q | k | v],
    so its rows are regrouped. All of these are nn.Linear (out, in) layouts: no transposes, unlike GPT-2's Conv1D.
 
-Tokenizers: these families do not use GPT-2's vocabulary, so mingpt's BPETokenizer does not fit them: pass token
-ids, or encode with the model's own tokenizer.json (docs/compatibility.md, "Open weights beyond GPT-2").
+Tokenizers: these families do not use GPT-2's vocabulary but their own tokenizer.json, which tokenizer_json.py reads
+and from_pretrained attaches as model.tokenizer (mingpt.hub_tokenizer; docs/compatibility.md, "Open weights beyond
+GPT-2").
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ fails to load is removed and downloaded again, once, with a warning that says so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ from mingpt.io import hub, open_weights
 from mingpt.io.data_files import cached_gpt2_vocab
 from mingpt.io.gpt2_vocab import GPT2_SPLIT_PATTERN, write_hf_vocab
 from mingpt.io.safe_load import UnsafeFileError, check_safetensors, load_plain_data
+from mingpt.io.tokenizer_json import TOKENIZER_CONFIG, TOKENIZER_FILE
 from mingpt.utils import choose_device
 
 logger = logging.getLogger(__name__)
@@ -252,6 +254,7 @@ def from_pretrained(
     progress: bool = True,
     timeout: float = 30.0,
     retries: int = 3,
+    tokenizer_class=None,
     **overrides,
 ) -> nn.Module:
     """
@@ -266,6 +269,8 @@ def from_pretrained(
     progress, timeout, retries: for downloads (a progress bar; seconds without data; extra attempts).
     device ('cpu', 'cuda', 'auto'...) and dtype (torch.bfloat16 or 'bfloat16'...) to move the model to.
     overrides: config values that do not change weight shapes: embd_pdrop, resid_pdrop, attn_pdrop, attention.
+    tokenizer_class: GPT.from_pretrained passes mingpt.hub_tokenizer.HubTokenizer: a model with a tokenizer.json
+        (a folder's; on the Hub, the open families') gets it as model.tokenizer (for to_tokens and the CLI).
 
         model = GPT.from_pretrained("gpt2", resid_pdrop=0.0, attention="math")
     """
@@ -303,8 +308,31 @@ def from_pretrained(
     except ValueError as e:
         raise ValueError(f"{weights_path}: {e}") from None
     logger.info("loaded %r (%s)", source, weights_path.name)
+    if tokenizer_class is not None:
+        _attach_tokenizer(model, source, hf_config.get("model_type", "gpt2"), tokenizer_class)
     model.to(device=device, dtype=dtype)
     return model.eval()
+
+
+def _attach_tokenizer(model: nn.Module, source: hub.ModelSource, family: str, tokenizer_class) -> None:
+    """model.set_tokenizer(tokenizer.json's tokenizer) when the model has one (see from_pretrained)."""
+    if source.directory is None and family == "gpt2":
+        return  # GPT-2's repos use GPT-2's vocabulary (mingpt.bpe): no extra download
+    try:
+        path = source.fetch(TOKENIZER_FILE)
+    except FileNotFoundError:
+        return
+    except OSError as e:  # a download that failed: the weights are loaded, so go on without the tokenizer
+        logger.warning("the model's %s could not be downloaded (%s); model.tokenizer is None", TOKENIZER_FILE, e)
+        return
+    if source.directory is None:  # its bos and eos tokens, when the repo names them there (beside it in the cache)
+        with contextlib.suppress(OSError):
+            source.fetch(TOKENIZER_CONFIG)
+    tokenizer = tokenizer_class.from_file(path)
+    if tokenizer.n_vocab > model.config.vocab_size:
+        raise ValueError(f"{path} has {tokenizer.n_vocab} token ids but the model only {model.config.vocab_size}: "
+                         f"is it this model's tokenizer?")
+    model.set_tokenizer(tokenizer)
 
 
 # ------------------------------------------------------------------------------------------------ saving
@@ -316,8 +344,9 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=No
     those parts: open_weights.py): config.json, model.safetensors and, for GPT-2, as Hugging Face does, the
     tokenizer's vocab.json and merges.txt, so the folder is all that `python -m mingpt.cli --model DIR` needs,
     offline. ``transformers.AutoModelForCausalLM.from_pretrained(directory)`` and ``GPT.from_pretrained`` read it.
-    tokenizer: a mingpt Tokenizer with GPT-2's split pattern (e.g. BPETokenizer). None: GPT-2's own files when
-        the model has GPT-2's vocabulary (50,257) and they are in mingpt's cache; otherwise no tokenizer files.
+    tokenizer: a mingpt Tokenizer with GPT-2's split pattern (e.g. BPETokenizer), or a HubTokenizer (model.tokenizer
+        by default), which writes tokenizer.json. None: GPT-2's own files when the model has GPT-2's vocabulary
+        (50,257) and they are in mingpt's cache; otherwise no tokenizer files.
     """
     if not (isinstance(model, nn.Module) and isinstance(getattr(model, "config", None), CfgNode)):
         raise TypeError(f"save_pretrained expects a mingpt GPT (a module with a model .config), got "
@@ -343,7 +372,10 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike, tokenizer=No
     with atomic_path(directory / "config.json") as tmp:
         hf_config = config_to_hf(model.config) if family == "gpt2" else open_weights.config_to_hf(family, model.config)
         pathlib.Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n", "utf-8")
-    if family == "gpt2":  # the open families' tokenizers are not GPT-2's (docs/compatibility.md)
+    hub_tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if callable(getattr(hub_tokenizer, "save_pretrained", None)):  # a tokenizer.json's: mingpt.hub_tokenizer
+        hub_tokenizer.save_pretrained(directory)
+    elif family == "gpt2":  # the open families' tokenizers are not GPT-2's (docs/compatibility.md)
         _save_tokenizer_files(model, directory, tokenizer)
     logger.info("saved the model to %s", directory)
 

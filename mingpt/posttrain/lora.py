@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 
 from mingpt.atomic import atomic_path
 
-__all__ = ["LoRALinear", "apply_lora", "mark_only_lora_as_trainable", "lora_state_dict", "merge_lora",
+__all__ = ["LoRALinear", "apply_lora", "HF_LAYER_NAMES", "mark_only_lora_as_trainable", "lora_state_dict", "merge_lora",
            "unmerge_lora", "save_lora_adapter", "load_lora_adapter", "save_adapter_on_checkpoint", "ADAPTER_CONFIG",
            "ADAPTER_WEIGHTS"]
 
@@ -128,6 +128,28 @@ def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
+# Hugging Face's layer names for the open families (what a PEFT config for Llama, Qwen or Pythia names) -> mingpt's
+# (mingpt.io.open_weights maps the weights the same way). "attn.c_proj" matches "transformer.h.0.attn.c_proj".
+HF_LAYER_NAMES = {"gate_proj": "mlp.c_gate", "up_proj": "mlp.c_fc", "down_proj": "mlp.c_proj", "o_proj": "attn.c_proj",
+                  "query_key_value": "attn.c_attn", "dense": "attn.c_proj", "dense_h_to_4h": "mlp.c_fc",
+                  "dense_4h_to_h": "mlp.c_proj"}
+
+
+def _mingpt_names(model: nn.Module, target_modules) -> tuple[str, ...]:
+    """target_modules as mingpt's layer names: PEFT's "all-linear" and Hugging Face's names translated."""
+    if target_modules == "all-linear":  # PEFT's shortcut: every Linear but the output layer
+        return tuple(sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                             if isinstance(m, nn.Linear) and name != "lm_head"}))
+    if isinstance(target_modules, str):
+        target_modules = (target_modules,)
+    fused = [t for t in target_modules if t in ("q_proj", "k_proj", "v_proj")]
+    if fused:
+        raise ValueError(f"target_modules names {fused[0]!r}, but mingpt computes q, k and v in one matmul, "
+                         f"'c_attn' (also with grouped-query attention): target 'c_attn' instead, one adapter over "
+                         f"all three")
+    return tuple(HF_LAYER_NAMES.get(t, t) for t in target_modules)
+
+
 def apply_lora(model: nn.Module, target_modules=("c_attn",), r: int = 8, alpha: float = 16,
                dropout: float = 0.0) -> list[str]:
     """
@@ -136,9 +158,13 @@ def apply_lora(model: nn.Module, target_modules=("c_attn",), r: int = 8, alpha: 
     module names. The model is changed in place.
 
         apply_lora(model, target_modules=("c_attn", "c_proj"), r=4, alpha=8)
+
+    The modern models' layers (mingpt/modern: SwiGLU's c_gate, c_fc, c_proj; grouped-query attention's c_attn and
+    c_proj) are nn.Linear with the same names, so the same call adapts them. Also accepted, as PEFT accepts them:
+    "all-linear" (every Linear but lm_head), and Hugging Face's names (gate_proj, up_proj, down_proj, o_proj;
+    GPT-NeoX's query_key_value, dense...), translated to mingpt's by HF_LAYER_NAMES.
     """
-    if isinstance(target_modules, str):
-        target_modules = (target_modules,)
+    target_modules = _mingpt_names(model, target_modules)
     wrapped = []
     names_of = {}  # a tied matrix (GPT's lm_head and wte) is listed under each of its names
     for pname, p in model.named_parameters(remove_duplicate=False):
