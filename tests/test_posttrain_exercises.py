@@ -17,7 +17,7 @@ from mingpt.exercises.posttrain import (ADVANTAGE_MISTAKES, DPO_MISTAKES, LORA_F
                                         LORA_MERGE_MISTAKES, SFT_MISTAKES, check_dpo_loss, check_group_advantages,
                                         check_lora_layer, check_sft_targets)
 
-UNKNOWN = "does not recognise the mistake"
+UNKNOWN = "a mistake the checker does not recognise"  # compare.NOT_RECOGNISED
 
 
 # ------------------------------------------------------------------------------------------ SFT
@@ -194,7 +194,8 @@ def adv(r, s, centre="group", scale="group", eps=1e-4):
     if not s and scale != "always":
         return centred
     std = {"group": r.std(1, keepdim=True), "always": r.std(1, keepdim=True), "batch": r.std(),
-           "population": r.std(1, keepdim=True, unbiased=False), "var": r.var(1, keepdim=True), "none": None}[scale]
+           "population": r.std(1, keepdim=True, unbiased=False), "var": r.var(1, keepdim=True), "none": None,
+           "axis0": r.std(0, keepdim=True)}[scale]
     if std is None:
         return centred
     return centred / (std + eps) if eps else centred / std
@@ -211,6 +212,8 @@ ADVANTAGE_STUDENTS = {
     "no eps: NaN for a group whose answers all scored the same": lambda r, s: adv(r, s, eps=0),
     "not normalised although normalize_std=True": lambda r, s: adv(r, s, scale="none"),
     "normalised although normalize_std=False": lambda r, s: adv(r, s, scale="always"),
+    "normalised by the std across prompts (the wrong axis)": lambda r, s: adv(r, s, scale="axis0", eps=1e-6),
+    "centred and normalised over the whole batch, not each group": lambda r, s: adv(r, s, "batch", "batch", 1e-8),
 }
 
 
@@ -280,11 +283,11 @@ def test_an_unknown_mistake_is_not_guessed_but_shows_the_first_difference():
         return x, torch.cat([y[:-1], torch.tensor([-1])])
 
     result = check_sft_targets(off_at_the_end)
-    assert result.property == UNKNOWN and "first difference at index (15,): yours -1, expected 22" in str(result)
+    assert result.property == UNKNOWN and "first differing element [15]: yours -1, expected 22" in str(result)
     result = check_group_advantages(lambda r, s: adv(r, s) * 1.5)
-    assert result.property == UNKNOWN and "first difference at index (0, 0)" in str(result)
+    assert result.property == UNKNOWN and "first differing element [0, 0]" in str(result)
     result = check_dpo_loss(lambda *a: dpo(*a) + 0.01)
-    assert result.property == UNKNOWN and "first difference at index ()" in str(result)
+    assert result.property == UNKNOWN and "difference" in str(result)
 
 
 def test_placeholders_and_crashes_fail_cleanly():
