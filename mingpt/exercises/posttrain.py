@@ -5,7 +5,8 @@ group advantages (the references are mingpt.posttrain's own).
 The one idea, as in every checker (checking.py): the checker owns the reference, so it rebuilds each *known*
 mistake from a table and names the mistake only when the rebuilt one reproduces the student's output exactly. When
 no row of the table explains every tested input, it says so (compare.NOT_RECOGNISED) and shows the first element
-that differs, instead of guessing (compare.explain does both). The LoRA checker lives in lora.py. The tables (`SFT_MISTAKES`, `LORA_FORWARD_MISTAKES`, ...) are public so a teacher can read them.
+that differs, instead of guessing (compare.explain does both). The LoRA checker lives in lora.py. The tables
+(`SFT_MISTAKES`, `DPO_MISTAKES`, ...) are public so a teacher can read them.
 
     from mingpt.exercises.posttrain import check_sft_targets, check_lora_layer, check_dpo_loss, check_group_advantages
     check_sft_targets(my_targets)          # my_targets(ids (T,), is_assistant (T,) bool) -> (x, y), each (T-1,)
@@ -233,50 +234,55 @@ TOL = 1e-3  # any small eps (1e-8 ... 1e-4) or a clamp of the std is a valid cho
 EPS_TRIED = (EPS, 1e-5, 1e-6, 1e-8)  # a mistake that divides a uniform group by eps shows the student's own eps
 
 
-def _adv(r, s=True, centre=lambda r: r.mean(1, keepdim=True), scale=lambda r: r.std(1, keepdim=True) + EPS):
+def _adv(r, s=True, centre=lambda r: r.mean(1, keepdim=True), scale=None, eps=EPS):
     """The reference with one part swapped: `centre` and `scale` (applied only if s, normalize_std)."""
-    return (r - centre(r)) / (scale(r) if s else 1.0)
+    return (r - centre(r)) / ((r.std(1, keepdim=True) + eps if scale is None else scale(r)) if s else 1.0)
 
 
 def _advantage_mistakes(EPS: float) -> list[Variant]:
+    def _adv_eps(r, s=True, **kw):  # the student's own eps in every rebuilt mistake
+        return _adv(r, s, eps=EPS, **kw)
+
     return [
-        Variant("advantages not centred (the group mean not subtracted)", lambda r, s: _adv(r, s, centre=lambda r: 0),
+        Variant("advantages not centred (the group mean not subtracted)",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: 0),
                 "An advantage is how much better an answer did than its group's average; without the baseline every "
                 "answer of an easy prompt is pushed up.", "subtract rewards.mean(dim=1, keepdim=True)"),
         Variant("centred on the whole batch's mean, not each group's",
-                lambda r, s: _adv(r, s, centre=lambda r: r.mean()),
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean()),
                 "Each prompt is its own baseline: answers are compared with the other answers *to the same prompt*.",
                 "mean over dim=1 (the group), keepdim=True"),
         Variant("centred across prompts (the mean over the wrong axis)",
-                lambda r, s: _adv(r, s, centre=lambda r: r.mean(0, keepdim=True)),
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(0, keepdim=True)),
                 "rewards is (prompts, group): the group is dim 1.", "mean over dim=1, keepdim=True"),
         Variant("normalised by the whole batch's std, not each group's",
-                lambda r, s: _adv(r, s, scale=lambda r: r.std() + EPS),
-                "GRPO divides by the standard deviation of each group, so a rare success in a hard group counts as much "
-                "as a rare failure in an easy one.", "std over dim=1, keepdim=True"),
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std() + EPS),
+                "GRPO divides by the standard deviation of each group, so a rare success in a hard group counts as "
+                "much as a rare failure in an easy one.", "std over dim=1, keepdim=True"),
         Variant("the population std (over G) where the sample std (over G - 1) is asked",
-                lambda r, s: _adv(r, s, scale=lambda r: r.std(1, keepdim=True, unbiased=False) + EPS),
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True, unbiased=False) + EPS),
                 "This exercise follows TRL's GRPOTrainer (and torch's default): the unbiased std, dividing by G - 1.",
                 "rewards.std(dim=1, keepdim=True)"),
         Variant("divided by the variance, not the std",
-                lambda r, s: _adv(r, s, scale=lambda r: r.var(1, keepdim=True) + EPS),
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.var(1, keepdim=True) + EPS),
                 "Normalise by the standard deviation (the square root of the variance).", "rewards.std(...)"),
         Variant("no eps: NaN for a group whose answers all scored the same",
-                lambda r, s: _adv(r, s, scale=lambda r: r.std(1, keepdim=True)),
-                "A group whose answers all got the same reward has std 0; its advantages must be 0 (no signal), not 0/0.",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True)),
+                "A group whose answers all got the same reward has std 0; its advantages must be 0 (no signal), "
+                "not 0/0.",
                 "add a small eps to the std"),
-        Variant("not normalised although normalize_std=True", lambda r, s: _adv(r, False),
+        Variant("not normalised although normalize_std=True", lambda r, s: _adv_eps(r, False),
                 "With normalize_std=True the centred rewards are divided by the group's std (+ eps).",
                 "if normalize_std: divide by the std"),
-        Variant("normalised although normalize_std=False", lambda r, s: _adv(r),
+        Variant("normalised although normalize_std=False", lambda r, s: _adv_eps(r),
                 "normalize_std=False asks for the centred rewards only (Dr. GRPO's choice).",
                 "divide only if normalize_std"),
         Variant("normalised by the std across prompts (the wrong axis)",
-                lambda r, s: _adv(r, s, scale=lambda r: r.std(0, keepdim=True) + EPS),
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(0, keepdim=True) + EPS),
                 "rewards is (prompts, group): each group's std is over dim 1, the answers to one prompt.",
                 "std over dim=1, keepdim=True"),
         Variant("centred and normalised over the whole batch, not each group",
-                lambda r, s: _adv(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
                 "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
                 "mean and std over dim=1, keepdim=True"),
     ]
