@@ -121,6 +121,10 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
      lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: a == p[0]),
      "A pair matches when *both* elements do: ids[i] == pair[0] and ids[i + 1] == pair[1]; yours merges anything "
      "that starts with pair[0].", "compare the second element too"),
+    ("only the pair's second element compared",
+     lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: b == p[1]),
+     "A pair matches when *both* elements do: ids[i] == pair[0] and ids[i + 1] == pair[1]; yours merges anything "
+     "that ends with pair[1].", "compare the first element too"),
     ("pair matched in reverse order", lambda ids, pair, n: merge_pair(list(ids), pair[1], pair[0], n),
      "The pair (a, b) means 'a followed by b'; yours merges 'b followed by a'.",
      "ids[i] == pair[0] and ids[i + 1] == pair[1]"),
@@ -239,7 +243,25 @@ def _min_without_default(ids, merges):
     return ids
 
 
+def _encode_with(ids, merges, merge=lambda i, p, n: merge_pair(i, p[0], p[1], n), new_id=lambda m, p: m[p], guard=2):
+    """The reference loop with its merge step, the id it writes or its length guard replaced (at most len(ids)
+    rounds: a broken merge that never shortens the list cannot explain anything)."""
+    ids = list(ids)
+    for _ in range(len(ids) + 1):
+        pair = _lowest_rank(ids, merges) if len(ids) >= guard else None
+        if pair is None:
+            return ids
+        ids = merge(ids, pair, new_id(merges, pair))
+    raise LoopNeverStops("no shorter after len(ids) merges")
+
+
 ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
+    ("the merged token's id is the rank + 1 (off by one)",
+     lambda i, m: _encode_with(i, m, new_id=lambda m, p: m[p] + 1),
+     "The id written for a merged pair is merges[pair] itself; yours adds 1, so later merges never find the pair.",
+     "new_id = merges[pair]"),
+    ("stops with two tokens left (length guard off by one)", lambda i, m: _encode_with(i, m, guard=3),
+     "Two tokens are still one pair that may merge; only fewer than two end the loop.", "while len(ids) >= 2"),
     ("unknown pairs ranked None (min with merges.get)", _min_without_default,
      "merges.get(pair) is None for a pair that was never learned, and None cannot be compared with a rank, so "
      "min fails as soon as one such pair is present (and nothing tells the loop to stop when none is mergeable).",
@@ -286,6 +308,10 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
      "An empty list or a single token has no pair to merge: encoding is done (min() of no pairs raises).",
      "while len(ids) >= 2"),
 ]
+
+ENCODE_MISTAKES += [  # encode's own merge step with one of the merge step's mistakes
+    (f"the merge step inside encode: {name}", lambda i, m, f=f: _encode_with(i, m, merge=f), why,
+     f"check your merge with check_merge; {hint}") for name, f, why, hint in MERGE_MISTAKES]
 
 A, B, C, D = 97, 98, 99, 100
 # Table 1: rank order and leftmost position disagree. Table 2: insertion order, numeric order of the pairs and string
