@@ -61,7 +61,7 @@ def sft_masked_fill(ids, is_assistant):  # another: masked_fill with the library
 # ------------------------------------------------------------------------------------------ LoRA
 def lora_class(scale=lambda r, alpha: alpha / r, init_a=nn.init.kaiming_uniform_, b_value=0.0, freeze=True,
                merge_scale=None, merge_sign=1.0, merge_noop=False, skip_after_merge=True, with_base=True,
-               as_linear=False, trainable=True):
+               as_linear=False, trainable=True, merge_replace=False):
     class LoRA(nn.Module):
         def __init__(self, base, r, alpha):
             super().__init__()
@@ -97,7 +97,9 @@ def lora_class(scale=lambda r, alpha: alpha / r, init_a=nn.init.kaiming_uniform_
         @torch.no_grad()
         def merge(self):
             A, B = self.ab()
-            if not merge_noop:
+            if merge_replace:
+                self.base.weight.copy_(self.scale * (B @ A))
+            elif not merge_noop:
                 self.base.weight += merge_sign * (merge_scale or self.scale) * (B @ A)
             self.merged = True
 
@@ -119,18 +121,19 @@ LORA_STUDENTS = {
     "merge subtracts the correction": lora_class(merge_sign=-1.0),
     "merge scales by the rank instead of alpha / rank": lora_class(merge_scale=3),
     "merge did not change the base weight": lora_class(merge_noop=True),
+    "merge replaced the base weight with the correction": lora_class(merge_replace=True),
     "the correction is added twice after merge": lora_class(skip_after_merge=False),
 }
 
 
 # ------------------------------------------------------------------------------------------ DPO
-def logps(model, x, y, mean=False, unmasked=False, from_x=False):
+def logps(model, x, y, mean=False, unmasked=False, from_x=False, probs=False):
     B, _, T = x.shape
     logits = model(x.reshape(2 * B, T))[0]
     targets = y.reshape(2 * B, T)
     if from_x:
         targets = torch.where(targets != -1, x.reshape(2 * B, T), targets)
-    token = F.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     mask = (targets != -1).float()
     out = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (out / mask.sum(-1) if mean else out).view(B, 2)
@@ -162,6 +165,8 @@ DPO_STUDENTS = {
     "the reference model is left out": lambda *a: dpo(*a, no_ref=True),
     "the log-sigmoid is missing": lambda *a: dpo(*a, logsig=False),
     "summed over the pairs instead of averaged": lambda *a: dpo(*a, reduce="sum"),
+    "probabilities summed instead of log-probabilities": lambda *a: dpo(*a, probs=True),
+    "the loss's sign flipped (logsigmoid without the minus)": lambda *a: -dpo(*a),
     "gradients flow through the reference model": lambda *a: dpo(*a, frozen=False),
 }
 
@@ -189,13 +194,14 @@ def dpo_library(policy, reference, x, y, beta):  # valid: mingpt's own pieces, c
 
 # ------------------------------------------------------------------------------------------ advantages
 def adv(r, s, centre="group", scale="group", eps=1e-4):
-    means = {"group": r.mean(1, keepdim=True), "none": 0.0, "batch": r.mean(), "axis0": r.mean(0, keepdim=True)}
+    means = {"group": r.mean(1, keepdim=True), "none": 0.0, "batch": r.mean(), "axis0": r.mean(0, keepdim=True),
+             "median": r.median(1, keepdim=True).values}
     centred = r - means[centre]
     if not s and scale != "always":
         return centred
     std = {"group": r.std(1, keepdim=True), "always": r.std(1, keepdim=True), "batch": r.std(),
            "population": r.std(1, keepdim=True, unbiased=False), "var": r.var(1, keepdim=True), "none": None,
-           "axis0": r.std(0, keepdim=True)}[scale]
+           "axis0": r.std(0, keepdim=True), "range": r.amax(1, keepdim=True) - r.amin(1, keepdim=True)}[scale]
     if std is None:
         return centred
     return centred / (std + eps) if eps else centred / std
@@ -213,6 +219,8 @@ ADVANTAGE_STUDENTS = {
     "not normalised although normalize_std=True": lambda r, s: adv(r, s, scale="none"),
     "normalised although normalize_std=False": lambda r, s: adv(r, s, scale="always"),
     "normalised by the std across prompts (the wrong axis)": lambda r, s: adv(r, s, scale="axis0", eps=1e-6),
+    "normalised by the range (max - min), not the std": lambda r, s: adv(r, s, scale="range"),
+    "centred on the median, not the mean": lambda r, s: adv(r, s, centre="median"),
     "centred and normalised over the whole batch, not each group": lambda r, s: adv(r, s, "batch", "batch", 1e-8),
 }
 

@@ -66,12 +66,13 @@ def reference_encode(ids: list[int], merges: dict[tuple[int, int], int]) -> list
 
 
 # ------------------------------------------------------------------------------------------ merge step
-def _scan(ids, pair, new_id, matches=lambda a, b, pair: (a, b) == tuple(pair), step=2, start_every=1, keep_last=True):
+def _scan(ids, pair, new_id, matches=lambda a, b, pair: (a, b) == tuple(pair), step=2, start_every=1, keep_last=True,
+          emit=lambda left, new_id: [new_id]):
     """One left-to-right merge with knobs for the classic mistakes."""
     out, i, n = [], 0, len(ids)
     while i < n - (0 if keep_last else 1):
         if i + 1 < n and matches(ids[i], ids[i + 1], pair):
-            out.append(new_id)
+            out.extend(emit(ids[i], new_id))
             i += step
         else:
             out.extend(ids[i : i + start_every])
@@ -139,6 +140,14 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
     ("only pairs at even positions checked", lambda ids, pair, n: _scan(ids, pair, n, start_every=2),
      "A pair can start at any position; stepping by 2 only looks at pairs starting at 0, 2, 4, ...",
      "step by 1 when there is no match"),
+    ("returned None (a missing return)", lambda ids, pair, n: None,
+     "Your function returns nothing: the merged list is built but not returned.", "return the new list"),
+    ("the new id written as a string", lambda ids, pair, n: [str(t) if t == n and t not in ids else t
+                                                               for t in merge_pair(list(ids), pair[0], pair[1], n)],
+     "ids are ints: str(new_id) never equals new_id, so later merges and the decoder miss it.", "append new_id"),
+    ("the pair's left element kept beside the new id",
+     lambda ids, pair, n: _scan(ids, pair, n, emit=lambda left, n: [left, n]),
+     "A merged pair becomes one token, new_id; yours emits its left element too.", "append new_id alone"),
     ("returned a tuple, not a list", lambda ids, pair, n: tuple(merge_pair(list(ids), pair[0], pair[1], n)),
      "The merge returns a new list of ids (encode keeps working on lists).", "return a list"),
 ]
@@ -301,6 +310,8 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
     ("only one merge applied", lambda ids, m: _one_merge(ids, m),
      "Encoding repeats the merge step until no adjacent pair is in the table: a merged token can form a new pair.",
      "put the step in a loop that stops when no pair can merge"),
+    ("returned a tuple, not a list", lambda ids, m: tuple(reference_encode(ids, m)),
+     "encode returns a list of ids (callers append to it and compare it with lists).", "return a list"),
     ("the loop never stops", _never_stops,
      "When no adjacent pair is in the merge table, encoding is done; your loop has no way out then.",
      "break when the best pair is not in merges"),

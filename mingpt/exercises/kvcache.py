@@ -86,6 +86,8 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
     ("keys returned transposed", lambda K, V, h: close(K, _cat(h.k).transpose(2, 3)) and close(V, _cat(h.v)),
      "update returns keys as (B, nh, T, hs), like the k it was given; the attention transposes them itself.",
      "store k as it comes"),
+    ("values returned transposed", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.v).transpose(2, 3)),
+     "update returns values as (B, nh, T, hs), like the v it was given.", "store v as it comes"),
 ]
 
 

@@ -21,6 +21,7 @@ from mingpt.exercises.compare import explain
 
 __all__ = ["LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
 
+CRASH_HINT = "x is (..., in_features); lora_A is (r, in), lora_B (out, r): x @ A.T @ B.T is (..., out)"
 HINT = "compare your code with the definition above the exercise, one step at a time"
 
 IN, OUT, RANK, ALPHA = 7, 5, 3, 6.0  # alpha / r = 2, distinct from r, alpha, 1, 1/r and r/alpha
@@ -70,6 +71,9 @@ LORA_MERGE_MISTAKES = [
             "Merging adds the correction to the base weight (unmerging subtracts it).", "W += scale * (B @ A)"),
     Variant("merge scales by the rank instead of alpha / rank", lambda W, A, B: W + RANK * B @ A,
             "The merged weight is W + (alpha / r) B A.", "W += scale * (B @ A)"),
+    Variant("merge replaced the base weight with the correction", lambda W, A, B: ALPHA / RANK * B @ A,
+            "Merging adds the correction to the pretrained weight: W + (alpha / r) B A; yours overwrote W.",
+            "base.weight += scale * (B @ A)"),
     Variant("merge did not change the base weight", lambda W, A, B: W.clone(),
             "After merge() the base layer's weight holds W + (alpha / r) B A, so that inference costs one matmul.",
             "add in place to the base layer's weight, under torch.no_grad()"),
@@ -107,7 +111,7 @@ def check_lora_layer(cls) -> CheckResult:
         B.copy_(torch.randn(B.shape, generator=gen))
     A0, B0, x = A.detach().clone(), B.detach().clone(), torch.randn(2, 3, IN, generator=gen)
     expected = _lora(x, W, b, A0, B0, ALPHA / RANK)
-    out, problem = run(exercise, "your layer(x)", layer, x)
+    out, problem = run(exercise, "your layer(x)", layer, x, hint=CRASH_HINT)
     if problem is not None:
         return problem
     found = explain(exercise, [(x, W, b, A0, B0)], [out], lambda *a: _lora(*a, ALPHA / RANK), LORA_FORWARD_MISTAKES,
@@ -115,7 +119,7 @@ def check_lora_layer(cls) -> CheckResult:
                     f"{tuple(x.shape)}", hint=HINT)
     if found is not None:
         return found
-    _, problem = run(exercise, "your layer.merge()", layer.merge)
+    _, problem = run(exercise, "your layer.merge()", layer.merge, hint=CRASH_HINT)
     if problem is not None:
         return problem
     merged = base.weight.detach()
@@ -124,7 +128,7 @@ def check_lora_layer(cls) -> CheckResult:
                     f"{fmt(W[0], 5)}", hint=HINT)
     if found is not None:
         return found
-    after, problem = run(exercise, "your layer(x) after merge()", layer, x)
+    after, problem = run(exercise, "your layer(x) after merge()", layer, x, hint=CRASH_HINT)
     if problem is not None:
         return problem
     twice = [Variant("the correction is added twice after merge",

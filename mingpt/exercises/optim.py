@@ -254,6 +254,19 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
     ("the whole schedule one step behind (it - 1)", lambda it, lr, mn, W, D: _schedule(it - 1, lr, mn, W, D),
      "Each of your rates is the reference's for the step before: it counts from 0, the first step is it = 0.",
      "use it as given"),
+    ("exponential decay instead of cosine",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: ((mn / lr) ** p * lr - mn) / (lr - mn)),
+     "The rate follows half a cosine from learning_rate to min_lr; yours multiplies by a constant factor each step "
+     "(learning_rate * (min_lr / learning_rate) ** progress).", "0.5 * (1 + cos(pi * progress))"),
+    ("cosine towards 0, cut off at min_lr (max instead of the offset)",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: max(
+         0.0, (0.5 * (1 + math.cos(math.pi * p)) * lr - mn) / (lr - mn))),
+     "max(min_lr, coeff * learning_rate) follows a cosine towards 0 and stops at min_lr: it reaches the floor too "
+     "early. The cosine spans the gap: min_lr + coeff * (learning_rate - min_lr).",
+     "min_lr + coeff * (learning_rate - min_lr)"),
+    ("quadratic warm-up instead of linear", lambda it, lr, mn, W, D: _schedule(
+        it, lr, mn, W, D, warm=lambda i, lr, mn, W: lr * ((i + 1) / (W + 1)) ** 2),
+     "Warm-up rises in a straight line: learning_rate * (it + 1) / (warmup_iters + 1).", "no square"),
     ("linear decay instead of cosine", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 1 - p),
      "The rate follows half a cosine, slow at both ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
     ("the cosine goes up instead of down",

@@ -94,11 +94,15 @@ def check_sft_targets(fn) -> CheckResult:
     predicted token is not the assistant's."""
     exercise = "SFT targets and loss mask"
     ids, is_assistant = torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)
-    out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone())
+    out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
+                       hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
     if problem is not None:
         return problem
     if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
-        return fail(exercise, "must return (x, y)", f"yours returned {type(out).__name__}", hint="return x, y")
+        got = type(out).__name__ + (" of " + ", ".join(type(t).__name__ for t in out) if isinstance(
+            out, (tuple, list)) else "")
+        return fail(exercise, "must return (x, y), two tensors", f"yours returned {got}", hint="return x, y "
+                    "(torch.tensor(...) around a list)")
     x, y = out
     if not torch.equal(x, ids[:-1]):
         return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
@@ -117,12 +121,12 @@ def check_sft_targets(fn) -> CheckResult:
 BETA = 0.3
 
 
-def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False):
+def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False):
     logits = model(x.flatten(0, 1))[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
     targets = y.flatten(0, 1)
     mask = targets != IGNORE_INDEX
     picked = torch.where(mask, x.flatten(0, 1), targets) if targets_from_x else targets
-    token = F.log_softmax(logits, -1).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
+    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
     per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
 
@@ -160,6 +164,12 @@ DPO_MISTAKES = [
     Variant("the log-sigmoid is missing", lambda *a: _dpo(*a, logsigmoid=False),
             "The loss is -log sigmoid(beta * margin): bounded pushes, not a margin that grows without end.",
             "F.logsigmoid"),
+    Variant("probabilities summed instead of log-probabilities", lambda *a: _dpo(*a, probs=True),
+            "log pi(y|x) is the sum of each answer token's *log*-probability (the log of their product); yours adds "
+            "the probabilities themselves.", "F.log_softmax, then gather and sum"),
+    Variant("the loss's sign flipped (logsigmoid without the minus)", lambda *a: -_dpo(*a),
+            "DPO minimises -log sigmoid(beta * margin); without the minus the optimizer pushes the rejected answer "
+            "up.", "-F.logsigmoid(...)"),
     Variant("summed over the pairs instead of averaged", lambda *a: _dpo(*a, reduce=torch.sum),
             "The batch loss is the mean over pairs, so the learning rate does not depend on the batch size.",
             ".mean() over the pairs"),
@@ -188,7 +198,9 @@ def check_dpo_loss(fn) -> CheckResult:
     y = torch.tensor([[[-1, -1, 7, 3, 10, -1], [-1, -1, 9, 9, 5, 10]],
                       [[-1, 8, 1, 10, -1, -1], [-1, 2, 10, -1, -1, -1]]])  # -1: prompt and padding
     args = (policy, reference, x, y)
-    loss, problem = run(exercise, f"your function(policy, reference, x, y, beta={BETA})", fn, *args, BETA)
+    loss, problem = run(exercise, f"your function(policy, reference, x, y, beta={BETA})", fn, *args, BETA,
+                        hint="x, y are (B, 2, T): flatten to (2B, T) for the model, whose forward returns "
+                        "(logits, loss); y is -1 where nothing is predicted (clamp before gather)")
     if problem is not None:
         return problem
     if not (isinstance(loss, torch.Tensor) and loss.dim() == 0):
@@ -277,6 +289,12 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
         Variant("normalised although normalize_std=False", lambda r, s: _adv_eps(r),
                 "normalize_std=False asks for the centred rewards only (Dr. GRPO's choice).",
                 "divide only if normalize_std"),
+        Variant("normalised by the range (max - min), not the std",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + EPS),
+                "GRPO divides by each group's standard deviation.", "rewards.std(dim=1, keepdim=True)"),
+        Variant("centred on the median, not the mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.median(1, keepdim=True).values),
+                "The baseline is the group's mean reward.", "rewards.mean(dim=1, keepdim=True)"),
         Variant("normalised by the std across prompts (the wrong axis)",
                 lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(0, keepdim=True) + EPS),
                 "rewards is (prompts, group): each group's std is over dim 1, the answers to one prompt.",
@@ -303,7 +321,8 @@ def check_group_advantages(fn) -> CheckResult:
     outputs = []
     for rewards, normalize_std in cases:
         out, problem = run(exercise, f"your function(rewards, normalize_std={normalize_std})", fn, rewards.clone(),
-                           normalize_std)
+                           normalize_std, hint="rewards is (P, G): reduce over dim=1 with keepdim=True, so that the "
+                           "(P, 1) statistics broadcast against (P, G)")
         if problem is not None:
             return problem
         outputs.append(out)

@@ -51,6 +51,14 @@ def check_greedy(fn) -> CheckResult:
         return fail(exercise, "argmax over the whole batch (flattened), not each row", "argmax without dim flattens "
                     "the (B, V) logits: one index into B * V numbers, not one token per row.", example,
                     "argmax(dim=-1)")
+    if isinstance(out, (list, tuple)):
+        return fail(exercise, "returned a list, not a tensor", f"Greedy decoding returns a tensor of ids, shape "
+                    f"{tuple(expected.shape)}; yours is a {type(out).__name__}.", example, "drop the .tolist()")
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape and \
+            torch.equal(out.long(), logits.softmax(0).argmax(-1)):
+        return fail(exercise, "softmax over the batch axis before the argmax", "argmax of the logits needs no "
+                    "softmax; yours normalised over the batch axis (dim 0), which changes each row's order.",
+                    example, "logits.argmax(dim=-1)")
     if isinstance(out, torch.Tensor) and close(out.float(), logits.max(dim=-1).values):
         return fail(exercise, "returned the largest logit, not its token id", "Greedy decoding returns *which* "
                     "token is most likely.", example, "max gives values and indices; you need the indices")
@@ -159,6 +167,24 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "When both are given, both filters apply (an if/elif runs only one).", "two independent ifs"),
     ("top-k ignored when top-p is given", lambda lg, t, k, p: _reference(lg, t, None if p is not None else k, p),
      "When both are given, both filters apply (an if/elif runs only one).", "two independent ifs"),
+    ("temperature applied twice", lambda lg, t, k, p: _reference(lg / t, t, k, p),
+     "Your distribution is the one for temperature T squared: the logits were divided by T twice.",
+     "divide by the temperature once"),
+    ("returned log-probabilities (log_softmax)", lambda lg, t, k, p: _reference(lg, t, k, p).log(),
+     "The function returns probabilities (each row sums to 1); yours are their logarithms.", "softmax, not "
+     "log_softmax"),
+    ("top-p ignored", lambda lg, t, k, p: _reference(lg, t, k, None),
+     "With top_p given, only the most likely tokens whose mass reaches p stay; yours keeps every token.",
+     "apply the top-p filter when top_p is not None"),
+    ("top-k keeps only the most likely token (threshold from values[:, 0])",
+     lambda lg, t, k, p: _reference(lg, t, None if k is None else 1, p),
+     "torch.topk's values are sorted largest first: the k-th largest is values[:, -1] (or [:, k - 1]); [:, 0] is "
+     "the largest, so one token stays.", "kth = torch.topk(logits, k).values[:, -1:]"),
+    ("top-p's softmax over the batch axis",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: (lambda q: q.cumsum(-1) - q >= p)(
+         s.softmax(0))), -1),
+     "The probabilities whose running sum top-p compares with p are each row's (softmax over the last axis).",
+     "softmax(dim=-1) of the sorted logits"),
     ("top-k keeps one token too many", lambda lg, t, k, p: _reference(lg, t, k + 1, p),
      "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
     ("top-k keeps one token too few",
