@@ -101,8 +101,9 @@ def check_sft_targets(fn) -> CheckResult:
     if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         got = type(out).__name__ + (" of " + ", ".join(type(t).__name__ for t in out) if isinstance(
             out, (tuple, list)) else "")
-        return fail(exercise, "must return (x, y), two tensors", f"yours returned {got}", hint="return x, y "
-                    "(torch.tensor(...) around a list)")
+        return fail(exercise, "must return (x, y), two tensors", f"yours returned {got}",
+                    f"your function(ids={ids.tolist()}, is_assistant=...)", "return x, y (torch.tensor(...) around a "
+                    "list)")
     x, y = out
     if not torch.equal(x, ids[:-1]):
         return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
@@ -323,6 +324,10 @@ def check_group_advantages(fn) -> CheckResult:
         out, problem = run(exercise, f"your function(rewards, normalize_std={normalize_std})", fn, rewards.clone(),
                            normalize_std, hint="rewards is (P, G): reduce over dim=1 with keepdim=True, so that the "
                            "(P, 1) statistics broadcast against (P, G)")
+        if problem is not None and "must match the size of tensor" in problem.explanation:
+            return fail(exercise, "group statistics without keepdim=True", "rewards.mean(1) has shape (P,), which "
+                        "lines up with the *last* axis of (P, G) and cannot broadcast (or pairs the wrong numbers "
+                        "when P == G).", problem.explanation, "rewards.mean(dim=1, keepdim=True): shape (P, 1)")
         if problem is not None:
             return problem
         outputs.append(out)
