@@ -265,7 +265,7 @@ NAMES = [
     ('check_kv_cache', 'values returned transposed'),
     ('check_kv_cache', None),
     ('check_merge', "the pair's left element kept beside the new id"),
-    ('check_merge', None),
+    ('check_merge', 'the new id written as a string'),
     ('check_merge', 'returned None (a missing return)'),
     ('check_bpe_encode', None),
     ('check_bpe_encode', 'returned a tuple, not a list'),

@@ -162,8 +162,8 @@ def check_merge(fn) -> CheckResult:
     """Check fn(ids, pair, new_id): every non-overlapping occurrence, left to right, replaced by new_id."""
     exercise = "BPE merge step"
     limited = step_limited(fn)
-    for ids, pair, new_id in MERGE_CASES:
-        original = list(ids)
+    for original, pair, new_id in MERGE_CASES:
+        ids = list(original)  # a copy: a student who edits it in place must not change the checker's cases
         _, problem = run(exercise, f"your merge({ids}, {pair}, {new_id})", limited, ids, pair, new_id,
                          hint=CRASH_HINT)
         if problem is not None:
