@@ -45,6 +45,8 @@ SFT_STUDENTS = {
     "the assistant's role marker is trained on": lambda i, a: sft(i, a, plus_marker=21),
     "masked with 0 instead of -1": lambda i, a: sft(i, a, fill=0),
     "masked with -100 (PyTorch's default) instead of mingpt's -1": lambda i, a: sft(i, a, fill=-100),
+    "loss on everything after the assistant's first token": lambda i, a: (
+        i[:-1], torch.where(a.cumsum(0)[1:] > 0, i[1:], -1)),
 }
 
 
@@ -140,7 +142,7 @@ def logps(model, x, y, mean=False, unmasked=False, from_x=False, probs=False):
 
 
 def dpo(policy, reference, x, y, beta, *, frozen=True, swap=False, beta_as=lambda b: b, no_ref=False,
-        logsig=True, reduce="mean", **kw):
+        logsig=True, reduce="mean", beta_chosen_only=False, **kw):
     pi = logps(policy, x, y, **kw)
     if frozen:
         with torch.no_grad():
@@ -151,6 +153,8 @@ def dpo(policy, reference, x, y, beta, *, frozen=True, swap=False, beta_as=lambd
         ref = torch.zeros_like(ref)
     chosen, rejected = (1, 0) if swap else (0, 1)
     margin = beta_as(beta) * ((pi[:, chosen] - ref[:, chosen]) - (pi[:, rejected] - ref[:, rejected]))
+    if beta_chosen_only:
+        margin = beta * (pi[:, chosen] - ref[:, chosen]) - (pi[:, rejected] - ref[:, rejected])
     losses = -F.logsigmoid(margin) if logsig else -margin
     return losses.mean() if reduce == "mean" else losses.sum()
 
@@ -166,6 +170,7 @@ DPO_STUDENTS = {
     "the log-sigmoid is missing": lambda *a: dpo(*a, logsig=False),
     "summed over the pairs instead of averaged": lambda *a: dpo(*a, reduce="sum"),
     "probabilities summed instead of log-probabilities": lambda *a: dpo(*a, probs=True),
+    "beta multiplies only the chosen answer's log-ratio": lambda *a: dpo(*a, beta_chosen_only=True),
     "the loss's sign flipped (logsigmoid without the minus)": lambda *a: -dpo(*a),
     "gradients flow through the reference model": lambda *a: dpo(*a, frozen=False),
 }

@@ -86,6 +86,10 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
     ("keys returned transposed", lambda K, V, h: close(K, _cat(h.k).transpose(2, 3)) and close(V, _cat(h.v)),
      "update returns keys as (B, nh, T, hs), like the k it was given; the attention transposes them itself.",
      "store k as it comes"),
+    ("only the first sequence of the batch stored",
+     lambda K, V, h: K.shape[0] > 1 and close(K, _cat(h.k)[:1].expand_as(K)) and close(V, _cat(h.v)[:1].expand_as(V)),
+     "k and v are (B, nh, T, hs): every sequence of the batch has its own keys; yours repeats the first one's.",
+     "store k and v whole, along dim 2"),
     ("values returned transposed", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.v).transpose(2, 3)),
      "update returns values as (B, nh, T, hs), like the v it was given.", "store v as it comes"),
 ]

@@ -80,6 +80,9 @@ SFT_MISTAKES = [
     Variant("the assistant's role marker is trained on", lambda ids, a: _sft(ids, a[1:] | (ids[1:] == ASSISTANT)),
             "The program writes the assistant marker itself to say 'your turn'; the model never has to predict it.",
             "use is_assistant as it is, without adding the role markers"),
+    Variant("loss on everything after the assistant's first token", lambda ids, a: _sft(ids, a.cumsum(0)[1:] > 0),
+            "Every later user turn is masked too: only the assistant's own tokens (and each reply's END) count.",
+            "use is_assistant[1:] itself, not a running flag"),
     Variant("masked with 0 instead of -1", lambda ids, a: _sft(ids, a[1:], fill=0),
             "0 is a real token id: the model would be trained to predict token 0 everywhere you meant to mask.",
             "mingpt's ignored target is -1 (mingpt.model.IGNORE_INDEX)"),
@@ -133,11 +136,12 @@ def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=
 
 
 def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.0, reduce=torch.mean,
-         logsigmoid=True, ref_grad=False, **kw):
+         logsigmoid=True, ref_grad=False, beta_rejected=None, **kw):
     pi = logps(policy, x, y, **kw)
     with torch.enable_grad() if ref_grad else torch.no_grad():
         ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
-    margin = sign * beta * ((pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1]))
+    margin = sign * (beta * (pi[:, 0] - ref[:, 0]) - (beta if beta_rejected is None else beta_rejected)
+                     * (pi[:, 1] - ref[:, 1]))
     return reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
 
 
@@ -157,6 +161,9 @@ DPO_MISTAKES = [
     Variant("beta left out", lambda *a: _dpo(*a, beta=1.0),
             "beta multiplies the log-ratio margin inside the sigmoid: it sets how far the policy may move.",
             "-logsigmoid(beta * margin)"),
+    Variant("beta multiplies only the chosen answer's log-ratio", lambda *a: _dpo(*a, beta_rejected=1.0),
+            "beta scales the whole margin: beta * ((chosen log-ratio) - (rejected log-ratio)); yours leaves the "
+            "rejected term unscaled.", "parenthesise the difference before multiplying by beta"),
     Variant("beta divides the margin instead of multiplying it", lambda *a: _dpo(*a, beta=1 / BETA),
             "The implicit reward is beta * (log pi - log pi_ref).", "-logsigmoid(beta * margin)"),
     Variant("the reference model is left out", lambda *a: _dpo(*a, no_ref=True),
