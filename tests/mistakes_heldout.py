@@ -281,7 +281,7 @@ NAMES = [
     ('check_sft_targets', 'must return (x, y), two tensors'),
     ('check_sft_targets', "loss on everything after the assistant's first token"),
     ('check_lora_layer', 'merge replaced the base weight with the correction'),
-    ('check_lora_layer', None),
+    ('check_lora_layer', 'random output: the same x gives different outputs (dropout in train mode?)'),
     ('check_dpo_loss', "the loss's sign flipped (logsigmoid without the minus)"),
     ('check_dpo_loss', 'probabilities summed instead of log-probabilities'),
     ('check_dpo_loss', "beta multiplies only the chosen answer's log-ratio"),

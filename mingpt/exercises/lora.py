@@ -117,6 +117,14 @@ def check_lora_layer(cls) -> CheckResult:
     found = explain(exercise, [(x, W, b, A0, B0)], [out], lambda *a: _lora(*a, ALPHA / RANK), LORA_FORWARD_MISTAKES,
                     lambda x, *_: f"base {IN}->{OUT}, r={RANK}, alpha={ALPHA}, your layer(x), x of shape "
                     f"{tuple(x.shape)}", hint=HINT)
+    again, _ = run(exercise, "your layer(x), a second time", layer, x)
+    if found is not None and isinstance(out, torch.Tensor) and isinstance(again, torch.Tensor) and \
+            again.shape == out.shape and not torch.equal(again, out):
+        return fail(exercise, "random output: the same x gives different outputs (dropout in train mode?)",
+                    "Two calls on the same x returned different values, so no fixed formula explains them; the "
+                    "checker's layer is in train mode, where nn.Dropout / F.dropout(training=True) is on.",
+                    f"first call {fmt(out, 5)}\nsecond call {fmt(again, 5)}\nexpected {fmt(expected, 5)}",
+                    "this exercise's layer has no dropout (or F.dropout(x, p, training=self.training))")
     if found is not None:
         return found
     _, problem = run(exercise, "your layer.merge()", layer.merge, hint=CRASH_HINT)
