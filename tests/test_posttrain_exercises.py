@@ -17,7 +17,7 @@ from mingpt.exercises.posttrain import (ADVANTAGE_MISTAKES, DPO_MISTAKES, LORA_F
                                         LORA_MERGE_MISTAKES, SFT_MISTAKES, check_dpo_loss, check_group_advantages,
                                         check_lora_layer, check_sft_targets)
 
-UNKNOWN = "does not recognise the mistake"
+UNKNOWN = "a mistake the checker does not recognise"  # compare.NOT_RECOGNISED
 
 
 # ------------------------------------------------------------------------------------------ SFT
@@ -45,6 +45,8 @@ SFT_STUDENTS = {
     "the assistant's role marker is trained on": lambda i, a: sft(i, a, plus_marker=21),
     "masked with 0 instead of -1": lambda i, a: sft(i, a, fill=0),
     "masked with -100 (PyTorch's default) instead of mingpt's -1": lambda i, a: sft(i, a, fill=-100),
+    "loss on everything after the assistant's first token": lambda i, a: (
+        i[:-1], torch.where(a.cumsum(0)[1:] > 0, i[1:], -1)),
 }
 
 
@@ -61,7 +63,7 @@ def sft_masked_fill(ids, is_assistant):  # another: masked_fill with the library
 # ------------------------------------------------------------------------------------------ LoRA
 def lora_class(scale=lambda r, alpha: alpha / r, init_a=nn.init.kaiming_uniform_, b_value=0.0, freeze=True,
                merge_scale=None, merge_sign=1.0, merge_noop=False, skip_after_merge=True, with_base=True,
-               as_linear=False, trainable=True):
+               as_linear=False, trainable=True, merge_replace=False):
     class LoRA(nn.Module):
         def __init__(self, base, r, alpha):
             super().__init__()
@@ -97,7 +99,9 @@ def lora_class(scale=lambda r, alpha: alpha / r, init_a=nn.init.kaiming_uniform_
         @torch.no_grad()
         def merge(self):
             A, B = self.ab()
-            if not merge_noop:
+            if merge_replace:
+                self.base.weight.copy_(self.scale * (B @ A))
+            elif not merge_noop:
                 self.base.weight += merge_sign * (merge_scale or self.scale) * (B @ A)
             self.merged = True
 
@@ -119,25 +123,26 @@ LORA_STUDENTS = {
     "merge subtracts the correction": lora_class(merge_sign=-1.0),
     "merge scales by the rank instead of alpha / rank": lora_class(merge_scale=3),
     "merge did not change the base weight": lora_class(merge_noop=True),
+    "merge replaced the base weight with the correction": lora_class(merge_replace=True),
     "the correction is added twice after merge": lora_class(skip_after_merge=False),
 }
 
 
 # ------------------------------------------------------------------------------------------ DPO
-def logps(model, x, y, mean=False, unmasked=False, from_x=False):
+def logps(model, x, y, mean=False, unmasked=False, from_x=False, probs=False):
     B, _, T = x.shape
     logits = model(x.reshape(2 * B, T))[0]
     targets = y.reshape(2 * B, T)
     if from_x:
         targets = torch.where(targets != -1, x.reshape(2 * B, T), targets)
-    token = F.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     mask = (targets != -1).float()
     out = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (out / mask.sum(-1) if mean else out).view(B, 2)
 
 
 def dpo(policy, reference, x, y, beta, *, frozen=True, swap=False, beta_as=lambda b: b, no_ref=False,
-        logsig=True, reduce="mean", **kw):
+        logsig=True, reduce="mean", beta_chosen_only=False, **kw):
     pi = logps(policy, x, y, **kw)
     if frozen:
         with torch.no_grad():
@@ -148,6 +153,8 @@ def dpo(policy, reference, x, y, beta, *, frozen=True, swap=False, beta_as=lambd
         ref = torch.zeros_like(ref)
     chosen, rejected = (1, 0) if swap else (0, 1)
     margin = beta_as(beta) * ((pi[:, chosen] - ref[:, chosen]) - (pi[:, rejected] - ref[:, rejected]))
+    if beta_chosen_only:
+        margin = beta * (pi[:, chosen] - ref[:, chosen]) - (pi[:, rejected] - ref[:, rejected])
     losses = -F.logsigmoid(margin) if logsig else -margin
     return losses.mean() if reduce == "mean" else losses.sum()
 
@@ -162,6 +169,9 @@ DPO_STUDENTS = {
     "the reference model is left out": lambda *a: dpo(*a, no_ref=True),
     "the log-sigmoid is missing": lambda *a: dpo(*a, logsig=False),
     "summed over the pairs instead of averaged": lambda *a: dpo(*a, reduce="sum"),
+    "probabilities summed instead of log-probabilities": lambda *a: dpo(*a, probs=True),
+    "beta multiplies only the chosen answer's log-ratio": lambda *a: dpo(*a, beta_chosen_only=True),
+    "the loss's sign flipped (logsigmoid without the minus)": lambda *a: -dpo(*a),
     "gradients flow through the reference model": lambda *a: dpo(*a, frozen=False),
 }
 
@@ -189,12 +199,14 @@ def dpo_library(policy, reference, x, y, beta):  # valid: mingpt's own pieces, c
 
 # ------------------------------------------------------------------------------------------ advantages
 def adv(r, s, centre="group", scale="group", eps=1e-4):
-    means = {"group": r.mean(1, keepdim=True), "none": 0.0, "batch": r.mean(), "axis0": r.mean(0, keepdim=True)}
+    means = {"group": r.mean(1, keepdim=True), "none": 0.0, "batch": r.mean(), "axis0": r.mean(0, keepdim=True),
+             "median": r.median(1, keepdim=True).values}
     centred = r - means[centre]
     if not s and scale != "always":
         return centred
     std = {"group": r.std(1, keepdim=True), "always": r.std(1, keepdim=True), "batch": r.std(),
-           "population": r.std(1, keepdim=True, unbiased=False), "var": r.var(1, keepdim=True), "none": None}[scale]
+           "population": r.std(1, keepdim=True, unbiased=False), "var": r.var(1, keepdim=True), "none": None,
+           "axis0": r.std(0, keepdim=True), "range": r.amax(1, keepdim=True) - r.amin(1, keepdim=True)}[scale]
     if std is None:
         return centred
     return centred / (std + eps) if eps else centred / std
@@ -211,6 +223,10 @@ ADVANTAGE_STUDENTS = {
     "no eps: NaN for a group whose answers all scored the same": lambda r, s: adv(r, s, eps=0),
     "not normalised although normalize_std=True": lambda r, s: adv(r, s, scale="none"),
     "normalised although normalize_std=False": lambda r, s: adv(r, s, scale="always"),
+    "normalised by the std across prompts (the wrong axis)": lambda r, s: adv(r, s, scale="axis0", eps=1e-6),
+    "normalised by the range (max - min), not the std": lambda r, s: adv(r, s, scale="range"),
+    "centred on the median, not the mean": lambda r, s: adv(r, s, centre="median"),
+    "centred and normalised over the whole batch, not each group": lambda r, s: adv(r, s, "batch", "batch", 1e-8),
 }
 
 
@@ -280,11 +296,11 @@ def test_an_unknown_mistake_is_not_guessed_but_shows_the_first_difference():
         return x, torch.cat([y[:-1], torch.tensor([-1])])
 
     result = check_sft_targets(off_at_the_end)
-    assert result.property == UNKNOWN and "first difference at index (15,): yours -1, expected 22" in str(result)
+    assert result.property == UNKNOWN and "first differing element [15]: yours -1, expected 22" in str(result)
     result = check_group_advantages(lambda r, s: adv(r, s) * 1.5)
-    assert result.property == UNKNOWN and "first difference at index (0, 0)" in str(result)
+    assert result.property == UNKNOWN and "first differing element [0, 0]" in str(result)
     result = check_dpo_loss(lambda *a: dpo(*a) + 0.01)
-    assert result.property == UNKNOWN and "first difference at index ()" in str(result)
+    assert result.property == UNKNOWN and "difference" in str(result)
 
 
 def test_placeholders_and_crashes_fail_cleanly():

@@ -66,12 +66,13 @@ def reference_encode(ids: list[int], merges: dict[tuple[int, int], int]) -> list
 
 
 # ------------------------------------------------------------------------------------------ merge step
-def _scan(ids, pair, new_id, matches=lambda a, b, pair: (a, b) == tuple(pair), step=2, start_every=1, keep_last=True):
+def _scan(ids, pair, new_id, matches=lambda a, b, pair: (a, b) == tuple(pair), step=2, start_every=1, keep_last=True,
+          emit=lambda left, new_id: [new_id]):
     """One left-to-right merge with knobs for the classic mistakes."""
     out, i, n = [], 0, len(ids)
     while i < n - (0 if keep_last else 1):
         if i + 1 < n and matches(ids[i], ids[i + 1], pair):
-            out.append(new_id)
+            out.extend(emit(ids[i], new_id))
             i += step
         else:
             out.extend(ids[i : i + start_every])
@@ -121,6 +122,10 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
      lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: a == p[0]),
      "A pair matches when *both* elements do: ids[i] == pair[0] and ids[i + 1] == pair[1]; yours merges anything "
      "that starts with pair[0].", "compare the second element too"),
+    ("only the pair's second element compared",
+     lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: b == p[1]),
+     "A pair matches when *both* elements do: ids[i] == pair[0] and ids[i + 1] == pair[1]; yours merges anything "
+     "that ends with pair[1].", "compare the first element too"),
     ("pair matched in reverse order", lambda ids, pair, n: merge_pair(list(ids), pair[1], pair[0], n),
      "The pair (a, b) means 'a followed by b'; yours merges 'b followed by a'.",
      "ids[i] == pair[0] and ids[i + 1] == pair[1]"),
@@ -135,6 +140,14 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
     ("only pairs at even positions checked", lambda ids, pair, n: _scan(ids, pair, n, start_every=2),
      "A pair can start at any position; stepping by 2 only looks at pairs starting at 0, 2, 4, ...",
      "step by 1 when there is no match"),
+    ("returned None (a missing return)", lambda ids, pair, n: None,
+     "Your function returns nothing: the merged list is built but not returned.", "return the new list"),
+    ("the new id written as a string", lambda ids, pair, n: [str(t) if t == n and t not in ids else t
+                                                               for t in merge_pair(list(ids), pair[0], pair[1], n)],
+     "ids are ints: str(new_id) never equals new_id, so later merges and the decoder miss it.", "append new_id"),
+    ("the pair's left element kept beside the new id",
+     lambda ids, pair, n: _scan(ids, pair, n, emit=lambda left, n: [left, n]),
+     "A merged pair becomes one token, new_id; yours emits its left element too.", "append new_id alone"),
     ("returned a tuple, not a list", lambda ids, pair, n: tuple(merge_pair(list(ids), pair[0], pair[1], n)),
      "The merge returns a new list of ids (encode keeps working on lists).", "return a list"),
 ]
@@ -149,8 +162,8 @@ def check_merge(fn) -> CheckResult:
     """Check fn(ids, pair, new_id): every non-overlapping occurrence, left to right, replaced by new_id."""
     exercise = "BPE merge step"
     limited = step_limited(fn)
-    for ids, pair, new_id in MERGE_CASES:
-        original = list(ids)
+    for original, pair, new_id in MERGE_CASES:
+        ids = list(original)  # a copy: a student who edits it in place must not change the checker's cases
         _, problem = run(exercise, f"your merge({ids}, {pair}, {new_id})", limited, ids, pair, new_id,
                          hint=CRASH_HINT)
         if problem is not None:
@@ -239,7 +252,25 @@ def _min_without_default(ids, merges):
     return ids
 
 
+def _encode_with(ids, merges, merge=lambda i, p, n: merge_pair(i, p[0], p[1], n), new_id=lambda m, p: m[p], guard=2):
+    """The reference loop with its merge step, the id it writes or its length guard replaced (at most len(ids)
+    rounds: a broken merge that never shortens the list cannot explain anything)."""
+    ids = list(ids)
+    for _ in range(len(ids) + 1):
+        pair = _lowest_rank(ids, merges) if len(ids) >= guard else None
+        if pair is None:
+            return ids
+        ids = merge(ids, pair, new_id(merges, pair))
+    raise LoopNeverStops("no shorter after len(ids) merges")
+
+
 ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
+    ("the merged token's id is the rank + 1 (off by one)",
+     lambda i, m: _encode_with(i, m, new_id=lambda m, p: m[p] + 1),
+     "The id written for a merged pair is merges[pair] itself; yours adds 1, so later merges never find the pair.",
+     "new_id = merges[pair]"),
+    ("stops with two tokens left (length guard off by one)", lambda i, m: _encode_with(i, m, guard=3),
+     "Two tokens are still one pair that may merge; only fewer than two end the loop.", "while len(ids) >= 2"),
     ("unknown pairs ranked None (min with merges.get)", _min_without_default,
      "merges.get(pair) is None for a pair that was never learned, and None cannot be compared with a rank, so "
      "min fails as soon as one such pair is present (and nothing tells the loop to stop when none is mergeable).",
@@ -279,6 +310,8 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
     ("only one merge applied", lambda ids, m: _one_merge(ids, m),
      "Encoding repeats the merge step until no adjacent pair is in the table: a merged token can form a new pair.",
      "put the step in a loop that stops when no pair can merge"),
+    ("returned a tuple, not a list", lambda ids, m: tuple(reference_encode(ids, m)),
+     "encode returns a list of ids (callers append to it and compare it with lists).", "return a list"),
     ("the loop never stops", _never_stops,
      "When no adjacent pair is in the merge table, encoding is done; your loop has no way out then.",
      "break when the best pair is not in merges"),
@@ -286,6 +319,10 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
      "An empty list or a single token has no pair to merge: encoding is done (min() of no pairs raises).",
      "while len(ids) >= 2"),
 ]
+
+ENCODE_MISTAKES += [  # encode's own merge step with one of the merge step's mistakes
+    (f"the merge step inside encode: {name}", lambda i, m, f=f: _encode_with(i, m, merge=f), why,
+     f"check your merge with check_merge; {hint}") for name, f, why, hint in MERGE_MISTAKES]
 
 A, B, C, D = 97, 98, 99, 100
 # Table 1: rank order and leftmost position disagree. Table 2: insertion order, numeric order of the pairs and string

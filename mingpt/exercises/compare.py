@@ -153,3 +153,24 @@ def _variant_raises(variant: Variant, case: tuple, error_type: str) -> bool:
     except Exception as e:
         return type(e).__name__ == error_type
     return False
+
+
+def modified_in_place(exercise: str, fn: Callable, args: tuple, describe: str, hint: str) -> CheckResult | None:
+    """
+    A failed result when fn changes one of its tensor or list arguments (e.g. logits.div_(t), ids[i:i+2] = [n]);
+    None otherwise, or when fn raises (the checker's own cases then show the crash). The caller's logits are
+    still used after sampling (the next step's cache, a beam's score): changing them is a mistake even when the
+    returned value is right.
+    """
+    copies = [a.clone() if isinstance(a, torch.Tensor) else list(a) if isinstance(a, list) else a for a in args]
+    try:
+        fn(*copies)
+    except Exception:
+        return None
+    for n, (before, after) in enumerate(zip(args, copies)):
+        if isinstance(before, torch.Tensor) and not torch.equal(before, after) or \
+                isinstance(before, list) and before != after:
+            return fail(exercise, "changes its input in place", f"Argument {n + 1} of your function was changed by "
+                        "the call: the caller still needs it unchanged.", f"{describe}\nbefore {fmt(before, 6)}\n"
+                        f"after  {fmt(after, 6)}", hint)
+    return None

@@ -55,10 +55,17 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
      lambda K, V, h: close(K, _cat(h.k[:-1] or h.k)) and close(V, _cat(h.v[:-1] or h.v)),
      "update must return every position so far *including* the k, v it was just given; yours returns what was "
      "stored before, so the new token cannot attend to itself.", "append first, then return the stores"),
-    ("returned the whole preallocated buffer", lambda K, V, h: K.dim() == 4 and K.shape[2] == h.max_length > len(h)
-     and close(K[:, :, : len(h)], _cat(h.k)) and close(V[:, :, : len(h)], _cat(h.v)),
-     "A buffer of max_length positions holds the stored ones first; the rest is empty and must not be attended "
-     "to. Return only the filled part.", "slice the buffers to [:, :, :end]"),
+    ("returned the whole preallocated buffer", lambda K, V, h: K.dim() == 4 and K.shape[2] > len(h)
+     and K.shape == V.shape and close(K[:, :, : len(h)], _cat(h.k)) and close(V[:, :, : len(h)], _cat(h.v)),
+     "Your keys start with the stored positions but go on past them: a preallocated buffer holds the stored ones "
+     "first, the rest is empty and must not be attended to. Return only the filled part.",
+     "slice the buffers to [:, :, :end]"),
+    ("written at the wrong offset (a gap before the stored positions)",
+     lambda K, V, h: K.dim() == 4 and K.shape[2] > len(h) and K.shape == V.shape
+     and close(K[:, :, K.shape[2] - len(h):], _cat(h.k)) and close(V[:, :, V.shape[2] - len(h):], _cat(h.v)),
+     "Your keys end with every stored position, in order, but start with positions that were never written (the "
+     "buffer's empty slots): the write offset is past where the stored positions end.",
+     "write the new k, v at [length : length + T] and return [:length + T]"),
     ("keys and values swapped", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.k)),
      "update must return (keys, values) in that order.", "return keys first, then values"),
     ("values stored as keys", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.k)),
@@ -79,6 +86,12 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
     ("keys returned transposed", lambda K, V, h: close(K, _cat(h.k).transpose(2, 3)) and close(V, _cat(h.v)),
      "update returns keys as (B, nh, T, hs), like the k it was given; the attention transposes them itself.",
      "store k as it comes"),
+    ("only the first sequence of the batch stored",
+     lambda K, V, h: K.shape[0] > 1 and close(K, _cat(h.k)[:1].expand_as(K)) and close(V, _cat(h.v)[:1].expand_as(V)),
+     "k and v are (B, nh, T, hs): every sequence of the batch has its own keys; yours repeats the first one's.",
+     "store k and v whole, along dim 2"),
+    ("values returned transposed", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.v).transpose(2, 3)),
+     "update returns values as (B, nh, T, hs), like the v it was given.", "store v as it comes"),
 ]
 
 
@@ -119,7 +132,9 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
             if axis and axis.group(1) != "2":  # torch.cat along another axis than time
                 raise WrongAxis(layer, k, int(axis.group(1))) from e
             raise
-        calls.append((layer, k.clone(), v.clone(), returned))
+        kept = tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in returned) \
+            if isinstance(returned, tuple) else returned  # a copy: views of a buffer change on later writes
+        calls.append((layer, k.clone(), v.clone(), kept))
         return returned
 
     cache.update = recording_update

@@ -234,6 +234,39 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
                                                              shape=lambda p: 0.5 * (1 + math.cos(p))),
      "Progress p runs from 0 to 1, so cos(p) only goes from 1 to cos(1) ~ 0.54: the rate never gets near min_lr "
      "and jumps there at the end. Half a cosine is cos(pi * p).", "math.cos(math.pi * progress)"),
+    ("decay one step too long (lr_decay_iters - warmup_iters + 1): never reaches min_lr",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, progress=lambda i, W, D: (i - W) / (D - W + 1)),
+     "Progress must reach 1 at lr_decay_iters: (it - warmup_iters) / (lr_decay_iters - warmup_iters); one more in "
+     "the denominator leaves the rate above min_lr and it jumps there.", "divide by lr_decay_iters - warmup_iters"),
+    ("flat at min_lr one step early (it >= lr_decay_iters - 1)",
+     lambda it, lr, mn, W, D: mn if W <= it >= D - 1 else _schedule(it, lr, mn, W, D),
+     "The cosine runs up to lr_decay_iters and only from there the rate stays at min_lr.",
+     "if it >= lr_decay_iters: return min_lr"),
+    ("cosine of degrees (180 * p) where math.cos takes radians",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 0.5 * (1 + math.cos(180 * p))),
+     "math.cos takes radians: half a turn is pi, not 180.", "math.cos(math.pi * progress)"),
+    ("learning_rate and min_lr swapped (argument order)", lambda it, lr, mn, W, D: _schedule(it, mn, lr, W, D),
+     "Your schedule is the right one with learning_rate and min_lr exchanged: check the order of the parameters "
+     "(it, learning_rate, min_lr, warmup_iters, lr_decay_iters).", "def get_lr(it, learning_rate, min_lr, ...)"),
+    ("the whole schedule one step ahead (it + 1)", lambda it, lr, mn, W, D: _schedule(it + 1, lr, mn, W, D),
+     "Each of your rates is the reference's for the next step: it counts from 0, the first step is it = 0.",
+     "use it as given"),
+    ("the whole schedule one step behind (it - 1)", lambda it, lr, mn, W, D: _schedule(it - 1, lr, mn, W, D),
+     "Each of your rates is the reference's for the step before: it counts from 0, the first step is it = 0.",
+     "use it as given"),
+    ("exponential decay instead of cosine",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: ((mn / lr) ** p * lr - mn) / (lr - mn)),
+     "The rate follows half a cosine from learning_rate to min_lr; yours multiplies by a constant factor each step "
+     "(learning_rate * (min_lr / learning_rate) ** progress).", "0.5 * (1 + cos(pi * progress))"),
+    ("cosine towards 0, cut off at min_lr (max instead of the offset)",
+     lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: max(
+         0.0, (0.5 * (1 + math.cos(math.pi * p)) * lr - mn) / (lr - mn))),
+     "max(min_lr, coeff * learning_rate) follows a cosine towards 0 and stops at min_lr: it reaches the floor too "
+     "early. The cosine spans the gap: min_lr + coeff * (learning_rate - min_lr).",
+     "min_lr + coeff * (learning_rate - min_lr)"),
+    ("quadratic warm-up instead of linear", lambda it, lr, mn, W, D: _schedule(
+        it, lr, mn, W, D, warm=lambda i, lr, mn, W: lr * ((i + 1) / (W + 1)) ** 2),
+     "Warm-up rises in a straight line: learning_rate * (it + 1) / (warmup_iters + 1).", "no square"),
     ("linear decay instead of cosine", lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 1 - p),
      "The rate follows half a cosine, slow at both ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
     ("the cosine goes up instead of down",

@@ -4,8 +4,9 @@ group advantages (the references are mingpt.posttrain's own).
 
 The one idea, as in every checker (checking.py): the checker owns the reference, so it rebuilds each *known*
 mistake from a table and names the mistake only when the rebuilt one reproduces the student's output exactly. When
-no row of the table does, it says so ("does not recognise the mistake") and shows the first element that differs,
-instead of guessing. The tables (`SFT_MISTAKES`, `LORA_FORWARD_MISTAKES`, ...) are public so a teacher can read them.
+no row of the table explains every tested input, it says so (compare.NOT_RECOGNISED) and shows the first element
+that differs, instead of guessing (compare.explain does both). The LoRA checker lives in lora.py. The tables
+(`SFT_MISTAKES`, `DPO_MISTAKES`, ...) are public so a teacher can read them.
 
     from mingpt.exercises.posttrain import check_sft_targets, check_lora_layer, check_dpo_loss, check_group_advantages
     check_sft_targets(my_targets)          # my_targets(ids (T,), is_assistant (T,) bool) -> (x, y), each (T-1,)
@@ -19,56 +20,35 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, construct, fail, fmt, run
+from mingpt.exercises.checking import CheckResult, Variant, fail, fmt, run
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, same
+from mingpt.exercises.lora import (
+    LORA_FORWARD_MISTAKES,
+    LORA_INIT_MISTAKES,
+    LORA_MERGE_MISTAKES,
+    check_lora_layer,
+)
 from mingpt.model import GPT, IGNORE_INDEX
 from mingpt.posttrain.dpo import dpo_loss, sequence_logprobs
 from mingpt.posttrain.rl import group_advantages
 
-__all__ = ["check_sft_targets", "check_lora_layer", "check_dpo_loss", "check_group_advantages", "SFT_MISTAKES",
-           "LORA_INIT_MISTAKES", "LORA_FORWARD_MISTAKES", "LORA_MERGE_MISTAKES", "DPO_MISTAKES",
-           "ADVANTAGE_MISTAKES"]
+__all__ = [
+    "ADVANTAGE_MISTAKES",
+    "DPO_MISTAKES",
+    "LORA_FORWARD_MISTAKES",
+    "LORA_INIT_MISTAKES",
+    "LORA_MERGE_MISTAKES",
+    "SFT_MISTAKES",
+    "check_dpo_loss",
+    "check_group_advantages",
+    "check_lora_layer",
+    "check_sft_targets",
+]
 
 
-# ------------------------------------------------------------------------------------------ shared
-def same(a, b, atol: float = 1e-6) -> bool:
-    """Equal shape and values (NaN equal to NaN: a rebuilt mistake that makes NaN reproduces it)."""
-    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
-        return False
-    return bool(torch.allclose(a.detach().double(), b.detach().double(), atol=atol, rtol=atol, equal_nan=True))
-
-
-def first_difference(yours: torch.Tensor, expected: torch.Tensor, atol: float = 1e-6) -> str:
-    """'at index (i, j): yours a, expected b' for the first element that differs (or the shapes, if they do)."""
-    if not isinstance(yours, torch.Tensor):
-        return f"yours is a {type(yours).__name__}, expected a tensor of shape {tuple(expected.shape)}"
-    if yours.shape != expected.shape:
-        return f"yours has shape {tuple(yours.shape)}, expected {tuple(expected.shape)}"
-    a, b = yours.detach().double(), expected.detach().double()
-    differs = ~torch.isclose(a, b, atol=atol, rtol=atol, equal_nan=True)
-    index = tuple(int(i) for i in differs.nonzero()[0]) if differs.any() else ()
-    return f"first difference at index {index}: yours {a[index].item():.6g}, expected {b[index].item():.6g}"
-
-
-def diagnose(exercise: str, yours, expected, table: list[Variant], args: tuple, example: str,
-             atol: float = 1e-6) -> CheckResult | None:
-    """None if yours equals expected; else the first mistake of `table` that reproduces yours exactly, or
-    'does not recognise the mistake' with the first differing element."""
-    if same(yours, expected, atol):
-        return None
-    for variant in table:
-        try:
-            rebuilt = variant.compute(*args)
-        except Exception:  # a mistake that cannot happen on these inputs does not match
-            continue
-        if same(yours, rebuilt, atol):
-            return fail(exercise, variant.property, variant.explanation, example, variant.hint)
-    return fail(exercise, "does not recognise the mistake", "Your output differs from the reference, and no "
-                "mistake this checker knows reproduces it exactly.",
-                example + "\n" + first_difference(yours, expected, atol), "compare your code with the definition "
-                "above the exercise, one step at a time")
+HINT = "compare your code with the definition above the exercise, one step at a time"
 
 
 # ------------------------------------------------------------------------------------------ 1. the SFT mask
@@ -100,6 +80,9 @@ SFT_MISTAKES = [
     Variant("the assistant's role marker is trained on", lambda ids, a: _sft(ids, a[1:] | (ids[1:] == ASSISTANT)),
             "The program writes the assistant marker itself to say 'your turn'; the model never has to predict it.",
             "use is_assistant as it is, without adding the role markers"),
+    Variant("loss on everything after the assistant's first token", lambda ids, a: _sft(ids, a.cumsum(0)[1:] > 0),
+            "Every later user turn is masked too: only the assistant's own tokens (and each reply's END) count.",
+            "use is_assistant[1:] itself, not a running flag"),
     Variant("masked with 0 instead of -1", lambda ids, a: _sft(ids, a[1:], fill=0),
             "0 is a real token id: the model would be trained to predict token 0 everywhere you meant to mask.",
             "mingpt's ignored target is -1 (mingpt.model.IGNORE_INDEX)"),
@@ -114,162 +97,51 @@ def check_sft_targets(fn) -> CheckResult:
     predicted token is not the assistant's."""
     exercise = "SFT targets and loss mask"
     ids, is_assistant = torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)
-    out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone())
+    out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
+                       hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
     if problem is not None:
         return problem
     if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
-        return fail(exercise, "must return (x, y)", f"yours returned {type(out).__name__}", hint="return x, y")
+        got = type(out).__name__ + (" of " + ", ".join(type(t).__name__ for t in out) if isinstance(
+            out, (tuple, list)) else "")
+        return fail(exercise, "must return (x, y), two tensors", f"yours returned {got}",
+                    f"your function(ids={ids.tolist()}, is_assistant=...)", "return x, y (torch.tensor(...) around a "
+                    "list)")
     x, y = out
-    example = (f"ids          {ids.tolist()}   (user {USER}, assistant {ASSISTANT}, end {END})\n"
-               f"is_assistant {is_assistant.int().tolist()}\nyour y       {y.tolist()}\n"
-               f"expected y   {_sft(ids, is_assistant[1:]).tolist()}")
     if not torch.equal(x, ids[:-1]):
         return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
                     "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
-    found = diagnose(exercise, y, _sft(ids, is_assistant[1:]), SFT_MISTAKES, (ids, is_assistant), example)
+    found = explain(exercise, [(ids, is_assistant)], [y], lambda i, a: _sft(i, a[1:]), SFT_MISTAKES,
+                    lambda i, a: f"ids          {i.tolist()}   (user {USER}, assistant {ASSISTANT}, end {END})\n"
+                    f"is_assistant {a.int().tolist()}\nyour y       {y.tolist() if isinstance(y, torch.Tensor) else y}"
+                    f"\nexpected y   {_sft(i, a[1:]).tolist()}", atol=1e-6, hint=HINT)
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
                                                 "their end of turn only", "-1 elsewhere"])
 
 
-# ------------------------------------------------------------------------------------------ 2. LoRA
-IN, OUT, RANK, ALPHA = 7, 5, 3, 6.0  # alpha / r = 2, distinct from r, alpha, 1, 1/r and r/alpha
-
-
-def _lora(x, W, b, A, B, scale):
-    return F.linear(x, W, b) + scale * (x @ A.T @ B.T)
-
-
-def _weights_of(module: nn.Module, name: str) -> torch.Tensor | None:
-    value = getattr(module, name, None)
-    return value.weight if isinstance(value, nn.Linear) else value if isinstance(value, torch.Tensor) else None
-
-
-LORA_INIT_MISTAKES = {  # properties of the fresh layer, each checked exactly
-    "the base layer is not frozen": ("Only A and B train: the base weights must have requires_grad=False, or the "
-                                     "optimizer updates (and keeps Adam moments for) the whole matrix.",
-                                     "base.requires_grad_(False) in __init__"),
-    "A initialised to zero": ("With A = 0 and B = 0 both gradients are zero (dL/dB needs A x, dL/dA needs B): the "
-                              "adapter never learns.", "A random (nn.Linear's default init), B zero"),
-    "B initialised non-zero": ("B must start at zero so that the wrapped layer computes exactly what the pretrained "
-                               "one did at step 0.", "A random, B zero"),
-    "A and B are not trainable": ("lora_A and lora_B are what trains: they need requires_grad=True.",
-                                  "make them nn.Parameter"),
-}
-
-LORA_FORWARD_MISTAKES = [
-    Variant("LoRA scaled by the rank instead of alpha / rank", lambda x, W, b, A, B: _lora(x, W, b, A, B, RANK),
-            "The correction is multiplied by alpha / r: then changing r keeps the update's size.", "scale = alpha / r"),
-    Variant("LoRA scaled by alpha instead of alpha / rank", lambda x, W, b, A, B: _lora(x, W, b, A, B, ALPHA),
-            "The correction is multiplied by alpha / r, not alpha alone.", "scale = alpha / r"),
-    Variant("LoRA scaled by 1 / rank (alpha left out)", lambda x, W, b, A, B: _lora(x, W, b, A, B, 1 / RANK),
-            "The correction is multiplied by alpha / r; alpha is missing from yours.", "scale = alpha / r"),
-    Variant("LoRA scaled by rank / alpha (the ratio upside down)",
-            lambda x, W, b, A, B: _lora(x, W, b, A, B, RANK / ALPHA), "The scale is alpha / r.", "scale = alpha / r"),
-    Variant("the LoRA correction is not scaled", lambda x, W, b, A, B: _lora(x, W, b, A, B, 1.0),
-            "The correction B A x must be multiplied by alpha / r.", "scale = alpha / r"),
-    Variant("the base layer's output is missing", lambda x, W, b, A, B: _lora(x, 0 * W, None, A, B, ALPHA / RANK),
-            "LoRA *adds* a correction to the frozen layer's output: y = base(x) + (alpha / r) B A x.",
-            "start from self.base(x)"),
-]
-
-LORA_MERGE_MISTAKES = [
-    Variant("merge forgets the scale", lambda W, A, B: W + B @ A,
-            "Merging must add exactly what the forward adds: (alpha / r) B A.", "W += scale * (B @ A)"),
-    Variant("merge subtracts the correction", lambda W, A, B: W - ALPHA / RANK * B @ A,
-            "Merging adds the correction to the base weight (unmerging subtracts it).", "W += scale * (B @ A)"),
-    Variant("merge scales by the rank instead of alpha / rank", lambda W, A, B: W + RANK * B @ A,
-            "The merged weight is W + (alpha / r) B A.", "W += scale * (B @ A)"),
-    Variant("merge did not change the base weight", lambda W, A, B: W.clone(),
-            "After merge() the base layer's weight holds W + (alpha / r) B A, so that inference costs one matmul.",
-            "add in place to the base layer's weight, under torch.no_grad()"),
-]
-
-
-def check_lora_layer(cls) -> CheckResult:
-    """Check cls(base: nn.Linear, r, alpha): lora_A (r, in), lora_B (out, r), forward = base(x) + alpha/r * B A x,
-    and merge() folding the correction into base.weight, after which forward gives the same outputs."""
-    exercise = "LoRA layer and merge"
-    with torch.random.fork_rng():  # seeded, and the student's own random stream left as it was
-        torch.manual_seed(0)
-        base = nn.Linear(IN, OUT)
-    W, b = base.weight.detach().clone(), base.bias.detach().clone()
-    layer, problem = construct(exercise, cls, base, RANK, ALPHA)
-    if problem is not None:
-        return problem
-    A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
-    if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
-        return fail(exercise, "lora_A (r, in) and lora_B (out, r) not found",
-                    f"expected layer.lora_A of shape {(RANK, IN)} and layer.lora_B of shape {(OUT, RANK)}; yours: "
-                    f"{None if A is None else tuple(A.shape)} and {None if B is None else tuple(B.shape)}",
-                    hint="nn.Parameter(torch.empty(r, in_features)) and nn.Parameter(torch.zeros(out_features, r))")
-    broken = ("the base layer is not frozen" if base.weight.requires_grad or base.bias.requires_grad
-              else "A and B are not trainable" if not (A.requires_grad and B.requires_grad)
-              else "A initialised to zero" if not A.detach().any() else "B initialised non-zero" if B.detach().any()
-              else None)
-    if broken:
-        state = f"base requires_grad={base.weight.requires_grad}, A nonzero={bool(A.detach().any())}, " \
-                f"B nonzero={bool(B.detach().any())}"
-        return fail(exercise, broken, LORA_INIT_MISTAKES[broken][0], state, LORA_INIT_MISTAKES[broken][1])
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # trained-looking adapters: with B = 0 a wrong scale would hide
-        A.copy_(torch.randn(A.shape, generator=gen))
-        B.copy_(torch.randn(B.shape, generator=gen))
-    A0, B0, x = A.detach().clone(), B.detach().clone(), torch.randn(2, 3, IN, generator=gen)
-    expected = _lora(x, W, b, A0, B0, ALPHA / RANK)
-    out, problem = run(exercise, "your layer(x)", layer, x)
-    if problem is not None:
-        return problem
-    example = f"base {IN}->{OUT}, r={RANK}, alpha={ALPHA}, x of shape {tuple(x.shape)}\nyours    {fmt(out, 5)}\n" \
-              f"expected {fmt(expected, 5)}"
-    found = diagnose(exercise, out, expected, LORA_FORWARD_MISTAKES, (x, W, b, A0, B0), example, atol=1e-5)
-    if found is not None:
-        return found
-    _, problem = run(exercise, "your layer.merge()", layer.merge)
-    if problem is not None:
-        return problem
-    merged = base.weight.detach()
-    example = f"W[0] before {fmt(W[0], 5)}\nyours after merge() {fmt(merged[0], 5)}\n" \
-              f"expected W + (alpha / r) B A: {fmt((W + ALPHA / RANK * B0 @ A0)[0], 5)}"
-    found = diagnose(exercise, merged, W + ALPHA / RANK * B0 @ A0, LORA_MERGE_MISTAKES, (W, A0, B0), example, 1e-5)
-    if found is not None:
-        return found
-    after, problem = run(exercise, "your layer(x) after merge()", layer, x)
-    if problem is not None:
-        return problem
-    example = f"before merge {fmt(expected, 5)}\nafter merge  {fmt(after, 5)}"
-    twice = [Variant("the correction is added twice after merge",
-                     lambda: _lora(x, W + ALPHA / RANK * B0 @ A0, b, A0, B0, ALPHA / RANK),
-                     "Once merged, the base weight already holds the correction: the forward must stop adding it.",
-                     "remember that the layer is merged (a flag) and skip the correction then")]
-    found = diagnose(exercise, after, expected, twice, (), example, atol=1e-5)
-    if found is not None:
-        return found
-    return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x",
-                                                "merge folds alpha/r B A into the weight, outputs unchanged"])
-
-
 # ------------------------------------------------------------------------------------------ 3. DPO
 BETA = 0.3
 
 
-def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False):
+def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False):
     logits = model(x.flatten(0, 1))[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
     targets = y.flatten(0, 1)
     mask = targets != IGNORE_INDEX
     picked = torch.where(mask, x.flatten(0, 1), targets) if targets_from_x else targets
-    token = F.log_softmax(logits, -1).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
+    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
     per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
 
 
 def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.0, reduce=torch.mean,
-         logsigmoid=True, ref_grad=False, **kw):
+         logsigmoid=True, ref_grad=False, beta_rejected=None, **kw):
     pi = logps(policy, x, y, **kw)
     with torch.enable_grad() if ref_grad else torch.no_grad():
         ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
-    margin = sign * beta * ((pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1]))
+    margin = sign * (beta * (pi[:, 0] - ref[:, 0]) - (beta if beta_rejected is None else beta_rejected)
+                     * (pi[:, 1] - ref[:, 1]))
     return reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
 
 
@@ -289,6 +161,9 @@ DPO_MISTAKES = [
     Variant("beta left out", lambda *a: _dpo(*a, beta=1.0),
             "beta multiplies the log-ratio margin inside the sigmoid: it sets how far the policy may move.",
             "-logsigmoid(beta * margin)"),
+    Variant("beta multiplies only the chosen answer's log-ratio", lambda *a: _dpo(*a, beta_rejected=1.0),
+            "beta scales the whole margin: beta * ((chosen log-ratio) - (rejected log-ratio)); yours leaves the "
+            "rejected term unscaled.", "parenthesise the difference before multiplying by beta"),
     Variant("beta divides the margin instead of multiplying it", lambda *a: _dpo(*a, beta=1 / BETA),
             "The implicit reward is beta * (log pi - log pi_ref).", "-logsigmoid(beta * margin)"),
     Variant("the reference model is left out", lambda *a: _dpo(*a, no_ref=True),
@@ -297,6 +172,12 @@ DPO_MISTAKES = [
     Variant("the log-sigmoid is missing", lambda *a: _dpo(*a, logsigmoid=False),
             "The loss is -log sigmoid(beta * margin): bounded pushes, not a margin that grows without end.",
             "F.logsigmoid"),
+    Variant("probabilities summed instead of log-probabilities", lambda *a: _dpo(*a, probs=True),
+            "log pi(y|x) is the sum of each answer token's *log*-probability (the log of their product); yours adds "
+            "the probabilities themselves.", "F.log_softmax, then gather and sum"),
+    Variant("the loss's sign flipped (logsigmoid without the minus)", lambda *a: -_dpo(*a),
+            "DPO minimises -log sigmoid(beta * margin); without the minus the optimizer pushes the rejected answer "
+            "up.", "-F.logsigmoid(...)"),
     Variant("summed over the pairs instead of averaged", lambda *a: _dpo(*a, reduce=torch.sum),
             "The batch loss is the mean over pairs, so the learning rate does not depend on the batch size.",
             ".mean() over the pairs"),
@@ -325,7 +206,9 @@ def check_dpo_loss(fn) -> CheckResult:
     y = torch.tensor([[[-1, -1, 7, 3, 10, -1], [-1, -1, 9, 9, 5, 10]],
                       [[-1, 8, 1, 10, -1, -1], [-1, 2, 10, -1, -1, -1]]])  # -1: prompt and padding
     args = (policy, reference, x, y)
-    loss, problem = run(exercise, f"your function(policy, reference, x, y, beta={BETA})", fn, *args, BETA)
+    loss, problem = run(exercise, f"your function(policy, reference, x, y, beta={BETA})", fn, *args, BETA,
+                        hint="x, y are (B, 2, T): flatten to (2B, T) for the model, whose forward returns "
+                        "(logits, loss); y is -1 where nothing is predicted (clamp before gather)")
     if problem is not None:
         return problem
     if not (isinstance(loss, torch.Tensor) and loss.dim() == 0):
@@ -335,9 +218,8 @@ def check_dpo_loss(fn) -> CheckResult:
     pi, ref = sequence_logprobs(policy(x.flatten(0, 1))[0], y.flatten(0, 1)).view(2, 2), \
         sequence_logprobs(reference(x.flatten(0, 1))[0], y.flatten(0, 1)).view(2, 2)
     expected = dpo_loss(pi[:, 0], pi[:, 1], ref[:, 0], ref[:, 1], BETA)[0].mean()
-    example = f"2 pairs, beta={BETA}: x {tuple(x.shape)}, y[0] {y[0].tolist()}\nyours    {loss.item():.6f}\n" \
-              f"expected {expected.item():.6f}"
-    found = diagnose(exercise, loss, expected, DPO_MISTAKES, args, example, atol=1e-5)
+    example = f"2 pairs, beta={BETA}: x {tuple(x.shape)}, y[0] {y[0].tolist()}"
+    found = explain(exercise, [args], [loss], lambda *a: expected, DPO_MISTAKES, lambda *a: example, hint=HINT)
     if found is not None:
         return found
     if not loss.requires_grad:
@@ -356,7 +238,7 @@ def check_dpo_loss(fn) -> CheckResult:
                         "log-probs are constants (torch.no_grad() or .detach()); otherwise the optimizer, or "
                         "backward alone, moves or charges the model DPO is measured against.",
                         f"reference {name}.grad is non-zero: {fmt(yours[name])}", "compute them under torch.no_grad()")
-        return fail(exercise, "does not recognise the mistake", "The reference model received gradients that no "
+        return fail(exercise, NOT_RECOGNISED, "The reference model received gradients that no "
                     "known mistake reproduces.", f"reference {name}.grad = {fmt(yours[name])}",
                     "the reference's log-probs must be constants")
     return CheckResult(exercise, True, checked=["log-probs summed over the answer's tokens", "beta, sign, "
@@ -366,46 +248,73 @@ def check_dpo_loss(fn) -> CheckResult:
 # ------------------------------------------------------------------------------------------ 4. GRPO advantages
 REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0],
                         [3.0, 1.0, 2.0, 2.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0]])  # (P=4, G=5): two uniform groups
+REWARDS_CASES = [REWARDS, torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]])]  # P != G
 EPS = 1e-4
 TOL = 1e-3  # any small eps (1e-8 ... 1e-4) or a clamp of the std is a valid choice
+EPS_TRIED = (EPS, 1e-5, 1e-6, 1e-8)  # a mistake that divides a uniform group by eps shows the student's own eps
 
 
-def _adv(r, s=True, centre=lambda r: r.mean(1, keepdim=True), scale=lambda r: r.std(1, keepdim=True) + EPS):
+def _adv(r, s=True, centre=lambda r: r.mean(1, keepdim=True), scale=None, eps=EPS):
     """The reference with one part swapped: `centre` and `scale` (applied only if s, normalize_std)."""
-    return (r - centre(r)) / (scale(r) if s else 1.0)
+    return (r - centre(r)) / ((r.std(1, keepdim=True) + eps if scale is None else scale(r)) if s else 1.0)
 
 
-ADVANTAGE_MISTAKES = [
-    Variant("advantages not centred (the group mean not subtracted)", lambda r, s: _adv(r, s, centre=lambda r: 0),
-            "An advantage is how much better an answer did than its group's average; without the baseline every "
-            "answer of an easy prompt is pushed up.", "subtract rewards.mean(dim=1, keepdim=True)"),
-    Variant("centred on the whole batch's mean, not each group's", lambda r, s: _adv(r, s, centre=lambda r: r.mean()),
-            "Each prompt is its own baseline: answers are compared with the other answers *to the same prompt*.",
-            "mean over dim=1 (the group), keepdim=True"),
-    Variant("centred across prompts (the mean over the wrong axis)",
-            lambda r, s: _adv(r, s, centre=lambda r: r.mean(0, keepdim=True)),
-            "rewards is (prompts, group): the group is dim 1.", "mean over dim=1, keepdim=True"),
-    Variant("normalised by the whole batch's std, not each group's",
-            lambda r, s: _adv(r, scale=lambda r: r.std() + EPS),
-            "GRPO divides by the standard deviation of each group, so a rare success in a hard group counts as much "
-            "as a rare failure in an easy one.", "std over dim=1, keepdim=True"),
-    Variant("the population std (over G) where the sample std (over G - 1) is asked",
-            lambda r, s: _adv(r, scale=lambda r: r.std(1, keepdim=True, unbiased=False) + EPS),
-            "This exercise follows TRL's GRPOTrainer (and torch's default): the unbiased std, dividing by G - 1.",
-            "rewards.std(dim=1, keepdim=True)"),
-    Variant("divided by the variance, not the std", lambda r, s: _adv(r, scale=lambda r: r.var(1, keepdim=True) + EPS),
-            "Normalise by the standard deviation (the square root of the variance).", "rewards.std(...)"),
-    Variant("no eps: NaN for a group whose answers all scored the same",
-            lambda r, s: _adv(r, scale=lambda r: r.std(1, keepdim=True)),
-            "A group whose answers all got the same reward has std 0; its advantages must be 0 (no signal), not 0/0.",
-            "add a small eps to the std"),
-    Variant("not normalised although normalize_std=True", lambda r, s: _adv(r, scale=lambda r: 1.0),
-            "With normalize_std=True the centred rewards are divided by the group's std (+ eps).",
-            "if normalize_std: divide by the std"),
-    Variant("normalised although normalize_std=False", lambda r, s: _adv(r),
-            "normalize_std=False asks for the centred rewards only (Dr. GRPO's choice).",
-            "divide only if normalize_std"),
-]
+def _advantage_mistakes(EPS: float) -> list[Variant]:
+    def _adv_eps(r, s=True, **kw):  # the student's own eps in every rebuilt mistake
+        return _adv(r, s, eps=EPS, **kw)
+
+    return [
+        Variant("advantages not centred (the group mean not subtracted)",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: 0),
+                "An advantage is how much better an answer did than its group's average; without the baseline every "
+                "answer of an easy prompt is pushed up.", "subtract rewards.mean(dim=1, keepdim=True)"),
+        Variant("centred on the whole batch's mean, not each group's",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean()),
+                "Each prompt is its own baseline: answers are compared with the other answers *to the same prompt*.",
+                "mean over dim=1 (the group), keepdim=True"),
+        Variant("centred across prompts (the mean over the wrong axis)",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(0, keepdim=True)),
+                "rewards is (prompts, group): the group is dim 1.", "mean over dim=1, keepdim=True"),
+        Variant("normalised by the whole batch's std, not each group's",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std() + EPS),
+                "GRPO divides by the standard deviation of each group, so a rare success in a hard group counts as "
+                "much as a rare failure in an easy one.", "std over dim=1, keepdim=True"),
+        Variant("the population std (over G) where the sample std (over G - 1) is asked",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True, unbiased=False) + EPS),
+                "This exercise follows TRL's GRPOTrainer (and torch's default): the unbiased std, dividing by G - 1.",
+                "rewards.std(dim=1, keepdim=True)"),
+        Variant("divided by the variance, not the std",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.var(1, keepdim=True) + EPS),
+                "Normalise by the standard deviation (the square root of the variance).", "rewards.std(...)"),
+        Variant("no eps: NaN for a group whose answers all scored the same",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True)),
+                "A group whose answers all got the same reward has std 0; its advantages must be 0 (no signal), "
+                "not 0/0.",
+                "add a small eps to the std"),
+        Variant("not normalised although normalize_std=True", lambda r, s: _adv_eps(r, False),
+                "With normalize_std=True the centred rewards are divided by the group's std (+ eps).",
+                "if normalize_std: divide by the std"),
+        Variant("normalised although normalize_std=False", lambda r, s: _adv_eps(r),
+                "normalize_std=False asks for the centred rewards only (Dr. GRPO's choice).",
+                "divide only if normalize_std"),
+        Variant("normalised by the range (max - min), not the std",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + EPS),
+                "GRPO divides by each group's standard deviation.", "rewards.std(dim=1, keepdim=True)"),
+        Variant("centred on the median, not the mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.median(1, keepdim=True).values),
+                "The baseline is the group's mean reward.", "rewards.mean(dim=1, keepdim=True)"),
+        Variant("normalised by the std across prompts (the wrong axis)",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(0, keepdim=True) + EPS),
+                "rewards is (prompts, group): each group's std is over dim 1, the answers to one prompt.",
+                "std over dim=1, keepdim=True"),
+        Variant("centred and normalised over the whole batch, not each group",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
+                "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
+                "mean and std over dim=1, keepdim=True"),
+    ]
+
+
+ADVANTAGE_MISTAKES = _advantage_mistakes(EPS)
 
 
 def _rounded(t):
@@ -416,15 +325,23 @@ def check_group_advantages(fn) -> CheckResult:
     """Check fn(rewards (P, G), normalize_std) -> (P, G): reward minus its group's mean, divided by the group's
     (unbiased) std + a small eps if normalize_std; a group with equal rewards gets zeros."""
     exercise = "GRPO group advantages"
-    for normalize_std in (True, False):
-        call = f"your function(rewards, normalize_std={normalize_std})"
-        out, problem = run(exercise, call, fn, REWARDS.clone(), normalize_std)
+    cases = [(rewards, normalize_std) for rewards in REWARDS_CASES for normalize_std in (True, False)]
+    outputs = []
+    for rewards, normalize_std in cases:
+        out, problem = run(exercise, f"your function(rewards, normalize_std={normalize_std})", fn, rewards.clone(),
+                           normalize_std, hint="rewards is (P, G): reduce over dim=1 with keepdim=True, so that the "
+                           "(P, 1) statistics broadcast against (P, G)")
+        if problem is not None and "must match the size of tensor" in problem.explanation:
+            return fail(exercise, "group statistics without keepdim=True", "rewards.mean(1) has shape (P,), which "
+                        "lines up with the *last* axis of (P, G) and cannot broadcast (or pairs the wrong numbers "
+                        "when P == G).", problem.explanation, "rewards.mean(dim=1, keepdim=True): shape (P, 1)")
         if problem is not None:
             return problem
-        expected = group_advantages(REWARDS, normalize_std, EPS)
-        example = f"rewards {REWARDS.tolist()}\n{call[5:]}\nyours    {_rounded(out)}\nexpected {_rounded(expected)}"
-        found = diagnose(exercise, out, expected, ADVANTAGE_MISTAKES, (REWARDS, normalize_std), example, atol=TOL)
-        if found is not None:
-            return found
+        outputs.append(out)
+    found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
+                    [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)],
+                    lambda r, s: f"rewards {_rounded(r)}\nfunction(rewards, normalize_std={s})", TOL, HINT)
+    if found is not None:
+        return found
     return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",
                                                 "zeros for a uniform group", "normalize_std=False: centred only"])

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, close, fail, run
-from mingpt.exercises.compare import check_cases
+from mingpt.exercises.compare import check_cases, modified_in_place
 from mingpt.generation import filter_logits
 
 __all__ = ["check_greedy", "check_sampling_probs", "SAMPLING_MISTAKES"]
@@ -46,6 +46,19 @@ def check_greedy(fn) -> CheckResult:
     if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out.long(), logits.argmin(-1)):
         return fail(exercise, "picked the least likely token (argmin)", "Greedy decoding picks the token with the "
                     "*largest* logit; yours picks the smallest.", example, "argmax, not argmin")
+    if isinstance(out, torch.Tensor) and out.numel() in (1, len(expected)) and \
+            bool((out.long() == logits.flatten().argmax()).all()):
+        return fail(exercise, "argmax over the whole batch (flattened), not each row", "argmax without dim flattens "
+                    "the (B, V) logits: one index into B * V numbers, not one token per row.", example,
+                    "argmax(dim=-1)")
+    if isinstance(out, (list, tuple)):
+        return fail(exercise, "returned a list, not a tensor", f"Greedy decoding returns a tensor of ids, shape "
+                    f"{tuple(expected.shape)}; yours is a {type(out).__name__}.", example, "drop the .tolist()")
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape and \
+            torch.equal(out.long(), logits.softmax(0).argmax(-1)):
+        return fail(exercise, "softmax over the batch axis before the argmax", "argmax of the logits needs no "
+                    "softmax; yours normalised over the batch axis (dim 0), which changes each row's order.",
+                    example, "logits.argmax(dim=-1)")
     if isinstance(out, torch.Tensor) and close(out.float(), logits.max(dim=-1).values):
         return fail(exercise, "returned the largest logit, not its token id", "Greedy decoding returns *which* "
                     "token is most likely.", example, "max gives values and indices; you need the indices")
@@ -70,6 +83,16 @@ def _above(sorted_logits):
     """The probability mass of the tokens ranked above each one (the reference's rule drops it when >= p)."""
     probs = sorted_logits.softmax(-1)
     return probs.cumsum(-1) - probs
+
+
+def _top_p_ascending(logits, top_p):
+    """Nucleus filtering run over an ascending sort: the running sum starts at the *least* likely token."""
+    if top_p is None:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1)
+    remove = _above(sorted_logits) >= top_p
+    remove[..., 0] = False
+    return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
 
 
 def _top_k(logits, k, smallest=False):
@@ -111,6 +134,15 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "The kept set must reach a mass of at least p, so the token whose probability carries the running sum past p "
      "stays; yours stops just before it.",
      "decide on the mass *before* each token: keep a token while the tokens above it sum to < p"),
+    ("top-p drops the token that crosses p, even the most likely one (a row can lose every token)",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: _above(s) + s.softmax(-1) > p), -1),
+     "The kept set must reach a mass of at least p: the token that carries the running sum past p stays, and the "
+     "most likely token always stays; yours removes it when it alone has more than p (an all -inf row: NaN).",
+     "decide on the mass *before* each token: keep a token while the tokens above it sum to < p"),
+    ("top-p sorted ascending (the running sum starts at the least likely token)",
+     lambda lg, t, k, p: F.softmax(_top_p_ascending(_top_k(lg / t, k), p), -1),
+     "The nucleus is built from the most likely token down; sorted ascending, the running sum starts with the "
+     "unlikely tail and removes the likely tokens instead.", "sort(descending=True)"),
     ("top-p cumulates logits instead of probabilities",
      lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: (s.cumsum(-1) - s) >= p), -1),
      "The running sum that is compared with p must be a sum of *probabilities* (softmax of the sorted logits); a "
@@ -135,6 +167,24 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "When both are given, both filters apply (an if/elif runs only one).", "two independent ifs"),
     ("top-k ignored when top-p is given", lambda lg, t, k, p: _reference(lg, t, None if p is not None else k, p),
      "When both are given, both filters apply (an if/elif runs only one).", "two independent ifs"),
+    ("temperature applied twice", lambda lg, t, k, p: _reference(lg / t, t, k, p),
+     "Your distribution is the one for temperature T squared: the logits were divided by T twice.",
+     "divide by the temperature once"),
+    ("returned log-probabilities (log_softmax)", lambda lg, t, k, p: _reference(lg, t, k, p).log(),
+     "The function returns probabilities (each row sums to 1); yours are their logarithms.", "softmax, not "
+     "log_softmax"),
+    ("top-p ignored", lambda lg, t, k, p: _reference(lg, t, k, None),
+     "With top_p given, only the most likely tokens whose mass reaches p stay; yours keeps every token.",
+     "apply the top-p filter when top_p is not None"),
+    ("top-k keeps only the most likely token (threshold from values[:, 0])",
+     lambda lg, t, k, p: _reference(lg, t, None if k is None else 1, p),
+     "torch.topk's values are sorted largest first: the k-th largest is values[:, -1] (or [:, k - 1]); [:, 0] is "
+     "the largest, so one token stays.", "kth = torch.topk(logits, k).values[:, -1:]"),
+    ("top-p's softmax over the batch axis",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: (lambda q: q.cumsum(-1) - q >= p)(
+         s.softmax(0))), -1),
+     "The probabilities whose running sum top-p compares with p are each row's (softmax over the last axis).",
+     "softmax(dim=-1) of the sorted logits"),
     ("top-k keeps one token too many", lambda lg, t, k, p: _reference(lg, t, k + 1, p),
      "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
     ("top-k keeps one token too few",
@@ -172,6 +222,11 @@ def check_sampling_probs(fn) -> CheckResult:
               torch.tensor([[0.2, -1.3, 3.1, 0.9, 1.7, -0.4, 0.6], [1.1, 0.8, -2.0, 0.1, 2.2, 1.9, -0.7],
                             [-0.5, 0.4, 0.0, 1.2, -1.1, 0.7, 2.6]])]
     describe = lambda lg, t, k, p: f"logits = {lg.tolist()}, temperature={t}, top_k={k}, top_p={p}"
+    problem = modified_in_place(exercise, fn, (logits[0], 0.5, 2, 0.8), describe(logits[0], 0.5, 2, 0.8),
+                                "logits / temperature makes a new tensor; logits.div_(...) or logits[...] = ... "
+                                "change the caller's")
+    if problem is not None:
+        return problem
     for _, settings in STAGES:
         cases = [(lg, *setting) for lg in logits for setting in settings]
         problem = check_cases(exercise, fn, cases, _reference, [Variant(*row) for row in SAMPLING_MISTAKES],

@@ -1,0 +1,151 @@
+"""
+Checking a student's LoRA layer (mingpt.posttrain.lora's idea): a frozen nn.Linear plus a trainable low-rank
+correction, y = base(x) + (alpha / r) B A x, and merge() folding that correction into the base weight.
+
+The checker seeds the layer, sets A and B to trained-looking values (with B = 0 a wrong scale would hide), and
+compares the forward, the merged weight and the forward after merging with the reference; a mistake is named only
+when a rebuilt variant from the tables below reproduces the student's output exactly (compare.explain).
+
+    from mingpt.exercises.lora import check_lora_layer
+    check_lora_layer(MyLoRALinear)         # MyLoRALinear(base: nn.Linear, r, alpha), with lora_A, lora_B, merge()
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mingpt.exercises.checking import CheckResult, Variant, construct, fail, fmt, run
+from mingpt.exercises.compare import explain
+
+__all__ = ["LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
+
+CRASH_HINT = "x is (..., in_features); lora_A is (r, in), lora_B (out, r): x @ A.T @ B.T is (..., out)"
+HINT = "compare your code with the definition above the exercise, one step at a time"
+
+IN, OUT, RANK, ALPHA = 7, 5, 3, 6.0  # alpha / r = 2, distinct from r, alpha, 1, 1/r and r/alpha
+
+
+def _lora(x, W, b, A, B, scale):
+    return F.linear(x, W, b) + scale * (x @ A.T @ B.T)
+
+
+def _weights_of(module: nn.Module, name: str) -> torch.Tensor | None:
+    value = getattr(module, name, None)
+    return value.weight if isinstance(value, nn.Linear) else value if isinstance(value, torch.Tensor) else None
+
+
+LORA_INIT_MISTAKES = {  # properties of the fresh layer, each checked exactly
+    "the base layer is not frozen": ("Only A and B train: the base weights must have requires_grad=False, or the "
+                                     "optimizer updates (and keeps Adam moments for) the whole matrix.",
+                                     "base.requires_grad_(False) in __init__"),
+    "A initialised to zero": ("With A = 0 and B = 0 both gradients are zero (dL/dB needs A x, dL/dA needs B): the "
+                              "adapter never learns.", "A random (nn.Linear's default init), B zero"),
+    "B initialised non-zero": ("B must start at zero so that the wrapped layer computes exactly what the pretrained "
+                               "one did at step 0.", "A random, B zero"),
+    "A and B are not trainable": ("lora_A and lora_B are what trains: they need requires_grad=True.",
+                                  "make them nn.Parameter"),
+}
+
+LORA_FORWARD_MISTAKES = [
+    Variant("LoRA scaled by the rank instead of alpha / rank", lambda x, W, b, A, B: _lora(x, W, b, A, B, RANK),
+            "The correction is multiplied by alpha / r: then changing r keeps the update's size.", "scale = alpha / r"),
+    Variant("LoRA scaled by alpha instead of alpha / rank", lambda x, W, b, A, B: _lora(x, W, b, A, B, ALPHA),
+            "The correction is multiplied by alpha / r, not alpha alone.", "scale = alpha / r"),
+    Variant("LoRA scaled by 1 / rank (alpha left out)", lambda x, W, b, A, B: _lora(x, W, b, A, B, 1 / RANK),
+            "The correction is multiplied by alpha / r; alpha is missing from yours.", "scale = alpha / r"),
+    Variant("LoRA scaled by rank / alpha (the ratio upside down)",
+            lambda x, W, b, A, B: _lora(x, W, b, A, B, RANK / ALPHA), "The scale is alpha / r.", "scale = alpha / r"),
+    Variant("the LoRA correction is not scaled", lambda x, W, b, A, B: _lora(x, W, b, A, B, 1.0),
+            "The correction B A x must be multiplied by alpha / r.", "scale = alpha / r"),
+    Variant("the base layer's output is missing", lambda x, W, b, A, B: _lora(x, 0 * W, None, A, B, ALPHA / RANK),
+            "LoRA *adds* a correction to the frozen layer's output: y = base(x) + (alpha / r) B A x.",
+            "start from self.base(x)"),
+]
+
+LORA_MERGE_MISTAKES = [
+    Variant("merge forgets the scale", lambda W, A, B: W + B @ A,
+            "Merging must add exactly what the forward adds: (alpha / r) B A.", "W += scale * (B @ A)"),
+    Variant("merge subtracts the correction", lambda W, A, B: W - ALPHA / RANK * B @ A,
+            "Merging adds the correction to the base weight (unmerging subtracts it).", "W += scale * (B @ A)"),
+    Variant("merge scales by the rank instead of alpha / rank", lambda W, A, B: W + RANK * B @ A,
+            "The merged weight is W + (alpha / r) B A.", "W += scale * (B @ A)"),
+    Variant("merge replaced the base weight with the correction", lambda W, A, B: ALPHA / RANK * B @ A,
+            "Merging adds the correction to the pretrained weight: W + (alpha / r) B A; yours overwrote W.",
+            "base.weight += scale * (B @ A)"),
+    Variant("merge did not change the base weight", lambda W, A, B: W.clone(),
+            "After merge() the base layer's weight holds W + (alpha / r) B A, so that inference costs one matmul.",
+            "add in place to the base layer's weight, under torch.no_grad()"),
+]
+
+
+def check_lora_layer(cls) -> CheckResult:
+    """Check cls(base: nn.Linear, r, alpha): lora_A (r, in), lora_B (out, r), forward = base(x) + alpha/r * B A x,
+    and merge() folding the correction into base.weight, after which forward gives the same outputs."""
+    exercise = "LoRA layer and merge"
+    with torch.random.fork_rng():  # seeded, and the student's own random stream left as it was
+        torch.manual_seed(0)
+        base = nn.Linear(IN, OUT)
+    W, b = base.weight.detach().clone(), base.bias.detach().clone()
+    layer, problem = construct(exercise, cls, base, RANK, ALPHA)
+    if problem is not None:
+        return problem
+    A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
+    if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
+        return fail(exercise, "lora_A (r, in) and lora_B (out, r) not found",
+                    f"expected layer.lora_A of shape {(RANK, IN)} and layer.lora_B of shape {(OUT, RANK)}; yours: "
+                    f"{None if A is None else tuple(A.shape)} and {None if B is None else tuple(B.shape)}",
+                    hint="nn.Parameter(torch.empty(r, in_features)) and nn.Parameter(torch.zeros(out_features, r))")
+    broken = ("the base layer is not frozen" if base.weight.requires_grad or base.bias.requires_grad
+              else "A and B are not trainable" if not (A.requires_grad and B.requires_grad)
+              else "A initialised to zero" if not A.detach().any() else "B initialised non-zero" if B.detach().any()
+              else None)
+    if broken:
+        state = f"base requires_grad={base.weight.requires_grad}, A nonzero={bool(A.detach().any())}, " \
+                f"B nonzero={bool(B.detach().any())}"
+        return fail(exercise, broken, LORA_INIT_MISTAKES[broken][0], state, LORA_INIT_MISTAKES[broken][1])
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # trained-looking adapters: with B = 0 a wrong scale would hide
+        A.copy_(torch.randn(A.shape, generator=gen))
+        B.copy_(torch.randn(B.shape, generator=gen))
+    A0, B0, x = A.detach().clone(), B.detach().clone(), torch.randn(2, 3, IN, generator=gen)
+    expected = _lora(x, W, b, A0, B0, ALPHA / RANK)
+    out, problem = run(exercise, "your layer(x)", layer, x, hint=CRASH_HINT)
+    if problem is not None:
+        return problem
+    found = explain(exercise, [(x, W, b, A0, B0)], [out], lambda *a: _lora(*a, ALPHA / RANK), LORA_FORWARD_MISTAKES,
+                    lambda x, *_: f"base {IN}->{OUT}, r={RANK}, alpha={ALPHA}, your layer(x), x of shape "
+                    f"{tuple(x.shape)}", hint=HINT)
+    again, _ = run(exercise, "your layer(x), a second time", layer, x)
+    if found is not None and isinstance(out, torch.Tensor) and isinstance(again, torch.Tensor) and \
+            again.shape == out.shape and not torch.equal(again, out):
+        return fail(exercise, "random output: the same x gives different outputs (dropout in train mode?)",
+                    "Two calls on the same x returned different values, so no fixed formula explains them; the "
+                    "checker's layer is in train mode, where nn.Dropout / F.dropout(training=True) is on.",
+                    f"first call {fmt(out, 5)}\nsecond call {fmt(again, 5)}\nexpected {fmt(expected, 5)}",
+                    "this exercise's layer has no dropout (or F.dropout(x, p, training=self.training))")
+    if found is not None:
+        return found
+    _, problem = run(exercise, "your layer.merge()", layer.merge, hint=CRASH_HINT)
+    if problem is not None:
+        return problem
+    merged = base.weight.detach()
+    found = explain(exercise, [(W, A0, B0)], [merged], lambda W, A, B: W + ALPHA / RANK * B @ A, LORA_MERGE_MISTAKES,
+                    lambda W, *_: f"base.weight after merge(), expected W + (alpha / r) B A; W[0] before "
+                    f"{fmt(W[0], 5)}", hint=HINT)
+    if found is not None:
+        return found
+    after, problem = run(exercise, "your layer(x) after merge()", layer, x, hint=CRASH_HINT)
+    if problem is not None:
+        return problem
+    twice = [Variant("the correction is added twice after merge",
+                     lambda: _lora(x, W + ALPHA / RANK * B0 @ A0, b, A0, B0, ALPHA / RANK),
+                     "Once merged, the base weight already holds the correction: the forward must stop adding it.",
+                     "remember that the layer is merged (a flag) and skip the correction then")]
+    found = explain(exercise, [()], [after], lambda: expected, twice,
+                    lambda: "your layer(x) after merge() (it must equal the output before merge)", hint=HINT)
+    if found is not None:
+        return found
+    return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x",
+                                                "merge folds alpha/r B A into the weight, outputs unchanged"])
