@@ -128,6 +128,12 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
     ("residual added inside the MLP", lambda fc, pj, x: x + pj(F.gelu(fc(x), approximate="tanh")),
      "The MLP computes only the branch; the Block adds it to the residual stream (x + mlp(ln_2(x))).",
      "return c_proj(...) without adding x"),
+    ("GELU applied twice to the hidden units", lambda fc, pj, x: pj(_gelu_by_hand(_gelu_by_hand(fc(x)))),
+     "The hidden units go through the activation once; yours applies GELU to its own output again.",
+     "one activation between c_fc and c_proj"),
+    *[(f"leaky ReLU (slope {a:g}) instead of GELU", (lambda a: lambda fc, pj, x: pj(F.leaky_relu(fc(x), a)))(a),
+       f"Leaky ReLU keeps {a:g} x of negative values on a straight line; GELU is smooth.", "use GELU")
+      for a in (0.02, 0.05, 0.1, 0.2, 0.3)],
 ]
 
 
@@ -225,6 +231,16 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
     ("MLP fed the attention output instead of the stream", lambda a, m, n1, n2, x: x + (y := a(n1(x))) + m(n2(y)),
      "The MLP's input is the updated residual stream x + attn(...), not the attention output alone.",
      "x = x + attn(...); then mlp(ln_2(x))"),
+    ("attention branch missing", lambda a, m, n1, n2, x: x + m(n2(x)),
+     "Your Block only adds the MLP branch: the attention sublayer (x = x + attn(ln_1(x))) never runs or is not "
+     "added.", "x = x + self.attn(self.ln_1(x)) first"),
+    ("MLP branch missing", lambda a, m, n1, n2, x: x + a(n1(x)),
+     "Your Block returns the stream after attention: the MLP sublayer (x = x + mlp(ln_2(x))) never runs or is not "
+     "added.", "x = x + self.mlp(self.ln_2(x)), then return x"),
+    *[(f"branches scaled by {c:g} before the add", (lambda c: lambda a, m, n1, n2, x: (h := x + c * a(n1(x)))
+                                                     + c * m(n2(h)))(c),
+       f"Each branch is added as it is; yours multiplies both by {c:g}.", "x = x + branch(...), no factor")
+      for c in (0.5, 1 / math.sqrt(2), 2.0)],
 ]
 
 

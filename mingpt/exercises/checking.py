@@ -275,6 +275,13 @@ def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) 
     try:
         load_reference_weights(student, reference, what)
     except ReferenceWeightsError as e:
+        ours = dict(student.named_parameters())
+        resized = [f"{n} {tuple(ours[n].shape)} (reference {tuple(t.shape)})" for n, t in reference.items()
+                   if n in ours and ours[n].shape not in (t.shape, t.mT.shape if t.dim() >= 2 else t.shape)]
+        if resized:  # the same names, other sizes: a layer built with the wrong width
+            return fail(exercise, "parameter shapes differ from the reference", "Your layers have the reference's "
+                        f"names but other sizes; {e}", "\n".join(resized),
+                        "check each layer's in/out sizes against the exercise (e.g. the MLP's hidden width 4 * C)")
         return fail(exercise, "reference weights do not fit your parameters", str(e),
                     hint="a checker compares your module with the reference on the *same* weights, so your "
                          "parameters must have the same shapes (a different count means a missing or extra layer)")

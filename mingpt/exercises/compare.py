@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from mingpt.exercises.checking import SHAPE_HINT, CheckResult, Variant, fail, fmt, run
+from mingpt.exercises.relations import relation, scale_note
 
 __all__ = ["same", "shape_problem", "where_it_differs", "explain", "check_cases", "NOT_RECOGNISED"]
 
@@ -58,6 +59,9 @@ def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:
     if out.numel() == expected.numel():
         return "output reshaped", shapes + ": same numbers of elements, laid out differently (view/reshape/flatten " \
                                            "where the shape should stay, or a transpose)"
+    if out.dim() == expected.dim() >= 3 and out.shape[1] == 1 < expected.shape[1] \
+            and out.shape[:1] + out.shape[2:] == expected.shape[:1] + expected.shape[2:]:
+        return "only one position returned", shapes + ": the time axis has length 1 (e.g. logits[:, -1:])"
     if out.dim() == expected.dim() - 1 and out.shape == expected.shape[:-2] + expected.shape[-1:]:
         return "only one position returned", shapes + ": the time axis is gone (e.g. only the last position)"
     return "wrong output shape", shapes
@@ -109,10 +113,14 @@ def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], refer
     problem = shape_problem(outputs[i], expected[i])
     if problem is not None:
         return fail(exercise, problem[0], problem[1] + ".", example, hint or SHAPE_HINT)
+    found = relation([case[0] if case else None for case in cases], outputs, expected, atol)
+    if found is not None:  # a relation to the reference's output that holds on every input (relations.py)
+        return fail(exercise, found[0], found[1], example, found[2])
     return fail(exercise, NOT_RECOGNISED,
                 "Your output differs from the reference, and no mistake the checker knows reproduces your outputs on "
                 "every tested input, so it names none. Here is where it differs:",
-                example + "\n" + where_it_differs(outputs[i], expected[i], atol), hint)
+                example + "\n" + where_it_differs(outputs[i], expected[i], atol)
+                + scale_note(outputs, expected, atol), hint)
 
 
 def _variant_matches(variant: Variant, case: tuple, out: Any, atol: float) -> bool:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
-from mingpt.exercises.compare import check_cases, explain
+from mingpt.exercises.compare import check_cases, explain, shape_problem
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES", "GPT_LOSS_MISTAKES"]
@@ -65,6 +65,11 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
     ("token and position embeddings concatenated instead of added",
      lambda te, pe, i: torch.cat([te[i], pe[_pos(i)].expand(i.shape[0], -1, -1)], dim=-1)[..., : te.shape[1]],
      "GPT adds the two vectors; both have C channels.", "x = token vectors + position vectors"),
+    ("positions looked up in the token table (wte)", lambda te, pe, i: te[i] + te[_pos(i)],
+     "Both lookups use wte: the position vectors must come from the position table wpe.", "wpe(torch.arange(T))"),
+    ("positions given an extra dimension (arange(T)[:, None])", lambda te, pe, i: te[i] + pe[_pos(i)[:, None]],
+     "wpe(arange(T)[:, None]) has shape (T, 1, C), which broadcasts against (B, T, C) as if T were the batch: "
+     "an error, or a (T, T, C) tensor when B is 1.", "wpe(torch.arange(T)) has shape (T, C) and broadcasts over B"),
 ]
 
 
@@ -95,13 +100,14 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
 
 
 # ------------------------------------------------------------------------------------------ whole GPT
-def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg):
+def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True):
     """The reference's forward, with its parts rearranged: the variants below are this with one thing changed."""
     tr = ref.transformer
     x = tr.wte(idx) + (tr.wpe(torch.arange(idx.shape[1])) if positions else 0)
     for i in (range(len(tr.h)) if blocks is None else blocks):
         x = tr.h[i](x)
-    return out(ref.lm_head(tr.ln_f(x) if ln_f else x))
+    x = tr.ln_f(x) if ln_f else x
+    return out(ref.lm_head(x)) if head else x
 
 
 GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
@@ -127,7 +133,14 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
      "Every Block runs, one after the other, each on the previous one's output.", "x = block(x) inside the loop"),
     ("ln_f applied after lm_head", lambda r, i: F.layer_norm(_forward(r, i, ln_f=False), (r.lm_head.out_features,)),
      "ln_f normalises the C channels of the last Block's output, before lm_head.", "lm_head(ln_f(x))"),
+    ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_normed(r, i))),
+     "ln_f runs once, on the last Block's output; yours normalises its own output again.", "lm_head(ln_f(x)), once"),
 ]
+
+
+def _normed(ref, idx):
+    """The reference's input to lm_head: the last Block's output after ln_f."""
+    return _forward(ref, idx, out=lambda lg: lg, head=False)
 
 GPT_LOSS_MISTAKES = [  # loss from the right logits: (name, f(logits, targets), explanation, hint)
     ("targets shifted twice", lambda lg, tg: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
@@ -171,7 +184,9 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
         for idx, targets in cases:
             result, problem = run(exercise, f"forward({describe(idx, targets)})", student, idx, targets,
                                   hint="shapes: idx (B, T) -> x (B, T, C) -> logits (B, T, V)")
-            if problem is not None:
+            if problem is not None:  # if the logits alone are already wrong, that is the first thing to fix
+                shaped = _logits_problem(exercise, student, ref, idx, describe)
+                problem = shaped if shaped is not None else problem  # a failed result is falsy: no `or`
                 if "out of bounds" in problem.explanation and (targets == IGNORE_INDEX).any():
                     return fail(exercise, "ignore index not honoured", "Targets equal to -1 mean 'no loss here'.",
                                 problem.explanation, "cross_entropy(..., ignore_index=-1)")
@@ -180,6 +195,9 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
                 return fail(exercise, "forward must return (logits, loss)", f"yours returned {type(result).__name__}",
                             describe(idx, targets), hint="return logits, loss (loss None when targets is None)")
             results.append(result)
+        problem = _logits_problem(exercise, student, ref, cases[0][0], describe, twice=True)
+        if problem is not None:
+            return problem
         logit_cases = [(i,) for i, _ in cases]
         problem = explain(exercise, logit_cases, [lg for lg, _ in results], lambda i: ref(i)[0],
                           [Variant(n, (lambda f: lambda i: f(ref, i))(f), w, h) for n, f, w, h in GPT_MISTAKES],
@@ -205,3 +223,24 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
 
 def _ref_loss(logits, targets):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def _logits_problem(exercise, student, ref, idx, describe, twice=False) -> CheckResult | None:
+    """forward(idx) without targets: a failed result when its logits have the wrong shape or type, or (twice) when
+    two calls in eval mode differ (a dropout left on); None otherwise, or when this call itself raises."""
+    try:
+        first = student(idx)
+        second = student(idx) if twice else first
+    except Exception:
+        return None
+    logits = first[0] if isinstance(first, tuple) and first else first
+    problem = shape_problem(logits, ref(idx)[0])
+    if problem is not None:
+        return fail(exercise, problem[0], f"The logits {problem[1]}.", describe(idx),
+                    "logits for every position: (B, T, V)")
+    again = second[0] if isinstance(second, tuple) and second else second
+    if isinstance(logits, torch.Tensor) and isinstance(again, torch.Tensor) and not torch.equal(logits, again):
+        return fail(exercise, "dropout active in eval mode", "In eval mode the same idx must give the same logits; "
+                    "yours change from run to run.", describe(idx),
+                    "use the nn.Dropout modules (self.transformer.drop), which model.eval() switches off")
+    return None

@@ -26,13 +26,15 @@ EXERCISE = "LayerNorm"
 EPS = 1e-5  # GPT-2's epsilon
 
 
-def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=True, center=True):
+def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=True, center=True, root=True):
     """The reference LayerNorm with one knob per classic mistake (defaults: correct)."""
     mean = x.mean(dim=dims, keepdim=True) if center else 0.0
     var = ((x - mean) ** 2).mean(dim=dims, keepdim=True) if not unbiased else x.var(dim=dims, keepdim=True)
-    y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / torch.sqrt(var + eps)
+    y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / ((var + eps) ** (0.5 if root else 1.0))
     if affine == "swapped":  # the gain used as the bias and the bias as the gain
         return y * ln.bias + ln.weight
+    if affine == "minus":  # the bias subtracted
+        return y * ln.weight - ln.bias
     return y * ln.weight + ln.bias if affine else y
 
 
@@ -69,6 +71,11 @@ def _variants(ln) -> list[Variant]:
         Variant("gain and bias not applied", lambda x: _norm(ln, x, affine=False),
                 "After normalising, LayerNorm multiplies by a learned gain (weight) and adds a learned bias.",
                 "use your weight and bias parameters in forward"),
+        Variant("divided by the variance, not the standard deviation", lambda x: _norm(ln, x, root=False),
+                "LayerNorm divides by sqrt(var + eps); yours divides by var + eps, without the square root.",
+                "torch.sqrt(var + eps) (or var.add(eps).rsqrt() as a factor)"),
+        Variant("bias subtracted instead of added", lambda x: _norm(ln, x, affine="minus"),
+                "LayerNorm computes x_hat * weight + bias; yours subtracts the bias.", "+ self.bias"),
         Variant("mean not subtracted", lambda x: _norm(ln, x, center=False),
                 "Yours divides by the root mean square without subtracting the mean first (that is RMSNorm).",
                 "centre each row before computing the variance"),

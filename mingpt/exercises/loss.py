@@ -51,6 +51,9 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
     ("targets not shifted", lambda lg, tk: _ce(lg, tk),
      "logits[:, t] is the prediction of the *next* token, so its target is tokens[:, t + 1]; yours compares it "
      "with tokens[:, t], the token the model was given.", "drop one position at each end"),
+    *[(f"targets shifted by {k} positions, not 1", (lambda k: lambda lg, tk: _ce(lg[:, :-k], tk[:, k:]))(k),
+       f"logits[:, t] predicts the very next token, tokens[:, t + 1]; yours compares it with tokens[:, t + {k}].",
+       "logits[:, :-1] against tokens[:, 1:]") for k in (2, 3)],
     ("targets shifted the wrong way", lambda lg, tk: _ce(lg[:, 1:], tk[:, :-1]),
      "Yours compares logits[:, t + 1] with tokens[:, t]: predicting the past.",
      "the *last* prediction has no target, the *first* token is never a target"),

@@ -81,6 +81,10 @@ RMSNORM_MISTAKES = [
     Variant("variance instead of mean square", lambda x, w, eps: x / (x.var(-1, unbiased=False, keepdim=True)
                                                                     + eps).sqrt() * w,
             "x.var() subtracts the mean before squaring; RMSNorm's mean square does not.", "x.pow(2).mean(-1)"),
+    Variant("square of the mean instead of the mean of squares",
+            lambda x, w, eps: x / (x.mean(-1, keepdim=True).square() + eps).sqrt() * w,
+            "RMS squares each channel first, then averages: mean(x^2); yours averages first, mean(x)^2.",
+            "x.pow(2).mean(-1, keepdim=True)"),
     Variant("Gemma's (1 + weight) gain", lambda x, w, eps: _rms(x, 1 + w, eps),
             "Gemma stores the gain as an offset from 1; Llama multiplies by the weight itself.", "* weight"),
 ]
@@ -166,6 +170,11 @@ ROTARY_MISTAKES = [
             "Channels j and j + hs/2 form a pair and share one angle, p * theta^(-2j/hs); yours gives each of the "
             "hs channels its own frequency theta^(-j/hs), so a pair no longer turns as one.",
             "hs/2 frequencies, each used twice: torch.cat((angles, angles), dim=-1)"),
+    Variant("theta ignored (10000 hard-coded)", lambda x, s, th: _rotary(x, s, 10000.0),
+            "The base theta is an argument (Llama 3 uses 500000); yours always uses 10000.", "use the theta passed in"),
+    Variant("frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", lambda x, s, th: _rotary(x, s, th, exponent=-2.0),
+            "Pair i turns at 1 / theta^(2i/hs): the later pairs turn *slower*; yours turns them faster.",
+            "1.0 / theta ** (torch.arange(0, hs, 2) / hs)"),
     Variant("positions taken along the heads axis", lambda x, s, th: _rotary(x, s, th, positions_axis=2),
             "x is (B, T, nh, hs): the positions run along axis 1; yours rotates by the head's index.",
             "T = x.shape[1]; the angle table broadcasts as (T, 1, hs)"),
@@ -227,6 +236,10 @@ SWIGLU_MISTAKES = [
                                                                                      * F.linear(x, u), d)),
             "The output of down_proj goes to the residual stream as it is; the SiLU belongs on the gate.",
             "down(silu(gate) * up)"),
+    Variant("weights used as (in, out): x @ W instead of x @ W.T",
+            lambda x, g, u, d: (F.silu(x @ g) * (x @ u)) @ d,
+            "The weights are stored as nn.Linear stores them, (out, in): w_gate is (H, C), so x (.., C) times it "
+            "needs the transpose.", "F.linear(x, w_gate), i.e. x @ w_gate.T"),
 ]
 
 
@@ -302,6 +315,10 @@ GQA_MISTAKES = [
     Variant("softmax over the queries axis", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)),
                                                                      softmax_dim=-2),
             "Each query's weights over the keys sum to 1: softmax over the last axis.", "softmax(dim=-1)"),
+    Variant("keys used as values (v replaced by k)", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(k, _g(q, k))),
+            "The weights average the *values*; yours averages the keys.", "att @ v, with v repeated like k"),
+    Variant("values used as keys (k replaced by v)", lambda q, k, v: _attend(q, _rep(v, _g(q, k)), _rep(v, _g(q, k))),
+            "The scores compare queries with the *keys*; yours uses the values.", "q @ k.transpose(-2, -1)"),
     Variant("scaled by the number of query heads' group", lambda q, k, v: _attend(
                 q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), scale=1 / math.sqrt(q.size(-1) * _g(q, k))),
             "The scale is 1/sqrt(head_dim) whatever the grouping.", "/ math.sqrt(hs)"),

@@ -93,7 +93,7 @@ class Attn5(nn.Module):
 
 
 for knob, expect in [("triu", r"mask|causal|future|transpos"), ("strict", r"diagonal|itself|mask|nan"),
-                     ("kq", r"q|k|swap|transpos"), ("qvk", r"order|split|q, k, v|swap|value|key"),
+                     ("kq", r"quer|key|swap|transpos"), ("qvk", r"order|split|q, k, v|swap|value|key"),
                      ("drop", r"dropout|eval"), ("times", r"scal|sqrt"), ("late_scale", r"scal|softmax|order"),
                      ("none", r"mask|causal|future"), ("one_head", r"head|split"),
                      ("residual", r"residual|input")]:
@@ -141,7 +141,7 @@ for f, expect in [
     (lambda s, x: (h := x + 0.5 * s.attn(s.ln_1(x))) + 0.5 * s.mlp(s.ln_2(h)), r"scal|half|residual|0\.5"),
     (lambda s, x: x + s.mlp(s.ln_2(x)), r"attn|attention|missing|skip"),
     (lambda s, x: x + s.attn(s.ln_1(x)), r"mlp|missing|skip"),
-    (lambda s, x: (h := x + s.attn(s.ln_1(x))) + s.mlp(s.ln_2(h)) - x, r"residual|input|x"),
+    (lambda s, x: (h := x + s.attn(s.ln_1(x))) + s.mlp(s.ln_2(h)) - x, r"residual|input|\bx\b"),
 ]:
     mistake(ex.check_block, expect)(block(f))
 valid(ex.check_block)(block(lambda s, x: (lambda a: torch.add(a, s.mlp(s.ln_2(a))))(torch.add(x, s.attn(s.ln_1(x))))))
@@ -296,7 +296,7 @@ def gqa5(rep="interleave", scale=True, causal=True, v_from_k=False, sm_dim=-1):
 
 
 for knobs, expect in [({"rep": "repeat"}, r"repeat|interleav|group|head"), ({"scale": False}, r"scal|sqrt"),
-                      ({"causal": False}, r"causal|mask|future"), ({"v_from_k": True}, r"v|value|k"),
+                      ({"causal": False}, r"causal|mask|future"), ({"v_from_k": True}, r"\bv\b|value|\bk\b|key"),
                       ({"sm_dim": -2}, r"softmax|dim|axis")]:
     mistake(ex.check_gqa, expect)(gqa5(**knobs))
 valid(ex.check_gqa)(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True))
