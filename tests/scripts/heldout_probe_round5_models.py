@@ -81,9 +81,8 @@ class Attn5(nn.Module):
         q, k, v = (t.view(B, T, nh, hs).transpose(1, 2) for t in (q, k, v))
         att = k @ q.transpose(-2, -1) if self.knob == "kq" else q @ k.transpose(-2, -1)
         att = att * math.sqrt(hs) if self.knob == "times" else att if self.knob == "late_scale" else att / math.sqrt(hs)
-        keep = {"triu": torch.triu(torch.ones(T, T, dtype=torch.bool)),
-                "strict": torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-1),
-                "none": torch.ones(T, T, dtype=torch.bool)}.get(self.knob, torch.tril(torch.ones(T, T, dtype=torch.bool)))
+        ones = torch.ones(T, T, dtype=torch.bool)
+        keep = {"triu": ones.triu(), "strict": ones.tril(diagonal=-1), "none": ones}.get(self.knob, ones.tril())
         att = att.masked_fill(~keep, float("-inf")).softmax(-1)
         if self.knob == "late_scale":
             att = att / math.sqrt(hs)
