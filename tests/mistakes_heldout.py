@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in five rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
+in six rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
 rightly gives no name (a mean position vector, a greedy that samples, a frequency merge with arbitrary ties); the
 probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -255,6 +255,60 @@ NAMES = [
     ('check_gqa', 'no causal mask'),
     ('check_gqa', 'keys used as values (v replaced by k)'),
     ('check_gqa', 'softmax over the queries axis'),
+    # round 6 (heldout_probe_round6_models.py): None where no rebuilt mistake explains the output exactly (heads
+    # averaged, an L2 norm clamped at eps, ids shifted by one, cumulative positions, an MSE loss, halved logits, a
+    # rotary exponent over hs - 2, K and Q roles swapped in GQA); two crash rows keep the plain exception
+    ('check_mlp', 'activation also applied to the input, before c_fc'),
+    ('check_mlp', "c_proj's weight transposed"),
+    ('check_mlp', 'squared ReLU instead of GELU'),
+    ('check_mlp', 'output off by a constant vector (a bias added twice, or left out)'),
+    ('check_mlp', 'wrong output shape'),
+    ('check_attention', 'values taken from x, not from c_attn'),
+    ('check_attention', 'wrong scaling factor'),
+    ('check_attention', 'future leakage'),
+    ('check_attention', 'output off by a constant vector (a bias added twice, or left out)'),
+    ('check_attention', None),
+    ('check_layernorm', None),
+    ('check_layernorm', 'gain applied before normalising'),
+    ('check_layernorm', 'mean absolute deviation instead of the standard deviation'),
+    ('check_layernorm', 'bias added before the gain multiplies'),
+    ('check_layernorm', 'wrong dtype'),
+    ('check_block', 'LayerNorm on the branch outputs instead of their inputs'),
+    ('check_block', "ln_1 used for both sublayers, MLP reading the block's input"),
+    ('check_block', 'returned the wrong type'),
+    ('check_block', 'attention output added twice'),
+    ('check_block', 'MLP fed the attention output instead of the stream'),
+    ('check_embedding', "every position gets the last position's vector"),
+    ('check_embedding', None),
+    ('check_embedding', 'the whole position table added (not cut to T rows)'),
+    ('check_embedding', None),
+    ('check_loss', 'ignore_index=0: token 0 ignored as well'),
+    ('check_loss', "only the last position's prediction"),
+    ('check_loss', 'returned exp of the value (e.g. perplexity instead of the loss)'),
+    ('check_loss', None),
+    ('check_loss', 'returned the wrong type'),
+    ('check_loss', None),
+    ('check_gpt', 'final LayerNorm applied to the embeddings, before the Blocks'),
+    ('check_gpt', "each Block's residual added again around it (x = x + block(x))"),
+    ('check_gpt', 'targets flattened in another order than the logits (targets.T)'),
+    ('check_gpt', 'output reshaped'),
+    ('check_gpt', 'returned the wrong type'),
+    ('check_rmsnorm', 'weight added instead of multiplied'),
+    ('check_rmsnorm', 'eps argument ignored (1e-06 hard-coded)'),
+    ('check_rmsnorm', 'mean absolute value instead of the root mean square'),
+    ('check_rmsnorm', 'wrong dtype'),
+    ('check_rotary', ''),  # '' (tested by test_heldout_crashes_show_the_students_line): crashes on its odd half
+    ('check_rotary', 'start added twice'),
+    ('check_rotary', None),
+    ('check_rotary', 'the x * cos term missing'),
+    ('check_swiglu', 'w_down transposed (F.linear(h, w_down.T))'),
+    ('check_swiglu', 'w_gate used for the up branch too'),
+    ('check_swiglu', 'the input added to the output (an extra residual)'),
+    ('check_swiglu', 'tanh instead of SiLU'),
+    ('check_gqa', ''),  # '': repeats K/V along time *and* heads, which crashes in the student's masked_fill
+    ('check_gqa', 'output reshaped'),
+    ('check_gqa', 'scores scaled by 1/hs instead of 1/sqrt(hs)'),
+    ('check_gqa', None),
 ]
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
@@ -265,3 +319,6 @@ MISTAKES = [(checker, impl, name) for (checker, impl, *_), (_, name) in zip(prob
 UNNAMED = [(checker, impl) for (checker, impl, *_), (_, name) in zip(probe.MISTAKES, NAMES)
            if name is None and checker is not check_greedy]
 VALID = [(checker, impl) for checker, impl, _ in probe.VALID]
+# Named only by the student's own exception and line ('' above): probe rows whose code crashes in a way no rebuilt
+# mistake reproduces exactly.
+CRASHED = [(checker, impl) for (checker, impl, *_), (_, name) in zip(probe.MISTAKES, NAMES) if name == ""]

@@ -57,8 +57,8 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
     B, T, C = x.shape
     nh = nh or ref.n_head
     hs = C // nh
-    parts = dict(zip("qkv", ref.c_attn(x).split(C, dim=2)))
-    q, k, v = (parts[name] for name in order)  # order: which third of c_attn the student took as q, k and v
+    parts = dict(zip("qkv", ref.c_attn(x).split(C, dim=2)), x=x)
+    q, k, v = (parts[name] for name in order)  # order: which third of c_attn is q, k, v ("qkx": v = x itself)
 
     def heads(t):
         if split == "heads":  # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs)
@@ -152,6 +152,9 @@ def _variants(ref, hs: int) -> list[Variant]:
                   "c_attn(x) holds q, k and v side by side, in that order: split(C, dim=2) gives q first, then k, "
                   f"then v. Yours uses the thirds as {', '.join(order)}.", "q, k, v = self.c_attn(x).split(C, dim=2)")
           for order in ("qvk", "kqv", "kvq", "vqk", "vkq")],
+        Variant("values taken from x, not from c_attn", lambda x: _attend(ref, x, order="qkx"),
+                "v is the last third of c_attn(x), a learned projection; yours averages the input x itself.",
+                "q, k, v = self.c_attn(x).split(C, dim=2)"),
     ]
 
 

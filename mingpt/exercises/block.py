@@ -50,20 +50,20 @@ def _inputs(config, seed):
 def _check_module(exercise, student, ref, variants, config, seed, eval_hint, atol):
     """Determinism in eval mode, then every input compared with the reference (see compare.check_cases)."""
     cases = _inputs(config, seed)
+    describe = lambda x: f"x of shape {tuple(x.shape)} (seeded random)"  # noqa: E731
+    hint = "compare each intermediate tensor with the formula in the exercise text"
     with torch.no_grad():
         x = cases[0][0]
         out, problem = run(exercise, f"forward(x) with x of shape {tuple(x.shape)}", student, x)
-        if problem is not None:
-            return problem
+        if problem is not None:  # a variant that raises the same exception on every input names it
+            return check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
         again, _ = run(exercise, "forward(x) again", student, x)
         if isinstance(out, torch.Tensor) and isinstance(again, torch.Tensor) and out.shape == again.shape \
                 and not close(again, out, atol=0):
             return fail(exercise, "dropout active in eval mode",
                         "In eval mode the same input must give the same output; yours changes from run to run.",
                         f"the same x twice -> {fmt(out[0, 0])} then {fmt(again[0, 0])}", eval_hint)
-        return check_cases(exercise, student, cases, ref, variants,
-                           lambda x: f"x of shape {tuple(x.shape)} (seeded random)", atol=atol,
-                           hint="compare each intermediate tensor with the formula in the exercise text")
+        return check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
 
 
 # ------------------------------------------------------------------------------------------ MLP
@@ -131,6 +131,15 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
     ("GELU applied twice to the hidden units", lambda fc, pj, x: pj(_gelu_by_hand(_gelu_by_hand(fc(x)))),
      "The hidden units go through the activation once; yours applies GELU to its own output again.",
      "one activation between c_fc and c_proj"),
+    ("activation also applied to the input, before c_fc",
+     lambda fc, pj, x: pj(_gelu_by_hand(fc(_gelu_by_hand(x)))),
+     "Only the hidden units (c_fc's output) go through GELU; yours also applies it to the MLP's input.",
+     "c_proj(gelu(c_fc(x))): x goes into c_fc as it is"),
+    ("squared ReLU instead of GELU", lambda fc, pj, x: pj(F.relu(fc(x)) ** 2),
+     "relu(x)^2 is Primer's activation; GPT-2 uses GELU (tanh approximation).", "use GELU"),
+    ("c_proj's weight transposed", lambda fc, pj, x: F.linear(_gelu_by_hand(fc(x)), pj.weight.T, pj.bias),
+     "nn.Linear stores its weight as (out, in) and computes x @ W.T; passing W.T to F.linear transposes it twice.",
+     "self.c_proj(h), or F.linear(h, self.c_proj.weight, self.c_proj.bias)"),
     *[(f"leaky ReLU (slope {a:g}) instead of GELU", (lambda a: lambda fc, pj, x: pj(F.leaky_relu(fc(x), a)))(a),
        f"Leaky ReLU keeps {a:g} x of negative values on a straight line; GELU is smooth.", "use GELU")
       for a in (0.02, 0.05, 0.1, 0.2, 0.3)],
@@ -231,6 +240,17 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
     ("MLP fed the attention output instead of the stream", lambda a, m, n1, n2, x: x + (y := a(n1(x))) + m(n2(y)),
      "The MLP's input is the updated residual stream x + attn(...), not the attention output alone.",
      "x = x + attn(...); then mlp(ln_2(x))"),
+    ("LayerNorm on the branch outputs instead of their inputs",
+     lambda a, m, n1, n2, x: (h := x + n1(a(x))) + n2(m(h)),
+     "Pre-LN normalises what goes *into* each sublayer: x + attn(ln_1(x)); yours normalises what comes out.",
+     "attn(ln_1(x)), not ln_1(attn(x))"),
+    ("ln_1 used for both sublayers, MLP reading the block's input",
+     lambda a, m, n1, n2, x: x + a(n1(x)) + m(n1(x)),
+     "The MLP reads the updated stream through its own ln_2; yours gives it ln_1(x), the attention's input.",
+     "h = x + attn(ln_1(x)); then h + mlp(ln_2(h))"),
+    ("attention output added twice", lambda a, m, n1, n2, x: (h := x + a(n1(x))) + m(n2(h)) + a(n1(x)),
+     "The attention branch is added to the stream once; yours adds it again at the end.",
+     "return h + mlp(ln_2(h)), without another attn term"),
     ("attention branch missing", lambda a, m, n1, n2, x: x + m(n2(x)),
      "Your Block only adds the MLP branch: the attention sublayer (x = x + attn(ln_1(x))) never runs or is not "
      "added.", "x = x + self.attn(self.ln_1(x)) first"),

@@ -65,6 +65,11 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
     ("token and position embeddings concatenated instead of added",
      lambda te, pe, i: torch.cat([te[i], pe[_pos(i)].expand(i.shape[0], -1, -1)], dim=-1)[..., : te.shape[1]],
      "GPT adds the two vectors; both have C channels.", "x = token vectors + position vectors"),
+    ("every position gets the last position's vector", lambda te, pe, i: te[i] + pe[i.shape[1] - 1],
+     "Each position t has its own vector wpe[t]; yours adds wpe[T - 1] everywhere.", "wpe(torch.arange(T))"),
+    ("the whole position table added (not cut to T rows)", lambda te, pe, i: te[i] + pe,
+     "wpe.weight has block_size rows; a sequence of T tokens uses the first T of them.",
+     "wpe(torch.arange(T)), or wpe.weight[:T]"),
     ("positions looked up in the token table (wte)", lambda te, pe, i: te[i] + te[_pos(i)],
      "Both lookups use wte: the position vectors must come from the position table wpe.", "wpe(torch.arange(T))"),
     ("positions given an extra dimension (arange(T)[:, None])", lambda te, pe, i: te[i] + pe[_pos(i)[:, None]],
@@ -133,9 +138,25 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
      "Every Block runs, one after the other, each on the previous one's output.", "x = block(x) inside the loop"),
     ("ln_f applied after lm_head", lambda r, i: F.layer_norm(_forward(r, i, ln_f=False), (r.lm_head.out_features,)),
      "ln_f normalises the C channels of the last Block's output, before lm_head.", "lm_head(ln_f(x))"),
+    ("final LayerNorm applied to the embeddings, before the Blocks",
+     lambda r, i: r.lm_head(_blocks(r, r.transformer.ln_f(r.transformer.wte(i) + r.transformer.wpe(_pos(i))))),
+     "ln_f normalises the last Block's output, just before lm_head; yours normalises the embeddings instead.",
+     "after the loop over the Blocks: x = ln_f(x); logits = lm_head(x)"),
+    ("each Block's residual added again around it (x = x + block(x))",
+     lambda r, i: r.lm_head(r.transformer.ln_f(_blocks(r, r.transformer.wte(i) + r.transformer.wpe(_pos(i)),
+                                                       again=True))),
+     "A Block already adds its branches to x and returns the new stream; x = x + block(x) counts the stream twice.",
+     "x = block(x)"),
     ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_normed(r, i))),
      "ln_f runs once, on the last Block's output; yours normalises its own output again.", "lm_head(ln_f(x)), once"),
 ]
+
+
+def _blocks(ref, x, again=False):
+    """The Blocks applied in order (again: x = x + block(x))."""
+    for block in ref.transformer.h:
+        x = x + block(x) if again else block(x)
+    return x
 
 
 def _normed(ref, idx):
@@ -147,6 +168,10 @@ GPT_LOSS_MISTAKES = [  # loss from the right logits: (name, f(logits, targets), 
                                                              tg[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX),
      "Here targets are already shifted (targets[:, t] is the token after idx[:, t]); shifting again compares "
      "position t with the token two steps ahead.", "cross_entropy(logits.view(-1, V), targets.view(-1))"),
+    ("targets flattened in another order than the logits (targets.T)",
+     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.T.reshape(-1), ignore_index=IGNORE_INDEX),
+     "logits.view(-1, V) runs over (b, t) row by row; targets.T.reshape(-1) runs over them column by column, so "
+     "the pairs no longer line up.", "targets.view(-1), the same order as the logits"),
     ("sum instead of mean", lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1),
                                                            ignore_index=IGNORE_INDEX, reduction="sum"),
      "The loss is the mean over the positions that have a target.", "reduction='mean' (the default)"),

@@ -54,6 +54,13 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
     *[(f"targets shifted by {k} positions, not 1", (lambda k: lambda lg, tk: _ce(lg[:, :-k], tk[:, k:]))(k),
        f"logits[:, t] predicts the very next token, tokens[:, t + 1]; yours compares it with tokens[:, t + {k}].",
        "logits[:, :-1] against tokens[:, 1:]") for k in (2, 3)],
+    ("ignore_index=0: token 0 ignored as well", lambda lg, tk: F.cross_entropy(
+        lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1), ignore_index=0),
+     "The positions to skip have target -1; token 0 is an ordinary token, and yours skips it too.",
+     "ignore_index=-1"),
+    ("only the last position's prediction", lambda lg, tk: _ce(lg[:, -2:-1], tk[:, -1:]),
+     "Every position predicts its next token, and the loss averages all of them; yours uses the last one only.",
+     "logits[:, :-1] against tokens[:, 1:]"),
     ("targets shifted the wrong way", lambda lg, tk: _ce(lg[:, 1:], tk[:, :-1]),
      "Yours compares logits[:, t + 1] with tokens[:, t]: predicting the past.",
      "the *last* prediction has no target, the *first* token is never a target"),

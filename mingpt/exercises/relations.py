@@ -56,6 +56,20 @@ def scale_note(outputs: Sequence[Any], expected: Sequence[Any], atol: float = 1e
     return f"\nnote: on every tested input your output is exactly {c:.6g} times the reference's" if c else ""
 
 
+_ELEMENTWISE = [  # (f, property, explanation): yours = f(reference) elementwise, on every input
+    (torch.exp, "returned exp of the value (e.g. perplexity instead of the loss)",
+     "Your output is exp(reference) on every tested input: e.g. the perplexity exp(loss), not the loss itself."),
+    (torch.square, "returned the square of the value", "Your output is reference ** 2 on every tested input."),
+    (lambda e: e.abs(), "returned the absolute value", "Your output is |reference| on every tested input, so some "
+     "signs are lost."),
+]
+
+
+def _short(t: torch.Tensor) -> str:
+    values = t.flatten().tolist()
+    return "[" + ", ".join(f"{v:.4g}" for v in values[:4]) + (", ...]" if len(values) > 4 else "]")
+
+
 def _pairs(outputs: Sequence[Any], expected: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     """(yours, reference) as float64 tensors of one shape for every case, or None when some case cannot compare."""
     pairs = []
@@ -127,6 +141,20 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
                         f"Your output at position t is the reference's at position t {'-' if k > 0 else '+'} 1 on "
                         "every tested input: everything is right but one position off.",
                         "check every slice and arange along the time axis ([:, 1:], [:, :-1], arange(1, T + 1))")
+    offsets = [(o - e).reshape(-1, o.shape[-1]) for o, e in pairs if o.dim() >= 2]
+    if len(offsets) == len(pairs) and any(len(d) > 1 for d in offsets):
+        # One vector b with yours = reference + b at every position of every input, and b not one number repeated
+        # (a per-channel vector is what a bias is; a single constant added everywhere is left unnamed).
+        b = offsets[0][0]
+        if b.abs().max() > 10 * atol and (b - b.mean()).abs().max() > 10 * atol \
+                and all(d.shape[-1] == b.shape[-1] and _close(d, b.expand_as(d), atol * 10) for d in offsets):
+            return ("output off by a constant vector (a bias added twice, or left out)",
+                    "Your output minus the reference's is the same per-channel vector at every position of every "
+                    f"tested input: {_short(b)}. That is what a bias added once too often (or missing) does.",
+                    "check each layer's bias: used once, by calling the layer (not its .weight alone)")
+    for fn, prop, why in _ELEMENTWISE:
+        if all(_close(o, fn(e), atol) for o, e in pairs):
+            return prop, why, "return the value itself"
     for fn, prop in ((lambda e: e.softmax(-1), "returned probabilities, not scores"),
                      (lambda e: e.log_softmax(-1), "returned log-probabilities, not scores")):
         if all(o.dim() >= 1 and _close(o, fn(e), atol) for o, e in pairs):
