@@ -19,6 +19,7 @@ import torch.nn as nn
 from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
+from mingpt.exercises.relations import relation
 
 __all__ = ["check_layernorm"]
 
@@ -143,6 +144,14 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                     return fail(EXERCISE, variant.property, variant.explanation,
                                 _example(student, ref, variant, x, label), variant.hint)
             out, expected = outputs[label], _norm(ref, x)
+            try:  # a relation to the reference's output on every input (relations.py), e.g. a factor 2
+                found = relation(list(inputs.values()), list(outputs.values()), [_norm(ref, v) for v in inputs.values()],
+                                 atol=1e-4)
+            except Exception:
+                found = None
+            if found:
+                return fail(EXERCISE, found[0], found[1], f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    "
+                            f"{fmt(out[0, 0])}\nexpected {fmt(expected[0, 0])}", found[2])
             return fail(EXERCISE, NOT_RECOGNISED, "Your output differs from the reference, and no mistake the checker "
                         "knows reproduces your outputs on every tested input, so it names none. Here is where:",
                         f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\n"

@@ -26,26 +26,29 @@ import torch
 
 __all__ = ["relation", "constant_name", "scale_note"]
 
-_KNOWN = [  # (factor, how a student gets it)
-    (-1.0, "the negative of the reference: a sign flipped (a minus too many or too few)"),
-    (2.0, "twice the reference: a factor 2 (or 0.5 left out)"), (0.5, "half the reference: a factor 0.5 too many"),
-    (math.sqrt(2), "sqrt(2) times the reference"), (1 / math.sqrt(2), "1/sqrt(2) times the reference"),
-    (1 / math.log(2), "divided by ln 2: bits (log base 2) instead of nats (natural log)"),
-    (math.log(2), "multiplied by ln 2: nats converted the wrong way"),
+_KNOWN = [  # (factor, its short name, how a student gets it)
+    (-1.0, "-1", "the negative of the reference: a sign flipped (a minus too many or too few)"),
+    (2.0, "2", "twice the reference: a factor 2 (or 0.5 left out)"),
+    (0.5, "0.5", "half the reference: a factor 0.5 too many"),
+    (math.sqrt(2), "sqrt(2)", "sqrt(2) times the reference"),
+    (1 / math.sqrt(2), "1/sqrt(2)", "1/sqrt(2) times the reference"),
+    (1 / math.log(2), "1/ln 2", "the reference divided by ln 2: bits (log base 2) instead of nats (natural log)"),
+    (math.log(2), "ln 2", "the reference multiplied by ln 2: nats converted the wrong way"),
 ]
 
 
-def constant_name(c: float) -> str | None:
-    """A readable name for a factor a student's formula can contain: a known slip, or n, 1/n, sqrt(n), 1/sqrt(n) for
-    a whole n from 2 to 4096 (a size of the exercise). None for any other factor: an exact but arbitrary factor
-    (1.01, say) is left unnamed and only reported as a fact (`scale_note`)."""
-    for value, name in _KNOWN:
+def constant_name(c: float) -> tuple[str, str] | None:
+    """(short name, description) of a factor a student's formula can contain: a known slip, or n, 1/n, sqrt(n),
+    1/sqrt(n) for a whole n from 2 to 4096 (a size of the exercise). None for any other factor: an exact but
+    arbitrary factor (1.01, say) is left unnamed and only reported as a fact (`scale_note`)."""
+    for value, short, name in _KNOWN:
         if math.isclose(c, value, rel_tol=1e-4):
-            return name
+            return short, name
     for power, label in ((1, "{}"), (-1, "1/{}"), (2, "sqrt({})"), (-2, "1/sqrt({})")):
         n = c ** power if c > 0 else 0.0
         if n > 1.5 and abs(n - round(n)) < 1e-4 * n and round(n) <= 4096:
-            return f"{label.format(round(n))} = {c:.4g} times the reference"
+            short = f"{label.format(round(n))} = {c:.4g}"
+            return short, f"{short} times the reference"
     return None
 
 
@@ -118,8 +121,8 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
     c = _scale(pairs, atol)
     name = constant_name(c) if c is not None else None
     if name is not None:
-        prop = "sign flipped" if name.startswith("the negative") else f"output scaled by {name.split(' times')[0]}"
-        return (prop, f"On every tested input your output is exactly {name} ({c:.6g} x).",
+        prop = "sign flipped" if name[0] == "-1" else f"output scaled by {name[0]}"
+        return (prop, f"On every tested input your output is exactly {name[1]} ({c:.6g} x).",
                 "look for a constant factor (a scale, a sign, a log base) that the formula does not have")
     xs = [x.detach().double() if isinstance(x, torch.Tensor) and x.is_floating_point() else None for x in inputs]
     if all(x is not None and x.shape == o.shape for x, (o, _) in zip(xs, pairs)):
