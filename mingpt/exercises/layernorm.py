@@ -145,8 +145,8 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                                 _example(student, ref, variant, x, label), variant.hint)
             out, expected = outputs[label], _norm(ref, x)
             try:  # a relation to the reference's output on every input (relations.py), e.g. a factor 2
-                found = relation(list(inputs.values()), list(outputs.values()), [_norm(ref, v) for v in inputs.values()],
-                                 atol=1e-4)
+                found = relation(list(inputs.values()), list(outputs.values()),
+                                 [_norm(ref, v) for v in inputs.values()], atol=1e-4)
             except Exception:
                 found = None
             if found:
