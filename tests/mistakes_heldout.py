@@ -256,8 +256,8 @@ NAMES = [
     ('check_gqa', 'keys used as values (v replaced by k)'),
     ('check_gqa', 'softmax over the queries axis'),
     # round 6 (heldout_probe_round6_models.py): None where no rebuilt mistake explains the output exactly (heads
-    # averaged, an L2 norm clamped at eps, ids shifted by one, cumulative positions, an MSE loss, halved logits, a
-    # rotary exponent over hs - 2, K and Q roles swapped in GQA); two crash rows keep the plain exception
+    # averaged, ids shifted by one, cumulative positions, an MSE loss, a rotary exponent over hs - 2, K and Q roles
+    # swapped in GQA); '' for two rows that crash (test_heldout_crashes_show_the_students_line checks those)
     ('check_mlp', 'activation also applied to the input, before c_fc'),
     ('check_mlp', "c_proj's weight transposed"),
     ('check_mlp', 'squared ReLU instead of GELU'),
@@ -297,7 +297,7 @@ NAMES = [
     ('check_rmsnorm', 'eps argument ignored (1e-06 hard-coded)'),
     ('check_rmsnorm', 'mean absolute value instead of the root mean square'),
     ('check_rmsnorm', 'wrong dtype'),
-    ('check_rotary', ''),  # '' (tested by test_heldout_crashes_show_the_students_line): crashes on its odd half
+    ('check_rotary', ''),  # crashes on its odd half width
     ('check_rotary', 'start added twice'),
     ('check_rotary', None),
     ('check_rotary', 'the x * cos term missing'),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
                                        student_with_reference_weights)
@@ -97,6 +98,11 @@ def _variants(ln) -> list[Variant]:
         Variant("divided by the L2 norm instead of the standard deviation", lambda x: _norm(ln, x, spread="l2"),
                 "The L2 norm of a centred row is sqrt(C) times its standard deviation: the *mean* of the squares, "
                 "not their sum.", "mean, not sum (or norm)"),
+        *[Variant(f"F.normalize (unit L2 norm, eps {e:g}) instead of unit variance",
+                  (lambda e: lambda x: F.normalize(x - x.mean(-1, keepdim=True), dim=-1, eps=e) * ln.weight
+                   + ln.bias)(e),
+                  "F.normalize divides by the L2 norm of the row, which is sqrt(C) times its standard deviation.",
+                  "divide by sqrt(var + eps), var the *mean* of the squared deviations") for e in (EPS, 1e-12)],
         Variant("bias subtracted instead of added", lambda x: _norm(ln, x, affine="minus"),
                 "LayerNorm computes x_hat * weight + bias; yours subtracts the bias.", "+ self.bias"),
         Variant("mean not subtracted", lambda x: _norm(ln, x, center=False),

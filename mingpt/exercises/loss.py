@@ -58,6 +58,9 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
         lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1), ignore_index=0),
      "The positions to skip have target -1; token 0 is an ordinary token, and yours skips it too.",
      "ignore_index=-1"),
+    *[(f"logits scaled by {c:g} before the loss", (lambda c: lambda lg, tk: _ce(lg[:, :-1] * c, tk[:, 1:]))(c),
+       f"The loss takes the model's logits as they are; yours multiplies them by {c:g} first (a temperature belongs "
+       "to sampling, not to training).", "cross_entropy(logits, ...) with no factor") for c in (0.5, 2.0)],
     ("only the last position's prediction", lambda lg, tk: _ce(lg[:, -2:-1], tk[:, -1:]),
      "Every position predicts its next token, and the loss averages all of them; yours uses the last one only.",
      "logits[:, :-1] against tokens[:, 1:]"),
