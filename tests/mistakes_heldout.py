@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in six rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
+in seven rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
 rightly gives no name (a mean position vector, a greedy that samples, a frequency merge with arbitrary ties); the
 probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -308,6 +308,35 @@ NAMES = [
     ('check_gqa', ''),  # '': repeats K/V along time *and* heads, which crashes in the student's masked_fill
     ('check_gqa', 'output reshaped'),
     ('check_gqa', 'scores scaled by 1/hs instead of 1/sqrt(hs)'),
+    ('check_gqa', None),
+    # round 7 (heldout_probe_round7_models.py), counted untuned (4 of 27 named), then 3 general additions: the
+    # gradient check, every torch activation by name, the position part of an embedding's output
+    ('check_mlp', "exact GELU instead of GPT-2's tanh approximation"),
+    ('check_mlp', None),
+    ('check_mlp', 'softplus instead of GELU'),
+    ('check_mlp', 'sigmoid instead of GELU'),
+    ('check_attention', None),
+    ('check_attention', None),
+    ('check_attention', None),
+    ('check_layernorm', None),
+    ('check_layernorm', 'wrong output shape'),
+    ('check_layernorm', None),
+    ('check_block', None),
+    ('check_block', 'gradient blocked (a .detach() or no_grad in forward)'),
+    ('check_block', None),
+    ('check_embedding', 'wrong position vectors'),
+    ('check_embedding', 'wrong position vectors (scaled)'),
+    ('check_loss', 'summed over positions, averaged over the batch'),
+    ('check_loss', None),
+    ('check_gpt', None),
+    ('check_gpt', 'output scaled by 0.5'),
+    ('check_rmsnorm', None),
+    ('check_rmsnorm', None),
+    ('check_rotary', None),
+    ('check_rotary', 'sin and cos swapped'),
+    ('check_swiglu', 'wrong output shape'),
+    ('check_swiglu', None),
+    ('check_gqa', None),
     ('check_gqa', None),
 ]
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"

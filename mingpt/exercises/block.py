@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run, student_with_reference_weights
+from mingpt.exercises.checking import (CheckResult, Variant, close, fail, fmt, gradient_problem, run,
+                                       student_with_reference_weights)
 from mingpt.exercises.compare import check_cases
 from mingpt.model import MLP, Block
 
@@ -63,13 +64,22 @@ def _check_module(exercise, student, ref, variants, config, seed, eval_hint, ato
             return fail(exercise, "dropout active in eval mode",
                         "In eval mode the same input must give the same output; yours changes from run to run.",
                         f"the same x twice -> {fmt(out[0, 0])} then {fmt(again[0, 0])}", eval_hint)
-        return check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
+        problem = check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
+    if problem is None:  # right outputs: are the gradients right too (nothing detached)?
+        problem = gradient_problem(exercise, student, ref, x)
+    return problem
 
 
 # ------------------------------------------------------------------------------------------ MLP
 def _gelu_by_hand(h, cube=0.044715, scale=SQRT_2_OVER_PI):
     return 0.5 * h * (1 + torch.tanh(scale * (h + cube * h ** 3)))
 
+
+OTHER_ACTIVATIONS = [  # every other activation torch offers, by name: whichever a student picks is named
+    ("sigmoid", torch.sigmoid), ("softplus", F.softplus), ("ELU", F.elu), ("SELU", F.selu), ("CELU", F.celu),
+    ("Mish", F.mish), ("hardswish", F.hardswish), ("hardtanh", F.hardtanh), ("ReLU6", F.relu6),
+    ("log-sigmoid", F.logsigmoid), ("softsign", F.softsign), ("hardsigmoid", F.hardsigmoid),
+]
 
 MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc, proj, x), explanation, hint)
     ("exact GELU instead of GPT-2's tanh approximation", lambda fc, pj, x: pj(F.gelu(fc(x))),
@@ -140,6 +150,9 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
     ("c_proj's weight transposed", lambda fc, pj, x: F.linear(_gelu_by_hand(fc(x)), pj.weight.T, pj.bias),
      "nn.Linear stores its weight as (out, in) and computes x @ W.T; passing W.T to F.linear transposes it twice.",
      "self.c_proj(h), or F.linear(h, self.c_proj.weight, self.c_proj.bias)"),
+    *[(f"{name} instead of GELU", (lambda f: lambda fc, pj, x: pj(f(fc(x))))(f),
+       f"GPT-2's MLP uses GELU (tanh approximation) between the two layers; yours uses {name}.", "use GELU")
+      for name, f in OTHER_ACTIVATIONS],
     *[(f"leaky ReLU (slope {a:g}) instead of GELU", (lambda a: lambda fc, pj, x: pj(F.leaky_relu(fc(x), a)))(a),
        f"Leaky ReLU keeps {a:g} x of negative values on a straight line; GELU is smooth.", "use GELU")
       for a in (0.02, 0.05, 0.1, 0.2, 0.3)],

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
-from mingpt.exercises.compare import check_cases, explain, shape_problem
+from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, explain, shape_problem
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES", "GPT_LOSS_MISTAKES"]
@@ -99,9 +99,46 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
                               hint="x = wte(idx) + wpe(positions), positions = 0..T-1",
                               crash_hint="idx is (B, T): the positions are 0..T-1 along dim 1")
+        if problem is not None and problem.property == NOT_RECOGNISED:
+            found = _position_part(exercise, student, cases, wte, wpe)
+            problem = found if found is not None else problem  # a failed result is falsy: no `or`
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["wte[idx] + wpe[t] for every position, on 3 batch shapes"])
+
+
+def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
+    """A relation for position mistakes no table lists: take the token part away (yours - wte[idx]); if what is left
+    depends on the position only, and each position t's vector is c * wpe[j] for one factor c, name the rows j."""
+    rows, factor = [], None
+    for (idx,) in cases:
+        out = student(idx)
+        if not isinstance(out, torch.Tensor) or out.shape != idx.shape + (wte.shape[1],):
+            return None
+        part = (out - wte[idx]).double()
+        if not torch.allclose(part, part[:1].expand_as(part), atol=1e-5):
+            return None  # depends on the tokens too: not a position-only mistake
+        ours = []
+        for p in part[0]:
+            match = None
+            for j, w in enumerate(wpe.double()):
+                c = float((p @ w) / (w @ w))
+                if torch.allclose(p, c * w, atol=1e-5) and (factor is None or math.isclose(c, factor, rel_tol=1e-4)):
+                    match = j
+                    break
+            if match is None:
+                return None
+            factor = c if factor is None else factor
+            ours.append(match)
+        rows.append(ours)
+    if factor is None or all(r == list(range(len(r))) for r in rows) and math.isclose(factor, 1.0, rel_tol=1e-4):
+        return None
+    scaled = "" if math.isclose(factor, 1.0, rel_tol=1e-4) else f", multiplied by {factor:.4g}"
+    longest = max(rows, key=len)
+    return fail(exercise, "wrong position vectors" + (" (scaled)" if scaled else ""),
+                f"The token part is right. Position t gets the row wpe[j] listed below{scaled}; it should get "
+                f"wpe[t], rows 0, 1, ..., T - 1.", f"for T = {len(longest)}: your rows j = {longest}",
+                "wpe(torch.arange(T)), added as it is")
 
 
 # ------------------------------------------------------------------------------------------ whole GPT

@@ -140,7 +140,7 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                             hint="no .double() / .float() conversions in forward")
             if isinstance(outputs[label], torch.Tensor) and outputs[label].shape != x.shape:
                 return fail(EXERCISE, "wrong output shape", f"LayerNorm keeps the shape: x {tuple(x.shape)} -> "
-                            f"yours {tuple(outputs[label].shape)}.",
+                            f"yours {tuple(outputs[label].shape)}.", f"{label}: x of shape {tuple(x.shape)}",
                             hint="reduce with keepdim=True so the statistics broadcast")
         wrong = [label for label, x in inputs.items() if not close(outputs[label], _norm(ref, x), atol=1e-4)]
         if wrong:

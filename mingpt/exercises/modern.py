@@ -259,6 +259,10 @@ SWIGLU_MISTAKES = [
             "The up branch has its own weight, w_up.", "F.linear(x, w_up)"),
     Variant("tanh instead of SiLU", lambda x, g, u, d: _glu(x, g, u, d, act=torch.tanh),
             "SwiGLU's gate uses SiLU = x * sigmoid(x).", "F.silu"),
+    *[Variant(f"{name} instead of SiLU", (lambda f: lambda x, g, u, d: _glu(x, g, u, d, act=f))(f),
+              f"SwiGLU's gate uses SiLU = x * sigmoid(x); yours uses {name}.", "F.silu")
+      for name, f in (("softplus", F.softplus), ("ELU", F.elu), ("Mish", F.mish), ("hardswish", F.hardswish),
+                      ("leaky ReLU", F.leaky_relu))],
     Variant("weights used as (in, out): x @ W instead of x @ W.T",
             lambda x, g, u, d: (F.silu(x @ g) * (x @ u)) @ d,
             "The weights are stored as nn.Linear stores them, (out, in): w_gate is (H, C), so x (.., C) times it "
