@@ -172,7 +172,7 @@ GQA_VALID = [
 UNNAMED = [
     (check_rmsnorm, lambda x, w, eps: rms(x, w, eps) + 0.01),
     (check_rotary, lambda x, s, th: rope(x, s, th / 10)),
-    (check_swiglu, lambda x, g, u, d: glu(x, g, u, d, act=torch.tanh)),
+    (check_swiglu, lambda x, g, u, d: glu(x, g, u, d, act=lambda h: h * torch.tanh(h))),  # tanh alone is named
     (check_gqa, lambda q, k, v: attend(q, k, v).flip(2)),
 ]
 

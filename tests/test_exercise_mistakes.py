@@ -52,6 +52,15 @@ def test_an_unknown_mistake_gets_no_wrong_name(checker, impl):
     assert any(w in result.counterexample for w in ("first differing element", "first difference", "difference "))
 
 
+def test_heldout_crashes_show_the_students_line():
+    from mistakes_heldout import CRASHED
+    assert CRASHED
+    for checker, impl in CRASHED:
+        result = checker(impl)
+        assert not result and result.property == "your code raised an exception", str(result)
+        assert "heldout_probe_round5_models.py, line" in result.explanation, str(result)  # the student's frame
+
+
 def test_each_checker_has_at_least_ten_named_mistakes():
     names = collections.defaultdict(set)
     for checker, _, name in MISTAKES:

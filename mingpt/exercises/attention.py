@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
+from mingpt.exercises.relations import relation
 from mingpt.model import GPT, CausalSelfAttention
 
 __all__ = ["check_attention", "check_attention_weights", "attention_config", "reference_attention"]
@@ -51,12 +52,13 @@ def reference_attention(config, seed: int = 0) -> CausalSelfAttention:
 
 
 def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
-            swap_qk=False):
+            swap_qk=False, order="qkv", after_softmax=1.0, nh=None):
     """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
     B, T, C = x.shape
-    nh = ref.n_head
+    nh = nh or ref.n_head
     hs = C // nh
-    q, k, v = ref.c_attn(x).split(C, dim=2)
+    parts = dict(zip("qkv", ref.c_attn(x).split(C, dim=2)), x=x)
+    q, k, v = (parts[name] for name in order)  # order: which third of c_attn is q, k, v ("qkx": v = x itself)
 
     def heads(t):
         if split == "heads":  # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs)
@@ -82,7 +84,7 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
         att = F.softmax(att, dim=-1).masked_fill(~allowed, 0.0)
     if mask != "after_softmax":
         att = F.softmax(att, dim=softmax_dim)
-    y = att @ v  # (B, nh, T, hs)
+    y = att * after_softmax @ v  # (B, nh, T, hs)
     if merge == "transpose":
         y = y.transpose(1, 2).reshape(B, T, C)
     elif merge == "hs_first":
@@ -139,6 +141,20 @@ def _variants(ref, hs: int) -> list[Variant]:
         Variant("missing 1/sqrt(head_size) scaling", lambda x: _attend(ref, x, scale=1.0),
                 f"Your scores are not scaled; the reference multiplies q @ k^T by 1/sqrt(hs) = {1 / root:.4g} "
                 f"(hs = {hs}).", "without the factor the softmax saturates as hs grows"),
+        Variant("scaling applied after the softmax", lambda x: _attend(ref, x, scale=1.0, after_softmax=1 / root),
+                "Yours divides the attention *weights* by sqrt(hs) after the softmax, so they no longer sum to 1; "
+                "the scaling belongs to the scores, before the softmax.", "(q @ k^T) / sqrt(hs), then softmax"),
+        Variant("one head of size C instead of n_head heads", lambda x: _attend(ref, x, nh=1),
+                f"Your attention is a single head over all {hs * ref.n_head} channels; the reference splits them "
+                f"into n_head = {ref.n_head} heads of hs = {hs}.", "view (B, T, C) as (B, T, n_head, hs)"),
+        *[Variant(f"q, k, v taken from the wrong thirds of c_attn (yours: {', '.join(order)})",
+                  (lambda o: lambda x: _attend(ref, x, order=o))(order),
+                  "c_attn(x) holds q, k and v side by side, in that order: split(C, dim=2) gives q first, then k, "
+                  f"then v. Yours uses the thirds as {', '.join(order)}.", "q, k, v = self.c_attn(x).split(C, dim=2)")
+          for order in ("qvk", "kqv", "kvq", "vqk", "vkq")],
+        Variant("values taken from x, not from c_attn", lambda x: _attend(ref, x, order="qkx"),
+                "v is the last third of c_attn(x), a learned projection; yours averages the input x itself.",
+                "q, k, v = self.c_attn(x).split(C, dim=2)"),
     ]
 
 
@@ -277,6 +293,13 @@ def _diagnose(student, ref, x, out, expected, hs, T) -> CheckResult:
                 changed, t, before, after = leak
                 example = _leak_example(changed, t, before, after)
         return fail(EXERCISE, variant.property, variant.explanation, example, variant.hint)
+    try:
+        found = other_outs and relation([x] + others, [out] + other_outs, [ref(i) for i in [x] + others])
+    except Exception:  # a relation that cannot be tested on these outputs names nothing
+        found = None
+    if found:  # a relation to the reference's output on every input (relations.py), e.g. an extra residual
+        return fail(EXERCISE, found[0], found[1], f"{where}\nyour output[0, {T - 1}, :4] = {fmt(out[0, T - 1])}\n"
+                    f"expected      {fmt(expected[0, T - 1])}", found[2])
     leak = _leak(student, x, T)
     if leak:
         changed, t, before, after = leak

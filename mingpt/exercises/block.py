@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run, student_with_reference_weights
+from mingpt.exercises.checking import (CheckResult, Variant, close, fail, fmt, gradient_problem, run,
+                                       student_with_reference_weights)
 from mingpt.exercises.compare import check_cases
 from mingpt.model import MLP, Block
 
@@ -50,26 +51,35 @@ def _inputs(config, seed):
 def _check_module(exercise, student, ref, variants, config, seed, eval_hint, atol):
     """Determinism in eval mode, then every input compared with the reference (see compare.check_cases)."""
     cases = _inputs(config, seed)
+    describe = lambda x: f"x of shape {tuple(x.shape)} (seeded random)"  # noqa: E731
+    hint = "compare each intermediate tensor with the formula in the exercise text"
     with torch.no_grad():
         x = cases[0][0]
         out, problem = run(exercise, f"forward(x) with x of shape {tuple(x.shape)}", student, x)
-        if problem is not None:
-            return problem
+        if problem is not None:  # a variant that raises the same exception on every input names it
+            return check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
         again, _ = run(exercise, "forward(x) again", student, x)
         if isinstance(out, torch.Tensor) and isinstance(again, torch.Tensor) and out.shape == again.shape \
                 and not close(again, out, atol=0):
             return fail(exercise, "dropout active in eval mode",
                         "In eval mode the same input must give the same output; yours changes from run to run.",
                         f"the same x twice -> {fmt(out[0, 0])} then {fmt(again[0, 0])}", eval_hint)
-        return check_cases(exercise, student, cases, ref, variants,
-                           lambda x: f"x of shape {tuple(x.shape)} (seeded random)", atol=atol,
-                           hint="compare each intermediate tensor with the formula in the exercise text")
+        problem = check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
+    if problem is None:  # right outputs: are the gradients right too (nothing detached)?
+        problem = gradient_problem(exercise, student, ref, x)
+    return problem
 
 
 # ------------------------------------------------------------------------------------------ MLP
 def _gelu_by_hand(h, cube=0.044715, scale=SQRT_2_OVER_PI):
     return 0.5 * h * (1 + torch.tanh(scale * (h + cube * h ** 3)))
 
+
+OTHER_ACTIVATIONS = [  # every other activation torch offers, by name: whichever a student picks is named
+    ("sigmoid", torch.sigmoid), ("softplus", F.softplus), ("ELU", F.elu), ("SELU", F.selu), ("CELU", F.celu),
+    ("Mish", F.mish), ("hardswish", F.hardswish), ("hardtanh", F.hardtanh), ("ReLU6", F.relu6),
+    ("log-sigmoid", F.logsigmoid), ("softsign", F.softsign), ("hardsigmoid", F.hardsigmoid),
+]
 
 MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc, proj, x), explanation, hint)
     ("exact GELU instead of GPT-2's tanh approximation", lambda fc, pj, x: pj(F.gelu(fc(x))),
@@ -128,6 +138,24 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
     ("residual added inside the MLP", lambda fc, pj, x: x + pj(F.gelu(fc(x), approximate="tanh")),
      "The MLP computes only the branch; the Block adds it to the residual stream (x + mlp(ln_2(x))).",
      "return c_proj(...) without adding x"),
+    ("GELU applied twice to the hidden units", lambda fc, pj, x: pj(_gelu_by_hand(_gelu_by_hand(fc(x)))),
+     "The hidden units go through the activation once; yours applies GELU to its own output again.",
+     "one activation between c_fc and c_proj"),
+    ("activation also applied to the input, before c_fc",
+     lambda fc, pj, x: pj(_gelu_by_hand(fc(_gelu_by_hand(x)))),
+     "Only the hidden units (c_fc's output) go through GELU; yours also applies it to the MLP's input.",
+     "c_proj(gelu(c_fc(x))): x goes into c_fc as it is"),
+    ("squared ReLU instead of GELU", lambda fc, pj, x: pj(F.relu(fc(x)) ** 2),
+     "relu(x)^2 is Primer's activation; GPT-2 uses GELU (tanh approximation).", "use GELU"),
+    ("c_proj's weight transposed", lambda fc, pj, x: F.linear(_gelu_by_hand(fc(x)), pj.weight.T, pj.bias),
+     "nn.Linear stores its weight as (out, in) and computes x @ W.T; passing W.T to F.linear transposes it twice.",
+     "self.c_proj(h), or F.linear(h, self.c_proj.weight, self.c_proj.bias)"),
+    *[(f"{name} instead of GELU", (lambda f: lambda fc, pj, x: pj(f(fc(x))))(f),
+       f"GPT-2's MLP uses GELU (tanh approximation) between the two layers; yours uses {name}.", "use GELU")
+      for name, f in OTHER_ACTIVATIONS],
+    *[(f"leaky ReLU (slope {a:g}) instead of GELU", (lambda a: lambda fc, pj, x: pj(F.leaky_relu(fc(x), a)))(a),
+       f"Leaky ReLU keeps {a:g} x of negative values on a straight line; GELU is smooth.", "use GELU")
+      for a in (0.02, 0.05, 0.1, 0.2, 0.3)],
 ]
 
 
@@ -225,6 +253,27 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
     ("MLP fed the attention output instead of the stream", lambda a, m, n1, n2, x: x + (y := a(n1(x))) + m(n2(y)),
      "The MLP's input is the updated residual stream x + attn(...), not the attention output alone.",
      "x = x + attn(...); then mlp(ln_2(x))"),
+    ("LayerNorm on the branch outputs instead of their inputs",
+     lambda a, m, n1, n2, x: (h := x + n1(a(x))) + n2(m(h)),
+     "Pre-LN normalises what goes *into* each sublayer: x + attn(ln_1(x)); yours normalises what comes out.",
+     "attn(ln_1(x)), not ln_1(attn(x))"),
+    ("ln_1 used for both sublayers, MLP reading the block's input",
+     lambda a, m, n1, n2, x: x + a(n1(x)) + m(n1(x)),
+     "The MLP reads the updated stream through its own ln_2; yours gives it ln_1(x), the attention's input.",
+     "h = x + attn(ln_1(x)); then h + mlp(ln_2(h))"),
+    ("attention output added twice", lambda a, m, n1, n2, x: (h := x + a(n1(x))) + m(n2(h)) + a(n1(x)),
+     "The attention branch is added to the stream once; yours adds it again at the end.",
+     "return h + mlp(ln_2(h)), without another attn term"),
+    ("attention branch missing", lambda a, m, n1, n2, x: x + m(n2(x)),
+     "Your Block only adds the MLP branch: the attention sublayer (x = x + attn(ln_1(x))) never runs or is not "
+     "added.", "x = x + self.attn(self.ln_1(x)) first"),
+    ("MLP branch missing", lambda a, m, n1, n2, x: x + a(n1(x)),
+     "Your Block returns the stream after attention: the MLP sublayer (x = x + mlp(ln_2(x))) never runs or is not "
+     "added.", "x = x + self.mlp(self.ln_2(x)), then return x"),
+    *[(f"branches scaled by {c:g} before the add", (lambda c: lambda a, m, n1, n2, x: (h := x + c * a(n1(x)))
+                                                     + c * m(n2(h)))(c),
+       f"Each branch is added as it is; yours multiplies both by {c:g}.", "x = x + branch(...), no factor")
+      for c in (0.5, 1 / math.sqrt(2), 2.0)],
 ]
 
 

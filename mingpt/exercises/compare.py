@@ -7,17 +7,21 @@ reproduces the student's output on *every* tested input, not just on the one tha
 one input and not another is a coincidence, and a wrong name sends a student to fix the wrong line, which is worse
 than no name. When no variant explains the outputs, the checker says so and shows *where* the output differs: the
 input, the first differing element with both values, and the largest difference. Shape and type mistakes (an extra
-dimension, a flattened output, float64) are named from the shapes themselves.
+dimension, a flattened output, float64) are named from the shapes themselves, and mistakes no table lists from a
+relation to the reference's output that holds on every input (relations.py: scaled by a constant, the input added,
+positions shifted, a bias-like offset, ...).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable, Sequence
 
 import torch
 
 from mingpt.exercises.checking import SHAPE_HINT, CheckResult, Variant, fail, fmt, run
+from mingpt.exercises.relations import relation, scale_note
 
 __all__ = ["same", "shape_problem", "where_it_differs", "explain", "check_cases", "NOT_RECOGNISED"]
 
@@ -58,6 +62,9 @@ def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:
     if out.numel() == expected.numel():
         return "output reshaped", shapes + ": same numbers of elements, laid out differently (view/reshape/flatten " \
                                            "where the shape should stay, or a transpose)"
+    if out.dim() == expected.dim() >= 3 and out.shape[1] == 1 < expected.shape[1] \
+            and out.shape[:1] + out.shape[2:] == expected.shape[:1] + expected.shape[2:]:
+        return "only one position returned", shapes + ": the time axis has length 1 (e.g. logits[:, -1:])"
     if out.dim() == expected.dim() - 1 and out.shape == expected.shape[:-2] + expected.shape[-1:]:
         return "only one position returned", shapes + ": the time axis is gone (e.g. only the last position)"
     return "wrong output shape", shapes
@@ -109,10 +116,17 @@ def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], refer
     problem = shape_problem(outputs[i], expected[i])
     if problem is not None:
         return fail(exercise, problem[0], problem[1] + ".", example, hint or SHAPE_HINT)
+    try:
+        found = relation([case[0] if case else None for case in cases], outputs, expected, atol)
+    except Exception:  # a relation that cannot be tested on these outputs names nothing
+        found = None
+    if found is not None:  # a relation to the reference's output that holds on every input (relations.py)
+        return fail(exercise, found[0], found[1], example, found[2])
     return fail(exercise, NOT_RECOGNISED,
                 "Your output differs from the reference, and no mistake the checker knows reproduces your outputs on "
                 "every tested input, so it names none. Here is where it differs:",
-                example + "\n" + where_it_differs(outputs[i], expected[i], atol), hint)
+                example + "\n" + where_it_differs(outputs[i], expected[i], atol)
+                + scale_note(outputs, expected, atol), hint)
 
 
 def _variant_matches(variant: Variant, case: tuple, out: Any, atol: float) -> bool:
@@ -134,8 +148,8 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     outputs, crashes = [], {}
     for n, case in enumerate(cases):
         out, problem = run(exercise, describe(*case), fn, *prepare(case), hint=crash_hint)
-        if problem is not None:
-            crashes[n] = (problem, problem.explanation.split(" raised ", 1)[-1].split(":", 1)[0])
+        if problem is not None:  # (the result, "TypeName: message" of the exception)
+            crashes[n] = (problem, problem.explanation.split(" raised ", 1)[-1].split("\n", 1)[0])
         outputs.append(out)
     if not crashes:
         return explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
@@ -147,11 +161,15 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     return problem
 
 
-def _variant_raises(variant: Variant, case: tuple, error_type: str) -> bool:
+def _variant_raises(variant: Variant, case: tuple, error: str) -> bool:
+    """The variant raises the student's exception: the same type, and the same sizes when both messages name sizes
+    (a matmul of (10x10 and 6x10) is another mistake than one of (10x6 and 10x6))."""
     try:
         variant.compute(*case)
     except Exception as e:
-        return type(e).__name__ == error_type
+        error_type, _, message = error.partition(": ")
+        ours, theirs = re.findall(r"\d+", str(e)), re.findall(r"\d+", message)
+        return type(e).__name__ == error_type and (ours == theirs or not (ours and theirs))
     return False
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
-from mingpt.exercises.compare import check_cases, explain
+from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, explain, shape_problem
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES", "GPT_LOSS_MISTAKES"]
@@ -65,6 +65,16 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
     ("token and position embeddings concatenated instead of added",
      lambda te, pe, i: torch.cat([te[i], pe[_pos(i)].expand(i.shape[0], -1, -1)], dim=-1)[..., : te.shape[1]],
      "GPT adds the two vectors; both have C channels.", "x = token vectors + position vectors"),
+    ("every position gets the last position's vector", lambda te, pe, i: te[i] + pe[i.shape[1] - 1],
+     "Each position t has its own vector wpe[t]; yours adds wpe[T - 1] everywhere.", "wpe(torch.arange(T))"),
+    ("the whole position table added (not cut to T rows)", lambda te, pe, i: te[i] + pe,
+     "wpe.weight has block_size rows; a sequence of T tokens uses the first T of them.",
+     "wpe(torch.arange(T)), or wpe.weight[:T]"),
+    ("positions looked up in the token table (wte)", lambda te, pe, i: te[i] + te[_pos(i)],
+     "Both lookups use wte: the position vectors must come from the position table wpe.", "wpe(torch.arange(T))"),
+    ("positions given an extra dimension (arange(T)[:, None])", lambda te, pe, i: te[i] + pe[_pos(i)[:, None]],
+     "wpe(arange(T)[:, None]) has shape (T, 1, C), which broadcasts against (B, T, C) as if T were the batch: "
+     "an error, or a (T, T, C) tensor when B is 1.", "wpe(torch.arange(T)) has shape (T, C) and broadcasts over B"),
 ]
 
 
@@ -89,19 +99,57 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
                               hint="x = wte(idx) + wpe(positions), positions = 0..T-1",
                               crash_hint="idx is (B, T): the positions are 0..T-1 along dim 1")
+        if problem is not None and problem.property == NOT_RECOGNISED:
+            found = _position_part(exercise, student, cases, wte, wpe)
+            problem = found if found is not None else problem  # a failed result is falsy: no `or`
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["wte[idx] + wpe[t] for every position, on 3 batch shapes"])
 
 
+def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
+    """A relation for position mistakes no table lists: take the token part away (yours - wte[idx]); if what is left
+    depends on the position only, and each position t's vector is c * wpe[j] for one factor c, name the rows j."""
+    rows, factor = [], None
+    for (idx,) in cases:
+        out = student(idx)
+        if not isinstance(out, torch.Tensor) or out.shape != idx.shape + (wte.shape[1],):
+            return None
+        part = (out - wte[idx]).double()
+        if not torch.allclose(part, part[:1].expand_as(part), atol=1e-5):
+            return None  # depends on the tokens too: not a position-only mistake
+        ours = []
+        for p in part[0]:
+            match = None
+            for j, w in enumerate(wpe.double()):
+                c = float((p @ w) / (w @ w))
+                if torch.allclose(p, c * w, atol=1e-5) and (factor is None or math.isclose(c, factor, rel_tol=1e-4)):
+                    match = j
+                    break
+            if match is None:
+                return None
+            factor = c if factor is None else factor
+            ours.append(match)
+        rows.append(ours)
+    if factor is None or all(r == list(range(len(r))) for r in rows) and math.isclose(factor, 1.0, rel_tol=1e-4):
+        return None
+    scaled = "" if math.isclose(factor, 1.0, rel_tol=1e-4) else f", multiplied by {factor:.4g}"
+    longest = max(rows, key=len)
+    return fail(exercise, "wrong position vectors" + (" (scaled)" if scaled else ""),
+                f"The token part is right. Position t gets the row wpe[j] listed below{scaled}; it should get "
+                f"wpe[t], rows 0, 1, ..., T - 1.", f"for T = {len(longest)}: your rows j = {longest}",
+                "wpe(torch.arange(T)), added as it is")
+
+
 # ------------------------------------------------------------------------------------------ whole GPT
-def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg):
+def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True):
     """The reference's forward, with its parts rearranged: the variants below are this with one thing changed."""
     tr = ref.transformer
     x = tr.wte(idx) + (tr.wpe(torch.arange(idx.shape[1])) if positions else 0)
     for i in (range(len(tr.h)) if blocks is None else blocks):
         x = tr.h[i](x)
-    return out(ref.lm_head(tr.ln_f(x) if ln_f else x))
+    x = tr.ln_f(x) if ln_f else x
+    return out(ref.lm_head(x)) if head else x
 
 
 GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
@@ -127,13 +175,40 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
      "Every Block runs, one after the other, each on the previous one's output.", "x = block(x) inside the loop"),
     ("ln_f applied after lm_head", lambda r, i: F.layer_norm(_forward(r, i, ln_f=False), (r.lm_head.out_features,)),
      "ln_f normalises the C channels of the last Block's output, before lm_head.", "lm_head(ln_f(x))"),
+    ("final LayerNorm applied to the embeddings, before the Blocks",
+     lambda r, i: r.lm_head(_blocks(r, r.transformer.ln_f(r.transformer.wte(i) + r.transformer.wpe(_pos(i))))),
+     "ln_f normalises the last Block's output, just before lm_head; yours normalises the embeddings instead.",
+     "after the loop over the Blocks: x = ln_f(x); logits = lm_head(x)"),
+    ("each Block's residual added again around it (x = x + block(x))",
+     lambda r, i: r.lm_head(r.transformer.ln_f(_blocks(r, r.transformer.wte(i) + r.transformer.wpe(_pos(i)),
+                                                       again=True))),
+     "A Block already adds its branches to x and returns the new stream; x = x + block(x) counts the stream twice.",
+     "x = block(x)"),
+    ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_normed(r, i))),
+     "ln_f runs once, on the last Block's output; yours normalises its own output again.", "lm_head(ln_f(x)), once"),
 ]
+
+
+def _blocks(ref, x, again=False):
+    """The Blocks applied in order (again: x = x + block(x))."""
+    for block in ref.transformer.h:
+        x = x + block(x) if again else block(x)
+    return x
+
+
+def _normed(ref, idx):
+    """The reference's input to lm_head: the last Block's output after ln_f."""
+    return _forward(ref, idx, out=lambda lg: lg, head=False)
 
 GPT_LOSS_MISTAKES = [  # loss from the right logits: (name, f(logits, targets), explanation, hint)
     ("targets shifted twice", lambda lg, tg: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
                                                              tg[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX),
      "Here targets are already shifted (targets[:, t] is the token after idx[:, t]); shifting again compares "
      "position t with the token two steps ahead.", "cross_entropy(logits.view(-1, V), targets.view(-1))"),
+    ("targets flattened in another order than the logits (targets.T)",
+     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.T.reshape(-1), ignore_index=IGNORE_INDEX),
+     "logits.view(-1, V) runs over (b, t) row by row; targets.T.reshape(-1) runs over them column by column, so "
+     "the pairs no longer line up.", "targets.view(-1), the same order as the logits"),
     ("sum instead of mean", lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1),
                                                            ignore_index=IGNORE_INDEX, reduction="sum"),
      "The loss is the mean over the positions that have a target.", "reduction='mean' (the default)"),
@@ -171,7 +246,9 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
         for idx, targets in cases:
             result, problem = run(exercise, f"forward({describe(idx, targets)})", student, idx, targets,
                                   hint="shapes: idx (B, T) -> x (B, T, C) -> logits (B, T, V)")
-            if problem is not None:
+            if problem is not None:  # if the logits alone are already wrong, that is the first thing to fix
+                shaped = _logits_problem(exercise, student, ref, idx, describe)
+                problem = shaped if shaped is not None else problem  # a failed result is falsy: no `or`
                 if "out of bounds" in problem.explanation and (targets == IGNORE_INDEX).any():
                     return fail(exercise, "ignore index not honoured", "Targets equal to -1 mean 'no loss here'.",
                                 problem.explanation, "cross_entropy(..., ignore_index=-1)")
@@ -180,6 +257,9 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
                 return fail(exercise, "forward must return (logits, loss)", f"yours returned {type(result).__name__}",
                             describe(idx, targets), hint="return logits, loss (loss None when targets is None)")
             results.append(result)
+        problem = _logits_problem(exercise, student, ref, cases[0][0], describe, twice=True)
+        if problem is not None:
+            return problem
         logit_cases = [(i,) for i, _ in cases]
         problem = explain(exercise, logit_cases, [lg for lg, _ in results], lambda i: ref(i)[0],
                           [Variant(n, (lambda f: lambda i: f(ref, i))(f), w, h) for n, f, w, h in GPT_MISTAKES],
@@ -205,3 +285,24 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
 
 def _ref_loss(logits, targets):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def _logits_problem(exercise, student, ref, idx, describe, twice=False) -> CheckResult | None:
+    """forward(idx) without targets: a failed result when its logits have the wrong shape or type, or (twice) when
+    two calls in eval mode differ (a dropout left on); None otherwise, or when this call itself raises."""
+    try:
+        first = student(idx)
+        second = student(idx) if twice else first
+    except Exception:
+        return None
+    logits = first[0] if isinstance(first, tuple) and first else first
+    problem = shape_problem(logits, ref(idx)[0])
+    if problem is not None:
+        return fail(exercise, problem[0], f"The logits {problem[1]}.", describe(idx),
+                    "logits for every position: (B, T, V)")
+    again = second[0] if isinstance(second, tuple) and second else second
+    if isinstance(logits, torch.Tensor) and isinstance(again, torch.Tensor) and not torch.equal(logits, again):
+        return fail(exercise, "dropout active in eval mode", "In eval mode the same idx must give the same logits; "
+                    "yours change from run to run.", describe(idx),
+                    "use the nn.Dropout modules (self.transformer.drop), which model.eval() switches off")
+    return None

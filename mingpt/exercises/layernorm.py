@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
+from mingpt.exercises.relations import relation
 
 __all__ = ["check_layernorm"]
 
@@ -26,13 +28,24 @@ EXERCISE = "LayerNorm"
 EPS = 1e-5  # GPT-2's epsilon
 
 
-def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=True, center=True):
+def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=True, center=True, root=True,
+          spread="std"):
     """The reference LayerNorm with one knob per classic mistake (defaults: correct)."""
     mean = x.mean(dim=dims, keepdim=True) if center else 0.0
     var = ((x - mean) ** 2).mean(dim=dims, keepdim=True) if not unbiased else x.var(dim=dims, keepdim=True)
-    y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / torch.sqrt(var + eps)
+    if spread == "l2":  # the L2 norm of the centred row: sqrt(C) times the standard deviation
+        var = ((x - mean) ** 2).sum(dim=dims, keepdim=True)
+    y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / ((var + eps) ** (0.5 if root else 1.0))
+    if spread == "abs":  # the mean absolute deviation instead of the standard deviation
+        y = (x - mean) / ((x - mean).abs().mean(dim=dims, keepdim=True) + eps)
     if affine == "swapped":  # the gain used as the bias and the bias as the gain
         return y * ln.bias + ln.weight
+    if affine == "minus":  # the bias subtracted
+        return y * ln.weight - ln.bias
+    if affine == "bias_first":  # the bias added before the gain multiplies
+        return (y + ln.bias) * ln.weight
+    if affine == "bias_only":
+        return y + ln.bias
     return y * ln.weight + ln.bias if affine else y
 
 
@@ -69,6 +82,29 @@ def _variants(ln) -> list[Variant]:
         Variant("gain and bias not applied", lambda x: _norm(ln, x, affine=False),
                 "After normalising, LayerNorm multiplies by a learned gain (weight) and adds a learned bias.",
                 "use your weight and bias parameters in forward"),
+        Variant("divided by the variance, not the standard deviation", lambda x: _norm(ln, x, root=False),
+                "LayerNorm divides by sqrt(var + eps); yours divides by var + eps, without the square root.",
+                "torch.sqrt(var + eps) (or var.add(eps).rsqrt() as a factor)"),
+        Variant("bias added before the gain multiplies", lambda x: _norm(ln, x, affine="bias_first"),
+                "LayerNorm computes x_hat * weight + bias; yours computes (x_hat + bias) * weight.",
+                "multiply by the weight first, then add the bias"),
+        Variant("gain applied before normalising", lambda x: _norm(ln, x * ln.weight, affine="bias_only"),
+                "The gain multiplies the *normalised* x; applied before, it is normalised away.",
+                "normalise first, then * weight + bias"),
+        Variant("mean absolute deviation instead of the standard deviation",
+                lambda x: _norm(ln, x, spread="abs"),
+                "LayerNorm divides by sqrt(mean((x - mean)^2) + eps); yours by the mean of |x - mean|.",
+                "square the deviations, average, add eps, take the root"),
+        Variant("divided by the L2 norm instead of the standard deviation", lambda x: _norm(ln, x, spread="l2"),
+                "The L2 norm of a centred row is sqrt(C) times its standard deviation: the *mean* of the squares, "
+                "not their sum.", "mean, not sum (or norm)"),
+        *[Variant(f"F.normalize (unit L2 norm, eps {e:g}) instead of unit variance",
+                  (lambda e: lambda x: F.normalize(x - x.mean(-1, keepdim=True), dim=-1, eps=e) * ln.weight
+                   + ln.bias)(e),
+                  "F.normalize divides by the L2 norm of the row, which is sqrt(C) times its standard deviation.",
+                  "divide by sqrt(var + eps), var the *mean* of the squared deviations") for e in (EPS, 1e-12)],
+        Variant("bias subtracted instead of added", lambda x: _norm(ln, x, affine="minus"),
+                "LayerNorm computes x_hat * weight + bias; yours subtracts the bias.", "+ self.bias"),
         Variant("mean not subtracted", lambda x: _norm(ln, x, center=False),
                 "Yours divides by the root mean square without subtracting the mean first (that is RMSNorm).",
                 "centre each row before computing the variance"),
@@ -98,9 +134,13 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
             except Exception as e:
                 return crashed(EXERCISE, f"forward(x) with x of shape {tuple(x.shape)}", e,
                                "mean and variance over the last axis with keepdim=True, so they broadcast against x")
+            if isinstance(outputs[label], torch.Tensor) and outputs[label].dtype != x.dtype:
+                return fail(EXERCISE, "wrong dtype", f"LayerNorm keeps the dtype: x {x.dtype} -> yours "
+                            f"{outputs[label].dtype}.", f"{label}: x of shape {tuple(x.shape)}, dtype {x.dtype}",
+                            hint="no .double() / .float() conversions in forward")
             if isinstance(outputs[label], torch.Tensor) and outputs[label].shape != x.shape:
                 return fail(EXERCISE, "wrong output shape", f"LayerNorm keeps the shape: x {tuple(x.shape)} -> "
-                            f"yours {tuple(outputs[label].shape)}.",
+                            f"yours {tuple(outputs[label].shape)}.", f"{label}: x of shape {tuple(x.shape)}",
                             hint="reduce with keepdim=True so the statistics broadcast")
         wrong = [label for label, x in inputs.items() if not close(outputs[label], _norm(ref, x), atol=1e-4)]
         if wrong:
@@ -110,6 +150,14 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                     return fail(EXERCISE, variant.property, variant.explanation,
                                 _example(student, ref, variant, x, label), variant.hint)
             out, expected = outputs[label], _norm(ref, x)
+            try:  # a relation to the reference's output on every input (relations.py), e.g. a factor 2
+                found = relation(list(inputs.values()), list(outputs.values()),
+                                 [_norm(ref, v) for v in inputs.values()], atol=1e-4)
+            except Exception:
+                found = None
+            if found:
+                return fail(EXERCISE, found[0], found[1], f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    "
+                            f"{fmt(out[0, 0])}\nexpected {fmt(expected[0, 0])}", found[2])
             return fail(EXERCISE, NOT_RECOGNISED, "Your output differs from the reference, and no mistake the checker "
                         "knows reproduces your outputs on every tested input, so it names none. Here is where:",
                         f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\n"

@@ -51,6 +51,19 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
     ("targets not shifted", lambda lg, tk: _ce(lg, tk),
      "logits[:, t] is the prediction of the *next* token, so its target is tokens[:, t + 1]; yours compares it "
      "with tokens[:, t], the token the model was given.", "drop one position at each end"),
+    *[(f"targets shifted by {k} positions, not 1", (lambda k: lambda lg, tk: _ce(lg[:, :-k], tk[:, k:]))(k),
+       f"logits[:, t] predicts the very next token, tokens[:, t + 1]; yours compares it with tokens[:, t + {k}].",
+       "logits[:, :-1] against tokens[:, 1:]") for k in (2, 3)],
+    ("ignore_index=0: token 0 ignored as well", lambda lg, tk: F.cross_entropy(
+        lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1), ignore_index=0),
+     "The positions to skip have target -1; token 0 is an ordinary token, and yours skips it too.",
+     "ignore_index=-1"),
+    *[(f"logits scaled by {c:g} before the loss", (lambda c: lambda lg, tk: _ce(lg[:, :-1] * c, tk[:, 1:]))(c),
+       f"The loss takes the model's logits as they are; yours multiplies them by {c:g} first (a temperature belongs "
+       "to sampling, not to training).", "cross_entropy(logits, ...) with no factor") for c in (0.5, 2.0)],
+    ("only the last position's prediction", lambda lg, tk: _ce(lg[:, -2:-1], tk[:, -1:]),
+     "Every position predicts its next token, and the loss averages all of them; yours uses the last one only.",
+     "logits[:, :-1] against tokens[:, 1:]"),
     ("targets shifted the wrong way", lambda lg, tk: _ce(lg[:, 1:], tk[:, :-1]),
      "Yours compares logits[:, t + 1] with tokens[:, t]: predicting the past.",
      "the *last* prediction has no target, the *first* token is never a target"),

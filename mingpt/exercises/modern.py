@@ -81,6 +81,19 @@ RMSNORM_MISTAKES = [
     Variant("variance instead of mean square", lambda x, w, eps: x / (x.var(-1, unbiased=False, keepdim=True)
                                                                     + eps).sqrt() * w,
             "x.var() subtracts the mean before squaring; RMSNorm's mean square does not.", "x.pow(2).mean(-1)"),
+    Variant("square of the mean instead of the mean of squares",
+            lambda x, w, eps: x / (x.mean(-1, keepdim=True).square() + eps).sqrt() * w,
+            "RMS squares each channel first, then averages: mean(x^2); yours averages first, mean(x)^2.",
+            "x.pow(2).mean(-1, keepdim=True)"),
+    Variant("weight added instead of multiplied", lambda x, w, eps: _rms(x, torch.ones_like(w), eps) + w,
+            "The weight is a per-channel gain: it multiplies the normalised x.", "* weight, not + weight"),
+    Variant("mean absolute value instead of the root mean square",
+            lambda x, w, eps: x / (x.abs().mean(-1, keepdim=True) + eps) * w,
+            "RMS is sqrt(mean(x^2)); the mean of |x| is another (smaller) measure of size.",
+            "x.pow(2).mean(-1, keepdim=True), then the root"),
+    *[Variant(f"eps argument ignored ({e:g} hard-coded)", (lambda e: lambda x, w, eps: _rms(x, w, e))(e),
+              f"Your output is right for eps = {e:g} whatever eps is passed: use the argument.", "+ eps, the argument")
+      for e in (1e-5, 1e-6, 1e-8)],
     Variant("Gemma's (1 + weight) gain", lambda x, w, eps: _rms(x, 1 + w, eps),
             "Gemma stores the gain as an offset from 1; Llama multiplies by the weight itself.", "* weight"),
 ]
@@ -166,6 +179,17 @@ ROTARY_MISTAKES = [
             "Channels j and j + hs/2 form a pair and share one angle, p * theta^(-2j/hs); yours gives each of the "
             "hs channels its own frequency theta^(-j/hs), so a pair no longer turns as one.",
             "hs/2 frequencies, each used twice: torch.cat((angles, angles), dim=-1)"),
+    Variant("start added twice", lambda x, s, th: _rotary(x, 2 * s, th),
+            "The positions are start .. start + T - 1; yours are offset by start twice.",
+            "torch.arange(start, start + T)"),
+    Variant("the x * cos term missing", lambda x, s, th: _rotary(x, s, th) - x * _rotary(torch.ones_like(x), s, th,
+                                                                                       sign=0.0),
+            "A rotation is x * cos + rotate_half(x) * sin; yours keeps only the sin part.", "x * cos + ..."),
+    Variant("theta ignored (10000 hard-coded)", lambda x, s, th: _rotary(x, s, 10000.0),
+            "The base theta is an argument (Llama 3 uses 500000); yours always uses 10000.", "use the theta passed in"),
+    Variant("frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", lambda x, s, th: _rotary(x, s, th, exponent=-2.0),
+            "Pair i turns at 1 / theta^(2i/hs): the later pairs turn *slower*; yours turns them faster.",
+            "1.0 / theta ** (torch.arange(0, hs, 2) / hs)"),
     Variant("positions taken along the heads axis", lambda x, s, th: _rotary(x, s, th, positions_axis=2),
             "x is (B, T, nh, hs): the positions run along axis 1; yours rotates by the head's index.",
             "T = x.shape[1]; the angle table broadcasts as (T, 1, hs)"),
@@ -227,6 +251,22 @@ SWIGLU_MISTAKES = [
                                                                                      * F.linear(x, u), d)),
             "The output of down_proj goes to the residual stream as it is; the SiLU belongs on the gate.",
             "down(silu(gate) * up)"),
+    Variant("w_down transposed (F.linear(h, w_down.T))",
+            lambda x, g, u, d: F.linear(F.silu(F.linear(x, g)) * F.linear(x, u), d.T),
+            "F.linear(h, W) computes h @ W.T with W stored (out, in): w_down (C, H) goes in as it is.",
+            "F.linear(h, w_down)"),
+    Variant("w_gate used for the up branch too", lambda x, g, u, d: _glu(x, g, g, d),
+            "The up branch has its own weight, w_up.", "F.linear(x, w_up)"),
+    Variant("tanh instead of SiLU", lambda x, g, u, d: _glu(x, g, u, d, act=torch.tanh),
+            "SwiGLU's gate uses SiLU = x * sigmoid(x).", "F.silu"),
+    *[Variant(f"{name} instead of SiLU", (lambda f: lambda x, g, u, d: _glu(x, g, u, d, act=f))(f),
+              f"SwiGLU's gate uses SiLU = x * sigmoid(x); yours uses {name}.", "F.silu")
+      for name, f in (("softplus", F.softplus), ("ELU", F.elu), ("Mish", F.mish), ("hardswish", F.hardswish),
+                      ("leaky ReLU", F.leaky_relu))],
+    Variant("weights used as (in, out): x @ W instead of x @ W.T",
+            lambda x, g, u, d: (F.silu(x @ g) * (x @ u)) @ d,
+            "The weights are stored as nn.Linear stores them, (out, in): w_gate is (H, C), so x (.., C) times it "
+            "needs the transpose.", "F.linear(x, w_gate), i.e. x @ w_gate.T"),
 ]
 
 
@@ -302,6 +342,14 @@ GQA_MISTAKES = [
     Variant("softmax over the queries axis", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)),
                                                                      softmax_dim=-2),
             "Each query's weights over the keys sum to 1: softmax over the last axis.", "softmax(dim=-1)"),
+    Variant("K/V repeated along the time axis, not the heads",
+            lambda q, k, v: _attend(q, k.repeat_interleave(_g(q, k), 2), v.repeat_interleave(_g(q, k), 2)),
+            "k and v are (B, n_kv_head, T, hs): the heads are dim 1; repeating along dim 2 makes the sequence "
+            "longer instead.", "repeat_interleave(group, dim=1)"),
+    Variant("keys used as values (v replaced by k)", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(k, _g(q, k))),
+            "The weights average the *values*; yours averages the keys.", "att @ v, with v repeated like k"),
+    Variant("values used as keys (k replaced by v)", lambda q, k, v: _attend(q, _rep(v, _g(q, k)), _rep(v, _g(q, k))),
+            "The scores compare queries with the *keys*; yours uses the values.", "q @ k.transpose(-2, -1)"),
     Variant("scaled by the number of query heads' group", lambda q, k, v: _attend(
                 q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), scale=1 / math.sqrt(q.size(-1) * _g(q, k))),
             "The scale is 1/sqrt(head_dim) whatever the grouping.", "/ math.sqrt(hs)"),

@@ -27,6 +27,9 @@ from mingpt.exercises.compare import NOT_RECOGNISED  # noqa: E402
 import heldout_probe_round4  # noqa: E402,F401  (imported for its registrations: rounds 1 to 4, in order)
 import heldout_probe_round5_tokens  # noqa: E402,F401  (round 5, tokens side)
 import heldout_probe_round6_tokens  # noqa: E402,F401  (round 6, tokens side)
+import heldout_probe_round5_models  # noqa: E402,F401  (round 5: the model checkers)
+import heldout_probe_round6_models  # noqa: E402,F401  (round 6: the model checkers)
+import heldout_probe_round7_models  # noqa: E402,F401  (round 7: the model checkers, untuned)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis

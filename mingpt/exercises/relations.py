@@ -1,0 +1,166 @@
+"""
+Diagnoses from a *relation* between the student's output and the reference's, for mistakes no table lists.
+
+A table of variants names the mistakes someone thought of. A relation names a whole family at once by testing a
+property of the student's output against the reference's own output on the same input:
+
+    output = c * reference          -> "output scaled by c" (sign flipped, doubled, 1/sqrt(C), bits not nats ...)
+    output = reference + x          -> the input added once too often (a residual inside the module)
+    output = reference - x          -> the input missing (a residual not added)
+    output[:, t] = reference[:, t-1] -> every position shifted by one
+    output = softmax(reference)     -> probabilities (or log-probabilities) returned instead of scores
+
+The same rule as the variants (compare.py): a relation is the diagnosis only when it holds on *every* tested input,
+within float32 rounding; one input can agree by chance, several different ones do not.
+
+    from mingpt.exercises.relations import relation
+    found = relation(inputs, outputs, expected)   # (property, explanation, hint) or None
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+__all__ = ["relation", "constant_name", "scale_note"]
+
+_KNOWN = [  # (factor, its short name, how a student gets it)
+    (-1.0, "-1", "the negative of the reference: a sign flipped (a minus too many or too few)"),
+    (2.0, "2", "twice the reference: a factor 2 (or 0.5 left out)"),
+    (0.5, "0.5", "half the reference: a factor 0.5 too many"),
+    (math.sqrt(2), "sqrt(2)", "sqrt(2) times the reference"),
+    (1 / math.sqrt(2), "1/sqrt(2)", "1/sqrt(2) times the reference"),
+    (1 / math.log(2), "1/ln 2", "the reference divided by ln 2: bits (log base 2) instead of nats (natural log)"),
+    (math.log(2), "ln 2", "the reference multiplied by ln 2: nats converted the wrong way"),
+]
+
+
+def constant_name(c: float) -> tuple[str, str] | None:
+    """(short name, description) of a factor a student's formula can contain: a known slip, or n, 1/n, sqrt(n),
+    1/sqrt(n) for a whole n from 2 to 4096 (a size of the exercise). None for any other factor: an exact but
+    arbitrary factor (1.01, say) is left unnamed and only reported as a fact (`scale_note`)."""
+    for value, short, name in _KNOWN:
+        if math.isclose(c, value, rel_tol=1e-4):
+            return short, name
+    for power, label in ((1, "{}"), (-1, "1/{}"), (2, "sqrt({})"), (-2, "1/sqrt({})")):
+        n = c ** power if c > 0 else 0.0
+        if n > 1.5 and abs(n - round(n)) < 1e-4 * n and round(n) <= 4096:
+            short = f"{label.format(round(n))} = {c:.4g}"
+            return short, f"{short} times the reference"
+    return None
+
+
+def scale_note(outputs: Sequence[Any], expected: Sequence[Any], atol: float = 1e-5) -> str:
+    """'your output is c times the reference on every input' when that holds for a factor c, else ''."""
+    pairs = _pairs(outputs, expected)
+    c = _scale(pairs, atol) if pairs is not None else None
+    return f"\nnote: on every tested input your output is exactly {c:.6g} times the reference's" if c else ""
+
+
+_ELEMENTWISE = [  # (f, property, explanation): yours = f(reference) elementwise, on every input
+    (torch.exp, "returned exp of the value (e.g. perplexity instead of the loss)",
+     "Your output is exp(reference) on every tested input: e.g. the perplexity exp(loss), not the loss itself."),
+    (torch.square, "returned the square of the value", "Your output is reference ** 2 on every tested input."),
+    (lambda e: e.abs(), "returned the absolute value", "Your output is |reference| on every tested input, so some "
+     "signs are lost."),
+]
+
+
+def _short(t: torch.Tensor) -> str:
+    values = t.flatten().tolist()
+    return "[" + ", ".join(f"{v:.4g}" for v in values[:4]) + (", ...]" if len(values) > 4 else "]")
+
+
+def _pairs(outputs: Sequence[Any], expected: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """(yours, reference) as float64 tensors of one shape for every case, or None when some case cannot compare."""
+    pairs = []
+    for o, e in zip(outputs, expected):
+        if isinstance(o, (int, float)) and not isinstance(o, bool):
+            o = torch.tensor(float(o))
+        if isinstance(e, (int, float)) and not isinstance(e, bool):
+            e = torch.tensor(float(e))
+        if not (isinstance(o, torch.Tensor) and isinstance(e, torch.Tensor)) or o.shape != e.shape \
+                or not (o.is_floating_point() and e.is_floating_point()):
+            return None
+        o, e = o.detach().double(), e.detach().double()
+        if not (torch.isfinite(o).all() and torch.isfinite(e).all()):
+            return None
+        pairs.append((o, e))
+    return pairs or None
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> bool:
+    return bool(torch.allclose(a, b, atol=atol, rtol=1e-4))
+
+
+def _scale(pairs, atol) -> float | None:
+    """The one factor c with yours = c * reference on every case (c != 1), or None."""
+    factors = []
+    for o, e in pairs:
+        energy = (e * e).sum()
+        if energy < 1e-12:
+            continue  # a zero reference says nothing about the factor
+        c = float((o * e).sum() / energy)
+        if not _close(o, c * e, atol):
+            return None
+        factors.append(c)
+    if len(factors) < min(2, len(pairs)) or any(not math.isclose(c, factors[0], rel_tol=1e-3) for c in factors):
+        return None
+    return None if math.isclose(factors[0], 1.0, rel_tol=1e-3) else factors[0]
+
+
+def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[Any],
+             atol: float = 1e-5) -> tuple[str, str, str] | None:
+    """(property, explanation, hint) for the first relation that holds on every case, else None. inputs[i] is the
+    first argument of case i (the x a module was called on), used for the residual relations."""
+    pairs = _pairs(outputs, expected)
+    if pairs is None or all(_close(o, e, atol) for o, e in pairs):
+        return None
+    c = _scale(pairs, atol)
+    name = constant_name(c) if c is not None else None
+    if name is not None:
+        prop = "sign flipped" if name[0] == "-1" else f"output scaled by {name[0]}"
+        return (prop, f"On every tested input your output is exactly {name[1]} ({c:.6g} x).",
+                "look for a constant factor (a scale, a sign, a log base) that the formula does not have")
+    xs = [x.detach().double() if isinstance(x, torch.Tensor) and x.is_floating_point() else None for x in inputs]
+    if all(x is not None and x.shape == o.shape for x, (o, _) in zip(xs, pairs)):
+        for sign, prop, why, hint in (
+                (1, "the input added to the output (an extra residual)",
+                 "Your output is the reference's plus the input x on every tested input: this module computes only "
+                 "its branch; the residual x + ... is added by the caller.", "return the branch without adding x"),
+                (-1, "the input missing from the output (a residual not added)",
+                 "Your output is the reference's minus the input x on every tested input: a residual connection "
+                 "x + ... is missing.", "each branch is *added* to the stream: x = x + branch(...)")):
+            if all(_close(o, e + sign * x, atol * 10) for x, (o, e) in zip(xs, pairs)):
+                return prop, why, hint
+    if all(o.dim() >= 2 for o, _ in pairs) and any(o.shape[1] > 1 for o, _ in pairs):
+        for k, direction in ((1, "later"), (-1, "earlier")):
+            ok = all(o.shape[1] < 2 or _close(o[:, k:] if k > 0 else o[:, :k], e[:, :-k] if k > 0 else e[:, -k:],
+                                              atol) for o, e in pairs)
+            if ok:
+                return (f"positions shifted one step {direction}",
+                        f"Your output at position t is the reference's at position t {'-' if k > 0 else '+'} 1 on "
+                        "every tested input: everything is right but one position off.",
+                        "check every slice and arange along the time axis ([:, 1:], [:, :-1], arange(1, T + 1))")
+    offsets = [(o - e).reshape(-1, o.shape[-1]) for o, e in pairs if o.dim() >= 2]
+    if len(offsets) == len(pairs) and any(len(d) > 1 for d in offsets):
+        # One vector b with yours = reference + b at every position of every input, and b not one number repeated
+        # (a per-channel vector is what a bias is; a single constant added everywhere is left unnamed).
+        b = offsets[0][0]
+        if b.abs().max() > 10 * atol and (b - b.mean()).abs().max() > 10 * atol \
+                and all(d.shape[-1] == b.shape[-1] and _close(d, b.expand_as(d), atol * 10) for d in offsets):
+            return ("output off by a constant vector (a bias added twice, or left out)",
+                    "Your output minus the reference's is the same per-channel vector at every position of every "
+                    f"tested input: {_short(b)}. That is what a bias added once too often (or missing) does.",
+                    "check each layer's bias: used once, by calling the layer (not its .weight alone)")
+    for fn, prop, why in _ELEMENTWISE:
+        if all(_close(o, fn(e), atol) for o, e in pairs):
+            return prop, why, "return the value itself"
+    for fn, prop in ((lambda e: e.softmax(-1), "returned probabilities, not scores"),
+                     (lambda e: e.log_softmax(-1), "returned log-probabilities, not scores")):
+        if all(o.dim() >= 1 and _close(o, fn(e), atol) for o, e in pairs):
+            return (prop, "Your output is the softmax (or log-softmax) of the reference's over the last axis: the "
+                    "raw scores were normalised once too often.", "return the scores as they are")
+    return None
