@@ -117,8 +117,8 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
     """
     Train GPT(config, **components) and the reference for `steps` on sorting; pass when every parameter of the
     student's components got a gradient and changed, no prediction depends on later tokens, the final loss is
-    within `tolerance` of the reference's (or lower), and fresh sequences are sorted about as well as the
-    reference sorts them. components: attention=, mlp=, layer_norm= or block= (see mingpt.components).
+    within `tolerance` of the reference's (or lower), and on fresh sequences the loss from prefixes (what generation
+    sees) is within `tolerance` of the reference's. components: attention=, mlp=, layer_norm= or block= (see mingpt.components).
     """
     if not components:
         raise ValueError("give at least one component to train, e.g. train_and_compare(attention=MyAttention)")
@@ -165,10 +165,14 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
                     f"the same data, seed and steps: reference {reference:.3f}, yours {loss:.3f}",
                     "if the checker passed but training does not: look for .detach(), .data or torch.no_grad() "
                     "in your forward, or parameters created outside __init__")
-    if yours["sorted"] < ours["sorted"] - 0.15:
+    # Judged on the loss generation sees (each position from its prefix), not on the exact-sort rate: near the
+    # point where sorting emerges, two correct models a float rounding apart can sort 30 % and 90 % of sequences.
+    if yours["prefix"] > ours["prefix"] + tolerance:
         return fail(exercise, "sorts fresh sequences worse than the reference",
-                    "The loss went down, but the task is not solved: greedy generation sorts fewer unseen sequences.",
-                    f"{summary}\nfresh sequences sorted exactly: yours {yours['sorted']:.0%}, reference "
+                    "The loss went down, but the task is not solved: on unseen sequences, predicting each token from "
+                    "its prefix (what generation does) is worse than the reference.",
+                    f"{summary}\nfresh loss from prefixes: yours {yours['prefix']:.3f}, reference "
+                    f"{ours['prefix']:.3f}\nfresh sequences sorted exactly: yours {yours['sorted']:.0%}, reference "
                     f"{ours['sorted']:.0%}\ngreedy sort of [2, 0, 1, 2, 0, 1]: {out}",
                     "generation feeds the model its own outputs one position at a time: compare model(x) with "
                     "model(x[:, :t + 1]) at position t")
