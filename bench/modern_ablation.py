@@ -72,6 +72,7 @@ ROWS = {
     "+rotary": (ROTARY, {}),
     "+rmsnorm": (RMSNORM, {}),
     "+relu2+qknorm": (RELU2_QKNORM, {}),
+    "+relu2+qknorm+muon": (RELU2_QKNORM, MUON),  # the modern blocks with Muon, head still tied (BPE: the head is 97 %)
     "+untied": (UNTIED, {}),
     "+nobias+cap": (MODERN, {}),  # RMSNorm without gain, no biases, soft-capped logits
     "modern+muon": (MODERN, MUON),  # all of it, with Muon
