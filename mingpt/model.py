@@ -39,7 +39,6 @@ from mingpt import generation
 from mingpt.cfgnode import CfgNode
 from mingpt.components import NoMLP, check_components
 from mingpt.config import default_config, resolve_config
-from mingpt.hub_tokenizer import HubTokenizer
 from mingpt.inputs import causal_mask, check_targets, check_token_ids
 from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also the name of a GPT method
 from mingpt.interp.circuits import WeightViews
@@ -329,7 +328,8 @@ class GPT(nn.Module, WeightViews, TLMethods):
     @classmethod
     def from_pretrained(cls, name_or_path: str, **kwargs) -> "GPT":
         """Load GPT-2, Llama, Qwen2/3 or GPT-NeoX weights, and the model's tokenizer.json as model.tokenizer."""
-        # Imported here: loading weights needs the Hub, downloads, conversion; a model built from scratch never does.
+        # Imported here: weights need the Hub, downloads, conversion, tokenizer.json; a model from scratch never does.
+        from mingpt.hub_tokenizer import HubTokenizer
         from mingpt.io import pretrained
         return pretrained.from_pretrained(cls, name_or_path, **{"tokenizer_class": HubTokenizer, **kwargs})
 

@@ -81,7 +81,8 @@ FLOORS = [
     ("above the core", ["mingpt.data", "mingpt.exercises", "mingpt.cli", "mingpt.posttrain"]),
 ]
 # The imports allowed inside a function, each for a reason its comment gives: the core stays light to import.
-LAZY_IMPORTS = {("mingpt.model", "mingpt.io.pretrained"), ("mingpt.model", "mingpt.training.optimizer"),
+LAZY_IMPORTS = {("mingpt.model", "mingpt.io.pretrained"), ("mingpt.model", "mingpt.hub_tokenizer"),
+                ("mingpt.model", "mingpt.training.optimizer"),
                 # BPETokenizer() and minGPT's get_file reach the network only when a file must be fetched
                 ("mingpt.bpe", "mingpt.io.data_files"), ("mingpt.bpe", "mingpt.io.download")}
 
