@@ -40,7 +40,7 @@ import regex
 from mingpt.atomic import atomic_path
 from mingpt.io.gpt2_vocab import BYTE_TO_UNICODE, GPT2_SPLIT_PATTERN, UNICODE_TO_BYTE, bytes_of, symbols_of
 from mingpt.io.tokenizer_json import TOKENIZER_CONFIG, TOKENIZER_FILE, TokenizerJSON, read_tokenizer_json
-from mingpt.tokenizer import CACHE_SIZE, Tokenizer, merge_pair, utf8_bytes
+from mingpt.tokenizer import Tokenizer, merge_pair, utf8_bytes
 
 __all__ = ["HubTokenizer"]
 
@@ -150,17 +150,6 @@ class HubTokenizer(Tokenizer):
             else:
                 pieces = [part for piece in pieces for part in _split_isolated(pattern, piece)]
         return pieces
-
-    def _encode_text(self, text: str) -> list[int]:
-        cache, ids = self._cache, []
-        for chunk in self.pre_tokenize(text):
-            chunk_ids = cache.get(chunk)  # each distinct chunk is merged once
-            if chunk_ids is None:
-                if len(cache) >= CACHE_SIZE:
-                    cache.clear()
-                chunk_ids = cache[chunk] = self._encode_chunk(chunk)
-            ids.extend(chunk_ids)
-        return ids
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode text with special-token strings as text; the non-special added tokens are always matched."""

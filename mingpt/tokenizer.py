@@ -162,12 +162,19 @@ class Tokenizer:
             return [whole]
         return self._merge(list(data.translate(self._byte_table)))
 
+    def pre_tokenize(self, text: str) -> list[str]:
+        """The chunks BPE merges inside, in order: GPT-2's regex cuts words, numbers, punctuation and spaces apart."""
+        return self._regex.findall(text)
+
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode text, treating special-token strings like any other text."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return self._encode_text(text)
+
+    def _encode_text(self, text: str) -> list[int]:
         cache, ids = self._cache, []
-        for chunk in self._regex.findall(text):
+        for chunk in self.pre_tokenize(text):
             chunk_ids = cache.get(chunk)  # text repeats words a lot: each distinct chunk is merged only once
             if chunk_ids is None:
                 if len(cache) >= CACHE_SIZE:
