@@ -38,6 +38,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from mingpt.generation import KVCache
+from mingpt.interp.activation_cache import ActivationCache
 from mingpt.interp.hook_points import get_act_name
 from mingpt.interp.hooks import attached_hook_names, hooks
 from mingpt.utils import check_int, eval_mode
@@ -96,9 +98,14 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
             raise KeyError(f"clean_cache has no {name!r}; record it: model.run_with_cache(clean_tokens) with "
                            f"names_filter=None (all) or including it")
     n_layer = model.config.n_layer
-    keep = set(names) | {"hook_embed"} | {get_act_name(s, i) for i in range(n_layer) for s in ("resid_pre", "k", "v")}
+    keep = set(names) | {"hook_embed"} | {get_act_name("resid_pre", i) for i in range(n_layer)}
+    # The corrupted run, recording the activations the sweep reads and, in a KV cache, the keys and values as the
+    # attention stores them (rotated, normalised...: what a patched run's positions p.. attend to before p).
+    stored, store = KVCache(n_layer, corrupted_tokens.size(1)), {}
     with torch.no_grad(), eval_mode(model):
-        logits, corrupted = model.run_with_cache(corrupted_tokens, names_filter=lambda n: n in keep)
+        with hooks(model, names_filter=lambda n: n in keep, cache=store):
+            logits, _ = model(corrupted_tokens, kv_cache=stored)
+        corrupted = ActivationCache(store, model)
         base = _scalar(patching_metric(logits))
         same_prefix = _same_token_prefix(clean_cache, corrupted)
         cells = []
@@ -128,7 +135,8 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
             size = max(1, max_tokens // (B * (T - start)))
             chunks += [group[i:i + size] for i in range(0, len(group), size)]
         for chunk in _progress(chunks, progress, f"patching {site}"):
-            for cell, cell_logits in zip(chunk, _run_chunk(model, chunk, clean_cache, corrupted, logits, site, B)):
+            for cell, cell_logits in zip(chunk, _run_chunk(model, chunk, clean_cache, corrupted, stored, logits, site,
+                                                           B)):
                 result[cell.index] = _scalar(patching_metric(cell_logits))
     return result
 
@@ -151,8 +159,8 @@ def _same_token_prefix(clean_cache, corrupted) -> int:
     return int(differs[0]) if len(differs) else clean_cache["hook_embed"].size(1)
 
 
-def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, corrupted_logits: torch.Tensor, site: str,
-               B: int):
+def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, stored: KVCache, corrupted_logits: torch.Tensor,
+               site: str, B: int):
     """
     The patched forward passes of cells sharing a start position p, as one batch: cell k owns rows k*B..(k+1)*B.
     Only positions p.. are computed (earlier keys/values come from the corrupted run), and a cell's rows join at
@@ -184,23 +192,32 @@ def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, corrupted_logi
                 x = torch.cat([x] + start)
             if x.size(0) == 0:
                 continue
-            kv = _CorruptedPrefix(corrupted, j, p, x.size(0) // B) if p > 0 else None
-            x = block(x, kv)  # the attached patch_rows hooks run inside, at their hook points
+            # the attached patch_rows hooks run inside, at their hook points
+            x = block(x, PrefixCache(stored, p, copies=x.size(0) // B))
     logits = model.lm_head(model.transformer.ln_f(x))  # (len(cells) * B, T - p, V)
     for k in range(len(cells)):
         yield torch.cat([corrupted_logits[:, :p], logits[k * B:(k + 1) * B]], dim=1)
 
 
-class _CorruptedPrefix:
-    """A KV cache holding the corrupted run's keys and values of positions 0..p-1, for every row of the batch."""
+class PrefixCache:
+    """
+    A KV cache that holds positions 0..p-1 as an earlier pass stored them (``stored``, a generation.KVCache of the
+    whole run: keys as the attention caches them, after rotation or QK-norm), repeated for ``copies`` stacked
+    copies of that run's rows. A pass through it computes positions p.. only. update concatenates instead of
+    writing into a buffer, so gradients flow through the new positions, and the prefix stays p long however
+    many passes read it.
+    """
 
-    def __init__(self, corrupted, layer: int, p: int, copies: int):
-        # The cache holds TL's (B, T, nh, hs); attention wants (B, nh, T, hs).
-        self.k = corrupted["k", layer][:, :p].transpose(1, 2).repeat(copies, 1, 1, 1)
-        self.v = corrupted["v", layer][:, :p].transpose(1, 2).repeat(copies, 1, 1, 1)
+    def __init__(self, stored: KVCache, p: int, copies: int = 1):
+        self.stored, self.length, self.copies = stored, p, copies
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        return torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
+        old_k = self.stored.keys[layer][:, :, :self.length].repeat(self.copies, 1, 1, 1)
+        old_v = self.stored.values[layer][:, :, :self.length].repeat(self.copies, 1, 1, 1)
+        return torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
+
+    def advance(self, T: int) -> None:
+        """Called after a pass: nothing to keep, the next pass reads the same prefix."""
 
 
 def _scalar(value) -> float:
@@ -250,17 +267,23 @@ def get_act_patch_mlp_out(model, corrupted_tokens, clean_cache, patching_metric,
     return _patch_each_layer_and_position(model, corrupted_tokens, clean_cache, patching_metric, "mlp_out", **kwargs)
 
 
+def _n_heads(model, clean_cache, act: str) -> int:
+    """The heads act has: n_head, but a grouped-query model's keys and values have its n_kv_head K/V heads."""
+    name = get_act_name(act, 0)
+    return clean_cache[name].size(2) if name in clean_cache else model.config.n_head
+
+
 def _each_head(model, corrupted_tokens, clean_cache, patching_metric, act, **kwargs) -> torch.Tensor:
-    """(n_layer, n_head): cell (layer, head) patches that head's act (q, k, v or z) at every position."""
+    """(n_layer, heads): cell (layer, head) patches that head's act (q, k, v or z) at every position."""
     return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, act,
-                                    (model.config.n_layer, model.config.n_head),
+                                    (model.config.n_layer, _n_heads(model, clean_cache, act)),
                                     lambda i: (slice(None), slice(None), i[1]), **kwargs)
 
 
 def _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, act, **kwargs) -> torch.Tensor:
-    """(n_layer, T, n_head): cell (layer, position, head) patches that head's act (q, k, v or z) there."""
+    """(n_layer, T, heads): cell (layer, position, head) patches that head's act (q, k, v or z) there."""
     return generic_activation_patch(model, corrupted_tokens, clean_cache, patching_metric, act,
-                                    (model.config.n_layer, corrupted_tokens.size(1), model.config.n_head),
+                                    (model.config.n_layer, corrupted_tokens.size(1), _n_heads(model, clean_cache, act)),
                                     lambda i: (slice(None), i[1], i[2]), **kwargs)
 
 
@@ -276,12 +299,12 @@ def get_act_patch_attn_head_q_all_pos(model, corrupted_tokens, clean_cache, patc
 
 
 def get_act_patch_attn_head_k_all_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
-    """Patch each head's keys (hook_k) at every position at once: (n_layer, n_head)."""
+    """Patch each head's keys (hook_k) at every position at once: (n_layer, n_head), n_kv_head with GQA."""
     return _each_head(model, corrupted_tokens, clean_cache, patching_metric, "k", **kwargs)
 
 
 def get_act_patch_attn_head_v_all_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
-    """Patch each head's values (hook_v) at every position at once: (n_layer, n_head)."""
+    """Patch each head's values (hook_v) at every position at once: (n_layer, n_head), n_kv_head with GQA."""
     return _each_head(model, corrupted_tokens, clean_cache, patching_metric, "v", **kwargs)
 
 
@@ -297,12 +320,12 @@ def get_act_patch_attn_head_q_by_pos(model, corrupted_tokens, clean_cache, patch
 
 
 def get_act_patch_attn_head_k_by_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
-    """Patch each head's key (hook_k) at each position: (n_layer, T, n_head)."""
+    """Patch each head's key (hook_k) at each position: (n_layer, T, n_head), n_kv_head with GQA."""
     return _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, "k", **kwargs)
 
 
 def get_act_patch_attn_head_v_by_pos(model, corrupted_tokens, clean_cache, patching_metric, **kwargs):
-    """Patch each head's value (hook_v) at each position: (n_layer, T, n_head)."""
+    """Patch each head's value (hook_v) at each position: (n_layer, T, n_head), n_kv_head with GQA."""
     return _each_position_and_head(model, corrupted_tokens, clean_cache, patching_metric, "v", **kwargs)
 
 
