@@ -252,9 +252,10 @@ def declared_hook_names(n_layer: int, modern: bool = False) -> list[str]:
     return names + ["ln_final.hook_scale", "ln_final.hook_normalized"]
 
 
-def check_hook_name(model, name: str) -> str:
-    """Return name if it is one of model's hook points; else a KeyError suggesting the closest real name."""
-    valid = hook_names(model)
+def check_hook_name(model, name: str, valid: list[str] | None = None) -> str:
+    """Return name if it is one of model's hook points (valid: hook_names(model), when the caller has it already);
+    else a KeyError suggesting the closest real name."""
+    valid = hook_names(model) if valid is None else valid
     if name not in valid:
         close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else "; mingpt.interp.hooks.hook_names(model) lists them all"
@@ -262,24 +263,25 @@ def check_hook_name(model, name: str) -> str:
     return name
 
 
-def resolve_names(model, names_filter, what: str = "names_filter") -> list[str]:
+def resolve_names(model, names_filter, what: str = "names_filter", valid: list[str] | None = None) -> list[str]:
     """
     A names_filter as a list of hook names: a name, a list of names, a predicate on names, or None: every hook
     point except the costly per-head hook_result, unless model.use_attn_result (TL's switch) asks for it too.
+    valid: hook_names(model), when the caller has it (finding the hook points walks every module: once per call).
     """
-    valid = hook_names(model)
+    valid = hook_names(model) if valid is None else valid
     if names_filter is None:
         return [name for name in valid if getattr(model, "use_attn_result", False) or
                 not name.endswith("attn.hook_result")]
     if isinstance(names_filter, str):
-        return [check_hook_name(model, names_filter)]
+        return [check_hook_name(model, names_filter, valid)]
     if callable(names_filter):
         names = [name for name in valid if names_filter(name)]
         if not names:
             raise ValueError(f"{what} {names_filter!r} matches none of the {len(valid)} hook points, e.g. "
                              f"{valid[2]!r}; see mingpt.interp.hooks.hook_names(model)")
         return names
-    names = [check_hook_name(model, name) for name in names_filter]
+    names = [check_hook_name(model, name, valid) for name in names_filter]
     if not names:
         raise ValueError(f"{what} is an empty list: it would record nothing; pass None to record every hook point")
     return names

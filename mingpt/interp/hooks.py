@@ -48,7 +48,8 @@ def attached_hook_names(model) -> list[str]:
     return [name for name, point in find_hook_points(model).items() if point.active]
 
 
-def _expand_fwd_hooks(model, fwd_hooks, what: str = "fwd_hooks") -> list[tuple[str, HookFn]]:
+def _expand_fwd_hooks(model, fwd_hooks, what: str = "fwd_hooks", valid: list[str] | None = None
+                      ) -> list[tuple[str, HookFn]]:
     if isinstance(fwd_hooks, tuple) and len(fwd_hooks) == 2 and callable(fwd_hooks[1]):
         fwd_hooks = [fwd_hooks]  # a single (name, fn) pair
     pairs = []
@@ -56,7 +57,7 @@ def _expand_fwd_hooks(model, fwd_hooks, what: str = "fwd_hooks") -> list[tuple[s
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and callable(item[1])):
             raise TypeError(f"{what} must be a list of (name_or_predicate, fn) pairs, got item {item!r}")
         name, fn = item
-        pairs += [(n, fn) for n in resolve_names(model, name, what="hook name")]
+        pairs += [(n, fn) for n in resolve_names(model, name, what="hook name", valid=valid)]
     return pairs
 
 
@@ -75,10 +76,11 @@ def hooks(model, fwd_hooks: Iterable = (), bwd_hooks: Iterable = (), names_filte
     run inside the block, so it fires when that graph is backpropagated (TL detaches its backward hooks on exit:
     there, call .backward() inside the block, which works the same here).
     """
-    points = find_hook_points(model)
-    pairs = [(points[name], fn) for name, fn in _expand_fwd_hooks(model, fwd_hooks)]  # checked before attaching
-    bwd_pairs = [(points[name], fn) for name, fn in _expand_fwd_hooks(model, bwd_hooks, "bwd_hooks")]
-    cached = [points[name] for name in resolve_names(model, names_filter)] if cache is not None else []
+    points = find_hook_points(model)  # one walk of the modules: every name below is checked against it
+    valid = list(points)
+    pairs = [(points[name], fn) for name, fn in _expand_fwd_hooks(model, fwd_hooks, valid=valid)]  # checked first
+    bwd_pairs = [(points[name], fn) for name, fn in _expand_fwd_hooks(model, bwd_hooks, "bwd_hooks", valid)]
+    cached = [points[name] for name in resolve_names(model, names_filter, valid=valid)] if cache is not None else []
     for point, fn in pairs:
         point.add_hook(fn)
     for point, fn in bwd_pairs:
