@@ -18,6 +18,7 @@ import argparse
 import os
 import pathlib
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -105,23 +106,30 @@ def speed(T: int, B: int, by_pos: bool, grids=None) -> None:
     corruptions = {"one token": one, "all tokens": torch.randint(0, config.vocab_size, (B, T))}
     with torch.no_grad():
         _, clean_cache = model.run_with_cache(clean)
-    attribution.get_attr_patch_resid_pre(model, one, clean_cache, metric)  # warm-up: autograd's first call costs more
     print(f"\ngpt2-size model (12 x 12 heads x 768, random weights), B={B}, T={T}, "
           f"{torch.get_num_threads()} thread(s)")
     print("seconds: wall clock / this process's CPU time (on a machine shared with other work the CPU time is the "
-          "steadier; the speed-up is of CPU time)")
+          "steadier; the speed-up is of CPU time). The exact sweep runs once; attribution, the median of 5 calls, "
+          "after one call of the same grid to warm up (as the sweep's first passes warm up inside its own time)")
     print(f"{'grid':<22} {'corruption':<11} {'exact batched s':>16} {'attribution s':>16} {'speed-up':>9} "
           f"{'correlation':>12}")
     for grid in grids or ("resid_pre", "attn_head_out_all_pos") + (("attn_head_out_by_pos",) if by_pos else ()):
         for label, corrupted in corruptions.items():
             w0, c0 = time.perf_counter(), time.process_time()
             exact = getattr(patching, f"get_act_patch_{grid}")(model, corrupted, clean_cache, metric, progress=False)
-            w1, c1 = time.perf_counter(), time.process_time()
-            approx = getattr(attribution, f"get_attr_patch_{grid}")(model, corrupted, clean_cache, metric)
-            w2, c2 = time.perf_counter(), time.process_time()
+            exact_wall, exact_cpu = time.perf_counter() - w0, time.process_time() - c0
+            estimate = getattr(attribution, f"get_attr_patch_{grid}")
+            approx = estimate(model, corrupted, clean_cache, metric)  # the warm-up call
+            walls, cpus = [], []
+            for _ in range(5):
+                w1, c1 = time.perf_counter(), time.process_time()
+                estimate(model, corrupted, clean_cache, metric)
+                walls.append(time.perf_counter() - w1)
+                cpus.append(time.process_time() - c1)
+            wall, cpu = statistics.median(walls), statistics.median(cpus)
             r = torch.corrcoef(torch.stack([exact.flatten(), approx.flatten()]))[0, 1].item()
-            print(f"{grid:<22} {label:<11} {f'{w1 - w0:.2f} / {c1 - c0:.2f}':>16} "
-                  f"{f'{w2 - w1:.3f} / {c2 - c1:.3f}':>16} {(c1 - c0) / (c2 - c1):>8.0f}x {r:>12.3f}")
+            print(f"{grid:<22} {label:<11} {f'{exact_wall:.2f} / {exact_cpu:.2f}':>16} "
+                  f"{f'{wall:.3f} / {cpu:.3f}':>16} {exact_cpu / cpu:>8.0f}x {r:>12.3f}")
 
 
 def main():
