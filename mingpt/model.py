@@ -42,7 +42,7 @@ from mingpt.config import default_config, resolve_config
 from mingpt.inputs import causal_mask, check_targets, check_token_ids
 from mingpt.interp import hooks as interp_hooks  # the module; `hooks` is also the name of a GPT method
 from mingpt.interp.circuits import WeightViews
-from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points, no_hook, no_ln_hooks
+from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, find_hook_points, has_scale, no_hook, no_ln_hooks
 from mingpt.interp.tl_methods import TLMethods
 from mingpt.modern.parts import ModernQKV, choose_parts
 
@@ -183,8 +183,8 @@ class Block(nn.Module):
         # TransformerLens' names for the points around the sums (ln1/ln2 are its names for ln_1/ln_2).
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
-        self.hook_ln1 = LayerNormHookPoints("ln1", with_scale=isinstance(self.ln_1, nn.LayerNorm))
-        self.hook_ln2 = LayerNormHookPoints("ln2", with_scale=isinstance(self.ln_2, nn.LayerNorm))
+        self.hook_ln1 = LayerNormHookPoints("ln1", with_scale=has_scale(self.ln_1))
+        self.hook_ln2 = LayerNormHookPoints("ln2", with_scale=has_scale(self.ln_2))
         if config.attn_only:  # TL's attention-only model: no MLP half, nor its hook points (see components.py)
             self.ln_2, self.mlp = nn.Identity(), NoMLP()
             self.hook_resid_mid, self.hook_ln2, self.hook_mlp_out = no_hook, no_ln_hooks, no_hook
@@ -234,7 +234,7 @@ class GPT(nn.Module, WeightViews, TLMethods):
             # One matrix both reads tokens in and scores tokens out: fewer parameters, and it trains better.
             self.transformer.wte.weight = self.lm_head.weight
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
-        self.hook_ln_final = LayerNormHookPoints("ln_final", with_scale=isinstance(self.transformer.ln_f, nn.LayerNorm))
+        self.hook_ln_final = LayerNormHookPoints("ln_final", with_scale=has_scale(self.transformer.ln_f))
         find_hook_points(self)  # gives every hook point its full name
 
         # GPT-2 init: N(0, 0.02) everywhere, and the projections that write into the residual stream scaled by

@@ -6,6 +6,7 @@ Looking inside (a room below the core): hook points with TransformerLens' names,
     activation_cache.py ActivationCache: a forward pass's activations, read as TL reads them (residual stream, ...)
     neuron_results.py   the stream split into every head, every MLP neuron and the biases (TL's full decomposition)
     patching.py         activation patching (TL's get_act_patch_* functions), batched
+    prefix_cache.py     the corrupted run's keys and values, reused by each batched patched pass
     attribution.py      attribution patching: the patching grids estimated from one backward pass
     circuits.py         weights as circuits: W_Q, W_O, ..., factored QK/OV matrices, copying and composition scores
     probe.py            named summaries: Probe, the logit lens, top-k next tokens

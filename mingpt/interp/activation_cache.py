@@ -25,7 +25,7 @@ from typing import Iterator
 
 import torch
 
-from mingpt.interp.hook_points import check_hook_name, get_act_name
+from mingpt.interp.hook_points import check_hook_name, get_act_name, norm_parts
 from mingpt.interp.neuron_results import NeuronResults
 from mingpt.interp.neuron_results import slice_pos as _slice_pos
 
@@ -252,32 +252,31 @@ class ActivationCache(NeuronResults):
         if has_batch_dim and batch_slice is not None:
             residual_stack = residual_stack[:, batch_slice]
         if recompute_ln and layer == n:
-            ln = self._layer_norm_module(layer, mlp_input)
-            bias = None if ln.bias is None else ln.bias.detach()
-            return torch.nn.functional.layer_norm(residual_stack, ln.normalized_shape, ln.weight.detach(), bias,
-                                                  ln.eps)
+            return _normalise(self._layer_norm_module(layer, mlp_input), residual_stack)
         ln, scale, _ = self._layer_norm_at(layer, mlp_input)
+        centres, weight, bias, _ = norm_parts(ln, residual_stack.dtype)
         if not has_batch_dim and not isinstance(batch_slice, int):
             raise ValueError("a stack without a batch dim needs batch_slice=<int>: which row's scale to use")
         if batch_slice is not None:
             scale = scale[batch_slice]
         scale = _slice_pos(scale, pos_slice, dim=0 if isinstance(batch_slice, int) else 1)
-        centered = residual_stack - residual_stack.mean(dim=-1, keepdim=True)
+        centered = residual_stack - residual_stack.mean(dim=-1, keepdim=True) if centres else residual_stack
         try:
-            out = centered / scale * ln.weight.detach()
+            out = centered / scale if weight is None else centered / scale * weight.detach()
         except RuntimeError as error:
             raise ValueError(f"residual stack of shape {tuple(residual_stack.shape)} does not line up with the "
                              f"cached scale {tuple(scale.shape)}; pass the pos_slice/batch_slice you sliced it "
                              f"with") from error
-        if add_bias and ln.bias is not None:
-            out = out + ln.bias.detach()
+        if add_bias and bias is not None:
+            out = out + bias.detach()
         return out
 
     def _append_ln_bias(self, stack: torch.Tensor, labels: list[str], layer: int, mlp_input: bool):
         ln, _, name = self._layer_norm_at(layer, mlp_input)
-        if ln.bias is None:
+        bias = norm_parts(ln)[2]
+        if bias is None:  # an RMSNorm, or a LayerNorm built without one
             return stack, labels
-        bias = ln.bias.detach().expand_as(stack[0])
+        bias = bias.detach().expand_as(stack[0])
         return torch.cat([stack, bias[None]]), labels + [f"{name}.bias"]
 
     def logit_attrs(self, residual_stack: torch.Tensor, tokens, incorrect_tokens=None, pos_slice=None,
@@ -328,3 +327,14 @@ class ActivationCache(NeuronResults):
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= W_U.size(0)):
             raise ValueError(f"{what} holds ids outside [0, {W_U.size(0)})")
         return W_U[tokens]
+
+
+def _normalise(ln, stack: torch.Tensor) -> torch.Tensor:
+    """A LayerNorm or RMSNorm applied to every entry of a stack with that entry's own statistics (its parameters
+    held fixed: no gradient to them): the logit lens's normalisation."""
+    centres, weight, bias, eps = norm_parts(ln, stack.dtype)
+    weight = None if weight is None else weight.detach()
+    if not centres:
+        return torch.nn.functional.rms_norm(stack, ln.normalized_shape, weight, eps)
+    return torch.nn.functional.layer_norm(stack, ln.normalized_shape, weight, None if bias is None else bias.detach(),
+                                          eps)

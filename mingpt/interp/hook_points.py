@@ -33,8 +33,8 @@ from typing import Callable
 
 import torch
 
-__all__ = ["BLOCK_HOOKS", "SHORT_NAMES", "HookFn", "HookPoint", "LayerNormHookPoints", "find_hook_points", "no_hook",
-           "no_ln_hooks",
+__all__ = ["BLOCK_HOOKS", "SHORT_NAMES", "HookFn", "HookPoint", "LayerNormHookPoints", "find_hook_points", "has_scale",
+           "norm_parts", "no_hook", "no_ln_hooks",
            "declared_hook_names", "hook_names", "get_act_name", "check_hook_name", "resolve_names"]
 
 BLOCK_HOOKS = (
@@ -174,12 +174,31 @@ class HookPoint:
         return f"HookPoint({self.name!r})"
 
 
+def has_scale(ln) -> bool:
+    """Whether hook_scale can be computed for this norm: PyTorch's LayerNorm and RMSNorm, whose formula is known
+    (a student's own norm, whose eps and weight we cannot know, gets no hook_scale)."""
+    return isinstance(ln, (torch.nn.LayerNorm, torch.nn.RMSNorm))
+
+
+def norm_parts(ln, dtype: torch.dtype = torch.float32):
+    """
+    What redoing a LayerNorm or RMSNorm by hand needs: (centres?, weight or None, bias or None, eps).
+    LayerNorm: (x - mean) / sqrt(var + eps) * weight + bias. RMSNorm: x / sqrt(mean(x^2) + eps) * weight, no
+    centring and no bias (its eps, when None, is the dtype's machine epsilon, as in torch).
+    """
+    if isinstance(ln, torch.nn.RMSNorm):
+        return False, ln.weight, None, ln.eps if ln.eps is not None else torch.finfo(dtype).eps
+    return True, ln.weight, ln.bias, ln.eps
+
+
 class LayerNormHookPoints:
     """
-    TL's ``{name}.hook_scale`` (B, T, 1) and ``{name}.hook_normalized`` (B, T, C) around one LayerNorm:
-    ``points(ln, x)`` is ``ln(x)``, through them. PyTorch's fused LayerNorm never shows its scale, so the scale is
+    TL's ``{name}.hook_scale`` (B, T, 1) and ``{name}.hook_normalized`` (B, T, C) around one LayerNorm or RMSNorm:
+    ``points(ln, x)`` is ``ln(x)``, through them. PyTorch's fused norms never show their scale, so the scale is
     computed only when something is attached to it, and the normalisation is redone by hand only when a function
-    there may have changed it; otherwise the output is the LayerNorm's own, bit for bit.
+    there may have changed it; otherwise the output is the norm's own, bit for bit. hook_normalized is the norm's
+    output, its weight (and LayerNorm's bias) applied: TL's on a LayerNorm; on an RMSNorm TL's is taken before the
+    weight (docs/inspection.md's table of differences).
     with_scale=False (a student's own LayerNorm, whose eps and weight we cannot know): no hook_scale.
     """
 
@@ -196,12 +215,14 @@ class LayerNormHookPoints:
         scale_point = self.hook_scale
         if scale_point is None or not scale_point.active:
             return self.hook_normalized(ln(x))
-        centered = x - x.mean(dim=-1, keepdim=True)
-        scale = scale_point((centered.pow(2).mean(dim=-1, keepdim=True) + ln.eps).sqrt())
-        if not (scale_point.fns or scale_point.bwd_fns):  # only recorded: the model's own LayerNorm, bit for bit
+        centres, weight, bias, eps = norm_parts(ln, x.dtype)
+        centered = x - x.mean(dim=-1, keepdim=True) if centres else x
+        scale = scale_point((centered.pow(2).mean(dim=-1, keepdim=True) + eps).sqrt())
+        if not (scale_point.fns or scale_point.bwd_fns):  # only recorded: the model's own norm, bit for bit
             return self.hook_normalized(ln(x))
-        out = centered / scale * ln.weight  # normalise by the scale a hook may have changed
-        return self.hook_normalized(out if ln.bias is None else out + ln.bias)
+        out = centered / scale  # normalise by the scale a hook may have changed
+        out = out if weight is None else out * weight
+        return self.hook_normalized(out if bias is None else out + bias)
 
 
 # Where a model has no such activation (an attention-only block has no MLP half, so TL gives it no hook_resid_mid,

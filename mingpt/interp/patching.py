@@ -38,10 +38,10 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from mingpt.generation import KVCache
 from mingpt.interp.activation_cache import ActivationCache
 from mingpt.interp.hook_points import get_act_name
 from mingpt.interp.hooks import attached_hook_names, hooks
+from mingpt.interp.prefix_cache import PrefixCache, StoredKeysValues
 from mingpt.utils import check_int, eval_mode
 
 __all__ = ["get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
@@ -101,7 +101,7 @@ def generic_activation_patch(model, corrupted_tokens: torch.Tensor, clean_cache,
     keep = set(names) | {"hook_embed"} | {get_act_name("resid_pre", i) for i in range(n_layer)}
     # The corrupted run, recording the activations the sweep reads and, in a KV cache, the keys and values as the
     # attention stores them (rotated, normalised...: what a patched run's positions p.. attend to before p).
-    stored, store = KVCache(n_layer, corrupted_tokens.size(1)), {}
+    stored, store = StoredKeysValues(n_layer), {}
     with torch.no_grad(), eval_mode(model):
         with hooks(model, names_filter=lambda n: n in keep, cache=store):
             logits, _ = model(corrupted_tokens, kv_cache=stored)
@@ -159,7 +159,7 @@ def _same_token_prefix(clean_cache, corrupted) -> int:
     return int(differs[0]) if len(differs) else clean_cache["hook_embed"].size(1)
 
 
-def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, stored: KVCache, corrupted_logits: torch.Tensor,
+def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, stored, corrupted_logits: torch.Tensor,
                site: str, B: int):
     """
     The patched forward passes of cells sharing a start position p, as one batch: cell k owns rows k*B..(k+1)*B.
@@ -197,27 +197,6 @@ def _run_chunk(model, cells: list[_Cell], clean_cache, corrupted, stored: KVCach
     logits = model.lm_head(model.transformer.ln_f(x))  # (len(cells) * B, T - p, V)
     for k in range(len(cells)):
         yield torch.cat([corrupted_logits[:, :p], logits[k * B:(k + 1) * B]], dim=1)
-
-
-class PrefixCache:
-    """
-    A KV cache that holds positions 0..p-1 as an earlier pass stored them (``stored``, a generation.KVCache of the
-    whole run: keys as the attention caches them, after rotation or QK-norm), repeated for ``copies`` stacked
-    copies of that run's rows. A pass through it computes positions p.. only. update concatenates instead of
-    writing into a buffer, so gradients flow through the new positions, and the prefix stays p long however
-    many passes read it.
-    """
-
-    def __init__(self, stored: KVCache, p: int, copies: int = 1):
-        self.stored, self.length, self.copies = stored, p, copies
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        old_k = self.stored.keys[layer][:, :, :self.length].repeat(self.copies, 1, 1, 1)
-        old_v = self.stored.values[layer][:, :, :self.length].repeat(self.copies, 1, 1, 1)
-        return torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
-
-    def advance(self, T: int) -> None:
-        """Called after a pass: nothing to keep, the next pass reads the same prefix."""
 
 
 def _scalar(value) -> float:
@@ -360,8 +339,19 @@ def get_act_patch_block_every(model, corrupted_tokens, clean_cache, metric, **kw
         get_act_patch_resid_pre, get_act_patch_attn_out, get_act_patch_mlp_out)])
 
 
+def _one_key_per_query_head(model, clean_cache, what: str) -> None:
+    """The "every" sweeps stack q, k and v grids, which have the same heads only without grouped-query attention."""
+    kv_heads = _n_heads(model, clean_cache, "k")
+    if kv_heads != model.config.n_head:
+        raise ValueError(f"{what} stacks grids of q, k and v heads, but this model's attention is grouped: "
+                         f"{model.config.n_head} query heads share {kv_heads} key/value heads, so the grids differ "
+                         f"in size; call the per-activation functions instead (get_act_patch_attn_head_k_..., "
+                         f"with one cell per key/value head)")
+
+
 def get_act_patch_attn_head_all_pos_every(model, corrupted_tokens, clean_cache, metric, **kwargs) -> torch.Tensor:
     """Each head's output, q, k, v and pattern, at all positions at once: (5, n_layer, n_head)."""
+    _one_key_per_query_head(model, clean_cache, "get_act_patch_attn_head_all_pos_every")
     return torch.stack([f(model, corrupted_tokens, clean_cache, metric, **kwargs) for f in (
         get_act_patch_attn_head_out_all_pos, get_act_patch_attn_head_q_all_pos, get_act_patch_attn_head_k_all_pos,
         get_act_patch_attn_head_v_all_pos, get_act_patch_attn_head_pattern_all_pos)])
@@ -370,6 +360,7 @@ def get_act_patch_attn_head_all_pos_every(model, corrupted_tokens, clean_cache, 
 def get_act_patch_attn_head_by_pos_every(model, corrupted_tokens, clean_cache, metric, **kwargs) -> torch.Tensor:
     """Each head's output, q, k, v and pattern at each position: (5, n_layer, T, n_head) (pattern by query
     position, moved from its (n_layer, n_head, T) to that order, as TL does)."""
+    _one_key_per_query_head(model, clean_cache, "get_act_patch_attn_head_by_pos_every")
     grids = [f(model, corrupted_tokens, clean_cache, metric, **kwargs) for f in (
         get_act_patch_attn_head_out_by_pos, get_act_patch_attn_head_q_by_pos, get_act_patch_attn_head_k_by_pos,
         get_act_patch_attn_head_v_by_pos)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints
+from mingpt.interp.hook_points import HookPoint, LayerNormHookPoints, has_scale
 
 __all__ = ["ParallelBlock"]
 
@@ -33,8 +33,8 @@ class ParallelBlock(nn.Module):
         self.mlp = mlp(config)
         self.hook_resid_pre, self.hook_attn_out, self.hook_mlp_out = HookPoint(), HookPoint(), HookPoint()
         self.hook_resid_post = HookPoint()
-        self.hook_ln1 = LayerNormHookPoints("ln1", with_scale=isinstance(self.ln_1, nn.LayerNorm))
-        self.hook_ln2 = LayerNormHookPoints("ln2", with_scale=isinstance(self.ln_2, nn.LayerNorm))
+        self.hook_ln1 = LayerNormHookPoints("ln1", with_scale=has_scale(self.ln_1))
+        self.hook_ln2 = LayerNormHookPoints("ln2", with_scale=has_scale(self.ln_2))
 
     def forward(self, x: torch.Tensor, kv_cache=None, attn_mask=None) -> torch.Tensor:
         masked = {} if attn_mask is None else {"attn_mask": attn_mask}
