@@ -5,7 +5,7 @@ patching sweeps say why they cannot stack a grouped-query model's grids."""
 import pytest
 import torch
 
-from mingpt.interp import patching, probe
+from mingpt.interp import attribution, patching, probe
 
 V, T = 41, 7
 MODELS = {
@@ -47,7 +47,8 @@ def test_hook_scale_is_the_root_mean_square(run):
                                               ).sqrt())
     x = cache["resid_post", 1]
     close(cache["ln_final.hook_scale"], (x.pow(2).mean(-1, keepdim=True) + model.transformer.ln_f.eps).sqrt())
-    close(cache["ln_final.hook_normalized"], rms_norm(x, model.transformer.ln_f))
+    # TL's RMSNorm shows x / scale at hook_normalized, before its gain
+    close(cache["ln_final.hook_normalized"], x / cache["ln_final.hook_scale"])
 
 
 def test_an_edited_scale_is_what_the_norm_divides_by(run):
@@ -74,9 +75,21 @@ def test_logit_lens_normalises_each_depth_as_the_model_would(run):
     close(probe.logit_lens(cache)[-1], logits)
 
 
+def test_an_edit_at_hook_normalized_is_what_the_gain_multiplies(run):
+    model, idx, _, cache = run
+    edited = model.run_with_hooks(idx, fwd_hooks=[("ln_final.hook_normalized", lambda x, hook: -x)])
+    close(edited, model.lm_head(-rms_norm(cache["resid_post", 1], model.transformer.ln_f)))
+    for layer in range(2):  # the blocks' norms too: a zeroed ln2 output leaves the MLP only its biases' effect
+        block = model.transformer.h[layer]
+        seen = {}
+        model.run_with_hooks(idx, fwd_hooks=[(f"blocks.{layer}.ln2.hook_normalized", lambda x, hook: 0 * x),
+                                             (f"blocks.{layer}.hook_mlp_out", lambda x, hook: seen.setdefault("m", x))])
+        close(seen["m"], block.mlp(torch.zeros_like(cache["resid_pre", layer])))
+
+
 def test_decompositions_sum_to_the_final_norms_output_and_the_logits(run):
     model, idx, logits, cache = run
-    final = cache["ln_final.hook_normalized"]
+    final = rms_norm(cache["resid_post", 1], model.transformer.ln_f)  # what lm_head reads
     pieces, labels = cache.decompose_resid(apply_ln=True, return_labels=True)
     assert not any(label.endswith(".bias") for label in labels)  # RMSNorm has no bias to append
     close(pieces.sum(0), final)
@@ -101,3 +114,28 @@ def test_every_sweep_on_a_grouped_query_model_says_which_functions_to_call(tiny_
         with pytest.raises(ValueError, match="4 query heads share 2 key/value heads"):
             every(model, corrupted, clean_cache, metric)
     assert patching.get_act_patch_attn_head_k_all_pos(model, corrupted, clean_cache, metric).shape == (2, 2)
+
+
+def test_attribution_reads_what_lm_head_reads(run):
+    # Attribution's backward starts from lm_head's input; on an RMSNorm model that is hook_normalized times the gain
+    model, idx, _, clean_cache = run
+    corrupted = idx.clone()
+    corrupted[:, 2] = (corrupted[:, 2] + 5) % V
+
+    def metric(logits):
+        return (logits[:, -1, 4] - logits[:, -1, 9]).mean()
+
+    names = ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_z", "blocks.1.hook_mlp_out"]
+    _, terms = attribution.attribution_patch(model, corrupted, clean_cache, metric, names)
+    for name in names:
+        seen = {}
+
+        def capture(x, hook):
+            seen["x"] = x.detach().clone().requires_grad_(True)
+            return seen["x"]
+
+        value = metric(model.run_with_hooks(corrupted, fwd_hooks=[(name, capture)]))
+        (grad,) = torch.autograd.grad(value, seen["x"])
+        expected = (clean_cache[name] - seen["x"].detach()) * grad  # terms are small here: compare to their size
+        torch.testing.assert_close(terms[name], expected, atol=1e-4 * expected.abs().max().item(), rtol=1e-3)
+        assert expected.abs().max() > 0

@@ -141,8 +141,7 @@ def test_a_model_built_with_the_switches_saves_as_its_family_or_says_why_not(tmp
 
 def test_hook_values_of_a_loaded_llama_equal_transformer_lens(tmp_path):
     # TransformerLens builds the same Llama (GQA, rotary) from the same transformers model: every hook point both
-    # have carries the same tensor. Not compared: ln*.hook_normalized, which TL takes before the RMSNorm's gain and
-    # mingpt after it (TL users usually fold the gain into the next matmul, fold_ln=True).
+    # have carries the same tensor, the RMSNorms' hook_scale and hook_normalized (x / scale, before the gain) too.
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
 
@@ -162,13 +161,20 @@ def test_hook_values_of_a_loaded_llama_equal_transformer_lens(tmp_path):
     logits, cache = model.run_with_cache(idx)
     # TL sums in its own order (einsums, its own rotary tables): agreement to 1e-4 on logits of size ~10
     torch.testing.assert_close(logits, tl_logits, rtol=1e-4, atol=1e-4)
-    shared = [name for name in cache.keys() if name in tl_cache.cache_dict and "hook_normalized" not in name]
+    shared = [name for name in cache.keys() if name in tl_cache.cache_dict]
     for i in range(2):
         for point in ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k",
                       "attn.hook_pattern", "attn.hook_z", "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post",
-                      "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out"):
+                      "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "ln1.hook_scale",
+                      "ln1.hook_normalized", "ln2.hook_scale", "ln2.hook_normalized"):
             assert f"blocks.{i}.{point}" in shared
+    assert {"ln_final.hook_scale", "ln_final.hook_normalized"} <= set(shared)
     for name in shared:
         torch.testing.assert_close(cache[name], tl_cache[name], rtol=1e-4, atol=1e-4, msg=name)
+    for point in ("blocks.0.ln2.hook_normalized", "blocks.1.ln1.hook_scale", "ln_final.hook_normalized"):
+        def edit(x, hook):  # the same edit in both: what each model does with it must agree
+            return x * torch.linspace(0.5, 1.5, x.size(-1))
+        torch.testing.assert_close(model.run_with_hooks(idx, fwd_hooks=[(point, edit)]),
+                                   tl.run_with_hooks(idx, fwd_hooks=[(point, edit)]), rtol=1e-4, atol=1e-4, msg=point)
     for weights in ("W_Q", "W_K", "W_V", "W_O"):  # TL shows each K/V head once per query head of its group
         torch.testing.assert_close(getattr(model, weights), getattr(tl, weights), msg=weights)

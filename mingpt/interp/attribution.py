@@ -65,10 +65,15 @@ def attribution_patch(model, corrupted_tokens: torch.Tensor, clean_cache, patchi
         activations[hook.name] = x
 
     forward = [("hook_embed", graph_input), ("hook_pos_embed", graph_input)] + [(name, keep) for name in names]
-    forward.append(("ln_final.hook_normalized", lambda x, hook: unembedded.append(x)))  # what lm_head reads
-    with eval_mode(model), torch.enable_grad(), model.hooks(forward, names_filter=names, cache=corrupted):
-        logits, _ = model(corrupted_tokens)
-        value = patching_metric(logits)
+    # What lm_head reads (the final norm's output), seen by a PyTorch pre-hook: no hook point is that tensor on
+    # every model (an RMSNorm's hook_normalized is taken before its gain, as in TL).
+    reading = model.lm_head.register_forward_pre_hook(lambda module, args: unembedded.append(args[0]))
+    try:
+        with eval_mode(model), torch.enable_grad(), model.hooks(forward, names_filter=names, cache=corrupted):
+            logits, _ = model(corrupted_tokens)
+            value = patching_metric(logits)
+    finally:
+        reading.remove()
     if not (isinstance(value, torch.Tensor) and value.numel() == 1 and value.requires_grad):
         raise TypeError(f"patching_metric must return a scalar tensor computed from the logits (so that it has a "
                         f"gradient), got {value!r}")

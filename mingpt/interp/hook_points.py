@@ -196,9 +196,8 @@ class LayerNormHookPoints:
     TL's ``{name}.hook_scale`` (B, T, 1) and ``{name}.hook_normalized`` (B, T, C) around one LayerNorm or RMSNorm:
     ``points(ln, x)`` is ``ln(x)``, through them. PyTorch's fused norms never show their scale, so the scale is
     computed only when something is attached to it, and the normalisation is redone by hand only when a function
-    there may have changed it; otherwise the output is the norm's own, bit for bit. hook_normalized is the norm's
-    output, its weight (and LayerNorm's bias) applied: TL's on a LayerNorm; on an RMSNorm TL's is taken before the
-    weight (docs/inspection.md's table of differences).
+    there may have changed it; otherwise the output is the norm's own, bit for bit. hook_normalized is, as TL's,
+    a LayerNorm's output (weight and bias applied), but an RMSNorm's x / scale, before its gain.
     with_scale=False (a student's own LayerNorm, whose eps and weight we cannot know): no hook_scale.
     """
 
@@ -212,17 +211,27 @@ class LayerNormHookPoints:
         return {}
 
     def __call__(self, ln, x: torch.Tensor) -> torch.Tensor:
-        scale_point = self.hook_scale
-        if scale_point is None or not scale_point.active:
-            return self.hook_normalized(ln(x))
+        scale_point, normalized_point = self.hook_scale, self.hook_normalized
+        if scale_point is None:
+            return normalized_point(ln(x))
         centres, weight, bias, eps = norm_parts(ln, x.dtype)
+        # TL's RMSNorm shows x / scale at hook_normalized and multiplies by its gain afterwards (its LayerNorm
+        # shows the output, gain and bias included): the same names, the same values.
+        gain_after = not centres and weight is not None
+        if not (scale_point.active or (gain_after and normalized_point.active)):
+            return normalized_point(ln(x))
         centered = x - x.mean(dim=-1, keepdim=True) if centres else x
         scale = scale_point((centered.pow(2).mean(dim=-1, keepdim=True) + eps).sqrt())
-        if not (scale_point.fns or scale_point.bwd_fns):  # only recorded: the model's own norm, bit for bit
-            return self.hook_normalized(ln(x))
+        edited = bool(scale_point.fns or scale_point.bwd_fns)  # a function there may have changed the scale
+        if gain_after:
+            normalized = normalized_point(centered / scale)
+            edited = edited or bool(normalized_point.fns or normalized_point.bwd_fns)
+            return normalized * weight if edited else ln(x)  # only recorded: the model's own norm, bit for bit
+        if not edited:
+            return normalized_point(ln(x))
         out = centered / scale  # normalise by the scale a hook may have changed
         out = out if weight is None else out * weight
-        return self.hook_normalized(out if bias is None else out + bias)
+        return normalized_point(out if bias is None else out + bias)
 
 
 # Where a model has no such activation (an attention-only block has no MLP half, so TL gives it no hook_resid_mid,
