@@ -10,6 +10,7 @@ import pytest
 import torch
 import transformers
 
+from mingpt.interp import patching
 from mingpt.model import GPT
 
 VOCAB, BLOCK = 67, 40
@@ -176,5 +177,22 @@ def test_hook_values_of_a_loaded_llama_equal_transformer_lens(tmp_path):
             return x * torch.linspace(0.5, 1.5, x.size(-1))
         torch.testing.assert_close(model.run_with_hooks(idx, fwd_hooks=[(point, edit)]),
                                    tl.run_with_hooks(idx, fwd_hooks=[(point, edit)]), rtol=1e-4, atol=1e-4, msg=point)
+    # TL's patching on the same Llama: the same grids (k and v: one cell per key/value head in both), and its logit
+    # lens (each depth through the final RMSNorm with its own statistics and the gain)
+    from transformer_lens import patching as tl_patching
+    corrupted = idx.clone()
+    corrupted[:, 6] = (corrupted[:, 6] + 3) % VOCAB
+
+    def metric(logits):
+        return (logits[:, -1, 3] - logits[:, -1, 5]).mean()
+
+    for grid in ("resid_pre", "attn_head_out_all_pos", "attn_head_q_by_pos", "attn_head_k_by_pos",
+                 "attn_head_v_all_pos", "attn_head_pattern_all_pos"):
+        ours = getattr(patching, f"get_act_patch_{grid}")(model, corrupted, cache, metric)
+        theirs = getattr(tl_patching, f"get_act_patch_{grid}")(tl, corrupted, tl_cache, metric)
+        assert (ours - ours.flatten()[0]).abs().max() > 1e-3, grid  # the cells differ
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4, msg=grid)
+    torch.testing.assert_close(cache.accumulated_resid(apply_ln=True), tl_cache.accumulated_resid(apply_ln=True),
+                               rtol=1e-4, atol=1e-4)
     for weights in ("W_Q", "W_K", "W_V", "W_O"):  # TL shows each K/V head once per query head of its group
         torch.testing.assert_close(getattr(model, weights), getattr(tl, weights), msg=weights)
