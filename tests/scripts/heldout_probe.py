@@ -30,6 +30,7 @@ import heldout_probe_round6_tokens  # noqa: E402,F401  (round 6, tokens side)
 import heldout_probe_round5_models  # noqa: E402,F401  (round 5: the model checkers)
 import heldout_probe_round6_models  # noqa: E402,F401  (round 6: the model checkers)
 import heldout_probe_round7_models  # noqa: E402,F401  (round 7: the model checkers, untuned)
+import heldout_probe_round8_models  # noqa: E402,F401  (round 8: the model checkers, written before reading them)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
