@@ -1,6 +1,9 @@
 """The held-out probe, round 8 (the model checkers and the modern parts): written fresh after round 7, before reading
 the checkers' tables or the earlier rounds' mistakes, and counted untuned first (the headline figure of issue 24's
-third pass). Several rows carry two small slips at once; their regex asks for both names. See heldout_probe.py."""
+third pass). Several rows carry two small slips at once; their regex asks for both names. Untuned: 61 of 61 caught,
+52 named by these regexes (53 by judgment: the parallel-branch row's right name missed a too narrow regex, widened
+since), 0 misnamed, 9 of 9 valid passed; then named 61 of 61 by general mechanisms (compose.py, families.py,
+sliding-window masks, relations.py). See heldout_probe.py."""
 
 from __future__ import annotations
 
