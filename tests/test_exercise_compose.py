@@ -54,3 +54,21 @@ def test_checkers_name_two_slips_and_fitted_numbers_but_not_a_changing_slip():
     changing = check_swiglu(lambda x, g, u, d: F.linear(F.linear(x, g) * torch.sigmoid(x.shape[0] * F.linear(x, g))
                                                         * F.linear(x, u), d))  # beta = batch size: 2, 1, 3
     assert changing.property == NOT_RECOGNISED
+
+
+class _EpsLayerNorm(torch.nn.Module):
+    """A LayerNorm with its eps typed as 3.7e-6: it barely matters on large activations, so the number is fitted on
+    the input where it does (the tiny-variance rows), then verified on all of them."""
+
+    def __init__(self, ndim, eps=1e-5, bias=True):
+        super().__init__()
+        self.weight, self.bias = torch.nn.Parameter(torch.ones(ndim)), torch.nn.Parameter(torch.zeros(ndim))
+
+    def forward(self, x):
+        centred = x - x.mean(-1, keepdim=True)
+        return centred / torch.sqrt(centred.pow(2).mean(-1, keepdim=True) + 3.7e-6) * self.weight + self.bias
+
+
+def test_a_number_that_shows_on_one_input_only_is_fitted_there():
+    from mingpt.exercises import check_layernorm
+    assert check_layernorm(_EpsLayerNorm).property == "epsilon 3.7e-06 instead of 1e-05"

@@ -71,17 +71,18 @@ def _candidates(family: Family, case: tuple, out: Any) -> list[float]:
         m1, m2 = a + (b - a) / 3, b - (b - a) / 3
         a, b = (a, m2) if _error(family, back(m1), case, out) < _error(family, back(m2), case, out) else (m1, b)
     value = back((a + b) / 2)
-    rounded = float(f"{value:.4g}")  # the number as the student most likely typed it, when it fits as well
-    return [rounded, value]
+    # the number as the student most likely typed it: the shortest rounding that fits as well is tried first
+    return [float(f"{value:.{digits}g}") for digits in (1, 2, 3, 4)] + [value]
 
 
 def fit(family: Family, cases: Sequence[tuple], outputs: Sequence[Any], atol: float) -> Variant | None:
-    """The family's variant at the value that reproduces every output (within atol), or None. Fitted on the first
-    case whose output is a tensor, verified on all of them."""
-    first = next((i for i, o in enumerate(outputs) if isinstance(o, torch.Tensor)), None)
-    if first is None:
-        return None
-    for value in _candidates(family, cases[first], outputs[first]):
+    """The family's variant at the value that reproduces every output (within atol), or None. Fitted on each case in
+    turn (the number may barely matter on one input, as eps on large activations), verified on all of them."""
+    tried: list[float] = []
+    for value in (v for case, out in zip(cases, outputs) for v in _candidates(family, case, out)):
+        if any(math.isclose(value, t, rel_tol=1e-9) for t in tried):
+            continue
+        tried.append(value)
         if math.isclose(value, family.correct, rel_tol=1e-3, abs_tol=1e-9):
             continue
         f = family.compute(value)
