@@ -20,8 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
-                                       student_with_reference_weights)
+from mingpt.exercises.attention_mistakes import _attend, variants as _variants
+from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt, student_with_reference_weights
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
 from mingpt.exercises.relations import relation
 from mingpt.model import GPT, CausalSelfAttention
@@ -49,113 +49,6 @@ def reference_attention(config, seed: int = 0) -> CausalSelfAttention:
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * (0.6 if p.dim() == 2 else 0.2))
     return module
-
-
-def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
-            swap_qk=False, order="qkv", after_softmax=1.0, nh=None):
-    """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
-    B, T, C = x.shape
-    nh = nh or ref.n_head
-    hs = C // nh
-    parts = dict(zip("qkv", ref.c_attn(x).split(C, dim=2)), x=x)
-    q, k, v = (parts[name] for name in order)  # order: which third of c_attn is q, k, v ("qkx": v = x itself)
-
-    def heads(t):
-        if split == "heads":  # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs)
-            return t.view(B, T, nh, hs).transpose(1, 2)
-        if split == "hs_first":  # channels read as (hs, nh): head h gets channels h, h+nh, ...
-            return t.view(B, T, hs, nh).permute(0, 3, 1, 2)
-        return t.reshape(B, nh, T, hs)  # 'reshape': a view without the transpose, mixing time and channels
-
-    q, k, v = heads(q), heads(k), heads(v)
-    if swap_qk:  # k @ q^T: the scores transposed, query and key roles exchanged
-        q, k = k, q
-    att = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(hs) if scale is None else scale)
-    allowed = torch.ones(T, T, dtype=torch.bool).tril()
-    if mask == "causal":
-        att = att.masked_fill(~allowed, float("-inf"))
-    elif mask == "strict":  # the diagonal masked too: a position cannot see itself
-        att = att.masked_fill(~allowed.tril(-1), float("-inf"))
-    elif mask == "inverted":  # the kept triangle masked: each position sees only later ones (the last sees none)
-        att = att.masked_fill(allowed, float("-inf"))
-    elif mask == "zero":  # masked scores set to 0 instead of -inf
-        att = att.masked_fill(~allowed, 0.0)
-    elif mask == "after_softmax":  # softmax over all keys, then the future zeroed (rows no longer sum to 1)
-        att = F.softmax(att, dim=-1).masked_fill(~allowed, 0.0)
-    if mask != "after_softmax":
-        att = F.softmax(att, dim=softmax_dim)
-    y = att * after_softmax @ v  # (B, nh, T, hs)
-    if merge == "transpose":
-        y = y.transpose(1, 2).reshape(B, T, C)
-    elif merge == "hs_first":
-        y = y.permute(0, 2, 3, 1).reshape(B, T, C)
-    else:  # 'reshape' without moving the head axis next to the channels
-        y = y.reshape(B, T, C)
-    return ref.c_proj(y) if project else y
-
-
-def _variants(ref, hs: int) -> list[Variant]:
-    root = math.sqrt(hs)
-    return [
-        Variant("missing output projection", lambda x: _attend(ref, x, project=False),
-                "Your output equals the heads' outputs side by side, before the output projection c_proj.",
-                "after re-assembling the heads into (B, T, C), attention ends with one more Linear layer"),
-        Variant("heads merged in the wrong order", lambda x: _attend(ref, x, merge="reshape"),
-                "After attention, y has shape (B, nh, T, hs); reshaping it straight to (B, T, C) mixes positions "
-                "and heads: the right numbers end up in the wrong places.",
-                "bring the head axis next to the channel axis before the reshape (and mind .contiguous())"),
-        Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="reshape", merge="reshape"),
-                "q, k, v of shape (B, T, C) were reshaped to (B, nh, T, hs) directly, which cuts the sequence "
-                "into pieces instead of cutting each position's channels into heads.",
-                "split the channels first, (B, T, C) -> (B, T, nh, hs), then swap the T and nh axes"),
-        Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="reshape", merge="transpose"),
-                "q, k, v of shape (B, T, C) were reshaped to (B, nh, T, hs) directly, which cuts the sequence "
-                "into pieces instead of cutting each position's channels into heads (the merge back is right).",
-                "split the channels first, (B, T, C) -> (B, T, nh, hs), then swap the T and nh axes"),
-        Variant("heads split in the wrong order", lambda x: _attend(ref, x, split="hs_first", merge="hs_first"),
-                f"Your head 0 reads channels 0, {ref.n_head}, {2 * ref.n_head}, ... (viewed as (hs, nh)) instead of "
-                f"the contiguous channels 0..{hs - 1}, so GPT-2's weights no longer line up with your heads.",
-                "the channel axis splits as (nh, hs): each head owns a contiguous slice of hs channels"),
-        Variant("queries and keys swapped (k @ q^T)", lambda x: _attend(ref, x, swap_qk=True),
-                "scores[t, j] is how much query t attends to key j: q_t . k_j, i.e. q @ k^T. Yours computes k @ q^T, "
-                "the transpose, so each position weighs the others by how they would attend to it.",
-                "q @ k.transpose(-2, -1)"),
-        Variant("softmax over the wrong dimension", lambda x: _attend(ref, x, softmax_dim=-2),
-                "The attention weights of each query must sum to 1 over the *keys* (the last axis); yours are "
-                "normalised over the queries.",
-                "which axis of (B, nh, T_query, T_key) holds the keys?"),
-        Variant("masked scores set to 0 instead of -inf", lambda x: _attend(ref, x, mask="zero"),
-                "A score of 0 still becomes exp(0) = 1 in the softmax, so future positions keep a share of the "
-                "attention: position t sees the future.",
-                "a masked score must give probability exactly 0 after the softmax"),
-        Variant("mask applied after the softmax", lambda x: _attend(ref, x, mask="after_softmax"),
-                "The softmax ran over all keys, future included, and the future was zeroed afterwards, so each "
-                "row of weights sums to less than 1.",
-                "mask the scores before the softmax, so it normalises over the allowed keys only"),
-        Variant("no causal mask", lambda x: _attend(ref, x, mask="none"),
-                "Nothing stops position t from attending to positions after t.",
-                "hide every key j > t from query t before the softmax"),
-        Variant("scaling applied twice (1/hs instead of 1/sqrt(hs))", lambda x: _attend(ref, x, scale=1 / hs),
-                f"Your scores are multiplied by 1/hs = {1 / hs:.4g}; the reference multiplies by 1/sqrt(hs) = "
-                f"{1 / root:.4g}.", "divide by the square root of the head size, once"),
-        Variant("missing 1/sqrt(head_size) scaling", lambda x: _attend(ref, x, scale=1.0),
-                f"Your scores are not scaled; the reference multiplies q @ k^T by 1/sqrt(hs) = {1 / root:.4g} "
-                f"(hs = {hs}).", "without the factor the softmax saturates as hs grows"),
-        Variant("scaling applied after the softmax", lambda x: _attend(ref, x, scale=1.0, after_softmax=1 / root),
-                "Yours divides the attention *weights* by sqrt(hs) after the softmax, so they no longer sum to 1; "
-                "the scaling belongs to the scores, before the softmax.", "(q @ k^T) / sqrt(hs), then softmax"),
-        Variant("one head of size C instead of n_head heads", lambda x: _attend(ref, x, nh=1),
-                f"Your attention is a single head over all {hs * ref.n_head} channels; the reference splits them "
-                f"into n_head = {ref.n_head} heads of hs = {hs}.", "view (B, T, C) as (B, T, n_head, hs)"),
-        *[Variant(f"q, k, v taken from the wrong thirds of c_attn (yours: {', '.join(order)})",
-                  (lambda o: lambda x: _attend(ref, x, order=o))(order),
-                  "c_attn(x) holds q, k and v side by side, in that order: split(C, dim=2) gives q first, then k, "
-                  f"then v. Yours uses the thirds as {', '.join(order)}.", "q, k, v = self.c_attn(x).split(C, dim=2)")
-          for order in ("qvk", "kqv", "kvq", "vqk", "vkq")],
-        Variant("values taken from x, not from c_attn", lambda x: _attend(ref, x, order="qkx"),
-                "v is the last third of c_attn(x), a learned projection; yours averages the input x itself.",
-                "q, k, v = self.c_attn(x).split(C, dim=2)"),
-    ]
 
 
 def _find_scale(student_out, ref, x, hs: int) -> float | None:

@@ -23,6 +23,8 @@ from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import (CheckResult, Variant, close, fail, fmt, gradient_problem, run,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import check_cases
+from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.families import Family, refine
 from mingpt.model import MLP, Block
 
 __all__ = ["check_mlp", "check_block", "MLP_MISTAKES", "BLOCK_MISTAKES"]
@@ -159,6 +161,43 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
 ]
 
 
+def _mlp(fc, pj, x, act=lambda h: F.gelu(h, approximate="tanh"), fc_bias=True, proj_bias=True, residual=False):
+    """The reference MLP with a knob per part (compose.py pairs an activation mistake with a wiring mistake)."""
+    y = F.linear(act(F.linear(x, fc.weight, fc.bias if fc_bias else None)), pj.weight, pj.bias if proj_bias else None)
+    return x + y if residual else y
+
+
+MLP_ACTIVATIONS = [("ReLU", F.relu), ("exact GELU", F.gelu), ("SiLU (swish)", F.silu), ("tanh", torch.tanh),
+                   ("GELU's sigmoid approximation", lambda h: h * torch.sigmoid(1.702 * h)),
+                   ("no activation", lambda h: h), ("squared ReLU", lambda h: F.relu(h) ** 2),
+                   ("leaky ReLU", F.leaky_relu), *OTHER_ACTIVATIONS]
+MLP_WIRING = [("c_proj without its bias", dict(proj_bias=False)), ("c_fc without its bias", dict(fc_bias=False)),
+              ("residual added inside the MLP", dict(residual=True))]
+
+
+def _mlp_pairs(fc, pj) -> list[Variant]:
+    """Two slips at once: another activation *and* a wiring mistake (a bias left out, a residual added)."""
+    base = lambda x, **knobs: _mlp(fc, pj, x, **knobs)  # noqa: E731
+    acts = [knob(base, f"{name} instead of GELU", dict(act=f), f"GPT-2's MLP uses GELU (tanh approximation); yours "
+                 f"uses {name}.", "use GELU") for name, f in MLP_ACTIVATIONS]
+    wiring = [knob(base, name, kw, f"Yours: {name}.", "c_proj(gelu(c_fc(x))), both layers called as modules")
+              for name, kw in MLP_WIRING]
+    return pairs(base, acts + wiring)
+
+
+def _gelu_families(fc, pj) -> list[Family]:
+    """A hand-written tanh GELU with one constant mistyped, any value (families.py)."""
+    return [Family("hand-written GELU with {value} instead of 0.044715 (the cube's constant)",
+                   lambda c: lambda x: pj(_gelu_by_hand(fc(x), cube=c)),
+                   "GELU's tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)); your cube term uses {value}.",
+                   "copy the constant again: 0.044715 (or use F.gelu(h, approximate='tanh'))", lo=1e-3, hi=1.0,
+                   correct=0.044715, log=True),
+            Family("hand-written GELU with {value} instead of sqrt(2/pi) = 0.7979 inside the tanh",
+                   lambda c: lambda x: pj(_gelu_by_hand(fc(x), scale=c)),
+                   "GELU's tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)); your factor is {value}.",
+                   "math.sqrt(2 / math.pi)", lo=0.05, hi=5.0, correct=SQRT_2_OVER_PI, log=True)]
+
+
 DROPOUT_PLACES = [  # (where, the MLP in training mode with its dropout there: f(ref, x))
     ("on the MLP's input", lambda r, x: r.c_proj(r.gelu(r.c_fc(r.dropout(x))))),
     ("on the hidden units, before c_proj", lambda r, x: r.c_proj(r.dropout(r.gelu(r.c_fc(x))))),
@@ -201,10 +240,11 @@ def check_mlp(cls, seed: int = 0) -> CheckResult:
     if problem is not None:
         return problem
     variants = [Variant(name, (lambda f: lambda x: f(ref.c_fc, ref.c_proj, x))(f), why, hint)
-                for name, f, why, hint in MLP_MISTAKES]
+                for name, f, why, hint in MLP_MISTAKES] + _mlp_pairs(ref.c_fc, ref.c_proj)
     # A tight tolerance: the exact and the tanh GELU differ by ~1e-4 here, float32 rounding by ~1e-6.
     problem = _check_module(exercise, student, ref, variants, config, seed,
                             "use an nn.Dropout module for the output dropout", atol=1e-5)
+    problem = refine(problem, student, _inputs(config, seed), _gelu_families(ref.c_fc, ref.c_proj))
     if problem is not None:
         return problem
     problem = _dropout_placement(exercise, student, ref, _inputs(config, seed)[0][0])
@@ -215,6 +255,15 @@ def check_mlp(cls, seed: int = 0) -> CheckResult:
 
 
 # ------------------------------------------------------------------------------------------ Block
+def _plain_norm(x):
+    return F.layer_norm(x, x.shape[-1:])  # a LayerNorm without its gain and bias
+
+
+def _wired(x, a, m, n1, n2):
+    h = x + a(n1(x))
+    return h + m(n2(h))
+
+
 BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f(a, m, ln1, ln2, x), explanation, hint)
     ("LayerNorm after the residual add (post-LN)", lambda a, m, n1, n2, x: n2((h := n1(x + a(x))) + m(h)),
      "GPT-2 normalises the *input* of each sublayer (pre-LN) and leaves the residual stream itself untouched; yours "
@@ -270,6 +319,14 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
     ("MLP branch missing", lambda a, m, n1, n2, x: x + a(n1(x)),
      "Your Block returns the stream after attention: the MLP sublayer (x = x + mlp(ln_2(x))) never runs or is not "
      "added.", "x = x + self.mlp(self.ln_2(x)), then return x"),
+    *[(f"{name} without its gain and bias (F.layer_norm without weight)", f,
+       f"Each LayerNorm of the Block has a learned gain and bias; yours normalises without {name}'s.",
+       f"call self.{name}(x), the module, so its weight and bias are used")
+      for name, f in (("ln_1", lambda a, m, n1, n2, x: _wired(x, a, m, _plain_norm, n2)),
+                      ("ln_2", lambda a, m, n1, n2, x: _wired(x, a, m, n1, _plain_norm)))],
+    ("ln_2 applied to the Block's output as well", lambda a, m, n1, n2, x: n2((h := x + a(n1(x))) + m(n2(h))),
+     "The residual stream leaves the Block as it is; the next Block (or ln_f) normalises its own input.",
+     "return h + mlp(ln_2(h)), not ln_2 of it"),
     *[(f"branches scaled by {c:g} before the add", (lambda c: lambda a, m, n1, n2, x: (h := x + c * a(n1(x)))
                                                      + c * m(n2(h)))(c),
        f"Each branch is added as it is; yours multiplies both by {c:g}.", "x = x + branch(...), no factor")

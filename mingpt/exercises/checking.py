@@ -85,6 +85,7 @@ class Variant:
     compute: Callable[..., Any]  # same call signature as the thing being checked
     explanation: str
     hint: str
+    knobs: dict | None = None  # the reference's keyword arguments that make this mistake (compose.py pairs them)
 
 
 def fail(exercise: str, property: str, explanation: str, counterexample: str = "", hint: str = "") -> CheckResult:

@@ -72,6 +72,10 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
      "wpe(torch.arange(T)), or wpe.weight[:T]"),
     ("positions looked up in the token table (wte)", lambda te, pe, i: te[i] + te[_pos(i)],
      "Both lookups use wte: the position vectors must come from the position table wpe.", "wpe(torch.arange(T))"),
+    ("token ids shifted by one (wte(idx + 1))", lambda te, pe, i: te[(i + 1).clamp(max=te.shape[0] - 1)]
+     + pe[_pos(i)], "Token id n reads row n of wte; yours reads row n + 1.", "wte(idx), the ids as they are"),
+    ("position vectors summed cumulatively (cumsum)", lambda te, pe, i: te[i] + pe[_pos(i)].cumsum(0),
+     "Position t adds its own vector wpe[t]; yours adds wpe[0] + ... + wpe[t].", "wpe(torch.arange(T)), no cumsum"),
     ("positions given an extra dimension (arange(T)[:, None])", lambda te, pe, i: te[i] + pe[_pos(i)[:, None]],
      "wpe(arange(T)[:, None]) has shape (T, 1, C), which broadcasts against (B, T, C) as if T were the batch: "
      "an error, or a (T, T, C) tensor when B is 1.", "wpe(torch.arange(T)) has shape (T, C) and broadcasts over B"),
@@ -145,7 +149,8 @@ def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
 def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True):
     """The reference's forward, with its parts rearranged: the variants below are this with one thing changed."""
     tr = ref.transformer
-    x = tr.wte(idx) + (tr.wpe(torch.arange(idx.shape[1])) if positions else 0)
+    t = torch.arange(idx.shape[1])
+    x = tr.wte(idx) + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
     for i in (range(len(tr.h)) if blocks is None else blocks):
         x = tr.h[i](x)
     x = tr.ln_f(x) if ln_f else x
@@ -165,6 +170,9 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
      "forward returns raw scores (logits); cross_entropy applies log-softmax itself.", "return lm_head's output"),
     ("position embedding missing", lambda r, i: _forward(r, i, positions=False),
      "Without wpe the model cannot tell the order of its input.", "add wpe(torch.arange(T)) to the token vectors"),
+    ("positions reversed", lambda r, i: _forward(r, i, positions="reversed"),
+     "Position 0 is the first token of the sequence; yours gives it the last position's vector.",
+     "wpe(torch.arange(T)), not counting down"),
     ("Blocks applied in reverse order", lambda r, i: _forward(r, i, blocks=range(len(r.transformer.h))[::-1]),
      "Block 0 reads the embeddings; yours runs the last Block first.", "for block in self.transformer.h"),
     ("the first Block used for every layer", lambda r, i: _forward(r, i, blocks=[0] * len(r.transformer.h)),

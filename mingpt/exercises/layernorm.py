@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
-from mingpt.exercises.relations import relation
+from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.families import Family, fit
+from mingpt.exercises.relations import permuted, relation
 
 __all__ = ["check_layernorm"]
 
@@ -33,6 +35,8 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
     """The reference LayerNorm with one knob per classic mistake (defaults: correct)."""
     mean = x.mean(dim=dims, keepdim=True) if center else 0.0
     var = ((x - mean) ** 2).mean(dim=dims, keepdim=True) if not unbiased else x.var(dim=dims, keepdim=True)
+    if center == "median":  # centred by the median instead of the mean (the variance still around the mean)
+        mean = x.median(dim=-1, keepdim=True).values
     if spread == "l2":  # the L2 norm of the centred row: sqrt(C) times the standard deviation
         var = ((x - mean) ** 2).sum(dim=dims, keepdim=True)
     y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / ((var + eps) ** (0.5 if root else 1.0))
@@ -50,52 +54,52 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
 
 
 def _variants(ln) -> list[Variant]:
+    base = lambda x, **knobs: _norm(ln, x, **knobs)  # noqa: E731
     return [
-        Variant("unbiased variance", lambda x: _norm(ln, x, unbiased=True),
+        knob(base, "unbiased variance", dict(unbiased=True),
                 "LayerNorm divides the summed squares by n (the biased, population variance); yours divides by "
                 "n - 1, as torch.var does by default.", "look at torch.var's `unbiased`/`correction` argument"),
-        Variant("epsilon outside the square root", lambda x: _norm(ln, x, eps_outside=True),
+        knob(base, "epsilon outside the square root", dict(eps_outside=True),
                 "The reference computes (x - mean) / sqrt(var + eps); yours adds eps after the square root.",
                 "where exactly does eps go in the formula?"),
-        Variant("epsilon missing", lambda x: _norm(ln, x, eps=0.0),
+        knob(base, "epsilon missing", dict(eps=0.0),
                 "Without eps, a row whose values are all equal (variance 0) divides 0 by 0.",
                 "add the small constant eps to the variance before the square root"),
-        *[Variant(f"epsilon {eps:g} instead of {EPS:g}", (lambda e: lambda x: _norm(ln, x, eps=e))(eps),
+        *[knob(base, f"epsilon {eps:g} instead of {EPS:g}", dict(eps=eps),
                   f"GPT-2's LayerNorm adds eps = {EPS:g} to the variance; yours adds {eps:g}, which shows where the "
                   "variance is tiny.", f"eps={EPS:g} (nn.LayerNorm's default)") for eps in (1e-3, 1e-6, 1e-8, 1e-12)],
-        Variant("normalised over the wrong axis (time)", lambda x: _norm(ln, x, dims=(1,)),
+        knob(base, "normalised over the wrong axis (time)", dict(dims=(1,)),
                 "The statistics must be taken over the C channels of each position (the last axis); yours are taken "
                 "over the positions, so one position's output depends on the others.", "which axis holds C?"),
-        Variant("normalised over the wrong axis (batch)", lambda x: _norm(ln, x, dims=(0,)),
+        knob(base, "normalised over the wrong axis (batch)", dict(dims=(0,)),
                 "Yours takes the mean and variance over the batch (that is BatchNorm); LayerNorm uses the C channels "
                 "of each position.", "which axis holds C?"),
-        Variant("normalised over the wrong axes (whole tensor)", lambda x: _norm(ln, x, dims=(0, 1, 2)),
+        knob(base, "normalised over the wrong axes (whole tensor)", dict(dims=(0, 1, 2)),
                 "Yours takes one mean and variance over the whole tensor; LayerNorm uses each position's C channels.",
                 "keep the reduction to the last axis, with keepdim=True"),
-        Variant("normalised over the wrong axes (time and channels)", lambda x: _norm(ln, x, dims=(-2, -1)),
+        knob(base, "normalised over the wrong axes (time and channels)", dict(dims=(-2, -1)),
                 "Yours takes the mean and variance over a whole sequence (positions and channels); LayerNorm uses "
                 "each position's C channels alone, so one position's output depends on the others.",
                 "reduce over the last axis only: dim=-1, keepdim=True"),
-        Variant("gain and bias swapped", lambda x: _norm(ln, x, affine="swapped"),
+        knob(base, "gain and bias swapped", dict(affine="swapped"),
                 "LayerNorm computes x_hat * weight + bias; yours multiplies by the bias and adds the weight.",
                 "x_hat * self.weight + self.bias"),
-        Variant("gain and bias not applied", lambda x: _norm(ln, x, affine=False),
+        knob(base, "gain and bias not applied", dict(affine=False),
                 "After normalising, LayerNorm multiplies by a learned gain (weight) and adds a learned bias.",
                 "use your weight and bias parameters in forward"),
-        Variant("divided by the variance, not the standard deviation", lambda x: _norm(ln, x, root=False),
+        knob(base, "divided by the variance, not the standard deviation", dict(root=False),
                 "LayerNorm divides by sqrt(var + eps); yours divides by var + eps, without the square root.",
                 "torch.sqrt(var + eps) (or var.add(eps).rsqrt() as a factor)"),
-        Variant("bias added before the gain multiplies", lambda x: _norm(ln, x, affine="bias_first"),
+        knob(base, "bias added before the gain multiplies", dict(affine="bias_first"),
                 "LayerNorm computes x_hat * weight + bias; yours computes (x_hat + bias) * weight.",
                 "multiply by the weight first, then add the bias"),
         Variant("gain applied before normalising", lambda x: _norm(ln, x * ln.weight, affine="bias_only"),
                 "The gain multiplies the *normalised* x; applied before, it is normalised away.",
                 "normalise first, then * weight + bias"),
-        Variant("mean absolute deviation instead of the standard deviation",
-                lambda x: _norm(ln, x, spread="abs"),
+        knob(base, "mean absolute deviation instead of the standard deviation", dict(spread="abs"),
                 "LayerNorm divides by sqrt(mean((x - mean)^2) + eps); yours by the mean of |x - mean|.",
                 "square the deviations, average, add eps, take the root"),
-        Variant("divided by the L2 norm instead of the standard deviation", lambda x: _norm(ln, x, spread="l2"),
+        knob(base, "divided by the L2 norm instead of the standard deviation", dict(spread="l2"),
                 "The L2 norm of a centred row is sqrt(C) times its standard deviation: the *mean* of the squares, "
                 "not their sum.", "mean, not sum (or norm)"),
         *[Variant(f"F.normalize (unit L2 norm, eps {e:g}) instead of unit variance",
@@ -103,12 +107,23 @@ def _variants(ln) -> list[Variant]:
                    + ln.bias)(e),
                   "F.normalize divides by the L2 norm of the row, which is sqrt(C) times its standard deviation.",
                   "divide by sqrt(var + eps), var the *mean* of the squared deviations") for e in (EPS, 1e-12)],
-        Variant("bias subtracted instead of added", lambda x: _norm(ln, x, affine="minus"),
+        knob(base, "bias subtracted instead of added", dict(affine="minus"),
                 "LayerNorm computes x_hat * weight + bias; yours subtracts the bias.", "+ self.bias"),
-        Variant("mean not subtracted", lambda x: _norm(ln, x, center=False),
+        knob(base, "mean not subtracted", dict(center=False),
                 "Yours divides by the root mean square without subtracting the mean first (that is RMSNorm).",
                 "centre each row before computing the variance"),
+        knob(base, "centred by the median instead of the mean", dict(center="median"),
+             "LayerNorm subtracts each row's *mean*; yours subtracts its median, so the output's mean is not 0.",
+             "x - x.mean(dim=-1, keepdim=True)"),
     ]
+
+
+def _families(ln) -> list[Family]:
+    """Mistakes with a free number, fitted when no table row explains the output (families.py)."""
+    return [Family("epsilon {value} instead of 1e-05", lambda e: lambda x: _norm(ln, x, eps=e),
+                   f"GPT-2's LayerNorm adds eps = {EPS:g} to the variance; yours adds {{value}}, which shows where "
+                   "the variance is tiny.", f"eps={EPS:g} (nn.LayerNorm's default)", lo=1e-9, hi=1.0, correct=EPS,
+                   log=True)]
 
 
 def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
@@ -139,14 +154,23 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                             f"{outputs[label].dtype}.", f"{label}: x of shape {tuple(x.shape)}, dtype {x.dtype}",
                             hint="no .double() / .float() conversions in forward")
             if isinstance(outputs[label], torch.Tensor) and outputs[label].shape != x.shape:
+                axes = permuted(outputs[label], _norm(ref, x))
+                if axes is not None:  # the right numbers with two axes exchanged: a transpose not undone
+                    return fail(EXERCISE,
+                                f"output's axis {axes[0]} and axis {axes[1]} swapped (a transpose not undone)",
+                                f"Your output is the reference's with axes {axes[0]} and {axes[1]} exchanged: x "
+                                f"{tuple(x.shape)} -> yours {tuple(outputs[label].shape)}.",
+                                f"{label}: x of shape {tuple(x.shape)}", "normalise x as it is, over its last axis")
                 return fail(EXERCISE, "wrong output shape", f"LayerNorm keeps the shape: x {tuple(x.shape)} -> "
                             f"yours {tuple(outputs[label].shape)}.", f"{label}: x of shape {tuple(x.shape)}",
                             hint="reduce with keepdim=True so the statistics broadcast")
         wrong = [label for label, x in inputs.items() if not close(outputs[label], _norm(ref, x), atol=1e-4)]
         if wrong:
             label, x = wrong[0], inputs[wrong[0]]
-            for variant in _variants(ref):  # named only if it reproduces the output on *every* input
-                if all(_matches(variant, inputs[lb], outputs[lb]) for lb in inputs):
+            singles = _variants(ref)  # then two of them at once, then a wrong number fitted (families.py)
+            fitted = (fit(f, [(v,) for v in inputs.values()], list(outputs.values()), 1e-4) for f in _families(ref))
+            for variant in [*singles, *pairs(lambda v, **k: _norm(ref, v, **k), singles), *fitted]:
+                if variant is not None and all(_matches(variant, inputs[lb], outputs[lb]) for lb in inputs):
                     return fail(EXERCISE, variant.property, variant.explanation,
                                 _example(student, ref, variant, x, label), variant.hint)
             out, expected = outputs[label], _norm(ref, x)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, student_with_reference_weights
 from mingpt.exercises.compare import check_cases
+from mingpt.exercises.families import Family, refine
 from mingpt.model import IGNORE_INDEX
 
 __all__ = ["check_loss", "check_bigram", "LOSS_MISTAKES", "BIGRAM_MISTAKES"]
@@ -43,7 +44,16 @@ def _nll(log_probs, lg, tk):
     return picked * (tg != IGNORE_INDEX)
 
 
+def _mse(lg, tk):
+    keep = tk[:, 1:] != IGNORE_INDEX
+    return F.mse_loss(lg[:, :-1].softmax(-1)[keep], F.one_hot(tk[:, 1:][keep], lg.size(-1)).float())
+
+
 LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
+    ("squared error of the probabilities against one-hot targets (MSE, not cross-entropy)", _mse,
+     "The loss is the cross-entropy -log p(target); yours is the mean squared difference between the softmax and a "
+     "one-hot vector, which barely punishes a confident wrong prediction.",
+     "F.cross_entropy(logits, targets, ignore_index=-1)"),
     ("ignore index not honoured", lambda lg, tk: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
                                                                  tk[:, 1:].reshape(-1)),
      "Targets equal to -1 mean 'no loss here'; your cross_entropy treated -1 as a class and failed.",
@@ -154,6 +164,16 @@ def _loss_cases(seed):
     return cases
 
 
+LOSS_FAMILIES = [  # fitted when no table row explains the loss (families.py)
+    Family("log of the softmax plus {value} (log(p + eps)) instead of log_softmax",
+           lambda e: lambda lg, tk: (lambda n: n.sum() / (tk[:, 1:] != IGNORE_INDEX).sum())(
+               _nll(lambda z: torch.log(z.softmax(-1) + e), lg, tk)),
+           "An eps added inside the log changes every loss value (most for unlikely targets); log_softmax (inside "
+           "cross_entropy) is exact and stable without one.", "F.cross_entropy, or log_softmax, with no eps",
+           lo=1e-12, hi=1.0, correct=0.0, log=True),
+]
+
+
 def check_loss(fn, seed: int = 0) -> CheckResult:
     """
     Check fn(logits, tokens): logits (B, T, V) are the model's outputs for tokens (B, T); the loss is the mean
@@ -165,10 +185,12 @@ def check_loss(fn, seed: int = 0) -> CheckResult:
     cases = _loss_cases(seed)
     describe = lambda lg, tk: f"logits of shape {tuple(lg.shape)} (seeded random), tokens = {tk.tolist()}"
     variants = [Variant(*row) for row in LOSS_MISTAKES]
+    prepare = lambda case: tuple(t.clone() for t in case)  # noqa: E731
     problem = check_cases(exercise, fn, cases, _reference_loss, variants, describe, atol=1e-5,
                           hint="F.cross_entropy over (B*T, V) logits and (B*T,) targets, ignore_index=-1",
                           crash_hint="targets equal to -1 must be skipped; logits (B, T, V), tokens (B, T)",
-                          prepare=lambda case: tuple(t.clone() for t in case))
+                          prepare=prepare)
+    problem = refine(problem, fn, cases, LOSS_FAMILIES, prepare=prepare)
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["next-token shift", "targets equal to -1 ignored",

@@ -1,6 +1,6 @@
 """
 Checking a student's modern parts, the four pieces by which Llama differs from GPT-2: RMSNorm, rotary positions
-(RoPE), the SwiGLU MLP and grouped-query attention (GQA). The references are mingpt.modern's own.
+(RoPE), the SwiGLU MLP and grouped-query attention (GQA, in gqa.py). The references are mingpt.modern's own.
 
 The one idea, as in every checker (checking.py, compare.py): the checker owns the reference, so it rebuilds each
 *known* mistake from a table and names a mistake only when the rebuilt one reproduces the student's output on
@@ -21,13 +21,14 @@ weights this course loads are in Hugging Face's layout.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant
 from mingpt.exercises.compare import check_cases
+from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.families import Family, refine
+from mingpt.exercises.gqa import GQA_MISTAKES, check_gqa, gqa_reference  # noqa: F401  (the fourth part, re-exported)
 from mingpt.modern.rotary import inverse_frequencies, rotate_half
 
 __all__ = ["check_rmsnorm", "check_rotary", "check_swiglu", "check_gqa", "RMSNORM_MISTAKES", "ROTARY_MISTAKES",
@@ -40,12 +41,13 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ 1. RMSNorm
-def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, root=True, mean=True):
+def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=True, gain="times", fixed_eps=None):
+    """The reference with one knob per mistake (defaults: correct); power=1.0 is the root left out."""
+    eps = eps if fixed_eps is None else fixed_eps
     s = x.square() if square else x
     ms = s.mean(dim=dim, keepdim=True) if mean else s.sum(dim=dim, keepdim=True)
-    if not root:
-        return x / (ms + eps) * w
-    return x / (ms + eps).sqrt() * w if eps_inside else x / (ms.sqrt() + eps) * w
+    y = x / (ms + eps) ** power if eps_inside else x / (ms ** power + eps)
+    return {"times": y * w, "none": y, "plus": y + w, "one_plus": y * (1 + w)}[gain]
 
 
 def rms_norm_reference(x, weight, eps):
@@ -53,27 +55,38 @@ def rms_norm_reference(x, weight, eps):
     return _rms(x, weight, eps)
 
 
-RMSNORM_MISTAKES = [
-    Variant("RMS over the time axis instead of the channels", lambda x, w, eps: _rms(x, w, eps, dim=(1,)),
-            "Each position is normalised on its own: the mean square is over the last axis (the C channels of one "
-            "token); yours averages over the positions, so a token's scale depends on its neighbours.",
-            "mean over dim=-1, keepdim=True"),
-    Variant("RMS over the whole tensor", lambda x, w, eps: _rms(x, w, eps, dim=(0, 1, 2)),
-            "The mean square is per position (over the last axis), not one number for the whole batch.",
-            "mean over dim=-1, keepdim=True"),
-    Variant("mean instead of mean square", lambda x, w, eps: _rms(x, w, eps, square=False),
-            "RMS is the root of the mean of x^2; yours takes the root of the mean of x (NaN when it is negative).",
-            "x.pow(2).mean(-1, keepdim=True)"),
-    Variant("eps outside the square root", lambda x, w, eps: _rms(x, w, eps, eps_inside=False),
-            "Llama (and nn.RMSNorm) add eps under the root: x / sqrt(mean(x^2) + eps); yours adds it after "
-            "(sqrt(mean(x^2)) + eps), which differs for small activations.", "sqrt(mean + eps)"),
-    Variant("weight missing", lambda x, w, eps: _rms(x, torch.ones_like(w), eps),
-            "The normalised vector is multiplied by the learned per-channel weight (the gain).", "* weight"),
-    Variant("square root missing", lambda x, w, eps: _rms(x, w, eps, root=False),
-            "Divide by the *root* of the mean square, so the output has RMS 1 (times the weight).", "sqrt or rsqrt"),
-    Variant("sum of squares instead of the mean", lambda x, w, eps: _rms(x, w, eps, mean=False),
-            "The mean square divides the sum by C; without it the output's size shrinks with the width.",
-            ".mean, not .sum"),
+_PER_POSITION = ("Each position is normalised on its own: the mean square is over the last axis (the C channels of one "
+                 "token); yours averages over {}, so a token's scale depends on other tokens.")
+_RMS_KNOBS = [
+    ("RMS over the time axis instead of the channels", dict(dim=(1,)), _PER_POSITION.format("the positions"),
+     "mean over dim=-1, keepdim=True"),
+    ("RMS over the whole tensor", dict(dim=(0, 1, 2)), "The mean square is per position (over the last axis), not "
+     "one number for the whole batch.", "mean over dim=-1, keepdim=True"),
+    *[(f"RMS over the wrong axes ({name})", dict(dim=d), _PER_POSITION.format(name), "mean over dim=-1, keepdim=True")
+      for d, name in (((0,), "the batch"), ((0, 1), "batch and time"), ((1, 2), "time and channels"),
+                      ((0, 2), "batch and channels"))],
+    ("mean instead of mean square", dict(square=False),
+     "RMS is the root of the mean of x^2; yours takes the root of the mean of x (NaN when it is negative).",
+     "x.pow(2).mean(-1, keepdim=True)"),
+    ("eps outside the square root", dict(eps_inside=False),
+     "Llama (and nn.RMSNorm) add eps under the root: x / sqrt(mean(x^2) + eps); yours adds it after "
+     "(sqrt(mean(x^2)) + eps), which differs for small activations.", "sqrt(mean + eps)"),
+    ("weight missing", dict(gain="none"),
+     "The normalised vector is multiplied by the learned per-channel weight (the gain).", "* weight"),
+    ("square root missing", dict(power=1.0),
+     "Divide by the *root* of the mean square, so the output has RMS 1 (times the weight).", "sqrt or rsqrt"),
+    ("sum of squares instead of the mean", dict(mean=False),
+     "The mean square divides the sum by C; without it the output's size shrinks with the width.", ".mean, not .sum"),
+    ("weight added instead of multiplied", dict(gain="plus"),
+     "The weight is a per-channel gain: it multiplies the normalised x.", "* weight, not + weight"),
+    *[(f"eps argument ignored ({e:g} hard-coded)", dict(fixed_eps=e),
+       f"Your output is right for eps = {e:g} whatever eps is passed: use the argument.", "+ eps, the argument")
+      for e in (1e-5, 1e-6, 1e-8)],
+    ("Gemma's (1 + weight) gain", dict(gain="one_plus"),
+     "Gemma stores the gain as an offset from 1; Llama multiplies by the weight itself.", "* weight"),
+]
+_RMS_SINGLES = [knob(_rms, *row) for row in _RMS_KNOBS]
+RMSNORM_MISTAKES = _RMS_SINGLES + [
     Variant("LayerNorm instead of RMSNorm (the mean subtracted)",
             lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps),
             "RMSNorm does not centre: it only divides by the root mean square. Subtracting the mean is LayerNorm.",
@@ -85,17 +98,16 @@ RMSNORM_MISTAKES = [
             lambda x, w, eps: x / (x.mean(-1, keepdim=True).square() + eps).sqrt() * w,
             "RMS squares each channel first, then averages: mean(x^2); yours averages first, mean(x)^2.",
             "x.pow(2).mean(-1, keepdim=True)"),
-    Variant("weight added instead of multiplied", lambda x, w, eps: _rms(x, torch.ones_like(w), eps) + w,
-            "The weight is a per-channel gain: it multiplies the normalised x.", "* weight, not + weight"),
     Variant("mean absolute value instead of the root mean square",
             lambda x, w, eps: x / (x.abs().mean(-1, keepdim=True) + eps) * w,
             "RMS is sqrt(mean(x^2)); the mean of |x| is another (smaller) measure of size.",
             "x.pow(2).mean(-1, keepdim=True), then the root"),
-    *[Variant(f"eps argument ignored ({e:g} hard-coded)", (lambda e: lambda x, w, eps: _rms(x, w, e))(e),
-              f"Your output is right for eps = {e:g} whatever eps is passed: use the argument.", "+ eps, the argument")
-      for e in (1e-5, 1e-6, 1e-8)],
-    Variant("Gemma's (1 + weight) gain", lambda x, w, eps: _rms(x, 1 + w, eps),
-            "Gemma stores the gain as an offset from 1; Llama multiplies by the weight itself.", "* weight"),
+]
+RMS_FAMILIES = [  # fitted when no table row explains the output (families.py)
+    Family("mean square raised to the power {value} instead of 1/2 (the root)",
+           lambda p: lambda x, w, eps: _rms(x, w, eps, power=p),
+           "RMSNorm divides by (mean(x^2) + eps) ** 0.5; yours by the power {value}.", "torch.rsqrt(ms + eps)",
+           lo=0.05, hi=3.0, correct=0.5),
 ]
 
 
@@ -105,9 +117,11 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
     cases = [(_randn(seed, 2, 5, 6), 1 + _randn(seed + 1, 6, scale=0.3), 1e-5),
              (_randn(seed + 2, 1, 4, 7, scale=0.05) + 0.02, 1 + _randn(seed + 3, 7, scale=0.3), 0.1),
              (_randn(seed + 4, 3, 2, 5, scale=3.0), _randn(seed + 5, 5), 0.5)]
-    problem = check_cases(exercise, fn, cases, rms_norm_reference, RMSNORM_MISTAKES,
+    prepare = lambda c: (c[0].clone(), c[1].clone(), c[2])  # noqa: E731
+    problem = check_cases(exercise, fn, cases, rms_norm_reference, RMSNORM_MISTAKES + pairs(_rms, _RMS_SINGLES),
                           lambda x, w, eps: f"x of shape {tuple(x.shape)}, weight of shape {tuple(w.shape)}, "
-                                            f"eps={eps}", prepare=lambda c: (c[0].clone(), c[1].clone(), c[2]))
+                                            f"eps={eps}", prepare=prepare)
+    problem = refine(problem, fn, cases, RMS_FAMILIES, prepare=prepare)
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
         return problem
     return CheckResult(exercise, True, checked=["same output as nn.RMSNorm's formula on 3 inputs",
@@ -116,11 +130,12 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
 
 # ------------------------------------------------------------------------------------------ 2. rotary
 def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.0, sign=1.0, swap=False,
-            adjacent=False, interleaved_angles=False, per_channel=False):
+            adjacent=False, interleaved_angles=False, per_channel=False, reverse=False):
     hs = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, hs // 2).double() * exponent / hs))
     n = x.shape[positions_axis]
     positions = torch.arange(n).double() + (start if offset else 0) + first
+    positions = positions.flip(0) if reverse else positions  # the last token rotated as the first
     angles = torch.outer(positions, inv_freq)  # (n, hs/2)
     angles = angles.repeat_interleave(2, dim=-1) if (adjacent or interleaved_angles) else torch.cat((angles,) * 2, -1)
     if per_channel:  # theta^(-j/hs) for every channel j: the pair's two channels turn at different speeds
@@ -185,6 +200,15 @@ ROTARY_MISTAKES = [
     Variant("the x * cos term missing", lambda x, s, th: _rotary(x, s, th) - x * _rotary(torch.ones_like(x), s, th,
                                                                                        sign=0.0),
             "A rotation is x * cos + rotate_half(x) * sin; yours keeps only the sin part.", "x * cos + ..."),
+    Variant("positions reversed (the last token rotated as position start)",
+            lambda x, s, th: _rotary(x, s, th, reverse=True),
+            "Token t turns by (start + t) times its frequencies; yours turns token t by the angle of token T - 1 - t.",
+            "torch.arange(start, start + T), in that order"),
+    Variant("frequencies spaced over hs - 2 (linspace(0, 1, hs/2)) instead of hs",
+            lambda x, s, th: _rotary(x, s, th, exponent=2.0 * x.shape[-1] / (x.shape[-1] - 2)),
+            "Pair i turns at theta^(-2i/hs), i = 0 .. hs/2 - 1: the exponent stops short of -1. Yours reaches "
+            "theta^-1 at the last pair (linspace(0, 1, hs/2) divides by hs/2 - 1).",
+            "theta ** (-torch.arange(0, hs, 2) / hs)"),
     Variant("theta ignored (10000 hard-coded)", lambda x, s, th: _rotary(x, s, 10000.0),
             "The base theta is an argument (Llama 3 uses 500000); yours always uses 10000.", "use the theta passed in"),
     Variant("frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", lambda x, s, th: _rotary(x, s, th, exponent=-2.0),
@@ -263,10 +287,21 @@ SWIGLU_MISTAKES = [
               f"SwiGLU's gate uses SiLU = x * sigmoid(x); yours uses {name}.", "F.silu")
       for name, f in (("softplus", F.softplus), ("ELU", F.elu), ("Mish", F.mish), ("hardswish", F.hardswish),
                       ("leaky ReLU", F.leaky_relu))],
+    Variant("w_down never applied (the hidden units returned)", lambda x, g, u, d: F.silu(F.linear(x, g))
+            * F.linear(x, u), "The product silu(gate) * up has the hidden width H; the down projection brings it back "
+            "to the model's width C.", "F.linear(h, w_down) last"),
     Variant("weights used as (in, out): x @ W instead of x @ W.T",
             lambda x, g, u, d: (F.silu(x @ g) * (x @ u)) @ d,
             "The weights are stored as nn.Linear stores them, (out, in): w_gate is (H, C), so x (.., C) times it "
             "needs the transpose.", "F.linear(x, w_gate), i.e. x @ w_gate.T"),
+]
+
+
+SWIGLU_FAMILIES = [  # fitted when no table row explains the output (families.py)
+    Family("x * sigmoid({value} x) instead of SiLU (beta {value}, not 1)",
+           lambda b: lambda x, g, u, d: _glu(x, g, u, d, act=lambda h: h * torch.sigmoid(b * h)),
+           "SiLU is x * sigmoid(x) (Swish with beta = 1); yours multiplies inside the sigmoid by {value}.", "F.silu",
+           lo=0.1, hi=10.0, correct=1.0, log=True),
 ]
 
 
@@ -279,95 +314,11 @@ def check_swiglu(fn, seed: int = 0) -> CheckResult:
         return (_randn(s, *shape, C), _randn(s + 1, H, C, scale=0.5), _randn(s + 2, H, C, scale=0.5),
                 _randn(s + 3, C, H, scale=0.5))
     cases = [case(seed, 2, 5), case(seed + 10, 1, 3), case(seed + 20, 3, 1)]
+    prepare = lambda c: tuple(t.clone() for t in c)  # noqa: E731
     problem = check_cases(exercise, fn, cases, swiglu_reference, SWIGLU_MISTAKES,
                           lambda x, g, u, d: f"x of shape {tuple(x.shape)}, w_gate and w_up {tuple(g.shape)}, "
-                                             f"w_down {tuple(d.shape)}", prepare=lambda c: tuple(t.clone() for t in c))
+                                             f"w_down {tuple(d.shape)}", prepare=prepare)
+    problem = refine(problem, fn, cases, SWIGLU_FAMILIES, prepare=prepare)
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
         return problem
     return CheckResult(exercise, True, checked=["down(silu(gate(x)) * up(x)) on 3 inputs"])
-
-
-# ------------------------------------------------------------------------------------------ 4. GQA
-def _attend(q, k, v, causal=True, scale=None, softmax_dim=-1, diagonal=1):
-    att = (q @ k.transpose(-2, -1)) * (scale if scale is not None else 1 / math.sqrt(q.size(-1)))
-    if causal:
-        T = q.size(-2)
-        att = att.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(diagonal), float("-inf"))
-    return att.softmax(dim=softmax_dim) @ v
-
-
-def _rep(t, g, interleave=True):
-    return t.repeat_interleave(g, dim=1) if interleave else t.repeat(1, g, 1, 1)
-
-
-def gqa_reference(q, k, v):
-    """Causal attention with K/V head j // group serving query head j (mingpt.modern.attention)."""
-    g = q.size(1) // k.size(1)
-    return F.scaled_dot_product_attention(q, _rep(k, g), _rep(v, g), is_causal=True)
-
-
-def _g(q, k):
-    return q.size(1) // k.size(1)
-
-
-GQA_MISTAKES = [
-    Variant("K/V heads tiled (repeat) instead of repeated per group (repeat_interleave)",
-            lambda q, k, v: _attend(q, _rep(k, _g(q, k), False), _rep(v, _g(q, k), False)),
-            "Query heads 0 .. group-1 share K/V head 0, the next group K/V head 1, ...: head j reads K/V head "
-            "j // group. `.repeat` tiles the heads, so head j reads j % n_kv_head.",
-            "k.repeat_interleave(group, dim=1), or HF's repeat_kv (expand then reshape)"),
-    Variant("K repeated per group, V tiled (repeat and repeat_interleave mixed up)",
-            lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k), False)),
-            "K and V must be repeated the same way: head j reads K/V head j // group for both.",
-            "the same repeat_interleave for k and v"),
-    Variant("K tiled, V repeated per group (repeat and repeat_interleave mixed up)",
-            lambda q, k, v: _attend(q, _rep(k, _g(q, k), False), _rep(v, _g(q, k))),
-            "K and V must be repeated the same way: head j reads K/V head j // group for both.",
-            "the same repeat_interleave for k and v"),
-    Variant("K/V heads not repeated", lambda q, k, v: _attend(q, k, v),
-            "n_kv_head key/value heads serve n_head query heads: each K/V head must be repeated for its group of "
-            "n_head // n_kv_head queries before the matmul (broadcasting only works when n_kv_head is 1).",
-            "k.repeat_interleave(n_head // n_kv_head, dim=1)"),
-    Variant("no causal mask", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), causal=False),
-            "Position t may only attend to positions <= t.", "mask the scores above the diagonal with -inf"),
-    Variant("the diagonal masked too (a token cannot see itself)",
-            lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), diagonal=0),
-            "Position t attends to positions <= t, itself included; masking the diagonal leaves the first row "
-            "with nothing to attend to (NaN).", "triu(diagonal=1): only the future is masked"),
-    Variant("scores scaled by 1/hs instead of 1/sqrt(hs)",
-            lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), scale=1 / q.size(-1)),
-            "The scores are divided by sqrt(head_dim).", "/ math.sqrt(hs)"),
-    Variant("scores not scaled", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), scale=1.0),
-            "The scores are divided by sqrt(head_dim), or the softmax saturates as heads grow.", "/ math.sqrt(hs)"),
-    Variant("softmax over the queries axis", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)),
-                                                                     softmax_dim=-2),
-            "Each query's weights over the keys sum to 1: softmax over the last axis.", "softmax(dim=-1)"),
-    Variant("K/V repeated along the time axis, not the heads",
-            lambda q, k, v: _attend(q, k.repeat_interleave(_g(q, k), 2), v.repeat_interleave(_g(q, k), 2)),
-            "k and v are (B, n_kv_head, T, hs): the heads are dim 1; repeating along dim 2 makes the sequence "
-            "longer instead.", "repeat_interleave(group, dim=1)"),
-    Variant("keys used as values (v replaced by k)", lambda q, k, v: _attend(q, _rep(k, _g(q, k)), _rep(k, _g(q, k))),
-            "The weights average the *values*; yours averages the keys.", "att @ v, with v repeated like k"),
-    Variant("values used as keys (k replaced by v)", lambda q, k, v: _attend(q, _rep(v, _g(q, k)), _rep(v, _g(q, k))),
-            "The scores compare queries with the *keys*; yours uses the values.", "q @ k.transpose(-2, -1)"),
-    Variant("scaled by the number of query heads' group", lambda q, k, v: _attend(
-                q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), scale=1 / math.sqrt(q.size(-1) * _g(q, k))),
-            "The scale is 1/sqrt(head_dim) whatever the grouping.", "/ math.sqrt(hs)"),
-]
-
-
-def check_gqa(fn, seed: int = 0) -> CheckResult:
-    """Check gqa_attention(q (B, nh, T, hs), k, v (B, nkv, T, hs)) -> causal attention (B, nh, T, hs)."""
-    exercise = "grouped-query attention"
-
-    def case(s, B, nh, nkv, T, hs):
-        return (_randn(s, B, nh, T, hs), _randn(s + 1, B, nkv, T, hs), _randn(s + 2, B, nkv, T, hs))
-    cases = [case(seed, 2, 6, 2, 5, 4), case(seed + 10, 1, 4, 4, 3, 4),  # n_kv_head = n_head: GPT-2's attention
-             case(seed + 20, 1, 6, 3, 4, 8), case(seed + 30, 1, 4, 1, 4, 4)]  # and 1: multi-query attention
-    problem = check_cases(exercise, fn, cases, gqa_reference, GQA_MISTAKES,
-                          lambda q, k, v: f"q of shape {tuple(q.shape)}, k and v {tuple(k.shape)}", atol=1e-4,
-                          prepare=lambda c: tuple(t.clone() for t in c))
-    if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
-        return problem
-    return CheckResult(exercise, True, checked=["K/V head j // group serves query head j",
-                                                           "causal, scaled by 1/sqrt(hs)", "4 groupings"])

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["relation", "constant_name", "scale_note"]
+__all__ = ["relation", "constant_name", "scale_note", "permuted"]
 
 _KNOWN = [  # (factor, its short name, how a student gets it)
     (-1.0, "-1", "the negative of the reference: a sign flipped (a minus too many or too few)"),
@@ -111,6 +111,34 @@ def _scale(pairs, atol) -> float | None:
     return None if math.isclose(factors[0], 1.0, rel_tol=1e-3) else factors[0]
 
 
+def _mixed_with_input(xs, pairs, atol) -> tuple[str, str, str] | None:
+    """yours = a * reference + b * x on every case, for one pair of nameable constants (a, b) other than (1, 0):
+    e.g. 0.5 * (x + branch(x)), a residual added and the sum halved. Fitted by least squares on each case."""
+    fits = []
+    for x, (o, e) in zip(xs, pairs):
+        basis = torch.stack([e.flatten(), x.flatten()], 1)
+        if torch.linalg.matrix_rank(basis) < 2:
+            return None
+        a, b = torch.linalg.lstsq(basis, o.flatten()[:, None]).solution.flatten().tolist()
+        if not _close(o, a * e + b * x, atol * 10):
+            return None
+        fits.append((a, b))
+    a, b = fits[0]
+    if any(not (math.isclose(a, a2, rel_tol=1e-3) and math.isclose(b, b2, rel_tol=1e-3, abs_tol=1e-4))
+           for a2, b2 in fits) or abs(b) < 1e-4:
+        return None
+    names = [("1", "") if math.isclose(c, 1.0, rel_tol=1e-4) else constant_name(c) for c in (a, b)]
+    if None in names:
+        return None
+    if math.isclose(a, b, rel_tol=1e-4):
+        prop = f"the input added to the output (an extra residual), and the sum scaled by {names[0][0]}"
+    else:
+        prop = f"output = {names[0][0]} * reference + {names[1][0]} * input"
+    return (prop, f"On every tested input your output is exactly {a:.4g} times the reference's plus {b:.4g} times the "
+            "input x: the input mixed into the module's own output.",
+            "return the branch alone: no x added, no factor")
+
+
 def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[Any],
              atol: float = 1e-5) -> tuple[str, str, str] | None:
     """(property, explanation, hint) for the first relation that holds on every case, else None. inputs[i] is the
@@ -135,6 +163,9 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
                  "x + ... is missing.", "each branch is *added* to the stream: x = x + branch(...)")):
             if all(_close(o, e + sign * x, atol * 10) for x, (o, e) in zip(xs, pairs)):
                 return prop, why, hint
+        mixed = _mixed_with_input(xs, pairs, atol)
+        if mixed is not None:
+            return mixed
     if all(o.dim() >= 2 for o, _ in pairs) and any(o.shape[1] > 1 for o, _ in pairs):
         for k, direction in ((1, "later"), (-1, "earlier")):
             ok = all(o.shape[1] < 2 or _close(o[:, k:] if k > 0 else o[:, :k], e[:, :-k] if k > 0 else e[:, -k:],
@@ -163,4 +194,19 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
         if all(o.dim() >= 1 and _close(o, fn(e), atol) for o, e in pairs):
             return (prop, "Your output is the softmax (or log-softmax) of the reference's over the last axis: the "
                     "raw scores were normalised once too often.", "return the scores as they are")
+    return None
+
+
+def permuted(out: Any, expected: Any, atol: float = 1e-5) -> tuple[int, int] | None:
+    """(a, b) when out is expected with its axes a and b exchanged (out == expected.transpose(a, b), of another
+    shape), else None: the right numbers, laid out with a transpose that was never undone."""
+    if not (isinstance(out, torch.Tensor) and isinstance(expected, torch.Tensor)) or out.shape == expected.shape \
+            or out.dim() != expected.dim():
+        return None
+    for a in range(expected.dim()):
+        for b in range(a + 1, expected.dim()):
+            swapped = expected.transpose(a, b)
+            if swapped.shape == out.shape and torch.allclose(out.double(), swapped.double(), atol=atol, rtol=1e-4,
+                                                             equal_nan=True):
+                return a, b
     return None

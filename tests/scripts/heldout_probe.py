@@ -6,7 +6,8 @@ misname unless it is a fair generic name), valid written and passed, then every 
 checker's message. Round 1 (heldout_probe_models.py, heldout_probe_tokens.py) was counted before any checker
 change; round 2 (heldout_probe_round2.py) was written after round 1's fixes and counted before tuning for it.
 Rounds 5 and 6 of the tokens side (heldout_probe_round5_tokens.py, heldout_probe_round6_tokens.py) also cover the
-post-training checkers; their before/after counts are in the commit messages that add them.
+post-training checkers; their before/after counts are in the commit messages that add them. Round 8
+(heldout_probe_round8_models.py) was written before reading the model checkers' tables and counted untuned.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py
 """
@@ -30,6 +31,7 @@ import heldout_probe_round6_tokens  # noqa: E402,F401  (round 6, tokens side)
 import heldout_probe_round5_models  # noqa: E402,F401  (round 5: the model checkers)
 import heldout_probe_round6_models  # noqa: E402,F401  (round 6: the model checkers)
 import heldout_probe_round7_models  # noqa: E402,F401  (round 7: the model checkers, untuned)
+import heldout_probe_round8_models  # noqa: E402,F401  (round 8: the model checkers, written before reading them)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis

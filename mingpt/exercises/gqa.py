@@ -1,0 +1,146 @@
+"""
+Checking a student's grouped-query attention (GQA), the last of Llama's four parts (modern.py has the other three).
+
+The one idea, as in every checker (compare.py): rebuild each known mistake and name it only when it reproduces the
+student's output on every tested input. Here most mistakes are one keyword of `_gqa`, the reference computation
+with a knob per mistake, so two of them can also be rebuilt *together* (compose.py): a student who tiles the K/V
+heads and forgets the scaling is told both. The mask knobs cover the family of wrong masks: a sliding window of
+any width (the last w keys), the diagonal masked, and a boolean mask of the wrong polarity (SDPA's ``attn_mask``
+keeps the entries that are True; ``triu`` there keeps the future and hides the past).
+
+    from mingpt.exercises import check_gqa
+    check_gqa(gqa_attention)     # gqa_attention(q (B, nh, T, hs), k, v (B, nkv, T, hs)) -> causal, (B, nh, T, hs)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mingpt.exercises.checking import CheckResult, Variant
+from mingpt.exercises.compare import check_cases
+from mingpt.exercises.compose import knob, pairs
+
+__all__ = ["check_gqa", "GQA_MISTAKES", "gqa_reference"]
+
+
+def _rep(t, g, interleave=True):
+    return t.repeat_interleave(g, dim=1) if interleave else t.repeat(1, g, 1, 1)
+
+
+def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=-1, diagonal=1, window=None,
+         kv="kv", swap_qk=False, polarity=None):
+    """The reference with one knob per mistake (defaults: correct). tile: which of "k", "v" are tiled (repeat) instead
+    of repeated per group; kv: which tensors serve as keys and values ("kk": keys as values)."""
+    g = q.size(1) // k.size(1)
+    src = {"k": k, "v": v}
+    k, v = src[kv[0]], src[kv[1]]
+    if repeat:
+        k, v = _rep(k, g, "k" not in tile), _rep(v, g, "v" not in tile)
+    if swap_qk:
+        q, k = k, q
+    T = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) / q.size(-1) ** scale_pow
+    keep = torch.ones(T, T, dtype=torch.bool)
+    if causal:
+        keep = ~keep.triu(diagonal)
+    if window is not None:  # only the last `window` keys, t - window + 1 .. t
+        keep = keep & torch.ones(T, T, dtype=torch.bool).triu(1 - window)
+    if polarity is not None:  # a boolean mask of the wrong polarity: triu(polarity) kept, the rest hidden
+        keep = torch.ones(T, T, dtype=torch.bool).triu(polarity)
+    return att.masked_fill(~keep, float("-inf")).softmax(dim=softmax_dim) @ v
+
+
+def gqa_reference(q, k, v):
+    """Causal attention with K/V head j // group serving query head j (mingpt.modern.attention)."""
+    g = q.size(1) // k.size(1)
+    return F.scaled_dot_product_attention(q, _rep(k, g), _rep(v, g), is_causal=True)
+
+
+def _g(q, k):
+    return q.size(1) // k.size(1)
+
+
+SAME_REPEAT = ("K and V must be repeated the same way: head j reads K/V head j // group for both.",
+               "the same repeat_interleave for k and v")
+KNOBS = [
+    ("K/V heads tiled (repeat) instead of repeated per group (repeat_interleave)", dict(tile="kv"),
+     "Query heads 0 .. group-1 share K/V head 0, the next group K/V head 1, ...: head j reads K/V head j // group. "
+     "`.repeat` tiles the heads, so head j reads j % n_kv_head.",
+     "k.repeat_interleave(group, dim=1), or HF's repeat_kv (expand then reshape)"),
+    ("K repeated per group, V tiled (repeat and repeat_interleave mixed up)", dict(tile="v"), *SAME_REPEAT),
+    ("K tiled, V repeated per group (repeat and repeat_interleave mixed up)", dict(tile="k"), *SAME_REPEAT),
+    ("K/V heads not repeated", dict(repeat=False),
+     "n_kv_head key/value heads serve n_head query heads: each K/V head must be repeated for its group of "
+     "n_head // n_kv_head queries before the matmul (broadcasting only works when n_kv_head is 1).",
+     "k.repeat_interleave(n_head // n_kv_head, dim=1)"),
+    ("no causal mask", dict(causal=False), "Position t may only attend to positions <= t.",
+     "mask the scores above the diagonal with -inf"),
+    ("the diagonal masked too (a token cannot see itself)", dict(diagonal=0),
+     "Position t attends to positions <= t, itself included; masking the diagonal leaves the first row with nothing "
+     "to attend to (NaN).", "triu(diagonal=1): only the future is masked"),
+    ("scores scaled by 1/hs instead of 1/sqrt(hs)", dict(scale_pow=1.0), "The scores are divided by sqrt(head_dim).",
+     "/ math.sqrt(hs)"),
+    ("scores not scaled", dict(scale_pow=0.0),
+     "The scores are divided by sqrt(head_dim), or the softmax saturates as heads grow.", "/ math.sqrt(hs)"),
+    ("softmax over the queries axis", dict(softmax_dim=-2),
+     "Each query's weights over the keys sum to 1: softmax over the last axis.", "softmax(dim=-1)"),
+    ("keys used as values (v replaced by k)", dict(kv="kk"), "The weights average the *values*; yours averages the "
+     "keys.", "att @ v, with v repeated like k"),
+    ("values used as keys (k replaced by v)", dict(kv="vv"), "The scores compare queries with the *keys*; yours uses "
+     "the values.", "q @ k.transpose(-2, -1)"),
+    ("queries and keys swapped (k @ q^T)", dict(swap_qk=True),
+     "scores[t, j] is how much query t attends to key j: q @ k^T. Yours computes k @ q^T, the transpose.",
+     "q @ k.transpose(-2, -1)"),
+    ("boolean mask of the wrong polarity (the future and the diagonal kept, the past hidden)", dict(polarity=0),
+     "A boolean attn_mask (SDPA, masked_fill's complement) keeps the entries that are True: triu() keeps every "
+     "later key and hides the past.", "keep the lower triangle: torch.ones(T, T, dtype=torch.bool).tril()"),
+    ("boolean mask of the wrong polarity (the future kept, the past hidden)", dict(polarity=1),
+     "A boolean attn_mask keeps the entries that are True: triu(1) keeps the later keys only, and the last "
+     "position has none left (NaN).", "keep the lower triangle: torch.ones(T, T, dtype=torch.bool).tril()"),
+    *[(f"attention limited to the last {w} key{'s' if w > 1 else ''} (a sliding-window mask)", dict(window=w),
+       f"Query t attends to every key 0..t; your mask also hides the keys more than {w - 1} positions back, as a "
+       "sliding window does.", "hide only the future: triu(diagonal=1) of a (T, T) matrix")
+      for w in range(1, 5)],
+]
+SINGLES = [knob(_gqa, *row) for row in KNOBS]
+GQA_MISTAKES = SINGLES + [
+    Variant("K/V repeated along the time axis, not the heads",
+            lambda q, k, v: _gqa(q, k.repeat_interleave(_g(q, k), 2), v.repeat_interleave(_g(q, k), 2), repeat=False),
+            "k and v are (B, n_kv_head, T, hs): the heads are dim 1; repeating along dim 2 makes the sequence "
+            "longer instead.", "repeat_interleave(group, dim=1)"),
+    Variant("K/V repeated along the time axis, not the heads",  # and then repeated per group as well
+            lambda q, k, v: _gqa(q, k.repeat_interleave(_g(q, k), 2), v.repeat_interleave(_g(q, k), 2)),
+            "k and v are (B, n_kv_head, T, hs): the heads are dim 1; repeating along dim 2 makes the sequence "
+            "longer instead.", "repeat_interleave(group, dim=1)"),
+    Variant("queries averaged over each group (one query per K/V head)", lambda q, k, v: _gqa(
+                q.view(q.size(0), k.size(1), _g(q, k), *q.shape[2:]).mean(2).repeat_interleave(_g(q, k), 1), k, v),
+            "Each query head keeps its own query; only the keys and values are shared within a group. Yours "
+            "replaces the group's queries by their mean, so every head of a group computes the same attention.",
+            "repeat k and v, leave q as it is"),
+    Variant("scaled by the number of query heads' group", lambda q, k, v: F.scaled_dot_product_attention(
+                q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True, scale=1 / math.sqrt(q.size(-1) * _g(q, k))),
+            "The scale is 1/sqrt(head_dim) whatever the grouping.", "/ math.sqrt(hs)"),
+]
+
+
+def check_gqa(fn, seed: int = 0) -> CheckResult:
+    """Check gqa_attention(q (B, nh, T, hs), k, v (B, nkv, T, hs)) -> causal attention (B, nh, T, hs)."""
+    exercise = "grouped-query attention"
+
+    def randn(s, *shape):
+        return torch.randn(*shape, generator=torch.Generator().manual_seed(s))
+
+    def case(s, B, nh, nkv, T, hs):
+        return randn(s, B, nh, T, hs), randn(s + 1, B, nkv, T, hs), randn(s + 2, B, nkv, T, hs)
+    cases = [case(seed, 2, 6, 2, 5, 4), case(seed + 10, 1, 4, 4, 3, 4),  # n_kv_head = n_head: GPT-2's attention
+             case(seed + 20, 1, 6, 3, 4, 8), case(seed + 30, 1, 4, 1, 4, 4)]  # and 1: multi-query attention
+    problem = check_cases(exercise, fn, cases, gqa_reference, GQA_MISTAKES + pairs(_gqa, SINGLES),
+                          lambda q, k, v: f"q of shape {tuple(q.shape)}, k and v {tuple(k.shape)}", atol=1e-4,
+                          prepare=lambda c: tuple(t.clone() for t in c))
+    if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
+        return problem
+    return CheckResult(exercise, True, checked=["K/V head j // group serves query head j",
+                                                "causal, scaled by 1/sqrt(hs)", "4 groupings"])
