@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, fmt, run
-from mingpt.exercises.compare import NOT_RECOGNISED, explain, same
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, modified_in_place, same, two_mistakes
 from mingpt.exercises.lora import (
     LORA_FORWARD_MISTAKES,
     LORA_INIT_MISTAKES,
@@ -97,6 +97,11 @@ def check_sft_targets(fn) -> CheckResult:
     predicted token is not the assistant's."""
     exercise = "SFT targets and loss mask"
     ids, is_assistant = torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)
+    problem = modified_in_place(exercise, fn, (ids, is_assistant), "your function(ids, is_assistant)",
+                                "y = ids[1:] is a view of ids: writing -1 into it writes into ids; ids[1:].clone() "
+                                "or torch.where(...) make a new tensor")
+    if problem is not None:
+        return problem
     out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
                        hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
     if problem is not None:
@@ -108,6 +113,11 @@ def check_sft_targets(fn) -> CheckResult:
                     f"your function(ids={ids.tolist()}, is_assistant=...)", "return x, y (torch.tensor(...) around a "
                     "list)")
     x, y = out
+    wrong_type = [f"{name} has dtype {t.dtype}" for name, t in (("x", x), ("y", y)) if t.dtype != torch.long]
+    if wrong_type:  # a float y would be read by cross_entropy as class probabilities, not as ids
+        return fail(exercise, "wrong dtype: token ids must be integers (torch.long)", "; ".join(wrong_type) + ": "
+                    "x indexes the embedding and y names the target class, both as int64 ids.",
+                    f"your y {y.tolist()}", "keep the ids' own dtype (torch.where with an int fill, or .long())")
     if not torch.equal(x, ids[:-1]):
         return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
                     "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
@@ -136,13 +146,16 @@ def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=
 
 
 def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.0, reduce=torch.mean,
-         logsigmoid=True, ref_grad=False, beta_rejected=None, **kw):
+         logsigmoid=True, ref_grad=False, beta_rejected=None, ref_swapped=False, beta_outside=False, **kw):
     pi = logps(policy, x, y, **kw)
     with torch.enable_grad() if ref_grad else torch.no_grad():
         ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
+    if ref_swapped:  # the chosen answer's log-ratio taken against the reference's rejected answer, and vice versa
+        ref = ref.flip(-1)
+    scale, beta = (beta, 1.0) if beta_outside else (1.0, beta)
     margin = sign * (beta * (pi[:, 0] - ref[:, 0]) - (beta if beta_rejected is None else beta_rejected)
                      * (pi[:, 1] - ref[:, 1]))
-    return reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
+    return scale * reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
 
 
 DPO_MISTAKES = [
@@ -181,6 +194,14 @@ DPO_MISTAKES = [
     Variant("summed over the pairs instead of averaged", lambda *a: _dpo(*a, reduce=torch.sum),
             "The batch loss is the mean over pairs, so the learning rate does not depend on the batch size.",
             ".mean() over the pairs"),
+    Variant("the reference's chosen and rejected log-probs swapped", lambda *a: _dpo(*a, ref_swapped=True),
+            "Each answer's log-ratio compares the policy with the reference *on the same answer*: (pi_chosen - "
+            "ref_chosen) - (pi_rejected - ref_rejected); yours subtracts the reference's rejected log-prob from the "
+            "chosen one and vice versa.", "pair each policy log-prob with the reference's for the same answer"),
+    Variant("beta scales the loss, not the margin inside the log-sigmoid", lambda *a: _dpo(*a, beta_outside=True),
+            "beta belongs inside: -log sigmoid(beta * margin). Multiplying the loss by beta only rescales the "
+            "gradient; it no longer sets how far the policy may move from the reference.",
+            "-F.logsigmoid(beta * margin).mean()"),
 ]
 
 
@@ -317,6 +338,33 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
 ADVANTAGE_MISTAKES = _advantage_mistakes(EPS)
 
 
+# The centre and the scale are two parts: a wrong centre *and* a wrong scale (the whole batch's mean with the
+# population std; both over the wrong axis) is two mistakes, named together when they explain every output.
+def _advantage_pairs(eps: float) -> list[Variant]:
+    """Every wrong centre of the table with every wrong scale, named by the two rows (the same eps)."""
+    centres = {"centred on the whole batch's mean, not each group's": lambda r: r.mean(),
+               "centred across prompts (the mean over the wrong axis)": lambda r: r.mean(0, keepdim=True),
+               "centred on the median, not the mean": lambda r: r.median(1, keepdim=True).values,
+               "advantages not centred (the group mean not subtracted)": lambda r: 0}
+    scales = {"normalised by the whole batch's std, not each group's": lambda r: r.std() + eps,
+              "the population std (over G) where the sample std (over G - 1) is asked":
+                  lambda r: r.std(1, keepdim=True, unbiased=False) + eps,
+              "divided by the variance, not the std": lambda r: r.var(1, keepdim=True) + eps,
+              "normalised by the std across prompts (the wrong axis)": lambda r: r.std(0, keepdim=True) + eps,
+              "normalised by the range (max - min), not the std":
+                  lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + eps}
+    # the whole batch's statistics (one mistake) computed with the wrong statistic (another)
+    statistics = {"the population std (over G) where the sample std (over G - 1) is asked":
+                      lambda r: r.std(unbiased=False) + eps, "divided by the variance, not the std": lambda r: r.var()
+                  + eps, "normalised by the range (max - min), not the std": lambda r: r.amax() - r.amin() + eps}
+    rows = {v.property: v for v in _advantage_mistakes(eps)}
+    batch = rows["centred and normalised over the whole batch, not each group"]
+    return [two_mistakes(rows[c], rows[sc], lambda r, s, centre=centre, scale=scale: _adv(r, s, centre, scale))
+            for c, centre in centres.items() for sc, scale in scales.items()] + [
+        two_mistakes(batch, rows[st], lambda r, s, scale=scale: _adv(r, s, lambda r: r.mean(), scale))
+        for st, scale in statistics.items()]
+
+
 def _rounded(t):
     return [[round(v, 4) for v in row] for row in t.tolist()] if isinstance(t, torch.Tensor) and t.dim() == 2 else t
 
@@ -339,7 +387,8 @@ def check_group_advantages(fn) -> CheckResult:
             return problem
         outputs.append(out)
     found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
-                    [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)],
+                    [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
+                    + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],
                     lambda r, s: f"rewards {_rounded(r)}\nfunction(rewards, normalize_std={s})", TOL, HINT)
     if found is not None:
         return found
