@@ -306,7 +306,7 @@ NAMES = [
     ('check_sampling_probs', 'changes its input in place'),
     ('check_sampling_probs', 'top-p decided before the temperature'),
     ('check_sampling_probs', 'top-k keeps one token too many'),
-    ('check_sampling_probs', 'top-p uses a fixed p = 0.9, not the top_p argument'),
+    ('check_sampling_probs', 'top-p uses a fixed p, not the top_p argument (your outputs match p = 0.9)'),
     ('check_sampling_probs',
      'two mistakes: filtered after the softmax without renormalising; and temperature multiplied instead '
      'of divided'),

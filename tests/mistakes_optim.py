@@ -85,6 +85,10 @@ LR_MISTAKES = [
     # fitted families, two mistakes at once, and a mistake shown through nanoGPT's `it > lr_decay_iters` boundary
     (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr * (it + 1) / 8),
      "warm-up divides by a fixed 8, not by warmup_iters + 1"),
+    (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr * (it + 1) / 40),
+     "warm-up divides by a fixed 40, not by warmup_iters + 1"),
+    (check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it - 5, lr, mn, W, D),
+     "the whole schedule 5 steps behind (it - 5)"),
     (check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it + 2, lr, mn, W, D),
      "the whole schedule 2 steps ahead (it + 2)"),
     (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr, decay=lambda it, lr, mn, W, D: lr * 0.5 * (
@@ -198,7 +202,8 @@ WD_MISTAKES = [
 
 WD_VALID = [(check_weight_decay_groups, groups_ok), (check_weight_decay_groups, groups_by_module)]
 
-UNNAMED = [(check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it, lr, mn, W, D) * 1.01)]
+UNNAMED = [(check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it, lr, mn, W, D) * 1.01),
+           (check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it + 9, lr, mn, W, D))]  # no family shifts by 9
 
 MISTAKES = LR_MISTAKES + WD_MISTAKES
 VALID = LR_VALID + WD_VALID

@@ -147,8 +147,12 @@ SAMPLING_MISTAKES = [
     # argument mistakes, fitted families and two mistakes at once (compare.part_variants)
     (check_sampling_probs, sampler(temperature_step=lambda lg, t: lg / t ** 0.5),
      "temperature applied as its square root"),
+    (check_sampling_probs, sampler(top_k=lambda lg, k: top_k_filter(lg, min(k + 2, lg.shape[-1]))),
+     "top-k keeps 2 tokens too many"),
+    (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_filter(lg, 0.85)),
+     "top-p uses a fixed p, not the top_p argument (your outputs match p = 0.85)"),
     (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_filter(lg, 0.9)),
-     "top-p uses a fixed p = 0.9, not the top_p argument"),
+     "top-p uses a fixed p, not the top_p argument (your outputs match p = 0.9)"),
     (check_sampling_probs, lambda lg, t=1.0, k=None, p=None: probs_filter_after_softmax(lg * t * t, t, k, p),
      "two mistakes: filtered after the softmax without renormalising; and temperature multiplied instead of divided"),
     (check_sampling_probs, sampler(top_k=lambda lg, k: top_k_filter(lg, min(k + 1, lg.shape[-1])),
@@ -178,7 +182,8 @@ SAMPLING_VALID = [(check_sampling_probs, probs_ok), (check_sampling_probs, probs
                   (check_greedy, lambda logits: logits.argmax(dim=-1)),
                   (check_greedy, lambda logits: torch.max(logits, dim=1).indices)]
 
-UNNAMED = [(check_sampling_probs, sampler(temperature_step=lambda lg, t: lg / (t + 0.1)))]
+UNNAMED = [(check_sampling_probs, sampler(temperature_step=lambda lg, t: lg / (t + 0.1))),
+           (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_filter(lg, p * 0.93)))]
 
 MISTAKES = SAMPLING_MISTAKES
 VALID = SAMPLING_VALID

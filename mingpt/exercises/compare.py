@@ -222,5 +222,5 @@ def part_variants(build: Callable[..., Callable], parts: Sequence[Part], pairs: 
     if not pairs:
         return singles
     doubles = [two_mistakes(a, b, build(**{a.kind: a.value, b.kind: b.value}))
-               for n, a in enumerate(parts) for b in parts[n + 1:] if a.kind != b.kind]
+               for n, a in enumerate(parts) for b in parts[n + 1:] if a.kind != b.kind and a.property != b.property]
     return singles + doubles

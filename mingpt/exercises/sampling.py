@@ -271,19 +271,20 @@ ARGUMENT_MISTAKES = [
          "squared: the logits were divided by T twice.", "divide by the temperature once"),
     Part("temperature", _power(0.5), "temperature applied as its square root",
          "Your logits are divided by sqrt(T), not by T.", "logits / temperature"),
-    Part("top_k", lambda lg, t, k, p: (lg, t, None if k is None else k + 1, p), "top-k keeps one token too many",
-         "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
-    Part("top_k", lambda lg, t, k, p: (lg, t, k if k is None or k < 2 else k - 1, p),
-         "top-k keeps one token too few", "top_k = k must leave exactly k tokens with non-zero probability.",
-         "compare with the k-th largest"),
+] + [Part("top_k", lambda lg, t, k, p, d=d: (lg, t, k if k is None or k + d < 1 else k + d, p),
+          f"top-k keeps {'one token' if abs(d) == 1 else f'{abs(d)} tokens'} too {'many' if d > 0 else 'few'}",
+          "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest")
+     for d in (1, -1, 2, -2, 3)] + [
     Part("top_k", lambda lg, t, k, p: (lg, t, None, p), "top-k ignored", "With top_k given, only the k most likely "
          "tokens may be sampled.", "apply the top-k filter when top_k is not None"),
     Part("top_p", lambda lg, t, k, p: (lg, t, k, None), "top-p ignored", "With top_p given, only the most likely "
          "tokens whose mass reaches p stay; yours keeps every token.", "apply the top-p filter when top_p is not None"),
 ] + [Part("top_p", lambda lg, t, k, p, c=c: (lg, t, k, None if p is None else c),
-          f"top-p uses a fixed p = {c}, not the top_p argument", f"Your nucleus is the one for p = {c} whatever "
-          "top_p is (a constant or a default left in place of the argument).", "use the top_p argument")
-     for c in (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 0.95, 0.99)]
+          f"top-p uses a fixed p, not the top_p argument (your outputs match p = {c})", f"Your nucleus is the one for "
+          f"p = {c} (or a value near it) whatever top_p is: a constant or a default left in place of the argument.",
+          "use the top_p argument")  # the roundest values first: the name gives the first value that fits
+     for c in (0.9, 0.5, 0.8, 0.95, 0.99, 0.7, 0.6, 0.75, 0.85, 0.3, 0.4, 0.25, 0.2, 0.1, 0.92, 0.98, 0.65, 0.55,
+               0.45, 0.35, 0.15, 0.05)]
 
 
 def _build(temperature=None, top_k=None, top_p=None, body=_reference):

@@ -186,7 +186,8 @@ LR_PARTS = [
          "learning_rate * (it + 1) / (warmup_iters + 1)"),
 ] + [Part("warm", lambda i, lr, mn, W, c=c: lr * (i + 1) / c, f"warm-up divides by a fixed {c}, not by "
           "warmup_iters + 1", f"Your warm-up is learning_rate * (it + 1) / {c} whatever warmup_iters is (a warm-up "
-          "length written as a number).", "learning_rate * (it + 1) / (warmup_iters + 1)") for c in range(2, 31)] + [
+          "length written as a number).", "learning_rate * (it + 1) / (warmup_iters + 1)")
+     for c in [*range(2, 31), 32, 40, 50, 64, 100, 128, 200, 256, 500, 1000, 2000]] + [
     Part("progress", lambda i, W, D: i / D, "decay measured from step 0 instead of the end of warm-up",
          "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters).",
          "the cosine starts when the warm-up ends"),
@@ -216,7 +217,7 @@ LR_PARTS = [
 ] + [Part("it", lambda it, lr, mn, W, D, k=k: (it + k, lr, mn, W, D), f"the whole schedule {abs(k)} step"
           f"{'s' if abs(k) > 1 else ''} {'ahead' if k > 0 else 'behind'} (it {'+' if k > 0 else '-'} {abs(k)})",
           f"Each of your rates is the reference's for step it {'+' if k > 0 else '-'} {abs(k)}: it counts from 0, "
-          "the first step is it = 0.", "use it as given") for k in (1, -1, 2, -2, 3, -3)]
+          "the first step is it = 0.", "use it as given") for k in (1, -1, 2, -2, 3, -3, 4, -4, 5, -5)]
 
 
 def _build(it=None, warm=None, progress=None, shape=None, after=None, floor=None, warm_to_W=False, late_end=False):
