@@ -306,6 +306,17 @@ TWO_ADVANTAGE_MISTAKES = [
 ]
 
 
+@pytest.mark.parametrize("student, name", [
+    (lambda *a: dpo(*a[:4], 0.3), "beta fixed at 0.3, not the beta argument"),
+    (lambda *a: dpo(*a, mean=True, reduce="sum"), "two mistakes: log-probs averaged over the answer's tokens, not "
+     "summed; and summed over the pairs instead of averaged"),
+    (lambda *a: dpo(*a, ref_swapped=True, logsig=False), "two mistakes: the reference's chosen and rejected log-probs "
+     "swapped; and the log-sigmoid is missing")])
+def test_dpo_fitted_beta_and_two_mistakes_at_once_are_named(student, name):
+    result = check_dpo_loss(student)
+    assert not result and result.property == name, str(result)
+
+
 @pytest.mark.parametrize("student, name", TWO_ADVANTAGE_MISTAKES)
 def test_two_advantage_mistakes_at_once_are_both_named(student, name):
     result = check_group_advantages(student)
