@@ -175,17 +175,27 @@ def encode_sorted_merges(ids, merges):  # valid: each merge once, in rank order
     return ids
 
 
-def encoder(choose):
+def encoder(choose, new_id=lambda merges, pair: merges[pair], guard=2, merge=None):
     def encode(ids, merges):
         ids = list(ids)
-        while len(ids) >= 2:
+        while len(ids) >= guard:
             candidates = [p for p in zip(ids, ids[1:]) if p in merges]
             if not candidates:
                 break
             pair = choose(candidates, merges)
-            ids = merge_ok(ids, pair, merges[pair])
+            ids = (merge or merge_ok)(ids, pair, new_id(merges, pair))
         return ids
     return encode
+
+
+def encode_every_pair_per_pass(ids, merges):  # each round merges all the mergeable pairs present, lowest rank first
+    ids = list(ids)
+    while True:
+        present = sorted({p for p in zip(ids, ids[1:]) if p in merges}, key=merges.get)
+        if not present:
+            return ids
+        for pair in present:
+            ids = merge_ok(ids, pair, merges[pair])
 
 
 def encode_by_frequency(ids, merges):
@@ -270,6 +280,17 @@ ENCODE_MISTAKES = [
     (check_bpe_encode, encode_without_stop, "the loop never stops"),
     (check_bpe_encode, encode_no_guard, "fails when fewer than two tokens are left"),
     (check_bpe_encode, encode_in_place, "the input list was changed"),
+    (check_bpe_encode, encoder(lambda c, m: sorted(c, key=m.get)[0], new_id=lambda m, p: m.get(p[::-1], m[p])),
+     "the id of the reversed pair written (merges[pair[::-1]])"),
+    (check_bpe_encode, encoder(lambda c, m: min(c, key=m.get), new_id=lambda m, p: 256 + sorted(m.values()).index(
+        m[p])), "the merged token's id counted from 256 (256 + the rank's position), not merges[pair]"),
+    (check_bpe_encode, encode_every_pair_per_pass, "every mergeable pair merged in one pass (not the lowest-ranked "
+                                                   "pair, one at a time)"),
+    # two mistakes at once, in two parts of the loop (compare.part_variants)
+    (check_bpe_encode, encoder(lambda c, m: max(c, key=m.get), guard=3),
+     "two mistakes: merging the latest-learned pair first; and stops with two tokens left (length guard off by one)"),
+    (check_bpe_encode, encoder(lambda c, m: c[0], merge=merge_drops_last), "two mistakes: merging the leftmost pair "
+     "instead of the lowest rank; and the merge step inside encode: last element dropped"),
 ]
 
 ENCODE_VALID = [(check_bpe_encode, encode_ok), (check_bpe_encode, encode_sorted_merges),

@@ -82,6 +82,20 @@ LR_MISTAKES = [
     (check_lr_schedule, lr_with(decay=cosine(curve=lambda p: 0.5 * (1 - math.cos(math.pi * p)))),
      "the cosine goes up instead of down"),
     (check_lr_schedule, lambda it, lr, mn, W, D: str(lr_ok(it, lr, mn, W, D)), "the learning rate must be a number"),
+    # fitted families, two mistakes at once, and a mistake shown through nanoGPT's `it > lr_decay_iters` boundary
+    (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr * (it + 1) / 8),
+     "warm-up divides by a fixed 8, not by warmup_iters + 1"),
+    (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr * (it + 1) / 40),
+     "warm-up divides by a fixed 40, not by warmup_iters + 1"),
+    (check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it - 5, lr, mn, W, D),
+     "the whole schedule 5 steps behind (it - 5)"),
+    (check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it + 2, lr, mn, W, D),
+     "the whole schedule 2 steps ahead (it + 2)"),
+    (check_lr_schedule, lr_with(warmup=lambda it, lr, mn, W: lr, decay=lambda it, lr, mn, W, D: lr * 0.5 * (
+        1 + math.cos(math.pi * (it - W) / (D - W)))),
+     "two mistakes: warm-up missing; and cosine decays towards 0, then jumps to min_lr"),
+    (check_lr_schedule, lambda it, lr, mn, W, D: lr if it > D else lr_by_coefficient(it, lr, mn, W, D),
+     "learning_rate after lr_decay_iters"),
 ]
 
 LR_VALID = [(check_lr_schedule, lr_ok), (check_lr_schedule, lr_by_coefficient)]
@@ -155,6 +169,11 @@ def module_is_linear_not_embedding(model, n, p):
 
 
 WD_MISTAKES = [
+    (check_weight_decay_groups, groups(lambda m, n, p: id(p) in linear_weights(m) and ".mlp." not in n),
+     "only some Linear weights decayed: none on mlp.c_fc and mlp.c_proj"),
+    (check_weight_decay_groups, groups(lambda m, n, p: id(p) in linear_weights(m) and n != "transformer.h.1.attn.c_proj"
+                                       ".weight"),
+     "only some Linear weights decayed: none on transformer.h.1.attn.c_proj"),
     (check_weight_decay_groups, groups(lambda m, n, p: True), "weight decay on biases and LayerNorm gains and position "
                                                               "embeddings"),
     (check_weight_decay_groups, groups(lambda m, n, p: p.dim() >= 2), "weight decay on position embeddings"),
@@ -183,7 +202,8 @@ WD_MISTAKES = [
 
 WD_VALID = [(check_weight_decay_groups, groups_ok), (check_weight_decay_groups, groups_by_module)]
 
-UNNAMED = [(check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it, lr, mn, W, D) * 1.01)]
+UNNAMED = [(check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it, lr, mn, W, D) * 1.01),
+           (check_lr_schedule, lambda it, lr, mn, W, D: lr_ok(it + 9, lr, mn, W, D))]  # no family shifts by 9
 
 MISTAKES = LR_MISTAKES + WD_MISTAKES
 VALID = LR_VALID + WD_VALID

@@ -37,6 +37,13 @@ def sampler(temperature_step=lambda lg, t: lg / t, top_k=top_k_filter, top_p=top
     return probs
 
 
+def top_p_rule(logits, p, drop, unsort=True):
+    """top-p with the rule drop(sorted probs, p) -> which sorted positions go; unsort=False forgets the scatter."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    remove = drop(sorted_logits.softmax(dim=-1), p)
+    return logits.masked_fill(remove.scatter(-1, order, remove) if unsort else remove, NEG)
+
+
 def probs_ok(logits, temperature=1.0, top_k=None, top_p=None):
     return sampler()(logits, temperature, top_k, top_p)
 
@@ -124,6 +131,33 @@ SAMPLING_MISTAKES = [
     (check_sampling_probs, sampler(finish=lambda lg: F.softmax(lg, dim=0)), "softmax over the batch axis"),
     (check_sampling_probs, sampler(finish=lambda lg: F.softmax(lg, dim=-1).double()), "wrong dtype"),
     (check_sampling_probs, sampler(finish=lambda lg: F.softmax(lg, dim=-1)[:, None]), "extra dimension of size 1"),
+    # ties and an exact running sum (the checker's last stage), the shift written with roll, the mask left sorted
+    (check_sampling_probs, sampler(top_k=lambda lg, k: lg.masked_fill(~torch.zeros_like(lg, dtype=torch.bool).scatter(
+        -1, torch.topk(lg, k).indices, True), NEG)), "top-k keeps exactly k tokens: tokens tied with the k-th are cut"),
+    (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_rule(lg, p, lambda pr, p: pr.cumsum(-1) - pr > p)),
+     "top-p keeps a token when the mass above it equals p (> where >= is needed)"),
+    (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_rule(lg, p, lambda probs, p: torch.roll(
+        probs.cumsum(-1) > p, 1, -1))), "top-p's shift done with torch.roll: the last decision wraps round to the most "
+                                         "likely token"),
+    (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_rule(lg, p, lambda probs, p: probs.cumsum(-1) - probs >= p,
+                                                                  unsort=False)),
+     "top-p's decision left in sorted order (not scattered back to the vocabulary)"),
+    (check_sampling_probs, sampler(finish=lambda lg: F.one_hot(lg.argmax(-1), lg.shape[-1]).float()),
+     "returned a one-hot of the most likely token (greedy), not the distribution"),
+    # argument mistakes, fitted families and two mistakes at once (compare.part_variants)
+    (check_sampling_probs, sampler(temperature_step=lambda lg, t: lg / t ** 0.5),
+     "temperature applied as its square root"),
+    (check_sampling_probs, sampler(top_k=lambda lg, k: top_k_filter(lg, min(k + 2, lg.shape[-1]))),
+     "top-k keeps 2 tokens too many"),
+    (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_filter(lg, 0.85)),
+     "top-p uses a fixed p, not the top_p argument (your outputs match p = 0.85)"),
+    (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_filter(lg, 0.9)),
+     "top-p uses a fixed p, not the top_p argument (your outputs match p = 0.9)"),
+    (check_sampling_probs, lambda lg, t=1.0, k=None, p=None: probs_filter_after_softmax(lg * t * t, t, k, p),
+     "two mistakes: filtered after the softmax without renormalising; and temperature multiplied instead of divided"),
+    (check_sampling_probs, sampler(top_k=lambda lg, k: top_k_filter(lg, min(k + 1, lg.shape[-1])),
+                                   top_p=top_p_drops_crossing),
+     "two mistakes: top-p drops the token that crosses p; and top-k keeps one token too many"),
     (check_greedy, lambda logits: logits.argmax(dim=0), "argmax over the wrong axis"),
     (check_greedy, lambda logits: logits.max(dim=-1).values, "returned the largest logit, not its token id"),
 ]
@@ -148,7 +182,8 @@ SAMPLING_VALID = [(check_sampling_probs, probs_ok), (check_sampling_probs, probs
                   (check_greedy, lambda logits: logits.argmax(dim=-1)),
                   (check_greedy, lambda logits: torch.max(logits, dim=1).indices)]
 
-UNNAMED = [(check_sampling_probs, sampler(temperature_step=lambda lg, t: lg / (t + 0.1)))]
+UNNAMED = [(check_sampling_probs, sampler(temperature_step=lambda lg, t: lg / (t + 0.1))),
+           (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_filter(lg, p * 0.93)))]
 
 MISTAKES = SAMPLING_MISTAKES
 VALID = SAMPLING_VALID

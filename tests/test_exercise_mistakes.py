@@ -150,3 +150,16 @@ def test_unregistered_parameters_are_counted_in_the_message():
     result = check_mlp(MLPInAList)
     assert result.explanation.startswith("0 of your MLPInAList's parameters are registered")
     assert "nn.ModuleList" in result.hint
+
+
+def test_sampling_names_a_stage_mistake_and_says_another_difference_remains():
+    # temperature multiplied (the temperature settings show it alone) and top-p at p * 0.93 (no table row): the name
+    # comes from the first stage, with a note that it does not explain every setting
+    from mingpt.exercises import check_sampling_probs
+    from mistakes_sampling import sampler, top_p_filter
+    result = check_sampling_probs(sampler(temperature_step=lambda lg, t: lg * t,
+                                          top_p=lambda lg, p: top_p_filter(lg, p * 0.93)))
+    assert not result and result.property == "temperature multiplied instead of divided", str(result)
+    assert "not those of every setting" in result.counterexample, str(result)
+    alone = check_sampling_probs(sampler(temperature_step=lambda lg, t: lg * t))
+    assert alone.property == result.property and "not those of every setting" not in alone.counterexample

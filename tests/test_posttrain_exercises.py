@@ -142,7 +142,7 @@ def logps(model, x, y, mean=False, unmasked=False, from_x=False, probs=False):
 
 
 def dpo(policy, reference, x, y, beta, *, frozen=True, swap=False, beta_as=lambda b: b, no_ref=False,
-        logsig=True, reduce="mean", beta_chosen_only=False, **kw):
+        logsig=True, reduce="mean", beta_chosen_only=False, ref_swapped=False, **kw):
     pi = logps(policy, x, y, **kw)
     if frozen:
         with torch.no_grad():
@@ -151,6 +151,8 @@ def dpo(policy, reference, x, y, beta, *, frozen=True, swap=False, beta_as=lambd
         ref = logps(reference, x, y, **kw)
     if no_ref:
         ref = torch.zeros_like(ref)
+    if ref_swapped:  # pi_chosen - ref_rejected and pi_rejected - ref_chosen
+        ref = ref[:, [1, 0]]
     chosen, rejected = (1, 0) if swap else (0, 1)
     margin = beta_as(beta) * ((pi[:, chosen] - ref[:, chosen]) - (pi[:, rejected] - ref[:, rejected]))
     if beta_chosen_only:
@@ -166,6 +168,8 @@ DPO_STUDENTS = {
     "the sign is swapped (chosen and rejected exchanged)": lambda *a: dpo(*a, swap=True),
     "beta left out": lambda *a: dpo(*a, beta_as=lambda b: 1.0),
     "beta divides the margin instead of multiplying it": lambda *a: dpo(*a, beta_as=lambda b: 1 / b),
+    "the reference's chosen and rejected log-probs swapped": lambda *a: dpo(*a, ref_swapped=True),
+    "beta scales the loss, not the margin inside the log-sigmoid": lambda *a: a[4] * dpo(*a, beta_as=lambda b: 1.0),
     "the reference model is left out": lambda *a: dpo(*a, no_ref=True),
     "the log-sigmoid is missing": lambda *a: dpo(*a, logsig=False),
     "summed over the pairs instead of averaged": lambda *a: dpo(*a, reduce="sum"),
@@ -288,6 +292,50 @@ def test_valid_alternatives_pass(checker, student):
     result = checker(student)
     assert result, str(result)
     assert str(result).startswith("PASSED")
+
+
+# Two mistakes at once: a wrong centre and a wrong scale (posttrain._advantage_pairs), named together.
+TWO_ADVANTAGE_MISTAKES = [
+    (lambda r, s: adv(r, s, centre="axis0", scale="axis0"), "two mistakes: centred across prompts (the mean over the "
+     "wrong axis); and normalised by the std across prompts (the wrong axis)"),
+    (lambda r, s: adv(r, s, centre="median", scale="population"), "two mistakes: centred on the median, not the mean; "
+     "and the population std (over G) where the sample std (over G - 1) is asked"),
+    (lambda r, s: (r - r.mean()) / (r.std(unbiased=False) + 1e-4) if s else r - r.mean(), "two mistakes: centred and "
+     "normalised over the whole batch, not each group; and the population std (over G) where the sample std (over "
+     "G - 1) is asked"),
+]
+
+
+@pytest.mark.parametrize("student, name", [
+    (lambda *a: dpo(*a[:4], 0.3), "beta fixed at 0.3, not the beta argument"),
+    (lambda *a: dpo(*a, mean=True, reduce="sum"), "two mistakes: log-probs averaged over the answer's tokens, not "
+     "summed; and summed over the pairs instead of averaged"),
+    (lambda *a: dpo(*a, ref_swapped=True, logsig=False), "two mistakes: the reference's chosen and rejected log-probs "
+     "swapped; and the log-sigmoid is missing")])
+def test_dpo_fitted_beta_and_two_mistakes_at_once_are_named(student, name):
+    result = check_dpo_loss(student)
+    assert not result and result.property == name, str(result)
+
+
+@pytest.mark.parametrize("student, name", TWO_ADVANTAGE_MISTAKES)
+def test_two_advantage_mistakes_at_once_are_both_named(student, name):
+    result = check_group_advantages(student)
+    assert not result and result.property == name, str(result)
+
+
+def sft_in_place(ids, is_assistant):  # y is a view of ids: the -1 are written into the caller's ids
+    y = ids[1:]
+    y[~is_assistant[1:]] = -1
+    return ids[:-1], y
+
+
+@pytest.mark.parametrize("student, name", [
+    (sft_in_place, "changes its input in place"),
+    (lambda i, a: (i[:-1], torch.where(a[1:], i[1:].float(), -1.0)), "wrong dtype: token ids must be integers "
+                                                                     "(torch.long)")])
+def test_sft_targets_in_place_and_float_targets_are_named(student, name):
+    result = check_sft_targets(student)
+    assert not result and result.property == name, str(result)
 
 
 def test_an_unknown_mistake_is_not_guessed_but_shows_the_first_difference():

@@ -192,3 +192,35 @@ def modified_in_place(exercise: str, fn: Callable, args: tuple, describe: str, h
                         "the call: the caller still needs it unchanged.", f"{describe}\nbefore {fmt(before, 6)}\n"
                         f"after  {fmt(after, 6)}", hint)
     return None
+
+
+# ------------------------------------------------------------------------------------------ two mistakes at once
+# A student often makes two small mistakes at once (no warm-up *and* a cosine towards 0). No single rebuilt variant
+# reproduces that, and naming one of the two would hide the other. When a reference is built from replaceable parts
+# (the warm-up, the progress, the shape of the decay; the temperature, top-k, top-p), two mistakes in two different
+# parts compose exactly: build the reference with both parts replaced. Such a pair is named only when it reproduces
+# every tested output, like any variant, and only after no single variant did (the variants are tried in order).
+class Part:
+    """One known mistake in one replaceable part of a reference: build(**{kind: value}) rebuilds it."""
+
+    def __init__(self, kind: str, value: Any, property: str, explanation: str, hint: str):
+        self.kind, self.value, self.property, self.explanation, self.hint = kind, value, property, explanation, hint
+
+
+def two_mistakes(a: Any, b: Any, compute: Callable) -> Variant:
+    """A variant made of two mistakes (Parts or Variants), named by both: 'two mistakes: A; and B'."""
+    return Variant(f"two mistakes: {a.property}; and {b.property}", compute, f"{a.explanation} And: {b.explanation}",
+                   f"{a.hint}; and {b.hint}")
+
+
+def part_variants(build: Callable[..., Callable], parts: Sequence[Part], pairs: bool = True) -> list[Variant]:
+    """
+    Every part's mistake alone, then (pairs=True) every two mistakes in two different parts at once. build(**kw)
+    returns the reference with the parts named in kw replaced, as a function of one case's arguments.
+    """
+    singles = [Variant(p.property, build(**{p.kind: p.value}), p.explanation, p.hint) for p in parts]
+    if not pairs:
+        return singles
+    doubles = [two_mistakes(a, b, build(**{a.kind: a.value, b.kind: b.value}))
+               for n, a in enumerate(parts) for b in parts[n + 1:] if a.kind != b.kind and a.property != b.property]
+    return singles + doubles

@@ -52,7 +52,8 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
      "see the start of the sequence (trim only when the sequence exceeds max_length, and then the model crops).",
      "return every position stored so far"),
     ("returned the keys stored before this call (new ones not included)",
-     lambda K, V, h: close(K, _cat(h.k[:-1] or h.k)) and close(V, _cat(h.v[:-1] or h.v)),
+     lambda K, V, h: close(K, _cat(h.k[:-1])) and close(V, _cat(h.v[:-1])) if len(h.k) > 1 else  # first call:
+     close(K, _cat(h.k)) and close(V, _cat(h.v)) or K.dim() == 4 and K.shape[2] == 0 == V.shape[2],  # or nothing
      "update must return every position so far *including* the k, v it was just given; yours returns what was "
      "stored before, so the new token cannot attend to itself.", "append first, then return the stores"),
     ("returned the whole preallocated buffer", lambda K, V, h: K.dim() == 4 and K.shape[2] > len(h)
@@ -66,6 +67,12 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
      "Your keys end with every stored position, in order, but start with positions that were never written (the "
      "buffer's empty slots): the write offset is past where the stored positions end.",
      "write the new k, v at [length : length + T] and return [:length + T]"),
+    *[(f"written {d} position{'s' * (d > 1)} too late (off by {d}): the first slot{'s' * (d > 1)} empty, the newest "
+       "cut off", lambda K, V, h, d=d: K.dim() == 4 and K.shape == V.shape and K.shape[2] == len(h) > d
+       and close(K[:, :, d:], _cat(h.k)[:, :, :-d]) and close(V[:, :, d:], _cat(h.v)[:, :, :-d]),
+       f"Your keys are the right ones shifted {d} later along time: a write at [length + {d} : ...] instead of "
+       "[length : length + T] leaves the first slot(s) of the buffer unwritten and pushes the newest position past "
+       "the end you return.", "write the new k, v at [length : length + T]") for d in (1, 2)],
     ("keys and values swapped", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.k)),
      "update must return (keys, values) in that order.", "return keys first, then values"),
     ("values stored as keys", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.k)),

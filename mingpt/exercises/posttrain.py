@@ -5,7 +5,8 @@ group advantages (the references are mingpt.posttrain's own).
 The one idea, as in every checker (checking.py): the checker owns the reference, so it rebuilds each *known*
 mistake from a table and names the mistake only when the rebuilt one reproduces the student's output exactly. When
 no row of the table explains every tested input, it says so (compare.NOT_RECOGNISED) and shows the first element
-that differs, instead of guessing (compare.explain does both). The LoRA checker lives in lora.py. The tables
+that differs, instead of guessing (compare.explain does both). The LoRA checker lives in lora.py, the DPO checker
+in dpo.py. The tables
 (`SFT_MISTAKES`, `DPO_MISTAKES`, ...) are public so a teacher can read them.
 
     from mingpt.exercises.posttrain import check_sft_targets, check_lora_layer, check_dpo_loss, check_group_advantages
@@ -17,21 +18,18 @@ that differs, instead of guessing (compare.explain does both). The LoRA checker 
 
 from __future__ import annotations
 
-import copy
-
 import torch
-import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, fail, fmt, run
-from mingpt.exercises.compare import NOT_RECOGNISED, explain, same
+from mingpt.exercises.checking import CheckResult, Variant, fail, run
+from mingpt.exercises.compare import explain, modified_in_place, two_mistakes
+from mingpt.exercises.dpo import DPO_MISTAKES, check_dpo_loss
 from mingpt.exercises.lora import (
     LORA_FORWARD_MISTAKES,
     LORA_INIT_MISTAKES,
     LORA_MERGE_MISTAKES,
     check_lora_layer,
 )
-from mingpt.model import GPT, IGNORE_INDEX
-from mingpt.posttrain.dpo import dpo_loss, sequence_logprobs
+from mingpt.model import IGNORE_INDEX
 from mingpt.posttrain.rl import group_advantages
 
 __all__ = [
@@ -97,6 +95,11 @@ def check_sft_targets(fn) -> CheckResult:
     predicted token is not the assistant's."""
     exercise = "SFT targets and loss mask"
     ids, is_assistant = torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)
+    problem = modified_in_place(exercise, fn, (ids, is_assistant), "your function(ids, is_assistant)",
+                                "y = ids[1:] is a view of ids: writing -1 into it writes into ids; ids[1:].clone() "
+                                "or torch.where(...) make a new tensor")
+    if problem is not None:
+        return problem
     out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
                        hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
     if problem is not None:
@@ -108,6 +111,11 @@ def check_sft_targets(fn) -> CheckResult:
                     f"your function(ids={ids.tolist()}, is_assistant=...)", "return x, y (torch.tensor(...) around a "
                     "list)")
     x, y = out
+    wrong_type = [f"{name} has dtype {t.dtype}" for name, t in (("x", x), ("y", y)) if t.dtype != torch.long]
+    if wrong_type:  # a float y would be read by cross_entropy as class probabilities, not as ids
+        return fail(exercise, "wrong dtype: token ids must be integers (torch.long)", "; ".join(wrong_type) + ": "
+                    "x indexes the embedding and y names the target class, both as int64 ids.",
+                    f"your y {y.tolist()}", "keep the ids' own dtype (torch.where with an int fill, or .long())")
     if not torch.equal(x, ids[:-1]):
         return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
                     "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
@@ -119,130 +127,6 @@ def check_sft_targets(fn) -> CheckResult:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
                                                 "their end of turn only", "-1 elsewhere"])
-
-
-# ------------------------------------------------------------------------------------------ 3. DPO
-BETA = 0.3
-
-
-def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False):
-    logits = model(x.flatten(0, 1))[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
-    targets = y.flatten(0, 1)
-    mask = targets != IGNORE_INDEX
-    picked = torch.where(mask, x.flatten(0, 1), targets) if targets_from_x else targets
-    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
-    per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
-    return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
-
-
-def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.0, reduce=torch.mean,
-         logsigmoid=True, ref_grad=False, beta_rejected=None, **kw):
-    pi = logps(policy, x, y, **kw)
-    with torch.enable_grad() if ref_grad else torch.no_grad():
-        ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
-    margin = sign * (beta * (pi[:, 0] - ref[:, 0]) - (beta if beta_rejected is None else beta_rejected)
-                     * (pi[:, 1] - ref[:, 1]))
-    return reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
-
-
-DPO_MISTAKES = [
-    Variant("log-probs summed over the prompt and padding too", lambda *a: _dpo(*a, unmasked=True),
-            "log pi(y|x) sums the log-probabilities of the answer's tokens only: wherever y is -1 (the prompt, the "
-            "padding) there is no answer token, and yours added the probability of token 0 there.",
-            "multiply by the mask (y != -1) before summing"),
-    Variant("log-probs averaged over the answer's tokens, not summed", lambda *a: _dpo(*a, mean=True),
-            "The paper's log pi(y|x) is the log-probability of the whole answer: a sum over its tokens.",
-            "sum over the answer's tokens (don't divide by their number)"),
-    Variant("log-probs of the input tokens instead of the targets", lambda *a: _dpo(*a, targets_from_x=True),
-            "The logits at position t predict y[t] (the next token), not x[t].", "gather the targets y"),
-    Variant("the sign is swapped (chosen and rejected exchanged)", lambda *a: _dpo(*a, sign=-1.0),
-            "The loss must fall as the chosen answer's implicit reward rises above the rejected one's; yours "
-            "rewards the rejected answer.", "margin = (chosen terms) - (rejected terms)"),
-    Variant("beta left out", lambda *a: _dpo(*a, beta=1.0),
-            "beta multiplies the log-ratio margin inside the sigmoid: it sets how far the policy may move.",
-            "-logsigmoid(beta * margin)"),
-    Variant("beta multiplies only the chosen answer's log-ratio", lambda *a: _dpo(*a, beta_rejected=1.0),
-            "beta scales the whole margin: beta * ((chosen log-ratio) - (rejected log-ratio)); yours leaves the "
-            "rejected term unscaled.", "parenthesise the difference before multiplying by beta"),
-    Variant("beta divides the margin instead of multiplying it", lambda *a: _dpo(*a, beta=1 / BETA),
-            "The implicit reward is beta * (log pi - log pi_ref).", "-logsigmoid(beta * margin)"),
-    Variant("the reference model is left out", lambda *a: _dpo(*a, no_ref=True),
-            "Each answer's log-probability is measured against the frozen reference's: log pi - log pi_ref. Without "
-            "it the cheapest way to win is to make every answer unlikely.", "subtract the reference's log-probs"),
-    Variant("the log-sigmoid is missing", lambda *a: _dpo(*a, logsigmoid=False),
-            "The loss is -log sigmoid(beta * margin): bounded pushes, not a margin that grows without end.",
-            "F.logsigmoid"),
-    Variant("probabilities summed instead of log-probabilities", lambda *a: _dpo(*a, probs=True),
-            "log pi(y|x) is the sum of each answer token's *log*-probability (the log of their product); yours adds "
-            "the probabilities themselves.", "F.log_softmax, then gather and sum"),
-    Variant("the loss's sign flipped (logsigmoid without the minus)", lambda *a: -_dpo(*a),
-            "DPO minimises -log sigmoid(beta * margin); without the minus the optimizer pushes the rejected answer "
-            "up.", "-F.logsigmoid(...)"),
-    Variant("summed over the pairs instead of averaged", lambda *a: _dpo(*a, reduce=torch.sum),
-            "The batch loss is the mean over pairs, so the learning rate does not depend on the batch size.",
-            ".mean() over the pairs"),
-]
-
-
-def _tiny_gpt(seed: int) -> GPT:
-    config = GPT.get_default_config()
-    config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=11, block_size=8,
-                                embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
-    with torch.random.fork_rng():  # seeded, and the student's own random stream left as it was
-        torch.manual_seed(seed)
-        return GPT(config).eval()
-
-
-def check_dpo_loss(fn) -> CheckResult:
-    """Check fn(policy, reference, x, y, beta) -> the mean DPO loss over pairs; x, y (B, 2, T), rows chosen then
-    rejected, y = -1 where no answer token is predicted. Gradients must reach the policy and never the reference."""
-    exercise = "DPO loss"
-    reference = _tiny_gpt(0)
-    policy = copy.deepcopy(reference)
-    with torch.no_grad():  # a policy that has moved away from the reference: every term of the loss matters
-        for p in policy.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    x = torch.tensor([[[1, 4, 2, 7, 3, 0], [1, 4, 2, 9, 9, 5]], [[6, 3, 8, 1, 0, 0], [6, 3, 2, 0, 0, 0]]])
-    y = torch.tensor([[[-1, -1, 7, 3, 10, -1], [-1, -1, 9, 9, 5, 10]],
-                      [[-1, 8, 1, 10, -1, -1], [-1, 2, 10, -1, -1, -1]]])  # -1: prompt and padding
-    args = (policy, reference, x, y)
-    loss, problem = run(exercise, f"your function(policy, reference, x, y, beta={BETA})", fn, *args, BETA,
-                        hint="x, y are (B, 2, T): flatten to (2B, T) for the model, whose forward returns "
-                        "(logits, loss); y is -1 where nothing is predicted (clamp before gather)")
-    if problem is not None:
-        return problem
-    if not (isinstance(loss, torch.Tensor) and loss.dim() == 0):
-        return fail(exercise, "must return one number (a 0-dim tensor)", f"yours returned {type(loss).__name__}"
-                    + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""),
-                    hint="the mean over the pairs of -logsigmoid(beta * margin)")
-    pi, ref = sequence_logprobs(policy(x.flatten(0, 1))[0], y.flatten(0, 1)).view(2, 2), \
-        sequence_logprobs(reference(x.flatten(0, 1))[0], y.flatten(0, 1)).view(2, 2)
-    expected = dpo_loss(pi[:, 0], pi[:, 1], ref[:, 0], ref[:, 1], BETA)[0].mean()
-    example = f"2 pairs, beta={BETA}: x {tuple(x.shape)}, y[0] {y[0].tolist()}"
-    found = explain(exercise, [args], [loss], lambda *a: expected, DPO_MISTAKES, lambda *a: example, hint=HINT)
-    if found is not None:
-        return found
-    if not loss.requires_grad:
-        return fail(exercise, "no gradient reaches the policy", "The loss must be differentiable in the policy's "
-                    "weights: that is what DPO trains.", example, "compute the policy's log-probs with gradients on")
-    policy.zero_grad(set_to_none=True)
-    reference.zero_grad(set_to_none=True)
-    loss.backward()
-    yours = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None and p.grad.any()}
-    if yours:
-        name = next(iter(yours))
-        rebuilt = copy.deepcopy(reference)
-        _dpo(policy, rebuilt, x, y, ref_grad=True).backward()
-        if same(yours[name], dict(rebuilt.named_parameters())[name].grad, 1e-5):
-            return fail(exercise, "gradients flow through the reference model", "The reference is frozen: its "
-                        "log-probs are constants (torch.no_grad() or .detach()); otherwise the optimizer, or "
-                        "backward alone, moves or charges the model DPO is measured against.",
-                        f"reference {name}.grad is non-zero: {fmt(yours[name])}", "compute them under torch.no_grad()")
-        return fail(exercise, NOT_RECOGNISED, "The reference model received gradients that no "
-                    "known mistake reproduces.", f"reference {name}.grad = {fmt(yours[name])}",
-                    "the reference's log-probs must be constants")
-    return CheckResult(exercise, True, checked=["log-probs summed over the answer's tokens", "beta, sign, "
-                                                "log-sigmoid, mean over pairs", "no gradient into the reference"])
 
 
 # ------------------------------------------------------------------------------------------ 4. GRPO advantages
@@ -317,6 +201,33 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
 ADVANTAGE_MISTAKES = _advantage_mistakes(EPS)
 
 
+# The centre and the scale are two parts: a wrong centre *and* a wrong scale (the whole batch's mean with the
+# population std; both over the wrong axis) is two mistakes, named together when they explain every output.
+def _advantage_pairs(eps: float) -> list[Variant]:
+    """Every wrong centre of the table with every wrong scale, named by the two rows (the same eps)."""
+    centres = {"centred on the whole batch's mean, not each group's": lambda r: r.mean(),
+               "centred across prompts (the mean over the wrong axis)": lambda r: r.mean(0, keepdim=True),
+               "centred on the median, not the mean": lambda r: r.median(1, keepdim=True).values,
+               "advantages not centred (the group mean not subtracted)": lambda r: 0}
+    scales = {"normalised by the whole batch's std, not each group's": lambda r: r.std() + eps,
+              "the population std (over G) where the sample std (over G - 1) is asked":
+                  lambda r: r.std(1, keepdim=True, unbiased=False) + eps,
+              "divided by the variance, not the std": lambda r: r.var(1, keepdim=True) + eps,
+              "normalised by the std across prompts (the wrong axis)": lambda r: r.std(0, keepdim=True) + eps,
+              "normalised by the range (max - min), not the std":
+                  lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + eps}
+    # the whole batch's statistics (one mistake) computed with the wrong statistic (another)
+    statistics = {"the population std (over G) where the sample std (over G - 1) is asked":
+                      lambda r: r.std(unbiased=False) + eps, "divided by the variance, not the std": lambda r: r.var()
+                  + eps, "normalised by the range (max - min), not the std": lambda r: r.amax() - r.amin() + eps}
+    rows = {v.property: v for v in _advantage_mistakes(eps)}
+    batch = rows["centred and normalised over the whole batch, not each group"]
+    return [two_mistakes(rows[c], rows[sc], lambda r, s, centre=centre, scale=scale: _adv(r, s, centre, scale))
+            for c, centre in centres.items() for sc, scale in scales.items()] + [
+        two_mistakes(batch, rows[st], lambda r, s, scale=scale: _adv(r, s, lambda r: r.mean(), scale))
+        for st, scale in statistics.items()]
+
+
 def _rounded(t):
     return [[round(v, 4) for v in row] for row in t.tolist()] if isinstance(t, torch.Tensor) and t.dim() == 2 else t
 
@@ -339,7 +250,8 @@ def check_group_advantages(fn) -> CheckResult:
             return problem
         outputs.append(out)
     found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
-                    [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)],
+                    [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
+                    + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],
                     lambda r, s: f"rewards {_rounded(r)}\nfunction(rewards, normalize_std={s})", TOL, HINT)
     if found is not None:
         return found

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, close, fail, run
-from mingpt.exercises.compare import check_cases, modified_in_place
+from mingpt.exercises.checking import CheckResult, close, fail, fmt, run
+from mingpt.exercises.compare import Part, check_cases, modified_in_place, part_variants, same
 from mingpt.generation import filter_logits
 
 __all__ = ["check_greedy", "check_sampling_probs", "SAMPLING_MISTAKES"]
@@ -110,6 +110,11 @@ def _top_k_ascending(lg, t, k, p):
     if k is not None and k < lg.size(-1):
         lg = lg.masked_fill(lg < lg.sort(dim=-1).values[:, k - 1 : k], float("-inf"))
     return F.softmax(filter_logits(lg, None, p), dim=-1)
+
+
+TIES = ("When several tokens tie with the k-th largest logit, all of them stay (mingpt and Hugging Face compare with "
+        "the k-th value: logits < kth are removed); choosing exactly k by position in a sort drops some of them "
+        "arbitrarily.")
 
 
 SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanation, hint)
@@ -205,36 +210,168 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "The function returns the probabilities to sample from: softmax of the filtered logits.", "softmax at the end"),
     ("softmax over the batch axis", lambda lg, t, k, p: F.softmax(filter_logits(lg / t, k, p), dim=0),
      "Each row is one sequence's distribution over the vocabulary (the last axis).", "softmax(dim=-1)"),
+    ("top-k keeps exactly k tokens: tokens tied with the k-th are cut", lambda lg, t, k, p: _reference_with(
+        lg, t, k, p, lambda x: _exactly_k(x, k, lambda x: x.sort(dim=-1, descending=True).indices[:, k:])),
+     TIES, "logits < the k-th largest value (torch.topk(logits, k).values[:, -1:])"),
+    ("top-k keeps exactly k tokens: tokens tied with the k-th are cut", lambda lg, t, k, p: _reference_with(
+        lg, t, k, p, lambda x: _exactly_k(x, k, lambda x: _complement(x, torch.topk(x, k, dim=-1).indices))),
+     TIES, "logits < the k-th largest value (torch.topk(logits, k).values[:, -1:])"),
+    ("top-p keeps a token when the mass above it equals p (> where >= is needed)",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: _above(s) > p), -1),
+     "Once the tokens above reach a mass of p (exactly p counts), the nucleus is complete: it is the *smallest* set "
+     "whose probability reaches p. Yours keeps one more token when the running sum lands exactly on p.",
+     "drop a token when the mass above it is >= p"),
+    ("top-p's shift done with torch.roll: the last decision wraps round to the most likely token",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: torch.roll(
+         s.softmax(-1).cumsum(-1) > p, 1, dims=-1)), -1),
+     "torch.roll moves the last column to the front: the least likely token's decision (always 'drop', its running "
+     "sum is 1) lands on the most likely token, which must always stay.",
+     "shift with a slice (drop[..., 1:] = drop[..., :-1].clone(); drop[..., 0] = False), or use cumsum - probs"),
+    ("top-p's decision left in sorted order (not scattered back to the vocabulary)",
+     lambda lg, t, k, p: F.softmax((lambda x: x if p is None else x.masked_fill(
+         _above(x.sort(dim=-1, descending=True).values) >= p, float("-inf")))(_top_k(lg / t, k)), -1),
+     "The drop mask is computed on the sorted logits; position j of it is about the j-th most likely token, not "
+     "token j. It must be put back in vocabulary order before masking.",
+     "mask.scatter(-1, sorted_indices, mask), or logits[sorted_indices[mask]]"),
+    ("returned a one-hot of the most likely token (greedy), not the distribution",
+     lambda lg, t, k, p: F.one_hot(_reference(lg, t, k, p).argmax(-1), lg.size(-1)).to(lg.dtype),
+     "The function returns the probabilities to sample from; taking their argmax is greedy decoding, whatever the "
+     "temperature and filters.", "return the softmax itself; torch.multinomial samples from it"),
 ]
+
+def _reference_with(lg, t, k, p, top_k):
+    """The reference with its top-k step replaced by top_k(logits) (when k is given)."""
+    x = lg / t
+    if k is not None and k < x.size(-1):
+        x = top_k(x)
+    return F.softmax(filter_logits(x, None, p), dim=-1)
+
+
+def _exactly_k(x, k, dropped):
+    return x.scatter(-1, dropped(x), float("-inf"))
+
+
+def _complement(x, kept):
+    keep = torch.zeros_like(x, dtype=torch.bool).scatter(-1, kept, True)
+    return torch.arange(x.size(-1)).expand_as(x)[~keep].view(x.size(0), -1)
+
+
+def _power(a):  # the temperature applied as T ** a: the logits divided by T ** (a - 1) before the usual / T
+    return lambda lg, t, k, p: (lg / t ** (a - 1), t, k, p)
+
+
+# Mistakes in one argument (how the temperature is applied, which k, which p): each one alone, and combined with
+# every other mistake of the table (two at once), see compare.part_variants.
+ARGUMENT_MISTAKES = [
+    Part("temperature", _power(0), "temperature ignored", "The temperature must change the distribution: logits / "
+         "temperature, sharper below 1 and flatter above.", "divide the logits by the temperature"),
+    Part("temperature", _power(-1), "temperature multiplied instead of divided", "A temperature below 1 must make "
+         "the distribution sharper; yours makes it flatter.", "logits / temperature"),
+    Part("temperature", _power(2), "temperature applied twice", "Your distribution is the one for temperature T "
+         "squared: the logits were divided by T twice.", "divide by the temperature once"),
+    Part("temperature", _power(0.5), "temperature applied as its square root",
+         "Your logits are divided by sqrt(T), not by T.", "logits / temperature"),
+] + [Part("top_k", lambda lg, t, k, p, d=d: (lg, t, k if k is None or k + d < 1 else k + d, p),
+          f"top-k keeps {'one token' if abs(d) == 1 else f'{abs(d)} tokens'} too {'many' if d > 0 else 'few'}",
+          "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest")
+     for d in (1, -1, 2, -2, 3)] + [
+    Part("top_k", lambda lg, t, k, p: (lg, t, None, p), "top-k ignored", "With top_k given, only the k most likely "
+         "tokens may be sampled.", "apply the top-k filter when top_k is not None"),
+    Part("top_p", lambda lg, t, k, p: (lg, t, k, None), "top-p ignored", "With top_p given, only the most likely "
+         "tokens whose mass reaches p stay; yours keeps every token.", "apply the top-p filter when top_p is not None"),
+] + [Part("top_p", lambda lg, t, k, p, c=c: (lg, t, k, None if p is None else c),
+          f"top-p uses a fixed p, not the top_p argument (your outputs match p = {c})", f"Your nucleus is the one for "
+          f"p = {c} (or a value near it) whatever top_p is: a constant or a default left in place of the argument.",
+          "use the top_p argument")  # the roundest values first: the name gives the first value that fits
+     for c in (0.9, 0.5, 0.8, 0.95, 0.99, 0.7, 0.6, 0.75, 0.85, 0.3, 0.4, 0.25, 0.2, 0.1, 0.92, 0.98, 0.65, 0.55,
+               0.45, 0.35, 0.15, 0.05)]
+
+
+def _build(temperature=None, top_k=None, top_p=None, body=_reference):
+    """The reference (or one table mistake, body) with up to three of its arguments rewritten by mistakes."""
+    steps = [f for f in (temperature, top_k, top_p) if f is not None]
+
+    def compute(lg, t, k, p):
+        case = (lg, t, k, p)
+        for f in steps:
+            case = f(*case)
+        return body(*case)
+    return compute
+
+
+VARIANTS = part_variants(_build, [Part("body", f, name, why, hint) for name, f, why, hint in SAMPLING_MISTAKES]
+                         + ARGUMENT_MISTAKES)
 
 # Checked in stages, each with several settings, so that a mistake is named from the stage where it first shows
 # (a top-p bug from the top-p-only settings) even when the student's combined filter has a second one.
 STAGES = [("temperature", [(1.0, None, None), (0.5, None, None), (2.0, None, None)]),
           ("top-k", [(1.0, 3, None), (0.7, 2, None), (1.0, 1, None), (1.3, 4, None)]),
           ("top-p", [(1.0, None, 0.6), (0.8, None, 0.9), (1.0, None, 0.3), (1.2, None, 0.75)]),
-          ("top-k and top-p together", [(1.0, 2, 0.8), (1.5, 4, 0.5), (0.9, 3, 0.95)])]
+          ("top-k and top-p together", [(1.0, 2, 0.8), (1.5, 4, 0.5), (0.9, 3, 0.95)]),
+          ("ties and exact sums", [(1.0, 2, None), (1.0, 3, None), (1.0, None, 0.5), (1.0, None, 0.75)])]
+LOGITS = [torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -2.0], [0.3, 2.5, -0.5, 1.5, 0.0, 1.0]]),
+          torch.tensor([[0.2, -1.3, 3.1, 0.9, 1.7, -0.4, 0.6], [1.1, 0.8, -2.0, 0.1, 2.2, 1.9, -0.7],
+                        [-0.5, 0.4, 0.0, 1.2, -1.1, 0.7, 2.6]])]
+# The last stage's logits: a tie with the k-th largest (top-k keeps all of the tied tokens), and float32 logits
+# 0, log(1/2), log(1/4), log(1/4) whose softmax is *exactly* 1/2, 1/4, 1/8, 1/8, so that the mass above a token can
+# equal p exactly (with p = 0.5 or 0.75) and a strict comparison shows.
+HALF, QUARTER = -0.6931471824645996, -1.3862943649291992
+TIE_LOGITS = [torch.tensor([[1.0, 2.0, 1.0, 0.5, 1.0, -1.0], [0.5, 0.5, 3.0, 0.5, 1.0, 2.0]]),
+              torch.tensor([[0.0, HALF, QUARTER, QUARTER], [QUARTER, 0.0, QUARTER, HALF]])]
 
 
 def check_sampling_probs(fn) -> CheckResult:
     """Check fn(logits, temperature, top_k=None, top_p=None) -> the probabilities to sample the next token from."""
     exercise = "sampling distribution"
-    logits = [torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -2.0], [0.3, 2.5, -0.5, 1.5, 0.0, 1.0]]),
-              torch.tensor([[0.2, -1.3, 3.1, 0.9, 1.7, -0.4, 0.6], [1.1, 0.8, -2.0, 0.1, 2.2, 1.9, -0.7],
-                            [-0.5, 0.4, 0.0, 1.2, -1.1, 0.7, 2.6]])]
     describe = lambda lg, t, k, p: f"logits = {lg.tolist()}, temperature={t}, top_k={k}, top_p={p}"
-    problem = modified_in_place(exercise, fn, (logits[0], 0.5, 2, 0.8), describe(logits[0], 0.5, 2, 0.8),
+    problem = modified_in_place(exercise, fn, (LOGITS[0], 0.5, 2, 0.8), describe(LOGITS[0], 0.5, 2, 0.8),
                                 "logits / temperature makes a new tensor; logits.div_(...) or logits[...] = ... "
                                 "change the caller's")
     if problem is not None:
         return problem
-    for _, settings in STAGES:
-        cases = [(lg, *setting) for lg in logits for setting in settings]
-        problem = check_cases(exercise, fn, cases, _reference, [Variant(*row) for row in SAMPLING_MISTAKES],
-                              describe, atol=1e-5, hint="order: divide by the temperature, filter (top-k, then "
-                                                        "top-p) with -inf, then softmax",
+    hint = "order: divide by the temperature, filter (top-k, then top-p) with -inf, then softmax"
+    staged = [[(lg, *setting) for lg in (TIE_LOGITS if name.startswith("ties") else LOGITS) for setting in settings]
+              for name, settings in STAGES]
+    named, ran_all = _named_on_every_case(exercise, fn, [case for cases in staged for case in cases], describe, hint)
+    if named is not None:
+        return named
+    names = {v.property for v in VARIANTS}
+    for (name, _), cases in zip(STAGES, staged):
+        problem = check_cases(exercise, fn, cases, _reference, VARIANTS, describe, atol=1e-5, hint=hint,
                               crash_hint="logits are (B, V): filter along the last axis",
                               prepare=lambda case: (case[0].clone(), *case[1:]))
+        if problem is not None and ran_all and problem.property in names:  # named from this stage's settings only
+            problem.counterexample += (f"\nnote: this mistake explains every output of the {name} settings, but "
+                                       "not those of every setting: your code has another difference too")
         if problem is not None:
             return problem
     return CheckResult(exercise, True, checked=["temperature", "top-k", "top-p (the crossing token kept)",
-                                                "top-k and top-p together", "each row sums to 1"])
+                                                "top-k and top-p together", "ties", "each row sums to 1"])
+
+
+def _named_on_every_case(exercise, fn, cases, describe, hint) -> tuple[CheckResult | None, bool]:
+    """(the one or two mistakes that reproduce the outputs of *every* setting, or None; whether fn ran on all).
+    With None, the stages name a mistake from the first setting where the outputs go wrong."""
+    outputs = []
+    for case in cases:
+        out, problem = run(exercise, describe(*case), fn, case[0].clone(), *case[1:])
+        if problem is not None:
+            return None, False
+        outputs.append(out)
+    expected = [_reference(*case) for case in cases]
+    wrong = [n for n, (o, e) in enumerate(zip(outputs, expected)) if not same(o, e)]
+    if not wrong:
+        return None, True
+    for variant in VARIANTS:
+        if all(_matches(variant, case, out) for case, out in zip(cases, outputs)):
+            n = wrong[0]
+            return fail(exercise, variant.property, variant.explanation, f"{describe(*cases[n])}\nyours    "
+                        f"{fmt(outputs[n], 6)}\nexpected {fmt(expected[n], 6)}", variant.hint), True
+    return None, True
+
+
+def _matches(variant, case, out) -> bool:
+    try:
+        return same(out, variant.compute(*case))
+    except Exception:
+        return False

@@ -5,8 +5,8 @@ named (the checker's property matches what the mistake is), named otherwise (a d
 misname unless it is a fair generic name), valid written and passed, then every mistake not named with the
 checker's message. Round 1 (heldout_probe_models.py, heldout_probe_tokens.py) was counted before any checker
 change; round 2 (heldout_probe_round2.py) was written after round 1's fixes and counted before tuning for it.
-Rounds 5 and 6 of the tokens side (heldout_probe_round5_tokens.py, heldout_probe_round6_tokens.py) also cover the
-post-training checkers; their before/after counts are in the commit messages that add them. Round 8
+Rounds 5, 6 and 7 of the tokens side (heldout_probe_round5_tokens.py, ..._round6_tokens.py, ..._round7_tokens.py)
+also cover the post-training checkers; their before/after counts are in the commit messages that add them. Round 8
 (heldout_probe_round8_models.py) was written before reading the model checkers' tables and counted untuned.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py
@@ -28,6 +28,7 @@ from mingpt.exercises.compare import NOT_RECOGNISED  # noqa: E402
 import heldout_probe_round4  # noqa: E402,F401  (imported for its registrations: rounds 1 to 4, in order)
 import heldout_probe_round5_tokens  # noqa: E402,F401  (round 5, tokens side)
 import heldout_probe_round6_tokens  # noqa: E402,F401  (round 6, tokens side)
+import heldout_probe_round7_tokens  # noqa: E402,F401  (round 7, tokens side)
 import heldout_probe_round5_models  # noqa: E402,F401  (round 5: the model checkers)
 import heldout_probe_round6_models  # noqa: E402,F401  (round 6: the model checkers)
 import heldout_probe_round7_models  # noqa: E402,F401  (round 7: the model checkers, untuned)

@@ -1,0 +1,207 @@
+"""
+Checking a student's DPO loss (mingpt.posttrain.dpo's): for each preference pair, the policy's log-probability of
+the chosen and of the rejected answer, each measured against the frozen reference's, and
+loss = -log sigmoid(beta * ((pi_chosen - ref_chosen) - (pi_rejected - ref_rejected))), averaged over the pairs.
+
+The one idea, as in every checker: a mistake is named only when a rebuilt variant reproduces the student's loss
+exactly, here at two values of beta (so that a beta written as a number, or put in the wrong place, cannot match by
+luck). The loss is built from parts (the log-probs, where beta goes, the sign, the reference, the reduction), and
+two mistakes in two parts are named together (compare.part_variants). Gradients must reach the policy and never the
+reference.
+
+    from mingpt.exercises.dpo import check_dpo_loss
+    check_dpo_loss(my_dpo_loss)            # my_dpo_loss(policy, reference, x, y, beta) -> the mean loss
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from mingpt.exercises.checking import CheckResult, Variant, fail, fmt, run
+from mingpt.exercises.compare import NOT_RECOGNISED, Part, explain, part_variants, same
+from mingpt.model import GPT, IGNORE_INDEX
+from mingpt.posttrain.dpo import dpo_loss, sequence_logprobs
+
+__all__ = ["check_dpo_loss", "DPO_MISTAKES", "DPO_PARTS"]
+
+HINT = "compare your code with the definition above the exercise, one step at a time"
+
+BETA, OTHER_BETA = 0.3, 0.1  # the loss is checked at both
+
+
+def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False):
+    logits = model(x.flatten(0, 1))[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
+    targets = y.flatten(0, 1)
+    mask = targets != IGNORE_INDEX
+    picked = torch.where(mask, x.flatten(0, 1), targets) if targets_from_x else targets
+    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
+    per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
+    return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
+
+
+def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.0, reduce=torch.mean,
+         logsigmoid=True, ref_grad=False, beta_rejected=None, ref_swapped=False, beta_outside=False, **kw):
+    pi = logps(policy, x, y, **kw)
+    with torch.enable_grad() if ref_grad else torch.no_grad():
+        ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
+    if ref_swapped:  # the chosen answer's log-ratio taken against the reference's rejected answer, and vice versa
+        ref = ref.flip(-1)
+    scale, beta = (beta, 1.0) if beta_outside else (1.0, beta)
+    margin = sign * (beta * (pi[:, 0] - ref[:, 0]) - (beta if beta_rejected is None else beta_rejected)
+                     * (pi[:, 1] - ref[:, 1]))
+    return scale * reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
+
+
+DPO_MISTAKES = [
+    Variant("log-probs summed over the prompt and padding too", lambda *a: _dpo(*a, unmasked=True),
+            "log pi(y|x) sums the log-probabilities of the answer's tokens only: wherever y is -1 (the prompt, the "
+            "padding) there is no answer token, and yours added the probability of token 0 there.",
+            "multiply by the mask (y != -1) before summing"),
+    Variant("log-probs averaged over the answer's tokens, not summed", lambda *a: _dpo(*a, mean=True),
+            "The paper's log pi(y|x) is the log-probability of the whole answer: a sum over its tokens.",
+            "sum over the answer's tokens (don't divide by their number)"),
+    Variant("log-probs of the input tokens instead of the targets", lambda *a: _dpo(*a, targets_from_x=True),
+            "The logits at position t predict y[t] (the next token), not x[t].", "gather the targets y"),
+    Variant("the sign is swapped (chosen and rejected exchanged)", lambda *a: _dpo(*a, sign=-1.0),
+            "The loss must fall as the chosen answer's implicit reward rises above the rejected one's; yours "
+            "rewards the rejected answer.", "margin = (chosen terms) - (rejected terms)"),
+    Variant("beta left out", lambda p, r, x, y, b: _dpo(p, r, x, y, 1.0),
+            "beta multiplies the log-ratio margin inside the sigmoid: it sets how far the policy may move.",
+            "-logsigmoid(beta * margin)"),
+    Variant("beta multiplies only the chosen answer's log-ratio", lambda *a: _dpo(*a, beta_rejected=1.0),
+            "beta scales the whole margin: beta * ((chosen log-ratio) - (rejected log-ratio)); yours leaves the "
+            "rejected term unscaled.", "parenthesise the difference before multiplying by beta"),
+    Variant("beta divides the margin instead of multiplying it", lambda p, r, x, y, b: _dpo(p, r, x, y, 1 / b),
+            "The implicit reward is beta * (log pi - log pi_ref).", "-logsigmoid(beta * margin)"),
+    Variant("the reference model is left out", lambda *a: _dpo(*a, no_ref=True),
+            "Each answer's log-probability is measured against the frozen reference's: log pi - log pi_ref. Without "
+            "it the cheapest way to win is to make every answer unlikely.", "subtract the reference's log-probs"),
+    Variant("the log-sigmoid is missing", lambda *a: _dpo(*a, logsigmoid=False),
+            "The loss is -log sigmoid(beta * margin): bounded pushes, not a margin that grows without end.",
+            "F.logsigmoid"),
+    Variant("probabilities summed instead of log-probabilities", lambda *a: _dpo(*a, probs=True),
+            "log pi(y|x) is the sum of each answer token's *log*-probability (the log of their product); yours adds "
+            "the probabilities themselves.", "F.log_softmax, then gather and sum"),
+    Variant("the loss's sign flipped (logsigmoid without the minus)", lambda *a: -_dpo(*a),
+            "DPO minimises -log sigmoid(beta * margin); without the minus the optimizer pushes the rejected answer "
+            "up.", "-F.logsigmoid(...)"),
+    Variant("summed over the pairs instead of averaged", lambda *a: _dpo(*a, reduce=torch.sum),
+            "The batch loss is the mean over pairs, so the learning rate does not depend on the batch size.",
+            ".mean() over the pairs"),
+    Variant("the reference's chosen and rejected log-probs swapped", lambda *a: _dpo(*a, ref_swapped=True),
+            "Each answer's log-ratio compares the policy with the reference *on the same answer*: (pi_chosen - "
+            "ref_chosen) - (pi_rejected - ref_rejected); yours subtracts the reference's rejected log-prob from the "
+            "chosen one and vice versa.", "pair each policy log-prob with the reference's for the same answer"),
+    Variant("beta scales the loss, not the margin inside the log-sigmoid", lambda *a: _dpo(*a, beta_outside=True),
+            "beta belongs inside: -log sigmoid(beta * margin). Multiplying the loss by beta only rescales the "
+            "gradient; it no longer sets how far the policy may move from the reference.",
+            "-F.logsigmoid(beta * margin).mean()"),
+]
+
+
+# One mistake per part of the loss (kind: the part; value: _dpo's keywords, or for beta a function of beta), named as
+# the table's rows; two mistakes in two parts are named together.
+_PARTS = [("logps", {"unmasked": True}, "log-probs summed over the prompt and padding too"),
+          ("logps", {"mean": True}, "log-probs averaged over the answer's tokens, not summed"),
+          ("logps", {"targets_from_x": True}, "log-probs of the input tokens instead of the targets"),
+          ("logps", {"probs": True}, "probabilities summed instead of log-probabilities"),
+          ("beta", lambda b: 1.0, "beta left out"), ("beta", lambda b: 1 / b, "beta divides the margin instead of "
+                                                                               "multiplying it"),
+          ("beta", {"beta_outside": True}, "beta scales the loss, not the margin inside the log-sigmoid"),
+          ("beta", {"beta_rejected": 1.0}, "beta multiplies only the chosen answer's log-ratio"),
+          ("sign", {"sign": -1.0}, "the sign is swapped (chosen and rejected exchanged)"),
+          ("reference", {"no_ref": True}, "the reference model is left out"),
+          ("reference", {"ref_swapped": True}, "the reference's chosen and rejected log-probs swapped"),
+          ("reduce", {"reduce": torch.sum}, "summed over the pairs instead of averaged"),
+          ("sigmoid", {"logsigmoid": False}, "the log-sigmoid is missing")]
+_ROWS = {v.property: v for v in DPO_MISTAKES}
+DPO_PARTS = [Part(kind, value, name, _ROWS[name].explanation, _ROWS[name].hint) for kind, value, name in _PARTS] + [
+    Part("beta", lambda b, c=c: c, f"beta fixed at {c}, not the beta argument", f"Your loss is the one for beta = {c} "
+         "whatever beta is passed (a number written in place of the argument).", "use the beta argument")
+    for c in (0.1, 0.3, 0.5, 0.2, 0.05, 0.25, 2.0)]
+
+
+def _build(**parts):
+    kw, beta_of = {}, (lambda b: b)
+    for value in parts.values():
+        if callable(value):
+            beta_of = value
+        else:
+            kw.update(value)
+    return lambda p, r, x, y, b: _dpo(p, r, x, y, beta_of(b), **kw)
+
+
+DPO_VARIANTS = DPO_MISTAKES + part_variants(_build, DPO_PARTS)  # the table, then the parts alone and in pairs
+
+
+def _tiny_gpt(seed: int) -> GPT:
+    config = GPT.get_default_config()
+    config.merge_from_dict(dict(model_type=None, n_layer=1, n_head=2, n_embd=16, vocab_size=11, block_size=8,
+                                embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0))
+    with torch.random.fork_rng():  # seeded, and the student's own random stream left as it was
+        torch.manual_seed(seed)
+        return GPT(config).eval()
+
+
+def check_dpo_loss(fn) -> CheckResult:
+    """Check fn(policy, reference, x, y, beta) -> the mean DPO loss over pairs; x, y (B, 2, T), rows chosen then
+    rejected, y = -1 where no answer token is predicted. Gradients must reach the policy and never the reference."""
+    exercise = "DPO loss"
+    reference = _tiny_gpt(0)
+    policy = copy.deepcopy(reference)
+    with torch.no_grad():  # a policy that has moved away from the reference: every term of the loss matters
+        for p in policy.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    x = torch.tensor([[[1, 4, 2, 7, 3, 0], [1, 4, 2, 9, 9, 5]], [[6, 3, 8, 1, 0, 0], [6, 3, 2, 0, 0, 0]]])
+    y = torch.tensor([[[-1, -1, 7, 3, 10, -1], [-1, -1, 9, 9, 5, 10]],
+                      [[-1, 8, 1, 10, -1, -1], [-1, 2, 10, -1, -1, -1]]])  # -1: prompt and padding
+    args = (policy, reference, x, y)
+    losses = []
+    for beta in (BETA, OTHER_BETA):
+        loss, problem = run(exercise, f"your function(policy, reference, x, y, beta={beta})", fn, *args, beta,
+                            hint="x, y are (B, 2, T): flatten to (2B, T) for the model, whose forward returns "
+                            "(logits, loss); y is -1 where nothing is predicted (clamp before gather)")
+        if problem is not None:
+            return problem
+        if not (isinstance(loss, torch.Tensor) and loss.dim() == 0):
+            return fail(exercise, "must return one number (a 0-dim tensor)", f"yours returned {type(loss).__name__}"
+                        + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""),
+                        hint="the mean over the pairs of -logsigmoid(beta * margin)")
+        losses.append(loss)
+    loss = losses[0]  # the one whose gradients are checked below
+    with torch.no_grad():
+        pi, ref = sequence_logprobs(policy(x.flatten(0, 1))[0], y.flatten(0, 1)).view(2, 2), \
+            sequence_logprobs(reference(x.flatten(0, 1))[0], y.flatten(0, 1)).view(2, 2)
+    example = f"2 pairs, beta={BETA}: x {tuple(x.shape)}, y[0] {y[0].tolist()}"
+    found = explain(exercise, [(*args, beta) for beta in (BETA, OTHER_BETA)], losses,
+                    lambda p, r, x, y, b: dpo_loss(pi[:, 0], pi[:, 1], ref[:, 0], ref[:, 1], b)[0].mean(),
+                    DPO_VARIANTS, lambda p, r, x, y, b: f"2 pairs, beta={b}: x {tuple(x.shape)}, y[0] {y[0].tolist()}",
+                    hint=HINT)
+    if found is not None:
+        return found
+    if not loss.requires_grad:
+        return fail(exercise, "no gradient reaches the policy", "The loss must be differentiable in the policy's "
+                    "weights: that is what DPO trains.", example, "compute the policy's log-probs with gradients on")
+    policy.zero_grad(set_to_none=True)
+    reference.zero_grad(set_to_none=True)
+    loss.backward()
+    yours = {n: p.grad for n, p in reference.named_parameters() if p.grad is not None and p.grad.any()}
+    if yours:
+        name = next(iter(yours))
+        rebuilt = copy.deepcopy(reference)
+        _dpo(policy, rebuilt, x, y, ref_grad=True).backward()
+        if same(yours[name], dict(rebuilt.named_parameters())[name].grad, 1e-5):
+            return fail(exercise, "gradients flow through the reference model", "The reference is frozen: its "
+                        "log-probs are constants (torch.no_grad() or .detach()); otherwise the optimizer, or "
+                        "backward alone, moves or charges the model DPO is measured against.",
+                        f"reference {name}.grad is non-zero: {fmt(yours[name])}", "compute them under torch.no_grad()")
+        return fail(exercise, NOT_RECOGNISED, "The reference model received gradients that no "
+                    "known mistake reproduces.", f"reference {name}.grad = {fmt(yours[name])}",
+                    "the reference's log-probs must be constants")
+    return CheckResult(exercise, True, checked=["log-probs summed over the answer's tokens", "beta, sign, "
+                                                "log-sigmoid, mean over pairs", "no gradient into the reference"])
+
+
