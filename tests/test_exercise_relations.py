@@ -43,8 +43,12 @@ def test_input_added_or_missing_is_named_only_when_exact():
     xs, refs = _cases()
     assert relation(xs, [r + x for r, x in zip(refs, xs)], refs)[0].startswith("the input added")
     assert relation(xs, [r - x for r, x in zip(refs, xs)], refs)[0].startswith("the input missing")
-    half = [r + 0.5 * x for r, x in zip(refs, xs)]
-    assert relation(xs, half, refs) is None
+    half = [r + 0.5 * x for r, x in zip(refs, xs)]  # a recognisable mix of the two: named as such
+    assert relation(xs, half, refs)[0] == "output = 1 * reference + 0.5 * input"
+    odd = [r + 0.37 * x for r, x in zip(refs, xs)]  # no factor a formula would contain: not named
+    assert relation(xs, odd, refs) is None
+    mixed = [refs[0] + 0.5 * xs[0], refs[1] + xs[1], refs[2] + 0.5 * xs[2]]  # not the same relation everywhere
+    assert relation(xs, mixed, refs) is None
 
 
 def test_a_bias_like_offset_is_named_a_uniform_constant_is_not():
