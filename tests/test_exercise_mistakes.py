@@ -67,7 +67,8 @@ def test_each_checker_has_at_least_ten_named_mistakes():
         names[checker.__name__].add(name)
     small = {c: len(n) for c, n in names.items() if len(n) < 10 and c not in (
         "check_greedy", "check_bigram", "check_layernorm",  # and the post-training checkers, whose tables are
-        "check_sft_targets", "check_lora_layer", "check_dpo_loss", "check_group_advantages")}  # test_posttrain's
+        "check_sft_targets", "check_lora_layer", "check_dpo_loss", "check_group_advantages",  # test_posttrain's
+        "train_and_compare")}  # a training run judges three properties (gradients, look-ahead, loss), not mistakes
     assert not small, small
 
 

@@ -118,7 +118,8 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
     Train GPT(config, **components) and the reference for `steps` on sorting; pass when every parameter of the
     student's components got a gradient and changed, no prediction depends on later tokens, the final loss is
     within `tolerance` of the reference's (or lower), and on fresh sequences the loss from prefixes (what generation
-    sees) is within `tolerance` of the reference's. components: attention=, mlp=, layer_norm= or block= (see mingpt.components).
+    sees) is within `tolerance` of the reference's. components: attention=, mlp=, layer_norm= or block= (see
+    mingpt.components).
     """
     if not components:
         raise ValueError("give at least one component to train, e.g. train_and_compare(attention=MyAttention)")
