@@ -105,8 +105,9 @@ def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
     y = torch.stack([data[i][1] for i in range(size)])
     full, _ = model(x)
     prefix = torch.stack([model(x[:, : t + 1])[0][:, -1] for t in range(x.shape[1])], dim=1)
-    loss = lambda logits: F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
-                                          ignore_index=IGNORE_INDEX).item()
+
+    def loss(logits):
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX).item()
     prompts = data.inputs[:size]
     out = model.generate(prompts, max_new_tokens=data.length, use_cache=False)[:, data.length:]
     correct = (out == prompts.sort(dim=1).values).all(dim=1).float().mean().item()
