@@ -89,6 +89,18 @@ def test_training_fails_a_component_whose_parameters_get_no_gradient():
     assert "c_fc.weight: gradient never" in str(train_and_compare(steps=10, mlp=DetachedHiddenMLP))
 
 
+def test_training_names_a_component_that_is_random_at_every_call_not_a_look_ahead():
+    """A layer built inside forward is new at every call: full and prefix outputs differ, but not by looking ahead."""
+    from mistakes_training import StudentAttention
+
+    class LayerBuiltInForward(StudentAttention):
+        def forward(self, x, kv_cache=None):
+            return torch.nn.Linear(x.shape[-1], x.shape[-1])(super().forward(x, kv_cache))
+
+    result = train_and_compare(steps=10, attention=LayerBuiltInForward)
+    assert not result and result.property == "not deterministic in eval mode", str(result)
+
+
 def test_training_passes_a_correct_component_and_reports_the_held_out_sort():
     from mistakes_training import StudentAttention
     result = train_and_compare(steps=10, attention=StudentAttention)

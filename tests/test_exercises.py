@@ -8,6 +8,8 @@ transposed weights), must pass: zero false alarms.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -75,7 +77,12 @@ MUTATIONS = (
        (check_hf_conversion, lambda hf: {k: v.t() if k.endswith(CONV1D) else v for k, v in hf.items()},
         "kept the attention-mask buffers"),
        (check_attention_weights, lambda q, k: weights_with()(q, k).transpose(-2, -1),
-        "weights transposed (queries and keys swapped)")]
+        "weights transposed (queries and keys swapped)"),
+       (check_attention_weights, lambda q, k: weights_with()(q * math.sqrt(q.shape[-1]) / 8, k),
+        "scores scaled by a fixed 0.125 (not 1/sqrt(hs) of the input)"),  # a tutorial's head size 64, hard-coded
+       (check_attention_weights, lambda q, k: weights_with()(q, k).log(), "log_softmax instead of softmax"),
+       (check_hf_conversion, lambda hf: {k.replace("mlp.c_fc", "mlp.fc"): v for k, v in convert_ok(hf).items()},
+        "names changed ('c_fc' -> 'fc')")]
 )
 
 

@@ -211,6 +211,9 @@ BIGRAM_MISTAKES = [  # (name, f(table, idx), explanation, hint)
     ("softmax over the positions (dim=1), not the vocabulary", lambda tb, i: tb[i].softmax(1),
      "The model returns raw scores (logits); yours also normalises them, and over the time axis at that.",
      "return the table rows as they are"),
+    ("log-softmax over the positions (dim=1), not the vocabulary", lambda tb, i: tb[i].log_softmax(1),
+     "The model returns raw scores (logits); yours also takes a log-softmax, and over the time axis at that.",
+     "return the table rows as they are"),
     ("returned exp(logits) (counts), not logits", lambda tb, i: tb[i].exp(),
      "The table holds log-counts (logits); exponentiating gives the unnormalised counts, which the loss would "
      "take for logits.", "return the table rows as they are"),

@@ -62,6 +62,17 @@ def key_findings(got: dict, want: dict) -> tuple[list[Finding], dict[str, str], 
         for m in moved:
             rename[m] = by_bare.pop(_bare(m))
         missing, extra = [m for m in missing if m not in moved], sorted(by_bare.values())
+    renamed = _renamed(missing, extra)
+    if renamed:
+        pairs = ", ".join(f"{a!r} -> {b!r}" for a, b in sorted(set(renamed.values())))
+        found.append(Finding("names changed (" + pairs + ")", "mingpt keeps Hugging Face's module names (c_attn, "
+                             "c_proj, c_fc, ln_1, ln_2, wte, wpe, ln_f); yours renames some of them.",
+                             f"yours: {next(iter(renamed))[1]!r}, mingpt's: {next(iter(renamed))[0]!r}",
+                             "keep every name as it is; only transpose the Conv1D weights"))
+        for (m, e) in renamed:
+            rename[m] = e
+        missing = [m for m in missing if m not in {m for m, _ in renamed}]
+        extra = [e for e in extra if e not in {e for _, e in renamed}]
     biases = [k for k in want if k.endswith(".bias")]
     c_attn_biases = [k for k in biases if k.endswith("attn.c_attn.bias")]
     if missing and set(biases) <= set(missing):
@@ -82,6 +93,23 @@ def key_findings(got: dict, want: dict) -> tuple[list[Finding], dict[str, str], 
                              "out['lm_head.weight'] = out['transformer.wte.weight'] (the same tensor)"))
         missing.remove("lm_head.weight")
     return found, rename, missing, extra
+
+
+def _renamed(missing: list[str], extra: list[str]) -> dict[tuple[str, str], tuple[str, str]]:
+    """{(mingpt's key, yours): (old part, new part)} when every pairing renames one dotted part of the name (the same
+    part count, all else equal), the same way wherever that part occurs; {} otherwise."""
+    pairs, renames = {}, {}
+    for m in missing:
+        ms = m.split(".")
+        for e in extra:
+            es = e.split(".")
+            diff = [i for i in range(len(ms)) if len(es) == len(ms) and ms[i] != es[i]]
+            if len(diff) == 1 and renames.get(ms[diff[0]], es[diff[0]]) == es[diff[0]]:
+                renames[ms[diff[0]]] = es[diff[0]]
+                pairs[m, e] = (ms[diff[0]], es[diff[0]])
+                break
+    used = {e for _, e in pairs}
+    return pairs if len(pairs) == len(missing) and used == set(extra) and missing else {}
 
 
 def _qkv_orders(hf: torch.Tensor, want: torch.Tensor):
@@ -127,6 +155,13 @@ def _candidates(name: str, mine, hf: torch.Tensor, want: torch.Tensor):
         yield Finding("reshape/view instead of transpose", "reshape keeps the elements in memory order, so "
                        "(in, out) read as (out, in) scrambles the weight; only a transpose swaps the axes.",
                        f"{name}: yours equals hf.reshape{tuple(want.shape)}", "use .t() (or .transpose(0, 1))")
+    if name.endswith("attn.c_attn.weight") and mine.shape == hf.shape:
+        parts = torch.cat([w.t() for w in hf.split(hf.shape[0], dim=1)], dim=1)
+        if close(mine, parts):
+            yield Finding("q, k, v concatenated along the wrong axis", "Transposed one by one, the three (C, C) "
+                          "blocks must be stacked along dim 0 into (3C, C); yours stacks them along dim 1.",
+                          f"{name}: yours {tuple(mine.shape)}, expected {tuple(want.shape)}",
+                          "torch.cat([...], dim=0), or simply transpose the whole (C, 3C) weight")
     if name.endswith("attn.c_attn.weight") and mine.shape == want.shape:
         for order, wrong in _qkv_orders(hf, want):
             if close(mine, wrong):
