@@ -82,7 +82,11 @@ MUTATIONS = (
         "scores scaled by a fixed 0.125 (not 1/sqrt(hs) of the input)"),  # a tutorial's head size 64, hard-coded
        (check_attention_weights, lambda q, k: weights_with()(q, k).log(), "log_softmax instead of softmax"),
        (check_hf_conversion, lambda hf: {k.replace("mlp.c_fc", "mlp.fc"): v for k, v in convert_ok(hf).items()},
-        "names changed ('c_fc' -> 'fc')")]
+        "names changed ('c_fc' -> 'fc')"),
+       (check_hf_conversion, lambda hf: {k: v for k, v in convert_ok(hf).items() if ".h.1." not in k},
+        "layer(s) 1 not converted"),
+       (check_attention_weights, lambda q, k: weights_with()(q * q.shape[-1], k), "scores multiplied by sqrt(hs) "
+        "instead of divided")]
 )
 
 

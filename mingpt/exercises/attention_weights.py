@@ -34,7 +34,8 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
     T, hs = q.size(-2), q.size(-1)
     a, b = (q, k) if order == "qk" else (k, q)
     scale = "none" if after == "scaled" else scale  # the scale moved from the scores to the weights
-    factors = {"sqrt_hs": 1 / math.sqrt(hs), "none": 1.0, "hs": 1 / hs, "sqrt_T": 1 / math.sqrt(T), "T": 1 / T}
+    factors = {"sqrt_hs": 1 / math.sqrt(hs), "none": 1.0, "hs": 1 / hs, "sqrt_T": 1 / math.sqrt(T), "T": 1 / T,
+               "times_sqrt_hs": math.sqrt(hs)}
     factor = scale if isinstance(scale, float) else factors[scale]
     att = a @ b.transpose(-2, -1) * factor
     ones = torch.ones(T, T, dtype=torch.bool)
@@ -57,8 +58,10 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
 _PARTS = [
     Part("scale", "none", "missing 1/sqrt(hs) scaling", "Your scores are q @ k^T unscaled; the reference divides "
          "them by sqrt(hs) so that the softmax does not saturate as hs grows.", "q @ k^T / sqrt(head size)"),
-    Part("scale", "hs", "scaled by 1/hs instead of 1/sqrt(hs)", "Your scores are divided by hs, the square root "
-         "forgotten.", "divide by math.sqrt(hs)"),
+    Part("scale", "hs", "scaled by 1/hs instead of 1/sqrt(hs)", "Your scores are divided by hs: the square root "
+         "forgotten, or 1/sqrt(hs) applied to both q and k.", "divide by math.sqrt(hs)"),
+    Part("scale", "times_sqrt_hs", "scores multiplied by sqrt(hs) instead of divided", "Your scores are "
+         "q @ k^T * sqrt(hs); the reference divides by sqrt(hs).", "q @ k^T / math.sqrt(hs)"),
     Part("scale", "sqrt_T", "scaled by 1/sqrt(T) instead of 1/sqrt(hs)", "Your scores are divided by the square "
          "root of the sequence length; the reference uses the head size (q.size(-1)).", "hs = q.size(-1)"),
     Part("scale", "T", "scaled by 1/T instead of 1/sqrt(hs)", "Your scores are divided by the sequence length.",
@@ -79,6 +82,8 @@ _PARTS = [
          "themselves; a softmax over the keys turns them into a distribution.", "F.softmax(scores, dim=-1)"),
     Part("normalise", "log", "log_softmax instead of softmax", "Your weights are log-probabilities (negative, -inf "
          "in the future); attention averages the values with probabilities.", "F.softmax, not F.log_softmax"),
+    Part("softmax_dim", 0, "softmax over the wrong dimension", "Your softmax normalises over the batch (dim 0); "
+         "each query's weights must sum to 1 over the keys.", "softmax(dim=-1): the last axis holds the keys"),
     Part("softmax_dim", -2, "softmax over the wrong dimension", "Your softmax normalises over the queries (dim -2); "
          "each query's weights must sum to 1 over the keys.", "softmax(dim=-1): the last axis holds the keys"),
     Part("order", "kq", "k @ q^T instead of q @ k^T", "Your scores are k @ q^T, the transpose of q @ k^T: row t "

@@ -86,6 +86,14 @@ def key_findings(got: dict, want: dict) -> tuple[list[Finding], dict[str, str], 
                              "buffer's name drops the query/key/value biases too.", f"missing: {c_attn_biases[:2]}",
                              "test key.endswith('.attn.bias'), not 'attn.bias' in key"))
         missing = [k for k in missing if k not in c_attn_biases]
+    layers = sorted({k.split(".")[2] for k in missing if k.startswith(PREFIX + "h.")})
+    whole = [k for k in want if k.startswith(tuple(f"{PREFIX}h.{i}." for i in layers))]
+    if layers and set(whole) <= set(missing):
+        found.append(Finding(f"layer(s) {', '.join(layers)} not converted", "Every Block of the checkpoint has "
+                             "the same keys under transformer.h.<i>; yours leaves some blocks out (a loop over too "
+                             "few layers?).", f"missing: {whole[:2]}", "loop over range(config.n_layer) (count the "
+                             "h.<i> prefixes), or over every key of the checkpoint"))
+        missing = [k for k in missing if k not in whole]
     if "lm_head.weight" in missing:
         found.append(Finding("lm_head.weight missing", "GPT-2 ties its output layer to the token embedding, but "
                              "mingpt's state dict still lists lm_head.weight: load_state_dict needs it.",
