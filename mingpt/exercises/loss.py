@@ -239,7 +239,8 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
     with torch.no_grad():
         problem = check_cases(exercise, student, cases, lambda i: table[i], variants,
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
-                              hint="an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)")
+                              hint="an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)",
+                              crash_hint="idx is (B, T) token ids and the table (V, V): table(idx) is (B, T, V)")
         if problem is not None and problem.property == "returned the wrong type":
             tupled = _logits_in_a_tuple(exercise, student, cases, table)
             problem = problem if tupled is None else tupled  # (a failed CheckResult is falsy: no `or` here)
