@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in eight rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
+in nine rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
 rightly gives no name (a mean position vector, a greedy that samples, a frequency merge with arbitrary ties); the
 probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -600,6 +600,59 @@ NAMES = [
     ('check_gqa', 'softmax over the queries axis'),
     ('check_gqa', 'attention limited to the last 2 keys (a sliding-window mask)'),
     ('check_gqa', 'keys used as values (v replaced by k)'),
+    ('check_hf_conversion', '2 mistakes: kept the attention-mask buffers; and Conv1D weight not transposed'),
+    ('check_hf_conversion', 'Conv1D weight not transposed'),
+    ('check_hf_conversion', 'Conv1D weight not transposed'),
+    ('check_hf_conversion', 'transposed a weight that was already right'),
+    ('check_hf_conversion', '2 mistakes: kept the attention-mask buffers; and '
+     'transposed a weight that was already right'),
+    ('check_hf_conversion', 'reshape/view instead of transpose'),
+    ('check_hf_conversion', "wrong 'transformer.' prefix on the names"),
+    ('check_hf_conversion', "wrong 'transformer.' prefix on the names"),
+    ('check_hf_conversion', 'lm_head.weight missing'),
+    ('check_hf_conversion', '2 mistakes: kept the attention-mask buffers; and '
+     'c_attn.bias dropped with the mask buffers'),
+    ('check_hf_conversion', 'every bias dropped'),
+    ('check_hf_conversion', 'kept the attention-mask buffers'),
+    ('check_hf_conversion', '2 mistakes: kept the attention-mask buffers; and '
+     'changes the Hugging Face state dict in place'),
+    ('check_hf_conversion', 'dtype changed to float16'),
+    ('check_hf_conversion', 'q, k, v blocks of c_attn in the wrong order'),
+    ('check_hf_conversion', '2 mistakes: kept the attention-mask buffers; and values are not tensors'),
+    ('check_hf_conversion', '3 mistakes: kept the attention-mask buffers; and '
+     'c_attn.bias dropped with the mask buffers; and Conv1D weight not transposed'),
+    ('check_attention_weights', 'scaled by 1/sqrt(T) instead of 1/sqrt(hs)'),
+    ('check_attention_weights', 'scaled by 1/hs instead of 1/sqrt(hs)'),
+    ('check_attention_weights', 'missing 1/sqrt(hs) scaling'),
+    ('check_attention_weights', 'position t cannot attend to itself'),
+    ('check_attention_weights', 'softmax over the wrong dimension'),
+    ('check_attention_weights', 'weights transposed (queries and keys swapped)'),
+    ('check_attention_weights', 'masked scores set to 0 instead of -inf'),
+    ('check_attention_weights', 'mask applied after the softmax'),
+    ('check_attention_weights', 'mask inverted (the past hidden, the future kept)'),
+    ('check_attention_weights', 'mask off by one (each query sees the next key)'),
+    ('check_attention_weights', 'k @ q^T instead of q @ k^T'),
+    ('check_attention_weights', 'two mistakes: missing 1/sqrt(hs) scaling; and softmax over the wrong dimension'),
+    ('check_attention_weights', '1/sqrt(hs) applied after the softmax'),
+    ('check_bigram', 'returned probabilities, not logits'),
+    ('check_bigram', 'returned log-probabilities, not logits'),
+    ('check_bigram', 'table read by column'),
+    ('check_bigram', 'wrong output shape'),
+    ('check_bigram', 'returned a tuple (logits, ...), not the logits'),
+    ('check_bigram', 'output reshaped'),
+    ('check_bigram', 'table read by column'),
+    ('check_bigram', 'wrong output shape'),
+    ('check_bigram', 'returned exp(logits) (counts), not logits'),
+    ('check_bigram', 'softmax over the positions (dim=1), not the vocabulary'),
+    ('check_bigram', 'two mistakes: table read by column; and returned probabilities, not logits'),
+    ('train_and_compare', 'parameters that do not learn'),
+    ('train_and_compare', 'parameters that do not learn'),
+    ('train_and_compare', 'parameters that do not learn'),
+    ('train_and_compare', 'parameters that do not learn'),
+    ('train_and_compare', 'parameters that do not learn'),
+    ('train_and_compare', 'your model looks at future tokens'),
+    ('train_and_compare', 'your model looks at future tokens'),
+    ('train_and_compare', 'trains worse than the reference'),
 ]
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"

@@ -453,18 +453,22 @@ def weights_with(softmax_dim=-1, causal=True):
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
+def _weights_only(hf):  # a checkpoint's causal-mask buffers have no place in mingpt
+    return {k: v for k, v in hf.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+
+
 def convert_ok(hf):
-    return {k: v.t() if k.endswith(CONV1D) else v for k, v in hf.items()}
+    return {k: v.t() if k.endswith(CONV1D) else v for k, v in _weights_only(hf).items()}
 
 
 def convert_without_transpose(hf):
-    return dict(hf)
+    return _weights_only(hf)
 
 
 def convert_where_shapes_complain(hf):
     """Transposes only the weights whose shape gave an error when loading: the square attn.c_proj is missed."""
-    return {k: v.t() if k.endswith(CONV1D) and v.shape[0] != v.shape[1] else v for k, v in hf.items()}
+    return {k: v.t() if k.endswith(CONV1D) and v.shape[0] != v.shape[1] else v for k, v in _weights_only(hf).items()}
 
 
 def convert_every_matrix(hf):
-    return {k: v.t() if v.dim() == 2 else v for k, v in hf.items()}
+    return {k: v.t() if v.dim() == 2 else v for k, v in _weights_only(hf).items()}

@@ -67,7 +67,8 @@ def test_each_checker_has_at_least_ten_named_mistakes():
         names[checker.__name__].add(name)
     small = {c: len(n) for c, n in names.items() if len(n) < 10 and c not in (
         "check_greedy", "check_bigram", "check_layernorm",  # and the post-training checkers, whose tables are
-        "check_sft_targets", "check_lora_layer", "check_dpo_loss", "check_group_advantages")}  # test_posttrain's
+        "check_sft_targets", "check_lora_layer", "check_dpo_loss", "check_group_advantages",  # test_posttrain's
+        "train_and_compare")}  # a training run judges three properties (gradients, look-ahead, loss), not mistakes
     assert not small, small
 
 
@@ -86,6 +87,18 @@ def test_training_fails_a_component_whose_parameters_get_no_gradient():
         result = train_and_compare(steps=10, mlp=cls)
         assert not result and result.property == "parameters that do not learn", str(result)
     assert "c_fc.weight: gradient never" in str(train_and_compare(steps=10, mlp=DetachedHiddenMLP))
+
+
+def test_training_names_a_component_that_is_random_at_every_call_not_a_look_ahead():
+    """A layer built inside forward is new at every call: full and prefix outputs differ, but not by looking ahead."""
+    from mistakes_training import StudentAttention
+
+    class LayerBuiltInForward(StudentAttention):
+        def forward(self, x, kv_cache=None):
+            return torch.nn.Linear(x.shape[-1], x.shape[-1])(super().forward(x, kv_cache))
+
+    result = train_and_compare(steps=10, attention=LayerBuiltInForward)
+    assert not result and result.property == "not deterministic in eval mode", str(result)
 
 
 def test_training_passes_a_correct_component_and_reports_the_held_out_sort():

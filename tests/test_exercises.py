@@ -8,11 +8,13 @@ transposed weights), must pass: zero false alarms.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from student_code import (ATTENTION_MUTATIONS, BLOCK_MUTATIONS, LAYERNORM_MUTATIONS, Attention, Bigram,
+from student_code import (ATTENTION_MUTATIONS, BLOCK_MUTATIONS, CONV1D, LAYERNORM_MUTATIONS, Attention, Bigram,
                           BigramProbabilities, EinsumAttention, Embedding, ForgetfulCache, LayerNorm, LoopAttention,
                           NoPositions, NotCountingCache, PositionsFromTokens, SharedCache, TransposedWeightsAttention,
                           WrongAxisCache, convert_every_matrix, convert_ok, convert_where_shapes_complain,
@@ -28,6 +30,7 @@ from mingpt.exercises import (CheckResult, ExerciseFailed, ReferenceWeightsError
                               check_gpt, check_greedy, check_hf_conversion, check_kv_cache, check_layernorm, check_loss,
                               check_lr_schedule, check_merge, check_mlp, check_sampling_probs,
                               check_weight_decay_groups, load_reference_weights)
+from mingpt.exercises.compare import NOT_RECOGNISED
 from mingpt.generation import KVCache
 from mingpt.model import GPT, MLP, Block, CausalSelfAttention
 from mingpt.tokenizer import merge_pair
@@ -70,7 +73,20 @@ MUTATIONS = (
        (check_attention_weights, weights_with(causal=False), "future leakage"),
        (check_hf_conversion, convert_without_transpose, "Conv1D weight not transposed"),
        (check_hf_conversion, convert_where_shapes_complain, "Conv1D weight not transposed"),
-       (check_hf_conversion, convert_every_matrix, "transposed a weight that was already right")]
+       (check_hf_conversion, convert_every_matrix, "transposed a weight that was already right"),
+       (check_hf_conversion, lambda hf: {k: v.t() if k.endswith(CONV1D) else v for k, v in hf.items()},
+        "kept the attention-mask buffers"),
+       (check_attention_weights, lambda q, k: weights_with()(q, k).transpose(-2, -1),
+        "weights transposed (queries and keys swapped)"),
+       (check_attention_weights, lambda q, k: weights_with()(q * math.sqrt(q.shape[-1]) / 8, k),
+        "scores scaled by a fixed 0.125 (not 1/sqrt(hs) of the input)"),  # a tutorial's head size 64, hard-coded
+       (check_attention_weights, lambda q, k: weights_with()(q, k).log(), "log_softmax instead of softmax"),
+       (check_hf_conversion, lambda hf: {k.replace("mlp.c_fc", "mlp.fc"): v for k, v in convert_ok(hf).items()},
+        "names changed ('c_fc' -> 'fc')"),
+       (check_hf_conversion, lambda hf: {k: v for k, v in convert_ok(hf).items() if ".h.1." not in k},
+        "layer(s) 1 not converted"),
+       (check_attention_weights, lambda q, k: weights_with()(q * q.shape[-1], k), "scores multiplied by sqrt(hs) "
+        "instead of divided")]
 )
 
 
@@ -156,3 +172,18 @@ def test_weights_that_do_not_fit_get_a_table_of_both_sides():
 def test_passing_an_instance_instead_of_the_class_is_a_clear_type_error():
     with pytest.raises(TypeError, match="pass the class, not an instance"):
         check_layernorm(nn.LayerNorm(8))
+
+
+def test_an_unknown_conversion_or_weights_mistake_is_shown_not_named():
+    """A diagnosis only when every differing tensor (every tested input) is explained: otherwise 'not recognised',
+    with where it differs, and the slips that were recognised beside it listed, not given as the name."""
+    def doubled_c_fc_and_no_square_transpose(hf):
+        out = convert_where_shapes_complain(hf)
+        return {k: v * 2 if k.endswith("mlp.c_fc.weight") else v for k, v in out.items()}
+
+    result = check_hf_conversion(doubled_c_fc_and_no_square_transpose)
+    assert result.property == NOT_RECOGNISED, str(result)
+    assert "mlp.c_fc.weight: first differing element" in result.counterexample
+    assert "Besides: Conv1D weight not transposed" in result.explanation
+    result = check_attention_weights(lambda q, k: weights_with()(q, k.flip(1)))  # keys read backwards in time
+    assert result.property == NOT_RECOGNISED and "first differing element" in result.counterexample, str(result)

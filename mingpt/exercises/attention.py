@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from mingpt.exercises.attention_mistakes import _attend, variants as _variants
+from mingpt.exercises.attention_weights import check_attention_weights
 from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt, student_with_reference_weights
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
 from mingpt.exercises.relations import relation
@@ -235,55 +235,3 @@ def _leak_example(changed, t, before, after) -> str:
     return (f"changing only position {changed} of x moved your output at position {t} < {changed}:\n"
             f"before: output[0, {t}, :4] = {fmt(before)}\nafter:  output[0, {t}, :4] = {fmt(after)}\n"
             f"it must not move: position {t} may only see positions 0..{t}")
-
-
-def _weights(q, k, scale=None, softmax_dim=-1, mask="causal"):
-    """Reference attention weights (B, T, T) with one knob per classic mistake."""
-    T, hs = q.size(1), q.size(-1)
-    att = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(hs) if scale is None else scale)
-    future = ~torch.ones(T, T, dtype=torch.bool).tril()
-    if mask == "causal":
-        att = att.masked_fill(future, float("-inf"))
-    elif mask == "zero":
-        att = att.masked_fill(future, 0.0)
-    return F.softmax(att, dim=softmax_dim)
-
-
-def check_attention_weights(fn, seed: int = 0) -> CheckResult:
-    """Check fn(q, k) -> (B, T, T) causal attention weights of one head (softmax over keys of q.k / sqrt(hs))."""
-    exercise = "causal attention weights"
-    g = torch.Generator().manual_seed(seed)
-    q, k = torch.randn(2, 5, 4, generator=g) * 2, torch.randn(2, 5, 4, generator=g) * 2
-    try:
-        w = fn(q, k)
-    except Exception as e:
-        return crashed(exercise, f"your function(q, k) with q, k of shape {tuple(q.shape)}", e)
-    expected = _weights(q, k)
-    if not isinstance(w, torch.Tensor) or w.shape != expected.shape:
-        got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-        return fail(exercise, "wrong output shape", f"q, k of shape (B, T, hs) = {tuple(q.shape)} give (B, T, T) = "
-                    f"{tuple(expected.shape)} weights; yours: {got}.",
-                    hint="scores are q @ k^T: (B, T, hs) @ (B, hs, T)")
-    if close(w, expected):
-        return CheckResult(exercise, True, checked=["same weights as the reference", "no future", "rows sum to 1"])
-    example = f"q, k of shape {tuple(q.shape)} (seeded random)\nyour weights[0, 1] = {fmt(w[0, 1], 5)}\n" \
-              f"expected           {fmt(expected[0, 1], 5)}"
-    if torch.isnan(w).any():
-        return fail(exercise, "position t cannot attend to itself", "A row with every score masked is NaN after the "
-                    "softmax: your mask also hides the diagonal.", example, "query t may look at keys 0..t, t included")
-    future = ~torch.ones(5, 5, dtype=torch.bool).tril()
-    if (w[:, future].abs() > 1e-6).any():
-        t, j = [int(i) for i in (w[0].abs() * future).nonzero()[0]]
-        return fail(exercise, "future leakage", f"Your weights let position {t} see position {j} > {t}.",
-                    f"your weights[0, {t}] = {fmt(w[0, t], 5)}: entry {j} must be exactly 0",
-                    "set the scores of future keys to -inf before the softmax")
-    if not close(w.sum(-1), torch.ones(2, 5), atol=1e-5):
-        return fail(exercise, "softmax over the wrong dimension", "Each query's weights must sum to 1 over the keys "
-                    "(the last axis).", example + f"\nyour row sums: {fmt(w[0].sum(-1), 5)}",
-                    "which axis of (B, T_query, T_key) holds the keys?")
-    for scale, label in ((1.0, "no scaling"), (1 / q.size(-1), "1/hs (the square root forgotten)")):
-        if close(w, _weights(q, k, scale=scale)):
-            return fail(exercise, "wrong scaling factor", f"Your scores use {label}; the reference divides by "
-                        f"sqrt(hs) = {math.sqrt(q.size(-1)):.4g}.", example, "q @ k^T / sqrt(head size)")
-    return fail(exercise, "weights differ from the reference", "No known mistake explains the difference.", example,
-                "scores q @ k^T / sqrt(hs), future set to -inf, softmax over the last axis")

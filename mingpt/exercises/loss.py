@@ -19,8 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, student_with_reference_weights
-from mingpt.exercises.compare import check_cases
+from mingpt.exercises.checking import CheckResult, Variant, fail, student_with_reference_weights
+from mingpt.exercises.compare import check_cases, same
 from mingpt.exercises.families import Family, refine
 from mingpt.model import IGNORE_INDEX
 
@@ -208,7 +208,20 @@ BIGRAM_MISTAKES = [  # (name, f(table, idx), explanation, hint)
     ("table read by column", lambda tb, i: tb.t()[i],
      "Row idx of the table holds the scores of the token that follows idx; yours reads column idx.",
      "table(idx), or table.weight[idx]"),
+    ("softmax over the positions (dim=1), not the vocabulary", lambda tb, i: tb[i].softmax(1),
+     "The model returns raw scores (logits); yours also normalises them, and over the time axis at that.",
+     "return the table rows as they are"),
+    ("log-softmax over the positions (dim=1), not the vocabulary", lambda tb, i: tb[i].log_softmax(1),
+     "The model returns raw scores (logits); yours also takes a log-softmax, and over the time axis at that.",
+     "return the table rows as they are"),
+    ("returned exp(logits) (counts), not logits", lambda tb, i: tb[i].exp(),
+     "The table holds log-counts (logits); exponentiating gives the unnormalised counts, which the loss would "
+     "take for logits.", "return the table rows as they are"),
 ]
+# A student can read the table by column *and* normalise the rows: each output transform paired with the column read.
+BIGRAM_PAIRS = [(n, lambda tb, i, f=f: f(tb.t(), i), "Two mistakes: the table is read by column (row idx holds "
+                 "the next token's scores), and " + why[0].lower() + why[1:], "table(idx), as it is")
+                for n, f, why, _ in BIGRAM_MISTAKES if n != "table read by column"]
 
 
 def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
@@ -221,13 +234,32 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
     cases = [(torch.tensor([[0, 3, 3, 5], [2, 1, 4, 0]]),), (torch.tensor([[5, 4, 1]]),)]
     variants = [Variant(name, (lambda f: lambda i: f(table, i))(f), why, hint)
                 for name, f, why, hint in BIGRAM_MISTAKES]
+    variants += [Variant(f"two mistakes: table read by column; and {name}", (lambda f: lambda i: f(table, i))(f),
+                         why, hint) for name, f, why, hint in BIGRAM_PAIRS]
     with torch.no_grad():
         problem = check_cases(exercise, student, cases, lambda i: table[i], variants,
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
-                              hint="an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)")
+                              hint="an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)",
+                              crash_hint="idx is (B, T) token ids and the table (V, V): table(idx) is (B, T, V)")
+        if problem is not None and problem.property == "returned the wrong type":
+            tupled = _logits_in_a_tuple(exercise, student, cases, table)
+            problem = problem if tupled is None else tupled  # (a failed CheckResult is falsy: no `or` here)
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["logits[b, t] is the table row of token idx[b, t]"])
+
+
+def _logits_in_a_tuple(exercise, student, cases, table):
+    """The right logits as the first item of a tuple on every case: the (logits, loss) of a training-ready forward."""
+    for (idx,) in cases:
+        out = student(idx)
+        if not (isinstance(out, (tuple, list)) and out and same(out[0], table[idx])):
+            return None
+    return fail(exercise, "returned a tuple (logits, ...), not the logits", "Your forward returns a "
+                f"{type(out).__name__} of {len(out)} whose first item is right; the checker (and the loss exercise) "
+                "calls model(idx) and expects the logits tensor alone.", f"idx = {idx.tolist()}: yours is a "
+                f"{type(out).__name__}, item 0 has the expected shape {tuple(out[0].shape)}",
+                "return logits only here; compute the loss outside the model (or behind an optional targets=)")
 
 
 def bigram_entropy(data: torch.Tensor, vocab_size: int) -> float:

@@ -98,19 +98,22 @@ def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
     """On freshly drawn sequences (the task has only 3^6 inputs, so most were seen in training: this measures the
     task done by generation, not generalisation): the loss from whole sequences, the loss when each position sees
     only its prefix (what generation does), the largest logit difference between the two, and the greedy sort
-    accuracy."""
+    accuracy, and how far a second call on the same input differs (it must not: eval mode is deterministic)."""
     model.eval()
     data = SortDataset(size=size, seed=seed)
     x = torch.stack([data[i][0] for i in range(size)])
     y = torch.stack([data[i][1] for i in range(size)])
     full, _ = model(x)
     prefix = torch.stack([model(x[:, : t + 1])[0][:, -1] for t in range(x.shape[1])], dim=1)
-    loss = lambda logits: F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
-                                          ignore_index=IGNORE_INDEX).item()
+
+    def loss(logits):
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=IGNORE_INDEX).item()
     prompts = data.inputs[:size]
     out = model.generate(prompts, max_new_tokens=data.length, use_cache=False)[:, data.length:]
     correct = (out == prompts.sort(dim=1).values).all(dim=1).float().mean().item()
-    return {"full": loss(full), "prefix": loss(prefix), "leak": (full - prefix).abs().max().item(), "sorted": correct}
+    again = (model(x)[0] - full).abs().max().item()  # eval mode: the same input must give the same output
+    return {"full": loss(full), "prefix": loss(prefix), "leak": (full - prefix).abs().max().item(), "sorted": correct,
+            "again": again}
 
 
 def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, **components) -> CheckResult:
@@ -118,7 +121,8 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
     Train GPT(config, **components) and the reference for `steps` on sorting; pass when every parameter of the
     student's components got a gradient and changed, no prediction depends on later tokens, the final loss is
     within `tolerance` of the reference's (or lower), and on fresh sequences the loss from prefixes (what generation
-    sees) is within `tolerance` of the reference's. components: attention=, mlp=, layer_norm= or block= (see mingpt.components).
+    sees) is within `tolerance` of the reference's. components: attention=, mlp=, layer_norm= or block= (see
+    mingpt.components).
     """
     if not components:
         raise ValueError("give at least one component to train, e.g. train_and_compare(attention=MyAttention)")
@@ -153,6 +157,13 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
                               for n, (g, c) in learned.items() if n in stuck[:6]),
                     "look for .detach(), .data, torch.no_grad() or a tensor rebuilt from numbers in your forward, "
                     "and for weights that are multiplied by 0 or never used")
+    if yours["again"] > 1e-6:  # before the look-ahead test, which a random output would fail too
+        return fail(exercise, "not deterministic in eval mode",
+                    "The trained model, in eval mode, gives different outputs for the same input on two calls: "
+                    "something in your component is random at every call.",
+                    f"the same fresh sequences twice: largest logit difference {yours['again']:.3g}",
+                    "a layer built inside forward is new (random, untrained) at every call: build it in __init__; "
+                    "dropout must follow self.training (nn.Dropout, or F.dropout(..., training=self.training))")
     if yours["leak"] > 1e-3:
         return fail(exercise, "your model looks at future tokens",
                     "Its prediction at a position changes when later tokens are removed, so during training it can "

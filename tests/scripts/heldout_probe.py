@@ -7,7 +7,8 @@ checker's message. Round 1 (heldout_probe_models.py, heldout_probe_tokens.py) wa
 change; round 2 (heldout_probe_round2.py) was written after round 1's fixes and counted before tuning for it.
 Rounds 5, 6 and 7 of the tokens side (heldout_probe_round5_tokens.py, ..._round6_tokens.py, ..._round7_tokens.py)
 also cover the post-training checkers; their before/after counts are in the commit messages that add them. Round 8
-(heldout_probe_round8_models.py) was written before reading the model checkers' tables and counted untuned.
+(heldout_probe_round8_models.py) was written before reading the model checkers' tables and counted untuned; so was
+round 9 (heldout_probe_round9_unprobed.py), for the four checkers no round had probed.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py
 """
@@ -33,6 +34,7 @@ import heldout_probe_round5_models  # noqa: E402,F401  (round 5: the model check
 import heldout_probe_round6_models  # noqa: E402,F401  (round 6: the model checkers)
 import heldout_probe_round7_models  # noqa: E402,F401  (round 7: the model checkers, untuned)
 import heldout_probe_round8_models  # noqa: E402,F401  (round 8: the model checkers, written before reading them)
+import heldout_probe_round9_unprobed  # noqa: E402,F401  (round 9: conversion, attention weights, bigram, training)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis

@@ -1,0 +1,118 @@
+"""
+Checking one head's causal attention weights: softmax over the keys of q.k / sqrt(hs), the future masked.
+
+The one idea: the weights are built from a few replaceable parts (the scale, the mask, where the softmax normalises,
+the order of q and k, what happens after the softmax), and each classic mistake replaces one of them. The checker
+rebuilds the weights with each part replaced, and each pair of parts replaced, on two inputs whose sizes keep the
+candidates apart (T = 5, hs = 4 and T = 7, hs = 9: sqrt(T), sqrt(hs) and hs all differ), and names a mistake only
+when the rebuilt weights equal the student's on both.
+
+    from mingpt.exercises import check_attention_weights
+    check_attention_weights(my_weights)   # my_weights(q, k) with q, k (B, T, hs) -> (B, T, T)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mingpt.exercises.checking import CheckResult
+from mingpt.exercises.compare import Part, check_cases, part_variants
+from mingpt.exercises.families import Family, refine
+
+__all__ = ["check_attention_weights", "attention_weights"]
+
+EXERCISE = "causal attention weights"
+
+
+def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, order="qk", after="nothing",
+                      normalise="softmax"):
+    """The reference weights (B, T, T), each keyword one replaceable part (its default is the right choice); a
+    number as scale is a factor typed in by hand."""
+    T, hs = q.size(-2), q.size(-1)
+    a, b = (q, k) if order == "qk" else (k, q)
+    scale = "none" if after == "scaled" else scale  # the scale moved from the scores to the weights
+    factors = {"sqrt_hs": 1 / math.sqrt(hs), "none": 1.0, "hs": 1 / hs, "sqrt_T": 1 / math.sqrt(T), "T": 1 / T,
+               "times_sqrt_hs": math.sqrt(hs)}
+    factor = scale if isinstance(scale, float) else factors[scale]
+    att = a @ b.transpose(-2, -1) * factor
+    ones = torch.ones(T, T, dtype=torch.bool)
+    hidden = {"causal": ones.triu(1), "none": ~ones, "zero": ones.triu(1), "diagonal": ones.triu(0),
+              "one_ahead": ones.triu(2), "inverted": ones.tril(-1), "after": ones.triu(1)}[mask]
+    if mask not in ("zero", "after"):
+        att = att.masked_fill(hidden, float("-inf"))
+    elif mask == "zero":
+        att = att.masked_fill(hidden, 0.0)
+    w = {"softmax": F.softmax, "log": F.log_softmax, "none": lambda a, dim: a}[normalise](att, dim=softmax_dim)
+    if mask == "after":
+        w = w.masked_fill(hidden, 0.0)
+    if after == "scaled":  # the 1/sqrt(hs) applied to the weights instead of the scores
+        w = w / math.sqrt(hs)
+    elif after == "transposed":
+        w = w.transpose(-2, -1)
+    return w
+
+
+_PARTS = [
+    Part("scale", "none", "missing 1/sqrt(hs) scaling", "Your scores are q @ k^T unscaled; the reference divides "
+         "them by sqrt(hs) so that the softmax does not saturate as hs grows.", "q @ k^T / sqrt(head size)"),
+    Part("scale", "hs", "scaled by 1/hs instead of 1/sqrt(hs)", "Your scores are divided by hs: the square root "
+         "forgotten, or 1/sqrt(hs) applied to both q and k.", "divide by math.sqrt(hs)"),
+    Part("scale", "times_sqrt_hs", "scores multiplied by sqrt(hs) instead of divided", "Your scores are "
+         "q @ k^T * sqrt(hs); the reference divides by sqrt(hs).", "q @ k^T / math.sqrt(hs)"),
+    Part("scale", "sqrt_T", "scaled by 1/sqrt(T) instead of 1/sqrt(hs)", "Your scores are divided by the square "
+         "root of the sequence length; the reference uses the head size (q.size(-1)).", "hs = q.size(-1)"),
+    Part("scale", "T", "scaled by 1/T instead of 1/sqrt(hs)", "Your scores are divided by the sequence length.",
+         "hs = q.size(-1), and its square root"),
+    Part("mask", "none", "future leakage", "No causal mask: every query also sees the keys after it.",
+         "set the scores of future keys to -inf before the softmax"),
+    Part("mask", "zero", "masked scores set to 0 instead of -inf", "A score of 0 still gets weight exp(0) after the "
+         "softmax: the future leaks in.", "masked_fill with float('-inf')"),
+    Part("mask", "diagonal", "position t cannot attend to itself", "Your mask also hides the diagonal (key t for "
+         "query t); the first row is then all -inf and becomes NaN.", "query t may look at keys 0..t, t included"),
+    Part("mask", "one_ahead", "mask off by one (each query sees the next key)", "Your mask hides keys t+2 and later "
+         "but lets query t see key t+1.", "hide keys j > t: torch.ones(T, T).triu(1) (or ~tril())"),
+    Part("mask", "inverted", "mask inverted (the past hidden, the future kept)", "Your mask hides the keys before "
+         "each query instead of those after it.", "hide the upper triangle (j > t), keep the lower"),
+    Part("mask", "after", "mask applied after the softmax", "Zeroing the future after the softmax leaves rows that "
+         "no longer sum to 1.", "mask the scores with -inf, then softmax (or renormalise the rows)"),
+    Part("normalise", "none", "softmax missing (masked scores returned)", "Your weights are the masked scores "
+         "themselves; a softmax over the keys turns them into a distribution.", "F.softmax(scores, dim=-1)"),
+    Part("normalise", "log", "log_softmax instead of softmax", "Your weights are log-probabilities (negative, -inf "
+         "in the future); attention averages the values with probabilities.", "F.softmax, not F.log_softmax"),
+    Part("softmax_dim", 0, "softmax over the wrong dimension", "Your softmax normalises over the batch (dim 0); "
+         "each query's weights must sum to 1 over the keys.", "softmax(dim=-1): the last axis holds the keys"),
+    Part("softmax_dim", -2, "softmax over the wrong dimension", "Your softmax normalises over the queries (dim -2); "
+         "each query's weights must sum to 1 over the keys.", "softmax(dim=-1): the last axis holds the keys"),
+    Part("order", "kq", "k @ q^T instead of q @ k^T", "Your scores are k @ q^T, the transpose of q @ k^T: row t "
+         "holds the scores of key t against every query.", "scores = q @ k.transpose(-2, -1)"),
+    Part("after", "scaled", "1/sqrt(hs) applied after the softmax", "You divide the weights by sqrt(hs) instead "
+         "of the scores: the rows sum to 1/sqrt(hs).", "scale the scores, then softmax"),
+    Part("after", "transposed", "weights transposed (queries and keys swapped)", "Your (B, T, T) weights are "
+         "transposed: row t should be query t's weights over the keys.", "return weights[b, query, key]"),
+]
+VARIANTS = part_variants(lambda **kw: lambda q, k: attention_weights(q, k, **kw), _PARTS)
+# A factor typed in by hand (1/8 from a tutorial's head size of 64, 0.5 from this exercise's first input): fitted, and
+# named only when the one number reproduces both inputs, whose head sizes differ (families.py).
+FIXED_SCALE = Family("scores scaled by a fixed {value} (not 1/sqrt(hs) of the input)",
+                     lambda c: lambda q, k: attention_weights(q, k, scale=c), "Your scores are multiplied by "
+                     "{value} whatever the head size; the factor is 1/sqrt(hs) with hs = q.size(-1).",
+                     "compute the factor from q.size(-1)", lo=1e-3, hi=10.0, correct=-1.0, log=True)
+
+
+def check_attention_weights(fn, seed: int = 0) -> CheckResult:
+    """Check fn(q, k) -> (B, T, T) causal attention weights of one head (softmax over keys of q.k / sqrt(hs))."""
+    g = torch.Generator().manual_seed(seed)
+    cases = [(torch.randn(2, 5, 4, generator=g) * 2, torch.randn(2, 5, 4, generator=g) * 2),
+             (torch.randn(1, 7, 9, generator=g) * 2, torch.randn(1, 7, 9, generator=g) * 2)]
+    problem = check_cases(EXERCISE, fn, cases, attention_weights, VARIANTS,
+                          lambda q, k: f"q, k of shape {tuple(q.shape)} (seeded random)", atol=1e-5,
+                          hint="scores q @ k^T / sqrt(hs), future set to -inf, softmax over the last axis",
+                          crash_hint="q, k are (B, T, hs): scores q @ k^T are (B, T, T)")
+    problem = refine(problem, fn, cases, [FIXED_SCALE])
+    if problem is not None:
+        return problem
+    return CheckResult(EXERCISE, True, checked=["same weights as the reference on two sizes", "no future",
+                                                "rows sum to 1"])
