@@ -161,9 +161,13 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
 ]
 
 
-def _mlp(fc, pj, x, act=lambda h: F.gelu(h, approximate="tanh"), fc_bias=True, proj_bias=True, residual=False):
-    """The reference MLP with a knob per part (compose.py pairs an activation mistake with a wiring mistake)."""
-    y = F.linear(act(F.linear(x, fc.weight, fc.bias if fc_bias else None)), pj.weight, pj.bias if proj_bias else None)
+def _mlp(fc, pj, x, act=lambda h: F.gelu(h, approximate="tanh"), fc_bias=True, proj_bias=True, residual=False,
+         place="between"):
+    """The reference MLP with a knob per part (compose.py pairs an activation mistake with a wiring mistake);
+    place: where the activation sits ("between" the layers, "after" c_proj, "before" c_fc)."""
+    a = {p: act if place == p else (lambda h: h) for p in ("before", "between", "after")}
+    y = a["after"](F.linear(a["between"](F.linear(a["before"](x), fc.weight, fc.bias if fc_bias else None)),
+                            pj.weight, pj.bias if proj_bias else None))
     return x + y if residual else y
 
 
@@ -172,7 +176,8 @@ MLP_ACTIVATIONS = [("ReLU", F.relu), ("exact GELU", F.gelu), ("SiLU (swish)", F.
                    ("no activation", lambda h: h), ("squared ReLU", lambda h: F.relu(h) ** 2),
                    ("leaky ReLU", F.leaky_relu), *OTHER_ACTIVATIONS]
 MLP_WIRING = [("c_proj without its bias", dict(proj_bias=False)), ("c_fc without its bias", dict(fc_bias=False)),
-              ("residual added inside the MLP", dict(residual=True))]
+              ("residual added inside the MLP", dict(residual=True)),
+              ("activation after c_proj", dict(place="after")), ("activation before c_fc", dict(place="before"))]
 
 
 def _mlp_pairs(fc, pj) -> list[Variant]:
@@ -334,6 +339,46 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
 ]
 
 
+def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x"):
+    """The reference Block with a knob per branch: which LayerNorm feeds it ("ln_1", "ln_2" or "none"), and what
+    its output is added to: the stream ("x"), the stream's normalised copy ("normalised", as after `x = ln(x)`),
+    or nothing ("nothing": the residual is missing)."""
+    norms = {"ln_1": n1, "ln_2": n2, "none": lambda t: t}
+
+    def branch(stream, f, norm, adds_to):
+        normed = norms[norm](stream)
+        return f(normed) + {"x": stream, "normalised": normed, "nothing": 0}[adds_to]
+    return branch(branch(x, a, attn_norm, attn_adds_to), m, mlp_norm, mlp_adds_to)
+
+
+BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs makes every two of them
+    ("ln_1 missing", dict(attn_norm="none"), "The attention branch must see LayerNorm(x), not x itself.",
+     "attn(ln_1(x))"),
+    ("ln_2 used for the attention", dict(attn_norm="ln_2"), "ln_1 normalises the attention's input; yours uses ln_2.",
+     "attn(ln_1(x))"),
+    ("ln_2 missing", dict(mlp_norm="none"), "The MLP branch must see LayerNorm(x), not x itself.", "mlp(ln_2(x))"),
+    ("ln_1 used for the MLP", dict(mlp_norm="ln_1"), "ln_2 normalises the MLP's input; yours uses ln_1.",
+     "mlp(ln_2(x))"),
+    ("the attention's residual adds the normalised stream (x = ln_1(x) overwrites the stream)",
+     dict(attn_adds_to="normalised"), "`x = self.ln_1(x)` replaces the residual stream by its normalised copy, so "
+     "the attention output is added to LayerNorm(x), not to x.", "keep x; pass ln_1(x) to attn without storing it"),
+    ("the MLP's residual adds the normalised stream (x = ln_2(x) overwrites the stream)",
+     dict(mlp_adds_to="normalised"), "`x = self.ln_2(x)` replaces the residual stream by its normalised copy, so "
+     "the MLP output is added to LayerNorm(x), not to x.", "keep x; pass ln_2(x) to mlp without storing it"),
+    ("attention branch without its residual", dict(attn_adds_to="nothing"),
+     "The attention output must be *added* to x; yours replaces x with it.", "x = x + ..."),
+    ("MLP branch without its residual", dict(mlp_adds_to="nothing"),
+     "The MLP output must be *added* to the residual stream; yours replaces it.", "x = x + ..."),
+]
+
+
+def _branch_variants(parts) -> list[Variant]:
+    """Each branch knob alone, then every two together (a norm missing *and* a residual on the normalised stream)."""
+    base = lambda x, **knobs: _branches(*parts, x, **knobs)  # noqa: E731
+    singles = [knob(base, name, kw, why, hint) for name, kw, why, hint in BRANCH_KNOBS]
+    return singles + pairs(base, singles)
+
+
 def check_block(cls, seed: int = 0) -> CheckResult:
     """Check a Block class (pre-LayerNorm, two residual branches) against mingpt's; name a wrong wiring."""
     exercise = "Block"
@@ -344,7 +389,7 @@ def check_block(cls, seed: int = 0) -> CheckResult:
         return problem
     parts = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
     variants = [Variant(name, (lambda f: lambda x: f(*parts, x))(f), why, hint)
-                for name, f, why, hint in BLOCK_MISTAKES]
+                for name, f, why, hint in BLOCK_MISTAKES] + _branch_variants(parts)
     problem = _check_module(exercise, student, ref, variants, config, seed,
                             "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4)
     if problem is not None:
