@@ -607,7 +607,7 @@ NAMES = [
     ('check_mlp', 'activation before c_fc'),
     ('check_mlp', 'ReLU instead of GELU'),
     ('check_mlp', 'sigmoid instead of GELU'),
-    ('check_mlp', 'exact GELU instead of GELU, and activation after c_proj'),
+    ('check_mlp', "exact GELU instead of GPT-2's tanh approximation, and activation after c_proj"),
     ('check_mlp', 'residual added inside the MLP'),
     ('check_mlp', 'parameters not registered'),
     ('check_mlp', 'parameters not registered'),

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
+from mingpt.exercises.block_branches import branch_variants
 from mingpt.exercises.checking import (CheckResult, Variant, close, fail, fmt, gradient_problem, run,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import check_cases
@@ -183,8 +184,9 @@ MLP_WIRING = [("c_proj without its bias", dict(proj_bias=False)), ("c_fc without
 def _mlp_pairs(fc, pj) -> list[Variant]:
     """Two slips at once: another activation *and* a wiring mistake (a bias left out, a residual added)."""
     base = lambda x, **knobs: _mlp(fc, pj, x, **knobs)  # noqa: E731
-    acts = [knob(base, f"{name} instead of GELU", dict(act=f), f"GPT-2's MLP uses GELU (tanh approximation); yours "
-                 f"uses {name}.", "use GELU") for name, f in MLP_ACTIVATIONS]
+    acts = [knob(base, f"{name} instead of " + ("GPT-2's tanh approximation" if "GELU" in name else "GELU"),
+                 dict(act=f), f"GPT-2's MLP uses GELU (tanh approximation); yours uses {name}.", "use GELU")
+            for name, f in MLP_ACTIVATIONS]
     wiring = [knob(base, name, kw, f"Yours: {name}.", "c_proj(gelu(c_fc(x))), both layers called as modules")
               for name, kw in MLP_WIRING]
     return pairs(base, acts + wiring)
@@ -339,46 +341,6 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
 ]
 
 
-def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x"):
-    """The reference Block with a knob per branch: which LayerNorm feeds it ("ln_1", "ln_2" or "none"), and what
-    its output is added to: the stream ("x"), the stream's normalised copy ("normalised", as after `x = ln(x)`),
-    or nothing ("nothing": the residual is missing)."""
-    norms = {"ln_1": n1, "ln_2": n2, "none": lambda t: t}
-
-    def branch(stream, f, norm, adds_to):
-        normed = norms[norm](stream)
-        return f(normed) + {"x": stream, "normalised": normed, "nothing": 0}[adds_to]
-    return branch(branch(x, a, attn_norm, attn_adds_to), m, mlp_norm, mlp_adds_to)
-
-
-BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs makes every two of them
-    ("ln_1 missing", dict(attn_norm="none"), "The attention branch must see LayerNorm(x), not x itself.",
-     "attn(ln_1(x))"),
-    ("ln_2 used for the attention", dict(attn_norm="ln_2"), "ln_1 normalises the attention's input; yours uses ln_2.",
-     "attn(ln_1(x))"),
-    ("ln_2 missing", dict(mlp_norm="none"), "The MLP branch must see LayerNorm(x), not x itself.", "mlp(ln_2(x))"),
-    ("ln_1 used for the MLP", dict(mlp_norm="ln_1"), "ln_2 normalises the MLP's input; yours uses ln_1.",
-     "mlp(ln_2(x))"),
-    ("the attention's residual adds the normalised stream (x = ln_1(x) overwrites the stream)",
-     dict(attn_adds_to="normalised"), "`x = self.ln_1(x)` replaces the residual stream by its normalised copy, so "
-     "the attention output is added to LayerNorm(x), not to x.", "keep x; pass ln_1(x) to attn without storing it"),
-    ("the MLP's residual adds the normalised stream (x = ln_2(x) overwrites the stream)",
-     dict(mlp_adds_to="normalised"), "`x = self.ln_2(x)` replaces the residual stream by its normalised copy, so "
-     "the MLP output is added to LayerNorm(x), not to x.", "keep x; pass ln_2(x) to mlp without storing it"),
-    ("attention branch without its residual", dict(attn_adds_to="nothing"),
-     "The attention output must be *added* to x; yours replaces x with it.", "x = x + ..."),
-    ("MLP branch without its residual", dict(mlp_adds_to="nothing"),
-     "The MLP output must be *added* to the residual stream; yours replaces it.", "x = x + ..."),
-]
-
-
-def _branch_variants(parts) -> list[Variant]:
-    """Each branch knob alone, then every two together (a norm missing *and* a residual on the normalised stream)."""
-    base = lambda x, **knobs: _branches(*parts, x, **knobs)  # noqa: E731
-    singles = [knob(base, name, kw, why, hint) for name, kw, why, hint in BRANCH_KNOBS]
-    return singles + pairs(base, singles)
-
-
 def check_block(cls, seed: int = 0) -> CheckResult:
     """Check a Block class (pre-LayerNorm, two residual branches) against mingpt's; name a wrong wiring."""
     exercise = "Block"
@@ -389,7 +351,7 @@ def check_block(cls, seed: int = 0) -> CheckResult:
         return problem
     parts = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
     variants = [Variant(name, (lambda f: lambda x: f(*parts, x))(f), why, hint)
-                for name, f, why, hint in BLOCK_MISTAKES] + _branch_variants(parts)
+                for name, f, why, hint in BLOCK_MISTAKES] + branch_variants(parts)
     problem = _check_module(exercise, student, ref, variants, config, seed,
                             "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4)
     if problem is not None:
