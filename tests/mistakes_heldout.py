@@ -600,7 +600,7 @@ NAMES = [
     ('check_gqa', 'softmax over the queries axis'),
     ('check_gqa', 'attention limited to the last 2 keys (a sliding-window mask)'),
     ('check_gqa', 'keys used as values (v replaced by k)'),
-    # round 9 (w24d: heldout_probe_round9_fresh.py, twelve model and token checkers; untuned 89 of 98 named)
+    # round 9 (w24d: heldout_probe_round9_fresh.py, twelve model and token checkers; untuned 88 of 98 named right)
     ('check_mlp', "exact GELU instead of GPT-2's tanh approximation"),
     ('check_mlp', 'hand-written GELU without the 0.5'),
     ('check_mlp', 'hand-written GELU with 2.507 instead of sqrt(2/pi) = 0.7979 inside the tanh'),
