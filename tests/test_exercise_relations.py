@@ -43,8 +43,10 @@ def test_input_added_or_missing_is_named_only_when_exact():
     xs, refs = _cases()
     assert relation(xs, [r + x for r, x in zip(refs, xs)], refs)[0].startswith("the input added")
     assert relation(xs, [r - x for r, x in zip(refs, xs)], refs)[0].startswith("the input missing")
-    half = [r + 0.5 * x for r, x in zip(refs, xs)]
-    assert relation(xs, half, refs) is None
+    half = [r + 0.5 * x for r, x in zip(refs, xs)]  # not "the input added": named by its exact mixture instead
+    assert relation(xs, half, refs)[0] == "output = 1 * reference + 0.5 * input"
+    odd = [r + 0.37 * x for r, x in zip(refs, xs)]  # a factor with no short name: nothing named
+    assert relation(xs, odd, refs) is None
 
 
 def test_a_bias_like_offset_is_named_a_uniform_constant_is_not():
