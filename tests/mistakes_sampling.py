@@ -109,7 +109,8 @@ def probs_filter_after_softmax(logits, temperature=1.0, top_k=None, top_p=None):
 
 SAMPLING_MISTAKES = [
     (check_sampling_probs, sampler(temperature_step=lambda lg, t: lg * t), "temperature multiplied instead of divided"),
-    (check_sampling_probs, sampler(temperature_step=lambda lg, t: lg), "temperature applied after the softmax"),
+    (check_sampling_probs, sampler(temperature_step=lambda lg, t: lg),
+     "temperature has no effect (ignored, or applied to the probabilities and renormalised)"),
     (check_sampling_probs, sampler(top_p=top_p_tail), "top-p keeps the wrong side of the threshold"),
     (check_sampling_probs, sampler(top_p=top_p_drops_crossing), "top-p drops the token that crosses p"),
     (check_sampling_probs, sampler(top_p=top_p_over_logits), "top-p cumulates logits instead of probabilities"),

@@ -7,10 +7,10 @@ exercise.
     result = check_attention(MyAttention)   # str(result) is the message; bool(result) tells pass/fail
     result.raise_if_failed()                # for autograded cells: an AssertionError carrying the message
 
-One module per topic: attention, layernorm, block (MLP and Block), loss (next-token loss, bigram), gpt (embedding,
-whole model), sampling, kvcache, bpe, optim (weight-decay groups, LR schedule), pretrained (GPT-2 weight
-conversion), training (your components in a real training run), posttrain (the SFT loss mask, a LoRA layer, the DPO
-loss, GRPO's advantages),
+One module per topic: attention, layernorm, block (MLP and Block; block_branches: its wiring as knobs), loss
+(next-token loss, bigram), gpt (embedding, whole model), sampling, kvcache, bpe, optim (weight-decay groups, LR
+schedule), pretrained (GPT-2 weight conversion), training (your components in a real training run), posttrain (the
+SFT loss mask, a LoRA layer, the DPO loss, GRPO's advantages),
 modern (Llama's parts: RMSNorm, rotary positions, SwiGLU, grouped-query attention).
 """
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
+from mingpt.exercises.block_branches import branch_variants
 from mingpt.exercises.checking import (CheckResult, Variant, close, fail, fmt, gradient_problem, run,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import check_cases
@@ -161,9 +162,13 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
 ]
 
 
-def _mlp(fc, pj, x, act=lambda h: F.gelu(h, approximate="tanh"), fc_bias=True, proj_bias=True, residual=False):
-    """The reference MLP with a knob per part (compose.py pairs an activation mistake with a wiring mistake)."""
-    y = F.linear(act(F.linear(x, fc.weight, fc.bias if fc_bias else None)), pj.weight, pj.bias if proj_bias else None)
+def _mlp(fc, pj, x, act=lambda h: F.gelu(h, approximate="tanh"), fc_bias=True, proj_bias=True, residual=False,
+         place="between"):
+    """The reference MLP with a knob per part (compose.py pairs an activation mistake with a wiring mistake);
+    place: where the activation sits ("between" the layers, "after" c_proj, "before" c_fc)."""
+    a = {p: act if place == p else (lambda h: h) for p in ("before", "between", "after")}
+    y = a["after"](F.linear(a["between"](F.linear(a["before"](x), fc.weight, fc.bias if fc_bias else None)),
+                            pj.weight, pj.bias if proj_bias else None))
     return x + y if residual else y
 
 
@@ -172,14 +177,16 @@ MLP_ACTIVATIONS = [("ReLU", F.relu), ("exact GELU", F.gelu), ("SiLU (swish)", F.
                    ("no activation", lambda h: h), ("squared ReLU", lambda h: F.relu(h) ** 2),
                    ("leaky ReLU", F.leaky_relu), *OTHER_ACTIVATIONS]
 MLP_WIRING = [("c_proj without its bias", dict(proj_bias=False)), ("c_fc without its bias", dict(fc_bias=False)),
-              ("residual added inside the MLP", dict(residual=True))]
+              ("residual added inside the MLP", dict(residual=True)),
+              ("activation after c_proj", dict(place="after")), ("activation before c_fc", dict(place="before"))]
 
 
 def _mlp_pairs(fc, pj) -> list[Variant]:
     """Two slips at once: another activation *and* a wiring mistake (a bias left out, a residual added)."""
     base = lambda x, **knobs: _mlp(fc, pj, x, **knobs)  # noqa: E731
-    acts = [knob(base, f"{name} instead of GELU", dict(act=f), f"GPT-2's MLP uses GELU (tanh approximation); yours "
-                 f"uses {name}.", "use GELU") for name, f in MLP_ACTIVATIONS]
+    acts = [knob(base, f"{name} instead of " + ("GPT-2's tanh approximation" if "GELU" in name else "GELU"),
+                 dict(act=f), f"GPT-2's MLP uses GELU (tanh approximation); yours uses {name}.", "use GELU")
+            for name, f in MLP_ACTIVATIONS]
     wiring = [knob(base, name, kw, f"Yours: {name}.", "c_proj(gelu(c_fc(x))), both layers called as modules")
               for name, kw in MLP_WIRING]
     return pairs(base, acts + wiring)
@@ -344,7 +351,7 @@ def check_block(cls, seed: int = 0) -> CheckResult:
         return problem
     parts = ref.attn, ref.mlp, ref.ln_1, ref.ln_2
     variants = [Variant(name, (lambda f: lambda x: f(*parts, x))(f), why, hint)
-                for name, f, why, hint in BLOCK_MISTAKES]
+                for name, f, why, hint in BLOCK_MISTAKES] + branch_variants(parts)
     problem = _check_module(exercise, student, ref, variants, config, seed,
                             "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4)
     if problem is not None:

@@ -219,6 +219,9 @@ ENCODE_PARTS = [
     Part("choose", lambda i, m: next(iter(_mergeable(i, m)), None), "merging the leftmost pair instead of the lowest "
          "rank", "The next merge is the one learned earliest, not the first mergeable pair from the left.",
          "look at every adjacent pair, then choose by rank"),
+    Part("choose", lambda i, m: next(reversed(_mergeable(i, m)), None), "merging the rightmost pair instead of the "
+         "lowest rank", "The next merge is the one learned earliest, not the last mergeable pair from the left.",
+         "look at every adjacent pair, then choose by rank"),
     Part("choose", lambda i, m: min(_mergeable(i, m), default=None), "the smallest pair chosen, not the lowest rank",
          "min over the pairs compares the ids; the choice is by the *rank* merges[pair].",
          "min(..., key=lambda p: merges.get(p, float('inf')))"),

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
 from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, explain, shape_problem
+from mingpt.exercises.compose import knob, pairs
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES", "GPT_LOSS_MISTAKES"]
@@ -82,6 +83,29 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
 ]
 
 
+def _embed(te, pe, i, start=0, token_scale=1.0, positions="arange", combine="add"):
+    """The reference embedding with a knob per part, so that compose.pairs can apply two slips at once
+    (positions from 1 *and* the token vectors scaled by sqrt(C))."""
+    t = {"arange": _pos(i, start), "reversed": _pos(i, start).flip(0), "token ids": i}[positions]
+    tok = te[i] * token_scale
+    return tok * pe[t] if combine == "multiply" else tok + pe[t]
+
+
+def _embedding_knobs(te, pe) -> list[Variant]:
+    base = lambda i, **kw: _embed(te, pe, i, **kw)  # noqa: E731
+    singles = [knob(base, "positions start at 1", dict(start=1), "The first position is 0.",
+                    "torch.arange(T) starts at 0"),
+               knob(base, "token embedding scaled by sqrt(C)", dict(token_scale=math.sqrt(te.shape[1])),
+                    "The 2017 transformer scales its token embeddings by sqrt(C); GPT-2 does not.", "no scaling"),
+               knob(base, "positions reversed", dict(positions="reversed"),
+                    "Position 0 is the first token; yours gives it the last position's vector.", "torch.arange(T)"),
+               knob(base, "positions looked up by token id", dict(positions="token ids"),
+                    "The position table is indexed by t = 0..T-1, not by the token id.", "torch.arange(T)"),
+               knob(base, "token and position embeddings multiplied", dict(combine="multiply"),
+                    "GPT adds the two vectors.", "x = token vectors + position vectors")]
+    return pairs(base, singles)
+
+
 def check_embedding(cls, seed: int = 0) -> CheckResult:
     """Check a token + position embedding module: x[b, t] = wte[idx[b, t]] + wpe[t]."""
     exercise = "token + position embedding"
@@ -97,7 +121,7 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
     cases = [(torch.tensor([[3, 3, 3, 3, 7], [1, 2, 3, 4, 5]]),), (torch.tensor([[6, 0, 1, 5, 4, 2, 7, 3]]),),
              (torch.tensor([[2, 5, 0], [7, 7, 1], [4, 6, 6]]),)]
     variants = [Variant(name, (lambda f: lambda i: f(wte, wpe, i))(f), why, hint)
-                for name, f, why, hint in EMBEDDING_MISTAKES]
+                for name, f, why, hint in EMBEDDING_MISTAKES] + _embedding_knobs(wte, wpe)
     with torch.no_grad():
         problem = check_cases(exercise, student, cases, lambda i: wte[i] + wpe[_pos(i)], variants,
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
@@ -149,7 +173,7 @@ def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
 def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True):
     """The reference's forward, with its parts rearranged: the variants below are this with one thing changed."""
     tr = ref.transformer
-    t = torch.arange(idx.shape[1])
+    t = torch.arange(idx.shape[1]) + (positions == "from 1")
     x = tr.wte(idx) + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
     for i in (range(len(tr.h)) if blocks is None else blocks):
         x = tr.h[i](x)
@@ -173,6 +197,9 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
     ("positions reversed", lambda r, i: _forward(r, i, positions="reversed"),
      "Position 0 is the first token of the sequence; yours gives it the last position's vector.",
      "wpe(torch.arange(T)), not counting down"),
+    ("positions start at 1", lambda r, i: _forward(r, i, positions="from 1"),
+     "The first position is 0; numbered from 1, the last position of a full block runs past the table.",
+     "wpe(torch.arange(T))"),
     ("Blocks applied in reverse order", lambda r, i: _forward(r, i, blocks=range(len(r.transformer.h))[::-1]),
      "Block 0 reads the embeddings; yours runs the last Block first.", "for block in self.transformer.h"),
     ("the first Block used for every layer", lambda r, i: _forward(r, i, blocks=[0] * len(r.transformer.h)),
@@ -224,6 +251,10 @@ GPT_LOSS_MISTAKES = [  # loss from the right logits: (name, f(logits, targets), 
      lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=IGNORE_INDEX,
                                     reduction="sum") / tg.numel(),
      "Positions whose target is -1 must not count in the number you divide by.", "ignore_index=-1 does it"),
+    ("ignored targets (-1) counted as token 0 (clamped instead of ignore_index)",
+     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.clamp(min=0).reshape(-1)),
+     "Targets equal to -1 mean 'no loss here'; clamping them to 0 makes the model learn to predict token 0 there.",
+     "cross_entropy(..., ignore_index=-1) on the targets as they are"),
     ("softmax applied before cross_entropy",
      lambda lg, tg: F.cross_entropy(lg.softmax(-1).reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=-1),
      "F.cross_entropy takes raw logits.", "pass the logits straight in"),
@@ -256,6 +287,8 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
                                   hint="shapes: idx (B, T) -> x (B, T, C) -> logits (B, T, V)")
             if problem is not None:  # if the logits alone are already wrong, that is the first thing to fix
                 shaped = _logits_problem(exercise, student, ref, idx, describe)
+                if shaped is None:  # a crash a rebuilt mistake also has (positions from 1 past the table)
+                    shaped = _crash_explained(exercise, student, ref, [(i,) for i, _ in cases], describe)
                 problem = shaped if shaped is not None else problem  # a failed result is falsy: no `or`
                 if "out of bounds" in problem.explanation and (targets == IGNORE_INDEX).any():
                     return fail(exercise, "ignore index not honoured", "Targets equal to -1 mean 'no loss here'.",
@@ -269,10 +302,12 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
         if problem is not None:
             return problem
         logit_cases = [(i,) for i, _ in cases]
-        problem = explain(exercise, logit_cases, [lg for lg, _ in results], lambda i: ref(i)[0],
-                          [Variant(n, (lambda f: lambda i: f(ref, i))(f), w, h) for n, f, w, h in GPT_MISTAKES],
+        variants = _gpt_variants(ref)
+        problem = explain(exercise, logit_cases, [lg for lg, _ in results], lambda i: ref(i)[0], variants,
                           describe, atol=1e-4, hint="run check_embedding, check_block and check_layernorm on your "
                                                     "parts first")
+        if problem is not None:  # the logits' mistake named: is the loss that of those logits, or a second slip?
+            problem = _and_the_loss(problem, ref, variants, cases, results)
         if problem is None:  # the logits are right: now the loss, from the same logits
             problem = explain(exercise, [(ref(i)[0], t) for i, t in cases], [loss for _, loss in results], _ref_loss,
                               [Variant(*row) for row in GPT_LOSS_MISTAKES],
@@ -289,6 +324,49 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
                         hint="if targets is None: loss = None")
     return CheckResult(exercise, True, checked=["same logits and loss as mingpt's GPT on the same weights, 3 shapes",
                                                 "loss None without targets"])
+
+
+def _gpt_variants(ref) -> list[Variant]:
+    return [Variant(n, (lambda f: lambda i: f(ref, i))(f), w, h) for n, f, w, h in GPT_MISTAKES]
+
+
+def _logits_of(student, idx):
+    out = student(idx)
+    return out[0] if isinstance(out, tuple) and out else out
+
+
+def _crash_explained(exercise, student, ref, logit_cases, describe) -> CheckResult | None:
+    """forward(idx) raised: a logits mistake that raises the same exception on the same inputs and reproduces the
+    others (compare.check_cases) is named; None otherwise (the crash itself is then shown)."""
+    variants = _gpt_variants(ref)
+    found = check_cases(exercise, lambda i: _logits_of(student, i), logit_cases, lambda i: ref(i)[0], variants,
+                        describe, atol=1e-4)
+    return found if found is not None and found.property in {v.property for v in variants} else None
+
+
+def _and_the_loss(problem: CheckResult, ref, variants, cases, results) -> CheckResult:
+    """The logits were explained by one mistake: the loss must be the cross-entropy of those logits (or of the raw
+    logits, when the slip comes after the loss was taken). If it is not,
+    but a loss mistake applied to them reproduces every loss, name both; if nothing does, say the loss differs too
+    rather than let one name stand for two slips."""
+    variant = next((v for v in variants if v.property == problem.property), None)
+    if variant is None or any(loss is None for _, loss in results):
+        return problem
+    # The loss may come from the logits returned or from the raw ones (a softmax applied after the loss was taken).
+    sources = [[variant.compute(i) for i, _ in cases], [ref(i)[0] for i, _ in cases]]
+    losses = [loss for _, loss in results]
+    fits = lambda f: any(all(torch.allclose(torch.as_tensor(x).double(), f(lg, t).double(), atol=1e-4)  # noqa: E731
+                             for x, lg, (_, t) in zip(losses, logits, cases)) for logits in sources)
+    if fits(_ref_loss):
+        return problem
+    for name, f, why, hint in GPT_LOSS_MISTAKES:
+        if fits(f):
+            return fail(problem.exercise, f"{problem.property}, and {name}", f"Two mistakes at once. "
+                        f"{problem.explanation} And in the loss: {why}", problem.counterexample,
+                        f"{problem.hint}; {hint}")
+    return fail(problem.exercise, f"{problem.property}; the loss also differs (not recognised)",
+                f"{problem.explanation} Your loss is not the cross-entropy of your own logits either, and no known "
+                "loss mistake explains it.", problem.counterexample, problem.hint)
 
 
 def _ref_loss(logits, targets):

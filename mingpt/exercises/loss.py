@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, student_with_reference_weights
 from mingpt.exercises.compare import check_cases, same
+from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
 from mingpt.model import IGNORE_INDEX
 
@@ -152,6 +153,48 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
 ]
 
 
+def _parts_loss(lg, tk, cut=("last", "first"), ignored="skip", reduce="mean", probs=False):
+    """The reference loss with a knob per part, so that compose.pairs can apply two slips at once: cut, which end
+    the logits and the targets drop ("last", "first", or "none" for no shift); ignored, what happens to the -1
+    targets ("skip", "clamp" to token 0 and count, "zero": clamped and ignore_index=0); reduce ("mean" over the
+    kept targets, "sum", "all": the sum over every position, ignored ones counted); probs: softmax first."""
+    drop = {"last": slice(None, -1), "first": slice(1, None), "none": slice(None)}
+    logits, targets = lg[:, drop[cut[0]]], tk[:, drop[cut[1]]]
+    logits = logits.softmax(-1) if probs else logits
+    skip = {"skip": IGNORE_INDEX, "clamp": -100, "zero": 0}[ignored]
+    targets = targets if ignored == "skip" else targets.clamp(min=0)
+    per = F.cross_entropy(logits.reshape(-1, lg.size(-1)), targets.reshape(-1), ignore_index=skip, reduction="none")
+    kept = (targets.reshape(-1) != skip).sum()
+    return {"mean": per.sum() / kept, "sum": per.sum(), "all": per.sum() / per.numel()}[reduce]
+
+
+LOSS_KNOBS = [  # (name, knobs of _parts_loss, explanation, hint): tried alone and two at a time
+    ("targets not shifted", dict(cut=("none", "none")), "logits[:, t] predicts tokens[:, t + 1]; yours compares it "
+     "with tokens[:, t].", "logits[:, :-1] against tokens[:, 1:]"),
+    ("targets shifted the wrong way", dict(cut=("first", "last")), "Yours compares logits[:, t + 1] with "
+     "tokens[:, t]: predicting the past.", "logits[:, :-1] against tokens[:, 1:]"),
+    ("logits and targets both drop the first position", dict(cut=("first", "first")), "Each position is compared "
+     "with its own token, not the next one.", "logits lose the last position, tokens the first"),
+    ("logits and targets both drop the last position", dict(cut=("last", "last")), "Each position is compared "
+     "with its own token, not the next one.", "logits lose the last position, tokens the first"),
+    ("ignored targets clamped to token 0", dict(ignored="clamp"), "Targets equal to -1 must add no loss; turning "
+     "them into token 0 trains the model to predict token 0 there.", "ignore_index=-1 on the targets as they are"),
+    ("ignore_index=0: token 0 ignored as well", dict(ignored="zero"), "The positions to skip have target -1; token "
+     "0 is an ordinary token, and yours skips it too.", "ignore_index=-1"),
+    ("sum instead of mean", dict(reduce="sum"), "The loss is the mean over the predicted positions.",
+     "average over the positions that have a target"),
+    ("ignored positions counted in the mean", dict(reduce="all"), "Positions whose target is -1 must not count in "
+     "the number you divide by.", "ignore_index=-1 and the default mean"),
+    ("softmax applied before cross_entropy", dict(probs=True), "F.cross_entropy takes raw logits.",
+     "pass the logits straight in"),
+]
+
+
+def _loss_pairs() -> list[Variant]:
+    singles = [knob(_parts_loss, name, kw, why, hint) for name, kw, why, hint in LOSS_KNOBS]
+    return pairs(_parts_loss, singles)
+
+
 def _loss_cases(seed):
     g = torch.Generator().manual_seed(seed)
     cases = []
@@ -184,7 +227,7 @@ def check_loss(fn, seed: int = 0) -> CheckResult:
         raise TypeError(f"check_loss expects your loss function, got {type(fn).__name__}")
     cases = _loss_cases(seed)
     describe = lambda lg, tk: f"logits of shape {tuple(lg.shape)} (seeded random), tokens = {tk.tolist()}"
-    variants = [Variant(*row) for row in LOSS_MISTAKES]
+    variants = [Variant(*row) for row in LOSS_MISTAKES] + _loss_pairs()
     prepare = lambda case: tuple(t.clone() for t in case)  # noqa: E731
     problem = check_cases(exercise, fn, cases, _reference_loss, variants, describe, atol=1e-5,
                           hint="F.cross_entropy over (B*T, V) logits and (B*T,) targets, ignore_index=-1",

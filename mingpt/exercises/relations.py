@@ -194,6 +194,24 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
         if all(o.dim() >= 1 and _close(o, fn(e), atol) for o, e in pairs):
             return (prop, "Your output is the softmax (or log-softmax) of the reference's over the last axis: the "
                     "raw scores were normalised once too often.", "return the scores as they are")
+    return _normalised_axis(pairs, atol)
+
+
+def _normalised_axis(pairs, atol) -> tuple[str, str, str] | None:
+    """The reference is a distribution over its last axis (each row >= 0, summing to 1) and yours, on every input,
+    sums to 1 along another axis d instead: a fact about your output, named as such (a softmax, or a division by a
+    sum, over dim d), without claiming which formula made it."""
+    def sums_to_one(t, d):
+        return t.dim() > d and t.shape[d] > 1 and (t >= -atol).all() and _close(t.sum(d), torch.ones(()).expand_as(
+            t.sum(d)).double(), atol * 10)
+    if not all(e.dim() >= 2 and sums_to_one(e, e.dim() - 1) for _, e in pairs):
+        return None
+    for d in range(pairs[0][0].dim() - 1):
+        if all(sums_to_one(o, d) and not sums_to_one(o, o.dim() - 1) for o, _ in pairs):
+            return (f"normalised over dim {d} instead of the last axis",
+                    f"Every slice of your output along dim {d} sums to 1 on every tested input, while each row of a "
+                    "distribution over the vocabulary (the last axis) must: a softmax, or a division by a sum, over "
+                    f"dim {d}.", "softmax(dim=-1): one distribution per row")
     return None
 
 

@@ -124,9 +124,11 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
     ("temperature applied after the softmax", lambda lg, t, k, p: _reference(lg, 1.0, k, p) / t,
      "Dividing the probabilities by the temperature only rescales them (they no longer sum to 1); temperature must "
      "divide the *logits*.", "divide the logits by the temperature, then softmax"),
-    ("temperature applied after the softmax", lambda lg, t, k, p: _reference(lg, 1.0, k, p),
-     "Your distribution does not change with the temperature: dividing probabilities by T and renormalising undoes "
-     "itself. Temperature must divide the *logits* before the softmax.", "divide the logits by the temperature"),
+    ("temperature has no effect (ignored, or applied to the probabilities and renormalised)",
+     lambda lg, t, k, p: _reference(lg, 1.0, k, p),
+     "Your distribution does not change with the temperature: either the temperature is never used, or it divides "
+     "the probabilities and the renormalisation undoes it. Temperature must divide the *logits* before the softmax.",
+     "divide the logits by the temperature"),
     ("temperature multiplied instead of divided", lambda lg, t, k, p: _reference(lg * t * t, t, k, p),
      "A temperature below 1 must make the distribution sharper; yours makes it flatter.", "logits / temperature"),
     ("top-p keeps the wrong side of the threshold",

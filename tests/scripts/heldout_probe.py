@@ -8,9 +8,10 @@ change; round 2 (heldout_probe_round2.py) was written after round 1's fixes and 
 Rounds 5, 6 and 7 of the tokens side (heldout_probe_round5_tokens.py, ..._round6_tokens.py, ..._round7_tokens.py)
 also cover the post-training checkers; their before/after counts are in the commit messages that add them. Round 8
 (heldout_probe_round8_models.py) was written before reading the model checkers' tables and counted untuned; so was
-round 9 (heldout_probe_round9_unprobed.py), for the four checkers no round had probed.
+round 9, in two parts by two writers: heldout_probe_round9_unprobed.py, for the four checkers no round had probed,
+and heldout_probe_round9_fresh.py, for the model, sampling, cache, BPE and optimiser checkers.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
-PYTHONPATH=. python tests/scripts/heldout_probe.py
+PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import heldout_probe_round6_models  # noqa: E402,F401  (round 6: the model check
 import heldout_probe_round7_models  # noqa: E402,F401  (round 7: the model checkers, untuned)
 import heldout_probe_round8_models  # noqa: E402,F401  (round 8: the model checkers, written before reading them)
 import heldout_probe_round9_unprobed  # noqa: E402,F401  (round 9: conversion, attention weights, bigram, training)
+import heldout_probe_round9_fresh  # noqa: E402,F401  (round 9: twelve model and token checkers, written before reading)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
@@ -45,7 +47,10 @@ def main() -> None:
     torch.manual_seed(0)
     stats = collections.defaultdict(lambda: [0] * 6)  # (round, checker) -> counts
     unnamed = []
+    only = {int(a) for a in sys.argv[1:]}
     for checker, impl, expect, rnd in MISTAKES:
+        if only and rnd not in only:
+            continue
         row = stats[rnd, checker.__name__]
         row[0] += 1
         try:
@@ -62,6 +67,8 @@ def main() -> None:
             unnamed.append((rnd, checker.__name__, impl,
                             f"expected /{expect}/ " + ("OTHER NAME " if other else "") + str(result)))
     for checker, impl, rnd in VALID:
+        if only and rnd not in only:
+            continue
         row = stats[rnd, checker.__name__]
         row[4] += 1
         try:

@@ -1,0 +1,60 @@
+"""
+A Block's wiring as knobs, so that two wiring slips at once are named (block.py's table lists whole wirings).
+
+The one idea: each of the Block's two branches is "normalise the stream, transform, add back", and each part of
+that sentence is where a slip lives: which LayerNorm feeds the branch (its own, the other one, none), and what the
+branch's output is added to (the stream x, the stream's normalised copy as after `x = self.ln_2(x)`, or nothing:
+the residual is missing). `_branches` is the reference Block with one knob per part and per branch; compose.pairs
+applies any two knobs of different parts together ("ln_1 missing, and the MLP's residual adds the normalised
+stream"), and, like every variant, a pair is named only when it reproduces the student's output on every input.
+
+    from mingpt.exercises.block_branches import branch_variants
+    variants = BLOCK_TABLE_VARIANTS + branch_variants((ref.attn, ref.mlp, ref.ln_1, ref.ln_2))
+"""
+
+from __future__ import annotations
+
+from mingpt.exercises.checking import Variant
+from mingpt.exercises.compose import knob, pairs
+
+__all__ = ["branch_variants", "BRANCH_KNOBS"]
+
+
+def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x"):
+    """The reference Block with a knob per branch: which LayerNorm feeds it ("ln_1", "ln_2" or "none"), and what
+    its output is added to: the stream ("x"), the stream's normalised copy ("normalised", as after `x = ln(x)`),
+    or nothing ("nothing": the residual is missing)."""
+    norms = {"ln_1": n1, "ln_2": n2, "none": lambda t: t}
+
+    def branch(stream, f, norm, adds_to):
+        normed = norms[norm](stream)
+        return f(normed) + {"x": stream, "normalised": normed, "nothing": 0}[adds_to]
+    return branch(branch(x, a, attn_norm, attn_adds_to), m, mlp_norm, mlp_adds_to)
+
+
+BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs makes every two of them
+    ("ln_1 missing", dict(attn_norm="none"), "The attention branch must see LayerNorm(x), not x itself.",
+     "attn(ln_1(x))"),
+    ("ln_2 used for the attention", dict(attn_norm="ln_2"), "ln_1 normalises the attention's input; yours uses ln_2.",
+     "attn(ln_1(x))"),
+    ("ln_2 missing", dict(mlp_norm="none"), "The MLP branch must see LayerNorm(x), not x itself.", "mlp(ln_2(x))"),
+    ("ln_1 used for the MLP", dict(mlp_norm="ln_1"), "ln_2 normalises the MLP's input; yours uses ln_1.",
+     "mlp(ln_2(x))"),
+    ("the attention's residual adds the normalised stream (x = ln_1(x) overwrites the stream)",
+     dict(attn_adds_to="normalised"), "`x = self.ln_1(x)` replaces the residual stream by its normalised copy, so "
+     "the attention output is added to LayerNorm(x), not to x.", "keep x; pass ln_1(x) to attn without storing it"),
+    ("the MLP's residual adds the normalised stream (x = ln_2(x) overwrites the stream)",
+     dict(mlp_adds_to="normalised"), "`x = self.ln_2(x)` replaces the residual stream by its normalised copy, so "
+     "the MLP output is added to LayerNorm(x), not to x.", "keep x; pass ln_2(x) to mlp without storing it"),
+    ("attention branch without its residual", dict(attn_adds_to="nothing"),
+     "The attention output must be *added* to x; yours replaces x with it.", "x = x + ..."),
+    ("MLP branch without its residual", dict(mlp_adds_to="nothing"),
+     "The MLP output must be *added* to the residual stream; yours replaces it.", "x = x + ..."),
+]
+
+
+def branch_variants(parts) -> list[Variant]:
+    """Each branch knob alone, then every two together (a norm missing *and* a residual on the normalised stream)."""
+    base = lambda x, **knobs: _branches(*parts, x, **knobs)  # noqa: E731
+    singles = [knob(base, name, kw, why, hint) for name, kw, why, hint in BRANCH_KNOBS]
+    return singles + pairs(base, singles)
