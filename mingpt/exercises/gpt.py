@@ -35,6 +35,9 @@ def _pos(i, offset=0):
 
 
 EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
+    ("position embedding missing", lambda te, pe, i: te[i],
+     "Your output depends on the token only: the same token at positions 0 and 3 gets the same vector, so the "
+     "model cannot know the order of its input.", "add a learned vector for each position t"),
     ("token embedding missing", lambda te, pe, i: pe[_pos(i)].expand(i.shape[0], -1, -1),
      "Your output depends on the position only: every token at position t gets the same vector.",
      "add the token's own vector, wte(idx)"),
@@ -102,9 +105,8 @@ def _embedding_knobs(te, pe) -> list[Variant]:
                     "The position table is indexed by t = 0..T-1, not by the token id.", "torch.arange(T)"),
                knob(base, "token and position embeddings multiplied", dict(combine="multiply"),
                     "GPT adds the two vectors.", "x = token vectors + position vectors"),
-               knob(base, "position embedding missing", dict(positions="none"), "Your output depends on the token "
-                    "only: the same token at positions 0 and 3 gets the same vector, so the model cannot know the "
-                    "order of its input.", "add a learned vector for each position t")]
+               knob(base, "position embedding missing", dict(positions="none"),
+                    "Without wpe the model cannot know the order of its input.", "add wpe(torch.arange(T))")]
     return pairs(base, singles)
 
 
@@ -220,7 +222,7 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
                                                        again=True))),
      "A Block already adds its branches to x and returns the new stream; x = x + block(x) counts the stream twice.",
      "x = block(x)"),
-    ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_normed(r, i))),
+    ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_forward(r, i, head=False))),
      "ln_f runs once, on the last Block's output; yours normalises its own output again.", "lm_head(ln_f(x)), once"),
 ]
 
@@ -231,10 +233,6 @@ def _blocks(ref, x, again=False):
         x = x + block(x) if again else block(x)
     return x
 
-
-def _normed(ref, idx):
-    """The reference's input to lm_head: the last Block's output after ln_f."""
-    return _forward(ref, idx, out=lambda lg: lg, head=False)
 
 GPT_LOSS_MISTAKES = [  # loss from the right logits: (name, f(logits, targets), explanation, hint)
     ("targets shifted twice", lambda lg, tg: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
