@@ -51,6 +51,8 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
         att = att.masked_fill(~(allowed & torch.ones(T, T, dtype=torch.bool).triu(1 - mask)), float("-inf"))
     elif mask == "inverted_diagonal":  # a boolean mask of the wrong polarity, triu(): the diagonal and future kept
         att = att.masked_fill(~allowed.T, float("-inf"))
+    elif mask == "next":  # tril(diagonal=1): the mask off by one, each query also sees the next key
+        att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(1), float("-inf"))
     elif mask == "strict":  # the diagonal masked too: a position cannot see itself
         att = att.masked_fill(~allowed.tril(-1), float("-inf"))
     elif mask == "inverted":  # the kept triangle masked: each position sees only later ones (the last sees none)
@@ -128,6 +130,9 @@ def variants(ref, hs: int) -> list[Variant]:
              dict(mask="inverted_diagonal"), "A boolean mask keeps the entries that are True (SDPA's attn_mask); "
              "triu() keeps each key j >= t, so query t sees itself and the future, never the past.",
              "keep the lower triangle: torch.ones(T, T, dtype=torch.bool).tril()"),
+        knob(base, "mask off by one (each query also sees the next key)", dict(mask="next"),
+             "Query t may attend to keys 0..t; your mask keeps the diagonal above it too (tril(diagonal=1)), so "
+             "each position sees one token of the future.", "torch.tril(torch.ones(T, T)), diagonal 0"),
         knob(base, "no causal mask", dict(mask="none"), "Nothing stops position t from attending to positions after t.",
              "hide every key j > t from query t before the softmax"),
         knob(base, "scaling applied twice (1/hs instead of 1/sqrt(hs))", dict(scale=1 / hs),

@@ -74,8 +74,8 @@ def _check_module(exercise, student, ref, variants, config, seed, eval_hint, ato
 
 
 # ------------------------------------------------------------------------------------------ MLP
-def _gelu_by_hand(h, cube=0.044715, scale=SQRT_2_OVER_PI):
-    return 0.5 * h * (1 + torch.tanh(scale * (h + cube * h ** 3)))
+def _gelu_by_hand(h, cube=0.044715, scale=SQRT_2_OVER_PI, linear=1.0):
+    return 0.5 * h * (1 + torch.tanh(scale * (linear * h + cube * h ** 3)))
 
 
 OTHER_ACTIVATIONS = [  # every other activation torch offers, by name: whichever a student picks is named
@@ -101,6 +101,10 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
     ("hand-written GELU without the cubic term", lambda fc, pj, x: pj(_gelu_by_hand(fc(x), cube=0.0)),
      "The tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)); yours leaves out the 0.044715 x^3 term.",
      "check every constant of the formula (or use F.gelu(..., approximate='tanh'))"),
+    ("hand-written GELU without the linear term inside tanh (tanh(sqrt(2/pi) * 0.044715 x^3))",
+     lambda fc, pj, x: pj(_gelu_by_hand(fc(x), linear=0.0)),
+     "Inside the tanh GPT-2's GELU has x + 0.044715 x^3; yours keeps only the cubic term.",
+     "0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3)))"),
     ("hand-written GELU with sqrt(pi/2) instead of sqrt(2/pi)",
      lambda fc, pj, x: pj(_gelu_by_hand(fc(x), scale=math.sqrt(math.pi / 2))),
      "The factor inside the tanh is sqrt(2/pi) (about 0.798); yours is its inverse.", "sqrt(2 / pi)"),
@@ -297,6 +301,9 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
     ("MLP before attention", lambda a, m, n1, n2, x: (h := x + m(n2(x))) + a(n1(h)),
      "The Block first communicates (attention) and then computes (MLP); yours does the MLP first.",
      "swap the two lines"),
+    ("MLP before attention, each fed by the other's LayerNorm", lambda a, m, n1, n2, x: (h := x + m(n1(x))) + a(n2(h)),
+     "The Block first communicates (attention, through ln_1) and then computes (MLP, through ln_2); yours runs the "
+     "MLP first, through ln_1.", "x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x))"),
     ("parallel branches", lambda a, m, n1, n2, x: x + a(n1(x)) + m(n2(x)),
      "The MLP reads the stream *after* the attention output was added (GPT-J runs them in parallel; GPT-2 does not).",
      "compute the MLP branch from the updated x"),

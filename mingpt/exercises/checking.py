@@ -116,6 +116,11 @@ def crashed(exercise: str, where: str, error: BaseException, hint: str = SHAPE_H
     frame = student_frame(error)
     at = (f"\n    at {os.path.basename(frame.filename)}, line {frame.lineno}: `{frame.line}`"
           if frame is not None and frame.line else "")
+    if "view size is not compatible with input tensor's size and stride" in str(error):  # torch's own words: a fact
+        return fail(exercise, ".view on a non-contiguous tensor (after a transpose or a slice)",
+                    ".view needs a tensor whose elements lie in row order in memory; a transposed or sliced one "
+                    "does not.", f"{where} raised {type(error).__name__}: {error}{at}",
+                    hint="use .reshape(...), or .contiguous().view(...)")
     return fail(exercise, "your code raised an exception", f"{where} raised {type(error).__name__}: {error}{at}",
                 hint=hint)
 

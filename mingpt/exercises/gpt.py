@@ -86,8 +86,10 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
 def _embed(te, pe, i, start=0, token_scale=1.0, positions="arange", combine="add"):
     """The reference embedding with a knob per part, so that compose.pairs can apply two slips at once
     (positions from 1 *and* the token vectors scaled by sqrt(C))."""
-    t = {"arange": _pos(i, start), "reversed": _pos(i, start).flip(0), "token ids": i}[positions]
     tok = te[i] * token_scale
+    if positions == "none":
+        return tok
+    t = {"arange": _pos(i, start), "reversed": _pos(i, start).flip(0), "token ids": i}[positions]
     return tok * pe[t] if combine == "multiply" else tok + pe[t]
 
 
@@ -102,7 +104,9 @@ def _embedding_knobs(te, pe) -> list[Variant]:
                knob(base, "positions looked up by token id", dict(positions="token ids"),
                     "The position table is indexed by t = 0..T-1, not by the token id.", "torch.arange(T)"),
                knob(base, "token and position embeddings multiplied", dict(combine="multiply"),
-                    "GPT adds the two vectors.", "x = token vectors + position vectors")]
+                    "GPT adds the two vectors.", "x = token vectors + position vectors"),
+               knob(base, "position embedding missing", dict(positions="none"),
+                    "Without wpe the model cannot know the order of its input.", "add wpe(torch.arange(T))")]
     return pairs(base, singles)
 
 
@@ -116,8 +120,8 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
     student, problem = student_with_reference_weights(exercise, cls, {"wte.weight": wte, "wpe.weight": wpe}, config)
     if problem is not None:
         return problem
-    # A repeated token (only its position tells them apart), batches of 2, 1 and 3, lengths 5, 8 (= block_size) and
-    # 3; token ids below block_size, so that a position table indexed by token ids shows as a wrong value, not a crash.
+    # A repeated token (only its position tells them apart), batches 2, 1, 3, lengths 5, 8 (= block_size), 3; ids below
+    # block_size, so that a position table indexed by token ids shows as a wrong value, not a crash.
     cases = [(torch.tensor([[3, 3, 3, 3, 7], [1, 2, 3, 4, 5]]),), (torch.tensor([[6, 0, 1, 5, 4, 2, 7, 3]]),),
              (torch.tensor([[2, 5, 0], [7, 7, 1], [4, 6, 6]]),)]
     variants = [Variant(name, (lambda f: lambda i: f(wte, wpe, i))(f), why, hint)
@@ -130,9 +134,8 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
         if problem is not None and problem.property == NOT_RECOGNISED:
             found = _position_part(exercise, student, cases, wte, wpe)
             problem = found if found is not None else problem  # a failed result is falsy: no `or`
-    if problem is not None:
-        return problem
-    return CheckResult(exercise, True, checked=["wte[idx] + wpe[t] for every position, on 3 batch shapes"])
+    return problem if problem is not None else CheckResult(exercise, True, checked=[
+        "wte[idx] + wpe[t] for every position, on 3 batch shapes"])
 
 
 def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
@@ -219,7 +222,7 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
                                                        again=True))),
      "A Block already adds its branches to x and returns the new stream; x = x + block(x) counts the stream twice.",
      "x = block(x)"),
-    ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_normed(r, i))),
+    ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_forward(r, i, head=False))),
      "ln_f runs once, on the last Block's output; yours normalises its own output again.", "lm_head(ln_f(x)), once"),
 ]
 
@@ -230,10 +233,6 @@ def _blocks(ref, x, again=False):
         x = x + block(x) if again else block(x)
     return x
 
-
-def _normed(ref, idx):
-    """The reference's input to lm_head: the last Block's output after ln_f."""
-    return _forward(ref, idx, out=lambda lg: lg, head=False)
 
 GPT_LOSS_MISTAKES = [  # loss from the right logits: (name, f(logits, targets), explanation, hint)
     ("targets shifted twice", lambda lg, tg: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
@@ -327,7 +326,13 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
 
 
 def _gpt_variants(ref) -> list[Variant]:
-    return [Variant(n, (lambda f: lambda i: f(ref, i))(f), w, h) for n, f, w, h in GPT_MISTAKES]
+    """GPT_MISTAKES, then two of its _forward-knob rows at once (compose.pairs: no ln_f *and* no positions)."""
+    knobs = {"final LayerNorm missing": dict(ln_f=False), "position embedding missing": dict(positions=False),
+             "positions reversed": dict(positions="reversed"), "positions start at 1": dict(positions="from 1"),
+             "returned probabilities, not logits": dict(out=lambda lg: lg.softmax(-1)),
+             "returned log-probabilities, not logits": dict(out=lambda lg: lg.log_softmax(-1))}
+    singles = [Variant(n, (lambda f: lambda i: f(ref, i))(f), w, h, knobs.get(n)) for n, f, w, h in GPT_MISTAKES]
+    return singles + pairs(lambda i, **kw: _forward(ref, i, **kw), singles)
 
 
 def _logits_of(student, idx):

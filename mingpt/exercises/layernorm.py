@@ -13,6 +13,8 @@ turns a missing epsilon into 0 / 0 = NaN.
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -147,6 +149,11 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
             try:
                 outputs[label] = student(x)
             except Exception as e:
+                if _same_error(lambda: x - x.mean(-1), e):  # the rebuilt slip raises the student's exact error
+                    return fail(EXERCISE, "mean or variance without keepdim=True",
+                                "A statistic of shape (B, T) does not line up with x (B, T, C): broadcasting matches "
+                                "the last axes, T against C.", f"forward(x) with x of shape {tuple(x.shape)} raised "
+                                f"{type(e).__name__}: {e}", "x.mean(-1, keepdim=True): shape (B, T, 1)")
                 return crashed(EXERCISE, f"forward(x) with x of shape {tuple(x.shape)}", e,
                                "mean and variance over the last axis with keepdim=True, so they broadcast against x")
             if isinstance(outputs[label], torch.Tensor) and outputs[label].dtype != x.dtype:
@@ -218,3 +225,12 @@ def _matches(variant, x, out) -> bool:
         return same(out, variant.compute(x), atol=atol)  # NaN where the variant has NaN (a 0/0) counts as equal
     except Exception:
         return False
+
+
+def _same_error(rebuilt, error: BaseException) -> bool:
+    """rebuilt() raises the student's exception: the same type and the same sizes in its message."""
+    try:
+        rebuilt()
+    except Exception as e:
+        return type(e) is type(error) and re.findall(r"\d+", str(e)) == re.findall(r"\d+", str(error))
+    return False

@@ -65,6 +65,10 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
     *[(f"targets shifted by {k} positions, not 1", (lambda k: lambda lg, tk: _ce(lg[:, :-k], tk[:, k:]))(k),
        f"logits[:, t] predicts the very next token, tokens[:, t + 1]; yours compares it with tokens[:, t + {k}].",
        "logits[:, :-1] against tokens[:, 1:]") for k in (2, 3)],
+    ("ignore_index=0 instead of -1", lambda lg, tk: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
+                                                                   tk[:, 1:].reshape(-1), ignore_index=0),
+     "The positions to skip have target -1, which cross_entropy then takes for a class and fails on; token 0 is an "
+     "ordinary token, and yours skips it.", "ignore_index=-1"),
     ("ignore_index=0: token 0 ignored as well", lambda lg, tk: F.cross_entropy(
         lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1), ignore_index=0),
      "The positions to skip have target -1; token 0 is an ordinary token, and yours skips it too.",
@@ -257,6 +261,9 @@ BIGRAM_MISTAKES = [  # (name, f(table, idx), explanation, hint)
     ("log-softmax over the positions (dim=1), not the vocabulary", lambda tb, i: tb[i].log_softmax(1),
      "The model returns raw scores (logits); yours also takes a log-softmax, and over the time axis at that.",
      "return the table rows as they are"),
+    ("probabilities normalised down the table's columns (softmax(dim=0)) before the lookup",
+     lambda tb, i: tb.softmax(0)[i], "The model returns raw scores (logits); yours normalises the table, and over "
+     "its first axis, so the rows are not even distributions.", "return the table rows as they are"),
     ("returned exp(logits) (counts), not logits", lambda tb, i: tb[i].exp(),
      "The table holds log-counts (logits); exponentiating gives the unnormalised counts, which the loss would "
      "take for logits.", "return the table rows as they are"),

@@ -161,36 +161,36 @@ def rotary_reference(x, start, theta):
 
 
 ROTARY_MISTAKES = [
-    Variant("positions not offset (the KV cache's new token rotated as position 0)",
-            lambda x, s, th: _rotary(x, s, th, offset=False),
+    knob(_rotary, "positions not offset (the KV cache's new token rotated as position 0)",
+            dict(offset=False),
             "With a KV cache the new token sits at position start (the cache's length), not at 0; rotated from 0, "
             "its query meets keys at the wrong relative distance.", "positions = start, start + 1, ..., start + T - 1"),
-    Variant("positions counted from 1", lambda x, s, th: _rotary(x, s, th, first=1),
+    knob(_rotary, "positions counted from 1", dict(first=1),
             "The first token is at position 0 (angle 0: no rotation).", "torch.arange(start, start + T)"),
-    Variant("adjacent pairs (2j, 2j+1) instead of halves (j, j + hs/2)",
-            lambda x, s, th: _rotary(x, s, th, adjacent=True),
+    knob(_rotary, "adjacent pairs (2j, 2j+1) instead of halves (j, j + hs/2)",
+            dict(adjacent=True),
             "That is Meta's original pairing, valid for weights permuted to it; this checker, mingpt and Hugging "
             "Face's Llama weights pair channel j with channel j + hs/2 ('rotate_half').",
             "rotate_half(x) = cat(-x2, x1) with x1, x2 the two halves of the last axis"),
-    Variant("angles repeated pairwise while channels pair by halves",
-            lambda x, s, th: _rotary(x, s, th, interleaved_angles=True),
+    knob(_rotary, "angles repeated pairwise while channels pair by halves",
+            dict(interleaved_angles=True),
             "With the rotate_half pairing, channels j and j + hs/2 share an angle: the angle table is "
             "cat(angles, angles), not angles.repeat_interleave(2).", "torch.cat((angles, angles), dim=-1)"),
-    Variant("sin and cos swapped", lambda x, s, th: _rotary(x, s, th, swap=True),
+    knob(_rotary, "sin and cos swapped", dict(swap=True),
             "A rotation is x cos + rotate_half(x) sin: at position 0 it leaves x unchanged.", "x * cos + ... * sin"),
-    Variant("rotating the wrong way (sign of sin flipped)", lambda x, s, th: _rotary(x, s, th, sign=-1.0),
+    knob(_rotary, "rotating the wrong way (sign of sin flipped)", dict(sign=-1.0),
             "Pair (a, b) becomes (a cos - b sin, b cos + a sin); yours turns by minus the angle.",
             "rotate_half(x) = cat(-x2, x1), added with + sin"),
-    Variant("theta exponent without the 2 (theta^(-i/hs))", lambda x, s, th: _rotary(x, s, th, exponent=1.0),
+    knob(_rotary, "theta exponent without the 2 (theta^(-i/hs))", dict(exponent=1.0),
             "Pair i turns at theta^(-2i/hs), i = 0 .. hs/2 - 1 (equivalently arange(0, hs, 2) / hs).",
             "theta ** (-torch.arange(0, hs, 2) / hs)"),
-    Variant("theta exponent over hs/2 instead of hs (theta^(-2i/(hs/2)))",
-            lambda x, s, th: _rotary(x, s, th, exponent=4.0),
+    knob(_rotary, "theta exponent over hs/2 instead of hs (theta^(-2i/(hs/2)))",
+            dict(exponent=4.0),
             "The exponent divides by the head size hs, not by the number of pairs: pair i turns at theta^(-2i/hs), "
             "so the slowest pair turns at about 1/theta per position; yours slows down twice as fast.",
             "theta ** (-torch.arange(0, hs, 2) / hs)"),
-    Variant("one frequency per channel instead of per pair",
-            lambda x, s, th: _rotary(x, s, th, per_channel=True),
+    knob(_rotary, "one frequency per channel instead of per pair",
+            dict(per_channel=True),
             "Channels j and j + hs/2 form a pair and share one angle, p * theta^(-2j/hs); yours gives each of the "
             "hs channels its own frequency theta^(-j/hs), so a pair no longer turns as one.",
             "hs/2 frequencies, each used twice: torch.cat((angles, angles), dim=-1)"),
@@ -200,8 +200,8 @@ ROTARY_MISTAKES = [
     Variant("the x * cos term missing", lambda x, s, th: _rotary(x, s, th) - x * _rotary(torch.ones_like(x), s, th,
                                                                                        sign=0.0),
             "A rotation is x * cos + rotate_half(x) * sin; yours keeps only the sin part.", "x * cos + ..."),
-    Variant("positions reversed (the last token rotated as position start)",
-            lambda x, s, th: _rotary(x, s, th, reverse=True),
+    knob(_rotary, "positions reversed (the last token rotated as position start)",
+            dict(reverse=True),
             "Token t turns by (start + t) times its frequencies; yours turns token t by the angle of token T - 1 - t.",
             "torch.arange(start, start + T), in that order"),
     Variant("frequencies spaced over hs - 2 (linspace(0, 1, hs/2)) instead of hs",
@@ -211,10 +211,10 @@ ROTARY_MISTAKES = [
             "theta ** (-torch.arange(0, hs, 2) / hs)"),
     Variant("theta ignored (10000 hard-coded)", lambda x, s, th: _rotary(x, s, 10000.0),
             "The base theta is an argument (Llama 3 uses 500000); yours always uses 10000.", "use the theta passed in"),
-    Variant("frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", lambda x, s, th: _rotary(x, s, th, exponent=-2.0),
+    knob(_rotary, "frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", dict(exponent=-2.0),
             "Pair i turns at 1 / theta^(2i/hs): the later pairs turn *slower*; yours turns them faster.",
             "1.0 / theta ** (torch.arange(0, hs, 2) / hs)"),
-    Variant("positions taken along the heads axis", lambda x, s, th: _rotary(x, s, th, positions_axis=2),
+    knob(_rotary, "positions taken along the heads axis", dict(positions_axis=2),
             "x is (B, T, nh, hs): the positions run along axis 1; yours rotates by the head's index.",
             "T = x.shape[1]; the angle table broadcasts as (T, 1, hs)"),
 ]
@@ -227,7 +227,7 @@ def check_rotary(fn, seed: int = 0) -> CheckResult:
              (_randn(seed + 1, 1, 1, 2, 10), 7, 10000.0),  # the KV cache: one new token at position 7
              (_randn(seed + 2, 2, 4, 3, 8), 3, 100.0),  # a prompt continued after 3 cached tokens
              (_randn(seed + 3, 1, 5, 2, 12), 0, 500000.0)]
-    problem = check_cases(exercise, fn, cases, rotary_reference, ROTARY_MISTAKES,
+    problem = check_cases(exercise, fn, cases, rotary_reference, ROTARY_MISTAKES + pairs(_rotary, ROTARY_MISTAKES),
                           lambda x, s, th: f"x of shape {tuple(x.shape)}, start={s}, theta={th:g}", atol=1e-4,
                           prepare=lambda c: (c[0].clone(), *c[1:]))
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
@@ -238,7 +238,8 @@ def check_rotary(fn, seed: int = 0) -> CheckResult:
 
 
 # ------------------------------------------------------------------------------------------ 3. SwiGLU
-def _glu(x, wg, wu, wd, act=F.silu, combine=torch.mul, after=None):
+def _glu(x, wg, wu, wd, act=F.silu, combine=torch.mul, after=None, swap=False):
+    wg, wu = (wu, wg) if swap else (wg, wu)
     h = combine(act(F.linear(x, wg)), F.linear(x, wu))
     out = F.linear(h if after is None else after(h), wd)
     return out
@@ -250,23 +251,23 @@ def swiglu_reference(x, w_gate, w_up, w_down):
 
 
 SWIGLU_MISTAKES = [
-    Variant("gate and up swapped (SiLU on the up projection)", lambda x, g, u, d: _glu(x, u, g, d),
+    knob(_glu, "gate and up swapped (SiLU on the up projection)", dict(swap=True),
             "The SiLU goes on gate_proj's output, which then scales up_proj's output; swapping them is another "
             "function for the same weights.", "silu(x @ w_gate.T) * (x @ w_up.T)"),
     Variant("SiLU on both branches", lambda x, g, u, d: F.linear(F.silu(F.linear(x, g)) * F.silu(F.linear(x, u)), d),
             "Only the gate goes through SiLU; the up branch stays linear.", "no activation on the up branch"),
-    Variant("GELU instead of SiLU (GeGLU)", lambda x, g, u, d: _glu(x, g, u, d, act=F.gelu),
+    knob(_glu, "GELU instead of SiLU (GeGLU)", dict(act=F.gelu),
             "SwiGLU's gate uses SiLU = x * sigmoid(x); GELU makes GeGLU (Gemma's MLP).", "F.silu"),
-    Variant("sigmoid instead of SiLU (the original GLU)", lambda x, g, u, d: _glu(x, g, u, d, act=torch.sigmoid),
+    knob(_glu, "sigmoid instead of SiLU (the original GLU)", dict(act=torch.sigmoid),
             "SiLU is x * sigmoid(x), not sigmoid(x) alone.", "F.silu(gate) = gate * sigmoid(gate)"),
     Variant("GPT-2's tanh GELU instead of SiLU", lambda x, g, u, d: _glu(x, g, u, d,
                                                                           act=lambda h: F.gelu(h, approximate="tanh")),
             "GPT-2's MLP used the tanh GELU; Llama's gate uses SiLU = x * sigmoid(x).", "F.silu"),
-    Variant("ReLU instead of SiLU (ReGLU)", lambda x, g, u, d: _glu(x, g, u, d, act=F.relu),
+    knob(_glu, "ReLU instead of SiLU (ReGLU)", dict(act=F.relu),
             "SwiGLU's gate is smooth: SiLU lets small negative values through.", "F.silu"),
     Variant("the up branch missing (no gating)", lambda x, g, u, d: F.linear(F.silu(F.linear(x, g)), d),
             "The gate multiplies the up projection: two expansions, one product.", "silu(gate) * up"),
-    Variant("gate added instead of multiplied", lambda x, g, u, d: _glu(x, g, u, d, combine=torch.add),
+    knob(_glu, "gate added instead of multiplied", dict(combine=torch.add),
             "GLU means a product: the gate scales the up branch channel by channel.", "*, not +"),
     Variant("SiLU after the product instead of on the gate",
             lambda x, g, u, d: F.linear(F.silu(F.linear(x, g) * F.linear(x, u)), d),
@@ -281,7 +282,7 @@ SWIGLU_MISTAKES = [
             "F.linear(h, w_down)"),
     Variant("w_gate used for the up branch too", lambda x, g, u, d: _glu(x, g, g, d),
             "The up branch has its own weight, w_up.", "F.linear(x, w_up)"),
-    Variant("tanh instead of SiLU", lambda x, g, u, d: _glu(x, g, u, d, act=torch.tanh),
+    knob(_glu, "tanh instead of SiLU", dict(act=torch.tanh),
             "SwiGLU's gate uses SiLU = x * sigmoid(x).", "F.silu"),
     *[Variant(f"{name} instead of SiLU", (lambda f: lambda x, g, u, d: _glu(x, g, u, d, act=f))(f),
               f"SwiGLU's gate uses SiLU = x * sigmoid(x); yours uses {name}.", "F.silu")
@@ -315,7 +316,7 @@ def check_swiglu(fn, seed: int = 0) -> CheckResult:
                 _randn(s + 3, C, H, scale=0.5))
     cases = [case(seed, 2, 5), case(seed + 10, 1, 3), case(seed + 20, 3, 1)]
     prepare = lambda c: tuple(t.clone() for t in c)  # noqa: E731
-    problem = check_cases(exercise, fn, cases, swiglu_reference, SWIGLU_MISTAKES,
+    problem = check_cases(exercise, fn, cases, swiglu_reference, SWIGLU_MISTAKES + pairs(_glu, SWIGLU_MISTAKES),
                           lambda x, g, u, d: f"x of shape {tuple(x.shape)}, w_gate and w_up {tuple(g.shape)}, "
                                              f"w_down {tuple(d.shape)}", prepare=prepare)
     problem = refine(problem, fn, cases, SWIGLU_FAMILIES, prepare=prepare)
