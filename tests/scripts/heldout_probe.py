@@ -37,6 +37,7 @@ import heldout_probe_round7_models  # noqa: E402,F401  (round 7: the model check
 import heldout_probe_round8_models  # noqa: E402,F401  (round 8: the model checkers, written before reading them)
 import heldout_probe_round9_unprobed  # noqa: E402,F401  (round 9: conversion, attention weights, bigram, training)
 import heldout_probe_round9_fresh  # noqa: E402,F401  (round 9: twelve model and token checkers, written before reading)
+import heldout_probe_round10_tokens  # noqa: E402,F401  (round 10: token, training, post-training checkers, w24f)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
