@@ -236,6 +236,10 @@ def check_group_advantages(fn) -> CheckResult:
     """Check fn(rewards (P, G), normalize_std) -> (P, G): reward minus its group's mean, divided by the group's
     (unbiased) std + a small eps if normalize_std; a group with equal rewards gets zeros."""
     exercise = "GRPO group advantages"
+    problem = modified_in_place(exercise, fn, (REWARDS, True), "function(rewards, normalize_std=True)",
+                                "rewards - mean makes a new tensor; rewards -= mean (or .sub_) changes the caller's")
+    if problem is not None:  # the trainer still needs the rewards (logging, the next group's baseline)
+        return problem
     cases = [(rewards, normalize_std) for rewards in REWARDS_CASES for normalize_std in (True, False)]
     outputs = []
     for rewards, normalize_std in cases:

@@ -719,7 +719,7 @@ def adv10(unbiased=True, dim=1, eps=1e-4, use_flag=True, centre=True, scale="std
             elif eps_in_sqrt:
                 d = (r.var(1, keepdim=True, unbiased=unbiased) + eps).sqrt()
             else:
-                d = (r.std() if dim is None else r.std(dim, keepdim=keepdim, unbiased=unbiased)) + eps
+                d = (r.std(unbiased=unbiased) if dim is None else r.std(dim, keepdim=keepdim, unbiased=unbiased)) + eps
             a = a / d
         return a
     return fn
