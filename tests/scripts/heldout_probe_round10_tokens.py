@@ -279,7 +279,7 @@ def _merge_in_place(ids, pair, new_id):
 for knob, expect in [("overlap", r"overlap|skip|twice|right half|kept"), ("drop_last", r"last|end|final"),
                      ("once", r"first|only|once|every|all"), ("either", r"order|revers|either|both"),
                      ("first_only", r"second|both|first element|right|only the first"),
-                     ("overlap_drop_last", both(r"overlap|skip", r"last|end|final"))]:
+                     ("overlap_drop_last", both(r"overlap|skip|right half", r"last|end|final"))]:
     mistake(ex.check_merge, expect)(lambda ids, pair, new_id, knob=knob: merge10(ids, pair, new_id, knob))
 mistake(ex.check_merge, r"string|digit|text|str")(_merge_string)
 mistake(ex.check_merge, r"in.place|input|mutat|modif|caller")(_merge_in_place)
