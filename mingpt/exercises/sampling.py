@@ -120,6 +120,11 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
         (lambda x: x if p is None else x.masked_fill(_above(x) >= p, float("-inf")))(_top_k(lg / t, k)), -1),
      "The running sum runs over the tokens from the most to the least likely; yours runs in vocabulary order.",
      "sort the logits (descending) first, then scatter the decision back"),
+    ("two mistakes: top-p without sorting; and top-p drops the token that crosses p", lambda lg, t, k, p: F.softmax(
+        (lambda x: x if p is None else x.masked_fill(_above(x) + x.softmax(-1) > p, float("-inf")))(_top_k(lg / t, k)),
+        -1), "The running sum runs over the tokens from the most to the least likely; yours runs in vocabulary "
+     "order. And: the token whose probability carries the running sum past p stays; yours removes it.",
+     "sort the logits (descending) first; and keep a token while the tokens above it sum to < p"),
     ("top-p decided before the temperature", lambda lg, t, k, p: F.softmax(
         (lg / t).masked_fill(filter_logits(lg, k, p).isinf(), float("-inf")), -1),
      "The nucleus is the set of likely tokens *of the distribution you sample from*, after the temperature.",
