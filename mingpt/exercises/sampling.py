@@ -157,8 +157,14 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "softmax(dim=-1) of the sorted logits"),
     ("top-k keeps one token too many", lambda lg, t, k, p: _reference(lg, t, k + 1, p),
      "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
+    ("top-k removes the k-th largest logit too (<= where < is needed)", lambda lg, t, k, p: F.softmax(filter_logits(
+        (lambda x: x if k is None else x.masked_fill(x <= torch.topk(x, k, -1).values[:, -1:], float("-inf")))(lg / t),
+        None, p), -1), "top_k = k must leave the k largest logits (and any tied with the k-th); comparing with <= "
+     "removes the k-th and every token tied with it: k - 1 tokens or fewer, none at all when k = 1 (NaN).",
+     "logits < kth, not <="),
     ("top-k keeps one token too few",
-     lambda lg, t, k, p: _reference(lg, t, k - 1, p) if k > 1 else torch.full_like(lg, float("nan")),
+     lambda lg, t, k, p: _reference(lg, t, k if k is None else k - 1, p) if k is None or k > 1
+     else torch.full_like(lg, float("nan")),  # k = 1: `logits <= kth` removes every token
      "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
     ("top-k keeps the k least likely tokens",
      lambda lg, t, k, p: F.softmax(filter_logits(_top_k(lg / t, k, smallest=True), None, p), -1),
