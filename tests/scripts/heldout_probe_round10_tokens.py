@@ -424,13 +424,15 @@ def lr10(warm="ref", progress="ref", floor=True, shape="cos", after="min", perio
     return fn
 
 
-for kw, expect in [({"warm": "it_over_W"}, r"warm|0 at the first step"), ({"progress": "it_over_D"}, r"progress|warm|offset|start"),
+for kw, expect in [({"warm": "it_over_W"}, r"warm|0 at the first step"),
+                   ({"progress": "it_over_D"}, r"progress|warm|offset|start"),
                    ({"floor": False}, r"min_lr|floor|towards 0|to 0"), ({"period": 2.0}, r"half|full|2.?pi|period"),
                    ({"after": "zero"}, r"after|min_lr|end|0"), ({"shape": "lin"}, r"linear|cosine|shape|straight"),
                    ({"add_min": True}, r"min_lr|peak|add|above|overshoot"), ({"warm": "plus1_over_W"}, r"warm"),
                    ({"progress": "int"}, r"integer|division|floor|//|round"),
                    ({"shape": "rising"}, r"direction|increas|revers|rising|upside|flip|goes up"),
-                   ({"warm": "it_over_W", "floor": False}, both(r"warm|0 at the first step", r"min_lr|floor|towards 0|to 0")),
+                   ({"warm": "it_over_W", "floor": False}, both(r"warm|0 at the first step",
+                                                                 r"min_lr|floor|towards 0|to 0")),
                    ({"period": 2.0, "after": "zero"}, both(r"half|full|2.?pi|period", r"after|end"))]:
     mistake(ex.check_lr_schedule, expect)(lr10(**kw))
 
