@@ -74,7 +74,7 @@ NAMES = [
     ('check_bigram', 'returned probabilities, not logits'),
     ('check_sampling_probs', 'temperature multiplied instead of divided'),
     ('check_sampling_probs', 'temperature has no effect (ignored, or applied to the probabilities and renormalised)'),
-    ('check_sampling_probs', 'top-k keeps one token too few'),
+    ('check_sampling_probs', 'top-k removes the k-th largest logit too (<= where < is needed)'),
     ('check_sampling_probs', 'top-k keeps the k least likely tokens'),
     ('check_sampling_probs', 'top-p drops the token that crosses p'),
     ('check_sampling_probs', 'top-p cumulates logits instead of probabilities'),
