@@ -858,7 +858,7 @@ NAMES = [
                           "(PyTorch's default) instead of mingpt's -1"),
     ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
     ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
-    ('check_lora_layer', 'A initialised to zero'),
+    ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
     ('check_lora_layer', 'the base layer is not frozen'),
     ('check_lora_layer', 'merge forgets the scale'),
     ('check_lora_layer', 'merge subtracts the correction'),

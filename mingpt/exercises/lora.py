@@ -42,6 +42,11 @@ LORA_INIT_MISTAKES = {  # properties of the fresh layer, each checked exactly
                                      "base.requires_grad_(False) in __init__"),
     "A initialised to zero": ("With A = 0 and B = 0 both gradients are zero (dL/dB needs A x, dL/dA needs B): the "
                               "adapter never learns.", "A random (nn.Linear's default init), B zero"),
+    "A and B initialisations swapped (A zero, B random)": ("LoRA (the paper, PEFT, this exercise) starts A random "
+                                                           "and B at zero; yours is the other way round. It also "
+                                                           "starts as the base layer, but it trains differently (A "
+                                                           "moves first) and is not the layer asked for.",
+                                                           "A random (nn.Linear's default init), B zero"),
     "B initialised non-zero": ("B must start at zero so that the wrapped layer computes exactly what the pretrained "
                                "one did at step 0.", "A random, B zero"),
     "A and B are not trainable": ("lora_A and lora_B are what trains: they need requires_grad=True.",
@@ -99,6 +104,7 @@ def check_lora_layer(cls) -> CheckResult:
                     hint="nn.Parameter(torch.empty(r, in_features)) and nn.Parameter(torch.zeros(out_features, r))")
     broken = ("the base layer is not frozen" if base.weight.requires_grad or base.bias.requires_grad
               else "A and B are not trainable" if not (A.requires_grad and B.requires_grad)
+              else "A and B initialisations swapped (A zero, B random)" if not A.detach().any() and B.detach().any()
               else "A initialised to zero" if not A.detach().any() else "B initialised non-zero" if B.detach().any()
               else None)
     if broken:
