@@ -10,6 +10,8 @@ also cover the post-training checkers; their before/after counts are in the comm
 (heldout_probe_round8_models.py) was written before reading the model checkers' tables and counted untuned; so was
 round 9, in two parts by two writers: heldout_probe_round9_unprobed.py, for the four checkers no round had probed,
 and heldout_probe_round9_fresh.py, for the model, sampling, cache, BPE and optimiser checkers.
+Round 10's tokens part (heldout_probe_round10_tokens.py) covers the token, training and post-training checkers,
+written before reading their tables and counted untuned (110 of 127 named, 0 misnamed).
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
