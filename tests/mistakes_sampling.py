@@ -122,7 +122,7 @@ SAMPLING_MISTAKES = [
     (check_sampling_probs, sampler(top_k=lambda lg, k: top_k_filter(lg, k + 1) if k + 1 < lg.shape[-1] else lg),
      "top-k keeps one token too many"),
     (check_sampling_probs, sampler(top_k=lambda lg, k: lg.masked_fill(lg <= torch.topk(lg, k).values[:, -1:], NEG)),
-     "top-k keeps one token too few"),
+     "top-k removes the k-th largest logit too (<= where < is needed)"),  # also one token too few, fewer with ties
     (check_sampling_probs, sampler(top_k=lambda lg, k: lg.masked_fill(
         lg > torch.topk(lg, k, largest=False).values[:, -1:], NEG)), "top-k keeps the k least likely tokens"),
     (check_sampling_probs, probs_filter_after_softmax, "filtered after the softmax without renormalising"),

@@ -112,6 +112,7 @@ LORA_STUDENTS = {
     "the base layer is not frozen": lora_class(freeze=False),
     "A initialised to zero": lora_class(init_a=nn.init.zeros_),
     "B initialised non-zero": lora_class(b_value=0.01),
+    "A and B initialisations swapped (A zero, B random)": lora_class(init_a=nn.init.zeros_, b_value=0.01),
     "A and B are not trainable": lora_class(trainable=False),
     "LoRA scaled by the rank instead of alpha / rank": lora_class(scale=lambda r, alpha: r),
     "LoRA scaled by alpha instead of alpha / rank": lora_class(scale=lambda r, alpha: alpha),

@@ -20,6 +20,7 @@ import sys
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.compare import check_cases
+from mingpt.exercises.compose import knob, pairs
 from mingpt.tokenizer import merge_pair
 
 __all__ = ["check_merge", "reference_encode", "MERGE_MISTAKES"]
@@ -151,6 +152,16 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
      "The merge returns a new list of ids (encode keeps working on lists).", "return a list"),
 ]
 
+# The table's scan mistakes as knobs of _scan, so that two of them at once (the right half kept *and* the last element
+# dropped) are named together (compose.pairs); tried only after every single mistake.
+MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
+    knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])
+    for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14)],
+                       [dict(step=1), dict(keep_last=False), dict(matches=lambda a, b, p: a == p[0]),
+                        dict(matches=lambda a, b, p: b == p[1]),
+                        dict(matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])), dict(start_every=2),
+                        dict(emit=lambda left, n: [left, n])])])
+
 MERGE_CASES = [([5, 6, 5, 6, 7], (5, 6), 99), ([1, 1, 1], (1, 1), 256), ([1, 1, 1, 1], (1, 1), 256),
                ([2, 3, 4], (3, 4), 999), ([4, 2, 3], (4, 2), 257), ([7], (7, 7), 256), ([], (1, 2), 256),
                ([15, 6, 1, 56, 5, 6], (5, 6), 300), ([12, 3, 1, 23, 1, 23, 4], (1, 23), 1024),
@@ -172,7 +183,7 @@ def check_merge(fn) -> CheckResult:
                         "input alone (the caller may still need it).", f"ids = {original} became {ids}",
                         "build a new list instead of editing ids in place")
     problem = check_cases(exercise, limited, MERGE_CASES, lambda ids, pair, n: merge_pair(ids, pair[0], pair[1], n),
-                          [Variant(*row) for row in MERGE_MISTAKES],
+                          [Variant(*row) for row in MERGE_MISTAKES] + MERGE_PAIRS,
                           lambda ids, pair, n: f"merge({ids}, pair={pair}, new_id={n})", hint=HINT,
                           crash_hint=CRASH_HINT, prepare=lambda case: (list(case[0]), *case[1:]))
     if problem is not None:

@@ -16,6 +16,7 @@ reference.
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
 import torch.nn.functional as F
@@ -164,6 +165,12 @@ def check_dpo_loss(fn) -> CheckResult:
         loss, problem = run(exercise, f"your function(policy, reference, x, y, beta={beta})", fn, *args, beta,
                             hint="x, y are (B, 2, T): flatten to (2B, T) for the model, whose forward returns "
                             "(logits, loss); y is -1 where nothing is predicted (clamp before gather)")
+        if problem is not None and re.search(r"(index|Target) -1 is out of bounds", problem.explanation):
+            # the only -1s the function is given are y's "nothing to predict here" marks
+            return fail(exercise, "y's -1 entries used as token ids (gather or cross_entropy at -1)", "y is -1 at "
+                        "the prompt and the padding: those positions have no token to score, and -1 is no index.",
+                        problem.explanation, "gather at y.clamp(min=0) and multiply by "
+                        "the mask (y != -1), or F.cross_entropy(..., ignore_index=-1)")
         if problem is not None:
             return problem
         if not (isinstance(loss, torch.Tensor) and loss.dim() == 0):

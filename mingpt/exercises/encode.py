@@ -95,15 +95,17 @@ def _min_without_default(ids, merges):
 
 
 def _encode_with(ids, merges, merge=lambda i, p, n: merge_pair(i, p[0], p[1], n), new_id=lambda m, p: m[p], guard=2,
-                 choose=_lowest_rank):
+                 choose=_lowest_rank, rounds=None):
     """The reference loop with its merge step, the id it writes, its length guard or its choice of the next pair
     replaced (at most len(ids) rounds: a broken merge that never shortens the list cannot explain anything)."""
     ids = list(ids)
-    for _ in range(len(ids) + 1):
+    for _ in range(len(ids) + 1 if rounds is None else rounds):
         pair = choose(ids, merges) if len(ids) >= guard else None
         if pair is None:
             return ids
         ids = merge(ids, pair, new_id(merges, pair))
+    if rounds is not None:  # a loop that stops after `rounds` merges (one merge only, without a loop)
+        return ids
     raise LoopNeverStops("no shorter after len(ids) merges")
 
 
@@ -228,6 +230,11 @@ ENCODE_PARTS = [
     Part("choose", _by_frequency, "merging by frequency instead of rank", "BPE applies the merge learned earliest "
          "among the pairs present, however often another pair occurs.",
          "pick the pair whose merge has the lowest rank"),
+    Part("choose", lambda i, m: (lambda c: max(c, key=c.get) if c else None)(Counter(_mergeable(i, m))),
+         "merging by frequency instead of rank", "BPE applies the merge learned earliest among the pairs present, "
+         "however often another pair occurs.", "pick the pair whose merge has the lowest rank"),  # ties: seen first
+    Part("rounds", 1, "only one merge applied", "Encoding repeats the merge step until no adjacent pair is in the "
+         "table: a merged token can form a new pair.", "put the step in a loop that stops when no pair can merge"),
     Part("guard", 3, "stops with two tokens left (length guard off by one)", "Two tokens are still one pair that may "
          "merge; only fewer than two end the loop.", "while len(ids) >= 2"),
     Part("new_id", lambda m, p: m[p] + 1, "the merged token's id is the rank + 1 (off by one)", "The id written for a "

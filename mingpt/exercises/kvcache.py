@@ -99,6 +99,13 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
      "store k and v whole, along dim 2"),
     ("values returned transposed", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.v).transpose(2, 3)),
      "update returns values as (B, nh, T, hs), like the v it was given.", "store v as it comes"),
+    ("new positions written at the start of the buffer (offset 0), not after the stored ones",
+     lambda K, V, h: K.dim() == 4 and K.shape == V.shape and K.shape[2] == len(h) and (T := h.k[-1].shape[2]) > 0
+     and close(K[:, :, :T], h.k[-1]) and close(V[:, :, :T], h.v[-1])
+     and (len(h.k) == 1 or not close(K[:, :, -T:], h.k[-1])),
+     "Each call's new keys sit at positions 0..T-1 of what update returns, over the oldest stored ones, and the "
+     "slots at the end were never written: the write ignores how many positions are stored.",
+     "write the new k, v at [length : length + T]"),
 ]
 
 
@@ -165,7 +172,7 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
                     "and returns all of this layer's keys and values so far, (B, nh, T_total, hs)")
             problem = _diagnose_calls(calls, config)
             if problem is not None:
-                return problem
+                return _after_every_step(model, cache, steps[step + 1:], calls, config, problem)
             end = prompt + step if step else prompt
             length = getattr(cache, "length", None)
             if length != end:
@@ -244,3 +251,28 @@ def _holds(predicate, returned, snapshot) -> bool:
         return bool(predicate(returned[0], returned[1], snapshot))
     except Exception:
         return False
+
+
+def _after_every_step(model, cache, rest, calls, config, early: CheckResult) -> CheckResult:
+    """A mistake found on the first steps' calls is named only if it still explains every call once the remaining
+    steps have run (the prompt's single call per layer cannot show, e.g., the order of old and new positions)."""
+    with torch.no_grad():
+        for chunk in rest:
+            try:
+                model.forward_logits(chunk, cache)
+            except Exception:  # the calls recorded so far are what can be judged
+                break
+    full = _diagnose_calls(calls, config)
+    if full is None or full.property != NOT_RECOGNISED or early.property == NOT_RECOGNISED:
+        return full or early
+    if early.property == "keys and values swapped":  # undo the swap: does one known mistake explain the rest?
+        unswapped = _diagnose_calls([(n, k, v, r[::-1]) for n, k, v, r in calls], config)
+        if unswapped is not None and unswapped.property != NOT_RECOGNISED:
+            return fail(EXERCISE, f"two mistakes: keys and values swapped; and {unswapped.property}",
+                        f"{early.explanation} And: {unswapped.explanation}", unswapped.counterexample,
+                        f"{early.hint}; and {unswapped.hint}")
+    return fail(EXERCISE, f"{early.property} on the first step, and a second difference on later steps",
+                f"{early.explanation} After the first decoding step your keys or values also differ in a way that no "
+                "single mistake the checker knows explains.", f"{early.counterexample}\nlater: "
+                f"{full.counterexample}", early.hint)
+

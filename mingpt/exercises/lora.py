@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mingpt.exercises.checking import CheckResult, Variant, construct, fail, fmt, run
-from mingpt.exercises.compare import explain
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, same
 
 __all__ = ["LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
 
@@ -42,6 +42,11 @@ LORA_INIT_MISTAKES = {  # properties of the fresh layer, each checked exactly
                                      "base.requires_grad_(False) in __init__"),
     "A initialised to zero": ("With A = 0 and B = 0 both gradients are zero (dL/dB needs A x, dL/dA needs B): the "
                               "adapter never learns.", "A random (nn.Linear's default init), B zero"),
+    "A and B initialisations swapped (A zero, B random)": ("LoRA (the paper, PEFT, this exercise) starts A random "
+                                                           "and B at zero; yours is the other way round. It also "
+                                                           "starts as the base layer, but it trains differently (A "
+                                                           "moves first) and is not the layer asked for.",
+                                                           "A random (nn.Linear's default init), B zero"),
     "B initialised non-zero": ("B must start at zero so that the wrapped layer computes exactly what the pretrained "
                                "one did at step 0.", "A random, B zero"),
     "A and B are not trainable": ("lora_A and lora_B are what trains: they need requires_grad=True.",
@@ -99,6 +104,7 @@ def check_lora_layer(cls) -> CheckResult:
                     hint="nn.Parameter(torch.empty(r, in_features)) and nn.Parameter(torch.zeros(out_features, r))")
     broken = ("the base layer is not frozen" if base.weight.requires_grad or base.bias.requires_grad
               else "A and B are not trainable" if not (A.requires_grad and B.requires_grad)
+              else "A and B initialisations swapped (A zero, B random)" if not A.detach().any() and B.detach().any()
               else "A initialised to zero" if not A.detach().any() else "B initialised non-zero" if B.detach().any()
               else None)
     if broken:
@@ -125,8 +131,8 @@ def check_lora_layer(cls) -> CheckResult:
                     "checker's layer is in train mode, where nn.Dropout / F.dropout(training=True) is on.",
                     f"first call {fmt(out, 5)}\nsecond call {fmt(again, 5)}\nexpected {fmt(expected, 5)}",
                     "this exercise's layer has no dropout (or F.dropout(x, p, training=self.training))")
-    if found is not None:
-        return found
+    if found is not None:  # the forward is wrong: is the merge wrong in another way too?
+        return _and_merge(exercise, found, layer, base, x, out, W, A0, B0)
     _, problem = run(exercise, "your layer.merge()", layer.merge, hint=CRASH_HINT)
     if problem is not None:
         return problem
@@ -149,3 +155,19 @@ def check_lora_layer(cls) -> CheckResult:
         return found
     return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x",
                                                 "merge folds alpha/r B A into the weight, outputs unchanged"])
+
+
+def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> CheckResult:
+    """found (the forward's mistake), or both mistakes when merge() is wrong in a way that the forward's mistake does
+    not account for: a merge that keeps the layer's own outputs is consistent with its forward, one slip only."""
+    _, problem = run(exercise, "your layer.merge()", layer.merge)
+    if problem is not None:
+        return found
+    merged = explain(exercise, [(W, A0, B0)], [base.weight.detach()],
+                     lambda W, A, B: W + ALPHA / RANK * B @ A, LORA_MERGE_MISTAKES, lambda *_: "", hint=HINT)
+    after, problem = run(exercise, "your layer(x) after merge()", layer, x)
+    if merged is None or merged.property == NOT_RECOGNISED or problem is None and same(after, out):
+        return found
+    return fail(exercise, f"two mistakes: {found.property}; and {merged.property}", f"{found.explanation} And: "
+                f"{merged.explanation}", found.counterexample, f"{found.hint}; and {merged.hint}")
+

@@ -97,6 +97,15 @@ def check_weight_decay_groups(fn, weight_decay: float = 0.1) -> CheckResult:
     if d1 == expected[wd1] and all(d2[i] == (wd1 if i in should_decay else 0.0) for i in names):
         return fail(exercise, "weight decay value hard-coded", f"Your groups are right for weight_decay={wd1} but "
                     f"decay by {wd1} when asked for {wd2}.", setting(wd2), "use the weight_decay argument")
+    if wd1 != wd2 and {v for v in d2.values() if v} == {wd1} and \
+            {i for i, v in d1.items() if v} == {i for i, v in d2.items() if v}:  # wd1 written in, and a second slip
+        rest = check_weight_decay_groups(lambda model, wd: [
+            {**g, "weight_decay": wd if g.get("weight_decay") == wd1 else g.get("weight_decay")}
+            for g in fn(model, wd1)], wd1)  # the value put right: what else is wrong
+        if not rest:
+            return fail(exercise, f"two mistakes: {rest.property}; and weight decay value hard-coded",
+                        f"{rest.explanation} And: your groups decay by {wd1} when asked for {wd2}.",
+                        rest.counterexample, f"{rest.hint}; and use the weight_decay argument")
     if all(runs[wd] == {i: (0.0 if i in should_decay else wd) for i in names} for wd in runs):
         return fail(exercise, "decay and no-decay groups swapped", "The Linear weights must be decayed and "
                     "everything else not; yours does the opposite.", setting(wd1), "swap the two lists")

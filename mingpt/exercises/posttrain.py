@@ -89,6 +89,11 @@ SFT_MISTAKES = [
             "use mingpt.model.IGNORE_INDEX"),
 ]
 
+# A wrong fill value (0, -100) composes exactly with every other slip: it only relabels that slip's -1s.
+SFT_PAIRS = [two_mistakes(v, f, (lambda v, fill: lambda ids, a: (lambda y: torch.where(y == IGNORE_INDEX, fill, y))(
+    v.compute(ids, a)))(v, fill)) for f, fill in ((SFT_MISTAKES[-2], 0), (SFT_MISTAKES[-1], -100))
+    for v in SFT_MISTAKES[:-2]]
+
 
 def check_sft_targets(fn) -> CheckResult:
     """Check fn(ids (T,), is_assistant (T,) bool) -> (x, y): x = ids[:-1], y = ids[1:] with -1 wherever the
@@ -119,7 +124,7 @@ def check_sft_targets(fn) -> CheckResult:
     if not torch.equal(x, ids[:-1]):
         return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
                     "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
-    found = explain(exercise, [(ids, is_assistant)], [y], lambda i, a: _sft(i, a[1:]), SFT_MISTAKES,
+    found = explain(exercise, [(ids, is_assistant)], [y], lambda i, a: _sft(i, a[1:]), SFT_MISTAKES + SFT_PAIRS,
                     lambda i, a: f"ids          {i.tolist()}   (user {USER}, assistant {ASSISTANT}, end {END})\n"
                     f"is_assistant {a.int().tolist()}\nyour y       {y.tolist() if isinstance(y, torch.Tensor) else y}"
                     f"\nexpected y   {_sft(i, a[1:]).tolist()}", atol=1e-6, hint=HINT)
@@ -236,6 +241,10 @@ def check_group_advantages(fn) -> CheckResult:
     """Check fn(rewards (P, G), normalize_std) -> (P, G): reward minus its group's mean, divided by the group's
     (unbiased) std + a small eps if normalize_std; a group with equal rewards gets zeros."""
     exercise = "GRPO group advantages"
+    problem = modified_in_place(exercise, fn, (REWARDS, True), "function(rewards, normalize_std=True)",
+                                "rewards - mean makes a new tensor; rewards -= mean (or .sub_) changes the caller's")
+    if problem is not None:  # the trainer still needs the rewards (logging, the next group's baseline)
+        return problem
     cases = [(rewards, normalize_std) for rewards in REWARDS_CASES for normalize_std in (True, False)]
     outputs = []
     for rewards, normalize_std in cases:

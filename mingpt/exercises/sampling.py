@@ -16,54 +16,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, close, fail, fmt, run
+from mingpt.exercises.checking import CheckResult, fail, fmt, run
 from mingpt.exercises.compare import Part, check_cases, modified_in_place, part_variants, same
+from mingpt.exercises.greedy import check_greedy  # noqa: F401  (re-exported: the two decoding checks)
 from mingpt.generation import filter_logits
 
 __all__ = ["check_greedy", "check_sampling_probs", "SAMPLING_MISTAKES"]
-
-
-def check_greedy(fn) -> CheckResult:
-    """Check fn(logits (B, V)) -> (B,) ids of the most likely token of each row."""
-    exercise = "greedy decoding"
-    logits = torch.tensor([[0.1, 2.0, -1.0, 0.5], [3.0, -2.0, 1.0, 2.5], [-1.0, -0.5, -3.0, -0.2]])
-    out, problem = run(exercise, f"your function(logits {tuple(logits.shape)})", fn, logits)
-    if problem is not None:
-        return problem
-    expected = logits.argmax(dim=-1)
-    if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out.long(), expected):
-        return CheckResult(exercise, True, checked=["the most likely token of each row"])
-    example = f"logits = {logits.tolist()}\nyours    {out.tolist() if isinstance(out, torch.Tensor) else out}\n" \
-              f"expected {expected.tolist()}"
-    if isinstance(out, torch.Tensor) and out.shape == (logits.shape[1],):
-        return fail(exercise, "argmax over the wrong axis", "For each row (one sequence of the batch) pick the "
-                    "token with the largest logit; yours picked, for each token, the row where it is largest.",
-                    example, "the vocabulary is the last axis")
-    if isinstance(out, torch.Tensor) and out.shape == (logits.shape[0], 1) and torch.equal(out[:, 0].long(), expected):
-        return fail(exercise, "right tokens, wrong shape (keepdim)", f"The right ids, but shaped {tuple(out.shape)}; "
-                    f"the function returns one id per row, shape {tuple(expected.shape)}.", example,
-                    "argmax(dim=-1) without keepdim (or .squeeze(-1))")
-    if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out.long(), logits.argmin(-1)):
-        return fail(exercise, "picked the least likely token (argmin)", "Greedy decoding picks the token with the "
-                    "*largest* logit; yours picks the smallest.", example, "argmax, not argmin")
-    if isinstance(out, torch.Tensor) and out.numel() in (1, len(expected)) and \
-            bool((out.long() == logits.flatten().argmax()).all()):
-        return fail(exercise, "argmax over the whole batch (flattened), not each row", "argmax without dim flattens "
-                    "the (B, V) logits: one index into B * V numbers, not one token per row.", example,
-                    "argmax(dim=-1)")
-    if isinstance(out, (list, tuple)):
-        return fail(exercise, "returned a list, not a tensor", f"Greedy decoding returns a tensor of ids, shape "
-                    f"{tuple(expected.shape)}; yours is a {type(out).__name__}.", example, "drop the .tolist()")
-    if isinstance(out, torch.Tensor) and out.shape == expected.shape and \
-            torch.equal(out.long(), logits.softmax(0).argmax(-1)):
-        return fail(exercise, "softmax over the batch axis before the argmax", "argmax of the logits needs no "
-                    "softmax; yours normalised over the batch axis (dim 0), which changes each row's order.",
-                    example, "logits.argmax(dim=-1)")
-    if isinstance(out, torch.Tensor) and close(out.float(), logits.max(dim=-1).values):
-        return fail(exercise, "returned the largest logit, not its token id", "Greedy decoding returns *which* "
-                    "token is most likely.", example, "max gives values and indices; you need the indices")
-    return fail(exercise, "wrong tokens", "Expected the index of the largest logit in each row.", example,
-                hint="torch.argmax over the vocabulary axis (the last one)")
 
 
 def _reference(logits, temperature=1.0, top_k=None, top_p=None):
@@ -162,6 +120,11 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
         (lambda x: x if p is None else x.masked_fill(_above(x) >= p, float("-inf")))(_top_k(lg / t, k)), -1),
      "The running sum runs over the tokens from the most to the least likely; yours runs in vocabulary order.",
      "sort the logits (descending) first, then scatter the decision back"),
+    ("two mistakes: top-p without sorting; and top-p drops the token that crosses p", lambda lg, t, k, p: F.softmax(
+        (lambda x: x if p is None else x.masked_fill(_above(x) + x.softmax(-1) > p, float("-inf")))(_top_k(lg / t, k)),
+        -1), "The running sum runs over the tokens from the most to the least likely; yours runs in vocabulary "
+     "order. And: the token whose probability carries the running sum past p stays; yours removes it.",
+     "sort the logits (descending) first; and keep a token while the tokens above it sum to < p"),
     ("top-p decided before the temperature", lambda lg, t, k, p: F.softmax(
         (lg / t).masked_fill(filter_logits(lg, k, p).isinf(), float("-inf")), -1),
      "The nucleus is the set of likely tokens *of the distribution you sample from*, after the temperature.",
@@ -194,8 +157,14 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "softmax(dim=-1) of the sorted logits"),
     ("top-k keeps one token too many", lambda lg, t, k, p: _reference(lg, t, k + 1, p),
      "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
+    ("top-k removes the k-th largest logit too (<= where < is needed)", lambda lg, t, k, p: F.softmax(filter_logits(
+        (lambda x: x if k is None else x.masked_fill(x <= torch.topk(x, k, -1).values[:, -1:], float("-inf")))(lg / t),
+        None, p), -1), "top_k = k must leave the k largest logits (and any tied with the k-th); comparing with <= "
+     "removes the k-th and every token tied with it: k - 1 tokens or fewer, none at all when k = 1 (NaN).",
+     "logits < kth, not <="),
     ("top-k keeps one token too few",
-     lambda lg, t, k, p: _reference(lg, t, k - 1, p) if k > 1 else torch.full_like(lg, float("nan")),
+     lambda lg, t, k, p: _reference(lg, t, k if k is None else k - 1, p) if k is None or k > 1
+     else torch.full_like(lg, float("nan")),  # k = 1: `logits <= kth` removes every token
      "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
     ("top-k keeps the k least likely tokens",
      lambda lg, t, k, p: F.softmax(filter_logits(_top_k(lg / t, k, smallest=True), None, p), -1),

@@ -212,6 +212,8 @@ LR_PARTS = [
          "min_lr + coeff * (learning_rate - min_lr)"),
     Part("shape", lambda p: math.cos(math.pi * p / 2), "a quarter cosine instead of a half", "GPT's schedule is half "
          "a cosine, 0.5 * (1 + cos(pi * p)).", "0.5 * (1 + cos(pi * progress))"),
+    Part("shape", lambda p: 0.5 * (1 + math.cos(2 * math.pi * p)), "wrong cosine period", "Over the decay the rate "
+         "follows *half* a cosine, once down, without coming back up.", "cos(pi * progress), progress 0 -> 1"),
     Part("shape", lambda p: 1 - p, "linear decay instead of cosine", "The rate follows half a cosine, slow at both "
          "ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
 ] + [Part("it", lambda it, lr, mn, W, D, k=k: (it + k, lr, mn, W, D), f"the whole schedule {abs(k)} step"

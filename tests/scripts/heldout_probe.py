@@ -11,7 +11,9 @@ also cover the post-training checkers; their before/after counts are in the comm
 round 9, in two parts by two writers: heldout_probe_round9_unprobed.py, for the four checkers no round had probed,
 and heldout_probe_round9_fresh.py, for the model, sampling, cache, BPE and optimiser checkers.
 Round 10 (heldout_probe_round10_models.py, 93 mistakes and 27 valid for the thirteen model checkers) was written
-the same way by one writer and counted untuned (/work/notes/w24e_before.txt: 80 named by judgment, 0 misnamed).
+the same way by one writer and counted untuned (80 named by judgment, 0 misnamed).
+Round 10's tokens part (heldout_probe_round10_tokens.py) covers the token, training and post-training checkers,
+written before reading their tables and counted untuned (110 of 127 named, 0 misnamed).
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
@@ -40,6 +42,7 @@ import heldout_probe_round8_models  # noqa: E402,F401  (round 8: the model check
 import heldout_probe_round9_unprobed  # noqa: E402,F401  (round 9: conversion, attention weights, bigram, training)
 import heldout_probe_round9_fresh  # noqa: E402,F401  (round 9: twelve model and token checkers, written before reading)
 import heldout_probe_round10_models  # noqa: E402,F401  (round 10: the thirteen model checkers, written before reading)
+import heldout_probe_round10_tokens  # noqa: E402,F401  (round 10: token, training, post-training checkers, w24f)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
