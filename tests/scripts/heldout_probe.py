@@ -43,6 +43,7 @@ import heldout_probe_round9_unprobed  # noqa: E402,F401  (round 9: conversion, a
 import heldout_probe_round9_fresh  # noqa: E402,F401  (round 9: twelve model and token checkers, written before reading)
 import heldout_probe_round10_models  # noqa: E402,F401  (round 10: the thirteen model checkers, written before reading)
 import heldout_probe_round10_tokens  # noqa: E402,F401  (round 10: token, training, post-training checkers, w24f)
+import heldout_probe_round11_models  # noqa: E402,F401  (round 11: the thirteen model checkers, written before reading, w24g)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
