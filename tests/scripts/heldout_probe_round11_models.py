@@ -63,7 +63,7 @@ for f, expect in [
         (lambda s, x: s.ln_2((h := s.ln_1(x + s.attn(x))) + s.mlp(h)), r"post"),  # Vaswani's post-LN
         (lambda s, x: (h := x + s.attn(s.ln_1(x))) + s.mlp(s.ln_1(h)), r"ln_1|ln_2|same|twice"),
         (lambda s, x: (h := s.ln_1(x)) + s.attn(h) + s.mlp(s.ln_2(h + s.attn(h))), r"norm|stream|residual"),
-        (lambda s, x: x + s.mlp(s.ln_2(s.attn(s.ln_1(x)))), r"residual|skip"),
+        (lambda s, x: x + s.mlp(s.ln_2(s.attn(s.ln_1(x)))), r"residual|skip|joins the stream"),
         (lambda s, x: (h := x + s.attn(x)) + s.mlp(h), r"norm|LayerNorm|ln_"),
         (lambda s, x: x + s.attn(s.ln_1(x)) + s.mlp(s.ln_1(x)), both(r"parallel|block's input", r"ln_1|same|ln_2")),
         (lambda s, x: (h := x + s.attn(s.ln_1(x))[0]) + s.mlp(s.ln_2(h)), r"\[0\]|first|batch|tuple"),
@@ -128,7 +128,7 @@ for kw, expect in [
         (dict(mask="after"), r"after|renormal"),
         (dict(merge="bad"), r"transpos|heads|merge|reshape|order|interleav"),
         (dict(proj=False), r"c_proj|proj|output"),
-        (dict(split_dim=1), r"split|chunk|axis|dim|shape"),
+        (dict(split_dim=1), r"split|chunk|axis|dim|shape|future"),
         (dict(scale="none", softmax_dim=-2), both(r"scal|sqrt", r"axis|dim|quer|column")),
         (dict(scores="kq", scale="C"), both(r"transpos|k @ q|key|order|quer", r"sqrt\(C\)|n_embd|scal"))]:
     mistake(ex.check_attention, expect)(attn11(**kw))
@@ -351,7 +351,7 @@ for g, expect in [
         (gpt(lambda s, i: s.lm_head(trunk11(s, i, pos_from=lambda idx: torch.arange(idx.size(0))[:, None]))),
          r"position|batch"),
         (gpt(lambda s, i: s.lm_head(trunk11(s, i)), lambda lg, tg: F.cross_entropy(lg, tg, ignore_index=-1)),
-         r"shape|flatten|view|transpos"),
+         r"shape|flatten|view|transpos|3-D|axis 1"),
         (gpt(lambda s, i: s.lm_head(trunk11(s, i)), lambda lg, tg: flat(lg, tg, ignore_index=-1, label_smoothing=0.1)),
          r"smooth"),
         (gpt(lambda s, i: s.lm_head(trunk11(s, i)), lambda lg, tg: flat(lg, tg, ignore_index=-1, reduction="sum")),
