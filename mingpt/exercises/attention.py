@@ -82,6 +82,21 @@ def _leak(student, x, T: int) -> tuple[int, int, torch.Tensor, torch.Tensor] | N
     return None
 
 
+def _full_mask_error(error: BaseException, B: int, nh: int, T: int, block_size: int) -> bool:
+    """True when the student's exception is the one a (block_size, block_size) mask raises against (B, nh, T, T)
+    scores, rebuilt as masked_fill or as an added mask (the exact message, sizes included)."""
+    if T == block_size:
+        return False
+    scores, mask = torch.zeros(B, nh, T, T), torch.zeros(block_size, block_size)
+    for attempt in (lambda: scores.masked_fill(mask == 0, 0.0), lambda: scores + mask, lambda: mask + scores):
+        try:
+            attempt()
+        except Exception as e:
+            if type(e) is type(error) and str(e) == str(error):
+                return True
+    return False
+
+
 def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> CheckResult:
     """Check a causal self-attention class against mingpt's; on failure, name the mistake (see module doc)."""
     config = attention_config(n_embd, n_head)
@@ -97,7 +112,13 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
         try:
             out = student(x)
         except Exception as e:
-            return crashed(EXERCISE, f"{cls.__name__}.forward(x) with x of shape {tuple(x.shape)}", e)
+            where = f"{cls.__name__}.forward(x) with x of shape {tuple(x.shape)}"
+            if _full_mask_error(e, B, n_head, T, config.block_size):
+                return fail(EXERCISE, "causal mask built for block_size, not cut to T",
+                            f"Your code raised torch's error for a ({config.block_size}, {config.block_size}) mask "
+                            f"(block_size) meeting ({T}, {T}) scores (T = {T}).",
+                            f"{where} raised {type(e).__name__}: {e}", "mask[:T, :T]: the scores are (B, nh, T, T)")
+            return crashed(EXERCISE, where, e)
         expected = ref(x)
         if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -196,9 +217,12 @@ def _diagnose(student, ref, x, out, expected, hs, T) -> CheckResult:
     leak = _leak(student, x, T)
     if leak:
         changed, t, before, after = leak
-        return fail(EXERCISE, "future leakage", f"Your mask lets position {t} see the future.",
+        # Only the fact: a wrong mask does this, but so does a split or reshape that mixes positions.
+        return fail(EXERCISE, "future leakage", f"Your output at position {t} depends on a later position: a mask "
+                    "that lets the future through, or q/k/v split or reshaped across the time axis.",
                     _leak_example(changed, t, before, after),
-                    "query t may only attend to keys 0..t; check the mask's shape and which triangle it keeps")
+                    "query t may only attend to keys 0..t: check the mask's triangle, and that q, k, v are split "
+                    "on the last axis (split(C, dim=2)) before the heads")
     scale = _find_scale(out, ref, x, hs)
     if scale is not None:
         return fail(EXERCISE, "wrong scaling factor",

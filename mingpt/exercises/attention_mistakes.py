@@ -169,4 +169,8 @@ def variants(ref, hs: int) -> list[Variant]:
                "positions back, as a sliding window does.", "hide only the future: keep the lower triangle, tril()")
           for w in range(1, 8)],
     ]
-    return singles + pairs(base, singles)
+    # 1/sqrt(C) alone is named by attention._find_scale ("wrong scaling factor", any factor); it joins the pairs only.
+    width = knob(base, "scaled by 1/sqrt(n_embd) instead of 1/sqrt(head_size)", dict(scale=1 / math.sqrt(nh * hs)),
+                 "The scores are divided by the square root of the head size hs, not of the whole width C = nh * hs.",
+                 "att / math.sqrt(hs)")
+    return singles + pairs(base, singles + [width])

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult
+from mingpt.exercises.checking import CheckResult, Variant
 from mingpt.exercises.compare import Part, check_cases, part_variants
 from mingpt.exercises.families import Family, refine
 
@@ -93,7 +93,12 @@ _PARTS = [
     Part("after", "transposed", "weights transposed (queries and keys swapped)", "Your (B, T, T) weights are "
          "transposed: row t should be query t's weights over the keys.", "return weights[b, query, key]"),
 ]
-VARIANTS = part_variants(lambda **kw: lambda q, k: attention_weights(q, k, **kw), _PARTS)
+VARIANTS = part_variants(lambda **kw: lambda q, k: attention_weights(q, k, **kw), _PARTS) + [
+    Variant("mask built with q's shape (B, T, hs), not (T, T)", lambda q, k: (q @ k.transpose(-2, -1)).masked_fill(
+            torch.tril(torch.ones_like(q)) == 0, float("-inf")).softmax(-1),
+            "The mask must match the scores (T, T): torch.tril(torch.ones_like(q)) is (B, T, hs) and fails to "
+            "broadcast unless hs == T.", "torch.tril(torch.ones(T, T))"),
+]
 # A factor typed in by hand (1/8 from a tutorial's head size of 64, 0.5 from this exercise's first input): fitted, and
 # named only when the one number reproduces both inputs, whose head sizes differ (families.py).
 FIXED_SCALE = Family("scores scaled by a fixed {value} (not 1/sqrt(hs) of the input)",

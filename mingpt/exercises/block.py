@@ -157,6 +157,10 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
     ("c_proj's weight transposed", lambda fc, pj, x: F.linear(_gelu_by_hand(fc(x)), pj.weight.T, pj.bias),
      "nn.Linear stores its weight as (out, in) and computes x @ W.T; passing W.T to F.linear transposes it twice.",
      "self.c_proj(h), or F.linear(h, self.c_proj.weight, self.c_proj.bias)"),
+    ("c_fc's weight used as (in, out) in an einsum ('...c,cf'): nn.Linear stores (out, in)",
+     lambda fc, pj, x: pj(_gelu_by_hand(torch.einsum("...c,cf->...f", x, fc.weight) + fc.bias)),
+     "c_fc.weight is (4C, C), (out, in): the product over C needs the subscripts '...c,fc->...f' (x @ W.T).",
+     "torch.einsum('btc,fc->btf', x, W), or self.c_fc(x)"),
     *[(f"{name} instead of GELU", (lambda f: lambda fc, pj, x: pj(f(fc(x))))(f),
        f"GPT-2's MLP uses GELU (tanh approximation) between the two layers; yours uses {name}.", "use GELU")
       for name, f in OTHER_ACTIVATIONS],
@@ -289,6 +293,10 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
      "`x = self.ln_1(x)` replaces the residual stream by its normalised copy, so what is added to is LayerNorm(x), "
      "not x; each LayerNorm's output should only feed its sublayer.",
      "keep x; pass ln_1(x) to attn without storing it in x"),
+    ("attention output indexed with [0] (batch element 0's output added to every sequence)",
+     lambda a, m, n1, n2, x: (h := x + a(n1(x))[0]) + m(n2(h)),
+     "The attention module returns one (B, T, C) tensor, not a tuple as Hugging Face's modules do; [0] takes "
+     "sequence 0's output, which broadcasts over the batch.", "x = x + self.attn(self.ln_1(x))"),
     ("ln_1 used for both sublayers", lambda a, m, n1, n2, x: (h := x + a(n1(x))) + m(n1(h)),
      "Each sublayer has its own LayerNorm (with its own gain and bias); yours uses ln_1 twice.",
      "the MLP branch should use ln_2"),

@@ -23,8 +23,12 @@ __all__ = ["branch_variants", "BRANCH_KNOBS"]
 def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x"):
     """The reference Block with a knob per branch: which LayerNorm feeds it ("ln_1", "ln_2" or "none"), and what
     its output is added to: the stream ("x"), the stream's normalised copy ("normalised", as after `x = ln(x)`),
-    or nothing ("nothing": the residual is missing), or the stream twice ("twice", as `x += x + f(ln(x))`)."""
+    or nothing ("nothing": the residual is missing), or the stream twice ("twice", as `x += x + f(ln(x))`); the
+    attention's output can also bypass the stream ("bypassed": it feeds the MLP, whose output is added to x)."""
     norms = {"ln_1": n1, "ln_2": n2, "none": lambda t: t}
+    if attn_adds_to == "bypassed":  # the attention output feeds the MLP only; the stream x goes round both
+        normed = norms[mlp_norm](a(norms[attn_norm](x)))
+        return m(normed) + {"x": x, "twice": 2 * x, "normalised": normed, "nothing": 0}[mlp_adds_to]
 
     def branch(stream, f, norm, adds_to):
         normed = norms[norm](stream)
@@ -50,6 +54,9 @@ BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs
      "The attention output must be *added* to x; yours replaces x with it.", "x = x + ..."),
     ("MLP branch without its residual", dict(mlp_adds_to="nothing"),
      "The MLP output must be *added* to the residual stream; yours replaces it.", "x = x + ..."),
+    ("the attention output never joins the stream (it only feeds the MLP)", dict(attn_adds_to="bypassed"),
+     "The MLP reads the attention's output, but the residual stream that the MLP adds to is the block's input x, "
+     "so the attention's contribution is lost after the MLP.", "h = x + attn(ln_1(x)); then h + mlp(ln_2(h))"),
     ("the stream added twice around the attention (x += x + attn(...))", dict(attn_adds_to="twice"),
      "The branch adds its output to x once: x + attn(ln_1(x)); yours doubles the stream as well.", "x = x + ..."),
     ("the stream added twice around the MLP (x += x + mlp(...))", dict(mlp_adds_to="twice"),

@@ -109,6 +109,24 @@ def student_frame(error: BaseException) -> traceback.FrameSummary | None:
     return frames[-1] if frames else None
 
 
+# Crashes whose cause torch's message itself states: (its words, the name, why, the fix).
+TORCH_SAYS = [
+    ("view size is not compatible with input tensor's size and stride",
+     ".view on a non-contiguous tensor (after a transpose or a slice)",
+     ".view needs a tensor whose elements lie in row order in memory; a transposed or sliced one does not.",
+     "use .reshape(...), or .contiguous().view(...)"),
+    ("expected m1 and m2 to have the same dtype", "an integer tensor multiplied with a float one",
+     "A matmul needs both sides of one dtype; F.one_hot and torch.arange give int64.",
+     "convert the integer side with .float()"),
+    ("Expected target size", "cross_entropy given 3-D logits (B, T, V): it reads axis 1 as the classes",
+     "F.cross_entropy takes (N, V) logits with (N,) targets, or (B, V, T) with (B, T): axis 1 is always the class "
+     "axis, so (B, T, V) logits are read as T classes.", "flatten: logits.view(-1, V), targets.view(-1)"),
+    ("Expected weight to be of same shape as normalized_shape", "layer_norm's normalized_shape is not (C,)",
+     "normalized_shape names the trailing axes normalised together: a LayerNorm over the channels needs just the "
+     "last one, (C,), the shape of its weight.", "F.layer_norm(x, (C,), weight, bias, eps)"),
+]
+
+
 def crashed(exercise: str, where: str, error: BaseException, hint: str = SHAPE_HINT) -> CheckResult:
     """A student's code raised: show the exception and the student's own line (file, line, code), not torch's."""
     if isinstance(error, NotImplementedError):
@@ -116,11 +134,9 @@ def crashed(exercise: str, where: str, error: BaseException, hint: str = SHAPE_H
     frame = student_frame(error)
     at = (f"\n    at {os.path.basename(frame.filename)}, line {frame.lineno}: `{frame.line}`"
           if frame is not None and frame.line else "")
-    if "view size is not compatible with input tensor's size and stride" in str(error):  # torch's own words: a fact
-        return fail(exercise, ".view on a non-contiguous tensor (after a transpose or a slice)",
-                    ".view needs a tensor whose elements lie in row order in memory; a transposed or sliced one "
-                    "does not.", f"{where} raised {type(error).__name__}: {error}{at}",
-                    hint="use .reshape(...), or .contiguous().view(...)")
+    for words, name, why, hint in TORCH_SAYS:  # torch's own words state the fact: name it
+        if words in str(error):
+            return fail(exercise, name, why, f"{where} raised {type(error).__name__}: {error}{at}", hint=hint)
     return fail(exercise, "your code raised an exception", f"{where} raised {type(error).__name__}: {error}{at}",
                 hint=hint)
 

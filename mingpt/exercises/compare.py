@@ -149,7 +149,9 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     for n, case in enumerate(cases):
         out, problem = run(exercise, describe(*case), fn, *prepare(case), hint=crash_hint)
         if problem is not None:  # (the result, "TypeName: message" of the exception)
-            crashes[n] = (problem, problem.explanation.split(" raised ", 1)[-1].split("\n", 1)[0])
+            # "where raised TypeName: message" is the explanation, or the example when crashed() named the error
+            text = problem.explanation if " raised " in problem.explanation else problem.counterexample
+            crashes[n] = (problem, text.split(" raised ", 1)[-1].split("\n", 1)[0])
         outputs.append(out)
     if not crashes:
         return explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
@@ -157,7 +159,8 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     for variant in variants:
         if all(_variant_raises(variant, cases[i], crashes[i][1]) if i in crashes
                else _variant_matches(variant, cases[i], outputs[i], atol) for i in range(len(cases))):
-            return fail(exercise, variant.property, variant.explanation, problem.explanation, variant.hint)
+            raised = problem.explanation if " raised " in problem.explanation else problem.counterexample
+            return fail(exercise, variant.property, variant.explanation, raised, variant.hint)
     return problem
 
 

@@ -24,6 +24,7 @@ from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
 from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, explain, shape_problem
 from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.loss import GPT_LOSS_MISTAKES
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES", "GPT_LOSS_MISTAKES"]
@@ -127,6 +128,13 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
     variants = [Variant(name, (lambda f: lambda i: f(wte, wpe, i))(f), why, hint)
                 for name, f, why, hint in EMBEDDING_MISTAKES] + _embedding_knobs(wte, wpe)
     with torch.no_grad():
+        out, again = (run(exercise, "forward(idx)", student, *cases[0])[0] for _ in range(2))
+        if isinstance(out, torch.Tensor) and isinstance(again, torch.Tensor) and out.shape == again.shape \
+                and not torch.equal(out, again):  # eval mode: the same idx must give the same vectors
+            return fail(exercise, "dropout active in eval mode", "In eval mode the same input must give the same "
+                        "output; yours changes from run to run.", f"idx = {cases[0][0].tolist()} twice -> "
+                        f"{out[0, 0, :3].tolist()} then {again[0, 0, :3].tolist()}",
+                        "self.drop = nn.Dropout(p), which model.eval() turns off; not F.dropout(x, p)")
         problem = check_cases(exercise, student, cases, lambda i: wte[i] + wpe[_pos(i)], variants,
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
                               hint="x = wte(idx) + wpe(positions), positions = 0..T-1",
@@ -141,7 +149,7 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
 def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
     """A relation for position mistakes no table lists: take the token part away (yours - wte[idx]); if what is left
     depends on the position only, and each position t's vector is c * wpe[j] for one factor c, name the rows j."""
-    rows, factor = [], None
+    rows, factor, foreign = [], None, False
     for (idx,) in cases:
         out = student(idx)
         if not isinstance(out, torch.Tensor) or out.shape != idx.shape + (wte.shape[1],):
@@ -157,11 +165,17 @@ def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
                 if torch.allclose(p, c * w, atol=1e-5) and (factor is None or math.isclose(c, factor, rel_tol=1e-4)):
                     match = j
                     break
-            if match is None:
-                return None
+            if match is None:  # position-only, yet no row of wpe: say so (the table it came from is unknown)
+                foreign = True
+                break
             factor = c if factor is None else factor
             ours.append(match)
         rows.append(ours)
+    if foreign:
+        return fail(exercise, "position vectors that are not rows of wpe",
+                    "The token part is right, and what you add to it depends on the position only, but it is not "
+                    "a row of wpe (the learned table whose weights were loaded), nor a multiple of one.",
+                    f"idx = {cases[0][0].tolist()}", "wpe(torch.arange(T)): the model's own position table")
     if factor is None or all(r == list(range(len(r))) for r in rows) and math.isclose(factor, 1.0, rel_tol=1e-4):
         return None
     scaled = "" if math.isclose(factor, 1.0, rel_tol=1e-4) else f", multiplied by {factor:.4g}"
@@ -177,6 +191,7 @@ def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg
     """The reference's forward, with its parts rearranged: the variants below are this with one thing changed."""
     tr = ref.transformer
     t = torch.arange(idx.shape[1]) + (positions == "from 1")
+    t = torch.arange(idx.shape[0])[:, None] if positions == "batch" else t  # sequence b at position b
     x = tr.wte(idx) + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
     for i in (range(len(tr.h)) if blocks is None else blocks):
         x = tr.h[i](x)
@@ -200,6 +215,9 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
     ("positions reversed", lambda r, i: _forward(r, i, positions="reversed"),
      "Position 0 is the first token of the sequence; yours gives it the last position's vector.",
      "wpe(torch.arange(T)), not counting down"),
+    ("positions counted along the batch axis (torch.arange(B)): every token of sequence b at position b",
+     lambda r, i: _forward(r, i, positions="batch"), "Positions run along the time axis, idx.shape[1]; yours gives "
+     "all tokens of sequence b the vector wpe[b].", "wpe(torch.arange(T)) with T = idx.size(1)"),
     ("positions start at 1", lambda r, i: _forward(r, i, positions="from 1"),
      "The first position is 0; numbered from 1, the last position of a full block runs past the table.",
      "wpe(torch.arange(T))"),
@@ -232,32 +250,6 @@ def _blocks(ref, x, again=False):
     for block in ref.transformer.h:
         x = x + block(x) if again else block(x)
     return x
-
-
-GPT_LOSS_MISTAKES = [  # loss from the right logits: (name, f(logits, targets), explanation, hint)
-    ("targets shifted twice", lambda lg, tg: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
-                                                             tg[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX),
-     "Here targets are already shifted (targets[:, t] is the token after idx[:, t]); shifting again compares "
-     "position t with the token two steps ahead.", "cross_entropy(logits.view(-1, V), targets.view(-1))"),
-    ("targets flattened in another order than the logits (targets.T)",
-     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.T.reshape(-1), ignore_index=IGNORE_INDEX),
-     "logits.view(-1, V) runs over (b, t) row by row; targets.T.reshape(-1) runs over them column by column, so "
-     "the pairs no longer line up.", "targets.view(-1), the same order as the logits"),
-    ("sum instead of mean", lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1),
-                                                           ignore_index=IGNORE_INDEX, reduction="sum"),
-     "The loss is the mean over the positions that have a target.", "reduction='mean' (the default)"),
-    ("ignored positions counted in the mean",
-     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=IGNORE_INDEX,
-                                    reduction="sum") / tg.numel(),
-     "Positions whose target is -1 must not count in the number you divide by.", "ignore_index=-1 does it"),
-    ("ignored targets (-1) counted as token 0 (clamped instead of ignore_index)",
-     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.clamp(min=0).reshape(-1)),
-     "Targets equal to -1 mean 'no loss here'; clamping them to 0 makes the model learn to predict token 0 there.",
-     "cross_entropy(..., ignore_index=-1) on the targets as they are"),
-    ("softmax applied before cross_entropy",
-     lambda lg, tg: F.cross_entropy(lg.softmax(-1).reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=-1),
-     "F.cross_entropy takes raw logits.", "pass the logits straight in"),
-]
 
 
 def check_gpt(cls, seed: int = 0) -> CheckResult:

@@ -115,6 +115,11 @@ GQA_MISTAKES = SINGLES + [
             lambda q, k, v: _gqa(q, k.repeat_interleave(_g(q, k), 2), v.repeat_interleave(_g(q, k), 2)),
             "k and v are (B, n_kv_head, T, hs): the heads are dim 1; repeating along dim 2 makes the sequence "
             "longer instead.", "repeat_interleave(group, dim=1)"),
+    Variant("K/V repeated along the time axis, not the heads",  # through the fused kernel: its own errors and mask
+            lambda q, k, v: F.scaled_dot_product_attention(q, k.repeat_interleave(_g(q, k), 2),
+                                                           v.repeat_interleave(_g(q, k), 2), is_causal=True),
+            "k and v are (B, n_kv_head, T, hs): the heads are dim 1; repeating along dim 2 makes the sequence "
+            "longer instead.", "repeat_interleave(group, dim=1)"),
     Variant("queries averaged over each group (one query per K/V head)", lambda q, k, v: _gqa(
                 q.view(q.size(0), k.size(1), _g(q, k), *q.shape[2:]).mean(2).repeat_interleave(_g(q, k), 1), k, v),
             "Each query head keeps its own query; only the keys and values are shared within a group. Yours "
@@ -123,6 +128,11 @@ GQA_MISTAKES = SINGLES + [
     Variant("scaled by the number of query heads' group", lambda q, k, v: F.scaled_dot_product_attention(
                 q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True, scale=1 / math.sqrt(q.size(-1) * _g(q, k))),
             "The scale is 1/sqrt(head_dim) whatever the grouping.", "/ math.sqrt(hs)"),
+    Variant("scores scaled by 1/sqrt(n_head * hs) (the model width) instead of 1/sqrt(hs)",
+            lambda q, k, v: F.scaled_dot_product_attention(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True,
+                                                           scale=1 / math.sqrt(q.size(1) * q.size(-1))),
+            "Each head's scores are scaled by its own head size: 1/sqrt(hs), not the square root of all the heads' "
+            "width.", "/ math.sqrt(q.size(-1))"),
 ]
 
 

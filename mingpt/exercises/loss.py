@@ -221,6 +221,37 @@ LOSS_FAMILIES = [  # fitted when no table row explains the loss (families.py)
 ]
 
 
+GPT_LOSS_MISTAKES = [  # check_gpt's (gpt.py) loss from the right logits: (name, f(logits, targets), explanation, hint)
+    ("targets shifted twice", lambda lg, tg: F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)),
+                                                             tg[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX),
+     "Here targets are already shifted (targets[:, t] is the token after idx[:, t]); shifting again compares "
+     "position t with the token two steps ahead.", "cross_entropy(logits.view(-1, V), targets.view(-1))"),
+    ("targets flattened in another order than the logits (targets.T)",
+     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.T.reshape(-1), ignore_index=IGNORE_INDEX),
+     "logits.view(-1, V) runs over (b, t) row by row; targets.T.reshape(-1) runs over them column by column, so "
+     "the pairs no longer line up.", "targets.view(-1), the same order as the logits"),
+    ("sum instead of mean", lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1),
+                                                           ignore_index=IGNORE_INDEX, reduction="sum"),
+     "The loss is the mean over the positions that have a target.", "reduction='mean' (the default)"),
+    ("ignored positions counted in the mean",
+     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=IGNORE_INDEX,
+                                    reduction="sum") / tg.numel(),
+     "Positions whose target is -1 must not count in the number you divide by.", "ignore_index=-1 does it"),
+    ("ignored targets (-1) counted as token 0 (clamped instead of ignore_index)",
+     lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.clamp(min=0).reshape(-1)),
+     "Targets equal to -1 mean 'no loss here'; clamping them to 0 makes the model learn to predict token 0 there.",
+     "cross_entropy(..., ignore_index=-1) on the targets as they are"),
+    ("softmax applied before cross_entropy",
+     lambda lg, tg: F.cross_entropy(lg.softmax(-1).reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=-1),
+     "F.cross_entropy takes raw logits.", "pass the logits straight in"),
+    ("label smoothing", lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1),
+                                                       ignore_index=IGNORE_INDEX, label_smoothing=0.1),
+     "The language-model loss is plain cross-entropy; label_smoothing mixes a uniform target into it.",
+     "leave label_smoothing at 0"),
+]
+
+
+
 def check_loss(fn, seed: int = 0) -> CheckResult:
     """
     Check fn(logits, tokens): logits (B, T, V) are the model's outputs for tokens (B, T); the loss is the mean

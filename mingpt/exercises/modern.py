@@ -82,6 +82,9 @@ _RMS_KNOBS = [
     *[(f"eps argument ignored ({e:g} hard-coded)", dict(fixed_eps=e),
        f"Your output is right for eps = {e:g} whatever eps is passed: use the argument.", "+ eps, the argument")
       for e in (1e-5, 1e-6, 1e-8)],
+    ("eps not passed (F.rms_norm's default: float32's machine epsilon, 1.19e-07)",
+     dict(fixed_eps=torch.finfo(torch.float32).eps), "With eps=None, F.rms_norm uses torch.finfo(x.dtype).eps, not "
+     "the eps argument; your output matches that default whatever eps is passed.", "F.rms_norm(x, (C,), weight, eps)"),
     ("Gemma's (1 + weight) gain", dict(gain="one_plus"),
      "Gemma stores the gain as an offset from 1; Llama multiplies by the weight itself.", "* weight"),
 ]
@@ -91,9 +94,13 @@ RMSNORM_MISTAKES = _RMS_SINGLES + [
             lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps),
             "RMSNorm does not centre: it only divides by the root mean square. Subtracting the mean is LayerNorm.",
             "no x - mean"),
-    Variant("variance instead of mean square", lambda x, w, eps: x / (x.var(-1, unbiased=False, keepdim=True)
-                                                                    + eps).sqrt() * w,
-            "x.var() subtracts the mean before squaring; RMSNorm's mean square does not.", "x.pow(2).mean(-1)"),
+    *[Variant(f"variance{how} instead of mean square",
+              (lambda u: lambda x, w, eps: x / (x.var(-1, unbiased=u, keepdim=True) + eps).sqrt() * w)(unbiased),
+              "x.var() subtracts the mean before squaring; RMSNorm's mean square does not.", "x.pow(2).mean(-1)")
+      for unbiased, how in ((False, ""), (True, " (unbiased, N - 1: torch.var's default)"))],
+    Variant("mean square without keepdim=True", lambda x, w, eps: x / torch.sqrt(x.pow(2).mean(-1) + eps) * w,
+            "A mean square of shape (B, T) does not line up with x (B, T, C): broadcasting matches the last axes, "
+            "T against C.", "x.pow(2).mean(-1, keepdim=True): shape (B, T, 1)"),
     Variant("square of the mean instead of the mean of squares",
             lambda x, w, eps: x / (x.mean(-1, keepdim=True).square() + eps).sqrt() * w,
             "RMS squares each channel first, then averages: mean(x^2); yours averages first, mean(x)^2.",
@@ -130,14 +137,15 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
 
 # ------------------------------------------------------------------------------------------ 2. rotary
 def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.0, sign=1.0, swap=False,
-            adjacent=False, interleaved_angles=False, per_channel=False, reverse=False):
+            adjacent=False, interleaved_angles=False, per_channel=False, reverse=False, cat_angles=False):
     hs = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, hs // 2).double() * exponent / hs))
     n = x.shape[positions_axis]
     positions = torch.arange(n).double() + (start if offset else 0) + first
     positions = positions.flip(0) if reverse else positions  # the last token rotated as the first
     angles = torch.outer(positions, inv_freq)  # (n, hs/2)
-    angles = angles.repeat_interleave(2, dim=-1) if (adjacent or interleaved_angles) else torch.cat((angles,) * 2, -1)
+    pairwise = (adjacent and not cat_angles) or interleaved_angles  # cat_angles: halves' layout, adjacent pairs
+    angles = angles.repeat_interleave(2, dim=-1) if pairwise else torch.cat((angles,) * 2, -1)
     if per_channel:  # theta^(-j/hs) for every channel j: the pair's two channels turn at different speeds
         angles = torch.outer(positions, 1.0 / theta ** (torch.arange(hs).double() / hs))
     shape = [1] * x.dim()
@@ -150,6 +158,12 @@ def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.
     else:
         turned = rotate_half(x)
     return x * cos + sign * turned * sin
+
+
+def _table(x, start, theta):
+    """The (T, hs) angle table of rotary_reference, before its heads axis is added."""
+    angles = torch.outer(torch.arange(start, start + x.shape[1]).float(), inverse_frequencies(x.shape[-1], theta))
+    return torch.cat((angles, angles), dim=-1)
 
 
 def rotary_reference(x, start, theta):
@@ -176,6 +190,11 @@ ROTARY_MISTAKES = [
             dict(interleaved_angles=True),
             "With the rotate_half pairing, channels j and j + hs/2 share an angle: the angle table is "
             "cat(angles, angles), not angles.repeat_interleave(2).", "torch.cat((angles, angles), dim=-1)"),
+    knob(_rotary, "adjacent pairs (2j, 2j+1) rotated with the angles laid out by halves (cat, not "
+            "repeat_interleave)", dict(adjacent=True, cat_angles=True),
+            "Your pairs are neighbours (Meta's / GPT-J's pairing) but your angle table is cat(angles, angles), the "
+            "layout for halves, so a pair's two channels turn by different angles. This checker pairs j with "
+            "j + hs/2 ('rotate_half').", "rotate_half(x) = cat(-x2, x1), angles cat(angles, angles)"),
     knob(_rotary, "sin and cos swapped", dict(swap=True),
             "A rotation is x cos + rotate_half(x) sin: at position 0 it leaves x unchanged.", "x * cos + ... * sin"),
     knob(_rotary, "rotating the wrong way (sign of sin flipped)", dict(sign=-1.0),
@@ -217,6 +236,10 @@ ROTARY_MISTAKES = [
     knob(_rotary, "positions taken along the heads axis", dict(positions_axis=2),
             "x is (B, T, nh, hs): the positions run along axis 1; yours rotates by the head's index.",
             "T = x.shape[1]; the angle table broadcasts as (T, 1, hs)"),
+    Variant("angle table (T, hs) without a heads axis: it broadcasts against (nh, hs)",
+            lambda x, start, theta: x * _table(x, start, theta).cos() + rotate_half(x) * _table(x, start, theta).sin(),
+            "x is (B, T, nh, hs); a (T, hs) table lines up with its last two axes, (nh, hs): it fails where T != nh.",
+            "cos[:, None, :] and sin[:, None, :]: shape (T, 1, hs)"),
 ]
 
 
