@@ -191,6 +191,10 @@ LR_PARTS = [
     Part("progress", lambda i, W, D: i / D, "decay measured from step 0 instead of the end of warm-up",
          "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters).",
          "the cosine starts when the warm-up ends"),
+    Part("progress", lambda i, W, D: i / (D - W), "progress counts from step 0, not from the end of warm-up "
+         "(it / (lr_decay_iters - warmup_iters))", "Progress through the decay is (it - warmup_iters) / "
+         "(lr_decay_iters - warmup_iters): 0 when the warm-up ends. Yours starts at warmup / (decay length), so the "
+         "rate drops at the end of warm-up and passes the floor before lr_decay_iters.", "(it - warmup_iters) / ..."),
     Part("progress", lambda i, W, D: (i - W) / D, "LR never reaches its floor during the decay",
          "Progress runs from 0 at the end of warm-up to 1 at lr_decay_iters: (it - warmup) / (lr_decay_iters - "
          "warmup).", "divide by the length of the decay, lr_decay_iters - warmup_iters"),
@@ -209,6 +213,10 @@ LR_PARTS = [
          "to 0.", "min_lr + (learning_rate - min_lr) * ..."),
     Part("floor", "towards zero", "cosine decays towards 0, then jumps to min_lr", "The cosine runs from "
          "learning_rate down to min_lr: min_lr + coeff * (learning_rate - min_lr); yours is coeff * learning_rate.",
+         "min_lr + coeff * (learning_rate - min_lr)"),
+    Part("floor", "added", "min_lr added on top of the cosine: it peaks at learning_rate + min_lr",
+         "The cosine spans learning_rate - min_lr: min_lr + coeff * (learning_rate - min_lr); yours is min_lr + "
+         "coeff * learning_rate, above learning_rate at the start of the decay.",
          "min_lr + coeff * (learning_rate - min_lr)"),
     Part("shape", lambda p: math.cos(math.pi * p / 2), "a quarter cosine instead of a half", "GPT's schedule is half "
          "a cosine, 0.5 * (1 + cos(pi * p)).", "0.5 * (1 + cos(pi * progress))"),
@@ -229,6 +237,9 @@ def _build(it=None, warm=None, progress=None, shape=None, after=None, floor=None
             i, lr, mn, W, D = it(i, lr, mn, W, D)
         low = 0.0 if floor == "zero" else mn
         form = shape
+        if floor == "added":  # min_lr + coeff * lr, whatever shape the coefficient has
+            def form(p):
+                return (shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr / (lr - mn)
         if floor == "towards zero":  # coeff * lr, whatever shape the coefficient has
             form = lambda p: ((shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr - mn) / (lr - mn)
         return _schedule(i, lr, low, W, D, warm, progress, form, after, warm_to_W, late_end)

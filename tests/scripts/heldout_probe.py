@@ -14,6 +14,9 @@ Round 10 (heldout_probe_round10_models.py, 93 mistakes and 27 valid for the thir
 the same way by one writer and counted untuned (80 named by judgment, 0 misnamed).
 Round 10's tokens part (heldout_probe_round10_tokens.py) covers the token, training and post-training checkers,
 written before reading their tables and counted untuned (110 of 127 named, 0 misnamed).
+Round 11's tokens part (heldout_probe_round11_tokens.py and its second half heldout_probe_round11_post.py) was
+written by w24h from the angle of code copied from popular repos (HF's top_k_top_p_filtering, nanoGPT's get_lr,
+configure_optimizers and from_pretrained, minbpe, TRL, PEFT), before reading these checkers, and counted untuned.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
@@ -43,6 +46,7 @@ import heldout_probe_round9_unprobed  # noqa: E402,F401  (round 9: conversion, a
 import heldout_probe_round9_fresh  # noqa: E402,F401  (round 9: twelve model and token checkers, written before reading)
 import heldout_probe_round10_models  # noqa: E402,F401  (round 10: the thirteen model checkers, written before reading)
 import heldout_probe_round10_tokens  # noqa: E402,F401  (round 10: token, training, post-training checkers, w24f)
+import heldout_probe_round11_tokens  # noqa: E402,F401  (round 11: token, training, post-training checkers, w24h)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
