@@ -1003,7 +1003,8 @@ NAMES = [
                              'many'),
     ('check_sampling_probs', 'removed logits set to 0 instead of -inf'),
     ('check_sampling_probs', 'wrong output shape'),
-    ('check_sampling_probs', ''),
+    ('check_sampling_probs', 'torch.multinomial raised on weights with negative entries (the logits?): it needs '
+                             'probabilities'),
     ('check_sampling_probs', 'top-p without sorting'),
     ('check_sampling_probs', 'filtered after the softmax without renormalising'),
     ('check_sampling_probs', 'top-p decided before the temperature'),
@@ -1031,7 +1032,7 @@ NAMES = [
     ('check_merge', 'reads ids[i + 1] past the end of the list'),
     ('check_merge', 'only the first occurrence merged'),
     ('check_merge', 'last element dropped'),
-    ('check_merge', None),
+    ('check_merge', 'right half of a merged pair kept, and pair matched in reverse order'),
     ('check_merge', 'merged in a string of the ids'),
     ('check_merge', 'nothing merged'),
     ('check_merge', 'the input list was changed'),
@@ -1061,7 +1062,7 @@ NAMES = [
     ('check_lr_schedule', 'two mistakes: learning rate 0 at the first step; and decays to 0 instead of min_lr'),
     ('check_lr_schedule', 'two mistakes: LR never reaches its floor during the decay; and linear decay instead of '
                           'cosine'),
-    ('check_lr_schedule', ''),
+    ('check_lr_schedule', 'torch.cos given a Python float, not a tensor'),
     ('check_weight_decay_groups', 'weight decay on position embeddings'),
     ('check_weight_decay_groups', 'weight decay on biases and LayerNorm gains and position embeddings'),
     ('check_weight_decay_groups', 'weight decay on biases and LayerNorm gains'),
@@ -1071,7 +1072,7 @@ NAMES = [
     ('check_weight_decay_groups', 'parameters missing from the groups'),
     ('check_weight_decay_groups', 'two mistakes: weight decay on biases and LayerNorm gains and position embeddings; '
                                   'and weight decay value hard-coded'),
-    ('check_weight_decay_groups', ''),
+    ('check_weight_decay_groups', '(name, p) unpacked from model.parameters(), which yields tensors only'),
     ('check_weight_decay_groups', 'the tied wte/lm_head weight not decayed'),
     ('check_hf_conversion', 'Conv1D weight not transposed'),
     ('check_hf_conversion', 'Conv1D weight not transposed'),
@@ -1091,7 +1092,7 @@ NAMES = [
     ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with -100 '
                           "(PyTorch's default) instead of mingpt's -1"),
     ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
-    ('check_sft_targets', ''),
+    ('check_sft_targets', 'the whole mask (length T) indexes a tensor of length T - 1: is_assistant not cut'),
     ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
     ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
     ('check_lora_layer', 'random output: the same x gives different outputs (dropout in train mode?)'),

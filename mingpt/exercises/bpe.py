@@ -175,11 +175,11 @@ MERGE_MISTAKES += [("reads ids[i + 1] past the end of the list", _merge_reads_pa
                     lambda ids, pair, n: _merge_reads_past_end(ids, pair, n, whole_pair=True), *PAST_END)]
 MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
     knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])
-    for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14)],
+    for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14, 7)],
                        [dict(step=1), dict(keep_last=False), dict(matches=lambda a, b, p: a == p[0]),
                         dict(matches=lambda a, b, p: b == p[1]),
                         dict(matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])), dict(start_every=2),
-                        dict(emit=lambda left, n: [left, n])])])
+                        dict(emit=lambda left, n: [left, n]), dict(matches=lambda a, b, p: (b, a) == tuple(p))])])
 
 MERGE_CASES = [([5, 6, 5, 6, 7], (5, 6), 99), ([1, 1, 1], (1, 1), 256), ([1, 1, 1, 1], (1, 1), 256),
                ([2, 3, 4], (3, 4), 999), ([4, 2, 3], (4, 2), 257), ([7], (7, 7), 256), ([], (1, 2), 256),

@@ -211,6 +211,11 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "The drop mask is computed on the sorted logits; position j of it is about the j-th most likely token, not "
      "token j. It must be put back in vocabulary order before masking.",
      "mask.scatter(-1, sorted_indices, mask), or logits[sorted_indices[mask]]"),
+    ("torch.multinomial raised on weights with negative entries (the logits?): it needs probabilities",
+     lambda lg, t, k, p: torch.multinomial(filter_logits(lg / t, k, p), 1),
+     "torch.multinomial draws from non-negative weights (probabilities); given logits it raises on their negative "
+     "entries. And this function returns the probabilities themselves, not a sample.",
+     "return the softmax of the filtered logits; sampling comes after"),
     ("returned a one-hot of the most likely token (greedy), not the distribution",
      lambda lg, t, k, p: F.one_hot(_reference(lg, t, k, p).argmax(-1), lg.size(-1)).to(lg.dtype),
      "The function returns the probabilities to sample from; taking their argmax is greedy decoding, whatever the "

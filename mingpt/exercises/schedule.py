@@ -17,6 +17,7 @@ same number either way, so both conventions are valid and every rebuilt mistake 
 from __future__ import annotations
 
 import math
+import re
 
 from mingpt.cfgnode import CfgNode
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
@@ -268,7 +269,7 @@ def check_lr_schedule(fn) -> CheckResult:
     for case in cases:
         value, problem = run(exercise, describe(*case), fn, *case, hint="it counts from 0; all arguments are numbers")
         if problem is not None:
-            return problem
+            return _torch_on_a_float(exercise, problem)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
             return fail(exercise, "the learning rate must be a number", f"{describe(*case)} returned {value!r}",
                         describe(*case), hint="return a float (a tensor's .item())")
@@ -280,3 +281,15 @@ def check_lr_schedule(fn) -> CheckResult:
         return problem
     return CheckResult(exercise, True, checked=["warm-up", "cosine decay to min_lr", "flat after lr_decay_iters",
                                                 "3 settings"])
+
+
+def _torch_on_a_float(exercise, problem: CheckResult) -> CheckResult:
+    """The crash, named when torch itself says what happened: a torch function given a Python float (the schedule's
+    arguments are numbers, so its cosine is math.cos)."""
+    said = re.search(r"TypeError: (\w+)\(\): argument 'input' \(position 1\) must be Tensor, not float",
+                     problem.explanation)
+    if said is None:
+        return problem
+    return fail(exercise, f"torch.{said.group(1)} given a Python float, not a tensor",
+                f"The schedule's arguments are plain numbers, and torch.{said.group(1)} takes only tensors: use "
+                f"math.{said.group(1)} (and math.pi).", problem.explanation, f"math.{said.group(1)}(...)")

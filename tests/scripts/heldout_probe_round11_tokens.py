@@ -264,7 +264,7 @@ mistake(M, r"revers|order|swap")(minbpe_merge(reversed_pair=True))
 mistake(M, r"last|bound|end|index")(minbpe_merge(bound=False))
 mistake(M, r"first|only one|once|every")(minbpe_merge(first_only=True))
 mistake(M, r"last|drop|end")(minbpe_merge(keep_last=False))
-mistake(M, both(r"revers|order|swap", r"overlap"))(minbpe_merge(step=1, reversed_pair=True))
+mistake(M, both(r"revers|order|swap", r"overlap|right half"))(minbpe_merge(step=1, reversed_pair=True))
 
 
 @mistake(M, r"string|digit|text")
