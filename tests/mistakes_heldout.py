@@ -1023,7 +1023,8 @@ NAMES = [
     ('check_kv_cache', 'new positions put before the old ones'),
     ('check_kv_cache', 'values stored as keys'),
     ('check_kv_cache', 'the cache forgets earlier positions'),
-    ('check_kv_cache', 'length does not count the stored positions'),
+    ('check_kv_cache', 'two mistakes: length does not count the stored positions; and concatenated along the wrong '
+                       'axis'),
     ('check_kv_cache', 'length counted once per layer'),
     ('check_kv_cache', 'layers share one cache'),
     ('check_kv_cache', 'new keys written to the end of the buffer (slice length: without an end)'),

@@ -179,7 +179,8 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
             end = prompt + step if step else prompt
             length = getattr(cache, "length", None)
             if length != end:
-                return _wrong_length(length, end, config.n_layer)
+                found = _wrong_length(length, end, config.n_layer)
+                return _and_the_rest(found, cls, seed) if length == 0 else found
             want = full[:, end - chunk.shape[1] : end]
             if not close(logits, want, atol=1e-4):
                 return fail(EXERCISE, NOT_RECOGNISED,
@@ -303,3 +304,17 @@ def _slice_to_end(e: RuntimeError, layer, k, length, max_length) -> None:
                           f"layer {layer}: update got k of shape {tuple(k.shape)} with length {length}; torch "
                           f"reported the slice's size {max_length - length} against {k.shape[2]}",
                           "buffer[:, :, self.length : self.length + T] = k")) from e
+
+
+def _and_the_rest(found: CheckResult, cls, seed: int) -> CheckResult:
+    """found (length stays 0), or both mistakes when the same cache with a working advance() still has a named one:
+    a length that never moves stops the decoding at its first step, before update's own slips can show."""
+    class Advancing(cls):
+        def advance(self, T):
+            self.length = (getattr(self, "length", 0) or 0) + T
+    rest = check_kv_cache(Advancing, seed)
+    if rest or rest.property in (NOT_RECOGNISED, found.property) or "raised" in rest.property:
+        return found
+    return fail(EXERCISE, f"two mistakes: {found.property}; and {rest.property}", f"{found.explanation} And: "
+                f"{rest.explanation}", f"{found.counterexample}\n{rest.counterexample}",
+                f"{found.hint}; and {rest.hint}")
