@@ -14,9 +14,10 @@ Round 10 (heldout_probe_round10_models.py, 93 mistakes and 27 valid for the thir
 the same way by one writer and counted untuned (80 named by judgment, 0 misnamed).
 Round 10's tokens part (heldout_probe_round10_tokens.py) covers the token, training and post-training checkers,
 written before reading their tables and counted untuned (110 of 127 named, 0 misnamed).
-Round 11's tokens part (heldout_probe_round11_tokens.py and its second half heldout_probe_round11_post.py) was
-written by w24h from the angle of code copied from popular repos (HF's top_k_top_p_filtering, nanoGPT's get_lr,
-configure_optimizers and from_pretrained, minbpe, TRL, PEFT), before reading these checkers, and counted untuned.
+Round 11's tokens part (heldout_probe_round11_tokens.py, which imports its second and third parts,
+heldout_probe_round11_post.py and heldout_probe_round11_train.py) was written by w24h from the angle of code
+copied from popular repos (HF's top_k_top_p_filtering, nanoGPT's get_lr, configure_optimizers and from_pretrained,
+minbpe, TRL, PEFT), before reading these checkers, and counted untuned (112 of 125 named, 1 misnamed).
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """

@@ -377,3 +377,4 @@ def encode_ranked_sweep(ids, merges):  # keep merging the best present pair unti
         ids = minbpe_merge()(ids, best, merges[best])
 
 import heldout_probe_round11_post  # noqa: E402,F401  (round 11, second part)
+import heldout_probe_round11_train  # noqa: E402,F401  (round 11, third part: the training run)
