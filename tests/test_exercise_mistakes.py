@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import importlib
 import math
+import re
 
 import pytest
 import torch
@@ -58,7 +59,7 @@ def test_heldout_crashes_show_the_students_line():
     for checker, impl in CRASHED:
         result = checker(impl)
         assert not result and result.property == "your code raised an exception", str(result)
-        assert "heldout_probe_round5_models.py, line" in result.explanation, str(result)  # the student's frame
+        assert re.search(r"heldout_probe_\w+\.py, line \d+", result.explanation), str(result)  # the student's frame
 
 
 def test_each_checker_has_at_least_ten_named_mistakes():

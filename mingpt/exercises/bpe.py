@@ -154,13 +154,32 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
 
 # The table's scan mistakes as knobs of _scan, so that two of them at once (the right half kept *and* the last element
 # dropped) are named together (compose.pairs); tried only after every single mistake.
+def _merge_reads_past_end(ids, pair, new_id, whole_pair=False):
+    """The reference scan without its bound: at the last position, ids[i + 1] is read past the end (IndexError)
+    when ids[i] is the pair's left half (whole_pair: at every last position, the pair compared as a tuple)."""
+    out, i = [], 0
+    while i < len(ids):
+        if ((ids[i], ids[i + 1]) == tuple(pair)) if whole_pair else (ids[i] == pair[0] and ids[i + 1] == pair[1]):
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+PAST_END = ("The last element has no right neighbour: the scan reads ids[i + 1] past the end of the list (an "
+            "IndexError whenever the list ends with the pair's left half).", "test i < len(ids) - 1 before ids[i + 1]")
+MERGE_MISTAKES += [("reads ids[i + 1] past the end of the list", _merge_reads_past_end, *PAST_END),
+                   ("reads ids[i + 1] past the end of the list",
+                    lambda ids, pair, n: _merge_reads_past_end(ids, pair, n, whole_pair=True), *PAST_END)]
 MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
     knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])
-    for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14)],
+    for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14, 7)],
                        [dict(step=1), dict(keep_last=False), dict(matches=lambda a, b, p: a == p[0]),
                         dict(matches=lambda a, b, p: b == p[1]),
                         dict(matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])), dict(start_every=2),
-                        dict(emit=lambda left, n: [left, n])])])
+                        dict(emit=lambda left, n: [left, n]), dict(matches=lambda a, b, p: (b, a) == tuple(p))])])
 
 MERGE_CASES = [([5, 6, 5, 6, 7], (5, 6), 99), ([1, 1, 1], (1, 1), 256), ([1, 1, 1, 1], (1, 1), 256),
                ([2, 3, 4], (3, 4), 999), ([4, 2, 3], (4, 2), 257), ([7], (7, 7), 256), ([], (1, 2), 256),

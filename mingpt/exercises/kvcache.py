@@ -145,6 +145,7 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
             axis = re.search(r"except in dimension (\d+)", str(e))
             if axis and axis.group(1) != "2":  # torch.cat along another axis than time
                 raise WrongAxis(layer, k, int(axis.group(1))) from e
+            _slice_to_end(e, layer, k, getattr(cache, "length", None), config.block_size)
             raise
         kept = tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in returned) \
             if isinstance(returned, tuple) else returned  # a copy: views of a buffer change on later writes
@@ -158,6 +159,8 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
         for step, chunk in enumerate(steps):
             try:
                 logits = model.forward_logits(chunk, cache)
+            except SliceToEnd as e:
+                return e.result
             except WrongAxis as e:
                 return fail(EXERCISE, "concatenated along the wrong axis",
                             "k and v are (B, nh, T, hs): new positions go along the time axis (dim 2); yours "
@@ -176,7 +179,8 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
             end = prompt + step if step else prompt
             length = getattr(cache, "length", None)
             if length != end:
-                return _wrong_length(length, end, config.n_layer)
+                found = _wrong_length(length, end, config.n_layer)
+                return _and_the_rest(found, cls, seed) if length == 0 else found
             want = full[:, end - chunk.shape[1] : end]
             if not close(logits, want, atol=1e-4):
                 return fail(EXERCISE, NOT_RECOGNISED,
@@ -276,3 +280,41 @@ def _after_every_step(model, cache, rest, calls, config, early: CheckResult) -> 
                 "single mistake the checker knows explains.", f"{early.counterexample}\nlater: "
                 f"{full.counterexample}", early.hint)
 
+
+
+class SliceToEnd(Exception):
+    """Raised through the model when the student's update wrote k into buffer[:, :, length:] (to the end)."""
+
+    def __init__(self, result: CheckResult):
+        super().__init__(result.property)
+        self.result = result
+
+
+def _slice_to_end(e: RuntimeError, layer, k, length, max_length) -> None:
+    """Raise SliceToEnd when e is exactly the error of `buffer[:, :, length:] = k` with a buffer of max_length
+    positions: torch reports the slice's size (max_length - length) against k's T_new, along dim 2."""
+    sizes = re.search(r"expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\) at "
+                      r"non-singleton dimension 2", str(e))
+    if not (sizes and isinstance(length, int) and int(sizes.group(1)) == max_length - length != k.shape[2]
+            and int(sizes.group(2)) == k.shape[2]):
+        return
+    raise SliceToEnd(fail(EXERCISE, "new keys written to the end of the buffer (slice length: without an end)",
+                          "buffer[:, :, length:] runs to the end of the preallocated buffer, max_length - length "
+                          "positions, and k brings only T_new of them: the slice must end at length + T_new.",
+                          f"layer {layer}: update got k of shape {tuple(k.shape)} with length {length}; torch "
+                          f"reported the slice's size {max_length - length} against {k.shape[2]}",
+                          "buffer[:, :, self.length : self.length + T] = k")) from e
+
+
+def _and_the_rest(found: CheckResult, cls, seed: int) -> CheckResult:
+    """found (length stays 0), or both mistakes when the same cache with a working advance() still has a named one:
+    a length that never moves stops the decoding at its first step, before update's own slips can show."""
+    class Advancing(cls):
+        def advance(self, T):
+            self.length = (getattr(self, "length", 0) or 0) + T
+    rest = check_kv_cache(Advancing, seed)
+    if rest or rest.property in (NOT_RECOGNISED, found.property) or "raised" in rest.property:
+        return found
+    return fail(EXERCISE, f"two mistakes: {found.property}; and {rest.property}", f"{found.explanation} And: "
+                f"{rest.explanation}", f"{found.counterexample}\n{rest.counterexample}",
+                f"{found.hint}; and {rest.hint}")

@@ -99,6 +99,8 @@ def check_lora_layer(cls) -> CheckResult:
     A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
     if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
         return fail(exercise, "lora_A (r, in) and lora_B (out, r) not found",
+                    "The checker reads the factors as PEFT stores them: lora_A of shape (r, in_features) and lora_B "
+                    "of shape (out_features, r), each an nn.Parameter or the weight of an nn.Linear.",
                     f"expected layer.lora_A of shape {(RANK, IN)} and layer.lora_B of shape {(OUT, RANK)}; yours: "
                     f"{None if A is None else tuple(A.shape)} and {None if B is None else tuple(B.shape)}",
                     hint="nn.Parameter(torch.empty(r, in_features)) and nn.Parameter(torch.zeros(out_features, r))")
@@ -110,7 +112,8 @@ def check_lora_layer(cls) -> CheckResult:
     if broken:
         state = f"base requires_grad={base.weight.requires_grad}, A nonzero={bool(A.detach().any())}, " \
                 f"B nonzero={bool(B.detach().any())}"
-        return fail(exercise, broken, LORA_INIT_MISTAKES[broken][0], state, LORA_INIT_MISTAKES[broken][1])
+        found = fail(exercise, broken, LORA_INIT_MISTAKES[broken][0], state, LORA_INIT_MISTAKES[broken][1])
+        return _and_the_rest(found, cls) if broken == "the base layer is not frozen" else found
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # trained-looking adapters: with B = 0 a wrong scale would hide
         A.copy_(torch.randn(A.shape, generator=gen))
@@ -171,3 +174,18 @@ def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> 
     return fail(exercise, f"two mistakes: {found.property}; and {merged.property}", f"{found.explanation} And: "
                 f"{merged.explanation}", found.counterexample, f"{found.hint}; and {merged.hint}")
 
+
+
+def _and_the_rest(found: CheckResult, cls) -> CheckResult:
+    """found (the base left trainable), or both mistakes when the same class, with its base frozen after
+    construction, still has a named mistake: freezing changes no value, so the rest of the check still applies."""
+    class Frozen(cls):
+        def __init__(self, base, *args, **kwargs):
+            super().__init__(base, *args, **kwargs)
+            base.requires_grad_(False)
+    rest = check_lora_layer(Frozen)
+    if rest or rest.property in (NOT_RECOGNISED, "the base layer is not frozen") or "raised" in rest.property:
+        return found
+    return fail(found.exercise, f"two mistakes: {found.property}; and {rest.property}", f"{found.explanation} And: "
+                f"{rest.explanation}", f"{found.counterexample}\n{rest.counterexample}",
+                f"{found.hint}; and {rest.hint}")

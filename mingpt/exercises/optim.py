@@ -16,6 +16,8 @@ values, three schedules with different ratios and lengths), so that a hard-coded
 
 from __future__ import annotations
 
+import re
+
 import torch.nn as nn
 
 from mingpt.exercises.attention import attention_config
@@ -33,7 +35,7 @@ def _groups_or_problem(exercise, fn, model, weight_decay):
     groups, problem = run(exercise, f"your function(model, weight_decay={weight_decay})", fn, model, weight_decay,
                           hint="loop over model.named_modules() and each module's own parameters")
     if problem is not None:
-        return None, problem
+        return None, _unpacked_parameters(exercise, problem)
     names = {id(p): n for n, p in model.named_parameters()}  # a tied matrix appears once, under its first name
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) and "params" in g for g in groups):
         return None, fail(exercise, "groups must be a list of dicts with 'params'", f"yours returned "
@@ -148,3 +150,16 @@ def check_weight_decay_groups(fn, weight_decay: float = 0.1) -> CheckResult:
                         "exactly the weight_decay given.", f"{setting(wd)}\n" + ", ".join(
                             f"{names[i]}: {decay[i]}" for i in should_decay if decay[i] != wd)[:300], WD_HINT)
     raise AssertionError("unreachable: the groups differ from the expected ones but no difference was found")
+
+
+def _unpacked_parameters(exercise, problem: CheckResult) -> CheckResult:
+    """The crash, named when its line unpacks two values from .parameters() (not named_parameters()) and Python
+    says exactly that: parameters() yields the tensors alone, so `for n, p in ...` unpacks a tensor's rows."""
+    line = re.search(r"`([^`]*)`\s*$", problem.explanation.split("\n", 2)[1] if "\n" in problem.explanation else "")
+    if not ("values to unpack (expected 2)" in problem.explanation and line
+            and re.search(r"(?<!named_)parameters\(\)", line.group(1).split("#")[0])):
+        return problem
+    return fail(exercise, "(name, p) unpacked from model.parameters(), which yields tensors only",
+                "model.parameters() gives each parameter alone; `for n, p in model.parameters()` tries to unpack a "
+                "tensor into two names. model.named_parameters() gives (name, parameter) pairs.",
+                problem.explanation, "for name, p in model.named_parameters()")

@@ -108,7 +108,7 @@ def check_sft_targets(fn) -> CheckResult:
     out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
                        hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
     if problem is not None:
-        return problem
+        return _uncut_mask(exercise, problem, ids, is_assistant)
     if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         got = type(out).__name__ + (" of " + ", ".join(type(t).__name__ for t in out) if isinstance(
             out, (tuple, list)) else "")
@@ -132,6 +132,21 @@ def check_sft_targets(fn) -> CheckResult:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
                                                 "their end of turn only", "-1 elsewhere"])
+
+
+def _uncut_mask(exercise, problem: CheckResult, ids, is_assistant) -> CheckResult:
+    """The crash, named when it is exactly the error of indexing a (T - 1) tensor with the whole mask (T), as in
+    y = ids[1:]; y[~is_assistant] = -1 (the observable fact, whichever tensor of length T - 1 it was)."""
+    y = ids[1:].clone()
+    try:
+        y[~is_assistant] = IGNORE_INDEX
+    except IndexError as e:
+        if f"IndexError: {e}" in problem.explanation:
+            return fail(exercise, "the whole mask (length T) indexes a tensor of length T - 1: is_assistant not cut",
+                        "y = ids[1:] has T - 1 entries, and the mask for y[t] is is_assistant[t + 1]: the mask must "
+                        "be shifted and cut the same way, is_assistant[1:].", problem.explanation,
+                        "y[~is_assistant[1:]] = -1")
+    return problem
 
 
 # ------------------------------------------------------------------------------------------ 4. GRPO advantages

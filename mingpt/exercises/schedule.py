@@ -17,6 +17,7 @@ same number either way, so both conventions are valid and every rebuilt mistake 
 from __future__ import annotations
 
 import math
+import re
 
 from mingpt.cfgnode import CfgNode
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
@@ -191,6 +192,10 @@ LR_PARTS = [
     Part("progress", lambda i, W, D: i / D, "decay measured from step 0 instead of the end of warm-up",
          "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters).",
          "the cosine starts when the warm-up ends"),
+    Part("progress", lambda i, W, D: i / (D - W), "progress counts from step 0, not from the end of warm-up "
+         "(it / (lr_decay_iters - warmup_iters))", "Progress through the decay is (it - warmup_iters) / "
+         "(lr_decay_iters - warmup_iters): 0 when the warm-up ends. Yours starts at warmup / (decay length), so the "
+         "rate drops at the end of warm-up and passes the floor before lr_decay_iters.", "(it - warmup_iters) / ..."),
     Part("progress", lambda i, W, D: (i - W) / D, "LR never reaches its floor during the decay",
          "Progress runs from 0 at the end of warm-up to 1 at lr_decay_iters: (it - warmup) / (lr_decay_iters - "
          "warmup).", "divide by the length of the decay, lr_decay_iters - warmup_iters"),
@@ -209,6 +214,10 @@ LR_PARTS = [
          "to 0.", "min_lr + (learning_rate - min_lr) * ..."),
     Part("floor", "towards zero", "cosine decays towards 0, then jumps to min_lr", "The cosine runs from "
          "learning_rate down to min_lr: min_lr + coeff * (learning_rate - min_lr); yours is coeff * learning_rate.",
+         "min_lr + coeff * (learning_rate - min_lr)"),
+    Part("floor", "added", "min_lr added on top of the cosine: it peaks at learning_rate + min_lr",
+         "The cosine spans learning_rate - min_lr: min_lr + coeff * (learning_rate - min_lr); yours is min_lr + "
+         "coeff * learning_rate, above learning_rate at the start of the decay.",
          "min_lr + coeff * (learning_rate - min_lr)"),
     Part("shape", lambda p: math.cos(math.pi * p / 2), "a quarter cosine instead of a half", "GPT's schedule is half "
          "a cosine, 0.5 * (1 + cos(pi * p)).", "0.5 * (1 + cos(pi * progress))"),
@@ -229,6 +238,9 @@ def _build(it=None, warm=None, progress=None, shape=None, after=None, floor=None
             i, lr, mn, W, D = it(i, lr, mn, W, D)
         low = 0.0 if floor == "zero" else mn
         form = shape
+        if floor == "added":  # min_lr + coeff * lr, whatever shape the coefficient has
+            def form(p):
+                return (shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr / (lr - mn)
         if floor == "towards zero":  # coeff * lr, whatever shape the coefficient has
             form = lambda p: ((shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr - mn) / (lr - mn)
         return _schedule(i, lr, low, W, D, warm, progress, form, after, warm_to_W, late_end)
@@ -257,7 +269,7 @@ def check_lr_schedule(fn) -> CheckResult:
     for case in cases:
         value, problem = run(exercise, describe(*case), fn, *case, hint="it counts from 0; all arguments are numbers")
         if problem is not None:
-            return problem
+            return _torch_on_a_float(exercise, problem)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
             return fail(exercise, "the learning rate must be a number", f"{describe(*case)} returned {value!r}",
                         describe(*case), hint="return a float (a tensor's .item())")
@@ -269,3 +281,15 @@ def check_lr_schedule(fn) -> CheckResult:
         return problem
     return CheckResult(exercise, True, checked=["warm-up", "cosine decay to min_lr", "flat after lr_decay_iters",
                                                 "3 settings"])
+
+
+def _torch_on_a_float(exercise, problem: CheckResult) -> CheckResult:
+    """The crash, named when torch itself says what happened: a torch function given a Python float (the schedule's
+    arguments are numbers, so its cosine is math.cos)."""
+    said = re.search(r"TypeError: (\w+)\(\): argument 'input' \(position 1\) must be Tensor, not float",
+                     problem.explanation)
+    if said is None:
+        return problem
+    return fail(exercise, f"torch.{said.group(1)} given a Python float, not a tensor",
+                f"The schedule's arguments are plain numbers, and torch.{said.group(1)} takes only tensors: use "
+                f"math.{said.group(1)} (and math.pi).", problem.explanation, f"math.{said.group(1)}(...)")

@@ -17,6 +17,10 @@ written before reading their tables and counted untuned (110 of 127 named, 0 mis
 Round 11 (heldout_probe_round11_models.py, 113 mistakes and 29 valid for the thirteen model checkers: code translated
 from papers and notebooks by an assistant or a hurried student) was counted untuned: 90 named by judgment, 2 in
 part, 0 misnamed, 29 of 29 valid passed.
+Round 11's tokens part (heldout_probe_round11_tokens.py, which imports its second and third parts,
+heldout_probe_round11_post.py and heldout_probe_round11_train.py) was written by w24h from the angle of code
+copied from popular repos (HF's top_k_top_p_filtering, nanoGPT's get_lr, configure_optimizers and from_pretrained,
+minbpe, TRL, PEFT), before reading these checkers, and counted untuned (112 of 125 named, 1 misnamed).
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
@@ -47,6 +51,7 @@ import heldout_probe_round9_fresh  # noqa: E402,F401  (round 9: twelve model and
 import heldout_probe_round10_models  # noqa: E402,F401  (round 10: the thirteen model checkers, written before reading)
 import heldout_probe_round10_tokens  # noqa: E402,F401  (round 10: token, training, post-training checkers, w24f)
 import heldout_probe_round11_models  # noqa: E402,F401  (round 11: the thirteen model checkers, written before reading, w24g)
+import heldout_probe_round11_tokens  # noqa: E402,F401  (round 11: token, training, post-training checkers, w24h)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
