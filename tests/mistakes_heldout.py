@@ -294,7 +294,6 @@ NAMES = [
     # caught), then general additions: two mistakes at once (compare.part_variants), argument mistakes and fitted
     # families (a fixed p, a fixed warm-up length, a shifted schedule), both boundary conventions of the schedule
     ('check_sampling_probs', 'top-p decided before the temperature'),
-    ('check_sampling_probs', 'top-k keeps exactly k tokens: tokens tied with the k-th are cut'),
     ('check_sampling_probs', 'top-p keeps a token when the mass above it equals p (> where >= is needed)'),
     ('check_sampling_probs',
      "top-p's shift done with torch.roll: the last decision wraps round to the most likely token"),
@@ -1131,7 +1130,6 @@ NAMES = [
     ('check_sampling_probs', 'top-p decided before the temperature'),
     ('check_sampling_probs', 'softmax over the batch axis'),
     ('check_sampling_probs', 'top-p keeps a token when the mass above it equals p (> where >= is needed)'),
-    ('check_sampling_probs', 'top-k keeps exactly k tokens: tokens tied with the k-th are cut'),
     ('check_greedy', 'argmax over the wrong axis'),
     ('check_greedy', 'right tokens, wrong shape (keepdim)'),
     ('check_greedy', 'different tokens on repeated calls (it samples)'),

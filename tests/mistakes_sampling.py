@@ -133,8 +133,6 @@ SAMPLING_MISTAKES = [
     (check_sampling_probs, sampler(finish=lambda lg: F.softmax(lg, dim=-1).double()), "wrong dtype"),
     (check_sampling_probs, sampler(finish=lambda lg: F.softmax(lg, dim=-1)[:, None]), "extra dimension of size 1"),
     # ties and an exact running sum (the checker's last stage), the shift written with roll, the mask left sorted
-    (check_sampling_probs, sampler(top_k=lambda lg, k: lg.masked_fill(~torch.zeros_like(lg, dtype=torch.bool).scatter(
-        -1, torch.topk(lg, k).indices, True), NEG)), "top-k keeps exactly k tokens: tokens tied with the k-th are cut"),
     (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_rule(lg, p, lambda pr, p: pr.cumsum(-1) - pr > p)),
      "top-p keeps a token when the mass above it equals p (> where >= is needed)"),
     (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_rule(lg, p, lambda probs, p: torch.roll(
@@ -179,7 +177,11 @@ def probs_by_power(logits, temperature=1.0, top_k=None, top_p=None):
     return probs
 
 
+# top-k keeping exactly k tokens (a tie at the k-th broken by position) is as right as keeping every tied token
+EXACTLY_K = sampler(top_k=lambda lg, k: lg.masked_fill(~torch.zeros_like(lg, dtype=torch.bool).scatter(
+    -1, torch.topk(lg, k).indices, True), NEG))
 SAMPLING_VALID = [(check_sampling_probs, probs_ok), (check_sampling_probs, probs_by_power),
+                  (check_sampling_probs, EXACTLY_K),
                   (check_greedy, lambda logits: logits.argmax(dim=-1)),
                   (check_greedy, lambda logits: torch.max(logits, dim=1).indices)]
 

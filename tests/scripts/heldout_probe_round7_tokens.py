@@ -99,7 +99,7 @@ def tempered_probs(logits, temperature=1.0, top_k=None, top_p=None):  # valid: p
 
 mistake(ex.check_sampling_probs, r"temperature.*(after|filter|top-p)|order|before the temperature")(
     sampler(order="kpt"))
-mistake(ex.check_sampling_probs, r"tie")(sampler(k=topk_sorted_slice))
+valid(ex.check_sampling_probs)(sampler(k=topk_sorted_slice))  # exactly k of the tied: valid (lead's call)
 mistake(ex.check_sampling_probs, r"strict|equal|>=|boundary|exactly")(sampler(p=lambda lg, p: p_filter(lg, p, True)))
 mistake(ex.check_sampling_probs, r"roll|wrap|most likely|first")(sampler(p=lambda lg, p: p_filter(lg, p, roll=True)))
 mistake(ex.check_sampling_probs, r"renormal|sum to 1|normalis")(no_renormalise)
