@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from mingpt.exercises.checking import SHAPE_HINT, CheckResult, Variant, fail, fmt, run
+from mingpt.exercises.compose import knob
+from mingpt.exercises.compose import pairs as knob_pairs
 from mingpt.exercises.relations import relation, scale_note
 
 __all__ = ["same", "shape_problem", "where_it_differs", "explain", "check_cases", "NOT_RECOGNISED"]
@@ -219,11 +221,11 @@ def two_mistakes(a: Any, b: Any, compute: Callable) -> Variant:
 def part_variants(build: Callable[..., Callable], parts: Sequence[Part], pairs: bool = True) -> list[Variant]:
     """
     Every part's mistake alone, then (pairs=True) every two mistakes in two different parts at once. build(**kw)
-    returns the reference with the parts named in kw replaced, as a function of one case's arguments.
+    returns the reference with the parts named in kw replaced, as a function of one case's arguments. A part is a
+    knob of compose.py ({kind: value}), so the pairs are compose.pairs', named as two_mistakes names them.
     """
-    singles = [Variant(p.property, build(**{p.kind: p.value}), p.explanation, p.hint) for p in parts]
-    if not pairs:
-        return singles
-    doubles = [two_mistakes(a, b, build(**{a.kind: a.value, b.kind: b.value}))
-               for n, a in enumerate(parts) for b in parts[n + 1:] if a.kind != b.kind and a.property != b.property]
-    return singles + doubles
+    def base(*case, **kw):
+        return build(**kw)(*case)
+
+    singles = [knob(base, p.property, {p.kind: p.value}, p.explanation, p.hint) for p in parts]
+    return singles + (knob_pairs(base, singles, combine=two_mistakes) if pairs else [])

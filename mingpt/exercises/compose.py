@@ -30,9 +30,12 @@ def knob(base: Callable[..., Any], property: str, knobs: dict, explanation: str,
     return Variant(property, lambda *case: base(*case, **knobs), explanation, hint, knobs=dict(knobs))
 
 
-def pairs(base: Callable[..., Any], variants: Sequence[Variant]) -> list[Variant]:
+def pairs(base: Callable[..., Any], variants: Sequence[Variant],
+          combine: Callable[[Variant, Variant, Callable], Variant] | None = None) -> list[Variant]:
     """Every two knob variants that change different arguments, applied together (singles without knobs, or two
-    values of one argument, cannot combine). Named "A, and B"; the explanation and the hint carry both."""
+    values of one argument, cannot combine). combine(a, b, compute) makes the pair's Variant; by default it is
+    named "A, and B", and the explanation and the hint carry both."""
+    combine = combine or _named_together
     out, seen = [], set()
     for a, b in itertools.combinations([v for v in variants if v.knobs], 2):
         if set(a.knobs) & set(b.knobs) or a.property == b.property:
@@ -42,7 +45,12 @@ def pairs(base: Callable[..., Any], variants: Sequence[Variant]) -> list[Variant
         if key in seen:  # one combination reachable from two pairs of rows: tried once
             continue
         seen.add(key)
-        out.append(Variant(f"{a.property}, and {b.property}", (lambda kw: lambda *case: base(*case, **kw))(both),
-                           f"Two mistakes at once. {a.explanation} And: {b.explanation}", f"{a.hint}; {b.hint}",
-                           knobs=both))
+        pair = combine(a, b, (lambda kw: lambda *case: base(*case, **kw))(both))
+        pair.knobs = both
+        out.append(pair)
     return out
+
+
+def _named_together(a: Variant, b: Variant, compute: Callable) -> Variant:
+    return Variant(f"{a.property}, and {b.property}", compute, f"Two mistakes at once. {a.explanation} And: "
+                   f"{b.explanation}", f"{a.hint}; {b.hint}")

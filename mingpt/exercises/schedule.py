@@ -248,8 +248,10 @@ def _build(it=None, warm=None, progress=None, shape=None, after=None, floor=None
 
 
 # The parts alone and in pairs, each in the four boundary conventions (it < W or <= W; it >= D or > D)
+# (each convention bound as a default argument now: part_variants calls the builder later, inside the check)
 PART_VARIANTS = [v for warm_to_W in (False, True) for late_end in (False, True) for v in part_variants(
-    lambda **kw: _build(**kw, warm_to_W=warm_to_W, late_end=late_end), LR_PARTS)]
+    lambda warm_to_W=warm_to_W, late_end=late_end, **kw: _build(**kw, warm_to_W=warm_to_W, late_end=late_end),
+    LR_PARTS)]
 
 # Three settings: min_lr a tenth of the peak in the first only (a hard-coded ratio shows in the others), different
 # warm-up and decay lengths, and a few steps past the end.
