@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises import CheckResult, bigram_entropy, train_and_compare
+from mingpt.exercises.checking import TORCH_SAYS
 from mingpt.exercises.compare import NOT_RECOGNISED
 
 TOPICS = ["attention", "block", "gpt", "sampling", "kvcache", "bpe", "optim", "modern", "heldout"]
@@ -25,6 +26,7 @@ VALID = [row for m in MODULES for row in m.VALID]
 UNNAMED = [row for m in MODULES for row in m.UNNAMED]
 # Every name a checker gives for a mistake it recognised (a table's expected names).
 NAMES = {name for _, _, name in MISTAKES}
+TORCH_FIXES = {fix for *_, fix in TORCH_SAYS}  # the fixes given for crashes whose cause torch's message states
 
 
 def _id(checker, impl, name=""):
@@ -60,6 +62,23 @@ def test_heldout_crashes_show_the_students_line():
         result = checker(impl)
         assert not result and result.property == "your code raised an exception", str(result)
         assert re.search(r"heldout_probe_\w+\.py, line \d+", result.explanation), str(result)  # the student's frame
+        assert result.hint not in TORCH_FIXES, str(result)  # a crash torch does not explain gets no one else's fix
+
+
+def test_a_crash_torch_does_not_explain_keeps_the_exercises_own_hint():
+    from mingpt.exercises import check_merge, check_mlp
+    from mingpt.exercises.checking import SHAPE_HINT
+    from mingpt.model import MLP
+
+    class Reshaped(MLP):
+        def forward(self, x):
+            return self.c_proj(self.c_fc(x).view(-1, 7, 13))  # a shape error torch does not explain
+
+    result = check_mlp(Reshaped)
+    assert result.property == "your code raised an exception" and result.hint == SHAPE_HINT, str(result)
+    result = check_merge(lambda ids, pair, new_id: int("not a number"))
+    assert result.property == "your code raised an exception", str(result)
+    assert result.hint not in TORCH_FIXES and "(B, T, C)" not in result.hint, str(result)
 
 
 def test_each_checker_has_at_least_ten_named_mistakes():

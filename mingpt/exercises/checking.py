@@ -134,9 +134,9 @@ def crashed(exercise: str, where: str, error: BaseException, hint: str = SHAPE_H
     frame = student_frame(error)
     at = (f"\n    at {os.path.basename(frame.filename)}, line {frame.lineno}: `{frame.line}`"
           if frame is not None and frame.line else "")
-    for words, name, why, hint in TORCH_SAYS:  # torch's own words state the fact: name it
+    for words, name, why, fix in TORCH_SAYS:  # torch's own words state the fact: name it (and its own fix)
         if words in str(error):
-            return fail(exercise, name, why, f"{where} raised {type(error).__name__}: {error}{at}", hint=hint)
+            return fail(exercise, name, why, f"{where} raised {type(error).__name__}: {error}{at}", hint=fix)
     return fail(exercise, "your code raised an exception", f"{where} raised {type(error).__name__}: {error}{at}",
                 hint=hint)
 
