@@ -196,3 +196,43 @@ def test_sampling_names_a_stage_mistake_and_says_another_difference_remains():
     assert "not those of every setting" in result.counterexample, str(result)
     alone = check_sampling_probs(sampler(temperature_step=lambda lg, t: lg * t))
     assert alone.property == result.property and "not those of every setting" not in alone.counterexample
+
+
+def _returns(kind, value):
+    """A non-tensor made from a right output: what a student returns by mistake."""
+    return {"tuple": (value, None), "None": None, "numpy": value.detach().numpy(), "list": value.tolist()}[kind]
+
+
+def _layernorm_class(kind):
+    class LayerNorm(torch.nn.Module):
+        def __init__(self, ndim, eps=1e-5, bias=True):
+            super().__init__()
+            self.weight, self.bias, self.eps = torch.nn.Parameter(torch.ones(ndim)), torch.nn.Parameter(
+                torch.zeros(ndim)), eps
+
+        def forward(self, x):
+            return _returns(kind, F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps))
+    return LayerNorm
+
+
+def _subclass(base, kind):
+    return type(base.__name__, (base,), {"forward": lambda self, x, *a, **k: _returns(kind, base.forward(self, x))})
+
+
+def _non_tensor_returns():
+    from mingpt.exercises import check_attention, check_block, check_layernorm, check_mlp, check_rmsnorm
+    from mingpt.model import MLP, Block, CausalSelfAttention
+
+    def rms(kind):
+        return lambda x, w, eps: _returns(kind, x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w)
+    return [(check_layernorm, _layernorm_class("tuple")), (check_layernorm, _layernorm_class("None")),
+            (check_attention, _subclass(CausalSelfAttention, "tuple")), (check_mlp, _subclass(MLP, "numpy")),
+            (check_block, _subclass(Block, "list")), (check_rmsnorm, rms("None")), (check_rmsnorm, rms("tuple"))]
+
+
+@pytest.mark.parametrize("checker, impl", _non_tensor_returns())
+def test_a_non_tensor_return_is_named_as_such_with_a_hint_about_the_return(checker, impl):
+    from mingpt.exercises.compare import TYPE_HINT
+    result = checker(impl)  # the layernorm checker used to crash on a tuple; attention hinted at re-assembling heads
+    assert result.property == "returned the wrong type" and result.hint == TYPE_HINT, str(result)
+    assert len(str(result)) < 1200, str(result)  # an array or a list is shown short, like a tensor

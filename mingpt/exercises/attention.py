@@ -22,7 +22,7 @@ import torch
 from mingpt.exercises.attention_mistakes import _attend, variants as _variants
 from mingpt.exercises.attention_weights import check_attention_weights
 from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt, student_with_reference_weights
-from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
+from mingpt.exercises.compare import NOT_RECOGNISED, TYPE_HINT, same, shape_problem, where_it_differs
 from mingpt.exercises.relations import relation
 from mingpt.model import GPT, CausalSelfAttention
 
@@ -120,8 +120,12 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                             f"{where} raised {type(e).__name__}: {e}", "mask[:T, :T]: the scores are (B, nh, T, T)")
             return crashed(EXERCISE, where, e)
         expected = ref(x)
-        if not isinstance(out, torch.Tensor) or out.shape != expected.shape:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        if not isinstance(out, torch.Tensor):  # a tuple (y, att), None, an array: say what it is, not a head hint
+            name, why = shape_problem(out, expected)
+            return fail(EXERCISE, name, why + ".", f"x of shape (B, T, C) = {tuple(x.shape)}",
+                        hint=TYPE_HINT)
+        if out.shape != expected.shape:
+            got = tuple(out.shape)
             return fail(EXERCISE, "wrong output shape",
                         f"For x of shape (B, T, C) = {tuple(x.shape)} the output must have the same shape; yours: "
                         f"{got}.", hint="re-assemble the heads side by side: (B, nh, T, hs) -> (B, T, C)")

@@ -25,8 +25,9 @@ from mingpt.exercises.compose import knob
 from mingpt.exercises.compose import pairs as knob_pairs
 from mingpt.exercises.relations import relation, scale_note
 
-__all__ = ["same", "shape_problem", "where_it_differs", "explain", "check_cases", "NOT_RECOGNISED"]
+__all__ = ["TYPE_HINT", "same", "shape_problem", "where_it_differs", "explain", "check_cases", "NOT_RECOGNISED"]
 
+TYPE_HINT = "return the output tensor itself: one tensor, not a tuple, a NumPy array, a list or None"
 NOT_RECOGNISED = "a mistake the checker does not recognise"
 
 
@@ -48,8 +49,12 @@ def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:
     if not isinstance(expected, torch.Tensor):
         return None
     if not isinstance(out, torch.Tensor):
+        how = {"ndarray": " (a .numpy() converted it: return the tensor itself)",
+               "list": " (a .tolist() or a Python loop built it: return a tensor)",
+               "tuple": " (a second value returned beside the output?)",
+               "NoneType": " (a missing return statement?)"}.get(type(out).__name__, "")
         return "returned the wrong type", f"expected a tensor of shape {tuple(expected.shape)}; yours is a " \
-                                          f"{type(out).__name__}"
+                                          f"{type(out).__name__}{how}"
     if out.shape == expected.shape:
         if out.dtype != expected.dtype and out.is_floating_point() and expected.is_floating_point():
             return "wrong dtype", f"expected {expected.dtype}, yours is {out.dtype} (a .double() or a float64 " \
@@ -96,7 +101,10 @@ def where_it_differs(out: Any, expected: Any, atol: float = 1e-5) -> str:
 def shown(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"tensor of shape {tuple(value.shape)}: {fmt(value, 6)}" if value.dim() else f"{value.item():.6g}"
-    return repr(value)
+    if hasattr(value, "shape") and hasattr(value, "flatten"):  # a NumPy array: short, like a tensor
+        return f"{type(value).__name__} of shape {tuple(value.shape)}: {fmt(value.flatten().tolist(), 6)}"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + " ..."  # a long list or dict: its start is enough
 
 
 def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], reference: Callable,
@@ -117,7 +125,8 @@ def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], refer
             return fail(exercise, variant.property, variant.explanation, example, variant.hint)
     problem = shape_problem(outputs[i], expected[i])
     if problem is not None:
-        return fail(exercise, problem[0], problem[1] + ".", example, hint or SHAPE_HINT)
+        return fail(exercise, problem[0], problem[1] + ".", example,
+                    TYPE_HINT if problem[0] == "returned the wrong type" else hint or SHAPE_HINT)
     try:
         found = relation([case[0] if case else None for case in cases], outputs, expected, atol)
     except Exception:  # a relation that cannot be tested on these outputs names nothing

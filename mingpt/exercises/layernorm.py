@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
                                        student_with_reference_weights)
-from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
+from mingpt.exercises.compare import NOT_RECOGNISED, TYPE_HINT, same, shape_problem, where_it_differs
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, fit
 from mingpt.exercises.relations import permuted, relation
@@ -156,11 +156,14 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                                 f"{type(e).__name__}: {e}", "x.mean(-1, keepdim=True): shape (B, T, 1)")
                 return crashed(EXERCISE, f"forward(x) with x of shape {tuple(x.shape)}", e,
                                "mean and variance over the last axis with keepdim=True, so they broadcast against x")
-            if isinstance(outputs[label], torch.Tensor) and outputs[label].dtype != x.dtype:
+            if not isinstance(outputs[label], torch.Tensor):  # a tuple, an array, None: say so before any maths
+                name, why = shape_problem(outputs[label], x)
+                return fail(EXERCISE, name, why + ".", f"{label}: x of shape {tuple(x.shape)}", hint=TYPE_HINT)
+            if outputs[label].dtype != x.dtype:
                 return fail(EXERCISE, "wrong dtype", f"LayerNorm keeps the dtype: x {x.dtype} -> yours "
                             f"{outputs[label].dtype}.", f"{label}: x of shape {tuple(x.shape)}, dtype {x.dtype}",
                             hint="no .double() / .float() conversions in forward")
-            if isinstance(outputs[label], torch.Tensor) and outputs[label].shape != x.shape:
+            if outputs[label].shape != x.shape:
                 axes = permuted(outputs[label], _norm(ref, x))
                 if axes is not None:  # the right numbers with two axes exchanged: a transpose not undone
                     return fail(EXERCISE,
