@@ -236,3 +236,39 @@ def test_a_non_tensor_return_is_named_as_such_with_a_hint_about_the_return(check
     result = checker(impl)  # the layernorm checker used to crash on a tuple; attention hinted at re-assembling heads
     assert result.property == "returned the wrong type" and result.hint == TYPE_HINT, str(result)
     assert len(str(result)) < 1200, str(result)  # an array or a list is shown short, like a tensor
+
+
+def test_a_missing_super_init_is_named_with_or_without_layers_assigned():
+    from mingpt.exercises import check_layernorm, check_mlp
+
+    class Assigns(torch.nn.Module):
+        def __init__(self, config):  # no super().__init__(): torch refuses the first layer assigned
+            self.c_fc = torch.nn.Linear(config.n_embd, 4 * config.n_embd)
+
+    class AssignsNothing(torch.nn.Module):
+        def __init__(self, ndim, eps=1e-5, bias=True):
+            self.eps = eps  # a plain attribute works, so nothing fails until the checker loads weights
+
+        def forward(self, x):
+            return x
+
+    for result in check_mlp(Assigns), check_layernorm(AssignsNothing):
+        assert result.property == "super().__init__() not called first", str(result)
+        assert "super().__init__()" in result.hint, str(result)
+
+
+def test_a_cache_without_part_of_its_interface_is_told_which_part():
+    from mingpt.exercises import check_kv_cache
+
+    class NoAdvance:
+        def __init__(self, n_layer, max_length):
+            self.length, self.keys = 0, {}
+
+        def update(self, layer, k, v):
+            return k, v
+
+    result = check_kv_cache(NoAdvance)  # the checker crashed with AttributeError on a cache without update
+    assert result.property == "the cache lacks part of its interface" and "no advance:" in result.explanation, \
+        str(result)
+    result = check_kv_cache(type("Empty", (), {"__init__": lambda self, n_layer, max_length: None}))
+    assert "no update, advance, length" in result.explanation, str(result)

@@ -172,7 +172,7 @@ def test_weights_that_do_not_fit_get_a_table_of_both_sides():
 
 
 def test_passing_an_instance_instead_of_the_class_is_a_clear_type_error():
-    with pytest.raises(TypeError, match="pass the class, not an instance"):
+    with pytest.raises(TypeError, match="pass the class itself"):
         check_layernorm(nn.LayerNorm(8))
 
 

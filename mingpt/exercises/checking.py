@@ -121,6 +121,9 @@ TORCH_SAYS = [
     ("Expected target size", "cross_entropy given 3-D logits (B, T, V): it reads axis 1 as the classes",
      "F.cross_entropy takes (N, V) logits with (N,) targets, or (B, V, T) with (B, T): axis 1 is always the class "
      "axis, so (B, T, V) logits are read as T classes.", "flatten: logits.view(-1, V), targets.view(-1)"),
+    ("before Module.__init__() call", "super().__init__() not called first",
+     "nn.Module's own __init__ sets up the registries that hold parameters and layers, so assigning a layer or a "
+     "parameter before it runs fails.", "call super().__init__() as the first line of your __init__"),
     ("Expected weight to be of same shape as normalized_shape", "layer_norm's normalized_shape is not (C,)",
      "normalized_shape names the trailing axes normalised together: a LayerNorm over the channels needs just the "
      "last one, (C,), the shape of its weight.", "F.layer_norm(x, (C,), weight, bias, eps)"),
@@ -178,7 +181,8 @@ def build(cls: Any, *args: Any, **kwargs: Any) -> nn.Module:
     may take (config) or (config, layer_idx)). Raises TypeError if cls is not an nn.Module class.
     """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise TypeError(f"expected your class (a subclass of nn.Module), got {cls!r}; pass the class, not an instance")
+        raise TypeError(f"expected your class (a subclass of nn.Module), got {cls!r}; "
+                        "pass the class itself (not an instance or a function)")
     try:
         parameters = inspect.signature(cls.__init__).parameters.values()
     except (TypeError, ValueError):
@@ -313,12 +317,18 @@ def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) 
 def construct(exercise: str, cls: Any, *args: Any) -> tuple[nn.Module | None, CheckResult | None]:
     """(the student's module, None), or (None, a failed result) when their constructor raised."""
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise TypeError(f"expected your class (a subclass of nn.Module), got {cls!r}; pass the class, not an instance")
+        raise TypeError(f"expected your class (a subclass of nn.Module), got {cls!r}; "
+                        "pass the class itself (not an instance or a function)")
+    shown = ", ".join(type(a).__name__ if not isinstance(a, (int, float)) else repr(a) for a in args)
     try:
-        return build(cls, *args), None
+        student = build(cls, *args)
     except Exception as e:
-        shown = ", ".join(type(a).__name__ if not isinstance(a, (int, float)) else repr(a) for a in args)
         return None, crashed(exercise, f"{cls.__name__}({shown})", e)
+    if "_modules" not in vars(student):  # an __init__ that assigns nothing and never calls nn.Module's
+        return None, fail(exercise, "super().__init__() not called first", "Your __init__ never called "
+                          "nn.Module's, which sets up the registries that hold parameters and layers.",
+                          f"{cls.__name__}({shown})", "call super().__init__() as the first line of your __init__")
+    return student, None
 
 
 def student_with_reference_weights(exercise: str, cls: Any, reference: dict,

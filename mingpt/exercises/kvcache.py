@@ -135,6 +135,14 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
     except Exception as e:
         return crashed(EXERCISE, f"{cls.__name__}(n_layer={config.n_layer}, max_length={config.block_size})", e,
                        "the constructor only sets up empty stores")
+    missing = [name for name in ("update", "advance", "length") if not hasattr(cache, name)]
+    if missing:  # the model calls all three: say which is absent rather than fail inside the model
+        return fail(EXERCISE, "the cache lacks part of its interface", f"Yours has no {', '.join(missing)}: the "
+                    "model calls cache.update(layer, k, v) in every layer, reads cache.length to number new "
+                    "positions, and calls cache.advance(T_new) once every layer has stored them.",
+                    f"{cls.__name__}(n_layer={config.n_layer}, max_length={config.block_size}) has attributes "
+                    f"{sorted(a for a in vars(cache) if not a.startswith('_'))}",
+                    "define update, advance and length (a plain attribute or a property)")
     calls: list[tuple[int, torch.Tensor, torch.Tensor, object]] = []  # (layer, k, v, what update returned)
     student_update = cache.update
 
