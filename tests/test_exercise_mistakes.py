@@ -272,3 +272,47 @@ def test_a_cache_without_part_of_its_interface_is_told_which_part():
         str(result)
     result = check_kv_cache(type("Empty", (), {"__init__": lambda self, n_layer, max_length: None}))
     assert "no update, advance, length" in result.explanation, str(result)
+
+
+def _in_place_rms_norm(x, w, eps):
+    return x.mul_(torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)).mul_(w)
+
+
+def _in_place_loss(logits, tokens):
+    logits = logits[:, :-1]
+    logits.sub_(logits.max(-1, keepdim=True).values)  # "for stability", on a view of the caller's logits
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), ignore_index=-1)
+
+
+def _in_place_weights(q, k):
+    q.div_(math.sqrt(q.shape[-1]))  # right scores, but the caller's q is scaled for good
+    T = q.shape[1]
+    att = (q @ k.transpose(-2, -1)).masked_fill(torch.ones(T, T).triu(1).bool(), float("-inf"))
+    return att.softmax(-1)
+
+
+def _in_place_gqa(q, k, v):
+    q.div_(math.sqrt(q.shape[-1]))
+    k, v = (t.repeat_interleave(q.shape[1] // t.shape[1], 1) for t in (k, v))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+
+
+def _in_place_rms_norm_without_gain(x, w, eps):
+    return x.mul_(torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+@pytest.mark.parametrize("checker_name, fn", [("check_rmsnorm", _in_place_rms_norm), ("check_loss", _in_place_loss),
+                                              ("check_attention_weights", _in_place_weights),
+                                              ("check_gqa", _in_place_gqa)])
+def test_right_outputs_from_a_function_that_changes_its_input_are_named_in_place(checker_name, fn):
+    import mingpt.exercises as ex
+    result = getattr(ex, checker_name)(fn)  # the weights were misnamed "missing 1/sqrt(hs) scaling" (q scaled twice)
+    assert result.property == "changes its input in place" and "before the call" in result.counterexample, \
+        str(result)
+
+
+def test_a_wrong_function_that_also_changes_its_input_keeps_its_own_name_and_is_told_both():
+    from mingpt.exercises import check_rmsnorm
+    result = check_rmsnorm(_in_place_rms_norm_without_gain)
+    assert not result and result.property not in ("changes its input in place", NOT_RECOGNISED), str(result)
+    assert "changed its argument 1 in place" in result.explanation, str(result)

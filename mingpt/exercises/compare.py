@@ -156,16 +156,21 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     When fn raises on some cases, a variant that raises the same exception there and matches every other case is
     the diagnosis (e.g. positions numbered from 1 run past the table at T = block_size); else the crash is shown.
     """
-    outputs, crashes = [], {}
+    outputs, crashes, changed = [], {}, None
     for n, case in enumerate(cases):
-        out, problem = run(exercise, describe(*case), fn, *prepare(case), hint=crash_hint)
+        args = prepare(case)
+        given = fresh(args)  # the student's own copy: an in-place edit must not reach the checker's cases
+        out, problem = run(exercise, describe(*case), fn, *given, hint=crash_hint)
         if problem is not None:  # (the result, "TypeName: message" of the exception)
             # "where raised TypeName: message" is the explanation, or the example when crashed() named the error
             text = problem.explanation if " raised " in problem.explanation else problem.counterexample
             crashes[n] = (problem, text.split(" raised ", 1)[-1].split("\n", 1)[0])
+        elif changed is None:
+            changed = next(((n, i, a, b) for i, (a, b) in enumerate(zip(args, given)) if not unchanged(a, b)), None)
         outputs.append(out)
     if not crashes:
-        return explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
+        result = explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
+        return result if changed is None else _in_place(exercise, result, describe(*cases[changed[0]]), *changed[1:])
     n, (problem, error_type) = next(iter(crashes.items()))
     for variant in variants:
         if all(_variant_raises(variant, cases[i], crashes[i][1]) if i in crashes
@@ -185,6 +190,48 @@ def _variant_raises(variant: Variant, case: tuple, error: str) -> bool:
         ours, theirs = re.findall(r"\d+", str(e)), re.findall(r"\d+", message)
         return type(e).__name__ == error_type and (ours == theirs or not (ours and theirs))
     return False
+
+
+def fresh(args: tuple) -> tuple:
+    """A copy of a case's arguments that the student may change freely: tensors cloned, lists and dicts copied."""
+    def copy(a):
+        if isinstance(a, torch.Tensor):
+            return a.clone()
+        if isinstance(a, (list, tuple)):
+            return type(a)(copy(x) for x in a)
+        return {k: copy(v) for k, v in a.items()} if isinstance(a, dict) else a
+    return tuple(copy(a) for a in args)
+
+
+def unchanged(a: Any, b: Any) -> bool:
+    """b (the student's copy after the call) still equals a (NaN equal to NaN)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype and bool(
+            torch.equal(a, b) or a.is_floating_point() and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(unchanged(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(unchanged(a[k], b[k]) for k in a)
+    return True  # numbers, strings, modules: not compared
+
+
+def _in_place(exercise: str, result: CheckResult | None, example: str, n: int, before: Any, after: Any) -> CheckResult:
+    """The verdict when the student's function changed argument n: named when the outputs are right, and said beside
+    any other verdict (the outputs were compared fairly: each call got its own copy of the inputs)."""
+    where = f"{example}\nargument {n + 1} before the call {_brief(before)}\nargument {n + 1} after the call  " \
+            f"{_brief(after)}"
+    hint = "build new values (x = x * s, a new list) instead of changing an argument (x.mul_(s), x[...] = ..., " \
+           "ids.pop())"
+    if result is None:
+        return fail(exercise, "changes its input in place", f"Your outputs are right, but argument {n + 1} of your "
+                    "function was changed by the call: the caller still needs it unchanged.", where, hint)
+    result.explanation += f" (Also: your function changed its argument {n + 1} in place; each call was given its " \
+                          "own copy, so the comparison shown is fair.)"
+    return result
+
+
+def _brief(value: Any) -> str:
+    return shown(value) if isinstance(value, torch.Tensor) else (repr(value)[:200])
 
 
 def modified_in_place(exercise: str, fn: Callable, args: tuple, describe: str, hint: str) -> CheckResult | None:
