@@ -315,4 +315,64 @@ def test_a_wrong_function_that_also_changes_its_input_keeps_its_own_name_and_is_
     from mingpt.exercises import check_rmsnorm
     result = check_rmsnorm(_in_place_rms_norm_without_gain)
     assert not result and result.property not in ("changes its input in place", NOT_RECOGNISED), str(result)
-    assert "changed its argument 1 in place" in result.explanation, str(result)
+    assert "argument 1 of your function was changed in place" in result.explanation, str(result)
+
+
+def _in_place_modules():
+    from mingpt.exercises import check_attention, check_block, check_layernorm, check_mlp
+    from mingpt.model import MLP, Block, CausalSelfAttention
+
+    class AddsInPlace(Block):  # `x += ...`: the commonest in-place edit of all
+        def forward(self, x, kv_cache=None):
+            x += self.attn(self.ln_1(x))
+            x += self.mlp(self.ln_2(x))
+            return x
+
+    class AddsAttentionInPlace(Block):  # was misnamed "dropout active in eval mode" (x differed on the second call)
+        def forward(self, x, kv_cache=None):
+            x.add_(self.attn(self.ln_1(x)))
+            return x + self.mlp(self.ln_2(x))
+
+    class CopiesIntoInput(CausalSelfAttention):  # was misnamed "wrong result for a sequence of length 1"
+        def forward(self, x, kv_cache=None):
+            return x.copy_(super().forward(x))
+
+    class CentresInPlace(torch.nn.Module):
+        def __init__(self, ndim, eps=1e-5, bias=True):
+            super().__init__()
+            self.weight, self.bias = torch.nn.Parameter(torch.ones(ndim)), torch.nn.Parameter(torch.zeros(ndim))
+            self.eps = eps
+
+        def forward(self, x):
+            x -= x.mean(-1, keepdim=True)
+            x /= torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+            return x * self.weight + self.bias
+
+    class ReusesInput(MLP):
+        def forward(self, x):
+            h = F.gelu(self.c_fc(x), approximate="tanh")
+            return x.zero_().add_(self.c_proj(h))
+
+    return [(check_block, AddsInPlace), (check_block, AddsAttentionInPlace), (check_attention, CopiesIntoInput),
+            (check_layernorm, CentresInPlace), (check_mlp, ReusesInput)]
+
+
+@pytest.mark.parametrize("checker, cls", _in_place_modules())
+def test_a_module_that_changes_its_input_is_named_in_place_never_misnamed(checker, cls):
+    result = checker(cls)
+    assert result.property == "changes its input in place", str(result)
+    assert "argument 1 before the call" in result.counterexample, str(result)
+
+
+def test_a_wrong_module_that_also_changes_its_input_keeps_its_own_name_and_is_told_both():
+    from mingpt.exercises import check_mlp
+    from mingpt.model import MLP
+
+    class ReluInPlace(MLP):
+        def forward(self, x):
+            x.mul_(1.0)
+            return x.copy_(self.c_proj(F.relu(self.c_fc(x))))
+
+    result = check_mlp(ReluInPlace)
+    assert result.property == "ReLU instead of GELU", str(result)
+    assert "was changed in place by your code" in result.explanation, str(result)

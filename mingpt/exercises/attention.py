@@ -22,7 +22,8 @@ import torch
 from mingpt.exercises.attention_mistakes import _attend, variants as _variants
 from mingpt.exercises.attention_weights import check_attention_weights
 from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt, student_with_reference_weights
-from mingpt.exercises.compare import NOT_RECOGNISED, TYPE_HINT, same, shape_problem, where_it_differs
+from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
+                                      where_it_differs)
 from mingpt.exercises.relations import relation
 from mingpt.model import GPT, CausalSelfAttention
 
@@ -97,6 +98,7 @@ def _full_mask_error(error: BaseException, B: int, nh: int, T: int, block_size: 
     return False
 
 
+@reports_in_place_edits
 def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> CheckResult:
     """Check a causal self-attention class against mingpt's; on failure, name the mistake (see module doc)."""
     config = attention_config(n_embd, n_head)

@@ -23,7 +23,7 @@ from mingpt.exercises.attention import attention_config
 from mingpt.exercises.block_branches import branch_variants
 from mingpt.exercises.checking import (CheckResult, Variant, close, fail, fmt, gradient_problem, run,
                                        student_with_reference_weights)
-from mingpt.exercises.compare import check_cases
+from mingpt.exercises.compare import check_cases, reports_in_place_edits
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
 from mingpt.model import MLP, Block
@@ -246,6 +246,7 @@ def _dropout_placement(exercise, student, ref, x, seed=1234) -> CheckResult | No
     return None
 
 
+@reports_in_place_edits
 def check_mlp(cls, seed: int = 0) -> CheckResult:
     """Check an MLP class (c_fc to 4*C, tanh-GELU, c_proj back to C) against mingpt's."""
     exercise = "MLP"
@@ -356,6 +357,7 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
 ]
 
 
+@reports_in_place_edits
 def check_block(cls, seed: int = 0) -> CheckResult:
     """Check a Block class (pre-LayerNorm, two residual branches) against mingpt's; name a wrong wiring."""
     exercise = "Block"

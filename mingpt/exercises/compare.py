@@ -14,6 +14,7 @@ positions shifted, a bias-like offset, ...).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any, Callable, Sequence
@@ -22,10 +23,12 @@ import torch
 
 from mingpt.exercises.checking import SHAPE_HINT, CheckResult, Variant, fail, fmt, run
 from mingpt.exercises.compose import knob
+from mingpt.exercises.in_place import fresh, unchanged, watching
 from mingpt.exercises.compose import pairs as knob_pairs
 from mingpt.exercises.relations import relation, scale_note
 
-__all__ = ["TYPE_HINT", "same", "shape_problem", "where_it_differs", "explain", "check_cases", "NOT_RECOGNISED"]
+__all__ = ["reports_in_place_edits", "in_place_verdict", "TYPE_HINT", "same", "shape_problem", "where_it_differs",
+           "explain", "check_cases", "NOT_RECOGNISED"]
 
 TYPE_HINT = "return the output tensor itself: one tensor, not a tuple, a NumPy array, a list or None"
 NOT_RECOGNISED = "a mistake the checker does not recognise"
@@ -170,7 +173,9 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
         outputs.append(out)
     if not crashes:
         result = explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
-        return result if changed is None else _in_place(exercise, result, describe(*cases[changed[0]]), *changed[1:])
+        if changed is None:
+            return result
+        return in_place_verdict(exercise, result, describe(*cases[changed[0]]), *changed[1:])
     n, (problem, error_type) = next(iter(crashes.items()))
     for variant in variants:
         if all(_variant_raises(variant, cases[i], crashes[i][1]) if i in crashes
@@ -192,42 +197,36 @@ def _variant_raises(variant: Variant, case: tuple, error: str) -> bool:
     return False
 
 
-def fresh(args: tuple) -> tuple:
-    """A copy of a case's arguments that the student may change freely: tensors cloned, lists and dicts copied."""
-    def copy(a):
-        if isinstance(a, torch.Tensor):
-            return a.clone()
-        if isinstance(a, (list, tuple)):
-            return type(a)(copy(x) for x in a)
-        return {k: copy(v) for k, v in a.items()} if isinstance(a, dict) else a
-    return tuple(copy(a) for a in args)
-
-
-def unchanged(a: Any, b: Any) -> bool:
-    """b (the student's copy after the call) still equals a (NaN equal to NaN)."""
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype and bool(
-            torch.equal(a, b) or a.is_floating_point() and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(unchanged(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(unchanged(a[k], b[k]) for k in a)
-    return True  # numbers, strings, modules: not compared
-
-
-def _in_place(exercise: str, result: CheckResult | None, example: str, n: int, before: Any, after: Any) -> CheckResult:
-    """The verdict when the student's function changed argument n: named when the outputs are right, and said beside
-    any other verdict (the outputs were compared fairly: each call got its own copy of the inputs)."""
-    where = f"{example}\nargument {n + 1} before the call {_brief(before)}\nargument {n + 1} after the call  " \
-            f"{_brief(after)}"
-    hint = "build new values (x = x * s, a new list) instead of changing an argument (x.mul_(s), x[...] = ..., " \
-           "ids.pop())"
-    if result is None:
-        return fail(exercise, "changes its input in place", f"Your outputs are right, but argument {n + 1} of your "
-                    "function was changed by the call: the caller still needs it unchanged.", where, hint)
-    result.explanation += f" (Also: your function changed its argument {n + 1} in place; each call was given its " \
-                          "own copy, so the comparison shown is fair.)"
+def in_place_verdict(exercise: str, result: CheckResult | None, example: str, n: int, before: Any, after: Any,
+                     what: str = "argument {n} of your function") -> CheckResult:
+    """The verdict when the student's code changed argument n: named when the outputs are right (result None or
+    passed), and said beside any other verdict (the outputs were compared fairly: each call had its own copy)."""
+    what = what.format(n=n + 1)
+    where = f"{example}\n{what} before the call {_brief(before)}\n{what} after the call  {_brief(after)}"
+    hint = "build new values (x = x + y, a new list) instead of changing an argument (x += y, x.mul_(s), " \
+           "x[...] = ..., ids.pop())"
+    if result is None or result:
+        return fail(exercise, "changes its input in place", f"Your outputs are right, but {what} was changed by the "
+                    "call: the caller still needs it unchanged (the next layer reads it, and autograd needs the "
+                    "input it saved for the backward pass).", where, hint)
+    result.explanation += f" (Also: {what} was changed in place by your code; each call was given its own copy, " \
+                          "so the comparison shown is fair.)"
     return result
+
+
+def reports_in_place_edits(checker: Callable) -> Callable:
+    """Decorate a checker of a student's module class: every module it builds works on copies of its inputs
+    (in_place.InputWatch), and an input changed in place is reported with the checker's verdict."""
+    @functools.wraps(checker)
+    def checked(cls, *args, **kwargs):
+        with watching() as watches:
+            result = checker(cls, *args, **kwargs)
+        changed = next((w.changed for w in watches if w.changed is not None), None)
+        if changed is None:
+            return result
+        return in_place_verdict(result.exercise, result, f"{getattr(cls, '__name__', cls)}.forward", *changed,
+                                what="the tensor your forward got as argument {n}")
+    return checked
 
 
 def _brief(value: Any) -> str:

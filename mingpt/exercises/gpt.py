@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
-from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, explain, shape_problem
+from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, explain, reports_in_place_edits, shape_problem
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.loss import GPT_LOSS_MISTAKES
 from mingpt.model import GPT, IGNORE_INDEX
@@ -111,6 +111,7 @@ def _embedding_knobs(te, pe) -> list[Variant]:
     return pairs(base, singles)
 
 
+@reports_in_place_edits
 def check_embedding(cls, seed: int = 0) -> CheckResult:
     """Check a token + position embedding module: x[b, t] = wte[idx[b, t]] + wpe[t]."""
     exercise = "token + position embedding"
@@ -252,6 +253,7 @@ def _blocks(ref, x, again=False):
     return x
 
 
+@reports_in_place_edits
 def check_gpt(cls, seed: int = 0) -> CheckResult:
     """Check a whole GPT class: the reference's weights loaded by name, same logits and loss, loss None without
     targets."""

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
                                        student_with_reference_weights)
-from mingpt.exercises.compare import NOT_RECOGNISED, TYPE_HINT, same, shape_problem, where_it_differs
+from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
+                                      where_it_differs)
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, fit
 from mingpt.exercises.relations import permuted, relation
@@ -128,6 +129,7 @@ def _families(ln) -> list[Family]:
                    log=True)]
 
 
+@reports_in_place_edits
 def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
     """Check a LayerNorm class against torch's nn.LayerNorm (eps 1e-5); on failure, name the mistake."""
     g = torch.Generator().manual_seed(seed)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mingpt.exercises.checking import CheckResult, Variant, construct, fail, fmt, run
-from mingpt.exercises.compare import NOT_RECOGNISED, explain, same
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, reports_in_place_edits, same
 
 __all__ = ["LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
 
@@ -85,6 +85,7 @@ LORA_MERGE_MISTAKES = [
 ]
 
 
+@reports_in_place_edits
 def check_lora_layer(cls) -> CheckResult:
     """Check cls(base: nn.Linear, r, alpha): lora_A (r, in), lora_B (out, r), forward = base(x) + alpha/r * B A x,
     and merge() folding the correction into base.weight, after which forward gives the same outputs."""

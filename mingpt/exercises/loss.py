@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, student_with_reference_weights
-from mingpt.exercises.compare import check_cases, same
+from mingpt.exercises.compare import check_cases, reports_in_place_edits, same
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
 from mingpt.model import IGNORE_INDEX
@@ -305,6 +305,7 @@ BIGRAM_PAIRS = [(n, lambda tb, i, f=f: f(tb.t(), i), "Two mistakes: the table is
                 for n, f, why, _ in BIGRAM_MISTAKES if n != "table read by column"]
 
 
+@reports_in_place_edits
 def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
     """Check a bigram model: cls(vocab_size) with one (V, V) table; forward(idx) -> logits[b, t] = table[idx[b, t]]."""
     exercise = "bigram model"
