@@ -376,3 +376,41 @@ def test_a_wrong_module_that_also_changes_its_input_keeps_its_own_name_and_is_to
     result = check_mlp(ReluInPlace)
     assert result.property == "ReLU instead of GELU", str(result)
     assert "was changed in place by your code" in result.explanation, str(result)
+
+
+def _probs_without_top_p(logits, temperature=1.0, top_k=None):
+    return F.softmax(logits / temperature, -1)
+
+
+def _rms_norm_without_eps(x, weight):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * weight
+
+
+@pytest.mark.parametrize("checker_name, fn", [("check_sampling_probs", _probs_without_top_p),
+                                              ("check_rmsnorm", _rms_norm_without_eps)])
+def test_a_function_with_other_arguments_is_told_so_never_given_a_rebuilt_crashs_name(checker_name, fn):
+    import mingpt.exercises as ex
+    result = getattr(ex, checker_name)(fn)  # sampling was told "top-k keeps one token too many": two TypeErrors
+    assert result.property == "your function takes other arguments than the exercise's", str(result)
+    assert "too many positional arguments" in result.explanation, str(result)
+
+
+def test_a_crash_is_named_from_a_rebuilt_crash_only_when_the_words_or_sizes_agree():
+    from mingpt.exercises import check_embedding, check_sampling_probs
+    def probs_with_a_typo(logits, temperature=1.0, top_k=None, top_p=None):  # a TypeError of its own, no size
+        if top_k is not None:
+            logits = logits.masked_fill(logits < torch.topk(logits, top_k).values[:, [-1]], float("-inf"))
+        return F.softmax(logits / temperature, -1) + len(top_p)
+
+    result = check_sampling_probs(probs_with_a_typo)  # was "top-k keeps one token too many" (another TypeError)
+    assert result.property == "your code raised an exception", str(result)
+
+    class FromOne(torch.nn.Module):  # wpe(arange(1, T + 1)) runs past the table at T = block_size
+        def __init__(self, config):
+            super().__init__()
+            self.wte, self.wpe = (torch.nn.Embedding(n, config.n_embd) for n in (config.vocab_size, config.block_size))
+
+        def forward(self, idx):
+            return self.wte(idx) + self.wpe(torch.arange(1, idx.shape[1] + 1))
+
+    assert check_embedding(FromOne).property == "positions start at 1"

@@ -33,7 +33,15 @@ class LoopNeverStops(RuntimeError):
     """Raised inside a student's function that ran more steps than any correct version needs."""
 
 
-def step_limited(fn, limit: int = 20_000):
+STEP_LIMIT = 20_000  # traced lines: far more than any correct merge or encode of the checkers' cases needs
+
+
+def never_stops(limit: int = STEP_LIMIT) -> LoopNeverStops:
+    """The report of a loop stopped after `limit` steps (a rebuilt endless loop raises the same one)."""
+    return LoopNeverStops(f"still running after {limit} steps: the loop has no way to stop")
+
+
+def step_limited(fn, limit: int = STEP_LIMIT):
     """fn, stopped with LoopNeverStops after `limit` traced lines: an endless loop becomes a report, not a hang."""
     def limited(*args):
         count = 0
@@ -42,7 +50,7 @@ def step_limited(fn, limit: int = 20_000):
             nonlocal count
             count += 1
             if count > limit:
-                raise LoopNeverStops(f"still running after {limit} steps: the loop has no way to stop")
+                raise never_stops(limit)
             return tracer
 
         previous = sys.gettrace()

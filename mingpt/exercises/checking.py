@@ -325,7 +325,8 @@ def construct(exercise: str, cls: Any, *args: Any) -> tuple[nn.Module | None, Ch
     try:
         student = build(cls, *args)
     except Exception as e:
-        return None, crashed(exercise, f"{cls.__name__}({shown})", e)
+        return None, crashed(exercise, f"{cls.__name__}({shown})", e, f"the checker builds your class as "
+                             f"{cls.__name__}({shown}), as the exercise text does: check what __init__ takes")
     if "_modules" not in vars(student):  # an __init__ that assigns nothing and never calls nn.Module's
         return None, fail(exercise, "super().__init__() not called first", "Your __init__ never called "
                           "nn.Module's, which sets up the registries that hold parameters and layers.",
@@ -347,7 +348,15 @@ def student_with_reference_weights(exercise: str, cls: Any, reference: dict,
 
 
 def run(exercise: str, where: str, fn: Callable, *args: Any, hint: str = SHAPE_HINT) -> tuple[Any, CheckResult | None]:
-    """(fn(*args), None), or (None, a failed result) when the student's code raised."""
+    """(fn(*args), None), or (None, a failed result) when the student's code raised or cannot take these arguments."""
+    try:
+        inspect.signature(fn).bind(*args)
+    except TypeError as e:  # the call itself cannot be made: say so, rather than let a table name the TypeError
+        return None, fail(exercise, "your function takes other arguments than the exercise's", f"The checker calls "
+                          f"it with {len(args)} arguments; yours takes {inspect.signature(fn)}: {e}.", where,
+                          "use the signature given in the exercise text, default values included")
+    except ValueError:  # no signature to read (a builtin): just call it
+        pass
     try:
         return fn(*args), None
     except Exception as e:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mingpt.exercises.bpe import CRASH_HINT, MERGE_MISTAKES, LoopNeverStops, reference_encode, step_limited
+from mingpt.exercises.bpe import (CRASH_HINT, MERGE_MISTAKES, LoopNeverStops, never_stops, reference_encode,
+                                  step_limited)
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.compare import Part, check_cases, part_variants
 from mingpt.tokenizer import merge_pair
@@ -48,7 +49,7 @@ def _by_frequency(ids, merges):
 def _never_stops(ids, merges):
     out = reference_encode(ids, merges)
     if len(out) > 1:
-        raise LoopNeverStops("the loop has no way to stop")
+        raise never_stops()
     return out
 
 

@@ -91,7 +91,8 @@ def _embed(te, pe, i, start=0, token_scale=1.0, positions="arange", combine="add
     if positions == "none":
         return tok
     t = {"arange": _pos(i, start), "reversed": _pos(i, start).flip(0), "token ids": i}[positions]
-    return tok * pe[t] if combine == "multiply" else tok + pe[t]
+    pos = F.embedding(t, pe)  # a lookup as nn.Embedding does it, so a position past the table raises its error
+    return tok * pos if combine == "multiply" else tok + pos
 
 
 def _embedding_knobs(te, pe) -> list[Variant]:
