@@ -237,5 +237,6 @@ def _same_error(rebuilt, error: BaseException) -> bool:
     try:
         rebuilt()
     except Exception as e:
-        return type(e) is type(error) and re.findall(r"\d+", str(e)) == re.findall(r"\d+", str(error))
+        ours, theirs = re.findall(r"\d+", str(e)), re.findall(r"\d+", str(error))
+        return type(e) is type(error) and (ours == theirs if ours and theirs else str(e) == str(error))
     return False
