@@ -56,7 +56,8 @@ mistake(S, both(FILL, SHIFT))(sft_with(keep="unshifted", fill=-100))
 mistake(S, r"\b0\b|zero|fill|ignore")(sft_with(fill=0))  # masked with 0, as an attention mask is
 mistake(S, r"input|\bx\b")(sft_with(x_mask=True))  # the inputs masked too: the model reads -1 ids
 mistake(S, r"first|<assistant>|marker|both|previous|shift")(sft_with(keep="both"))  # first reply token lost
-mistake(S, r"marker|<assistant>|special|either|shift")(sft_with(keep="either"))  # trains on predicting <user>/...
+# (regex widened after the untuned count by "token after", the name given after the fixes: right, not a misname)
+mistake(S, r"marker|<assistant>|special|either|shift|token after")(sft_with(keep="either"))  # trains on <user>/...
 
 
 @mistake(S, r"in place|clone|view|\bx\b|modif")
@@ -199,7 +200,9 @@ mistake(L, r"replac|overwr|instead of add|\+=|base weight|W \+|copy")(lora_with(
 mistake(L, r"dropout|random|determin")(lora_with(out_dropout=0.1, name="OutputDropout"))
 mistake(L, both(SCALE, r"frozen|freeze|requires_grad|base"))(
     lora_with(scale=lambda a, r: a, freeze=False, name="ScaleAlphaNotFrozen"))
-mistake(L, both(r"sqrt|rsLoRA|" + SCALE, r"merge.*(scal|alpha)|(scal|alpha).*merge|merge"))(
+# (regex corrected after the untuned count: the merge here is the exercise's, alpha / r, so the one mistake is the
+# forward's scale; the row was unnamed either way)
+mistake(L, r"sqrt|rsLoRA")(
     lora_with(scale=lambda a, r: a / math.sqrt(r), merge_scale=lambda a, r: a / r, name="RsForwardPlainMerge"))
 
 
@@ -534,7 +537,9 @@ def adv_with(std="unbiased", eps_where="outside", over="group", ignore_flag=None
 
 
 mistake(G, STD)(adv_with(std="population"))
-mistake(G, r"sqrt|eps|inside|var")(adv_with(eps_where="sqrt"))
+# (re-judged after the untuned count, where it was not caught: the checker documents any small eps, or a clamp of
+# the std, as valid (TOL), and sqrt(var + eps) is one more way to keep 0 / 0 away: a valid alternative, as below)
+valid(G)(adv_with(eps_where="sqrt"))
 mistake(G, GROUP)(adv_with(over="batch"))
 mistake(G, GROUP + r"|scale")(adv_with(over="batch_std"))  # TRL's scale_rewards="batch": group mean, batch std
 mistake(G, r"normali[sz]e_std|std|not divided|ignor|flag")(adv_with(ignore_flag=False))
@@ -545,7 +550,7 @@ mistake(G, EPS)(adv_with(eps_where="none"))  # all-equal rewards: 0 / 0
 mistake(G, r"eps|parenthes|precedence|nan")(adv_with(eps_where="precedence"))
 mistake(G, r"var|square|std")(adv_with(std="variance"))
 mistake(G, r"range|max|min|std")(adv_with(std="range"))
-mistake(G, both(STD, r"sqrt|eps|inside|var"))(adv_with(std="population", eps_where="sqrt"))
+mistake(G, STD)(adv_with(std="population", eps_where="sqrt"))  # one mistake (see the valid eps above)
 mistake(G, both(GROUP, EPS))(adv_with(over="batch", eps_where="none"))
 
 
