@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in eleven rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
+in twelve rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
 rightly gives no name (a greedy that samples, a frequency merge with arbitrary ties); the
 probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -1252,6 +1252,95 @@ NAMES = [
     ('train_and_compare', 'parameters that do not learn'),
     ('train_and_compare', 'parameters that do not learn'),
     ('train_and_compare', 'parameters that do not learn'),
+    # round 12 post (w24l)
+    ('check_sft_targets', "masked with -100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_sft_targets', 'the mask is not shifted with the targets (off by one)'),
+    ('check_sft_targets', "nothing is masked (loss on the user's tokens too)"),
+    ('check_sft_targets', 'the mask is inverted (loss on everything but the assistant)'),
+    ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with '
+                          "-100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_sft_targets', 'masked with 0 instead of -1'),
+    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not "
+                          'trained), not is_assistant[1:]'),
+    ('check_sft_targets', "the mask is is_assistant[:-1] | is_assistant[1:] (the token after each reply's END is "
+                          'trained too), not is_assistant[1:]'),
+    ('check_sft_targets', 'changes its input in place'),
+    ('check_sft_targets', "two mistakes: changes its input in place; and masked with -100 (PyTorch's default) "
+                          "instead of mingpt's -1"),
+    ('check_sft_targets', "the labels are not shifted (Hugging Face's models shift inside; mingpt's GPT does not)"),
+    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', 'the whole mask (length T) indexes a tensor of length T - 1: is_assistant not cut'),
+    ('check_sft_targets', "loss on everything after the assistant's first token"),
+    ('check_sft_targets', 'only the last reply is trained (the earlier assistant turns are masked)'),
+    ('check_sft_targets', 'the end-of-turn token is masked out'),
+    ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
+    ('check_lora_layer', "LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank"),
+    ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
+    ('check_lora_layer', 'LoRA scale hard-coded to 2, whatever alpha and r are'),
+    ('check_lora_layer', 'LoRA scaled by alpha // rank (integer division)'),
+    ('check_lora_layer', 'B initialised non-zero'),
+    ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
+    ('check_lora_layer', 'A initialised to zero'),
+    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', 'output off by a constant vector (a bias added twice, or left out)'),
+    ('check_lora_layer', 'merge forgets the scale'),
+    ('check_lora_layer', 'the correction is added twice after merge'),
+    ('check_lora_layer', 'the correction is added twice after merge'),
+    ('check_lora_layer', 'merge replaced the base weight with the correction'),
+    ('check_lora_layer', 'random output: the same x gives different outputs (dropout in train mode?)'),
+    ('check_lora_layer', 'two mistakes: the base layer is not frozen; and LoRA scaled by alpha instead of alpha / '
+                         'rank'),
+    ('check_lora_layer', "LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank"),
+    ('check_lora_layer', 'lora_A (r, in) and lora_B (out, r) not found'),
+    ('check_lora_layer', 'lora_B applied before lora_A (x @ B.T @ A.T)'),
+    ('check_lora_layer', 'A and B are not trainable'),
+    ('check_lora_layer', 'a parameter updated in place with autograd on (no torch.no_grad())'),
+    ('check_dpo_loss', "the reference's chosen and rejected log-probs swapped"),
+    ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
+    ('check_dpo_loss', 'sigmoid where log-sigmoid is asked (-sigmoid(beta * margin))'),
+    ('check_dpo_loss', '1 - sigmoid where -log sigmoid is asked'),
+    ('check_dpo_loss', "beta multiplies the policy's log-probs only, not the reference's"),
+    ('check_dpo_loss', 'beta divides the margin instead of multiplying it'),
+    ('check_dpo_loss', 'the sign is swapped (chosen and rejected exchanged)'),
+    ('check_dpo_loss', 'the reference model is left out'),
+    ('check_dpo_loss', 'gradients flow through the reference model'),
+    ('check_dpo_loss', 'summed over the pairs instead of averaged'),
+    ('check_dpo_loss', 'log-probs shifted a second time (y is already the next token)'),
+    ('check_dpo_loss', "y's -1 entries used as token ids (gather or cross_entropy at -1)"),
+    ('check_dpo_loss', "IPO's squared loss (TRL's loss_type='ipo') instead of DPO's -log sigmoid"),
+    ('check_dpo_loss', "the hinge loss (SLiC's, TRL's loss_type='hinge') instead of DPO's -log sigmoid"),
+    ('check_dpo_loss', 'log_softmax over the time axis, not the vocabulary'),
+    ('check_dpo_loss', "two mistakes: log-probs averaged over the answer's tokens, not summed; and summed over the "
+                       'pairs instead of averaged'),
+    ('check_dpo_loss', "two mistakes: the reference's chosen and rejected log-probs swapped; and sigmoid where "
+                       'log-sigmoid is asked (-sigmoid(beta * margin))'),
+    ('check_dpo_loss', 'two mistakes: the sign is swapped (chosen and rejected exchanged); and gradients flow '
+                       'through the reference model'),
+    ('check_dpo_loss', "y ignored: log-probs of x's next tokens over the whole row (prompt and padding counted)"),
+    ('check_dpo_loss', "the model's own loss used as a log-prob: one mean over all the batch's answer tokens"),
+    ('check_dpo_loss', "y's -1 entries used as token ids (gather or cross_entropy at -1)"),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', 'centred and normalised over the whole batch, not each group'),
+    ('check_group_advantages', "normalised by the whole batch's std, not each group's"),
+    ('check_group_advantages', 'not normalised although normalize_std=True'),
+    ('check_group_advantages', 'normalised although normalize_std=False'),
+    ('check_group_advantages', "centred on the group's best reward (max), not its mean"),
+    ('check_group_advantages', "centred on the group's worst reward (min), not its mean"),
+    ('check_group_advantages', 'no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'divided by the variance, not the std'),
+    ('check_group_advantages', 'normalised by the range (max - min), not the std'),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', 'two mistakes: centred and normalised over the whole batch, not each group; and no '
+                               'eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'group statistics without keepdim=True'),
+    ('check_group_advantages', 'two mistakes: centred across prompts (the mean over the wrong axis); and '
+                               'normalised by the std across prompts (the wrong axis)'),
+    ('check_group_advantages', "each answer given another prompt's statistics (repeat where repeat_interleave is "
+                               'needed)'),
+    ('check_group_advantages', 'output reshaped'),
+    ('check_group_advantages', 'the std as sqrt(p (1 - p)), right only for 0/1 rewards'),
 ]
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mingpt.exercises.lora import CRASH_HINT
+from students_posttrain_more import MORE_ADVANTAGE, MORE_DPO, MORE_SFT  # the rows added with held-out round 12
 from mingpt.exercises.posttrain import (ADVANTAGE_MISTAKES, DPO_MISTAKES, LORA_FORWARD_MISTAKES, LORA_INIT_MISTAKES,
                                         LORA_MERGE_MISTAKES, SFT_MISTAKES, check_dpo_loss, check_group_advantages,
                                         check_lora_layer, check_sft_targets)
@@ -256,6 +258,7 @@ def adv_where(rewards, normalize_std):  # valid: zero std handled explicitly
 
 
 # ------------------------------------------------------------------------------------------ the tests
+SFT_STUDENTS.update(MORE_SFT), DPO_STUDENTS.update(MORE_DPO), ADVANTAGE_STUDENTS.update(MORE_ADVANTAGE)
 CASES = ([(check_sft_targets, name, fn) for name, fn in SFT_STUDENTS.items()]
          + [(check_lora_layer, name, cls) for name, cls in LORA_STUDENTS.items()]
          + [(check_dpo_loss, name, fn) for name, fn in DPO_STUDENTS.items()]
@@ -365,3 +368,22 @@ def test_placeholders_and_crashes_fail_cleanly():
                              (check_group_advantages, todo)):
         assert checker(student).property == "not implemented yet"
     assert check_group_advantages(lambda r, s: r @ r).property == "your code raised an exception"
+
+
+@pytest.mark.parametrize("scale, name", [
+    (lambda r, a: 2.0, "LoRA scale hard-coded to 2, whatever alpha and r are"),  # alpha / r = 2 at the first setting
+    (lambda r, a: a // r, "LoRA scaled by alpha // rank (integer division)"),
+    (lambda r, a: a / math.sqrt(r), "LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank")])
+def test_a_lora_scale_is_named_as_a_formula_of_alpha_and_r_read_off_several_settings(scale, name):
+    result = check_lora_layer(lora_class(scale=scale))
+    assert not result and result.property == name, str(result)
+
+
+def test_a_crash_keeps_the_exercises_hint_and_a_rebuilt_crash_is_named():
+    class Swapped(lora_class()):  # x @ B.T @ A.T: torch's error is exactly the rebuilt product's
+        def forward(self, x):
+            return self.base(x) + x @ self.lora_B.T @ self.lora_A.T * self.scale
+
+    assert check_lora_layer(Swapped).property == "lora_B applied before lora_A (x @ B.T @ A.T)"
+    result = check_lora_layer(type("Raises", (lora_class(),), {"forward": lambda self, x: {}["adapter"]}))
+    assert result.property == "your code raised an exception" and result.hint == CRASH_HINT, str(result)

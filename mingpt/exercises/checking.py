@@ -129,6 +129,14 @@ TORCH_SAYS = [
     ("Expected weight to be of same shape as normalized_shape", "layer_norm's normalized_shape is not (C,)",
      "normalized_shape names the trailing axes normalised together: a LayerNorm over the channels needs just the "
      "last one, (C,), the shape of its weight.", "F.layer_norm(x, (C,), weight, bias, eps)"),
+    ("Cannot assign non-leaf Tensor to parameter", "a parameter updated in place with autograd on (no torch.no_grad())",
+     "Adding a tensor that requires grad (made from trainable parameters) into a parameter records the addition in "
+     "the graph, so the parameter is no longer a leaf and torch refuses to keep it.",
+     "put the update under torch.no_grad() (or decorate the method with @torch.no_grad())"),
+    ("a leaf Variable that requires grad is being used in an in-place operation",
+     "a parameter updated in place with autograd on (no torch.no_grad())", "An in-place change of a parameter that "
+     "requires grad would corrupt the graph that backward needs, so torch refuses it outside torch.no_grad().",
+     "put the update under torch.no_grad() (or decorate the method with @torch.no_grad())"),
 ]
 
 
@@ -139,7 +147,7 @@ def crashed(exercise: str, where: str, error: BaseException, hint: str = SHAPE_H
     frame = student_frame(error)
     at = (f"\n    at {os.path.basename(frame.filename)}, line {frame.lineno}: `{frame.line}`"
           if frame is not None and frame.line else "")
-    for words, name, why, fix in TORCH_SAYS:  # torch's own words state the fact: name it (and its own fix)
+    for words, name, why, fix in TORCH_SAYS:  # torch's own words state the fact: name it (its own fix, not `hint`)
         if words in str(error):
             return fail(exercise, name, why, f"{where} raised {type(error).__name__}: {error}{at}", hint=fix)
     return fail(exercise, "your code raised an exception", f"{where} raised {type(error).__name__}: {error}{at}",

@@ -33,18 +33,33 @@ HINT = "compare your code with the definition above the exercise, one step at a 
 BETA, OTHER_BETA = 0.3, 0.1  # the loss is checked at both
 
 
-def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False):
-    logits = model(x.flatten(0, 1))[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
+def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False, shift_again=False, dim=-1,
+           whole_row=False, batch_mean=False):
+    idx = x.flatten(0, 1)
+    logits = model(idx)[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
     targets = y.flatten(0, 1)
+    if whole_row:  # y ignored: each row's next tokens read off x, over every position (prompt and padding too)
+        logits, targets = logits[:, :-1], idx[:, 1:]
+    if shift_again:  # TRL's get_batch_logps shifts its labels (input ids) by one: y is already shifted
+        logits, targets = logits[:, :-1], targets[:, 1:]
     mask = targets != IGNORE_INDEX
-    picked = torch.where(mask, x.flatten(0, 1), targets) if targets_from_x else targets
-    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
+    picked = torch.where(mask, idx, targets) if targets_from_x else targets
+    token = (F.softmax if probs else F.log_softmax)(logits, dim).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
+    if batch_mean:  # the model's own loss: one mean over the answer tokens of all the chosen (or rejected) rows
+        per_answer = (token * mask).view(-1, 2, mask.size(-1)).sum((0, 2)) / mask.view(-1, 2, mask.size(-1)).sum((0, 2))
+        return per_answer.expand(x.size(0), 2)
     per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
 
 
+# the loss of the margin z = beta * (...) when it is not DPO's -log sigmoid(z): TRL's other loss_types, and slips
+_LOSSES = {"sigmoid": lambda z, beta: -torch.sigmoid(z), "one_minus": lambda z, beta: 1 - torch.sigmoid(z),
+           "hinge": lambda z, beta: torch.relu(1 - z), "ipo": lambda z, beta: (z / beta - 1 / (2 * beta)) ** 2}
+
+
 def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.0, reduce=torch.mean,
-         logsigmoid=True, ref_grad=False, beta_rejected=None, ref_swapped=False, beta_outside=False, **kw):
+         logsigmoid=True, ref_grad=False, beta_rejected=None, ref_swapped=False, beta_outside=False, loss=None,
+         beta_policy_only=False, **kw):
     pi = logps(policy, x, y, **kw)
     with torch.enable_grad() if ref_grad else torch.no_grad():
         ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
@@ -53,6 +68,10 @@ def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.
     scale, beta = (beta, 1.0) if beta_outside else (1.0, beta)
     margin = sign * (beta * (pi[:, 0] - ref[:, 0]) - (beta if beta_rejected is None else beta_rejected)
                      * (pi[:, 1] - ref[:, 1]))
+    if beta_policy_only:  # beta * (pi_c - pi_r) - (ref_c - ref_r)
+        margin = sign * (beta * (pi[:, 0] - pi[:, 1]) - (ref[:, 0] - ref[:, 1]))
+    if loss is not None:
+        return scale * reduce(_LOSSES[loss](margin, beta))
     return scale * reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
 
 
@@ -96,6 +115,39 @@ DPO_MISTAKES = [
             "Each answer's log-ratio compares the policy with the reference *on the same answer*: (pi_chosen - "
             "ref_chosen) - (pi_rejected - ref_rejected); yours subtracts the reference's rejected log-prob from the "
             "chosen one and vice versa.", "pair each policy log-prob with the reference's for the same answer"),
+    Variant("log-probs shifted a second time (y is already the next token)", lambda *a: _dpo(*a, shift_again=True),
+            "y[t] is already the token after x[t], so the logits at t score y[t]. Code written for labels = input ids "
+            "(TRL's get_batch_logps: logits[:, :-1] against labels[:, 1:]) shifts once more and scores each answer "
+            "token with the logits of the position after it.", "gather y at the same positions: no slicing"),
+    Variant("log_softmax over the time axis, not the vocabulary", lambda *a: _dpo(*a, dim=1),
+            "Each position's logits are a distribution over the vocabulary: normalise over the last axis (V).",
+            "F.log_softmax(logits, dim=-1)"),
+    Variant("y ignored: log-probs of x's next tokens over the whole row (prompt and padding counted)",
+            lambda *a: _dpo(*a, whole_row=True),
+            "The answer's log-probability sums its own tokens only (where y != -1); reading the targets off x scores "
+            "the prompt and the padding too, which the chosen and rejected rows do not share.",
+            "gather y, and multiply by the mask (y != -1)"),
+    Variant("the model's own loss used as a log-prob: one mean over all the batch's answer tokens",
+            lambda *a: _dpo(*a, batch_mean=True),
+            "model(x, y) returns the cross-entropy averaged over every target token of the batch: one number for all "
+            "the chosen answers, and per token. DPO needs each answer's own log-probability, summed over its tokens.",
+            "per row: gather log_softmax at y, mask, sum over T"),
+    Variant("sigmoid where log-sigmoid is asked (-sigmoid(beta * margin))", lambda *a: _dpo(*a, loss="sigmoid"),
+            "The loss is -log sigmoid(beta * margin); without the log the gradient vanishes for pairs the policy "
+            "gets badly wrong, the ones that should teach most.", "-F.logsigmoid(beta * margin)"),
+    Variant("1 - sigmoid where -log sigmoid is asked", lambda *a: _dpo(*a, loss="one_minus"),
+            "The loss is -log sigmoid(beta * margin), the negative log-likelihood of preferring the chosen answer.",
+            "-F.logsigmoid(beta * margin)"),
+    Variant("the hinge loss (SLiC's, TRL's loss_type='hinge') instead of DPO's -log sigmoid",
+            lambda *a: _dpo(*a, loss="hinge"), "relu(1 - beta * margin) is another loss of the same margin; this "
+            "exercise is DPO's -log sigmoid(beta * margin).", "-F.logsigmoid(beta * margin)"),
+    Variant("IPO's squared loss (TRL's loss_type='ipo') instead of DPO's -log sigmoid", lambda *a: _dpo(*a, loss="ipo"),
+            "(margin - 1 / (2 beta))^2 is IPO's loss; this exercise is DPO's -log sigmoid(beta * margin).",
+            "-F.logsigmoid(beta * margin)"),
+    Variant("beta multiplies the policy's log-probs only, not the reference's",
+            lambda *a: _dpo(*a, beta_policy_only=True),
+            "beta scales the whole log-ratio: beta * ((pi_c - ref_c) - (pi_r - ref_r)); yours scales the policy's "
+            "terms and subtracts the reference's unscaled.", "beta * (margin of the log-ratios)"),
     Variant("beta scales the loss, not the margin inside the log-sigmoid", lambda *a: _dpo(*a, beta_outside=True),
             "beta belongs inside: -log sigmoid(beta * margin). Multiplying the loss by beta only rescales the "
             "gradient; it no longer sets how far the policy may move from the reference.",
@@ -117,7 +169,19 @@ _PARTS = [("logps", {"unmasked": True}, "log-probs summed over the prompt and pa
           ("reference", {"no_ref": True}, "the reference model is left out"),
           ("reference", {"ref_swapped": True}, "the reference's chosen and rejected log-probs swapped"),
           ("reduce", {"reduce": torch.sum}, "summed over the pairs instead of averaged"),
-          ("sigmoid", {"logsigmoid": False}, "the log-sigmoid is missing")]
+          ("sigmoid", {"logsigmoid": False}, "the log-sigmoid is missing"),
+          ("logps", {"shift_again": True}, "log-probs shifted a second time (y is already the next token)"),
+          ("logps", {"dim": 1}, "log_softmax over the time axis, not the vocabulary"),
+          ("logps", {"whole_row": True}, "y ignored: log-probs of x's next tokens over the whole row (prompt and "
+                                         "padding counted)"),
+          ("logps", {"batch_mean": True}, "the model's own loss used as a log-prob: one mean over all the batch's "
+                                          "answer tokens"),
+          ("sigmoid", {"loss": "sigmoid"}, "sigmoid where log-sigmoid is asked (-sigmoid(beta * margin))"),
+          ("sigmoid", {"loss": "one_minus"}, "1 - sigmoid where -log sigmoid is asked"),
+          ("sigmoid", {"loss": "hinge"}, "the hinge loss (SLiC's, TRL's loss_type='hinge') instead of DPO's -log "
+                                         "sigmoid"),
+          ("sigmoid", {"loss": "ipo"}, "IPO's squared loss (TRL's loss_type='ipo') instead of DPO's -log sigmoid"),
+          ("beta", {"beta_policy_only": True}, "beta multiplies the policy's log-probs only, not the reference's")]
 _ROWS = {v.property: v for v in DPO_MISTAKES}
 DPO_PARTS = [Part(kind, value, name, _ROWS[name].explanation, _ROWS[name].hint) for kind, value, name in _PARTS] + [
     Part("beta", lambda b, c=c: c, f"beta fixed at {c}, not the beta argument", f"Your loss is the one for beta = {c} "
@@ -187,6 +251,8 @@ def check_dpo_loss(fn) -> CheckResult:
                     lambda p, r, x, y, b: dpo_loss(pi[:, 0], pi[:, 1], ref[:, 0], ref[:, 1], b)[0].mean(),
                     DPO_VARIANTS, lambda p, r, x, y, b: f"2 pairs, beta={b}: x {tuple(x.shape)}, y[0] {y[0].tolist()}",
                     hint=HINT)
+    if found is not None and found.property != NOT_RECOGNISED and loss.requires_grad:
+        return _and_reference_grads(found, loss, policy, reference)
     if found is not None:
         return found
     if not loss.requires_grad:
@@ -212,3 +278,21 @@ def check_dpo_loss(fn) -> CheckResult:
                                                 "log-sigmoid, mean over pairs", "no gradient into the reference"])
 
 
+def _and_reference_grads(found, loss, policy, reference):
+    """found (a named mistake in the loss's value), or both mistakes when the reference also received gradients: an
+    observed fact, whatever the value's mistake, so it is named with it (the value check alone cannot see it)."""
+    policy.zero_grad(set_to_none=True)
+    reference.zero_grad(set_to_none=True)
+    try:
+        loss.backward()
+    except RuntimeError:
+        return found
+    leaked = [n for n, p in reference.named_parameters() if p.grad is not None and p.grad.any()]
+    reference.zero_grad(set_to_none=True)
+    policy.zero_grad(set_to_none=True)
+    if not leaked:
+        return found
+    return fail(found.exercise, f"two mistakes: {found.property}; and gradients flow through the reference model",
+                f"{found.explanation} And: the reference is frozen, but backward reached its weights ({leaked[0]}, "
+                "...): compute its log-probs under torch.no_grad().", found.counterexample,
+                f"{found.hint}; and compute the reference's log-probs under torch.no_grad()")

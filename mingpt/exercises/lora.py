@@ -12,12 +12,14 @@ when a rebuilt variant from the tables below reproduces the student's output exa
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mingpt.exercises.checking import CheckResult, Variant, construct, fail, fmt, run
-from mingpt.exercises.compare import NOT_RECOGNISED, explain, reports_in_place_edits, same
+from mingpt.exercises.checking import CheckResult, Variant, build, construct, fail, fmt, run
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, reports_in_place_edits, same, where_it_differs
 
 __all__ = ["LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
 
@@ -84,6 +86,95 @@ LORA_MERGE_MISTAKES = [
             "add in place to the base layer's weight, under torch.no_grad()"),
 ]
 
+# A crash in the forward named when rebuilding one wrong product raises *the same* error (torch's message gives the
+# shapes, so it is exact): the factors in the wrong order, or one of them not transposed.
+LORA_ORDER_CRASHES = [
+    Variant("lora_B applied before lora_A (x @ B.T @ A.T)", lambda x, A, B: x @ B.T @ A.T,
+            "x (..., in) goes through A first (in -> r), then B (r -> out): the correction is x @ A.T @ B.T; the "
+            "paper's B A x reads right to left.", "x @ self.lora_A.T @ self.lora_B.T"),
+    Variant("lora_A not transposed (x @ A)", lambda x, A, B: x @ A,
+            "lora_A is (r, in), as an nn.Linear's weight: x (..., in) multiplies its transpose.", "x @ self.lora_A.T"),
+    Variant("lora_B not transposed (... @ B)", lambda x, A, B: x @ A.T @ B,
+            "lora_B is (out, r): the (..., r) activations multiply its transpose.", "(x @ A.T) @ self.lora_B.T"),
+]
+
+
+def _order_crash(problem: CheckResult, x, A, B) -> CheckResult:
+    for variant in LORA_ORDER_CRASHES:
+        try:
+            variant.compute(x, A, B)
+        except RuntimeError as e:
+            if f"RuntimeError: {e}" in problem.explanation:
+                return fail(problem.exercise, variant.property, variant.explanation, problem.explanation,
+                            variant.hint)
+    return problem
+
+
+# The scale is one number per (r, alpha): read off the output at several settings, it names a *formula* of alpha
+# and r (a family, not one row per value). At the first setting alpha / r = 2, which a hard-coded 2.0 (16 / 8, a
+# tutorial's values) or alpha // r reproduces; the other settings tell them apart.
+SETTINGS = [(RANK, ALPHA), (4, 6.0), (2, 5.0)]  # alpha / r = 2, 1.5, 2.5
+SCALE_FORMULAS = [
+    ("LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank", lambda a, r: a / math.sqrt(r),
+     "alpha / sqrt(r) is rsLoRA's scale (PEFT's use_rslora=True); this exercise, as the LoRA paper and PEFT's "
+     "default, uses alpha / r."),
+    ("LoRA scaled by alpha // rank (integer division)", lambda a, r: a // r,
+     "alpha // r rounds down: right only when r divides alpha (6 / 4 = 1.5, 6 // 4 = 1)."),
+    ("LoRA scaled by alpha instead of alpha / rank", lambda a, r: a, "The correction is multiplied by alpha / r."),
+    ("LoRA scaled by the rank instead of alpha / rank", lambda a, r: r, "The correction is multiplied by alpha / r."),
+    ("LoRA scaled by rank / alpha (the ratio upside down)", lambda a, r: r / a, "The scale is alpha / r."),
+    ("LoRA scaled by 1 / rank (alpha left out)", lambda a, r: 1 / r, "The correction is multiplied by alpha / r."),
+]
+
+
+def _setting(cls, r: int, alpha: float):
+    """(x, your output, the reference's, the correction B A x) at one setting, or None when the layer cannot run."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        base = nn.Linear(IN, OUT)
+    W, b = base.weight.detach().clone(), base.bias.detach().clone()
+    try:
+        layer = build(cls, base, r, alpha)
+        A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
+        gen = torch.Generator().manual_seed(r)
+        with torch.no_grad():
+            A.copy_(torch.randn(A.shape, generator=gen))
+            B.copy_(torch.randn(B.shape, generator=gen))
+            x = torch.randn(2, 3, IN, generator=gen)
+            out = layer(x)
+    except Exception:
+        return None
+    return x, out, _lora(x, W, b, A.detach(), B.detach(), alpha / r), x @ A.detach().T @ B.detach().T
+
+
+def _other_settings(exercise: str, cls) -> CheckResult | None:
+    """None when the layer matches the reference at every setting; else the scale formula that explains every
+    setting, a hard-coded scale, or "not recognised" with where the output differs."""
+    settings = [_setting(cls, r, alpha) for r, alpha in SETTINGS]
+    if any(s is None for s in settings) or all(same(s[1], s[2]) for s in settings):
+        return None
+    scales = []
+    for (r, alpha), (x, out, expected, correction) in zip(SETTINGS, settings):
+        base_out = expected - alpha / r * correction
+        s = float(((out - base_out) * correction).sum() / (correction * correction).sum())
+        scales.append(s if same(out, base_out + s * correction, 1e-4) else None)
+    i = next(i for i, s in enumerate(settings) if not same(s[1], s[2]))
+    r, alpha = SETTINGS[i]
+    example = f"base {IN}->{OUT}, r={r}, alpha={alpha}, your layer(x), x of shape {tuple(settings[i][0].shape)}\n" \
+              f"yours    {fmt(settings[i][1], 5)}\nexpected {fmt(settings[i][2], 5)}"
+    if None not in scales:
+        for name, formula, why in SCALE_FORMULAS:
+            if all(math.isclose(s, formula(a, r), rel_tol=1e-4) for s, (r, a) in zip(scales, SETTINGS)):
+                return fail(exercise, name, why, example, "scale = alpha / r")
+        if all(math.isclose(s, scales[0], rel_tol=1e-4) for s in scales):
+            return fail(exercise, f"LoRA scale hard-coded to {scales[0]:.4g}, whatever alpha and r are",
+                        f"Your correction is multiplied by {scales[0]:.4g} at every (r, alpha) tried; the scale is "
+                        "alpha / r, computed from the arguments.", example, "self.scale = alpha / r")
+    return fail(exercise, NOT_RECOGNISED, "Your layer matches the reference at one setting but not at "
+                f"r={r}, alpha={alpha}, and no known mistake reproduces every setting.",
+                example + "\n" + where_it_differs(settings[i][1], settings[i][2]), HINT)
+
+
 
 @reports_in_place_edits
 def check_lora_layer(cls) -> CheckResult:
@@ -123,7 +214,7 @@ def check_lora_layer(cls) -> CheckResult:
     expected = _lora(x, W, b, A0, B0, ALPHA / RANK)
     out, problem = run(exercise, "your layer(x)", layer, x, hint=CRASH_HINT)
     if problem is not None:
-        return problem
+        return _order_crash(problem, x, A0, B0)
     found = explain(exercise, [(x, W, b, A0, B0)], [out], lambda *a: _lora(*a, ALPHA / RANK), LORA_FORWARD_MISTAKES,
                     lambda x, *_: f"base {IN}->{OUT}, r={RANK}, alpha={ALPHA}, your layer(x), x of shape "
                     f"{tuple(x.shape)}", hint=HINT)
@@ -135,6 +226,9 @@ def check_lora_layer(cls) -> CheckResult:
                     "checker's layer is in train mode, where nn.Dropout / F.dropout(training=True) is on.",
                     f"first call {fmt(out, 5)}\nsecond call {fmt(again, 5)}\nexpected {fmt(expected, 5)}",
                     "this exercise's layer has no dropout (or F.dropout(x, p, training=self.training))")
+    if found is not None and found.property == NOT_RECOGNISED:  # a scale formula of alpha and r, read off settings
+        named = _other_settings(exercise, cls)  # (a failed CheckResult is falsy: test for None)
+        found = found if named is None else named
     if found is not None:  # the forward is wrong: is the merge wrong in another way too?
         return _and_merge(exercise, found, layer, base, x, out, W, A0, B0)
     _, problem = run(exercise, "your layer.merge()", layer.merge, hint=CRASH_HINT)
@@ -157,8 +251,12 @@ def check_lora_layer(cls) -> CheckResult:
                     lambda: "your layer(x) after merge() (it must equal the output before merge)", hint=HINT)
     if found is not None:
         return found
-    return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x",
-                                                "merge folds alpha/r B A into the weight, outputs unchanged"])
+    found = _other_settings(exercise, cls)  # right at r=3, alpha=6: and at the other settings?
+    if found is not None:
+        return found
+    return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x at "
+                                                "three (r, alpha)", "merge folds alpha/r B A into the weight, "
+                                                "outputs unchanged"])
 
 
 def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> CheckResult:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
-from mingpt.exercises.compare import explain, modified_in_place, two_mistakes
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, modified_in_place, two_mistakes
 from mingpt.exercises.dpo import DPO_MISTAKES, check_dpo_loss
 from mingpt.exercises.lora import (
     LORA_FORWARD_MISTAKES,
@@ -60,6 +60,14 @@ def _sft(ids: torch.Tensor, keep: torch.Tensor, targets: torch.Tensor | None = N
     return torch.where(keep, targets, torch.full_like(targets, fill))
 
 
+def _replies(a: torch.Tensor) -> torch.Tensor:
+    """The index in ids of each reply's first token (where is_assistant turns on)."""
+    return (a[1:] & ~a[:-1]).nonzero().flatten() + 1
+
+
+# The mask of y[t] can only be made of two flags: is the input ids[t] the assistant's (a[:-1]) and is the predicted
+# ids[t+1] (a[1:]). Beside the slips named in words below, every other plausible combination of the two is named by
+# its formula (the conversation has all four pairs of flags, so no two formulas give the same targets).
 SFT_MISTAKES = [
     Variant("the mask is not shifted with the targets (off by one)", lambda ids, a: _sft(ids, a[:-1]),
             "y[t] is the token at t+1, so whether it counts depends on is_assistant[t+1]; yours used "
@@ -81,6 +89,29 @@ SFT_MISTAKES = [
     Variant("loss on everything after the assistant's first token", lambda ids, a: _sft(ids, a.cumsum(0)[1:] > 0),
             "Every later user turn is masked too: only the assistant's own tokens (and each reply's END) count.",
             "use is_assistant[1:] itself, not a running flag"),
+    Variant("the labels are not shifted (Hugging Face's models shift inside; mingpt's GPT does not)",
+            lambda ids, a: _sft(ids, a[:-1], ids[:-1]),
+            "Yours masks ids with is_assistant and returns it unshifted, as for a Hugging Face model, which shifts "
+            "the labels inside its forward; mingpt's GPT compares the logits at t with y[t] as given.",
+            "shift the masked labels: y = labels[1:] (x = ids[:-1])"),
+    Variant("only the last reply is trained (the earlier assistant turns are masked)",
+            lambda ids, a: _sft(ids, a[1:] & (torch.arange(len(a) - 1) >= _replies(a)[-1] - 1)),
+            "Every reply of the conversation is the assistant's and is trained on, not just the final one.",
+            "keep = is_assistant[1:], for every turn"),
+    Variant("only the first reply is trained (the later assistant turns are masked)",
+            lambda ids, a: _sft(ids, a[1:] & (torch.arange(len(a) - 1) < (list(_replies(a)) + [len(a)])[1] - 1)),
+            "Every reply of the conversation is the assistant's and is trained on, not just the first one.",
+            "keep = is_assistant[1:], for every turn"),
+    *[Variant(f"the mask is {formula}, not is_assistant[1:]", lambda ids, a, keep=keep: _sft(ids, keep(a[:-1], a[1:])),
+              "y[t] counts exactly when the token it asks for, ids[t+1], is the assistant's: is_assistant[1:], "
+              "whatever the input token ids[t] is.", "keep = is_assistant[1:]") for formula, keep in (
+        ("is_assistant[:-1] & is_assistant[1:] (each reply's first token is not trained)", lambda i, o: i & o),
+        ("is_assistant[:-1] | is_assistant[1:] (the token after each reply's END is trained too)", lambda i, o: i | o),
+        ("empty (every target is -1)", lambda i, o: torch.zeros_like(o)),
+        ("~is_assistant[:-1] (the unshifted mask, inverted)", lambda i, o: ~i),
+        ("is_assistant[:-1] ^ is_assistant[1:] (only where the speaker changes)", lambda i, o: i ^ o),
+        ("is_assistant[1:] & ~is_assistant[:-1] (only each reply's first token)", lambda i, o: o & ~i),
+        ("is_assistant[:-1] & ~is_assistant[1:] (only the token after each reply)", lambda i, o: i & ~o))],
     Variant("masked with 0 instead of -1", lambda ids, a: _sft(ids, a[1:], fill=0),
             "0 is a real token id: the model would be trained to predict token 0 everywhere you meant to mask.",
             "mingpt's ignored target is -1 (mingpt.model.IGNORE_INDEX)"),
@@ -104,7 +135,7 @@ def check_sft_targets(fn) -> CheckResult:
                                 "y = ids[1:] is a view of ids: writing -1 into it writes into ids; ids[1:].clone() "
                                 "or torch.where(...) make a new tensor")
     if problem is not None:
-        return problem
+        return _and_targets(problem, fn, ids, is_assistant)
     out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
                        hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
     if problem is not None:
@@ -134,6 +165,22 @@ def check_sft_targets(fn) -> CheckResult:
                                                 "their end of turn only", "-1 elsewhere"])
 
 
+def _and_targets(problem: CheckResult, fn, ids, is_assistant) -> CheckResult:
+    """problem (ids changed in place), or both mistakes when the y returned is also a named mistake (e.g. -100 written
+    through a view of ids): the targets are judged on their own, since x, a view of ids, changed with them."""
+    try:
+        y = fn(ids.clone(), is_assistant.clone())[1]
+    except Exception:
+        return problem
+    found = explain(problem.exercise, [(ids, is_assistant)], [y], lambda i, a: _sft(i, a[1:]),
+                    SFT_MISTAKES + SFT_PAIRS, lambda *_: "", atol=1e-6)
+    if found is None or found.property == NOT_RECOGNISED:
+        return problem
+    return fail(problem.exercise, f"two mistakes: {problem.property}; and {found.property}",
+                f"{problem.explanation} And: {found.explanation}", problem.counterexample,
+                f"{problem.hint}; and {found.hint}")
+
+
 def _uncut_mask(exercise, problem: CheckResult, ids, is_assistant) -> CheckResult:
     """The crash, named when it is exactly the error of indexing a (T - 1) tensor with the whole mask (T), as in
     y = ids[1:]; y[~is_assistant] = -1 (the observable fact, whichever tensor of length T - 1 it was)."""
@@ -152,7 +199,8 @@ def _uncut_mask(exercise, problem: CheckResult, ids, is_assistant) -> CheckResul
 # ------------------------------------------------------------------------------------------ 4. GRPO advantages
 REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0],
                         [3.0, 1.0, 2.0, 2.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0]])  # (P=4, G=5): two uniform groups
-REWARDS_CASES = [REWARDS, torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]])]  # P != G
+REWARDS_CASES = [REWARDS, torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]]),  # P != G
+                 torch.full((2, 3), 0.5)]  # a batch where every answer scored the same: a missing eps shows here too
 EPS = 1e-4
 TOL = 1e-3  # any small eps (1e-8 ... 1e-4) or a clamp of the std is a valid choice
 EPS_TRIED = (EPS, 1e-5, 1e-6, 1e-8)  # a mistake that divides a uniform group by eps shows the student's own eps
@@ -161,6 +209,11 @@ EPS_TRIED = (EPS, 1e-5, 1e-6, 1e-8)  # a mistake that divides a uniform group by
 def _adv(r, s=True, centre=lambda r: r.mean(1, keepdim=True), scale=None, eps=EPS):
     """The reference with one part swapped: `centre` and `scale` (applied only if s, normalize_std)."""
     return (r - centre(r)) / ((r.std(1, keepdim=True) + eps if scale is None else scale(r)) if s else 1.0)
+
+
+def _repeated(stat: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """A (P,) statistic laid out as .repeat(G) lays it over the flat P * G answers, seen as (P, G)."""
+    return stat.repeat(r.size(1)).view(r.shape)
 
 
 def _advantage_mistakes(EPS: float) -> list[Variant]:
@@ -211,6 +264,26 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
                 lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(0, keepdim=True) + EPS),
                 "rewards is (prompts, group): each group's std is over dim 1, the answers to one prompt.",
                 "std over dim=1, keepdim=True"),
+        Variant("centred on the group's best reward (max), not its mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.amax(1, keepdim=True)),
+                "The baseline is the group's *mean*: an answer is pushed up when it beats the average answer, so "
+                "half the group goes up; against the best, every answer but the best is pushed down.",
+                "rewards.mean(dim=1, keepdim=True)"),
+        Variant("centred on the group's worst reward (min), not its mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.amin(1, keepdim=True)),
+                "The baseline is the group's *mean*; against the worst answer, every other answer is pushed up.",
+                "rewards.mean(dim=1, keepdim=True)"),
+        Variant("each answer given another prompt's statistics (repeat where repeat_interleave is needed)",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: _repeated(r.mean(1), r),
+                                      scale=lambda r: _repeated(r.std(1), r) + EPS),
+                "In TRL's flat layout (P * G answers, prompt by prompt) the P group statistics must be repeated "
+                "*each* G times in a row (repeat_interleave); .repeat(G) tiles them, so answer k gets group k % P's.",
+                "work on (P, G) with keepdim=True, or mean.repeat_interleave(G)"),
+        Variant("the std as sqrt(p (1 - p)), right only for 0/1 rewards",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: (r.mean(1, keepdim=True) * (1 - r.mean(1, keepdim=True)))
+                                      .sqrt() + EPS),
+                "sqrt(p (1 - p)) is the (population) std of 0/1 rewards only; rewards can be any numbers, and the "
+                "exercise asks for the sample std of each group.", "rewards.std(dim=1, keepdim=True)"),
         Variant("centred and normalised over the whole batch, not each group",
                 lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
                 "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
@@ -228,6 +301,8 @@ def _advantage_pairs(eps: float) -> list[Variant]:
     centres = {"centred on the whole batch's mean, not each group's": lambda r: r.mean(),
                "centred across prompts (the mean over the wrong axis)": lambda r: r.mean(0, keepdim=True),
                "centred on the median, not the mean": lambda r: r.median(1, keepdim=True).values,
+               "centred on the group's best reward (max), not its mean": lambda r: r.amax(1, keepdim=True),
+               "centred on the group's worst reward (min), not its mean": lambda r: r.amin(1, keepdim=True),
                "advantages not centred (the group mean not subtracted)": lambda r: 0}
     scales = {"normalised by the whole batch's std, not each group's": lambda r: r.std() + eps,
               "the population std (over G) where the sample std (over G - 1) is asked":
@@ -239,7 +314,8 @@ def _advantage_pairs(eps: float) -> list[Variant]:
     # the whole batch's statistics (one mistake) computed with the wrong statistic (another)
     statistics = {"the population std (over G) where the sample std (over G - 1) is asked":
                       lambda r: r.std(unbiased=False) + eps, "divided by the variance, not the std": lambda r: r.var()
-                  + eps, "normalised by the range (max - min), not the std": lambda r: r.amax() - r.amin() + eps}
+                  + eps, "normalised by the range (max - min), not the std": lambda r: r.amax() - r.amin() + eps,
+                  "no eps: NaN for a group whose answers all scored the same": lambda r: r.std()}
     rows = {v.property: v for v in _advantage_mistakes(eps)}
     batch = rows["centred and normalised over the whole batch, not each group"]
     return [two_mistakes(rows[c], rows[sc], lambda r, s, centre=centre, scale=scale: _adv(r, s, centre, scale))

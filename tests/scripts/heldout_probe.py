@@ -21,6 +21,8 @@ Round 11's tokens part (heldout_probe_round11_tokens.py, which imports its secon
 heldout_probe_round11_post.py and heldout_probe_round11_train.py) was written by w24h from the angle of code
 copied from popular repos (HF's top_k_top_p_filtering, nanoGPT's get_lr, configure_optimizers and from_pretrained,
 minbpe, TRL, PEFT), before reading these checkers, and counted untuned (112 of 125 named, 1 misnamed).
+Round 12's post-training part (heldout_probe_round12_post.py, the SFT, LoRA, DPO and group-advantage checkers) was
+written by w24l from the angle of code written from the papers and from TRL/PEFT source, and counted untuned.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
@@ -52,6 +54,7 @@ import heldout_probe_round10_models  # noqa: E402,F401  (round 10: the thirteen 
 import heldout_probe_round10_tokens  # noqa: E402,F401  (round 10: token, training, post-training checkers, w24f)
 import heldout_probe_round11_models  # noqa: E402,F401  (round 11: the thirteen model checkers, written before reading, w24g)
 import heldout_probe_round11_tokens  # noqa: E402,F401  (round 11: token, training, post-training checkers, w24h)
+import heldout_probe_round12_post  # noqa: E402,F401  (round 12: SFT, LoRA, DPO, group advantages, w24l)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis

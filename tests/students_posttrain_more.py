@@ -1,0 +1,120 @@
+"""
+Students for the post-training checkers' rows added with held-out round 12 (w24l): each written the way a student
+writes the slip, not by calling the checker's rebuilt variant. tests/test_posttrain_exercises.py merges them into
+its tables of students, so that every row of each checker's table keeps a student that must get exactly its name.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+# ------------------------------------------------------------------------------------------ SFT
+def _keep(mask_of):
+    """A student's targets with the mask written as a function of (is the input the assistant's, is the target)."""
+    return lambda ids, a: (ids[:-1], torch.where(mask_of(a[:-1], a[1:]), ids[1:], torch.full_like(ids[1:], -1)))
+
+
+def _only_reply(which):
+    def student(ids, a):
+        starts = [t for t in range(1, len(a)) if a[t] and not a[t - 1]]  # each reply's first token
+        start, end = starts[which], (starts + [len(a)])[which + 1] if which == 0 else len(a)
+        y = torch.full_like(ids[1:], -1)
+        y[start - 1:end - 1] = torch.where(a[start:end], ids[start:end], -1)
+        return ids[:-1], y
+    return student
+
+
+MORE_SFT = {
+    "the labels are not shifted (Hugging Face's models shift inside; mingpt's GPT does not)":
+        lambda ids, a: (ids[:-1], torch.where(a, ids, -1)[:-1]),
+    "only the last reply is trained (the earlier assistant turns are masked)": _only_reply(-1),
+    "only the first reply is trained (the later assistant turns are masked)": _only_reply(0),
+    "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not trained), not "
+    "is_assistant[1:]": _keep(lambda i, o: i & o),
+    "the mask is is_assistant[:-1] | is_assistant[1:] (the token after each reply's END is trained too), not "
+    "is_assistant[1:]": _keep(lambda i, o: i | o),
+    "the mask is empty (every target is -1), not is_assistant[1:]": lambda ids, a: (ids[:-1],
+                                                                                    torch.full_like(ids[1:], -1)),
+    "the mask is ~is_assistant[:-1] (the unshifted mask, inverted), not is_assistant[1:]": _keep(lambda i, o: ~i),
+    "the mask is is_assistant[:-1] ^ is_assistant[1:] (only where the speaker changes), not is_assistant[1:]":
+        _keep(lambda i, o: i != o),
+    "the mask is is_assistant[1:] & ~is_assistant[:-1] (only each reply's first token), not is_assistant[1:]":
+        _keep(lambda i, o: o & ~i),
+    "the mask is is_assistant[:-1] & ~is_assistant[1:] (only the token after each reply), not is_assistant[1:]":
+        _keep(lambda i, o: i & ~o),
+}
+
+
+# ------------------------------------------------------------------------------------------ DPO
+def _dpo(policy, reference, x, y, beta, loss="dpo", shift_again=False, dim=-1, whole_row=False, model_loss=False,
+         beta_policy_only=False):
+    B, _, T = x.shape
+    idx, t = x.reshape(2 * B, T), y.reshape(2 * B, T)
+
+    def logps(model):
+        if model_loss:  # "log p = -loss": the model's mean cross-entropy over all chosen (or rejected) rows
+            return torch.stack([-model(x[:, 0], y[:, 0])[1], -model(x[:, 1], y[:, 1])[1]]).expand(B, 2)
+        logits, targets = model(idx)[0], t
+        if whole_row:
+            logits, targets = logits[:, :-1], idx[:, 1:]
+        if shift_again:  # TRL's get_batch_logps, written for labels = input ids
+            logits, targets = logits[:, :-1], targets[:, 1:]
+        mask = targets != -1
+        lp = F.log_softmax(logits, dim=dim).gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1)
+        return (lp * mask).sum(-1).view(B, 2)
+
+    pi = logps(policy)
+    with torch.no_grad():
+        ref = logps(reference)
+    h = (pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1])
+    z = beta * (pi[:, 0] - pi[:, 1]) - (ref[:, 0] - ref[:, 1]) if beta_policy_only else beta * h
+    losses = {"dpo": -F.logsigmoid(z), "sigmoid": -torch.sigmoid(z), "one_minus": 1 - torch.sigmoid(z),
+              "hinge": torch.relu(1 - z), "ipo": (h - 1 / (2 * beta)) ** 2}[loss]
+    return losses.mean()
+
+
+MORE_DPO = {
+    "log-probs shifted a second time (y is already the next token)": lambda *a: _dpo(*a, shift_again=True),
+    "log_softmax over the time axis, not the vocabulary": lambda *a: _dpo(*a, dim=1),
+    "y ignored: log-probs of x's next tokens over the whole row (prompt and padding counted)":
+        lambda *a: _dpo(*a, whole_row=True),
+    "the model's own loss used as a log-prob: one mean over all the batch's answer tokens":
+        lambda *a: _dpo(*a, model_loss=True),
+    "sigmoid where log-sigmoid is asked (-sigmoid(beta * margin))": lambda *a: _dpo(*a, loss="sigmoid"),
+    "1 - sigmoid where -log sigmoid is asked": lambda *a: _dpo(*a, loss="one_minus"),
+    "the hinge loss (SLiC's, TRL's loss_type='hinge') instead of DPO's -log sigmoid": lambda *a: _dpo(*a, loss="hinge"),
+    "IPO's squared loss (TRL's loss_type='ipo') instead of DPO's -log sigmoid": lambda *a: _dpo(*a, loss="ipo"),
+    "beta multiplies the policy's log-probs only, not the reference's": lambda *a: _dpo(*a, beta_policy_only=True),
+}
+
+
+# ------------------------------------------------------------------------------------------ GRPO advantages
+def _trl_repeat(rewards, normalize_std):
+    P, G = rewards.shape
+    flat = rewards.flatten()
+    mean, std = rewards.mean(1).repeat(G), rewards.std(1).repeat(G)  # repeat where repeat_interleave is needed
+    a = flat - mean
+    return (a / (std + 1e-4) if normalize_std else a).view(P, G)
+
+
+def _bernoulli(rewards, normalize_std):
+    p = rewards.mean(1, keepdim=True)
+    a = rewards - p
+    return a / ((p * (1 - p)).sqrt() + 1e-4) if normalize_std else a
+
+
+def _centred_on(best):
+    def student(r, s):
+        a = r - (r.max(1, keepdim=True).values if best else r.min(1, keepdim=True).values)
+        return a / (r.std(1, keepdim=True) + 1e-4) if s else a
+    return student
+
+
+MORE_ADVANTAGE = {
+    "centred on the group's best reward (max), not its mean": _centred_on(best=True),
+    "centred on the group's worst reward (min), not its mean": _centred_on(best=False),
+    "each answer given another prompt's statistics (repeat where repeat_interleave is needed)": _trl_repeat,
+    "the std as sqrt(p (1 - p)), right only for 0/1 rewards": _bernoulli,
+}
