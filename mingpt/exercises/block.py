@@ -21,11 +21,11 @@ import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.block_branches import branch_variants
-from mingpt.exercises.checking import (CheckResult, Variant, close, fail, fmt, gradient_problem, run,
-                                       student_with_reference_weights)
+from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run, student_with_reference_weights
 from mingpt.exercises.compare import check_cases, reports_in_place_edits
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
+from mingpt.exercises.gradients import gradient_problem
 from mingpt.model import MLP, Block
 
 __all__ = ["check_mlp", "check_block", "MLP_MISTAKES", "BLOCK_MISTAKES"]

@@ -369,38 +369,3 @@ def run(exercise: str, where: str, fn: Callable, *args: Any, hint: str = SHAPE_H
         return fn(*args), None
     except Exception as e:
         return None, crashed(exercise, where, e, hint)
-
-
-def gradient_problem(exercise: str, student: nn.Module, ref: nn.Module, x: torch.Tensor,
-                     seed: int = 0) -> CheckResult | None:
-    """For a module whose outputs already match the reference's: backpropagate the same random projection of the
-    output through both and compare the gradients of the input and of every parameter (matched by name). The
-    forward pass cannot show a `.detach()`, a `torch.no_grad()` block or an in-place edit of a saved tensor;
-    training would. None when the gradients agree (or the comparison cannot be made)."""
-    mine, theirs = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            out_s, out_r = student(mine), ref(theirs)
-            r = torch.randn(out_r.shape, generator=torch.Generator().manual_seed(seed))
-            (out_s * r).sum().backward()
-            (out_r * r).sum().backward()
-    except Exception:
-        return None  # a backward that fails is not what this check judges
-    finally:
-        params = dict(student.named_parameters())
-        refs = dict(ref.named_parameters())
-    wrong = [] if close(mine.grad, theirs.grad, atol=1e-4) else ["the input x"]
-    for name, p in refs.items():
-        q = params.get(name)
-        g, h = (q.grad if q is not None else None), p.grad
-        if q is not None and h is not None and (g is None or not close(g, h, atol=1e-4)):
-            wrong.append(name)
-    for module in (student, ref):
-        module.zero_grad(set_to_none=True)
-    if not wrong:
-        return None
-    return fail(exercise, "gradient blocked (a .detach() or no_grad in forward)",
-                "Your outputs equal the reference's, but the gradients do not: backpropagating the same loss gives "
-                f"different (or no) gradients for {', '.join(wrong)}. Training would not update them properly.",
-                f"x of shape {tuple(x.shape)}: the gradient of sum(output * r) for a fixed random r differs at "
-                f"{', '.join(wrong[:3])}", "no .detach(), .data or torch.no_grad() inside forward")
