@@ -12,6 +12,11 @@ import pathlib
 
 from mingpt.exercises import check_greedy
 
+import mistakes_heldout_round13_core
+import mistakes_heldout_round13_modern
+import mistakes_heldout_round13_post
+import mistakes_heldout_round13_tokens
+
 _spec = importlib.util.spec_from_file_location(
     "heldout_probe", pathlib.Path(__file__).parent / "scripts" / "heldout_probe.py")
 probe = importlib.util.module_from_spec(_spec)
@@ -1342,6 +1347,8 @@ NAMES = [
     ('check_group_advantages', 'output reshaped'),
     ('check_group_advantages', 'the std as sqrt(p (1 - p)), right only for 0/1 rewards'),
 ]
+NAMES += (mistakes_heldout_round13_core.NAMES + mistakes_heldout_round13_modern.NAMES
+          + mistakes_heldout_round13_tokens.NAMES + mistakes_heldout_round13_post.NAMES)  # round 13, one file per part
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
 

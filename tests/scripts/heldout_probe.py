@@ -55,6 +55,10 @@ import heldout_probe_round10_tokens  # noqa: E402,F401  (round 10: token, traini
 import heldout_probe_round11_models  # noqa: E402,F401  (round 11: the thirteen model checkers, written before reading, w24g)
 import heldout_probe_round11_tokens  # noqa: E402,F401  (round 11: token, training, post-training checkers, w24h)
 import heldout_probe_round12_post  # noqa: E402,F401  (round 12: SFT, LoRA, DPO, group advantages, w24l)
+import heldout_probe_round13_core  # noqa: E402,F401  (round 13, core part)
+import heldout_probe_round13_modern  # noqa: E402,F401  (round 13, modern part)
+import heldout_probe_round13_tokens  # noqa: E402,F401  (round 13, tokens part)
+import heldout_probe_round13_post  # noqa: E402,F401  (round 13, post part)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
