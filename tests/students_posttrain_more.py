@@ -118,3 +118,76 @@ MORE_ADVANTAGE = {
     "each answer given another prompt's statistics (repeat where repeat_interleave is needed)": _trl_repeat,
     "the std as sqrt(p (1 - p)), right only for 0/1 rewards": _bernoulli,
 }
+
+
+# ------------------------------------------------------------------------------------------ round 13 (w24p)
+def _sft_drop_last(ids, a):  # a loop that stops one short: the final END never gets its target
+    x, y = ids[:-1], torch.full_like(ids[1:], -1)
+    for t in range(len(ids) - 2):
+        if a[t + 1]:
+            y[t] = ids[t + 1]
+    return x, y
+
+
+def _sft_by_value(ids, a):  # keeps a target when its token occurs in some reply
+    reply_tokens = set(ids[a].tolist())
+    return ids[:-1], torch.tensor([t if t in reply_tokens else -1 for t in ids[1:].tolist()])
+
+
+def _sft_through(dtype):
+    return lambda ids, a: (ids[:-1], torch.where(a[1:], ids.to(dtype)[1:].long(), -1))
+
+
+MORE_SFT.update({
+    "the last target is masked (the final end of turn is not trained)": _sft_drop_last,
+    "masked by token value (ids that also occur in a reply), not by position": _sft_by_value,
+    "the ids pass through torch.uint8 (ids above 255 wrap around)": _sft_through(torch.uint8),
+    "the ids pass through torch.int8 (ids above 127 wrap around)": _sft_through(torch.int8),
+    "the ids pass through torch.int16 (ids above 32767 wrap around)": _sft_through(torch.int16),
+})
+
+
+def _dpo13(policy, reference, x, y, beta, keep=lambda t: t != -1, raw=False, blocked=False, mean_margin=False):
+    B, _, T = x.shape
+    if blocked:  # every chosen row, then every rejected one
+        x, y = x.transpose(0, 1), y.transpose(0, 1)
+    idx, targets = x.reshape(2 * B, T), y.reshape(2 * B, T)
+
+    def logps(model):
+        logits = model(idx)[0]
+        scores = logits if raw else F.log_softmax(logits, -1)
+        token = scores.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (token * keep(targets)).sum(-1).view(B, 2)
+
+    pi = logps(policy)
+    with torch.no_grad():
+        ref = logps(reference)
+    margin = (pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1])
+    return -F.logsigmoid(beta * margin.mean()) if mean_margin else -F.logsigmoid(beta * margin).mean()
+
+
+MORE_DPO.update({
+    "answer tokens of id 0 masked out (a mask y > 0 or y != 0, not y != -1)":
+        lambda *a: _dpo13(*a, keep=lambda t: t > 0),
+    "logits summed where log-probabilities are asked (no log_softmax)": lambda *a: _dpo13(*a, raw=True),
+    "pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but read back as (B, 2)":
+        lambda *a: _dpo13(*a, blocked=True),
+    "the margins averaged before the log-sigmoid, not the losses": lambda *a: _dpo13(*a, mean_margin=True),
+})
+
+
+def _flag_inverted(rewards, normalize_std=True):
+    a = rewards - rewards.mean(1, keepdim=True)
+    return a if normalize_std else a / (rewards.std(1, keepdim=True) + 1e-4)
+
+
+def _rloo(rewards, normalize_std=True):
+    baseline = (rewards.sum(1, keepdim=True) - rewards) / (rewards.size(1) - 1)
+    a = rewards - baseline
+    return a / (rewards.std(1, keepdim=True) + 1e-4) if normalize_std else a
+
+
+MORE_ADVANTAGE.update({
+    "normalize_std read the wrong way round (normalised only when it is False)": _flag_inverted,
+    "centred on the mean of the *other* answers (RLOO's leave-one-out baseline), not the group's mean": _rloo,
+})

@@ -343,12 +343,12 @@ def test_sft_targets_in_place_and_float_targets_are_named(student, name):
 
 
 def test_an_unknown_mistake_is_not_guessed_but_shows_the_first_difference():
-    def off_at_the_end(ids, is_assistant):  # a mistake no table row makes: the last target dropped
+    def two_swapped(ids, is_assistant):  # a mistake no table row makes: two targets of a reply swapped
         x, y = sft(ids, is_assistant)
-        return x, torch.cat([y[:-1], torch.tensor([-1])])
+        return x, torch.cat([y[:5], y[[6, 5]], y[7:]])
 
-    result = check_sft_targets(off_at_the_end)
-    assert result.property == UNKNOWN and "first differing element [15]: yours -1, expected 22" in str(result)
+    result = check_sft_targets(two_swapped)
+    assert result.property == UNKNOWN and "first differing element [5]: yours 11, expected 7" in str(result)
     result = check_group_advantages(lambda r, s: adv(r, s) * 1.5)
     assert result.property == UNKNOWN and "first differing element [0, 0]" in str(result)
     result = check_dpo_loss(lambda *a: dpo(*a) + 0.01)

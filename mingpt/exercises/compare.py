@@ -127,6 +127,13 @@ def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], refer
         if all(_variant_matches(variant, case, out, atol) for case, out in zip(cases, outputs)):
             return fail(exercise, variant.property, variant.explanation, example, variant.hint)
     problem = shape_problem(outputs[i], expected[i])
+    if problem is not None and problem[0] == "wrong dtype":  # float64 *and* another mistake: is it a known one?
+        cast = [o.to(e.dtype) if isinstance(o, torch.Tensor) and isinstance(e, torch.Tensor) and o.shape == e.shape
+                and o.is_floating_point() else o for o, e in zip(outputs, expected)]
+        for variant in variants if not all(same(c, e, atol) for c, e in zip(cast, expected)) else ():
+            if all(_variant_matches(variant, case, out, atol) for case, out in zip(cases, cast)):
+                return fail(exercise, f"two mistakes: {problem[0]}; and {variant.property}", f"{problem[1]}. And: "
+                            f"{variant.explanation}", example, variant.hint)
     if problem is not None:
         return fail(exercise, problem[0], problem[1] + ".", example,
                     TYPE_HINT if problem[0] == "returned the wrong type" else hint or SHAPE_HINT)

@@ -34,7 +34,9 @@ BETA, OTHER_BETA = 0.3, 0.1  # the loss is checked at both
 
 
 def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False, shift_again=False, dim=-1,
-           whole_row=False, batch_mean=False):
+           whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False):
+    if blocked:  # (B, 2, T) flattened as (2, B, T): every chosen row, then every rejected one
+        x, y = x.transpose(0, 1), y.transpose(0, 1)
     idx = x.flatten(0, 1)
     logits = model(idx)[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
     targets = y.flatten(0, 1)
@@ -42,9 +44,10 @@ def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=
         logits, targets = logits[:, :-1], idx[:, 1:]
     if shift_again:  # TRL's get_batch_logps shifts its labels (input ids) by one: y is already shifted
         logits, targets = logits[:, :-1], targets[:, 1:]
-    mask = targets != IGNORE_INDEX
+    mask = targets > 0 if positive else targets != IGNORE_INDEX
     picked = torch.where(mask, idx, targets) if targets_from_x else targets
-    token = (F.softmax if probs else F.log_softmax)(logits, dim).gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
+    scores = logits if raw else (F.softmax if probs else F.log_softmax)(logits, dim)
+    token = scores.gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
     if batch_mean:  # the model's own loss: one mean over the answer tokens of all the chosen (or rejected) rows
         per_answer = (token * mask).view(-1, 2, mask.size(-1)).sum((0, 2)) / mask.view(-1, 2, mask.size(-1)).sum((0, 2))
         return per_answer.expand(x.size(0), 2)
@@ -59,7 +62,7 @@ _LOSSES = {"sigmoid": lambda z, beta: -torch.sigmoid(z), "one_minus": lambda z, 
 
 def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.0, reduce=torch.mean,
          logsigmoid=True, ref_grad=False, beta_rejected=None, ref_swapped=False, beta_outside=False, loss=None,
-         beta_policy_only=False, **kw):
+         beta_policy_only=False, mean_margin=False, **kw):
     pi = logps(policy, x, y, **kw)
     with torch.enable_grad() if ref_grad else torch.no_grad():
         ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
@@ -70,6 +73,8 @@ def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.
                      * (pi[:, 1] - ref[:, 1]))
     if beta_policy_only:  # beta * (pi_c - pi_r) - (ref_c - ref_r)
         margin = sign * (beta * (pi[:, 0] - pi[:, 1]) - (ref[:, 0] - ref[:, 1]))
+    if mean_margin:  # one loss of the batch's mean margin
+        margin = margin.mean()
     if loss is not None:
         return scale * reduce(_LOSSES[loss](margin, beta))
     return scale * reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
@@ -148,6 +153,22 @@ DPO_MISTAKES = [
             lambda *a: _dpo(*a, beta_policy_only=True),
             "beta scales the whole log-ratio: beta * ((pi_c - ref_c) - (pi_r - ref_r)); yours scales the policy's "
             "terms and subtracts the reference's unscaled.", "beta * (margin of the log-ratios)"),
+    Variant("answer tokens of id 0 masked out (a mask y > 0 or y != 0, not y != -1)",
+            lambda *a: _dpo(*a, positive=True),
+            "-1 marks the positions with nothing to predict; 0 is a real token id, and an answer may contain it.",
+            "mask = y != -1"),
+    Variant("logits summed where log-probabilities are asked (no log_softmax)", lambda *a: _dpo(*a, raw=True),
+            "The model returns unnormalised logits; log pi(token) is log_softmax(logits) at that token.",
+            "F.log_softmax(logits, dim=-1), then gather"),
+    Variant("pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but read back as (B, 2)",
+            lambda *a: _dpo(*a, blocked=True),
+            "x is (B, 2, T): x.reshape(2B, T) puts each pair's chosen and rejected rows next to each other, so "
+            "the (2B,) log-probs view as (B, 2); a transpose first stacks every chosen row, then every rejected "
+            "one, and .view(B, 2) then pairs two chosen answers together.", "x.reshape(2 * B, T) and .view(B, 2)"),
+    Variant("the margins averaged before the log-sigmoid, not the losses", lambda *a: _dpo(*a, mean_margin=True),
+            "The loss is the mean over pairs of -log sigmoid(beta * margin): one log-sigmoid per pair, then the "
+            "mean; -log sigmoid(mean margin) lets one pair's large margin hide another's wrong one.",
+            "-F.logsigmoid(beta * margin).mean()"),
     Variant("beta scales the loss, not the margin inside the log-sigmoid", lambda *a: _dpo(*a, beta_outside=True),
             "beta belongs inside: -log sigmoid(beta * margin). Multiplying the loss by beta only rescales the "
             "gradient; it no longer sets how far the policy may move from the reference.",
@@ -181,7 +202,12 @@ _PARTS = [("logps", {"unmasked": True}, "log-probs summed over the prompt and pa
           ("sigmoid", {"loss": "hinge"}, "the hinge loss (SLiC's, TRL's loss_type='hinge') instead of DPO's -log "
                                          "sigmoid"),
           ("sigmoid", {"loss": "ipo"}, "IPO's squared loss (TRL's loss_type='ipo') instead of DPO's -log sigmoid"),
-          ("beta", {"beta_policy_only": True}, "beta multiplies the policy's log-probs only, not the reference's")]
+          ("beta", {"beta_policy_only": True}, "beta multiplies the policy's log-probs only, not the reference's"),
+          ("logps", {"positive": True}, "answer tokens of id 0 masked out (a mask y > 0 or y != 0, not y != -1)"),
+          ("logps", {"raw": True}, "logits summed where log-probabilities are asked (no log_softmax)"),
+          ("pairs", {"blocked": True}, "pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but "
+                                       "read back as (B, 2)"),
+          ("reduce", {"mean_margin": True}, "the margins averaged before the log-sigmoid, not the losses")]
 _ROWS = {v.property: v for v in DPO_MISTAKES}
 DPO_PARTS = [Part(kind, value, name, _ROWS[name].explanation, _ROWS[name].hint) for kind, value, name in _PARTS] + [
     Part("beta", lambda b, c=c: c, f"beta fixed at {c}, not the beta argument", f"Your loss is the one for beta = {c} "
@@ -220,9 +246,9 @@ def check_dpo_loss(fn) -> CheckResult:
     with torch.no_grad():  # a policy that has moved away from the reference: every term of the loss matters
         for p in policy.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    x = torch.tensor([[[1, 4, 2, 7, 3, 0], [1, 4, 2, 9, 9, 5]], [[6, 3, 8, 1, 0, 0], [6, 3, 2, 0, 0, 0]]])
+    x = torch.tensor([[[1, 4, 2, 7, 3, 0], [1, 4, 2, 9, 9, 5]], [[6, 3, 8, 0, 0, 0], [6, 3, 2, 0, 0, 0]]])
     y = torch.tensor([[[-1, -1, 7, 3, 10, -1], [-1, -1, 9, 9, 5, 10]],
-                      [[-1, 8, 1, 10, -1, -1], [-1, 2, 10, -1, -1, -1]]])  # -1: prompt and padding
+                      [[-1, 8, 0, 10, -1, -1], [-1, 2, 10, -1, -1, -1]]])  # -1: prompt and padding; 0 a real token
     args = (policy, reference, x, y)
     losses = []
     for beta in (BETA, OTHER_BETA):
@@ -240,6 +266,8 @@ def check_dpo_loss(fn) -> CheckResult:
         if not (isinstance(loss, torch.Tensor) and loss.dim() == 0):
             return fail(exercise, "must return one number (a 0-dim tensor)", f"yours returned {type(loss).__name__}"
                         + (f" of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else ""),
+                        f"your function(policy, reference, x, y, beta={beta}) returned "
+                        + (fmt(loss, 4) if isinstance(loss, torch.Tensor) else type(loss).__name__),
                         hint="the mean over the pairs of -logsigmoid(beta * margin)")
         losses.append(loss)
     loss = losses[0]  # the one whose gradients are checked below

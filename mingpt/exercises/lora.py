@@ -170,6 +170,16 @@ def _other_settings(exercise: str, cls) -> CheckResult | None:
             return fail(exercise, f"LoRA scale hard-coded to {scales[0]:.4g}, whatever alpha and r are",
                         f"Your correction is multiplied by {scales[0]:.4g} at every (r, alpha) tried; the scale is "
                         "alpha / r, computed from the arguments.", example, "self.scale = alpha / r")
+        # one argument read, the other a number: c / r (alpha ignored) or alpha / c (r ignored)
+        for arg, other, consts in (("alpha", "r", [s * r for s, (r, _) in zip(scales, SETTINGS)]),
+                                   ("r", "alpha", [a / s if s else 0.0 for s, (_, a) in zip(scales, SETTINGS)])):
+            if consts[0] and all(math.isclose(c, consts[0], rel_tol=1e-4) for c in consts):
+                c = f"{consts[0]:.4g}"
+                return fail(exercise, f"LoRA scale uses a fixed {arg} ({c}), not the {arg} argument",
+                            f"Your correction is multiplied by {c} / r at every setting tried." if arg == "alpha" else
+                            f"Your correction is multiplied by alpha / {c} at every setting tried.",
+                            example, f"scale = alpha / r with the {arg} passed to __init__ (a default value or a "
+                            f"number written in place of {arg}?); the {other} part is right")
     return fail(exercise, NOT_RECOGNISED, "Your layer matches the reference at one setting but not at "
                 f"r={r}, alpha={alpha}, and no known mistake reproduces every setting.",
                 example + "\n" + where_it_differs(settings[i][1], settings[i][2]), HINT)
@@ -196,6 +206,21 @@ def check_lora_layer(cls) -> CheckResult:
                     f"expected layer.lora_A of shape {(RANK, IN)} and layer.lora_B of shape {(OUT, RANK)}; yours: "
                     f"{None if A is None else tuple(A.shape)} and {None if B is None else tuple(B.shape)}",
                     hint="nn.Parameter(torch.empty(r, in_features)) and nn.Parameter(torch.zeros(out_features, r))")
+    registered = {id(p) for p in layer.parameters()}
+    hidden = [name for name, t in (("lora_A", A), ("lora_B", B)) if id(t) not in registered and t.requires_grad]
+    if hidden:  # a bare tensor with requires_grad: never in layer.parameters(), so never trained, moved or saved
+        # (without requires_grad it is told "A and B are not trainable" below, with the same fix)
+        return fail(exercise, f"{' and '.join(hidden)} not registered as parameters", "A tensor kept as a plain "
+                    "attribute is not one of the module's parameters: the optimizer (built from "
+                    "model.parameters()) never updates it, .to(device) does not move it and the state dict leaves "
+                    "it out.", f"{len(registered)} registered tensors; {', '.join(hidden)} not among them",
+                    "self.lora_A = nn.Parameter(torch.empty(r, in_features)) (or an nn.Linear)")
+    wrong = [f"{name} is {t.dtype}" for name, t in (("lora_A", A), ("lora_B", B)) if t.dtype != base.weight.dtype]
+    if wrong:  # checked before any product: x (float32) @ A.T (float64) raises inside the checker's reference
+        return fail(exercise, "wrong dtype: the adapters' dtype differs from the base layer's", f"{', '.join(wrong)}"
+                    f", the base weight {base.weight.dtype}: the correction must be added to (and merged into) a "
+                    "weight of the base's dtype.", ", ".join(wrong), "create A and B with the base weight's dtype "
+                    "(torch.empty(r, in_features) is float32, as nn.Linear's weight)")
     broken = ("the base layer is not frozen" if base.weight.requires_grad or base.bias.requires_grad
               else "A and B are not trainable" if not (A.requires_grad and B.requires_grad)
               else "A and B initialisations swapped (A zero, B random)" if not A.detach().any() and B.detach().any()
@@ -268,6 +293,14 @@ def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> 
     merged = explain(exercise, [(W, A0, B0)], [base.weight.detach()],
                      lambda W, A, B: W + ALPHA / RANK * B @ A, LORA_MERGE_MISTAKES, lambda *_: "", hint=HINT)
     after, problem = run(exercise, "your layer(x) after merge()", layer, x)
+    if (merged is None or merged.property == NOT_RECOGNISED) and problem is None and isinstance(out, torch.Tensor) \
+            and isinstance(after, torch.Tensor) and after.shape == out.shape and not same(after, out):
+        b = base.bias.detach() if base.bias is not None else None
+        own = F.linear(x, base.weight.detach(), b) + (out - F.linear(x, W, b))  # the merged weight + its correction
+        if same(after, own, 1e-4):  # whatever the correction's mistake, merging must not add it a second time
+            merged = fail(exercise, "the correction is added twice after merge", "Once merged, the base weight "
+                          "already holds the correction: the forward must stop adding it.", "",
+                          "remember that the layer is merged (a flag) and skip the correction then")
     if merged is None or merged.property == NOT_RECOGNISED or problem is None and same(after, out):
         return found
     return fail(exercise, f"two mistakes: {found.property}; and {merged.property}", f"{found.explanation} And: "

@@ -6,7 +6,7 @@ The one idea, as in every checker (checking.py): the checker owns the reference,
 mistake from a table and names the mistake only when the rebuilt one reproduces the student's output exactly. When
 no row of the table explains every tested input, it says so (compare.NOT_RECOGNISED) and shows the first element
 that differs, instead of guessing (compare.explain does both). The LoRA checker lives in lora.py, the DPO checker
-in dpo.py. The tables
+in dpo.py, the group advantages' in advantages.py. The tables
 (`SFT_MISTAKES`, `DPO_MISTAKES`, ...) are public so a teacher can read them.
 
     from mingpt.exercises.posttrain import check_sft_targets, check_lora_layer, check_dpo_loss, check_group_advantages
@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
-from mingpt.exercises.compare import NOT_RECOGNISED, explain, modified_in_place, two_mistakes
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, modified_in_place, shape_problem, two_mistakes
+from mingpt.exercises.advantages import ADVANTAGE_MISTAKES, check_group_advantages
 from mingpt.exercises.dpo import DPO_MISTAKES, check_dpo_loss
 from mingpt.exercises.lora import (
     LORA_FORWARD_MISTAKES,
@@ -30,7 +31,6 @@ from mingpt.exercises.lora import (
     check_lora_layer,
 )
 from mingpt.model import IGNORE_INDEX
-from mingpt.posttrain.rl import group_advantages
 
 __all__ = [
     "ADVANTAGE_MISTAKES",
@@ -53,6 +53,11 @@ HINT = "compare your code with the definition above the exercise, one step at a 
 USER, ASSISTANT, END = 20, 21, 22  # the special ids of the checker's conversation
 CONVERSATION = [USER, 3, 9, 4, END, ASSISTANT, 7, 11, END, USER, 5, END, ASSISTANT, 12, 2, 8, END]
 IS_ASSISTANT = [False] * 6 + [True] * 3 + [False] * 4 + [True] * 4  # the replies and the END after each
+# ids past a byte, a signed byte and int16 (GPT-2's vocabulary has 50257), a user token (END) also in a reply
+BIG = [USER, 300, 1000, 7, END, ASSISTANT, 50000, 257, 200, END, USER, 33000, END, ASSISTANT, 256, END]
+BIG_IS_ASSISTANT = [False] * 6 + [True] * 4 + [False] * 4 + [True] * 2
+SFT_CASES = [(torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)),
+             (torch.tensor(BIG), torch.tensor(BIG_IS_ASSISTANT))]
 
 
 def _sft(ids: torch.Tensor, keep: torch.Tensor, targets: torch.Tensor | None = None, fill: int = IGNORE_INDEX):
@@ -112,6 +117,21 @@ SFT_MISTAKES = [
         ("is_assistant[:-1] ^ is_assistant[1:] (only where the speaker changes)", lambda i, o: i ^ o),
         ("is_assistant[1:] & ~is_assistant[:-1] (only each reply's first token)", lambda i, o: o & ~i),
         ("is_assistant[:-1] & ~is_assistant[1:] (only the token after each reply)", lambda i, o: i & ~o))],
+    Variant("the last target is masked (the final end of turn is not trained)",
+            lambda ids, a: _sft(ids, a[1:] & (torch.arange(len(a) - 1) < len(a) - 2)),
+            "The last target, ids[-1], is the END of the final reply: it is the assistant's and is trained on like "
+            "every other reply's END (a loop over range(len(y) - 1), or a y[-1] = -1, drops it).",
+            "keep = is_assistant[1:] for every position, the last one included"),
+    Variant("masked by token value (ids that also occur in a reply), not by position",
+            lambda ids, a: _sft(ids, torch.isin(ids[1:], ids[a])),
+            "Whether a target counts depends on *who wrote that position*, not on which token it is: a token of the "
+            "user's (an END, a number) that also occurs in a reply is not the assistant's there.",
+            "keep = is_assistant[1:], position by position"),
+    *[Variant(f"the ids pass through {dtype} (ids above {top} wrap around)",
+              lambda ids, a, dtype=dtype: _sft(ids, a[1:], ids[1:].to(dtype).long()),
+              f"{dtype} holds integers up to {top} only; a vocabulary has more ids (GPT-2's 50257), and larger ids "
+              "wrap around to other tokens.", "keep the ids' own dtype, torch.long")
+      for dtype, top in ((torch.uint8, 255), (torch.int8, 127), (torch.int16, 32767))],
     Variant("masked with 0 instead of -1", lambda ids, a: _sft(ids, a[1:], fill=0),
             "0 is a real token id: the model would be trained to predict token 0 everywhere you meant to mask.",
             "mingpt's ignored target is -1 (mingpt.model.IGNORE_INDEX)"),
@@ -136,33 +156,78 @@ def check_sft_targets(fn) -> CheckResult:
                                 "or torch.where(...) make a new tensor")
     if problem is not None:
         return _and_targets(problem, fn, ids, is_assistant)
-    out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
-                       hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
-    if problem is not None:
-        return _uncut_mask(exercise, problem, ids, is_assistant)
-    if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
-        got = type(out).__name__ + (" of " + ", ".join(type(t).__name__ for t in out) if isinstance(
-            out, (tuple, list)) else "")
-        return fail(exercise, "must return (x, y), two tensors", f"yours returned {got}",
-                    f"your function(ids={ids.tolist()}, is_assistant=...)", "return x, y (torch.tensor(...) around a "
-                    "list)")
-    x, y = out
-    wrong_type = [f"{name} has dtype {t.dtype}" for name, t in (("x", x), ("y", y)) if t.dtype != torch.long]
-    if wrong_type:  # a float y would be read by cross_entropy as class probabilities, not as ids
-        return fail(exercise, "wrong dtype: token ids must be integers (torch.long)", "; ".join(wrong_type) + ": "
-                    "x indexes the embedding and y names the target class, both as int64 ids.",
-                    f"your y {y.tolist()}", "keep the ids' own dtype (torch.where with an int fill, or .long())")
-    if not torch.equal(x, ids[:-1]):
-        return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
-                    "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
-    found = explain(exercise, [(ids, is_assistant)], [y], lambda i, a: _sft(i, a[1:]), SFT_MISTAKES + SFT_PAIRS,
-                    lambda i, a: f"ids          {i.tolist()}   (user {USER}, assistant {ASSISTANT}, end {END})\n"
-                    f"is_assistant {a.int().tolist()}\nyour y       {y.tolist() if isinstance(y, torch.Tensor) else y}"
-                    f"\nexpected y   {_sft(i, a[1:]).tolist()}", atol=1e-6, hint=HINT)
+    outs = []
+    for n, (ids, is_assistant) in enumerate(SFT_CASES):
+        out, problem = run(exercise, "your function(ids, is_assistant)", fn, ids.clone(), is_assistant.clone(),
+                           hint="ids and is_assistant are 1-D tensors of length T; x and y have length T - 1")
+        if problem is not None:
+            return _uncut_mask(exercise, problem, ids, is_assistant) if n == 0 else problem
+        if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+            got = type(out).__name__ + (" of " + ", ".join(type(t).__name__ for t in out) if isinstance(
+                out, (tuple, list)) else "")
+            return fail(exercise, "must return (x, y), two tensors", f"yours returned {got}",
+                        f"your function(ids={ids.tolist()}, is_assistant=...)", "return x, y (torch.tensor(...) around "
+                        "a list)")
+        x, y = out
+        wrong_type = [f"{name} has dtype {t.dtype}" for name, t in (("x", x), ("y", y)) if t.dtype != torch.long]
+        if wrong_type:  # a float y would be read by cross_entropy as class probabilities, not as ids
+            return fail(exercise, "wrong dtype: token ids must be integers (torch.long)", "; ".join(wrong_type) + ": "
+                        "x indexes the embedding and y names the target class, both as int64 ids.",
+                        f"your y {y.tolist()}", "keep the ids' own dtype (torch.where with an int fill, or .long())")
+        outs.append((x, y))
+    found = _judge(exercise, SFT_CASES, outs)
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
-                                                "their end of turn only", "-1 elsewhere"])
+                                                "their end of turn only", "-1 elsewhere", "ids above 255"])
+
+
+def _targets(exercise: str, cases, ys, shifted: bool = False) -> CheckResult | None:
+    """The targets judged with the table. shifted: y was built from ids[:-1] (x and y swapped), so the reference and
+    every variant read their targets from ids moved one place right (ids' [1:] == ids[:-1])."""
+    cases = [(torch.cat([i[:1], i[:-1]]), a) if shifted else (i, a) for i, a in cases]
+    y_of = {id(i): y for (i, _), y in zip(cases, ys)}  # the student's y for the case shown
+    return explain(exercise, cases, ys, lambda i, a: _sft(i, a[1:]), SFT_MISTAKES + SFT_PAIRS,
+                   lambda i, a: f"ids          {i.tolist()}   (user {USER}, assistant {ASSISTANT}, end {END})\n"
+                   f"is_assistant {a.int().tolist()}\nyour y       {y_of[id(i)].tolist()}"
+                   f"\nexpected y   {_sft(i, a[1:]).tolist()}", atol=1e-6, hint=HINT)
+
+
+def _with(first: CheckResult, second: CheckResult | None) -> CheckResult:
+    """first, or both mistakes when second (the rest of the output, judged on its own) names another one."""
+    if second is None or second.property == NOT_RECOGNISED:
+        return first
+    return fail(first.exercise, f"two mistakes: {first.property}; and {second.property}", f"{first.explanation} "
+                f"And: {second.explanation}", first.counterexample, f"{first.hint}; and {second.hint}")
+
+
+def _judge(exercise: str, cases, outs) -> CheckResult | None:
+    """None when every (x, y) is right; else x's mistake (with y's, when y has a named one too) or y's."""
+    xs, ys = [x for x, _ in outs], [y for _, y in outs]
+    if all(torch.equal(x, i[:-1]) for x, (i, _) in zip(xs, cases)):
+        return _targets(exercise, cases, ys)
+    ids = cases[0][0]
+    if all(torch.equal(y, i[:-1]) for y, (i, _) in zip(ys, cases)):  # (y, x): the order of the pair
+        order = fail(exercise, "x and y returned in the wrong order: (y, x)", "The function returns the "
+                     "inputs first, then the targets, as a Dataset item (x, y) is unpacked by the Trainer.",
+                     f"ids {ids.tolist()}\nyour first  {xs[0].tolist()}\nyour second {ys[0].tolist()}", "return x, y")
+        return _with(order, _targets(exercise, cases, xs))
+    if all(torch.equal(x, i[1:]) for x, (i, _) in zip(xs, cases)):  # x = ids[1:], y from ids[:-1]
+        swapped = fail(exercise, "x and y swapped: x = ids[1:], and y built from ids[:-1]", "The inputs are every "
+                       "token but the last, ids[:-1], and the targets the tokens one step later, ids[1:]; yours "
+                       "feed the model the targets and ask it to predict the previous token.",
+                       f"ids {ids.tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
+                       "x = ids[:-1], y = ids[1:] (masked)")
+        rest = _targets(exercise, cases, ys, shifted=True)
+        if rest is None or rest.property != NOT_RECOGNISED:
+            return _with(swapped, rest)
+    x, expected = xs[0], ids[:-1]
+    if x.shape != expected.shape and x.numel() == expected.numel() and torch.equal(x.flatten(), expected):
+        problem = shape_problem(x, expected)
+        return fail(exercise, problem[0], f"x: {problem[1]}.", f"ids {ids.tolist()}\nyour x {x.tolist()}",
+                    "x = ids[:-1], y = ids[1:] (masked): one dimension each, (T - 1,)")
+    return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
+                "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
 
 
 def _and_targets(problem: CheckResult, fn, ids, is_assistant) -> CheckResult:
@@ -194,166 +259,3 @@ def _uncut_mask(exercise, problem: CheckResult, ids, is_assistant) -> CheckResul
                         "be shifted and cut the same way, is_assistant[1:].", problem.explanation,
                         "y[~is_assistant[1:]] = -1")
     return problem
-
-
-# ------------------------------------------------------------------------------------------ 4. GRPO advantages
-REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0],
-                        [3.0, 1.0, 2.0, 2.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0]])  # (P=4, G=5): two uniform groups
-REWARDS_CASES = [REWARDS, torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]]),  # P != G
-                 torch.full((2, 3), 0.5)]  # a batch where every answer scored the same: a missing eps shows here too
-EPS = 1e-4
-TOL = 1e-3  # any small eps (1e-8 ... 1e-4) or a clamp of the std is a valid choice
-EPS_TRIED = (EPS, 1e-5, 1e-6, 1e-8)  # a mistake that divides a uniform group by eps shows the student's own eps
-
-
-def _adv(r, s=True, centre=lambda r: r.mean(1, keepdim=True), scale=None, eps=EPS):
-    """The reference with one part swapped: `centre` and `scale` (applied only if s, normalize_std)."""
-    return (r - centre(r)) / ((r.std(1, keepdim=True) + eps if scale is None else scale(r)) if s else 1.0)
-
-
-def _repeated(stat: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """A (P,) statistic laid out as .repeat(G) lays it over the flat P * G answers, seen as (P, G)."""
-    return stat.repeat(r.size(1)).view(r.shape)
-
-
-def _advantage_mistakes(EPS: float) -> list[Variant]:
-    def _adv_eps(r, s=True, **kw):  # the student's own eps in every rebuilt mistake
-        return _adv(r, s, eps=EPS, **kw)
-
-    return [
-        Variant("advantages not centred (the group mean not subtracted)",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: 0),
-                "An advantage is how much better an answer did than its group's average; without the baseline every "
-                "answer of an easy prompt is pushed up.", "subtract rewards.mean(dim=1, keepdim=True)"),
-        Variant("centred on the whole batch's mean, not each group's",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean()),
-                "Each prompt is its own baseline: answers are compared with the other answers *to the same prompt*.",
-                "mean over dim=1 (the group), keepdim=True"),
-        Variant("centred across prompts (the mean over the wrong axis)",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(0, keepdim=True)),
-                "rewards is (prompts, group): the group is dim 1.", "mean over dim=1, keepdim=True"),
-        Variant("normalised by the whole batch's std, not each group's",
-                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std() + EPS),
-                "GRPO divides by the standard deviation of each group, so a rare success in a hard group counts as "
-                "much as a rare failure in an easy one.", "std over dim=1, keepdim=True"),
-        Variant("the population std (over G) where the sample std (over G - 1) is asked",
-                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True, unbiased=False) + EPS),
-                "This exercise follows TRL's GRPOTrainer (and torch's default): the unbiased std, dividing by G - 1.",
-                "rewards.std(dim=1, keepdim=True)"),
-        Variant("divided by the variance, not the std",
-                lambda r, s: _adv_eps(r, s, scale=lambda r: r.var(1, keepdim=True) + EPS),
-                "Normalise by the standard deviation (the square root of the variance).", "rewards.std(...)"),
-        Variant("no eps: NaN for a group whose answers all scored the same",
-                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True)),
-                "A group whose answers all got the same reward has std 0; its advantages must be 0 (no signal), "
-                "not 0/0.",
-                "add a small eps to the std"),
-        Variant("not normalised although normalize_std=True", lambda r, s: _adv_eps(r, False),
-                "With normalize_std=True the centred rewards are divided by the group's std (+ eps).",
-                "if normalize_std: divide by the std"),
-        Variant("normalised although normalize_std=False", lambda r, s: _adv_eps(r),
-                "normalize_std=False asks for the centred rewards only (Dr. GRPO's choice).",
-                "divide only if normalize_std"),
-        Variant("normalised by the range (max - min), not the std",
-                lambda r, s: _adv_eps(r, s, scale=lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + EPS),
-                "GRPO divides by each group's standard deviation.", "rewards.std(dim=1, keepdim=True)"),
-        Variant("centred on the median, not the mean",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: r.median(1, keepdim=True).values),
-                "The baseline is the group's mean reward.", "rewards.mean(dim=1, keepdim=True)"),
-        Variant("normalised by the std across prompts (the wrong axis)",
-                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(0, keepdim=True) + EPS),
-                "rewards is (prompts, group): each group's std is over dim 1, the answers to one prompt.",
-                "std over dim=1, keepdim=True"),
-        Variant("centred on the group's best reward (max), not its mean",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: r.amax(1, keepdim=True)),
-                "The baseline is the group's *mean*: an answer is pushed up when it beats the average answer, so "
-                "half the group goes up; against the best, every answer but the best is pushed down.",
-                "rewards.mean(dim=1, keepdim=True)"),
-        Variant("centred on the group's worst reward (min), not its mean",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: r.amin(1, keepdim=True)),
-                "The baseline is the group's *mean*; against the worst answer, every other answer is pushed up.",
-                "rewards.mean(dim=1, keepdim=True)"),
-        Variant("each answer given another prompt's statistics (repeat where repeat_interleave is needed)",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: _repeated(r.mean(1), r),
-                                      scale=lambda r: _repeated(r.std(1), r) + EPS),
-                "In TRL's flat layout (P * G answers, prompt by prompt) the P group statistics must be repeated "
-                "*each* G times in a row (repeat_interleave); .repeat(G) tiles them, so answer k gets group k % P's.",
-                "work on (P, G) with keepdim=True, or mean.repeat_interleave(G)"),
-        Variant("the std as sqrt(p (1 - p)), right only for 0/1 rewards",
-                lambda r, s: _adv_eps(r, s, scale=lambda r: (r.mean(1, keepdim=True) * (1 - r.mean(1, keepdim=True)))
-                                      .sqrt() + EPS),
-                "sqrt(p (1 - p)) is the (population) std of 0/1 rewards only; rewards can be any numbers, and the "
-                "exercise asks for the sample std of each group.", "rewards.std(dim=1, keepdim=True)"),
-        Variant("centred and normalised over the whole batch, not each group",
-                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
-                "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
-                "mean and std over dim=1, keepdim=True"),
-    ]
-
-
-ADVANTAGE_MISTAKES = _advantage_mistakes(EPS)
-
-
-# The centre and the scale are two parts: a wrong centre *and* a wrong scale (the whole batch's mean with the
-# population std; both over the wrong axis) is two mistakes, named together when they explain every output.
-def _advantage_pairs(eps: float) -> list[Variant]:
-    """Every wrong centre of the table with every wrong scale, named by the two rows (the same eps)."""
-    centres = {"centred on the whole batch's mean, not each group's": lambda r: r.mean(),
-               "centred across prompts (the mean over the wrong axis)": lambda r: r.mean(0, keepdim=True),
-               "centred on the median, not the mean": lambda r: r.median(1, keepdim=True).values,
-               "centred on the group's best reward (max), not its mean": lambda r: r.amax(1, keepdim=True),
-               "centred on the group's worst reward (min), not its mean": lambda r: r.amin(1, keepdim=True),
-               "advantages not centred (the group mean not subtracted)": lambda r: 0}
-    scales = {"normalised by the whole batch's std, not each group's": lambda r: r.std() + eps,
-              "the population std (over G) where the sample std (over G - 1) is asked":
-                  lambda r: r.std(1, keepdim=True, unbiased=False) + eps,
-              "divided by the variance, not the std": lambda r: r.var(1, keepdim=True) + eps,
-              "normalised by the std across prompts (the wrong axis)": lambda r: r.std(0, keepdim=True) + eps,
-              "normalised by the range (max - min), not the std":
-                  lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + eps}
-    # the whole batch's statistics (one mistake) computed with the wrong statistic (another)
-    statistics = {"the population std (over G) where the sample std (over G - 1) is asked":
-                      lambda r: r.std(unbiased=False) + eps, "divided by the variance, not the std": lambda r: r.var()
-                  + eps, "normalised by the range (max - min), not the std": lambda r: r.amax() - r.amin() + eps,
-                  "no eps: NaN for a group whose answers all scored the same": lambda r: r.std()}
-    rows = {v.property: v for v in _advantage_mistakes(eps)}
-    batch = rows["centred and normalised over the whole batch, not each group"]
-    return [two_mistakes(rows[c], rows[sc], lambda r, s, centre=centre, scale=scale: _adv(r, s, centre, scale))
-            for c, centre in centres.items() for sc, scale in scales.items()] + [
-        two_mistakes(batch, rows[st], lambda r, s, scale=scale: _adv(r, s, lambda r: r.mean(), scale))
-        for st, scale in statistics.items()]
-
-
-def _rounded(t):
-    return [[round(v, 4) for v in row] for row in t.tolist()] if isinstance(t, torch.Tensor) and t.dim() == 2 else t
-
-
-def check_group_advantages(fn) -> CheckResult:
-    """Check fn(rewards (P, G), normalize_std) -> (P, G): reward minus its group's mean, divided by the group's
-    (unbiased) std + a small eps if normalize_std; a group with equal rewards gets zeros."""
-    exercise = "GRPO group advantages"
-    problem = modified_in_place(exercise, fn, (REWARDS, True), "function(rewards, normalize_std=True)",
-                                "rewards - mean makes a new tensor; rewards -= mean (or .sub_) changes the caller's")
-    if problem is not None:  # the trainer still needs the rewards (logging, the next group's baseline)
-        return problem
-    cases = [(rewards, normalize_std) for rewards in REWARDS_CASES for normalize_std in (True, False)]
-    outputs = []
-    for rewards, normalize_std in cases:
-        out, problem = run(exercise, f"your function(rewards, normalize_std={normalize_std})", fn, rewards.clone(),
-                           normalize_std, hint="rewards is (P, G): reduce over dim=1 with keepdim=True, so that the "
-                           "(P, 1) statistics broadcast against (P, G)")
-        if problem is not None and "must match the size of tensor" in problem.explanation:
-            return fail(exercise, "group statistics without keepdim=True", "rewards.mean(1) has shape (P,), which "
-                        "lines up with the *last* axis of (P, G) and cannot broadcast (or pairs the wrong numbers "
-                        "when P == G).", problem.explanation, "rewards.mean(dim=1, keepdim=True): shape (P, 1)")
-        if problem is not None:
-            return problem
-        outputs.append(out)
-    found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
-                    [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
-                    + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],
-                    lambda r, s: f"rewards {_rounded(r)}\nfunction(rewards, normalize_std={s})", TOL, HINT)
-    if found is not None:
-        return found
-    return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",
-                                                "zeros for a uniform group", "normalize_std=False: centred only"])

@@ -1,0 +1,200 @@
+"""
+Checking a student's GRPO group advantages (mingpt.posttrain.rl.group_advantages): each answer's reward minus its
+group's mean, divided by the group's (unbiased) std + a small eps when normalize_std. A mistake is named only when a
+rebuilt variant from ADVANTAGE_MISTAKES (or two of its parts at once) reproduces every tested output, with the
+student's own eps (any small eps is valid).
+
+    from mingpt.exercises.advantages import check_group_advantages
+    check_group_advantages(my_advantages)  # my_advantages(rewards (P, G), normalize_std) -> (P, G)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mingpt.exercises.checking import CheckResult, Variant, fail, run
+from mingpt.exercises.compare import explain, modified_in_place, two_mistakes
+from mingpt.posttrain.rl import group_advantages
+
+__all__ = ["ADVANTAGE_MISTAKES", "check_group_advantages"]
+
+HINT = "compare your code with the definition above the exercise, one step at a time"
+
+
+# ------------------------------------------------------------------------------------------ 4. GRPO advantages
+REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0],
+                        [3.0, 1.0, 2.0, 2.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0]])  # (P=4, G=5): two uniform groups
+REWARDS_CASES = [REWARDS, torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]]),  # P != G
+                 torch.full((2, 3), 0.5)]  # a batch where every answer scored the same: a missing eps shows here too
+EPS = 1e-4
+TOL = 1e-3  # any small eps (1e-8 ... 1e-4) or a clamp of the std is a valid choice
+EPS_TRIED = (EPS, 1e-5, 1e-6, 1e-8)  # a mistake that divides a uniform group by eps shows the student's own eps
+
+
+def _adv(r, s=True, centre=lambda r: r.mean(1, keepdim=True), scale=None, eps=EPS):
+    """The reference with one part swapped: `centre` and `scale` (applied only if s, normalize_std)."""
+    return (r - centre(r)) / ((r.std(1, keepdim=True) + eps if scale is None else scale(r)) if s else 1.0)
+
+
+def _repeated(stat: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """A (P,) statistic laid out as .repeat(G) lays it over the flat P * G answers, seen as (P, G)."""
+    return stat.repeat(r.size(1)).view(r.shape)
+
+
+def _advantage_mistakes(EPS: float) -> list[Variant]:
+    def _adv_eps(r, s=True, **kw):  # the student's own eps in every rebuilt mistake
+        return _adv(r, s, eps=EPS, **kw)
+
+    return [
+        Variant("advantages not centred (the group mean not subtracted)",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: 0),
+                "An advantage is how much better an answer did than its group's average; without the baseline every "
+                "answer of an easy prompt is pushed up.", "subtract rewards.mean(dim=1, keepdim=True)"),
+        Variant("centred on the whole batch's mean, not each group's",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean()),
+                "Each prompt is its own baseline: answers are compared with the other answers *to the same prompt*.",
+                "mean over dim=1 (the group), keepdim=True"),
+        Variant("centred across prompts (the mean over the wrong axis)",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(0, keepdim=True)),
+                "rewards is (prompts, group): the group is dim 1.", "mean over dim=1, keepdim=True"),
+        Variant("normalised by the whole batch's std, not each group's",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std() + EPS),
+                "GRPO divides by the standard deviation of each group, so a rare success in a hard group counts as "
+                "much as a rare failure in an easy one.", "std over dim=1, keepdim=True"),
+        Variant("the population std (over G) where the sample std (over G - 1) is asked",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True, unbiased=False) + EPS),
+                "This exercise follows TRL's GRPOTrainer (and torch's default): the unbiased std, dividing by G - 1.",
+                "rewards.std(dim=1, keepdim=True)"),
+        Variant("divided by the variance, not the std",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.var(1, keepdim=True) + EPS),
+                "Normalise by the standard deviation (the square root of the variance).", "rewards.std(...)"),
+        Variant("no eps: NaN for a group whose answers all scored the same",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(1, keepdim=True)),
+                "A group whose answers all got the same reward has std 0; its advantages must be 0 (no signal), "
+                "not 0/0.",
+                "add a small eps to the std"),
+        Variant("not normalised although normalize_std=True", lambda r, s: _adv_eps(r, False),
+                "With normalize_std=True the centred rewards are divided by the group's std (+ eps).",
+                "if normalize_std: divide by the std"),
+        Variant("normalised although normalize_std=False", lambda r, s: _adv_eps(r),
+                "normalize_std=False asks for the centred rewards only (Dr. GRPO's choice).",
+                "divide only if normalize_std"),
+        Variant("normalised by the range (max - min), not the std",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + EPS),
+                "GRPO divides by each group's standard deviation.", "rewards.std(dim=1, keepdim=True)"),
+        Variant("centred on the median, not the mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.median(1, keepdim=True).values),
+                "The baseline is the group's mean reward.", "rewards.mean(dim=1, keepdim=True)"),
+        Variant("normalised by the std across prompts (the wrong axis)",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: r.std(0, keepdim=True) + EPS),
+                "rewards is (prompts, group): each group's std is over dim 1, the answers to one prompt.",
+                "std over dim=1, keepdim=True"),
+        Variant("centred on the group's best reward (max), not its mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.amax(1, keepdim=True)),
+                "The baseline is the group's *mean*: an answer is pushed up when it beats the average answer, so "
+                "half the group goes up; against the best, every answer but the best is pushed down.",
+                "rewards.mean(dim=1, keepdim=True)"),
+        Variant("centred on the group's worst reward (min), not its mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.amin(1, keepdim=True)),
+                "The baseline is the group's *mean*; against the worst answer, every other answer is pushed up.",
+                "rewards.mean(dim=1, keepdim=True)"),
+        Variant("each answer given another prompt's statistics (repeat where repeat_interleave is needed)",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: _repeated(r.mean(1), r),
+                                      scale=lambda r: _repeated(r.std(1), r) + EPS),
+                "In TRL's flat layout (P * G answers, prompt by prompt) the P group statistics must be repeated "
+                "*each* G times in a row (repeat_interleave); .repeat(G) tiles them, so answer k gets group k % P's.",
+                "work on (P, G) with keepdim=True, or mean.repeat_interleave(G)"),
+        Variant("the std as sqrt(p (1 - p)), right only for 0/1 rewards",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: (r.mean(1, keepdim=True) * (1 - r.mean(1, keepdim=True)))
+                                      .sqrt() + EPS),
+                "sqrt(p (1 - p)) is the (population) std of 0/1 rewards only; rewards can be any numbers, and the "
+                "exercise asks for the sample std of each group.", "rewards.std(dim=1, keepdim=True)"),
+        Variant("normalize_std read the wrong way round (normalised only when it is False)",
+                lambda r, s: _adv_eps(r, not s),
+                "normalize_std=True asks for the division by the group's std; False for the centred rewards only.",
+                "if normalize_std: divide by the std"),
+        Variant("centred on the mean of the *other* answers (RLOO's leave-one-out baseline), not the group's mean",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: (r.sum(1, keepdim=True) - r) / (r.size(1) - 1)),
+                "GRPO's baseline is the mean of the whole group, the answer itself included; leaving the answer out "
+                "is RLOO's baseline (it scales the advantages by G / (G - 1)).", "rewards.mean(dim=1, keepdim=True)"),
+        Variant("centred and normalised over the whole batch, not each group",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
+                "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
+                "mean and std over dim=1, keepdim=True"),
+    ]
+
+
+ADVANTAGE_MISTAKES = _advantage_mistakes(EPS)
+
+
+# The centre and the scale are two parts: a wrong centre *and* a wrong scale (the whole batch's mean with the
+# population std; both over the wrong axis) is two mistakes, named together when they explain every output.
+def _advantage_pairs(eps: float) -> list[Variant]:
+    """Every wrong centre of the table with every wrong scale, named by the two rows (the same eps)."""
+    centres = {"centred on the whole batch's mean, not each group's": lambda r: r.mean(),
+               "centred across prompts (the mean over the wrong axis)": lambda r: r.mean(0, keepdim=True),
+               "centred on the median, not the mean": lambda r: r.median(1, keepdim=True).values,
+               "centred on the group's best reward (max), not its mean": lambda r: r.amax(1, keepdim=True),
+               "centred on the group's worst reward (min), not its mean": lambda r: r.amin(1, keepdim=True),
+               "advantages not centred (the group mean not subtracted)": lambda r: 0,
+               "centred on the mean of the *other* answers (RLOO's leave-one-out baseline), not the group's mean":
+                   lambda r: (r.sum(1, keepdim=True) - r) / (r.size(1) - 1)}
+    scales = {"normalised by the whole batch's std, not each group's": lambda r: r.std() + eps,
+              "the population std (over G) where the sample std (over G - 1) is asked":
+                  lambda r: r.std(1, keepdim=True, unbiased=False) + eps,
+              "divided by the variance, not the std": lambda r: r.var(1, keepdim=True) + eps,
+              "normalised by the std across prompts (the wrong axis)": lambda r: r.std(0, keepdim=True) + eps,
+              "normalised by the range (max - min), not the std":
+                  lambda r: r.amax(1, keepdim=True) - r.amin(1, keepdim=True) + eps}
+    # the whole batch's statistics (one mistake) computed with the wrong statistic (another)
+    statistics = {"the population std (over G) where the sample std (over G - 1) is asked":
+                      lambda r: r.std(unbiased=False) + eps, "divided by the variance, not the std": lambda r: r.var()
+                  + eps, "normalised by the range (max - min), not the std": lambda r: r.amax() - r.amin() + eps,
+                  "no eps: NaN for a group whose answers all scored the same": lambda r: r.std()}
+    rows = {v.property: v for v in _advantage_mistakes(eps)}
+    batch = rows["centred and normalised over the whole batch, not each group"]
+    # normalize_std ignored (always normalised) or read the wrong way round, with any other slip of the table
+    flags = {"normalised although normalize_std=False": lambda s: True,
+             "normalize_std read the wrong way round (normalised only when it is False)": lambda s: not s}
+    others = [v for v in rows.values() if "normalize_std" not in v.property and "not normalised" not in v.property]
+    flagged = [two_mistakes(v, rows[f], lambda r, s, v=v, flag=flag: v.compute(r, flag(s)))
+               for f, flag in flags.items() for v in others]
+    return [two_mistakes(rows[c], rows[sc], lambda r, s, centre=centre, scale=scale: _adv(r, s, centre, scale))
+            for c, centre in centres.items() for sc, scale in scales.items()] + [
+        two_mistakes(batch, rows[st], lambda r, s, scale=scale: _adv(r, s, lambda r: r.mean(), scale))
+        for st, scale in statistics.items()] + flagged
+
+
+def _rounded(t):
+    return [[round(v, 4) for v in row] for row in t.tolist()] if isinstance(t, torch.Tensor) and t.dim() == 2 else t
+
+
+def check_group_advantages(fn) -> CheckResult:
+    """Check fn(rewards (P, G), normalize_std) -> (P, G): reward minus its group's mean, divided by the group's
+    (unbiased) std + a small eps if normalize_std; a group with equal rewards gets zeros."""
+    exercise = "GRPO group advantages"
+    problem = modified_in_place(exercise, fn, (REWARDS, True), "function(rewards, normalize_std=True)",
+                                "rewards - mean makes a new tensor; rewards -= mean (or .sub_) changes the caller's")
+    if problem is not None:  # the trainer still needs the rewards (logging, the next group's baseline)
+        return problem
+    cases = [(rewards, normalize_std) for rewards in REWARDS_CASES for normalize_std in (True, False)]
+    outputs = []
+    for rewards, normalize_std in cases:
+        out, problem = run(exercise, f"your function(rewards, normalize_std={normalize_std})", fn, rewards.clone(),
+                           normalize_std, hint="rewards is (P, G): reduce over dim=1 with keepdim=True, so that the "
+                           "(P, 1) statistics broadcast against (P, G)")
+        if problem is not None and "must match the size of tensor" in problem.explanation:
+            return fail(exercise, "group statistics without keepdim=True", "rewards.mean(1) has shape (P,), which "
+                        "lines up with the *last* axis of (P, G) and cannot broadcast (or pairs the wrong numbers "
+                        "when P == G).", problem.explanation, "rewards.mean(dim=1, keepdim=True): shape (P, 1)")
+        if problem is not None:
+            return problem
+        outputs.append(out)
+    found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
+                    [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
+                    + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],
+                    lambda r, s: f"rewards {_rounded(r)}\nfunction(rewards, normalize_std={s})", TOL, HINT)
+    if found is not None:
+        return found
+    return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",
+                                                "zeros for a uniform group", "normalize_std=False: centred only"])
