@@ -169,7 +169,9 @@ def probs_hf_warpers(logits, temperature=1.0, top_k=None, top_p=None):
 
 @valid(P)
 def probs_in_probability_space(logits, temperature=1.0, top_k=None, top_p=None):
-    probs = F.softmax(logits.double() / temperature, dim=-1)  # float64 throughout, renormalised after each filter
+    # (float64 at first: refused untuned as "wrong dtype", which the project names a mistake on purpose (float64
+    # doubles the memory; tests/mistakes_sampling.py), so the row now stays in float32 and tests the rest)
+    probs = F.softmax(logits / temperature, dim=-1)  # renormalised after each filter
     if top_k is not None:
         keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, probs.topk(top_k, -1).indices, True)
         probs = torch.where(keep, probs, 0.0)  # exactly k tokens: which tied token stays is arbitrary
