@@ -32,6 +32,12 @@ CRASH_HINT = "ids is a plain list of ints and pair a tuple (left, right): print 
 class LoopNeverStops(RuntimeError):
     """Raised inside a student's function that ran more steps than any correct version needs."""
 
+    # what the exception itself means, for checking.crashed: (the mistake's name, why, the fix)
+    diagnosis = ("the loop never stops", "Your function ran far more steps than any correct version needs on this "
+                 "input, so the checker stopped it: some pass of the loop neither moves on nor ends it.",
+                 "every pass of the loop must move on (i += 1 after a copied id, i += 2 after a merge) or end it "
+                 "(break when no pair is left to merge)")
+
 
 STEP_LIMIT = 20_000  # traced lines: far more than any correct merge or encode of the checkers' cases needs
 
@@ -75,11 +81,11 @@ def reference_encode(ids: list[int], merges: dict[tuple[int, int], int]) -> list
 
 # ------------------------------------------------------------------------------------------ merge step
 def _scan(ids, pair, new_id, matches=lambda a, b, pair: (a, b) == tuple(pair), step=2, start_every=1, keep_last=True,
-          emit=lambda left, new_id: [new_id]):
-    """One left-to-right merge with knobs for the classic mistakes."""
+          emit=lambda left, new_id: [new_id], reach=1):
+    """One left-to-right merge with knobs for the classic mistakes (reach=2: a pair must end before the last id)."""
     out, i, n = [], 0, len(ids)
     while i < n - (0 if keep_last else 1):
-        if i + 1 < n and matches(ids[i], ids[i + 1], pair):
+        if i + reach < n and matches(ids[i], ids[i + 1], pair):
             out.extend(emit(ids[i], new_id))
             i += step
         else:
@@ -156,6 +162,10 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
     ("the pair's left element kept beside the new id",
      lambda ids, pair, n: _scan(ids, pair, n, emit=lambda left, n: [left, n]),
      "A merged pair becomes one token, new_id; yours emits its left element too.", "append new_id alone"),
+    ("a pair at the very end never merged (the match test stops one position early)",
+     lambda ids, pair, n: _scan(ids, pair, n, reach=2),
+     "A pair can end at the last element: the match test must allow i + 1 == len(ids) - 1. Yours (i + 2 < len(ids), "
+     "or range(len(ids) - 2)) never looks at the last pair.", "test i + 1 < len(ids) (or i < len(ids) - 1)"),
     ("returned a tuple, not a list", lambda ids, pair, n: tuple(merge_pair(list(ids), pair[0], pair[1], n)),
      "The merge returns a new list of ids (encode keeps working on lists).", "return a list"),
 ]
@@ -183,11 +193,12 @@ MERGE_MISTAKES += [("reads ids[i + 1] past the end of the list", _merge_reads_pa
                     lambda ids, pair, n: _merge_reads_past_end(ids, pair, n, whole_pair=True), *PAST_END)]
 MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
     knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])
-    for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14, 7)],
+    for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14, 7, 15)],
                        [dict(step=1), dict(keep_last=False), dict(matches=lambda a, b, p: a == p[0]),
                         dict(matches=lambda a, b, p: b == p[1]),
                         dict(matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])), dict(start_every=2),
-                        dict(emit=lambda left, n: [left, n]), dict(matches=lambda a, b, p: (b, a) == tuple(p))])])
+                        dict(emit=lambda left, n: [left, n]), dict(matches=lambda a, b, p: (b, a) == tuple(p)),
+                        dict(reach=2)])])
 
 MERGE_CASES = [([5, 6, 5, 6, 7], (5, 6), 99), ([1, 1, 1], (1, 1), 256), ([1, 1, 1, 1], (1, 1), 256),
                ([2, 3, 4], (3, 4), 999), ([4, 2, 3], (4, 2), 257), ([7], (7, 7), 256), ([], (1, 2), 256),

@@ -117,6 +117,12 @@ TORCH_SAYS = [
      ".view on a non-contiguous tensor (after a transpose or a slice)",
      ".view needs a tensor whose elements lie in row order in memory; a transposed or sliced one does not.",
      "use .reshape(...), or .contiguous().view(...)"),
+    *[(words, "float64 (double) tensors mixed with float32 ones", "torch does not mix float32 and float64 in one "
+       "operation: something was made or stored as float64 (a .double(), torch.tensor of Python floats, NumPy's "
+       "default float64) where the model works in float32.", "keep the dtype you were given (x.dtype): drop the "
+       ".double() or dtype=torch.float64") for words in ("expected scalar type Float but found Double",
+                                                          "expected scalar type Double but found Float",
+                                                          "float != double", "double != float")],
     ("expected m1 and m2 to have the same dtype", "an integer tensor multiplied with a float one",
      "A matmul needs both sides of one dtype; F.one_hot and torch.arange give int64.",
      "convert the integer side with .float()"),
@@ -147,6 +153,9 @@ def crashed(exercise: str, where: str, error: BaseException, hint: str = SHAPE_H
     frame = student_frame(error)
     at = (f"\n    at {os.path.basename(frame.filename)}, line {frame.lineno}: `{frame.line}`"
           if frame is not None and frame.line else "")
+    if getattr(error, "diagnosis", None):  # a checker's own guard (an endless loop stopped) says what it caught
+        name, why, fix = error.diagnosis
+        return fail(exercise, name, why, f"{where} raised {type(error).__name__}: {error}{at}", hint=fix)
     for words, name, why, fix in TORCH_SAYS:  # torch's own words state the fact: name it (its own fix, not `hint`)
         if words in str(error):
             return fail(exercise, name, why, f"{where} raised {type(error).__name__}: {error}{at}", hint=fix)

@@ -32,6 +32,7 @@ __all__ = ["reports_in_place_edits", "in_place_verdict", "TYPE_HINT", "same", "s
 
 TYPE_HINT = "return the output tensor itself: one tensor, not a tuple, a NumPy array, a list or None"
 NOT_RECOGNISED = "a mistake the checker does not recognise"
+LIST_HINT = "return a plain list of ints (your_tensor.tolist() converts one)"
 
 
 def same(a: Any, b: Any, atol: float = 1e-5) -> bool:
@@ -49,6 +50,10 @@ def same(a: Any, b: Any, atol: float = 1e-5) -> bool:
 
 def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:
     """(property, explanation) when out has the wrong type, dtype or shape for expected; None when they agree."""
+    if isinstance(expected, list) and hasattr(out, "tolist") and not isinstance(out, (list, tuple)):
+        return f"returned a {'tensor' if isinstance(out, torch.Tensor) else type(out).__name__}, not a list", \
+            f"expected a plain Python list of {len(expected)} ints; yours is a {type(out).__name__} (a list goes on " \
+            "working as a list: appended to, compared with ==, used as a dict key's part)"
     if not isinstance(expected, torch.Tensor):
         return None
     if not isinstance(out, torch.Tensor):
@@ -136,7 +141,8 @@ def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], refer
                             f"{variant.explanation}", example, variant.hint)
     if problem is not None:
         return fail(exercise, problem[0], problem[1] + ".", example,
-                    TYPE_HINT if problem[0] == "returned the wrong type" else hint or SHAPE_HINT)
+                    TYPE_HINT if problem[0] == "returned the wrong type" else LIST_HINT
+                    if problem[0].endswith("not a list") else hint or SHAPE_HINT)
     try:
         found = relation([case[0] if case else None for case in cases], outputs, expected, atol)
     except Exception:  # a relation that cannot be tested on these outputs names nothing

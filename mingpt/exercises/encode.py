@@ -247,6 +247,10 @@ ENCODE_PARTS = [
          "the rank's position), not merges[pair]", "The merge table already holds each merged token's id: "
          "merges[pair]. Numbering the merges 256, 257, ... in rank order gives other ids whenever the table's ids "
          "are not exactly those.", "new_id = merges[pair]"),
+    Part("new_id", lambda m, p: 256 + list(m).index(p), "the merged token's id counted from 256 in the table's "
+         "order (256 + the pair's position in merges), not merges[pair]", "The merge table already holds each merged "
+         "token's id: merges[pair]. Numbering its pairs 256, 257, ... in the order the dict lists them gives other "
+         "ids whenever the table's ids are not exactly those.", "new_id = merges[pair]"),
 ] + [Part("merge", f, f"the merge step inside encode: {name}", why, f"check your merge with check_merge; {hint}")
      for name, f, why, hint in MERGE_MISTAKES]
 ENCODE_VARIANTS = [Variant(*row) for row in ENCODE_MISTAKES] + part_variants(

@@ -3,9 +3,11 @@ distribution that sampling draws from).
 
 The one idea: greedy decoding is a function of the logits alone, so the checker asks two things of it: the right
 ids, shape (B,) (ids held as floats are accepted: their values are right), and the same ids on every call (a
-"greedy" that samples can hit the argmax by luck once, not three times with three seeds). Each wrong answer is named
-only when a rebuilt slip gives exactly the student's output (argmin, the batch axis, keepdim, a flattened argmax,
-the max value instead of its index).
+"greedy" that samples can hit the argmax by luck once, not three times with three seeds). It runs three batches of
+logits: B = 3, B = 1, and B = 4 with the largest logit in the last column of some rows and a large negative one
+elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer. Each wrong
+answer is named only when a rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the
+student's output on all three (compare.py's rule).
 
     from mingpt.exercises import check_greedy
     check_greedy(my_greedy)            # my_greedy(logits (B, V)) -> ids (B,)
@@ -13,67 +15,105 @@ the max value instead of its index).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from mingpt.exercises.checking import CheckResult, close, fail, run
+from mingpt.exercises.checking import CheckResult, Variant, fail, run
+from mingpt.exercises.compare import check_cases
 
 __all__ = ["check_greedy"]
+
+CASES = [  # (logits,) per case: B = 3; B = 1; B = 4 with the maximum in the last column of rows 0 and 3
+    (torch.tensor([[0.1, 2.0, -1.0, 0.5], [3.0, -2.0, 1.0, 2.5], [-1.0, -0.5, -3.0, -0.2]]),),
+    (torch.tensor([[-4.0, 1.0, 0.5, -0.5, 2.0]]),),
+    (torch.tensor([[0.5, -3.0, 1.5, 0.0, 2.0, 2.5], [1.0, 0.2, -0.7, 3.5, -4.0, 0.1],
+                   [-2.0, 2.2, 0.3, -0.1, 1.9, -0.6], [0.0, -1.0, -2.5, 0.4, 0.3, 4.0]]),),
+]
+
+
+def _v(property: str, compute, explanation: str, hint: str) -> Variant:
+    return Variant(property, compute, explanation, hint)
+
+
+ARGMAX = "logits.argmax(dim=-1)"
+VARIANTS = [
+    _v("argmax over the wrong axis (dim 0), with keepdim", lambda lg: lg.argmax(0, keepdim=True), "For each row "
+       "pick the token with the largest logit; yours picked, for each token, the row where it is largest, and kept "
+       "that axis.", ARGMAX),
+    _v("argmax over the wrong axis", lambda lg: lg.argmax(0), "For each row (one sequence of the batch) pick the "
+       "token with the largest logit; yours picked, for each token, the row where it is largest.",
+       "the vocabulary is the last axis"),
+    _v("right tokens, wrong shape (keepdim)", lambda lg: lg.argmax(-1, keepdim=True), "The right ids, but with an "
+       "extra axis: the function returns one id per row, shape (B,).", "argmax(dim=-1) without keepdim (or "
+       ".squeeze(-1))"),
+    _v("picked the least likely token (argmin)", lambda lg: lg.argmin(-1), "Greedy decoding picks the token with the "
+       "*largest* logit; yours picks the smallest.", "argmax, not argmin"),
+    _v("argmax over the whole batch (flattened), not each row", lambda lg: lg.argmax(), "argmax without dim "
+       "flattens the (B, V) logits: one index into B * V numbers, not one token per row.", "argmax(dim=-1)"),
+    _v("argmax over the whole batch (flattened), not each row", lambda lg: lg.argmax().expand(lg.size(0)),
+       "argmax without dim flattens the (B, V) logits: one index into B * V numbers, not one token per row.",
+       "argmax(dim=-1)"),
+    _v("softmax over the batch axis before the argmax", lambda lg: lg.softmax(0).argmax(-1), "argmax of the logits "
+       "needs no softmax; yours normalised over the batch axis (dim 0), which changes each row's order.", ARGMAX),
+    _v("returned the largest logit, not its token id", lambda lg: lg.max(dim=-1).values, "Greedy decoding returns "
+       "*which* token is most likely.", "max gives values and indices; you need the indices"),
+    _v("the first row's token given to every row", lambda lg: lg[0].argmax().expand(lg.size(0)), "Each row of the "
+       "batch is its own sequence and gets its own token; yours took the first row's argmax for all of them (right "
+       "only when B = 1).", "argmax(dim=-1) over the whole (B, V) tensor, not logits[0]"),
+    _v("the last token of the vocabulary can never be picked (a slice such as logits[:, :-1])",
+       lambda lg: lg[:, :-1].argmax(-1), "Yours never returns id V - 1, even where its logit is the largest: a "
+       "slice dropped the last column (logits[:, :-1] belongs to (B, T, V) targets, not to (B, V) logits).", ARGMAX),
+    _v("the largest absolute logit (abs), not the largest logit", lambda lg: lg.abs().argmax(-1), "A large "
+       "negative logit is the *least* likely token; yours picked by magnitude.", "argmax of the logits themselves"),
+]
+_EXTRA_AXIS = ("with keepdim (an extra axis: shape (B, 1))", "And the ids keep an extra axis: one id per row is "
+               "shape (B,).", "no keepdim (or .squeeze(-1))")
+VARIANTS += [  # each slip above, also with an extra keepdim axis (two mistakes at once)
+    _v(f"{v.property}, {_EXTRA_AXIS[0]}", (lambda f: lambda lg: f(lg).unsqueeze(-1))(v.compute),
+       f"{v.explanation} {_EXTRA_AXIS[1]}", f"{v.hint}; {_EXTRA_AXIS[2]}")
+    for v in VARIANTS if "keepdim" not in v.property and "flattened" not in v.property]
 
 
 def check_greedy(fn) -> CheckResult:
     """Check fn(logits (B, V)) -> (B,) ids of the most likely token of each row."""
     exercise = "greedy decoding"
-    logits = torch.tensor([[0.1, 2.0, -1.0, 0.5], [3.0, -2.0, 1.0, 2.5], [-1.0, -0.5, -3.0, -0.2]])
-    out, problem = run(exercise, f"your function(logits {tuple(logits.shape)})", fn, logits)
+    logits = CASES[0][0]
+    out, problem = run(exercise, f"your function(logits {tuple(logits.shape)})", fn, logits.clone())
     if problem is not None:
         return problem
     expected = logits.argmax(dim=-1)
-    example = f"logits = {logits.tolist()}\nyours    {out.tolist() if isinstance(out, torch.Tensor) else out}\n" \
-              f"expected {expected.tolist()}"
+    example = f"logits = {logits.tolist()}\nyours    {_plain(out)}\nexpected {expected.tolist()}"
     again = _repeated(fn, logits)
     if again is not None:  # checked first: a sampler can hit the argmax by luck on one call
         return fail(exercise, "different tokens on repeated calls (it samples)", "Greedy decoding is deterministic: "
                     "the same logits must give the same ids every time; yours changed between calls with the random "
                     "seed, as sampling (torch.multinomial) does.", f"logits = {logits.tolist()}\n{again}",
                     "logits.argmax(dim=-1), no softmax or multinomial")
-    if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out.long(), expected):
-        return CheckResult(exercise, True, checked=["the most likely token of each row",
-                                                    "the same ids on repeated calls"])
-    if isinstance(out, torch.Tensor) and out.shape == (1, logits.shape[1]) and \
-            torch.equal(out.long(), logits.argmax(0, keepdim=True)):
-        return fail(exercise, "argmax over the wrong axis (dim 0), with keepdim", "For each row pick the token with "
-                    "the largest logit; yours picked, for each token, the row where it is largest, and kept that "
-                    f"axis: shape {tuple(out.shape)} instead of {tuple(expected.shape)}.", example,
+    if isinstance(out, tuple) and hasattr(out, "indices"):  # torch.max / torch.topk: a named (values, indices)
+        return fail(exercise, "returned max's (values, indices) pair, not the ids", "torch.max(logits, dim=-1) and "
+                    "torch.topk return two tensors, the values and the indices; greedy decoding returns only the "
+                    "indices, one tensor of shape (B,).", example, "torch.max(logits, dim=-1).indices, or "
                     "logits.argmax(dim=-1)")
-    if isinstance(out, torch.Tensor) and out.shape == (logits.shape[1],):
-        return fail(exercise, "argmax over the wrong axis", "For each row (one sequence of the batch) pick the "
-                    "token with the largest logit; yours picked, for each token, the row where it is largest.",
-                    example, "the vocabulary is the last axis")
-    if isinstance(out, torch.Tensor) and out.shape == (logits.shape[0], 1) and torch.equal(out[:, 0].long(), expected):
-        return fail(exercise, "right tokens, wrong shape (keepdim)", f"The right ids, but shaped {tuple(out.shape)}; "
-                    f"the function returns one id per row, shape {tuple(expected.shape)}.", example,
-                    "argmax(dim=-1) without keepdim (or .squeeze(-1))")
-    if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.equal(out.long(), logits.argmin(-1)):
-        return fail(exercise, "picked the least likely token (argmin)", "Greedy decoding picks the token with the "
-                    "*largest* logit; yours picks the smallest.", example, "argmax, not argmin")
-    if isinstance(out, torch.Tensor) and out.numel() in (1, len(expected)) and \
-            bool((out.long() == logits.flatten().argmax()).all()):
-        return fail(exercise, "argmax over the whole batch (flattened), not each row", "argmax without dim flattens "
-                    "the (B, V) logits: one index into B * V numbers, not one token per row.", example,
-                    "argmax(dim=-1)")
     if isinstance(out, (list, tuple)):
         return fail(exercise, "returned a list, not a tensor", f"Greedy decoding returns a tensor of ids, shape "
                     f"{tuple(expected.shape)}; yours is a {type(out).__name__}.", example, "drop the .tolist()")
-    if isinstance(out, torch.Tensor) and out.shape == expected.shape and \
-            torch.equal(out.long(), logits.softmax(0).argmax(-1)):
-        return fail(exercise, "softmax over the batch axis before the argmax", "argmax of the logits needs no "
-                    "softmax; yours normalised over the batch axis (dim 0), which changes each row's order.",
-                    example, "logits.argmax(dim=-1)")
-    if isinstance(out, torch.Tensor) and close(out.float(), logits.max(dim=-1).values):
-        return fail(exercise, "returned the largest logit, not its token id", "Greedy decoding returns *which* "
-                    "token is most likely.", example, "max gives values and indices; you need the indices")
-    return fail(exercise, "wrong tokens", "Expected the index of the largest logit in each row.", example,
-                hint="torch.argmax over the vocabulary axis (the last one)")
+    result = check_cases(exercise, fn, CASES, lambda lg: lg.argmax(dim=-1), VARIANTS,
+                         lambda lg: f"logits = {lg.tolist()}", hint="torch.argmax over the vocabulary axis (the last "
+                         "one)")
+    if result is not None:
+        return result
+    return CheckResult(exercise, True, checked=["the most likely token of each row (B = 3, 1 and 4)",
+                                                "the same ids on repeated calls"])
+
+
+def _plain(out: Any) -> Any:
+    """Tensors, NumPy arrays and tuples of them as plain lists, so that outputs can be shown and compared with ==."""
+    if hasattr(out, "tolist"):
+        return out.tolist()
+    if isinstance(out, (list, tuple)):
+        return [_plain(o) for o in out]
+    return out
 
 
 def _repeated(fn, logits) -> str | None:
@@ -86,7 +126,7 @@ def _repeated(fn, logits) -> str | None:
                 out = fn(logits.clone())
             except Exception:  # the first call's crash is reported by the caller
                 return None
-        seen.append(out.tolist() if isinstance(out, torch.Tensor) else out)
+        seen.append(_plain(out))
     if all(s == seen[0] for s in seen):
         return None
     return "\n".join(f"call {n + 1}: {s}" for n, s in enumerate(seen))

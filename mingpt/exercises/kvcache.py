@@ -22,7 +22,7 @@ import re
 import torch
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
+from mingpt.exercises.checking import CheckResult, crashed, fail, fmt
 from mingpt.exercises.compare import NOT_RECOGNISED, where_it_differs
 from mingpt.model import GPT
 
@@ -31,8 +31,20 @@ __all__ = ["check_kv_cache", "KV_MISTAKES"]
 EXERCISE = "KV cache"
 
 
+def close(a, b, atol: float = 1e-5) -> bool:
+    """Tensors of one shape, equal within tolerance, NaN where the other has NaN: a cache slip upstream (a layer that
+    attended to no key at all) makes NaN keys downstream, and a rebuilt slip reproduces them in the same places."""
+    return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and \
+        bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=1e-4, equal_nan=True))
+
+
 def _cat(tensors):
     return torch.cat(tensors, dim=2)
+
+
+def _one_per_call(chunks, i):
+    """The store of a cache that writes only position i of each call's chunk, at its first slot (zeros after it)."""
+    return _cat([torch.cat([c[:, :, i : i + 1 or None], torch.zeros_like(c[:, :, 1:])], dim=2) for c in chunks])
 
 
 # What update(layer, k, v) returned, as a predicate of (keys, values, h): h.k / h.v are this layer's inputs so far
@@ -73,6 +85,17 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
        f"Your keys are the right ones shifted {d} later along time: a write at [length + {d} : ...] instead of "
        "[length : length + T] leaves the first slot(s) of the buffer unwritten and pushes the newest position past "
        "the end you return.", "write the new k, v at [length : length + T]") for d in (1, 2)],
+    ("returned one new position only ([:length + 1]): right for single tokens, not for the prompt",
+     lambda K, V, h: (b := len(h) - h.k[-1].shape[2]) >= 0 and close(K, _cat(h.k)[:, :, : b + 1])
+     and close(V, _cat(h.v)[:, :, : b + 1]),
+     "update got T_new positions at once (the whole prompt on the first step) but returned the stored ones and only "
+     "one more: the end of the slice must be length + T_new, not length + 1.",
+     "end = self.length + k.shape[2]; return buffer[:, :, :end]"),
+    *[(f"one position stored per update (k[:, :, {i}]), however many it was given: the prompt's keys lost",
+       lambda K, V, h, i=i: close(K, _one_per_call(h.k, i)) and close(V, _one_per_call(h.v, i)),
+       "update gets T_new positions at once (the whole prompt on the first step); yours writes only one of them, "
+       "at buffer[:, :, length], and the other slots of the prompt stay empty (zeros).",
+       "buffer[:, :, length : length + T] = k, all T_new positions") for i in (-1, 0)],
     ("keys and values swapped", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.k)),
      "update must return (keys, values) in that order.", "return keys first, then values"),
     ("values stored as keys", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.k)),
@@ -154,6 +177,7 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
             if axis and axis.group(1) != "2":  # torch.cat along another axis than time
                 raise WrongAxis(layer, k, int(axis.group(1))) from e
             _slice_to_end(e, layer, k, getattr(cache, "length", None), config.block_size)
+            _buffer_not_shaped_like_k(e, layer, k)
             raise
         kept = tuple(t.clone() if isinstance(t, torch.Tensor) else t for t in returned) \
             if isinstance(returned, tuple) else returned  # a copy: views of a buffer change on later writes
@@ -196,6 +220,9 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
                             "the logits of re-running the whole sequence.",
                             f"step {step}: yours {fmt(logits[0, -1])}\nexpected {fmt(want[0, -1])}",
                             hint="the model reads cache.length to number the new positions")
+    fresh = _fresh_cache_problem(cls, config, calls)
+    if fresh is not None:
+        return fresh
     return CheckResult(EXERCISE, True, checked=["update returns every layer's keys and values so far",
                                                 "same logits as the uncached model at every step"])
 
@@ -312,6 +339,50 @@ def _slice_to_end(e: RuntimeError, layer, k, length, max_length) -> None:
                           f"layer {layer}: update got k of shape {tuple(k.shape)} with length {length}; torch "
                           f"reported the slice's size {max_length - length} against {k.shape[2]}",
                           "buffer[:, :, self.length : self.length + T] = k")) from e
+
+
+def _buffer_not_shaped_like_k(e: RuntimeError, layer, k) -> None:
+    """Raise SliceToEnd (a named failure) when e is torch's error for writing k into a buffer whose batch, head or
+    head-size axis has another size than k's: a buffer shaped from fixed numbers instead of k.shape."""
+    sizes = re.search(r"expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\) at "
+                      r"non-singleton dimension ([013])", str(e))
+    if not sizes or k.dim() != 4:
+        return
+    theirs, got, d = (int(g) for g in sizes.groups())
+    if got != k.shape[d] or theirs == k.shape[d]:
+        return
+    what = {0: "batch size", 1: "number of heads", 3: "head size"}[d]
+    raise SliceToEnd(fail(EXERCISE, f"buffers made with the wrong {what} (not taken from k's shape)",
+                          f"The buffers must match k (B, nh, T_new, hs) on every axis but time; yours have {theirs} "
+                          f"along dim {d} ({what}) where k has {got}: a size fixed when the buffers were made instead "
+                          "of read from k.", f"layer {layer}: update got k of shape {tuple(k.shape)}; torch reported "
+                          f"the buffer's size {theirs} against {got} at dim {d}", "make the buffers on the first "
+                          "update: B, nh, _, hs = k.shape; torch.zeros(B, nh, max_length, hs)")) from e
+
+
+def _fresh_cache_problem(cls, config, calls) -> CheckResult | None:
+    """None when a second cache of cls, given the first call's k and v, returns exactly them; else a failure (named
+    when the new cache returns earlier keys before them: state shared by every instance, such as a class attribute)."""
+    layer, k, v, _ = calls[0]
+    try:
+        K, V = cls(config.n_layer, config.block_size).update(layer, k.clone(), v.clone())
+    except Exception as e:
+        return crashed(EXERCISE, f"a second {cls.__name__}(...).update({layer}, k, v)", e,
+                       "keep every store on self (made in __init__), not on the class")
+    if isinstance(K, torch.Tensor) and close(K, k) and isinstance(V, torch.Tensor) and close(V, v):
+        return None
+    example = f"a new {cls.__name__}: update({layer}, k of shape {tuple(k.shape)}, v) returned keys of shape " \
+              f"{tuple(K.shape) if isinstance(K, torch.Tensor) else type(K).__name__}"
+    T = k.shape[2]
+    if isinstance(K, torch.Tensor) and K.dim() == 4 and K.shape[2] > T and close(K[:, :, -T:], k):
+        return fail(EXERCISE, "a new cache starts with an earlier cache's keys (state shared between instances)",
+                    "The first cache decoded correctly, but a second one, made afterwards, returns the first one's "
+                    "keys before the new ones: its stores are shared by every instance (a class attribute, a "
+                    "mutable default argument or a module-level list).", example,
+                    "create the stores in __init__: self.keys = [None] * n_layer")
+    return fail(EXERCISE, NOT_RECOGNISED, "The first cache decoded correctly, but a second one, made afterwards, does "
+                "not return the keys and values it was given on its first update.", example,
+                "keep every store on self, made in __init__")
 
 
 def _and_the_rest(found: CheckResult, cls, seed: int) -> CheckResult:

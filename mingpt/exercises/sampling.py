@@ -54,6 +54,15 @@ def _top_p_ascending(logits, top_p):
     return logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
 
 
+def _top_p_gathered(logits, top_p):
+    """Nucleus filtering whose sorted decision is put back with gather (a second sort permutation), not scatter."""
+    if top_p is None:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    remove = _above(sorted_logits) >= top_p
+    return logits.masked_fill(remove.gather(-1, order), float("-inf"))
+
+
 def _top_k(logits, k, smallest=False):
     if k is None:
         return logits
@@ -201,6 +210,17 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      "The drop mask is computed on the sorted logits; position j of it is about the j-th most likely token, not "
      "token j. It must be put back in vocabulary order before masking.",
      "mask.scatter(-1, sorted_indices, mask), or logits[sorted_indices[mask]]"),
+    ("top-p's decision put back with gather (scatter is needed)",
+     lambda lg, t, k, p: F.softmax(_top_p_gathered(_top_k(lg / t, k), p), -1),
+     "remove_sorted[j] is about the j-th most likely token, sorted_indices[j]: putting it back in vocabulary order "
+     "is a scatter to those indices; gather reads at them instead, another permutation (the same only when the sort "
+     "happens to be its own inverse).", "remove_sorted.scatter(-1, sorted_indices, remove_sorted)"),
+    ("top-k's k-th value without keepdim ([:, -1] where [:, -1:] is needed): it broadcasts along the wrong axis",
+     lambda lg, t, k, p: F.softmax(filter_logits(lg / t if k is None else (lambda x: x.masked_fill(
+         x < torch.topk(x, k, -1).values[:, -1], float("-inf")))(lg / t), None, p), -1),
+     "values[:, -1] has shape (B,); compared with (B, V) logits it lines up with the vocabulary axis, not with the "
+     "rows (an error when B != V, a wrong filter when B == V).", "kth = torch.topk(logits, k).values[:, -1:] (or "
+     "[:, -1, None]), shape (B, 1)"),
     ("torch.multinomial raised on weights with negative entries (the logits?): it needs probabilities",
      lambda lg, t, k, p: torch.multinomial(filter_logits(lg / t, k, p), 1),
      "torch.multinomial draws from non-negative weights (probabilities); given logits it raises on their negative "
