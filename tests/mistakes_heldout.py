@@ -444,7 +444,7 @@ NAMES = [
     ('check_rotary', 'theta exponent without the 2 (theta^(-i/hs))'),
     ('check_rotary', 'positions taken along the heads axis'),
     ('check_rotary', 'theta ignored (10000 hard-coded)'),
-    ('check_rotary', None),
+    ('check_rotary', 'frequencies theta^(+2i/hs) instead of theta^(-2i/hs)'),  # named since round 13 (float32 as written)
     ('check_swiglu', 'gate and up swapped (SiLU on the up projection)'),
     ('check_swiglu', 'GELU instead of SiLU (GeGLU)'),
     ('check_swiglu', 'gate added instead of multiplied'),

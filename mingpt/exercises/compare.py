@@ -186,6 +186,9 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
         outputs.append(out)
     if not crashes:
         result = explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
+        if result is not None and result.property == NOT_RECOGNISED:
+            randomness = _random(exercise, fn, cases, outputs, prepare, describe, atol)
+            result = result if randomness is None else randomness
         if changed is None:
             return result
         return in_place_verdict(exercise, result, describe(*cases[changed[0]]), *changed[1:])
@@ -196,6 +199,26 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
             raised = problem.explanation if " raised " in problem.explanation else problem.counterexample
             return fail(exercise, variant.property, variant.explanation, raised, variant.hint)
     return problem
+
+
+def _random(exercise: str, fn: Callable, cases: Sequence[tuple], outputs: Sequence[Any],
+            prepare: Callable[[tuple], tuple], describe: Callable[..., str], atol: float) -> CheckResult | None:
+    """A failed result when a second call on the same input gives another output (F.dropout's training=True default,
+    a random tensor drawn inside): no rebuilt mistake can explain an output that changes from call to call."""
+    for case, first in zip(cases, outputs):
+        try:
+            again = fn(*fresh(prepare(case)))
+            differs = not same(again, first, atol)
+        except Exception:
+            return None
+        if differs:
+            return fail(exercise, "random output: a second call on the same input gives another result",
+                        "Your function is not deterministic: called twice on the same input it returns different "
+                        "values, so it cannot equal the reference on any input.",
+                        f"{describe(*case)}\nfirst call  {shown(first)}\nsecond call {shown(again)}",
+                        "look for F.dropout (its training=True default), torch.rand*/randn or a layer built inside "
+                        "the function")
+    return None
 
 
 # nn.Embedding's and tensor indexing's words for an index past the end of a table

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import CheckResult, Variant
 from mingpt.exercises.compare import check_cases
 from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.gradients import function_gradient_problem
 
 __all__ = ["check_gqa", "GQA_MISTAKES", "gqa_reference"]
 
@@ -31,9 +32,10 @@ def _rep(t, g, interleave=True):
 
 
 def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=-1, diagonal=1, window=None,
-         kv="kv", swap_qk=False, polarity=None):
+         kv="kv", swap_qk=False, polarity=None, fill=float("-inf"), out_scale=False, mask_size=None):
     """The reference with one knob per mistake (defaults: correct). tile: which of "k", "v" are tiled (repeat) instead
-    of repeated per group; kv: which tensors serve as keys and values ("kk": keys as values)."""
+    of repeated per group; kv: which tensors serve as keys and values ("kk": keys as values); fill: the masked scores'
+    value; out_scale: 1/sqrt(hs) on the output instead of the scores; mask_size: a mask built for that length."""
     g = q.size(1) // k.size(1)
     src = {"k": k, "v": v}
     k, v = src[kv[0]], src[kv[1]]
@@ -43,14 +45,17 @@ def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=
         q, k = k, q
     T = q.size(-2)
     att = (q @ k.transpose(-2, -1)) / q.size(-1) ** scale_pow
-    keep = torch.ones(T, T, dtype=torch.bool)
+    keep = torch.ones(mask_size or T, mask_size or T, dtype=torch.bool)
     if causal:
         keep = ~keep.triu(diagonal)
     if window is not None:  # only the last `window` keys, t - window + 1 .. t
         keep = keep & torch.ones(T, T, dtype=torch.bool).triu(1 - window)
     if polarity is not None:  # a boolean mask of the wrong polarity: triu(polarity) kept, the rest hidden
         keep = torch.ones(T, T, dtype=torch.bool).triu(polarity)
-    return att.masked_fill(~keep, float("-inf")).softmax(dim=softmax_dim) @ v
+    if out_scale:
+        att = att * q.size(-1) ** scale_pow
+    y = att.masked_fill(~keep, fill).softmax(dim=softmax_dim) @ v
+    return y / q.size(-1) ** scale_pow if out_scale else y
 
 
 def gqa_reference(q, k, v):
@@ -104,6 +109,12 @@ KNOBS = [
        f"Query t attends to every key 0..t; your mask also hides the keys more than {w - 1} positions back, as a "
        "sliding window does.", "hide only the future: triu(diagonal=1) of a (T, T) matrix")
       for w in range(1, 5)],
+    ("masked scores set to 0 instead of -inf", dict(fill=0.0),
+     "A score of 0 still gets weight exp(0) in the softmax: the future stays visible. Masked scores must be -inf.",
+     "masked_fill(mask, float('-inf'))"),
+    ("1/sqrt(hs) applied to the output instead of the scores", dict(out_scale=True),
+     "The scaling belongs inside the softmax, on q @ k^T; dividing the weighted values afterwards only shrinks the "
+     "output, and the softmax sees unscaled scores.", "(q @ k.transpose(-2, -1)) / math.sqrt(hs), then softmax"),
 ]
 SINGLES = [knob(_gqa, *row) for row in KNOBS]
 GQA_MISTAKES = SINGLES + [
@@ -125,6 +136,16 @@ GQA_MISTAKES = SINGLES + [
             "Each query head keeps its own query; only the keys and values are shared within a group. Yours "
             "replaces the group's queries by their mean, so every head of a group computes the same attention.",
             "repeat k and v, leave q as it is"),
+    *[Variant(f"causal mask built for a fixed length {n}, not for T", (lambda n: lambda q, k, v: _gqa(
+        q, k, v, mask_size=n))(n), f"The mask must be (T, T) for the T of the input; yours is ({n}, {n}), which only "
+        "fits sequences of exactly that length.", "build it from T = q.size(2), or slice a larger one: mask[:T, :T]")
+      for n in (8, 16, 32, 64, 128, 256, 512, 1024)],
+    Variant("group computed as n_kv_head // n_head (0 repeats: empty keys)",
+            lambda q, k, v: F.scaled_dot_product_attention(q, _rep(k, k.size(1) // q.size(1)),
+                                                           _rep(v, k.size(1) // q.size(1)), is_causal=True),
+            "The group is the number of query heads per K/V head, n_head // n_kv_head; yours divides the other way, "
+            "which is 0 whenever n_kv_head < n_head, so the keys and values are empty.",
+            "group = q.size(1) // k.size(1)"),
     Variant("scaled by the number of query heads' group", lambda q, k, v: F.scaled_dot_product_attention(
                 q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True, scale=1 / math.sqrt(q.size(-1) * _g(q, k))),
             "The scale is 1/sqrt(head_dim) whatever the grouping.", "/ math.sqrt(hs)"),
@@ -150,6 +171,9 @@ def check_gqa(fn, seed: int = 0) -> CheckResult:
     problem = check_cases(exercise, fn, cases, gqa_reference, GQA_MISTAKES + pairs(_gqa, SINGLES),
                           lambda q, k, v: f"q of shape {tuple(q.shape)}, k and v {tuple(k.shape)}", atol=1e-4,
                           prepare=lambda c: tuple(t.clone() for t in c))
+    if problem is None:  # right outputs: are the gradients right too?
+        problem = function_gradient_problem(exercise, fn, gqa_reference, cases[0], "q (2, 6, 5, 4), k and v "
+                                                   "(2, 2, 5, 4)")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
         return problem
     return CheckResult(exercise, True, checked=["K/V head j // group serves query head j",

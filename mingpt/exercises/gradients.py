@@ -7,6 +7,8 @@ and the reference, and compares the gradients of the input and of every paramete
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn as nn
 
@@ -46,3 +48,36 @@ def gradient_problem(exercise: str, student: nn.Module, ref: nn.Module, x: torch
                 f"different (or no) gradients for {', '.join(wrong)}. Training would not update them properly.",
                 f"x of shape {tuple(x.shape)}: the gradient of sum(output * r) for a fixed random r differs at "
                 f"{', '.join(wrong[:3])}", "no .detach(), .data or torch.no_grad() inside forward")
+
+
+def function_gradient_problem(exercise: str, fn, reference, case: tuple, describe: str,
+                              seed: int = 0) -> CheckResult | None:
+    """The same comparison for a function whose outputs already match the reference's (rms_norm(x, weight, eps),
+    swiglu(x, w_gate, ...)): the gradients of every floating-point tensor argument under the same loss. A scale
+    computed under torch.no_grad() or a .detach() gives right outputs and wrong training. None when they agree (or
+    the comparison cannot be made)."""
+    def leaves():
+        return [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                else a for a in case]
+    mine, theirs = leaves(), leaves()
+    try:
+        with torch.enable_grad():
+            out_s, out_r = fn(*mine), reference(*theirs)
+            r = torch.randn(out_r.shape, generator=torch.Generator().manual_seed(seed))
+            (out_r * r).sum().backward()
+            (out_s * r).sum().backward()
+    except Exception:
+        return None  # a backward that fails is not what this check judges
+    try:
+        names = list(inspect.signature(reference).parameters)
+    except (TypeError, ValueError):
+        names = []
+    wrong = [names[i] if i < len(names) else f"argument {i + 1}" for i, (a, b) in enumerate(zip(mine, theirs))
+             if isinstance(b, torch.Tensor) and b.grad is not None and not close(a.grad, b.grad, atol=1e-4)]
+    if not wrong:
+        return None
+    return fail(exercise, "gradient blocked (a .detach() or no_grad in the computation)",
+                "Your outputs equal the reference's, but the gradients do not: backpropagating the same loss gives "
+                f"different (or no) gradients for {', '.join(wrong)}. Training through your function would go wrong.",
+                f"{describe}: the gradient of sum(output * r) for a fixed random r differs for {', '.join(wrong)}",
+                "no .detach(), .data or torch.no_grad() in the computation: every step must stay in the graph")

@@ -1,6 +1,7 @@
 """
 Checking a student's modern parts, the four pieces by which Llama differs from GPT-2: RMSNorm, rotary positions
-(RoPE), the SwiGLU MLP and grouped-query attention (GQA, in gqa.py). The references are mingpt.modern's own.
+(RoPE), the SwiGLU MLP and grouped-query attention (RMSNorm in rmsnorm.py, GQA in gqa.py). The references are
+mingpt.modern's own.
 
 The one idea, as in every checker (checking.py, compare.py): the checker owns the reference, so it rebuilds each
 *known* mistake from a table and names a mistake only when the rebuilt one reproduces the student's output on
@@ -28,7 +29,9 @@ from mingpt.exercises.checking import CheckResult, Variant
 from mingpt.exercises.compare import check_cases
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
+from mingpt.exercises.gradients import function_gradient_problem
 from mingpt.exercises.gqa import GQA_MISTAKES, check_gqa, gqa_reference  # noqa: F401  (the fourth part, re-exported)
+from mingpt.exercises.rmsnorm import RMSNORM_MISTAKES, check_rmsnorm, rms_norm_reference  # noqa: F401  (the first)
 from mingpt.modern.rotary import inverse_frequencies, rotate_half
 
 __all__ = ["check_rmsnorm", "check_rotary", "check_swiglu", "check_gqa", "RMSNORM_MISTAKES", "ROTARY_MISTAKES",
@@ -40,116 +43,29 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
     return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-# ------------------------------------------------------------------------------------------ 1. RMSNorm
-def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=True, gain="times", fixed_eps=None):
-    """The reference with one knob per mistake (defaults: correct); power=1.0 is the root left out."""
-    eps = eps if fixed_eps is None else fixed_eps
-    s = x.square() if square else x
-    ms = s.mean(dim=dim, keepdim=True) if mean else s.sum(dim=dim, keepdim=True)
-    y = x / (ms + eps) ** power if eps_inside else x / (ms ** power + eps)
-    return {"times": y * w, "none": y, "plus": y + w, "one_plus": y * (1 + w)}[gain]
-
-
-def rms_norm_reference(x, weight, eps):
-    """x / sqrt(mean(x^2 over the channels) + eps) * weight: the formula of nn.RMSNorm and Llama's."""
-    return _rms(x, weight, eps)
-
-
-_PER_POSITION = ("Each position is normalised on its own: the mean square is over the last axis (the C channels of one "
-                 "token); yours averages over {}, so a token's scale depends on other tokens.")
-_RMS_KNOBS = [
-    ("RMS over the time axis instead of the channels", dict(dim=(1,)), _PER_POSITION.format("the positions"),
-     "mean over dim=-1, keepdim=True"),
-    ("RMS over the whole tensor", dict(dim=(0, 1, 2)), "The mean square is per position (over the last axis), not "
-     "one number for the whole batch.", "mean over dim=-1, keepdim=True"),
-    *[(f"RMS over the wrong axes ({name})", dict(dim=d), _PER_POSITION.format(name), "mean over dim=-1, keepdim=True")
-      for d, name in (((0,), "the batch"), ((0, 1), "batch and time"), ((1, 2), "time and channels"),
-                      ((0, 2), "batch and channels"))],
-    ("mean instead of mean square", dict(square=False),
-     "RMS is the root of the mean of x^2; yours takes the root of the mean of x (NaN when it is negative).",
-     "x.pow(2).mean(-1, keepdim=True)"),
-    ("eps outside the square root", dict(eps_inside=False),
-     "Llama (and nn.RMSNorm) add eps under the root: x / sqrt(mean(x^2) + eps); yours adds it after "
-     "(sqrt(mean(x^2)) + eps), which differs for small activations.", "sqrt(mean + eps)"),
-    ("weight missing", dict(gain="none"),
-     "The normalised vector is multiplied by the learned per-channel weight (the gain).", "* weight"),
-    ("square root missing", dict(power=1.0),
-     "Divide by the *root* of the mean square, so the output has RMS 1 (times the weight).", "sqrt or rsqrt"),
-    ("sum of squares instead of the mean", dict(mean=False),
-     "The mean square divides the sum by C; without it the output's size shrinks with the width.", ".mean, not .sum"),
-    ("weight added instead of multiplied", dict(gain="plus"),
-     "The weight is a per-channel gain: it multiplies the normalised x.", "* weight, not + weight"),
-    *[(f"eps argument ignored ({e:g} hard-coded)", dict(fixed_eps=e),
-       f"Your output is right for eps = {e:g} whatever eps is passed: use the argument.", "+ eps, the argument")
-      for e in (1e-5, 1e-6, 1e-8)],
-    ("eps not passed (F.rms_norm's default: float32's machine epsilon, 1.19e-07)",
-     dict(fixed_eps=torch.finfo(torch.float32).eps), "With eps=None, F.rms_norm uses torch.finfo(x.dtype).eps, not "
-     "the eps argument; your output matches that default whatever eps is passed.", "F.rms_norm(x, (C,), weight, eps)"),
-    ("Gemma's (1 + weight) gain", dict(gain="one_plus"),
-     "Gemma stores the gain as an offset from 1; Llama multiplies by the weight itself.", "* weight"),
-]
-_RMS_SINGLES = [knob(_rms, *row) for row in _RMS_KNOBS]
-RMSNORM_MISTAKES = _RMS_SINGLES + [
-    Variant("LayerNorm instead of RMSNorm (the mean subtracted)",
-            lambda x, w, eps: F.layer_norm(x, x.shape[-1:], w, None, eps),
-            "RMSNorm does not centre: it only divides by the root mean square. Subtracting the mean is LayerNorm.",
-            "no x - mean"),
-    *[Variant(f"variance{how} instead of mean square",
-              (lambda u: lambda x, w, eps: x / (x.var(-1, unbiased=u, keepdim=True) + eps).sqrt() * w)(unbiased),
-              "x.var() subtracts the mean before squaring; RMSNorm's mean square does not.", "x.pow(2).mean(-1)")
-      for unbiased, how in ((False, ""), (True, " (unbiased, N - 1: torch.var's default)"))],
-    Variant("mean square without keepdim=True", lambda x, w, eps: x / torch.sqrt(x.pow(2).mean(-1) + eps) * w,
-            "A mean square of shape (B, T) does not line up with x (B, T, C): broadcasting matches the last axes, "
-            "T against C.", "x.pow(2).mean(-1, keepdim=True): shape (B, T, 1)"),
-    Variant("square of the mean instead of the mean of squares",
-            lambda x, w, eps: x / (x.mean(-1, keepdim=True).square() + eps).sqrt() * w,
-            "RMS squares each channel first, then averages: mean(x^2); yours averages first, mean(x)^2.",
-            "x.pow(2).mean(-1, keepdim=True)"),
-    Variant("mean absolute value instead of the root mean square",
-            lambda x, w, eps: x / (x.abs().mean(-1, keepdim=True) + eps) * w,
-            "RMS is sqrt(mean(x^2)); the mean of |x| is another (smaller) measure of size.",
-            "x.pow(2).mean(-1, keepdim=True), then the root"),
-]
-RMS_FAMILIES = [  # fitted when no table row explains the output (families.py)
-    Family("mean square raised to the power {value} instead of 1/2 (the root)",
-           lambda p: lambda x, w, eps: _rms(x, w, eps, power=p),
-           "RMSNorm divides by (mean(x^2) + eps) ** 0.5; yours by the power {value}.", "torch.rsqrt(ms + eps)",
-           lo=0.05, hi=3.0, correct=0.5),
-]
-
-
-def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
-    """Check rms_norm(x (B, T, C), weight (C,), eps) -> x / sqrt(mean(x^2, last axis) + eps) * weight."""
-    exercise = "RMSNorm"
-    cases = [(_randn(seed, 2, 5, 6), 1 + _randn(seed + 1, 6, scale=0.3), 1e-5),
-             (_randn(seed + 2, 1, 4, 7, scale=0.05) + 0.02, 1 + _randn(seed + 3, 7, scale=0.3), 0.1),
-             (_randn(seed + 4, 3, 2, 5, scale=3.0), _randn(seed + 5, 5), 0.5)]
-    prepare = lambda c: (c[0].clone(), c[1].clone(), c[2])  # noqa: E731
-    problem = check_cases(exercise, fn, cases, rms_norm_reference, RMSNORM_MISTAKES + pairs(_rms, _RMS_SINGLES),
-                          lambda x, w, eps: f"x of shape {tuple(x.shape)}, weight of shape {tuple(w.shape)}, "
-                                            f"eps={eps}", prepare=prepare)
-    problem = refine(problem, fn, cases, RMS_FAMILIES, prepare=prepare)
-    if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
-        return problem
-    return CheckResult(exercise, True, checked=["same output as nn.RMSNorm's formula on 3 inputs",
-                                                           "per position, eps under the root, weight applied"])
-
-
 # ------------------------------------------------------------------------------------------ 2. rotary
 def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.0, sign=1.0, swap=False,
-            adjacent=False, interleaved_angles=False, per_channel=False, reverse=False, cat_angles=False):
+            adjacent=False, interleaved_angles=False, per_channel=False, reverse=False, cat_angles=False,
+            start_times=1, end_at_T=False, as_written=False):
+    """start_times: the multiple of start added (0: none, -1: subtracted); end_at_T: arange(start, T), which stops at
+    T instead of start + T; as_written: the angles in float32 as a student computes theta ** (arange(0, hs, 2) / hs)
+    (the frequencies theta^(+2i/hs) make angles so large that float32's rounding shows)."""
     hs = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, hs // 2).double() * exponent / hs))
     n = x.shape[positions_axis]
-    positions = torch.arange(n).double() + (start if offset else 0) + first
+    positions = torch.arange(n).double() + (start * start_times if offset else 0) + first
+    if end_at_T:
+        positions = torch.arange(start, n).double()  # T - start positions: raises once start > T
     positions = positions.flip(0) if reverse else positions  # the last token rotated as the first
     angles = torch.outer(positions, inv_freq)  # (n, hs/2)
+    if as_written:
+        angles = torch.outer(positions.float(), theta ** (-torch.arange(0, hs, 2).float() * exponent / 2 / hs))
     pairwise = (adjacent and not cat_angles) or interleaved_angles  # cat_angles: halves' layout, adjacent pairs
     angles = angles.repeat_interleave(2, dim=-1) if pairwise else torch.cat((angles,) * 2, -1)
     if per_channel:  # theta^(-j/hs) for every channel j: the pair's two channels turn at different speeds
         angles = torch.outer(positions, 1.0 / theta ** (torch.arange(hs).double() / hs))
     shape = [1] * x.dim()
-    shape[positions_axis], shape[-1] = n, hs
+    shape[positions_axis], shape[-1] = len(positions), hs
     cos, sin = angles.cos().view(shape).float(), angles.sin().view(shape).float()
     if swap:
         cos, sin = sin, cos
@@ -233,6 +149,19 @@ ROTARY_MISTAKES = [
     knob(_rotary, "frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", dict(exponent=-2.0),
             "Pair i turns at 1 / theta^(2i/hs): the later pairs turn *slower*; yours turns them faster.",
             "1.0 / theta ** (torch.arange(0, hs, 2) / hs)"),
+    knob(_rotary, "frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", dict(exponent=-2.0, as_written=True),
+            "Pair i turns at 1 / theta^(2i/hs): the later pairs turn *slower*; yours turns them faster.",
+            "1.0 / theta ** (torch.arange(0, hs, 2) / hs)"),
+    knob(_rotary, "every pair at the same speed (the exponent 2i/hs rounded to 0: integer division?)",
+            dict(exponent=0.0), "Pair i turns at theta^(-2i/hs), a different speed per pair; yours turns every pair "
+            "by the position itself, as if the exponent were 0 (arange(0, hs, 2) // hs is 0).",
+            "theta ** (-torch.arange(0, hs, 2).float() / hs): true division"),
+    knob(_rotary, "start subtracted instead of added (positions -start .. T - 1 - start)", dict(start_times=-1),
+            "The positions are start, start + 1, ..., start + T - 1: the new tokens come after the cached ones.",
+            "torch.arange(start, start + T)"),
+    knob(_rotary, "positions arange(start, T) instead of arange(start, start + T)", dict(end_at_T=True),
+            "arange's end is where the positions stop: start + T, so there are T of them; arange(start, T) has "
+            "T - start (none, or an error, once start >= T).", "torch.arange(start, start + T)"),
     knob(_rotary, "positions taken along the heads axis", dict(positions_axis=2),
             "x is (B, T, nh, hs): the positions run along axis 1; yours rotates by the head's index.",
             "T = x.shape[1]; the angle table broadcasts as (T, 1, hs)"),
@@ -253,6 +182,8 @@ def check_rotary(fn, seed: int = 0) -> CheckResult:
     problem = check_cases(exercise, fn, cases, rotary_reference, ROTARY_MISTAKES + pairs(_rotary, ROTARY_MISTAKES),
                           lambda x, s, th: f"x of shape {tuple(x.shape)}, start={s}, theta={th:g}", atol=1e-4,
                           prepare=lambda c: (c[0].clone(), *c[1:]))
+    if problem is None:  # right outputs: are the gradients right too?
+        problem = function_gradient_problem(exercise, fn, rotary_reference, cases[2], "x (2, 4, 3, 8), start=3")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
         return problem
     return CheckResult(exercise, True, checked=[
@@ -310,7 +241,11 @@ SWIGLU_MISTAKES = [
     *[Variant(f"{name} instead of SiLU", (lambda f: lambda x, g, u, d: _glu(x, g, u, d, act=f))(f),
               f"SwiGLU's gate uses SiLU = x * sigmoid(x); yours uses {name}.", "F.silu")
       for name, f in (("softplus", F.softplus), ("ELU", F.elu), ("Mish", F.mish), ("hardswish", F.hardswish),
-                      ("leaky ReLU", F.leaky_relu))],
+                      ("leaky ReLU", F.leaky_relu), ("ReLU squared (nanochat's relu(x)^2)", lambda h: F.relu(h) ** 2),
+                      ("hardsigmoid", F.hardsigmoid))],
+    knob(_glu, "no activation on the gate (a bilinear layer, not SwiGLU)", dict(act=lambda h: h),
+            "Without the SiLU the gate is linear and the product of two linear maps is a bilinear layer; SwiGLU "
+            "passes the gate through SiLU first.", "F.silu(F.linear(x, w_gate)) * F.linear(x, w_up)"),
     Variant("w_down never applied (the hidden units returned)", lambda x, g, u, d: F.silu(F.linear(x, g))
             * F.linear(x, u), "The product silu(gate) * up has the hidden width H; the down projection brings it back "
             "to the model's width C.", "F.linear(h, w_down) last"),
@@ -326,6 +261,11 @@ SWIGLU_FAMILIES = [  # fitted when no table row explains the output (families.py
            lambda b: lambda x, g, u, d: _glu(x, g, u, d, act=lambda h: h * torch.sigmoid(b * h)),
            "SiLU is x * sigmoid(x) (Swish with beta = 1); yours multiplies inside the sigmoid by {value}.", "F.silu",
            lo=0.1, hi=10.0, correct=1.0, log=True),
+    Family("x * sigmoid({value} x) instead of SiLU (the sign in the exponent flipped: x / (1 + exp(x)))",
+           lambda b: lambda x, g, u, d: _glu(x, g, u, d, act=lambda h: h * torch.sigmoid(b * h)),
+           "SiLU is x * sigmoid(x) = x / (1 + exp(-x)); yours has {value} inside the sigmoid, a minus sign too many "
+           "(x / (1 + exp(x)) is x * sigmoid(-x)).", "F.silu, or x * torch.sigmoid(x)", lo=-10.0, hi=-0.1,
+           correct=1.0),
 ]
 
 
@@ -343,6 +283,8 @@ def check_swiglu(fn, seed: int = 0) -> CheckResult:
                           lambda x, g, u, d: f"x of shape {tuple(x.shape)}, w_gate and w_up {tuple(g.shape)}, "
                                              f"w_down {tuple(d.shape)}", prepare=prepare)
     problem = refine(problem, fn, cases, SWIGLU_FAMILIES, prepare=prepare)
+    if problem is None:  # right outputs: are the gradients right too?
+        problem = function_gradient_problem(exercise, fn, swiglu_reference, cases[0], "x (2, 5, 6)")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
         return problem
     return CheckResult(exercise, True, checked=["down(silu(gate(x)) * up(x)) on 3 inputs"])

@@ -16,6 +16,7 @@ slip it names is rebuilt per key and per tensor in pretrained_mistakes.py.
 from __future__ import annotations
 
 import collections
+import re
 
 import torch
 
@@ -67,10 +68,11 @@ def check_hf_conversion(fn, seed: int = 0) -> CheckResult:
     got, problem = run(EXERCISE, "your conversion(hf_state_dict)", fn, hf_copy,
                        hint="print each key with its shape before and after your conversion")
     if problem is not None:
-        return problem
+        return _past_the_layers(problem, config.n_layer)
     if not isinstance(got, dict):
         return fail(EXERCISE, "must return a dict", f"yours returned {type(got).__name__}",
-                    hint="a state dict: {name: tensor}")
+                    f"your conversion(hf_state_dict) returned {type(got).__name__}: {repr(got)[:120]}",
+                    hint="a state dict: {name: tensor} (dict(pairs) turns a list of (name, tensor) into one)")
     found, rename, missing, extra = key_findings(got, want)
     unexplained, candidates = [], {}
     for name, theirs in rename.items():
@@ -100,6 +102,19 @@ def check_hf_conversion(fn, seed: int = 0) -> CheckResult:
                     "; and ".join(f.hint for f in found))
     return CheckResult(EXERCISE, True, checked=["names", "Conv1D weights transposed (the square c_proj too)",
                                                 "mask buffers dropped", "input left unchanged"])
+
+
+def _past_the_layers(problem: CheckResult, n_layer: int) -> CheckResult:
+    """The crash, named when it is a KeyError for a layer the checkpoint does not have: a loop over a fixed number
+    of layers (GPT-2 small's 12) instead of over the keys the checkpoint holds."""
+    said = re.search(r"KeyError: '(?:transformer\.)?h\.(\d+)\.", problem.explanation)
+    if said is None or int(said.group(1)) < n_layer:
+        return problem
+    return fail(EXERCISE, "a fixed number of layers: the loop asks for a layer the checkpoint does not have",
+                f"This checkpoint has {n_layer} layers (h.0 .. h.{n_layer - 1}); your conversion asked for layer "
+                f"{said.group(1)}, as a loop over a fixed count (GPT-2 small's 12) does. Models of other sizes have "
+                "other counts.", problem.explanation, "loop over the checkpoint's own keys (for name, tensor in "
+                "hf_state_dict.items()), or read the count from the keys or the config")
 
 
 def _in_place_finding(key: str) -> Finding:

@@ -225,6 +225,31 @@ LR_PARTS = [
          "follows *half* a cosine, once down, without coming back up.", "cos(pi * progress), progress 0 -> 1"),
     Part("shape", lambda p: 1 - p, "linear decay instead of cosine", "The rate follows half a cosine, slow at both "
          "ends; yours falls in a straight line.", "0.5 * (1 + cos(pi * p))"),
+    # the whole-schedule rows above again as parts, so that they are tried in every boundary convention too
+    # (nanoGPT's `it > lr_decay_iters` shows a wrong shape at it = lr_decay_iters) and in pairs
+    Part("shape", lambda p: 0.5 * (1 - math.cos(math.pi * p)), "the cosine goes up instead of down",
+         "After warm-up the rate starts at learning_rate and falls; yours starts at min_lr and climbs.",
+         "1 + cos(...), not 1 - cos(...)"),
+    Part("shape", lambda p: 0.5 * (1 + math.cos(p)), "cosine without pi", "Progress p runs from 0 to 1, so cos(p) "
+         "only goes from 1 to cos(1) ~ 0.54: half a cosine is cos(pi * p).", "math.cos(math.pi * progress)"),
+    Part("shape", lambda p: 1 + math.cos(math.pi * p), "cosine without the factor 0.5", "0.5 * (1 + cos(pi * p)) "
+         "runs from 1 to 0; without the 0.5 it runs from 2 to 0.", "0.5 * (1 + cos(pi * progress))"),
+    Part("shape", lambda p: 0.5 * (1 + math.cos(180 * p)), "cosine of degrees (180 * p) where math.cos takes radians",
+         "math.cos takes radians: half a turn is pi, not 180.", "math.cos(math.pi * progress)"),
+    Part("progress", lambda i, W, D: (i - 1 - W) / (D - W), "cosine one step behind (it - 1 in the progress)",
+         "Progress through the decay is (it - warmup_iters) / (lr_decay_iters - warmup_iters): 0 at the first step "
+         "after warm-up; yours counts one step behind, so the decay starts above the peak's cosine.",
+         "(it - warmup_iters), no - 1"),
+    Part("progress", lambda i, W, D: (i - W) // (D - W), "integer division in the progress",
+         "`//` rounds the progress down to 0, so the rate stays at its peak until lr_decay_iters.", "use /"),
+    Part("floor", "swapped", "learning_rate and min_lr swapped in the decay: it climbs to learning_rate",
+         "After warm-up the rate falls from learning_rate to min_lr and stays there; yours starts the decay at "
+         "min_lr and increases to learning_rate (the two exchanged in the cosine's formula).",
+         "min_lr + coeff * (learning_rate - min_lr), then min_lr"),
+    Part("it", lambda it, lr, mn, W, D: (it, lr, mn, W, W + D), "lr_decay_iters taken as the decay's length: the "
+         "floor reached at warmup_iters + lr_decay_iters", "lr_decay_iters is the step at which the rate reaches "
+         "min_lr, counted from 0 like it, not the length of the decay after warm-up.",
+         "progress = (it - warmup_iters) / (lr_decay_iters - warmup_iters)"),
 ] + [Part("it", lambda it, lr, mn, W, D, k=k: (it + k, lr, mn, W, D), f"the whole schedule {abs(k)} step"
           f"{'s' if abs(k) > 1 else ''} {'ahead' if k > 0 else 'behind'} (it {'+' if k > 0 else '-'} {abs(k)})",
           f"Each of your rates is the reference's for step it {'+' if k > 0 else '-'} {abs(k)}: it counts from 0, "
@@ -243,6 +268,8 @@ def _build(it=None, warm=None, progress=None, shape=None, after=None, floor=None
                 return (shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr / (lr - mn)
         if floor == "towards zero":  # coeff * lr, whatever shape the coefficient has
             form = lambda p: ((shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr - mn) / (lr - mn)
+        if floor == "swapped" and not (i < W or warm_to_W and i == W):  # the warm-up as it should be, the rest
+            return _schedule(i, mn, lr, W, D, None, progress, form, after, False, late_end)  # with the two exchanged
         return _schedule(i, lr, low, W, D, warm, progress, form, after, warm_to_W, late_end)
     return compute
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from mingpt.exercises.checking import CheckResult, crashed, fail
+from mingpt.exercises.checking import CheckResult, crashed, fail, unregistered
 from mingpt.model import GPT, IGNORE_INDEX
 from mingpt.trainer import Trainer
 
@@ -93,6 +93,23 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float, dict]:
     return model, sum(tail) / len(tail), learned
 
 
+def _unregistered(exercise: str, seed: int, components: dict) -> CheckResult | None:
+    """A failed result when a student's module keeps layers or weights where PyTorch cannot see them (a plain list,
+    a bare tensor): compared with the reference module in the same place of the reference GPT. Such weights are
+    neither trained nor saved, yet the run can still reach a good loss through the other parameters."""
+    torch.manual_seed(seed)
+    model, reference = GPT(sorting_config(), **components), GPT(sorting_config())
+    theirs = dict(reference.named_modules())
+    classes = tuple(c for c in components.values() if isinstance(c, type))
+    for name, module in model.named_modules():
+        if classes and isinstance(module, classes) and name in theirs:
+            problem = unregistered(exercise, module, theirs[name].state_dict())
+            if problem is not None:
+                problem.counterexample = f"{name}: {problem.counterexample}"
+                return problem
+    return None
+
+
 @torch.no_grad()
 def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
     """On freshly drawn sequences (the task has only 3^6 inputs, so most were seen in training: this measures the
@@ -131,6 +148,9 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
     names = ", ".join(f"{k}={getattr(v, '__name__', v)}" for k, v in components.items())
     exercise = f"training run ({names})"
     try:
+        hidden = _unregistered(exercise, seed, components)
+        if hidden is not None:  # weights the optimizer never sees: caught before a run that would prove nothing
+            return hidden
         model, loss, learned = _train(steps, seed, **components)
     except (TypeError, ValueError) as e:
         if "must define" in str(e) or "must be an nn.Module" in str(e):
