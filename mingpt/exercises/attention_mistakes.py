@@ -113,8 +113,9 @@ def variants(ref, hs: int) -> list[Variant]:
              hs_first[1]),
         knob(base, "queries and keys swapped (k @ q^T)", dict(swap_qk=True),
              "scores[t, j] is how much query t attends to key j: q_t . k_j, i.e. q @ k^T. Yours computes k @ q^T, the "
-             "transpose, so each position weighs the others by how they would attend to it.",
-             "q @ k.transpose(-2, -1)"),
+             "transpose, so each position weighs the others by how they would attend to it. (Taking q and k from "
+             "each other's third of c_attn, k, q, v = split(...), computes exactly the same.)",
+             "q @ k.transpose(-2, -1), with q, k, v = self.c_attn(x).split(C, dim=2) in that order"),
         knob(base, "softmax over the wrong dimension", dict(softmax_dim=-2),
              "The attention weights of each query must sum to 1 over the *keys* (the last axis); yours are "
              "normalised over the queries.", "which axis of (B, nh, T_query, T_key) holds the keys?"),
@@ -147,6 +148,10 @@ def variants(ref, hs: int) -> list[Variant]:
         knob(base, "one head of size C instead of n_head heads", dict(nh=1),
              f"Your attention is a single head over all {hs * nh} channels; the reference splits them into n_head = "
              f"{nh} heads of hs = {hs}.", "view (B, T, C) as (B, T, n_head, hs)"),
+        *[knob(base, f"{d} heads instead of config.n_head = {nh} (a head count typed in?)", dict(nh=d),
+               f"Your attention splits the {hs * nh} channels into {d} heads of {hs * nh // d}; the config asks for "
+               f"n_head = {nh} heads of hs = {hs}.", "take the head count from config.n_head, not a number")
+          for d in range(2, hs * nh + 1) if (hs * nh) % d == 0 and d != nh],
         *[knob(base, f"q, k, v taken from the wrong thirds of c_attn (yours: {', '.join(order)})", dict(order=order),
                "c_attn(x) holds q, k and v side by side, in that order: split(C, dim=2) gives q first, then k, then "
                f"v. Yours uses the thirds as {', '.join(order)}.", "q, k, v = self.c_attn(x).split(C, dim=2)")

@@ -39,8 +39,11 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
     factor = scale if isinstance(scale, float) else factors[scale]
     att = a @ b.transpose(-2, -1) * factor
     ones = torch.ones(T, T, dtype=torch.bool)
-    hidden = {"causal": ones.triu(1), "none": ~ones, "zero": ones.triu(1), "diagonal": ones.triu(0),
-              "one_ahead": ones.triu(2), "inverted": ones.tril(-1), "after": ones.triu(1)}[mask]
+    if mask == "batch":  # the (T, T) mask built from q.size(0), the batch size: (B, B)
+        ones = torch.ones(q.size(0), q.size(0), dtype=torch.bool)
+    hidden = {"causal": ones.triu(1), "batch": ones.triu(1), "none": ~ones, "zero": ones.triu(1),
+              "diagonal": ones.triu(0), "one_ahead": ones.triu(2), "inverted": ones.tril(-1),
+              "after": ones.triu(1)}[mask]
     if mask not in ("zero", "after"):
         att = att.masked_fill(hidden, float("-inf"))
     elif mask == "zero":
@@ -78,6 +81,9 @@ _PARTS = [
          "each query instead of those after it.", "hide the upper triangle (j > t), keep the lower"),
     Part("mask", "after", "mask applied after the softmax", "Zeroing the future after the softmax leaves rows that "
          "no longer sum to 1.", "mask the scores with -inf, then softmax (or renormalise the rows)"),
+    Part("mask", "batch", "mask built with the batch size q.size(0), not T", "q is (B, T, hs): q.size(0) is the "
+         "batch size, so the mask is (B, B); it fails against the (B, T, T) scores unless B == T, and with B = 1 "
+         "it hides nothing.", "T = q.size(1) (or q.size(-2)): torch.tril(torch.ones(T, T))"),
     Part("normalise", "none", "softmax missing (masked scores returned)", "Your weights are the masked scores "
          "themselves; a softmax over the keys turns them into a distribution.", "F.softmax(scores, dim=-1)"),
     Part("normalise", "log", "log_softmax instead of softmax", "Your weights are log-probabilities (negative, -inf "
@@ -98,6 +104,11 @@ VARIANTS = part_variants(lambda **kw: lambda q, k: attention_weights(q, k, **kw)
             torch.tril(torch.ones_like(q)) == 0, float("-inf")).softmax(-1),
             "The mask must match the scores (T, T): torch.tril(torch.ones_like(q)) is (B, T, hs) and fails to "
             "broadcast unless hs == T.", "torch.tril(torch.ones(T, T))"),
+    Variant("k.T on a 3-D tensor reverses every axis, (B, T, hs) -> (hs, T, B)",
+            lambda q, k: q @ k.permute(*reversed(range(k.dim()))),  # k.T, without its deprecation warning
+            "Tensor.T reverses all the axes (torch warns about it for 3-D tensors): it is not the transpose of each "
+            "sequence's keys, so the matmul fails or multiplies the wrong numbers.",
+            "k.transpose(-2, -1) (or k.mT): swap only the last two axes"),
 ]
 # A factor typed in by hand (1/8 from a tutorial's head size of 64, 0.5 from this exercise's first input): fitted, and
 # named only when the one number reproduces both inputs, whose head sizes differ (families.py).

@@ -20,20 +20,25 @@ from mingpt.exercises.compose import knob, pairs
 __all__ = ["branch_variants", "BRANCH_KNOBS"]
 
 
-def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x"):
+def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x",
+              mlp_sublayer="mlp", mlp_reads="stream"):
     """The reference Block with a knob per branch: which LayerNorm feeds it ("ln_1", "ln_2" or "none"), and what
     its output is added to: the stream ("x"), the stream's normalised copy ("normalised", as after `x = ln(x)`),
     or nothing ("nothing": the residual is missing), or the stream twice ("twice", as `x += x + f(ln(x))`); the
-    attention's output can also bypass the stream ("bypassed": it feeds the MLP, whose output is added to x)."""
+    attention's output can also bypass the stream ("bypassed": it feeds the MLP, whose output is added to x).
+    The MLP branch can also run the wrong sublayer (mlp_sublayer="attn", a copy-pasted line) or read a stale
+    stream (mlp_reads="ln_1": ln_1's output from before the attention, `h = ln_1(x)` computed once and reused)."""
     norms = {"ln_1": n1, "ln_2": n2, "none": lambda t: t}
     if attn_adds_to == "bypassed":  # the attention output feeds the MLP only; the stream x goes round both
         normed = norms[mlp_norm](a(norms[attn_norm](x)))
         return m(normed) + {"x": x, "twice": 2 * x, "normalised": normed, "nothing": 0}[mlp_adds_to]
 
-    def branch(stream, f, norm, adds_to):
-        normed = norms[norm](stream)
+    def branch(stream, f, norm, adds_to, reads=None):
+        normed = norms[norm](stream if reads is None else reads)
         return f(normed) + {"x": stream, "twice": 2 * stream, "normalised": normed, "nothing": 0}[adds_to]
-    return branch(branch(x, a, attn_norm, attn_adds_to), m, mlp_norm, mlp_adds_to)
+    reads = n1(x) if mlp_reads == "ln_1" else None
+    return branch(branch(x, a, attn_norm, attn_adds_to), {"mlp": m, "attn": a}[mlp_sublayer], mlp_norm,
+                  mlp_adds_to, reads)
 
 
 BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs makes every two of them
@@ -57,6 +62,13 @@ BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs
     ("the attention output never joins the stream (it only feeds the MLP)", dict(attn_adds_to="bypassed"),
      "The MLP reads the attention's output, but the residual stream that the MLP adds to is the block's input x, "
      "so the attention's contribution is lost after the MLP.", "h = x + attn(ln_1(x)); then h + mlp(ln_2(h))"),
+    ("the attention used in the MLP branch too (attn(ln_2(x)) where mlp(ln_2(x)) belongs)",
+     dict(mlp_sublayer="attn"), "The second branch runs the MLP; yours runs self.attn again (a copied line?), so the "
+     "MLP's weights are never used.", "x = x + self.mlp(self.ln_2(x))"),
+    ("the MLP reads ln_1's output from before the attention (h = ln_1(x) reused)", dict(mlp_reads="ln_1"),
+     "The MLP branch must normalise the stream *after* the attention was added: ln_2(x + attn(...)); yours "
+     "normalises ln_1's output, computed once before the attention, so the MLP never sees what attention wrote.",
+     "recompute from the updated stream: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))"),
     ("the stream added twice around the attention (x += x + attn(...))", dict(attn_adds_to="twice"),
      "The branch adds its output to x once: x + attn(ln_1(x)); yours doubles the stream as well.", "x = x + ..."),
     ("the stream added twice around the MLP (x += x + mlp(...))", dict(mlp_adds_to="twice"),

@@ -26,7 +26,7 @@ from mingpt.exercises.in_place import watch
 
 __all__ = [
     "CheckResult", "ExerciseFailed", "ReferenceWeightsError", "Variant",
-    "load_reference_weights", "build", "fmt", "close", "first_match",
+    "load_reference_weights", "build", "fmt", "close", "first_match", "names_differ",
 ]
 
 
@@ -135,6 +135,18 @@ TORCH_SAYS = [
     ("Expected weight to be of same shape as normalized_shape", "layer_norm's normalized_shape is not (C,)",
      "normalized_shape names the trailing axes normalised together: a LayerNorm over the channels needs just the "
      "last one, (C,), the shape of its weight.", "F.layer_norm(x, (C,), weight, bias, eps)"),
+    ("masked_fill_ only supports boolean masks", "a float mask given to masked_fill (it needs a bool mask)",
+     "masked_fill(mask, value) writes value where mask is True, so the mask must be a bool tensor; a mask of 0.0s "
+     "and 1.0s (torch.tril(torch.ones(T, T)), 1 - mask) is refused.",
+     "compare it into a bool: masked_fill(mask == 0, float('-inf')), or build it with dtype=torch.bool"),
+    ("Expected tensor for argument #1 'indices' to have one of the following scalar types",
+     "float indices given to an embedding (token ids and positions must be integers)",
+     "An embedding looks its rows up by integer index; a tensor of floats (torch.arange(T, dtype=torch.float), "
+     "torch.arange(float(T)), a tensor built from floats) is refused.",
+     "torch.arange(T) is int64 already; or convert with .long()"),
+    ("expected target dtype to be Long", "cross_entropy's targets given as floats (class ids must be integers)",
+     "F.cross_entropy takes class indices as int64; float targets are read as probabilities or refused.",
+     "pass the targets as they are (int64), without .float()"),
     ("Cannot assign non-leaf Tensor to parameter", "a parameter updated in place with autograd on (no torch.no_grad())",
      "Adding a tensor that requires grad (made from trainable parameters) into a parameter records the addition in "
      "the graph, so the parameter is no longer a leaf and torch refuses to keep it.",
@@ -315,6 +327,18 @@ def unregistered(exercise: str, student: nn.Module, reference: dict) -> CheckRes
                 "use nn.Linear/nn.Parameter, or nn.ModuleList / nn.ModuleDict instead of a list or dict")
 
 
+def names_differ(exercise: str, student: nn.Module, wanted: Sequence[str], hint: str) -> CheckResult | None:
+    """A failed result when the exercise text names the parameters (LayerNorm's weight and bias) and the student's
+    are named otherwise: loaded here by shape, a state dict is loaded by name elsewhere. None when they agree."""
+    ours = [n for n, _ in student.named_parameters()]
+    if sorted(ours) == sorted(wanted):
+        return None
+    return fail(exercise, "parameters named otherwise than the exercise's", f"Your numbers are right, but the "
+                f"exercise names the parameters {', '.join(wanted)}; yours are {', '.join(ours) or 'none'}. A "
+                "state dict (GPT-2's weights, a saved checkpoint) is loaded by name, so yours would not be found.",
+                f"your parameters: {', '.join(ours) or 'none'}\nthe exercise's:  {', '.join(wanted)}", hint)
+
+
 def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) -> CheckResult | None:
     """load_reference_weights, with its error turned into a failed result (None when it worked)."""
     try:
@@ -327,6 +351,12 @@ def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) 
             return fail(exercise, "parameter shapes differ from the reference", "Your layers have the reference's "
                         f"names but other sizes; {e}", "\n".join(resized),
                         "check each layer's in/out sizes against the exercise (e.g. the MLP's hidden width 4 * C)")
+        biases = [n for n in reference if n.endswith(".bias") or n == "bias"]
+        if not [n for n in reference if n not in biases and n not in ours] and all(n not in ours for n in biases) \
+                and biases and len(ours) == len(reference) - len(biases):  # every weight fits, no bias anywhere
+            return fail(exercise, "layers built without a bias (bias=False)", f"Your layers have every weight "
+                        f"of the reference but none of its biases ({', '.join(biases)}).", str(e),
+                        hint="nn.Linear(..., bias=True), the default (the exercise's config has bias=True)")
         return fail(exercise, "reference weights do not fit your parameters", str(e),
                     hint="a checker compares your module with the reference on the *same* weights, so your "
                          "parameters must have the same shapes (a different count means a missing or extra layer)")

@@ -1,8 +1,7 @@
 """
-Checking the pieces around the Blocks: the token + position embedding, and a whole GPT.
+Checking the pieces around the Blocks: a whole GPT (the token + position embedding has its own module, embedding.py).
 
-The one idea: the embedding is the only place a transformer learns *where* a token is, so its mistakes are about
-positions (missing, numbered from the token ids, from 1, from the wrong end); a whole GPT's are about the order
+The one idea: a whole GPT's mistakes are about the order
 and number of its parts (a missing final LayerNorm, Blocks reversed or repeated) and about what it returns
 (probabilities instead of logits, targets shifted twice). Each is rebuilt from the reference's own parts and
 named only when it reproduces the student's output on every tested input. The loss and the bigram model have
@@ -15,189 +14,34 @@ their own module (loss.py).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
-from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, explain, reports_in_place_edits, shape_problem
-from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.compare import check_cases, explain, reports_in_place_edits, shape_problem
+from mingpt.exercises.compose import pairs
+from mingpt.exercises.embedding import EMBEDDING_MISTAKES, _pos, check_embedding
 from mingpt.exercises.loss import GPT_LOSS_MISTAKES
 from mingpt.model import GPT, IGNORE_INDEX
 
 __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES", "GPT_LOSS_MISTAKES"]
 
 
-# ------------------------------------------------------------------------------------------ embedding
-def _pos(i, offset=0):
-    return torch.arange(i.shape[1]) + offset
-
-
-EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
-    ("position embedding missing", lambda te, pe, i: te[i],
-     "Your output depends on the token only: the same token at positions 0 and 3 gets the same vector, so the "
-     "model cannot know the order of its input.", "add a learned vector for each position t"),
-    ("token embedding missing", lambda te, pe, i: pe[_pos(i)].expand(i.shape[0], -1, -1),
-     "Your output depends on the position only: every token at position t gets the same vector.",
-     "add the token's own vector, wte(idx)"),
-    ("positions looked up by token id", lambda te, pe, i: te[i] + pe[i],
-     "The position table must be indexed by the position t = 0, 1, ..., T-1, not by the token id.",
-     "build the positions with torch.arange"),
-    ("positions start at 1", lambda te, pe, i: te[i] + pe[_pos(i, 1)], "The first position is 0.",
-     "torch.arange(T) starts at 0"),
-    ("positions reversed", lambda te, pe, i: te[i] + pe[_pos(i).flip(0)],
-     "Position 0 is the first token of the sequence; yours gives it the last position's vector.",
-     "torch.arange(T), not counting down"),
-    ("positions taken from the end of the table", lambda te, pe, i: te[i] + pe[pe.shape[0] - i.shape[1]:],
-     "The first token gets wpe[0] whatever the sequence length; yours uses the last T rows of the table.",
-     "wpe(torch.arange(T))"),
-    ("every position gets position 0", lambda te, pe, i: te[i] + pe[0],
-     "Each position t has its own vector wpe[t]; yours adds wpe[0] everywhere.", "wpe(torch.arange(T))"),
-    ("positions numbered along the batch axis", lambda te, pe, i: te[i] + pe[torch.arange(i.shape[0])][:, None],
-     "Positions count along the time axis (dim 1 of idx), not the batch axis.", "torch.arange(idx.shape[1])"),
-    ("token and position embeddings multiplied", lambda te, pe, i: te[i] * pe[_pos(i)],
-     "GPT adds the two vectors.", "x = token vectors + position vectors"),
-    ("token embedding scaled by sqrt(C)", lambda te, pe, i: te[i] * math.sqrt(te.shape[1]) + pe[_pos(i)],
-     "The 2017 transformer scales its token embeddings by sqrt(C); GPT-2 does not.", "no scaling"),
-    ("token and position tables swapped", lambda te, pe, i: pe[i] + te[_pos(i)],
-     "wte is indexed by the token ids, wpe by the positions; yours uses each table for the other's job.",
-     "wte(idx) + wpe(positions)"),
-    ("token and position embeddings concatenated instead of added",
-     lambda te, pe, i: torch.cat([te[i], pe[_pos(i)].expand(i.shape[0], -1, -1)], dim=-1)[..., : te.shape[1]],
-     "GPT adds the two vectors; both have C channels.", "x = token vectors + position vectors"),
-    ("every position gets the last position's vector", lambda te, pe, i: te[i] + pe[i.shape[1] - 1],
-     "Each position t has its own vector wpe[t]; yours adds wpe[T - 1] everywhere.", "wpe(torch.arange(T))"),
-    ("the whole position table added (not cut to T rows)", lambda te, pe, i: te[i] + pe,
-     "wpe.weight has block_size rows; a sequence of T tokens uses the first T of them.",
-     "wpe(torch.arange(T)), or wpe.weight[:T]"),
-    ("positions looked up in the token table (wte)", lambda te, pe, i: te[i] + te[_pos(i)],
-     "Both lookups use wte: the position vectors must come from the position table wpe.", "wpe(torch.arange(T))"),
-    ("token ids shifted by one (wte(idx + 1))", lambda te, pe, i: te[(i + 1).clamp(max=te.shape[0] - 1)]
-     + pe[_pos(i)], "Token id n reads row n of wte; yours reads row n + 1.", "wte(idx), the ids as they are"),
-    ("position vectors summed cumulatively (cumsum)", lambda te, pe, i: te[i] + pe[_pos(i)].cumsum(0),
-     "Position t adds its own vector wpe[t]; yours adds wpe[0] + ... + wpe[t].", "wpe(torch.arange(T)), no cumsum"),
-    ("positions given an extra dimension (arange(T)[:, None])", lambda te, pe, i: te[i] + pe[_pos(i)[:, None]],
-     "wpe(arange(T)[:, None]) has shape (T, 1, C), which broadcasts against (B, T, C) as if T were the batch: "
-     "an error, or a (T, T, C) tensor when B is 1.", "wpe(torch.arange(T)) has shape (T, C) and broadcasts over B"),
-]
-
-
-def _embed(te, pe, i, start=0, token_scale=1.0, positions="arange", combine="add"):
-    """The reference embedding with a knob per part, so that compose.pairs can apply two slips at once
-    (positions from 1 *and* the token vectors scaled by sqrt(C))."""
-    tok = te[i] * token_scale
-    if positions == "none":
-        return tok
-    t = {"arange": _pos(i, start), "reversed": _pos(i, start).flip(0), "token ids": i}[positions]
-    pos = F.embedding(t, pe)  # a lookup as nn.Embedding does it, so a position past the table raises its error
-    return tok * pos if combine == "multiply" else tok + pos
-
-
-def _embedding_knobs(te, pe) -> list[Variant]:
-    base = lambda i, **kw: _embed(te, pe, i, **kw)  # noqa: E731
-    singles = [knob(base, "positions start at 1", dict(start=1), "The first position is 0.",
-                    "torch.arange(T) starts at 0"),
-               knob(base, "token embedding scaled by sqrt(C)", dict(token_scale=math.sqrt(te.shape[1])),
-                    "The 2017 transformer scales its token embeddings by sqrt(C); GPT-2 does not.", "no scaling"),
-               knob(base, "positions reversed", dict(positions="reversed"),
-                    "Position 0 is the first token; yours gives it the last position's vector.", "torch.arange(T)"),
-               knob(base, "positions looked up by token id", dict(positions="token ids"),
-                    "The position table is indexed by t = 0..T-1, not by the token id.", "torch.arange(T)"),
-               knob(base, "token and position embeddings multiplied", dict(combine="multiply"),
-                    "GPT adds the two vectors.", "x = token vectors + position vectors"),
-               knob(base, "position embedding missing", dict(positions="none"),
-                    "Without wpe the model cannot know the order of its input.", "add wpe(torch.arange(T))")]
-    return pairs(base, singles)
-
-
-@reports_in_place_edits
-def check_embedding(cls, seed: int = 0) -> CheckResult:
-    """Check a token + position embedding module: x[b, t] = wte[idx[b, t]] + wpe[t]."""
-    exercise = "token + position embedding"
-    config = attention_config()
-    g = torch.Generator().manual_seed(seed)
-    wte = torch.randn(config.vocab_size, config.n_embd, generator=g)
-    wpe = torch.randn(config.block_size, config.n_embd, generator=g)
-    student, problem = student_with_reference_weights(exercise, cls, {"wte.weight": wte, "wpe.weight": wpe}, config)
-    if problem is not None:
-        return problem
-    # A repeated token (only its position tells them apart), batches 2, 1, 3, lengths 5, 8 (= block_size), 3; ids below
-    # block_size, so that a position table indexed by token ids shows as a wrong value, not a crash.
-    cases = [(torch.tensor([[3, 3, 3, 3, 7], [1, 2, 3, 4, 5]]),), (torch.tensor([[6, 0, 1, 5, 4, 2, 7, 3]]),),
-             (torch.tensor([[2, 5, 0], [7, 7, 1], [4, 6, 6]]),)]
-    variants = [Variant(name, (lambda f: lambda i: f(wte, wpe, i))(f), why, hint)
-                for name, f, why, hint in EMBEDDING_MISTAKES] + _embedding_knobs(wte, wpe)
-    with torch.no_grad():
-        out, again = (run(exercise, "forward(idx)", student, *cases[0])[0] for _ in range(2))
-        if isinstance(out, torch.Tensor) and isinstance(again, torch.Tensor) and out.shape == again.shape \
-                and not torch.equal(out, again):  # eval mode: the same idx must give the same vectors
-            return fail(exercise, "dropout active in eval mode", "In eval mode the same input must give the same "
-                        "output; yours changes from run to run.", f"idx = {cases[0][0].tolist()} twice -> "
-                        f"{out[0, 0, :3].tolist()} then {again[0, 0, :3].tolist()}",
-                        "self.drop = nn.Dropout(p), which model.eval() turns off; not F.dropout(x, p)")
-        problem = check_cases(exercise, student, cases, lambda i: wte[i] + wpe[_pos(i)], variants,
-                              lambda i: f"idx = {i.tolist()}", atol=1e-5,
-                              hint="x = wte(idx) + wpe(positions), positions = 0..T-1",
-                              crash_hint="idx is (B, T): the positions are 0..T-1 along dim 1")
-        if problem is not None and problem.property == NOT_RECOGNISED:
-            found = _position_part(exercise, student, cases, wte, wpe)
-            problem = found if found is not None else problem  # a failed result is falsy: no `or`
-    return problem if problem is not None else CheckResult(exercise, True, checked=[
-        "wte[idx] + wpe[t] for every position, on 3 batch shapes"])
-
-
-def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:
-    """A relation for position mistakes no table lists: take the token part away (yours - wte[idx]); if what is left
-    depends on the position only, and each position t's vector is c * wpe[j] for one factor c, name the rows j."""
-    rows, factor, foreign = [], None, False
-    for (idx,) in cases:
-        out = student(idx)
-        if not isinstance(out, torch.Tensor) or out.shape != idx.shape + (wte.shape[1],):
-            return None
-        part = (out - wte[idx]).double()
-        if not torch.allclose(part, part[:1].expand_as(part), atol=1e-5):
-            return None  # depends on the tokens too: not a position-only mistake
-        ours = []
-        for p in part[0]:
-            match = None
-            for j, w in enumerate(wpe.double()):
-                c = float((p @ w) / (w @ w))
-                if torch.allclose(p, c * w, atol=1e-5) and (factor is None or math.isclose(c, factor, rel_tol=1e-4)):
-                    match = j
-                    break
-            if match is None:  # position-only, yet no row of wpe: say so (the table it came from is unknown)
-                foreign = True
-                break
-            factor = c if factor is None else factor
-            ours.append(match)
-        rows.append(ours)
-    if foreign:
-        return fail(exercise, "position vectors that are not rows of wpe",
-                    "The token part is right, and what you add to it depends on the position only, but it is not "
-                    "a row of wpe (the learned table whose weights were loaded), nor a multiple of one.",
-                    f"idx = {cases[0][0].tolist()}", "wpe(torch.arange(T)): the model's own position table")
-    if factor is None or all(r == list(range(len(r))) for r in rows) and math.isclose(factor, 1.0, rel_tol=1e-4):
-        return None
-    scaled = "" if math.isclose(factor, 1.0, rel_tol=1e-4) else f", multiplied by {factor:.4g}"
-    longest = max(rows, key=len)
-    return fail(exercise, "wrong position vectors" + (" (scaled)" if scaled else ""),
-                f"The token part is right. Position t gets the row wpe[j] listed below{scaled}; it should get "
-                f"wpe[t], rows 0, 1, ..., T - 1.", f"for T = {len(longest)}: your rows j = {longest}",
-                "wpe(torch.arange(T)), added as it is")
-
-
 # ------------------------------------------------------------------------------------------ whole GPT
-def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True):
+def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True, squeeze=False):
     """The reference's forward, with its parts rearranged: the variants below are this with one thing changed."""
     tr = ref.transformer
     t = torch.arange(idx.shape[1]) + (positions == "from 1")
     t = torch.arange(idx.shape[0])[:, None] if positions == "batch" else t  # sequence b at position b
+    t = torch.arange(idx.shape[0]) if positions == "batch size" else t  # B positions, broadcast against (B, T, C)
     x = tr.wte(idx) + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
+    x = x.squeeze() if squeeze else x  # (1, T, C) -> (T, C) when B is 1
     for i in (range(len(tr.h)) if blocks is None else blocks):
         x = tr.h[i](x)
     x = tr.ln_f(x) if ln_f else x
+    if head == "wte":  # the tied head written by hand, without the transpose
+        return out(x @ tr.wte.weight)
     return out(ref.lm_head(x)) if head else x
 
 
@@ -233,6 +77,20 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
      "Every Block runs, one after the other, each on the previous one's output.", "x = block(x) inside the loop"),
     ("ln_f applied after lm_head", lambda r, i: F.layer_norm(_forward(r, i, ln_f=False), (r.lm_head.out_features,)),
      "ln_f normalises the C channels of the last Block's output, before lm_head.", "lm_head(ln_f(x))"),
+    ("positions counted with idx.size(0), the batch size, instead of T = idx.size(1)",
+     lambda r, i: _forward(r, i, positions="batch size"), "torch.arange(idx.size(0)) has B positions: added to "
+     "(B, T, C) it fails when B != T, gives every token wpe[0] when B is 1, and is right only when B == T.",
+     "T = idx.size(1) (idx is (B, T)); wpe(torch.arange(T))"),
+    ("squeeze() drops the batch axis when B is 1", lambda r, i: _forward(r, i, squeeze=True),
+     "x.squeeze() removes every axis of size 1: with one sequence (B = 1) the (1, T, C) stream becomes (T, C) and "
+     "the Blocks fail on it (or, with T = 1 too, lose the time axis).",
+     "no squeeze: keep x (B, T, C) whatever B is (squeeze(dim) names the one axis to drop, when you mean one)"),
+    ("the tied head written as x @ wte.weight, without the transpose", lambda r, i: _forward(r, i, head="wte"),
+     "wte.weight is (V, C): the logits are x @ wte.weight.T, (B, T, C) @ (C, V); without the transpose the "
+     "matmul fails (or, when V == C, silently mixes the channels).", "self.lm_head(x), or x @ wte.weight.T"),
+    ("ln_f applied after lm_head", lambda r, i: r.transformer.ln_f(_forward(r, i, ln_f=False)),
+     "ln_f normalises the C channels of the last Block's output, before lm_head; after lm_head the logits have V "
+     "channels, which ln_f (built for C) refuses.", "lm_head(ln_f(x))"),
     ("final LayerNorm applied to the embeddings, before the Blocks",
      lambda r, i: r.lm_head(_blocks(r, r.transformer.ln_f(r.transformer.wte(i) + r.transformer.wpe(_pos(i))))),
      "ln_f normalises the last Block's output, just before lm_head; yours normalises the embeddings instead.",

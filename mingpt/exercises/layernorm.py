@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt,
+from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt, names_differ,
                                        student_with_reference_weights)
 from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
                                       where_it_differs)
@@ -42,6 +42,8 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
         mean = x.median(dim=-1, keepdim=True).values
     if spread == "l2":  # the L2 norm of the centred row: sqrt(C) times the standard deviation
         var = ((x - mean) ** 2).sum(dim=dims, keepdim=True)
+    if spread == "raw":  # the mean square of x itself, not of x - mean
+        var = (x ** 2).mean(dim=dims, keepdim=True)
     y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / ((var + eps) ** (0.5 if root else 1.0))
     if spread == "abs":  # the mean absolute deviation instead of the standard deviation
         y = (x - mean) / ((x - mean).abs().mean(dim=dims, keepdim=True) + eps)
@@ -102,6 +104,9 @@ def _variants(ln) -> list[Variant]:
         knob(base, "mean absolute deviation instead of the standard deviation", dict(spread="abs"),
                 "LayerNorm divides by sqrt(mean((x - mean)^2) + eps); yours by the mean of |x - mean|.",
                 "square the deviations, average, add eps, take the root"),
+        knob(base, "variance taken around 0: mean(x^2), not mean((x - mean)^2)", dict(spread="raw"),
+                "The variance is the mean square of the *centred* row; yours averages the squares of x itself, "
+                "which adds mean^2 to it.", "var = ((x - mean) ** 2).mean(-1, keepdim=True)"),
         knob(base, "divided by the L2 norm instead of the standard deviation", dict(spread="l2"),
                 "The L2 norm of a centred row is sqrt(C) times its standard deviation: the *mean* of the squares, "
                 "not their sum.", "mean, not sum (or norm)"),
@@ -200,6 +205,10 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                         f"expected {fmt(expected[0, 0])}\n"
                         + where_it_differs(out, expected, 1e-4),
                         "mean and variance over the last axis, (x - mean) / sqrt(var + eps), then * weight + bias")
+        problem = names_differ(EXERCISE, student, ["weight", "bias"], "self.weight and self.bias, as the exercise "
+                               "names them (nn.LayerNorm's and GPT-2's names)")
+        if problem is not None:
+            return problem
     return CheckResult(EXERCISE, True, checked=["same output as nn.LayerNorm on random, tiny-variance and constant "
                                                 "rows", "statistics over the channels of each position"])
 

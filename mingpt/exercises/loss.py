@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, student_with_reference_weights
 from mingpt.exercises.compare import check_cases, reports_in_place_edits, same
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
+from mingpt.exercises.gradients import gradient_problem
 from mingpt.model import IGNORE_INDEX
 
 __all__ = ["check_loss", "check_bigram", "LOSS_MISTAKES", "BIGRAM_MISTAKES"]
@@ -124,6 +126,15 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
      lambda lg, tk: _ce(lg[:, :-1].transpose(0, 1), tk[:, 1:]),
      "Your logits were flattened time-major ((T, B, V) -> (T*B, V)) but the targets batch-major ((B, T) -> (B*T,)), "
      "so each prediction is compared with another sequence's token.", "flatten both the same way: (B*T, V), (B*T,)"),
+    ("logits and targets flattened in different orders (targets time-major)",
+     lambda lg, tk: _ce(lg[:, :-1], tk[:, 1:].transpose(0, 1)),
+     "Your targets were flattened time-major ((T, B) -> (T*B,), after a transpose or .T) but the logits batch-major "
+     "((B, T, V) -> (B*T, V)), so each prediction is compared with another sequence's token.",
+     "flatten both the same way: (B*T, V), (B*T,)"),
+    ("shifted along the batch axis (dim 0), not the time axis",
+     lambda lg, tk: _ce(lg[:-1], tk[1:]),
+     "logits[:-1] and tokens[1:] slice the first axis, the sequences of the batch: each sequence is compared with "
+     "the next sequence's tokens. The shift runs along time, the second axis.", "logits[:, :-1] and tokens[:, 1:]"),
     ("summed over positions, averaged over the batch",
      lambda lg, tk: _nll(lambda x: F.log_softmax(x, -1), lg, tk).sum(1).mean(),
      "The loss is the mean over every predicted position; summing over each sequence makes it grow with the length.",
@@ -165,8 +176,8 @@ def _parts_loss(lg, tk, cut=("last", "first"), ignored="skip", reduce="mean", pr
     drop = {"last": slice(None, -1), "first": slice(1, None), "none": slice(None)}
     logits, targets = lg[:, drop[cut[0]]], tk[:, drop[cut[1]]]
     logits = logits.softmax(-1) if probs else logits
-    skip = {"skip": IGNORE_INDEX, "clamp": -100, "zero": 0}[ignored]
-    targets = targets if ignored == "skip" else targets.clamp(min=0)
+    skip = {"skip": IGNORE_INDEX, "clamp": -100, "zero": 0, "-100": -100}[ignored]
+    targets = targets if ignored in ("skip", "-100") else targets.clamp(min=0)
     per = F.cross_entropy(logits.reshape(-1, lg.size(-1)), targets.reshape(-1), ignore_index=skip, reduction="none")
     kept = (targets.reshape(-1) != skip).sum()
     return {"mean": per.sum() / kept, "sum": per.sum(), "all": per.sum() / per.numel()}[reduce]
@@ -185,6 +196,9 @@ LOSS_KNOBS = [  # (name, knobs of _parts_loss, explanation, hint): tried alone a
      "them into token 0 trains the model to predict token 0 there.", "ignore_index=-1 on the targets as they are"),
     ("ignore_index=0: token 0 ignored as well", dict(ignored="zero"), "The positions to skip have target -1; token "
      "0 is an ordinary token, and yours skips it too.", "ignore_index=-1"),
+    ("ignore_index=-100 (HF's labels) instead of -1", dict(ignored="-100"), "mingpt marks the positions to skip "
+     "with -1; cross_entropy's default ignore_index, -100, leaves them as classes, and -1 is out of bounds.",
+     "ignore_index=-1"),
     ("sum instead of mean", dict(reduce="sum"), "The loss is the mean over the predicted positions.",
      "average over the positions that have a target"),
     ("ignored positions counted in the mean", dict(reduce="all"), "Positions whose target is -1 must not count in "
@@ -244,6 +258,10 @@ GPT_LOSS_MISTAKES = [  # check_gpt's (gpt.py) loss from the right logits: (name,
     ("softmax applied before cross_entropy",
      lambda lg, tg: F.cross_entropy(lg.softmax(-1).reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=-1),
      "F.cross_entropy takes raw logits.", "pass the logits straight in"),
+    ("averaged per sequence, then over the batch", lambda lg, tg: (F.cross_entropy(lg.transpose(1, 2), tg,
+     ignore_index=IGNORE_INDEX, reduction="none").sum(1) / (tg != IGNORE_INDEX).sum(1)).mean(),
+     "The mean runs over all positions of the batch that have a target, at once; averaging each sequence first gives "
+     "the positions of a short (or mostly ignored) sequence more weight.", "one mean over the (B*T) positions"),
     ("label smoothing", lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1),
                                                        ignore_index=IGNORE_INDEX, label_smoothing=0.1),
      "The language-model loss is plain cross-entropy; label_smoothing mixes a uniform target into it.",
@@ -326,9 +344,25 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
         if problem is not None and problem.property == "returned the wrong type":
             tupled = _logits_in_a_tuple(exercise, student, cases, table)
             problem = problem if tupled is None else tupled  # (a failed CheckResult is falsy: no `or` here)
+    if problem is None:  # right logits: does training reach the table? (a .detach() would not show above)
+        ref = _Bigram(vocab_size)
+        with torch.no_grad():
+            ref.table.weight.copy_(table)
+        problem = gradient_problem(exercise, student, ref, cases[0][0], seed)
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["logits[b, t] is the table row of token idx[b, t]"])
+
+
+class _Bigram(nn.Module):
+    """The reference bigram model, for the gradient comparison (its parameter is named as the exercise's)."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, idx):
+        return self.table(idx)
 
 
 def _logits_in_a_tuple(exercise, student, cases, table):
