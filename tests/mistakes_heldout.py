@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in twelve rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
+in thirteen rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
 rightly gives no name (a greedy that samples, a frequency merge with arbitrary ties); the
 probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
-
-from mingpt.exercises import check_greedy
 
 import mistakes_heldout_round13_core
 import mistakes_heldout_round13_modern
@@ -1353,10 +1351,8 @@ assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: lis
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
 
 MISTAKES = [(checker, impl, name) for (checker, impl, *_), (_, name) in zip(probe.MISTAKES, NAMES) if name]
-# Not named, and must not be: reported as not recognised, with where they differ (the greedy that samples gets
-# check_greedy's plain "wrong tokens", which the UNNAMED test's wording does not fit, so it is left out here).
-UNNAMED = [(checker, impl) for (checker, impl, *_), (_, name) in zip(probe.MISTAKES, NAMES)
-           if name is None and checker is not check_greedy]
+# Not named, and must not be: reported as not recognised, with where they differ.
+UNNAMED = [(checker, impl) for (checker, impl, *_), (_, name) in zip(probe.MISTAKES, NAMES) if name is None]
 VALID = [(checker, impl) for checker, impl, _ in probe.VALID]
 # Named only by the student's own exception and line ('' above): probe rows whose code crashes in a way no rebuilt
 # mistake reproduces exactly.

@@ -18,7 +18,8 @@ from mingpt.exercises.attention import check_attention, check_attention_weights
 from mingpt.exercises.block import check_block, check_mlp
 from mingpt.exercises.bpe import check_merge
 from mingpt.exercises.encode import check_bpe_encode
-from mingpt.exercises.checking import CheckResult, ExerciseFailed, ReferenceWeightsError, load_reference_weights
+from mingpt.exercises.checking import CheckResult, ExerciseFailed, ReferenceWeightsError
+from mingpt.exercises.loading import load_reference_weights
 from mingpt.exercises.gpt import check_embedding, check_gpt
 from mingpt.exercises.loss import bigram_entropy, check_bigram, check_loss
 from mingpt.exercises.kvcache import check_kv_cache

@@ -21,7 +21,8 @@ import torch
 
 from mingpt.exercises.attention_mistakes import _attend, variants as _variants
 from mingpt.exercises.attention_weights import check_attention_weights
-from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt, student_with_reference_weights
+from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
+from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
                                       where_it_differs)
 from mingpt.exercises.relations import relation

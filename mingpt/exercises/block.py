@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.block_branches import branch_variants
-from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run, student_with_reference_weights
+from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run
+from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import check_cases, reports_in_place_edits
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.checking import CheckResult, Variant, fail, names_differ, run, student_with_reference_weights
+from mingpt.exercises.checking import CheckResult, Variant, fail, run
+from mingpt.exercises.loading import names_differ, student_with_reference_weights
 from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, reports_in_place_edits
 from mingpt.exercises.compose import knob, pairs
 

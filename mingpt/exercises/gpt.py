@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.checking import CheckResult, Variant, fail, run, student_with_reference_weights
+from mingpt.exercises.checking import CheckResult, Variant, fail, run
+from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import check_cases, explain, reports_in_place_edits, shape_problem
 from mingpt.exercises.compose import pairs
 from mingpt.exercises.embedding import EMBEDDING_MISTAKES, _pos, check_embedding

@@ -8,7 +8,7 @@ and the checker itself reuses its inputs. Worse, a checker that hands the same t
 The one idea: the student always works on a private copy of every input (`fresh`), and the copy is compared with the
 original after the call (`unchanged`). For a function the checker does this around each call (compare.check_cases);
 for a module an `InputWatch` does it in a forward pre-hook on the student's module, attached when the checker builds
-it (checking.construct) inside `watching()`. The verdict (compare.in_place_verdict): right outputs from an input
+it (loading.construct) inside `watching()`. The verdict (compare.in_place_verdict): right outputs from an input
 changed in place are named "changes its input in place"; any other verdict is kept and the edit is said beside it.
 """
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import (CheckResult, Variant, close, crashed, fail, fmt, names_differ,
-                                       student_with_reference_weights)
+from mingpt.exercises.checking import CheckResult, Variant, close, crashed, fail, fmt
+from mingpt.exercises.loading import names_differ, student_with_reference_weights
 from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
                                       where_it_differs)
 from mingpt.exercises.compose import knob, pairs

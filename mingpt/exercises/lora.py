@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mingpt.exercises.checking import CheckResult, Variant, build, construct, fail, fmt, run
+from mingpt.exercises.checking import CheckResult, Variant, fail, fmt, run
+from mingpt.exercises.loading import build, construct
 from mingpt.exercises.compare import NOT_RECOGNISED, explain, reports_in_place_edits, same, where_it_differs
 
 __all__ = ["LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]

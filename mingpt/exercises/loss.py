@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, fail, student_with_reference_weights
+from mingpt.exercises.checking import CheckResult, Variant, fail
+from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import check_cases, reports_in_place_edits, same
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
