@@ -59,6 +59,10 @@ import heldout_probe_round13_core  # noqa: E402,F401  (round 13, core part)
 import heldout_probe_round13_modern  # noqa: E402,F401  (round 13, modern part)
 import heldout_probe_round13_tokens  # noqa: E402,F401  (round 13, tokens part)
 import heldout_probe_round13_post  # noqa: E402,F401  (round 13, post part)
+import heldout_probe_round14_core  # noqa: E402,F401  (round 14, core part)
+import heldout_probe_round14_modern  # noqa: E402,F401  (round 14, modern part)
+import heldout_probe_round14_tokens  # noqa: E402,F401  (round 14, tokens part)
+import heldout_probe_round14_post  # noqa: E402,F401  (round 14, post part)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
