@@ -26,6 +26,7 @@ from mingpt.exercises.compose import knob
 from mingpt.exercises.in_place import fresh, unchanged, watching
 from mingpt.exercises.compose import pairs as knob_pairs
 from mingpt.exercises.relations import relation, scale_note
+from mingpt.exercises.state import Slots, state_problem
 
 __all__ = ["reports_in_place_edits", "in_place_verdict", "TYPE_HINT", "same", "shape_problem", "where_it_differs",
            "explain", "check_cases", "NOT_RECOGNISED"]
@@ -165,14 +166,29 @@ def _variant_matches(variant: Variant, case: tuple, out: Any, atol: float) -> bo
 
 def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: Callable,
                 variants: Sequence[Variant], describe: Callable[..., str], atol: float = 1e-5, hint: str = "",
-                crash_hint: str = SHAPE_HINT, prepare: Callable[[tuple], tuple] = lambda case: case
-                ) -> CheckResult | None:
+                crash_hint: str = SHAPE_HINT, prepare: Callable[[tuple], tuple] = lambda case: case,
+                slots: Slots | None = None) -> CheckResult | None:
     """
     Run fn on every case (a fresh copy of it from prepare), then `explain`; None when all outputs are right.
     When fn raises on some cases, a variant that raises the same exception there and matches every other case is
     the diagnosis (e.g. positions numbered from 1 run past the table at T = block_size); else the crash is shown.
+    A result that names nothing (or a pass) is replaced by "keeps state between calls" when state the function keeps
+    changed during the calls and is shown to be the cause (state.py); slots: that state as read before the checker's
+    first call of fn, when it made calls of its own before this one.
     """
-    outputs, crashes, changed = [], {}, None
+    slots, outputs = slots or Slots(fn), []
+    result = _compare_cases(exercise, fn, cases, reference, variants, describe, atol, hint, crash_hint, prepare,
+                            outputs)
+    if result is None or result.property in (NOT_RECOGNISED, "your code raised an exception") \
+            or result.property.startswith("random output"):
+        kept = state_problem(exercise, fn, slots, cases, outputs, reference, prepare, describe,
+                             lambda a, b: same(a, b, atol), fresh)
+        return kept if kept is not None else result
+    return result
+
+
+def _compare_cases(exercise, fn, cases, reference, variants, describe, atol, hint, crash_hint, prepare, outputs):
+    crashes, changed = {}, None
     for n, case in enumerate(cases):
         args = prepare(case)
         given = fresh(args)  # the student's own copy: an in-place edit must not reach the checker's cases

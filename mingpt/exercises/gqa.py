@@ -92,6 +92,9 @@ KNOBS = [
      "The scores are divided by sqrt(head_dim), or the softmax saturates as heads grow.", "/ math.sqrt(hs)"),
     ("softmax over the queries axis", dict(softmax_dim=-2),
      "Each query's weights over the keys sum to 1: softmax over the last axis.", "softmax(dim=-1)"),
+    ("softmax over the heads axis (F.softmax without dim picks dim=1 on a 4-D tensor)", dict(softmax_dim=1),
+     "Each query's weights over the keys sum to 1: softmax over the last axis. Without dim, F.softmax guesses dim=1 "
+     "for a 4-D tensor (with a warning): the heads.", "softmax(dim=-1)"),
     ("keys used as values (v replaced by k)", dict(kv="kk"), "The weights average the *values*; yours averages the "
      "keys.", "att @ v, with v repeated like k"),
     ("values used as keys (k replaced by v)", dict(kv="vv"), "The scores compare queries with the *keys*; yours uses "
@@ -149,6 +152,15 @@ GQA_MISTAKES = SINGLES + [
     Variant("scaled by the number of query heads' group", lambda q, k, v: F.scaled_dot_product_attention(
                 q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True, scale=1 / math.sqrt(q.size(-1) * _g(q, k))),
             "The scale is 1/sqrt(head_dim) whatever the grouping.", "/ math.sqrt(hs)"),
+    Variant("scores scaled by 1/sqrt(n_head) (the number of heads) instead of 1/sqrt(hs)",
+            lambda q, k, v: F.scaled_dot_product_attention(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True,
+                                                           scale=1 / math.sqrt(q.size(1))),
+            "The scores are divided by the square root of the head size hs = q.size(-1), not of the number of heads "
+            "q.size(1).", "/ math.sqrt(q.size(-1))"),
+    Variant("causal mask built from the head size hs instead of T", lambda q, k, v: _gqa(q, k, v,
+                                                                                       mask_size=q.size(-1)),
+            "The mask is (T, T) with T = q.size(2), the sequence length; yours is (hs, hs), built from q.size(-1), "
+            "which fits only when T happens to equal the head size.", "T = q.size(2); torch.ones(T, T).triu(1)"),
     Variant("scores scaled by 1/sqrt(n_head * hs) (the model width) instead of 1/sqrt(hs)",
             lambda q, k, v: F.scaled_dot_product_attention(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True,
                                                            scale=1 / math.sqrt(q.size(1) * q.size(-1))),

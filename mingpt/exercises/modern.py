@@ -165,6 +165,11 @@ ROTARY_MISTAKES = [
     knob(_rotary, "positions taken along the heads axis", dict(positions_axis=2),
             "x is (B, T, nh, hs): the positions run along axis 1; yours rotates by the head's index.",
             "T = x.shape[1]; the angle table broadcasts as (T, 1, hs)"),
+    Variant("T read from the heads axis (x.shape[2]): the angle table has n_head rows",
+            lambda x, start, theta: x * _table(x.transpose(1, 2), start, theta)[:, None].cos()
+            + rotate_half(x) * _table(x.transpose(1, 2), start, theta)[:, None].sin(),
+            "x is (B, T, nh, hs): T is x.shape[1]; yours takes x.shape[2], the number of heads, so the table has a "
+            "row per head and fails (or broadcasts wrongly) wherever T != nh.", "T = x.shape[1]"),
     Variant("angle table (T, hs) without a heads axis: it broadcasts against (nh, hs)",
             lambda x, start, theta: x * _table(x, start, theta).cos() + rotate_half(x) * _table(x, start, theta).sin(),
             "x is (B, T, nh, hs); a (T, hs) table lines up with its last two axes, (nh, hs): it fails where T != nh.",
@@ -192,9 +197,10 @@ def check_rotary(fn, seed: int = 0) -> CheckResult:
 
 
 # ------------------------------------------------------------------------------------------ 3. SwiGLU
-def _glu(x, wg, wu, wd, act=F.silu, combine=torch.mul, after=None, swap=False):
+def _glu(x, wg, wu, wd, act=F.silu, combine=torch.mul, after=None, swap=False, on_input=False):
     wg, wu = (wu, wg) if swap else (wg, wu)
-    h = combine(act(F.linear(x, wg)), F.linear(x, wu))
+    gate = F.linear(act(x), wg) if on_input else act(F.linear(x, wg))  # on_input: the activation before the matmul
+    h = combine(gate, F.linear(x, wu))
     out = F.linear(h if after is None else after(h), wd)
     return out
 
@@ -208,6 +214,9 @@ SWIGLU_MISTAKES = [
     knob(_glu, "gate and up swapped (SiLU on the up projection)", dict(swap=True),
             "The SiLU goes on gate_proj's output, which then scales up_proj's output; swapping them is another "
             "function for the same weights.", "silu(x @ w_gate.T) * (x @ w_up.T)"),
+    knob(_glu, "SiLU on the input x instead of the gate's output", dict(on_input=True),
+            "The SiLU goes on the gate projection's output, silu(x @ w_gate.T); yours applies it to x before the "
+            "projection.", "F.silu(F.linear(x, w_gate))"),
     Variant("SiLU on both branches", lambda x, g, u, d: F.linear(F.silu(F.linear(x, g)) * F.silu(F.linear(x, u)), d),
             "Only the gate goes through SiLU; the up branch stays linear.", "no activation on the up branch"),
     knob(_glu, "GELU instead of SiLU (GeGLU)", dict(act=F.gelu),

@@ -35,8 +35,9 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=True, gain="times", fixed_eps=None,
          absolute=False, mean_first=False, centre=False, centre_stat=False, unbiased=False, eps_clamp=False):
     """The reference with one knob per mistake (defaults: correct); power=1.0 is the root left out. absolute: |x|
-    measured; mean_first: the mean taken before squaring; centre: LayerNorm's x - mean (centre_stat: only inside the
-    statistic, as x.var() does); unbiased: divided by C - 1; eps_clamp: max(rms, eps), as F.normalize does."""
+    measured; eps_inside="both": eps under the root and after it; mean_first: the mean taken before squaring;
+    centre: LayerNorm's x - mean (centre_stat: only inside the statistic, as x.var() does); unbiased: divided by
+    C - 1; eps_clamp: max(rms, eps), as F.normalize does."""
     eps = eps if fixed_eps is None else fixed_eps
     if gain == "before":  # the gain applied first: normalising then undoes it
         x = x * w
@@ -58,7 +59,8 @@ def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=Tru
     if eps_clamp:
         y = num / (ms ** power).clamp_min(eps)
     else:
-        y = num / (ms + eps) ** power if eps_inside else num / (ms ** power + eps)
+        y = num / ((ms + eps) ** power + (eps if eps_inside == "both" else 0.0)) if eps_inside \
+            else num / (ms ** power + eps)
     return {"times": y * w, "none": y, "plus": y + w, "one_plus": y * (1 + w), "before": y}[gain]
 
 
@@ -83,6 +85,9 @@ _RMS_KNOBS = [
     ("eps outside the square root", dict(eps_inside=False),
      "Llama (and nn.RMSNorm) add eps under the root: x / sqrt(mean(x^2) + eps); yours adds it after "
      "(sqrt(mean(x^2)) + eps), which differs for small activations.", "sqrt(mean + eps)"),
+    ("eps both under the square root and added after it", dict(eps_inside="both"),
+     "eps goes under the root only: x / sqrt(mean(x^2) + eps); yours also adds it to the root, so eps counts twice.",
+     "sqrt(mean + eps), nothing added after"),
     ("weight missing", dict(gain="none"),
      "The normalised vector is multiplied by the learned per-channel weight (the gain).", "* weight"),
     ("square root missing", dict(power=1.0),

@@ -22,6 +22,7 @@ import re
 from mingpt.cfgnode import CfgNode
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.compare import Part, check_cases, part_variants
+from mingpt.exercises.state import Slots
 from mingpt.training.schedule import get_lr
 
 __all__ = ["check_lr_schedule", "LR_MISTAKES", "LR_PARTS"]
@@ -295,6 +296,7 @@ def check_lr_schedule(fn) -> CheckResult:
     cases = [(it, *setting) for setting in LR_SETTINGS for it in range(setting[3] + 25)]
     describe = lambda it, lr, mn, W, D: (f"your_lr(it={it}, learning_rate={lr}, min_lr={mn}, warmup_iters={W}, "
                                          f"lr_decay_iters={D})")
+    slots = Slots(fn)  # the state fn keeps, before the first call (state.py)
     for case in cases:
         value, problem = run(exercise, describe(*case), fn, *case, hint="it counts from 0; all arguments are numbers")
         if problem is not None:
@@ -305,7 +307,7 @@ def check_lr_schedule(fn) -> CheckResult:
     problem = check_cases(exercise, fn, cases, _reference_lr, [Variant(*row) for row in LR_MISTAKES] + PART_VARIANTS,
                           describe,
                           atol=1e-9, hint="warm-up, then half a cosine from learning_rate to min_lr, then flat at "
-                                          "min_lr")
+                                          "min_lr", slots=slots)
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["warm-up", "cosine decay to min_lr", "flat after lr_decay_iters",
