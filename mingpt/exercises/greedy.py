@@ -101,6 +101,12 @@ def check_greedy(fn) -> CheckResult:
     result = check_cases(exercise, fn, CASES, lambda lg: lg.argmax(dim=-1), VARIANTS,
                          lambda lg: f"logits = {lg.tolist()}", hint="torch.argmax over the vocabulary axis (the last "
                          "one)")
+    stale = None if result is None or result.property in {v.property for v in VARIANTS} else _stale(fn)
+    if stale is not None:  # no rebuilt slip explains it, and a wrong answer repeats an earlier call's
+        return fail(exercise, "returns an earlier call's answer (state kept between calls)", "Greedy decoding is a "
+                    "function of the logits it is given; yours returned, for new logits, exactly what it returned for "
+                    "earlier ones: something computed on a first call (a cache, a memo, an attribute) is reused.",
+                    stale, "compute the argmax from this call's logits every time; keep no state between calls")
     if result is not None:
         return result
     return CheckResult(exercise, True, checked=["the most likely token of each row (B = 3, 1 and 4)",
@@ -114,6 +120,24 @@ def _plain(out: Any) -> Any:
     if isinstance(out, (list, tuple)):
         return [_plain(o) for o in out]
     return out
+
+
+def _stale(fn) -> str | None:
+    """The cases run in order: when a wrong output equals the output for an earlier, different batch of logits,
+    the calls shown (a state kept from the first call); else None."""
+    seen = []
+    for (logits,) in CASES:
+        try:
+            out = _plain(fn(logits.clone()))
+        except Exception:  # crashes are check_cases' to report
+            return None
+        earlier = next((lg for lg, o in seen if o == out and not torch.equal(lg, logits)), None) \
+            if out != logits.argmax(dim=-1).tolist() else None
+        if earlier is not None:
+            return (f"first:  logits = {earlier.tolist()}\n        yours {out}\nthen:   logits = {logits.tolist()}\n"
+                    f"        yours {out}\n        expected {logits.argmax(dim=-1).tolist()}")
+        seen.append((logits, out))
+    return None
 
 
 def _repeated(fn, logits) -> str | None:

@@ -40,8 +40,11 @@ mistake(G, r"value|max\b|float|dtype|not (the )?(id|index)|indices|largest logit
 mistake(G, r"argmin|smallest|least|lowest|min")(lambda logits: logits.argmin(dim=-1))
 mistake(G, r"sampl|multinomial|random|determin")(
     lambda logits: torch.multinomial(F.softmax(logits, dim=-1), 1).squeeze(-1))
-mistake(G, r"tie|last|first|equal")(lambda logits: logits.size(-1) - 1 - logits.flip(-1).argmax(dim=-1))
-mistake(G, r"int32|dtype|long|int64")(lambda logits: logits.argmax(dim=-1).to(torch.int32))
+# (moved from the mistakes to the valid rows after the untuned count, where they were counted uncaught: which of two
+# tied tokens greedy picks is arbitrary, as check_sampling_probs says of top-k's ties; and int32 ids index an embedding
+# and concatenate with int64 ids, and check_greedy's docstring accepts any dtype holding the right ids)
+valid(G)(lambda logits: logits.size(-1) - 1 - logits.flip(-1).argmax(dim=-1))  # the last of tied maxima
+valid(G)(lambda logits: logits.argmax(dim=-1).to(torch.int32))
 mistake(G, r"list|tensor|type")(lambda logits: logits.argmax(dim=-1).tolist())
 mistake(G, r"numpy|ndarray|tensor|type")(lambda logits: np.argmax(logits.detach().numpy(), axis=-1))
 mistake(G, r"\[:, ?-1\]|last (position|column|token)|time|(B, ?T, ?V)|3-?d|dim|shape|scalar")(
@@ -148,7 +151,9 @@ mistake(P, both(TOPK, r"\[:, ?:1\]|\[0\]|first|largest|argmax|only one|1 token|g
 mistake(P, both(TOPK, r"<=|≤|k-1|k - 1|one (too )?(few|less)|equal|strict|k-?th"))(sampler(k_cmp="le"))
 # (regex widened after the untuned count: the checker's name was fair)
 mistake(P, r"\b0\b|zero|-inf|fill")(sampler(k_fill=0.0))  # masked_fill with 0: a logit, not removed
-mistake(P, r"tie|equal|exactly k|index|indices")(sampler(k_ties="drop"))
+# (moved to the valid rows after the untuned count, where it was counted uncaught: the checker's docstring accepts
+# exactly k of the tokens tied at the k-th value as well as all of them)
+valid(P)(sampler(k_ties="drop"))
 mistake(P, both(TOPP, r"itself|includ|shift|crosses|the token that|last token|own|>|above"))(sampler(p_cum="self"))
 # HF's top_p: drop when the mass above exceeds p strictly; the exercise drops when it reaches p
 mistake(P, r">=|≥|reach|strict|equal|exactly|boundary|> ?p\b")(sampler(p_cum="hf_shift"))

@@ -26,11 +26,11 @@ def merge(ids, pair, new_id):
 
 
 def merge_overlapping(ids, pair, new_id):  # the student's own merge, with i += 1 after a hit
+    # (fixed after the untuned count: the first version stepped i twice after a hit, so it was a right merge)
     out, i = [], 0
     while i < len(ids):
         if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
             out.append(new_id)
-            i += 1
         else:
             out.append(ids[i])
         i += 1
