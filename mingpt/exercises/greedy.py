@@ -7,7 +7,8 @@ ids, shape (B,) (ids held as floats are accepted: their values are right), and t
 logits: B = 3, B = 1, and B = 4 with the largest logit in the last column of some rows and a large negative one
 elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer. Each wrong
 answer is named only when a rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the
-student's output on all three (compare.py's rule).
+student's output on all three (compare.py's rule); when none does and a wrong answer is exactly the one given for an
+earlier, different batch, the function keeps state between calls (a memo of its first answer).
 
     from mingpt.exercises import check_greedy
     check_greedy(my_greedy)            # my_greedy(logits (B, V)) -> ids (B,)
@@ -64,6 +65,10 @@ VARIANTS = [
     _v("the last token of the vocabulary can never be picked (a slice such as logits[:, :-1])",
        lambda lg: lg[:, :-1].argmax(-1), "Yours never returns id V - 1, even where its logit is the largest: a "
        "slice dropped the last column (logits[:, :-1] belongs to (B, T, V) targets, not to (B, V) logits).", ARGMAX),
+    _v("logits[:, -1] taken first (as if the logits were (B, T, V)): one id for the whole batch",
+       lambda lg: lg[:, -1].argmax(-1), "The function gets the last position's logits already, (B, V); "
+       "logits[:, -1] (the generate loop's step) then takes each row's logit of the last *vocabulary* entry, and "
+       "the argmax over those B numbers is one index into the batch.", "logits.argmax(dim=-1), with no [:, -1]"),
     _v("the largest absolute logit (abs), not the largest logit", lambda lg: lg.abs().argmax(-1), "A large "
        "negative logit is the *least* likely token; yours picked by magnitude.", "argmax of the logits themselves"),
 ]
