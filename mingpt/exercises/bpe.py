@@ -109,6 +109,15 @@ def _merge_right_to_left(ids, pair, new_id):
     return _scan(ids[::-1], pair[::-1], new_id)[::-1]
 
 
+def _merge_last_appended(ids, pair, new_id):
+    """A for loop over zip(ids, ids[1:]) with a skip flag, then ids[-1] appended after the loop whether or not the
+    last pair was merged: the right merge, with the last id repeated when the list ends with the pair."""
+    out = _scan(ids, pair, new_id)
+    ends_merged = len(ids) >= 2 and (ids[-2], ids[-1]) == tuple(pair) and out[-1:] == [new_id] and \
+        _scan(ids[:-2], pair, new_id) + [new_id] == out
+    return out + [ids[-1]] if ends_merged else out
+
+
 def _merge_in_a_string(ids, pair, new_id):
     text = " ".join(map(str, ids)).replace(f"{pair[0]} {pair[1]}", str(new_id))
     return [int(t) for t in text.split()]
@@ -168,6 +177,23 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
      "or range(len(ids) - 2)) never looks at the last pair.", "test i + 1 < len(ids) (or i < len(ids) - 1)"),
     ("returned a tuple, not a list", lambda ids, pair, n: tuple(merge_pair(list(ids), pair[0], pair[1], n)),
      "The merge returns a new list of ids (encode keeps working on lists).", "return a list"),
+    ("the last id appended again after a merged final pair", _merge_last_appended,
+     "When the list ends with the pair, its last id is already inside new_id; yours appends ids[-1] after the loop "
+     "anyway (right only when the last pair was not merged).", "append ids[-1] only when it was not merged (or "
+     "walk with an index and i += 2 after a merge)"),
+    ("both elements compared with pair[0]",
+     lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: a == p[0] and b == p[0]),
+     "An index slip: ids[i + 1] must equal pair[1], the pair's *second* element; yours compares it with pair[0], "
+     "so only pairs like (a, a) merge.", "ids[i] == pair[0] and ids[i + 1] == pair[1]"),
+    ("both elements compared with pair[1]",
+     lambda ids, pair, n: _scan(ids, pair, n, matches=lambda a, b, p: a == p[1] and b == p[1]),
+     "An index slip: ids[i] must equal pair[0], the pair's *first* element; yours compares it with pair[1].",
+     "ids[i] == pair[0] and ids[i + 1] == pair[1]"),
+    ("merged as bytes (bytes(ids).replace): ids of 256 or more do not fit in a byte",
+     lambda ids, pair, n: list(bytes(ids).replace(bytes(pair), bytes([n]))),
+     "bytes(...) holds values 0 to 255 only: fine for the raw bytes, but every merged token's id is 256 or more, so "
+     "bytes([new_id]) (or bytes(ids) once ids holds a merged token) raises ValueError.",
+     "work on the list of ints, pair by pair"),
 ]
 
 # The table's scan mistakes as knobs of _scan, so that two of them at once (the right half kept *and* the last element

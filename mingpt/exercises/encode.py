@@ -228,6 +228,10 @@ ENCODE_PARTS = [
     Part("choose", lambda i, m: min(_mergeable(i, m), default=None), "the smallest pair chosen, not the lowest rank",
          "min over the pairs compares the ids; the choice is by the *rank* merges[pair].",
          "min(..., key=lambda p: merges.get(p, float('inf')))"),
+    Part("choose", lambda i, m: (lambda p: p if p in m else None)(min(zip(i, i[1:]), key=m.get)), "unknown pairs "
+         "ranked None (min with merges.get, no default)", "merges.get(pair) is None for a pair that was never "
+         "learned, and None cannot be compared with a rank: min raises TypeError as soon as such a pair sits beside "
+         "another.", "key=lambda p: merges.get(p, float('inf'))"),
     Part("choose", _by_frequency, "merging by frequency instead of rank", "BPE applies the merge learned earliest "
          "among the pairs present, however often another pair occurs.",
          "pick the pair whose merge has the lowest rank"),

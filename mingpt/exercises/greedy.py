@@ -7,7 +7,8 @@ ids, shape (B,) (ids held as floats are accepted: their values are right), and t
 logits: B = 3, B = 1, and B = 4 with the largest logit in the last column of some rows and a large negative one
 elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer. Each wrong
 answer is named only when a rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the
-student's output on all three (compare.py's rule).
+student's output on all three (compare.py's rule); when none does and a wrong answer is exactly the one given for an
+earlier, different batch, the function keeps state between calls (a memo of its first answer).
 
     from mingpt.exercises import check_greedy
     check_greedy(my_greedy)            # my_greedy(logits (B, V)) -> ids (B,)
@@ -64,6 +65,10 @@ VARIANTS = [
     _v("the last token of the vocabulary can never be picked (a slice such as logits[:, :-1])",
        lambda lg: lg[:, :-1].argmax(-1), "Yours never returns id V - 1, even where its logit is the largest: a "
        "slice dropped the last column (logits[:, :-1] belongs to (B, T, V) targets, not to (B, V) logits).", ARGMAX),
+    _v("logits[:, -1] taken first (as if the logits were (B, T, V)): one id for the whole batch",
+       lambda lg: lg[:, -1].argmax(-1), "The function gets the last position's logits already, (B, V); "
+       "logits[:, -1] (the generate loop's step) then takes each row's logit of the last *vocabulary* entry, and "
+       "the argmax over those B numbers is one index into the batch.", "logits.argmax(dim=-1), with no [:, -1]"),
     _v("the largest absolute logit (abs), not the largest logit", lambda lg: lg.abs().argmax(-1), "A large "
        "negative logit is the *least* likely token; yours picked by magnitude.", "argmax of the logits themselves"),
 ]
@@ -101,6 +106,12 @@ def check_greedy(fn) -> CheckResult:
     result = check_cases(exercise, fn, CASES, lambda lg: lg.argmax(dim=-1), VARIANTS,
                          lambda lg: f"logits = {lg.tolist()}", hint="torch.argmax over the vocabulary axis (the last "
                          "one)")
+    stale = None if result is None or result.property in {v.property for v in VARIANTS} else _stale(fn)
+    if stale is not None:  # no rebuilt slip explains it, and a wrong answer repeats an earlier call's
+        return fail(exercise, "returns an earlier call's answer (state kept between calls)", "Greedy decoding is a "
+                    "function of the logits it is given; yours returned, for new logits, exactly what it returned for "
+                    "earlier ones: something computed on a first call (a cache, a memo, an attribute) is reused.",
+                    stale, "compute the argmax from this call's logits every time; keep no state between calls")
     if result is not None:
         return result
     return CheckResult(exercise, True, checked=["the most likely token of each row (B = 3, 1 and 4)",
@@ -114,6 +125,24 @@ def _plain(out: Any) -> Any:
     if isinstance(out, (list, tuple)):
         return [_plain(o) for o in out]
     return out
+
+
+def _stale(fn) -> str | None:
+    """The cases run in order: when a wrong output equals the output for an earlier, different batch of logits,
+    the calls shown (a state kept from the first call); else None."""
+    seen = []
+    for (logits,) in CASES:
+        try:
+            out = _plain(fn(logits.clone()))
+        except Exception:  # crashes are check_cases' to report
+            return None
+        earlier = next((lg for lg, o in seen if o == out and not torch.equal(lg, logits)), None) \
+            if out != logits.argmax(dim=-1).tolist() else None
+        if earlier is not None:
+            return (f"first:  logits = {earlier.tolist()}\n        yours {out}\nthen:   logits = {logits.tolist()}\n"
+                    f"        yours {out}\n        expected {logits.argmax(dim=-1).tolist()}")
+        seen.append((logits, out))
+    return None
 
 
 def _repeated(fn, logits) -> str | None:

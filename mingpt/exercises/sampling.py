@@ -160,6 +160,11 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
          s.softmax(0))), -1),
      "The probabilities whose running sum top-p compares with p are each row's (softmax over the last axis).",
      "softmax(dim=-1) of the sorted logits"),
+    ("top-p's running sum (cumsum) over the batch axis",
+     lambda lg, t, k, p: F.softmax(_top_p(_top_k(lg / t, k), p, lambda s, p: (lambda q: q.cumsum(0) - q >= p)(
+         s.softmax(-1))), -1),
+     "The running sum compared with p adds up each row's sorted probabilities (cumsum over the last axis); yours "
+     "adds them down the batch, across sequences.", "cumsum(dim=-1)"),
     ("top-k keeps one token too many", lambda lg, t, k, p: _reference(lg, t, k + 1, p),
      "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest"),
     ("top-k removes the k-th largest logit too (<= where < is needed)", lambda lg, t, k, p: F.softmax(filter_logits(
@@ -248,7 +253,12 @@ ARGUMENT_MISTAKES = [
          "squared: the logits were divided by T twice.", "divide by the temperature once"),
     Part("temperature", _power(0.5), "temperature applied as its square root",
          "Your logits are divided by sqrt(T), not by T.", "logits / temperature"),
-] + [Part("top_k", lambda lg, t, k, p, d=d: (lg, t, k if k is None or k + d < 1 else k + d, p),
+] + [Part("temperature", lambda lg, t, k, p, c=c: (lg, c, k, p), f"a fixed temperature, not the temperature argument "
+          f"(your outputs match temperature = {c})", f"Your distribution is the one for temperature {c} whatever "
+          f"temperature is passed: a constant, a default left in place of the argument, or a value kept from an "
+          f"earlier call (state on the function).", "use this call's temperature argument")
+     for c in (0.5, 2.0, 0.7, 0.8, 1.5, 0.9)] + [
+    Part("top_k", lambda lg, t, k, p, d=d: (lg, t, k if k is None or k + d < 1 else k + d, p),
           f"top-k keeps {'one token' if abs(d) == 1 else f'{abs(d)} tokens'} too {'many' if d > 0 else 'few'}",
           "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest")
      for d in (1, -1, 2, -2, 3)] + [
