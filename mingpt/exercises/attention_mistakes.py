@@ -136,8 +136,9 @@ def variants(ref, hs: int) -> list[Variant]:
         knob(base, "mask off by one (each query also sees the next key)", dict(mask="next"),
              "Query t may attend to keys 0..t; your mask keeps the diagonal above it too (tril(diagonal=1)), so "
              "each position sees one token of the future.", "torch.tril(torch.ones(T, T)), diagonal 0"),
-        knob(base, "no causal mask", dict(mask="none"), "Nothing stops position t from attending to positions after t.",
-             "hide every key j > t from query t before the softmax"),
+        knob(base, "no causal mask", dict(mask="none"), "Nothing stops position t from attending to positions after t "
+             "(a masked_fill whose result is not assigned does this too: it returns a new tensor).",
+             "hide every key j > t from query t before the softmax: att = att.masked_fill(...), or masked_fill_"),
         knob(base, "scaling applied twice (1/hs instead of 1/sqrt(hs))", dict(scale=1 / hs),
              f"Your scores are multiplied by 1/hs = {1 / hs:.4g}; the reference multiplies by 1/sqrt(hs) = "
              f"{1 / root:.4g}.", "divide by the square root of the head size, once"),

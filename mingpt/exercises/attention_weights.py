@@ -72,8 +72,9 @@ _PARTS = [
          "root of the sequence length; the reference uses the head size (q.size(-1)).", "hs = q.size(-1)"),
     Part("scale", "T", "scaled by 1/T instead of 1/sqrt(hs)", "Your scores are divided by the sequence length.",
          "hs = q.size(-1), and its square root"),
-    Part("mask", "none", "future leakage", "No causal mask: every query also sees the keys after it.",
-         "set the scores of future keys to -inf before the softmax"),
+    Part("mask", "none", "future leakage", "No causal mask: every query also sees the keys after it (a masked_fill "
+         "whose result is not assigned does this too: it returns a new tensor).",
+         "set the scores of future keys to -inf before the softmax: s = s.masked_fill(...), or masked_fill_"),
     Part("mask", "zero", "masked scores set to 0 instead of -inf", "A score of 0 still gets weight exp(0) after the "
          "softmax: the future leaks in.", "masked_fill with float('-inf')"),
     Part("mask", "diagonal", "position t cannot attend to itself", "Your mask also hides the diagonal (key t for "
