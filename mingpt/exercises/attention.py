@@ -25,6 +25,8 @@ from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
 from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
                                       where_it_differs)
+from mingpt.exercises.stale import stale_state
+from mingpt.exercises.large_scores import large_score_slip
 from mingpt.exercises.relations import relation
 from mingpt.model import GPT, CausalSelfAttention
 
@@ -168,8 +170,13 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                         f"the same x twice -> output[0, 0, :4] = {fmt(out[0, 0])} then {fmt(again[0, 0])}",
                         "use nn.Dropout modules (switched off by model.eval()), or pass training=self.training")
         if close(out, expected):
+            fresh = lambda: student_with_reference_weights(EXERCISE, cls, ref.state_dict(), config, 0)[0]  # noqa
             for T_edge in (1, config.block_size):  # edge cases: one token, a full context
                 x_edge = torch.randn(1, T_edge, n_embd, generator=g)
+                stale = stale_state(EXERCISE, fresh, [(x,), (x_edge,)], ref,
+                                    lambda v: f"x of shape {tuple(v.shape)}")  # a mask kept from the first call?
+                if stale is not None:
+                    return stale
                 try:
                     out_edge = student(x_edge)
                 except Exception as e:
@@ -180,6 +187,11 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                                 f"x of shape {tuple(x_edge.shape)} -> yours {fmt(out_edge[0, -1])}, expected "
                                 f"{fmt(ref(x_edge)[0, -1])}",
                                 "build the mask for the actual length T of x, not a fixed one")
+            big = 300 * torch.randn(2, 6, n_embd, generator=torch.Generator().manual_seed(seed + 7))
+            slip = large_score_slip(EXERCISE, student, lambda v, **kw: _attend(ref, v, **kw), (big,),
+                                    f"x of shape (2, 6, {n_embd}) scaled by 300 (scores near a million)")
+            if slip is not None:
+                return slip
             return CheckResult(EXERCISE, True, checked=[
                 "same output as the reference", "no future leakage", "deterministic in eval mode",
                 f"T = 1 and T = block_size = {config.block_size} work"])

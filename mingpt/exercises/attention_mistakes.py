@@ -25,7 +25,7 @@ __all__ = ["variants"]
 
 def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
             swap_qk=False, order="qkv", after_softmax=1.0, nh=None, proj_bias=True, out_relu=False,
-            plus_one=False):
+            plus_one=False, fill=float("-inf"), normalise="softmax"):
     """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
     B, T, C = x.shape
     nh = nh or ref.n_head
@@ -46,7 +46,7 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
     att = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(hs) if scale is None else scale)
     allowed = torch.ones(T, T, dtype=torch.bool).tril()
     if mask == "causal":
-        att = att.masked_fill(~allowed, float("-inf"))
+        att = att.masked_fill(~allowed, fill)  # fill: -inf, or a finite number (large_scores.py)
     elif isinstance(mask, int):  # a sliding window of `mask` keys: those more than mask - 1 positions back hidden too
         att = att.masked_fill(~(allowed & torch.ones(T, T, dtype=torch.bool).triu(1 - mask)), float("-inf"))
     elif mask == "inverted_diagonal":  # a boolean mask of the wrong polarity, triu(): the diagonal and future kept
@@ -65,6 +65,8 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
         e = (att - att.amax(-1, keepdim=True)).exp()
         one = (-att.amax(-1, keepdim=True)).exp() if plus_one == "exact" else 1.0
         att = e / (e.sum(-1, keepdim=True) + one)
+    elif normalise == "naive":  # exp / sum, no max subtracted: overflows on large scores (large_scores.py)
+        att = att.exp() / att.exp().sum(softmax_dim, keepdim=True)
     elif mask != "after_softmax":
         att = F.softmax(att, dim=softmax_dim)
     y = att * after_softmax @ v  # (B, nh, T, hs)
@@ -134,8 +136,9 @@ def variants(ref, hs: int) -> list[Variant]:
         knob(base, "mask off by one (each query also sees the next key)", dict(mask="next"),
              "Query t may attend to keys 0..t; your mask keeps the diagonal above it too (tril(diagonal=1)), so "
              "each position sees one token of the future.", "torch.tril(torch.ones(T, T)), diagonal 0"),
-        knob(base, "no causal mask", dict(mask="none"), "Nothing stops position t from attending to positions after t.",
-             "hide every key j > t from query t before the softmax"),
+        knob(base, "no causal mask", dict(mask="none"), "Nothing stops position t from attending to positions after t "
+             "(a masked_fill whose result is not assigned does this too: it returns a new tensor).",
+             "hide every key j > t from query t before the softmax: att = att.masked_fill(...), or masked_fill_"),
         knob(base, "scaling applied twice (1/hs instead of 1/sqrt(hs))", dict(scale=1 / hs),
              f"Your scores are multiplied by 1/hs = {1 / hs:.4g}; the reference multiplies by 1/sqrt(hs) = "
              f"{1 / root:.4g}.", "divide by the square root of the head size, once"),

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import CheckResult, Variant
 from mingpt.exercises.compare import Part, check_cases, part_variants
 from mingpt.exercises.families import Family, refine
+from mingpt.exercises.large_scores import large_score_slip
 
 __all__ = ["check_attention_weights", "attention_weights"]
 
@@ -28,7 +29,7 @@ EXERCISE = "causal attention weights"
 
 
 def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, order="qk", after="nothing",
-                      normalise="softmax"):
+                      normalise="softmax", fill=float("-inf")):
     """The reference weights (B, T, T), each keyword one replaceable part (its default is the right choice); a
     number as scale is a factor typed in by hand."""
     T, hs = q.size(-2), q.size(-1)
@@ -43,12 +44,14 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
         ones = torch.ones(q.size(0), q.size(0), dtype=torch.bool)
     hidden = {"causal": ones.triu(1), "batch": ones.triu(1), "none": ~ones, "zero": ones.triu(1),
               "diagonal": ones.triu(0), "one_ahead": ones.triu(2), "inverted": ones.tril(-1),
+              "inverted_diagonal": ones.tril(0),
               "after": ones.triu(1)}[mask]
     if mask not in ("zero", "after"):
-        att = att.masked_fill(hidden, float("-inf"))
+        att = att.masked_fill(hidden, fill)  # fill: -inf, or a finite number (large_scores.py)
     elif mask == "zero":
         att = att.masked_fill(hidden, 0.0)
-    w = {"softmax": F.softmax, "log": F.log_softmax, "none": lambda a, dim: a}[normalise](att, dim=softmax_dim)
+    w = {"softmax": F.softmax, "log": F.log_softmax, "none": lambda a, dim: a,
+         "naive": lambda a, dim: a.exp() / a.exp().sum(dim, keepdim=True)}[normalise](att, dim=softmax_dim)
     if mask == "after":
         w = w.masked_fill(hidden, 0.0)
     if after == "scaled":  # the 1/sqrt(hs) applied to the weights instead of the scores
@@ -69,8 +72,9 @@ _PARTS = [
          "root of the sequence length; the reference uses the head size (q.size(-1)).", "hs = q.size(-1)"),
     Part("scale", "T", "scaled by 1/T instead of 1/sqrt(hs)", "Your scores are divided by the sequence length.",
          "hs = q.size(-1), and its square root"),
-    Part("mask", "none", "future leakage", "No causal mask: every query also sees the keys after it.",
-         "set the scores of future keys to -inf before the softmax"),
+    Part("mask", "none", "future leakage", "No causal mask: every query also sees the keys after it (a masked_fill "
+         "whose result is not assigned does this too: it returns a new tensor).",
+         "set the scores of future keys to -inf before the softmax: s = s.masked_fill(...), or masked_fill_"),
     Part("mask", "zero", "masked scores set to 0 instead of -inf", "A score of 0 still gets weight exp(0) after the "
          "softmax: the future leaks in.", "masked_fill with float('-inf')"),
     Part("mask", "diagonal", "position t cannot attend to itself", "Your mask also hides the diagonal (key t for "
@@ -79,6 +83,10 @@ _PARTS = [
          "but lets query t see key t+1.", "hide keys j > t: torch.ones(T, T).triu(1) (or ~tril())"),
     Part("mask", "inverted", "mask inverted (the past hidden, the future kept)", "Your mask hides the keys before "
          "each query instead of those after it.", "hide the upper triangle (j > t), keep the lower"),
+    Part("mask", "inverted_diagonal", "mask inverted: the past and the diagonal hidden, the future kept",
+         "Your mask hides the keys a query may see (0..t, its own included) and keeps those after it: "
+         "masked_fill(tril == 1, -inf) where the kept triangle is tril; the last row has no key left (NaN).",
+         "masked_fill where the lower triangle is 0 (tril == 0), i.e. hide keys j > t"),
     Part("mask", "after", "mask applied after the softmax", "Zeroing the future after the softmax leaves rows that "
          "no longer sum to 1.", "mask the scores with -inf, then softmax (or renormalise the rows)"),
     Part("mask", "batch", "mask built with the batch size q.size(0), not T", "q is (B, T, hs): q.size(0) is the "
@@ -128,6 +136,11 @@ def check_attention_weights(fn, seed: int = 0) -> CheckResult:
                           hint="scores q @ k^T / sqrt(hs), future set to -inf, softmax over the last axis",
                           crash_hint="q, k are (B, T, hs): scores q @ k^T are (B, T, T)")
     problem = refine(problem, fn, cases, [FIXED_SCALE])
+    if problem is None:  # right on ordinary scores: and on large ones (an overflowing exp, a finite mask)?
+        g = torch.Generator().manual_seed(seed + 7)
+        big = (torch.randn(2, 6, 4, generator=g) * 60, torch.randn(2, 6, 4, generator=g) * 60)
+        problem = large_score_slip(EXERCISE, fn, attention_weights, big,
+                                   "q, k of shape (2, 6, 4) scaled by 60 (scores in the thousands)")
     if problem is not None:
         return problem
     return CheckResult(EXERCISE, True, checked=["same weights as the reference on two sizes", "no future",

@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mingpt.exercises.stale import stale_state
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.block_branches import branch_variants
 from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run
@@ -52,7 +53,7 @@ def _inputs(config, seed):
             (0.3 * torch.randn(3, 1, config.n_embd, generator=g),)]
 
 
-def _check_module(exercise, student, ref, variants, config, seed, eval_hint, atol):
+def _check_module(exercise, student, ref, variants, config, seed, eval_hint, atol, fresh=None):
     """Determinism in eval mode, then every input compared with the reference (see compare.check_cases)."""
     cases = _inputs(config, seed)
     describe = lambda x: f"x of shape {tuple(x.shape)} (seeded random)"  # noqa: E731
@@ -69,6 +70,8 @@ def _check_module(exercise, student, ref, variants, config, seed, eval_hint, ato
                         "In eval mode the same input must give the same output; yours changes from run to run.",
                         f"the same x twice -> {fmt(out[0, 0])} then {fmt(again[0, 0])}", eval_hint)
         problem = check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
+        stale = None if problem is None else stale_state(exercise, fresh, cases, ref, describe, atol)
+        problem = problem if stale is None else stale
     if problem is None:  # right outputs: are the gradients right too (nothing detached)?
         problem = gradient_problem(exercise, student, ref, x)
     return problem
@@ -260,7 +263,8 @@ def check_mlp(cls, seed: int = 0) -> CheckResult:
                 for name, f, why, hint in MLP_MISTAKES] + _mlp_pairs(ref.c_fc, ref.c_proj)
     # A tight tolerance: the exact and the tanh GELU differ by ~1e-4 here, float32 rounding by ~1e-6.
     problem = _check_module(exercise, student, ref, variants, config, seed,
-                            "use an nn.Dropout module for the output dropout", atol=1e-5)
+                            "use an nn.Dropout module for the output dropout", atol=1e-5,
+                            fresh=lambda: student_with_reference_weights(exercise, cls, ref.state_dict(), config)[0])
     problem = refine(problem, student, _inputs(config, seed), _gelu_families(ref.c_fc, ref.c_proj))
     if problem is not None:
         return problem
@@ -371,7 +375,8 @@ def check_block(cls, seed: int = 0) -> CheckResult:
     variants = [Variant(name, (lambda f: lambda x: f(*parts, x))(f), why, hint)
                 for name, f, why, hint in BLOCK_MISTAKES] + branch_variants(parts)
     problem = _check_module(exercise, student, ref, variants, config, seed,
-                            "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4)
+                            "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4,
+                            fresh=lambda: student_with_reference_weights(exercise, cls, ref.state_dict(), config, 0)[0])
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["same output as the reference Block on 3 inputs",

@@ -134,6 +134,13 @@ TORCH_SAYS = [
      "masked_fill(mask, value) writes value where mask is True, so the mask must be a bool tensor; a mask of 0.0s "
      "and 1.0s (torch.tril(torch.ones(T, T)), 1 - mask) is refused.",
      "compare it into a bool: masked_fill(mask == 0, float('-inf')), or build it with dtype=torch.bool"),
+    *[(f"Long, Int; but got torch.{kind}Tensor",
+       f"{dtype} indices given to an embedding (token ids and positions must be int64)",
+       f"An embedding looks its rows up by int64 (or int32) indices; yours are {dtype}, which it refuses, and which "
+       f"could not hold every id anyway ({dtype} {span}).", "keep the ids int64 (idx as given, torch.arange(T)); "
+       f"no .to({dtype}) / .{cast}()") for kind, dtype, cast, span in (
+          ("Byte", "torch.uint8", "byte", "stops at 255"), ("Char", "torch.int8", "char", "stops at 127"),
+          ("Short", "torch.int16", "short", "stops at 32767"))],
     ("Expected tensor for argument #1 'indices' to have one of the following scalar types",
      "float indices given to an embedding (token ids and positions must be integers)",
      "An embedding looks its rows up by integer index; a tensor of floats (torch.arange(T, dtype=torch.float), "

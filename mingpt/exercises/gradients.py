@@ -35,6 +35,16 @@ def gradient_problem(exercise: str, student: nn.Module, ref: nn.Module, x: torch
     finally:
         params = dict(student.named_parameters())
         refs = dict(ref.named_parameters())
+    shapes = {tuple(p.shape) for p in refs.values() if p.grad is not None and p.grad.abs().sum() > 0}
+    frozen = [n for n, p in params.items() if not p.requires_grad and tuple(p.shape) in shapes]
+    if frozen:  # a table of the reference's shape that training would never move
+        for module in (student, ref):
+            module.zero_grad(set_to_none=True)
+        return fail(exercise, "parameter frozen (requires_grad=False)",
+                    f"Your outputs equal the reference's, but {', '.join(frozen)} does not require a gradient, so "
+                    "training would never change it (the reference's parameter of that shape learns).",
+                    f"{frozen[0]}.requires_grad is False", "drop requires_grad=False (nn.Parameter and nn.Embedding "
+                    "learn by default)")
     wrong = [] if not float_input or close(mine.grad, theirs.grad, atol=1e-4) else ["the input x"]
     for name, p in refs.items():
         q = params.get(name)

@@ -20,11 +20,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, close, crashed, fail, fmt
-from mingpt.exercises.loading import names_differ, student_with_reference_weights
+from mingpt.exercises.loading import build, load_reference_weights, names_differ, student_with_reference_weights
 from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
                                       where_it_differs)
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, fit
+from mingpt.exercises.stale import stale_state
 from mingpt.exercises.relations import permuted, relation
 
 __all__ = ["check_layernorm"]
@@ -45,6 +46,8 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
     if spread == "raw":  # the mean square of x itself, not of x - mean
         var = (x ** 2).mean(dim=dims, keepdim=True)
     y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / ((var + eps) ** (0.5 if root else 1.0))
+    if eps_outside == "both":  # a fix half made: eps moved inside the root and also kept outside
+        y = (x - mean) / ((var + eps).sqrt() + eps)
     if spread == "abs":  # the mean absolute deviation instead of the standard deviation
         y = (x - mean) / ((x - mean).abs().mean(dim=dims, keepdim=True) + eps)
     if affine == "swapped":  # the gain used as the bias and the bias as the gain
@@ -67,6 +70,9 @@ def _variants(ln) -> list[Variant]:
         knob(base, "epsilon outside the square root", dict(eps_outside=True),
                 "The reference computes (x - mean) / sqrt(var + eps); yours adds eps after the square root.",
                 "where exactly does eps go in the formula?"),
+        knob(base, "epsilon both inside and outside the square root", dict(eps_outside="both"),
+                "The reference computes (x - mean) / sqrt(var + eps); yours adds eps twice, under the root and after "
+                "it: (x - mean) / (sqrt(var + eps) + eps).", "keep only the eps inside the square root"),
         knob(base, "epsilon missing", dict(eps=0.0),
                 "Without eps, a row whose values are all equal (variance 0) divides 0 by 0.",
                 "add the small constant eps to the variance before the square root"),
@@ -150,12 +156,17 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
         "activations with a tiny variance (where eps matters)": 1 + 1e-3 * torch.randn(3, 4, ndim, generator=g),
         "a constant row (variance exactly 0)": torch.full((1, 2, ndim), 2.0),
     }
+    fresh = lambda: student_with_reference_weights(EXERCISE, cls, ref.state_dict(), ndim)[0]  # noqa: E731
+    stale = lambda: stale_state(EXERCISE, fresh, [(x,) for x in inputs.values()], lambda x: _norm(ref, x),  # noqa
+                                lambda x: f"x of shape {tuple(x.shape)}", atol=1e-4)
     with torch.no_grad():
         outputs = {}
         for label, x in inputs.items():
             try:
                 outputs[label] = student(x)
             except Exception as e:
+                if stale() is not None:  # each input alone right on a new module: something kept from a call
+                    return stale()
                 if _same_error(lambda: x - x.mean(-1), e):  # the rebuilt slip raises the student's exact error
                     return fail(EXERCISE, "mean or variance without keepdim=True",
                                 "A statistic of shape (B, T) does not line up with x (B, T, C): broadcasting matches "
@@ -182,6 +193,8 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                             f"yours {tuple(outputs[label].shape)}.", f"{label}: x of shape {tuple(x.shape)}",
                             hint="reduce with keepdim=True so the statistics broadcast")
         wrong = [label for label, x in inputs.items() if not close(outputs[label], _norm(ref, x), atol=1e-4)]
+        if wrong and stale() is not None:
+            return stale()
         if wrong:
             label, x = wrong[0], inputs[wrong[0]]
             singles = _variants(ref)  # then two of them at once, then a wrong number fitted (families.py)
@@ -207,10 +220,33 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                         "mean and variance over the last axis, (x - mean) / sqrt(var + eps), then * weight + bias")
         problem = names_differ(EXERCISE, student, ["weight", "bias"], "self.weight and self.bias, as the exercise "
                                "names them (nn.LayerNorm's and GPT-2's names)")
+        if problem is None:
+            problem = _arguments_ignored(cls, ref, ndim, inputs["activations with a tiny variance (where eps matters)"])
         if problem is not None:
             return problem
     return CheckResult(EXERCISE, True, checked=["same output as nn.LayerNorm on random, tiny-variance and constant "
                                                 "rows", "statistics over the channels of each position"])
+
+
+def _arguments_ignored(cls, ref, ndim: int, x: torch.Tensor) -> CheckResult | None:
+    """The constructor's eps must be used, not a number written into forward: cls(ndim, eps=1e-3) on rows with a tiny
+    variance (where eps shows). A constructor that cannot take eps is left alone (GPT-2 uses the default). A bias kept
+    with bias=False is not refused: earlier rounds count it valid (it is loaded and used as the reference's)."""
+    other = 1e-3
+    try:
+        student = build(cls, ndim, eps=other)
+        load_reference_weights(student, ref.state_dict(), "yours")
+        out = student.eval()(x)
+    except Exception:
+        return None
+    if not close(out, _norm(ref, x, eps=other), atol=1e-4) and close(out, _norm(ref, x), atol=1e-4):
+        return fail(EXERCISE, "the eps argument ignored (1e-05 used whatever eps is passed)",
+                    f"{cls.__name__}(ndim, eps={other:g}) must add {other:g} to the variance; yours still adds "
+                    f"{EPS:g}, a number written into forward instead of the constructor's eps.",
+                    f"{cls.__name__}({ndim}, eps={other:g}), rows with a tiny variance: x[0, 0] = {fmt(x[0, 0])}\n"
+                    f"yours    {fmt(out[0, 0])}\nexpected {fmt(_norm(ref, x, eps=other)[0, 0])}",
+                    "store eps in __init__ (self.eps = eps) and use self.eps in forward")
+    return None
 
 
 def _example(student, ref, variant, x, label) -> str:

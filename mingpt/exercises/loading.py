@@ -172,6 +172,12 @@ def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) 
             return fail(exercise, "layers built without a bias (bias=False)", f"Your layers have every weight "
                         f"of the reference but none of its biases ({', '.join(biases)}).", str(e),
                         hint="nn.Linear(..., bias=True), the default (the exercise's config has bias=True)")
+        missing = [n for n in reference if n not in ours]
+        if missing and all(n in biases for n in missing) and all(n in reference for n in ours):
+            layers = ", ".join(n.rsplit(".", 1)[0] for n in missing)  # some layers' biases only: those layers
+            return fail(exercise, f"{layers} built without its bias (bias=False)", f"Your parameters are the "
+                        f"reference's except {', '.join(missing)}: {layers} has no bias.", str(e),
+                        hint="nn.Linear(..., bias=True), the default (the exercise's config has bias=True)")
         return fail(exercise, "reference weights do not fit your parameters", str(e),
                     hint="a checker compares your module with the reference on the *same* weights, so your "
                          "parameters must have the same shapes (a different count means a missing or extra layer)")

@@ -159,6 +159,11 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
                                ignore_index=IGNORE_INDEX),
      "The probabilities are over the vocabulary (the last axis), one distribution per position; yours normalises "
      "over the sequences of the batch (dim 0).", "log_softmax(dim=-1)"),
+    ("log_softmax over the time axis",
+     lambda lg, tk: F.nll_loss(lg.log_softmax(1)[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].reshape(-1),
+                               ignore_index=IGNORE_INDEX),
+     "The probabilities are over the vocabulary (the last axis), one distribution per position; yours normalises "
+     "over the positions of each sequence (dim 1).", "log_softmax(dim=-1)"),
     ("log base 2", lambda lg, tk: _reference_loss(lg, tk) / math.log(2),
      "PyTorch's cross-entropy (and every loss the course quotes) is in nats: natural log.", "use log, not log2"),
     ("reshape where a transpose is needed",
