@@ -199,7 +199,8 @@ def lora(name, **attrs):
 
 mistake(ex.check_lora_layer, r"alpha ?/ ?r|scal|alpha")(lora("ScaleAlpha", scaling=lambda s, a, r: a))
 mistake(ex.check_lora_layer, r"r ?/ ?alpha|invert|scal")(lora("ScaleInverted", scaling=lambda s, a, r: r / a))
-mistake(ex.check_lora_layer, r"integer|//|floor|divis|round|scal")(lora("ScaleFloorDiv", scaling=lambda s, a, r: a // r))
+mistake(ex.check_lora_layer, r"integer|//|floor|divis|round|scal")(
+    lora("ScaleFloorDiv", scaling=lambda s, a, r: a // r))
 mistake(ex.check_lora_layer, r"sqrt|rs.?lora|scal")(lora("ScaleRsLoRA", scaling=lambda s, a, r: a / math.sqrt(r)))
 mistake(ex.check_lora_layer, r"B.*zero|zero.*B|init|start|base")(lora("BRandom", init_b_zero=False))
 mistake(ex.check_lora_layer, r"frozen|freez|requires_grad|trainable|train")(lora("BaseNotFrozen", freeze=False))

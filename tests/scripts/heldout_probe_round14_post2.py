@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import mingpt.exercises as ex
 
 from heldout_probe_models import mistake, valid
-from heldout_probe_round14_post import IGNORE, both, named
+from heldout_probe_round14_post import IGNORE, named
 
 
 # ------------------------------------------------------------------------------------------ DPO
@@ -55,11 +55,14 @@ mistake(ex.check_dpo_loss, r"policy.*grad|grad.*policy|no_grad|detach|no gradien
 mistake(ex.check_dpo_loss, r"swap|chosen.*rejected|rejected.*chosen|revers|sign|order")(
     dpo("swapped", margin=lambda pi, ref: (pi[:, 1] - ref[:, 1]) - (pi[:, 0] - ref[:, 0])))
 mistake(ex.check_dpo_loss, r"beta")(dpo("beta_outside", final=lambda m, beta: -beta * F.logsigmoid(m).mean()))
-mistake(ex.check_dpo_loss, r"log.?sigmoid|underflow|inf|stab|overflow|large")(
+# Written as a mistake (inf for a very negative margin), judged valid after the untuned count: rounds 7, 12 and 13
+# register -log(sigmoid(.)) as a valid way to write the loss, and the exercise's margins stay far from underflow.
+valid(ex.check_dpo_loss)(
     dpo("log_of_sigmoid", final=lambda m, beta: -torch.log(torch.sigmoid(beta * m)).mean()))
 mistake(ex.check_dpo_loss, r"sum|mean|batch|pairs")(dpo("sum_over_pairs", final=lambda m, beta: -F.logsigmoid(
     beta * m).sum()))
-mistake(ex.check_dpo_loss, r"sign|negat|minus")(dpo("sign_flipped", final=lambda m, beta: F.logsigmoid(beta * m).mean()))
+mistake(ex.check_dpo_loss, r"sign|negat|minus")(
+    dpo("sign_flipped", final=lambda m, beta: F.logsigmoid(beta * m).mean()))
 mistake(ex.check_dpo_loss, r"reference|ref|sign")(  # the reference's term with its sign slipped
     dpo("ref_sign", margin=lambda pi, ref: (pi[:, 0] - pi[:, 1]) - (ref[:, 1] - ref[:, 0])))
 mistake(ex.check_dpo_loss, r"reference|ref")(dpo("no_reference", margin=lambda pi, ref: pi[:, 0] - pi[:, 1]))
@@ -152,7 +155,8 @@ mistake(ex.check_group_advantages, r"unbiased|biased|population|correction|N ?- 
         r.size(1)).sqrt()))
 mistake(ex.check_group_advantages, r"nan|eps|equal|zero")(adv("no_eps", eps=0.0))
 mistake(ex.check_group_advantages, r"keepdim|broadcast|shape|dim")(adv("mean_no_keepdim", centre=lambda r: r.mean(1)))
-mistake(ex.check_group_advantages, r"normalize_std|flag|argument|ignor|always")(adv("flag_ignored", flag=lambda n: True))
+mistake(ex.check_group_advantages, r"normalize_std|flag|argument|ignor|always")(
+    adv("flag_ignored", flag=lambda n: True))
 mistake(ex.check_group_advantages, r"normalize_std|flag|invert|revers|opposite")(
     adv("flag_inverted", flag=lambda n: not n))
 mistake(ex.check_group_advantages, r"floor|integer|//|mean|round")(
@@ -163,7 +167,9 @@ mistake(ex.check_group_advantages, r"norm|l2|sqrt|std")(named("f_normalize", lam
     r - r.mean(1, keepdim=True), dim=1) if normalize_std else r - r.mean(1, keepdim=True)))
 
 
-@mistake(ex.check_group_advantages, r"eps|sqrt|twice|both|inside")
+# Written as a mistake, judged valid after the untuned count: the exercise takes any small eps (the checker's
+# policy: 1e-8 ... 1e-4, or a clamp), and eps inside and outside the sqrt is a small eps at any sensible reward scale.
+@valid(ex.check_group_advantages)
 def eps_inside_and_outside(rewards, normalize_std=True):  # "fixed" a NaN by adding eps in two places
     a = rewards - rewards.mean(1, keepdim=True)
     if normalize_std:
