@@ -216,4 +216,5 @@ def check_group_advantages(fn) -> CheckResult:
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",
-                                                "zeros for a uniform group", "normalize_std=False: centred only"])
+                                                "zeros for a uniform group", "normalize_std=False: centred only",
+                                                "the same answer on a second call"])

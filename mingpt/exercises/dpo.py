@@ -316,7 +316,8 @@ def check_dpo_loss(fn) -> CheckResult:
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["log-probs summed over the answer's tokens", "beta, sign, "
-                                                "log-sigmoid, mean over pairs", "no gradient into the reference"])
+                                                "log-sigmoid, mean over pairs", "no gradient into the reference",
+                                                "pairs in any order, one pair"])
 
 
 def _and_reference_grads(found, loss, policy, reference):

@@ -300,7 +300,7 @@ def check_lora_layer(cls) -> CheckResult:
         return found
     return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x at "
                                                 "three (r, alpha)", "merge folds alpha/r B A into the weight, "
-                                                "outputs unchanged"])
+                                                "outputs unchanged", "a 2-D x, A and B changed, a base without bias"])
 
 
 def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> CheckResult:

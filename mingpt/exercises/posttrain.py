@@ -195,7 +195,8 @@ def check_sft_targets(fn) -> CheckResult:
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
-                                                "their end of turn only", "-1 elsewhere", "ids above 255"])
+                                                "their end of turn only", "-1 elsewhere", "ids above 255", "T = 2",
+                                                "y follows each call's mask"])
 
 
 def _targets(exercise: str, cases, ys, shifted: bool = False) -> CheckResult | None:
