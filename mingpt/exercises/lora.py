@@ -202,7 +202,6 @@ def _other_settings(exercise: str, cls) -> CheckResult | None:
                 example + "\n" + where_it_differs(settings[i][1], settings[i][2]), HINT)
 
 
-
 @reports_in_place_edits
 def check_lora_layer(cls) -> CheckResult:
     """Check cls(base: nn.Linear, r, alpha): lora_A (r, in), lora_B (out, r), forward = base(x) + alpha/r * B A x,
@@ -326,7 +325,6 @@ def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> 
                 f"{merged.explanation}", found.counterexample, f"{found.hint}; and {merged.hint}")
 
 
-
 def _and_the_rest(found: CheckResult, cls) -> CheckResult:
     """found (the base left trainable), or both mistakes when the same class, with its base frozen after
     construction, still has a named mistake: freezing changes no value, so the rest of the check still applies."""
@@ -381,14 +379,14 @@ def _edges(exercise: str, cls) -> CheckResult | None:
     after, problem = run(exercise, "your layer(x) after A and B changed", layer, x)
     if problem is not None:
         return problem
-    if not same(after, _lora(x, W, b, A.detach(), B.detach(), ALPHA / RANK)):
+    moved = _lora(x, W, b, A.detach(), B.detach(), ALPHA / RANK)
+    if not same(after, moved):
         stale = same(after, first)
         return fail(exercise, "the forward keeps the A and B of an earlier call (a cached B A)" if stale else
                     NOT_RECOGNISED, "After A and B change (an optimizer step), the next forward must use them; "
                     + ("yours returned the same output as before the change: something computed on an earlier call "
                        "was kept." if stale else "yours is right before the change but not after it."),
-                    f"your layer(x) after A and B changed: {fmt(after, 5)}\nexpected "
-                    f"{fmt(_lora(x, W, b, A.detach(), B.detach(), ALPHA / RANK), 5)}",
+                    "your layer(x) after A and B changed\n" + where_it_differs(after, moved),
                     "compute the correction from self.lora_A and self.lora_B in every forward")
     try:  # a base without bias: nn.Linear(..., bias=False), as LLaMA's projections
         layer, W, b, A, B = _fresh(cls, bias=False)
