@@ -191,3 +191,73 @@ MORE_ADVANTAGE.update({
     "normalize_std read the wrong way round (normalised only when it is False)": _flag_inverted,
     "centred on the mean of the *other* answers (RLOO's leave-one-out baseline), not the group's mean": _rloo,
 })
+
+
+# ------------------------------------------------------------------------------------------ round 14 (w24t)
+def _shift_twice(pad_last):
+    def student(ids, a):  # "the mask must move with the targets": moved once more than the targets
+        keep = torch.cat([a[2:], a[-1:]]) if pad_last else F.pad(a[2:], (0, 1))
+        return ids[:-1], ids[1:].masked_fill(~keep, -1)
+    return student
+
+
+def _loop_from_one(ids, a):  # the loop starts at 1: y[0] is never filled
+    y = torch.full((len(ids) - 1,), -1, dtype=torch.long)
+    for t in range(1, len(ids) - 1):
+        if a[t + 1]:
+            y[t] = ids[t + 1]
+    return ids[:-1], y
+
+
+MORE_SFT.update({
+    "the mask is shifted twice (is_assistant[2:], its last flag repeated), not once": _shift_twice(True),
+    "the mask is shifted twice (is_assistant[2:], padded with False), not once": _shift_twice(False),
+    "the first target is always masked (y[0]: a loop that starts at 1?)": _loop_from_one,
+})
+
+
+def _dpo14(policy, reference, x, y, beta, logps):
+    B, _, T = x.shape
+    idx, t = x.reshape(-1, T), y.reshape(-1, T)
+    pi = logps(policy(idx)[0], t).view(B, 2)
+    with torch.no_grad():
+        ref = logps(reference(idx)[0], t).view(B, 2)
+    return -F.logsigmoid(beta * ((pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1]))).mean()
+
+
+def _softmax_no_dim(logits, t):  # F.softmax without dim: torch picks dim 0 on 3-D logits
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logp = torch.log(F.softmax(logits))
+    return (logp.gather(-1, t.clamp(min=0)[..., None])[..., 0] * (t != -1)).sum(-1)
+
+
+def _smoothed(eps):
+    return lambda logits, t: -F.cross_entropy(logits.transpose(1, 2), t, ignore_index=-1, reduction="none",
+                                              label_smoothing=eps).sum(-1)
+
+
+MORE_DPO.update({
+    "softmax over the batch axis (F.softmax / log_softmax without dim picks dim 0 for 3-D logits)":
+        lambda *a: _dpo14(*a, logps=_softmax_no_dim),
+    **{f"cross_entropy with label_smoothing={eps} used as the log-prob": lambda *a, eps=eps: _dpo14(
+        *a, logps=_smoothed(eps)) for eps in (0.1, 0.05, 0.2)},
+})
+
+
+def _floor_mean(rewards, normalize_std=True):
+    a = rewards - rewards.sum(dim=1, keepdim=True) // rewards.shape[1]
+    return a / (rewards.std(dim=1, keepdim=True) + 1e-4) if normalize_std else a
+
+
+def _l2_normalised(rewards, normalize_std=True):
+    a = rewards - rewards.mean(dim=1, keepdim=True)
+    return F.normalize(a, dim=1) if normalize_std else a
+
+
+MORE_ADVANTAGE.update({
+    "the group mean by floor division (sum // G): rounded down": _floor_mean,
+    "divided by the L2 norm of the centred rewards (F.normalize), not the std: sqrt(G - 1) times too small":
+        _l2_normalised,
+})

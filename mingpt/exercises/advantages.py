@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
-from mingpt.exercises.compare import explain, modified_in_place, two_mistakes
+from mingpt.exercises.compare import explain, modified_in_place, same, two_mistakes
 from mingpt.posttrain.rl import group_advantages
 
 __all__ = ["ADVANTAGE_MISTAKES", "check_group_advantages"]
@@ -24,7 +24,10 @@ HINT = "compare your code with the definition above the exercise, one step at a 
 # ------------------------------------------------------------------------------------------ 4. GRPO advantages
 REWARDS = torch.tensor([[1.0, 0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0],
                         [3.0, 1.0, 2.0, 2.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0]])  # (P=4, G=5): two uniform groups
-REWARDS_CASES = [REWARDS, torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]]),  # P != G
+REWARDS_CASES = [REWARDS,  # then REWARDS' shape with other values: a running mean kept across calls shows there
+                 torch.tensor([[0.0, 2.0, 1.0, 1.0, 0.0], [4.0, 1.0, 1.0, 0.0, 2.5], [1.0, 0.0, 1.0, 0.0, 1.0],
+                               [2.0, 2.0, 2.0, 2.0, 2.0]]),
+                 torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]]),  # P != G
                  torch.full((2, 3), 0.5)]  # a batch where every answer scored the same: a missing eps shows here too
 EPS = 1e-4
 TOL = 1e-3  # any small eps (1e-8 ... 1e-4) or a clamp of the std is a valid choice
@@ -117,6 +120,14 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
                 lambda r, s: _adv_eps(r, s, centre=lambda r: (r.sum(1, keepdim=True) - r) / (r.size(1) - 1)),
                 "GRPO's baseline is the mean of the whole group, the answer itself included; leaving the answer out "
                 "is RLOO's baseline (it scales the advantages by G / (G - 1)).", "rewards.mean(dim=1, keepdim=True)"),
+        Variant("the group mean by floor division (sum // G): rounded down",
+                lambda r, s: _adv_eps(r, s, centre=lambda r: r.sum(1, keepdim=True) // r.size(1)),
+                "// is floor division, for floats too: a mean of 0.6 becomes 0.", "rewards.mean(dim=1, keepdim=True)"),
+        Variant("divided by the L2 norm of the centred rewards (F.normalize), not the std: sqrt(G - 1) times too small",
+                lambda r, s: _adv_eps(r, s, scale=lambda r: (r - r.mean(1, keepdim=True)).norm(dim=1, keepdim=True)
+                                      .clamp(min=1e-12)),
+                "F.normalize divides by the vector's length, sqrt(sum of squares) = std * sqrt(G - 1): the advantages "
+                "shrink as the group grows.", "divide by rewards.std(dim=1, keepdim=True) + eps"),
         Variant("centred and normalised over the whole batch, not each group",
                 lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
                 "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
@@ -190,6 +201,14 @@ def check_group_advantages(fn) -> CheckResult:
         if problem is not None:
             return problem
         outputs.append(out)
+    again, _ = run(exercise, "your function(rewards, normalize_std=True), a second time", fn, cases[2][0].clone(),
+                   True)  # the third call again, after others: a stateless function repeats its answer
+    if isinstance(again, torch.Tensor) and isinstance(outputs[2], torch.Tensor) and not same(again, outputs[2]):
+        return fail(exercise, "the same rewards give other advantages on a second call (state kept across calls)",
+                    "Advantages depend on this call's rewards only; yours changed between two identical calls, so "
+                    "something is kept from one call to the next (a running mean, a counter, a cache).",
+                    f"rewards {_rounded(cases[2][0])}\nfirst call  {_rounded(outputs[2])}\nsecond call "
+                    f"{_rounded(again)}", "compute the mean and std of each group from the rewards passed, every call")
     found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
                     [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
                     + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],
@@ -197,4 +216,5 @@ def check_group_advantages(fn) -> CheckResult:
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",
-                                                "zeros for a uniform group", "normalize_std=False: centred only"])
+                                                "zeros for a uniform group", "normalize_std=False: centred only",
+                                                "the same answer on a second call"])

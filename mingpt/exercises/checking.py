@@ -153,6 +153,9 @@ TORCH_SAYS = [
      "Adding a tensor that requires grad (made from trainable parameters) into a parameter records the addition in "
      "the graph, so the parameter is no longer a leaf and torch refuses to keep it.",
      "put the update under torch.no_grad() (or decorate the method with @torch.no_grad())"),
+    ("Subtraction, the `-` operator, with a bool tensor is not supported", "1 - mask on a bool tensor (torch has no "
+     "- for bools)", "A bool mask cannot be subtracted from (1 - mask, mask - 1): torch refuses arithmetic on bools; "
+     "inverting a mask is its own operation.", "~mask (or mask.logical_not())"),
     ("a leaf Variable that requires grad is being used in an in-place operation",
      "a parameter updated in place with autograd on (no torch.no_grad())", "An in-place change of a parameter that "
      "requires grad would corrupt the graph that backward needs, so torch refuses it outside torch.no_grad().",

@@ -34,7 +34,7 @@ BETA, OTHER_BETA = 0.3, 0.1  # the loss is checked at both
 
 
 def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False, shift_again=False, dim=-1,
-           whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False):
+           whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False, smoothing=0.0):
     if blocked:  # (B, 2, T) flattened as (2, B, T): every chosen row, then every rejected one
         x, y = x.transpose(0, 1), y.transpose(0, 1)
     idx = x.flatten(0, 1)
@@ -48,6 +48,8 @@ def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=
     picked = torch.where(mask, idx, targets) if targets_from_x else targets
     scores = logits if raw else (F.softmax if probs else F.log_softmax)(logits, dim)
     token = scores.gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
+    if smoothing:  # -cross_entropy(label_smoothing=eps): (1 - eps) log p(y) + eps * the mean log p over the vocabulary
+        token = (1 - smoothing) * token + smoothing * scores.mean(-1)
     if batch_mean:  # the model's own loss: one mean over the answer tokens of all the chosen (or rejected) rows
         per_answer = (token * mask).view(-1, 2, mask.size(-1)).sum((0, 2)) / mask.view(-1, 2, mask.size(-1)).sum((0, 2))
         return per_answer.expand(x.size(0), 2)
@@ -127,6 +129,14 @@ DPO_MISTAKES = [
     Variant("log_softmax over the time axis, not the vocabulary", lambda *a: _dpo(*a, dim=1),
             "Each position's logits are a distribution over the vocabulary: normalise over the last axis (V).",
             "F.log_softmax(logits, dim=-1)"),
+    Variant("softmax over the batch axis (F.softmax / log_softmax without dim picks dim 0 for 3-D logits)",
+            lambda *a: _dpo(*a, dim=0), "Each position's logits are a distribution over the vocabulary; called "
+            "without dim on (N, T, V) logits, torch's legacy rule normalises over dim 0, across the rows of the "
+            "batch (it warns 'Implicit dimension choice').", "F.log_softmax(logits, dim=-1)"),
+    *[Variant(f"cross_entropy with label_smoothing={eps} used as the log-prob", lambda *a, eps=eps: _dpo(
+        *a, smoothing=eps), "With label smoothing, cross_entropy mixes in the mean log-probability of every "
+        "token of the vocabulary; log pi(y|x) is the answer tokens' own log-probabilities.",
+        "F.cross_entropy(..., ignore_index=-1, reduction='none') without label_smoothing") for eps in (0.1, 0.05, 0.2)],
     Variant("y ignored: log-probs of x's next tokens over the whole row (prompt and padding counted)",
             lambda *a: _dpo(*a, whole_row=True),
             "The answer's log-probability sums its own tokens only (where y != -1); reading the targets off x scores "
@@ -302,8 +312,12 @@ def check_dpo_loss(fn) -> CheckResult:
         return fail(exercise, NOT_RECOGNISED, "The reference model received gradients that no "
                     "known mistake reproduces.", f"reference {name}.grad = {fmt(yours[name])}",
                     "the reference's log-probs must be constants")
+    found = _edges(exercise, fn, policy, reference, x, y, loss)
+    if found is not None:
+        return found
     return CheckResult(exercise, True, checked=["log-probs summed over the answer's tokens", "beta, sign, "
-                                                "log-sigmoid, mean over pairs", "no gradient into the reference"])
+                                                "log-sigmoid, mean over pairs", "no gradient into the reference",
+                                                "pairs in any order, one pair"])
 
 
 def _and_reference_grads(found, loss, policy, reference):
@@ -324,3 +338,38 @@ def _and_reference_grads(found, loss, policy, reference):
                 f"{found.explanation} And: the reference is frozen, but backward reached its weights ({leaked[0]}, "
                 "...): compute its log-probs under torch.no_grad().", found.counterexample,
                 f"{found.hint}; and compute the reference's log-probs under torch.no_grad()")
+
+
+def _expected(policy, reference, x, y, beta):
+    with torch.no_grad():
+        pi = sequence_logprobs(policy(x.flatten(0, 1))[0], y.flatten(0, 1)).view(-1, 2)
+        ref = sequence_logprobs(reference(x.flatten(0, 1))[0], y.flatten(0, 1)).view(-1, 2)
+    return dpo_loss(pi[:, 0], pi[:, 1], ref[:, 0], ref[:, 1], beta)[0].mean()
+
+
+def _edges(exercise, fn, policy, reference, x, y, loss) -> CheckResult | None:
+    """None when the loss, right on the checker's batch, is the same with the pairs in the other order (a mean does
+    not depend on it) and right for a batch of one pair; else which one fails. (A large beta is not tried: earlier
+    rounds judge -log(sigmoid(z)), which overflows to inf there, a valid way to write the loss.)"""
+    where = "your function(policy, reference, x, y, beta={})"
+    flipped, problem = run(exercise, where.format(BETA) + " with the pairs in the other order", fn, policy, reference,
+                           x.flip(0), y.flip(0), BETA)
+    if problem is not None:
+        return problem
+    if not same(flipped, loss.detach() if isinstance(flipped, torch.Tensor) else loss):
+        return fail(exercise, "the pairs in another order give another loss (something kept from a previous call?)",
+                    "The loss is a mean over pairs, so the same pairs in another order give the same number; yours "
+                    "changed, so it depends on more than this call's x and y (a reference's log-probs, or a "
+                    "batch, computed on an earlier call and kept?).", f"2 pairs, beta={BETA}: yours {fmt(loss, 6)}, "
+                    f"with the pairs reversed {fmt(flipped, 6)}", "compute every log-prob from this call's x and y")
+    one = _expected(policy, reference, x[:1], y[:1], BETA)
+    single, problem = run(exercise, where.format(BETA) + " on one pair, x of shape (1, 2, 6)", fn, policy, reference,
+                          x[:1], y[:1], BETA)
+    if problem is not None or not same(single, one.detach() if isinstance(single, torch.Tensor) else one):
+        shown = (problem.counterexample or problem.explanation) if problem is not None else \
+            f"1 pair, beta={BETA}: yours {fmt(single, 6)}, expected {fmt(one, 6)}"
+        return fail(exercise, "fails for a batch of one pair (B = 1)", "A batch may hold a single pair (the last "
+                    "batch, or batch_size=1); yours is right for two pairs but not for one (a squeeze(), or a "
+                    "shape read off the data, drops the batch axis?).", shown,
+                    "keep the (B, 2) layout: .view(B, 2), no squeeze()")
+    return None

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mingpt.exercises.checking import CheckResult, Variant, fail, fmt, run
+from mingpt.exercises.checking import CheckResult, Variant, crashed, fail, fmt, run
 from mingpt.exercises.loading import build, construct
 from mingpt.exercises.compare import NOT_RECOGNISED, explain, reports_in_place_edits, same, where_it_differs
 
@@ -97,13 +97,26 @@ LORA_ORDER_CRASHES = [
             "lora_A is (r, in), as an nn.Linear's weight: x (..., in) multiplies its transpose.", "x @ self.lora_A.T"),
     Variant("lora_B not transposed (... @ B)", lambda x, A, B: x @ A.T @ B,
             "lora_B is (out, r): the (..., r) activations multiply its transpose.", "(x @ A.T) @ self.lora_B.T"),
+    Variant("the product B A not transposed (x @ (B @ A))", lambda x, A, B: x @ (B @ A),
+            "B A is (out, in), a weight in nn.Linear's layout: x (..., in) multiplies its transpose, as F.linear "
+            "does.", "x @ (B @ A).T, or x @ A.T @ B.T"),
+]
+
+# A crash in merge() named the same way: the correction added in the wrong layout raises torch's exact error.
+LORA_MERGE_CRASHES = [
+    Variant("merge adds (B A).T: the correction transposed", lambda W, A, B: W + (B @ A).T,
+            "base.weight is (out, in), nn.Linear's layout, and so is B A ((out, r) @ (r, in)): it is added as it "
+            "is; (B A).T, or A.T @ B.T, is (in, out).", "base.weight += scale * (B @ A)"),
+    Variant("merge multiplies A @ B (the factors in the wrong order)", lambda W, A, B: W + A @ B,
+            "The correction is B A: (out, r) @ (r, in) = (out, in), the base weight's shape.",
+            "base.weight += scale * (B @ A)"),
 ]
 
 
-def _order_crash(problem: CheckResult, x, A, B) -> CheckResult:
-    for variant in LORA_ORDER_CRASHES:
+def _order_crash(problem: CheckResult, *args, crashes=LORA_ORDER_CRASHES) -> CheckResult:
+    for variant in crashes:
         try:
-            variant.compute(x, A, B)
+            variant.compute(*args)
         except RuntimeError as e:
             if f"RuntimeError: {e}" in problem.explanation:
                 return fail(problem.exercise, variant.property, variant.explanation, problem.explanation,
@@ -125,6 +138,9 @@ SCALE_FORMULAS = [
     ("LoRA scaled by the rank instead of alpha / rank", lambda a, r: r, "The correction is multiplied by alpha / r."),
     ("LoRA scaled by rank / alpha (the ratio upside down)", lambda a, r: r / a, "The scale is alpha / r."),
     ("LoRA scaled by 1 / rank (alpha left out)", lambda a, r: 1 / r, "The correction is multiplied by alpha / r."),
+    ("LoRA scaled twice: (alpha / r)^2 (the scale on both A and B, or on the input and the output)",
+     lambda a, r: (a / r) ** 2, "The correction B A x is multiplied by alpha / r once; scaling both factors (or x "
+     "and the result) multiplies it by (alpha / r)^2."),
 ]
 
 
@@ -184,7 +200,6 @@ def _other_settings(exercise: str, cls) -> CheckResult | None:
     return fail(exercise, NOT_RECOGNISED, "Your layer matches the reference at one setting but not at "
                 f"r={r}, alpha={alpha}, and no known mistake reproduces every setting.",
                 example + "\n" + where_it_differs(settings[i][1], settings[i][2]), HINT)
-
 
 
 @reports_in_place_edits
@@ -259,7 +274,7 @@ def check_lora_layer(cls) -> CheckResult:
         return _and_merge(exercise, found, layer, base, x, out, W, A0, B0)
     _, problem = run(exercise, "your layer.merge()", layer.merge, hint=CRASH_HINT)
     if problem is not None:
-        return problem
+        return _order_crash(problem, W, A0, B0, crashes=LORA_MERGE_CRASHES)
     merged = base.weight.detach()
     found = explain(exercise, [(W, A0, B0)], [merged], lambda W, A, B: W + ALPHA / RANK * B @ A, LORA_MERGE_MISTAKES,
                     lambda W, *_: f"base.weight after merge(), expected W + (alpha / r) B A; W[0] before "
@@ -278,11 +293,13 @@ def check_lora_layer(cls) -> CheckResult:
     if found is not None:
         return found
     found = _other_settings(exercise, cls)  # right at r=3, alpha=6: and at the other settings?
+    if found is None:
+        found = _edges(exercise, cls)  # and for a 2-D x, new A and B, a base without bias?
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x at "
                                                 "three (r, alpha)", "merge folds alpha/r B A into the weight, "
-                                                "outputs unchanged"])
+                                                "outputs unchanged", "a 2-D x, A and B changed, a base without bias"])
 
 
 def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> CheckResult:
@@ -308,7 +325,6 @@ def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> 
                 f"{merged.explanation}", found.counterexample, f"{found.hint}; and {merged.hint}")
 
 
-
 def _and_the_rest(found: CheckResult, cls) -> CheckResult:
     """found (the base left trainable), or both mistakes when the same class, with its base frozen after
     construction, still has a named mistake: freezing changes no value, so the rest of the check still applies."""
@@ -322,3 +338,67 @@ def _and_the_rest(found: CheckResult, cls) -> CheckResult:
     return fail(found.exercise, f"two mistakes: {found.property}; and {rest.property}", f"{found.explanation} And: "
                 f"{rest.explanation}", f"{found.counterexample}\n{rest.counterexample}",
                 f"{found.hint}; and {rest.hint}")
+
+
+def _fresh(cls, bias: bool = True, seed: int = 2):
+    """(layer, W, b, A, B) with trained-looking A and B, built on a seeded base (with or without bias)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        base = nn.Linear(IN, OUT, bias=bias)
+    W, b = base.weight.detach().clone(), None if base.bias is None else base.bias.detach().clone()
+    layer = build(cls, base, RANK, ALPHA)
+    A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        A.copy_(torch.randn(A.shape, generator=gen))
+        B.copy_(torch.randn(B.shape, generator=gen))
+    return layer, W, b, A, B
+
+
+def _edges(exercise: str, cls) -> CheckResult | None:
+    """None when the layer, right on (2, 3, in) inputs, is right on a 2-D x too, follows A and B when they change
+    after a first call (as training changes them), and works on a base built with bias=False; else which fails."""
+    layer, W, b, A, B = _fresh(cls)
+    x = torch.randn(2, 3, IN, generator=torch.Generator().manual_seed(3))
+    first, problem = run(exercise, "your layer(x)", layer, x)
+    if problem is not None:
+        return problem
+    A0, B0 = A.detach().clone(), B.detach().clone()
+    flat, problem = run(exercise, f"your layer(x) on a 2-D x of shape {(3, IN)}", layer, x[0], hint=CRASH_HINT)
+    if problem is not None or not same(flat, _lora(x[0], W, b, A0, B0, ALPHA / RANK)):
+        why = (problem.counterexample or problem.explanation) if problem is not None else \
+            f"yours    {fmt(flat, 5)}\nexpected {fmt(_lora(x[0], W, b, A0, B0, ALPHA / RANK), 5)}"
+        return fail(exercise, "works on 3-D x (B, T, in) only: a 2-D x (N, in) fails", "A linear layer takes x of "
+                    "any shape (..., in_features), as nn.Linear does: (N, in) rows, (B, T, in) sequences. Yours is "
+                    "right on a (2, 3, in) x but not on its first row alone, (3, in).", why,
+                    "write the correction for any leading dimensions: x @ A.T @ B.T, F.linear, or an einsum with "
+                    "'...i'")
+    with torch.no_grad():  # an optimizer step: the next forward must use the new values
+        A.add_(torch.randn(A.shape, generator=torch.Generator().manual_seed(4)))
+        B.add_(torch.randn(B.shape, generator=torch.Generator().manual_seed(5)))
+    after, problem = run(exercise, "your layer(x) after A and B changed", layer, x)
+    if problem is not None:
+        return problem
+    moved = _lora(x, W, b, A.detach(), B.detach(), ALPHA / RANK)
+    if not same(after, moved):
+        stale = same(after, first)
+        return fail(exercise, "the forward keeps the A and B of an earlier call (a cached B A)" if stale else
+                    NOT_RECOGNISED, "After A and B change (an optimizer step), the next forward must use them; "
+                    + ("yours returned the same output as before the change: something computed on an earlier call "
+                       "was kept." if stale else "yours is right before the change but not after it."),
+                    "your layer(x) after A and B changed\n" + where_it_differs(after, moved),
+                    "compute the correction from self.lora_A and self.lora_B in every forward")
+    try:  # a base without bias: nn.Linear(..., bias=False), as LLaMA's projections
+        layer, W, b, A, B = _fresh(cls, bias=False)
+        out, problem = run(exercise, "your layer(x) on a base built with bias=False", layer, x)
+    except Exception as e:
+        out, problem = None, crashed(exercise, f"{cls.__name__}(nn.Linear({IN}, {OUT}, bias=False), ...)", e)
+        W, b, A, B = torch.zeros(OUT, IN), None, torch.zeros(RANK, IN), torch.zeros(OUT, RANK)
+    expected = _lora(x, W, None, A.detach(), B.detach(), ALPHA / RANK)
+    if problem is not None or not same(out, expected):
+        return fail(exercise, "fails on a base layer built with bias=False", "nn.Linear(..., bias=False) has "
+                    "base.bias = None (LLaMA's projections, GPT-2's lm_head): the layer must work with it, as "
+                    "base(x) does.", (problem.counterexample or problem.explanation) if problem is not None else
+                    f"yours    {fmt(out, 5)}\nexpected {fmt(expected, 5)}", "let the base layer add its own bias: "
+                    "self.base(x)")
+    return None

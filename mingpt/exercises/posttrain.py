@@ -56,8 +56,14 @@ IS_ASSISTANT = [False] * 6 + [True] * 3 + [False] * 4 + [True] * 4  # the replie
 # ids past a byte, a signed byte and int16 (GPT-2's vocabulary has 50257), a user token (END) also in a reply
 BIG = [USER, 300, 1000, 7, END, ASSISTANT, 50000, 257, 200, END, USER, 33000, END, ASSISTANT, 256, END]
 BIG_IS_ASSISTANT = [False] * 6 + [True] * 4 + [False] * 4 + [True] * 2
+# T = 2, an empty reply (its END) at ids[1] (a squeeze() to 0-dim, a loop that starts at 1 show here), and the
+# first conversation again with another mask (y must follow is_assistant, not a mask kept from an earlier call)
+SHORT, SHORT_IS_ASSISTANT = [ASSISTANT, END], [False, True]
+OTHER_IS_ASSISTANT = [False] * 2 + [True] * 3 + [False] * 6 + [True] * 6
 SFT_CASES = [(torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)),
-             (torch.tensor(BIG), torch.tensor(BIG_IS_ASSISTANT))]
+             (torch.tensor(BIG), torch.tensor(BIG_IS_ASSISTANT)),
+             (torch.tensor(SHORT), torch.tensor(SHORT_IS_ASSISTANT)),
+             (torch.tensor(CONVERSATION), torch.tensor(OTHER_IS_ASSISTANT))]
 
 
 def _sft(ids: torch.Tensor, keep: torch.Tensor, targets: torch.Tensor | None = None, fill: int = IGNORE_INDEX):
@@ -117,6 +123,16 @@ SFT_MISTAKES = [
         ("is_assistant[:-1] ^ is_assistant[1:] (only where the speaker changes)", lambda i, o: i ^ o),
         ("is_assistant[1:] & ~is_assistant[:-1] (only each reply's first token)", lambda i, o: o & ~i),
         ("is_assistant[:-1] & ~is_assistant[1:] (only the token after each reply)", lambda i, o: i & ~o))],
+    *[Variant(f"the mask is shifted twice (is_assistant[2:], {how}), not once", lambda ids, a, pad=pad: _sft(
+        ids, torch.cat([a[2:], a[-1:] if pad is None else torch.tensor([pad])])),
+        "y[t] counts when ids[t+1] is the assistant's: is_assistant[1:], the same one-place shift as the targets; "
+        "yours shifts the mask one place further and asks about ids[t+2].", "keep = is_assistant[1:]")
+      for pad, how in ((None, "its last flag repeated"), (False, "padded with False"))],
+    Variant("the first target is always masked (y[0]: a loop that starts at 1?)",
+            lambda ids, a: _sft(ids, a[1:] & (torch.arange(len(a) - 1) > 0)),
+            "y[0] is the token ids[1]: when the assistant speaks first, it is trained on like any other of its "
+            "tokens (a loop over range(1, ...) never fills it).", "keep = is_assistant[1:] for every position, the "
+            "first one included"),
     Variant("the last target is masked (the final end of turn is not trained)",
             lambda ids, a: _sft(ids, a[1:] & (torch.arange(len(a) - 1) < len(a) - 2)),
             "The last target, ids[-1], is the END of the final reply: it is the assistant's and is trained on like "
@@ -179,7 +195,8 @@ def check_sft_targets(fn) -> CheckResult:
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
-                                                "their end of turn only", "-1 elsewhere", "ids above 255"])
+                                                "their end of turn only", "-1 elsewhere", "ids above 255", "T = 2",
+                                                "y follows each call's mask"])
 
 
 def _targets(exercise: str, cases, ys, shifted: bool = False) -> CheckResult | None:
@@ -205,7 +222,7 @@ def _judge(exercise: str, cases, outs) -> CheckResult | None:
     """None when every (x, y) is right; else x's mistake (with y's, when y has a named one too) or y's."""
     xs, ys = [x for x, _ in outs], [y for _, y in outs]
     if all(torch.equal(x, i[:-1]) for x, (i, _) in zip(xs, cases)):
-        return _targets(exercise, cases, ys)
+        return _mask_ignored(exercise, cases, ys, _targets(exercise, cases, ys))
     ids = cases[0][0]
     if all(torch.equal(y, i[:-1]) for y, (i, _) in zip(ys, cases)):  # (y, x): the order of the pair
         order = fail(exercise, "x and y returned in the wrong order: (y, x)", "The function returns the "
@@ -221,13 +238,44 @@ def _judge(exercise: str, cases, outs) -> CheckResult | None:
         rest = _targets(exercise, cases, ys, shifted=True)
         if rest is None or rest.property != NOT_RECOGNISED:
             return _with(swapped, rest)
-    x, expected = xs[0], ids[:-1]
+    if all(torch.equal(x, i) and torch.equal(y, _sft(i, a, i)) for x, y, (i, a) in zip(xs, ys, cases)):
+        return fail(exercise, "x = ids and y = ids masked, both unshifted (Hugging Face's labels = input_ids)",
+                    "A Hugging Face model takes labels equal to input_ids and shifts them inside its forward; "
+                    "mingpt's GPT compares the logits at t with y[t] as given, so the shift is yours to do: the "
+                    "inputs lose the last token and the targets (and their mask) the first.",
+                    f"ids {ids.tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
+                    "x = ids[:-1], y = ids[1:] masked with is_assistant[1:]")
+    n = next(n for n, (x, (i, _)) in enumerate(zip(xs, cases)) if not torch.equal(x, i[:-1]))
+    x, ids = xs[n], cases[n][0]  # the first case whose x is wrong
+    expected = ids[:-1]
     if x.shape != expected.shape and x.numel() == expected.numel() and torch.equal(x.flatten(), expected):
         problem = shape_problem(x, expected)
         return fail(exercise, problem[0], f"x: {problem[1]}.", f"ids {ids.tolist()}\nyour x {x.tolist()}",
                     "x = ids[:-1], y = ids[1:] (masked): one dimension each, (T - 1,)")
     return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
                 "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
+
+
+def _mask_ignored(exercise: str, cases, ys, found: CheckResult | None) -> CheckResult | None:
+    """found, or, when no mistake explains the targets and two cases with the same ids but different masks got the
+    same y although their expected targets differ: y does not follow the is_assistant passed (a mask computed once
+    and kept, or one written for a single conversation)."""
+    if found is None or found.property != NOT_RECOGNISED:
+        return found
+    for n, (i, a) in enumerate(cases):
+        for m in range(n):
+            j, b = cases[m]
+            if torch.equal(i, j) and not torch.equal(_sft(i, a[1:]), _sft(j, b[1:])) and ys[n].shape == ys[m].shape \
+                    and torch.equal(ys[n], ys[m]):
+                return fail(exercise, "y ignores the is_assistant passed: another mask, the same targets (a mask "
+                            "kept from a previous call?)",
+                            "The same ids with two different masks must give two different y: the mask of each call "
+                            "decides which targets count. Yours returned the same y for both (a mask computed on "
+                            "an earlier call and kept, or one written for a single conversation?).",
+                            f"ids {i.tolist()}\nis_assistant {b.int().tolist()} and {a.int().tolist()}\nyour y, "
+                            f"both times {ys[n].tolist()}", "compute the mask from this call's is_assistant[1:], "
+                            "every call")
+    return found
 
 
 def _and_targets(problem: CheckResult, fn, ids, is_assistant) -> CheckResult:
