@@ -25,7 +25,7 @@ from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
 from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
                                       where_it_differs)
-from mingpt.exercises.stale import stale_state
+from mingpt.exercises.state import module_state_problem
 from mingpt.exercises.large_scores import large_score_slip
 from mingpt.exercises.relations import relation
 from mingpt.model import GPT, CausalSelfAttention
@@ -173,7 +173,7 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
             fresh = lambda: student_with_reference_weights(EXERCISE, cls, ref.state_dict(), config, 0)[0]  # noqa
             for T_edge in (1, config.block_size):  # edge cases: one token, a full context
                 x_edge = torch.randn(1, T_edge, n_embd, generator=g)
-                stale = stale_state(EXERCISE, fresh, [(x,), (x_edge,)], ref,
+                stale = module_state_problem(EXERCISE, fresh, [(x,), (x_edge,)], ref,
                                     lambda v: f"x of shape {tuple(v.shape)}")  # a mask kept from the first call?
                 if stale is not None:
                     return stale

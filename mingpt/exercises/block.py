@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.stale import stale_state
+from mingpt.exercises.state import module_state_problem
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.block_branches import branch_variants
 from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run
@@ -70,7 +70,7 @@ def _check_module(exercise, student, ref, variants, config, seed, eval_hint, ato
                         "In eval mode the same input must give the same output; yours changes from run to run.",
                         f"the same x twice -> {fmt(out[0, 0])} then {fmt(again[0, 0])}", eval_hint)
         problem = check_cases(exercise, student, cases, ref, variants, describe, atol=atol, hint=hint)
-        stale = None if problem is None else stale_state(exercise, fresh, cases, ref, describe, atol)
+        stale = None if problem is None else module_state_problem(exercise, fresh, cases, ref, describe, atol)
         problem = problem if stale is None else stale
     if problem is None:  # right outputs: are the gradients right too (nothing detached)?
         problem = gradient_problem(exercise, student, ref, x)

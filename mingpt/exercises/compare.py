@@ -172,7 +172,7 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     Run fn on every case (a fresh copy of it from prepare), then `explain`; None when all outputs are right.
     When fn raises on some cases, a variant that raises the same exception there and matches every other case is
     the diagnosis (e.g. positions numbered from 1 run past the table at T = block_size); else the crash is shown.
-    A result that names nothing (or a pass) is replaced by "keeps state between calls" when state the function keeps
+    A result that names nothing (or a pass) is replaced by "state kept across calls" when state the function keeps
     changed during the calls and is shown to be the cause (state.py); slots: that state as read before the checker's
     first call of fn, when it made calls of its own before this one.
     """

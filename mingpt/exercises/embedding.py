@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.stale import stale_state
+from mingpt.exercises.state import module_state_problem
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.loading import names_differ, student_with_reference_weights
@@ -150,7 +150,7 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
             found = _position_part(exercise, student, cases, wte, wpe)
             problem = found if found is not None else problem  # a failed result is falsy: no `or`
         if problem is not None:  # each idx right on a new module, wrong after another call: kept state
-            stale = stale_state(exercise, lambda: student_with_reference_weights(
+            stale = module_state_problem(exercise, lambda: student_with_reference_weights(
                 exercise, cls, {"wte.weight": wte, "wpe.weight": wpe}, config)[0], cases,
                 lambda i: wte[i] + wpe[_pos(i)], lambda i: f"idx = {i.tolist()}")
             problem = problem if stale is None else stale

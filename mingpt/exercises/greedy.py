@@ -108,7 +108,7 @@ def check_greedy(fn) -> CheckResult:
                          "one)")
     stale = None if result is None or result.property in {v.property for v in VARIANTS} else _stale(fn)
     if stale is not None:  # no rebuilt slip explains it, and a wrong answer repeats an earlier call's
-        return fail(exercise, "returns an earlier call's answer (state kept between calls)", "Greedy decoding is a "
+        return fail(exercise, "returns an earlier call's answer (state kept across calls)", "Greedy decoding is a "
                     "function of the logits it is given; yours returned, for new logits, exactly what it returned for "
                     "earlier ones: something computed on a first call (a cache, a memo, an attribute) is reused.",
                     stale, "compute the argmax from this call's logits every time; keep no state between calls")

@@ -25,7 +25,7 @@ from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_plac
                                       where_it_differs)
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, fit
-from mingpt.exercises.stale import stale_state
+from mingpt.exercises.state import module_state_problem
 from mingpt.exercises.relations import permuted, relation
 
 __all__ = ["check_layernorm"]
@@ -157,7 +157,7 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
         "a constant row (variance exactly 0)": torch.full((1, 2, ndim), 2.0),
     }
     fresh = lambda: student_with_reference_weights(EXERCISE, cls, ref.state_dict(), ndim)[0]  # noqa: E731
-    stale = lambda: stale_state(EXERCISE, fresh, [(x,) for x in inputs.values()], lambda x: _norm(ref, x),  # noqa
+    stale = lambda: module_state_problem(EXERCISE, fresh, [(x,) for x in inputs.values()], lambda x: _norm(ref, x),  # noqa
                                 lambda x: f"x of shape {tuple(x.shape)}", atol=1e-4)
     with torch.no_grad():
         outputs = {}

@@ -11,6 +11,11 @@ a cache starts empty) and calls again: a case that is right when called first bu
 second call on the same input that differs from the first, or a wrong output when the cases come in another order,
 shows that the state is the cause, and only then is it named (`state_problem`). The student's state is put back as
 it was found.
+
+A module's state is found the other way round (`module_state_problem`): build the student's module anew for each
+input (the reference weights loaded); if each input alone is right, yet one module called on the inputs in turn goes
+wrong, nothing but what the module carries from one call to the next can explain it (a mask or positions built at
+the first call's length, an output or statistics cached on it, a counter).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from mingpt.exercises.checking import CheckResult, fail
+from mingpt.exercises.checking import CheckResult, close, fail
 
-__all__ = ["Slots", "state_problem"]
+__all__ = ["MODULE_STATE", "Slots", "module_state_problem", "state_problem"]
+
+MODULE_STATE = "state kept across calls (right on a new module, wrong after an earlier call)"
 
 MUTABLE = (dict, list, set, bytearray, torch.Tensor)
 
@@ -145,9 +152,48 @@ def state_problem(exercise: str, fn: Callable, slots: Slots, cases: Sequence[tup
         slots.restore()
     if evidence is None:
         return None
-    return fail(exercise, "keeps state between calls (a cache, counter or value kept from an earlier call)",
+    return fail(exercise, "state kept across calls (a cache, counter or value kept from an earlier call)",
                 f"Your function changed {where[0]} while the checker called it, and its output depends on what "
                 "earlier calls left there: a cache filled (or sized) by the first call is wrong for the next input, "
                 "a counter replaces the argument it should read.", evidence,
                 "compute each call from its own arguments: no mutable default (def f(x, cache={})), function "
                 "attribute or global filled inside; a cache must be keyed by everything its value depends on")
+
+
+# ------------------------------------------------------------------------------------------ a module's state
+def _clone(case: tuple) -> tuple:
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in case)
+
+
+def _right(module, case: tuple, expected: Any, atol: float) -> bool:
+    try:
+        return close(module(*_clone(case)), expected, atol=atol, rtol=max(atol, 1e-4))
+    except Exception:
+        return False
+
+
+def module_state_problem(exercise: str, fresh: Callable[[], Any] | None, cases: Sequence[tuple], reference: Callable,
+                describe: Callable[..., str], atol: float = 1e-5) -> CheckResult | None:
+    """The failed result naming state kept across calls, or None. fresh() builds the student's module anew with the
+    reference weights (None when it cannot); reference(*case) is the right output for a case."""
+    if fresh is None or len(cases) < 2:
+        return None
+    with torch.no_grad():
+        expected = [reference(*case) for case in cases]
+        for case, want in zip(cases, expected):  # each input alone, on a module of its own
+            module = fresh()
+            if module is None or not _right(module, case, want, atol):
+                return None
+        module = fresh()  # the inputs in turn, on one module
+        wrong = next((n for n, (case, want) in enumerate(zip(cases, expected)) if not _right(module, case, want, atol)),
+                     None)
+    if not wrong:  # right in turn as well (None), or wrong on the first call (0): not state
+        return None
+    return fail(exercise, MODULE_STATE,
+                "Each input alone gives the right output on a newly built module, but after an earlier call the same "
+                "module gets this one wrong (or raises): it keeps something from the earlier call, e.g. a mask, "
+                "positions or an output cached at the first call's size, or statistics saved on it.",
+                f"a new module: first {describe(*cases[0])}, then {describe(*cases[wrong])}: wrong on the second; "
+                f"{describe(*cases[wrong])} on a new module of its own: right",
+                "compute everything that depends on the input inside forward, from the input's own shape; keep "
+                "nothing on self between calls but the parameters (and buffers sized for block_size, sliced to T)")

@@ -209,7 +209,7 @@ valid(train_and_compare)(ManualNorm)
 
 
 # ------------------------------------------------------------------------------------------ state that is right
-# (added after the untuned count, with the checkers' "keeps state between calls": state that never changes an output
+# (added after the untuned count, with the checkers' "state kept across calls": state that never changes an output
 # must pass: a cache keyed by everything its value depends on, a log of the calls)
 @valid(ex.check_rotary)
 def rot_keyed_cache(x, start, theta, _cache={}):
