@@ -4,7 +4,7 @@ correction, y = base(x) + (alpha / r) B A x, and merge() folding that correction
 
 The checker seeds the layer, sets A and B to trained-looking values (with B = 0 a wrong scale would hide), and
 compares the forward, the merged weight and the forward after merging with the reference; a mistake is named only
-when a rebuilt variant from the tables below reproduces the student's output exactly (compare.explain).
+when a rebuilt variant from the tables (lora_mistakes.py) reproduces the student's output exactly (compare.explain).
 
     from mingpt.exercises.lora import check_lora_layer
     check_lora_layer(MyLoRALinear)         # MyLoRALinear(base: nn.Linear, r, alpha), with lora_A, lora_B, merge()
@@ -21,96 +21,14 @@ from torch import nn
 from mingpt.exercises.checking import CheckResult, Variant, crashed, fail, fmt, run
 from mingpt.exercises.loading import build, construct
 from mingpt.exercises.compare import NOT_RECOGNISED, explain, reports_in_place_edits, same, where_it_differs
+from mingpt.exercises.lora_mistakes import (ALPHA, CRASH_HINT, HINT, IN, LORA_FORWARD_MISTAKES, LORA_INIT_MISTAKES,
+                                             LORA_MERGE_CRASHES, LORA_MERGE_MISTAKES, LORA_ORDER_CRASHES, OUT, RANK,
+                                             SCALE_FORMULAS, SETTINGS, lora_output)
 
-__all__ = ["LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
-
-CRASH_HINT = "x is (..., in_features); lora_A is (r, in), lora_B (out, r): x @ A.T @ B.T is (..., out)"
-HINT = "compare your code with the definition above the exercise, one step at a time"
-
-IN, OUT, RANK, ALPHA = 7, 5, 3, 6.0  # alpha / r = 2, distinct from r, alpha, 1, 1/r and r/alpha
-
-
-def _lora(x, W, b, A, B, scale):
-    return F.linear(x, W, b) + scale * (x @ A.T @ B.T)
-
-
+__all__ = ["CRASH_HINT", "LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
 def _weights_of(module: nn.Module, name: str) -> torch.Tensor | None:
     value = getattr(module, name, None)
     return value.weight if isinstance(value, nn.Linear) else value if isinstance(value, torch.Tensor) else None
-
-
-LORA_INIT_MISTAKES = {  # properties of the fresh layer, each checked exactly
-    "the base layer is not frozen": ("Only A and B train: the base weights must have requires_grad=False, or the "
-                                     "optimizer updates (and keeps Adam moments for) the whole matrix.",
-                                     "base.requires_grad_(False) in __init__"),
-    "A initialised to zero": ("With A = 0 and B = 0 both gradients are zero (dL/dB needs A x, dL/dA needs B): the "
-                              "adapter never learns.", "A random (nn.Linear's default init), B zero"),
-    "A and B initialisations swapped (A zero, B random)": ("LoRA (the paper, PEFT, this exercise) starts A random "
-                                                           "and B at zero; yours is the other way round. It also "
-                                                           "starts as the base layer, but it trains differently (A "
-                                                           "moves first) and is not the layer asked for.",
-                                                           "A random (nn.Linear's default init), B zero"),
-    "B initialised non-zero": ("B must start at zero so that the wrapped layer computes exactly what the pretrained "
-                               "one did at step 0.", "A random, B zero"),
-    "A and B are not trainable": ("lora_A and lora_B are what trains: they need requires_grad=True.",
-                                  "make them nn.Parameter"),
-}
-
-LORA_FORWARD_MISTAKES = [
-    Variant("LoRA scaled by the rank instead of alpha / rank", lambda x, W, b, A, B: _lora(x, W, b, A, B, RANK),
-            "The correction is multiplied by alpha / r: then changing r keeps the update's size.", "scale = alpha / r"),
-    Variant("LoRA scaled by alpha instead of alpha / rank", lambda x, W, b, A, B: _lora(x, W, b, A, B, ALPHA),
-            "The correction is multiplied by alpha / r, not alpha alone.", "scale = alpha / r"),
-    Variant("LoRA scaled by 1 / rank (alpha left out)", lambda x, W, b, A, B: _lora(x, W, b, A, B, 1 / RANK),
-            "The correction is multiplied by alpha / r; alpha is missing from yours.", "scale = alpha / r"),
-    Variant("LoRA scaled by rank / alpha (the ratio upside down)",
-            lambda x, W, b, A, B: _lora(x, W, b, A, B, RANK / ALPHA), "The scale is alpha / r.", "scale = alpha / r"),
-    Variant("the LoRA correction is not scaled", lambda x, W, b, A, B: _lora(x, W, b, A, B, 1.0),
-            "The correction B A x must be multiplied by alpha / r.", "scale = alpha / r"),
-    Variant("the base layer's output is missing", lambda x, W, b, A, B: _lora(x, 0 * W, None, A, B, ALPHA / RANK),
-            "LoRA *adds* a correction to the frozen layer's output: y = base(x) + (alpha / r) B A x.",
-            "start from self.base(x)"),
-]
-
-LORA_MERGE_MISTAKES = [
-    Variant("merge forgets the scale", lambda W, A, B: W + B @ A,
-            "Merging must add exactly what the forward adds: (alpha / r) B A.", "W += scale * (B @ A)"),
-    Variant("merge subtracts the correction", lambda W, A, B: W - ALPHA / RANK * B @ A,
-            "Merging adds the correction to the base weight (unmerging subtracts it).", "W += scale * (B @ A)"),
-    Variant("merge scales by the rank instead of alpha / rank", lambda W, A, B: W + RANK * B @ A,
-            "The merged weight is W + (alpha / r) B A.", "W += scale * (B @ A)"),
-    Variant("merge replaced the base weight with the correction", lambda W, A, B: ALPHA / RANK * B @ A,
-            "Merging adds the correction to the pretrained weight: W + (alpha / r) B A; yours overwrote W.",
-            "base.weight += scale * (B @ A)"),
-    Variant("merge did not change the base weight", lambda W, A, B: W.clone(),
-            "After merge() the base layer's weight holds W + (alpha / r) B A, so that inference costs one matmul.",
-            "add in place to the base layer's weight, under torch.no_grad()"),
-]
-
-# A crash in the forward named when rebuilding one wrong product raises *the same* error (torch's message gives the
-# shapes, so it is exact): the factors in the wrong order, or one of them not transposed.
-LORA_ORDER_CRASHES = [
-    Variant("lora_B applied before lora_A (x @ B.T @ A.T)", lambda x, A, B: x @ B.T @ A.T,
-            "x (..., in) goes through A first (in -> r), then B (r -> out): the correction is x @ A.T @ B.T; the "
-            "paper's B A x reads right to left.", "x @ self.lora_A.T @ self.lora_B.T"),
-    Variant("lora_A not transposed (x @ A)", lambda x, A, B: x @ A,
-            "lora_A is (r, in), as an nn.Linear's weight: x (..., in) multiplies its transpose.", "x @ self.lora_A.T"),
-    Variant("lora_B not transposed (... @ B)", lambda x, A, B: x @ A.T @ B,
-            "lora_B is (out, r): the (..., r) activations multiply its transpose.", "(x @ A.T) @ self.lora_B.T"),
-    Variant("the product B A not transposed (x @ (B @ A))", lambda x, A, B: x @ (B @ A),
-            "B A is (out, in), a weight in nn.Linear's layout: x (..., in) multiplies its transpose, as F.linear "
-            "does.", "x @ (B @ A).T, or x @ A.T @ B.T"),
-]
-
-# A crash in merge() named the same way: the correction added in the wrong layout raises torch's exact error.
-LORA_MERGE_CRASHES = [
-    Variant("merge adds (B A).T: the correction transposed", lambda W, A, B: W + (B @ A).T,
-            "base.weight is (out, in), nn.Linear's layout, and so is B A ((out, r) @ (r, in)): it is added as it "
-            "is; (B A).T, or A.T @ B.T, is (in, out).", "base.weight += scale * (B @ A)"),
-    Variant("merge multiplies A @ B (the factors in the wrong order)", lambda W, A, B: W + A @ B,
-            "The correction is B A: (out, r) @ (r, in) = (out, in), the base weight's shape.",
-            "base.weight += scale * (B @ A)"),
-]
 
 
 def _order_crash(problem: CheckResult, *args, crashes=LORA_ORDER_CRASHES) -> CheckResult:
@@ -122,26 +40,6 @@ def _order_crash(problem: CheckResult, *args, crashes=LORA_ORDER_CRASHES) -> Che
                 return fail(problem.exercise, variant.property, variant.explanation, problem.explanation,
                             variant.hint)
     return problem
-
-
-# The scale is one number per (r, alpha): read off the output at several settings, it names a *formula* of alpha
-# and r (a family, not one row per value). At the first setting alpha / r = 2, which a hard-coded 2.0 (16 / 8, a
-# tutorial's values) or alpha // r reproduces; the other settings tell them apart.
-SETTINGS = [(RANK, ALPHA), (4, 6.0), (2, 5.0)]  # alpha / r = 2, 1.5, 2.5
-SCALE_FORMULAS = [
-    ("LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank", lambda a, r: a / math.sqrt(r),
-     "alpha / sqrt(r) is rsLoRA's scale (PEFT's use_rslora=True); this exercise, as the LoRA paper and PEFT's "
-     "default, uses alpha / r."),
-    ("LoRA scaled by alpha // rank (integer division)", lambda a, r: a // r,
-     "alpha // r rounds down: right only when r divides alpha (6 / 4 = 1.5, 6 // 4 = 1)."),
-    ("LoRA scaled by alpha instead of alpha / rank", lambda a, r: a, "The correction is multiplied by alpha / r."),
-    ("LoRA scaled by the rank instead of alpha / rank", lambda a, r: r, "The correction is multiplied by alpha / r."),
-    ("LoRA scaled by rank / alpha (the ratio upside down)", lambda a, r: r / a, "The scale is alpha / r."),
-    ("LoRA scaled by 1 / rank (alpha left out)", lambda a, r: 1 / r, "The correction is multiplied by alpha / r."),
-    ("LoRA scaled twice: (alpha / r)^2 (the scale on both A and B, or on the input and the output)",
-     lambda a, r: (a / r) ** 2, "The correction B A x is multiplied by alpha / r once; scaling both factors (or x "
-     "and the result) multiplies it by (alpha / r)^2."),
-]
 
 
 def _setting(cls, r: int, alpha: float):
@@ -161,7 +59,7 @@ def _setting(cls, r: int, alpha: float):
             out = layer(x)
     except Exception:
         return None
-    return x, out, _lora(x, W, b, A.detach(), B.detach(), alpha / r), x @ A.detach().T @ B.detach().T
+    return x, out, lora_output(x, W, b, A.detach(), B.detach(), alpha / r), x @ A.detach().T @ B.detach().T
 
 
 def _other_settings(exercise: str, cls) -> CheckResult | None:
@@ -252,11 +150,12 @@ def check_lora_layer(cls) -> CheckResult:
         A.copy_(torch.randn(A.shape, generator=gen))
         B.copy_(torch.randn(B.shape, generator=gen))
     A0, B0, x = A.detach().clone(), B.detach().clone(), torch.randn(2, 3, IN, generator=gen)
-    expected = _lora(x, W, b, A0, B0, ALPHA / RANK)
+    expected = lora_output(x, W, b, A0, B0, ALPHA / RANK)
     out, problem = run(exercise, "your layer(x)", layer, x, hint=CRASH_HINT)
     if problem is not None:
         return _order_crash(problem, x, A0, B0)
-    found = explain(exercise, [(x, W, b, A0, B0)], [out], lambda *a: _lora(*a, ALPHA / RANK), LORA_FORWARD_MISTAKES,
+    found = explain(exercise, [(x, W, b, A0, B0)], [out], lambda *a: lora_output(*a, ALPHA / RANK),
+                    LORA_FORWARD_MISTAKES,
                     lambda x, *_: f"base {IN}->{OUT}, r={RANK}, alpha={ALPHA}, your layer(x), x of shape "
                     f"{tuple(x.shape)}", hint=HINT)
     again, _ = run(exercise, "your layer(x), a second time", layer, x)
@@ -285,7 +184,7 @@ def check_lora_layer(cls) -> CheckResult:
     if problem is not None:
         return problem
     twice = [Variant("the correction is added twice after merge",
-                     lambda: _lora(x, W + ALPHA / RANK * B0 @ A0, b, A0, B0, ALPHA / RANK),
+                     lambda: lora_output(x, W + ALPHA / RANK * B0 @ A0, b, A0, B0, ALPHA / RANK),
                      "Once merged, the base weight already holds the correction: the forward must stop adding it.",
                      "remember that the layer is merged (a flag) and skip the correction then")]
     found = explain(exercise, [()], [after], lambda: expected, twice,
@@ -365,9 +264,9 @@ def _edges(exercise: str, cls) -> CheckResult | None:
         return problem
     A0, B0 = A.detach().clone(), B.detach().clone()
     flat, problem = run(exercise, f"your layer(x) on a 2-D x of shape {(3, IN)}", layer, x[0], hint=CRASH_HINT)
-    if problem is not None or not same(flat, _lora(x[0], W, b, A0, B0, ALPHA / RANK)):
+    if problem is not None or not same(flat, lora_output(x[0], W, b, A0, B0, ALPHA / RANK)):
         why = (problem.counterexample or problem.explanation) if problem is not None else \
-            f"yours    {fmt(flat, 5)}\nexpected {fmt(_lora(x[0], W, b, A0, B0, ALPHA / RANK), 5)}"
+            f"yours    {fmt(flat, 5)}\nexpected {fmt(lora_output(x[0], W, b, A0, B0, ALPHA / RANK), 5)}"
         return fail(exercise, "works on 3-D x (B, T, in) only: a 2-D x (N, in) fails", "A linear layer takes x of "
                     "any shape (..., in_features), as nn.Linear does: (N, in) rows, (B, T, in) sequences. Yours is "
                     "right on a (2, 3, in) x but not on its first row alone, (3, in).", why,
@@ -379,7 +278,7 @@ def _edges(exercise: str, cls) -> CheckResult | None:
     after, problem = run(exercise, "your layer(x) after A and B changed", layer, x)
     if problem is not None:
         return problem
-    moved = _lora(x, W, b, A.detach(), B.detach(), ALPHA / RANK)
+    moved = lora_output(x, W, b, A.detach(), B.detach(), ALPHA / RANK)
     if not same(after, moved):
         stale = same(after, first)
         return fail(exercise, "the forward keeps the A and B of an earlier call (a cached B A)" if stale else
@@ -394,7 +293,7 @@ def _edges(exercise: str, cls) -> CheckResult | None:
     except Exception as e:
         out, problem = None, crashed(exercise, f"{cls.__name__}(nn.Linear({IN}, {OUT}, bias=False), ...)", e)
         W, b, A, B = torch.zeros(OUT, IN), None, torch.zeros(RANK, IN), torch.zeros(OUT, RANK)
-    expected = _lora(x, W, None, A.detach(), B.detach(), ALPHA / RANK)
+    expected = lora_output(x, W, None, A.detach(), B.detach(), ALPHA / RANK)
     if problem is not None or not same(out, expected):
         return fail(exercise, "fails on a base layer built with bias=False", "nn.Linear(..., bias=False) has "
                     "base.bias = None (LLaMA's projections, GPT-2's lm_head): the layer must work with it, as "
