@@ -29,6 +29,11 @@ counted untuned (judged; caught / named / misnamed, valid passed): core (heldout
 the model parts) 155 / 136 / 0 of 160, 30 of 30; modern (_modern and _modern_train: Llama's parts, conversion,
 training, schedule, weight decay) 133 / 110 / 0 of 136, 25 of 25; tokens (_tokens and _bpe) 85 / 68 / 1 of 88,
 18 of 19; post 90 / 75 / 1 of 95, 17 of 17. In all 389 of 479 named (81 %), 3 mistakes crashed a checker.
+Round 14, the same four parts by four new writers (core in _core, _core2, _core3; modern in _modern to _modern3;
+tokens in _tokens to _tokens3; post in _post and _post2), took the angle of code an assistant would write, fixes that
+over-correct, state kept across calls and edge sizes, and was counted untuned the same way: core 112 / 99 / 3 of 118,
+24 of 24; modern 100 / 91 / 0 of 101, 19 of 19; tokens 71 / 64 / 1 of 75, 16 of 16; post 69 / 59 / 0 of 80, 11 of 11.
+In all 313 of 374 named (84 %).
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
