@@ -18,6 +18,10 @@ import mistakes_heldout_round14_core
 import mistakes_heldout_round14_modern
 import mistakes_heldout_round14_post
 import mistakes_heldout_round14_tokens
+import mistakes_heldout_round15_core
+import mistakes_heldout_round15_modern
+import mistakes_heldout_round15_post
+import mistakes_heldout_round15_tokens
 
 _spec = importlib.util.spec_from_file_location(
     "heldout_probe", pathlib.Path(__file__).parent / "scripts" / "heldout_probe.py")
@@ -1353,6 +1357,8 @@ NAMES += (mistakes_heldout_round13_core.NAMES + mistakes_heldout_round13_modern.
           + mistakes_heldout_round13_tokens.NAMES + mistakes_heldout_round13_post.NAMES)  # round 13, one file per part
 NAMES += (mistakes_heldout_round14_core.NAMES + mistakes_heldout_round14_modern.NAMES
           + mistakes_heldout_round14_tokens.NAMES + mistakes_heldout_round14_post.NAMES)  # round 14
+NAMES += (mistakes_heldout_round15_core.NAMES + mistakes_heldout_round15_modern.NAMES
+          + mistakes_heldout_round15_tokens.NAMES + mistakes_heldout_round15_post.NAMES)  # round 15
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
 

@@ -1,0 +1,4 @@
+"""Round 15, post part, of the held-out probe as (checker, name) rows, in the probe's order
+(see mistakes_heldout.py)."""
+
+NAMES = []
