@@ -57,6 +57,11 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
     ("layers share one cache", lambda K, V, h: close(K, _cat(h.all_k)) and close(V, _cat(h.all_v)),
      "Each layer has its own keys and values; yours appends every layer's to one store, so layer 1 attends to "
      "layer 0's keys.", "keep one store per layer index"),
+    ("the store overwritten with the new k, v (the concatenation returned but not kept)",
+     lambda K, V, h: close(K, _cat(h.k[-2:])) and close(V, _cat(h.v[-2:])),
+     "Each call returns the previous call's keys plus the new ones, never older: the store is set to the new k, v "
+     "alone (self.keys[layer] = k) while the concatenation is only returned.",
+     "keep the concatenation: self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)"),
     ("only the most recent positions kept (a sliding window)",
      lambda K, V, h: K.dim() == 4 and K.shape == V.shape and 0 < K.shape[2] <= len(h)
      and close(K, _cat(h.k)[:, :, len(h) - K.shape[2]:]) and close(V, _cat(h.v)[:, :, len(h) - V.shape[2]:]),
@@ -96,6 +101,11 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
        "update gets T_new positions at once (the whole prompt on the first step); yours writes only one of them, "
        "at buffer[:, :, length], and the other slots of the prompt stay empty (zeros).",
        "buffer[:, :, length : length + T] = k, all T_new positions") for i in (-1, 0)],
+    ("keys and values stored in low precision (float16 or bfloat16)", lambda K, V, h: any(
+        close(K, _cat(h.k).to(d).to(K.dtype)) and close(V, _cat(h.v).to(d).to(V.dtype))
+        for d in (torch.float16, torch.bfloat16)), "Your keys and values are the right ones rounded to about 3 "
+     "significant digits: a buffer or a cast in float16 / bfloat16 while the model runs in float32.",
+     "store them in k's own dtype (torch.zeros(..., dtype=k.dtype), or torch.zeros_like)"),
     ("keys and values swapped", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.k)),
      "update must return (keys, values) in that order.", "return keys first, then values"),
     ("values stored as keys", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.k)),
@@ -206,6 +216,10 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
                     EXERCISE, f"decoding step {step}", e, "update(layer, k, v) gets k, v of shape (B, nh, T_new, hs) "
                     "and returns all of this layer's keys and values so far, (B, nh, T_total, hs)")
             problem = _diagnose_calls(calls, config)
+            length = getattr(cache, "length", None)
+            if problem is not None and problem.property == NOT_RECOGNISED and isinstance(length, int) \
+                    and length in ((prompt + step) * config.n_layer, (prompt + step) * (config.n_layer + 1)):
+                return _wrong_length(length, prompt + step, config.n_layer)  # explains a buffer written at length
             if problem is not None:
                 return _after_every_step(model, cache, steps[step + 1:], calls, config, problem)
             end = prompt + step if step else prompt
