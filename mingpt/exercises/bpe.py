@@ -194,6 +194,10 @@ MERGE_MISTAKES = [  # (name, f(ids, pair, new_id), explanation, hint)
      "bytes(...) holds values 0 to 255 only: fine for the raw bytes, but every merged token's id is 256 or more, so "
      "bytes([new_id]) (or bytes(ids) once ids holds a merged token) raises ValueError.",
      "work on the list of ints, pair by pair"),
+    ("fails on an empty list (the output started from ids[0])",
+     lambda ids, pair, n: merge_pair(list(ids), pair[0], pair[1], n) if ids else [][0],
+     "Right on every list with an element, but an empty ids (an empty chunk of text) has no ids[0]: start from an "
+     "empty output (or return [] early).", "out = [] before the loop, or `if not ids: return []`"),
 ]
 
 # The table's scan mistakes as knobs of _scan, so that two of them at once (the right half kept *and* the last element

@@ -71,6 +71,16 @@ def _lowest_rank(ids, merges):
     return min(_mergeable(ids, merges), key=merges.get, default=None)
 
 
+def _table_in_rank_order_stops(ids, merges):
+    """The merge table walked in rank order, stopping at the first merge absent from the text (not skipping it)."""
+    ids = list(ids)
+    for pair in sorted(merges, key=merges.get):
+        if pair not in set(zip(ids, ids[1:])):
+            break
+        ids = merge_pair(ids, pair[0], pair[1], merges[pair])
+    return ids
+
+
 def _one_merge(ids, merges):
     pair = _lowest_rank(ids, merges)
     return list(ids) if pair is None else merge_pair(list(ids), pair[0], pair[1], merges[pair])
@@ -153,6 +163,12 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
     ("unknown pairs ranked first", _unknown_ranked_first,
      "merges.get(pair, 0) gives pairs that are not in the table the best rank, so the loop stops as soon as any "
      "unknown pair is present.", "rank unknown pairs last: merges.get(pair, float('inf'))"),
+    ("the merge table walked in rank order, stopping at the first merge the text lacks",
+     _table_in_rank_order_stops,
+     "Walking the whole table by rank is fine, but a merge whose pair is not in this text is skipped, not the end: "
+     "later merges may still apply (and one that is absent now may appear after a later merge, so the pair to "
+     "merge is best chosen among the text's own pairs).",
+     "continue past an absent merge, or pick the lowest-ranked pair present at each step"),
     ("only one merge applied", lambda ids, m: _one_merge(ids, m),
      "Encoding repeats the merge step until no adjacent pair is in the table: a merged token can form a new pair.",
      "put the step in a loop that stops when no pair can merge"),

@@ -137,7 +137,7 @@ def _stale(fn) -> str | None:
         except Exception:  # crashes are check_cases' to report
             return None
         earlier = next((lg for lg, o in seen if o == out and not torch.equal(lg, logits)), None) \
-            if out != logits.argmax(dim=-1).tolist() else None
+            if out is not None and out != logits.argmax(dim=-1).tolist() else None  # None: a missing return
         if earlier is not None:
             return (f"first:  logits = {earlier.tolist()}\n        yours {out}\nthen:   logits = {logits.tolist()}\n"
                     f"        yours {out}\n        expected {logits.argmax(dim=-1).tolist()}")

@@ -24,112 +24,12 @@ import torch
 from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, crashed, fail, fmt
 from mingpt.exercises.compare import NOT_RECOGNISED, where_it_differs
+from mingpt.exercises.kvcache_mistakes import KV_MISTAKES, _cat, close
 from mingpt.model import GPT
 
 __all__ = ["check_kv_cache", "KV_MISTAKES"]
 
 EXERCISE = "KV cache"
-
-
-def close(a, b, atol: float = 1e-5) -> bool:
-    """Tensors of one shape, equal within tolerance, NaN where the other has NaN: a cache slip upstream (a layer that
-    attended to no key at all) makes NaN keys downstream, and a rebuilt slip reproduces them in the same places."""
-    return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and \
-        bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=1e-4, equal_nan=True))
-
-
-def _cat(tensors):
-    return torch.cat(tensors, dim=2)
-
-
-def _one_per_call(chunks, i):
-    """The store of a cache that writes only position i of each call's chunk, at its first slot (zeros after it)."""
-    return _cat([torch.cat([c[:, :, i : i + 1 or None], torch.zeros_like(c[:, :, 1:])], dim=2) for c in chunks])
-
-
-# What update(layer, k, v) returned, as a predicate of (keys, values, h): h.k / h.v are this layer's inputs so far
-# (the new one last), h.all_k / h.all_v every layer's, h.max_length the length the cache was built for. A mistake is
-# named only when its predicate holds for *every* recorded call.
-KV_MISTAKES = [  # (name, predicate, explanation, hint)
-    ("the cache forgets earlier positions", lambda K, V, h: close(K, h.k[-1]) and close(V, h.v[-1]),
-     "update must return the keys and values of *all* positions so far; yours returns only the new ones, so each "
-     "new token attends to itself alone.", "store the new k, v after the ones you already have, then return all"),
-    ("layers share one cache", lambda K, V, h: close(K, _cat(h.all_k)) and close(V, _cat(h.all_v)),
-     "Each layer has its own keys and values; yours appends every layer's to one store, so layer 1 attends to "
-     "layer 0's keys.", "keep one store per layer index"),
-    ("only the most recent positions kept (a sliding window)",
-     lambda K, V, h: K.dim() == 4 and K.shape == V.shape and 0 < K.shape[2] <= len(h)
-     and close(K, _cat(h.k)[:, :, len(h) - K.shape[2]:]) and close(V, _cat(h.v)[:, :, len(h) - V.shape[2]:]),
-     "update returns the newest positions only: the oldest keys and values were dropped, so later tokens no longer "
-     "see the start of the sequence (trim only when the sequence exceeds max_length, and then the model crops).",
-     "return every position stored so far"),
-    ("returned the keys stored before this call (new ones not included)",
-     lambda K, V, h: close(K, _cat(h.k[:-1])) and close(V, _cat(h.v[:-1])) if len(h.k) > 1 else  # first call:
-     close(K, _cat(h.k)) and close(V, _cat(h.v)) or K.dim() == 4 and K.shape[2] == 0 == V.shape[2],  # or nothing
-     "update must return every position so far *including* the k, v it was just given; yours returns what was "
-     "stored before, so the new token cannot attend to itself.", "append first, then return the stores"),
-    ("returned the whole preallocated buffer", lambda K, V, h: K.dim() == 4 and K.shape[2] > len(h)
-     and K.shape == V.shape and close(K[:, :, : len(h)], _cat(h.k)) and close(V[:, :, : len(h)], _cat(h.v)),
-     "Your keys start with the stored positions but go on past them: a preallocated buffer holds the stored ones "
-     "first, the rest is empty and must not be attended to. Return only the filled part.",
-     "slice the buffers to [:, :, :end]"),
-    ("written at the wrong offset (a gap before the stored positions)",
-     lambda K, V, h: K.dim() == 4 and K.shape[2] > len(h) and K.shape == V.shape
-     and close(K[:, :, K.shape[2] - len(h):], _cat(h.k)) and close(V[:, :, V.shape[2] - len(h):], _cat(h.v)),
-     "Your keys end with every stored position, in order, but start with positions that were never written (the "
-     "buffer's empty slots): the write offset is past where the stored positions end.",
-     "write the new k, v at [length : length + T] and return [:length + T]"),
-    *[(f"written {d} position{'s' * (d > 1)} too late (off by {d}): the first slot{'s' * (d > 1)} empty, the newest "
-       "cut off", lambda K, V, h, d=d: K.dim() == 4 and K.shape == V.shape and K.shape[2] == len(h) > d
-       and close(K[:, :, d:], _cat(h.k)[:, :, :-d]) and close(V[:, :, d:], _cat(h.v)[:, :, :-d]),
-       f"Your keys are the right ones shifted {d} later along time: a write at [length + {d} : ...] instead of "
-       "[length : length + T] leaves the first slot(s) of the buffer unwritten and pushes the newest position past "
-       "the end you return.", "write the new k, v at [length : length + T]") for d in (1, 2)],
-    ("returned one new position only ([:length + 1]): right for single tokens, not for the prompt",
-     lambda K, V, h: (b := len(h) - h.k[-1].shape[2]) >= 0 and close(K, _cat(h.k)[:, :, : b + 1])
-     and close(V, _cat(h.v)[:, :, : b + 1]),
-     "update got T_new positions at once (the whole prompt on the first step) but returned the stored ones and only "
-     "one more: the end of the slice must be length + T_new, not length + 1.",
-     "end = self.length + k.shape[2]; return buffer[:, :, :end]"),
-    *[(f"one position stored per update (k[:, :, {i}]), however many it was given: the prompt's keys lost",
-       lambda K, V, h, i=i: close(K, _one_per_call(h.k, i)) and close(V, _one_per_call(h.v, i)),
-       "update gets T_new positions at once (the whole prompt on the first step); yours writes only one of them, "
-       "at buffer[:, :, length], and the other slots of the prompt stay empty (zeros).",
-       "buffer[:, :, length : length + T] = k, all T_new positions") for i in (-1, 0)],
-    ("keys and values swapped", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.k)),
-     "update must return (keys, values) in that order.", "return keys first, then values"),
-    ("values stored as keys", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.k)),
-     "The values returned are the keys.", "keep two separate stores, one for keys and one for values"),
-    ("keys stored as values", lambda K, V, h: close(K, _cat(h.v)) and close(V, _cat(h.v)),
-     "The keys returned are the values.", "keep two separate stores, one for keys and one for values"),
-    ("only the keys are cached", lambda K, V, h: close(K, _cat(h.k)) and close(V, h.v[-1]),
-     "Your keys cover every position so far, but the values only the new ones: attention needs both.",
-     "store and return the values the way you do the keys"),
-    ("only the values are cached", lambda K, V, h: close(K, h.k[-1]) and close(V, _cat(h.v)),
-     "Your values cover every position so far, but the keys only the new ones: attention needs both.",
-     "store and return the keys the way you do the values"),
-    ("new values taken from k", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.v[:1] + h.k[1:])),
-     "After the first call, your values store grows with the new *keys*: torch.cat([values, k]) instead of v.",
-     "append v to the values"),
-    ("new positions put before the old ones", lambda K, V, h: close(K, _cat(h.k[::-1])) and close(V, _cat(h.v[::-1])),
-     "Positions are stored oldest first; torch.cat([new, old]) puts the newest first.", "torch.cat([old, new], dim=2)"),
-    ("keys returned transposed", lambda K, V, h: close(K, _cat(h.k).transpose(2, 3)) and close(V, _cat(h.v)),
-     "update returns keys as (B, nh, T, hs), like the k it was given; the attention transposes them itself.",
-     "store k as it comes"),
-    ("only the first sequence of the batch stored",
-     lambda K, V, h: K.shape[0] > 1 and close(K, _cat(h.k)[:1].expand_as(K)) and close(V, _cat(h.v)[:1].expand_as(V)),
-     "k and v are (B, nh, T, hs): every sequence of the batch has its own keys; yours repeats the first one's.",
-     "store k and v whole, along dim 2"),
-    ("values returned transposed", lambda K, V, h: close(K, _cat(h.k)) and close(V, _cat(h.v).transpose(2, 3)),
-     "update returns values as (B, nh, T, hs), like the v it was given.", "store v as it comes"),
-    ("new positions written at the start of the buffer (offset 0), not after the stored ones",
-     lambda K, V, h: K.dim() == 4 and K.shape == V.shape and K.shape[2] == len(h) and (T := h.k[-1].shape[2]) > 0
-     and close(K[:, :, :T], h.k[-1]) and close(V[:, :, :T], h.v[-1])
-     and (len(h.k) == 1 or not close(K[:, :, -T:], h.k[-1])),
-     "Each call's new keys sit at positions 0..T-1 of what update returns, over the oldest stored ones, and the "
-     "slots at the end were never written: the write ignores how many positions are stored.",
-     "write the new k, v at [length : length + T]"),
-]
 
 
 class _History:
@@ -206,6 +106,10 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
                     EXERCISE, f"decoding step {step}", e, "update(layer, k, v) gets k, v of shape (B, nh, T_new, hs) "
                     "and returns all of this layer's keys and values so far, (B, nh, T_total, hs)")
             problem = _diagnose_calls(calls, config)
+            length = getattr(cache, "length", None)
+            if problem is not None and problem.property == NOT_RECOGNISED and isinstance(length, int) \
+                    and length in ((prompt + step) * config.n_layer, (prompt + step) * (config.n_layer + 1)):
+                return _wrong_length(length, prompt + step, config.n_layer)  # explains a buffer written at length
             if problem is not None:
                 return _after_every_step(model, cache, steps[step + 1:], calls, config, problem)
             end = prompt + step if step else prompt

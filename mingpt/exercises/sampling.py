@@ -235,7 +235,15 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      lambda lg, t, k, p: F.one_hot(_reference(lg, t, k, p).argmax(-1), lg.size(-1)).to(lg.dtype),
      "The function returns the probabilities to sample from; taking their argmax is greedy decoding, whatever the "
      "temperature and filters.", "return the softmax itself; torch.multinomial samples from it"),
-]
+    ("top-k's threshold taken over the batch axis (topk(..., dim=0))", lambda lg, t, k, p: F.softmax(filter_logits(
+        lg / t if k is None else (lambda x: x.masked_fill(x < torch.topk(x, k, 0).values[-1:], float("-inf")))(lg / t),
+        None, p), -1), "torch.topk(logits, k, dim=0) ranks each token's logit across the rows of the batch (and fails "
+     "when k exceeds B): the k most likely tokens are those of each row.", "torch.topk(logits, k, dim=-1)"),
+] + [(f"computed in {name} (a low-precision intermediate), returned as float32", (lambda d: lambda lg, t, k, p:
+      F.softmax(filter_logits((lg / t).to(d), k, p), -1).float())(d), f"Right formula, but the filtering and softmax "
+      f"ran in {name}: about 3 significant digits, so the probabilities are off in the 4th.", "keep the logits in "
+      "float32 (no .half() / .bfloat16() on the way)") for d, name in ((torch.float16, "float16"), (torch.bfloat16,
+                                                                                                   "bfloat16"))]
 
 
 def _power(a):  # the temperature applied as T ** a: the logits divided by T ** (a - 1) before the usual / T
