@@ -20,7 +20,8 @@ NAMES = [
                          'trained), not is_assistant[1:]'),
     ('check_sft_targets', "the mask is is_assistant[:-1] | is_assistant[1:] (the token after each reply's END is "
                          'trained too), not is_assistant[1:]'),
-    ('check_sft_targets', "loss on everything after the assistant's first token"),
+    ('check_sft_targets', "one span from the assistant's first token to its last (the user turns between replies "
+                         'trained too)'),
     ('check_sft_targets', 'x is not ids[:-1]'),
     ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
     ('check_sft_targets', 'wrong output shape'),
@@ -39,28 +40,27 @@ NAMES = [
     ('check_lora_layer', 'the correction is added twice after merge'),
     ('check_lora_layer', 'merge adds (B A).T: the correction transposed'),
     ('check_lora_layer', "the base layer's output is missing"),
-    ('check_lora_layer', None),
+    ('check_lora_layer', "the scale multiplies the base layer's output too ((base(x) + B A x) * alpha / r)"),
     ('check_lora_layer', 'returned the wrong type'),
-    ('check_lora_layer', ''),
+    ('check_lora_layer', 'r and alpha taken in the other order: __init__(base, alpha, r)'),
     ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
     ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),
     ('check_dpo_loss', 'answer tokens of id 0 masked out (a mask y > 0 or y != 0, not y != -1)'),
     ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),
     ('check_dpo_loss', 'gradients flow through the reference model'),
     ('check_dpo_loss', 'the sign is swapped (chosen and rejected exchanged)'),
-    ('check_dpo_loss', 'PASSES'),
     ('check_dpo_loss', 'summed over the pairs instead of averaged'),
     ('check_dpo_loss', 'beta scales the loss, not the margin inside the log-sigmoid'),
     ('check_dpo_loss', 'beta left out'),
     ('check_dpo_loss', 'probabilities summed instead of log-probabilities'),
     ('check_dpo_loss', 'pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but read back '
                       'as (B, 2)'),
-    ('check_dpo_loss', None),
+    ('check_dpo_loss', 'log-probs computed in float16 (the logits cast to half precision)'),
     ('check_dpo_loss', 'no gradient reaches the policy'),
     ('check_dpo_loss', 'must return one number (a 0-dim tensor)'),
-    ('check_dpo_loss', 'two mistakes: the sign is swapped (chosen and rejected exchanged); and gradients flow '
-                      'through the reference model'),
-    ('check_dpo_loss', ''),
+    ('check_dpo_loss', 'the policy and the reference exchanged (the models in another order)'),
+    ('check_dpo_loss', 'a tuple used as a tensor (a call that returns several values, such as model(idx) -> '
+                      '(logits, loss), not unpacked)'),
     ('check_dpo_loss', 'log-probs shifted a second time (y is already the next token)'),
     ('check_dpo_loss', 'the reference model is left out'),
     ('check_dpo_loss', "y's -1 entries used as token ids (gather or cross_entropy at -1)"),
@@ -80,6 +80,7 @@ NAMES = [
     ('check_group_advantages', 'wrong dtype'),
     ('check_group_advantages', 'wrong dtype'),
     ('check_group_advantages', 'normalised by the std across prompts (the wrong axis)'),
-    ('check_group_advantages', ''),
+    ('check_group_advantages', 'a tensor of several numbers given to a function of one number (math.sqrt, '
+                              'math.log, float(), int())'),
     ('check_group_advantages', 'normalised by the range (max - min), not the std'),
 ]
