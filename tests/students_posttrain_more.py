@@ -261,3 +261,26 @@ MORE_ADVANTAGE.update({
     "divided by the L2 norm of the centred rewards (F.normalize), not the std: sqrt(G - 1) times too small":
         _l2_normalised,
 })
+
+
+# ------------------------------------------------------------------------------------------ round 15 (w24x)
+def _sft_one_span(ids, a):  # one span from the first assistant token to the last: the user turns between trained
+    where = a.nonzero().flatten()
+    keep = torch.zeros_like(a)
+    keep[where[0]: where[-1] + 1] = True
+    return ids[:-1], torch.where(keep[1:], ids[1:], torch.full_like(ids[1:], -1))
+
+
+def _half(dtype):  # log_softmax of logits cast to half precision (an autocast, a .half())
+    return lambda logits, t: (F.log_softmax(logits.to(dtype), -1).gather(-1, t.clamp(min=0)[..., None])[..., 0]
+                              .float() * (t != -1)).sum(-1)
+
+
+MORE_SFT.update({
+    "one span from the assistant's first token to its last (the user turns between replies trained too)":
+        _sft_one_span,
+})
+MORE_DPO.update({
+    f"log-probs computed in {name} (the logits cast to half precision)": lambda *a, dtype=dtype: _dpo14(
+        *a, logps=_half(dtype)) for name, dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16))
+})

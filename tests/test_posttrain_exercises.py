@@ -131,6 +131,15 @@ LORA_STUDENTS = {
 }
 
 
+class _ScaleOnEverything(lora_class()):  # (base(x) + B A x) * scale: the scale on the base's output too
+    def forward(self, x):
+        A, B = self.ab()
+        return (self.base(x) + x @ A.T @ B.T) * self.scale
+
+
+LORA_STUDENTS["the scale multiplies the base layer's output too ((base(x) + B A x) * alpha / r)"] = _ScaleOnEverything
+
+
 # ------------------------------------------------------------------------------------------ DPO
 def logps(model, x, y, mean=False, unmasked=False, from_x=False, probs=False):
     B, _, T = x.shape

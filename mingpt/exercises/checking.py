@@ -156,6 +156,15 @@ TORCH_SAYS = [
     ("Subtraction, the `-` operator, with a bool tensor is not supported", "1 - mask on a bool tensor (torch has no "
      "- for bools)", "A bool mask cannot be subtracted from (1 - mask, mask - 1): torch refuses arithmetic on bools; "
      "inverting a mask is its own operation.", "~mask (or mask.logical_not())"),
+    ("only one element tensors can be converted to Python scalars",
+     "a tensor of several numbers given to a function of one number (math.sqrt, math.log, float(), int())",
+     "Python's math functions, float() and int() take one number; given a tensor of several, torch refuses the "
+     "conversion. Elementwise on a tensor is torch's own function.", "torch.sqrt(t) / t.sqrt(), torch.log(t), "
+     "t.exp(): torch's versions work on every element"),
+    ("'tuple' object has no attribute", "a tuple used as a tensor (a call that returns several values, such as "
+     "model(idx) -> (logits, loss), not unpacked)", "The value your code treats as a tensor is a tuple: a function "
+     "or model that returns several values (mingpt's GPT returns (logits, loss)) was not unpacked.",
+     "unpack it: logits, _ = model(idx), or model(idx)[0]"),
     ("a leaf Variable that requires grad is being used in an in-place operation",
      "a parameter updated in place with autograd on (no torch.no_grad())", "An in-place change of a parameter that "
      "requires grad would corrupt the graph that backward needs, so torch refuses it outside torch.no_grad().",

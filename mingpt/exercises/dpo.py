@@ -34,11 +34,13 @@ BETA, OTHER_BETA = 0.3, 0.1  # the loss is checked at both
 
 
 def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False, shift_again=False, dim=-1,
-           whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False, smoothing=0.0):
+           whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False, smoothing=0.0, dtype=None):
     if blocked:  # (B, 2, T) flattened as (2, B, T): every chosen row, then every rejected one
         x, y = x.transpose(0, 1), y.transpose(0, 1)
     idx = x.flatten(0, 1)
     logits = model(idx)[0]  # (2B, T, V): rows chosen, rejected, chosen, ...
+    if dtype is not None:  # half-precision logits (an autocast, a .half()): the log-probs rounded, then summed
+        logits = logits.to(dtype)
     targets = y.flatten(0, 1)
     if whole_row:  # y ignored: each row's next tokens read off x, over every position (prompt and padding too)
         logits, targets = logits[:, :-1], idx[:, 1:]
@@ -53,6 +55,7 @@ def _logps(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=
     if batch_mean:  # the model's own loss: one mean over the answer tokens of all the chosen (or rejected) rows
         per_answer = (token * mask).view(-1, 2, mask.size(-1)).sum((0, 2)) / mask.view(-1, 2, mask.size(-1)).sum((0, 2))
         return per_answer.expand(x.size(0), 2)
+    token = token.float()
     per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
 
@@ -81,6 +84,8 @@ def _dpo(policy, reference, x, y, beta=BETA, logps=_logps, no_ref=False, sign=1.
         return scale * reduce(_LOSSES[loss](margin, beta))
     return scale * reduce(-F.logsigmoid(margin) if logsigmoid else -margin)
 
+
+_SIGN = "the sign is swapped (chosen and rejected exchanged)"
 
 DPO_MISTAKES = [
     Variant("log-probs summed over the prompt and padding too", lambda *a: _dpo(*a, unmasked=True),
@@ -179,6 +184,11 @@ DPO_MISTAKES = [
             "The loss is the mean over pairs of -log sigmoid(beta * margin): one log-sigmoid per pair, then the "
             "mean; -log sigmoid(mean margin) lets one pair's large margin hide another's wrong one.",
             "-F.logsigmoid(beta * margin).mean()"),
+    *[Variant(f"log-probs computed in {name} (the logits cast to half precision)", lambda *a, dtype=dtype: _dpo(
+        *a, dtype=dtype), f"{name} keeps about {digits} significant digits: each token's log-prob is rounded before "
+        "the sum, and the loss moves by more than float32's rounding.", "keep the logits in float32 for the "
+        "log_softmax (logits.float())") for name, dtype, digits in (("float16", torch.float16, 3),
+                                                                    ("bfloat16", torch.bfloat16, 2))],
     Variant("beta scales the loss, not the margin inside the log-sigmoid", lambda *a: _dpo(*a, beta_outside=True),
             "beta belongs inside: -log sigmoid(beta * margin). Multiplying the loss by beta only rescales the "
             "gradient; it no longer sets how far the policy may move from the reference.",
@@ -217,7 +227,10 @@ _PARTS = [("logps", {"unmasked": True}, "log-probs summed over the prompt and pa
           ("logps", {"raw": True}, "logits summed where log-probabilities are asked (no log_softmax)"),
           ("pairs", {"blocked": True}, "pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but "
                                        "read back as (B, 2)"),
-          ("reduce", {"mean_margin": True}, "the margins averaged before the log-sigmoid, not the losses")]
+          ("reduce", {"mean_margin": True}, "the margins averaged before the log-sigmoid, not the losses"),
+          ("precision", {"dtype": torch.float16}, "log-probs computed in float16 (the logits cast to half precision)"),
+          ("precision", {"dtype": torch.bfloat16}, "log-probs computed in bfloat16 (the logits cast to half "
+                                                   "precision)")]
 _ROWS = {v.property: v for v in DPO_MISTAKES}
 DPO_PARTS = [Part(kind, value, name, _ROWS[name].explanation, _ROWS[name].hint) for kind, value, name in _PARTS] + [
     Part("beta", lambda b, c=c: c, f"beta fixed at {c}, not the beta argument", f"Your loss is the one for beta = {c} "
@@ -330,10 +343,18 @@ def _and_reference_grads(found, loss, policy, reference):
     except RuntimeError:
         return found
     leaked = [n for n, p in reference.named_parameters() if p.grad is not None and p.grad.any()]
+    trained = any(p.grad is not None and p.grad.any() for p in policy.parameters())
     reference.zero_grad(set_to_none=True)
     policy.zero_grad(set_to_none=True)
     if not leaked:
         return found
+    if not trained and found.property == _SIGN:  # both facts are one slip: the two models' roles exchanged
+        return fail(found.exercise, "the policy and the reference exchanged (the models in another order)",
+                    "The margin has the opposite sign and the gradients reach the reference, never the policy: "
+                    "the log-probs under torch.no_grad() are the policy's, and the reference's are the ones with "
+                    f"gradients. dpo_loss takes (policy, reference, x, y, beta), in that order. ({leaked[0]}.grad "
+                    "of the reference is non-zero.)", found.counterexample,
+                    "the first model argument is the policy (with gradients), the second the frozen reference")
     return fail(found.exercise, f"two mistakes: {found.property}; and gradients flow through the reference model",
                 f"{found.explanation} And: the reference is frozen, but backward reached its weights ({leaked[0]}, "
                 "...): compute its log-probs under torch.no_grad().", found.counterexample,

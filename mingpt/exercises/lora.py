@@ -111,7 +111,7 @@ def check_lora_layer(cls) -> CheckResult:
     W, b = base.weight.detach().clone(), base.bias.detach().clone()
     layer, problem = construct(exercise, cls, base, RANK, ALPHA)
     if problem is not None:
-        return problem
+        return _arguments_swapped(exercise, cls, problem)
     A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
     if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
         return fail(exercise, "lora_A (r, in) and lora_B (out, r) not found",
@@ -199,6 +199,26 @@ def check_lora_layer(cls) -> CheckResult:
     return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x at "
                                                 "three (r, alpha)", "merge folds alpha/r B A into the weight, "
                                                 "outputs unchanged", "a 2-D x, A and B changed, a base without bias"])
+
+
+def _arguments_swapped(exercise: str, cls, problem: CheckResult) -> CheckResult:
+    """problem (the constructor raised), or, when the same class builds a layer of the right shapes with r and alpha
+    given the other way round, that slip: its __init__ reads (base, alpha, r), not (base, r, alpha)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        base = nn.Linear(IN, OUT)
+    try:
+        layer = build(cls, base, ALPHA, RANK)
+        A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
+    except Exception:
+        return problem
+    if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
+        return problem
+    return fail(exercise, "r and alpha taken in the other order: __init__(base, alpha, r)", "The exercise builds "
+                f"the layer as {cls.__name__}(base, r, alpha); yours reads the second argument as alpha and the "
+                f"third as r, so r = {ALPHA} (a float) is the rank, and the constructor fails. Built with the two "
+                "exchanged, your layer has the right shapes.", problem.explanation,
+                "def __init__(self, base, r, alpha): the rank first, then alpha")
 
 
 def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> CheckResult:

@@ -54,6 +54,10 @@ LORA_FORWARD_MISTAKES = [
             "scale = alpha / r"),
     Variant("the LoRA correction is not scaled", lambda x, W, b, A, B: lora_output(x, W, b, A, B, 1.0),
             "The correction B A x must be multiplied by alpha / r.", "scale = alpha / r"),
+    Variant("the scale multiplies the base layer's output too ((base(x) + B A x) * alpha / r)",
+            lambda x, W, b, A, B: ALPHA / RANK * (F.linear(x, W, b) + x @ A.T @ B.T),
+            "alpha / r scales the correction only: y = base(x) + (alpha / r) B A x; the frozen layer's output "
+            "passes unchanged.", "out = self.base(x) + (x @ A.T @ B.T) * scale: the scale on the second term only"),
     Variant("the base layer's output is missing", lambda x, W, b, A, B: lora_output(x, 0 * W, None, A, B, ALPHA / RANK),
             "LoRA *adds* a correction to the frozen layer's output: y = base(x) + (alpha / r) B A x.",
             "start from self.base(x)"),

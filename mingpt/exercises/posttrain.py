@@ -64,6 +64,11 @@ SFT_CASES = [(torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)),
              (torch.tensor(BIG), torch.tensor(BIG_IS_ASSISTANT)),
              (torch.tensor(SHORT), torch.tensor(SHORT_IS_ASSISTANT)),
              (torch.tensor(CONVERSATION), torch.tensor(OTHER_IS_ASSISTANT))]
+# A tie-break: a window cut off in a user turn (after the last reply the user speaks again). Every case above ends
+# with a reply, where some rows give the same targets (a running flag, one span from the first reply to the last);
+# among the rows that explain every case above, one that also explains this one is named first.
+TIE_BREAK = (torch.tensor([USER, 3, END, ASSISTANT, 7, 11, END, USER, 5, 9]),
+             torch.tensor([False] * 4 + [True] * 3 + [False] * 3))
 
 
 def _sft(ids: torch.Tensor, keep: torch.Tensor, targets: torch.Tensor | None = None, fill: int = IGNORE_INDEX):
@@ -100,6 +105,11 @@ SFT_MISTAKES = [
     Variant("loss on everything after the assistant's first token", lambda ids, a: _sft(ids, a.cumsum(0)[1:] > 0),
             "Every later user turn is masked too: only the assistant's own tokens (and each reply's END) count.",
             "use is_assistant[1:] itself, not a running flag"),
+    Variant("one span from the assistant's first token to its last (the user turns between replies trained too)",
+            lambda ids, a: _sft(ids, (a.cumsum(0) > 0)[1:] & (a.flip(0).cumsum(0).flip(0) > 0)[1:]),
+            "Each reply is its own span: the user's turns between two replies are not the assistant's and must "
+            "stay masked; one span from the first reply to the last trains on them.",
+            "use is_assistant[1:] position by position, not the span between its first and last True"),
     Variant("the labels are not shifted (Hugging Face's models shift inside; mingpt's GPT does not)",
             lambda ids, a: _sft(ids, a[:-1], ids[:-1]),
             "Yours masks ids with is_assistant and returns it unshifted, as for a Hugging Face model, which shifts "
@@ -191,7 +201,9 @@ def check_sft_targets(fn) -> CheckResult:
                         "x indexes the embedding and y names the target class, both as int64 ids.",
                         f"your y {y.tolist()}", "keep the ids' own dtype (torch.where with an int fill, or .long())")
         outs.append((x, y))
-    found = _judge(exercise, SFT_CASES, outs)
+    tie, _ = run(exercise, "your function(ids, is_assistant)", fn, *(t.clone() for t in TIE_BREAK))
+    tie = tie[1] if isinstance(tie, (tuple, list)) and len(tie) == 2 and isinstance(tie[1], torch.Tensor) else None
+    found = _judge(exercise, SFT_CASES, outs, tie)
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
@@ -199,12 +211,23 @@ def check_sft_targets(fn) -> CheckResult:
                                                 "y follows each call's mask"])
 
 
-def _targets(exercise: str, cases, ys, shifted: bool = False) -> CheckResult | None:
+def _explains_tie(variant: Variant, tie: torch.Tensor) -> bool:
+    try:
+        return torch.equal(variant.compute(*TIE_BREAK), tie)
+    except Exception:  # a row that cannot run on it (or a y of another shape) does not explain it
+        return False
+
+
+def _targets(exercise: str, cases, ys, shifted: bool = False, tie: torch.Tensor | None = None) -> CheckResult | None:
     """The targets judged with the table. shifted: y was built from ids[:-1] (x and y swapped), so the reference and
-    every variant read their targets from ids moved one place right (ids' [1:] == ids[:-1])."""
+    every variant read their targets from ids moved one place right (ids' [1:] == ids[:-1]). tie: the student's y on
+    TIE_BREAK; the rows that reproduce it are tried first."""
     cases = [(torch.cat([i[:1], i[:-1]]), a) if shifted else (i, a) for i, a in cases]
     y_of = {id(i): y for (i, _), y in zip(cases, ys)}  # the student's y for the case shown
-    return explain(exercise, cases, ys, lambda i, a: _sft(i, a[1:]), SFT_MISTAKES + SFT_PAIRS,
+    variants = SFT_MISTAKES + SFT_PAIRS
+    if tie is not None and not shifted:
+        variants = sorted(variants, key=lambda v: not _explains_tie(v, tie))  # stable: the table's order otherwise
+    return explain(exercise, cases, ys, lambda i, a: _sft(i, a[1:]), variants,
                    lambda i, a: f"ids          {i.tolist()}   (user {USER}, assistant {ASSISTANT}, end {END})\n"
                    f"is_assistant {a.int().tolist()}\nyour y       {y_of[id(i)].tolist()}"
                    f"\nexpected y   {_sft(i, a[1:]).tolist()}", atol=1e-6, hint=HINT)
@@ -218,11 +241,11 @@ def _with(first: CheckResult, second: CheckResult | None) -> CheckResult:
                 f"And: {second.explanation}", first.counterexample, f"{first.hint}; and {second.hint}")
 
 
-def _judge(exercise: str, cases, outs) -> CheckResult | None:
+def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> CheckResult | None:
     """None when every (x, y) is right; else x's mistake (with y's, when y has a named one too) or y's."""
     xs, ys = [x for x, _ in outs], [y for _, y in outs]
     if all(torch.equal(x, i[:-1]) for x, (i, _) in zip(xs, cases)):
-        return _mask_ignored(exercise, cases, ys, _targets(exercise, cases, ys))
+        return _mask_ignored(exercise, cases, ys, _targets(exercise, cases, ys, tie=tie))
     ids = cases[0][0]
     if all(torch.equal(y, i[:-1]) for y, (i, _) in zip(ys, cases)):  # (y, x): the order of the pair
         order = fail(exercise, "x and y returned in the wrong order: (y, x)", "The function returns the "
