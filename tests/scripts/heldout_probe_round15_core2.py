@@ -14,7 +14,9 @@ from mingpt.model import MLP
 
 from heldout_probe_models import cls_with, mistake, valid
 
-TUPLE = r"tuple|extra|two (outputs|values)|more than one|returned a (tuple|pair)|pair"
+# "returned the wrong type" (its message: "yours is a tuple (a second value returned beside the output?)") is a right
+# name, as round 10 judged it; the regex was widened to it after the untuned count
+TUPLE = r"tuple|extra|two (outputs|values)|more than one|returned a (tuple|pair)|pair|wrong type"
 HALF = r"half|float16|bfloat16|precision|dtype|round"
 NONE = r"None|return"
 INPLACE = r"in.place|modif|input|alias|view|clone"
