@@ -13,7 +13,7 @@ NAMES = [
     ('check_loss', 'gradient blocked (a .detach() or no_grad in the computation)'),
     ('check_loss', None),
     ('check_loss', 'minus the probability instead of minus its log'),
-    ('check_loss', ''),
+    ('check_loss', 'parameters in the other order (tokens, logits)'),
     ('check_loss', '.view on a non-contiguous tensor (after a transpose or a slice)'),
     ('check_loss', 'ignored positions counted in the mean'),
     ('check_loss', 'averaged per sequence, then over the batch'),
