@@ -25,6 +25,7 @@ import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail
 from mingpt.exercises.compare import NOT_RECOGNISED, same
+from mingpt.exercises.relations import LOW_PRECISION
 
 __all__ = ["Family", "fit", "refine"]
 
@@ -99,9 +100,10 @@ def fit(family: Family, cases: Sequence[tuple], outputs: Sequence[Any], atol: fl
 
 def refine(problem: CheckResult | None, fn: Callable, cases: Sequence[tuple], families: Sequence[Family],
            atol: float = 1e-5, prepare: Callable[[tuple], tuple] = lambda case: case) -> CheckResult | None:
-    """problem as it is, unless it is "not recognised" and a family fits every output: then that family's name,
-    with the same counter-example. fn is run again on fresh copies of the cases (prepare)."""
-    if problem is None or problem.passed or problem.property != NOT_RECOGNISED:
+    """problem as it is, unless it is "not recognised" (or only "right to three digits", which a constant slightly
+    off also gives) and a family fits every output: then that family's name, with the same counter-example. fn is
+    run again on fresh copies of the cases (prepare)."""
+    if problem is None or problem.passed or problem.property not in (NOT_RECOGNISED, LOW_PRECISION):
         return problem
     try:
         with torch.no_grad():

@@ -150,6 +150,13 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
             if not (isinstance(result, tuple) and len(result) == 2):
                 return fail(exercise, "forward must return (logits, loss)", f"yours returned {type(result).__name__}",
                             describe(idx, targets), hint="return logits, loss (loss None when targets is None)")
+            first, second = result
+            if isinstance(second, torch.Tensor) and second.dim() == 3 and not (
+                    isinstance(first, torch.Tensor) and first.dim() == 3):
+                return fail(exercise, "returned (loss, logits): the order swapped",
+                            f"The second value is the (B, T, V) logits {tuple(second.shape)} and the first the loss: "
+                            "mingpt's callers (the Trainer, generate) unpack logits, loss = model(idx, targets).",
+                            describe(idx, targets), hint="return logits, loss")
             results.append(result)
         problem = _logits_problem(exercise, student, ref, cases[0][0], describe, twice=True)
         if problem is not None:
@@ -169,6 +176,11 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
         if problem is not None:
             return problem
         logits_only, problem = run(exercise, "forward(idx) without targets", student, cases[0][0])
+        if problem is not None and "NoneType" in str(problem):  # the same forward ran with targets: used without
+            return fail(exercise, "the loss computed even when targets is None",
+                        "With targets your forward is right; without them it still uses targets (None) for the loss. "
+                        "Generation calls the model without targets and needs (logits, None).",
+                        problem.explanation, "if targets is None: loss = None; else: the cross-entropy")
         if problem is not None:
             return problem
         if not (isinstance(logits_only, tuple) and logits_only[1] is None):

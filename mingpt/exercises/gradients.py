@@ -77,7 +77,8 @@ def function_gradient_problem(exercise: str, fn, reference, case: tuple, describ
             out_s, out_r = fn(*mine), reference(*theirs)
             r = torch.randn(out_r.shape, generator=torch.Generator().manual_seed(seed))
             (out_r * r).sum().backward()
-            (out_s * r).sum().backward()
+            if out_s.requires_grad:  # an output cut from the graph (torch.tensor(x), .item() re-wrapped): no grads
+                (out_s * r).sum().backward()
     except Exception:
         return None  # a backward that fails is not what this check judges
     try:
@@ -85,7 +86,8 @@ def function_gradient_problem(exercise: str, fn, reference, case: tuple, describ
     except (TypeError, ValueError):
         names = []
     wrong = [names[i] if i < len(names) else f"argument {i + 1}" for i, (a, b) in enumerate(zip(mine, theirs))
-             if isinstance(b, torch.Tensor) and b.grad is not None and not close(a.grad, b.grad, atol=1e-4)]
+             if isinstance(b, torch.Tensor) and b.grad is not None
+             and (a.grad is None or not close(a.grad, b.grad, atol=1e-4))]
     if not wrong:
         return None
     return fail(exercise, "gradient blocked (a .detach() or no_grad in the computation)",

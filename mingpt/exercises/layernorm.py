@@ -222,10 +222,30 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
                                "names them (nn.LayerNorm's and GPT-2's names)")
         if problem is None:
             problem = _arguments_ignored(cls, ref, ndim, inputs["activations with a tiny variance (where eps matters)"])
+        if problem is None:
+            problem = _initial_values(cls, ndim, inputs["random activations"])
         if problem is not None:
             return problem
     return CheckResult(EXERCISE, True, checked=["same output as nn.LayerNorm on random, tiny-variance and constant "
                                                 "rows", "statistics over the channels of each position"])
+
+
+def _initial_values(cls, ndim: int, x: torch.Tensor) -> CheckResult | None:
+    """Every test above loads the reference's weights; a new module must also start as nn.LayerNorm does (weight
+    ones, bias zeros: the identity on normalised rows), or a new model starts with its residual branches zeroed or
+    shifted. A constructor that cannot be called with ndim alone is left alone."""
+    try:
+        out = build(cls, ndim).eval()(x)
+    except Exception:
+        return None
+    expected = F.layer_norm(x, (ndim,), eps=EPS)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape or close(out, expected, atol=1e-4):
+        return None
+    return fail(EXERCISE, "weight or bias initialised wrongly (nn.LayerNorm starts with weight ones, bias zeros)",
+                f"With the reference's weights loaded your output is right, but a new {cls.__name__}({ndim}) does not "
+                "start as the identity on normalised rows: its weight or bias starts at another value.",
+                f"a new {cls.__name__}({ndim}), x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\n"
+                f"expected {fmt(expected[0, 0])}", "torch.ones(ndim) for the weight, torch.zeros(ndim) for the bias")
 
 
 def _arguments_ignored(cls, ref, ndim: int, x: torch.Tensor) -> CheckResult | None:

@@ -178,6 +178,12 @@ def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) 
             return fail(exercise, f"{layers} built without its bias (bias=False)", f"Your parameters are the "
                         f"reference's except {', '.join(missing)}: {layers} has no bias.", str(e),
                         hint="nn.Linear(..., bias=True), the default (the exercise's config has bias=True)")
+        extra = [n for n in ours if n not in reference]
+        if extra and all(n.endswith(".bias") for n in extra) and all(n in ours for n in reference):
+            layers = ", ".join(n.rsplit(".", 1)[0] for n in extra)  # the reference's weights, and a bias more
+            return fail(exercise, f"{layers} with a bias the reference does not have", f"Your parameters are the "
+                        f"reference's plus {', '.join(extra)}: a bias that the exercise's layer has no place for.",
+                        str(e), hint="bias=False (or an nn.Embedding / a plain parameter, which have none)")
         return fail(exercise, "reference weights do not fit your parameters", str(e),
                     hint="a checker compares your module with the reference on the *same* weights, so your "
                          "parameters must have the same shapes (a different count means a missing or extra layer)")

@@ -20,12 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant, fail
+from mingpt.exercises.checking import CheckResult, Variant, close, fail
 from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import check_cases, reports_in_place_edits, same
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
-from mingpt.exercises.gradients import gradient_problem
+from mingpt.exercises.gradients import function_gradient_problem, gradient_problem
 from mingpt.model import IGNORE_INDEX
 
 __all__ = ["check_loss", "check_bigram", "LOSS_MISTAKES", "BIGRAM_MISTAKES"]
@@ -293,10 +293,25 @@ def check_loss(fn, seed: int = 0) -> CheckResult:
                           crash_hint="targets equal to -1 must be skipped; logits (B, T, V), tokens (B, T)",
                           prepare=prepare)
     problem = refine(problem, fn, cases, LOSS_FAMILIES, prepare=prepare)
+    if problem is not None and problem.property == "your code raised an exception" and _swapped_fits(fn, cases):
+        return fail(exercise, "parameters in the other order (tokens, logits)", "Your function is right when called "
+                    "as fn(tokens, logits); the exercise (and every caller) passes fn(logits, tokens).",
+                    problem.explanation, "def next_token_loss(logits, tokens): logits first")
+    if problem is None:  # right values: does the gradient reach the logits? (torch.tensor(loss) would cut it)
+        problem = function_gradient_problem(exercise, fn, _reference_loss, cases[0], describe(*cases[0]), seed)
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["next-token shift", "targets equal to -1 ignored",
                                                 "three batch shapes"])
+
+
+def _swapped_fits(fn, cases) -> bool:
+    """fn(tokens, logits) gives the reference's loss on every case: the parameters declared in the other order."""
+    try:
+        with torch.no_grad():
+            return all(close(fn(tk.clone(), lg.clone()), _reference_loss(lg, tk), atol=1e-5) for lg, tk in cases)
+    except Exception:
+        return False
 
 
 # ------------------------------------------------------------------------------------------ bigram
@@ -337,7 +352,8 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
     student, problem = student_with_reference_weights(exercise, cls, {"table.weight": table}, vocab_size)
     if problem is not None:
         return problem
-    cases = [(torch.tensor([[0, 3, 3, 5], [2, 1, 4, 0]]),), (torch.tensor([[5, 4, 1]]),)]
+    # the last case has no id V - 1: F.one_hot(idx) without num_classes makes too few columns there
+    cases = [(torch.tensor([[0, 3, 3, 5], [2, 1, 4, 0]]),), (torch.tensor([[5, 4, 1]]),), (torch.tensor([[1, 0, 2]]),)]
     variants = [Variant(name, (lambda f: lambda i: f(table, i))(f), why, hint)
                 for name, f, why, hint in BIGRAM_MISTAKES]
     variants += [Variant(f"two mistakes: table read by column; and {name}", (lambda f: lambda i: f(table, i))(f),
