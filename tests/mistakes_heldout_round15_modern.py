@@ -102,7 +102,7 @@ NAMES = [
     ('check_weight_decay_groups', 'parameters missing from the groups'),
     ('check_weight_decay_groups', "groups must be a list of dicts with 'params'"),
     ('check_weight_decay_groups', 'a parameter is listed twice'),
-    ('check_weight_decay_groups', "groups must be a list of dicts with 'params'"),
+    ('check_weight_decay_groups', 'returned None (a missing return?)'),
     ('check_weight_decay_groups', 'a parameter is listed twice'),
     ('train_and_compare', 'your model looks at future tokens'),
     ('train_and_compare', 'parameters that do not learn'),
