@@ -73,3 +73,16 @@ def test_outputs_that_cannot_be_compared_give_no_relation():
     assert relation(xs, [r[..., :3] for r in refs], refs) is None  # another shape: shape_problem's job
     assert relation(xs, refs, refs) is None  # right everywhere
     assert relation(xs, [r.long() for r in refs], refs) is None
+
+
+def test_rounding_noise_named_only_where_the_checker_asks_and_never_for_a_systematic_near_miss():
+    torch.manual_seed(0)
+    e = [torch.randn(3, 5, 16), torch.randn(2, 4, 16)]
+    noisy = [t.half().float() for t in e]  # a float16 round trip: noise of both signs
+    assert relation([None, None], noisy, e) is None
+    assert relation([None, None], noisy, e, precision=True)[0] == "computed in low precision (a float16 intermediate?)"
+    near = [t * 1.002 for t in e]  # every output moved the same way: a slip, not rounding
+    found = relation([None, None], near, e, precision=True)
+    assert found is None or "precision" not in found[0]
+    found = relation([None, None], [t + 0.01 for t in e], e, precision=True)  # a constant added: not noise either
+    assert found is None or "precision" not in found[0]

@@ -118,7 +118,7 @@ def shown(value: Any) -> str:
 
 def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], reference: Callable,
             variants: Sequence[Variant], describe: Callable[..., str], atol: float = 1e-5,
-            hint: str = "") -> CheckResult | None:
+            hint: str = "", precision: bool = False) -> CheckResult | None:
     """
     None when every output equals the reference's. Otherwise a failed result: the variant that reproduces *every*
     output, or a shape/type mistake, or "not recognised" with where the first wrong output differs.
@@ -145,7 +145,7 @@ def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], refer
                     TYPE_HINT if problem[0] == "returned the wrong type" else LIST_HINT
                     if problem[0].endswith("not a list") else hint or SHAPE_HINT)
     try:
-        found = relation([case[0] if case else None for case in cases], outputs, expected, atol)
+        found = relation([case[0] if case else None for case in cases], outputs, expected, atol, precision)
     except Exception:  # a relation that cannot be tested on these outputs names nothing
         found = None
     if found is not None:  # a relation to the reference's output that holds on every input (relations.py)
@@ -167,7 +167,7 @@ def _variant_matches(variant: Variant, case: tuple, out: Any, atol: float) -> bo
 def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: Callable,
                 variants: Sequence[Variant], describe: Callable[..., str], atol: float = 1e-5, hint: str = "",
                 crash_hint: str = SHAPE_HINT, prepare: Callable[[tuple], tuple] = lambda case: case,
-                slots: Slots | None = None) -> CheckResult | None:
+                slots: Slots | None = None, precision: bool = False) -> CheckResult | None:
     """
     Run fn on every case (a fresh copy of it from prepare), then `explain`; None when all outputs are right.
     When fn raises on some cases, a variant that raises the same exception there and matches every other case is
@@ -178,7 +178,7 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     """
     slots, outputs = slots or Slots(fn), []
     result = _compare_cases(exercise, fn, cases, reference, variants, describe, atol, hint, crash_hint, prepare,
-                            outputs)
+                            outputs, precision)
     if result is None or result.property in (NOT_RECOGNISED, "your code raised an exception") \
             or result.property.startswith("random output"):
         kept = state_problem(exercise, fn, slots, cases, outputs, reference, prepare, describe,
@@ -187,7 +187,8 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     return result
 
 
-def _compare_cases(exercise, fn, cases, reference, variants, describe, atol, hint, crash_hint, prepare, outputs):
+def _compare_cases(exercise, fn, cases, reference, variants, describe, atol, hint, crash_hint, prepare, outputs,
+                   precision=False):
     crashes, changed = {}, None
     for n, case in enumerate(cases):
         args = prepare(case)
@@ -201,7 +202,7 @@ def _compare_cases(exercise, fn, cases, reference, variants, describe, atol, hin
             changed = next(((n, i, a, b) for i, (a, b) in enumerate(zip(args, given)) if not unchanged(a, b)), None)
         outputs.append(out)
     if not crashes:
-        result = explain(exercise, cases, outputs, reference, variants, describe, atol, hint)
+        result = explain(exercise, cases, outputs, reference, variants, describe, atol, hint, precision)
         if result is not None and result.property == NOT_RECOGNISED:
             randomness = _random(exercise, fn, cases, outputs, prepare, describe, atol)
             result = result if randomness is None else randomness

@@ -182,7 +182,7 @@ def check_gqa(fn, seed: int = 0) -> CheckResult:
              case(seed + 20, 1, 6, 3, 4, 8), case(seed + 30, 1, 4, 1, 4, 4)]  # and 1: multi-query attention
     problem = check_cases(exercise, fn, cases, gqa_reference, GQA_MISTAKES + pairs(_gqa, SINGLES),
                           lambda q, k, v: f"q of shape {tuple(q.shape)}, k and v {tuple(k.shape)}", atol=1e-4,
-                          prepare=lambda c: tuple(t.clone() for t in c))
+                          prepare=lambda c: tuple(t.clone() for t in c), precision=True)
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, gqa_reference, cases[0], "q (2, 6, 5, 4), k and v "
                                                    "(2, 2, 5, 4)")

@@ -186,7 +186,7 @@ def check_rotary(fn, seed: int = 0) -> CheckResult:
              (_randn(seed + 3, 1, 5, 2, 12), 0, 500000.0)]
     problem = check_cases(exercise, fn, cases, rotary_reference, ROTARY_MISTAKES + pairs(_rotary, ROTARY_MISTAKES),
                           lambda x, s, th: f"x of shape {tuple(x.shape)}, start={s}, theta={th:g}", atol=1e-4,
-                          prepare=lambda c: (c[0].clone(), *c[1:]))
+                          prepare=lambda c: (c[0].clone(), *c[1:]), precision=True)
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, rotary_reference, cases[2], "x (2, 4, 3, 8), start=3")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
@@ -290,7 +290,7 @@ def check_swiglu(fn, seed: int = 0) -> CheckResult:
     prepare = lambda c: tuple(t.clone() for t in c)  # noqa: E731
     problem = check_cases(exercise, fn, cases, swiglu_reference, SWIGLU_MISTAKES + pairs(_glu, SWIGLU_MISTAKES),
                           lambda x, g, u, d: f"x of shape {tuple(x.shape)}, w_gate and w_up {tuple(g.shape)}, "
-                                             f"w_down {tuple(d.shape)}", prepare=prepare)
+                                             f"w_down {tuple(d.shape)}", prepare=prepare, precision=True)
     problem = refine(problem, fn, cases, SWIGLU_FAMILIES, prepare=prepare)
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, swiglu_reference, cases[0], "x (2, 5, 6)")

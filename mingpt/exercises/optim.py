@@ -37,6 +37,10 @@ def _groups_or_problem(exercise, fn, model, weight_decay):
     if problem is not None:
         return None, _unpacked_parameters(exercise, problem)
     names = {id(p): n for n, p in model.named_parameters()}  # a tied matrix appears once, under its first name
+    if groups is None:
+        return None, fail(exercise, "returned None (a missing return?)", "yours returned None: the groups were "
+                          "built but not returned", f"weight_decay={weight_decay}",
+                          hint='end with return [{"params": [...], "weight_decay": weight_decay}, ...]')
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) and "params" in g for g in groups):
         return None, fail(exercise, "groups must be a list of dicts with 'params'", f"yours returned "
                           f"{type(groups).__name__}", f"weight_decay={weight_decay}",

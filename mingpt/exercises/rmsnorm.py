@@ -169,7 +169,7 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
     prepare = lambda c: (c[0].clone(), c[1].clone(), c[2])  # noqa: E731
     problem = check_cases(exercise, fn, cases, rms_norm_reference, RMSNORM_MISTAKES + pairs(_rms, _RMS_SINGLES),
                           lambda x, w, eps: f"x of shape {tuple(x.shape)}, weight of shape {tuple(w.shape)}, "
-                                            f"eps={eps}", prepare=prepare)
+                                            f"eps={eps}", prepare=prepare, precision=True)
     problem = refine(problem, fn, cases, RMS_FAMILIES, prepare=prepare)
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, rms_norm_reference, cases[0], "x (2, 5, 6)")
