@@ -17,7 +17,8 @@ NAMES = [
     ('check_rmsnorm', 'returned the wrong type'),
     ('check_rmsnorm', 'returned the wrong type'),
     ('check_rmsnorm', 'eps outside the square root, and sum of squares instead of the mean'),
-    ('check_rmsnorm', ''),
+    ('check_rmsnorm', 'a tensor of several numbers given to a function of one number (math.sqrt, math.log, float(), '
+                      'int())'),
     ('check_rotary', "positions not offset (the KV cache's new token rotated as position 0)"),
     ('check_rotary', 'positions counted from 1'),
     ('check_rotary', 'adjacent pairs (2j, 2j+1) rotated with the angles laid out by halves (cat, not '

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from mingpt.exercises.relations import constant_name, relation, scale_note
+from mingpt.exercises.relations import LOW_PRECISION, constant_name, relation, scale_note
 
 
 def _cases(n=3, seed=0):
@@ -79,7 +79,8 @@ def test_rounding_noise_named_only_where_the_checker_asks_and_never_for_a_system
     torch.manual_seed(0)
     e = [torch.randn(3, 5, 16), torch.randn(2, 4, 16)]
     noisy = [t.half().float() for t in e]  # a float16 round trip: noise of both signs
-    assert relation([None, None], noisy, e) is None
+    # without the checker's leave, no claim about float16: only the fact that it is right to about three digits
+    assert relation([None, None], noisy, e)[0] == LOW_PRECISION
     assert relation([None, None], noisy, e, precision=True)[0] == "computed in low precision (a float16 intermediate?)"
     near = [t * 1.002 for t in e]  # every output moved the same way: a slip, not rounding
     found = relation([None, None], near, e, precision=True)
