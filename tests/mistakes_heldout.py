@@ -1,8 +1,8 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in fourteen rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the checker
-rightly gives no name (a greedy that samples, a frequency merge with arbitrary ties); the
-probe's valid implementations must pass. Rows in the probe's order; (checker, name) per row.
+in fifteen rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the
+checker rightly gives no name (a greedy that samples, a frequency merge with arbitrary ties); the probe's valid
+implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ NAMES = [
     ('check_embedding', 'token and position tables swapped'),
     ('check_embedding', 'token embedding scaled by sqrt(C)'),
     ('check_loss', '(B, T, V) logits passed to cross_entropy unflattened'),
-    ('check_gpt', 'returned the wrong type'),
+    ('check_gpt', 'returned None (a missing return?)'),
     ('check_gpt', 'softmax applied before cross_entropy'),
     ('check_gpt', 'Blocks applied in reverse order'),
     ('check_gpt', 'only the first Block applied'),
@@ -450,7 +450,8 @@ NAMES = [
     ('check_rotary', 'theta exponent without the 2 (theta^(-i/hs))'),
     ('check_rotary', 'positions taken along the heads axis'),
     ('check_rotary', 'theta ignored (10000 hard-coded)'),
-    ('check_rotary', 'frequencies theta^(+2i/hs) instead of theta^(-2i/hs)'),  # named since round 13 (float32 as written)
+    # named since round 13 (the rebuild computes in float32 as written)
+    ('check_rotary', 'frequencies theta^(+2i/hs) instead of theta^(-2i/hs)'),
     ('check_swiglu', 'gate and up swapped (SiLU on the up projection)'),
     ('check_swiglu', 'GELU instead of SiLU (GeGLU)'),
     ('check_swiglu', 'gate added instead of multiplied'),
@@ -482,7 +483,7 @@ NAMES = [
     ('check_layernorm', 'wrong dtype'),
     ('check_block', 'LayerNorm on the branch outputs instead of their inputs'),
     ('check_block', "ln_1 used for both sublayers, MLP reading the block's input"),
-    ('check_block', 'returned the wrong type'),
+    ('check_block', 'returned a tuple, not one tensor (a second value beside the output?)'),
     ('check_block', 'attention output added twice'),
     ('check_block', 'MLP fed the attention output instead of the stream'),
     ('check_embedding', "every position gets the last position's vector"),
@@ -773,7 +774,7 @@ NAMES = [
     ('check_mlp', "exact GELU instead of GPT-2's tanh approximation, and c_proj without its bias"),
     ('check_mlp', 'ReLU instead of GELU, and activation after c_proj'),
     ('check_block', 'the stream added twice around the MLP (x += x + mlp(...))'),
-    ('check_block', 'returned the wrong type'),
+    ('check_block', 'returned a tuple, not one tensor (a second value beside the output?)'),
     ('check_block', "ln_2 applied to the Block's output as well"),
     ('check_block', 'ln_2 missing, and attention branch without its residual'),
     ('check_block', "MLP before attention, each fed by the other's LayerNorm"),

@@ -45,7 +45,7 @@ NAMES = [
     ('check_swiglu', 'random output: a second call on the same input gives another result'),
     ('check_swiglu', 'x * sigmoid(-1 x) instead of SiLU (the sign in the exponent flipped: x / (1 + exp(x)))'),
     ('check_swiglu', 'weights used as (in, out): x @ W instead of x @ W.T'),
-    ('check_swiglu', 'returned the wrong type'),
+    ('check_swiglu', 'returned a tuple, not one tensor (a second value beside the output?)'),
     ('check_swiglu', 'wrong dtype'),
     ('check_gqa', 'K/V heads tiled (repeat) instead of repeated per group (repeat_interleave)'),
     ('check_gqa', 'scores scaled by 1/hs instead of 1/sqrt(hs)'),

@@ -225,16 +225,19 @@ def _non_tensor_returns():
 
     def rms(kind):
         return lambda x, w, eps: _returns(kind, x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w)
-    return [(check_layernorm, _layernorm_class("tuple")), (check_layernorm, _layernorm_class("None")),
-            (check_attention, _subclass(CausalSelfAttention, "tuple")), (check_mlp, _subclass(MLP, "numpy")),
-            (check_block, _subclass(Block, "list")), (check_rmsnorm, rms("None")), (check_rmsnorm, rms("tuple"))]
+    return [(check_layernorm, _layernorm_class("tuple"), "tuple"), (check_layernorm, _layernorm_class("None"), "None"),
+            (check_attention, _subclass(CausalSelfAttention, "tuple"), "tuple"),
+            (check_mlp, _subclass(MLP, "numpy"), "numpy"), (check_block, _subclass(Block, "list"), "list"),
+            (check_rmsnorm, rms("None"), "None"), (check_rmsnorm, rms("tuple"), "tuple")]
 
 
-@pytest.mark.parametrize("checker, impl", _non_tensor_returns())
-def test_a_non_tensor_return_is_named_as_such_with_a_hint_about_the_return(checker, impl):
-    from mingpt.exercises.compare import TYPE_HINT
+@pytest.mark.parametrize("checker, impl, kind", _non_tensor_returns())
+def test_a_non_tensor_return_is_named_as_such_with_a_hint_about_the_return(checker, impl, kind):
+    from mingpt.exercises.compare import TYPE_HINT, WRONG_TYPE
     result = checker(impl)  # the layernorm checker used to crash on a tuple; attention hinted at re-assembling heads
-    assert result.property == "returned the wrong type" and result.hint == TYPE_HINT, str(result)
+    want = {"tuple": "returned a tuple, not one tensor (a second value beside the output?)",
+            "None": "returned None (a missing return?)"}.get(kind, WRONG_TYPE)  # their own causes, their own names
+    assert result.property == want and result.hint == TYPE_HINT, str(result)
     assert len(str(result)) < 1200, str(result)  # an array or a list is shown short, like a tensor
 
 

@@ -33,6 +33,9 @@ __all__ = ["reports_in_place_edits", "in_place_verdict", "TYPE_HINT", "same", "s
 
 TYPE_HINT = "return the output tensor itself: one tensor, not a tuple, a NumPy array, a list or None"
 NOT_RECOGNISED = "a mistake the checker does not recognise"
+WRONG_TYPE = "returned the wrong type"
+TYPE_PROBLEMS = (WRONG_TYPE, "returned a tuple, not one tensor (a second value beside the output?)",
+                 "returned None (a missing return?)")
 LIST_HINT = "return a plain list of ints (your_tensor.tolist() converts one)"
 
 
@@ -62,8 +65,10 @@ def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:
                "list": " (a .tolist() or a Python loop built it: return a tensor)",
                "tuple": " (a second value returned beside the output?)",
                "NoneType": " (a missing return statement?)"}.get(type(out).__name__, "")
-        return "returned the wrong type", f"expected a tensor of shape {tuple(expected.shape)}; yours is a " \
-                                          f"{type(out).__name__}{how}"
+        # A tuple and None have causes of their own, so they get names of their own; other types share one.
+        name = {"tuple": "returned a tuple, not one tensor (a second value beside the output?)",
+                "NoneType": "returned None (a missing return?)"}.get(type(out).__name__, WRONG_TYPE)
+        return name, f"expected a tensor of shape {tuple(expected.shape)}; yours is a {type(out).__name__}{how}"
     if out.shape == expected.shape:
         if out.dtype != expected.dtype and out.is_floating_point() and expected.is_floating_point():
             return "wrong dtype", f"expected {expected.dtype}, yours is {out.dtype} (a .double() or a float64 " \
@@ -142,8 +147,8 @@ def explain(exercise: str, cases: Sequence[tuple], outputs: Sequence[Any], refer
                             f"{variant.explanation}", example, variant.hint)
     if problem is not None:
         return fail(exercise, problem[0], problem[1] + ".", example,
-                    TYPE_HINT if problem[0] == "returned the wrong type" else LIST_HINT
-                    if problem[0].endswith("not a list") else hint or SHAPE_HINT)
+                    LIST_HINT if problem[0].endswith("not a list") else TYPE_HINT
+                    if problem[0] in TYPE_PROBLEMS else hint or SHAPE_HINT)
     try:
         found = relation([case[0] if case else None for case in cases], outputs, expected, atol, precision)
     except Exception:  # a relation that cannot be tested on these outputs names nothing

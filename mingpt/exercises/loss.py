@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, close, fail
 from mingpt.exercises.loading import student_with_reference_weights
-from mingpt.exercises.compare import check_cases, reports_in_place_edits, same
+from mingpt.exercises.compare import TYPE_PROBLEMS, check_cases, reports_in_place_edits, same
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
 from mingpt.exercises.gradients import function_gradient_problem, gradient_problem
@@ -363,7 +363,7 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
                               hint="an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)",
                               crash_hint="idx is (B, T) token ids and the table (V, V): table(idx) is (B, T, V)")
-        if problem is not None and problem.property == "returned the wrong type":
+        if problem is not None and problem.property in TYPE_PROBLEMS:
             tupled = _logits_in_a_tuple(exercise, student, cases, table)
             problem = problem if tupled is None else tupled  # (a failed CheckResult is falsy: no `or` here)
     if problem is None:  # right logits: does training reach the table? (a .detach() would not show above)
