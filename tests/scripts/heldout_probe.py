@@ -34,6 +34,11 @@ tokens in _tokens to _tokens3; post in _post and _post2), took the angle of code
 over-correct, state kept across calls and edge sizes, and was counted untuned the same way: core 112 / 99 / 3 of 118,
 24 of 24; modern 100 / 91 / 0 of 101, 19 of 19; tokens 71 / 64 / 1 of 75, 16 of 16; post 69 / 59 / 0 of 80, 11 of 11.
 In all 313 of 374 named (84 %).
+Round 15, four parts by four new writers (core in _core to _core3, modern in _modern and _modern2, tokens in _tokens
+and _tokens2, post in _post and _post2), took the angle of the course notebooks' own fill-in cells, interface slips
+(a tuple or None returned, arguments in another order) and low precision, and was counted untuned: core 119 / 97 / 0
+of 122 (106 counting 'returned the wrong type' for a tuple or a float, a fair fact), 16 of 16; modern 103 / 89 / 0 of
+103, 18 of 18; tokens 74 / 66 / 1 of 76, 11 of 11; post 73 / 68 / 2 of 74, 10 of 10. In all 320 of 375 named (85 %).
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
