@@ -21,7 +21,8 @@ from mingpt.exercises.encode import check_bpe_encode
 from mingpt.exercises.checking import CheckResult, ExerciseFailed, ReferenceWeightsError
 from mingpt.exercises.loading import load_reference_weights
 from mingpt.exercises.gpt import check_embedding, check_gpt
-from mingpt.exercises.loss import bigram_entropy, check_bigram, check_loss
+from mingpt.exercises.bigram import bigram_entropy, check_bigram
+from mingpt.exercises.loss import check_loss
 from mingpt.exercises.kvcache import check_kv_cache
 from mingpt.exercises.layernorm import check_layernorm
 from mingpt.exercises.modern import check_gqa, check_rmsnorm, check_rotary, check_swiglu
