@@ -44,17 +44,10 @@ def _order_crash(problem: CheckResult, *args, crashes=LORA_ORDER_CRASHES) -> Che
 
 def _setting(cls, r: int, alpha: float):
     """(x, your output, the reference's, the correction B A x) at one setting, or None when the layer cannot run."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        base = nn.Linear(IN, OUT)
-    W, b = base.weight.detach().clone(), base.bias.detach().clone()
+    gen = torch.Generator().manual_seed(r)
     try:
-        layer = build(cls, base, r, alpha)
-        A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
-        gen = torch.Generator().manual_seed(r)
+        layer, W, b, A, B = _fresh(cls, r, alpha, gen=gen)
         with torch.no_grad():
-            A.copy_(torch.randn(A.shape, generator=gen))
-            B.copy_(torch.randn(B.shape, generator=gen))
             x = torch.randn(2, 3, IN, generator=gen)
             out = layer(x)
     except Exception:
@@ -259,15 +252,15 @@ def _and_the_rest(found: CheckResult, cls) -> CheckResult:
                 f"{found.hint}; and {rest.hint}")
 
 
-def _fresh(cls, bias: bool = True, seed: int = 2):
-    """(layer, W, b, A, B) with trained-looking A and B, built on a seeded base (with or without bias)."""
+def _fresh(cls, r: int = RANK, alpha: float = ALPHA, bias: bool = True, gen: torch.Generator | None = None):
+    """(layer, W, b, A, B) with trained-looking A and B drawn from gen, on a seeded base (with or without bias)."""
     with torch.random.fork_rng():
         torch.manual_seed(0)
         base = nn.Linear(IN, OUT, bias=bias)
     W, b = base.weight.detach().clone(), None if base.bias is None else base.bias.detach().clone()
-    layer = build(cls, base, RANK, ALPHA)
+    layer = build(cls, base, r, alpha)
     A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(2) if gen is None else gen
     with torch.no_grad():
         A.copy_(torch.randn(A.shape, generator=gen))
         B.copy_(torch.randn(B.shape, generator=gen))
