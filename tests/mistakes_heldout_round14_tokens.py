@@ -13,7 +13,7 @@ NAMES = [
     ('check_greedy', 'returned a list, not a tensor'),
     ('check_greedy', 'returned the wrong type'),
     ('check_greedy', 'logits[:, -1] taken first (as if the logits were (B, T, V)): one id for the whole batch'),
-    ('check_greedy', "returns an earlier call's answer (state kept across calls)"),
+    ('check_greedy', 'state kept across calls (a cache, counter or value kept from an earlier call)'),
     ('check_sampling_probs', 'temperature multiplied instead of divided'),
     ('check_sampling_probs', 'temperature applied twice'),
     ('check_sampling_probs', 'top-p decided before the temperature'),

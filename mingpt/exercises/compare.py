@@ -177,15 +177,14 @@ def check_cases(exercise: str, fn: Callable, cases: Sequence[tuple], reference: 
     Run fn on every case (a fresh copy of it from prepare), then `explain`; None when all outputs are right.
     When fn raises on some cases, a variant that raises the same exception there and matches every other case is
     the diagnosis (e.g. positions numbered from 1 run past the table at T = block_size); else the crash is shown.
-    A result that names nothing (or a pass) is replaced by "state kept across calls" when state the function keeps
-    changed during the calls and is shown to be the cause (state.py); slots: that state as read before the checker's
-    first call of fn, when it made calls of its own before this one.
+    A result no table row gives (a pass, a crash, a shape or a relation) is replaced by "state kept across calls" when
+    state the function keeps changed during the calls and is shown to be the cause (state.py); slots: that state as
+    read before the checker's first call of fn, when it made calls of its own before this one.
     """
     slots, outputs = slots or Slots(fn), []
     result = _compare_cases(exercise, fn, cases, reference, variants, describe, atol, hint, crash_hint, prepare,
                             outputs, precision)
-    if result is None or result.property in (NOT_RECOGNISED, "your code raised an exception") \
-            or result.property.startswith("random output"):
+    if result is None or result.property not in {variant.property for variant in variants}:  # no rebuilt slip
         kept = state_problem(exercise, fn, slots, cases, outputs, reference, prepare, describe,
                              lambda a, b: same(a, b, atol), fresh)
         return kept if kept is not None else result

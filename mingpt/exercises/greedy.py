@@ -7,8 +7,8 @@ ids, shape (B,) (ids held as floats are accepted: their values are right), and t
 logits: B = 3, B = 1, and B = 4 with the largest logit in the last column of some rows and a large negative one
 elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer. Each wrong
 answer is named only when a rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the
-student's output on all three (compare.py's rule); when none does and a wrong answer is exactly the one given for an
-earlier, different batch, the function keeps state between calls (a memo of its first answer).
+student's output on all three (compare.py's rule); a function that keeps its first answer (a memo) is named by
+state.py, from the state as it was before the checker's first call.
 
     from mingpt.exercises import check_greedy
     check_greedy(my_greedy)            # my_greedy(logits (B, V)) -> ids (B,)
@@ -22,6 +22,7 @@ import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.compare import check_cases
+from mingpt.exercises.state import Slots
 
 __all__ = ["check_greedy"]
 
@@ -84,6 +85,7 @@ def check_greedy(fn) -> CheckResult:
     """Check fn(logits (B, V)) -> (B,) ids of the most likely token of each row."""
     exercise = "greedy decoding"
     logits = CASES[0][0]
+    slots = Slots(fn)  # what the function keeps between calls, read before the checker's first call (state.py)
     out, problem = run(exercise, f"your function(logits {tuple(logits.shape)})", fn, logits.clone())
     if problem is not None:
         return problem
@@ -105,13 +107,7 @@ def check_greedy(fn) -> CheckResult:
                     f"{tuple(expected.shape)}; yours is a {type(out).__name__}.", example, "drop the .tolist()")
     result = check_cases(exercise, fn, CASES, lambda lg: lg.argmax(dim=-1), VARIANTS,
                          lambda lg: f"logits = {lg.tolist()}", hint="torch.argmax over the vocabulary axis (the last "
-                         "one)")
-    stale = None if result is None or result.property in {v.property for v in VARIANTS} else _stale(fn)
-    if stale is not None:  # no rebuilt slip explains it, and a wrong answer repeats an earlier call's
-        return fail(exercise, "returns an earlier call's answer (state kept across calls)", "Greedy decoding is a "
-                    "function of the logits it is given; yours returned, for new logits, exactly what it returned for "
-                    "earlier ones: something computed on a first call (a cache, a memo, an attribute) is reused.",
-                    stale, "compute the argmax from this call's logits every time; keep no state between calls")
+                         "one)", slots=slots)
     if result is not None:
         return result
     return CheckResult(exercise, True, checked=["the most likely token of each row (B = 3, 1 and 4)",
@@ -125,24 +121,6 @@ def _plain(out: Any) -> Any:
     if isinstance(out, (list, tuple)):
         return [_plain(o) for o in out]
     return out
-
-
-def _stale(fn) -> str | None:
-    """The cases run in order: when a wrong output equals the output for an earlier, different batch of logits,
-    the calls shown (a state kept from the first call); else None."""
-    seen = []
-    for (logits,) in CASES:
-        try:
-            out = _plain(fn(logits.clone()))
-        except Exception:  # crashes are check_cases' to report
-            return None
-        earlier = next((lg for lg, o in seen if o == out and not torch.equal(lg, logits)), None) \
-            if out is not None and out != logits.argmax(dim=-1).tolist() else None  # None: a missing return
-        if earlier is not None:
-            return (f"first:  logits = {earlier.tolist()}\n        yours {out}\nthen:   logits = {logits.tolist()}\n"
-                    f"        yours {out}\n        expected {logits.argmax(dim=-1).tolist()}")
-        seen.append((logits, out))
-    return None
 
 
 def _repeated(fn, logits) -> str | None:
