@@ -22,6 +22,10 @@ import mistakes_heldout_round15_core
 import mistakes_heldout_round15_modern
 import mistakes_heldout_round15_post
 import mistakes_heldout_round15_tokens
+import mistakes_heldout_round16_core
+import mistakes_heldout_round16_modern
+import mistakes_heldout_round16_post
+import mistakes_heldout_round16_tokens
 
 _spec = importlib.util.spec_from_file_location(
     "heldout_probe", pathlib.Path(__file__).parent / "scripts" / "heldout_probe.py")
@@ -1360,6 +1364,8 @@ NAMES += (mistakes_heldout_round14_core.NAMES + mistakes_heldout_round14_modern.
           + mistakes_heldout_round14_tokens.NAMES + mistakes_heldout_round14_post.NAMES)  # round 14
 NAMES += (mistakes_heldout_round15_core.NAMES + mistakes_heldout_round15_modern.NAMES
           + mistakes_heldout_round15_tokens.NAMES + mistakes_heldout_round15_post.NAMES)  # round 15
+NAMES += (mistakes_heldout_round16_core.NAMES + mistakes_heldout_round16_modern.NAMES
+          + mistakes_heldout_round16_tokens.NAMES + mistakes_heldout_round16_post.NAMES)  # round 16
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
 
