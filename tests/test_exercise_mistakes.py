@@ -121,6 +121,32 @@ def test_training_names_a_component_that_is_random_at_every_call_not_a_look_ahea
     assert not result and result.property == "not deterministic in eval mode", str(result)
 
 
+def test_training_fails_a_run_behind_the_reference_only_when_a_second_seed_agrees(monkeypatch):
+    """A short run near the step where sorting emerges is noisy (a correct MLP with exact GELU was 0.13 behind with
+    one seed on an AMD CPU and ahead with the next), so a run behind is repeated with a second seed. Here the real
+    runs of the student's (correct) MLP are reported 1.0 worse under the seeds listed: behind once passes, with a
+    note; behind twice fails."""
+    import mingpt.exercises.training as training
+    from mingpt.model import MLP
+    real = training._train
+
+    def behind_under(*seeds):
+        def run(steps, seed, **components):
+            model, loss, learned = real(steps, seed, **components)
+            return model, loss + (1.0 if components and seed in seeds else 0.0), learned
+        return run
+
+    monkeypatch.setattr(training, "_train", behind_under(0))
+    once = train_and_compare(steps=10, mlp=MLP)
+    assert once and "within 0.1 of it with seed 1" in str(once), str(once)
+    monkeypatch.setattr(training, "_train", behind_under(0, 1))
+    twice = train_and_compare(steps=10, mlp=MLP)
+    assert not twice and twice.property == "trains worse than the reference", str(twice)
+    assert "behind with seed 1 too" in twice.counterexample
+    monkeypatch.setattr(training, "_train", behind_under(1))  # behind only on the second seed: never run
+    assert "seed 1" not in str(train_and_compare(steps=10, mlp=MLP))
+
+
 def test_training_passes_a_correct_component_and_reports_the_held_out_sort():
     from mistakes_training import StudentAttention
     result = train_and_compare(steps=10, attention=StudentAttention)

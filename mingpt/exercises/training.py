@@ -9,7 +9,8 @@ A low training loss alone proves little: a model that sees the future (no causal
 reaches a loss far *below* the reference's. So the run is judged by what was asked: every parameter of your
 component receives a gradient and changes; predictions never depend on later tokens (the loss computed
 from prefixes alone equals the one from whole sequences); and fresh sequences are sorted as well as the
-reference sorts them.
+reference sorts them. Near the step where sorting emerges, two correct runs a float rounding apart can end far
+apart, so a run behind the reference is only failed when a second seed is behind too.
 
     from mingpt.exercises.training import train_and_compare
     result = train_and_compare(steps=300, attention=MyAttention)
@@ -111,6 +112,12 @@ def _unregistered(exercise: str, seed: int, components: dict) -> CheckResult | N
     return None
 
 
+def _behind(loss: float, reference: float, yours: dict, ours: dict, tolerance: float) -> bool:
+    """Whether a run is worse than the reference's by more than `tolerance`: in training loss, or in the fresh loss
+    from prefixes (what generation sees)."""
+    return loss > reference + tolerance or yours["prefix"] > ours["prefix"] + tolerance
+
+
 @torch.no_grad()
 def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
     """On freshly drawn sequences (the task has only 3^6 inputs, so most were seen in training: this measures the
@@ -139,8 +146,9 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
     Train GPT(config, **components) and the reference for `steps` on sorting; pass when every parameter of the
     student's components got a gradient and changed, no prediction depends on later tokens, the final loss is
     within `tolerance` of the reference's (or lower), and on fresh sequences the loss from prefixes (what generation
-    sees) is within `tolerance` of the reference's. components: attention=, mlp=, layer_norm= or block= (see
-    mingpt.components).
+    sees) is within `tolerance` of the reference's; a run behind the reference is repeated with seed + 1 (student
+    and reference), and fails only when that one is behind too (short runs are noisy). components: attention=,
+    mlp=, layer_norm= or block= (see mingpt.components).
     """
     if not components:
         raise ValueError("give at least one component to train, e.g. train_and_compare(attention=MyAttention)")
@@ -192,14 +200,27 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
                     f"fresh loss from whole sequences {yours['full']:.3f}, from prefixes only (as in generation) "
                     f"{yours['prefix']:.3f}; largest logit difference {yours['leak']:.3g}\n"
                     f"greedy sort of [2, 0, 1, 2, 0, 1]: {out}", "mask the attention scores of later positions")
-    if not loss <= reference + tolerance:
+    noise, behind = "", _behind(loss, reference, yours, ours, tolerance)
+    if behind:
+        # Near the step where sorting emerges, two correct models a float rounding apart (another CPU, GELU's
+        # exact form for its tanh approximation) can end far apart, and so can two seeds of the reference itself:
+        # one run behind proves little. A second seed, student and reference alike, must agree before we fail.
+        again_model, again_loss, _ = _train(steps, seed + 1, **components)
+        again_reference_model, again_reference, _ = _train(steps, seed + 1)
+        behind = _behind(again_loss, again_reference, held_out(again_model), held_out(again_reference_model),
+                         tolerance)
+        if not behind:
+            noise = (f"behind the reference with seed {seed}, within {tolerance} of it with seed {seed + 1} "
+                     f"(loss {again_loss:.3f}, reference {again_reference:.3f}): runs this short are noisy")
+    if behind and not loss <= reference + tolerance:
         return fail(exercise, "trains worse than the reference", summary + ".",
-                    f"the same data, seed and steps: reference {reference:.3f}, yours {loss:.3f}",
+                    f"the same data, seed and steps: reference {reference:.3f}, yours {loss:.3f} (behind with seed "
+                    f"{seed + 1} too)",
                     "if the checker passed but training does not: look for .detach(), .data or torch.no_grad() "
                     "in your forward, or parameters created outside __init__")
     # Judged on the loss generation sees (each position from its prefix), not on the exact-sort rate: near the
     # point where sorting emerges, two correct models a float rounding apart can sort 30 % and 90 % of sequences.
-    if yours["prefix"] > ours["prefix"] + tolerance:
+    if behind and yours["prefix"] > ours["prefix"] + tolerance:
         return fail(exercise, "sorts fresh sequences worse than the reference",
                     "The loss went down, but the task is not solved: on unseen sequences, predicting each token from "
                     "its prefix (what generation does) is worse than the reference.",
@@ -209,7 +230,7 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
                     "generation feeds the model its own outputs one position at a time: compare model(x) with "
                     "model(x[:, :t + 1]) at position t")
     return CheckResult(exercise, True, checked=[
-        summary, f"every parameter of your component learned ({len(learned)})",
+        summary, *([noise] if noise else []), f"every parameter of your component learned ({len(learned)})",
         f"no look-ahead (fresh loss {yours['full']:.3f} = {yours['prefix']:.3f} from prefixes)",
         f"fresh sequences sorted: {yours['sorted']:.0%} (reference {ours['sorted']:.0%})",
         f"greedy sort of [2, 0, 1, 2, 0, 1]: {out}"])
