@@ -22,7 +22,7 @@ NAMES = [
     ('check_bigram', 'returned log-probabilities, not logits'),
     ('check_bigram', 'returned a tuple (logits, ...), not the logits'),
     ('check_bigram', 'table read by column'),
-    ('check_bigram', ''),
+    ('check_bigram', 'F.one_hot without num_classes (too few columns when the batch lacks the largest id)'),
     ('check_bigram', 'only one position returned'),
     ('check_bigram', 'output reshaped'),
     ('check_bigram', 'returned None (a missing return?)'),

@@ -22,6 +22,7 @@ import torch
 from mingpt.exercises.attention_mistakes import _attend, variants as _variants
 from mingpt.exercises.attention_weights import check_attention_weights
 from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
+from mingpt.exercises.gradients import gradient_problem
 from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_place_edits, same, shape_problem,
                                       where_it_differs)
@@ -192,6 +193,10 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                                     f"x of shape (2, 6, {n_embd}) scaled by 300 (scores near a million)")
             if slip is not None:
                 return slip
+            # right outputs: do the gradients reach c_attn, c_proj and x (no q/k/v computed under no_grad)?
+            blocked = gradient_problem(EXERCISE, student, ref, x, seed)
+            if blocked is not None:
+                return blocked
             return CheckResult(EXERCISE, True, checked=[
                 "same output as the reference", "no future leakage", "deterministic in eval mode",
                 f"T = 1 and T = block_size = {config.block_size} work"])

@@ -25,7 +25,7 @@ __all__ = ["variants"]
 
 def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
             swap_qk=False, order="qkv", after_softmax=1.0, nh=None, proj_bias=True, out_relu=False,
-            plus_one=False, fill=float("-inf"), normalise="softmax"):
+            plus_one=False, fill=float("-inf"), normalise="softmax", proj_xw=False):
     """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
     B, T, C = x.shape
     nh = nh or ref.n_head
@@ -80,7 +80,10 @@ def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", me
         y = y.reshape(B, T, C)
     if not project:
         return y
-    y = ref.c_proj(y) if proj_bias else F.linear(y, ref.c_proj.weight)
+    if proj_xw:  # Keras' x @ W on a Linear's (out, in) weight: the projection's transpose
+        y = y @ ref.c_proj.weight + (ref.c_proj.bias if proj_bias else 0)
+    else:
+        y = ref.c_proj(y) if proj_bias else F.linear(y, ref.c_proj.weight)
     return F.relu(y) if out_relu else y
 
 
@@ -165,6 +168,10 @@ def variants(ref, hs: int) -> list[Variant]:
         knob(base, "c_proj without its bias", dict(proj_bias=False),
              "The output projection is a Linear layer with a bias; yours multiplies by its weight alone.",
              "self.c_proj(y)"),
+        knob(base, "c_proj's weight used as x @ W (an nn.Linear stores it (out, in): transposed)", dict(proj_xw=True),
+             "nn.Linear keeps its weight as (out_features, in_features) and computes x @ W.T + b; yours multiplies by "
+             "the weight itself, the transpose (the layout of Keras' Dense or HF's Conv1D, not of nn.Linear).",
+             "self.c_proj(y), or y @ self.c_proj.weight.T + self.c_proj.bias"),
         knob(base, "ReLU applied to the attention's output", dict(out_relu=True),
              "Attention ends with the output projection, whose result is added to the residual stream as it is; "
              "yours passes it through a ReLU.", "return self.c_proj(y), no activation"),

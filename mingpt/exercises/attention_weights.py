@@ -38,7 +38,8 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
     factors = {"sqrt_hs": 1 / math.sqrt(hs), "none": 1.0, "hs": 1 / hs, "sqrt_T": 1 / math.sqrt(T), "T": 1 / T,
                "times_sqrt_hs": math.sqrt(hs)}
     factor = scale if isinstance(scale, float) else factors[scale]
-    att = a @ b.transpose(-2, -1) * factor
+    # order "view": k.view(B, hs, T) (or reshape) where k.transpose(-2, -1) was meant: the numbers in memory order
+    att = (q @ k.reshape(k.size(0), hs, T) if order == "view" else a @ b.transpose(-2, -1)) * factor
     ones = torch.ones(T, T, dtype=torch.bool)
     if mask == "batch":  # the (T, T) mask built from q.size(0), the batch size: (B, B)
         ones = torch.ones(q.size(0), q.size(0), dtype=torch.bool)
@@ -51,7 +52,12 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
     elif mask == "zero":
         att = att.masked_fill(hidden, 0.0)
     w = {"softmax": F.softmax, "log": F.log_softmax, "none": lambda a, dim: a,
-         "naive": lambda a, dim: a.exp() / a.exp().sum(dim, keepdim=True)}[normalise](att, dim=softmax_dim)
+         "naive": lambda a, dim: a.exp() / a.exp().sum(dim, keepdim=True),
+         # a softmax by hand whose sum lost its axis (keepdim forgotten): (B, T, T) / (B, T) broadcasts the sums
+         # along the last axis, so entry [i, j] is divided by row j's sum; with and without the max subtracted
+         "no_keepdim": lambda a, dim: a.exp() / a.exp().sum(dim),
+         "no_keepdim_shifted": lambda a, dim: (lambda e: e / e.sum(dim))((a - a.amax(dim, keepdim=True)).exp()),
+         }[normalise](att, dim=softmax_dim)
     if mask == "after":
         w = w.masked_fill(hidden, 0.0)
     if after == "scaled":  # the 1/sqrt(hs) applied to the weights instead of the scores
@@ -102,6 +108,14 @@ _PARTS = [
          "each query's weights must sum to 1 over the keys.", "softmax(dim=-1): the last axis holds the keys"),
     Part("order", "kq", "k @ q^T instead of q @ k^T", "Your scores are k @ q^T, the transpose of q @ k^T: row t "
          "holds the scores of key t against every query.", "scores = q @ k.transpose(-2, -1)"),
+    Part("order", "view", "k reshaped to (B, hs, T) with view/reshape where a transpose is needed",
+         "k.view(B, hs, T) keeps the numbers in memory order and cuts them into new rows: it is not k transposed, "
+         "so every score multiplies a query with a mix of several keys' channels.",
+         "k.transpose(-2, -1) (or k.mT): swap the last two axes"),
+    *[Part("normalise", how, "softmax by hand with the sum's keepdim forgotten", "e / e.sum(-1) divides a (B, T, T) "
+           "tensor by a (B, T) one: broadcasting lines the sums up with the last axis, so entry [i, j] is divided by "
+           "row j's sum, not row i's (an error when B != T, a wrong answer when B is 1).",
+           "e.sum(-1, keepdim=True): shape (B, T, 1)") for how in ("no_keepdim", "no_keepdim_shifted")],
     Part("after", "scaled", "1/sqrt(hs) applied after the softmax", "You divide the weights by sqrt(hs) instead "
          "of the scores: the rows sum to 1/sqrt(hs).", "scale the scores, then softmax"),
     Part("after", "transposed", "weights transposed (queries and keys swapped)", "Your (B, T, T) weights are "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mingpt.exercises.checking import CheckResult, Variant, fail
 from mingpt.exercises.loading import student_with_reference_weights
@@ -44,6 +45,15 @@ BIGRAM_MISTAKES = [  # (name, f(table, idx), explanation, hint)
     ("returned exp(logits) (counts), not logits", lambda tb, i: tb[i].exp(),
      "The table holds log-counts (logits); exponentiating gives the unnormalised counts, which the loss would "
      "take for logits.", "return the table rows as they are"),
+    ("each position's row averaged with the earlier positions' rows (a running mean)",
+     lambda tb, i: tb[i].cumsum(1) / torch.arange(1, i.shape[1] + 1).view(1, -1, 1),
+     "A bigram model predicts the next token from the current one alone: logits[b, t] = table[idx[b, t]]. Yours "
+     "averages the rows of tokens 0..t, mixing in the earlier context (that is the next notebook's idea).",
+     "table(idx), nothing mixed across positions"),
+    ("F.one_hot without num_classes (too few columns when the batch lacks the largest id)",
+     lambda tb, i: F.one_hot(i).to(tb.dtype) @ tb,
+     "F.one_hot(idx) makes max(idx) + 1 columns, not vocab_size: the product with the (V, V) table fails (or "
+     "reads the wrong rows) on a batch without the largest token id.", "F.one_hot(idx, num_classes=vocab_size)"),
 ]
 # A student can read the table by column *and* normalise the rows: each output transform paired with the column read.
 BIGRAM_PAIRS = [(n, lambda tb, i, f=f: f(tb.t(), i), "Two mistakes: the table is read by column (row idx holds "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.exercises.state import module_state_problem
@@ -23,6 +24,7 @@ from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.loading import names_differ, student_with_reference_weights
 from mingpt.exercises.compare import NOT_RECOGNISED, check_cases, reports_in_place_edits
 from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.gradients import gradient_problem
 
 __all__ = ["check_embedding", "EMBEDDING_MISTAKES"]
 
@@ -44,6 +46,10 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
      "build the positions with torch.arange"),
     ("positions start at 1", lambda te, pe, i: te[i] + pe[_pos(i, 1)], "The first position is 0.",
      "torch.arange(T) starts at 0"),
+    ("positions start at 1 (and are clamped to the table's last row)",
+     lambda te, pe, i: te[i] + pe[_pos(i, 1).clamp(max=pe.shape[0] - 1)],
+     "The first position is 0; yours counts from 1, and the clamp that stops a full block running past the table "
+     "gives the last two positions the same vector.", "torch.arange(T) starts at 0; no clamp needed"),
     ("positions reversed", lambda te, pe, i: te[i] + pe[_pos(i).flip(0)],
      "Position 0 is the first token of the sequence; yours gives it the last position's vector.",
      "torch.arange(T), not counting down"),
@@ -154,11 +160,24 @@ def check_embedding(cls, seed: int = 0) -> CheckResult:
                 exercise, cls, {"wte.weight": wte, "wpe.weight": wpe}, config)[0], cases,
                 lambda i: wte[i] + wpe[_pos(i)], lambda i: f"idx = {i.tolist()}")
             problem = problem if stale is None else stale
+    if problem is None:  # right vectors: do both tables get their gradient (no .data, .detach or no_grad)?
+        problem = gradient_problem(exercise, student, _Reference(wte, wpe), cases[0][0], seed)
     if problem is None:  # right vectors: are the tables the exercise's two nn.Embedding, wte and wpe?
         problem = names_differ(exercise, student, ["wte.weight", "wpe.weight"], "self.wte = nn.Embedding(vocab_size, "
                                "C) and self.wpe = nn.Embedding(block_size, C), as the exercise names them")
     return problem if problem is not None else CheckResult(exercise, True, checked=[
         "wte[idx] + wpe[t] for every position, on 3 batch shapes"])
+
+
+class _Reference(nn.Module):
+    """The reference embedding as a module, its tables named as the exercise's, for the gradient comparison."""
+
+    def __init__(self, wte, wpe):
+        super().__init__()
+        self.wte, self.wpe = (nn.Embedding.from_pretrained(t.clone(), freeze=False) for t in (wte, wpe))
+
+    def forward(self, idx):
+        return self.wte(idx) + self.wpe(_pos(idx))
 
 
 def _position_part(exercise, student, cases, wte, wpe) -> CheckResult | None:

@@ -15,6 +15,7 @@ their own module (loss.py).
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.exercises.attention import attention_config
@@ -22,6 +23,7 @@ from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import check_cases, explain, reports_in_place_edits, shape_problem
 from mingpt.exercises.compose import pairs
+from mingpt.exercises.gradients import gradient_problem
 from mingpt.exercises.embedding import EMBEDDING_MISTAKES, _pos, check_embedding
 from mingpt.exercises.loss import GPT_LOSS_MISTAKES
 from mingpt.model import GPT, IGNORE_INDEX
@@ -30,16 +32,19 @@ __all__ = ["check_embedding", "check_gpt", "EMBEDDING_MISTAKES", "GPT_MISTAKES",
 
 
 # ------------------------------------------------------------------------------------------ whole GPT
-def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True, squeeze=False):
+def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg, head=True, squeeze=False,
+             token_scale=1.0, ln_f_each=False):
     """The reference's forward, with its parts rearranged: the variants below are this with one thing changed."""
     tr = ref.transformer
-    t = torch.arange(idx.shape[1]) + (positions == "from 1")
+    t = torch.arange(idx.shape[1]) + (positions in ("from 1", "from 1 clamped"))
+    t = t.clamp(max=ref.config.block_size - 1) if positions == "from 1 clamped" else t
     t = torch.arange(idx.shape[0])[:, None] if positions == "batch" else t  # sequence b at position b
     t = torch.arange(idx.shape[0]) if positions == "batch size" else t  # B positions, broadcast against (B, T, C)
-    x = tr.wte(idx) + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
+    x = tr.wte(idx) * token_scale + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
     x = x.squeeze() if squeeze else x  # (1, T, C) -> (T, C) when B is 1
     for i in (range(len(tr.h)) if blocks is None else blocks):
         x = tr.h[i](x)
+        x = tr.ln_f(x) if ln_f_each else x  # ln_f inside the loop: after every Block, the last one included
     x = tr.ln_f(x) if ln_f else x
     if head == "wte":  # the tied head written by hand, without the transpose
         return out(x @ tr.wte.weight)
@@ -103,6 +108,18 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
      "x = block(x)"),
     ("final LayerNorm applied twice", lambda r, i: r.lm_head(r.transformer.ln_f(_forward(r, i, head=False))),
      "ln_f runs once, on the last Block's output; yours normalises its own output again.", "lm_head(ln_f(x)), once"),
+    ("ln_f applied after every Block (inside the loop), not once after the last",
+     lambda r, i: _forward(r, i, ln_f=False, ln_f_each=True),
+     "The final LayerNorm runs once, after the whole stack; inside the loop it normalises the residual stream "
+     "between Blocks too (each Block already normalises its own inputs with ln_1 and ln_2).",
+     "after the loop: x = self.transformer.ln_f(x)"),
+    ("positions start at 1 (and are clamped to the table's last row)",
+     lambda r, i: _forward(r, i, positions="from 1 clamped"),
+     "The first position is 0; yours counts from 1, and the clamp that stops a full block running past the table "
+     "gives the last two positions the same vector.", "wpe(torch.arange(T)), no clamp"),
+    ("token embedding scaled by sqrt(C)", lambda r, i: _forward(r, i, token_scale=r.config.n_embd ** 0.5),
+     "The 2017 transformer multiplies its token embeddings by sqrt(d_model); GPT-2 adds wte(idx) and wpe(t) as "
+     "they are.", "no scaling"),
 ]
 
 
@@ -132,7 +149,7 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
         targets = torch.randint(0, config.vocab_size, (B, T), generator=g)
         targets[0, :2] = IGNORE_INDEX
         cases.append((idx, targets))
-    describe = lambda i, t=None: f"idx = {i.tolist()}" + (f", targets = {t.tolist()}" if t is not None else "")
+    describe = lambda i, t=None: f"idx = {i.tolist()}" + (f", targets = {t.tolist()}" if t is not None else "")  # noqa: E731
     with torch.no_grad():
         results = []
         for idx, targets in cases:
@@ -187,14 +204,38 @@ def check_gpt(cls, seed: int = 0) -> CheckResult:
             return fail(exercise, "without targets the loss must be None", "forward(idx) should return "
                         "(logits, None) so generation can call the model without targets.", describe(cases[0][0]),
                         hint="if targets is None: loss = None")
+    problem = _gradient(exercise, student, ref, cases[0][0], seed)
+    if problem is not None:
+        return problem
     return CheckResult(exercise, True, checked=["same logits and loss as mingpt's GPT on the same weights, 3 shapes",
                                                 "loss None without targets"])
+
+
+class _Logits(nn.Module):
+    """model(idx)[0], as a module with the model's parameter names (under "model."), for gradient_problem."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, idx):
+        return self.model(idx)[0]
+
+
+def _gradient(exercise, student, ref, idx, seed) -> CheckResult | None:
+    """Right logits and loss: does training reach every parameter (embeddings not looked up under no_grad, no .data)?
+    Compared only when the student ties wte and lm_head as the reference does (an untied head's gradients split)."""
+    wte, head = (getattr(getattr(student, "transformer", None), "wte", None), getattr(student, "lm_head", None))
+    if not (isinstance(wte, nn.Embedding) and isinstance(head, nn.Linear) and wte.weight is head.weight):
+        return None
+    return gradient_problem(exercise, _Logits(student), _Logits(ref), idx, seed)
 
 
 def _gpt_variants(ref) -> list[Variant]:
     """GPT_MISTAKES, then two of its _forward-knob rows at once (compose.pairs: no ln_f *and* no positions)."""
     knobs = {"final LayerNorm missing": dict(ln_f=False), "position embedding missing": dict(positions=False),
              "positions reversed": dict(positions="reversed"), "positions start at 1": dict(positions="from 1"),
+             "token embedding scaled by sqrt(C)": dict(token_scale=ref.config.n_embd ** 0.5),
              "returned probabilities, not logits": dict(out=lambda lg: lg.softmax(-1)),
              "returned log-probabilities, not logits": dict(out=lambda lg: lg.log_softmax(-1))}
     singles = [Variant(n, (lambda f: lambda i: f(ref, i))(f), w, h, knobs.get(n)) for n, f, w, h in GPT_MISTAKES]

@@ -47,12 +47,23 @@ def gradient_problem(exercise: str, student: nn.Module, ref: nn.Module, x: torch
     for name, p in refs.items():
         q = params.get(name)
         g, h = (q.grad if q is not None else None), p.grad
+        if g is not None and h is not None and g.dim() == 2 and g.shape != h.shape and g.mT.shape == h.shape:
+            g = g.mT  # a weight stored (in, out) for x @ W, loaded transposed (loading.py): its gradient is too
         if q is not None and h is not None and (g is None or not close(g, h, atol=1e-4)):
             wrong.append(name)
+    padded = _padding_rows(student, refs, wrong)
     for module in (student, ref):
         module.zero_grad(set_to_none=True)
     if not wrong:
         return None
+    if padded is not None:
+        return fail(exercise, f"padding_idx={padded[1]} set: token {padded[1]}'s row never learns",
+                    f"Your outputs equal the reference's, but {padded[0]} gets no gradient in row {padded[1]} (every "
+                    "other row's gradient is right): nn.Embedding(..., padding_idx) freezes that row, a convention "
+                    "for padding tokens, and here token "
+                    f"{padded[1]} is an ordinary token that must learn.",
+                    f"x of shape {tuple(x.shape)}: the gradient of {padded[0]} is 0 in row {padded[1]} only",
+                    "nn.Embedding(num, dim) without padding_idx")
     return fail(exercise, "gradient blocked (a .detach() or no_grad in forward)",
                 "Your outputs equal the reference's, but the gradients do not: backpropagating the same loss gives "
                 f"different (or no) gradients for {', '.join(wrong)}. Training would not update them properly.",
@@ -93,3 +104,22 @@ def function_gradient_problem(exercise: str, fn, reference, case: tuple, describ
                 f"different (or no) gradients for {', '.join(wrong)}. Training through your function would go wrong.",
                 f"{describe}: the gradient of sum(output * r) for a fixed random r differs for {', '.join(wrong)}",
                 "no .detach(), .data or torch.no_grad() in the computation: every step must stay in the graph")
+
+
+def _padding_rows(student: nn.Module, refs: dict, wrong: list) -> tuple[str, int] | None:
+    """(name, row) when the only wrong gradient is an nn.Embedding's with padding_idx set, and it differs from the
+    reference's in that row alone, where it is 0: the row frozen by padding_idx, nothing detached."""
+    if len(wrong) != 1:
+        return None
+    for prefix, module in student.named_modules():
+        name = f"{prefix}.weight" if prefix else "weight"
+        if not (isinstance(module, nn.Embedding) and module.padding_idx is not None and name == wrong[0]):
+            continue
+        g, h, row = module.weight.grad, refs[name].grad, module.padding_idx
+        if g is None or h is None or g.shape != h.shape:
+            return None
+        others = torch.ones(g.shape[0], dtype=torch.bool)
+        others[row] = False
+        if (g[row] == 0).all() and close(g[others], h[others], atol=1e-4):
+            return name, row
+    return None

@@ -25,6 +25,7 @@ from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_plac
                                       where_it_differs)
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, fit
+from mingpt.exercises.gradients import gradient_problem
 from mingpt.exercises.state import module_state_problem
 from mingpt.exercises.relations import permuted, relation
 
@@ -48,6 +49,8 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
     y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / ((var + eps) ** (0.5 if root else 1.0))
     if eps_outside == "both":  # a fix half made: eps moved inside the root and also kept outside
         y = (x - mean) / ((var + eps).sqrt() + eps)
+    if spread == "none":  # centred only: never divided by the spread
+        y = x - mean
     if spread == "abs":  # the mean absolute deviation instead of the standard deviation
         y = (x - mean) / ((x - mean).abs().mean(dim=dims, keepdim=True) + eps)
     if affine == "swapped":  # the gain used as the bias and the bias as the gain
@@ -121,6 +124,9 @@ def _variants(ln) -> list[Variant]:
                    + ln.bias)(e),
                   "F.normalize divides by the L2 norm of the row, which is sqrt(C) times its standard deviation.",
                   "divide by sqrt(var + eps), var the *mean* of the squared deviations") for e in (EPS, 1e-12)],
+        knob(base, "only centred: not divided by the standard deviation", dict(spread="none"),
+             "LayerNorm subtracts the mean *and* divides by sqrt(var + eps), so each row has variance 1 before the "
+             "gain; yours only subtracts the mean.", "(x - mean) / torch.sqrt(var + eps)"),
         knob(base, "bias subtracted instead of added", dict(affine="minus"),
                 "LayerNorm computes x_hat * weight + bias; yours subtracts the bias.", "+ self.bias"),
         knob(base, "mean not subtracted", dict(center=False),
@@ -224,6 +230,8 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
             problem = _arguments_ignored(cls, ref, ndim, inputs["activations with a tiny variance (where eps matters)"])
         if problem is None:
             problem = _initial_values(cls, ndim, inputs["random activations"])
+        if problem is None:  # right outputs: is the gradient right too (statistics not taken under no_grad)?
+            problem = gradient_problem(EXERCISE, student, ref, inputs["random activations"], seed)
         if problem is not None:
             return problem
     return CheckResult(EXERCISE, True, checked=["same output as nn.LayerNorm on random, tiny-variance and constant "

@@ -163,6 +163,18 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
      "over the positions of each sequence (dim 1).", "log_softmax(dim=-1)"),
     ("log base 2", lambda lg, tk: _reference_loss(lg, tk) / math.log(2),
      "PyTorch's cross-entropy (and every loss the course quotes) is in nats: natural log.", "use log, not log2"),
+    ("the last position's prediction left out (a loop or slice one step short)",
+     lambda lg, tk: _ce(lg[:, :-2], tk[:, 1:-1]),
+     "Every position but the last has a next token to predict, T - 1 of them; yours stops one earlier, so the "
+     "prediction of the final token is never trained (range(T - 2), or a slice [:-2]).",
+     "logits[:, :-1] against tokens[:, 1:]: all T - 1 predictions"),
+    ("positions skipped where the *input* token is -1, not the target",
+     lambda lg, tk: (lambda per, keep: (per * keep).sum() / keep.sum())(
+         F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1), reduction="none"),
+         (tk[:, :-1] != IGNORE_INDEX).reshape(-1)),
+     "A position adds no loss when the token it must predict, tokens[:, t + 1], is -1; your mask reads tokens[:, t], "
+     "the token it was given, so it skips the wrong positions (and trains ignored targets as token 0).",
+     "the mask (or ignore_index) goes with the targets: tokens[:, 1:] != -1"),
     ("reshape where a transpose is needed",
      lambda lg, tk: F.cross_entropy(lg[:, :-1].reshape(lg.shape[0], lg.shape[2], -1), tk[:, 1:],
                                     ignore_index=IGNORE_INDEX),
@@ -269,6 +281,11 @@ GPT_LOSS_MISTAKES = [  # check_gpt's (gpt.py) loss from the right logits: (name,
                                                        ignore_index=IGNORE_INDEX, label_smoothing=0.1),
      "The language-model loss is plain cross-entropy; label_smoothing mixes a uniform target into it.",
      "leave label_smoothing at 0"),
+    ("minus the probability instead of minus its log (nll_loss given probabilities)",
+     lambda lg, tg: F.nll_loss(lg.softmax(-1).reshape(-1, lg.size(-1)), tg.reshape(-1), ignore_index=IGNORE_INDEX),
+     "F.nll_loss expects log-probabilities and returns minus the target's entry; given softmax probabilities it "
+     "returns -p(target), which is not a likelihood and barely trains.",
+     "F.cross_entropy on the logits (or nll_loss on log_softmax)"),
 ]
 
 
@@ -282,7 +299,7 @@ def check_loss(fn, seed: int = 0) -> CheckResult:
     if not callable(fn):
         raise TypeError(f"check_loss expects your loss function, got {type(fn).__name__}")
     cases = _loss_cases(seed)
-    describe = lambda lg, tk: f"logits of shape {tuple(lg.shape)} (seeded random), tokens = {tk.tolist()}"
+    describe = lambda lg, tk: f"logits of shape {tuple(lg.shape)} (seeded random), tokens = {tk.tolist()}"  # noqa: E731
     variants = [Variant(*row) for row in LOSS_MISTAKES] + _loss_pairs()
     prepare = lambda case: tuple(t.clone() for t in case)  # noqa: E731
     problem = check_cases(exercise, fn, cases, _reference_loss, variants, describe, atol=1e-5,

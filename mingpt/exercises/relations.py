@@ -187,6 +187,9 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
                     "Your output minus the reference's is the same per-channel vector at every position of every "
                     f"tested input: {_short(b)}. That is what a bias added once too often (or missing) does.",
                     "check each layer's bias: used once, by calling the layer (not its .weight alone)")
+    rounded = _rounded(pairs, atol)
+    if rounded is not None:
+        return rounded
     for fn, prop, why in _ELEMENTWISE:
         if all(_close(o, fn(e), atol) for o, e in pairs):
             return prop, why, "return the value itself"
@@ -201,6 +204,21 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
     # fits replace.
     return (_normalised_axis(pairs, atol) or (_rounding_noise(pairs, atol) if precision else None)
             or _low_precision(pairs, atol))
+def _rounded(pairs, atol) -> tuple[str, str, str] | None:
+    """Yours = floor(reference) (or round(reference)) on every input: a // where a / was meant, an int() or a
+    round() on the value. Named only when some output is not 0 and some reference is not a whole number, so that
+    an output of zeros against small references is not taken for a rounding."""
+    if all((o == 0).all() for o, _ in pairs) or all((e == e.round()).all() for _, e in pairs):
+        return None
+    for fn, how in ((torch.floor, "rounded down (floor)"), (torch.round, "rounded to the nearest whole number")):
+        if all(_close(o, fn(e), atol) for o, e in pairs):
+            return (f"{how}: an integer division (//) or a rounding where a true division was meant",
+                    f"Your output is the reference's {how} on every tested input: a // (floor division), int(), "
+                    "round() or an integer tensor somewhere in the computation drops the fraction.",
+                    "true division (/) and floating-point tensors throughout")
+    return None
+
+
 LOW_PRECISION = "right to only about three significant digits (precision lost, or a constant slightly off)"
 
 
