@@ -204,6 +204,8 @@ def relation(inputs: Sequence[Any], outputs: Sequence[Any], expected: Sequence[A
     # fits replace.
     return (_normalised_axis(pairs, atol) or (_rounding_noise(pairs, atol) if precision else None)
             or _low_precision(pairs, atol))
+
+
 def _rounded(pairs, atol) -> tuple[str, str, str] | None:
     """Yours = floor(reference) (or round(reference)) on every input: a // where a / was meant, an int() or a
     round() on the value. Named only when some output is not 0 and some reference is not a whole number, so that
