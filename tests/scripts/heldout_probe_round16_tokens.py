@@ -8,10 +8,13 @@ in new forms (filters keeping the wrong end, caches keeping the wrong part, comp
 without a stop). Written by the round-16 tokens helper (r16tokens) before reading these checkers' code or tables,
 and counted untuned (mistakes / caught / named / misnamed, valid passed / valid): greedy 16 / 14 / 13 / 0, 4 / 4;
 sampling probs 25 / 24 / 22 / 0, 3 / 3; KV cache 20 / 20 / 19 / 0, 3 / 3; merge 15 / 15 / 11 / 0, 3 / 3; BPE encode
-15 / 14 / 10 / 0, 3 / 3 (one mistake, a numpy array returned, crashed the checker). In all 75 of 91 named (82 %),
-0 misnamed, 16 of 16 valid passed. Six regexes were widened after the run where the message names the same cause in
-other words (commented on their lines); one row (int32 ids from greedy) was dropped as not a bug: embeddings and
-indexing take int32.
+15 / 14 / 9 / 0, 3 / 3 (one mistake, a numpy array returned, crashed the checker). In all 74 of 91 named (81 %),
+0 misnamed, 16 of 16 valid passed. (The untuned commit said 75 and encode 10: encode_no_stop's regex had
+"|exception", which matched the fallback "your code raised an exception"; removed, so that row counted unnamed.)
+Six regexes were widened after the run where the message names the same cause in other words (commented on their
+lines); one row (int32 ids from greedy) was dropped before the count as not a bug: embeddings and indexing take
+int32. After tuning, greedy's float ids (not caught untuned) became a valid row, as in earlier rounds: check_greedy
+accepts ids of any dtype whose values are right. Tuned: 90 of 90 named, 0 misnamed, 17 of 17 valid passed.
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ def greedy_drops_last_column(logits):
     return logits[:, :-1].argmax(-1)  # range(V - 1) habit: the last token can never be chosen
 
 
-@mistake(ex.check_greedy, r"dtype|float|long|integer")
+# Counted untuned as a mistake (r"dtype|float|long|integer"), not caught: check_greedy accepts ids of any dtype whose
+# values are right, as round 6 decided (float ids fail only later, at the embedding), so after tuning it is valid.
+@valid(ex.check_greedy)
 def greedy_float_ids(logits):
     return logits.argmax(-1).float()
 
