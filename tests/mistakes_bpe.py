@@ -138,6 +138,8 @@ MERGE_MISTAKES = [
     (check_merge, merge_even_positions, "only pairs at even positions checked"),
     (check_merge, merge_tuple, "returned a tuple, not a list"),
     (check_merge, merge_in_place, "the input list was changed"),
+    # an UNNAMED example until round 16: now rebuilt exactly (bpe.py's new_id +-1 rows)
+    (check_merge, lambda ids, pair, new_id: merge_ok(ids, pair, new_id + 1), "merged into new_id +1, not new_id"),
 ]
 
 
@@ -296,7 +298,7 @@ ENCODE_MISTAKES = [
 ENCODE_VALID = [(check_bpe_encode, encode_ok), (check_bpe_encode, encode_sorted_merges),
                 (check_bpe_encode, encoder(lambda c, m: min(c, key=m.get)))]
 
-UNNAMED = [(check_merge, lambda ids, pair, new_id: merge_ok(ids, pair, new_id + 1)),
+UNNAMED = [(check_merge, lambda ids, pair, new_id: merge_ok(ids, pair, new_id)[::-1]),
            (check_bpe_encode, lambda ids, merges: encode_ok(ids, merges)[::-1])]
 
 MISTAKES = MERGE_MISTAKES + ENCODE_MISTAKES

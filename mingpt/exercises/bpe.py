@@ -221,6 +221,33 @@ PAST_END = ("The last element has no right neighbour: the scan reads ids[i + 1] 
 MERGE_MISTAKES += [("reads ids[i + 1] past the end of the list", _merge_reads_past_end, *PAST_END),
                    ("reads ids[i + 1] past the end of the list",
                     lambda ids, pair, n: _merge_reads_past_end(ids, pair, n, whole_pair=True), *PAST_END)]
+
+
+def _merge_every_start(ids, pair, new_id):
+    """A vectorised merge (NumPy, or a mask over zip(ids, ids[1:])): every position that starts the pair becomes
+    new_id and the position after each start is deleted, so in [1, 1, 1] both overlapping starts merge into one."""
+    starts = {i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == tuple(pair)}
+    return [new_id if i in starts else t for i, t in enumerate(ids) if i - 1 not in starts]
+
+
+MERGE_MISTAKES += [
+    ("the pair itself written, not new_id", lambda ids, pair, n: _scan(ids, pair, n, emit=lambda left, _: [pair]),
+     "A merged pair becomes one token whose id is new_id; yours puts the pair (a tuple) in the list, so the output "
+     "is no longer a list of ints.", "out.append(new_id)"),
+    ("overlapping pairs merged (every start of the pair replaced, the id after each start deleted)",
+     _merge_every_start, "A vectorised match marks every position where the pair starts, overlapping ones too: in "
+     "[1, 1, 1] both starts are marked, and deleting the id after each start swallows the third. Overlaps need the "
+     "left-to-right scan: after a merge at i, the next match can start at i + 2 only.",
+     "walk the list left to right, i += 2 after a merge"),
+    ("a list of one id returned empty (no pair to merge, but its id stays)",
+     lambda ids, pair, n: [] if len(ids) < 2 else merge_pair(list(ids), pair[0], pair[1], n),
+     "A list shorter than two holds no pair, so nothing merges, but its one id is still part of the text: return it "
+     "unchanged, not [].", "if len(ids) < 2: return list(ids)"),
+    *[(f"merged into new_id {d:+d}, not new_id", lambda ids, pair, n, d=d: merge_pair(list(ids), pair[0], pair[1],
+                                                                                    n + d),
+       f"Every pair is found and merged in the right places, but the id written is new_id {d:+d}: the caller chose "
+       "new_id (the next free id), so the merge writes exactly it.", "out.append(new_id)") for d in (1, -1)],
+]
 MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
     knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])
     for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14, 7, 15)],

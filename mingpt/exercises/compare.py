@@ -49,7 +49,10 @@ def same(a: Any, b: Any, atol: float = 1e-5) -> bool:
         return bool(torch.allclose(a.double(), b.double(), atol=atol, rtol=atol, equal_nan=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(a, b, rel_tol=atol, abs_tol=atol)
-    return a == b
+    try:
+        return bool(a == b)
+    except (ValueError, RuntimeError):  # compared element by element (a NumPy array against a list): not the same
+        return False
 
 
 def shape_problem(out: Any, expected: Any) -> tuple[str, str] | None:

@@ -81,6 +81,40 @@ def _table_in_rank_order_stops(ids, merges):
     return ids
 
 
+def _input_pairs_only(ids, merges):
+    """The merge table walked in rank order, applying only merges whose pair was in the *input*: the pairs present
+    are computed once, before any merge, so a pair that a merge creates is never merged."""
+    ids, present = list(ids), set(zip(ids, ids[1:]))
+    for pair in sorted(merges, key=merges.get):
+        if pair in present:
+            ids = merge_pair(ids, pair[0], pair[1], merges[pair])
+    return ids
+
+
+def _short_input_fails(ids, merges):
+    """The reference, but the first min() over the pairs comes before any length check: an input of fewer than two
+    ids raises (min() of no pairs), while a list that shrinks to one id inside the loop is handled."""
+    if len(ids) < 2:
+        min(zip(ids, ids[1:]))  # raises ValueError, in this Python's own words
+    return reference_encode(ids, merges)
+
+
+def _no_stop_check(ids, merges):
+    """The reference loop without its stop: when the best pair is not in the table, merges[pair] raises KeyError
+    (the pair min() picked among the unknown ones: the first)."""
+    ids = list(ids)
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
+        ids = merge_pair(ids, pair[0], pair[1], merges[pair])
+    return ids
+
+
+def _reversed_lookup(ids, merges):
+    """Pairs looked up as (right, left): (a, b) in the text merges when (b, a) is in the table, with (b, a)'s id."""
+    return _encode_with(ids, merges, new_id=lambda m, p: m[p[::-1]], choose=lambda i, m: min(
+        (p for p in zip(i, i[1:]) if p[::-1] in m), key=lambda p: m[p[::-1]], default=None))
+
+
 def _one_merge(ids, merges):
     pair = _lowest_rank(ids, merges)
     return list(ids) if pair is None else merge_pair(list(ids), pair[0], pair[1], merges[pair])
@@ -169,6 +203,20 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
      "later merges may still apply (and one that is absent now may appear after a later merge, so the pair to "
      "merge is best chosen among the text's own pairs).",
      "continue past an absent merge, or pick the lowest-ranked pair present at each step"),
+    ("the pairs present computed once, before any merge: pairs that merges create are never merged",
+     _input_pairs_only, "Walking the table in rank order is fine, but which pairs the text holds must be looked at "
+     "again after each merge: a merge makes new pairs (256 beside 99 after merging (97, 98)), and those can be in "
+     "the table too.", "recompute zip(ids, ids[1:]) after every merge"),
+    ("fails on an input of fewer than two ids (min() of no pairs before any length check)", _short_input_fails,
+     "An empty list, or a single id (a one-byte chunk of text), has no pair: encoding returns it as it is. Your "
+     "loop takes min() over the pairs before checking that there are any.", "while len(ids) >= 2: ..."),
+    ("no stop when no pair is mergeable: merges[pair] of a pair not in the table (KeyError)", _no_stop_check,
+     "Encoding ends when the lowest-ranked adjacent pair is not in the table at all; yours goes on and looks it up, "
+     "so every text that does not merge down to one token raises KeyError.",
+     "if pair not in merges: break, before merges[pair]"),
+    ("pairs looked up reversed (merges[(right, left)])", _reversed_lookup,
+     "A pair (a, b) is 'a followed by b': merges[(ids[i], ids[i + 1])]. Yours looks up (ids[i + 1], ids[i]), so it "
+     "merges the pairs learned in the other order.", "zip(ids, ids[1:]), the left id first"),
     ("only one merge applied", lambda ids, m: _one_merge(ids, m),
      "Encoding repeats the merge step until no adjacent pair is in the table: a merged token can form a new pair.",
      "put the step in a loop that stops when no pair can merge"),
@@ -254,6 +302,10 @@ ENCODE_PARTS = [
     Part("choose", lambda i, m: (lambda c: max(c, key=c.get) if c else None)(Counter(_mergeable(i, m))),
          "merging by frequency instead of rank", "BPE applies the merge learned earliest among the pairs present, "
          "however often another pair occurs.", "pick the pair whose merge has the lowest rank"),  # ties: seen first
+    Part("choose", lambda i, m: min(_mergeable(i, m), key=list(m).index, default=None), "merging by the dict's "
+         "order (the pair's position in merges), not by rank", "The rank of a merge is its new id (lower = learned "
+         "earlier); the position where the dict happens to list the pair is not the rank.",
+         "min(..., key=lambda p: merges.get(p, float('inf')))"),
     Part("rounds", 1, "only one merge applied", "Encoding repeats the merge step until no adjacent pair is in the "
          "table: a merged token can form a new pair.", "put the step in a loop that stops when no pair can merge"),
     Part("guard", 3, "stops with two tokens left (length guard off by one)", "Two tokens are still one pair that may "

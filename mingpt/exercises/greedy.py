@@ -8,7 +8,9 @@ logits: B = 3, B = 1, and B = 4 with the largest logit in the last column of som
 elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer. Each wrong
 answer is named only when a rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the
 student's output on all three (compare.py's rule); a function that keeps its first answer (a memo) is named by
-state.py, from the state as it was before the checker's first call.
+state.py, from the state as it was before the checker's first call. Last, a batch with tied maxima: any one of a
+row's tied tokens is right (argmax takes the first, a flipped argmax the last), but one id per row, so that code
+that returns every tied maximum (the nonzero() of a comparison with the row's max) shows.
 
     from mingpt.exercises import check_greedy
     check_greedy(my_greedy)            # my_greedy(logits (B, V)) -> ids (B,)
@@ -21,7 +23,7 @@ from typing import Any
 import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
-from mingpt.exercises.compare import check_cases
+from mingpt.exercises.compare import NOT_RECOGNISED, check_cases
 from mingpt.exercises.state import Slots
 
 __all__ = ["check_greedy"]
@@ -72,6 +74,9 @@ VARIANTS = [
        "the argmax over those B numbers is one index into the batch.", "logits.argmax(dim=-1), with no [:, -1]"),
     _v("the largest absolute logit (abs), not the largest logit", lambda lg: lg.abs().argmax(-1), "A large "
        "negative logit is the *least* likely token; yours picked by magnitude.", "argmax of the logits themselves"),
+    _v("ids counted from 1 (argmax + 1): token ids start at 0", lambda lg: lg.argmax(-1) + 1, "Your ids are the "
+       "right tokens' ids plus one: token ids index the vocabulary from 0 (the embedding's row 0 is token 0), as "
+       "Python and torch count, not from 1 as a paper's or MATLAB's notation does.", "logits.argmax(dim=-1), no + 1"),
 ]
 _EXTRA_AXIS = ("with keepdim (an extra axis: shape (B, 1))", "And the ids keep an extra axis: one id per row is "
                "shape (B,).", "no keepdim (or .squeeze(-1))")
@@ -110,8 +115,41 @@ def check_greedy(fn) -> CheckResult:
                          "one)", slots=slots)
     if result is not None:
         return result
+    tied = _ties_problem(exercise, fn)
+    if tied is not None:
+        return tied
     return CheckResult(exercise, True, checked=["the most likely token of each row (B = 3, 1 and 4)",
-                                                "the same ids on repeated calls"])
+                                                "the same ids on repeated calls", "ties: one of the tied ids per row"])
+
+
+# Rows 0 and 1 have tied maxima (two and three of them), row 2 one maximum.
+TIES = torch.tensor([[1.0, 3.0, 3.0, 0.5, -1.0], [2.0, -1.0, 2.0, 2.0, 0.5], [0.0, 0.5, -0.5, 0.25, 0.1]])
+
+
+def _ties_problem(exercise: str, fn) -> CheckResult | None:
+    """None when fn gives one id per row of TIES, each one of that row's tied maxima; else what went wrong."""
+    out, problem = run(exercise, f"your function(logits {tuple(TIES.shape)}, with tied maxima)", fn, TIES.clone())
+    if problem is not None:
+        return problem
+    best = TIES == TIES.max(dim=-1, keepdim=True).values
+    example = f"logits = {TIES.tolist()}\nyours    {_plain(out)}\nany of   {[r.nonzero()[:, 0].tolist() for r in best]}"
+    if isinstance(out, torch.Tensor) and out.shape == TIES.shape[:1] and _among(out.tolist(), best):
+        return None
+    if isinstance(out, torch.Tensor) and out.dim() == 1 and out.tolist() == best.nonzero()[:, 1].tolist():
+        return fail(exercise, "every tied maximum returned (nonzero of the row's max), not one id per row",
+                    "Where a row's largest logit is tied, yours returns the id of each tied token: more ids than "
+                    "rows, so the ids no longer line up with the batch. Greedy picks one of them (argmax: the first).",
+                    example, "logits.argmax(dim=-1)")
+    return fail(exercise, NOT_RECOGNISED, "Right on logits without ties, but where a row's largest logit is tied, "
+                "yours is not one of the tied ids, one per row.", example, "logits.argmax(dim=-1)")
+
+
+def _among(ids: list, best: torch.Tensor) -> bool:
+    """Whether ids[b] is one of row b's tied maxima (best: a (B, V) mask) for every row; ids may be floats."""
+    try:
+        return all(i == int(i) and 0 <= int(i) < best.size(1) and bool(best[b, int(i)]) for b, i in enumerate(ids))
+    except (ValueError, TypeError, OverflowError):  # NaN, inf or a non-number: not an id
+        return False
 
 
 def _plain(out: Any) -> Any:

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["KV_MISTAKES", "close"]
+__all__ = ["KV_MISTAKES", "ADVANCED_BY_LAYER_0", "close"]
+
+# On the prompt's step this looks like a length counted in every layer's update (layer 1 writes after layer 0's
+# positions either way); kvcache.py reads cache.length to tell the two apart.
+ADVANCED_BY_LAYER_0 = ("length advanced inside update by layer 0 (not in advance): the other layers write T_new "
+                       "positions late")
 
 
 def close(a, b, atol: float = 1e-5) -> bool:
@@ -24,6 +29,22 @@ def _cat(tensors):
 def _one_per_call(chunks, i):
     """The store of a cache that writes only position i of each call's chunk, at its first slot (zeros after it)."""
     return _cat([torch.cat([c[:, :, i : i + 1 or None], torch.zeros_like(c[:, :, 1:])], dim=2) for c in chunks])
+
+
+def _advanced_by_layer_0(chunks, layer):
+    """What a preallocated buffer (zeros) returns when layer 0's update already added T_new to length before the
+    other layers ran: each later layer writes every chunk T_new positions late, at [stored + T : stored + 2T], and
+    returns [:stored + 2T], its slots before that as they were (zeros, or an earlier chunk's leftover)."""
+    if layer == 0:
+        return _cat(chunks)
+    stored, buf, out = 0, chunks[0][:, :, :0], None
+    for c in chunks:
+        T = c.shape[2]
+        if buf.shape[2] < stored + 2 * T:
+            buf = torch.cat([buf, torch.zeros_like(c[:, :, :1]).expand(-1, -1, stored + 2 * T - buf.shape[2], -1)], 2)
+        buf[:, :, stored + T : stored + 2 * T] = c
+        out, stored = buf[:, :, : stored + 2 * T].clone(), stored + T
+    return out
 
 
 # What update(layer, k, v) returned, as a predicate of (keys, values, h): h.k / h.v are this layer's inputs so far
@@ -80,6 +101,13 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
        "update gets T_new positions at once (the whole prompt on the first step); yours writes only one of them, "
        "at buffer[:, :, length], and the other slots of the prompt stay empty (zeros).",
        "buffer[:, :, length : length + T] = k, all T_new positions") for i in (-1, 0)],
+    (ADVANCED_BY_LAYER_0,
+     lambda K, V, h: h.layer is not None and close(K, _advanced_by_layer_0(h.k, h.layer))
+     and close(V, _advanced_by_layer_0(h.v, h.layer)),
+     "Layer 0 is right, but every later layer's keys have a gap of T_new empty slots before its newest ones: length "
+     "grew inside update (when layer 0 stored its keys), so the layers after it read a length that already counts "
+     "this step. The model calls advance(T_new) once all layers have stored them.",
+     "count only in advance(T): self.length += T, nothing in update"),
     ("keys and values stored in low precision (float16 or bfloat16)", lambda K, V, h: any(
         close(K, _cat(h.k).to(d).to(K.dtype)) and close(V, _cat(h.v).to(d).to(V.dtype))
         for d in (torch.float16, torch.bfloat16)), "Your keys and values are the right ones rounded to about 3 "

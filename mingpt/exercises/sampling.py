@@ -6,6 +6,8 @@ probabilities, and the checker tests their properties: they sum to 1, a lower te
 top-k leaves the k most likely tokens (with ties at the k-th: all of them, as mingpt and Hugging Face do, or
 exactly k of them; which tied token stays is arbitrary, so both are right), and top-p keeps the most likely tokens
 up to and *including* the one that crosses p (so the kept mass is at least p), never the unlikely tail.
+sampling_edges.py holds the edge inputs: ties (either tie-break is right) and large logits (where a softmax written
+as exp / sum overflows).
 
     from mingpt.exercises import check_greedy, check_sampling_probs
     check_greedy(my_greedy)            # my_greedy(logits (B, V)) -> ids (B,)
@@ -20,13 +22,11 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import CheckResult, fail, fmt, run
 from mingpt.exercises.compare import Part, check_cases, modified_in_place, part_variants, same
 from mingpt.exercises.greedy import check_greedy  # noqa: F401  (re-exported: the two decoding checks)
+from mingpt.exercises.sampling_edges import TIE_LOGITS, exactly_k_of_the_tied, large_logits_problem, ties_other_way
+from mingpt.exercises.sampling_edges import reference as _reference
 from mingpt.generation import filter_logits
 
 __all__ = ["check_greedy", "check_sampling_probs", "SAMPLING_MISTAKES"]
-
-
-def _reference(logits, temperature=1.0, top_k=None, top_p=None):
-    return F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
 
 
 def _top_p(logits, top_p, drop):
@@ -235,6 +235,12 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
      lambda lg, t, k, p: F.one_hot(_reference(lg, t, k, p).argmax(-1), lg.size(-1)).to(lg.dtype),
      "The function returns the probabilities to sample from; taking their argmax is greedy decoding, whatever the "
      "temperature and filters.", "return the softmax itself; torch.multinomial samples from it"),
+    ("top-k's k-th value taken over the whole batch (one threshold for every row)",
+     lambda lg, t, k, p: F.softmax(filter_logits(lg / t if k is None else (lambda x: x.masked_fill(
+         x < torch.topk(x, k, -1).values.min(), float("-inf")))(lg / t), None, p), -1),
+     "Each row is its own distribution: its k-th largest logit is its own threshold. Yours takes one threshold for "
+     "the whole batch (the smallest of the rows' top-k values), so rows with larger logits keep more than k tokens.",
+     "kth = torch.topk(logits, k, dim=-1).values[:, -1:], one per row"),
     ("top-k's threshold taken over the batch axis (topk(..., dim=0))", lambda lg, t, k, p: F.softmax(filter_logits(
         lg / t if k is None else (lambda x: x.masked_fill(x < torch.topk(x, k, 0).values[-1:], float("-inf")))(lg / t),
         None, p), -1), "torch.topk(logits, k, dim=0) ranks each token's logit across the rows of the batch (and fails "
@@ -261,6 +267,10 @@ ARGUMENT_MISTAKES = [
          "squared: the logits were divided by T twice.", "divide by the temperature once"),
     Part("temperature", _power(0.5), "temperature applied as its square root",
          "Your logits are divided by sqrt(T), not by T.", "logits / temperature"),
+    Part("temperature", lambda lg, t, k, p: (torch.div(lg, t, rounding_mode="floor") * t, t, k, p),
+         "temperature applied with floor division (logits // temperature)", "// is floor division: it rounds each "
+         "scaled logit down to a whole number, so tokens whose logits differ by less than the temperature can tie.",
+         "logits / temperature, one slash"),
 ] + [Part("temperature", lambda lg, t, k, p, c=c: (lg, c, k, p), f"a fixed temperature, not the temperature argument "
           f"(your outputs match temperature = {c})", f"Your distribution is the one for temperature {c} whatever "
           f"temperature is passed: a constant, a default left in place of the argument, or a value kept from an "
@@ -307,18 +317,21 @@ STAGES = [("temperature", [(1.0, None, None), (0.5, None, None), (2.0, None, Non
 LOGITS = [torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -2.0], [0.3, 2.5, -0.5, 1.5, 0.0, 1.0]]),
           torch.tensor([[0.2, -1.3, 3.1, 0.9, 1.7, -0.4, 0.6], [1.1, 0.8, -2.0, 0.1, 2.2, 1.9, -0.7],
                         [-0.5, 0.4, 0.0, 1.2, -1.1, 0.7, 2.6]])]
-# The last stage's logits: a tie with the k-th largest (top-k keeps all of the tied tokens), and float32 logits
-# 0, log(1/2), log(1/4), log(1/4) whose softmax is *exactly* 1/2, 1/4, 1/8, 1/8, so that the mass above a token can
-# equal p exactly (with p = 0.5 or 0.75) and a strict comparison shows.
-HALF, QUARTER = -0.6931471824645996, -1.3862943649291992
-TIE_LOGITS = [torch.tensor([[1.0, 2.0, 1.0, 0.5, 1.0, -1.0], [0.5, 0.5, 3.0, 0.5, 1.0, 2.0]]),
-              torch.tensor([[0.0, HALF, QUARTER, QUARTER], [QUARTER, 0.0, QUARTER, HALF]])]
 
 
 def check_sampling_probs(fn) -> CheckResult:
     """Check fn(logits, temperature, top_k=None, top_p=None) -> the probabilities to sample the next token from."""
     exercise = "sampling distribution"
-    describe = lambda lg, t, k, p: f"logits = {lg.tolist()}, temperature={t}, top_k={k}, top_p={p}"
+    result = _check_settings(exercise, fn, _describe)
+    large = large_logits_problem(exercise, fn, _describe) if result else None  # only once the ordinary ones pass
+    return large if large is not None else result
+
+
+def _describe(lg, t, k, p) -> str:
+    return f"logits = {lg.tolist()}, temperature={t}, top_k={k}, top_p={p}"
+
+
+def _check_settings(exercise, fn, describe) -> CheckResult:
     problem = modified_in_place(exercise, fn, (LOGITS[0], 0.5, 2, 0.8), describe(LOGITS[0], 0.5, 2, 0.8),
                                 "logits / temperature makes a new tensor; logits.div_(...) or logits[...] = ... "
                                 "change the caller's")
@@ -348,28 +361,8 @@ def check_sampling_probs(fn) -> CheckResult:
 
 
 CHECKED = ["temperature", "top-k", "top-p (the crossing token kept)", "top-k and top-p together", "ties",
-           "each row sums to 1"]
+           "each row sums to 1", "large logits (no overflow)"]
 SINGLE_NAMES = {name for name, *_ in SAMPLING_MISTAKES}  # the table's own two-mistake rows are rebuilt whole
-
-
-def _ties_other_way(lg, t, k, p):
-    """The reference with ties between equal logits broken the other way (by the last index, as an ascending
-    sort does): which of several tied tokens fills the nucleus is arbitrary, so either answer is right."""
-    return _reference(lg.flip(-1), t, k, p).flip(-1)
-
-
-def _exactly_k_of_the_tied(case, out) -> bool:
-    """Whether out is top-k's distribution with exactly k tokens kept, the tie at the k-th broken any way: every
-    logit above the k-th kept, the rest of the k chosen among those equal to it, softmax over the kept ones."""
-    lg, t, k, p = case
-    if k is None or p is not None or k >= lg.size(-1) or out.shape != lg.shape:
-        return False
-    x = lg / t
-    kth = torch.topk(x, k, dim=-1).values[:, -1:]
-    kept = out > 0
-    if not ((kept.sum(-1) == k).all() and (kept | (x <= kth)).all() and (~kept | (x >= kth)).all()):
-        return False
-    return same(out, F.softmax(x.masked_fill(~kept, float("-inf")), dim=-1))
 
 
 def _named_on_every_case(exercise, fn, cases, describe, hint) -> tuple[CheckResult | None, bool]:
@@ -383,7 +376,7 @@ def _named_on_every_case(exercise, fn, cases, describe, hint) -> tuple[CheckResu
         outputs.append(out)
     expected = [_reference(*case) for case in cases]
     wrong = [n for n, (o, e) in enumerate(zip(outputs, expected)) if not same(o, e)]
-    if not wrong or all(same(outputs[n], _ties_other_way(*cases[n])) or _exactly_k_of_the_tied(cases[n], outputs[n])
+    if not wrong or all(same(outputs[n], ties_other_way(*cases[n])) or exactly_k_of_the_tied(cases[n], outputs[n])
                         for n in wrong):
         return CheckResult(exercise, True, checked=CHECKED), True
     for variant in VARIANTS:

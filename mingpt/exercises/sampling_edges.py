@@ -1,0 +1,89 @@
+"""
+The sampling distribution on edge inputs (sampling.py runs the checker): ties, where more than one answer is right,
+and large logits, where a right formula can still overflow.
+
+The one idea: the reference fixes one answer, but on ties any tie-break is right (which of two equal tokens fills
+the nucleus or the k-th place is arbitrary), so the checker accepts the reference with ties broken the other way
+and any exactly-k choice among the tied. And a softmax written as exp(x) / sum(exp(x)) agrees with the reference
+on ordinary logits and returns NaN once a logit divided by the temperature passes about 88 (exp overflows float32
+to inf, and inf / inf is NaN); torch's softmax subtracts each row's max first, so the large logits show the slip.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mingpt.exercises.checking import CheckResult, fail, fmt, run
+from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
+from mingpt.generation import filter_logits
+
+__all__ = ["reference", "TIE_LOGITS", "ties_other_way", "exactly_k_of_the_tied", "large_logits_problem"]
+
+# The logits of the checker's last stage (ties and exact sums): a tie with the k-th largest (top-k keeps all of the
+# tied tokens), and float32 logits 0, log(1/2), log(1/4), log(1/4) whose softmax is *exactly* 1/2, 1/4, 1/8, 1/8, so
+# that the mass above a token can equal p exactly (with p = 0.5 or 0.75) and a strict comparison shows.
+HALF, QUARTER = -0.6931471824645996, -1.3862943649291992
+TIE_LOGITS = [torch.tensor([[1.0, 2.0, 1.0, 0.5, 1.0, -1.0], [0.5, 0.5, 3.0, 0.5, 1.0, 2.0]]),
+              torch.tensor([[0.0, HALF, QUARTER, QUARTER], [QUARTER, 0.0, QUARTER, HALF]])]
+
+
+def reference(logits, temperature=1.0, top_k=None, top_p=None):
+    return F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+
+
+def ties_other_way(lg, t, k, p):
+    """The reference with ties between equal logits broken the other way (by the last index, as an ascending
+    sort does): which of several tied tokens fills the nucleus is arbitrary, so either answer is right."""
+    return reference(lg.flip(-1), t, k, p).flip(-1)
+
+
+def exactly_k_of_the_tied(case, out) -> bool:
+    """Whether out is top-k's distribution with exactly k tokens kept, the tie at the k-th broken any way: every
+    logit above the k-th kept, the rest of the k chosen among those equal to it, softmax over the kept ones."""
+    lg, t, k, p = case
+    if k is None or p is not None or k >= lg.size(-1) or out.shape != lg.shape:
+        return False
+    x = lg / t
+    kth = torch.topk(x, k, dim=-1).values[:, -1:]
+    kept = out > 0
+    if not ((kept.sum(-1) == k).all() and (kept | (x <= kth)).all() and (~kept | (x >= kth)).all()):
+        return False
+    return same(out, F.softmax(x.masked_fill(~kept, float("-inf")), dim=-1))
+
+
+def _exp_over_sum(lg, t, k, p):
+    """The reference's formula with the softmax written out and no max subtracted: exp overflows to inf."""
+    e = torch.exp(filter_logits(lg / t, k, p))
+    return e / e.sum(-1, keepdim=True)
+
+
+# Logits of a size a model can give (a sharp, confident row), at temperature 0.5: up to 190 after the division.
+LARGE = torch.tensor([[90.0, 88.0, 85.0, 60.0, -20.0], [10.0, 95.0, 94.5, 30.0, 0.0]])
+LARGE_CASES = [(LARGE, 0.5, None, None), (LARGE, 0.5, 2, 0.9)]
+
+
+def large_logits_problem(exercise: str, fn, describe) -> CheckResult | None:
+    """None when fn's distributions on large logits are the reference's; else the slip (named when the softmax
+    written as exp / sum explains both cases) or where they differ."""
+    outputs = []
+    for case in LARGE_CASES:
+        out, problem = run(exercise, describe(*case), fn, case[0].clone(), *case[1:])
+        if problem is not None:
+            return problem
+        outputs.append(out)
+    wrong = [n for n, (case, out) in enumerate(zip(LARGE_CASES, outputs)) if not same(out, reference(*case))]
+    if not wrong:
+        return None
+    case, out = LARGE_CASES[wrong[0]], outputs[wrong[0]]
+    expected = reference(*case)
+    example = f"{describe(*case)}\nyours    {fmt(out, 6)}\nexpected {fmt(expected, 6)}"
+    if all(same(o, _exp_over_sum(*c)) for c, o in zip(LARGE_CASES, outputs)):
+        return fail(exercise, "softmax written as exp / sum without subtracting the max: exp overflows on large "
+                    "logits (NaN)", "Right on ordinary logits, but exp of a logit above about 88 is inf in float32, "
+                    "and inf / inf is NaN. Softmax is unchanged by subtracting each row's max first, which keeps "
+                    "every exp at most 1; F.softmax does that for you.", example,
+                    "F.softmax(logits, dim=-1), or subtract logits.max(dim=-1, keepdim=True).values before exp")
+    return fail(exercise, NOT_RECOGNISED, "Right on ordinary logits, but not on large ones (a confident model's "
+                "logits, here up to 190 after the temperature), and no mistake the checker knows explains it.",
+                f"{example}\n{where_it_differs(out, expected)}", "compute in a way that cannot overflow: F.softmax")
