@@ -159,16 +159,6 @@ def lr_denominator_decay(it, learning_rate, min_lr, warmup_iters, lr_decay_iters
     return min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (learning_rate - min_lr)
 
 
-@mistake(ex.check_lr_schedule, r"zero|division|equal|warmup_iters ?== ?lr_decay_iters")
-def lr_zero_division(it, learning_rate, min_lr, warmup_iters, lr_decay_iters):  # no max(1, ...)
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it >= lr_decay_iters and it > warmup_iters:
-        return min_lr
-    p = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
-    return min_lr + 0.5 * (1 + math.cos(math.pi * p)) * (learning_rate - min_lr)
-
-
 @valid(ex.check_lr_schedule)
 def lr_clamped_progress(it, learning_rate, min_lr, warmup_iters, lr_decay_iters):  # one formula, progress clamped
     if it < warmup_iters:
