@@ -32,10 +32,14 @@ def _rep(t, g, interleave=True):
 
 
 def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=-1, diagonal=1, window=None,
-         kv="kv", swap_qk=False, polarity=None, fill=float("-inf"), out_scale=False, mask_size=None):
+         kv="kv", swap_qk=False, polarity=None, fill=float("-inf"), out_scale=False, mask_size=None, added=None,
+         k_reshaped=False, nan_zeroed=False):
     """The reference with one knob per mistake (defaults: correct). tile: which of "k", "v" are tiled (repeat) instead
     of repeated per group; kv: which tensors serve as keys and values ("kk": keys as values); fill: the masked scores'
-    value; out_scale: 1/sqrt(hs) on the output instead of the scores; mask_size: a mask built for that length."""
+    value; out_scale: 1/sqrt(hs) on the output instead of the scores; mask_size: a mask built for that length;
+    added: a 0/1 mask *added* to the scores instead of -inf where hidden ("keep": 1 where a key may be seen, Hugging
+    Face's attention_mask convention; "hide": 1 where it may not); k_reshaped: k reshaped to (.., hs, T) where a
+    transpose was meant; nan_zeroed: the NaN a softmax over all -inf gives replaced by 0 (nan_to_num)."""
     g = q.size(1) // k.size(1)
     src = {"k": k, "v": v}
     k, v = src[kv[0]], src[kv[1]]
@@ -44,7 +48,8 @@ def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=
     if swap_qk:
         q, k = k, q
     T = q.size(-2)
-    att = (q @ k.transpose(-2, -1)) / q.size(-1) ** scale_pow
+    kt = k.reshape(*k.shape[:-2], k.size(-1), k.size(-2)) if k_reshaped else k.transpose(-2, -1)
+    att = (q @ kt) / q.size(-1) ** scale_pow
     keep = torch.ones(mask_size or T, mask_size or T, dtype=torch.bool)
     if causal:
         keep = ~keep.triu(diagonal)
@@ -54,7 +59,11 @@ def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=
         keep = torch.ones(T, T, dtype=torch.bool).triu(polarity)
     if out_scale:
         att = att * q.size(-1) ** scale_pow
-    y = att.masked_fill(~keep, fill).softmax(dim=softmax_dim) @ v
+    if added is not None:  # nothing hidden: the mask's 0s and 1s only shift the scores
+        p = (att + (keep if added == "keep" else ~keep).to(att.dtype)).softmax(dim=softmax_dim)
+    else:
+        p = att.masked_fill(~keep, fill).softmax(dim=softmax_dim)
+    y = (p.nan_to_num() if nan_zeroed else p) @ v
     return y / q.size(-1) ** scale_pow if out_scale else y
 
 
@@ -95,6 +104,21 @@ KNOBS = [
     ("softmax over the heads axis (F.softmax without dim picks dim=1 on a 4-D tensor)", dict(softmax_dim=1),
      "Each query's weights over the keys sum to 1: softmax over the last axis. Without dim, F.softmax guesses dim=1 "
      "for a 4-D tensor (with a warning): the heads.", "softmax(dim=-1)"),
+    ("softmax over the heads axis (F.softmax without dim picks dim=1 on a 4-D tensor)",
+     dict(softmax_dim=1, nan_zeroed=True),  # its NaN (every head masked at once) turned into 0 afterwards
+     "Each query's weights over the keys sum to 1: softmax over the last axis. Without dim, F.softmax guesses dim=1 "
+     "for a 4-D tensor (with a warning): the heads. (The NaN this gives where every head is masked was zeroed.)",
+     "softmax(dim=-1)"),
+    ("a 0/1 mask added to the scores (1 = keep, Hugging Face's convention), not -inf", dict(added="keep"),
+     "Adding 1 to the allowed scores hides nothing: every later key keeps its weight. A mask of 1 = keep must be "
+     "turned into 0 where kept and -inf where hidden (or used with masked_fill on its zeros).",
+     "scores.masked_fill(mask == 0, float('-inf'))"),
+    ("a 0/1 mask added to the scores (1 = hide), not -inf", dict(added="hide"),
+     "Adding 1 to the hidden scores only shifts them: the future keeps its weight. Hidden scores must be -inf.",
+     "scores.masked_fill(mask, float('-inf'))"),
+    ("k reshaped to (.., hs, T) instead of transposed (view/reshape, not transpose)", dict(k_reshaped=True),
+     "reshape keeps the numbers in memory order and only regroups them: k.view(B, nh, hs, T) is not k's transpose, "
+     "so each score mixes channels of different positions.", "k.transpose(-2, -1)"),
     ("keys used as values (v replaced by k)", dict(kv="kk"), "The weights average the *values*; yours averages the "
      "keys.", "att @ v, with v repeated like k"),
     ("values used as keys (k replaced by v)", dict(kv="vv"), "The scores compare queries with the *keys*; yours uses "
@@ -134,6 +158,10 @@ GQA_MISTAKES = SINGLES + [
                                                            v.repeat_interleave(_g(q, k), 2), is_causal=True),
             "k and v are (B, n_kv_head, T, hs): the heads are dim 1; repeating along dim 2 makes the sequence "
             "longer instead.", "repeat_interleave(group, dim=1)"),
+    Variant("K/V heads averaged into one (multi-query attention) instead of repeated per group",
+            lambda q, k, v: _gqa(q, k.mean(1, keepdim=True), v.mean(1, keepdim=True)),
+            "Each group of query heads reads its own K/V head, j // group; averaging the K/V heads gives every query "
+            "head the same keys and values.", "k.repeat_interleave(n_head // n_kv_head, dim=1)"),
     Variant("queries averaged over each group (one query per K/V head)", lambda q, k, v: _gqa(
                 q.view(q.size(0), k.size(1), _g(q, k), *q.shape[2:]).mean(2).repeat_interleave(_g(q, k), 1), k, v),
             "Each query head keeps its own query; only the keys and values are shared within a group. Yours "

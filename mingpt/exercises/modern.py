@@ -46,10 +46,11 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ 2. rotary
 def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.0, sign=1.0, swap=False,
             adjacent=False, interleaved_angles=False, per_channel=False, reverse=False, cat_angles=False,
-            start_times=1, end_at_T=False, as_written=False):
+            start_times=1, end_at_T=False, as_written=False, no_cos=False):
     """start_times: the multiple of start added (0: none, -1: subtracted); end_at_T: arange(start, T), which stops at
     T instead of start + T; as_written: the angles in float32 as a student computes theta ** (arange(0, hs, 2) / hs)
-    (the frequencies theta^(+2i/hs) make angles so large that float32's rounding shows)."""
+    (the frequencies theta^(+2i/hs) make angles so large that float32's rounding shows); no_cos: cos replaced by 1,
+    the small-angle approximation x + rotate_half(x) * angle's sin."""
     hs = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, hs // 2).double() * exponent / hs))
     n = x.shape[positions_axis]
@@ -69,6 +70,8 @@ def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.
     cos, sin = angles.cos().view(shape).float(), angles.sin().view(shape).float()
     if swap:
         cos, sin = sin, cos
+    if no_cos:
+        cos = torch.ones_like(cos)
     if adjacent:  # Meta's pairing: (x0, x1) -> (-x1, x0) for neighbours
         turned = torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(-2)
     else:
@@ -135,6 +138,14 @@ ROTARY_MISTAKES = [
     Variant("the x * cos term missing", lambda x, s, th: _rotary(x, s, th) - x * _rotary(torch.ones_like(x), s, th,
                                                                                        sign=0.0),
             "A rotation is x * cos + rotate_half(x) * sin; yours keeps only the sin part.", "x * cos + ..."),
+    knob(_rotary, "the cos factor left out (x + rotate_half(x) * sin: a small-angle approximation)", dict(no_cos=True),
+            "A rotation keeps x * cos: x + rotate_half(x) * sin is only its first-order approximation for small "
+            "angles, and it grows the vector instead of turning it.", "x * cos + rotate_half(x) * sin"),
+    Variant("theta exponent over the model width (n_head * hs) instead of the head size hs",
+            lambda x, s, th: _rotary(x, s, th, exponent=2.0 / x.shape[2]),
+            "Each head is rotated on its own: pair i turns at theta^(-2i/hs) with hs the head size, x.shape[-1]; "
+            "the paper's d is the dimension of the vector rotated, one head's, not n_head * hs.",
+            "theta ** (-torch.arange(0, hs, 2) / hs), hs = x.shape[-1]"),
     knob(_rotary, "positions reversed (the last token rotated as position start)",
             dict(reverse=True),
             "Token t turns by (start + t) times its frequencies; yours turns token t by the angle of token T - 1 - t.",
@@ -258,6 +269,11 @@ SWIGLU_MISTAKES = [
     Variant("w_down never applied (the hidden units returned)", lambda x, g, u, d: F.silu(F.linear(x, g))
             * F.linear(x, u), "The product silu(gate) * up has the hidden width H; the down projection brings it back "
             "to the model's width C.", "F.linear(h, w_down) last"),
+    Variant("weights reshaped to (in, out) instead of transposed (reshape/view, not .T)",
+            lambda x, g, u, d: (F.silu(x @ g.reshape(g.shape[1], g.shape[0]))
+                                * (x @ u.reshape(u.shape[1], u.shape[0]))) @ d.reshape(d.shape[1], d.shape[0]),
+            "reshape keeps the numbers in memory order and only regroups them, so a (H, C) weight reshaped to (C, H) "
+            "is not its transpose: rows and columns are mixed.", "F.linear(x, w_gate), i.e. x @ w_gate.T"),
     Variant("weights used as (in, out): x @ W instead of x @ W.T",
             lambda x, g, u, d: (F.silu(x @ g) * (x @ u)) @ d,
             "The weights are stored as nn.Linear stores them, (out, in): w_gate is (H, C), so x (.., C) times it "

@@ -33,11 +33,14 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 
 
 def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=True, gain="times", fixed_eps=None,
-         absolute=False, mean_first=False, centre=False, centre_stat=False, unbiased=False, eps_clamp=False):
+         absolute=False, mean_first=False, centre=False, centre_stat=False, unbiased=False, eps_clamp=False,
+         over_C=False):
     """The reference with one knob per mistake (defaults: correct); power=1.0 is the root left out. absolute: |x|
     measured; eps_inside="both": eps under the root and after it; mean_first: the mean taken before squaring;
     centre: LayerNorm's x - mean (centre_stat: only inside the statistic, as x.var() does); unbiased: divided by
-    C - 1; eps_clamp: max(rms, eps), as F.normalize does."""
+    C - 1; eps_clamp: max(rms, eps), as F.normalize does; over_C: the sum over `dim` divided by C whatever axes it
+    runs over (Python's built-in sum() on a tensor adds along the first axis, the batch, and the student divides by
+    C as for the mean over channels)."""
     eps = eps if fixed_eps is None else fixed_eps
     if gain == "before":  # the gain applied first: normalising then undoes it
         x = x * w
@@ -51,6 +54,8 @@ def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=Tru
         s = s.square() if square else s
         if not mean:
             ms = s.sum(dim=dim, keepdim=True)
+        elif over_C:
+            ms = s.sum(dim=dim, keepdim=True) / x.shape[-1]
         elif unbiased:
             ms = s.sum(dim=dim, keepdim=True) / (math.prod(s.shape[d] for d in dim) - 1)
         else:
@@ -79,6 +84,10 @@ _RMS_KNOBS = [
     *[(f"RMS over the wrong axes ({name})", dict(dim=d), _PER_POSITION.format(name), "mean over dim=-1, keepdim=True")
       for d, name in (((0,), "the batch"), ((0, 1), "batch and time"), ((1, 2), "time and channels"),
                       ((0, 2), "batch and channels"))],
+    ("Python's sum() on a tensor: it adds over the first axis (the batch), not the channels",
+     dict(dim=(0,), over_C=True), "The built-in sum() iterates a tensor along its first axis, so sum(x * x) adds the "
+     "squares of the batch's rows, a (T, C) tensor, not each position's channels.",
+     "x.pow(2).mean(dim=-1, keepdim=True), a torch reduction with its dim"),
     ("mean instead of mean square", dict(square=False),
      "RMS is the root of the mean of x^2; yours takes the root of the mean of x (NaN when it is negative).",
      "x.pow(2).mean(-1, keepdim=True)"),
@@ -153,6 +162,11 @@ RMSNORM_MISTAKES = _RMS_SINGLES + [
             "x.pow(2).mean(-1, keepdim=True), then the root"),
 ]
 RMS_FAMILIES = [  # fitted when no table row explains the output (families.py)
+    # any eps typed in instead of the argument (Keras' 1e-3, 1e-8, ...): the cases' eps differ, so one fitted value
+    # reproduces them all only when the argument is ignored (correct=-1: no fixed value is the reference's)
+    Family("eps argument ignored ({value} hard-coded)", lambda e: lambda x, w, eps: _rms(x, w, eps, fixed_eps=e),
+           "Your output is right for eps = {value} whatever eps is passed: use the argument.", "+ eps, the argument",
+           lo=1e-10, hi=1.0, correct=-1.0, log=True),
     Family("mean square raised to the power {value} instead of 1/2 (the root)",
            lambda p: lambda x, w, eps: _rms(x, w, eps, power=p),
            "RMSNorm divides by (mean(x^2) + eps) ** 0.5; yours by the power {value}.", "torch.rsqrt(ms + eps)",

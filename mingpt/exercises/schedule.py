@@ -171,7 +171,17 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
      lambda it, lr, mn, W, D: _schedule(it, lr, mn, W, D, shape=lambda p: 0.5 * (1 - math.cos(math.pi * p))),
      "After warm-up the rate starts at learning_rate and falls; yours starts at min_lr and climbs.",
      "1 + cos(...), not 1 - cos(...)"),
+    ("min_lr taken as a fraction of learning_rate (floor learning_rate * min_lr)",
+     lambda it, lr, mn, W, D: _schedule(it, lr, lr * mn, W, D),
+     "min_lr is the floor itself, a learning rate, not a ratio of the peak (as Hugging Face's min_lr_rate is): "
+     "yours decays to learning_rate * min_lr.", "min_lr + coeff * (learning_rate - min_lr), then min_lr"),
 ]
+# A rate rounded with round(x, n) "to print nicely": right to n decimals, wrong beyond (the step's size changes).
+LR_MISTAKES += [(f"learning rate rounded to {n} decimals (round())",
+                 (lambda n: lambda it, lr, mn, W, D: round(_schedule(it, lr, mn, W, D), n))(n),
+                 f"Your rates are the reference's rounded to {n} decimal places: round() changes the step taken, and "
+                 "small rates (1e-4 and below) lose most of their digits.", "return the float as computed")
+                for n in range(1, 9)]
 
 # One mistake per part of the schedule (kind: the part). Alone they repeat some rows of LR_MISTAKES; their use is in
 # pairs (two parts wrong at once) and in the families fitted below (any warm-up length, any shift of the steps).
@@ -183,6 +193,9 @@ LR_PARTS = [
          "The first step would not learn at all: warm-up starts above 0.", "count the step being taken: (it + 1)"),
     Part("warm", lambda i, lr, mn, W: lr * (i + 1) / W, "warm-up reaches the peak one step early",
          "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1).", "divide by warmup_iters + 1"),
+    Part("warm", lambda i, lr, mn, W: lr * (i + 1) // (W + 1), "integer division (//) in the warm-up",
+         "`//` floors the warm-up's fraction: learning_rate * (it + 1) // (warmup_iters + 1) is 0 (or a whole "
+         "number) instead of rising step by step.", "learning_rate * (it + 1) / (warmup_iters + 1), with /"),
     Part("warm", lambda i, lr, mn, W: mn + (lr - mn) * (i + 1) / (W + 1), "warm-up starts from min_lr",
          "Warm-up rises from (almost) 0 to learning_rate; min_lr is the floor of the decay, not the start.",
          "learning_rate * (it + 1) / (warmup_iters + 1)"),
@@ -268,7 +281,8 @@ def _build(it=None, warm=None, progress=None, shape=None, after=None, floor=None
             def form(p):
                 return (shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr / (lr - mn)
         if floor == "towards zero":  # coeff * lr, whatever shape the coefficient has
-            form = lambda p: ((shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr - mn) / (lr - mn)
+            def form(p):
+                return ((shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr - mn) / (lr - mn)
         if floor == "swapped" and not (i < W or warm_to_W and i == W):  # the warm-up as it should be, the rest
             return _schedule(i, mn, lr, W, D, None, progress, form, after, False, late_end)  # with the two exchanged
         return _schedule(i, lr, low, W, D, warm, progress, form, after, warm_to_W, late_end)
@@ -294,8 +308,8 @@ def check_lr_schedule(fn) -> CheckResult:
     """
     exercise = "cosine learning-rate schedule"
     cases = [(it, *setting) for setting in LR_SETTINGS for it in range(setting[3] + 25)]
-    describe = lambda it, lr, mn, W, D: (f"your_lr(it={it}, learning_rate={lr}, min_lr={mn}, warmup_iters={W}, "
-                                         f"lr_decay_iters={D})")
+    def describe(it, lr, mn, W, D):
+        return f"your_lr(it={it}, learning_rate={lr}, min_lr={mn}, warmup_iters={W}, lr_decay_iters={D})"
     slots = Slots(fn)  # the state fn keeps, before the first call (state.py)
     for case in cases:
         value, problem = run(exercise, describe(*case), fn, *case, hint="it counts from 0; all arguments are numbers")
