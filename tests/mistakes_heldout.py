@@ -852,7 +852,8 @@ NAMES = [
     ('check_rotary', 'positions taken along the heads axis'),
     ('check_rotary', 'theta ignored (10000 hard-coded)'),
     ('check_rotary',
-     "positions not offset (the KV cache's new token rotated as position 0), and rotating the wrong way (sign of sin flipped)"),
+     "positions not offset (the KV cache's new token rotated as position 0), and rotating the wrong way (sign of sin "
+     "flipped)"),
     ('check_swiglu', 'gate and up swapped (SiLU on the up projection)'),
     ('check_swiglu', 'GELU instead of SiLU (GeGLU)'),
     ('check_swiglu', 'sigmoid instead of SiLU (the original GLU)'),
@@ -1276,7 +1277,7 @@ NAMES = [
     ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with '
                           "-100 (PyTorch's default) instead of mingpt's -1"),
     ('check_sft_targets', 'masked with 0 instead of -1'),
-    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', "the inputs masked too: x set to -1 where x[t] is not the assistant's"),
     ('check_sft_targets', "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not "
                           'trained), not is_assistant[1:]'),
     ('check_sft_targets', "the mask is is_assistant[:-1] | is_assistant[1:] (the token after each reply's END is "

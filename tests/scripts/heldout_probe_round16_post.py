@@ -12,6 +12,10 @@ Untuned (judged; mistakes / caught / named / misnamed, valid passed / valid): ch
 19 / 16 / 15 / 0, 3 / 3. In all 75 / 68 / 62 / 0 (83 % named), 13 / 13 valid passed, no checker crash. By the regexes
 before the one widening (sft_inputs_masked_too, "x is not ids[:-1]") 61 named; sft_assistant_tokens_only gets the
 same fair fact ("x is not ids[:-1]"), counted neither named nor misnamed.
+After the count two rows not caught were judged valid, as earlier rounds judge them: sqrt(var + eps) in the group
+advantages (rounds 12, 13) and -log(sigmoid(.)) in the DPO loss (rounds 12 to 15); 73 mistakes and 15 valid remain.
+After tuning (mingpt/exercises: posttrain.py, advantages.py, lora.py, lora_mistakes.py, dpo.py, dpo_mistakes.py):
+73 / 73 / 73 / 0, 15 / 15 valid.
 """
 
 from __future__ import annotations
@@ -223,7 +227,9 @@ def adv_std_positional(rewards, normalize_std):  # std(1, True): the True is `un
     return a
 
 
-@mistake(ex.check_group_advantages, r"eps|epsilon|sqrt|inside")
+# Written as a mistake and counted untuned as not caught; judged valid after the count, as rounds 12 and 13 judge
+# sqrt(var + eps) (the eps only keeps a uniform group from 0 / 0, and the checker accepts any small eps).
+@valid(ex.check_group_advantages)
 def adv_eps_inside_sqrt(rewards, normalize_std):  # the batch-norm / Keras habit: sqrt(var + eps)
     a = rewards - rewards.mean(dim=1, keepdim=True)
     if normalize_std:

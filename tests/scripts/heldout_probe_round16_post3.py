@@ -80,7 +80,9 @@ def dpo_pairs_swapped(policy, reference, x, y, beta):  # row 1 taken as the chos
     return dpo_from(pi, ref, beta)
 
 
-@mistake(ex.check_dpo_loss, r"logsigmoid|overflow|underflow|stab|inf|log\(sigmoid|precision")
+# Written as a mistake (inf once beta * margin < -88) and counted untuned as not caught; judged valid after the
+# count, as rounds 12 to 15 judge -log(sigmoid(.)) (registered valid there; the checker tries no such margin).
+@valid(ex.check_dpo_loss)
 def dpo_log_of_sigmoid(policy, reference, x, y, beta):  # log(sigmoid(.)): -inf once the sigmoid underflows
     pi = logps(policy, x, y)
     with torch.no_grad():
