@@ -1277,7 +1277,7 @@ NAMES = [
     ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with '
                           "-100 (PyTorch's default) instead of mingpt's -1"),
     ('check_sft_targets', 'masked with 0 instead of -1'),
-    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', "the inputs masked too: x set to -1 where x[t] is not the assistant's"),
     ('check_sft_targets', "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not "
                           'trained), not is_assistant[1:]'),
     ('check_sft_targets', "the mask is is_assistant[:-1] | is_assistant[1:] (the token after each reply's END is "

@@ -8,7 +8,7 @@ NAMES = [
     ('check_sft_targets', "masked with -100 (PyTorch's default) instead of mingpt's -1"),
     ('check_sft_targets', 'x and y swapped: x = ids[1:], and y built from ids[:-1]'),
     ('check_sft_targets', 'changes its input in place'),
-    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', "the inputs masked too: x set to -1 where x[t] is not the assistant's"),
     ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
     ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
     ('check_sft_targets', 'x and y returned in the wrong order: (y, x)'),

@@ -22,9 +22,9 @@ NAMES = [
                          'trained too), not is_assistant[1:]'),
     ('check_sft_targets', "one span from the assistant's first token to its last (the user turns between replies "
                          'trained too)'),
-    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', "the inputs masked too: x set to -1 where x[t] is not the assistant's"),
     ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
-    ('check_sft_targets', 'wrong output shape'),
+    ('check_sft_targets', 'y is one short: the last target is missing (a slice one off)'),
     ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
     ('check_lora_layer', 'B initialised non-zero'),
     ('check_lora_layer', 'A initialised to zero'),

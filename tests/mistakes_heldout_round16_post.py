@@ -1,5 +1,88 @@
-"""Round 16, post part, of the held-out probe as (checker, name) rows, in the probe's order
-(see mistakes_heldout.py)."""
+"""Round 16, post part of the held-out probe as (checker, name) rows, in the probe's order
+(see mistakes_heldout.py); the names were read off the checkers' results, not typed."""
 
 NAMES = [
+    ('check_sft_targets', "masked with -100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_sft_targets', "the labels are not shifted (Hugging Face's models shift inside; mingpt's GPT does not)"),
+    ('check_sft_targets', 'the mask is not shifted with the targets (off by one)'),
+    ('check_sft_targets', 'the mask is not shifted with the targets (off by one)'),
+    ('check_sft_targets', "nothing is masked (loss on the user's tokens too)"),
+    ('check_sft_targets', 'the mask is inverted (loss on everything but the assistant)'),
+    ('check_sft_targets', 'changes its input in place'),
+    ('check_sft_targets', 'the last target is masked (the final end of turn is not trained)'),
+    ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
+    ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
+    ('check_sft_targets', "the inputs masked too: x set to 0 where x[t] is not the assistant's"),
+    ('check_sft_targets', "only the assistant's tokens kept: the user's turns (the context) dropped from x"),
+    ('check_sft_targets', "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not "
+                          'trained), not is_assistant[1:]'),
+    ('check_sft_targets', 'the mask broadcast against the targets: y is (T-1, T-1), not (T-1,) (the mask of shape '
+                          '(T-1, 1))'),
+    ('check_sft_targets', 'masked with 0 instead of -1'),
+    ('check_sft_targets', 'two mistakes: x and y swapped: x = ids[1:], and y built from ids[:-1]; and the mask is '
+                          'not shifted with the targets (off by one)'),
+    ('check_sft_targets', 'y is one short: the last target is missing (a slice one off)'),
+    ('check_sft_targets', "the assistant's tokens of id 0 masked too (y * mask, then 0 read as 'masked')"),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', 'two mistakes: centred across prompts (the mean over the wrong axis); and '
+                               'normalised by the std across prompts (the wrong axis)'),
+    ('check_group_advantages', 'group statistics without keepdim=True'),
+    ('check_group_advantages', 'group statistics without keepdim=True'),
+    ('check_group_advantages', 'no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'normalised although normalize_std=False'),
+    ('check_group_advantages', 'normalize_std read the wrong way round (normalised only when it is False)'),
+    ('check_group_advantages', "normalised by the whole batch's std, not each group's"),
+    ('check_group_advantages', "centred on the whole batch's mean, not each group's"),
+    ('check_group_advantages', 'divided by the variance, not the std'),
+    ('check_group_advantages', 'not normalised although normalize_std=True'),
+    ('check_group_advantages', 'changes its input in place'),
+    ('check_group_advantages', 'groups mixed: the (P, G) rewards reshaped to (G, P) (a reshape/view where a '
+                               'transpose is needed)'),
+    ('check_group_advantages', 'output transposed: (G, P) returned, not (P, G)'),
+    ('check_group_advantages', 'the last answer of each group left at 0 (a loop over range(G - 1))'),
+    ('check_lora_layer', 'lora_A (r, in) and lora_B (out, r) not found'),
+    ('check_lora_layer', "merge adds (B A).T reshaped to the weight's shape: the correction's numbers scrambled"),
+    ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
+    ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
+    ('check_lora_layer', 'LoRA scaled by alpha // rank (integer division)'),
+    ('check_lora_layer', "LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank"),
+    ('check_lora_layer', 'B initialised non-zero'),
+    ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
+    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', 'two mistakes: the base layer is not frozen; and fails on a base layer built with bias=False'),
+    ('check_lora_layer', 'A and B are not trainable'),
+    ('check_lora_layer', 'no gradient reaches lora_A and lora_B (the correction detached: .data, .detach() or '
+                         'torch.no_grad() in the forward)'),
+    ('check_lora_layer', 'the correction is added twice after merge'),
+    ('check_lora_layer', 'merge did not change the base weight'),
+    ('check_lora_layer', 'merge replaced the base weight with the correction'),
+    ('check_lora_layer', 'merge forgets the scale'),
+    ('check_lora_layer', 'merge() left the base layer trainable (base.weight replaced by a new nn.Parameter, which '
+                         'has requires_grad=True)'),
+    ('check_lora_layer', 'lora_A and lora_B not registered as parameters'),
+    ('check_lora_layer', 'random output: the same x gives different outputs (dropout in train mode?)'),
+    ('check_lora_layer', 'x.T on a 3-D x ((B @ A @ x.T).T): .T reverses every dim, a transpose only for a 2-D x'),
+    ('check_lora_layer', 'output off by a constant vector (a bias added twice, or left out)'),
+    ('check_dpo_loss', 'log-probs shifted a second time (y is already the next token)'),
+    ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
+    ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),
+    ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),
+    ('check_dpo_loss', 'answer tokens of id 0 masked out (a mask y > 0 or y != 0, not y != -1)'),
+    ('check_dpo_loss', 'probabilities summed instead of log-probabilities'),
+    ('check_dpo_loss', 'softmax over the batch axis (F.softmax / log_softmax without dim picks dim 0 for 3-D logits)'),
+    ('check_dpo_loss', 'gradients flow through the reference model'),
+    ('check_dpo_loss', 'no gradient reaches the policy'),
+    ('check_dpo_loss', 'the sign is swapped (chosen and rejected exchanged)'),
+    ('check_dpo_loss', 'beta scales the loss, not the margin inside the log-sigmoid'),
+    ('check_dpo_loss', 'beta divides the margin instead of multiplying it'),
+    ('check_dpo_loss', 'pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but read back as '
+                       '(B, 2)'),
+    ('check_dpo_loss', 'summed over the pairs instead of averaged'),
+    ('check_dpo_loss', "the loss's sign flipped (logsigmoid without the minus)"),
+    ('check_dpo_loss', "the policy's log-probs used as the reference's (the margin is 0: the loss is log 2 for "
+                       'every pair)'),
+    ('check_dpo_loss', "the answer's probability underflows on long answers: exp of the summed log-probs is 0 and "
+                       'the loss NaN (a ratio of probabilities, not a difference of log-probs)'),
+    ('check_dpo_loss', "y's -1 entries used as token ids (gather or cross_entropy at -1)"),
 ]

@@ -284,3 +284,82 @@ MORE_DPO.update({
     f"log-probs computed in {name} (the logits cast to half precision)": lambda *a, dtype=dtype: _dpo14(
         *a, logps=_half(dtype)) for name, dtype in (("float16", torch.float16), ("bfloat16", torch.bfloat16))
 })
+
+
+# ------------------------------------------------------------------------------------------ round 16 (r16post)
+def _sft_zero_by_value(ids, a):  # mask by multiplying, then "0 means masked": an answer token 0 is masked too
+    y = ids[1:] * a[1:]
+    y[y == 0] = -1
+    return ids[:-1], y
+
+
+def _dpo_policy_twice(policy, reference, x, y, beta):  # the reference's line copied from the policy's
+    B, _, T = x.shape
+    idx, t = x.reshape(2 * B, T), y.reshape(2 * B, T)
+
+    def logps(model):
+        lp = F.log_softmax(model(idx)[0], dim=-1).gather(-1, t.clamp(min=0)[..., None]).squeeze(-1)
+        return (lp * (t != -1)).sum(-1).view(B, 2)
+    pi = logps(policy)
+    with torch.no_grad():
+        ref = logps(policy)
+    return -F.logsigmoid(beta * ((pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1]))).mean()
+
+
+def _adv_view(rewards, normalize_std):  # view(G, P) where a transpose was meant, statistics over its dim 0
+    r = rewards.view(rewards.size(1), rewards.size(0))
+    a = r - r.mean(0, keepdim=True)
+    return (a / (r.std(0, keepdim=True) + 1e-4) if normalize_std else a).view(rewards.shape)
+
+
+def _adv_loop(start, stop):  # a loop over the answers that misses one end of range(G)
+    def student(rewards, normalize_std):
+        out = torch.zeros_like(rewards)
+        G = rewards.size(1)
+        for g in range(start, G + stop):
+            out[:, g] = rewards[:, g] - rewards.mean(1)
+            if normalize_std:
+                out[:, g] /= rewards.std(1) + 1e-4
+        return out
+    return student
+
+
+MORE_SFT.update({
+    "the assistant's tokens of id 0 masked too (y * mask, then 0 read as 'masked')": _sft_zero_by_value,
+    "the mask broadcast against the targets: y is (T-1, T-1), not (T-1,) (the mask of shape (T-1, 1))":
+        lambda ids, a: (ids[:-1], torch.where(a[1:].unsqueeze(-1), ids[1:], -1)),
+    "the mask broadcast against the targets: y is (T-1, T-1), not (T-1,) (the targets of shape (T-1, 1))":
+        lambda ids, a: (ids[:-1], torch.where(a[1:], ids[1:].unsqueeze(-1), -1)),
+})
+MORE_DPO.update({
+    "the policy's log-probs used as the reference's (the margin is 0: the loss is log 2 for every pair)":
+        _dpo_policy_twice,
+})
+MORE_ADVANTAGE.update({
+    "groups mixed: the (P, G) rewards reshaped to (G, P) (a reshape/view where a transpose is needed)": _adv_view,
+    "the last answer of each group left at 0 (a loop over range(G - 1))": _adv_loop(0, -1),
+    "the first answer of each group left at 0 (a loop that starts at 1)": _adv_loop(1, 0),
+})
+
+
+class _MergeTransposedReshaped(torch.nn.Module):  # HF's Conv1D habit: the delta transposed, reshaped to fit W
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base, self.scale, self.merged = base, alpha / r, False
+        self.lora_A = torch.nn.Parameter(torch.randn(r, base.in_features) / base.in_features ** 0.5)
+        self.lora_B = torch.nn.Parameter(torch.zeros(base.out_features, r))
+        base.requires_grad_(False)
+
+    def forward(self, x):
+        out = self.base(x)
+        return out if self.merged else out + self.scale * (x @ self.lora_A.T @ self.lora_B.T)
+
+    @torch.no_grad()
+    def merge(self):
+        self.base.weight += self.scale * (self.lora_B @ self.lora_A).T.reshape(self.base.weight.shape)
+        self.merged = True
+
+
+MORE_LORA = {
+    "merge adds (B A).T reshaped to the weight's shape: the correction's numbers scrambled": _MergeTransposedReshaped,
+}

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mingpt.exercises.lora import CRASH_HINT
-from students_posttrain_more import MORE_ADVANTAGE, MORE_DPO, MORE_SFT  # the rows added with held-out round 12
+from students_posttrain_more import MORE_ADVANTAGE, MORE_DPO, MORE_LORA, MORE_SFT  # rows added with held-out 12+
 from mingpt.exercises.posttrain import (ADVANTAGE_MISTAKES, DPO_MISTAKES, LORA_FORWARD_MISTAKES, LORA_INIT_MISTAKES,
                                         LORA_MERGE_MISTAKES, SFT_MISTAKES, check_dpo_loss, check_group_advantages,
                                         check_lora_layer, check_sft_targets)
@@ -147,7 +147,8 @@ def logps(model, x, y, mean=False, unmasked=False, from_x=False, probs=False):
     targets = y.reshape(2 * B, T)
     if from_x:
         targets = torch.where(targets != -1, x.reshape(2 * B, T), targets)
-    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    token = (F.softmax if probs else F.log_softmax)(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1))
+    token = token.squeeze(-1)
     mask = (targets != -1).float()
     out = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (out / mask.sum(-1) if mean else out).view(B, 2)
@@ -268,6 +269,7 @@ def adv_where(rewards, normalize_std):  # valid: zero std handled explicitly
 
 # ------------------------------------------------------------------------------------------ the tests
 SFT_STUDENTS.update(MORE_SFT), DPO_STUDENTS.update(MORE_DPO), ADVANTAGE_STUDENTS.update(MORE_ADVANTAGE)
+LORA_STUDENTS.update(MORE_LORA)
 CASES = ([(check_sft_targets, name, fn) for name, fn in SFT_STUDENTS.items()]
          + [(check_lora_layer, name, cls) for name, cls in LORA_STUDENTS.items()]
          + [(check_dpo_loss, name, fn) for name, fn in DPO_STUDENTS.items()]

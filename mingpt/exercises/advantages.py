@@ -44,6 +44,21 @@ def _repeated(stat: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return stat.repeat(r.size(1)).view(r.shape)
 
 
+def _as_g_by_p(r: torch.Tensor, s: bool, eps: float) -> torch.Tensor:
+    """The advantages of r.reshape(G, P) taken over its dim 0, reshaped back to (P, G): a reshape where a transpose
+    was meant, so each "group" is G numbers read in memory order across prompts, not one prompt's answers."""
+    q = r.reshape(r.size(1), r.size(0))
+    a = q - q.mean(0, keepdim=True)
+    return (a / (q.std(0, keepdim=True) + eps) if s else a).reshape(r.shape)
+
+
+def _one_answer_zero(a: torch.Tensor, index: int) -> torch.Tensor:
+    """a with one answer of every group (column index) left at 0, as a loop that never reaches it leaves it."""
+    a = a.clone()
+    a[:, index] = 0
+    return a
+
+
 def _advantage_mistakes(EPS: float) -> list[Variant]:
     def _adv_eps(r, s=True, **kw):  # the student's own eps in every rebuilt mistake
         return _adv(r, s, eps=EPS, **kw)
@@ -128,6 +143,20 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
                                       .clamp(min=1e-12)),
                 "F.normalize divides by the vector's length, sqrt(sum of squares) = std * sqrt(G - 1): the advantages "
                 "shrink as the group grows.", "divide by rewards.std(dim=1, keepdim=True) + eps"),
+        Variant("groups mixed: the (P, G) rewards reshaped to (G, P) (a reshape/view where a transpose is needed)",
+                lambda r, s: _as_g_by_p(r, s, EPS),
+                "rewards.reshape(G, P) (or .view) keeps the numbers in memory order: its columns are not the groups "
+                "but G rewards read across prompts, so each answer is compared with answers to other prompts. Only a "
+                "transpose (rewards.T) turns prompts into columns.", "work on (P, G) with dim=1, or use rewards.T"),
+        Variant("the last answer of each group left at 0 (a loop over range(G - 1))",
+                lambda r, s: _one_answer_zero(_adv_eps(r, s), -1),
+                "Every answer of a group gets its advantage; a loop that stops one short (range(G - 1)) never "
+                "writes the last one, which keeps the 0 it was created with.", "loop over range(G), or no loop: "
+                "(rewards - mean) / (std + eps) on the whole (P, G) tensor"),
+        Variant("the first answer of each group left at 0 (a loop that starts at 1)",
+                lambda r, s: _one_answer_zero(_adv_eps(r, s), 0),
+                "Every answer of a group gets its advantage; a loop over range(1, G) never writes answer 0, which "
+                "keeps the 0 it was created with.", "loop over range(G), or no loop"),
         Variant("centred and normalised over the whole batch, not each group",
                 lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
                 "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
@@ -209,6 +238,12 @@ def check_group_advantages(fn) -> CheckResult:
                     "something is kept from one call to the next (a running mean, a counter, a cache).",
                     f"rewards {_rounded(cases[2][0])}\nfirst call  {_rounded(outputs[2])}\nsecond call "
                     f"{_rounded(again)}", "compute the mean and std of each group from the rewards passed, every call")
+    if all(isinstance(o, torch.Tensor) and o.shape == r.T.shape and same(o.T, group_advantages(r, s, EPS), TOL)
+           for o, (r, s) in zip(outputs, cases)):  # right numbers, returned as (G, P)
+        return fail(exercise, "output transposed: (G, P) returned, not (P, G)", "Your advantages are right but laid "
+                    "out with the answers along dim 0: computed on rewards.T and not transposed back. The caller "
+                    "reads advantages[p, g] for answer g of prompt p.", f"rewards of shape {tuple(cases[4][0].shape)}"
+                    f", yours of shape {tuple(outputs[4].shape)}", "return the (P, G) layout: transpose back (.T)")
     found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
                     [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
                     + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],

@@ -32,13 +32,17 @@ def _weights_of(module: nn.Module, name: str) -> torch.Tensor | None:
 
 
 def _order_crash(problem: CheckResult, *args, crashes=LORA_ORDER_CRASHES) -> CheckResult:
+    # rebuilt on the values as given and on copies of A and B that require grad, as the student's parameters do:
+    # torch's matmul of a 2-D and a 3-D tensor takes another path (and words its error otherwise) under autograd
+    tracked = args[:-2] + tuple(t.detach().clone().requires_grad_() for t in args[-2:])
     for variant in crashes:
-        try:
-            variant.compute(*args)
-        except RuntimeError as e:
-            if f"RuntimeError: {e}" in problem.explanation:
-                return fail(problem.exercise, variant.property, variant.explanation, problem.explanation,
-                            variant.hint)
+        for values in (args, tracked):
+            try:
+                variant.compute(*values)
+            except RuntimeError as e:
+                if f"RuntimeError: {e}" in problem.explanation:
+                    return fail(problem.exercise, variant.property, variant.explanation, problem.explanation,
+                                variant.hint)
     return problem
 
 
@@ -164,6 +168,7 @@ def check_lora_layer(cls) -> CheckResult:
         found = found if named is None else named
     if found is not None:  # the forward is wrong: is the merge wrong in another way too?
         return _and_merge(exercise, found, layer, base, x, out, W, A0, B0)
+    weight_before = base.weight
     _, problem = run(exercise, "your layer.merge()", layer.merge, hint=CRASH_HINT)
     if problem is not None:
         return _order_crash(problem, W, A0, B0, crashes=LORA_MERGE_CRASHES)
@@ -173,6 +178,15 @@ def check_lora_layer(cls) -> CheckResult:
                     f"{fmt(W[0], 5)}", hint=HINT)
     if found is not None:
         return found
+    if any(p.requires_grad for p in base.parameters()):  # the value is right, the base no longer frozen
+        replaced = base.weight is not weight_before
+        return fail(exercise, "merge() left the base layer trainable" + (" (base.weight replaced by a new "
+                    "nn.Parameter, which has requires_grad=True)" if replaced else ""), "After merge() the base "
+                    "weight holds the correction and must stay frozen like before: a trainable base is updated by "
+                    "the next optimizer step (and keeps Adam moments for the whole matrix)." + (
+                        " nn.Parameter(...) creates a new, trainable tensor in place of the frozen one." if replaced
+                        else ""), f"after merge(): base.weight.requires_grad={base.weight.requires_grad}",
+                    "add in place to the existing weight under torch.no_grad(): self.base.weight += delta")
     after, problem = run(exercise, "your layer(x) after merge()", layer, x, hint=CRASH_HINT)
     if problem is not None:
         return problem
@@ -187,11 +201,14 @@ def check_lora_layer(cls) -> CheckResult:
     found = _other_settings(exercise, cls)  # right at r=3, alpha=6: and at the other settings?
     if found is None:
         found = _edges(exercise, cls)  # and for a 2-D x, new A and B, a base without bias?
+    if found is None:
+        found = _gradients(exercise, cls)  # and does backward reach A and B?
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["base frozen, A random, B zero", "y = base(x) + alpha/r B A x at "
                                                 "three (r, alpha)", "merge folds alpha/r B A into the weight, "
-                                                "outputs unchanged", "a 2-D x, A and B changed, a base without bias"])
+                                                "outputs unchanged", "a 2-D x, A and B changed, a base without bias",
+                                                "gradients reach A and B"])
 
 
 def _arguments_swapped(exercise: str, cls, problem: CheckResult) -> CheckResult:
@@ -313,4 +330,37 @@ def _edges(exercise: str, cls) -> CheckResult | None:
                     "base(x) does.", (problem.counterexample or problem.explanation) if problem is not None else
                     f"yours    {fmt(out, 5)}\nexpected {fmt(expected, 5)}", "let the base layer add its own bias: "
                     "self.base(x)")
+    return None
+
+
+def _gradients(exercise: str, cls) -> CheckResult | None:
+    """None when backward through the layer gives A and B the reference's gradients; else a failed result. The
+    values can be right while no gradient reaches the adapters (a correction computed from .data, .detach() or under
+    torch.no_grad()): then the adapters never train."""
+    layer, W, b, A, B = _fresh(cls)
+    x = torch.randn(2, 3, IN, generator=torch.Generator().manual_seed(6))
+    upstream = torch.randn(2, 3, OUT, generator=torch.Generator().manual_seed(7))
+    out, problem = run(exercise, "your layer(x)", layer, x)
+    if problem is not None or not isinstance(out, torch.Tensor):
+        return problem
+    A_ref, B_ref = A.detach().clone().requires_grad_(), B.detach().clone().requires_grad_()
+    (lora_output(x, W, b, A_ref, B_ref, ALPHA / RANK) * upstream).sum().backward()
+    if not out.requires_grad:
+        missing = ["lora_A", "lora_B"]
+    else:
+        A.grad = B.grad = None
+        (out * upstream).sum().backward()
+        missing = [name for name, t in (("lora_A", A), ("lora_B", B)) if t.grad is None or not t.grad.any()]
+    if missing:
+        return fail(exercise, f"no gradient reaches {' and '.join(missing)} (the correction detached: .data, "
+                    ".detach() or torch.no_grad() in the forward)", "The forward's values are right, but backward "
+                    f"leaves {' and '.join(missing)} without a gradient, so the optimizer never moves them: the "
+                    "correction must be computed from the parameters themselves, inside the autograd graph.",
+                    f"your layer(x).backward(...): {', '.join(missing)}.grad is None or zero",
+                    "x @ self.lora_A.T @ self.lora_B.T, without .data or a no_grad block in forward")
+    for name, t, ref in (("lora_A", A, A_ref), ("lora_B", B, B_ref)):
+        if not same(t.grad, ref.grad, 1e-4):
+            return fail(exercise, NOT_RECOGNISED, f"The forward's values are right but {name}'s gradient is not "
+                        "the reference's, and no known mistake explains it.", f"{name}.grad after backward\n"
+                        + where_it_differs(t.grad, ref.grad), HINT)
     return None

@@ -21,6 +21,12 @@ HINT = "compare your code with the definition above the exercise, one step at a 
 IN, OUT, RANK, ALPHA = 7, 5, 3, 6.0  # alpha / r = 2, distinct from r, alpha, 1, 1/r and r/alpha
 
 
+def _reversed(t):
+    """t.T for a tensor of any number of dims (every dim reversed), without torch's warning that .T on other than 2
+    dims is deprecated: the student's code warns, the checker rebuilding it need not."""
+    return t.permute(*reversed(range(t.dim())))
+
+
 def lora_output(x, W, b, A, B, scale):
     return F.linear(x, W, b) + scale * (x @ A.T @ B.T)
 
@@ -73,6 +79,11 @@ LORA_MERGE_MISTAKES = [
     Variant("merge replaced the base weight with the correction", lambda W, A, B: ALPHA / RANK * B @ A,
             "Merging adds the correction to the pretrained weight: W + (alpha / r) B A; yours overwrote W.",
             "base.weight += scale * (B @ A)"),
+    Variant("merge adds (B A).T reshaped to the weight's shape: the correction's numbers scrambled",
+            lambda W, A, B: W + ALPHA / RANK * (B @ A).T.reshape(W.shape),
+            "B A is already (out, in), nn.Linear's layout (a Conv1D habit transposes it to (in, out)); reshaping the "
+            "transpose back to (out, in) does not undo it, it only reorders the numbers in memory order.",
+            "base.weight += scale * (B @ A), no transpose, no reshape"),
     Variant("merge did not change the base weight", lambda W, A, B: W.clone(),
             "After merge() the base layer's weight holds W + (alpha / r) B A, so that inference costs one matmul.",
             "add in place to the base layer's weight, under torch.no_grad()"),
@@ -88,6 +99,13 @@ LORA_ORDER_CRASHES = [
             "lora_A is (r, in), as an nn.Linear's weight: x (..., in) multiplies its transpose.", "x @ self.lora_A.T"),
     Variant("lora_B not transposed (... @ B)", lambda x, A, B: x @ A.T @ B,
             "lora_B is (out, r): the (..., r) activations multiply its transpose.", "(x @ A.T) @ self.lora_B.T"),
+    *[Variant(f"x.T on a 3-D x ({how}): .T reverses every dim, a transpose only for a 2-D x", compute,
+              "x is (..., in): (B, T, in) sequences as well as (N, in) rows. .T reverses all the dims of a 3-D "
+              "tensor ((in, T, B)), so the product that is right for a 2-D x fails or mixes the batch with the "
+              "sequence (torch warns that .T on other than 2 dims is deprecated).",
+              "x @ A.T @ B.T: the 2-D factors are transposed, x is not") for how, compute in (
+        ("(B @ A @ x.T).T", lambda x, A, B: _reversed(B @ A @ _reversed(x))),
+        ("(B @ (A @ x.T)).T", lambda x, A, B: _reversed(B @ (A @ _reversed(x)))))],
     Variant("the product B A not transposed (x @ (B @ A))", lambda x, A, B: x @ (B @ A),
             "B A is (out, in), a weight in nn.Linear's layout: x (..., in) multiplies its transpose, as F.linear "
             "does.", "x @ (B @ A).T, or x @ A.T @ B.T"),

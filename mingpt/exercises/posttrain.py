@@ -60,10 +60,13 @@ BIG_IS_ASSISTANT = [False] * 6 + [True] * 4 + [False] * 4 + [True] * 2
 # first conversation again with another mask (y must follow is_assistant, not a mask kept from an earlier call)
 SHORT, SHORT_IS_ASSISTANT = [ASSISTANT, END], [False, True]
 OTHER_IS_ASSISTANT = [False] * 2 + [True] * 3 + [False] * 6 + [True] * 6
+# Token 0 in a reply (and in a question): a real id, which a mask built by value (y * mask, then y == 0) loses.
+ZERO, ZERO_IS_ASSISTANT = [USER, 0, 4, END, ASSISTANT, 0, 6, 0, END], [False] * 5 + [True] * 4
 SFT_CASES = [(torch.tensor(CONVERSATION), torch.tensor(IS_ASSISTANT)),
              (torch.tensor(BIG), torch.tensor(BIG_IS_ASSISTANT)),
              (torch.tensor(SHORT), torch.tensor(SHORT_IS_ASSISTANT)),
-             (torch.tensor(CONVERSATION), torch.tensor(OTHER_IS_ASSISTANT))]
+             (torch.tensor(CONVERSATION), torch.tensor(OTHER_IS_ASSISTANT)),
+             (torch.tensor(ZERO), torch.tensor(ZERO_IS_ASSISTANT))]
 # A tie-break: a window cut off in a user turn (after the last reply the user speaks again). Every case above ends
 # with a reply, where some rows give the same targets (a running flag, one span from the first reply to the last);
 # among the rows that explain every case above, one that also explains this one is named first.
@@ -148,6 +151,11 @@ SFT_MISTAKES = [
             "The last target, ids[-1], is the END of the final reply: it is the assistant's and is trained on like "
             "every other reply's END (a loop over range(len(y) - 1), or a y[-1] = -1, drops it).",
             "keep = is_assistant[1:] for every position, the last one included"),
+    Variant("the assistant's tokens of id 0 masked too (y * mask, then 0 read as 'masked')",
+            lambda ids, a: _sft(ids, a[1:] & (ids[1:] != 0)),
+            "0 is a real token id: after multiplying the targets by the mask, a 0 can be a masked position or an "
+            "answer token 0, and testing y == 0 masks both.", "torch.where(is_assistant[1:], ids[1:], -1): the "
+            "mask decides, not the value"),
     Variant("masked by token value (ids that also occur in a reply), not by position",
             lambda ids, a: _sft(ids, torch.isin(ids[1:], ids[a])),
             "Whether a target counts depends on *who wrote that position*, not on which token it is: a token of the "
@@ -158,6 +166,12 @@ SFT_MISTAKES = [
               f"{dtype} holds integers up to {top} only; a vocabulary has more ids (GPT-2's 50257), and larger ids "
               "wrap around to other tokens.", "keep the ids' own dtype, torch.long")
       for dtype, top in ((torch.uint8, 255), (torch.int8, 127), (torch.int16, 32767))],
+    *[Variant(f"the mask broadcast against the targets: y is (T-1, T-1), not (T-1,) ({how})", compute,
+              "torch.where (or a product) of a (T-1, 1) tensor and a (T-1,) one broadcasts to a (T-1, T-1) square: "
+              "row t is the whole target sequence masked by one flag (or the other way round). Both must be 1-D.",
+              "keep both 1-D: torch.where(is_assistant[1:], ids[1:], -1)") for how, compute in (
+        ("the mask of shape (T-1, 1)", lambda ids, a: torch.where(a[1:, None], ids[1:], IGNORE_INDEX)),
+        ("the targets of shape (T-1, 1)", lambda ids, a: torch.where(a[1:], ids[1:, None], IGNORE_INDEX)))],
     Variant("masked with 0 instead of -1", lambda ids, a: _sft(ids, a[1:], fill=0),
             "0 is a real token id: the model would be trained to predict token 0 everywhere you meant to mask.",
             "mingpt's ignored target is -1 (mingpt.model.IGNORE_INDEX)"),
@@ -208,7 +222,7 @@ def check_sft_targets(fn) -> CheckResult:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
                                                 "their end of turn only", "-1 elsewhere", "ids above 255", "T = 2",
-                                                "y follows each call's mask"])
+                                                "y follows each call's mask", "token 0 in a reply"])
 
 
 def _explains_tie(variant: Variant, tie: torch.Tensor) -> bool:
@@ -245,7 +259,9 @@ def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> Check
     """None when every (x, y) is right; else x's mistake (with y's, when y has a named one too) or y's."""
     xs, ys = [x for x, _ in outs], [y for _, y in outs]
     if all(torch.equal(x, i[:-1]) for x, (i, _) in zip(xs, cases)):
-        return _mask_ignored(exercise, cases, ys, _targets(exercise, cases, ys, tie=tie))
+        short = _one_short(exercise, cases, ys)
+        return short if short is not None else _mask_ignored(exercise, cases, ys, _targets(exercise, cases, ys,
+                                                                                         tie=tie))
     ids = cases[0][0]
     if all(torch.equal(y, i[:-1]) for y, (i, _) in zip(ys, cases)):  # (y, x): the order of the pair
         order = fail(exercise, "x and y returned in the wrong order: (y, x)", "The function returns the "
@@ -268,6 +284,15 @@ def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> Check
                     "inputs lose the last token and the targets (and their mask) the first.",
                     f"ids {ids.tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
                     "x = ids[:-1], y = ids[1:] masked with is_assistant[1:]")
+    if all(any(torch.equal(x, k) for k in (i[a][:-1], i[a])) for x, (i, a) in zip(xs, cases)):
+        return fail(exercise, "only the assistant's tokens kept: the user's turns (the context) dropped from x",
+                    "The model reads the whole conversation, questions included, and the mask only decides which "
+                    "*targets* count; ids[is_assistant] throws the questions away, so every answer is learnt without "
+                    "the question it answers.", f"ids {ids.tolist()}\nyour x {xs[0].tolist()}",
+                    "x = ids[:-1] (every token), y = ids[1:] with -1 where is_assistant[1:] is False")
+    masked = _inputs_masked(exercise, cases, xs)
+    if masked is not None:
+        return masked
     n = next(n for n, (x, (i, _)) in enumerate(zip(xs, cases)) if not torch.equal(x, i[:-1]))
     x, ids = xs[n], cases[n][0]  # the first case whose x is wrong
     expected = ids[:-1]
@@ -277,6 +302,36 @@ def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> Check
                     "x = ids[:-1], y = ids[1:] (masked): one dimension each, (T - 1,)")
     return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
                 "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
+
+
+def _one_short(exercise: str, cases, ys) -> CheckResult | None:
+    """None, or, when every y is the right targets without their last (or first) one: a slice that stops one early
+    (ids[1:T] with T = len(ids) - 1) or starts one late."""
+    for end, which, cut in (("last", "ids[-1], the final reply's END", slice(None, -1)),
+                            ("first", "ids[1]", slice(1, None))):
+        if all(torch.equal(y, _sft(i, a[1:])[cut]) for y, (i, a) in zip(ys, cases)):
+            ids, a = cases[0]
+            return fail(exercise, f"y is one short: the {end} target is missing (a slice one off)", "x and y "
+                        f"both have T - 1 entries, y[t] the token after x[t]; yours drops the target of {which} "
+                        "(ids[1:T] with T = len(ids) - 1 stops one early, or a slice starts one late).",
+                        f"ids {ids.tolist()}\nyour y     {ys[0].tolist()}\nexpected y {_sft(ids, a[1:]).tolist()}",
+                        "y = ids[1:] (then masked): everything after the first token")
+    return None
+
+
+def _inputs_masked(exercise: str, cases, xs) -> CheckResult | None:
+    """None, or, when every x is ids[:-1] with one constant written wherever its token (or the token it predicts) is
+    not the assistant's: the inputs masked like the targets."""
+    for flags, which in ((lambda a: a[:-1], "x[t] is not the assistant's"), (lambda a: a[1:], "y[t] is masked")):
+        fills = {int(x[~flags(a)][0]) for x, (i, a) in zip(xs, cases) if x.shape == i[:-1].shape and (~flags(a)).any()}
+        if len(fills) == 1 and all(x.shape == i[:-1].shape and torch.equal(x, torch.where(
+                flags(a), i[:-1], torch.full_like(i[:-1], next(iter(fills))))) for x, (i, a) in zip(xs, cases)):
+            ids = cases[0][0]
+            return fail(exercise, f"the inputs masked too: x set to {next(iter(fills))} where {which}", "Only the "
+                        "targets are masked: the model still reads the whole conversation, the user's questions "
+                        "included, or it answers without knowing the question. x = ids[:-1], untouched.",
+                        f"ids {ids.tolist()}\nyour x {xs[0].tolist()}", "x = ids[:-1]; mask only y")
+    return None
 
 
 def _mask_ignored(exercise: str, cases, ys, found: CheckResult | None) -> CheckResult | None:
