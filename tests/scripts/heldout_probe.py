@@ -87,6 +87,10 @@ import heldout_probe_round16_core  # noqa: E402,F401  (round 16, core part)
 import heldout_probe_round16_modern  # noqa: E402,F401  (round 16, modern part)
 import heldout_probe_round16_tokens  # noqa: E402,F401  (round 16, tokens part)
 import heldout_probe_round16_post  # noqa: E402,F401  (round 16, post part)
+import heldout_probe_round17_core  # noqa: E402,F401  (round 17, core part)
+import heldout_probe_round17_modern  # noqa: E402,F401  (round 17, modern part)
+import heldout_probe_round17_tokens  # noqa: E402,F401  (round 17, tokens part)
+import heldout_probe_round17_post  # noqa: E402,F401  (round 17, post part)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
