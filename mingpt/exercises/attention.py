@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from mingpt.exercises.attention_mistakes import _attend, variants as _variants
+from mingpt.exercises.attention_mistakes import _attend, heads_not_transposed, variants as _variants
 from mingpt.exercises.attention_weights import check_attention_weights
 from mingpt.exercises.checking import CheckResult, close, crashed, fail, fmt
 from mingpt.exercises.gradients import gradient_problem
@@ -124,6 +124,13 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                             f"Your code raised torch's error for a ({config.block_size}, {config.block_size}) mask "
                             f"(block_size) meeting ({T}, {T}) scores (T = {T}).",
                             f"{where} raised {type(e).__name__}: {e}", "mask[:T, :T]: the scores are (B, nh, T, T)")
+            if heads_not_transposed(ref, x, e, student):
+                return fail(EXERCISE, "heads not moved before the time axis (view without transpose(1, 2))",
+                            f"After view(B, T, nh, hs) the heads sit on axis 2, so q @ k^T compares heads, not "
+                            f"positions: ({B}, {T}, {n_head}, {n_head}) scores that your ({T}, {T}) mask cannot fit; "
+                            f"with T = n_head = {n_head} it runs, and gives exactly that wrong attention.",
+                            f"{where} raised {type(e).__name__}: {e}",
+                            "q.view(B, T, nh, hs).transpose(1, 2): (B, nh, T, hs), and back before the merge")
             return crashed(EXERCISE, where, e)
         expected = ref(x)
         if not isinstance(out, torch.Tensor):  # a tuple (y, att), None, an array: say what it is, not a head hint

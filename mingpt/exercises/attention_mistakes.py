@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import Variant
 from mingpt.exercises.compose import knob, pairs
 
-__all__ = ["variants"]
+__all__ = ["variants", "heads_not_transposed"]
 
 
 def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
@@ -158,6 +158,9 @@ def variants(ref, hs: int) -> list[Variant]:
                f"Your attention splits the {hs * nh} channels into {d} heads of {hs * nh // d}; the config asks for "
                f"n_head = {nh} heads of hs = {hs}.", "take the head count from config.n_head, not a number")
           for d in range(2, hs * nh + 1) if (hs * nh) % d == 0 and d != nh],
+        *[knob(base, f"the {name} used as values (v = {name[0]}, a copied line)", dict(order="qk" + name[0]),
+               f"v is the last third of c_attn(x), its own projection; yours attends over the {name} instead.",
+               "q, k, v = self.c_attn(x).split(C, dim=2): three different tensors") for name in ("keys", "queries")],
         *[knob(base, f"q, k, v taken from the wrong thirds of c_attn (yours: {', '.join(order)})", dict(order=order),
                "c_attn(x) holds q, k and v side by side, in that order: split(C, dim=2) gives q first, then k, then "
                f"v. Yours uses the thirds as {', '.join(order)}.", "q, k, v = self.c_attn(x).split(C, dim=2)")
@@ -189,3 +192,32 @@ def variants(ref, hs: int) -> list[Variant]:
                  "The scores are divided by the square root of the head size hs, not of the whole width C = nh * hs.",
                  "att / math.sqrt(hs)")
     return singles + pairs(base, singles + [width])
+
+
+def heads_not_transposed(ref, x: torch.Tensor, error: BaseException, student) -> bool:
+    """The student's forward raised `error` on x: True when it is the error of heads split with view(B, T, nh, hs)
+    and never moved before the time axis, scores (B, T, nh, nh) meeting a (T, T) causal mask, *and* on a sequence of
+    T = nh tokens (where that mask fits) the student's output is exactly that wiring's (merged back by a reshape)."""
+    B, T, C = x.shape
+    nh = ref.n_head
+    if T == nh:
+        return False
+    scores, mask = torch.zeros(B, T, nh, nh), torch.ones(T, T, dtype=torch.bool).tril()
+    messages = set()
+    for attempt in (lambda: scores.masked_fill(~mask, 0.0), lambda: scores + mask, lambda: mask + scores):
+        try:
+            attempt()
+        except Exception as e:
+            messages.add((type(e), str(e)))
+    if (type(error), str(error)) not in messages:
+        return False
+    square = torch.randn(B, nh, C, generator=torch.Generator().manual_seed(nh))
+    q, k, v = (t.view(B, nh, nh, C // nh) for t in ref.c_attn(square).split(C, dim=2))  # (B, T=nh, nh, hs)
+    att = (q @ k.transpose(-2, -1) / math.sqrt(C // nh)).masked_fill(~torch.ones(nh, nh, dtype=torch.bool).tril(),
+                                                                      float("-inf"))
+    want = ref.c_proj((F.softmax(att, dim=-1) @ v).reshape(B, nh, C))
+    try:
+        out = student(square)
+    except Exception:
+        return False
+    return isinstance(out, torch.Tensor) and out.shape == want.shape and torch.allclose(out, want, atol=1e-5)

@@ -126,6 +126,12 @@ VARIANTS = part_variants(lambda **kw: lambda q, k: attention_weights(q, k, **kw)
             torch.tril(torch.ones_like(q)) == 0, float("-inf")).softmax(-1),
             "The mask must match the scores (T, T): torch.tril(torch.ones_like(q)) is (B, T, hs) and fails to "
             "broadcast unless hs == T.", "torch.tril(torch.ones(T, T))"),
+    # the NaN of the diagonal mask's first row "fixed" afterwards (nan_to_num, or a mask of the NaN): the mask stays
+    Variant("position t cannot attend to itself (its NaN rows then zeroed)",
+            lambda q, k: torch.nan_to_num(attention_weights(q, k, mask="diagonal"), nan=0.0),
+            "Your mask also hides the diagonal (key t for query t); the first row is then all -inf, a NaN after "
+            "the softmax, and setting that NaN to 0 hides the symptom, not the cause.",
+            "query t may look at keys 0..t, t included: hide only j > t (triu(diagonal=1))"),
     Variant("k.T on a 3-D tensor reverses every axis, (B, T, hs) -> (hs, T, B)",
             lambda q, k: q @ k.permute(*reversed(range(k.dim()))),  # k.T, without its deprecation warning
             "Tensor.T reverses all the axes (torch warns about it for 3-D tensors): it is not the transpose of each "

@@ -50,6 +50,10 @@ BIGRAM_MISTAKES = [  # (name, f(table, idx), explanation, hint)
      "A bigram model predicts the next token from the current one alone: logits[b, t] = table[idx[b, t]]. Yours "
      "averages the rows of tokens 0..t, mixing in the earlier context (that is the next notebook's idea).",
      "table(idx), nothing mixed across positions"),
+    ("every position predicted from the sequence's first token", lambda tb, i: tb[i[:, :1]].expand(-1, i.shape[1], -1),
+     "A bigram model predicts each next token from the current one: logits[b, t] = table[idx[b, t]]. Yours gives "
+     "every position the row of idx[b, 0], the first token (an idx[:, 0] or idx[:, :1] where idx was meant).",
+     "table(idx): one row per position"),
     ("F.one_hot without num_classes (too few columns when the batch lacks the largest id)",
      lambda tb, i: F.one_hot(i).to(tb.dtype) @ tb,
      "F.one_hot(idx) makes max(idx) + 1 columns, not vocab_size: the product with the (V, V) table fails (or "

@@ -21,24 +21,36 @@ __all__ = ["branch_variants", "BRANCH_KNOBS"]
 
 
 def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x",
-              mlp_sublayer="mlp", mlp_reads="stream"):
+              mlp_sublayer="mlp", mlp_reads="stream", post=False, order="attn_first"):
     """The reference Block with a knob per branch: which LayerNorm feeds it ("ln_1", "ln_2" or "none"), and what
     its output is added to: the stream ("x"), the stream's normalised copy ("normalised", as after `x = ln(x)`),
     or nothing ("nothing": the residual is missing), or the stream twice ("twice", as `x += x + f(ln(x))`); the
     attention's output can also bypass the stream ("bypassed": it feeds the MLP, whose output is added to x).
     The MLP branch can also run the wrong sublayer (mlp_sublayer="attn", a copy-pasted line) or read a stale
-    stream (mlp_reads="ln_1": ln_1's output from before the attention, `h = ln_1(x)` computed once and reused)."""
+    stream (mlp_reads="ln_1": ln_1's output from before the attention, `h = ln_1(x)` computed once and reused).
+    A branch may add to the block's input instead of the updated stream ("input"), or normalise its sublayer's
+    output instead of its input (norm "ln_1 after", "ln_2 after"); post=True puts both LayerNorms after the
+    residual add (the 2017 transformer), and order="mlp_first" runs the MLP branch before the attention."""
     norms = {"ln_1": n1, "ln_2": n2, "none": lambda t: t}
     if attn_adds_to == "bypassed":  # the attention output feeds the MLP only; the stream x goes round both
         normed = norms[mlp_norm](a(norms[attn_norm](x)))
         return m(normed) + {"x": x, "twice": 2 * x, "normalised": normed, "nothing": 0}[mlp_adds_to]
 
     def branch(stream, f, norm, adds_to, reads=None):
-        normed = norms[norm](stream if reads is None else reads)
-        return f(normed) + {"x": stream, "twice": 2 * stream, "normalised": normed, "nothing": 0}[adds_to]
+        after = norm.endswith(" after")  # the LayerNorm on the sublayer's output: x + ln(f(x))
+        if post or after:
+            normed = stream
+            norm = norm.removesuffix(" after")
+        else:
+            normed = norms[norm](stream if reads is None else reads)
+        out = norms[norm](f(normed)) if after else f(normed)
+        out = out + {"x": stream, "twice": 2 * stream, "normalised": normed, "nothing": 0, "input": x}[adds_to]
+        return norms[norm](out) if post and not after else out
     reads = n1(x) if mlp_reads == "ln_1" else None
-    return branch(branch(x, a, attn_norm, attn_adds_to), {"mlp": m, "attn": a}[mlp_sublayer], mlp_norm,
-                  mlp_adds_to, reads)
+    mlp = {"mlp": m, "attn": a}[mlp_sublayer]
+    if order == "mlp_first":
+        return branch(branch(x, mlp, mlp_norm, mlp_adds_to), a, attn_norm, attn_adds_to)
+    return branch(branch(x, a, attn_norm, attn_adds_to), mlp, mlp_norm, mlp_adds_to, reads)
 
 
 BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs makes every two of them
@@ -69,6 +81,21 @@ BRANCH_KNOBS = [  # (name, knobs of _branches, explanation, hint): compose.pairs
      "The MLP branch must normalise the stream *after* the attention was added: ln_2(x + attn(...)); yours "
      "normalises ln_1's output, computed once before the attention, so the MLP never sees what attention wrote.",
      "recompute from the updated stream: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))"),
+    ("the MLP's residual adds the block's input, not the updated stream (the attention's output lost)",
+     dict(mlp_adds_to="input"), "The MLP's output is added to the stream as it is after the attention, "
+     "x + attn(ln_1(x)); yours adds it to the block's input x, so the attention's output reaches the result only "
+     "through the MLP's input.", "h = x + attn(ln_1(x)); return h + mlp(ln_2(h))"),
+    ("ln_1 applied to the attention's output instead of its input", dict(attn_norm="ln_1 after"),
+     "Pre-LN normalises what goes *into* the attention: x + attn(ln_1(x)); yours adds ln_1(attn(x)).",
+     "x + attn(ln_1(x))"),
+    ("ln_2 applied to the MLP's output instead of its input", dict(mlp_norm="ln_2 after"),
+     "Pre-LN normalises what goes *into* the MLP: x + mlp(ln_2(x)); yours adds ln_2(mlp(x)).",
+     "x + mlp(ln_2(x))"),
+    ("LayerNorm after the residual add (post-LN)", dict(post=True), "GPT-2 normalises the *input* of each "
+     "sublayer (pre-LN) and leaves the residual stream untouched; yours normalises after adding, ln(x + f(x)).",
+     "x = x + f(ln(x)): the residual stream is only added to"),
+    ("MLP before attention", dict(order="mlp_first"), "The Block first communicates (attention) and then "
+     "computes (MLP); yours runs the MLP branch first.", "the attention line first, then the MLP line"),
     ("the stream added twice around the attention (x += x + attn(...))", dict(attn_adds_to="twice"),
      "The branch adds its output to x once: x + attn(ln_1(x)); yours doubles the stream as well.", "x = x + ..."),
     ("the stream added twice around the MLP (x += x + mlp(...))", dict(mlp_adds_to="twice"),

@@ -40,6 +40,7 @@ def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg
     t = t.clamp(max=ref.config.block_size - 1) if positions == "from 1 clamped" else t
     t = torch.arange(idx.shape[0])[:, None] if positions == "batch" else t  # sequence b at position b
     t = torch.arange(idx.shape[0]) if positions == "batch size" else t  # B positions, broadcast against (B, T, C)
+    t = torch.arange(ref.config.block_size) if positions == "table" else t  # every row: fails unless T == block_size
     x = tr.wte(idx) * token_scale + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
     x = x.squeeze() if squeeze else x  # (1, T, C) -> (T, C) when B is 1
     for i in (range(len(tr.h)) if blocks is None else blocks):
@@ -87,6 +88,10 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
      lambda r, i: _forward(r, i, positions="batch size"), "torch.arange(idx.size(0)) has B positions: added to "
      "(B, T, C) it fails when B != T, gives every token wpe[0] when B is 1, and is right only when B == T.",
      "T = idx.size(1) (idx is (B, T)); wpe(torch.arange(T))"),
+    ("the whole position table added (torch.arange(block_size), not cut to T rows)",
+     lambda r, i: _forward(r, i, positions="table"), "wpe(torch.arange(block_size)) is (block_size, C): added to "
+     "(B, T, C) it fails unless T == block_size. The positions of a sequence are 0..T-1.",
+     "T = idx.size(1); wpe(torch.arange(T))"),
     ("squeeze() drops the batch axis when B is 1", lambda r, i: _forward(r, i, squeeze=True),
      "x.squeeze() removes every axis of size 1: with one sequence (B = 1) the (1, T, C) stream becomes (T, C) and "
      "the Blocks fail on it (or, with T = 1 too, lose the time axis).",

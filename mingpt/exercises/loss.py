@@ -186,13 +186,16 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
 def _parts_loss(lg, tk, cut=("last", "first"), ignored="skip", reduce="mean", probs=False):
     """The reference loss with a knob per part, so that compose.pairs can apply two slips at once: cut, which end
     the logits and the targets drop ("last", "first", or "none" for no shift); ignored, what happens to the -1
-    targets ("skip", "clamp" to token 0 and count, "zero": clamped and ignore_index=0); reduce ("mean" over the
-    kept targets, "sum", "all": the sum over every position, ignored ones counted); probs: softmax first."""
+    targets ("skip", "clamp" to token 0 and count, "zero": clamped and ignore_index=0, "wrap": read as token
+    V - 1); reduce ("mean" over the kept targets, "sum", "all": the sum over every position, ignored ones counted);
+    probs: softmax first."""
     drop = {"last": slice(None, -1), "first": slice(1, None), "none": slice(None)}
     logits, targets = lg[:, drop[cut[0]]], tk[:, drop[cut[1]]]
     logits = logits.softmax(-1) if probs else logits
-    skip = {"skip": IGNORE_INDEX, "clamp": -100, "zero": 0, "-100": -100}[ignored]
-    targets = targets if ignored in ("skip", "-100") else targets.clamp(min=0)
+    skip = {"skip": IGNORE_INDEX, "clamp": -100, "zero": 0, "-100": -100, "wrap": -100}[ignored]
+    # "wrap": a loop or gather by hand reads logp[..., -1], Python's last entry, for a -1 target: token V - 1
+    targets = {"skip": targets, "-100": targets, "wrap": targets.remainder(lg.size(-1))}.get(ignored,
+                                                                                              targets.clamp(min=0))
     per = F.cross_entropy(logits.reshape(-1, lg.size(-1)), targets.reshape(-1), ignore_index=skip, reduction="none")
     kept = (targets.reshape(-1) != skip).sum()
     return {"mean": per.sum() / kept, "sum": per.sum(), "all": per.sum() / per.numel()}[reduce]
@@ -214,6 +217,10 @@ LOSS_KNOBS = [  # (name, knobs of _parts_loss, explanation, hint): tried alone a
     ("ignore_index=-100 (HF's labels) instead of -1", dict(ignored="-100"), "mingpt marks the positions to skip "
      "with -1; cross_entropy's default ignore_index, -100, leaves them as classes, and -1 is out of bounds.",
      "ignore_index=-1"),
+    ("ignored targets (-1) read as the last token (negative indexing)", dict(ignored="wrap"), "A -1 target means "
+     "'no loss here'; indexed by hand (logp[b, t, target]) it picks the last vocabulary entry, as Python's -1 "
+     "does, so those positions train token V - 1.", "skip the positions whose target is -1 (mask, or "
+     "F.cross_entropy(..., ignore_index=-1))"),
     ("sum instead of mean", dict(reduce="sum"), "The loss is the mean over the predicted positions.",
      "average over the positions that have a target"),
     ("ignored positions counted in the mean", dict(reduce="all"), "Positions whose target is -1 must not count in "
