@@ -1,464 +1,304 @@
-"""The held-out probe, round 17, tokens part 3: BPE's merge(ids, pair, new_id) and encode(ids, merges) (merges:
-{(left, right): new_id}, a lower new id learned earlier). See heldout_probe_round17_tokens.py for the angle and the
-untuned counts."""
+"""The held-out probe, round 17, tokens part 3: the KV cache (cache.update(layer, k, v) returns all keys and values
+of that layer so far, (B, nh, T, hs), along dim 2; cache.advance(T_new); cache.length). See
+heldout_probe_round17_tokens.py for the angle and the untuned counts."""
 
 from __future__ import annotations
 
-from collections import Counter
+import torch
 
 import mingpt.exercises as ex
 from heldout_probe_models import mistake, valid
 
 
-def _merge_ok(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 2
+class _Lazy:
+    """The notebook's skeleton: one slot per layer, filled on the first update."""
+
+    def __init__(self, n_layer, max_length):
+        self.length = 0
+        self.keys = [None] * n_layer
+        self.values = [None] * n_layer
+
+    def advance(self, T):
+        self.length += T
+
+
+@mistake(ex.check_kv_cache, r"dim|axis|time|head")
+class _KCatDim1(_Lazy):
+    def update(self, layer, k, v):
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
         else:
-            out.append(ids[i])
-            i += 1
-    return out
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=1)  # the heads' axis
+            self.values[layer] = torch.cat([self.values[layer], v], dim=1)
+        return self.keys[layer], self.values[layer]
 
 
-# ---------------------------------------------------------------- merge(ids, pair, new_id)
+@mistake(ex.check_kv_cache, r"dim|axis|time|head ?size|last")
+class _KCatLast(_Lazy):
+    def update(self, layer, k, v):
+        if self.keys[layer] is not None:
+            k = torch.cat((self.keys[layer], k), -1)
+            v = torch.cat((self.values[layer], v), -1)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
 
 
-@mistake(ex.check_merge, r"overlap|skip|twice|both|second|advance|right half.*kept")  # widened: right half kept
-def _m_no_skip(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
+@mistake(ex.check_kv_cache, r"length|advance|position|accumulat|\+=")
+class _KLengthAssigned(_Lazy):
+    def update(self, layer, k, v):
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def advance(self, T):
+        self.length = T  # the count of the last step only
+
+
+@mistake(ex.check_kv_cache, r"length|advance|position|T_new|one per|by 1")
+class _KLengthPlusOne(_KLengthAssigned):
+    def advance(self, T):
+        self.length += 1  # the prompt adds 3 positions, not 1
+
+
+@mistake(ex.check_kv_cache, r"return|only the new|all|cached|past|whole|forgets earlier")  # widened: forgetting named
+class _KReturnsNew(_Lazy):
+    def update(self, layer, k, v):
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
         else:
-            out.append(ids[i])
-        i += 1  # one step even after a merge: the pair's right token is seen again
-    return out
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        return k, v  # only this step's keys and values
 
 
-@mistake(ex.check_merge, r"last|final|end|drop|lost|missing|short")
-def _m_drops_last(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
+# widened: "forgets earlier" names it
+@mistake(ex.check_kv_cache, r"store|keep|append|overwrit|replac|accumulat|only the new|all|cached|past|forgets earlier")
+class _KOverwrites(_Lazy):
+    def update(self, layer, k, v):
+        self.keys[layer] = k  # replaced every step instead of appended to
+        self.values[layer] = v
+        return self.keys[layer], self.values[layer]
+
+
+@mistake(ex.check_kv_cache, r"layer|shared|one cache|mix")
+class _KOneForAllLayers:
+    def __init__(self, n_layer, max_length):
+        self.length = 0
+        self.k = None
+        self.v = None
+
+    def update(self, layer, k, v):
+        if self.k is None:
+            self.k, self.v = k, v
         else:
-            out.append(ids[i])
-            i += 1
-    return out  # the last token is lost when it was not merged
+            self.k = torch.cat([self.k, k], dim=2)
+            self.v = torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+    def advance(self, T):
+        self.length += T
 
 
-@mistake(ex.check_merge, r"in place|mutat|input|new list|modif|copy")
-def _m_in_place(ids, pair, new_id):
-    i = 0
-    while i < len(ids) - 1:
-        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            ids[i] = new_id
-            del ids[i + 1]
-        i += 1
-    return ids
+@mistake(ex.check_kv_cache, r"layer|shared|alias|same list|mix")
+class _KAliasedLists:
+    def __init__(self, n_layer, max_length):
+        self.length = 0
+        self.k_cache = [[]] * n_layer  # n_layer references to ONE list
+        self.v_cache = [[]] * n_layer
+
+    def update(self, layer, k, v):
+        self.k_cache[layer].append(k)
+        self.v_cache[layer].append(v)
+        return torch.cat(self.k_cache[layer], dim=2), torch.cat(self.v_cache[layer], dim=2)
+
+    def advance(self, T):
+        self.length += T
 
 
-@mistake(ex.check_merge, r"both|second|right|only the first|pair\[1\]|either|first element")  # widened
-def _m_first_token_only(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if ids[i] == pair[0] and i + 1 < len(ids):  # the right token never checked
-            out.append(new_id)
-            i += 2
+@mistake(ex.check_kv_cache, r"order|prepend|revers|before|front")
+class _KPrepends(_Lazy):
+    def update(self, layer, k, v):
+        if self.keys[layer] is not None:
+            k = torch.cat([k, self.keys[layer]], dim=2)  # new first
+            v = torch.cat([v, self.values[layer]], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+@mistake(ex.check_kv_cache, r"value|key|swap")
+class _KKeysAsValues(_Lazy):
+    def update(self, layer, k, v):
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
         else:
-            out.append(ids[i])
-            i += 1
-    return out
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        return self.keys[layer], self.keys[layer]  # copy-paste: keys twice
 
 
-@mistake(ex.check_merge, r"order|revers|either order|swap|unordered|set")
-def _m_unordered(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and {ids[i], ids[i + 1]} == set(pair):
-            out.append(new_id)
-            i += 2
+@mistake(ex.check_kv_cache, r"swap|order|key|value")
+class _KSwapped(_Lazy):
+    def update(self, layer, k, v):
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return v, k
+
+
+@mistake(ex.check_kv_cache, r"twice|double|both|update and advance|in update")  # narrowed: "length" was vague
+class _KLengthInUpdateAndAdvance(_Lazy):
+    def update(self, layer, k, v):
+        if layer == 0:
+            self.length += k.shape[2]  # counted here, and again by advance
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+@mistake(ex.check_kv_cache, r"length|layer|advance|position|update")
+class _KLengthPerLayer(_Lazy):
+    def update(self, layer, k, v):
+        self.length += k.shape[2]  # once per layer: n_layer times too much
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def advance(self, T):
+        pass
+
+
+class _Buffer:
+    """A preallocated (n_layer, B, nh, max_length, hs) buffer, made on the first update."""
+
+    def __init__(self, n_layer, max_length):
+        self.length = 0
+        self.n_layer, self.max_length = n_layer, max_length
+        self.kbuf = self.vbuf = None
+
+    def _alloc(self, k):
+        B, nh, _, hs = k.shape
+        self.kbuf = k.new_zeros(self.n_layer, B, nh, self.max_length, hs)
+        self.vbuf = k.new_zeros(self.n_layer, B, nh, self.max_length, hs)
+
+    def advance(self, T):
+        self.length += T
+
+
+@mistake(ex.check_kv_cache, r"zero|slice|unused|max_length|pad|whole|buffer|empty|unfilled")
+class _KBufferUnsliced(_Buffer):
+    def update(self, layer, k, v):
+        if self.kbuf is None:
+            self._alloc(k)
+        T = k.shape[2]
+        self.kbuf[layer, :, :, self.length:self.length + T] = k
+        self.vbuf[layer, :, :, self.length:self.length + T] = v
+        return self.kbuf[layer], self.vbuf[layer]  # max_length positions, most of them zeros
+
+
+@mistake(ex.check_kv_cache, r"slice|new|length|exclud|off by|current|last")
+class _KBufferSliceOld(_Buffer):
+    def update(self, layer, k, v):
+        if self.kbuf is None:
+            self._alloc(k)
+        T = k.shape[2]
+        self.kbuf[layer, :, :, self.length:self.length + T] = k
+        self.vbuf[layer, :, :, self.length:self.length + T] = v
+        # forgot that this step's positions are not counted in self.length until advance
+        return self.kbuf[layer, :, :, :self.length], self.vbuf[layer, :, :, :self.length]
+
+
+@mistake(ex.check_kv_cache, r"class|shared|instance|state|fresh|previous|reset|across")
+class _KClassLevelDict:
+    keys = {}  # class attributes: every cache object shares them
+    values = {}
+    length = 0
+
+    def __init__(self, n_layer, max_length):
+        pass
+
+    def update(self, layer, k, v):
+        if layer in self.keys:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
         else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-@mistake(ex.check_merge, r"first|every|all|once|only one|occurrence")
-def _m_first_occurrence_only(ids, pair, new_id):
-    for i in range(len(ids) - 1):
-        if (ids[i], ids[i + 1]) == pair:
-            return ids[:i] + [new_id] + ids[i + 2:]
-    return list(ids)
-
-
-@mistake(ex.check_merge, r"left to right|right to left|right|direction|overlap|revers")
-def _m_right_to_left(ids, pair, new_id):
-    out, i = [], len(ids) - 1
-    while i >= 0:
-        if i - 1 >= 0 and (ids[i - 1], ids[i]) == pair:
-            out.append(new_id)
-            i -= 2
-        else:
-            out.append(ids[i])
-            i -= 1
-    return out[::-1]
-
-
-@mistake(ex.check_merge, r"digit|string|substring|partial|prefix|text")
-def _m_string_replace(ids, pair, new_id):
-    s = " ".join(map(str, ids))
-    s = s.replace(f"{pair[0]} {pair[1]}", str(new_id))  # also matches inside longer numbers
-    return [int(t) for t in s.split()]
-
-
-@mistake(ex.check_merge, r"last|end|index|bounds|range|exception|raise")
-def _m_index_error(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if ids[i] == pair[0] and ids[i + 1] == pair[1]:  # ids[i + 1] past the end
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-@mistake(ex.check_merge, r"skip|second|both|kept|overlap|right token|twice")
-def _m_for_loop_i_plus(ids, pair, new_id):
-    out = []
-    for i in range(len(ids)):
-        if i < len(ids) - 1 and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 1  # no effect on a for loop: the right token is appended next
-        else:
-            out.append(ids[i])
-    return out
-
-
-@mistake(ex.check_merge, r"tuple|list|never|no merge|nothing|unchanged|type")
-def _m_list_vs_tuple(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if ids[i:i + 2] == pair:  # a list never equals a tuple
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
-
-
-@mistake(ex.check_merge, r"last|end|duplicat|extra|twice|append")
-def _m_always_appends_last(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    out.append(ids[-1]) if ids else None  # appended even when it was merged
-    return out
-
-
-@mistake(ex.check_merge, r"return|None|in place|mutat|input list was changed")  # widened: mutation named
-def _m_returns_none(ids, pair, new_id):
-    i = 0
-    while i < len(ids) - 1:
-        if (ids[i], ids[i + 1]) == pair:
-            ids[i:i + 2] = [new_id]
-        i += 1
-
-
-@mistake(ex.check_merge, r"overlap|skip|last|end|drop|twice")
-def _m_double_no_skip_drop_last(ids, pair, new_id):  # double slip
-    out = []
-    for i in range(len(ids) - 1):
-        out.append(new_id if (ids[i], ids[i + 1]) == pair else ids[i])
-    return out
-
+            self.keys[layer], self.values[layer] = k, v
+        return self.keys[layer], self.values[layer]
 
-@mistake(ex.check_merge, r"in place|mutat|input|overlap|skip")
-def _m_double_in_place_no_skip(ids, pair, new_id):  # double slip: mutates the input, right token kept
-    for i in range(len(ids) - 1):
-        if ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            ids[i] = new_id
-    return ids
-
-
-@mistake(ex.check_merge, r"skip|every|step|advance|2")
-def _m_always_step_two(ids, pair, new_id):
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-        else:
-            out.append(ids[i])
-        i += 2  # steps two even when nothing merged
-    return out
-
-
-@valid(ex.check_merge)
-def _m_ok_for_skip_flag(ids, pair, new_id):
-    out, skip = [], False
-    for a, b in zip(ids, list(ids[1:]) + [None]):
-        if skip:
-            skip = False
-            continue
-        if (a, b) == tuple(pair):
-            out.append(new_id)
-            skip = True
-        else:
-            out.append(a)
-    return out
-
-
-@valid(ex.check_merge)
-def _m_ok_recursive(ids, pair, new_id):
-    if len(ids) < 2:
-        return list(ids)
-    if ids[0] == pair[0] and ids[1] == pair[1]:
-        return [new_id] + _m_ok_recursive(ids[2:], pair, new_id)
-    return [ids[0]] + _m_ok_recursive(ids[1:], pair, new_id)
-
-
-@valid(ex.check_merge)
-def _m_ok_copy_in_place(ids, pair, new_id):
-    ids = list(ids)
-    i = 0
-    while i < len(ids) - 1:
-        if ids[i:i + 2] == list(pair):
-            ids[i:i + 2] = [new_id]
-        i += 1
-    return ids
-
-
-# ---------------------------------------------------------------- encode(ids, merges)
-
-
-@mistake(ex.check_bpe_encode, r"order|rank|lowest|earliest|insertion|dict|new id")
-def _e_dict_order(ids, merges):
-    ids = list(ids)
-    for pair, new_id in merges.items():  # the dict's order, not the rank
-        ids = _merge_ok(ids, pair, new_id)
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"frequen|count|rank|lowest|earliest")
-def _e_most_frequent(ids, merges):
-    ids = list(ids)
-    while len(ids) >= 2:
-        counts = Counter(p for p in zip(ids, ids[1:]) if p in merges)
-        if not counts:
-            break
-        pair = counts.most_common(1)[0][0]  # training's rule, not encoding's
-        ids = _merge_ok(ids, pair, merges[pair])
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"highest|latest|lowest|earliest|rank|max")
-def _e_highest_rank(ids, merges):
-    ids = list(ids)
-    while len(ids) >= 2:
-        candidates = [p for p in zip(ids, ids[1:]) if p in merges]
-        if not candidates:
-            break
-        pair = max(candidates, key=lambda p: merges[p])
-        ids = _merge_ok(ids, pair, merges[pair])
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"once|repeat|loop|until|one merge|single|stop")
-def _e_one_merge(ids, merges):
-    ids = list(ids)
-    if len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
-        if pair in merges:
-            ids = _merge_ok(ids, pair, merges[pair])  # no loop: one merge only
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"default|unknown|not in merges|stop|early|nothing|unchanged|missing")
-def _e_get_default_zero(ids, merges):
-    ids = list(ids)
-    while len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, 0))  # unknown pairs rank first
-        if pair not in merges:
-            break
-        ids = _merge_ok(ids, pair, merges[pair])
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"leftmost|left|first|lowest|rank|earliest|position")
-def _e_leftmost(ids, merges):
-    ids = list(ids)
-    while True:
-        for i in range(len(ids) - 1):
-            if (ids[i], ids[i + 1]) in merges:
-                pair = (ids[i], ids[i + 1])
-                ids = _merge_ok(ids, pair, merges[pair])
-                break
-        else:
-            return ids
-
-
-@mistake(ex.check_bpe_encode, r"two|2|length|last pair|stop|short")
-def _e_len_gt_2(ids, merges):
-    ids = list(ids)
-    while len(ids) > 2:  # stops with two tokens that may still merge
-        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
-        if pair not in merges:
-            break
-        ids = _merge_ok(ids, pair, merges[pair])
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"in place|mutat|input|modif|copy")
-def _e_mutates(ids, merges):
-    while len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
-        if pair not in merges:
-            break
-        i = 0
-        while i < len(ids) - 1:
-            if (ids[i], ids[i + 1]) == pair:
-                ids[i:i + 2] = [merges[pair]]  # the caller's list
-            i += 1
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"rank|new id|lowest|tuple|smallest pair|earliest|id order")
-def _e_min_pair_tuple(ids, merges):
-    ids = list(ids)
-    while True:
-        found = [p for p in zip(ids, ids[1:]) if p in merges]
-        if not found:
-            return ids
-        pair = min(found)  # the smallest pair of ids, not the lowest rank
-        ids = _merge_ok(ids, pair, merges[pair])
-
-
-@mistake(ex.check_bpe_encode, r"short|single|one token|empty|length|exception|raise|fewer than two")  # widened
-def _e_crash_short(ids, merges):
-    ids = list(ids)
-    while True:
-        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))  # min() of nothing
-        if pair not in merges:
-            return ids
-        ids = _merge_ok(ids, pair, merges[pair])
-
-
-@mistake(ex.check_bpe_encode, r"rank|lowest|order|earliest|single pass|pass")
-def _e_single_sweep(ids, merges):
-    out, i = [], 0
-    ids = list(ids)
-    changed = True
-    while changed:  # sweeps left to right merging whatever is known, ranks ignored
-        changed, out, i = False, [], 0
-        while i < len(ids):
-            if i + 1 < len(ids) and (ids[i], ids[i + 1]) in merges:
-                out.append(merges[(ids[i], ids[i + 1])])
-                i += 2
-                changed = True
-            else:
-                out.append(ids[i])
-                i += 1
-        ids = out
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"overlap|skip|merge|twice")
-def _e_inline_merge_no_skip(ids, merges):
-    ids = list(ids)
-    while len(ids) >= 2:
-        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
-        if pair not in merges:
-            break
-        out, i = [], 0
-        while i < len(ids):
-            if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-                out.append(merges[pair])
-            else:
-                out.append(ids[i])
-            i += 1
-        ids = out
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"highest|latest|rank|once|repeat|loop|single|lowest|earliest")
-def _e_double_highest_once(ids, merges):  # double slip: the highest rank, and one merge only
-    ids = list(ids)
-    known = [p for p in zip(ids, ids[1:]) if p in merges]
-    if known:
-        pair = max(known, key=merges.get)
-        ids = _merge_ok(ids, pair, merges[pair])
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"frequen|count|rank|lowest|two|2|length|stop")
-def _e_double_frequent_len(ids, merges):  # double slip: most frequent, and stops at two tokens
-    ids = list(ids)
-    while len(ids) > 2:
-        counts = Counter(zip(ids, ids[1:]))
-        known = [p for p in counts if p in merges]
-        if not known:
-            break
-        pair = max(known, key=lambda p: counts[p])
-        ids = _merge_ok(ids, pair, merges[pair])
-    return ids
-
-
-@mistake(ex.check_bpe_encode, r"value|key|new id|rank|lowest|pair")
-def _e_rank_by_position_in_list(ids, merges):
-    ids = list(ids)
-    ranked = sorted(merges)  # sorts the pairs themselves, not by their new id
-    while True:
-        present = set(zip(ids, ids[1:]))
-        for pair in ranked:
-            if pair in present:
-                ids = _merge_ok(ids, pair, merges[pair])
-                break
-        else:
-            return ids
-
-
-@valid(ex.check_bpe_encode)
-def _e_ok_recursive(ids, merges):
-    ids = list(ids)
-    known = [p for p in zip(ids, ids[1:]) if p in merges]
-    if not known:
-        return ids
-    best = min(known, key=merges.__getitem__)
-    return _e_ok_recursive(_merge_ok(ids, best, merges[best]), merges)
-
-
-@valid(ex.check_bpe_encode)
-def _e_ok_first_occurrence_each_round(ids, merges):
-    ids = list(ids)
-    while True:
-        best_i, best_rank = None, None
-        for i in range(len(ids) - 1):
-            r = merges.get((ids[i], ids[i + 1]))
-            if r is not None and (best_rank is None or r < best_rank):
-                best_i, best_rank = i, r
-        if best_i is None:
-            return ids
-        ids[best_i:best_i + 2] = [best_rank]  # the leftmost occurrence; the loop finds the others
-
-
-@valid(ex.check_bpe_encode)
-def _e_ok_set_of_pairs(ids, merges):
-    tokens = list(ids)
-    while len(tokens) > 1:
-        pairs = set(zip(tokens, tokens[1:])) & merges.keys()
-        if not pairs:
-            break
-        pair = min(pairs, key=lambda p: merges[p])
-        tokens = _merge_ok(tokens, pair, merges[pair])
-    return tokens
+    def advance(self, T):
+        self.length += T
+
+
+@mistake(ex.check_kv_cache, r"dim|axis|length|advance|head|time")
+class _KDoubleDim1Length(_Lazy):  # double slip: the heads' axis and the length assigned
+    def update(self, layer, k, v):
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=1)
+            v = torch.cat([self.values[layer], v], dim=1)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def advance(self, T):
+        self.length = T
+
+
+@mistake(ex.check_kv_cache, r"return|only the new|store|all|cached|past|length|advance")
+class _KDoubleNoStoreLength(_Lazy):  # double slip: nothing kept and the length never moves
+    def update(self, layer, k, v):
+        return k, v
+
+    def advance(self, T):
+        pass
+
+
+@valid(ex.check_kv_cache)
+class _KOkChunks:
+    def __init__(self, n_layer, max_length):
+        self.length = 0
+        self.chunks = [([], []) for _ in range(n_layer)]
+
+    def update(self, layer, k, v):
+        ks, vs = self.chunks[layer]
+        ks.append(k)
+        vs.append(v)
+        return torch.cat(ks, dim=2), torch.cat(vs, dim=2)
+
+    def advance(self, T):
+        self.length = self.length + T
+
+
+@valid(ex.check_kv_cache)
+class _KOkBuffer(_Buffer):
+    def update(self, layer, k, v):
+        if self.kbuf is None:
+            self._alloc(k)
+        start, end = self.length, self.length + k.shape[2]
+        self.kbuf[layer, :, :, start:end] = k
+        self.vbuf[layer, :, :, start:end] = v
+        return self.kbuf[layer, :, :, :end], self.vbuf[layer, :, :, :end]
+
+
+@valid(ex.check_kv_cache)
+class _KOkDict:
+    def __init__(self, n_layer, max_length):
+        self.length = 0
+        self.cache = {}
+
+    def update(self, layer, k, v):
+        if layer in self.cache:
+            old_k, old_v = self.cache[layer]
+            k, v = torch.cat((old_k, k), dim=-2), torch.cat((old_v, v), dim=-2)
+        self.cache[layer] = (k, v)
+        return k, v
+
+    def advance(self, T):
+        self.length += T
+
+
+import heldout_probe_round17_tokens4  # noqa: E402,F401
