@@ -81,15 +81,16 @@ def reference_encode(ids: list[int], merges: dict[tuple[int, int], int]) -> list
 
 # ------------------------------------------------------------------------------------------ merge step
 def _scan(ids, pair, new_id, matches=lambda a, b, pair: (a, b) == tuple(pair), step=2, start_every=1, keep_last=True,
-          emit=lambda left, new_id: [new_id], reach=1):
-    """One left-to-right merge with knobs for the classic mistakes (reach=2: a pair must end before the last id)."""
+          emit=lambda left, new_id: [new_id], reach=1, copy=None):
+    """One left-to-right merge with knobs for the classic mistakes (reach=2: a pair must end before the last id;
+    copy: how many ids an unmatched step copies, start_every by default, 1 with start_every=2 skips every other)."""
     out, i, n = [], 0, len(ids)
     while i < n - (0 if keep_last else 1):
         if i + reach < n and matches(ids[i], ids[i + 1], pair):
             out.extend(emit(ids[i], new_id))
             i += step
         else:
-            out.extend(ids[i : i + start_every])
+            out.extend(ids[i : i + (start_every if copy is None else copy)])
             i += start_every
     return out
 
@@ -247,6 +248,11 @@ MERGE_MISTAKES += [
                                                                                     n + d),
        f"Every pair is found and merged in the right places, but the id written is new_id {d:+d}: the caller chose "
        "new_id (the next free id), so the merge writes exactly it.", "out.append(new_id)") for d in (1, -1)],
+    ("the id after an unmatched one skipped (i += 2 on every step, not only after a merge)",
+     lambda ids, pair, n: _scan(ids, pair, n, start_every=2, copy=1),
+     "After copying an id that starts no pair, the scan must move on by 1; yours moves by 2 on every step, so the "
+     "id after each copied one is lost and pairs starting there are never seen.",
+     "i += 2 after a merge, i += 1 after a copied id"),
 ]
 MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
     knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])

@@ -5,7 +5,8 @@ The one idea: greedy decoding is a function of the logits alone, so the checker 
 ids, shape (B,) (ids held as floats are accepted: their values are right), and the same ids on every call (a
 "greedy" that samples can hit the argmax by luck once, not three times with three seeds). It runs three batches of
 logits: B = 3, B = 1, and B = 4 with the largest logit in the last column of some rows and a large negative one
-elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer. Each wrong
+elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer (row 2 of
+the first batch is all negative: a running maximum started at 0 never moves there). Each wrong
 answer is named only when a rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the
 student's output on all three (compare.py's rule); a function that keeps its first answer (a memo) is named by
 state.py, from the state as it was before the checker's first call. Last, a batch with tied maxima: any one of a
@@ -77,6 +78,18 @@ VARIANTS = [
     _v("ids counted from 1 (argmax + 1): token ids start at 0", lambda lg: lg.argmax(-1) + 1, "Your ids are the "
        "right tokens' ids plus one: token ids index the vocabulary from 0 (the embedding's row 0 is token 0), as "
        "Python and torch count, not from 1 as a paper's or MATLAB's notation does.", "logits.argmax(dim=-1), no + 1"),
+    _v("a running maximum started at 0 (not -inf): a row of negative logits gets id 0",
+       lambda lg: torch.where(lg.max(-1).values > 0, lg.argmax(-1), 0), "A loop that keeps the best logit so far must "
+       "start below every logit (float('-inf'), or the row's first logit); started at 0, no negative logit beats it, "
+       "so a row whose logits are all negative keeps the starting id 0.", "best = float('-inf') (or row[0]), or "
+       "logits.argmax(dim=-1)"),
+    _v("only the first row's token returned (one id, not one per row)", lambda lg: lg[:1].argmax(-1), "Each row of "
+       "the batch is its own sequence and gets its own token; yours returns the first row's alone (.item() or "
+       "logits[0]), right only when B = 1.", "logits.argmax(dim=-1): one id per row"),
+    _v("two mistakes: the largest logit returned, not its id; and over the wrong axis (dim 0)",
+       lambda lg: lg.max(dim=0).values, "Greedy decoding returns *which* token is most likely, for each row; yours "
+       "returns the largest logit of each column (torch.max(logits, 0)[0]: values, over the batch axis).",
+       "torch.max(logits, dim=-1).indices, or logits.argmax(dim=-1)"),
 ]
 _EXTRA_AXIS = ("with keepdim (an extra axis: shape (B, 1))", "And the ids keep an extra axis: one id per row is "
                "shape (B,).", "no keepdim (or .squeeze(-1))")

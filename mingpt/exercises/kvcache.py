@@ -111,13 +111,13 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
             if problem is not None and problem.property in (NOT_RECOGNISED, ADVANCED_BY_LAYER_0) \
                     and isinstance(length, int) \
                     and length in ((prompt + step) * config.n_layer, (prompt + step) * (config.n_layer + 1)):
-                return _wrong_length(length, prompt + step, config.n_layer)  # explains a buffer written at length
+                return _wrong_length(length, prompt + step, config.n_layer, cls)  # a buffer written at length
             if problem is not None:
                 return _after_every_step(model, cache, steps[step + 1:], calls, config, problem)
             end = prompt + step if step else prompt
             length = getattr(cache, "length", None)
             if length != end:
-                found = _wrong_length(length, end, config.n_layer)
+                found = _wrong_length(length, end, config.n_layer, cls)
                 return _and_the_rest(found, cls, seed) if length == 0 else found
             want = full[:, end - chunk.shape[1] : end]
             if not close(logits, want, atol=1e-4):
@@ -133,8 +133,14 @@ def check_kv_cache(cls, seed: int = 0) -> CheckResult:
                                                 "same logits as the uncached model at every step"])
 
 
-def _wrong_length(length, end, n_layer) -> CheckResult:
+def _wrong_length(length, end, n_layer, cls=None) -> CheckResult:
     example = f"after {end} tokens your cache.length is {length!r}"
+    if isinstance(length, int) and length in (end * n_layer, end * (n_layer + 1)) and _growth(cls) == 2:
+        return fail(EXERCISE, "length counted twice: in update (once per step) and again in advance", "Your length "
+                    "grows by 2 T_new per step whatever the number of layers (a 3-layer cache shows it): update adds "
+                    "T_new (once, e.g. when layer 0 stores its keys) and advance(T_new) adds it again. The model "
+                    "calls advance(T) once per step; update only stores.", f"{example}\n(a fresh cache of 3 layers "
+                    "grew by 2 T in one step: update in each layer, then advance(T))", "count only in advance(T)")
     if length == 0:
         return fail(EXERCISE, "length does not count the stored positions", "length stays 0. The model numbers "
                     "each new token's position from "
@@ -145,6 +151,24 @@ def _wrong_length(length, end, n_layer) -> CheckResult:
                     "count only in advance(T)")
     return fail(EXERCISE, "length does not count the stored positions", "The model numbers each new token's position "
                 "from cache.length, so it must grow by T in advance(T).", example, "advance(T) adds T to length")
+
+
+def _growth(cls, T: int = 2, n_layer: int = 3):
+    """How many times T a fresh cls(n_layer, ...) adds to length in one step (update in every layer, then
+    advance(T)); None when it cannot say. With 3 layers, counting in every update (3 or 4) and counting once in
+    update plus once in advance (2) differ; with the checker's 2 layers both give 2."""
+    if cls is None:
+        return None
+    try:
+        cache, k = cls(n_layer, 16), torch.zeros(1, 1, T, 2)
+        start = cache.length
+        for layer in range(n_layer):
+            cache.update(layer, k.clone(), k.clone())
+        cache.advance(T)
+        grown = cache.length - start
+    except Exception:  # a cache that fails on this tiny step: the caller's other names stand
+        return None
+    return grown / T if isinstance(grown, (int, float)) else None
 
 
 class WrongAxis(Exception):

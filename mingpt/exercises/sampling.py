@@ -24,6 +24,7 @@ from mingpt.exercises.compare import Part, check_cases, modified_in_place, part_
 from mingpt.exercises.greedy import check_greedy  # noqa: F401  (re-exported: the two decoding checks)
 from mingpt.exercises.sampling_edges import TIE_LOGITS, exactly_k_of_the_tied, large_logits_problem, ties_other_way
 from mingpt.exercises.sampling_edges import reference as _reference
+from mingpt.exercises.sampling_order import ORDER_MISTAKES
 from mingpt.generation import filter_logits
 
 __all__ = ["check_greedy", "check_sampling_probs", "SAMPLING_MISTAKES"]
@@ -250,6 +251,7 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
       f"ran in {name}: about 3 significant digits, so the probabilities are off in the 4th.", "keep the logits in "
       "float32 (no .half() / .bfloat16() on the way)") for d, name in ((torch.float16, "float16"), (torch.bfloat16,
                                                                                                    "bfloat16"))]
+SAMPLING_MISTAKES += ORDER_MISTAKES  # the batch mixed, or the result left in sorted order (sampling_order.py)
 
 
 def _power(a):  # the temperature applied as T ** a: the logits divided by T ** (a - 1) before the usual / T
