@@ -970,7 +970,8 @@ NAMES = [
     ('check_sft_targets', 'the targets are not shifted (predicting the current token)'),
     ('check_sft_targets', "nothing is masked (loss on the user's tokens too)"),
     ('check_sft_targets', 'changes its input in place'),
-    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', 'x and y kept at length T: x = ids (the last token included), y padded with a '
+                          '-1'),
     ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with -100 '
                           "(PyTorch's default) instead of mingpt's -1"),
     ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
@@ -1290,7 +1291,8 @@ NAMES = [
     ('check_sft_targets', "two mistakes: changes its input in place; and masked with -100 (PyTorch's default) "
                           "instead of mingpt's -1"),
     ('check_sft_targets', "the labels are not shifted (Hugging Face's models shift inside; mingpt's GPT does not)"),
-    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', 'x and y kept at length T: x = ids (the last token included), y padded with a '
+                          '-1'),
     ('check_sft_targets', 'the whole mask (length T) indexes a tensor of length T - 1: is_assistant not cut'),
     ('check_sft_targets', "loss on everything after the assistant's first token"),
     ('check_sft_targets', 'only the last reply is trained (the earlier assistant turns are masked)'),

@@ -27,7 +27,8 @@ NAMES = [
     ('check_sft_targets', "loss on everything after the assistant's first token"),
     ('check_sft_targets', 'the last target is masked (the final end of turn is not trained)'),
     ('check_sft_targets', 'masked by token value (ids that also occur in a reply), not by position'),
-    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', 'x and y kept at length T: x = ids (the last token included), y padded with a '
+                          '-1'),
     ('check_sft_targets', 'the ids pass through torch.uint8 (ids above 255 wrap around)'),
     ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
     ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),

@@ -192,6 +192,11 @@ def _advantage_pairs(eps: float) -> list[Variant]:
                   + eps, "normalised by the range (max - min), not the std": lambda r: r.amax() - r.amin() + eps,
                   "no eps: NaN for a group whose answers all scored the same": lambda r: r.std()}
     rows = {v.property: v for v in _advantage_mistakes(eps)}
+    # a wrong statistic of each group with its eps forgotten: two slips in one denominator (NaN for a uniform group)
+    bare = {"the population std (over G) where the sample std (over G - 1) is asked":
+                lambda r: r.std(1, keepdim=True, unbiased=False),
+            "divided by the variance, not the std": lambda r: r.var(1, keepdim=True)}
+    no_eps = rows["no eps: NaN for a group whose answers all scored the same"]
     batch = rows["centred and normalised over the whole batch, not each group"]
     # normalize_std ignored (always normalised) or read the wrong way round, with any other slip of the table
     flags = {"normalised although normalize_std=False": lambda s: True,
@@ -202,7 +207,9 @@ def _advantage_pairs(eps: float) -> list[Variant]:
     return [two_mistakes(rows[c], rows[sc], lambda r, s, centre=centre, scale=scale: _adv(r, s, centre, scale))
             for c, centre in centres.items() for sc, scale in scales.items()] + [
         two_mistakes(batch, rows[st], lambda r, s, scale=scale: _adv(r, s, lambda r: r.mean(), scale))
-        for st, scale in statistics.items()] + flagged
+        for st, scale in statistics.items()] + [
+        two_mistakes(rows[st], no_eps, lambda r, s, scale=scale: _adv(r, s, scale=scale)) for st, scale in bare.items()
+    ] + flagged
 
 
 def _rounded(t):

@@ -87,7 +87,9 @@ DPO_MISTAKES = [
             "The logits at position t predict y[t] (the next token), not x[t].", "gather the targets y"),
     Variant("the sign is swapped (chosen and rejected exchanged)", lambda *a: dpo_variant(*a, sign=-1.0),
             "The loss must fall as the chosen answer's implicit reward rises above the rejected one's; yours "
-            "rewards the rejected answer.", "margin = (chosen terms) - (rejected terms)"),
+            "rewards the rejected answer. Negating every log-prob flips the margin the same way: a summed "
+            "cross-entropy (an NLL, F.cross_entropy) used where log pi(y|x) is asked is minus the log-prob.",
+            "margin = (chosen terms) - (rejected terms), of log-probs (minus the cross-entropy)"),
     Variant("beta left out", lambda p, r, x, y, b: dpo_variant(p, r, x, y, 1.0),
             "beta multiplies the log-ratio margin inside the sigmoid: it sets how far the policy may move.",
             "-logsigmoid(beta * margin)"),

@@ -284,6 +284,9 @@ def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> Check
                     "inputs lose the last token and the targets (and their mask) the first.",
                     f"ids {ids.tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
                     "x = ids[:-1], y = ids[1:] masked with is_assistant[1:]")
+    full = _full_length(exercise, cases, xs, ys)
+    if full is not None:
+        return full
     if all(any(torch.equal(x, k) for k in (i[a][:-1], i[a])) for x, (i, a) in zip(xs, cases)):
         return fail(exercise, "only the assistant's tokens kept: the user's turns (the context) dropped from x",
                     "The model reads the whole conversation, questions included, and the mask only decides which "
@@ -302,6 +305,26 @@ def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> Check
                     "x = ids[:-1], y = ids[1:] (masked): one dimension each, (T - 1,)")
     return fail(exercise, "x is not ids[:-1]", "The inputs are every token but the last (the last has nothing "
                 "after it to predict).", f"ids {ids.tolist()}\nyour x {x.tolist()}", "x = ids[:-1]")
+
+
+def _full_length(exercise: str, cases, xs, ys) -> CheckResult | None:
+    """None, or, when every x is the whole of ids and every y has T entries ending in -1: a pretraining block's
+    habit, x and y both kept at length T (the last token fed in, a -1 target appended for it). y's first T - 1
+    entries are then judged on their own, so a slip in the mask is named beside it."""
+    if not all(torch.equal(x, i) and y.shape == i.shape and y[-1] == IGNORE_INDEX for x, y, (i, _) in
+               zip(xs, ys, cases)):
+        return None
+    ids = cases[0][0]
+    first = fail(exercise, "x and y kept at length T: x = ids (the last token included), y padded with a -1",
+                 "The last token has nothing after it to predict: the inputs are ids[:-1] and the targets ids[1:], "
+                 "T - 1 of each. Feeding it anyway (with a -1 target so that it costs nothing) makes every example "
+                 "one longer than the model's block, and x no longer the tokens the targets follow.",
+                 f"ids {ids.tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
+                 "x = ids[:-1], y = ids[1:] masked: both of length T - 1")
+    rest = _targets(exercise, cases, [y[:-1] for y in ys])
+    if rest is not None and rest.property == NOT_RECOGNISED:
+        return None  # y's targets wrong in a way the table does not know: shown where x differs, as before
+    return _with(first, rest)
 
 
 def _one_short(exercise: str, cases, ys) -> CheckResult | None:
