@@ -33,13 +33,14 @@ def _rep(t, g, interleave=True):
 
 def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=-1, diagonal=1, window=None,
          kv="kv", swap_qk=False, polarity=None, fill=float("-inf"), out_scale=False, mask_size=None, added=None,
-         k_reshaped=False, nan_zeroed=False):
+         k_reshaped=False, nan_zeroed=False, sliced=False):
     """The reference with one knob per mistake (defaults: correct). tile: which of "k", "v" are tiled (repeat) instead
     of repeated per group; kv: which tensors serve as keys and values ("kk": keys as values); fill: the masked scores'
     value; out_scale: 1/sqrt(hs) on the output instead of the scores; mask_size: a mask built for that length;
     added: a 0/1 mask *added* to the scores instead of -inf where hidden ("keep": 1 where a key may be seen, Hugging
     Face's attention_mask convention; "hide": 1 where it may not); k_reshaped: k reshaped to (.., hs, T) where a
-    transpose was meant; nan_zeroed: the NaN a softmax over all -inf gives replaced by 0 (nan_to_num)."""
+    transpose was meant; nan_zeroed: the NaN a softmax over all -inf gives replaced by 0 (nan_to_num); sliced: the
+    mask (of mask_size) cut to [:T, :T], right when mask_size >= T and an error when it is shorter."""
     g = q.size(1) // k.size(1)
     src = {"k": k, "v": v}
     k, v = src[kv[0]], src[kv[1]]
@@ -53,6 +54,8 @@ def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=
     keep = torch.ones(mask_size or T, mask_size or T, dtype=torch.bool)
     if causal:
         keep = ~keep.triu(diagonal)
+    if sliced:
+        keep = keep[:T, :T]
     if window is not None:  # only the last `window` keys, t - window + 1 .. t
         keep = keep & torch.ones(T, T, dtype=torch.bool).triu(1 - window)
     if polarity is not None:  # a boolean mask of the wrong polarity: triu(polarity) kept, the rest hidden
@@ -189,6 +192,11 @@ GQA_MISTAKES = SINGLES + [
                                                                                        mask_size=q.size(-1)),
             "The mask is (T, T) with T = q.size(2), the sequence length; yours is (hs, hs), built from q.size(-1), "
             "which fits only when T happens to equal the head size.", "T = q.size(2); torch.ones(T, T).triu(1)"),
+    Variant("causal mask built from the head size hs instead of T", lambda q, k, v: _gqa(  # then cut to [:T, :T]
+                q, k, v, mask_size=q.size(-1), sliced=True),
+            "The mask is (T, T) with T = q.size(2), the sequence length; yours is built (hs, hs) from q.size(-1) and "
+            "cut to [:T, :T], which works while T <= hs and raises as soon as the sequence is longer than the head "
+            "size.", "T = q.size(2); torch.ones(T, T).triu(1)"),
     Variant("scores scaled by 1/sqrt(n_head * hs) (the model width) instead of 1/sqrt(hs)",
             lambda q, k, v: F.scaled_dot_product_attention(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True,
                                                            scale=1 / math.sqrt(q.size(1) * q.size(-1))),

@@ -248,6 +248,15 @@ LR_PARTS = [
          "only goes from 1 to cos(1) ~ 0.54: half a cosine is cos(pi * p).", "math.cos(math.pi * progress)"),
     Part("shape", lambda p: 1 + math.cos(math.pi * p), "cosine without the factor 0.5", "0.5 * (1 + cos(pi * p)) "
          "runs from 1 to 0; without the 0.5 it runs from 2 to 0.", "0.5 * (1 + cos(pi * progress))"),
+    # 0.5 * (1 + cos) half remembered: without the 1 + the coefficient runs from 0.5 to -0.5 (the decay starts
+    # half-way down and ends below the floor before the jump up to min_lr); without both, from 1 to -1
+    Part("shape", lambda p: 0.5 * math.cos(math.pi * p), "cosine without the 1 + (0.5 * cos(pi * p))",
+         "The coefficient is 0.5 * (1 + cos(pi * p)), running from 1 to 0; 0.5 * cos(pi * p) runs from 0.5 to -0.5: "
+         "the decay starts half-way between learning_rate and min_lr and ends below min_lr.",
+         "0.5 * (1 + cos(pi * progress))"),
+    Part("shape", lambda p: math.cos(math.pi * p), "cosine without 0.5 * (1 + ...)", "The coefficient is 0.5 * "
+         "(1 + cos(pi * p)), running from 1 to 0; cos(pi * p) alone runs from 1 to -1, so the rate ends below "
+         "min_lr.", "0.5 * (1 + cos(pi * progress))"),
     Part("shape", lambda p: 0.5 * (1 + math.cos(180 * p)), "cosine of degrees (180 * p) where math.cos takes radians",
          "math.cos takes radians: half a turn is pi, not 180.", "math.cos(math.pi * progress)"),
     Part("progress", lambda i, W, D: (i - 1 - W) / (D - W), "cosine one step behind (it - 1 in the progress)",

@@ -10,7 +10,8 @@ reaches a loss far *below* the reference's. So the run is judged by what was ask
 component receives a gradient and changes; predictions never depend on later tokens (the loss computed
 from prefixes alone equals the one from whole sequences); and fresh sequences are sorted as well as the
 reference sorts them. Near the step where sorting emerges, two correct runs a float rounding apart can end far
-apart, so a run behind the reference is only failed when a second seed is behind too.
+apart, so a run behind the reference is only failed when a second seed is behind too. A student block behind the
+reference is then tested for its residual path: with attn and mlp returning zeros, its output must still depend on x.
 
     from mingpt.exercises.training import train_and_compare
     result = train_and_compare(steps=300, attention=MyAttention)
@@ -19,9 +20,11 @@ apart, so a run behind the reference is only failed when a second seed is behind
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
@@ -118,6 +121,40 @@ def _behind(loss: float, reference: float, yours: dict, ours: dict, tolerance: f
     return loss > reference + tolerance or yours["prefix"] > ours["prefix"] + tolerance
 
 
+class _Zeros(nn.Module):
+    """A sublayer that returns zeros shaped like its input, whatever else it is given (kv_cache, attn_mask)."""
+
+    def forward(self, x, *args, **kwargs):
+        return torch.zeros_like(x)
+
+
+@torch.no_grad()
+def _residual_missing(model: GPT, components: dict) -> str | None:
+    """
+    Evidence for a run behind the reference: the name of a student block whose output, with its attn and mlp
+    replaced by zeros, does not depend on its input (no residual path: x never reaches the output but through the
+    sublayers). A pre-LN block then returns x itself; a post-LN one ln(x), which depends on x too. None otherwise.
+    """
+    block_class = components.get("block")
+    if not isinstance(block_class, type):
+        return None
+    for name, module in model.named_modules():
+        if not (isinstance(module, block_class) and isinstance(getattr(module, "attn", None), nn.Module)
+                and isinstance(getattr(module, "mlp", None), nn.Module)):
+            continue
+        block = copy.deepcopy(module).eval()
+        block.attn, block.mlp = _Zeros(), _Zeros()
+        generator = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(2, 5, model.config.n_embd, generator=generator) for _ in range(2))
+        try:
+            same_output = torch.equal(block(a), block(b))
+        except Exception:  # a block that cannot run with these stand-ins: no evidence either way
+            return None
+        if same_output:
+            return name
+    return None
+
+
 @torch.no_grad()
 def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
     """On freshly drawn sequences (the task has only 3^6 inputs, so most were seen in training: this measures the
@@ -212,6 +249,14 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         if not behind:
             noise = (f"behind the reference with seed {seed}, within {tolerance} of it with seed {seed + 1} "
                      f"(loss {again_loss:.3f}, reference {again_reference:.3f}): runs this short are noisy")
+    lost = _residual_missing(model, components) if behind else None
+    if lost is not None and (not loss <= reference + tolerance or yours["prefix"] > ours["prefix"] + tolerance):
+        return fail(exercise, "residual connection missing: the block's output does not carry its input x",
+                    "A block adds its sublayers' outputs to its input: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)). "
+                    "With attn and mlp replaced by zeros, yours no longer depends on x at all, so everything must "
+                    "pass through the sublayers and a deep model trains badly.",
+                    f"{lost}: with attn and mlp returning zeros, two different inputs give the same output\n"
+                    f"{summary}", "return x + ..., for both halves of the block")
     if behind and not loss <= reference + tolerance:
         return fail(exercise, "trains worse than the reference", summary + ".",
                     f"the same data, seed and steps: reference {reference:.3f}, yours {loss:.3f} (behind with seed "
