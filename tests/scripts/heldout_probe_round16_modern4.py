@@ -13,7 +13,7 @@ import mingpt.exercises as ex
 from heldout_probe_models import cls_with, mistake, valid
 from mingpt.model import Block, CausalSelfAttention, NewGELU
 
-STEPS = 100
+STEPS = 20  # counted untuned with 100; 20 give every row the same verdict and name, in a fifth of the time
 
 
 def _runner(kind):
