@@ -30,6 +30,10 @@ import mistakes_heldout_round17_core
 import mistakes_heldout_round17_modern
 import mistakes_heldout_round17_post
 import mistakes_heldout_round17_tokens
+import mistakes_heldout_round18_core
+import mistakes_heldout_round18_modern
+import mistakes_heldout_round18_post
+import mistakes_heldout_round18_tokens
 
 _spec = importlib.util.spec_from_file_location(
     "heldout_probe", pathlib.Path(__file__).parent / "scripts" / "heldout_probe.py")
@@ -1375,6 +1379,8 @@ NAMES += (mistakes_heldout_round16_core.NAMES + mistakes_heldout_round16_modern.
           + mistakes_heldout_round16_tokens.NAMES + mistakes_heldout_round16_post.NAMES)  # round 16
 NAMES += (mistakes_heldout_round17_core.NAMES + mistakes_heldout_round17_modern.NAMES
           + mistakes_heldout_round17_tokens.NAMES + mistakes_heldout_round17_post.NAMES)  # round 17
+NAMES += (mistakes_heldout_round18_core.NAMES + mistakes_heldout_round18_modern.NAMES
+          + mistakes_heldout_round18_tokens.NAMES + mistakes_heldout_round18_post.NAMES)  # round 18
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
 
