@@ -54,9 +54,12 @@ def notebook_env(monkeypatch, plain_clone, tiny_model_dir):
         "MINGPT_DEMO_ITERS": "300",
         "MINGPT_TOKENIZER_TRAIN_CHARS": "200000",
         "MINGPT_TOKENIZER_MAX_VOCAB": "1024",
-        # The induction project scaled down (context 32, segments up to 8): an induction head forms in ~25 s.
-        "MINGPT_INDUCTION_OVERRIDES": "--trainer.max_iters=2000 --model.block_size=32 --model.vocab_size=32 "
-                                      "--data.max_repeat=8",
+        # The induction project scaled down (context 32, segments up to 8), trained once by the project and stored
+        # with its config, so that the notebooks spend their time looking inside, not training (the project's own
+        # test trains this model and checks that the circuit forms):
+        # python projects/induction/induction.py --trainer.max_iters=2000 --model.block_size=32
+        #     --model.vocab_size=32 --data.max_repeat=8 --system.work_dir=tests/data/induction-small
+        "MINGPT_INDUCTION_CHECKPOINT": str(REPO_ROOT / "tests" / "data" / "induction-small"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "MINGPT_HF_ENDPOINT": "http://127.0.0.1:9",  # nothing listens there: any download attempt fails fast
@@ -162,7 +165,8 @@ def test_inspect_probes_the_model_and_scores_induction_heads(notebook_env):
     assert "transformer.h.0.attn.c_attn" in text  # the model summary
     assert "final-layer lens equals the logits: True" in text
     assert re.search(r"^ +1 +\d+ +[\d.]+% ", text, re.MULTILINE)  # the top next-token table
-    # The scaled-down induction model trains long enough for the circuit to form (score ~0.85 in layer 1).
+    # The stored scaled-down induction model (notebook_env) is loaded, and its circuit read (score ~0.85 in layer 1).
+    assert "loaded the induction model from" in text
     best = re.search(r"best prefix-matching head: layer (\d+) head \d+, score ([\d.]+)", text)
     assert best and best.group(1) == "1" and float(best.group(2)) > 0.7, text[-2000:]
     assert "an induction head formed" in text
@@ -171,13 +175,8 @@ def test_inspect_probes_the_model_and_scores_induction_heads(notebook_env):
     assert count_outputs(nb, "image/png") == 6
 
 
-def test_circuits_finds_the_induction_circuit(notebook_env, monkeypatch):
-    # The scaled-down induction model (the overrides above), trained once by the project and stored with its config:
-    # python projects/induction/induction.py --trainer.max_iters=2000 --model.block_size=32 --model.vocab_size=32
-    #     --data.max_repeat=8 --system.work_dir=tests/data/induction-small      (keep config.json and last.pt)
-    # so that this test spends its time on the analysis, not on training.
-    monkeypatch.setenv("MINGPT_INDUCTION_CHECKPOINT", str(REPO_ROOT / "tests" / "data" / "induction-small"))
-    nb, _ = execute("circuits.ipynb", notebook_env)
+def test_circuits_finds_the_induction_circuit(notebook_env):
+    nb, _ = execute("circuits.ipynb", notebook_env)  # on the stored scaled-down induction model (notebook_env)
     text = printed(nb)
 
     def number(pattern: str) -> float:

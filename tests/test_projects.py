@@ -239,6 +239,19 @@ def copies_in(x, y):
     return first, second, L
 
 
+def test_induction_model_loads_from_a_finished_run(tmp_path):
+    """The notebooks' shortcut: the stored scaled-down run (see test_notebooks.notebook_env) loads with its config."""
+    induction = load_project("induction")
+    stored = REPO_ROOT / "tests" / "data" / "induction-small"
+    model, config = induction.load_induction_model(str(stored))
+    assert config.model.block_size == 32 and config.data.max_repeat == 8 and model.config.attn_only
+    scores = induction.prefix_matching_scores(model, L=config.data.max_repeat, n_sequences=50)
+    assert scores[1].max() > 0.7 and scores[0].max() < 0.5  # the induction head is in layer 1
+    (tmp_path / "config.json").write_text((stored / "config.json").read_text())
+    with pytest.raises(FileNotFoundError, match=r"last\.pt not found.*--system\.work_dir="):
+        induction.load_induction_model(str(tmp_path))  # a run that never saved its weights
+
+
 def test_induction_training_data_repeat_a_segment_after_a_gap():
     induction = load_project("induction")
     data = induction.RepeatedTokens(vocab_size=64, block_size=48, min_repeat=2, max_repeat=16, seed=0)

@@ -31,6 +31,7 @@ Reusable from a notebook:
     from projects.induction.induction import get_config, train_induction_model, prefix_matching_scores
     model = train_induction_model(get_config())      # a mingpt GPT with config.attn_only = True
     scores = prefix_matching_scores(model)           # (n_layer, n_head)
+    model, config = load_induction_model("out/induction")   # or the result of a finished run, without training
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from mingpt.interp.hooks import run_with_cache
 from mingpt.model import GPT, IGNORE_INDEX
 from mingpt.trainer import Trainer
 from mingpt.training.callbacks import ProgressLogger
-from mingpt.training.checkpoint import check_resume
+from mingpt.training.checkpoint import check_resume, load_checkpoint
 from mingpt.utils import check_int, set_seed, setup_logging
 
 logger = logging.getLogger("mingpt.projects.induction")
@@ -266,6 +267,23 @@ def train_induction_model(config: CfgNode) -> GPT:
     trainer = Trainer(config.trainer, model, train_set, callbacks=(ProgressLogger(interval=250),))
     trainer.run()
     return model
+
+
+def load_induction_model(work_dir: str) -> tuple[GPT, CfgNode]:
+    """
+    The model a finished run left in `work_dir` (its config.json and last.pt), and that run's config: a notebook
+    can then look inside without training again. The checkpoint is read with weights_only (no pickled code runs).
+    """
+    config_path, checkpoint_path = os.path.join(work_dir, "config.json"), os.path.join(work_dir, "last.pt")
+    for path in (config_path, checkpoint_path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} not found: load_induction_model needs the work dir of a finished run "
+                                    f"of projects/induction (python projects/induction/induction.py "
+                                    f"--system.work_dir={work_dir})")
+    config = CfgNode.load_json(config_path)
+    model = build_model(config.model)
+    model.load_state_dict(load_checkpoint(checkpoint_path)["model"])
+    return model, config
 
 
 def fail(message: str) -> None:
