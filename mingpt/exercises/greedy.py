@@ -3,15 +3,16 @@ distribution that sampling draws from).
 
 The one idea: greedy decoding is a function of the logits alone, so the checker asks two things of it: the right
 ids, shape (B,) (ids held as floats are accepted: their values are right), and the same ids on every call (a
-"greedy" that samples can hit the argmax by luck once, not three times with three seeds). It runs three batches of
-logits: B = 3, B = 1, and B = 4 with the largest logit in the last column of some rows and a large negative one
+"greedy" that samples can hit the argmax by luck once, not three times with three seeds). It runs four batches of
+logits: B = 3, B = 1, B = 4 with the largest logit in the last column of some rows and a large negative one
 elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer (row 2 of
-the first batch is all negative: a running maximum started at 0 never moves there). Each wrong
-answer is named only when a rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the
-student's output on all three (compare.py's rule); a function that keeps its first answer (a memo) is named by
-state.py, from the state as it was before the checker's first call. Last, a batch with tied maxima: any one of a
-row's tied tokens is right (argmax takes the first, a flipped argmax the last), but one id per row, so that code
-that returns every tied maximum (the nonzero() of a comparison with the row's max) shows.
+the first batch is all negative: a running maximum started at 0 never moves there), and B = 3 with near-ties that
+float16 / bfloat16 rounding turns into ties (the third row in bfloat16 only). Each wrong answer is named only when a
+rebuilt slip (the table below, alone or with an extra keepdim axis) gives exactly the student's output on all four
+(compare.py's rule); a function that keeps its first answer (a memo) is named by state.py, from the state as it
+was before the checker's first call. Last, a batch with tied maxima: any one of a row's tied tokens is right
+(argmax takes the first, a flipped argmax the last), but one id per row, so that code that returns every tied
+maximum (the nonzero() of a comparison with the row's max) shows.
 
     from mingpt.exercises import check_greedy
     check_greedy(my_greedy)            # my_greedy(logits (B, V)) -> ids (B,)
@@ -34,6 +35,9 @@ CASES = [  # (logits,) per case: B = 3; B = 1; B = 4 with the maximum in the las
     (torch.tensor([[-4.0, 1.0, 0.5, -0.5, 2.0]]),),
     (torch.tensor([[0.5, -3.0, 1.5, 0.0, 2.0, 2.5], [1.0, 0.2, -0.7, 3.5, -4.0, 0.1],
                    [-2.0, 2.2, 0.3, -0.1, 1.9, -0.6], [0.0, -1.0, -2.5, 0.4, 0.3, 4.0]]),),
+    # Near-ties, the larger logit second: distinct in float32, equal once rounded to float16 or bfloat16 (about 3
+    # significant digits), where argmax then takes the first of the now tied pair; 4.01 survives float16, not bfloat16.
+    (torch.tensor([[4.0, 4.001, -1.0, 2.0], [0.3, -0.2, 1.5, 1.5004], [4.0, 4.01, 0.0, -3.0]]),),
 ]
 
 
@@ -63,6 +67,15 @@ VARIANTS = [
        "needs no softmax; yours normalised over the batch axis (dim 0), which changes each row's order.", ARGMAX),
     _v("returned the largest logit, not its token id", lambda lg: lg.max(dim=-1).values, "Greedy decoding returns "
        "*which* token is most likely.", "max gives values and indices; you need the indices"),
+    _v("returned the most likely token's probability (softmax(...).max), not its id",
+       lambda lg: lg.softmax(-1).max(dim=-1).values, "Greedy decoding returns *which* token is most likely; yours "
+       "returns how likely it is (the largest probability of each row).", "softmax(...).argmax(dim=-1), or simply "
+       "logits.argmax(dim=-1): the softmax does not change which token is largest"),
+    *[_v(f"logits rounded to {name} before the argmax: near-equal logits tie", (lambda d: lambda lg: lg.to(d).argmax(
+        -1))(d), f"Two logits that differ in the 4th significant digit are equal in {name} (about 3 significant "
+         "digits), and argmax then takes the first of them, not the larger one.", "argmax of the logits as they "
+         "come (float32), no .half() / .bfloat16() on the way") for d, name in ((torch.bfloat16, "bfloat16"),
+                                                                                 (torch.float16, "float16"))],
     _v("the first row's token given to every row", lambda lg: lg[0].argmax().expand(lg.size(0)), "Each row of the "
        "batch is its own sequence and gets its own token; yours took the first row's argmax for all of them (right "
        "only when B = 1).", "argmax(dim=-1) over the whole (B, V) tensor, not logits[0]"),

@@ -4,9 +4,11 @@ and large logits, where a right formula can still overflow.
 
 The one idea: the reference fixes one answer, but on ties any tie-break is right (which of two equal tokens fills
 the nucleus or the k-th place is arbitrary), so the checker accepts the reference with ties broken the other way
-and any exactly-k choice among the tied. And a softmax written as exp(x) / sum(exp(x)) agrees with the reference
-on ordinary logits and returns NaN once a logit divided by the temperature passes about 88 (exp overflows float32
-to inf, and inf / inf is NaN); torch's softmax subtracts each row's max first, so the large logits show the slip.
+and any exactly-k choice among the tied; likewise, at an exact sum (the mass above a token equal to p), top-p's
+decision computed another way (in log space) may round to either side. And a softmax written as exp(x) / sum(exp(x))
+agrees with the reference on ordinary logits and returns NaN once a logit divided by the temperature passes about 88
+(exp overflows float32 to inf, and inf / inf is NaN); torch's softmax subtracts each row's max first, so the large
+logits show the slip.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from mingpt.exercises.checking import CheckResult, fail, fmt, run
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
 from mingpt.generation import filter_logits
 
-__all__ = ["reference", "TIE_LOGITS", "ties_other_way", "exactly_k_of_the_tied", "large_logits_problem"]
+__all__ = ["reference", "TIE_LOGITS", "ties_other_way", "exactly_k_of_the_tied", "accepted", "large_logits_problem"]
 
 # The logits of the checker's last stage (ties and exact sums): a tie with the k-th largest (top-k keeps all of the
 # tied tokens), and float32 logits 0, log(1/2), log(1/4), log(1/4) whose softmax is *exactly* 1/2, 1/4, 1/8, 1/8, so
@@ -50,6 +52,32 @@ def exactly_k_of_the_tied(case, out) -> bool:
     if not ((kept.sum(-1) == k).all() and (kept | (x <= kth)).all() and (~kept | (x >= kth)).all()):
         return False
     return same(out, F.softmax(x.masked_fill(~kept, float("-inf")), dim=-1))
+
+
+def top_p_rounded_other_way(case, out) -> bool:
+    """Whether each row of out is the reference's, or the reference's with top-p's decision flipped for the tokens
+    whose mass above lies within rounding (1e-6) of p. At an exact sum (mass above = p) the same rule computed another
+    way (in log space, from 1 - the tail) can land on either side of p; a strict > lands on the far side on *every*
+    exact sum, and sampling.py names that slip first when it explains all the outputs."""
+    lg, t, k, p = case
+    if p is None or not isinstance(out, torch.Tensor) or out.shape != lg.shape:
+        return False
+    x = filter_logits(lg / t, k, None)
+    s, order = x.sort(dim=-1, descending=True)
+    probs = s.softmax(-1)
+    above = probs.cumsum(-1) - probs
+    near = (above - p).abs() <= 1e-6
+    flipped = (above >= p) ^ near
+    other = F.softmax(x.masked_fill(flipped.scatter(-1, order, flipped), float("-inf")), dim=-1)
+    ref = reference(*case)
+    return bool(near.any()) and all(same(o, r) or same(o, f) for o, r, f in zip(out, ref, other))
+
+
+def accepted(case, out, rounding: bool = False) -> bool:
+    """Whether out, which differs from the reference, is still right: a tie broken another way, exactly k of the
+    tokens tied at the k-th, or (rounding) top-p's decision at an exact sum rounded the other way."""
+    return same(out, ties_other_way(*case)) or exactly_k_of_the_tied(case, out) or \
+        rounding and top_p_rounded_other_way(case, out)
 
 
 def _exp_over_sum(lg, t, k, p):

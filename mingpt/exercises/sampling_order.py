@@ -1,9 +1,9 @@
 """
 More rows of the sampling checker's table (sampling.py runs them): mistakes in *where* the numbers go, not in the
-formula. A threshold taken over the flattened batch mixes the rows; a distribution computed on sorted logits and
-never put back is right as a set of numbers but sits at the wrong token ids; a top-p mask built in sorted order
-and applied to the unsorted logits masks the wrong tokens (here with the crossing token dropped as well, a second
-slip students make in the same few lines).
+formula. A threshold taken over the flattened batch, or from one row for all, mixes the rows; a distribution
+computed on sorted logits and never put back is right as a set of numbers but sits at the wrong token ids; a top-p
+mask built in sorted order and applied to the unsorted logits masks the wrong tokens (here with the crossing token
+dropped as well, a second slip students make in the same few lines).
 """
 
 from __future__ import annotations
@@ -23,6 +23,16 @@ def _top_k_flattened(lg, t, k, p):
     if k is not None:
         x = x.masked_fill(x < torch.topk(x.flatten(), k).values[-1], float("-inf"))
     return F.softmax(filter_logits(x, None, p), dim=-1)
+
+
+def _top_k_one_row(row):
+    """top-k with one row's k-th largest logit (values[row, -1], a scalar) as every row's threshold: right at B = 1."""
+    def compute(lg, t, k, p):
+        x = lg / t
+        if k is not None:
+            x = x.masked_fill(x < torch.topk(x, k, dim=-1).values[row, -1], float("-inf"))
+        return F.softmax(filter_logits(x, None, p), dim=-1)
+    return compute
 
 
 def _sorted_sliced(lg, t, k, p):
@@ -55,6 +65,11 @@ ORDER_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanation, 
      "torch.topk(logits.flatten(), k) ranks all B * V logits together: its k-th value is one threshold for every "
      "row, so a row of small logits keeps fewer than k tokens (or none) and a row of large ones more.",
      "kth = torch.topk(logits, k, dim=-1).values[:, -1:], one per row"),
+    *[(f"top-k's k-th value taken from the {which} row only (values[{row}, -1]): one threshold for every row",
+       _top_k_one_row(row), f"Each row is its own distribution with its own k-th largest logit; yours compares every "
+       f"row with the {which} row's (a scalar index where a slice [:, -1:] is needed), so the other rows keep more "
+       "or fewer than k tokens. Right only when B = 1.", "kth = torch.topk(logits, k, dim=-1).values[:, -1:], one per "
+       "row") for row, which in ((0, "first"), (-1, "last"))],
     (SORTED[0], lambda lg, t, k, p: reference(lg.sort(dim=-1, descending=True).values, t, k, p), *SORTED[1:]),
     (SORTED[0], _sorted_sliced, *SORTED[1:]),
     ("two mistakes: top-p's decision left in sorted order (not scattered back); and top-p drops the token that "
