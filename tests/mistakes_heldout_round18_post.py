@@ -1,5 +1,86 @@
 """Round 18, post part, of the held-out probe as (checker, name) rows, in the probe's order
-(see mistakes_heldout.py)."""
+(see mistakes_heldout.py); the names were read off the checkers' results, not typed."""
 
 NAMES = [
+    ('check_sft_targets', 'the mask is not shifted with the targets (off by one)'),
+    ('check_sft_targets', 'the mask shifted the wrong way (is_assistant[t-1], is_assistant.roll(1), the last flag '
+                          'wrapped to the front), not is_assistant[t+1]'),
+    ('check_sft_targets', 'changes its input in place'),
+    ('check_sft_targets', 'the mask is inverted (loss on everything but the assistant)'),
+    ('check_sft_targets', "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not "
+                          'trained), not is_assistant[1:]'),
+    ('check_sft_targets', "the mask is is_assistant[:-1] | is_assistant[1:] (the token after each reply's END is "
+                          'trained too), not is_assistant[1:]'),
+    ('check_sft_targets', "loss on everything after the assistant's first token"),
+    ('check_sft_targets', "masked with -100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_sft_targets', 'the last target is masked (the final end of turn is not trained)'),
+    ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
+    ('check_sft_targets', 'x and y returned in the wrong order: (y, x)'),
+    ('check_sft_targets', "nothing is masked (loss on the user's tokens too)"),
+    ('check_sft_targets', 'the inputs masked too: x set to -1 where y[t] is masked'),
+    ('check_sft_targets', 'masked with 0 instead of -1'),
+    ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with -100 '
+                          "(PyTorch's default) instead of mingpt's -1"),
+    ('check_lora_layer', 'LoRA scaled by alpha // rank (integer division)'),
+    ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
+    ('check_lora_layer', 'LoRA scaled by 1 / rank (alpha left out)'),
+    ('check_lora_layer', "LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank"),
+    ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
+    ('check_lora_layer', 'A initialised to zero'),
+    ('check_lora_layer', 'B initialised non-zero'),
+    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', 'merge forgets the scale'),
+    ('check_lora_layer', 'the correction is added twice after merge'),
+    ('check_lora_layer', 'merge adds (B A).T: the correction transposed'),
+    ('check_lora_layer', 'merge() left the base layer trainable (base.weight replaced by a new nn.Parameter, which '
+                         'has requires_grad=True)'),
+    ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
+    ('check_lora_layer', 'the forward keeps the A and B of an earlier call (a cached B A)'),
+    ('check_lora_layer', 'output off by a constant vector (a bias added twice, or left out)'),
+    ('check_lora_layer', 'random output: the same x gives different outputs (dropout in train mode?)'),
+    ('check_lora_layer', 'the correction is added twice after merge'),
+    ('check_lora_layer', 'no gradient reaches lora_A and lora_B (the correction detached: .data, .detach() or '
+                         'torch.no_grad() in the forward)'),
+    ('check_lora_layer', 'lora_A (r, in) and lora_B (out, r) not found'),
+    ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
+    ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),
+    ('check_dpo_loss', 'answer tokens of id 0 masked out (a mask y > 0 or y != 0, not y != -1)'),
+    ('check_dpo_loss', 'gradients flow through the reference model'),
+    ('check_dpo_loss', 'the sign is swapped (chosen and rejected exchanged)'),
+    ('check_dpo_loss', 'pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but read back as (B, '
+                       '2)'),
+    ('check_dpo_loss', 'beta scales the loss, not the margin inside the log-sigmoid'),
+    ('check_dpo_loss', 'sigmoid where log-sigmoid is asked (-sigmoid(beta * margin))'),
+    ('check_dpo_loss', 'beta left out'),
+    ('check_dpo_loss', 'summed over the pairs instead of averaged'),
+    ('check_dpo_loss', 'log_softmax over the time axis, not the vocabulary'),
+    ('check_dpo_loss', 'logits summed where log-probabilities are asked (no log_softmax)'),
+    ('check_dpo_loss', 'log-probs shifted a second time (y is already the next token)'),
+    ('check_dpo_loss', 'the reference model is left out'),
+    ('check_dpo_loss', "two mistakes: log-probs averaged over the answer's tokens, not summed; and summed over the "
+                       'pairs instead of averaged'),
+    ('check_dpo_loss', 'log-probs of the input tokens instead of the targets'),
+    ('check_dpo_loss', 'no gradient reaches the policy'),
+    ('check_dpo_loss', 'the sign is swapped (chosen and rejected exchanged)'),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', "centred on the whole batch's mean, not each group's"),
+    ('check_group_advantages', 'two mistakes: centred across prompts (the mean over the wrong axis); and normalised '
+                               'by the std across prompts (the wrong axis)'),
+    ('check_group_advantages', 'group statistics without keepdim=True'),
+    ('check_group_advantages', 'no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'normalised although normalize_std=False'),
+    ('check_group_advantages', 'normalize_std read the wrong way round (normalised only when it is False)'),
+    ('check_group_advantages', 'normalised by the range (max - min), not the std'),
+    ('check_group_advantages', 'sign flipped'),
+    ('check_group_advantages', 'advantages not centred (the group mean not subtracted), only when normalize_std=True'),
+    ('check_group_advantages', 'centred on the median, not the mean'),
+    ('check_group_advantages', 'changes its input in place'),
+    ('check_group_advantages', "normalised by the whole batch's std, not each group's"),
+    ('check_group_advantages', 'divided by the variance, not the std'),
+    ('check_group_advantages', None),
+    ('check_group_advantages', 'two mistakes: the population std (over G) where the sample std (over G - 1) is asked; '
+                               'and no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'the variance as E[r^2] - E[r]^2 (times G / (G - 1), clamped at 0): it cancels '
+                               'catastrophically for large rewards'),
 ]

@@ -363,3 +363,33 @@ class _MergeTransposedReshaped(torch.nn.Module):  # HF's Conv1D habit: the delta
 MORE_LORA = {
     "merge adds (B A).T reshaped to the weight's shape: the correction's numbers scrambled": _MergeTransposedReshaped,
 }
+
+
+# ------------------------------------------------------------------------------------------ round 18 (look-alikes)
+def _sft_rolled(wrap):  # the mask moved the wrong way: is_assistant[t-1] (roll(1)), wrapped or padded with False
+    def sft(ids, a):
+        keep = a.roll(1)[:-1] if wrap else torch.cat([torch.tensor([False]), a[:-2]])
+        return ids[:-1], torch.where(keep, ids[1:], -1)
+    return sft
+
+
+def _adv_one_pass(bessel, clamp):  # the variance as E[r^2] - E[r]^2: cancels for rewards near 10^4
+    def adv(r, s):
+        G, m = r.size(1), r.mean(1, keepdim=True)
+        var = (r * r).mean(1, keepdim=True) - m * m
+        var = var * G / (G - 1) if bessel else var
+        return (r - m) / ((var.clamp_min(0) if clamp else var).sqrt() + 1e-4) if s else r - m
+    return adv
+
+
+MORE_SFT.update({
+    "the mask shifted the wrong way (is_assistant[t-1], is_assistant.roll(1), the last flag wrapped to the front), "
+    "not is_assistant[t+1]": _sft_rolled(True),
+    "the mask shifted the wrong way (is_assistant[t-1], padded with False at the front), not is_assistant[t+1]":
+        _sft_rolled(False),
+})
+MORE_ADVANTAGE.update({
+    f"the variance as E[r^2] - E[r]^2 ({how}): it cancels catastrophically for large rewards": _adv_one_pass(b, c)
+    for b, c, how in ((True, True, "times G / (G - 1), clamped at 0"), (True, False, "times G / (G - 1)"),
+                      (False, True, "the population variance, clamped at 0"), (False, False, "the population variance"))
+})

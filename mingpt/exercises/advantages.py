@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
-from mingpt.exercises.compare import explain, modified_in_place, same, two_mistakes
+from mingpt.exercises.compare import NOT_RECOGNISED, explain, modified_in_place, same, two_mistakes
 from mingpt.posttrain.rl import group_advantages
 
 __all__ = ["ADVANTAGE_MISTAKES", "check_group_advantages"]
@@ -29,6 +29,11 @@ REWARDS_CASES = [REWARDS,  # then REWARDS' shape with other values: a running me
                                [2.0, 2.0, 2.0, 2.0, 2.0]]),
                  torch.tensor([[2.0, -1.0, 0.5, 4.0], [0.0, 1.0, 3.0, 1.5], [5.0, 5.5, 4.0, 6.0]]),  # P != G
                  torch.full((2, 3), 0.5)]  # a batch where every answer scored the same: a missing eps shows here too
+# The third case shifted by 10^4 (last, so the indices above stay): the advantages do not change when every reward
+# moves by the same amount, but a variance taken as E[r^2] - E[r]^2 subtracts two numbers near 10^8, whose float32
+# rounding (8) swamps the spread (about 4): only a large reward shows that formula's cancellation.
+LARGE_CASE = REWARDS_CASES[2] + 1e4
+REWARDS_CASES.append(LARGE_CASE)
 EPS = 1e-4
 TOL = 1e-3  # any small eps (1e-8 ... 1e-4) or a clamp of the std is a valid choice
 EPS_TRIED = (EPS, 1e-5, 1e-6, 1e-8)  # a mistake that divides a uniform group by eps shows the student's own eps
@@ -161,7 +166,31 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
                 lambda r, s: _adv_eps(r, s, centre=lambda r: r.mean(), scale=lambda r: r.std() + EPS),
                 "Each prompt is its own baseline and its own scale: statistics over dim 1, the group.",
                 "mean and std over dim=1, keepdim=True"),
+        *[Variant(f"the variance as E[r^2] - E[r]^2 ({how}): it cancels catastrophically for large rewards",
+                  lambda r, s, bessel=bessel, clamp=clamp: _adv_eps(r, s, scale=lambda r: _one_pass_std(
+                      r, bessel, clamp) + EPS),
+                  "E[r^2] - E[r]^2 equals the variance on paper, but in float32 it subtracts two large, nearly equal "
+                  "numbers: for rewards near 10^4 both are near 10^8, rounded to multiples of 8, and the difference "
+                  "(the spread, a few units) is lost. The two-pass formula (subtract the mean, then square) keeps it.",
+                  "rewards.std(dim=1, keepdim=True)") for bessel, clamp, how in (
+            (True, True, "times G / (G - 1), clamped at 0"), (True, False, "times G / (G - 1)"),
+            (False, True, "the population variance, clamped at 0"), (False, False, "the population variance"))],
     ]
+
+
+def _one_pass_std(r: torch.Tensor, bessel: bool, clamp: bool) -> torch.Tensor:
+    """sqrt(E[r^2] - E[r]^2) per group (times G / (G - 1) if bessel), computed as a student would, in r's dtype."""
+    var = (r ** 2).mean(1, keepdim=True) - r.mean(1, keepdim=True) ** 2
+    var = var * r.size(1) / (r.size(1) - 1) if bessel else var
+    return (var.clamp_min(0) if clamp else var).sqrt()
+
+
+def _one_flag_only(v: Variant, flag: bool, eps: float) -> Variant:
+    """v where normalize_std == flag, the reference otherwise: the slip is in one branch of an if normalize_std."""
+    return Variant(f"{v.property}, only when normalize_std={flag}",
+                   lambda r, s: v.compute(r, s) if s == flag else group_advantages(r, s, eps),
+                   f"{v.explanation} (Your normalize_std={not flag} branch is right: the slip is in the other "
+                   "branch only, where the two compute the advantages separately.)", v.hint)
 
 
 ADVANTAGE_MISTAKES = _advantage_mistakes(EPS)
@@ -209,7 +238,7 @@ def _advantage_pairs(eps: float) -> list[Variant]:
         two_mistakes(batch, rows[st], lambda r, s, scale=scale: _adv(r, s, lambda r: r.mean(), scale))
         for st, scale in statistics.items()] + [
         two_mistakes(rows[st], no_eps, lambda r, s, scale=scale: _adv(r, s, scale=scale)) for st, scale in bare.items()
-    ] + flagged
+    ] + flagged + [_one_flag_only(v, flag, eps) for v in others for flag in (True, False)]
 
 
 def _rounded(t):
@@ -255,8 +284,16 @@ def check_group_advantages(fn) -> CheckResult:
                     [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
                     + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],
                     lambda r, s: f"rewards {_rounded(r)}\nfunction(rewards, normalize_std={s})", TOL, HINT)
+    if found is not None and found.property == NOT_RECOGNISED and all(
+            same(o, group_advantages(r, s, EPS), TOL) for o, (r, s) in zip(outputs, cases) if r is not LARGE_CASE):
+        return fail(exercise, "right for small rewards, wrong for large ones (precision lost)", "Your advantages are "
+                    "right on every group of small rewards and wrong only when the rewards are near 10^4, although "
+                    "shifting every reward by the same amount must not change them: precision is lost on the way "
+                    "(a variance as E[r^2] - E[r]^2, a half-precision dtype, a large constant added and removed).",
+                    found.counterexample, "subtract the group mean first, then square (rewards.std does), in "
+                    "rewards' dtype")
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",
                                                 "zeros for a uniform group", "normalize_std=False: centred only",
-                                                "the same answer on a second call"])
+                                                "the same answer on a second call", "rewards near 10^4"])

@@ -110,6 +110,14 @@ SFT_MISTAKES = [
         "y[t] counts when ids[t+1] is the assistant's: is_assistant[1:], the same one-place shift as the targets; "
         "yours shifts the mask one place further and asks about ids[t+2].", "keep = is_assistant[1:]")
       for pad, how in ((None, "its last flag repeated"), (False, "padded with False"))],
+    # the mask moved the wrong way: y[t] asks about the token before ids[t] (roll(1) where roll(-1) was meant)
+    *[Variant(f"the mask shifted the wrong way (is_assistant[t-1], {how}), not is_assistant[t+1]",
+              lambda ids, a, wrap=wrap: masked(ids, torch.cat([a[-1:] if wrap else torch.tensor([False]), a[:-2]])),
+              "y[t] is the token ids[t+1], so its flag is is_assistant[t+1] (is_assistant[1:], or roll(-1) with "
+              "the last element dropped); yours shifted the flags the other way, to is_assistant[t-1], two places "
+              "from the right one.", "keep = is_assistant[1:]")
+      for wrap, how in ((True, "is_assistant.roll(1), the last flag wrapped to the front"),
+                        (False, "padded with False at the front"))],
     Variant("the first target is always masked (y[0]: a loop that starts at 1?)",
             lambda ids, a: masked(ids, a[1:] & (torch.arange(len(a) - 1) > 0)),
             "y[0] is the token ids[1]: when the assistant speaks first, it is trained on like any other of its "
