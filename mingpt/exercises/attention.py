@@ -124,6 +124,12 @@ def check_attention(cls, n_embd: int = 12, n_head: int = 3, seed: int = 0) -> Ch
                             f"Your code raised torch's error for a ({config.block_size}, {config.block_size}) mask "
                             f"(block_size) meeting ({T}, {T}) scores (T = {T}).",
                             f"{where} raised {type(e).__name__}: {e}", "mask[:T, :T]: the scores are (B, nh, T, T)")
+            if _full_mask_error(e, B, n_head, T, B):  # a (B, B) mask: its size read from x.size(0)
+                return fail(EXERCISE, "causal mask built with the batch size x.size(0), not T",
+                            f"Your code raised torch's error for a ({B}, {B}) mask meeting ({T}, {T}) scores: x is "
+                            "(B, T, C), so x.size(0) is the batch size. It runs only when B == T, and with B = 1 the "
+                            "(1, 1) mask hides nothing (the future leaks).", f"{where} raised {type(e).__name__}: {e}",
+                            "T = x.size(1): torch.tril(torch.ones(T, T))")
             if heads_not_transposed(ref, x, e, student):
                 return fail(EXERCISE, "heads not moved before the time axis (view without transpose(1, 2))",
                             f"After view(B, T, nh, hs) the heads sit on axis 2, so q @ k^T compares heads, not "

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import CheckResult, Variant
 from mingpt.exercises.compare import Part, check_cases, part_variants
 from mingpt.exercises.families import Family, refine
-from mingpt.exercises.large_scores import large_score_slip
+from mingpt.exercises.large_scores import future_weight_slip, large_score_slip
 
 __all__ = ["check_attention_weights", "attention_weights"]
 
@@ -161,6 +161,8 @@ def check_attention_weights(fn, seed: int = 0) -> CheckResult:
         big = (torch.randn(2, 6, 4, generator=g) * 60, torch.randn(2, 6, 4, generator=g) * 60)
         problem = large_score_slip(EXERCISE, fn, attention_weights, big,
                                    "q, k of shape (2, 6, 4) scaled by 60 (scores in the thousands)")
+    if problem is None:  # right within tolerance: does a future key keep a weight above exactly 0 (ordinary scores)?
+        problem = future_weight_slip(EXERCISE, fn, cases, lambda q, k: f"q, k of shape {tuple(q.shape)}")
     if problem is not None:
         return problem
     return CheckResult(EXERCISE, True, checked=["same weights as the reference on two sizes", "no future",

@@ -19,6 +19,7 @@ from mingpt.exercises.checking import CheckResult, Variant, fail
 from mingpt.exercises.loading import student_with_reference_weights
 from mingpt.exercises.compare import TYPE_PROBLEMS, check_cases, reports_in_place_edits, same
 from mingpt.exercises.gradients import gradient_problem
+from mingpt.exercises.state import module_state_problem
 
 __all__ = ["check_bigram", "bigram_entropy", "BIGRAM_MISTAKES"]
 
@@ -84,6 +85,12 @@ def check_bigram(cls, vocab_size: int = 6, seed: int = 0) -> CheckResult:
                               lambda i: f"idx = {i.tolist()}", atol=1e-5,
                               hint="an nn.Embedding(vocab_size, vocab_size) indexed by idx gives (B, T, V)",
                               crash_hint="idx is (B, T) token ids and the table (V, V): table(idx) is (B, T, V)")
+        if problem is not None and problem.property not in {v.property for v in variants}:
+            # no rebuilt slip explains it: is each batch right on a new model, and wrong only after an earlier
+            # call (logits or ids cached on the module)? Then that state is the cause, not the shape it shows.
+            fresh = lambda: student_with_reference_weights(exercise, cls, {"table.weight": table}, vocab_size)[0]  # noqa
+            kept = module_state_problem(exercise, fresh, cases, lambda i: table[i], lambda i: f"idx = {i.tolist()}")
+            problem = problem if kept is None else kept
         if problem is not None and problem.property in TYPE_PROBLEMS:
             tupled = _logits_in_a_tuple(exercise, student, cases, table)
             problem = problem if tupled is None else tupled  # (a failed CheckResult is falsy: no `or` here)

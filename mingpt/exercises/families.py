@@ -84,7 +84,7 @@ def fit(family: Family, cases: Sequence[tuple], outputs: Sequence[Any], atol: fl
         if any(math.isclose(value, t, rel_tol=1e-9) for t in tried):
             continue
         tried.append(value)
-        if math.isclose(value, family.correct, rel_tol=1e-3, abs_tol=1e-9):
+        if math.isclose(value, family.correct, rel_tol=1e-4, abs_tol=1e-9):
             continue
         f = family.compute(value)
         try:

@@ -41,6 +41,7 @@ def _forward(ref, idx, blocks=None, ln_f=True, positions=True, out=lambda lg: lg
     t = torch.arange(idx.shape[0])[:, None] if positions == "batch" else t  # sequence b at position b
     t = torch.arange(idx.shape[0]) if positions == "batch size" else t  # B positions, broadcast against (B, T, C)
     t = torch.arange(ref.config.block_size) if positions == "table" else t  # every row: fails unless T == block_size
+    t = idx if positions == "token ids" else t  # wpe(idx): fails once an id reaches block_size
     x = tr.wte(idx) * token_scale + (tr.wpe(t.flip(0) if positions == "reversed" else t) if positions else 0)
     x = x.squeeze() if squeeze else x  # (1, T, C) -> (T, C) when B is 1
     for i in (range(len(tr.h)) if blocks is None else blocks):
@@ -71,6 +72,9 @@ GPT_MISTAKES = [  # logits: (name, f(reference model, idx), explanation, hint)
     ("positions counted along the batch axis (torch.arange(B)): every token of sequence b at position b",
      lambda r, i: _forward(r, i, positions="batch"), "Positions run along the time axis, idx.shape[1]; yours gives "
      "all tokens of sequence b the vector wpe[b].", "wpe(torch.arange(T)) with T = idx.size(1)"),
+    ("positions looked up by token id (wpe(idx))", lambda r, i: _forward(r, i, positions="token ids"),
+     "wpe is indexed by the positions 0..T-1; yours indexes it with the token ids, which also runs past the table "
+     "once an id reaches block_size (the vocabulary is usually larger).", "wpe(torch.arange(T))"),
     ("positions start at 1", lambda r, i: _forward(r, i, positions="from 1"),
      "The first position is 0; numbered from 1, the last position of a full block runs past the table.",
      "wpe(torch.arange(T))"),

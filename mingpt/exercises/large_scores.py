@@ -56,3 +56,28 @@ def large_score_slip(exercise: str, student: Callable, reference: Callable, args
         except Exception:
             continue
     return None
+
+
+def future_weight_slip(exercise: str, student: Callable, cases: list[tuple], describe: Callable) -> CheckResult | None:
+    """Weights right within tolerance, yet a future key gets a weight that is not exactly 0. A score of -inf gives
+    exp(-inf) = 0 exactly, and so does any fill far below the row (-1e9, even -1e4 on ordinary scores: exp underflows
+    to 0 in float32), so a nonzero future weight is a leak however small: a fill only a little below the row's scores
+    (e.g. its minimum or maximum minus a margin), or a small number added to the weights."""
+    for case in cases:
+        try:
+            out = student(*case)
+        except Exception:
+            return None
+        T = case[0].size(-2)
+        if not isinstance(out, torch.Tensor) or out.shape[-2:] != (T, T):
+            return None
+        leak = out.detach().double().masked_select(torch.ones(T, T, dtype=torch.bool).triu(1).expand(out.shape))
+        leak = leak[leak.isfinite()]  # a NaN row is another matter (a renormalised row of zeros), not a leak
+        if leak.numel() and bool((leak != 0).any()):
+            return fail(exercise, "future keys get a small nonzero weight (a finite mask fill, not -inf?)",
+                        "Your weights are within tolerance of the reference's, but some future keys get a weight "
+                        "that is not exactly 0: the mask sets their scores to a finite number not far enough below "
+                        "the row (or something is added to the weights), so a little of the future leaks in, more "
+                        "where the scores are spread out.", f"{describe(*case)}\nlargest future weight "
+                        f"{leak.abs().max().item():.3g} (expected exactly 0)", "masked_fill(..., float('-inf'))")
+    return None

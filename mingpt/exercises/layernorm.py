@@ -201,6 +201,14 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
         wrong = [label for label, x in inputs.items() if not close(outputs[label], _norm(ref, x), atol=1e-4)]
         if wrong and stale() is not None:
             return stale()
+        if wrong and _right_in_training_mode(fresh, ref, inputs):
+            return fail(EXERCISE, "eval mode differs from training mode (running statistics, as BatchNorm keeps?)",
+                        "In training mode your module normalises each position right, but in eval mode (where the "
+                        "checker, and generation, run it) it gives another output. LayerNorm has no mode: it uses "
+                        "each position's own mean and variance always; running averages kept for eval are "
+                        "BatchNorm's.", f"{wrong[0]}: x[0, 0] = {fmt(inputs[wrong[0]][0, 0])}\nyours (eval) "
+                        f"{fmt(outputs[wrong[0]][0, 0])}\nexpected    {fmt(_norm(ref, inputs[wrong[0]])[0, 0])}",
+                        "compute the mean and variance from x in forward, whatever self.training is")
         if wrong:
             label, x = wrong[0], inputs[wrong[0]]
             singles = _variants(ref)  # then two of them at once, then a wrong number fitted (families.py)
@@ -230,6 +238,8 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
             problem = _arguments_ignored(cls, ref, ndim, inputs["activations with a tiny variance (where eps matters)"])
         if problem is None:
             problem = _initial_values(cls, ndim, inputs["random activations"])
+        if problem is None:
+            problem = _bf16_dtype(fresh, inputs["random activations"])
         if problem is None:  # right outputs: is the gradient right too (statistics not taken under no_grad)?
             problem = gradient_problem(EXERCISE, student, ref, inputs["random activations"], seed)
         if problem is not None:
@@ -254,6 +264,33 @@ def _initial_values(cls, ndim: int, x: torch.Tensor) -> CheckResult | None:
                 "start as the identity on normalised rows: its weight or bias starts at another value.",
                 f"a new {cls.__name__}({ndim}), x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\n"
                 f"expected {fmt(expected[0, 0])}", "torch.ones(ndim) for the weight, torch.zeros(ndim) for the bias")
+
+
+def _right_in_training_mode(fresh, ref, inputs) -> bool:
+    """Wrong in eval mode, yet right on every input on a new module in training mode: the mode is the cause."""
+    try:
+        module = fresh().train()
+        return all(close(module(x), _norm(ref, x), atol=1e-4) for x in inputs.values())
+    except Exception:
+        return False
+
+
+def _bf16_dtype(fresh, x: torch.Tensor) -> CheckResult | None:
+    """A module cast to bfloat16 (model.to(torch.bfloat16)) must return bfloat16, as nn.LayerNorm does: statistics
+    computed in float32 for accuracy are fine, but the result cast back (.to(x.dtype)), or the next layer's bf16
+    weights meet a float32 input. Float32 inputs cannot show a missing cast; a module that cannot run in bf16 is
+    left alone."""
+    try:
+        out = fresh().to(torch.bfloat16)(x.to(torch.bfloat16))
+    except Exception:
+        return None
+    if not isinstance(out, torch.Tensor) or out.dtype == torch.bfloat16:
+        return None
+    return fail(EXERCISE, "output dtype not kept for a bfloat16 input (computed in float32, not cast back)",
+                f"On float32 inputs your output is right, but a module cast to bfloat16 returns {out.dtype} for a "
+                "bfloat16 input; nn.LayerNorm returns the input's dtype.", f"x of shape {tuple(x.shape)} in "
+                f"bfloat16 (the module .to(torch.bfloat16)): yours {out.dtype}",
+                "return y.to(x.dtype) (or .type_as(x))")
 
 
 def _arguments_ignored(cls, ref, ndim: int, x: torch.Tensor) -> CheckResult | None:

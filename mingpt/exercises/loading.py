@@ -154,12 +154,34 @@ def names_differ(exercise: str, student: nn.Module, wanted: Sequence[str], hint:
                 f"your parameters: {', '.join(ours) or 'none'}\nthe exercise's:  {', '.join(wanted)}", hint)
 
 
+def _shared(ours: dict, reference: dict) -> list[tuple[str, str]]:
+    """Pairs of the student's modules (by prefix) whose parameters are one tensor where the reference's are two (a
+    tie the reference has too, lm_head and wte, is not one)."""
+    pairs, names = [], list(ours)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            tied = a in reference and b in reference and reference[a].data_ptr() == reference[b].data_ptr()
+            if ours[a] is ours[b] and not tied:
+                pair = (a.rsplit(".", 1)[0], b.rsplit(".", 1)[0])
+                if pair not in pairs:
+                    pairs.append(pair)
+    return pairs
+
+
 def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) -> CheckResult | None:
     """load_reference_weights, with its error turned into a failed result (None when it worked)."""
     try:
         load_reference_weights(student, reference, what)
     except ReferenceWeightsError as e:
-        ours = dict(student.named_parameters())
+        ours = dict(student.named_parameters(remove_duplicate=False))  # a tied weight under each of its names
+        shared = _shared(ours, reference)
+        if shared and all(n in ours for n in reference):  # every name there, but two of them one tensor
+            said = ", ".join(f"{b} is {a}" for a, b in shared)
+            return fail(exercise, f"one module under two names ({said}): its parameters shared",
+                        f"Your parameters have every name of the reference, but {said}: one module (one set of "
+                        "parameters) assigned to two attributes, so loading the weights of one overwrites the other "
+                        "and both places compute with the same numbers.", str(e),
+                        "build each layer separately: self.ln_2 = LayerNorm(...), not self.ln_2 = self.ln_1")
         resized = [f"{n} {tuple(ours[n].shape)} (reference {tuple(t.shape)})" for n, t in reference.items()
                    if n in ours and ours[n].shape not in (t.shape, t.mT.shape if t.dim() >= 2 else t.shape)]
         if resized:  # the same names, other sizes: a layer built with the wrong width

@@ -168,6 +168,11 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
      "Every position but the last has a next token to predict, T - 1 of them; yours stops one earlier, so the "
      "prediction of the final token is never trained (range(T - 2), or a slice [:-2]).",
      "logits[:, :-1] against tokens[:, 1:]: all T - 1 predictions"),
+    ("the first position's prediction left out (a loop or slice starting one step late)",
+     lambda lg, tk: _ce(lg[:, 1:-1], tk[:, 2:]),
+     "Every position but the last has a next token to predict, T - 1 of them; yours starts at position 1, so the "
+     "second token is never a target (range(1, T - 1), or slices [:, 1:-1] and [:, 2:]).",
+     "logits[:, :-1] against tokens[:, 1:]: all T - 1 predictions"),
     ("positions skipped where the *input* token is -1, not the target",
      lambda lg, tk: (lambda per, keep: (per * keep).sum() / keep.sum())(
          F.cross_entropy(lg[:, :-1].reshape(-1, lg.size(-1)), tk[:, 1:].clamp(min=0).reshape(-1), reduction="none"),
