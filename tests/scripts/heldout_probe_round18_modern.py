@@ -16,6 +16,14 @@ Untuned (judged; mistakes / caught / named / misnamed, valid passed / valid; no 
 Not caught: rms_float32_always (float64 in, float32 out), rot_angles_in_input_dtype (bf16 angles). Not named:
 rms_eps_squared, rot_first_half_only, rot_start_added_to_angles, swi_down_on_each_branch, swi_up_weight_twice,
 gqa_scale_by_T, hf_ln_swapped.
+
+Tuned: 102 / 102 / 102 / 0, 22 / 22 (rot_angles_in_input_dtype moved to valid: exact in float32, the contract by which
+round 13's rope_einsum_pairs, which casts its angles to x.dtype, is valid; a bfloat16 check caught both and was
+dropped). Mechanisms: RMSNorm gets a float64 case (an x.float() never cast back is "wrong dtype") and an eps ** 2
+knob; rotary knobs for the first half rotated alone and start added to the angles; SwiGLU rows for w_up used as the
+gate and w_down applied to each branch; GQA a 1/sqrt(T) scale row; the conversion checker randomises the test model's
+1-D parameters (LayerNorm gains 1 and biases 0 made every gain equal every other) and names a tensor stored under
+another key's name ("weight and bias swapped" within one module).
 """
 
 from __future__ import annotations
@@ -238,8 +246,11 @@ def rot_no_reciprocal(x, start, theta):  # theta^(+2i/hs): frequencies grow inst
     return _rot_half(x, torch.cat((a, a), -1)[:, None, :])
 
 
-@mistake(ex.check_rotary, r"precision|dtype|bf16|bfloat|half|float")
-def rot_angles_in_input_dtype(x, start, theta):  # angles formed in x's dtype: bf16 loses large positions
+# Moved to valid after the untuned count: exact for float32 inputs, the exercise's contract (round 13's
+# rope_einsum_pairs, which casts its angles to x.dtype, is valid by that contract). In bfloat16 it would be wrong at
+# large positions (1001 rounds to 1000 or 1002), a case the checker does not test.
+@valid(ex.check_rotary)
+def rot_angles_in_input_dtype(x, start, theta):  # angles formed in x's dtype
     T, hs = x.shape[1], x.shape[-1]
     inv = (1.0 / theta ** (torch.arange(0, hs, 2).float() / hs)).to(x.dtype)
     a = torch.outer(torch.arange(start, start + T).to(x.dtype), inv)
