@@ -53,7 +53,7 @@ NAMES = [
     ('check_gqa', 'no causal mask'),
     ('check_gqa', 'the diagonal masked too (a token cannot see itself)'),
     ('check_gqa', 'boolean mask of the wrong polarity (the future and the diagonal kept, the past hidden)'),
-    ('check_gqa', None),
+    ('check_gqa', 'scores scaled by 1/sqrt(T) (the sequence length, q.size(2)) instead of 1/sqrt(hs)'),
     ('check_gqa', 'scores scaled by 1/sqrt(n_head) (the number of heads) instead of 1/sqrt(hs)'),
     ('check_gqa', 'scores not scaled'),
     ('check_gqa', 'softmax over the queries axis'),

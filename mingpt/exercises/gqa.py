@@ -188,6 +188,11 @@ GQA_MISTAKES = SINGLES + [
                                                            scale=1 / math.sqrt(q.size(1))),
             "The scores are divided by the square root of the head size hs = q.size(-1), not of the number of heads "
             "q.size(1).", "/ math.sqrt(q.size(-1))"),
+    Variant("scores scaled by 1/sqrt(T) (the sequence length, q.size(2)) instead of 1/sqrt(hs)",
+            lambda q, k, v: F.scaled_dot_product_attention(q, _rep(k, _g(q, k)), _rep(v, _g(q, k)), is_causal=True,
+                                                           scale=1 / math.sqrt(q.size(2))),
+            "q is (B, nh, T, hs): the head size is q.size(-1); q.size(2) is the sequence length T.",
+            "/ math.sqrt(q.size(-1))"),
     Variant("causal mask built from the head size hs instead of T", lambda q, k, v: _gqa(q, k, v,
                                                                                        mask_size=q.size(-1)),
             "The mask is (T, T) with T = q.size(2), the sequence length; yours is (hs, hs), built from q.size(-1), "

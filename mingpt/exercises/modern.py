@@ -46,11 +46,13 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ 2. rotary
 def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.0, sign=1.0, swap=False,
             adjacent=False, interleaved_angles=False, per_channel=False, reverse=False, cat_angles=False,
-            start_times=1, end_at_T=False, as_written=False, no_cos=False):
+            start_times=1, end_at_T=False, as_written=False, no_cos=False, first_half=False, start_on_angles=False):
     """start_times: the multiple of start added (0: none, -1: subtracted); end_at_T: arange(start, T), which stops at
     T instead of start + T; as_written: the angles in float32 as a student computes theta ** (arange(0, hs, 2) / hs)
     (the frequencies theta^(+2i/hs) make angles so large that float32's rounding shows); no_cos: cos replaced by 1,
-    the small-angle approximation x + rotate_half(x) * angle's sin."""
+    the small-angle approximation x + rotate_half(x) * angle's sin; first_half: only the first half's new values
+    kept (x1 cos - x2 sin), the second half passed through; start_on_angles: start added to the angles, not the
+    positions."""
     hs = x.shape[-1]
     inv_freq = 1.0 / (theta ** (torch.arange(0, hs // 2).double() * exponent / hs))
     n = x.shape[positions_axis]
@@ -58,7 +60,8 @@ def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.
     if end_at_T:
         positions = torch.arange(start, n).double()  # T - start positions: raises once start > T
     positions = positions.flip(0) if reverse else positions  # the last token rotated as the first
-    angles = torch.outer(positions, inv_freq)  # (n, hs/2)
+    angles = torch.outer(positions - (start if start_on_angles else 0), inv_freq)  # (n, hs/2)
+    angles = angles + start if start_on_angles else angles
     if as_written:
         angles = torch.outer(positions.float(), theta ** (-torch.arange(0, hs, 2).float() * exponent / 2 / hs))
     pairwise = (adjacent and not cat_angles) or interleaved_angles  # cat_angles: halves' layout, adjacent pairs
@@ -76,7 +79,8 @@ def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.
         turned = torch.stack((-x[..., 1::2], x[..., 0::2]), dim=-1).flatten(-2)
     else:
         turned = rotate_half(x)
-    return x * cos + sign * turned * sin
+    out = x * cos + sign * turned * sin
+    return torch.cat((out[..., : hs // 2], x[..., hs // 2:]), -1) if first_half else out
 
 
 def _table(x, start, theta):
@@ -132,6 +136,13 @@ ROTARY_MISTAKES = [
             "Channels j and j + hs/2 form a pair and share one angle, p * theta^(-2j/hs); yours gives each of the "
             "hs channels its own frequency theta^(-j/hs), so a pair no longer turns as one.",
             "hs/2 frequencies, each used twice: torch.cat((angles, angles), dim=-1)"),
+    knob(_rotary, "only the first half rotated (the second half passed through)", dict(first_half=True),
+            "Each pair (x1, x2) becomes (x1 cos - x2 sin, x2 cos + x1 sin): both halves change; yours keeps the "
+            "second half as it was.", "x * cos + rotate_half(x) * sin, on the whole head"),
+    knob(_rotary, "start added to the angles instead of to the positions", dict(start_on_angles=True),
+            "The offset is a position: the angles are (start + t) * omega_i, so every pair turns by start times its "
+            "own frequency; adding start to the angles turns every pair by the same start radians.",
+            "positions = torch.arange(start, start + T), then the outer product with the frequencies"),
     Variant("start added twice", lambda x, s, th: _rotary(x, 2 * s, th),
             "The positions are start .. start + T - 1; yours are offset by start twice.",
             "torch.arange(start, start + T)"),
@@ -256,6 +267,12 @@ SWIGLU_MISTAKES = [
             "F.linear(h, w_down)"),
     Variant("w_gate used for the up branch too", lambda x, g, u, d: _glu(x, g, g, d),
             "The up branch has its own weight, w_up.", "F.linear(x, w_up)"),
+    Variant("w_up used for the gate too", lambda x, g, u, d: _glu(x, u, u, d),
+            "The gate has its own weight, w_gate.", "F.silu(F.linear(x, w_gate))"),
+    Variant("w_down applied to each branch before the product",
+            lambda x, g, u, d: F.linear(F.silu(F.linear(x, g)), d) * F.linear(F.linear(x, u), d),
+            "The branches are multiplied at the hidden width H, then w_down projects the product once; projecting "
+            "each branch first multiplies two C-wide vectors, another function.", "F.linear(silu(g) * u, w_down)"),
     knob(_glu, "tanh instead of SiLU", dict(act=torch.tanh),
             "SwiGLU's gate uses SiLU = x * sigmoid(x).", "F.silu"),
     *[Variant(f"{name} instead of SiLU", (lambda f: lambda x, g, u, d: _glu(x, g, u, d, act=f))(f),

@@ -128,11 +128,30 @@ def _qkv_orders(hf: torch.Tensor, want: torch.Tensor):
             yield order, torch.cat([blocks[i] for i in order], dim=0)
 
 
-def tensor_findings(name: str, mine, hf: torch.Tensor, want: torch.Tensor) -> list[Finding]:
+def tensor_findings(name: str, mine, hf: torch.Tensor, want: torch.Tensor, others: dict | None = None) -> list[Finding]:
     """Every known slip that turns Hugging Face's tensor `hf` into the student's `mine` (mingpt wants `want`).
     Several can: for the square attn.c_proj, a reshape *is* no transpose. The checker keeps the slip that explains
-    the most tensors."""
-    return [f for f in _candidates(name, mine, hf, want) if f is not None]
+    the most tensors. others: mingpt's whole state dict, to recognise a tensor stored under another key's name."""
+    found = [f for f in _candidates(name, mine, hf, want) if f is not None]
+    return found + ([] if found or others is None else _under_another_name(name, mine, others))
+
+
+def _under_another_name(name: str, mine, others: dict) -> list[Finding]:
+    """The student's tensor for `name` is exactly mingpt's tensor of another key (the checker's weights are random,
+    so equality identifies that key): weight and bias of one module swapped, or two keys' tensors exchanged."""
+    if not isinstance(mine, torch.Tensor):
+        return []
+    sources = [k for k, t in others.items() if k != name and t.shape == mine.shape and close(mine, t)]
+    if len(sources) != 1:  # none, or ambiguous: name nothing
+        return []
+    module, _, own = name.rpartition(".")
+    if sources[0] == f"{module}.{'bias' if own == 'weight' else 'weight'}":
+        return [Finding("weight and bias swapped", "A module's weight (the LayerNorm gain, near 1) and its bias "
+                        "(near 0) are stored under each other's names.", f"{name}: yours holds {sources[0]}",
+                        "copy each key's tensor under its own name")]
+    return [Finding("tensors stored under the wrong keys", "Each key must hold the checkpoint's tensor of the same "
+                    "name; yours holds another key's.", f"{name}: yours holds {sources[0]}",
+                    "copy each key's tensor under its own name")]
 
 
 def _candidates(name: str, mine, hf: torch.Tensor, want: torch.Tensor):

@@ -34,14 +34,15 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 
 def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=True, gain="times", fixed_eps=None,
          absolute=False, mean_first=False, centre=False, centre_stat=False, unbiased=False, eps_clamp=False,
-         over_C=False):
+         over_C=False, eps_squared=False):
     """The reference with one knob per mistake (defaults: correct); power=1.0 is the root left out. absolute: |x|
     measured; eps_inside="both": eps under the root and after it; mean_first: the mean taken before squaring;
     centre: LayerNorm's x - mean (centre_stat: only inside the statistic, as x.var() does); unbiased: divided by
     C - 1; eps_clamp: max(rms, eps), as F.normalize does; over_C: the sum over `dim` divided by C whatever axes it
     runs over (Python's built-in sum() on a tensor adds along the first axis, the batch, and the student divides by
-    C as for the mean over channels)."""
+    C as for the mean over channels); eps_squared: eps ** 2 under the root (eps read as a standard deviation)."""
     eps = eps if fixed_eps is None else fixed_eps
+    eps = eps ** 2 if eps_squared else eps
     if gain == "before":  # the gain applied first: normalising then undoes it
         x = x * w
     s = x.abs() if absolute else x
@@ -94,6 +95,9 @@ _RMS_KNOBS = [
     ("eps outside the square root", dict(eps_inside=False),
      "Llama (and nn.RMSNorm) add eps under the root: x / sqrt(mean(x^2) + eps); yours adds it after "
      "(sqrt(mean(x^2)) + eps), which differs for small activations.", "sqrt(mean + eps)"),
+    ("eps squared under the root (eps ** 2)", dict(eps_squared=True),
+     "eps is added to the mean square as it is: x / sqrt(mean(x^2) + eps); yours adds eps ** 2, as if eps were a "
+     "standard deviation, which is far smaller.", "sqrt(mean(x^2) + eps)"),
     ("eps both under the square root and added after it", dict(eps_inside="both"),
      "eps goes under the root only: x / sqrt(mean(x^2) + eps); yours also adds it to the root, so eps counts twice.",
      "sqrt(mean + eps), nothing added after"),
@@ -179,7 +183,9 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
     exercise = "RMSNorm"
     cases = [(_randn(seed, 2, 5, 6), 1 + _randn(seed + 1, 6, scale=0.3), 1e-5),
              (_randn(seed + 2, 1, 4, 7, scale=0.05) + 0.02, 1 + _randn(seed + 3, 7, scale=0.3), 0.1),
-             (_randn(seed + 4, 3, 2, 5, scale=3.0), _randn(seed + 5, 5), 0.5)]
+             (_randn(seed + 4, 3, 2, 5, scale=3.0), _randn(seed + 5, 5), 0.5),
+             # float64 in, float64 out: an x.float() that is never cast back shows only on another dtype
+             (_randn(seed + 6, 2, 4, 8).double(), 1 + _randn(seed + 7, 8, scale=0.3).double(), 1e-3)]
     prepare = lambda c: (c[0].clone(), c[1].clone(), c[2])  # noqa: E731
     problem = check_cases(exercise, fn, cases, rms_norm_reference, RMSNORM_MISTAKES + pairs(_rms, _RMS_SINGLES),
                           lambda x, w, eps: f"x of shape {tuple(x.shape)}, weight of shape {tuple(w.shape)}, "
@@ -189,5 +195,5 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
         problem = function_gradient_problem(exercise, fn, rms_norm_reference, cases[0], "x (2, 5, 6)")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
         return problem
-    return CheckResult(exercise, True, checked=["same output as nn.RMSNorm's formula on 3 inputs",
+    return CheckResult(exercise, True, checked=["same output as nn.RMSNorm's formula on 4 inputs (one float64)",
                                                            "per position, eps under the root, weight applied"])
