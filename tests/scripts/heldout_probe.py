@@ -54,6 +54,16 @@ students write, with a few double slips; counted untuned and judged: core 127 / 
 103 / 0 of 105, 18 of 18; tokens 83 / 75 / 1 of 83, 17 of 17; post 69 / 68 / 0 of 69, 13 of 13. In all 364 of 384
 named (95 %), every mistake caught, no checker crash; by the regexes as first written, before the commented widenings
 where a message named the cause in other words, about 345 (90 %).
+Round 18, four parts by four new writers (core in _core to _core3, modern in _modern to _modern3, tokens in _tokens to
+_tokens3, post in _post and _post2), took the angle of look-alikes and hidden bugs: mistakes whose symptom resembles
+another well-known mistake, bugs seen only on some inputs (B = 1 or B > 1, T = 1, ties, large values, a second call,
+float64 or bfloat16), double slips, and valid code that looks wrong; the writers could run the checkers as black boxes
+while writing, not read them. Counted untuned and judged: core 119 / 108 / 1 of 122, 23 of 23; modern 101 / 94 / 0 of
+103, 21 of 21; tokens 65 / 62 / 0 of 68, 13 of 14; post 69 / 66 / 0 of 70, 12 of 12. In all 330 of 363 named (91 %),
+354 caught, 1 misnamed (LayerNorm's running statistics in eval mode, named a missing mean), 69 of 70 valid passed
+(top-p in log space, refused at an exact-sum boundary), no checker crash; about 316 (87 %) by the regexes as first
+written. Four rows were later judged valid by the exercises' contracts (the last of tied greedy ids, exactly k kept on
+a tie with the k-th, an untied copy of wte as lm_head, rotary angles in the input's dtype) and moved.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
