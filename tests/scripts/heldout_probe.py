@@ -120,6 +120,10 @@ import heldout_probe_round18_core  # noqa: E402,F401  (round 18, core part)
 import heldout_probe_round18_modern  # noqa: E402,F401  (round 18, modern part)
 import heldout_probe_round18_tokens  # noqa: E402,F401  (round 18, tokens part)
 import heldout_probe_round18_post  # noqa: E402,F401  (round 18, post part)
+import heldout_probe_round19_core  # noqa: E402,F401  (round 19, core part)
+import heldout_probe_round19_modern  # noqa: E402,F401  (round 19, modern part)
+import heldout_probe_round19_tokens  # noqa: E402,F401  (round 19, tokens part)
+import heldout_probe_round19_post  # noqa: E402,F401  (round 19, post part)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
