@@ -29,6 +29,13 @@ from mingpt.utils import set_seed
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # Several test processes share the cores (pytest.ini runs one per core): one torch thread each, for this
+    # process and the notebooks, projects and scripts it starts. Threads that outnumber the cores wait on each
+    # other, and tiny models then train many times slower than on a single thread.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 # ---------------------------------------------------------------------------------------------- tiny GPTs
 @pytest.fixture(scope="session")
