@@ -1,5 +1,87 @@
 """Round 19, post part, of the held-out probe as (checker, name) rows, in the probe's order
-(see mistakes_heldout.py)."""
+(see mistakes_heldout.py); the names were read off the checkers' results, not typed."""
 
 NAMES = [
+    ('check_sft_targets', 'the mask is not shifted with the targets (off by one)'),
+    ('check_sft_targets', "masked with -100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_sft_targets', 'masked with 0 instead of -1'),
+    ('check_sft_targets', 'the mask is inverted (loss on everything but the assistant)'),
+    ('check_sft_targets', 'changes its input in place'),
+    ('check_sft_targets', 'x and y returned in the wrong order: (y, x)'),
+    ('check_sft_targets', 'two mistakes: x and y swapped: x = ids[1:], and y built from ids[:-1]; and the mask is '
+                          'not shifted with the targets (off by one)'),
+    ('check_sft_targets', "the inputs masked too: x set to -1 where x[t] is not the assistant's"),
+    ('check_sft_targets', "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not "
+                          'trained), not is_assistant[1:]'),
+    ('check_sft_targets', 'x and y one position short: the last input and its target left out (a loop over range(T '
+                          '- 2), or [:-2])'),
+    ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
+    ('check_sft_targets', 'extra dimension of size 1'),
+    ('check_sft_targets', 'the mask is not shifted with the targets (off by one)'),
+    ('check_sft_targets', "x = ids and y = ids masked, both unshifted (Hugging Face's labels = input_ids)"),
+    ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with '
+                          "-100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
+    ('check_lora_layer', 'B initialised non-zero'),
+    ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
+    ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
+    ('check_lora_layer', 'the LoRA correction is not scaled'),
+    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', "LoRA scale divides by the layer's in_features (7), not by r"),
+    ('check_lora_layer', 'merge forgets the scale'),
+    ('check_lora_layer', 'the correction is added twice after merge'),
+    ('check_lora_layer', 'merge did not change the base weight'),
+    ('check_lora_layer', 'merge subtracts the correction'),
+    ('check_lora_layer', 'merge() left the base layer trainable (base.weight replaced by a new nn.Parameter, which '
+                         'has requires_grad=True)'),
+    ('check_lora_layer', 'merge adds (B A).T: the correction transposed'),
+    ('check_lora_layer', 'output off by a constant vector (a bias added twice, or left out)'),
+    ('check_lora_layer', 'lora_A and lora_B not registered as parameters'),
+    ('check_lora_layer', 'lora_A and lora_B not registered as parameters'),
+    ('check_lora_layer', 'super().__init__() not called first'),
+    ('check_lora_layer', 'lora_A (r, in) and lora_B (out, r) not found'),
+    ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
+    ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),
+    ('check_dpo_loss', 'the sign is swapped (chosen and rejected exchanged)'),
+    ('check_dpo_loss', 'gradients flow through the reference model'),
+    ('check_dpo_loss', 'beta left out'),
+    ('check_dpo_loss', 'beta scales the loss, not the margin inside the log-sigmoid'),
+    ('check_dpo_loss', 'beta divides the margin instead of multiplying it'),
+    ('check_dpo_loss', 'logits summed where log-probabilities are asked (no log_softmax)'),
+    ('check_dpo_loss', 'log_softmax over the time axis, not the vocabulary'),
+    ('check_dpo_loss', 'summed over the pairs instead of averaged'),
+    ('check_dpo_loss', "the reference's chosen and rejected log-probs swapped"),
+    ('check_dpo_loss', 'the reference model is left out'),
+    ('check_dpo_loss', 'no gradient reaches the policy'),
+    ('check_dpo_loss', 'pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but read back as '
+                       '(B, 2)'),
+    ('check_dpo_loss', 'log-probs shifted a second time (y is already the next token)'),
+    ('check_dpo_loss', "the loss's sign flipped (logsigmoid without the minus)"),
+    ('check_dpo_loss', 'log-probs averaged over the whole row (no mask: the prompt and padding counted, divided by T)'),
+    ('check_dpo_loss', 'two mistakes: beta left out; and the sign is swapped (chosen and rejected exchanged)'),
+    ('check_dpo_loss', "y's -1 entries used as token ids (gather or cross_entropy at -1)"),
+    ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
+    ('check_dpo_loss', 'no gradient reaches the policy'),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', 'two mistakes: centred across prompts (the mean over the wrong axis); and '
+                               'normalised by the std across prompts (the wrong axis)'),
+    ('check_group_advantages', "normalised by the whole batch's std, not each group's"),
+    ('check_group_advantages', 'no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'normalised although normalize_std=False'),
+    ('check_group_advantages', 'not normalised although normalize_std=True'),
+    ('check_group_advantages', 'group statistics without keepdim=True'),
+    ('check_group_advantages', 'normalised by the range (max - min), not the std'),
+    ('check_group_advantages', "centred on the mean of the *other* answers (RLOO's leave-one-out baseline), not "
+                               "the group's mean"),
+    ('check_group_advantages', 'wrong dtype'),
+    ('check_group_advantages', 'extra dimension of size 1'),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', 'eps too large: it shrinks every advantage'),
+    ('check_group_advantages', 'groups mixed: the (P, G) rewards reshaped to (G, P) (a reshape/view where a '
+                               'transpose is needed)'),
+    ('check_group_advantages', 'changes its input in place'),
+    ('check_group_advantages', 'two mistakes: every statistic over dim 0 (across prompts), not dim 1 (the group); '
+                               'and the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', "divided by the group's mean (a relative advantage), not its std"),
 ]

@@ -393,3 +393,21 @@ MORE_ADVANTAGE.update({
     for b, c, how in ((True, True, "times G / (G - 1), clamped at 0"), (True, False, "times G / (G - 1)"),
                       (False, True, "the population variance, clamped at 0"), (False, False, "the population variance"))
 })
+
+
+def _dpo_row_mean(policy, reference, x, y, beta):  # token_logps.mean(-1): no mask, divided by T (round 19)
+    B, _, T = x.shape
+
+    def logps(model):
+        lp = F.log_softmax(model(x.reshape(2 * B, T))[0], -1)
+        return lp.gather(-1, y.reshape(2 * B, T).clamp(min=0).unsqueeze(-1)).squeeze(-1).mean(-1).view(B, 2)
+
+    pi = logps(policy)
+    with torch.no_grad():
+        ref = logps(reference)
+    return -F.logsigmoid(beta * ((pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1]))).mean()
+
+
+MORE_DPO.update({
+    "log-probs averaged over the whole row (no mask: the prompt and padding counted, divided by T)": _dpo_row_mean,
+})

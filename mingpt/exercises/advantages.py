@@ -178,6 +178,38 @@ def _advantage_mistakes(EPS: float) -> list[Variant]:
     ]
 
 
+def _later_mistakes(eps: float) -> list[Variant]:
+    """Rows tried after the table and its pairs (so a row named before keeps its name): the group's mean as the
+    scale, and every statistic over dim 0, alone and with each row of the table (computed on rewards.T)."""
+    rows = _advantage_mistakes(eps)
+    by_mean = Variant("divided by the group's mean (a relative advantage), not its std",
+                      lambda r, s: _adv(r, s, scale=lambda r: r.mean(1, keepdim=True).abs() + eps),
+                      "The scale is the spread of the group's rewards (its std), not their level: dividing by the "
+                      "mean makes the same spread count ten times more in a group that scored 0.1 than in one that "
+                      "scored 1.", "rewards.std(dim=1, keepdim=True) + eps")
+    axis = Variant("every statistic over dim 0 (across prompts), not dim 1 (the group)",
+                   lambda r, s: _adv(r.T, s, eps=eps).T,
+                   "rewards is (prompts, group): mean and std are over dim 1, the G answers to one prompt; over dim 0 "
+                   "(or without keepdim, which broadcasts a (G,) statistic along the wrong axis) each answer is "
+                   "compared with the answers to other prompts.", "mean and std over dim=1, keepdim=True")
+    return [by_mean, axis] + [two_mistakes(axis, v, lambda r, s, v=v: v.compute(r.T, s).T) for v in rows
+                              if "axis" not in v.property and "prompts" not in v.property]
+
+
+def _fitted_eps(cases, outputs) -> float | None:
+    """The eps that makes the reference give the student's first normalised, nonzero advantage (None if none):
+    out = c / (std + eps), so eps = c / out - std. A large one shows as "eps too large" only when the reference
+    with it then reproduces every output."""
+    for (r, s), o in zip(cases, outputs):
+        if not (s and isinstance(o, torch.Tensor) and o.shape == r.shape and o.is_floating_point()):
+            continue
+        c, sd = r - r.mean(1, keepdim=True), r.std(1, keepdim=True).expand_as(r)
+        pick = (c.abs() > 0.1) & (o.abs() > 1e-6)
+        if pick.any():
+            return float((c[pick][0] / o.double()[pick][0]) - sd[pick][0])
+    return None
+
+
 def _one_pass_std(r: torch.Tensor, bessel: bool, clamp: bool) -> torch.Tensor:
     """sqrt(E[r^2] - E[r]^2) per group (times G / (G - 1) if bessel), computed as a student would, in r's dtype."""
     var = (r ** 2).mean(1, keepdim=True) - r.mean(1, keepdim=True) ** 2
@@ -282,7 +314,8 @@ def check_group_advantages(fn) -> CheckResult:
                     f", yours of shape {tuple(outputs[4].shape)}", "return the (P, G) layout: transpose back (.T)")
     found = explain(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS),
                     [v for eps in EPS_TRIED for v in _advantage_mistakes(eps)]
-                    + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)],
+                    + [v for eps in EPS_TRIED for v in _advantage_pairs(eps)]
+                    + [v for eps in EPS_TRIED for v in _later_mistakes(eps)],
                     lambda r, s: f"rewards {_rounded(r)}\nfunction(rewards, normalize_std={s})", TOL, HINT)
     if found is not None and found.property == NOT_RECOGNISED and all(
             same(o, group_advantages(r, s, EPS), TOL) for o, (r, s) in zip(outputs, cases) if r is not LARGE_CASE):
@@ -292,6 +325,14 @@ def check_group_advantages(fn) -> CheckResult:
                     "(a variance as E[r^2] - E[r]^2, a half-precision dtype, a large constant added and removed).",
                     found.counterexample, "subtract the group mean first, then square (rewards.std does), in "
                     "rewards' dtype")
+    eps = _fitted_eps(cases, outputs) if found is not None and found.property == NOT_RECOGNISED else None
+    if eps is not None and 1e-3 < eps < 10 and all(same(o, group_advantages(r, s, eps), TOL / 10)
+                                                  for o, (r, s) in zip(outputs, cases)):
+        return fail(exercise, "eps too large: it shrinks every advantage", f"Your advantages are the reference's "
+                    f"with eps = {eps:.3g} (fitted to your outputs, and exact on every case). eps only keeps a "
+                    "uniform group's 0/0 away; next to a std of order 1 it must be negligible (1e-4 ... 1e-8), or "
+                    "it scales every advantage down, most in groups with a small spread.", found.counterexample,
+                    "add a small eps, such as 1e-4, to the std")
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",

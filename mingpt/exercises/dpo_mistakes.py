@@ -22,7 +22,8 @@ BETA, OTHER_BETA = 0.3, 0.1  # the loss is checked at both
 
 
 def logps_of(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False, shift_again=False, dim=-1,
-           whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False, smoothing=0.0, dtype=None):
+           whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False, smoothing=0.0, dtype=None,
+           row_mean=False):
     if blocked:  # (B, 2, T) flattened as (2, B, T): every chosen row, then every rejected one
         x, y = x.transpose(0, 1), y.transpose(0, 1)
     idx = x.flatten(0, 1)
@@ -44,6 +45,8 @@ def logps_of(model, x, y, mean=False, unmasked=False, targets_from_x=False, prob
         per_answer = (token * mask).view(-1, 2, mask.size(-1)).sum((0, 2)) / mask.view(-1, 2, mask.size(-1)).sum((0, 2))
         return per_answer.expand(x.size(0), 2)
     token = token.float()
+    if row_mean:  # token_logps.mean(-1): no mask, and divided by T (the prompt and padding counted)
+        return token.mean(-1).view(-1, 2)
     per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
     return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
 
@@ -191,6 +194,11 @@ DPO_MISTAKES = [
             "The reference's log-probs come from the frozen reference model; computed with the policy (a "
             "copy-paste of the policy's line), pi - pi_ref is 0 for every answer, the loss is log 2 whatever the "
             "pairs and no gradient teaches anything.", "ref = logps(reference) under torch.no_grad()"),
+    Variant("log-probs averaged over the whole row (no mask: the prompt and padding counted, divided by T)",
+            lambda *a: dpo_variant(*a, row_mean=True),
+            "A sequence's log-prob is the sum over its answer tokens only (y != -1); a mean over every position "
+            "mixes in the prompt and padding (read at a clamped target) and divides by T, the same for a short "
+            "answer and a long one.", "(token_logps * (y != -1)).sum(-1)"),
 ]
 
 
@@ -226,6 +234,8 @@ _PARTS = [("logps", {"unmasked": True}, "log-probs summed over the prompt and pa
           ("pairs", {"blocked": True}, "pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but "
                                        "read back as (B, 2)"),
           ("reduce", {"mean_margin": True}, "the margins averaged before the log-sigmoid, not the losses"),
+          ("logps", {"row_mean": True}, "log-probs averaged over the whole row (no mask: the prompt and padding "
+                                        "counted, divided by T)"),
           ("precision", {"dtype": torch.float16}, "log-probs computed in float16 (the logits cast to half precision)"),
           ("precision", {"dtype": torch.bfloat16}, "log-probs computed in bfloat16 (the logits cast to half "
                                                    "precision)")]

@@ -87,6 +87,13 @@ def _other_settings(exercise: str, cls) -> CheckResult | None:
                                    ("r", "alpha", [a / s if s else 0.0 for s, (_, a) in zip(scales, SETTINGS)])):
             if consts[0] and all(math.isclose(c, consts[0], rel_tol=1e-4) for c in consts):
                 c = f"{consts[0]:.4g}"
+                width = {IN: "in_features", OUT: "out_features"}.get(round(consts[0])) if arg == "r" else None
+                # a layer width read as the rank (alpha / in_features): named as such, not as a number typed in
+                if width is not None and math.isclose(consts[0], round(consts[0]), rel_tol=1e-4):
+                    return fail(exercise, f"LoRA scale divides by the layer's {width} ({c}), not by r",
+                                f"Your correction is multiplied by alpha / {c} at every r tried, and {c} is this "
+                                f"layer's {width}: r is the rank of B A (lora_A.shape[0]), not a width of the layer.",
+                                example, "self.scale = alpha / r, with the r passed to __init__")
                 return fail(exercise, f"LoRA scale uses a fixed {arg} ({c}), not the {arg} argument",
                             f"Your correction is multiplied by {c} / r at every setting tried." if arg == "alpha" else
                             f"Your correction is multiplied by alpha / {c} at every setting tried.",

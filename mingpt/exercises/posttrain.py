@@ -88,7 +88,9 @@ def check_sft_targets(fn) -> CheckResult:
                         f"your function(ids={ids.tolist()}, is_assistant=...)", "return x, y (torch.tensor(...) around "
                         "a list)")
         x, y = out
-        wrong_type = [f"{name} has dtype {t.dtype}" for name, t in (("x", x), ("y", y)) if t.dtype != torch.long]
+        # an empty tensor built from an empty list is float whatever the code: its length is the mistake to name
+        wrong_type = [f"{name} has dtype {t.dtype}" for name, t in (("x", x), ("y", y))
+                      if t.dtype != torch.long and t.numel() > 0]
         if wrong_type:  # a float y would be read by cross_entropy as class probabilities, not as ids
             return fail(exercise, "wrong dtype: token ids must be integers (torch.long)", "; ".join(wrong_type) + ": "
                         "x indexes the embedding and y names the target class, both as int64 ids.",
@@ -175,6 +177,13 @@ def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> Check
     inputs_masked = _inputs_masked(exercise, cases, xs)
     if inputs_masked is not None:
         return inputs_masked
+    if all(torch.equal(x, i[:-2]) and torch.equal(y, masked(i, a[1:])[:-1]) for x, y, (i, a) in zip(xs, ys, cases)):
+        return fail(exercise, "x and y one position short: the last input and its target left out (a loop over "
+                    "range(T - 2), or [:-2])", "There are T - 1 (input, target) pairs: position t = 0 ... T - 2 "
+                    "reads ids[t] and predicts ids[t + 1]; yours stop one early, so the last token (often the "
+                    "<end> that teaches the model to stop) is never a target.",
+                    f"ids {cases[0][0].tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
+                    "loop over range(T - 1), or no loop: ids[:-1] and ids[1:]")
     n = next(n for n, (x, (i, _)) in enumerate(zip(xs, cases)) if not torch.equal(x, i[:-1]))
     x, ids = xs[n], cases[n][0]  # the first case whose x is wrong
     expected = ids[:-1]
