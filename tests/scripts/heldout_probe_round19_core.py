@@ -23,6 +23,14 @@ Caught, not named: R19LNNotCentred (x / std, mean never subtracted), R19bLNSqrtO
 r19b_aw_exp_no_normalise (exp of the masked scores, never divided by the row sum), StudentAttention2 with q, k, v
 interleaved per head in c_attn's output. Valid refused: R19bLNValidMoments (E[x^2] - E[x]^2, "three significant
 digits" on small-variance inputs).
+
+Tuned: 144 mistakes (R19bLNValidMoments moved to @mistake with a comment, as round 15's LNMeanSquares: E[x^2] - E[x]^2
+cancels catastrophically in float32), 144 caught, 144 named (100 %), 0 misnamed, 23/23 valid, 0 crashes. Mechanisms:
+the gradient check pairs a parameter named otherwise by its unique shape, and calls an output cut from the graph
+(a no_grad forward) blocked (gradients.py); LayerNorm variants "mean not subtracted from x (only used for the
+variance)" and "square root taken twice: sqrt(std + eps)" (layernorm.py); the attention-weights part "exp of the
+scores without dividing by the row sum" (attention_weights.py); attention's q, k, v read interleaved per head or
+channel by channel from c_attn (attention_mistakes.py). Rounds 1-18 unchanged.
 """
 
 from __future__ import annotations

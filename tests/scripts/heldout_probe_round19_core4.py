@@ -254,7 +254,9 @@ class R19bLNDouble(R19LN):
         return (x - mu) / (var + self.eps).sqrt() * self.weight.double() + self.bias.double()
 
 
-@valid(ex.check_layernorm)
+# written as valid; refused on the tiny-variance rows, rightly (as round 15's LNMeanSquares): E[x^2] - E[x]^2
+# cancels catastrophically in float32 around a mean of 1, leaving about three significant digits
+@mistake(ex.check_layernorm, r"precision|significant|unstable|cancel")
 class R19bLNValidMoments(R19LN):  # var = E[x^2] - E[x]^2
     def forward(self, x):
         m1 = x.mean(-1, keepdim=True)
