@@ -25,12 +25,19 @@ __all__ = ["variants", "heads_not_transposed"]
 
 def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
             swap_qk=False, order="qkv", after_softmax=1.0, nh=None, proj_bias=True, out_relu=False,
-            plus_one=False, fill=float("-inf"), normalise="softmax", proj_xw=False):
+            plus_one=False, fill=float("-inf"), normalise="softmax", proj_xw=False, layout="thirds"):
     """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
     B, T, C = x.shape
     nh = nh or ref.n_head
     hs = C // nh
-    parts = dict(zip("qkv", ref.c_attn(x).split(C, dim=2)), x=x)
+    qkv = ref.c_attn(x)
+    thirds = qkv.split(C, dim=2)  # "thirds": [q | k | v], each C wide, as GPT-2's c_attn is laid out
+    if layout == "per_head":  # read as each head's [q | k | v] block (Megatron's fused layout): (B, T, nh, 3 * hs)
+        thirds = [t.reshape(B, T, C) for t in qkv.view(B, T, ref.n_head, 3 * (C // ref.n_head)).split(C // ref.n_head,
+                                                                                                     dim=-1)]
+    elif layout == "per_channel":  # read as (C, 3): q, k, v interleaved channel by channel
+        thirds = qkv.view(B, T, C, 3).unbind(-1)
+    parts = dict(zip("qkv", thirds), x=x)
     q, k, v = (parts[name] for name in order)  # order: which third of c_attn is q, k, v ("qkx": v = x itself)
 
     def heads(t):
@@ -165,6 +172,12 @@ def variants(ref, hs: int) -> list[Variant]:
                "c_attn(x) holds q, k and v side by side, in that order: split(C, dim=2) gives q first, then k, then "
                f"v. Yours uses the thirds as {', '.join(order)}.", "q, k, v = self.c_attn(x).split(C, dim=2)")
           for order in ("qvk", "kqv", "kvq", "vqk", "vkq")],
+        *[knob(base, f"q, k, v read interleaved {how} from c_attn's output, not as three blocks of C",
+               dict(layout=layout), "c_attn(x) holds q, k and v as three consecutive blocks of C channels "
+               f"([q | k | v], GPT-2's layout); yours reads them {how} ({shape}), so every head gets a mix of "
+               "query, key and value channels.", "q, k, v = self.c_attn(x).split(C, dim=2), then split each into "
+               "heads") for layout, how, shape in (("per_head", "per head", "a view as (B, T, nh, 3 * hs)"),
+                                                   ("per_channel", "channel by channel", "a view as (B, T, C, 3)"))],
         knob(base, "values taken from x, not from c_attn", dict(order="qkx"),
              "v is the last third of c_attn(x), a learned projection; yours averages the input x itself.",
              "q, k, v = self.c_attn(x).split(C, dim=2)"),

@@ -53,6 +53,7 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
         att = att.masked_fill(hidden, 0.0)
     w = {"softmax": F.softmax, "log": F.log_softmax, "none": lambda a, dim: a,
          "naive": lambda a, dim: a.exp() / a.exp().sum(dim, keepdim=True),
+         "exp": lambda a, dim: a.exp(),  # half a softmax by hand: the exponentials, never divided by their sum
          # a softmax by hand whose sum lost its axis (keepdim forgotten): (B, T, T) / (B, T) broadcasts the sums
          # along the last axis, so entry [i, j] is divided by row j's sum; with and without the max subtracted
          "no_keepdim": lambda a, dim: a.exp() / a.exp().sum(dim),
@@ -100,6 +101,9 @@ _PARTS = [
          "it hides nothing.", "T = q.size(1) (or q.size(-2)): torch.tril(torch.ones(T, T))"),
     Part("normalise", "none", "softmax missing (masked scores returned)", "Your weights are the masked scores "
          "themselves; a softmax over the keys turns them into a distribution.", "F.softmax(scores, dim=-1)"),
+    Part("normalise", "exp", "exp of the scores without dividing by the row sum", "Your weights are exp(scores): "
+         "the numerator of a softmax without its denominator, so the rows do not sum to 1.",
+         "e = scores.exp(); e / e.sum(-1, keepdim=True) (or F.softmax(scores, dim=-1))"),
     Part("normalise", "log", "log_softmax instead of softmax", "Your weights are log-probabilities (negative, -inf "
          "in the future); attention averages the values with probabilities.", "F.softmax, not F.log_softmax"),
     Part("softmax_dim", 0, "softmax over the wrong dimension", "Your softmax normalises over the batch (dim 0); "

@@ -44,8 +44,11 @@ def gradient_problem(exercise: str, student: nn.Module, ref: nn.Module, x: torch
                     f"{frozen[0]}.requires_grad is False", "drop requires_grad=False (nn.Parameter and nn.Embedding "
                     "learn by default)")
     wrong = [] if not float_input or close(mine.grad, theirs.grad, atol=1e-4) else ["the input x"]
+    if out_r.requires_grad and not out_s.requires_grad:  # the whole output cut from the graph (a no_grad forward)
+        wrong.append("every parameter (your output does not require a gradient)")
+    partners = _partners(params, refs)
     for name, p in refs.items():
-        q = params.get(name)
+        q = partners.get(name)
         g, h = (q.grad if q is not None else None), p.grad
         if g is not None and h is not None and g.dim() == 2 and g.shape != h.shape and g.mT.shape == h.shape:
             g = g.mT  # a weight stored (in, out) for x @ W, loaded transposed (loading.py): its gradient is too
@@ -69,6 +72,21 @@ def gradient_problem(exercise: str, student: nn.Module, ref: nn.Module, x: torch
                 f"different (or no) gradients for {', '.join(wrong)}. Training would not update them properly.",
                 f"x of shape {tuple(x.shape)}: the gradient of sum(output * r) for a fixed random r differs at "
                 f"{', '.join(wrong[:3])}", "no .detach(), .data or torch.no_grad() inside forward")
+
+
+def _partners(params: dict, refs: dict) -> dict:
+    """The student's parameter for each reference name: the same name, else (a table called `t` where the reference
+    says `table`) the one left-over parameter of that shape, where exactly one of each side has it: a shape shared
+    by two left-over parameters would be a guess, and a guessed pair could blame a right gradient."""
+    pairs = {name: params[name] for name in refs if name in params}
+    left_s = [p for n, p in params.items() if n not in refs]
+    left_r = [n for n in refs if n not in params]
+    for name in left_r:
+        shape = refs[name].shape
+        mine = [p for p in left_s if p.shape == shape]
+        if len(mine) == 1 and sum(refs[n].shape == shape for n in left_r) == 1:
+            pairs[name] = mine[0]
+    return pairs
 
 
 def function_gradient_problem(exercise: str, fn, reference, case: tuple, describe: str,

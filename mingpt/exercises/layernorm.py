@@ -47,6 +47,10 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
     if spread == "raw":  # the mean square of x itself, not of x - mean
         var = (x ** 2).mean(dim=dims, keepdim=True)
     y = (x - mean) / (var.sqrt() + eps) if eps_outside else (x - mean) / ((var + eps) ** (0.5 if root else 1.0))
+    if root == "twice":  # the root of the standard deviation: sqrt(std + eps), x.std() then a torch.sqrt
+        y = (x - mean) / (var.sqrt() + eps).sqrt()
+    if center == "numerator":  # the variance taken around the mean, but x itself divided: the mean stays in
+        y = x / (var + eps).sqrt()
     if eps_outside == "both":  # a fix half made: eps moved inside the root and also kept outside
         y = (x - mean) / ((var + eps).sqrt() + eps)
     if spread == "none":  # centred only: never divided by the spread
@@ -132,6 +136,13 @@ def _variants(ln) -> list[Variant]:
         knob(base, "mean not subtracted", dict(center=False),
                 "Yours divides by the root mean square without subtracting the mean first (that is RMSNorm).",
                 "centre each row before computing the variance"),
+        knob(base, "mean not subtracted from x (only used for the variance)", dict(center="numerator"),
+             "The variance is taken around the mean, as it should, but the row divided is x itself, not x - mean, "
+             "so each output row keeps mean / std instead of mean 0.", "(x - mean) / torch.sqrt(var + eps)"),
+        knob(base, "square root taken twice: sqrt(std + eps)", dict(root="twice"),
+             "LayerNorm divides by sqrt(var + eps), the standard deviation; yours takes the standard deviation and "
+             "then its square root again (x.std() already is a root).", "torch.sqrt(var + eps), var the mean of "
+             "the squared deviations (or x.std(unbiased=False) alone, eps inside)"),
         knob(base, "centred by the median instead of the mean", dict(center="median"),
              "LayerNorm subtracts each row's *mean*; yours subtracts its median, so the output's mean is not 0.",
              "x - x.mean(dim=-1, keepdim=True)"),
