@@ -75,9 +75,15 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float, dict]:
     owned = {f"{name}.{p}": t for name, m in model.named_modules() if classes and isinstance(m, classes)
              for p, t in m.named_parameters()}
     before = {n: t.detach().clone() for n, t in owned.items()}
-    got_gradient = dict.fromkeys(owned, False)
-    hooks = [t.register_hook(lambda g, n=n: got_gradient.__setitem__(n, got_gradient[n] or bool(g.abs().sum() > 0)))
-             for n, t in owned.items() if t.requires_grad]
+    # Which entries of each parameter ever received a non-zero gradient: a whole parameter without one is the plain
+    # case (.detach() on a layer's output); a block of entries without one is the hidden case (k.detach() inside
+    # attention: c_attn still learns through q and v, but its key rows never do).
+    reached = {n: torch.zeros_like(t, dtype=torch.bool) for n, t in owned.items()}
+
+    def note(gradient, n):
+        reached[n] |= gradient != 0
+
+    hooks = [t.register_hook(lambda g, n=n: note(g, n)) for n, t in owned.items() if t.requires_grad]
     train_config = Trainer.get_default_config()
     train_config.max_iters, train_config.batch_size, train_config.learning_rate = steps, 32, 3e-3
     train_config.device, train_config.seed = "cpu", seed
@@ -94,8 +100,40 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float, dict]:
         # short proves nothing, so the interrupt goes on to the caller instead of a comparison of unequal runs
         raise KeyboardInterrupt(f"training stopped after {trainer.steps_done} of {steps} steps")
     tail = losses[-max(1, steps // 10):]  # the mean of the last tenth: less noisy than the last batch
-    learned = {n: (got_gradient[n], not torch.equal(before[n], t.detach())) for n, t in owned.items()}
+    learned = {n: (bool(reached[n].any()), not torch.equal(before[n], t.detach()), reached[n])
+               for n, t in owned.items()}
     return model, sum(tail) / len(tail), learned
+
+
+# A parameter of which at least this share never received a gradient is not trained, in part. A correct component
+# reaches every entry (a unit of a ReLU MLP dead on every input would be one row of hundreds, far below this).
+PART_WITHOUT_GRADIENT = 0.125
+
+
+def _partly_frozen(learned: dict) -> list[str]:
+    """Lines naming each parameter that received gradients, but never on a share of its entries (rows for a matrix)."""
+    lines = []
+    for name, (gradient, _, reached) in learned.items():
+        never = (~reached).sum().item()
+        if gradient and reached.numel() >= 8 and never >= PART_WITHOUT_GRADIENT * reached.numel():
+            if reached.dim() == 2 and bool((~reached).all(dim=1).any()):
+                rows = (~reached).all(dim=1).nonzero().flatten().tolist()
+                where = f"rows {_ranges(rows)} of {reached.size(0)} never received a gradient"
+            else:
+                where = f"{never} of its {reached.numel()} entries never received a gradient"
+            lines.append(f"{name} {tuple(reached.shape)}: {where}")
+    return lines
+
+
+def _ranges(indices: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans, start = [], None
+    for i, x in enumerate(indices):
+        start = x if start is None else start
+        if i + 1 == len(indices) or indices[i + 1] != x + 1:
+            spans.append(f"{start}-{x}" if x > start else f"{x}")
+            start = None
+    return ", ".join(spans)
 
 
 def _unregistered(exercise: str, seed: int, components: dict) -> CheckResult | None:
@@ -213,14 +251,14 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         return crashed(exercise, "evaluating the trained model on fresh sequences", e)
     summary = f"your model reaches loss {loss:.3f} on sorting in {steps} steps (reference: {reference:.3f})"
     logger.info(summary)
-    stuck = [n for n, (gradient, changed) in learned.items() if not (gradient and changed)]
+    stuck = [n for n, (gradient, changed, _) in learned.items() if not (gradient and changed)]
     if stuck:
         no_gradient = [n for n in stuck if not learned[n][0]]
         return fail(exercise, "parameters that do not learn",
                     f"{len(stuck)} of the {len(learned)} parameters of your component never "
                     f"{'received a gradient' if no_gradient else 'changed'}: the loss cannot train them.",
                     "\n".join(f"{n}: gradient {'yes' if g else 'never'}, changed {'yes' if c else 'no'}"
-                              for n, (g, c) in learned.items() if n in stuck[:6]),
+                              for n, (g, c, _) in learned.items() if n in stuck[:6]),
                     "look for .detach(), .data, torch.no_grad() or a tensor rebuilt from numbers in your forward, "
                     "and for weights that are multiplied by 0 or never used")
     if yours["again"] > 1e-6:  # before the look-ahead test, which a random output would fail too
@@ -274,6 +312,18 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
                     f"{ours['sorted']:.0%}\ngreedy sort of [2, 0, 1, 2, 0, 1]: {out}",
                     "generation feeds the model its own outputs one position at a time: compare model(x) with "
                     "model(x[:, :t + 1]) at position t")
+    # Last: a run that trains well can still leave a block of a parameter untrained (k.detach() inside attention
+    # learns through q and v). Checked after the loss, so a run that is behind is named by that, the larger fact.
+    partly = _partly_frozen(learned)
+    if partly:
+        return fail(exercise, "part of a parameter never receives a gradient",
+                    "Every parameter of your component learned something, but a block of entries of "
+                    f"{'one of them' if len(partly) == 1 else f'{len(partly)} of them'} never received a gradient "
+                    f"in {steps} steps: the computation that uses them is cut from the loss (the run can still reach "
+                    "a good loss through the rest).", "\n".join(partly[:6]),
+                    "look for a .detach(), .data or torch.no_grad() on one of the tensors split from a layer's "
+                    "output (q, k or v of c_attn, one half of a gated MLP), for entries multiplied by 0, or for a "
+                    "result that cannot depend on them (a softmax over one key is 1 whatever q and k are)")
     return CheckResult(exercise, True, checked=[
         summary, *([noise] if noise else []), f"every parameter of your component learned ({len(learned)})",
         f"no look-ahead (fresh loss {yours['full']:.3f} = {yours['prefix']:.3f} from prefixes)",
