@@ -254,6 +254,21 @@ MERGE_MISTAKES += [
      "id after each copied one is lost and pairs starting there are never seen.",
      "i += 2 after a merge, i += 1 after a copied id"),
 ]
+
+
+def _merge_in_a_padded_string(ids, pair, new_id):
+    """The string merge made safe from digit overlaps by a delimiter at both ends of each id (" 5 6 " matched as a
+    whole): str.replace then consumes the delimiter after a match, so the next pair cannot start right there."""
+    text = " " + " ".join(map(str, ids)) + " "
+    return [int(t) for t in text.replace(f" {pair[0]} {pair[1]} ", f" {new_id} ").split()]
+
+
+MERGE_MISTAKES += [
+    ("merged in a delimited string: of two back-to-back pairs the second is missed", _merge_in_a_padded_string,
+     "Padding each id with a delimiter (',5,6,') keeps '15,6' from matching, but str.replace consumes the delimiter "
+     "after a match: in ',5,6,5,6,' the second pair has lost its leading ',' and is not merged.",
+     "work on the list of ints, pair by pair"),
+]
 MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
     knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])
     for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14, 7, 15)],

@@ -340,7 +340,8 @@ MERGES_3 = {(A, B): 256, (256, C): 257, (C, D): 258}
 ENCODE_CASES = ([(ids, MERGES_1) for ids in ([A, B], [A, B, C, B, C], [B, C, B, C, A, B], [C, B, C, D, A, B],
                                              [A, B, C, D], [D, D], [], [A])]
                 + [(ids, MERGES_2) for ids in ([5, 12, 5, 12, 7], [12, 5, 12], [40, 5, 12, 7, 7, 7], [7, 7, 7, 7],
-                                               [5, 12, 7, 40, 5], [9, 9, 12, 5], [3, 12, 40])]
+                                               [5, 12, 7, 40, 5], [9, 9, 12, 5], [3, 12, 40],
+                                               [17, 7, 7])]  # "17 7 7" holds "7 7" twice: a string merge shows
                 + [([A, B, C, D], MERGES_3), ([C, D, A, B, C], MERGES_3)])
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import CheckResult, fail, fmt, run
 from mingpt.exercises.compare import Part, check_cases, modified_in_place, part_variants, same
 from mingpt.exercises.greedy import check_greedy  # noqa: F401  (re-exported: the two decoding checks)
-from mingpt.exercises.sampling_edges import TIE_LOGITS, accepted, large_logits_problem
+from mingpt.exercises.sampling_edges import TIE_LOGITS, accepted, large_logits_problem, unnormalised_problem
 from mingpt.exercises.sampling_edges import reference as _reference
 from mingpt.exercises.sampling_order import ORDER_MISTAKES
 from mingpt.generation import filter_logits
@@ -342,7 +342,8 @@ def _check_settings(exercise, fn, describe) -> CheckResult:
     hint = "order: divide by the temperature, filter (top-k, then top-p) with -inf, then softmax"
     staged = [[(lg, *setting) for lg in (TIE_LOGITS if name.startswith("ties") else LOGITS) for setting in settings]
               for name, settings in STAGES]
-    named, ran_all = _named_on_every_case(exercise, fn, [case for cases in staged for case in cases], describe, hint)
+    every = [case for cases in staged for case in cases]
+    named, ran_all = _named_on_every_case(exercise, fn, every, describe, hint)
     if named is not None:
         return named
     pairs = {v.property for v in VARIANTS if v.property.startswith("two mistakes")}
@@ -357,8 +358,8 @@ def _check_settings(exercise, fn, describe) -> CheckResult:
         if problem is not None and ran_all and problem.property in names:  # named from this stage's settings only
             problem.counterexample += (f"\nnote: this mistake explains every output of the {name} settings, but "
                                        "not those of every setting: your code has another difference too")
-        if problem is not None:
-            return problem
+        if problem is not None:  # not recognised: perhaps right up to a factor per row (sampling_edges.py)
+            return unnormalised_problem(exercise, fn, every, problem, [v for v in VARIANTS if "two" not in v.property])
     return CheckResult(exercise, True, checked=CHECKED)
 
 

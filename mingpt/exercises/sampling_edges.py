@@ -8,7 +8,9 @@ and any exactly-k choice among the tied; likewise, at an exact sum (the mass abo
 decision computed another way (in log space) may round to either side. And a softmax written as exp(x) / sum(exp(x))
 agrees with the reference on ordinary logits and returns NaN once a logit divided by the temperature passes about 88
 (exp overflows float32 to inf, and inf / inf is NaN); torch's softmax subtracts each row's max first, so the large
-logits show the slip.
+logits show the slip. Last, a distribution right up to a factor per row: a step after the softmax (a power such as
+p ** (1 / T), a product, a mask) changed the mass and nothing renormalised it; divided by its row sums it is the
+reference (or one known slip), which names it exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from mingpt.exercises.checking import CheckResult, fail, fmt, run
 from mingpt.exercises.compare import NOT_RECOGNISED, same, where_it_differs
 from mingpt.generation import filter_logits
 
-__all__ = ["reference", "TIE_LOGITS", "ties_other_way", "exactly_k_of_the_tied", "accepted", "large_logits_problem"]
+__all__ = ["reference", "TIE_LOGITS", "ties_other_way", "exactly_k_of_the_tied", "accepted", "large_logits_problem",
+           "unnormalised_problem"]
 
 # The logits of the checker's last stage (ties and exact sums): a tie with the k-th largest (top-k keeps all of the
 # tied tokens), and float32 logits 0, log(1/2), log(1/4), log(1/4) whose softmax is *exactly* 1/2, 1/4, 1/8, 1/8, so
@@ -115,3 +118,46 @@ def large_logits_problem(exercise: str, fn, describe) -> CheckResult | None:
     return fail(exercise, NOT_RECOGNISED, "Right on ordinary logits, but not on large ones (a confident model's "
                 "logits, here up to 190 after the temperature), and no mistake the checker knows explains it.",
                 f"{example}\n{where_it_differs(out, expected)}", "compute in a way that cannot overflow: F.softmax")
+
+
+def _row_normalised(out, case):
+    """out divided by its row sums, or None where that is no distribution (not a float tensor of the logits' shape,
+    a negative or non-finite entry, a row summing to 0)."""
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.shape != case[0].shape:
+        return None
+    total = out.sum(-1, keepdim=True)
+    if not torch.isfinite(out).all() or (out < 0).any() or (total <= 0).any():
+        return None
+    return out / total
+
+
+def unnormalised_problem(exercise: str, fn, cases, problem: CheckResult, variants) -> CheckResult:
+    """problem, unless it is "not recognised" and some row of fn's outputs does not sum to 1 while every output,
+    divided by its row sums, is the reference's (or, for all cases, one of variants': then two mistakes)."""
+    if problem.property != NOT_RECOGNISED:
+        return problem
+    outputs = [run(exercise, "", fn, case[0].clone(), *case[1:])[0] for case in cases]
+    scaled = [_row_normalised(out, case) for case, out in zip(cases, outputs)]
+    if any(s is None for s in scaled) or all(same(out, s) for out, s in zip(outputs, scaled)):
+        return problem
+    n = next(n for n, (out, s) in enumerate(zip(outputs, scaled)) if not same(out, s))
+    example = f"{_describe(*cases[n])}\nyours    {fmt(outputs[n], 6)}\nexpected {fmt(reference(*cases[n]), 6)}"
+    why = ("Divided by its own sum, each of your rows is {}, but the probabilities must sum to 1: a step after the "
+           "softmax (a power such as p ** (1 / T), a product, a mask) changed the mass and nothing renormalised it.")
+    hint = "finish with the softmax of the filtered logits (temperature, top-k and top-p all act on the logits before)"
+    if all(same(s, reference(*case)) for case, s in zip(cases, scaled)):
+        return fail(exercise, "rows do not sum to 1: the right distribution times a factor (not normalised)",
+                    why.format("the right distribution"), example, hint)
+    for v in variants:
+        try:
+            if all(same(s, v.compute(*case)) for case, s in zip(cases, scaled)):
+                return fail(exercise, f"two mistakes: {v.property}; and the rows do not sum to 1 (not normalised)",
+                            f"{why.format('the distribution of this slip')} {v.explanation}", example,
+                            f"{v.hint}; {hint}")
+        except Exception:  # a variant that cannot run on a case explains nothing
+            continue
+    return problem
+
+
+def _describe(lg, t, k, p) -> str:
+    return f"logits = {lg.tolist()}, temperature={t}, top_k={k}, top_p={p}"
