@@ -289,6 +289,7 @@ NAMES = [
     ('check_sampling_probs', 'top-p ignored'),
     ('check_greedy', 'softmax over the batch axis before the argmax'),
     ('check_greedy', 'returned a list, not a tensor'),
+    ('check_greedy', 'ids returned as torch.float32, not integers (wrong dtype)'),
     ('check_kv_cache', 'length does not count the stored positions'),
     ('check_kv_cache', 'values returned transposed'),
     ('check_kv_cache', 'only the first sequence of the batch stored'),

@@ -10,6 +10,7 @@ NAMES = [
     ('check_greedy', 'picked the least likely token (argmin)'),
     ('check_greedy', 'different tokens on repeated calls (it samples)'),
     ('check_greedy', 'returned a list, not a tensor'),
+    ('check_greedy', 'ids returned as torch.float32, not integers (wrong dtype)'),
     ('check_greedy', 'returned the wrong type'),
     ('check_greedy', 'returned None (a missing return?)'),
     ('check_greedy', 'a dimension of size 1 missing'),

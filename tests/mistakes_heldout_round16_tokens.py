@@ -9,6 +9,7 @@ NAMES = [
     ('check_greedy', 'right tokens, wrong shape (keepdim)'),
     ('check_greedy', 'picked the least likely token (argmin)'),
     ('check_greedy', 'the last token of the vocabulary can never be picked (a slice such as logits[:, :-1])'),
+    ('check_greedy', 'ids returned as torch.float32, not integers (wrong dtype)'),
     ('check_greedy', 'ids counted from 1 (argmax + 1): token ids start at 0'),
     ('check_greedy', 'picked the least likely token (argmin)'),
     ('check_greedy', "every tied maximum returned (nonzero of the row's max), not one id per row"),

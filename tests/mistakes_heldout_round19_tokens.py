@@ -4,6 +4,7 @@
 NAMES = [
     ('check_greedy', 'argmax over the wrong axis'),
     ('check_greedy', 'right tokens, wrong shape (keepdim)'),
+    ('check_greedy', 'ids returned as torch.float32, not integers (wrong dtype)'),
     ('check_greedy', 'picked the least likely token (argmin)'),
     ('check_greedy', 'returned the largest logit, not its token id'),
     ('check_greedy', 'argmax over the whole batch (flattened), not each row'),

@@ -159,6 +159,8 @@ SAMPLING_MISTAKES = [
      "two mistakes: top-p drops the token that crosses p; and top-k keeps one token too many"),
     (check_greedy, lambda logits: logits.argmax(dim=0), "argmax over the wrong axis"),
     (check_greedy, lambda logits: logits.max(dim=-1).values, "returned the largest logit, not its token id"),
+    (check_greedy, lambda logits: logits.argmax(dim=-1).float(), "ids returned as torch.float32, not integers (wrong "
+     "dtype)"),  # the right values, but wte(ids) refuses floats
 ]
 
 
@@ -183,7 +185,8 @@ EXACTLY_K = sampler(top_k=lambda lg, k: lg.masked_fill(~torch.zeros_like(lg, dty
 SAMPLING_VALID = [(check_sampling_probs, probs_ok), (check_sampling_probs, probs_by_power),
                   (check_sampling_probs, EXACTLY_K),
                   (check_greedy, lambda logits: logits.argmax(dim=-1)),
-                  (check_greedy, lambda logits: torch.max(logits, dim=1).indices)]
+                  (check_greedy, lambda logits: torch.max(logits, dim=1).indices),
+                  (check_greedy, lambda logits: logits.argmax(dim=-1).int())]  # int32 ids index an embedding too
 
 UNNAMED = [(check_sampling_probs, sampler(temperature_step=lambda lg, t: lg / (t + 0.1))),
            (check_sampling_probs, sampler(top_p=lambda lg, p: top_p_filter(lg, p * 0.93)))]

@@ -2,7 +2,7 @@
 distribution that sampling draws from).
 
 The one idea: greedy decoding is a function of the logits alone, so the checker asks two things of it: the right
-ids, shape (B,) (ids held as floats are accepted: their values are right), and the same ids on every call (a
+ids, shape (B,), as integers (an id indexes the embedding table), and the same ids on every call (a
 "greedy" that samples can hit the argmax by luck once, not three times with three seeds). It runs four batches of
 logits: B = 3, B = 1, B = 4 with the largest logit in the last column of some rows and a large negative one
 elsewhere, so that the batch axis, the first row, the last column and the sign each change the answer (row 2 of
@@ -141,6 +141,15 @@ def check_greedy(fn) -> CheckResult:
                          "one)", slots=slots)
     if result is not None:
         return result
+    if isinstance(out, torch.Tensor) and (out.is_floating_point() or out.is_complex()):
+        # The values are right, but an id indexes the embedding table: wte(ids) refuses floats, and appending float
+        # ids to the (long) context with torch.cat turns the whole context into floats.
+        return fail(exercise, f"ids returned as {out.dtype}, not integers (wrong dtype)", "Your ids have the right "
+                    f"values, but they are {out.dtype}: a token id indexes the embedding table, which takes integer "
+                    "ids (torch.long, what argmax returns); the next step of generation would fail or turn the "
+                    "whole context into floats.", example, "return logits.argmax(dim=-1) as it is, without "
+                    ".float() or .to(logits.dtype) (ids written into a torch.zeros(B) are floats too: use "
+                    "torch.zeros(B, dtype=torch.long))")
     tied = _ties_problem(exercise, fn)
     if tied is not None:
         return tied

@@ -73,7 +73,9 @@ dtype" from the empty float tensor it returns for T = 2), 73 of 75 valid passed,
 rows refused, one was a mistake (weights copied into new layers under no_grad: nothing trains them) and one the
 one-pass variance E[x^2] - E[x]^2 in LayerNorm, which round 15 had already judged a mistake (it loses the variance of
 activations with a large mean); both were moved to the mistakes, and a warm-up written `it <= warmup_iters` (valid:
-both branches agree there) and float greedy ids (the contract accepts them) to the valid rows.
+both branches agree there) to the valid rows. Greedy ids returned as floats, accepted since round 6 and written as a
+mistake by the writers of rounds 15, 16 and 19, are named a wrong dtype since this round (an id indexes the
+embedding): the four such rows of rounds 6, 15, 16 and 19 are mistakes again.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """

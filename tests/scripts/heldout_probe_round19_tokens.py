@@ -11,7 +11,8 @@ Untuned (mistakes / caught / named / misnamed; valid passed / valid; crashes):
     check_bpe_encode       11 / 10 / 10 / 0;  4/4;  0   (space-joined str.replace of multi-digit ids not caught)
     total                  63 / 61 / 59 (94 %) / 0; 17/17; 0
 
-Tuned (greedy_r19_float_ids moved to @valid: check_greedy's contract accepts ids held as floats, values right):
+Tuned (greedy_r19_float_ids was moved to @valid, as check_greedy then accepted ids held as floats; the lead
+then made float ids a named wrong dtype, and the row is a mistake again, named):
     check_greedy           10 / 10 / 10 / 0;  5/5;  0
     check_sampling_probs   18 / 18 / 18 / 0;  3/3;  0   (a distribution right up to a factor per row is named:
                                                           sampling_edges.unnormalised_problem)
@@ -45,7 +46,7 @@ def greedy_r19_keepdim(logits):
     return logits.max(dim=1, keepdim=True).indices
 
 
-@valid(ex.check_greedy)  # moved from @mistake after tuning: the checker's contract accepts ids held as floats
+@mistake(ex.check_greedy, r"dtype|float|long|integer")  # not caught untuned; named since (greedy.py's dtype check)
 def greedy_r19_float_ids(logits):
     return logits.argmax(-1).to(logits.dtype)
 

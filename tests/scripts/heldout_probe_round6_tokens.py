@@ -48,7 +48,7 @@ mistake(ex.check_sampling_probs, r"top-p|ignor|skip")(probs(p=lambda lg, p: lg))
 
 mistake(ex.check_greedy, r"axis|dim|batch")(lambda lg: lg.softmax(0).argmax(-1))
 mistake(ex.check_greedy, r"type|tensor|list")(lambda lg: lg.argmax(-1).tolist())
-valid(ex.check_greedy)(lambda lg: lg.argmax(-1).float())
+mistake(ex.check_greedy, r"dtype|float|integer")(lambda lg: lg.argmax(-1).float())  # valid until round 19
 
 
 # ------------------------------------------------------------------------------------------ KV cache
