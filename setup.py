@@ -23,8 +23,8 @@ setup(
         # TL 2.18 also pins numpy < 2, and pyarrow 26 refuses to import under numpy 1.x (TRL's DPOTrainer imports
         # it through `datasets`), hence pyarrow < 26 here.
         # pytest-xdist runs the suite in one process per core (pytest.ini's -n auto).
-        "test": ["pytest", "pytest-xdist", "transformers>=4.57,<5", "transformer_lens==2.18.0", "peft", "trl", "tiktoken",
-                 "matplotlib", "pyarrow<26", "nbgrader", "selenium"],
+        "test": ["pytest", "pytest-xdist", "transformers>=4.57,<5", "transformer_lens==2.18.0", "peft", "trl",
+                 "tiktoken", "matplotlib", "pyarrow<26", "nbgrader", "selenium"],
         "gpt2": ["pyarrow", "tiktoken"],  # projects/gpt2: parquet corpora, tiktoken as an alternative encoder
         "notebooks": ["nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
