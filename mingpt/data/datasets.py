@@ -12,9 +12,9 @@ one vectorised gather, with no per-item Python and no DataLoader: `TokenStream.g
     >>> x.shape, y[0, 0].item()
     (torch.Size([2, 8]), 1)
 
-Which examples go into a batch is decided by `mingpt.training.batching.StepSampler`: the batch of optimizer step s is a pure
-function of (seed, s). Resuming at step k therefore needs no sampler state, and several processes can split one
-global batch.
+Which examples go into a batch is decided by `mingpt.training.batching.StepSampler`: the batch of optimizer step s
+is a pure function of (seed, s). Resuming at step k therefore needs no sampler state, and several processes can
+split one global batch.
 
 Tokens can live in memory (a numpy array or torch tensor) or on disk: a path to a flat binary file of token ids
 (``.bin``, uint16 by default, the layout nanoGPT's prepare scripts write) is memory-mapped, so a corpus larger
@@ -103,10 +103,10 @@ class TokenStream(Dataset):
                        seed: int = 0, stream: int = 0, start_step: int = 0, state: dict | None = None
                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """
-        The Trainer's protocol for a data set that batches itself (see `mingpt.training.batching`): an endless iterator of
-        (x, y) micro-batches, each one `get_batch` of the windows `StepSampler` picks for (seed, stream, step).
-        Batches are a pure function of the step, so there is no data position to save: the iterator has no
-        ``state_dict()``, and `state` must be None.
+        The Trainer's protocol for a data set that batches itself (see `mingpt.training.batching`): an endless
+        iterator of (x, y) micro-batches, each one `get_batch` of the windows `StepSampler` picks for
+        (seed, stream, step). Batches are a pure function of the step, so there is no data position to save: the
+        iterator has no ``state_dict()``, and `state` must be None.
         """
         if state is not None:
             raise ValueError(

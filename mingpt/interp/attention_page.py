@@ -108,7 +108,8 @@ JS = r"""
       // and for tests
       canvas.setAttribute("data-left", margin); canvas.setAttribute("data-top", margin);
       canvas.setAttribute("data-cell", cell); canvas.setAttribute("data-label-every", layout.every);
-      canvas.setAttribute("aria-label", data.layers[layer] + ", head " + h + ", tokens: " + tokens.map(short).join(" "));
+      canvas.setAttribute("aria-label",
+                          data.layers[layer] + ", head " + h + ", tokens: " + tokens.map(short).join(" "));
       ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
       ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, size, size);
       var grid = data.patterns[layer][h];

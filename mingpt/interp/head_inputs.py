@@ -46,7 +46,8 @@ class HeadInputs(LayerNormHookPoints):
     """A block's ln1 hook points, plus TL's per-head inputs; called as ``points(ln_1, resid_pre)``."""
 
     def __init__(self, ln_points: LayerNormHookPoints, n_head: int, n_kv_head: int, split: bool, attn_in: bool):
-        self.name, self.hook_scale, self.hook_normalized = ln_points.name, ln_points.hook_scale, ln_points.hook_normalized
+        self.name = ln_points.name
+        self.hook_scale, self.hook_normalized = ln_points.hook_scale, ln_points.hook_normalized
         self.ln_points = ln_points  # what the block gets back when the switches go off
         self.n_head, self.n_kv_head = n_head, n_kv_head
         self.hook_attn_in = HookPoint() if attn_in else None
@@ -72,7 +73,8 @@ class MLPInput(LayerNormHookPoints):
     """A block's ln2 hook points, with TL's hook_mlp_in on the stream before ln2: ``points(ln_2, resid_mid)``."""
 
     def __init__(self, ln_points: LayerNormHookPoints):
-        self.name, self.hook_scale, self.hook_normalized = ln_points.name, ln_points.hook_scale, ln_points.hook_normalized
+        self.name = ln_points.name
+        self.hook_scale, self.hook_normalized = ln_points.hook_scale, ln_points.hook_normalized
         self.ln_points = ln_points
         self.hook_mlp_in = HookPoint()
 

@@ -6,8 +6,9 @@ downloaded checkpoint or ``pytorch_model.bin`` could run code on your machine. P
 allows tensors and plain data (numbers, strings, lists, dicts) and refuses everything else; mingpt only ever loads
 that way, and turns torch's long refusals into one line that names the refused global, never the advice to retry
 with ``weights_only=False``. Safetensors files hold no code, but a download cut short still has to be told from
-a whole one: `check_safetensors` reads only the header and checks the tensors fit the bytes. Checkpoints (mingpt/training/checkpoint.py) and pretrained weights
-(mingpt/io/pretrained.py) both load through here.
+a whole one: `check_safetensors` reads only the header and checks the tensors fit the bytes.
+Checkpoints (mingpt/training/checkpoint.py) and pretrained weights (mingpt/io/pretrained.py) both load through
+here.
 """
 
 from __future__ import annotations

@@ -193,7 +193,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
-    fix = "mingpt checkpoints never contain such objects; re-save the weights with mingpt.training.checkpoint.save_checkpoint."
+    fix = ("mingpt checkpoints never contain such objects; "
+           "re-save the weights with mingpt.training.checkpoint.save_checkpoint.")
     checkpoint = load_plain_data(path, map_location, fix, what="checkpoint", mmap=mmap)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a mingpt checkpoint (no format={FORMAT!r} marker)")

@@ -8,11 +8,11 @@ refuses plans a device cannot carry out instead of failing deep inside torch.
 
 Native bf16 on CPU: recent x86 CPUs multiply bfloat16 in hardware (Intel AMX tiles, or the AVX-512-BF16
 instructions of recent Xeons and AMD Zen 4/5). There bf16 autocast trains faster than fp32
-(bench/train_step.py prints both; docs/performance.md has the figures), so 'auto' picks it; elsewhere bf16 is emulated and slower, so 'auto' stays
-fp32. The check asks PyTorch what it will run (`torch.cpu._is_amx_tile_supported()`,
-`torch.cpu._is_avx512_bf16_supported()`), never the CPU's name. Set the environment variable
-``MINGPT_NATIVE_BF16=0`` to behave as if the CPU had no native bf16 (``=1`` as if it had): e.g. to reproduce fp32
-numerics on an AMX machine, or to run the tests as they run on a CPU without it.
+(bench/train_step.py prints both; docs/performance.md has the figures), so 'auto' picks it; elsewhere bf16 is
+emulated and slower, so 'auto' stays fp32. The check asks PyTorch what it will run
+(`torch.cpu._is_amx_tile_supported()`, `torch.cpu._is_avx512_bf16_supported()`), never the CPU's name. Set the
+environment variable ``MINGPT_NATIVE_BF16=0`` to behave as if the CPU had no native bf16 (``=1`` as if it had):
+e.g. to reproduce fp32 numerics on an AMX machine, or to run the tests as they run on a CPU without it.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import torch
 from mingpt.bpe import BPETokenizer
 from mingpt.bpe_train import ByteLevelBPE
 from mingpt.cfgnode import CfgNode
-from mingpt.model import GPT, resolve_config
+from mingpt.model import GPT
 from mingpt.posttrain.chat import ChatTemplate, chat_generate, grow_token_embeddings, with_special_tokens
 from mingpt.posttrain.sft import ConversationDataset
 from mingpt.trainer import Trainer
