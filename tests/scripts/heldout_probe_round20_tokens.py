@@ -10,6 +10,10 @@ named by judgment after five commented regex widenings (62 named by the regexes 
   check_merge           12 / 12 / 12 / 0,  4 / 4, 0
   check_bpe_encode      12 / 12 / 12 / 0,  4 / 4, 0
   total                 70 / 69 / 67 (96 %) / 0, 24 / 24, 0 crashes
+Tuned: 70 / 70 / 70 / 0, 24 / 24, 0 crashes. sampling_edges.py tries very negative logits (a finite fill such as
+-1e4 then outranks every kept logit: named); sampling_arguments.py (the argument mistakes, split out of sampling.py)
+gained top-p with 1 - p (HF's ascending sort compared with top_p); kvcache_mistakes.py names keys and values returned
+in a (B, T, nh, hs) buffer's layout (time and heads swapped).
 """
 
 from __future__ import annotations
