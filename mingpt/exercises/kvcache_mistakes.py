@@ -136,6 +136,13 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
     ("keys returned transposed", lambda K, V, h: close(K, _cat(h.k).transpose(2, 3)) and close(V, _cat(h.v)),
      "update returns keys as (B, nh, T, hs), like the k it was given; the attention transposes them itself.",
      "store k as it comes"),
+    # Llama's reference and nanoGPT-style code keep (B, T, nh, hs) buffers: returned without transposing back, time
+    # and heads trade places (the same shape only when T_total == nh; otherwise the attention fails on it).
+    ("keys and values returned as (B, T, nh, hs): time and heads swapped (a buffer in Llama's layout, not "
+     "transposed back)", lambda K, V, h: close(K, _cat(h.k).transpose(1, 2)) and close(V, _cat(h.v).transpose(1, 2)),
+     "update gets k, v as (B, nh, T_new, hs) and must return them in that layout; yours come back with the time and "
+     "head axes swapped, as a (B, T, nh, hs) buffer holds them.", "return buffer[:, :end].transpose(1, 2), or keep "
+     "the buffers as (B, nh, max_length, hs)"),
     ("only the first sequence of the batch stored",
      lambda K, V, h: K.shape[0] > 1 and close(K, _cat(h.k)[:1].expand_as(K)) and close(V, _cat(h.v)[:1].expand_as(V)),
      "k and v are (B, nh, T, hs): every sequence of the batch has its own keys; yours repeats the first one's.",

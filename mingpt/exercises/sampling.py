@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from mingpt.exercises.checking import CheckResult, fail, fmt, run
 from mingpt.exercises.compare import Part, check_cases, modified_in_place, part_variants, same
 from mingpt.exercises.greedy import check_greedy  # noqa: F401  (re-exported: the two decoding checks)
+from mingpt.exercises.sampling_arguments import ARGUMENT_MISTAKES
 from mingpt.exercises.sampling_edges import TIE_LOGITS, accepted, large_logits_problem, unnormalised_problem
 from mingpt.exercises.sampling_edges import reference as _reference
 from mingpt.exercises.sampling_order import ORDER_MISTAKES
@@ -254,46 +255,6 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
 SAMPLING_MISTAKES += ORDER_MISTAKES  # the batch mixed, or the result left in sorted order (sampling_order.py)
 
 
-def _power(a):  # the temperature applied as T ** a: the logits divided by T ** (a - 1) before the usual / T
-    return lambda lg, t, k, p: (lg / t ** (a - 1), t, k, p)
-
-
-# Mistakes in one argument (how the temperature is applied, which k, which p): each one alone, and combined with
-# every other mistake of the table (two at once), see compare.part_variants.
-ARGUMENT_MISTAKES = [
-    Part("temperature", _power(0), "temperature ignored", "The temperature must change the distribution: logits / "
-         "temperature, sharper below 1 and flatter above.", "divide the logits by the temperature"),
-    Part("temperature", _power(-1), "temperature multiplied instead of divided", "A temperature below 1 must make "
-         "the distribution sharper; yours makes it flatter.", "logits / temperature"),
-    Part("temperature", _power(2), "temperature applied twice", "Your distribution is the one for temperature T "
-         "squared: the logits were divided by T twice.", "divide by the temperature once"),
-    Part("temperature", _power(0.5), "temperature applied as its square root",
-         "Your logits are divided by sqrt(T), not by T.", "logits / temperature"),
-    Part("temperature", lambda lg, t, k, p: (torch.div(lg, t, rounding_mode="floor") * t, t, k, p),
-         "temperature applied with floor division (logits // temperature)", "// is floor division: it rounds each "
-         "scaled logit down to a whole number, so tokens whose logits differ by less than the temperature can tie.",
-         "logits / temperature, one slash"),
-] + [Part("temperature", lambda lg, t, k, p, c=c: (lg, c, k, p), f"a fixed temperature, not the temperature argument "
-          f"(your outputs match temperature = {c})", f"Your distribution is the one for temperature {c} whatever "
-          f"temperature is passed: a constant, a default left in place of the argument, or a value kept from an "
-          f"earlier call (state on the function).", "use this call's temperature argument")
-     for c in (0.5, 2.0, 0.7, 0.8, 1.5, 0.9)] + [
-    Part("top_k", lambda lg, t, k, p, d=d: (lg, t, k if k is None or k + d < 1 else k + d, p),
-          f"top-k keeps {'one token' if abs(d) == 1 else f'{abs(d)} tokens'} too {'many' if d > 0 else 'few'}",
-          "top_k = k must leave exactly k tokens with non-zero probability.", "compare with the k-th largest")
-     for d in (1, -1, 2, -2, 3)] + [
-    Part("top_k", lambda lg, t, k, p: (lg, t, None, p), "top-k ignored", "With top_k given, only the k most likely "
-         "tokens may be sampled.", "apply the top-k filter when top_k is not None"),
-    Part("top_p", lambda lg, t, k, p: (lg, t, k, None), "top-p ignored", "With top_p given, only the most likely "
-         "tokens whose mass reaches p stay; yours keeps every token.", "apply the top-p filter when top_p is not None"),
-] + [Part("top_p", lambda lg, t, k, p, c=c: (lg, t, k, None if p is None else c),
-          f"top-p uses a fixed p, not the top_p argument (your outputs match p = {c})", f"Your nucleus is the one for "
-          f"p = {c} (or a value near it) whatever top_p is: a constant or a default left in place of the argument.",
-          "use the top_p argument")  # the roundest values first: the name gives the first value that fits
-     for c in (0.9, 0.5, 0.8, 0.95, 0.99, 0.7, 0.6, 0.75, 0.85, 0.3, 0.4, 0.25, 0.2, 0.1, 0.92, 0.98, 0.65, 0.55,
-               0.45, 0.35, 0.15, 0.05)]
-
-
 def _build(temperature=None, top_k=None, top_p=None, body=_reference):
     """The reference (or one table mistake, body) with up to three of its arguments rewritten by mistakes."""
     steps = [f for f in (temperature, top_k, top_p) if f is not None]
@@ -364,7 +325,8 @@ def _check_settings(exercise, fn, describe) -> CheckResult:
 
 
 CHECKED = ["temperature", "top-k", "top-p (the crossing token kept)", "top-k and top-p together", "ties",
-           "each row sums to 1", "large logits (no overflow)"]
+           "each row sums to 1", "large logits (no overflow)",
+           "very negative logits (removed ones at -inf)"]
 SINGLE_NAMES = {name for name, *_ in SAMPLING_MISTAKES}  # the table's own two-mistake rows are rebuilt whole
 
 

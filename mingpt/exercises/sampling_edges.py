@@ -10,7 +10,8 @@ agrees with the reference on ordinary logits and returns NaN once a logit divide
 (exp overflows float32 to inf, and inf / inf is NaN); torch's softmax subtracts each row's max first, so the large
 logits show the slip. Last, a distribution right up to a factor per row: a step after the softmax (a power such as
 p ** (1 / T), a product, a mask) changed the mass and nothing renormalised it; divided by its row sums it is the
-reference (or one known slip), which names it exactly.
+reference (or one known slip), which names it exactly. And logits all far below zero, where a removed logit set to
+a finite number (-1e4) instead of -inf outranks every kept one.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def large_logits_problem(exercise: str, fn, describe) -> CheckResult | None:
         outputs.append(out)
     wrong = [n for n, (case, out) in enumerate(zip(LARGE_CASES, outputs)) if not same(out, reference(*case))]
     if not wrong:
-        return None
+        return _low_logits_problem(exercise, fn, describe)
     case, out = LARGE_CASES[wrong[0]], outputs[wrong[0]]
     expected = reference(*case)
     example = f"{describe(*case)}\nyours    {fmt(out, 6)}\nexpected {fmt(expected, 6)}"
@@ -118,6 +119,46 @@ def large_logits_problem(exercise: str, fn, describe) -> CheckResult | None:
     return fail(exercise, NOT_RECOGNISED, "Right on ordinary logits, but not on large ones (a confident model's "
                 "logits, here up to 190 after the temperature), and no mistake the checker knows explains it.",
                 f"{example}\n{where_it_differs(out, expected)}", "compute in a way that cannot overflow: F.softmax")
+
+
+# The same logits a million lower: softmax only sees differences, so the distributions are LARGE's. But a removed
+# logit set to a large *finite* negative number (-1e4, as Hugging Face's old masks; -1e5, TransformerLens' IGNORE;
+# -1e9) is then above every kept one (about -2e6 after the temperature), and the removed tokens take all the mass.
+LOW_CASES = [(LARGE - 1e6, 0.5, 2, None), (LARGE - 1e6, 0.5, None, 0.9)]
+
+
+def _finite_fill(lg, t, k, p):
+    """The reference with the removed logits set to -1e4: on LOW_CASES, what any fill between about -1.9e6 and the
+    top logit gives (the removed tokens share the mass equally, the kept ones underflow to 0)."""
+    x = filter_logits(lg / t, k, p)
+    return F.softmax(x.masked_fill(x.isinf(), -1e4), dim=-1)
+
+
+def _low_logits_problem(exercise: str, fn, describe) -> CheckResult | None:
+    """None when fn's distributions on very negative logits are the reference's; else the finite fill (named when
+    it explains both cases) or where they differ."""
+    outputs = []
+    for case in LOW_CASES:
+        out, problem = run(exercise, describe(*case), fn, case[0].clone(), *case[1:])
+        if problem is not None:
+            return problem
+        outputs.append(out)
+    wrong = [n for n, (case, out) in enumerate(zip(LOW_CASES, outputs)) if not same(out, reference(*case))]
+    if not wrong:
+        return None
+    case, out = LOW_CASES[wrong[0]], outputs[wrong[0]]
+    expected = reference(*case)
+    example = f"{describe(*case)}\nyours    {fmt(out, 6)}\nexpected {fmt(expected, 6)}"
+    if all(same(o, _finite_fill(*c)) for c, o in zip(LOW_CASES, outputs)):
+        return fail(exercise, "removed logits set to a finite number (such as -1e4 or -1e5), not -inf: they leak when "
+                    "the logits are lower still", "Right on ordinary logits, but softmax only sees differences: when "
+                    "every logit is far below zero (here about -2e6 after the temperature), a removed token at -1e4 "
+                    "is the *most* likely one, and the removed tokens take all the probability. -inf is below "
+                    "every logit.", example, "masked_fill(remove, float('-inf'))")
+    return fail(exercise, NOT_RECOGNISED, "Right on ordinary logits, but not when every logit is far below zero "
+                "(softmax only sees differences, so the answer is that of the same logits a million higher), and no "
+                "mistake the checker knows explains it.", f"{example}\n{where_it_differs(out, expected)}",
+                "filter with -inf, then F.softmax")
 
 
 def _row_normalised(out, case):
