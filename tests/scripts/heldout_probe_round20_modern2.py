@@ -233,7 +233,7 @@ def conv_keeps_buffers_transposes_wte(sd):  # double: nothing skipped, wte trans
     return {n: (t.t() if n.endswith(CONV1D + ("wte.weight",)) else t) for n, t in sd.items()}
 
 
-@mistake(ex.check_hf_conversion, r"c_attn|q|k|v|split|permut|order")
+@mistake(ex.check_hf_conversion, r"q, ?k, ?v|qkv|permut|order")
 def conv_qkv_reordered(sd):  # Llama conversion habit: q, k, v reordered (k, q, v) inside c_attn
     out = _convert(sd)
     for n in list(out):
