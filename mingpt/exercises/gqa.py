@@ -23,6 +23,7 @@ from mingpt.exercises.checking import CheckResult, Variant
 from mingpt.exercises.compare import check_cases
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.gradients import function_gradient_problem
+from mingpt.exercises.large_scores import large_score_slip
 
 __all__ = ["check_gqa", "GQA_MISTAKES", "gqa_reference"]
 
@@ -33,14 +34,16 @@ def _rep(t, g, interleave=True):
 
 def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=-1, diagonal=1, window=None,
          kv="kv", swap_qk=False, polarity=None, fill=float("-inf"), out_scale=False, mask_size=None, added=None,
-         k_reshaped=False, nan_zeroed=False, sliced=False):
+         k_reshaped=False, nan_zeroed=False, sliced=False, post_mask=False, normalise=None):
     """The reference with one knob per mistake (defaults: correct). tile: which of "k", "v" are tiled (repeat) instead
     of repeated per group; kv: which tensors serve as keys and values ("kk": keys as values); fill: the masked scores'
     value; out_scale: 1/sqrt(hs) on the output instead of the scores; mask_size: a mask built for that length;
     added: a 0/1 mask *added* to the scores instead of -inf where hidden ("keep": 1 where a key may be seen, Hugging
     Face's attention_mask convention; "hide": 1 where it may not); k_reshaped: k reshaped to (.., hs, T) where a
     transpose was meant; nan_zeroed: the NaN a softmax over all -inf gives replaced by 0 (nan_to_num); sliced: the
-    mask (of mask_size) cut to [:T, :T], right when mask_size >= T and an error when it is shorter."""
+    mask (of mask_size) cut to [:T, :T], right when mask_size >= T and an error when it is shorter; post_mask: the
+    softmax taken over every key and the future's weights zeroed afterwards (not renormalised); normalise="naive":
+    exp / sum without subtracting the row's maximum (large_scores.py)."""
     g = q.size(1) // k.size(1)
     src = {"k": k, "v": v}
     k, v = src[kv[0]], src[kv[1]]
@@ -62,10 +65,17 @@ def _gqa(q, k, v, tile="", repeat=True, causal=True, scale_pow=0.5, softmax_dim=
         keep = torch.ones(T, T, dtype=torch.bool).triu(polarity)
     if out_scale:
         att = att * q.size(-1) ** scale_pow
+    def softmax(s):
+        if normalise == "naive":
+            e = s.exp()
+            return e / e.sum(dim=softmax_dim, keepdim=True)
+        return s.softmax(dim=softmax_dim)
     if added is not None:  # nothing hidden: the mask's 0s and 1s only shift the scores
-        p = (att + (keep if added == "keep" else ~keep).to(att.dtype)).softmax(dim=softmax_dim)
+        p = softmax(att + (keep if added == "keep" else ~keep).to(att.dtype))
+    elif post_mask:  # HF-style attention_mask multiplied in after the softmax: the kept weights sum to less than 1
+        p = softmax(att) * keep
     else:
-        p = att.masked_fill(~keep, fill).softmax(dim=softmax_dim)
+        p = softmax(att.masked_fill(~keep, fill))
     y = (p.nan_to_num() if nan_zeroed else p) @ v
     return y / q.size(-1) ** scale_pow if out_scale else y
 
@@ -98,6 +108,14 @@ KNOBS = [
     ("the diagonal masked too (a token cannot see itself)", dict(diagonal=0),
      "Position t attends to positions <= t, itself included; masking the diagonal leaves the first row with nothing "
      "to attend to (NaN).", "triu(diagonal=1): only the future is masked"),
+    ("the diagonal masked too (a token cannot see itself)", dict(diagonal=0, fill=-1e9),  # a finite fill: no NaN,
+     "Position t attends to positions <= t, itself included; masking the diagonal leaves the first row with nothing "
+     "to attend to (with a finite fill it averages every value, the future included).",  # row 0 averages all
+     "triu(diagonal=1): only the future is masked"),
+    ("causal mask applied after the softmax (future weights zeroed, the rest not renormalised)", dict(post_mask=True),
+     "Masking after the softmax leaves each row's weights summing to less than 1: the future's share is lost, not "
+     "given to the past. Mask the scores (-inf) before the softmax, so the visible keys' weights sum to 1.",
+     "scores.masked_fill(future, float('-inf')), then softmax"),
     ("scores scaled by 1/hs instead of 1/sqrt(hs)", dict(scale_pow=1.0), "The scores are divided by sqrt(head_dim).",
      "/ math.sqrt(hs)"),
     ("scores not scaled", dict(scale_pow=0.0),
@@ -224,6 +242,10 @@ def check_gqa(fn, seed: int = 0) -> CheckResult:
     problem = check_cases(exercise, fn, cases, gqa_reference, GQA_MISTAKES + pairs(_gqa, SINGLES),
                           lambda q, k, v: f"q of shape {tuple(q.shape)}, k and v {tuple(k.shape)}", atol=1e-4,
                           prepare=lambda c: tuple(t.clone() for t in c), precision=True)
+    if problem is None:  # right on ordinary scores: and on large ones (a finite mask fill, an overflowing exp)?
+        big = tuple(300 * t for t in case(seed + 40, 1, 4, 2, 6, 4))
+        problem = large_score_slip(exercise, fn, _gqa, big, "q, k, v of shape (1, 4, 6, 4), (1, 2, 6, 4) scaled by "
+                                   "300 (scores near a hundred thousand)")
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, gqa_reference, cases[0], "q (2, 6, 5, 4), k and v "
                                                    "(2, 2, 5, 4)")

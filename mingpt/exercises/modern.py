@@ -166,6 +166,13 @@ ROTARY_MISTAKES = [
             "Pair i turns at theta^(-2i/hs), i = 0 .. hs/2 - 1: the exponent stops short of -1. Yours reaches "
             "theta^-1 at the last pair (linspace(0, 1, hs/2) divides by hs/2 - 1).",
             "theta ** (-torch.arange(0, hs, 2) / hs)"),
+    # GPT-NeoX / Pythia's partial rotary (rotary_pct): the first r channels (an even count) rotated as a head of r,
+    # with r's own frequencies and halves, the rest passed through; Llama rotates the whole head
+    *[Variant(f"only the first {pct:g} of each head rotated (GPT-NeoX's rotary_pct)", (lambda pct: lambda x, s, th: (
+        lambda r: torch.cat((_rotary(x[..., :r], s, th), x[..., r:]), -1))(2 * int(x.shape[-1] * pct / 2)))(pct),
+              "Llama (and this exercise) rotates every channel of the head: hs/2 pairs, j with j + hs/2. GPT-NeoX "
+              "rotates only a fraction (rotary_pct) and passes the rest through unchanged.",
+              "rotate the whole head: x * cos + rotate_half(x) * sin with hs/2 frequencies") for pct in (0.5, 0.25)],
     Variant("theta ignored (10000 hard-coded)", lambda x, s, th: _rotary(x, s, 10000.0),
             "The base theta is an argument (Llama 3 uses 500000); yours always uses 10000.", "use the theta passed in"),
     knob(_rotary, "frequencies theta^(+2i/hs) instead of theta^(-2i/hs)", dict(exponent=-2.0),

@@ -100,6 +100,14 @@ def key_findings(got: dict, want: dict) -> tuple[list[Finding], dict[str, str], 
                              "missing: ['lm_head.weight']",
                              "out['lm_head.weight'] = out['transformer.wte.weight'] (the same tensor)"))
         missing.remove("lm_head.weight")
+    if missing and not extra:  # the checkpoint holds these very names: the conversion filtered them out
+        found.append(Finding(f"dropped {'a tensor' if len(missing) == 1 else 'tensors'} the checkpoint has: "
+                             + ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else ""),
+                             "Every key of mingpt's state dict is in the Hugging Face checkpoint under the same name "
+                             "(GPT-2 has a learned position table wpe, every LayerNorm a bias, ...); your conversion "
+                             "left these out, so load_state_dict would fail on them.", f"missing: {missing[:4]}",
+                             "skip only the mask buffers ('.attn.bias', '.attn.masked_bias'); keep every other key"))
+        missing = []
     return found, rename, missing, extra
 
 
@@ -121,7 +129,7 @@ def _renamed(missing: list[str], extra: list[str]) -> dict[tuple[str, str], tupl
 
 
 def _qkv_orders(hf: torch.Tensor, want: torch.Tensor):
-    """c_attn's weight with its q, k, v blocks in every wrong order (the student rebuilt it from three parts)."""
+    """c_attn's weight (or bias) with its q, k, v blocks in every wrong order (rebuilt from three parts)."""
     blocks = want.chunk(3, dim=0)
     for order in itertools.permutations(range(3)):
         if order != (0, 1, 2):
@@ -189,8 +197,8 @@ def _candidates(name: str, mine, hf: torch.Tensor, want: torch.Tensor):
                           "blocks must be stacked along dim 0 into (3C, C); yours stacks them along dim 1.",
                           f"{name}: yours {tuple(mine.shape)}, expected {tuple(want.shape)}",
                           "torch.cat([...], dim=0), or simply transpose the whole (C, 3C) weight")
-    if name.endswith("attn.c_attn.weight") and mine.shape == want.shape:
-        for order, wrong in _qkv_orders(hf, want):
+    if name.endswith(("attn.c_attn.weight", "attn.c_attn.bias")) and mine.shape == want.shape:  # the bias too:
+        for order, wrong in _qkv_orders(hf, want):  # its 3C entries are q's, k's, v's like the weight's rows
             if close(mine, wrong):
                 yield Finding("q, k, v blocks of c_attn in the wrong order", "c_attn's output is q, then k, then "
                                "v (C rows each after the transpose); yours has them as "

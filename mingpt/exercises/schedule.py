@@ -175,6 +175,16 @@ LR_MISTAKES = [  # (name, f(it, lr, min_lr, warmup, decay_iters), explanation, h
      lambda it, lr, mn, W, D: _schedule(it, lr, lr * mn, W, D),
      "min_lr is the floor itself, a learning rate, not a ratio of the peak (as Hugging Face's min_lr_rate is): "
      "yours decays to learning_rate * min_lr.", "min_lr + coeff * (learning_rate - min_lr), then min_lr"),
+    # transformers' get_cosine_schedule_with_warmup copied whole (three parts at once, so no pair rebuilds it): its
+    # warm-up starts at 0, its cosine heads for 0 (no floor) and, as it is meant to end at the last step, nothing
+    # stops it after lr_decay_iters: the half cosine turns into a full one and climbs back
+    ("Hugging Face's get_cosine_schedule_with_warmup: warm-up from 0, cosine to 0 (not min_lr), not flat after",
+     lambda it, lr, mn, W, D: lr * it / max(1, W) if it < W else lr * max(
+         0.0, 0.5 * (1 + math.cos(math.pi * (it - W) / max(1, D - W)))),
+     "Hugging Face's schedule is another contract: its warm-up is it / warmup_iters (0 at the first step), its "
+     "cosine ends at 0 and it never stops at lr_decay_iters. Here the first step already learns, (it + 1) / "
+     "(warmup_iters + 1), the cosine ends at min_lr, and the rate stays at min_lr from lr_decay_iters on.",
+     "warm-up (it + 1) / (warmup_iters + 1); min_lr + coeff * (learning_rate - min_lr); min_lr after the decay"),
 ]
 # A rate rounded with round(x, n) "to print nicely": right to n decimals, wrong beyond (the step's size changes).
 LR_MISTAKES += [(f"learning rate rounded to {n} decimals (round())",

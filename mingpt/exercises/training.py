@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 
 import torch
 import torch.nn as nn
@@ -240,6 +241,16 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         if "must define" in str(e) or "must be an nn.Module" in str(e):
             return fail(exercise, "your class does not fit into GPT", str(e),
                         hint="GPT calls each component in one fixed way (see mingpt.components)")
+        return crashed(exercise, f"training GPT({names})", e)
+    except FloatingPointError as e:  # the Trainer stops on a non-finite loss: name it when it is there from the start
+        if re.search(r"loss is (nan|inf|-inf) at step 0\b", str(e)):
+            return fail(exercise, "the loss is NaN from the first step: your component outputs non-finite values",
+                        "Before any update, on the model as initialised, the loss is already not a number: some "
+                        "value in your component's forward is NaN or inf on ordinary inputs, and it spreads to every "
+                        "logit. A softmax over a row that is masked entirely (the diagonal masked too, so position 0 "
+                        "sees nothing), a log of 0 or a division by 0 are the usual sources.", str(e),
+                        "run your component once on torch.randn input and look for torch.isnan in its output, "
+                        "position by position")
         return crashed(exercise, f"training GPT({names})", e)
     except Exception as e:
         return crashed(exercise, f"training GPT({names})", e)

@@ -9,7 +9,8 @@ LayerNorm gain (which should stay near 1) has no reason to be small, and an embe
 map. So every parameter falls in exactly one of two groups:
 
     decayed       the weights of nn.Linear layers (a matrix shared with an embedding by weight tying is still a
-                  matmul weight: decayed, as in the fast successor)
+                  matmul weight: decayed, as in the fast successor), and nn.MultiheadAttention's input projections
+                  (in_proj_weight, or q/k/v_proj_weight: nn.Linear weights that PyTorch keeps as raw parameters)
     not decayed   biases; the weights of nn.LayerNorm and nn.Embedding; any 1-D parameter (a gain or a scale in a
                   home-made module, such as a student's LayerNorm)
 
@@ -25,6 +26,7 @@ import torch.nn as nn
 __all__ = ["param_groups", "adamw", "muon_split", "MuonWithAdamW", "muon_with_adamw", "OPTIMIZERS", "make_optimizer"]
 
 DECAYED_MODULES = (nn.Linear,)
+MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")  # its out_proj is a Linear
 NOT_DECAYED_MODULES = (nn.LayerNorm, nn.Embedding)
 
 
@@ -35,6 +37,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     too); frozen ones (requires_grad=False) are left out. Raises ValueError for a parameter the rule cannot place.
     """
     decayed = {id(m.weight) for m in model.modules() if isinstance(m, DECAYED_MODULES)}
+    decayed |= {id(getattr(m, n)) for m in model.modules() if isinstance(m, nn.MultiheadAttention)
+                for n in MHA_PROJECTIONS if getattr(m, n, None) is not None}
     not_decayed = {id(p) for m in model.modules() if isinstance(m, NOT_DECAYED_MODULES)
                    for p in m.parameters(recurse=False)}
     groups: tuple[list, list] = ([], [])
