@@ -12,7 +12,13 @@ before reading the checkers (black-box runs only) and counted untuned, judged:
 
 Not named untuned: SFT without the <end> token, SFT with the <assistant> marker trained, LoRA forward through a weight
 copied at init (merge changes nothing), DPO with TRL's label smoothing (cDPO). Misnamed: LoRA's merge scaling twice
-(alpha/r = 2 on an identity base read as "2 * reference - input")."""
+(alpha/r = 2 on an identity base read as "2 * reference - input").
+
+Tuned: 60 of 60 named (0 misnamed), 15 of 15 valid, 0 crashes. Mechanisms: sft_mistakes.py names the END dropped and
+the marker trained by position too (a reply's last token, the token before a reply), not only by id; lora_merge.py
+reads a merge's wrong scale off every (r, alpha) of SETTINGS as a formula (or a fixed number) before any affine
+relation is tried; lora.py names a forward that after merge() reads the weight from before the merge (a copy);
+dpo_mistakes.py names TRL's label_smoothing (cDPO) and loss_type='robust' at eps 0.1, 0.05 and 0.2."""
 
 from __future__ import annotations
 
@@ -55,7 +61,7 @@ def sft_r20_mask_not_shifted(ids, is_assistant):  # mask built on the inputs (HF
 
 
 # widened: "loss on everything after the assistant's first token ... every later user turn" is this cause
-@mistake(ex.check_sft_targets, r"user|after the first|first (assistant|reply|answer|turn)|later|every(thing| token) after")
+@mistake(ex.check_sft_targets, r"user|after the first|first (assistant|reply|answer|turn)|later|every(thing| token) after")  # noqa: E501
 def sft_r20_trl_completion_only(ids, is_assistant):  # TRL's completion-only collator: train on all after the 1st reply
     start = int(is_assistant.nonzero()[0])
     x, y = ids[:-1], ids[1:].clone()
