@@ -1,5 +1,72 @@
 """Round 20, post part, of the held-out probe as (checker, name) rows, in the probe's order
-(see mistakes_heldout.py)."""
+(see mistakes_heldout.py); the names were read off the checkers' results, not typed."""
 
 NAMES = [
+    ('check_sft_targets', "masked with -100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_sft_targets', "x = ids and y = ids masked, both unshifted (Hugging Face's labels = input_ids)"),
+    ('check_sft_targets', 'the mask is not shifted with the targets (off by one)'),
+    ('check_sft_targets', "loss on everything after the assistant's first token"),
+    ('check_sft_targets', "the end-of-turn token is masked out (each reply's last token dropped from the mask)"),
+    ('check_sft_targets', "the assistant's role marker is trained on (the token before each reply added to the mask)"),
+    ('check_sft_targets', 'the mask is inverted (loss on everything but the assistant)'),
+    ('check_sft_targets', 'masked with 0 instead of -1'),
+    ('check_sft_targets', 'x is not ids[:-1]'),
+    ('check_sft_targets', 'changes its input in place'),
+    ('check_sft_targets', 'wrong dtype: token ids must be integers (torch.long)'),
+    ('check_sft_targets', 'x and y kept at length T: x = ids (the last token included), y padded with a -1'),
+    ('check_sft_targets', "the mask is is_assistant[:-1] & is_assistant[1:] (each reply's first token is not "
+                          'trained), not is_assistant[1:]'),
+    ('check_sft_targets', 'two mistakes: the mask is not shifted with the targets (off by one); and masked with '
+                          "-100 (PyTorch's default) instead of mingpt's -1"),
+    ('check_lora_layer', "LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank"),
+    ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
+    ('check_lora_layer', 'LoRA scaled by rank / alpha (the ratio upside down)'),
+    ('check_lora_layer', 'LoRA scaled by alpha // rank (integer division)'),
+    ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
+    ('check_lora_layer', 'B initialised non-zero'),
+    ('check_lora_layer', 'random output: the same x gives different outputs (dropout in train mode?)'),
+    ('check_lora_layer', "merge adds (B A).T reshaped to the weight's shape: the correction's numbers scrambled"),
+    ('check_lora_layer', 'the correction is added twice after merge'),
+    ('check_lora_layer', 'merge forgets the scale'),
+    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', 'output off by a constant vector (a bias added twice, or left out)'),
+    ('check_lora_layer', 'after merge() the forward still reads the weight from before the merge (a copy kept?)'),
+    ('check_lora_layer', 'merge(): LoRA scaled twice: (alpha / r)^2 (the scale on both A and B, or on the input '
+                         'and the output)'),
+    ('check_lora_layer', "LoRA scaled by alpha / sqrt(rank) (rsLoRA's scale), not alpha / rank"),
+    ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
+    ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),
+    ('check_dpo_loss', 'gradients flow through the reference model'),
+    ('check_dpo_loss', "IPO's squared loss (TRL's loss_type='ipo') instead of DPO's -log sigmoid"),
+    ('check_dpo_loss', "label-smoothed DPO (cDPO, TRL's label_smoothing=0.1) instead of DPO's -log sigmoid"),
+    ('check_dpo_loss', 'beta scales the loss, not the margin inside the log-sigmoid'),
+    ('check_dpo_loss', 'the sign is swapped (chosen and rejected exchanged)'),
+    ('check_dpo_loss', "the hinge loss (SLiC's, TRL's loss_type='hinge') instead of DPO's -log sigmoid"),
+    ('check_dpo_loss', 'beta fixed at 0.1, not the beta argument'),
+    ('check_dpo_loss', 'pairs mixed up: rows flattened as (2, B) (all chosen, then all rejected) but read back as '
+                       '(B, 2)'),
+    ('check_dpo_loss', 'log-probs shifted a second time (y is already the next token)'),
+    ('check_dpo_loss', 'log_softmax over the time axis, not the vocabulary'),
+    ('check_dpo_loss', 'probabilities summed instead of log-probabilities'),
+    ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
+    ('check_dpo_loss', 'summed over the pairs instead of averaged'),
+    ('check_dpo_loss', 'log-probs averaged over the whole row (no mask: the prompt and padding counted, divided by T)'),
+    ('check_group_advantages', 'not normalised although normalize_std=True'),
+    ('check_group_advantages', "normalised by the whole batch's std, not each group's"),
+    ('check_group_advantages', 'the population std (over G) where the sample std (over G - 1) is asked'),
+    ('check_group_advantages', 'no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', "centred on the whole batch's mean, not each group's"),
+    ('check_group_advantages', 'two mistakes: centred across prompts (the mean over the wrong axis); and '
+                               'normalised by the std across prompts (the wrong axis)'),
+    ('check_group_advantages', 'divided by the variance, not the std'),
+    ('check_group_advantages', 'normalised by the range (max - min), not the std'),
+    ('check_group_advantages', 'normalize_std read the wrong way round (normalised only when it is False)'),
+    ('check_group_advantages', "centred on the mean of the *other* answers (RLOO's leave-one-out baseline), not "
+                               "the group's mean"),
+    ('check_group_advantages', 'changes its input in place'),
+    ('check_group_advantages', 'output reshaped'),
+    ('check_group_advantages', 'group statistics without keepdim=True'),
+    ('check_group_advantages', 'two mistakes: the population std (over G) where the sample std (over G - 1) is '
+                               'asked; and no eps: NaN for a group whose answers all scored the same'),
+    ('check_group_advantages', 'eps too large: it shrinks every advantage'),
 ]

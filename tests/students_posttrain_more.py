@@ -411,3 +411,43 @@ def _dpo_row_mean(policy, reference, x, y, beta):  # token_logps.mean(-1): no ma
 MORE_DPO.update({
     "log-probs averaged over the whole row (no mask: the prompt and padding counted, divided by T)": _dpo_row_mean,
 })
+
+
+# ------------------------------------------------------------------------------------------ round 20 (transplants)
+def _sft_span_edges(widen):  # the END or the marker found from is_assistant's edges (by position, not by id)
+    def sft(ids, a):
+        after = torch.cat([a[1:], torch.tensor([False])])  # is the next token the assistant's too?
+        keep = a | after if widen else a & after  # the token before each reply added, or each reply's last dropped
+        return ids[:-1], ids[1:].masked_fill(~keep[1:], -1)
+    return sft
+
+
+def _dpo_smoothed(eps, robust):  # TRL's label_smoothing (cDPO) or loss_type="robust" copied into the exercise
+    def loss(policy, reference, x, y, beta):
+        B, _, T = x.shape
+        t = y.reshape(2 * B, T)
+
+        def logps(model):
+            return -F.cross_entropy(model(x.reshape(2 * B, T))[0].transpose(1, 2), t, ignore_index=-1,
+                                    reduction="none").sum(-1).view(B, 2)
+
+        pi = logps(policy)
+        with torch.no_grad():
+            ref = logps(reference)
+        z = beta * ((pi[:, 0] - ref[:, 0]) - (pi[:, 1] - ref[:, 1]))
+        if robust:
+            return ((-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)).mean()
+        return (-(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)).mean()
+    return loss
+
+
+MORE_SFT.update({
+    "the end-of-turn token is masked out (each reply's last token dropped from the mask)": _sft_span_edges(False),
+    "the assistant's role marker is trained on (the token before each reply added to the mask)": _sft_span_edges(True),
+})
+MORE_DPO.update({
+    **{f"label-smoothed DPO (cDPO, TRL's label_smoothing={eps}) instead of DPO's -log sigmoid":
+       _dpo_smoothed(eps, False) for eps in (0.1, 0.05, 0.2)},
+    **{f"robust DPO (TRL's loss_type='robust', label_smoothing={eps}) instead of DPO's -log sigmoid":
+       _dpo_smoothed(eps, True) for eps in (0.1, 0.05, 0.2)},
+})

@@ -54,6 +54,13 @@ def logps_of(model, x, y, mean=False, unmasked=False, targets_from_x=False, prob
 # the loss of the margin z = beta * (...) when it is not DPO's -log sigmoid(z): TRL's other loss_types, and slips
 _LOSSES = {"sigmoid": lambda z, beta: -torch.sigmoid(z), "one_minus": lambda z, beta: 1 - torch.sigmoid(z),
            "hinge": lambda z, beta: torch.relu(1 - z), "ipo": lambda z, beta: (z / beta - 1 / (2 * beta)) ** 2}
+# TRL's label_smoothing (conservative DPO): the preference label trusted with probability 1 - eps only, so eps of the
+# loss pushes the other way; TRL's loss_type="robust" divides the same mix (the eps term's sign flipped) by 1 - 2 eps
+SMOOTHING = (0.1, 0.05, 0.2)
+_LOSSES.update({f"cdpo{eps}": lambda z, beta, e=eps: -(1 - e) * F.logsigmoid(z) - e * F.logsigmoid(-z)
+                for eps in SMOOTHING})
+_LOSSES.update({f"robust{eps}": lambda z, beta, e=eps: (-(1 - e) * F.logsigmoid(z) + e * F.logsigmoid(-z)) / (1 - 2 * e)
+                for eps in SMOOTHING})
 
 
 def dpo_variant(policy, reference, x, y, beta=BETA, logps=logps_of, no_ref=False, sign=1.0, reduce=torch.mean,
@@ -159,6 +166,12 @@ DPO_MISTAKES = [
             lambda *a: dpo_variant(*a, loss="ipo"),
             "(margin - 1 / (2 beta))^2 is IPO's loss; this exercise is DPO's -log sigmoid(beta * margin).",
             "-F.logsigmoid(beta * margin)"),
+    *[Variant(f"{name}label_smoothing={eps}) instead of DPO's -log sigmoid", lambda *a, loss=f"{key}{eps}":
+              dpo_variant(*a, loss=loss), "Label smoothing mixes in the loss of the opposite preference (eps of "
+              "the pairs assumed mislabelled); this exercise is plain DPO: -log sigmoid(beta * margin), every label "
+              "trusted.", "-F.logsigmoid(beta * margin), without the eps term")
+      for eps in SMOOTHING for key, name in (("cdpo", "label-smoothed DPO (cDPO, TRL's "),
+                                              ("robust", "robust DPO (TRL's loss_type='robust', "))],
     Variant("beta multiplies the policy's log-probs only, not the reference's",
             lambda *a: dpo_variant(*a, beta_policy_only=True),
             "beta scales the whole log-ratio: beta * ((pi_c - ref_c) - (pi_r - ref_r)); yours scales the policy's "

@@ -24,13 +24,9 @@ from mingpt.exercises.compare import NOT_RECOGNISED, explain, reports_in_place_e
 from mingpt.exercises.lora_mistakes import (ALPHA, CRASH_HINT, HINT, IN, LORA_FORWARD_MISTAKES, LORA_INIT_MISTAKES,
                                              LORA_MERGE_CRASHES, LORA_MERGE_MISTAKES, LORA_ORDER_CRASHES, OUT, RANK,
                                              SCALE_FORMULAS, SETTINGS, lora_output)
+from mingpt.exercises.lora_merge import merge_scale, weights_of
 
 __all__ = ["CRASH_HINT", "LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
-def _weights_of(module: nn.Module, name: str) -> torch.Tensor | None:
-    value = getattr(module, name, None)
-    return value.weight if isinstance(value, nn.Linear) else value if isinstance(value, torch.Tensor) else None
-
-
 def _order_crash(problem: CheckResult, *args, crashes=LORA_ORDER_CRASHES) -> CheckResult:
     # rebuilt on the values as given and on copies of A and B that require grad, as the student's parameters do:
     # torch's matmul of a 2-D and a 3-D tensor takes another path (and words its error otherwise) under autograd
@@ -116,7 +112,7 @@ def check_lora_layer(cls) -> CheckResult:
     layer, problem = construct(exercise, cls, base, RANK, ALPHA)
     if problem is not None:
         return _arguments_swapped(exercise, cls, problem)
-    A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
+    A, B = weights_of(layer, "lora_A"), weights_of(layer, "lora_B")
     if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
         return fail(exercise, "lora_A (r, in) and lora_B (out, r) not found",
                     "The checker reads the factors as PEFT stores them: lora_A of shape (r, in_features) and lora_B "
@@ -183,6 +179,9 @@ def check_lora_layer(cls) -> CheckResult:
     found = explain(exercise, [(W, A0, B0)], [merged], lambda W, A, B: W + ALPHA / RANK * B @ A, LORA_MERGE_MISTAKES,
                     lambda W, *_: f"base.weight after merge(), expected W + (alpha / r) B A; W[0] before "
                     f"{fmt(W[0], 5)}", hint=HINT)
+    if found is not None and found.property not in {v.property for v in LORA_MERGE_MISTAKES}:
+        named = merge_scale(exercise, cls, W, A0, B0, merged)  # W + s B A: the merge's scale, as a formula
+        found = found if named is None else named
     if found is not None:
         return found
     if any(p.requires_grad for p in base.parameters()):  # the value is right, the base no longer frozen
@@ -200,7 +199,12 @@ def check_lora_layer(cls) -> CheckResult:
     twice = [Variant("the correction is added twice after merge",
                      lambda: lora_output(x, W + ALPHA / RANK * B0 @ A0, b, A0, B0, ALPHA / RANK),
                      "Once merged, the base weight already holds the correction: the forward must stop adding it.",
-                     "remember that the layer is merged (a flag) and skip the correction then")]
+                     "remember that the layer is merged (a flag) and skip the correction then"),
+             Variant("after merge() the forward still reads the weight from before the merge (a copy kept?)",
+                     lambda: F.linear(x, W, b), "merge() put the correction into base.weight and the forward then "
+                     "skips it, but the forward multiplies by the base weight as it was before merge (a clone or a "
+                     "tensor kept from __init__): the merged layer has lost the correction.",
+                     "compute the base's output from self.base (or self.base.weight) in every forward")]
     found = explain(exercise, [()], [after], lambda: expected, twice,
                     lambda: "your layer(x) after merge() (it must equal the output before merge)", hint=HINT)
     if found is not None:
@@ -226,7 +230,7 @@ def _arguments_swapped(exercise: str, cls, problem: CheckResult) -> CheckResult:
         base = nn.Linear(IN, OUT)
     try:
         layer = build(cls, base, ALPHA, RANK)
-        A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
+        A, B = weights_of(layer, "lora_A"), weights_of(layer, "lora_B")
     except Exception:
         return problem
     if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
@@ -283,7 +287,7 @@ def _fresh(cls, r: int = RANK, alpha: float = ALPHA, bias: bool = True, gen: tor
         base = nn.Linear(IN, OUT, bias=bias)
     W, b = base.weight.detach().clone(), None if base.bias is None else base.bias.detach().clone()
     layer = build(cls, base, r, alpha)
-    A, B = _weights_of(layer, "lora_A"), _weights_of(layer, "lora_B")
+    A, B = weights_of(layer, "lora_A"), weights_of(layer, "lora_B")
     gen = torch.Generator().manual_seed(2) if gen is None else gen
     with torch.no_grad():
         A.copy_(torch.randn(A.shape, generator=gen))

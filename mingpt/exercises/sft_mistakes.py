@@ -73,6 +73,18 @@ SFT_MISTAKES = [
     Variant("the assistant's role marker is trained on", lambda ids, a: masked(ids, a[1:] | (ids[1:] == ASSISTANT)),
             "The program writes the assistant marker itself to say 'your turn'; the model never has to predict it.",
             "use is_assistant as it is, without adding the role markers"),
+    # the same two slips by position (a span's last token, the token before a span), as code that marks the END or
+    # the marker from is_assistant's edges rather than from their ids does: told apart from the rows above where a
+    # reply's first token is an END (the last conversation's other mask)
+    Variant("the end-of-turn token is masked out (each reply's last token dropped from the mask)",
+            lambda ids, a: masked(ids, a[1:] & torch.cat([a[2:], torch.tensor([False])])),
+            "The END after each reply (the last token is_assistant marks in it) is in the loss on purpose: it is how "
+            "the model learns to stop talking.", "is_assistant already marks that END: use it as it is"),
+    Variant("the assistant's role marker is trained on (the token before each reply added to the mask)",
+            lambda ids, a: masked(ids, a[1:] | torch.cat([a[2:], torch.tensor([False])])),
+            "The program writes the assistant marker itself to say 'your turn'; the model never has to predict it. "
+            "Yours also trains on the token just before each reply, where that marker stands.",
+            "use is_assistant as it is, without widening it by one token"),
     Variant("loss on everything after the assistant's first token", lambda ids, a: masked(ids, a.cumsum(0)[1:] > 0),
             "Every later user turn is masked too: only the assistant's own tokens (and each reply's END) count.",
             "use is_assistant[1:] itself, not a running flag"),
