@@ -89,6 +89,16 @@ def test_a_plain_module_gets_the_same_rule_from_the_trainer_and_frozen_parameter
     t.run()
 
 
+def test_multihead_attentions_input_projections_are_decayed_matmul_weights_and_its_biases_are_not():
+    # nn.MultiheadAttention keeps its q/k/v projections as raw parameters, not nn.Linear: one packed in_proj_weight,
+    # or q/k/v_proj_weight when the key and value widths differ. They are matmul weights all the same.
+    packed, separate = nn.MultiheadAttention(8, 2), nn.MultiheadAttention(8, 2, kdim=4, vdim=6)
+    assert by_name(packed, param_groups(packed, 0.1)) == [["in_proj_weight", "out_proj.weight"],
+                                                           ["in_proj_bias", "out_proj.bias"]]
+    assert by_name(separate, param_groups(separate, 0.1)) == [
+        ["k_proj_weight", "out_proj.weight", "q_proj_weight", "v_proj_weight"], ["in_proj_bias", "out_proj.bias"]]
+
+
 def test_a_parameter_the_rule_cannot_place_is_an_error_naming_it():
     class RawMatmul(nn.Module):
         def __init__(self):
