@@ -30,6 +30,18 @@ student's IndexError shown, not named), and with BERT's LayerNorm after the sum.
 from HF's Conv1D ((in, out) weights, x @ W + b): c_proj is square, so its layout is ambiguous by shape and it was
 named "c_proj's weight used as x @ W". Bigram with nn.Linear plus bias was named "reference weights do not fit your
 parameters" (a fair generic name, counted named).
+
+Tuned (after reading the checkers): 127 mistakes, 127 caught, 119 named (94 %), 0 misnamed, 31/31 valid, 0 crashes;
+per checker named: loss 14/15, bigram 11/12, attention weights 12/13, attention 15/16, LayerNorm 13/14, MLP 13/14,
+Block 12/14, embedding 14/14, GPT 15/15. Mechanisms: a square weight of the student's own layer (not nn.Linear)
+that computes x @ W on the identity is loaded transposed, its gradient compared transposed (loading.py,
+gradients.py), so HF's Conv1D passes; attention's "c_attn without its bias" knob (attention_mistakes.py);
+LayerNorm's "(1 + weight)" gain (layernorm.py); embedding rows: positions from 2 (OPT), RoBERTa's position ids from
+the padding mask, a LayerNorm on the sum (embedding.py); MLP's "3x instead of x^3" GELU row (block.py); an extra
+bias whose weights fit by shape under other names is named as such (loading.py). Left unnamed (the checker says it
+does not recognise them and shows where they differ): z-loss, a temperature on the bigram logits (an arbitrary
+factor, reported as a fact), 1/sqrt(B) scaling, ARENA's bare reshape, float16 statistics, a GeGLU on the 4C hidden,
+ln_2 reused as a sandwich norm, DeepNet's alpha.
 """
 
 from __future__ import annotations
