@@ -25,12 +25,12 @@ __all__ = ["variants", "heads_not_transposed"]
 
 def _attend(ref, x, scale=None, softmax_dim=-1, mask="causal", split="heads", merge="transpose", project=True,
             swap_qk=False, order="qkv", after_softmax=1.0, nh=None, proj_bias=True, out_relu=False,
-            plus_one=False, fill=float("-inf"), normalise="softmax", proj_xw=False, layout="thirds"):
+            plus_one=False, fill=float("-inf"), normalise="softmax", proj_xw=False, layout="thirds", qkv_bias=True):
     """The reference computation with one knob per classic mistake (defaults: the correct attention)."""
     B, T, C = x.shape
     nh = nh or ref.n_head
     hs = C // nh
-    qkv = ref.c_attn(x)
+    qkv = ref.c_attn(x) if qkv_bias else F.linear(x, ref.c_attn.weight)  # no bias: Llama's projections have none
     thirds = qkv.split(C, dim=2)  # "thirds": [q | k | v], each C wide, as GPT-2's c_attn is laid out
     if layout == "per_head":  # read as each head's [q | k | v] block (Megatron's fused layout): (B, T, nh, 3 * hs)
         thirds = [t.reshape(B, T, C) for t in qkv.view(B, T, ref.n_head, 3 * (C // ref.n_head)).split(C // ref.n_head,
@@ -181,6 +181,9 @@ def variants(ref, hs: int) -> list[Variant]:
         knob(base, "values taken from x, not from c_attn", dict(order="qkx"),
              "v is the last third of c_attn(x), a learned projection; yours averages the input x itself.",
              "q, k, v = self.c_attn(x).split(C, dim=2)"),
+        knob(base, "c_attn without its bias (q, k, v projected by the weight alone)", dict(qkv_bias=False),
+             "c_attn is a Linear layer with a bias (GPT-2's has one; Llama's projections have none); yours multiplies "
+             "by its weight alone, so q, k and v all lose their offsets.", "self.c_attn(x)"),
         knob(base, "c_proj without its bias", dict(proj_bias=False),
              "The output projection is a Linear layer with a bias; yours multiplies by its weight alone.",
              "self.c_proj(y)"),

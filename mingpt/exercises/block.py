@@ -116,6 +116,10 @@ MLP_MISTAKES = [  # (name, the output from the reference's c_fc and c_proj: f(fc
      lambda fc, pj, x: pj(0.5 * fc(x) * (1 + torch.tanh(SQRT_2_OVER_PI * (fc(x) + 0.044715 * fc(x) ** 2)))),
      "The tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)): the correction term is cubic.",
      "x ** 3 (or x * x * x)"),
+    ("hand-written GELU with 3x instead of x^3 (x * 3 typed for x ** 3)",  # the cube term turns linear: x (1 + 3c)
+     lambda fc, pj, x: pj(_gelu_by_hand(fc(x), cube=0.0, linear=1 + 3 * 0.044715)),
+     "The tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)); yours multiplies x by 3 instead of raising "
+     "it to the power 3, so the correction is linear.", "x ** 3 (or x * x * x)"),
     ("c_proj without its bias", lambda fc, pj, x: F.linear(F.gelu(fc(x), approximate="tanh"), pj.weight),
      "Both Linear layers of GPT-2's MLP have a bias; your output projection leaves c_proj.bias out.",
      "call self.c_proj(h) (or add its bias) instead of multiplying by its weight alone"),

@@ -46,6 +46,9 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
      "build the positions with torch.arange"),
     ("positions start at 1", lambda te, pe, i: te[i] + pe[_pos(i, 1)], "The first position is 0.",
      "torch.arange(T) starts at 0"),
+    ("positions start at 2 (OPT's offset)", lambda te, pe, i: te[i] + F.embedding(_pos(i, 2), pe),
+     "OPT's learned position table keeps two extra rows and starts at 2; GPT-2's first position is 0.",
+     "torch.arange(T) starts at 0"),
     ("positions start at 1 (and are clamped to the table's last row)",
      lambda te, pe, i: te[i] + pe[_pos(i, 1).clamp(max=pe.shape[0] - 1)],
      "The first position is 0; yours counts from 1, and the clamp that stops a full block running past the table "
@@ -89,6 +92,15 @@ EMBEDDING_MISTAKES = [  # (name, f(wte, wpe, idx), explanation, hint)
      + pe[_pos(i)], "Token id n reads row n of wte; yours reads row n + 1.", "wte(idx), the ids as they are"),
     ("position vectors summed cumulatively (cumsum)", lambda te, pe, i: te[i] + pe[_pos(i)].cumsum(0),
      "Position t adds its own vector wpe[t]; yours adds wpe[0] + ... + wpe[t].", "wpe(torch.arange(T)), no cumsum"),
+    *[(f"a LayerNorm applied to the sum (BERT's embeddings end with one; eps {e:g})",
+       (lambda e: lambda te, pe, i: F.layer_norm(te[i] + pe[_pos(i)], (te.shape[1],), eps=e))(e),
+       "BERT normalises its embeddings before the first layer; GPT-2 adds the two vectors and hands the sum to the "
+       "first Block as it is (each Block normalises its own input with ln_1).", "return wte(idx) + wpe(positions), "
+       "no normalisation") for e in (1e-5, 1e-12)],
+    *[(f"positions computed from the token ids, RoBERTa-style (padding_idx {p}: cumsum of idx != {p}, plus {p})",
+       (lambda p: lambda te, pe, i: te[i] + F.embedding((i != p).long().cumsum(1) * (i != p) + p, pe))(p),
+       "RoBERTa numbers its positions from the padding mask, starting after padding_idx; GPT-2's position t is "
+       "simply 0, 1, ..., T-1, whatever the tokens.", "torch.arange(T)") for p in (0, 1)],
     ("positions given an extra dimension (arange(T)[:, None])", lambda te, pe, i: te[i] + pe[_pos(i)[:, None]],
      "wpe(arange(T)[:, None]) has shape (T, 1, C), which broadcasts against (B, T, C) as if T were the batch: "
      "an error, or a (T, T, C) tensor when B is 1.", "wpe(torch.arange(T)) has shape (T, C) and broadcasts over B"),
@@ -110,6 +122,8 @@ def _embedding_knobs(te, pe) -> list[Variant]:
     base = lambda i, **kw: _embed(te, pe, i, **kw)  # noqa: E731
     singles = [knob(base, "positions start at 1", dict(start=1), "The first position is 0.",
                     "torch.arange(T) starts at 0"),
+               knob(base, "positions start at 2 (OPT's offset)", dict(start=2), "OPT's learned position table "
+                    "keeps two extra rows and starts at 2; GPT-2's first position is 0.", "torch.arange(T)"),
                knob(base, "token embedding scaled by sqrt(C)", dict(token_scale=math.sqrt(te.shape[1])),
                     "The 2017 transformer scales its token embeddings by sqrt(C); GPT-2 does not.", "no scaling"),
                knob(base, "positions reversed", dict(positions="reversed"),

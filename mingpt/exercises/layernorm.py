@@ -65,6 +65,8 @@ def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=
         return (y + ln.bias) * ln.weight
     if affine == "bias_only":
         return y + ln.bias
+    if affine == "one_plus":  # Gemma's RMSNorm stores the gain as an offset from 1: y * (1 + weight)
+        return y * (1 + ln.weight) + ln.bias
     return y * ln.weight + ln.bias if affine else y
 
 
@@ -108,6 +110,10 @@ def _variants(ln) -> list[Variant]:
         knob(base, "divided by the variance, not the standard deviation", dict(root=False),
                 "LayerNorm divides by sqrt(var + eps); yours divides by var + eps, without the square root.",
                 "torch.sqrt(var + eps) (or var.add(eps).rsqrt() as a factor)"),
+        knob(base, "gain applied as (1 + weight) (Gemma's convention), not weight", dict(affine="one_plus"),
+             "Gemma stores its norm's gain as an offset from 1 and multiplies by (1 + weight); GPT-2's LayerNorm "
+             "(and nn.LayerNorm) multiplies by the weight itself, which starts at ones.", "x_hat * self.weight + "
+             "self.bias"),
         knob(base, "bias added before the gain multiplies", dict(affine="bias_first"),
                 "LayerNorm computes x_hat * weight + bias; yours computes (x_hat + bias) * weight.",
                 "multiply by the weight first, then add the bias"),

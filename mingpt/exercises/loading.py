@@ -116,6 +116,33 @@ def load_reference_weights(student: nn.Module, reference: dict[str, torch.Tensor
     with torch.no_grad():
         for name, tensor in plan.items():
             targets[name].copy_(tensor)
+        for name, tensor in plan.items():
+            if _stored_for_x_at_w(student, name, tensor):
+                targets[name].copy_(tensor.t())
+                targets[name].loaded_transposed = True  # so that its gradient is compared transposed (gradients.py)
+
+
+def _stored_for_x_at_w(student: nn.Module, name: str, tensor: torch.Tensor) -> bool:
+    """A square weight has no shape to tell its layout: nn.Linear stores (out, in) and computes x @ W.T, but a layer
+    of the student's own (HF's Conv1D) may store (in, out) and compute x @ W. Ask the layer itself, once loaded:
+    True when it is not an nn.Linear and computes exactly x @ W (+ bias) on the identity, and not x @ W.T, so the
+    reference's (out, in) weight must go in transposed, as a non-square one already does."""
+    prefix, _, leaf = name.rpartition(".")
+    if leaf != "weight" or tensor.dim() != 2 or tensor.shape[0] != tensor.shape[1] or torch.equal(tensor, tensor.t()):
+        return False
+    try:
+        layer = student.get_submodule(prefix)
+        if isinstance(layer, (nn.Linear, nn.Embedding)) or len(list(layer.children())) > 0:
+            return False
+        W = layer.weight
+        eye = torch.eye(W.shape[0], dtype=W.dtype)
+        bias = getattr(layer, "bias", None)
+        b = bias if isinstance(bias, torch.Tensor) and bias.shape == W.shape[:1] else 0.0
+        out = layer(eye)
+        return (isinstance(out, torch.Tensor) and out.shape == W.shape and torch.allclose(out, W + b, atol=1e-6)
+                and not torch.allclose(out, W.t() + b, atol=1e-6))
+    except Exception:
+        return False
 
 
 def unregistered(exercise: str, student: nn.Module, reference: dict) -> CheckResult | None:
@@ -206,6 +233,14 @@ def load_or_fail(exercise: str, student: nn.Module, reference: dict, what: str) 
             return fail(exercise, f"{layers} with a bias the reference does not have", f"Your parameters are the "
                         f"reference's plus {', '.join(extra)}: a bias that the exercise's layer has no place for.",
                         str(e), hint="bias=False (or an nn.Embedding / a plain parameter, which have none)")
+        biased = [n for n in extra if n.endswith(".bias")]
+        weights = sorted(tuple(p.shape) for n, p in ours.items() if n not in biased)
+        if biased and not biases and weights == sorted(tuple(t.shape) for t in reference.values()):
+            layers = ", ".join(n.rsplit(".", 1)[0] for n in biased)  # nn.Linear's default bias=True, say
+            return fail(exercise, f"{layers} with a bias the reference does not have", f"Your weights have the "
+                        f"reference's shapes, plus {', '.join(biased)}: a bias that the exercise's layer has no place "
+                        "for (nn.Linear adds one by default).", str(e),
+                        hint="bias=False (or an nn.Embedding / a plain parameter, which have none)")
         return fail(exercise, "reference weights do not fit your parameters", str(e),
                     hint="a checker compares your module with the reference on the *same* weights, so your "
                          "parameters must have the same shapes (a different count means a missing or extra layer)")
