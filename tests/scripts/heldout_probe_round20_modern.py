@@ -2,7 +2,7 @@
 
 Angle: convention transplants (Meta's Llama, Gemma, GPT-NeoX, HF transformers, nanoGPT, PEFT/TRL, PyTorch docs)
 carried into the modern checkers' contracts. This file: RMSNorm, rotary, SwiGLU; _modern2: GQA, HF conversion;
-_modern3: LR schedule, weight-decay groups, train_and_compare.
+_modern3: LR schedule, weight-decay groups; _modern4: train_and_compare.
 
 Untuned counts, judged (mistakes / caught / named / misnamed, valid passed / valid), no checker crash:
     check_rmsnorm              15 / 15 / 15 / 0, 4 / 4    check_rotary          14 / 14 / 13 / 0, 3 / 3
