@@ -42,6 +42,10 @@ import mistakes_heldout_round20_core
 import mistakes_heldout_round20_modern
 import mistakes_heldout_round20_post
 import mistakes_heldout_round20_tokens
+import mistakes_heldout_round21_core
+import mistakes_heldout_round21_modern
+import mistakes_heldout_round21_post
+import mistakes_heldout_round21_tokens
 
 _spec = importlib.util.spec_from_file_location(
     "heldout_probe", pathlib.Path(__file__).parent / "scripts" / "heldout_probe.py")
@@ -1394,6 +1398,8 @@ NAMES += (mistakes_heldout_round19_core.NAMES + mistakes_heldout_round19_modern.
           + mistakes_heldout_round19_tokens.NAMES + mistakes_heldout_round19_post.NAMES)  # round 19
 NAMES += (mistakes_heldout_round20_core.NAMES + mistakes_heldout_round20_modern.NAMES
           + mistakes_heldout_round20_tokens.NAMES + mistakes_heldout_round20_post.NAMES)  # round 20
+NAMES += (mistakes_heldout_round21_core.NAMES + mistakes_heldout_round21_modern.NAMES
+          + mistakes_heldout_round21_tokens.NAMES + mistakes_heldout_round21_post.NAMES)  # round 21
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
 

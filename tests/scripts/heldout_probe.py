@@ -153,6 +153,10 @@ import heldout_probe_round20_core  # noqa: E402,F401  (round 20, core part)
 import heldout_probe_round20_modern  # noqa: E402,F401  (round 20, modern part)
 import heldout_probe_round20_tokens  # noqa: E402,F401  (round 20, tokens part)
 import heldout_probe_round20_post  # noqa: E402,F401  (round 20, post part)
+import heldout_probe_round21_core  # noqa: E402,F401  (round 21, core part)
+import heldout_probe_round21_modern  # noqa: E402,F401  (round 21, modern part)
+import heldout_probe_round21_tokens  # noqa: E402,F401  (round 21, tokens part)
+import heldout_probe_round21_post  # noqa: E402,F401  (round 21, post part)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
