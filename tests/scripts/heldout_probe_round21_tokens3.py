@@ -126,7 +126,7 @@ def merge_new_id_plus1(ids, pair, new_id):
     return _ref_merge(ids, pair, new_id + 1)
 
 
-@mistake(ex.check_merge, r"keep|insert|remov|both")
+@mistake(ex.check_merge, r"keep|kept|insert|remov|both")  # widened: "kept"
 def merge_keeps_second(ids, pair, new_id):  # replaces the first of the pair, keeps the second
     out, i = [], 0
     while i < len(ids):
