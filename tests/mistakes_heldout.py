@@ -903,7 +903,7 @@ NAMES = [
     ('check_sampling_probs', 'removed logits set to 0 instead of -inf'),
     ('check_sampling_probs', 'softmax over the batch axis'),
     ('check_sampling_probs', 'returned log-probabilities (log_softmax)'),
-    ('check_sampling_probs', 'temperature has no effect (ignored, or applied to the probabilities and renormalised)'),
+    ('check_sampling_probs', 'temperature ignored when top_k is given (applied only without it)'),
     ('check_sampling_probs', 'two mistakes: top-k removes the k-th largest logit too (<= where < is needed); and '
                              'temperature multiplied instead of divided'),
     ('check_sampling_probs', 'two mistakes: top-p without sorting; and top-p drops the token that crosses p'),

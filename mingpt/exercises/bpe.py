@@ -269,6 +269,25 @@ MERGE_MISTAKES += [
      "after a match: in ',5,6,5,6,' the second pair has lost its leading ',' and is not merged.",
      "work on the list of ints, pair by pair"),
 ]
+
+def _last_only(ids, pair, new_id):
+    """Only the last occurrence merged (a search from the right, then one replacement)."""
+    at = [i for i in range(len(ids) - 1) if (ids[i], ids[i + 1]) == tuple(pair)]
+    return list(ids) if not at else list(ids[:at[-1]]) + [new_id] + list(ids[at[-1] + 2:])
+
+
+MERGE_MISTAKES += [  # cousins of the rows above: the other end, another step, the other half of the pair
+    ("only the last occurrence merged", _last_only, "A merge replaces *every* (non-overlapping) occurrence of the "
+     "pair, left to right; yours replaces the last one alone (a search from the right, or a loop that keeps only "
+     "its last match).", "replace every occurrence as the scan finds it"),
+    ("the id after a merged pair skipped (i += 3 after a merge)", lambda ids, pair, n: _scan(ids, pair, n, step=3),
+     "After a merge at i and i + 1 the scan goes on at i + 2; yours jumps to i + 3, so the id right after every "
+     "merged pair is lost (and a pair starting there is never merged).", "i += 2 after a merge"),
+    ("the pair's right element kept beside the new id",
+     lambda ids, pair, n: _scan(ids, pair, n, emit=lambda left, n: [n, pair[1]]),
+     "A merged pair becomes one token, new_id; yours emits new_id and then the pair's right element too (only the "
+     "left one was replaced).", "append new_id alone, and skip both elements"),
+]
 MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
     knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), row[0], kw, row[2], row[3])
     for row, kw in zip([MERGE_MISTAKES[i] for i in (1, 3, 5, 6, 8, 11, 14, 7, 15)],
@@ -276,7 +295,12 @@ MERGE_PAIRS = pairs(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), [
                         dict(matches=lambda a, b, p: b == p[1]),
                         dict(matches=lambda a, b, p: (a, b) in (tuple(p), tuple(p)[::-1])), dict(start_every=2),
                         dict(emit=lambda left, n: [left, n]), dict(matches=lambda a, b, p: (b, a) == tuple(p)),
-                        dict(reach=2)])])
+                        dict(reach=2)])] + [  # the id written off by one, with any scan slip above
+    knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), f"merged into new_id {d:+d}, not new_id",
+         dict(emit=lambda left, n, d=d: [n + d]), f"Every pair is found, but the id written is new_id {d:+d}.",
+         "out.append(new_id)") for d in (1, -1)] + [
+    knob(lambda ids, pair, n, **kw: _scan(ids, pair, n, **kw), MERGE_MISTAKES[-2][0], dict(step=3),
+         MERGE_MISTAKES[-2][2], MERGE_MISTAKES[-2][3])])
 
 MERGE_CASES = [([5, 6, 5, 6, 7], (5, 6), 99), ([1, 1, 1], (1, 1), 256), ([1, 1, 1, 1], (1, 1), 256),
                ([2, 3, 4], (3, 4), 999), ([4, 2, 3], (4, 2), 257), ([7], (7, 7), 256), ([], (1, 2), 256),

@@ -279,8 +279,25 @@ ENCODE_MISTAKES += [
      "one merge per step, then recompute the pairs"),
 ]
 
+
+def _without(which):
+    """The lowest-ranked mergeable pair, with the table's first (which=0) or last (-1) merge left out: merges sliced
+    [1:] or [:-1], range(1, len(merges)) or range(len(merges) - 1)."""
+    def choose(ids, merges):
+        left_out = sorted(merges.values())[which] if merges else None
+        return min((p for p in _mergeable(ids, merges) if merges[p] != left_out), key=merges.get, default=None)
+    return choose
+
+
+SKIPPED = [(which, f"the merge learned {word} never applied (the table sliced {cut}, or a range one short)",
+            f"Every merge of the table can apply, the {word} learned one included; yours never merges its pair "
+            f"(merges sorted by rank and sliced {cut}, or a loop over range(len(merges) - 1)).",
+            "use every merge of the table") for which, word, cut in ((-1, "last", "[:-1]"), (0, "first", "[1:]"))]
+ENCODE_MISTAKES += [(name, lambda i, m, w=w: _encode(i, m, _without(w)), why, hint) for w, name, why, hint in SKIPPED]
+
 # One mistake per part of the loop (kind: the part): alone they are also in the table above; their use is in pairs.
 ENCODE_PARTS = [
+    *[Part("choose", _without(w), name, why, hint) for w, name, why, hint in SKIPPED],
     Part("choose", lambda i, m: max(_mergeable(i, m), key=m.get, default=None), "merging the latest-learned pair "
          "first", "The earliest-learned merge (the lowest rank) goes first; yours takes the highest.", "min, not max"),
     Part("choose", lambda i, m: next(iter(_mergeable(i, m)), None), "merging the leftmost pair instead of the lowest "
@@ -341,7 +358,8 @@ ENCODE_CASES = ([(ids, MERGES_1) for ids in ([A, B], [A, B, C, B, C], [B, C, B, 
                                              [A, B, C, D], [D, D], [], [A])]
                 + [(ids, MERGES_2) for ids in ([5, 12, 5, 12, 7], [12, 5, 12], [40, 5, 12, 7, 7, 7], [7, 7, 7, 7],
                                                [5, 12, 7, 40, 5], [9, 9, 12, 5], [3, 12, 40],
-                                               [17, 7, 7])]  # "17 7 7" holds "7 7" twice: a string merge shows
+                                               [17, 7, 7],  # "17 7 7" holds "7 7" twice: a string merge shows
+                                               [3, 12, 5, 40])]  # (12, 40) in the table, but two apart: not a pair
                 + [([A, B, C, D], MERGES_3), ([C, D, A, B, C], MERGES_3)])
 
 

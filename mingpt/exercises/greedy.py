@@ -99,6 +99,31 @@ VARIANTS = [
     _v("only the first row's token returned (one id, not one per row)", lambda lg: lg[:1].argmax(-1), "Each row of "
        "the batch is its own sequence and gets its own token; yours returns the first row's alone (.item() or "
        "logits[0]), right only when B = 1.", "logits.argmax(dim=-1): one id per row"),
+    # Cousins of the slips above: another offset, another slice, the runner-up, one row's answer for every row.
+    *[_v(f"ids off by {d:+d} (argmax {d:+d}): token ids start at 0", (lambda d: lambda lg: lg.argmax(-1) + d)(d),
+         f"Your ids are the right tokens' ids {d:+d}: the argmax is the id itself, with nothing added.",
+         "logits.argmax(dim=-1), nothing added") for d in (2, -1, -2)],
+    *[_v(f"argmax over logits[:, {s}:] without adding {s} back: ids off by -{s}, and token{'s' * (s > 1)} "
+         f"{'0' if s == 1 else f'0..{s - 1}'} never picked", (lambda s: lambda lg: lg[:, s:].argmax(-1))(s),
+         f"Slicing off the first {s} column(s) renumbers the rest: the argmax of logits[:, {s}:] is an index into "
+         f"the slice, {s} less than the token's id, and the sliced-off tokens can never be chosen.", ARGMAX)
+      for s in (1, 2)],
+    _v("the last two tokens of the vocabulary can never be picked (a slice such as logits[:, :-2])",
+       lambda lg: lg[:, :-2].argmax(-1), "Yours never returns ids V - 2 or V - 1, even where their logit is the "
+       "largest: a slice dropped the last two columns.", ARGMAX),
+    _v("only every other token considered (a ::2 slice over the vocabulary)", lambda lg: lg[:, ::2].argmax(-1) * 2,
+       "Yours only ever returns even ids: the argmax ran over logits[:, ::2] (mapped back to ids), so the odd "
+       "tokens are never chosen.", ARGMAX),
+    _v("the second most likely token (topk(2)'s index 1), not the most likely", lambda lg: lg.topk(2, -1).indices[
+        :, 1], "torch.topk's indices are sorted largest first: index 0 is the most likely token, index 1 the "
+       "runner-up.", "torch.topk(logits, 1).indices[:, 0], or logits.argmax(dim=-1)"),
+    _v("the last row's token given to every row", lambda lg: lg[-1].argmax().expand(lg.size(0)), "Each row of the "
+       "batch is its own sequence and gets its own token; yours took the last row's argmax for all of them (right "
+       "only when B = 1).", "argmax(dim=-1) over the whole (B, V) tensor, not logits[-1]"),
+    _v("the column of the batch's largest logit given to every row (argmax of the flattened logits % V)",
+       lambda lg: (lg.argmax() % lg.size(-1)).expand(lg.size(0)), "argmax without dim runs over all B * V logits; "
+       "taking its index modulo V gives the token of the single largest logit in the batch, the same for every "
+       "row.", "argmax(dim=-1): one argmax per row"),
     _v("two mistakes: the largest logit returned, not its id; and over the wrong axis (dim 0)",
        lambda lg: lg.max(dim=0).values, "Greedy decoding returns *which* token is most likely, for each row; yours "
        "returns the largest logit of each column (torch.max(logits, 0)[0]: values, over the batch axis).",
@@ -139,6 +164,9 @@ def check_greedy(fn) -> CheckResult:
     result = check_cases(exercise, fn, CASES, lambda lg: lg.argmax(dim=-1), VARIANTS,
                          lambda lg: f"logits = {lg.tolist()}", hint="torch.argmax over the vocabulary axis (the last "
                          "one)", slots=slots)
+    if result is not None and result.property == NOT_RECOGNISED:
+        confined = _one_row_wrong(exercise, fn, result)  # (a failed result is falsy: no `or`)
+        result = result if confined is None else confined
     if result is not None:
         return result
     if isinstance(out, torch.Tensor) and (out.is_floating_point() or out.is_complex()):
@@ -210,3 +238,43 @@ def _repeated(fn, logits) -> str | None:
     if all(s == seen[0] for s in seen):
         return None
     return "\n".join(f"call {n + 1}: {s}" for n, s in enumerate(seen))
+
+
+def _one_row_wrong(exercise: str, fn, unrecognised: CheckResult) -> CheckResult | None:
+    """A failed result when, on every case, all rows but the first (or all but the last) are right: a slip confined
+    to one row of the batch (a loop's first or last pass, an index off by one). Named with the table's slip that
+    gives exactly that row on every case, when one does; else by where it is. None when the wrong rows are elsewhere."""
+    outs = []
+    for (lg,) in CASES:
+        try:
+            out = fn(lg.clone())
+        except Exception:
+            return None
+        if not (isinstance(out, torch.Tensor) and out.shape == lg.shape[:1]) or out.is_floating_point():
+            return None
+        outs.append(out.long())
+    right = [out == lg.argmax(-1) for out, (lg,) in zip(outs, CASES)]
+    for row, which in ((0, "first"), (-1, "last")):
+        others = [torch.cat([r[:row], r[row + 1:]]) if row == 0 else r[:-1] for r in right]
+        if not all(o.all() for o in others):
+            continue
+        slip = next((v for v in VARIANTS if all(_same_id(v.compute, lg, out, row) for out, (lg,) in zip(outs, CASES))),
+                    None)
+        name = f"only the {which} row of the batch wrong (the other rows right)"
+        if slip is not None:
+            return fail(exercise, f"{name}: {slip.property} there", f"Every row but the {which} gets its argmax; "
+                        f"the {which} row's id is the one this slip gives: {slip.explanation}",
+                        unrecognised.counterexample, f"{slip.hint}, for every row alike")
+        return fail(exercise, name, f"Every row but the {which} gets its argmax; the {which} row's id differs in a "
+                    "way no mistake the checker knows explains (a loop's first or last pass handled apart? an "
+                    "index off by one over the batch?).", unrecognised.counterexample, "treat every row alike: "
+                    "logits.argmax(dim=-1)")
+    return None
+
+
+def _same_id(compute, lg, out, row) -> bool:
+    try:
+        ids = compute(lg)
+        return ids.shape == out.shape and int(ids[row]) == int(out[row])
+    except Exception:
+        return False

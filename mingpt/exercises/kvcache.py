@@ -25,6 +25,7 @@ from mingpt.exercises.attention import attention_config
 from mingpt.exercises.checking import CheckResult, crashed, fail, fmt
 from mingpt.exercises.compare import NOT_RECOGNISED, where_it_differs
 from mingpt.exercises.kvcache_mistakes import ADVANCED_BY_LAYER_0, KV_MISTAKES, _cat, close
+from mingpt.exercises.kvcache_partial import confined_problem, explains
 from mingpt.model import GPT
 
 __all__ = ["check_kv_cache", "KV_MISTAKES"]
@@ -205,8 +206,11 @@ def _diagnose_calls(calls, config) -> CheckResult | None:
                f"yours returned keys {tuple(got_k.shape)}, values {tuple(got_v.shape)}; expected "
                f"{tuple(_cat(h.k).shape)} each")
     for name, holds, explanation, hint in KV_MISTAKES:
-        if all(_holds(holds, returned, snapshot) for returned, snapshot in seen):
+        if explains(name, holds, seen):
             return fail(EXERCISE, name, explanation, example, hint)
+    confined = confined_problem(EXERCISE, seen, KV_MISTAKES, example)  # one layer, head or position (kvcache_partial)
+    if confined is not None:
+        return confined
     wrong_part = "keys" if not close(got_k, _cat(h.k)) else "values"
     got, want = (got_k, _cat(h.k)) if wrong_part == "keys" else (got_v, _cat(h.v))
     return fail(EXERCISE, NOT_RECOGNISED, "update must return all the keys and values of this layer so far, oldest "
@@ -233,7 +237,7 @@ def _after_every_step(model, cache, rest, calls, config, early: CheckResult) -> 
                 break
     full = _diagnose_calls(calls, config)
     if full is None or full.property != NOT_RECOGNISED or early.property == NOT_RECOGNISED:
-        return full or early
+        return early if full is None else full  # (a failed result is falsy: `full or early` would drop full)
     if early.property == "keys and values swapped":  # undo the swap: does one known mistake explain the rest?
         unswapped = _diagnose_calls([(n, k, v, r[::-1]) for n, k, v, r in calls], config)
         if unswapped is not None and unswapped.property != NOT_RECOGNISED:

@@ -62,6 +62,11 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
      "Each call returns the previous call's keys plus the new ones, never older: the store is set to the new k, v "
      "alone (self.keys[layer] = k) while the concatenation is only returned.",
      "keep the concatenation: self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)"),
+    ("new keys returned but never stored after the first call (the store keeps the first call's alone)",
+     lambda K, V, h: close(K, _cat(h.k[:1] + h.k[1:][-1:])) and close(V, _cat(h.v[:1] + h.v[1:][-1:])),
+     "Each call returns the first call's keys (the prompt's) plus the new ones, never the ones in between: the "
+     "concatenation is returned but not written back to the store.",
+     "keep the concatenation: self.keys[layer] = torch.cat([self.keys[layer], k], dim=2), then return it"),
     ("only the most recent positions kept (a sliding window)",
      lambda K, V, h: K.dim() == 4 and K.shape == V.shape and 0 < K.shape[2] <= len(h)
      and close(K, _cat(h.k)[:, :, len(h) - K.shape[2]:]) and close(V, _cat(h.v)[:, :, len(h) - V.shape[2]:]),

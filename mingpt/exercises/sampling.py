@@ -23,6 +23,7 @@ from mingpt.exercises.checking import CheckResult, fail, fmt, run
 from mingpt.exercises.compare import Part, check_cases, modified_in_place, part_variants, same
 from mingpt.exercises.greedy import check_greedy  # noqa: F401  (re-exported: the two decoding checks)
 from mingpt.exercises.sampling_arguments import ARGUMENT_MISTAKES
+from mingpt.exercises.sampling_cousins import COUSIN_MISTAKES, fitted_fill_variants
 from mingpt.exercises.sampling_edges import TIE_LOGITS, accepted, large_logits_problem, unnormalised_problem
 from mingpt.exercises.sampling_edges import reference as _reference
 from mingpt.exercises.sampling_order import ORDER_MISTAKES
@@ -253,6 +254,7 @@ SAMPLING_MISTAKES = [  # (name, f(logits, temperature, top_k, top_p), explanatio
       "float32 (no .half() / .bfloat16() on the way)") for d, name in ((torch.float16, "float16"), (torch.bfloat16,
                                                                                                    "bfloat16"))]
 SAMPLING_MISTAKES += ORDER_MISTAKES  # the batch mixed, or the result left in sorted order (sampling_order.py)
+SAMPLING_MISTAKES += COUSIN_MISTAKES  # the textbook slips with another constant (sampling_cousins.py)
 
 
 def _build(temperature=None, top_k=None, top_p=None, body=_reference):
@@ -304,7 +306,7 @@ def _check_settings(exercise, fn, describe) -> CheckResult:
     staged = [[(lg, *setting) for lg in (TIE_LOGITS if name.startswith("ties") else LOGITS) for setting in settings]
               for name, settings in STAGES]
     every = [case for cases in staged for case in cases]
-    named, ran_all = _named_on_every_case(exercise, fn, every, describe, hint)
+    named, ran_all, fitted = _named_on_every_case(exercise, fn, every, describe, hint)
     if named is not None:
         return named
     pairs = {v.property for v in VARIANTS if v.property.startswith("two mistakes")}
@@ -312,7 +314,8 @@ def _check_settings(exercise, fn, describe) -> CheckResult:
     names = {v.property for v in VARIANTS}
     for (name, _), cases in zip(STAGES, staged):
         # named from one stage only, a pair of mistakes fits by coincidence too easily: then single mistakes only
-        problem = check_cases(exercise, fn, cases, _reference, singles if ran_all else VARIANTS, describe, atol=1e-5,
+        problem = check_cases(exercise, fn, cases, _reference, (singles if ran_all else VARIANTS) + fitted, describe,
+                              atol=1e-5,
                               hint=hint,
                               crash_hint="logits are (B, V): filter along the last axis",
                               prepare=lambda case: (case[0].clone(), *case[1:]))
@@ -330,27 +333,29 @@ CHECKED = ["temperature", "top-k", "top-p (the crossing token kept)", "top-k and
 SINGLE_NAMES = {name for name, *_ in SAMPLING_MISTAKES}  # the table's own two-mistake rows are rebuilt whole
 
 
-def _named_on_every_case(exercise, fn, cases, describe, hint) -> tuple[CheckResult | None, bool]:
-    """(the one or two mistakes that reproduce the outputs of *every* setting, or None; whether fn ran on all).
-    With None, the stages name a mistake from the first setting where the outputs go wrong."""
+def _named_on_every_case(exercise, fn, cases, describe, hint) -> tuple[CheckResult | None, bool, list]:
+    """(the one or two mistakes that reproduce the outputs of *every* setting, or None; whether fn ran on all; the
+    variants fitted to fn's outputs, sampling_cousins.py). With None, the stages name a mistake from the first
+    setting where the outputs go wrong."""
     outputs = []
     for case in cases:
         out, problem = run(exercise, describe(*case), fn, case[0].clone(), *case[1:])
         if problem is not None:
-            return None, False
+            return None, False, []
         outputs.append(out)
     expected = [_reference(*case) for case in cases]
     wrong = [n for n, (o, e) in enumerate(zip(outputs, expected)) if not same(o, e)]
     if not wrong or all(accepted(cases[n], outputs[n]) for n in wrong):
-        return CheckResult(exercise, True, checked=CHECKED), True
-    for variant in VARIANTS:
+        return CheckResult(exercise, True, checked=CHECKED), True, []
+    fitted = fitted_fill_variants(cases, outputs)
+    for variant in VARIANTS + fitted:
         if all(_matches(variant, case, out) for case, out in zip(cases, outputs)):
             n = wrong[0]
             return fail(exercise, variant.property, variant.explanation, f"{describe(*cases[n])}\nyours    "
-                        f"{fmt(outputs[n], 6)}\nexpected {fmt(expected[n], 6)}", variant.hint), True
+                        f"{fmt(outputs[n], 6)}\nexpected {fmt(expected[n], 6)}", variant.hint), True, fitted
     # no slip explains every output (a strict > would, on every exact sum): a boundary rounded the other way is right
     rounded = all(accepted(cases[n], outputs[n], rounding=True) for n in wrong)
-    return (CheckResult(exercise, True, checked=CHECKED) if rounded else None), True
+    return (CheckResult(exercise, True, checked=CHECKED) if rounded else None), True, fitted
 
 
 def _matches(variant, case, out) -> bool:

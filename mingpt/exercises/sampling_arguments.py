@@ -35,7 +35,12 @@ ARGUMENT_MISTAKES = [
          "temperature applied with floor division (logits // temperature)", "// is floor division: it rounds each "
          "scaled logit down to a whole number, so tokens whose logits differ by less than the temperature can tie.",
          "logits / temperature, one slash"),
-] + [Part("temperature", lambda lg, t, k, p, c=c: (lg, c, k, p), f"a fixed temperature, not the temperature argument "
+] + [Part("temperature", lambda lg, t, k, p, a=a: (lg, 1.0 if (k, p)[a] is not None else t, k, p),
+          f"temperature ignored when {name} is given (applied only without it)", f"Your distribution has the "
+          f"temperature's effect when {name} is None, and none when it is given: the temperature sits in a branch "
+          f"(an if/else) that only the unfiltered path runs.", "divide by the temperature first, before any "
+          "filter, on every path") for a, name in ((0, "top_k"), (1, "top_p"))] + [
+    Part("temperature", lambda lg, t, k, p, c=c: (lg, c, k, p), f"a fixed temperature, not the temperature argument "
           f"(your outputs match temperature = {c})", f"Your distribution is the one for temperature {c} whatever "
           f"temperature is passed: a constant, a default left in place of the argument, or a value kept from an "
           f"earlier call (state on the function).", "use this call's temperature argument")
@@ -55,7 +60,11 @@ ARGUMENT_MISTAKES = [
          "the running sum is the mass of the unlikely tail, which must be compared with 1 - top_p (or, descending, the "
          "mass above each token with top_p).", "descending: drop a token when the mass above it is >= top_p; "
          "ascending (Hugging Face): drop while the running sum is <= 1 - top_p"),
-] + [Part("top_p", lambda lg, t, k, p, c=c: (lg, t, k, None if p is None else c),
+] + [Part("top_p", lambda lg, t, k, p, f=f: (lg, t, k, None if p is None else p * f), f"top-p compared with "
+          f"{name} (the threshold scaled by {f:g})", f"Your nucleus is the one for {name}: the running mass must be "
+          f"compared with top_p itself.", "drop a token when the mass above it is >= top_p")
+     for f, name in ((0.5, "p / 2"), (2.0, "2 p"))] + [
+    Part("top_p", lambda lg, t, k, p, c=c: (lg, t, k, None if p is None else c),
           f"top-p uses a fixed p, not the top_p argument (your outputs match p = {c})", f"Your nucleus is the one for "
           f"p = {c} (or a value near it) whatever top_p is: a constant or a default left in place of the argument.",
           "use the top_p argument")  # the roundest values first: the name gives the first value that fits
