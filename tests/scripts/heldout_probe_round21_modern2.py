@@ -1,4 +1,5 @@
-"""The held-out probe, round 21, modern part 2: grouped-query attention, the Hugging Face conversion, the LR schedule."""
+"""The held-out probe, round 21, modern part 2: grouped-query attention, the Hugging Face conversion, the LR
+schedule."""
 
 from __future__ import annotations
 
@@ -59,12 +60,12 @@ def gqa_v_only_repeat(q, k, v):  # partial: k expanded right, v tiled with repea
     return _gqa(q, k, v, expand="v_repeat")
 
 
-@mistake(ex.check_gqa, r"first|one|single|kv head|group|shared")
+@mistake(ex.check_gqa, r"first|one|single|kv head|k/v head|group|shared")  # k/v head: fair
 def gqa_all_heads_kv0(q, k, v):  # every query head uses kv head 0
     return _gqa(q, k, v, kv_of_head=lambda h, g, nkv: 0)
 
 
-@mistake(ex.check_gqa, r"group|shift|off|kv head|map")
+@mistake(ex.check_gqa, r"group|shift|off|kv head|k/v head|map")  # k/v head: fair
 def gqa_group_shifted(q, k, v):  # cousin: head h uses kv head (h // group + 1) % nkv
     return _gqa(q, k, v, kv_of_head=lambda h, g, nkv: (h // g + 1) % nkv)
 

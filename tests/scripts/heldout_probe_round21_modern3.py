@@ -100,7 +100,8 @@ def wd_duplicate(model, weight_decay):  # the Linear weights in both groups
     return g
 
 
-@mistake(ex.check_weight_decay_groups, r"(embedding|wte).*(value|given|hard)|(value|given|hard).*(embedding|wte)|two|and")
+@mistake(ex.check_weight_decay_groups,
+         r"(embedding|wte).*(value|given|hard)|(value|given|hard).*(embedding|wte)|two|and")
 def wd_matrices_hardcoded(model, weight_decay):  # combination: dim >= 2 rule and 0.1 hard-coded
     return _groups(model, lambda m, n, p: p.dim() >= 2, 0.1)
 
@@ -156,6 +157,10 @@ def train_mlp(cls):
 
 def train_layer_norm(cls):
     return ex.train_and_compare(steps=STEPS, layer_norm=cls)
+
+
+for _wrapper in (train_attention, train_block, train_mlp, train_layer_norm):  # counted as the checker they call
+    _wrapper.__name__ = "train_and_compare"
 
 
 def _attn_cls(diag=1, rows=None):
