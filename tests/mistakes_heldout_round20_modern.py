@@ -62,7 +62,7 @@ NAMES = [
     ('check_gqa', 'output reshaped'),
     ('check_gqa', 'random output: a second call on the same input gives another result'),
     ('check_hf_conversion', 'transposed a weight that was already right'),
-    ('check_hf_conversion', 'Conv1D weight not transposed'),
+    ('check_hf_conversion', 'Conv1D weight not transposed: mlp.c_fc, mlp.c_proj only (in every layer)'),
     ('check_hf_conversion', 'kept the attention-mask buffers'),
     ('check_hf_conversion', 'every bias dropped'),
     ('check_hf_conversion', 'c_attn.bias dropped with the mask buffers'),
@@ -70,7 +70,7 @@ NAMES = [
     ('check_hf_conversion', 'transposed a weight that was already right'),
     ('check_hf_conversion', 'reshape/view instead of transpose'),
     ('check_hf_conversion', 'lm_head.weight missing'),
-    ('check_hf_conversion', 'Conv1D weight not transposed'),
+    ('check_hf_conversion', 'Conv1D weight not transposed: attn.c_proj, mlp.c_fc, mlp.c_proj only (in every layer)'),
     ('check_hf_conversion', 'dtype changed to float16'),
     ('check_hf_conversion', 'dropped a tensor the checkpoint has: transformer.wpe.weight'),
     ('check_hf_conversion', '2 mistakes: kept the attention-mask buffers; and transposed a weight that was already '

@@ -19,11 +19,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mingpt.exercises.checking import CheckResult, Variant
-from mingpt.exercises.compare import check_cases
+from mingpt.exercises.checking import CheckResult, Variant, fail
+from mingpt.exercises.compare import NOT_RECOGNISED, check_cases
+from mingpt.exercises.families import Family, refine
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.gradients import function_gradient_problem
 from mingpt.exercises.large_scores import large_score_slip
+from mingpt.exercises.partial import localise
 
 __all__ = ["check_gqa", "GQA_MISTAKES", "gqa_reference"]
 
@@ -228,6 +230,52 @@ GQA_MISTAKES = SINGLES + [
 ]
 
 
+GQA_FAMILIES = [  # fitted when no table row explains the output (families.py)
+    Family("causal mask triu(diagonal={value}) instead of triu(diagonal=1): each query sees future keys",
+           lambda d: lambda q, k, v: _gqa(q, k, v, diagonal=int(d)),
+           "Position t may attend to positions <= t only: the mask hides triu(diagonal=1). Yours hides from "
+           "diagonal {value} on, so each query also sees the next {value} - 1 key(s).",
+           "torch.ones(T, T, dtype=torch.bool).triu(1)", lo=2, hi=6, correct=1, integer=True),
+]
+
+
+def wrong_kv_heads(problem: CheckResult | None, fn, cases, prepare) -> CheckResult | None:
+    """problem as it is, unless it is "not recognised" and every query head's output is exactly causal attention
+    over *some* K/V head, the wrong one for at least one head (the group index computed another way: h % n_kv,
+    h // group + 1, always head 0 ...). Then which K/V head each query head read is the diagnosis."""
+    if problem is None or problem.passed or problem.property != NOT_RECOGNISED:
+        return problem
+    maps = []
+    try:
+        with torch.no_grad():
+            for case in cases:
+                q, k, v = prepare(case)
+                out = fn(*prepare(case))
+                if not isinstance(out, torch.Tensor) or out.shape != q.shape:
+                    return problem
+                nh, nkv = q.size(1), k.size(1)
+                found = []
+                for h in range(nh):
+                    fits = [j for j in range(nkv) if torch.allclose(
+                        out[:, h:h + 1], gqa_reference(q[:, h:h + 1], k[:, j:j + 1], v[:, j:j + 1]), atol=1e-4)]
+                    if len(fits) != 1:  # none (another mistake), or ambiguous: name nothing
+                        return problem
+                    found.append(fits[0])
+                maps.append((nh, nkv, found))
+    except Exception:
+        return problem
+    wrong = [(nh, nkv, m) for nh, nkv, m in maps if m != [h // (nh // nkv) for h in range(nh)]]
+    if not wrong:
+        return problem
+    nh, nkv, m = wrong[0]
+    every = "every query head reads K/V head 0" if all(j == 0 for _, _, mm in maps for j in mm) else \
+        "query heads read the wrong K/V heads"
+    return fail(problem.exercise, every, f"Query head h shares K/V head h // group (group = n_head // n_kv_head): "
+                f"with {nh} query and {nkv} K/V heads that is {[h // (nh // nkv) for h in range(nh)]}; yours reads "
+                f"{m}. Each query head's attention is otherwise right.", problem.counterexample,
+                "k.repeat_interleave(group, dim=1): head h gets K/V head h // group")
+
+
 def check_gqa(fn, seed: int = 0) -> CheckResult:
     """Check gqa_attention(q (B, nh, T, hs), k, v (B, nkv, T, hs)) -> causal attention (B, nh, T, hs)."""
     exercise = "grouped-query attention"
@@ -242,6 +290,12 @@ def check_gqa(fn, seed: int = 0) -> CheckResult:
     problem = check_cases(exercise, fn, cases, gqa_reference, GQA_MISTAKES + pairs(_gqa, SINGLES),
                           lambda q, k, v: f"q of shape {tuple(q.shape)}, k and v {tuple(k.shape)}", atol=1e-4,
                           prepare=lambda c: tuple(t.clone() for t in c), precision=True)
+    prepare = lambda c: tuple(t.clone() for t in c)  # noqa: E731
+    problem = refine(problem, fn, cases, GQA_FAMILIES, atol=1e-4, prepare=prepare)
+    problem = wrong_kv_heads(problem, fn, cases, prepare)
+    # a slip on one head, one batch row or one position only (partial.py)
+    problem = localise(problem, fn, cases, gqa_reference, SINGLES, [("head", 1), ("batch row", 0), ("position", 2)],
+                       prepare, atol=1e-4)
     if problem is None:  # right on ordinary scores: and on large ones (a finite mask fill, an overflowing exp)?
         big = tuple(300 * t for t in case(seed + 40, 1, 4, 2, 6, 4))
         problem = large_score_slip(exercise, fn, _gqa, big, "q, k, v of shape (1, 4, 6, 4), (1, 2, 6, 4) scaled by "

@@ -30,6 +30,7 @@ from mingpt.exercises.compare import check_cases
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
 from mingpt.exercises.gradients import function_gradient_problem
+from mingpt.exercises.partial import localise
 from mingpt.exercises.gqa import GQA_MISTAKES, check_gqa, gqa_reference  # noqa: F401  (the fourth part, re-exported)
 from mingpt.exercises.rmsnorm import RMSNORM_MISTAKES, check_rmsnorm, rms_norm_reference  # noqa: F401  (the first)
 from mingpt.modern.rotary import inverse_frequencies, rotate_half
@@ -46,20 +47,23 @@ def _randn(seed: int, *shape: int, scale: float = 1.0) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------ 2. rotary
 def _rotary(x, start, theta, positions_axis=1, offset=True, first=0, exponent=2.0, sign=1.0, swap=False,
             adjacent=False, interleaved_angles=False, per_channel=False, reverse=False, cat_angles=False,
-            start_times=1, end_at_T=False, as_written=False, no_cos=False, first_half=False, start_on_angles=False):
+            start_times=1, end_at_T=False, as_written=False, no_cos=False, first_half=False, start_on_angles=False,
+            freq_offset=0, angle_scale=1.0, cap=None):
     """start_times: the multiple of start added (0: none, -1: subtracted); end_at_T: arange(start, T), which stops at
     T instead of start + T; as_written: the angles in float32 as a student computes theta ** (arange(0, hs, 2) / hs)
     (the frequencies theta^(+2i/hs) make angles so large that float32's rounding shows); no_cos: cos replaced by 1,
     the small-angle approximation x + rotate_half(x) * angle's sin; first_half: only the first half's new values
     kept (x1 cos - x2 sin), the second half passed through; start_on_angles: start added to the angles, not the
-    positions."""
+    positions; freq_offset: added to the exponent's numerator (1: arange(1, hs, 2)); angle_scale: every angle times it
+    (pi / 180: angles read as degrees); cap: positions clamped at that value (a table of that many rows)."""
     hs = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (torch.arange(0, hs // 2).double() * exponent / hs))
+    inv_freq = angle_scale / (theta ** ((torch.arange(0, hs // 2).double() * exponent + freq_offset) / hs))
     n = x.shape[positions_axis]
     positions = torch.arange(n).double() + (start * start_times if offset else 0) + first
     if end_at_T:
         positions = torch.arange(start, n).double()  # T - start positions: raises once start > T
     positions = positions.flip(0) if reverse else positions  # the last token rotated as the first
+    positions = positions.clamp(max=cap) if cap is not None else positions
     angles = torch.outer(positions - (start if start_on_angles else 0), inv_freq)  # (n, hs/2)
     angles = angles + start if start_on_angles else angles
     if as_written:
@@ -131,6 +135,10 @@ ROTARY_MISTAKES = [
             "The exponent divides by the head size hs, not by the number of pairs: pair i turns at theta^(-2i/hs), "
             "so the slowest pair turns at about 1/theta per position; yours slows down twice as fast.",
             "theta ** (-torch.arange(0, hs, 2) / hs)"),
+    knob(_rotary, "frequencies from arange(1, hs, 2) instead of arange(0, hs, 2) (theta^(-(2i+1)/hs))",
+            dict(freq_offset=1), "Pair i turns at theta^(-2i/hs), i = 0 .. hs/2 - 1: the first pair at speed 1 "
+            "(theta^0); your exponents are odd, (2i + 1)/hs, so every pair turns slower.",
+            "theta ** (-torch.arange(0, hs, 2).float() / hs)"),
     knob(_rotary, "one frequency per channel instead of per pair",
             dict(per_channel=True),
             "Channels j and j + hs/2 form a pair and share one angle, p * theta^(-2j/hs); yours gives each of the "
@@ -206,23 +214,50 @@ ROTARY_MISTAKES = [
 ]
 
 
+NOT_ROTATED = Variant("not rotated (x passed through unchanged)", lambda x, s, th: x,
+                      "Every head of every position is rotated by its position's angles.",
+                      "x * cos + rotate_half(x) * sin on the whole (B, T, nh, hs) tensor")
+ROTARY_FAMILIES = [  # fitted when no table row explains the output (families.py)
+    Family("positions offset by {value} (start + {value} .. start + {value} + T - 1)",
+           lambda k: lambda x, s, th: _rotary(x, s, th, first=int(k)),
+           "The positions are start, start + 1, ..., start + T - 1; yours are all shifted by {value}.",
+           "torch.arange(start, start + T)", lo=-6, hi=6, correct=0, integer=True),
+    Family("rotation angles scaled by {value}",
+           lambda a: lambda x, s, th: _rotary(x, s, th, angle_scale=a),
+           "The angle of pair i at position p is p * theta^(-2i/hs) radians; every angle of yours is {value} times "
+           "that (pi / 180 = 0.01745 would be angles read as degrees).",
+           "angles = positions[:, None] * inv_freq[None, :], nothing else", lo=1e-3, hi=20.0, correct=1.0, log=True),
+    Family("positions capped at {value} (every later token rotated as position {value})",
+           lambda c: lambda x, s, th: _rotary(x, s, th, cap=int(c)),
+           "Every position gets its own angle, however far it is; yours stop growing at {value} (a table of "
+           "{value} + 1 rows, or a clamp), so later tokens all look alike to attention.",
+           "torch.arange(start, start + T), unclamped", lo=1, hi=19, correct=10**9, integer=True),
+]
+
+
 def check_rotary(fn, seed: int = 0) -> CheckResult:
     """Check apply_rotary(x (B, T, nh, hs), start, theta): rotate_half pairing, positions start .. start + T - 1."""
     exercise = "rotary positions (RoPE)"
     cases = [(_randn(seed, 2, 6, 3, 10), 0, 10000.0),
              (_randn(seed + 1, 1, 1, 2, 10), 7, 10000.0),  # the KV cache: one new token at position 7
              (_randn(seed + 2, 2, 4, 3, 8), 3, 100.0),  # a prompt continued after 3 cached tokens
-             (_randn(seed + 3, 1, 5, 2, 12), 0, 500000.0)]
+             (_randn(seed + 3, 1, 5, 2, 12), 0, 500000.0),
+             (_randn(seed + 4, 1, 12, 2, 8), 9, 10000.0)]  # a longer prompt further on (positions 9 .. 20)
+    prepare = lambda c: (c[0].clone(), *c[1:])  # noqa: E731
     problem = check_cases(exercise, fn, cases, rotary_reference, ROTARY_MISTAKES + pairs(_rotary, ROTARY_MISTAKES),
                           lambda x, s, th: f"x of shape {tuple(x.shape)}, start={s}, theta={th:g}", atol=1e-4,
-                          prepare=lambda c: (c[0].clone(), *c[1:]), precision=True)
+                          prepare=prepare, precision=True)
+    problem = refine(problem, fn, cases, ROTARY_FAMILIES, atol=1e-4, prepare=prepare)
+    # a slip on one head, one position or some channels only (partial.py)
+    problem = localise(problem, fn, cases, rotary_reference, ROTARY_MISTAKES + [NOT_ROTATED],
+                       [("batch row", 0), ("position", 1), ("head", 2), ("channel", 3)], prepare, atol=1e-4)
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, rotary_reference, cases[2], "x (2, 4, 3, 8), start=3")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it
         return problem
     return CheckResult(exercise, True, checked=[
         "rotate_half pairing (j with j + hs/2), Hugging Face's Llama convention", "theta^(-2i/hs) frequencies",
-        "positions offset by start (the KV cache)", "4 inputs"])
+        "positions offset by start (the KV cache)", "5 inputs"])
 
 
 # ------------------------------------------------------------------------------------------ 3. SwiGLU
@@ -332,6 +367,8 @@ def check_swiglu(fn, seed: int = 0) -> CheckResult:
                           lambda x, g, u, d: f"x of shape {tuple(x.shape)}, w_gate and w_up {tuple(g.shape)}, "
                                              f"w_down {tuple(d.shape)}", prepare=prepare, precision=True)
     problem = refine(problem, fn, cases, SWIGLU_FAMILIES, prepare=prepare)
+    problem = localise(problem, fn, cases, swiglu_reference, SWIGLU_MISTAKES,  # one row or position only
+                       [("batch row", 0), ("position", 1)], prepare)
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, swiglu_reference, cases[0], "x (2, 5, 6)")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it

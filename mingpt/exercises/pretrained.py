@@ -92,6 +92,7 @@ def check_hf_conversion(fn, seed: int = 0) -> CheckResult:
             best = max(fs, key=lambda f: counts[f.property])
             if best.property not in {f.property for f in found}:
                 found.append(best)
+    found = [_where_untransposed(f, candidates, want) for f in found]
     changed = _changed(hf, hf_copy)
     if changed is not None:
         found.append(_in_place_finding(changed))
@@ -106,6 +107,31 @@ def check_hf_conversion(fn, seed: int = 0) -> CheckResult:
                     "; and ".join(f.hint for f in found))
     return CheckResult(EXERCISE, True, checked=["names", "Conv1D weights transposed (the square c_proj too)",
                                                 "mask buffers dropped", "input left unchanged"])
+
+
+def _where_untransposed(finding: Finding, candidates: dict, want: dict) -> Finding:
+    """The finding "Conv1D weight not transposed", saying where when only some Conv1D weights were left (a loop over
+    the attention's names only, a condition on the layer): the other weights being right is a fact the student needs,
+    or they would transpose everything again."""
+    if finding.property != "Conv1D weight not transposed":
+        return finding
+    left = sorted(n for n, fs in candidates.items() if any(f.property == finding.property for f in fs))
+    layers = sorted({n.split(".")[2] for n in want if n.startswith("transformer.h.")})
+    kinds = sorted({".".join(n.split(".")[3:5]) for n in left})
+    in_layers = sorted({n.split(".")[2] for n in left})
+    total = {f"transformer.h.{i}.{k}.weight" for i in layers for k in ("attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                                       "mlp.c_proj")}
+    if set(left) >= total:  # all of them: the textbook slip, no place to name
+        return finding
+    if set(left) == {f"transformer.h.{i}.{k}.weight" for i in layers for k in kinds}:
+        where = f"{', '.join(kinds)} only (in every layer)"
+    elif set(left) == {f"transformer.h.{i}.{k}.weight" for i in in_layers for k in ("attn.c_attn", "attn.c_proj",
+                                                                                    "mlp.c_fc", "mlp.c_proj")}:
+        where = f"every Conv1D weight of layer {', '.join(in_layers)} only"
+    else:
+        where = ", ".join(left[:4]) + (" ..." if len(left) > 4 else "") + " only"
+    return Finding(f"Conv1D weight not transposed: {where}", finding.explanation + " Yours transposes the other "
+                   "Conv1D weights; these are left as Hugging Face stores them.", finding.example, finding.hint)
 
 
 def _past_the_layers(problem: CheckResult, n_layer: int) -> CheckResult:

@@ -24,6 +24,7 @@ from mingpt.exercises.compare import check_cases
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
 from mingpt.exercises.gradients import function_gradient_problem
+from mingpt.exercises.partial import localise
 
 __all__ = ["check_rmsnorm", "RMSNORM_MISTAKES", "rms_norm_reference"]
 
@@ -67,7 +68,7 @@ def _rms(x, w, eps, dim=(-1,), square=True, eps_inside=True, power=0.5, mean=Tru
     else:
         y = num / ((ms + eps) ** power + (eps if eps_inside == "both" else 0.0)) if eps_inside \
             else num / (ms ** power + eps)
-    return {"times": y * w, "none": y, "plus": y + w, "one_plus": y * (1 + w), "before": y}[gain]
+    return {"times": y * w, "none": y, "plus": y + w, "one_plus": y * (1 + w), "before": y, "twice": y * w * w}[gain]
 
 
 def rms_norm_reference(x, weight, eps):
@@ -107,6 +108,8 @@ _RMS_KNOBS = [
      "Divide by the *root* of the mean square, so the output has RMS 1 (times the weight).", "sqrt or rsqrt"),
     ("sum of squares instead of the mean", dict(mean=False),
      "The mean square divides the sum by C; without it the output's size shrinks with the width.", ".mean, not .sum"),
+    ("weight applied twice (times weight ** 2)", dict(gain="twice"),
+     "The normalised vector is multiplied by the weight once; yours multiplies by it twice.", "* weight, once"),
     ("weight added instead of multiplied", dict(gain="plus"),
      "The weight is a per-channel gain: it multiplies the normalised x.", "* weight, not + weight"),
     *[(f"eps argument ignored ({e:g} hard-coded)", dict(fixed_eps=e),
@@ -160,11 +163,18 @@ RMSNORM_MISTAKES = _RMS_SINGLES + [
     Variant("mean square without keepdim=True", lambda x, w, eps: x / torch.sqrt(x.pow(2).mean(-1) + eps) * w,
             "A mean square of shape (B, T) does not line up with x (B, T, C): broadcasting matches the last axes, "
             "T against C.", "x.pow(2).mean(-1, keepdim=True): shape (B, T, 1)"),
+    Variant("divided by the largest |x| (max norm) instead of the root mean square",
+            lambda x, w, eps: x / (x.abs().amax(-1, keepdim=True) + eps) * w,
+            "RMS is sqrt(mean(x^2)) over the channels; the largest |x| is another measure of size.",
+            "x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)"),
     Variant("mean absolute value instead of the root mean square",
             lambda x, w, eps: x / (x.abs().mean(-1, keepdim=True) + eps) * w,
             "RMS is sqrt(mean(x^2)); the mean of |x| is another (smaller) measure of size.",
             "x.pow(2).mean(-1, keepdim=True), then the root"),
 ]
+NOT_NORMALISED = Variant("not normalised (only the weight applied)", lambda x, w, eps: x * w,
+                         "Every position is divided by its own root mean square before the weight.",
+                         "x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight, for every position")
 RMS_FAMILIES = [  # fitted when no table row explains the output (families.py)
     # any eps typed in instead of the argument (Keras' 1e-3, 1e-8, ...): the cases' eps differ, so one fitted value
     # reproduces them all only when the argument is ignored (correct=-1: no fixed value is the reference's)
@@ -191,6 +201,9 @@ def check_rmsnorm(fn, seed: int = 0) -> CheckResult:
                           lambda x, w, eps: f"x of shape {tuple(x.shape)}, weight of shape {tuple(w.shape)}, "
                                             f"eps={eps}", prepare=prepare, precision=True)
     problem = refine(problem, fn, cases, RMS_FAMILIES, prepare=prepare)
+    # a slip on one batch row, one position or some channels only (partial.py)
+    problem = localise(problem, fn, cases, rms_norm_reference, RMSNORM_MISTAKES + [NOT_NORMALISED],
+                       [("batch row", 0), ("position", 1), ("channel", -1)], prepare)
     if problem is None:  # right outputs: are the gradients right too?
         problem = function_gradient_problem(exercise, fn, rms_norm_reference, cases[0], "x (2, 5, 6)")
     if problem is not None:  # a failed CheckResult is falsy: `problem or ...` would hide it

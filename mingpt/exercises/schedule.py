@@ -21,7 +21,7 @@ import re
 
 from mingpt.cfgnode import CfgNode
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
-from mingpt.exercises.compare import Part, check_cases, part_variants
+from mingpt.exercises.compare import NOT_RECOGNISED, Part, check_cases, part_variants
 from mingpt.exercises.state import Slots
 from mingpt.training.schedule import get_lr
 
@@ -203,6 +203,12 @@ LR_PARTS = [
          "The first step would not learn at all: warm-up starts above 0.", "count the step being taken: (it + 1)"),
     Part("warm", lambda i, lr, mn, W: lr * (i + 1) / W, "warm-up reaches the peak one step early",
          "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1).", "divide by warmup_iters + 1"),
+    Part("warm", lambda i, lr, mn, W: lr * (i + 2) / (W + 1), "warm-up one step ahead ((it + 2) / (warmup_iters + "
+         "1))", "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1); yours counts one step "
+         "more, so it reaches the peak a step early (the decay after it is right).", "(it + 1) / (warmup_iters + 1)"),
+    Part("warm", lambda i, lr, mn, W: lr * (i + 1) / (W + 2), "warm-up divides by warmup_iters + 2",
+         "During warm-up the rate is learning_rate * (it + 1) / (warmup_iters + 1); one more in the denominator "
+         "leaves it below the peak when the decay starts.", "(it + 1) / (warmup_iters + 1)"),
     Part("warm", lambda i, lr, mn, W: lr * (i + 1) // (W + 1), "integer division (//) in the warm-up",
          "`//` floors the warm-up's fraction: learning_rate * (it + 1) // (warmup_iters + 1) is 0 (or a whole "
          "number) instead of rising step by step.", "learning_rate * (it + 1) / (warmup_iters + 1), with /"),
@@ -239,7 +245,10 @@ LR_PARTS = [
     Part("floor", "towards zero", "cosine decays towards 0, then jumps to min_lr", "The cosine runs from "
          "learning_rate down to min_lr: min_lr + coeff * (learning_rate - min_lr); yours is coeff * learning_rate.",
          "min_lr + coeff * (learning_rate - min_lr)"),
-    Part("floor", "added", "min_lr added on top of the cosine: it peaks at learning_rate + min_lr",
+*[Part("floor", k, f"cosine ends at {k:g} * min_lr, then jumps to min_lr", f"The cosine runs from learning_rate "
+          f"down to min_lr itself: min_lr + coeff * (learning_rate - min_lr); yours runs down to {k:g} * min_lr.",
+          "min_lr + coeff * (learning_rate - min_lr)") for k in (2.0, 0.5)],
+        Part("floor", "added", "min_lr added on top of the cosine: it peaks at learning_rate + min_lr",
          "The cosine spans learning_rate - min_lr: min_lr + coeff * (learning_rate - min_lr); yours is min_lr + "
          "coeff * learning_rate, above learning_rate at the start of the decay.",
          "min_lr + coeff * (learning_rate - min_lr)"),
@@ -302,6 +311,10 @@ def _build(it=None, warm=None, progress=None, shape=None, after=None, floor=None
         if floor == "towards zero":  # coeff * lr, whatever shape the coefficient has
             def form(p):
                 return ((shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))) * lr - mn) / (lr - mn)
+        if isinstance(floor, float):  # the cosine heads for floor * min_lr, and min_lr after the decay
+            def form(p):
+                c = shape(p) if shape else 0.5 * (1 + math.cos(math.pi * p))
+                return (floor * mn + c * (lr - floor * mn) - mn) / (lr - mn)
         if floor == "swapped" and not (i < W or warm_to_W and i == W):  # the warm-up as it should be, the rest
             return _schedule(i, mn, lr, W, D, None, progress, form, after, False, late_end)  # with the two exchanged
         return _schedule(i, lr, low, W, D, warm, progress, form, after, warm_to_W, late_end)
@@ -341,10 +354,36 @@ def check_lr_schedule(fn) -> CheckResult:
                           describe,
                           atol=1e-9, hint="warm-up, then half a cosine from learning_rate to min_lr, then flat at "
                                           "min_lr", slots=slots)
+    problem = _only_at(problem, fn, cases, describe)
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["warm-up", "cosine decay to min_lr", "flat after lr_decay_iters",
                                                 "3 settings"])
+
+
+# one step of the schedule, where a slip touches only that step (an `if it == 0` branch, an off-by-one boundary)
+_STEPS = [("the first step (it = 0)", lambda it, W, D: it == 0),
+          ("the last warm-up step (it = warmup_iters - 1)", lambda it, W, D: it == W - 1),
+          ("the first step after warm-up (it = warmup_iters)", lambda it, W, D: it == W),
+          ("the last step of the decay (it = lr_decay_iters - 1)", lambda it, W, D: it == D - 1),
+          ("it = lr_decay_iters", lambda it, W, D: it == D)]
+
+
+def _only_at(problem, fn, cases, describe):
+    """problem as it is, unless it is "not recognised" and the rates differ from the reference at one step of the
+    schedule only, the same step in every setting: then where (a fact about the outputs, which are right elsewhere)."""
+    if problem is None or problem.property != NOT_RECOGNISED:
+        return problem
+    wrong = [c for c in cases if not math.isclose(fn(*c), _reference_lr(*c), rel_tol=1e-9, abs_tol=1e-12)]
+    for where, at in _STEPS:
+        spots = [c for c in cases if at(c[0], c[3], c[4])]
+        if wrong and sorted(wrong) == sorted(spots):
+            c = wrong[0]
+            return fail(problem.exercise, f"wrong only at {where}: every other step is right",
+                        f"Your schedule is the reference's everywhere except at {where}, in every setting tried: "
+                        "look at the branch or boundary that handles that step.",
+                        f"{describe(*c)}\nyours    {fn(*c)}\nexpected {_reference_lr(*c)}", problem.hint)
+    return problem
 
 
 def _torch_on_a_float(exercise, problem: CheckResult) -> CheckResult:
