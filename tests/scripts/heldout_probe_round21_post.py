@@ -7,14 +7,13 @@ the group advantages are in heldout_probe_round21_post2.py (imported at the end)
 Untuned (written before reading the checkers; judged): mistakes / caught / named / misnamed, valid passed, crashes
   check_sft_targets       15 / 14 / 12 / 0, valid 4/4, 0 crashes
   check_lora_layer        18 / 17 / 12 / 3, valid 3/3, 0 crashes
-  check_dpo_loss          19 / 19 / 13 / 0, valid 3/3, 0 crashes
+  check_dpo_loss          19 / 19 / 12 / 0, valid 3/3, 0 crashes
   check_group_advantages  19 / 19 / 14 / 0, valid 4/4, 0 crashes
-  total                   71 / 69 / 51 (72 %) / 3, valid 14/14, 0 crashes
+  total                   71 / 69 / 50 (70 %) / 3, valid 14/14, 0 crashes
 Misnamed: LoraMergeHalfScale ("merge forgets the scale"; it halves it), LoraBiasNotFrozen ("the base layer is not
 frozen"; its weight is, its bias is not), LoraInvertedAndRandomB (names B's init only, no word of the r/alpha scale).
 Not caught: sft_last_position_unmasked (no tested sequence ends outside a reply), LoraMergeTransposed (no square
-base). dpo_mean_over_T is named under the probe's seed but not recognised without it (the checker's inputs depend
-on the global RNG).
+base). (dpo_mean_over_T is not recognised; its first regex matched "not" case-insensitively, now fixed.)
 """
 
 from __future__ import annotations
@@ -82,7 +81,7 @@ def sft_first_position_unmasked(ids, is_assistant):  # partial: the loop starts 
     return x, y
 
 
-@mistake(ex.check_sft_targets, r"input|x\b|inputs|both")
+@mistake(ex.check_sft_targets, r"input|both")
 def sft_masks_x_too(ids, is_assistant):  # the inputs are masked as well (x holds -1s: an invalid token id)
     x, y = ids[:-1].clone(), ids[1:].clone()
     y[~is_assistant[1:]] = IGN
@@ -238,9 +237,9 @@ mistake(ex.check_lora_layer, r"merge.*(sign|subtract|negat)|(sign|subtract|negat
     lora("LoraMergeSubtracts", merge_delta=lambda s: -s.scale * (s.lora_B @ s.lora_A)))
 mistake(ex.check_lora_layer, r"twice|double|still|after|flag|merged")(
     lora("LoraMergeKeepsAdding", forward=lambda s, x: s.base(x) + s.delta(x)))  # correction added again after merge
-mistake(ex.check_lora_layer, r"zero|init|B")(
+mistake(ex.check_lora_layer, r"zero|init")(
     lora("LoraBRandom", init_params=lambda s: both_normal(s)))
-mistake(ex.check_lora_layer, r"zero|init|A|grad|learn")(
+mistake(ex.check_lora_layer, r"zero|init|grad|learn")(
     lora("LoraBothZero", init_params=lambda s: (nn.init.zeros_(s.lora_A), nn.init.zeros_(s.lora_B))))
 mistake(ex.check_lora_layer, r"frozen|freeze|requires_grad|base|train")(
     lora("LoraBaseNotFrozen", freeze=lambda s, base: None))

@@ -69,7 +69,7 @@ mistake(ex.check_dpo_loss, r"swap|order|chosen|rejected")(
     dpo("dpo_swapped", lambda p, r, b: b * ((p[:, 1] - r[:, 1]) - (p[:, 0] - r[:, 0]))))
 mistake(ex.check_dpo_loss, r"reference|grad|detach|no_grad")(dpo("dpo_ref_grad", ref_grad=True))
 # cousin: / T, all positions
-mistake(ex.check_dpo_loss, r"length|T\b|mean|average|normali|divid")(dpo("dpo_mean_over_T", reduce="mean_T"))
+mistake(ex.check_dpo_loss, r"length|by T|mean|average|normali|divid")(dpo("dpo_mean_over_T", reduce="mean_T"))
 # per-token mean
 mistake(ex.check_dpo_loss, r"mean|average|normali|length|token")(dpo("dpo_token_mean", reduce="mean_mask"))
 mistake(ex.check_dpo_loss, r"sum|batch|pairs|mean")(dpo("dpo_sum_pairs", reduce_pairs="sum"))
