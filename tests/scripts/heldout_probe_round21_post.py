@@ -14,6 +14,10 @@ Misnamed: LoraMergeHalfScale ("merge forgets the scale"; it halves it), LoraBias
 frozen"; its weight is, its bias is not), LoraInvertedAndRandomB (names B's init only, no word of the r/alpha scale).
 Not caught: sft_last_position_unmasked (no tested sequence ends outside a reply), LoraMergeTransposed (no square
 base). (dpo_mean_over_T is not recognised; its first regex matched "not" case-insensitively, now fixed.)
+
+Tuned: 71 / 71 / 70 (99 %) / 0 misnamed, valid 14/14, 0 crashes (sft 15/15/14, lora 18/18/18, dpo 19/19/19,
+advantages 19/19/19). Left not named: sft_unshifted_when_long (the unshifted mask on long conversations only; the
+checker says it does not recognise it and shows where it differs).
 """
 
 from __future__ import annotations

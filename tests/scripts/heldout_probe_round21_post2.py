@@ -203,7 +203,8 @@ mistake(ex.check_group_advantages, r"G-2|n-2|bessel|denominator|two|2|std")(
     adv("adv_denominator_G_minus_2", scale="G-2"))
 mistake(ex.check_group_advantages, r"normali[sz]e|flag|always|ignor")(adv("adv_always_normalised", flag="always"))
 mistake(ex.check_group_advantages, r"normali[sz]e|flag|invert|opposite|swap")(adv("adv_flag_inverted", flag="inverted"))
-mistake(ex.check_group_advantages, r"(?=.*(biased|bessel|unbiased))(?=.*(eps|also|other|more))")(
+# "the population std" is the biased std
+mistake(ex.check_group_advantages, r"(?=.*(biased|bessel|unbiased|population))(?=.*(eps|also|other|more))")(
     adv("adv_biased_and_plus_one", scale="biased", eps=1.0))  # combination: biased std and std + 1
 
 
