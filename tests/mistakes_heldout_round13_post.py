@@ -40,7 +40,7 @@ NAMES = [
     ('check_lora_layer', 'A initialised to zero'),
     ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
     ('check_lora_layer', 'the base layer is not frozen'),
-    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', "the base layer's bias is not frozen (its weight is)"),
     ('check_lora_layer', 'A and B are not trainable'),
     ('check_lora_layer', 'merge subtracts the correction'),
     ('check_lora_layer', 'merge forgets the scale'),

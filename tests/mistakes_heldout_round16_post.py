@@ -50,7 +50,8 @@ NAMES = [
     ('check_lora_layer', 'B initialised non-zero'),
     ('check_lora_layer', 'A and B initialisations swapped (A zero, B random)'),
     ('check_lora_layer', 'the base layer is not frozen'),
-    ('check_lora_layer', 'two mistakes: the base layer is not frozen; and fails on a base layer built with bias=False'),
+    ('check_lora_layer', "two mistakes: the base layer's bias is not frozen (its weight is); and fails on a base "
+                         'layer built with bias=False'),
     ('check_lora_layer', 'A and B are not trainable'),
     ('check_lora_layer', 'no gradient reaches lora_A and lora_B (the correction detached: .data, .detach() or '
                          'torch.no_grad() in the forward)'),

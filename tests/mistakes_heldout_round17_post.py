@@ -36,7 +36,7 @@ NAMES = [
     ('check_lora_layer', 'LoRA scaled by alpha // rank (integer division)'),
     ('check_lora_layer', "the scale multiplies the base layer's output too ((base(x) + B A x) * alpha / r)"),
     ('check_lora_layer', 'output off by a constant vector (a bias added twice, or left out)'),
-    ('check_lora_layer', 'B initialised non-zero'),
+    ('check_lora_layer', 'two mistakes: B initialised non-zero; and the LoRA correction is not scaled'),
     ('check_lora_layer', 'two mistakes: the base layer is not frozen; and merge forgets the scale'),
     ('check_dpo_loss', "log-probs averaged over the answer's tokens, not summed"),
     ('check_dpo_loss', 'log-probs summed over the prompt and padding too'),

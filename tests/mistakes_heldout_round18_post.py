@@ -29,7 +29,7 @@ NAMES = [
     ('check_lora_layer', 'A initialised to zero'),
     ('check_lora_layer', 'B initialised non-zero'),
     ('check_lora_layer', 'the base layer is not frozen'),
-    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', "the base layer's bias is not frozen (its weight is)"),
     ('check_lora_layer', 'merge forgets the scale'),
     ('check_lora_layer', 'the correction is added twice after merge'),
     ('check_lora_layer', 'merge adds (B A).T: the correction transposed'),

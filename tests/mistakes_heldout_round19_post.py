@@ -27,7 +27,7 @@ NAMES = [
     ('check_lora_layer', 'LoRA scaled by alpha instead of alpha / rank'),
     ('check_lora_layer', 'the LoRA correction is not scaled'),
     ('check_lora_layer', 'the base layer is not frozen'),
-    ('check_lora_layer', 'the base layer is not frozen'),
+    ('check_lora_layer', "the base layer's bias is not frozen (its weight is)"),
     ('check_lora_layer', "LoRA scale divides by the layer's in_features (7), not by r"),
     ('check_lora_layer', 'merge forgets the scale'),
     ('check_lora_layer', 'the correction is added twice after merge'),

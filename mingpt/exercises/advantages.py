@@ -14,6 +14,7 @@ import torch
 
 from mingpt.exercises.checking import CheckResult, Variant, fail, run
 from mingpt.exercises.compare import NOT_RECOGNISED, explain, modified_in_place, same, two_mistakes
+from mingpt.exercises.advantage_rows import groups_left
 from mingpt.posttrain.rl import group_advantages
 
 __all__ = ["ADVANTAGE_MISTAKES", "check_group_advantages"]
@@ -192,18 +193,29 @@ def _later_mistakes(eps: float) -> list[Variant]:
                    "rewards is (prompts, group): mean and std are over dim 1, the G answers to one prompt; over dim 0 "
                    "(or without keepdim, which broadcasts a (G,) statistic along the wrong axis) each answer is "
                    "compared with the answers to other prompts.", "mean and std over dim=1, keepdim=True")
+    # cousins (round 21): Bessel's correction off by one more (G - 2), and the below-average answers' negative
+    # advantages clipped to 0 (a clamp(min=0) or relu), which keeps the push up and loses the push down
+    g2 = Variant("the std's denominator is G - 2, not G - 1 (Bessel's correction off by one more)",
+                 lambda r, s: _adv(r, s, scale=lambda r: ((r - r.mean(1, keepdim=True)) ** 2).sum(1, keepdim=True)
+                                   .div(r.size(1) - 2).sqrt() + eps),
+                 "The sample std divides the sum of squares by G - 1 (torch.std's default); G - 2 makes it "
+                 "sqrt((G - 1) / (G - 2)) times too large.", "rewards.std(dim=1, keepdim=True)")
+    clipped = Variant("negative advantages clipped to 0 (a clamp(min=0) or relu)",
+                      lambda r, s: group_advantages(r, s, eps).clamp(min=0),
+                      "An answer worse than its group's average gets a *negative* advantage: GRPO pushes it down. "
+                      "Clipped to 0, only the better answers are ever trained on.", "keep the sign: no clamp, no relu")
     return [by_mean, axis] + [two_mistakes(axis, v, lambda r, s, v=v: v.compute(r.T, s).T) for v in rows
-                              if "axis" not in v.property and "prompts" not in v.property]
+                              if "axis" not in v.property and "prompts" not in v.property] + [g2, clipped]
 
 
-def _fitted_eps(cases, outputs) -> float | None:
+def _fitted_eps(cases, outputs, unbiased: bool = True) -> float | None:
     """The eps that makes the reference give the student's first normalised, nonzero advantage (None if none):
     out = c / (std + eps), so eps = c / out - std. A large one shows as "eps too large" only when the reference
-    with it then reproduces every output."""
+    with it then reproduces every output. unbiased=False: the same with the population std."""
     for (r, s), o in zip(cases, outputs):
         if not (s and isinstance(o, torch.Tensor) and o.shape == r.shape and o.is_floating_point()):
             continue
-        c, sd = r - r.mean(1, keepdim=True), r.std(1, keepdim=True).expand_as(r)
+        c, sd = r - r.mean(1, keepdim=True), r.std(1, keepdim=True, unbiased=unbiased).expand_as(r)
         pick = (c.abs() > 0.1) & (o.abs() > 1e-6)
         if pick.any():
             return float((c[pick][0] / o.double()[pick][0]) - sd[pick][0])
@@ -325,14 +337,24 @@ def check_group_advantages(fn) -> CheckResult:
                     "(a variance as E[r^2] - E[r]^2, a half-precision dtype, a large constant added and removed).",
                     found.counterexample, "subtract the group mean first, then square (rewards.std does), in "
                     "rewards' dtype")
-    eps = _fitted_eps(cases, outputs) if found is not None and found.property == NOT_RECOGNISED else None
-    if eps is not None and 1e-3 < eps < 10 and all(same(o, group_advantages(r, s, eps), TOL / 10)
-                                                  for o, (r, s) in zip(outputs, cases)):
-        return fail(exercise, "eps too large: it shrinks every advantage", f"Your advantages are the reference's "
-                    f"with eps = {eps:.3g} (fitted to your outputs, and exact on every case). eps only keeps a "
-                    "uniform group's 0/0 away; next to a std of order 1 it must be negligible (1e-4 ... 1e-8), or "
-                    "it scales every advantage down, most in groups with a small spread.", found.counterexample,
-                    "add a small eps, such as 1e-4, to the std")
+    for unbiased in (True, False):  # eps fitted to the outputs, with the sample std, then the population std
+        eps = _fitted_eps(cases, outputs, unbiased) if found is not None and found.property == NOT_RECOGNISED \
+            else None
+        if eps is not None and 1e-3 < eps < 10 and all(same(o, _adv(r, s, scale=lambda r: r.std(
+                1, keepdim=True, unbiased=unbiased) + eps), TOL / 10) for o, (r, s) in zip(outputs, cases)):
+            large = fail(exercise, "eps too large: it shrinks every advantage", f"Your advantages are the "
+                         f"reference's with eps = {eps:.3g} (fitted to your outputs, and exact on every case). eps "
+                         "only keeps a uniform group's 0/0 away; next to a std of order 1 it must be negligible "
+                         "(1e-4 ... 1e-8), or it scales every advantage down, most in groups with a small spread.",
+                         found.counterexample, "add a small eps, such as 1e-4, to the std")
+            if unbiased:
+                return large
+            biased = next(v for v in ADVANTAGE_MISTAKES if "population std" in v.property)
+            return fail(exercise, f"two mistakes: {biased.property}; and {large.property}", f"{biased.explanation} "
+                        f"And: {large.explanation}", found.counterexample, f"{biased.hint}; and {large.hint}")
+    if found is not None and found.property == NOT_RECOGNISED:
+        rows = groups_left(exercise, cases, outputs, lambda r, s: group_advantages(r, s, EPS), TOL)
+        found = found if rows is None else rows  # (a failed CheckResult is falsy: test for None)
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["centred on each group's mean", "divided by each group's std + eps",

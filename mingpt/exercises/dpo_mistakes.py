@@ -23,7 +23,7 @@ BETA, OTHER_BETA = 0.3, 0.1  # the loss is checked at both
 
 def logps_of(model, x, y, mean=False, unmasked=False, targets_from_x=False, probs=False, shift_again=False, dim=-1,
            whole_row=False, batch_mean=False, positive=False, raw=False, blocked=False, smoothing=0.0, dtype=None,
-           row_mean=False):
+           row_mean=False, one_row_masked=None, drop_last=False, per_T=False):
     if blocked:  # (B, 2, T) flattened as (2, B, T): every chosen row, then every rejected one
         x, y = x.transpose(0, 1), y.transpose(0, 1)
     idx = x.flatten(0, 1)
@@ -36,6 +36,11 @@ def logps_of(model, x, y, mean=False, unmasked=False, targets_from_x=False, prob
     if shift_again:  # TRL's get_batch_logps shifts its labels (input ids) by one: y is already shifted
         logits, targets = logits[:, :-1], targets[:, 1:]
     mask = targets > 0 if positive else targets != IGNORE_INDEX
+    if one_row_masked is not None:  # the mask applied to the chosen (0) or rejected (1) rows only
+        rows = (torch.arange(mask.size(0)) % 2 != one_row_masked)[:, None]
+        mask = mask | rows
+    if drop_last:  # the last position never counted (a [:-1] slice, a loop over range(T - 1))
+        mask = mask & (torch.arange(mask.size(-1)) < mask.size(-1) - 1)
     picked = torch.where(mask, idx, targets) if targets_from_x else targets
     scores = logits if raw else (F.softmax if probs else F.log_softmax)(logits, dim)
     token = scores.gather(-1, picked.clamp(min=0)[..., None]).squeeze(-1)
@@ -48,6 +53,8 @@ def logps_of(model, x, y, mean=False, unmasked=False, targets_from_x=False, prob
     if row_mean:  # token_logps.mean(-1): no mask, and divided by T (the prompt and padding counted)
         return token.mean(-1).view(-1, 2)
     per_row = token.sum(-1) if unmasked else (token * mask).sum(-1)
+    if per_T:  # the masked sum divided by T, every row's length (prompt and padding counted in the count only)
+        per_row = per_row / mask.size(-1)
     return (per_row / mask.sum(-1) if mean else per_row).view(-1, 2)
 
 
@@ -65,10 +72,12 @@ _LOSSES.update({f"robust{eps}": lambda z, beta, e=eps: (-(1 - e) * F.logsigmoid(
 
 def dpo_variant(policy, reference, x, y, beta=BETA, logps=logps_of, no_ref=False, sign=1.0, reduce=torch.mean,
          logsigmoid=True, ref_grad=False, beta_rejected=None, ref_swapped=False, beta_outside=False, loss=None,
-         beta_policy_only=False, mean_margin=False, **kw):
+         beta_policy_only=False, mean_margin=False, ref_only=None, **kw):
     pi = logps(policy, x, y, **kw)
     with torch.enable_grad() if ref_grad else torch.no_grad():
         ref = torch.zeros_like(pi) if no_ref else logps(reference, x, y, **kw)
+    if ref_only is not None:  # the reference's log-prob subtracted for one answer only (chosen 0, rejected 1)
+        ref = ref * (torch.arange(2) == ref_only)
     if ref_swapped:  # the chosen answer's log-ratio taken against the reference's rejected answer, and vice versa
         ref = ref.flip(-1)
     scale, beta = (beta, 1.0) if beta_outside else (1.0, beta)
@@ -126,7 +135,8 @@ DPO_MISTAKES = [
     Variant("the reference's chosen and rejected log-probs swapped", lambda *a: dpo_variant(*a, ref_swapped=True),
             "Each answer's log-ratio compares the policy with the reference *on the same answer*: (pi_chosen - "
             "ref_chosen) - (pi_rejected - ref_rejected); yours subtracts the reference's rejected log-prob from the "
-            "chosen one and vice versa.", "pair each policy log-prob with the reference's for the same answer"),
+            "chosen one and vice versa (the same margin as adding the reference's log-probs where they are "
+            "subtracted).", "pair each policy log-prob with the reference's for the same answer, subtracted"),
     Variant("log-probs shifted a second time (y is already the next token)",
             lambda *a: dpo_variant(*a, shift_again=True),
             "y[t] is already the token after x[t], so the logits at t score y[t]. Code written for labels = input ids "
@@ -212,6 +222,24 @@ DPO_MISTAKES = [
             "A sequence's log-prob is the sum over its answer tokens only (y != -1); a mean over every position "
             "mixes in the prompt and padding (read at a clamped target) and divides by T, the same for a short "
             "answer and a long one.", "(token_logps * (y != -1)).sum(-1)"),
+    # partial slips: one answer of each pair, or one position of each row (round 21)
+    *[Variant(f"the reference's log-prob subtracted for the {which} answer only", lambda *a, k=k: dpo_variant(
+        *a, ref_only=k), f"Both answers are measured against the reference: (pi_chosen - ref_chosen) - (pi_rejected "
+        f"- ref_rejected); yours leaves the reference out of the {other} answer's term.",
+        "subtract the reference's log-prob from each answer's") for k, which, other in ((0, "chosen", "rejected"),
+                                                                                      (1, "rejected", "chosen"))],
+    *[Variant(f"the mask applied to the {which} answers only (the {other} rows summed over the prompt and padding "
+              "too)", lambda *a, k=k: dpo_variant(*a, one_row_masked=k), f"Every answer's log-prob sums its own "
+              f"tokens only (y != -1); yours masks the {which} rows but sums every position of the {other} ones.",
+              "multiply every row by its mask (y != -1)") for k, which, other in ((0, "chosen", "rejected"),
+                                                                                   (1, "rejected", "chosen"))],
+    Variant("the last position left out of every answer's sum (a [:-1] slice, or range(T - 1))",
+            lambda *a: dpo_variant(*a, drop_last=True), "Every answer token counts, the last one of the row too (it "
+            "is often the answer's end, which teaches the model to stop).", "sum over every position where y != -1"),
+    Variant("log-probs summed over the answer, then divided by T (the row's length, not the answer's)",
+            lambda *a: dpo_variant(*a, per_T=True), "The answer's log-probability is the sum over its tokens, not "
+            "divided by anything; dividing by T (prompt and padding counted) makes it depend on the padding.",
+            "(token_logps * (y != -1)).sum(-1), no division"),
 ]
 
 
@@ -251,12 +279,30 @@ _PARTS = [("logps", {"unmasked": True}, "log-probs summed over the prompt and pa
                                         "counted, divided by T)"),
           ("precision", {"dtype": torch.float16}, "log-probs computed in float16 (the logits cast to half precision)"),
           ("precision", {"dtype": torch.bfloat16}, "log-probs computed in bfloat16 (the logits cast to half "
-                                                   "precision)")]
+                                                   "precision)"),
+          ("reference", {"ref_only": 0}, "the reference's log-prob subtracted for the chosen answer only"),
+          ("reference", {"ref_only": 1}, "the reference's log-prob subtracted for the rejected answer only"),
+          ("logps", {"one_row_masked": 1}, "the mask applied to the rejected answers only (the chosen rows summed "
+                                           "over the prompt and padding too)"),
+          ("logps", {"one_row_masked": 0}, "the mask applied to the chosen answers only (the rejected rows summed "
+                                           "over the prompt and padding too)"),
+          ("logps", {"drop_last": True}, "the last position left out of every answer's sum (a [:-1] slice, or "
+                                         "range(T - 1))"),
+          ("logps", {"per_T": True}, "log-probs summed over the answer, then divided by T (the row's length, not "
+                                     "the answer's)")]
 _ROWS = {v.property: v for v in DPO_MISTAKES}
 DPO_PARTS = [Part(kind, value, name, _ROWS[name].explanation, _ROWS[name].hint) for kind, value, name in _PARTS] + [
     Part("beta", lambda b, c=c: c, f"beta fixed at {c}, not the beta argument", f"Your loss is the one for beta = {c} "
          "whatever beta is passed (a number written in place of the argument).", "use the beta argument")
-    for c in (0.1, 0.3, 0.5, 0.2, 0.05, 0.25, 2.0)]
+    for c in (0.1, 0.3, 0.5, 0.2, 0.05, 0.25, 2.0)] + [
+    # beta as another function of the beta passed: named only when it fits both betas tried (0.3 and 0.1)
+    Part("beta", formula, f"beta {name}, not beta", f"Your loss is DPO's with beta {name} in place of beta ({why}); "
+         "beta multiplies the margin once: -log sigmoid(beta * margin).", "-F.logsigmoid(beta * margin), beta once")
+    for formula, name, why in ((lambda b: b * b, "applied twice (beta^2)", "beta written both in the implicit "
+                                "rewards and on the margin"),
+                               (lambda b: b / 2, "halved (beta / 2)", "a stray 0.5 or / 2"),
+                               (lambda b: 2 * b, "doubled (2 beta)", "a stray factor 2"),
+                               (lambda b: b ** 0.5, "as sqrt(beta)", "a square root taken"))]
 
 
 def _build(**parts):

@@ -25,6 +25,8 @@ from mingpt.exercises.lora_mistakes import (ALPHA, CRASH_HINT, HINT, IN, LORA_FO
                                              LORA_MERGE_CRASHES, LORA_MERGE_MISTAKES, LORA_ORDER_CRASHES, OUT, RANK,
                                              SCALE_FORMULAS, SETTINGS, lora_output)
 from mingpt.exercises.lora_merge import merge_scale, weights_of
+from mingpt.exercises.lora_parts import (FORWARD_SCALES, arguments_swapped, confirm_merge_scale, positions_left,
+                                         square_base)
 
 __all__ = ["CRASH_HINT", "LORA_FORWARD_MISTAKES", "LORA_INIT_MISTAKES", "LORA_MERGE_MISTAKES", "check_lora_layer"]
 def _order_crash(problem: CheckResult, *args, crashes=LORA_ORDER_CRASHES) -> CheckResult:
@@ -74,6 +76,12 @@ def _other_settings(exercise: str, cls) -> CheckResult | None:
         for name, formula, why in SCALE_FORMULAS:
             if all(math.isclose(s, formula(a, r), rel_tol=1e-4) for s, (r, a) in zip(scales, SETTINGS)):
                 return fail(exercise, name, why, example, "scale = alpha / r")
+        ratios = [s * r / a for s, (r, a) in zip(scales, SETTINGS)]  # a stray factor times the right scale
+        if not any(math.isclose(ratios[0], c, rel_tol=1e-4) for c in (0.0, 1.0)) and all(
+                math.isclose(c, ratios[0], rel_tol=1e-4) for c in ratios):
+            return fail(exercise, f"LoRA scaled by {ratios[0]:.4g} * alpha / r (a stray factor {ratios[0]:.4g})",
+                        f"Your correction is alpha / r times {ratios[0]:.4g} at every (r, alpha) tried: alpha and r "
+                        "are read right, and a constant multiplies them.", example, "scale = alpha / r")
         if all(math.isclose(s, scales[0], rel_tol=1e-4) for s in scales):
             return fail(exercise, f"LoRA scale hard-coded to {scales[0]:.4g}, whatever alpha and r are",
                         f"Your correction is multiplied by {scales[0]:.4g} at every (r, alpha) tried; the scale is "
@@ -111,7 +119,7 @@ def check_lora_layer(cls) -> CheckResult:
     W, b = base.weight.detach().clone(), base.bias.detach().clone()
     layer, problem = construct(exercise, cls, base, RANK, ALPHA)
     if problem is not None:
-        return _arguments_swapped(exercise, cls, problem)
+        return arguments_swapped(exercise, cls, problem)
     A, B = weights_of(layer, "lora_A"), weights_of(layer, "lora_B")
     if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
         return fail(exercise, "lora_A (r, in) and lora_B (out, r) not found",
@@ -135,16 +143,19 @@ def check_lora_layer(cls) -> CheckResult:
                     f", the base weight {base.weight.dtype}: the correction must be added to (and merged into) a "
                     "weight of the base's dtype.", ", ".join(wrong), "create A and B with the base weight's dtype "
                     "(torch.empty(r, in_features) is float32, as nn.Linear's weight)")
-    broken = ("the base layer is not frozen" if base.weight.requires_grad or base.bias.requires_grad
+    broken = ("the base layer is not frozen" if base.weight.requires_grad and base.bias.requires_grad
+              else "the base layer's bias is not frozen (its weight is)" if base.bias.requires_grad
+              else "the base layer's weight is not frozen (its bias is)" if base.weight.requires_grad
               else "A and B are not trainable" if not (A.requires_grad and B.requires_grad)
               else "A and B initialisations swapped (A zero, B random)" if not A.detach().any() and B.detach().any()
               else "A initialised to zero" if not A.detach().any() else "B initialised non-zero" if B.detach().any()
               else None)
     if broken:
-        state = f"base requires_grad={base.weight.requires_grad}, A nonzero={bool(A.detach().any())}, " \
+        state = f"base.weight requires_grad={base.weight.requires_grad}, base.bias requires_grad=" \
+                f"{base.bias.requires_grad}, A nonzero={bool(A.detach().any())}, " \
                 f"B nonzero={bool(B.detach().any())}"
         found = fail(exercise, broken, LORA_INIT_MISTAKES[broken][0], state, LORA_INIT_MISTAKES[broken][1])
-        return _and_the_rest(found, cls) if broken == "the base layer is not frozen" else found
+        return found if broken == "A and B are not trainable" else _and_the_rest(found, cls)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # trained-looking adapters: with B = 0 a wrong scale would hide
         A.copy_(torch.randn(A.shape, generator=gen))
@@ -166,9 +177,14 @@ def check_lora_layer(cls) -> CheckResult:
                     "checker's layer is in train mode, where nn.Dropout / F.dropout(training=True) is on.",
                     f"first call {fmt(out, 5)}\nsecond call {fmt(again, 5)}\nexpected {fmt(expected, 5)}",
                     "this exercise's layer has no dropout (or F.dropout(x, p, training=self.training))")
-    if found is not None and found.property == NOT_RECOGNISED:  # a scale formula of alpha and r, read off settings
-        named = _other_settings(exercise, cls)  # (a failed CheckResult is falsy: test for None)
+    if found is not None and found.property == NOT_RECOGNISED:  # the correction at some positions only?
+        named = positions_left(exercise, x, out, W, b, A0, B0)
         found = found if named is None else named
+    if found is not None and (found.property == NOT_RECOGNISED or found.property in FORWARD_SCALES and not all(
+            s is not None and same(s[1], s[2] + (FORWARD_SCALES[found.property](a, r) - a / r) * s[3])
+            for s, (r, a) in zip([_setting(cls, r, a) for r, a in SETTINGS[1:]], SETTINGS[1:]))):
+        named = _other_settings(exercise, cls)  # a scale formula of alpha and r, read off settings
+        found = found if named is None else named  # (a failed CheckResult is falsy: test for None)
     if found is not None:  # the forward is wrong: is the merge wrong in another way too?
         return _and_merge(exercise, found, layer, base, x, out, W, A0, B0)
     weight_before = base.weight
@@ -182,6 +198,8 @@ def check_lora_layer(cls) -> CheckResult:
     if found is not None and found.property not in {v.property for v in LORA_MERGE_MISTAKES}:
         named = merge_scale(exercise, cls, W, A0, B0, merged)  # W + s B A: the merge's scale, as a formula
         found = found if named is None else named
+    if found is not None:  # a scale row of the table, confirmed at every (r, alpha) before it is named
+        found = confirm_merge_scale(exercise, cls, found, W, A0, B0, merged)
     if found is not None:
         return found
     if any(p.requires_grad for p in base.parameters()):  # the value is right, the base no longer frozen
@@ -213,6 +231,8 @@ def check_lora_layer(cls) -> CheckResult:
     if found is None:
         found = _edges(exercise, cls)  # and for a 2-D x, new A and B, a base without bias?
     if found is None:
+        found = square_base(exercise, cls)  # and on a square base, where a transposed correction fits?
+    if found is None:
         found = _gradients(exercise, cls)  # and does backward reach A and B?
     if found is not None:
         return found
@@ -220,26 +240,6 @@ def check_lora_layer(cls) -> CheckResult:
                                                 "three (r, alpha)", "merge folds alpha/r B A into the weight, "
                                                 "outputs unchanged", "a 2-D x, A and B changed, a base without bias",
                                                 "gradients reach A and B"])
-
-
-def _arguments_swapped(exercise: str, cls, problem: CheckResult) -> CheckResult:
-    """problem (the constructor raised), or, when the same class builds a layer of the right shapes with r and alpha
-    given the other way round, that slip: its __init__ reads (base, alpha, r), not (base, r, alpha)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        base = nn.Linear(IN, OUT)
-    try:
-        layer = build(cls, base, ALPHA, RANK)
-        A, B = weights_of(layer, "lora_A"), weights_of(layer, "lora_B")
-    except Exception:
-        return problem
-    if A is None or B is None or A.shape != (RANK, IN) or B.shape != (OUT, RANK):
-        return problem
-    return fail(exercise, "r and alpha taken in the other order: __init__(base, alpha, r)", "The exercise builds "
-                f"the layer as {cls.__name__}(base, r, alpha); yours reads the second argument as alpha and the "
-                f"third as r, so r = {ALPHA} (a float) is the rank, and the constructor fails. Built with the two "
-                "exchanged, your layer has the right shapes.", problem.explanation,
-                "def __init__(self, base, r, alpha): the rank first, then alpha")
 
 
 def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> CheckResult:
@@ -266,14 +266,20 @@ def _and_merge(exercise, found: CheckResult, layer, base, x, out, W, A0, B0) -> 
 
 
 def _and_the_rest(found: CheckResult, cls) -> CheckResult:
-    """found (the base left trainable), or both mistakes when the same class, with its base frozen after
-    construction, still has a named mistake: freezing changes no value, so the rest of the check still applies."""
+    """found (the base left trainable, or A or B initialised wrong), or both mistakes when the same class, with its
+    base frozen and A random, B zero after construction, still has a named mistake: neither changes a value the
+    rest of the check reads (it sets A and B itself), so the rest still applies."""
     class Frozen(cls):
         def __init__(self, base, *args, **kwargs):
             super().__init__(base, *args, **kwargs)
             base.requires_grad_(False)
+            A, B = weights_of(self, "lora_A"), weights_of(self, "lora_B")
+            with torch.no_grad():
+                if not A.detach().any():
+                    A.copy_(torch.randn(A.shape, generator=torch.Generator().manual_seed(11)))
+                B.zero_()
     rest = check_lora_layer(Frozen)
-    if rest or rest.property in (NOT_RECOGNISED, "the base layer is not frozen") or "raised" in rest.property:
+    if rest or rest.property in (NOT_RECOGNISED, found.property) or "raised" in rest.property:
         return found
     return fail(found.exercise, f"two mistakes: {found.property}; and {rest.property}", f"{found.explanation} And: "
                 f"{rest.explanation}", f"{found.counterexample}\n{rest.counterexample}",

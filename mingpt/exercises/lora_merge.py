@@ -74,6 +74,12 @@ def merge_scale(exercise: str, cls, W, A, B, merged) -> CheckResult | None:
         if all(math.isclose(t, formula(a, r), rel_tol=1e-4) for t, (r, a) in zip(scales, SETTINGS)):
             return fail(exercise, "merge(): " + name, reason + why, example, "merge adds self.scale * (B @ A), the "
                         "forward's own scale, once")
+    ratios = [t * r / a for t, (r, a) in zip(scales, SETTINGS)]  # a stray factor times the right scale
+    if all(math.isclose(c, ratios[0], rel_tol=1e-4) for c in ratios):
+        return fail(exercise, f"merge() scales the correction by {ratios[0]:.4g} * alpha / r (a stray factor "
+                    f"{ratios[0]:.4g})", f"Your merge adds {ratios[0]:.4g} * (alpha / r) B A at every (r, alpha) "
+                    "tried: alpha and r are read right, and a constant multiplies them." + why, example,
+                    "merge adds self.scale * (B @ A), the forward's own scale, once")
     if all(math.isclose(t, scales[0], rel_tol=1e-4) for t in scales):
         return fail(exercise, f"merge() scales the correction by a fixed {scales[0]:.4g}, not alpha / r",
                     f"Your merge adds {scales[0]:.4g} B A at every (r, alpha) tried." + why, example,

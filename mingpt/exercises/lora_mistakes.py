@@ -35,6 +35,13 @@ LORA_INIT_MISTAKES = {  # properties of the fresh layer, each checked exactly
     "the base layer is not frozen": ("Only A and B train: the base weights must have requires_grad=False, or the "
                                      "optimizer updates (and keeps Adam moments for) the whole matrix.",
                                      "base.requires_grad_(False) in __init__"),
+    "the base layer's bias is not frozen (its weight is)": ("Only A and B train: the base bias needs "
+                                                            "requires_grad=False too, or the optimizer updates it.",
+                                                            "base.requires_grad_(False) freezes weight and bias"),
+    "the base layer's weight is not frozen (its bias is)": ("Only A and B train: the base weight needs "
+                                                            "requires_grad=False too, or the optimizer updates (and "
+                                                            "keeps Adam moments for) the whole matrix.",
+                                                            "base.requires_grad_(False) freezes weight and bias"),
     "A initialised to zero": ("With A = 0 and B = 0 both gradients are zero (dL/dB needs A x, dL/dA needs B): the "
                               "adapter never learns.", "A random (nn.Linear's default init), B zero"),
     "A and B initialisations swapped (A zero, B random)": ("LoRA (the paper, PEFT, this exercise) starts A random "

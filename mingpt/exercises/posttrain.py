@@ -96,9 +96,13 @@ def check_sft_targets(fn) -> CheckResult:
                         "x indexes the embedding and y names the target class, both as int64 ids.",
                         f"your y {y.tolist()}", "keep the ids' own dtype (torch.where with an int fill, or .long())")
         outs.append((x, y))
-    tie, _ = run(exercise, "your function(ids, is_assistant)", fn, *(t.clone() for t in TIE_BREAK))
-    tie = tie[1] if isinstance(tie, (tuple, list)) and len(tie) == 2 and isinstance(tie[1], torch.Tensor) else None
+    tie_out, _ = run(exercise, "your function(ids, is_assistant)", fn, *(t.clone() for t in TIE_BREAK))
+    pair = isinstance(tie_out, (tuple, list)) and len(tie_out) == 2 and all(isinstance(t, torch.Tensor)
+                                                                             for t in tie_out)
+    tie = tie_out[1] if pair else None
     found = _judge(exercise, SFT_CASES, outs, tie)
+    if found is None and pair:  # right on every case above, which all end in a reply: and on a window that does not?
+        found = _judge(exercise, SFT_CASES + [TIE_BREAK], outs + [tuple(tie_out)])  # a row must explain them all
     if found is not None:
         return found
     return CheckResult(exercise, True, checked=["targets shifted by one", "loss on the assistant's tokens and "
@@ -184,6 +188,12 @@ def _judge(exercise: str, cases, outs, tie: torch.Tensor | None = None) -> Check
                     "<end> that teaches the model to stop) is never a target.",
                     f"ids {cases[0][0].tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
                     "loop over range(T - 1), or no loop: ids[:-1] and ids[1:]")
+    if all(torch.equal(x, i[:-2]) and torch.equal(y, masked(i, a[2:], i[2:])) for x, y, (i, a) in zip(xs, ys, cases)):
+        return fail(exercise, "x and y two apart: x = ids[:-2], y = ids[2:] (each target the token after next)",
+                    "Position t predicts the *next* token: x = ids[:-1] and y = ids[1:], one apart; yours slice off "
+                    "two, so every target is the token after the next one (and its mask is moved the same way).",
+                    f"ids {cases[0][0].tolist()}\nyour x {xs[0].tolist()}\nyour y {ys[0].tolist()}",
+                    "x = ids[:-1], y = ids[1:], and the mask is_assistant[1:]")
     n = next(n for n, (x, (i, _)) in enumerate(zip(xs, cases)) if not torch.equal(x, i[:-1]))
     x, ids = xs[n], cases[n][0]  # the first case whose x is wrong
     expected = ids[:-1]

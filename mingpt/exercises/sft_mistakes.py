@@ -161,6 +161,18 @@ SFT_MISTAKES = [
               "keep both 1-D: torch.where(is_assistant[1:], ids[1:], -1)") for how, compute in (
         ("the mask of shape (T-1, 1)", lambda ids, a: torch.where(a[1:, None], ids[1:], IGNORE_INDEX)),
         ("the targets of shape (T-1, 1)", lambda ids, a: torch.where(a[1:], ids[1:, None], IGNORE_INDEX)))],
+    # a loop that writes the -1s over part of the positions only: the first or the last target never masked (seen
+    # only where that position is not the assistant's: for the last, a window cut off in a user turn, TIE_BREAK)
+    Variant("the first target is never masked (a loop over range(1, T - 1) leaves y[0] = ids[1])",
+            lambda ids, a: masked(ids, a[1:] | (torch.arange(len(a) - 1) == 0)),
+            "Every target whose token is not the assistant's is -1, the first one included: a loop that starts at 1 "
+            "never reaches y[0], which keeps the user's token.", "mask every position: y[~is_assistant[1:]] = -1, "
+            "no loop"),
+    Variant("the last target is never masked (a loop over range(T - 2) stops one short)",
+            lambda ids, a: masked(ids, a[1:] | (torch.arange(len(a) - 1) == len(a) - 2)),
+            "Every target whose token is not the assistant's is -1, the last one included: a window cut off in a "
+            "user turn ends with the user's token, which a loop that stops one short leaves in the loss.",
+            "mask every position: y[~is_assistant[1:]] = -1, no loop"),
     Variant("masked with 0 instead of -1", lambda ids, a: masked(ids, a[1:], fill=0),
             "0 is a real token id: the model would be trained to predict token 0 everywhere you meant to mask.",
             "mingpt's ignored target is -1 (mingpt.model.IGNORE_INDEX)"),
