@@ -254,9 +254,11 @@ def _diagnose(student, ref, x, out, expected, hs, T) -> CheckResult:
     leak = _leak(student, x, T)
     if leak:
         changed, t, before, after = leak
-        # Only the fact: a wrong mask does this, but so does a split or reshape that mixes positions.
+        # Only the fact: a wrong mask does this (on every head and row, or on some of them), but so does a softmax
+        # over another axis than the keys (heads: the masked keys share the weight) or a reshape that mixes positions.
         return fail(EXERCISE, "future leakage", f"Your output at position {t} depends on a later position: a mask "
-                    "that lets the future through, or q/k/v split or reshaped across the time axis.",
+                    "that lets the future through (on some heads or rows, or on all), a softmax over another axis "
+                    "than the keys, or q/k/v split or reshaped across the time axis.",
                     _leak_example(changed, t, before, after),
                     "query t may only attend to keys 0..t: check the mask's triangle, and that q, k, v are split "
                     "on the last axis (split(C, dim=2)) before the heads")

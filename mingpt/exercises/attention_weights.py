@@ -44,7 +44,7 @@ def attention_weights(q, k, scale="sqrt_hs", mask="causal", softmax_dim=-1, orde
     if mask == "batch":  # the (T, T) mask built from q.size(0), the batch size: (B, B)
         ones = torch.ones(q.size(0), q.size(0), dtype=torch.bool)
     hidden = {"causal": ones.triu(1), "batch": ones.triu(1), "none": ~ones, "zero": ones.triu(1),
-              "diagonal": ones.triu(0), "one_ahead": ones.triu(2), "inverted": ones.tril(-1),
+              "diagonal": ones.triu(0), "one_ahead": ones.triu(2), "two_ahead": ones.triu(3), "inverted": ones.tril(-1),
               "inverted_diagonal": ones.tril(0),
               "after": ones.triu(1)}[mask]
     if mask not in ("zero", "after"):
@@ -88,6 +88,9 @@ _PARTS = [
          "query t); the first row is then all -inf and becomes NaN.", "query t may look at keys 0..t, t included"),
     Part("mask", "one_ahead", "mask off by one (each query sees the next key)", "Your mask hides keys t+2 and later "
          "but lets query t see key t+1.", "hide keys j > t: torch.ones(T, T).triu(1) (or ~tril())"),
+    Part("mask", "two_ahead", "mask off by two (each query sees the next two keys)", "Your mask hides keys t+3 and "
+         "later but lets query t see keys t+1 and t+2 (tril(diagonal=2), or triu(3)).",
+         "hide keys j > t: torch.ones(T, T).triu(1) (or ~tril())"),
     Part("mask", "inverted", "mask inverted (the past hidden, the future kept)", "Your mask hides the keys before "
          "each query instead of those after it.", "hide the upper triangle (j > t), keep the lower"),
     Part("mask", "inverted_diagonal", "mask inverted: the past and the diagonal hidden, the future kept",
@@ -148,6 +151,22 @@ FIXED_SCALE = Family("scores scaled by a fixed {value} (not 1/sqrt(hs) of the in
                      lambda c: lambda q, k: attention_weights(q, k, scale=c), "Your scores are multiplied by "
                      "{value} whatever the head size; the factor is 1/sqrt(hs) with hs = q.size(-1).",
                      "compute the factor from q.size(-1)", lo=1e-3, hi=10.0, correct=-1.0, log=True)
+# Cousins of the scale: the right 1/sqrt(hs) times a constant (2 sqrt(hs), sqrt(hs)/2: a temperature typed in), or the
+# head size under another power (hs^-1/4). The two inputs' head sizes (4, 9) tell these apart from a fixed factor.
+SCALE_MULTIPLE = Family("scores scaled by {value}/sqrt(hs) (the right scale times a constant)",
+                        lambda c: lambda q, k: attention_weights(q, k, scale=c / math.sqrt(q.size(-1))),
+                        "Your scores are q @ k^T * {value}/sqrt(hs): the head size is right, an extra factor "
+                        "{value} (a temperature, a 2 or a 1/2 typed in) is not.", "q @ k^T / math.sqrt(hs), nothing "
+                        "more", lo=0.05, hi=20.0, correct=1.0, log=True)
+SCALE_POWER = Family("scores scaled by hs^-{value} instead of hs^-0.5",
+                     lambda p: lambda q, k: attention_weights(q, k, scale=q.size(-1) ** -p), "Your scores are "
+                     "divided by the head size to the power {value}; the reference divides by its square root.",
+                     "q @ k^T / math.sqrt(hs) (hs ** 0.5)", lo=0.05, hi=2.0, correct=0.5)
+# A finite number where -inf belongs (-10, -1e2): the future keeps a weight exp(fill - score), fitted on a log scale.
+FINITE_FILL = Family("masked scores filled with -{value} instead of -inf",
+                     lambda c: lambda q, k: attention_weights(q, k, fill=-c), "masked_fill(..., -{value}) leaves "
+                     "each future key a weight exp(-{value} - max score) > 0: the future leaks in.",
+                     "masked_fill(mask, float('-inf'))", lo=0.01, hi=1e3, correct=math.inf, log=True)
 
 
 def check_attention_weights(fn, seed: int = 0) -> CheckResult:
@@ -159,7 +178,7 @@ def check_attention_weights(fn, seed: int = 0) -> CheckResult:
                           lambda q, k: f"q, k of shape {tuple(q.shape)} (seeded random)", atol=1e-5,
                           hint="scores q @ k^T / sqrt(hs), future set to -inf, softmax over the last axis",
                           crash_hint="q, k are (B, T, hs): scores q @ k^T are (B, T, T)")
-    problem = refine(problem, fn, cases, [FIXED_SCALE])
+    problem = refine(problem, fn, cases, [FIXED_SCALE, SCALE_MULTIPLE, SCALE_POWER, FINITE_FILL])
     if problem is None:  # right on ordinary scores: and on large ones (an overflowing exp, a finite mask)?
         g = torch.Generator().manual_seed(seed + 7)
         big = (torch.randn(2, 6, 4, generator=g) * 60, torch.randn(2, 6, 4, generator=g) * 60)

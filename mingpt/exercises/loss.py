@@ -95,6 +95,9 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
                                                        ignore_index=IGNORE_INDEX, label_smoothing=0.1),
      "The next-token loss is plain cross-entropy; label_smoothing mixes a uniform target into it.",
      "leave label_smoothing at 0"),
+    ("only the first sequence of the batch", lambda lg, tk: _ce(lg[:1, :-1], tk[:1, 1:]), "Your loss equals the "
+     "reference's on batch row 0 alone: the other sequences add nothing (logits[0], or a loop that returns after its "
+     "first row).", "flatten every row: logits (B*T, V) against targets (B*T,)"),
     ("sum instead of mean", lambda lg, tk: _ce(lg[:, :-1], tk[:, 1:], reduction="sum"),
      "The loss is the mean over the predicted positions, so it does not grow with the batch size.",
      "average over the positions that have a target"),
@@ -188,13 +191,16 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
 ]
 
 
-def _parts_loss(lg, tk, cut=("last", "first"), ignored="skip", reduce="mean", probs=False):
+def _parts_loss(lg, tk, cut=("last", "first"), ignored="skip", reduce="mean", probs=False, rows="all"):
     """The reference loss with a knob per part, so that compose.pairs can apply two slips at once: cut, which end
     the logits and the targets drop ("last", "first", or "none" for no shift); ignored, what happens to the -1
     targets ("skip", "clamp" to token 0 and count, "zero": clamped and ignore_index=0, "wrap": read as token
     V - 1); reduce ("mean" over the kept targets, "sum", "all": the sum over every position, ignored ones counted);
-    probs: softmax first."""
-    drop = {"last": slice(None, -1), "first": slice(1, None), "none": slice(None)}
+    probs: softmax first; rows: "all", or "first" (only the batch's first sequence, lg[0] taken for the batch). cut
+    "last2" / "first2": the shift by two, so that it pairs with another slip (a shift by two and a sum)."""
+    drop = {"last": slice(None, -1), "first": slice(1, None), "none": slice(None), "last2": slice(None, -2),
+            "first2": slice(2, None)}
+    lg, tk = (lg[:1], tk[:1]) if rows == "first" else (lg, tk)
     logits, targets = lg[:, drop[cut[0]]], tk[:, drop[cut[1]]]
     logits = logits.softmax(-1) if probs else logits
     skip = {"skip": IGNORE_INDEX, "clamp": -100, "zero": 0, "-100": -100, "wrap": -100}[ignored]
@@ -232,6 +238,11 @@ LOSS_KNOBS = [  # (name, knobs of _parts_loss, explanation, hint): tried alone a
      "the number you divide by.", "ignore_index=-1 and the default mean"),
     ("softmax applied before cross_entropy", dict(probs=True), "F.cross_entropy takes raw logits.",
      "pass the logits straight in"),
+    ("targets shifted by 2 positions, not 1", dict(cut=("last2", "first2")), "logits[:, t] predicts the very next "
+     "token, tokens[:, t + 1]; yours compares it with tokens[:, t + 2].", "logits[:, :-1] against tokens[:, 1:]"),
+    ("only the first sequence of the batch", dict(rows="first"), "Your loss equals the reference's on batch row 0 "
+     "alone: the other sequences add nothing (logits[0], or a loop that returns after its first row).",
+     "flatten every row: logits (B*T, V) against targets (B*T,)"),
 ]
 
 
