@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from mingpt.exercises.lora import CRASH_HINT
 from students_posttrain_more import MORE_ADVANTAGE, MORE_DPO, MORE_LORA, MORE_SFT  # rows added with held-out 12+
+import students_posttrain_round21  # rows added with held-out round 21
 from mingpt.exercises.posttrain import (ADVANTAGE_MISTAKES, DPO_MISTAKES, LORA_FORWARD_MISTAKES, LORA_INIT_MISTAKES,
                                         LORA_MERGE_MISTAKES, SFT_MISTAKES, check_dpo_loss, check_group_advantages,
                                         check_lora_layer, check_sft_targets)
@@ -70,6 +71,7 @@ def lora_class(scale=lambda r, alpha: alpha / r, init_a=nn.init.kaiming_uniform_
         def __init__(self, base, r, alpha):
             super().__init__()
             self.base, self.scale, self.merged = base, scale(r, alpha), False
+            self.merge_scale = merge_scale(r, alpha) if callable(merge_scale) else merge_scale
             if as_linear:  # valid: A and B as nn.Linear layers
                 self.lora_A, self.lora_B = nn.Linear(base.in_features, r, bias=False), nn.Linear(r, base.out_features,
                                                                                                  bias=False)
@@ -104,7 +106,7 @@ def lora_class(scale=lambda r, alpha: alpha / r, init_a=nn.init.kaiming_uniform_
             if merge_replace:
                 self.base.weight.copy_(self.scale * (B @ A))
             elif not merge_noop:
-                self.base.weight += merge_sign * (merge_scale or self.scale) * (B @ A)
+                self.base.weight += merge_sign * (self.merge_scale or self.scale) * (B @ A)
             self.merged = True
 
     return LoRA
@@ -124,7 +126,7 @@ LORA_STUDENTS = {
     "the base layer's output is missing": lora_class(with_base=False),
     "merge forgets the scale": lora_class(merge_scale=1.0),
     "merge subtracts the correction": lora_class(merge_sign=-1.0),
-    "merge scales by the rank instead of alpha / rank": lora_class(merge_scale=3),
+    "merge scales by the rank instead of alpha / rank": lora_class(merge_scale=lambda r, alpha: r),
     "merge did not change the base weight": lora_class(merge_noop=True),
     "merge replaced the base weight with the correction": lora_class(merge_replace=True),
     "the correction is added twice after merge": lora_class(skip_after_merge=False),
@@ -270,6 +272,8 @@ def adv_where(rewards, normalize_std):  # valid: zero std handled explicitly
 # ------------------------------------------------------------------------------------------ the tests
 SFT_STUDENTS.update(MORE_SFT), DPO_STUDENTS.update(MORE_DPO), ADVANTAGE_STUDENTS.update(MORE_ADVANTAGE)
 LORA_STUDENTS.update(MORE_LORA)
+SFT_STUDENTS.update(students_posttrain_round21.SFT), DPO_STUDENTS.update(students_posttrain_round21.DPO)
+LORA_STUDENTS.update(students_posttrain_round21.LORA)
 CASES = ([(check_sft_targets, name, fn) for name, fn in SFT_STUDENTS.items()]
          + [(check_lora_layer, name, cls) for name, cls in LORA_STUDENTS.items()]
          + [(check_dpo_loss, name, fn) for name, fn in DPO_STUDENTS.items()]

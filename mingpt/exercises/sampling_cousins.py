@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mingpt.exercises.checking import Variant
+from mingpt.exercises.sampling_edges import reference
+from mingpt.generation import filter_logits
 
 __all__ = ["COUSIN_MISTAKES", "fitted_fill_variants"]
 
@@ -43,7 +45,6 @@ def _filled(lg, t, k, p, k_fill, p_fill):
 def _one_past_crossing(lg, t, k, p):
     """top-p that keeps the crossing token *and* the one after it: a token goes when the mass above the token
     before it reaches p (the reference's decision shifted one place towards the unlikely tokens)."""
-    from mingpt.generation import filter_logits
     x = filter_logits(lg / t, k, None)
     if p is not None and p < 1.0:
         s, order = x.sort(dim=-1, descending=True)
@@ -85,7 +86,6 @@ def fitted_fill_variants(cases, outputs) -> list[Variant]:
 def _read_fill(cases, outputs) -> float | None:
     """c = log p_i - log p_j + x_j for the first row with a removed token i (the reference gives it 0) that has a
     non-zero probability and a kept token j; rounded to a whole number or one decimal when that is within 1e-3."""
-    from mingpt.exercises.sampling_edges import reference
     for (lg, t, k, p), out in zip(cases, outputs):
         if not isinstance(out, torch.Tensor) or out.shape != lg.shape or not out.is_floating_point():
             continue
