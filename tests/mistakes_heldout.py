@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in twenty rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the
+in twenty-one rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the
 checker rightly gives no name (a greedy that samples, a frequency merge with arbitrary ties); the probe's valid
 implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
