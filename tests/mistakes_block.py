@@ -169,12 +169,15 @@ class BlockInPlace(StudentBlock):  # valid: += on a fresh tensor is the same com
         return x
 
 
+BLOCK_MISTAKES.append((check_block, block(lambda b, x: (h := x + 0.5 * b.attn(b.ln_1(x))) + b.mlp(b.ln_2(h))),
+                       "attention branch scaled by 0.5 before the add"))  # a free factor, fitted (families.py)
+
 BLOCK_VALID = [(check_block, StudentBlock), (check_block, BlockInPlace)]
 
 # Wrong in ways no table names: the checker must say it does not recognise them, never give them a name.
 UNNAMED = [
     (check_mlp, mlp_forward(lambda m, x: 1.01 * m.c_proj(m.act(m.c_fc(x))))),
-    (check_block, block(lambda b, x: (h := x + 0.5 * b.attn(b.ln_1(x))) + b.mlp(b.ln_2(h)))),
+    (check_block, block(lambda b, x: (h := x + torch.tanh(b.attn(b.ln_1(x)))) + b.mlp(b.ln_2(h)))),
 ]
 
 MISTAKES = MLP_MISTAKES + BLOCK_MISTAKES

@@ -21,13 +21,15 @@ import torch.nn.functional as F
 
 from mingpt.exercises.state import module_state_problem
 from mingpt.exercises.attention import attention_config
-from mingpt.exercises.block_branches import branch_variants
+from mingpt.exercises.block_branches import branch_scales, branch_variants
 from mingpt.exercises.checking import CheckResult, Variant, close, fail, fmt, run
 from mingpt.exercises.loading import student_with_reference_weights
+from mingpt.exercises.mlp_dropout import dropout_placement
 from mingpt.exercises.compare import check_cases, reports_in_place_edits
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, refine
 from mingpt.exercises.gradients import gradient_problem
+from mingpt.exercises.partial import localise
 from mingpt.model import MLP, Block
 
 __all__ = ["check_mlp", "check_block", "MLP_MISTAKES", "BLOCK_MISTAKES"]
@@ -218,40 +220,16 @@ def _gelu_families(fc, pj) -> list[Family]:
             Family("hand-written GELU with {value} instead of sqrt(2/pi) = 0.7979 inside the tanh",
                    lambda c: lambda x: pj(_gelu_by_hand(fc(x), scale=c)),
                    "GELU's tanh approximation is tanh(sqrt(2/pi) * (x + 0.044715 x^3)); your factor is {value}.",
-                   "math.sqrt(2 / math.pi)", lo=0.05, hi=5.0, correct=SQRT_2_OVER_PI, log=True)]
-
-
-DROPOUT_PLACES = [  # (where, the MLP in training mode with its dropout there: f(ref, x))
-    ("on the MLP's input", lambda r, x: r.c_proj(r.gelu(r.c_fc(r.dropout(x))))),
-    ("on the hidden units, before c_proj", lambda r, x: r.c_proj(r.dropout(r.gelu(r.c_fc(x))))),
-    ("between c_fc and the activation", lambda r, x: r.c_proj(r.gelu(r.dropout(r.c_fc(x))))),
-]
-
-
-def _dropout_placement(exercise, student, ref, x, seed=1234) -> CheckResult | None:
-    """In eval mode dropout is invisible, so compare in training mode with the same random seed: named only when the
-    student's output is exactly the reference's with its dropout moved elsewhere. Any other training-mode output
-    (a dropout drawing its random numbers differently, say) is not judged: it may be right."""
-    try:
-        with torch.no_grad():
-            student.train(), ref.train()
-            torch.manual_seed(seed)
-            out = student(x)
-            for where, f in DROPOUT_PLACES:
-                torch.manual_seed(seed)
-                if close(out, f(ref, x)):
-                    torch.manual_seed(seed)
-                    if not close(out, ref(x)):
-                        return fail(exercise, "dropout in the wrong place", "GPT-2's MLP drops out its *output* "
-                                    f"(after c_proj); yours applies the dropout {where}. Eval mode hides it; "
-                                    "training does not.", f"x of shape {tuple(x.shape)}, training mode, "
-                                    f"torch.manual_seed({seed}): yours {fmt(out[0, 0])}, expected {fmt(ref(x)[0, 0])}",
-                                    "self.dropout(self.c_proj(...)), last")
-    except Exception:
-        return None  # a training-mode forward that fails here is not what this check is about
-    finally:
-        student.eval(), ref.eval()
-    return None
+                   "math.sqrt(2 / math.pi)", lo=0.05, hi=5.0, correct=SQRT_2_OVER_PI, log=True),
+            Family("GELU's sigmoid approximation with {value} instead of 1.702: h * sigmoid({value} h)",
+                   lambda c: lambda x: pj((h := fc(x)) * torch.sigmoid(c * h)),
+                   "GPT-2 uses GELU's tanh approximation; yours is the sigmoid approximation h * sigmoid(1.702 h), "
+                   "and with {value} for 1.702 at that.", "F.gelu(h, approximate='tanh')", lo=0.3, hi=5.0,
+                   correct=0.0, log=True),
+            Family("GELU applied to {value} times its input", lambda c: lambda x: pj(F.gelu(c * fc(x),
+                                                                                          approximate="tanh")),
+                   "The activation takes c_fc's output as it is; yours multiplies it by {value} first.",
+                   "self.gelu(self.c_fc(x)), no factor", lo=0.1, hi=10.0, correct=1.0, log=True)]
 
 
 @reports_in_place_edits
@@ -270,9 +248,14 @@ def check_mlp(cls, seed: int = 0) -> CheckResult:
                             "use an nn.Dropout module for the output dropout", atol=1e-5,
                             fresh=lambda: student_with_reference_weights(exercise, cls, ref.state_dict(), config)[0])
     problem = refine(problem, student, _inputs(config, seed), _gelu_families(ref.c_fc, ref.c_proj))
+    # a mistake on some positions or rows only (partial.py); zeros (no output) are named only on such a slice
+    skipped = Variant("MLP output left at zero", torch.zeros_like, "The MLP must transform every position; yours "
+                      "leaves zeros there.", "apply c_fc, GELU and c_proj to the whole (B, T, C) x")
+    problem = localise(problem, student, _inputs(config, seed), ref, variants + [skipped],
+                       [("position", 1), ("batch row", 0)])
     if problem is not None:
         return problem
-    problem = _dropout_placement(exercise, student, ref, _inputs(config, seed)[0][0])
+    problem = dropout_placement(exercise, student, ref, _inputs(config, seed)[0][0])
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["same output as the reference MLP on 3 inputs",
@@ -359,6 +342,9 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
     ("ln_2 applied to the Block's output as well", lambda a, m, n1, n2, x: n2((h := x + a(n1(x))) + m(n2(h))),
      "The residual stream leaves the Block as it is; the next Block (or ln_f) normalises its own input.",
      "return h + mlp(ln_2(h)), not ln_2 of it"),
+    ("attention branch applied twice", lambda a, m, n1, n2, x: _wired(x + a(n1(x)), a, m, n1, n2),
+     "The Block runs its attention sublayer once; yours runs x = x + attn(ln_1(x)) twice before the MLP.",
+     "one attention line, one MLP line"),
     *[(f"branches scaled by {c:g} before the add", (lambda c: lambda a, m, n1, n2, x: (h := x + c * a(n1(x)))
                                                      + c * m(n2(h)))(c),
        f"Each branch is added as it is; yours multiplies both by {c:g}.", "x = x + branch(...), no factor")
@@ -381,6 +367,9 @@ def check_block(cls, seed: int = 0) -> CheckResult:
     problem = _check_module(exercise, student, ref, variants, config, seed,
                             "the sublayers' dropouts must be nn.Dropout modules", atol=1e-4,
                             fresh=lambda: student_with_reference_weights(exercise, cls, ref.state_dict(), config, 0)[0])
+    problem = refine(problem, student, _inputs(config, seed), branch_scales(parts))
+    problem = localise(problem, student, _inputs(config, seed), ref, variants, [("batch row", 0), ("position", 1)],
+                       atol=1e-4)  # a mistake on some rows or positions only (partial.py)
     if problem is not None:
         return problem
     return CheckResult(exercise, True, checked=["same output as the reference Block on 3 inputs",

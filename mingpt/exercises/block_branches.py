@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from mingpt.exercises.checking import Variant
 from mingpt.exercises.compose import knob, pairs
+from mingpt.exercises.families import Family
 
-__all__ = ["branch_variants", "BRANCH_KNOBS"]
+__all__ = ["branch_variants", "branch_scales", "BRANCH_KNOBS"]
 
 
 def _branches(a, m, n1, n2, x, attn_norm="ln_1", mlp_norm="ln_2", attn_adds_to="x", mlp_adds_to="x",
@@ -108,3 +109,16 @@ def branch_variants(parts) -> list[Variant]:
     base = lambda x, **knobs: _branches(*parts, x, **knobs)  # noqa: E731
     singles = [knob(base, name, kw, why, hint) for name, kw, why, hint in BRANCH_KNOBS]
     return singles + pairs(base, singles)
+
+
+def branch_scales(parts) -> list[Family]:
+    """One branch multiplied by a number before the add (a residual scaling half applied), fitted (families.py)."""
+    a, m, n1, n2 = parts
+    return [Family("attention branch scaled by {value} before the add",
+                   lambda c: lambda x: (h := x + c * a(n1(x))) + m(n2(h)), "The attention output is added as it is; "
+                   "yours multiplies it by {value}.", "x = x + self.attn(self.ln_1(x))", lo=0.05, hi=20.0,
+                   correct=1.0, log=True),
+            Family("MLP branch scaled by {value} before the add", lambda c: lambda x: (h := x + a(n1(x)))
+                   + c * m(n2(h)),
+                   "The MLP output is added as it is; yours multiplies it by {value}.",
+                   "x = x + self.mlp(self.ln_2(x))", lo=0.05, hi=20.0, correct=1.0, log=True)]

@@ -26,6 +26,7 @@ from mingpt.exercises.compare import (NOT_RECOGNISED, TYPE_HINT, reports_in_plac
 from mingpt.exercises.compose import knob, pairs
 from mingpt.exercises.families import Family, fit
 from mingpt.exercises.gradients import gradient_problem
+from mingpt.exercises.partial import localise
 from mingpt.exercises.state import module_state_problem
 from mingpt.exercises.relations import permuted, relation
 
@@ -36,10 +37,14 @@ EPS = 1e-5  # GPT-2's epsilon
 
 
 def _norm(ln, x, unbiased=False, eps_outside=False, eps=EPS, dims=(-1,), affine=True, center=True, root=True,
-          spread="std"):
+          spread="std", count=0, var_dims=None):
     """The reference LayerNorm with one knob per classic mistake (defaults: correct)."""
     mean = x.mean(dim=dims, keepdim=True) if center else 0.0
     var = ((x - mean) ** 2).mean(dim=dims, keepdim=True) if not unbiased else x.var(dim=dims, keepdim=True)
+    if count:  # the summed squares divided by n + count (n - 1 is torch.var's default; n + 1 a cousin)
+        var = ((x - mean) ** 2).sum(dim=dims, keepdim=True) / (x.shape[-1] + count)
+    if var_dims is not None:  # the mean over the channels, but the variance over other axes (around their mean)
+        var = ((x - x.mean(dim=var_dims, keepdim=True)) ** 2).mean(dim=var_dims, keepdim=True)
     if center == "median":  # centred by the median instead of the mean (the variance still around the mean)
         mean = x.median(dim=-1, keepdim=True).values
     if spread == "l2":  # the L2 norm of the centred row: sqrt(C) times the standard deviation
@@ -91,6 +96,10 @@ def _variants(ln) -> list[Variant]:
         knob(base, "normalised over the wrong axis (time)", dict(dims=(1,)),
                 "The statistics must be taken over the C channels of each position (the last axis); yours are taken "
                 "over the positions, so one position's output depends on the others.", "which axis holds C?"),
+        knob(base, "variance over the wrong axis (time), the mean over the channels", dict(var_dims=(-2,)),
+             "Both statistics must be taken over the C channels of each position; your mean is, but your variance "
+             "is taken over the positions, so one position's output depends on the others.",
+             "var over dim=-1 too, with keepdim=True"),
         knob(base, "normalised over the wrong axis (batch)", dict(dims=(0,)),
                 "Yours takes the mean and variance over the batch (that is BatchNorm); LayerNorm uses the C channels "
                 "of each position.", "which axis holds C?"),
@@ -104,6 +113,9 @@ def _variants(ln) -> list[Variant]:
         knob(base, "gain and bias swapped", dict(affine="swapped"),
                 "LayerNorm computes x_hat * weight + bias; yours multiplies by the bias and adds the weight.",
                 "x_hat * self.weight + self.bias"),
+        knob(base, "gain (weight) not applied, only the bias added", dict(affine="bias_only"),
+             "After normalising, LayerNorm multiplies by the learned gain and then adds the bias; yours skips the "
+             "gain.", "x_hat * self.weight + self.bias"),
         knob(base, "gain and bias not applied", dict(affine=False),
                 "After normalising, LayerNorm multiplies by a learned gain (weight) and adds a learned bias.",
                 "use your weight and bias parameters in forward"),
@@ -160,7 +172,16 @@ def _families(ln) -> list[Family]:
     return [Family("epsilon {value} instead of 1e-05", lambda e: lambda x: _norm(ln, x, eps=e),
                    f"GPT-2's LayerNorm adds eps = {EPS:g} to the variance; yours adds {{value}}, which shows where "
                    "the variance is tiny.", f"eps={EPS:g} (nn.LayerNorm's default)", lo=1e-9, hi=1.0, correct=EPS,
-                   log=True)]
+                   log=True),
+            Family("epsilon {value} added after the square root", lambda e: lambda x: _norm(ln, x, eps=e,
+                                                                                              eps_outside=True),
+                   "The reference computes (x - mean) / sqrt(var + eps); yours adds {value} to the standard deviation "
+                   "instead.", "eps goes inside the square root: sqrt(var + eps)", lo=1e-9, hi=1.0, correct=0.0,
+                   log=True),
+            Family("variance divided by n + {value} instead of n", lambda c: lambda x: _norm(ln, x, count=c),
+                   "LayerNorm's variance is the *mean* of the squared deviations: their sum divided by n, the number "
+                   "of channels; yours divides by n + {value}.", "((x - mean) ** 2).mean(-1, keepdim=True)",
+                   lo=-3, hi=3, correct=0.0, integer=True)]
 
 
 @reports_in_place_edits
@@ -243,12 +264,14 @@ def check_layernorm(cls, ndim: int = 8, seed: int = 0) -> CheckResult:
             if found:
                 return fail(EXERCISE, found[0], found[1], f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    "
                             f"{fmt(out[0, 0])}\nexpected {fmt(expected[0, 0])}", found[2])
-            return fail(EXERCISE, NOT_RECOGNISED, "Your output differs from the reference, and no mistake the checker "
-                        "knows reproduces your outputs on every tested input, so it names none. Here is where:",
-                        f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\n"
-                        f"expected {fmt(expected[0, 0])}\n"
-                        + where_it_differs(out, expected, 1e-4),
-                        "mean and variance over the last axis, (x - mean) / sqrt(var + eps), then * weight + bias")
+            problem = fail(EXERCISE, NOT_RECOGNISED, "Your output differs from the reference, and no mistake the "
+                           "checker knows reproduces your outputs on every tested input, so it names none. Here is "
+                           "where:", f"{label}: x[0, 0] = {fmt(x[0, 0])}\nyours    {fmt(out[0, 0])}\n"
+                           f"expected {fmt(expected[0, 0])}\n" + where_it_differs(out, expected, 1e-4),
+                           "mean and variance over the last axis, (x - mean) / sqrt(var + eps), then * weight + bias")
+            # a known mistake made on some channels, positions or rows only (partial.py), e.g. the gain on half
+            return localise(problem, student, [(v,) for v in inputs.values()], lambda v: _norm(ref, v), singles,
+                            [("channel", -1), ("position", 1), ("batch row", 0)], atol=1e-4)
         problem = names_differ(EXERCISE, student, ["weight", "bias"], "self.weight and self.bias, as the exercise "
                                "names them (nn.LayerNorm's and GPT-2's names)")
         if problem is None:
