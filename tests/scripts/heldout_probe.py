@@ -101,7 +101,8 @@ causes; a warm-up (it + 2) / (W + 1) named "cosine one step behind"; a KV cache 
 window; a LoRA merge at half scale named "forgets the scale"; a LoRA whose base bias alone trains named "base not
 frozen"; a double LoRA slip named by one of its parts), all 88 valid passed, no checker crash. Cousins are less
 likely in class than the textbook slips, and most went "not recognised", which is the honest answer; the misnames are
-the finding: each came from a name judged at one setting or on the whole output.
+the finding: each came from a name judged at one setting or on the whole output. After tuning: 343 of 368 named,
+none wrongly (three attention rows say "future leakage" without saying which head or row), 88 of 88 valid.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
