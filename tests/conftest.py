@@ -37,20 +37,6 @@ if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     torch.set_num_threads(1)
 
 
-# The tests that take longest (minutes: a notebook course graded by nbgrader, a project trained until its circuit
-# forms) are collected first. pytest-xdist's worksteal hands each process a contiguous share of the list and lets an
-# idle process take from another's end, so a long test collected late would keep one core busy after the other is
-# done; collected first, it runs while the short ones are shared out. The order changes no test's outcome.
-LONGEST_FIRST = ("test_course.py::test_nbgrader_round_trip",
-                 "test_projects.py::test_induction_heads_form_and_are_scored",
-                 "test_readme.py::test_quick_start_runs_and_reverses_digits",
-                 "test_notebooks.py::test_demo_learns_to_sort")
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: not item.nodeid.endswith(LONGEST_FIRST))  # stable: the rest keep their order
-
-
 # ---------------------------------------------------------------------------------------------- tiny GPTs
 @pytest.fixture(scope="session")
 def tiny_gpt_config():
