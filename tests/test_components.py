@@ -44,6 +44,23 @@ def test_a_component_that_does_not_learn_is_caught_by_training():
     assert "never" in result.counterexample
 
 
+def test_the_cached_reference_run_is_the_run_itself():
+    """train_and_compare trains the reference once per (steps, seed, threads): the cached numbers must be exactly
+    what a fresh run gives, whatever ran before it (other seeds, other RNG use), and a caller cannot change them."""
+    from mingpt.exercises import training
+
+    first = training._reference(12, 3)
+    torch.manual_seed(99)
+    torch.rand(100)
+    model, loss, _ = training._train(12, 3)
+    assert first == (loss, training.held_out(model))
+    first[1]["prefix"] = -1.0  # a caller writing into its copy
+    assert training._reference(12, 3)[1]["prefix"] != -1.0
+    hits = training._reference_run.cache_info().hits
+    training._reference(12, 3)
+    assert training._reference_run.cache_info().hits == hits + 1
+
+
 def test_misfits_fail_at_construction_with_the_signature_needed():
     class NoLayerIdx(nn.Module):
         def __init__(self, config):

@@ -45,6 +45,13 @@ class Family:
     integer: bool = False  # try every whole number from lo to hi (a window width)
 
 
+# The search's cost is the number of times the family's formula runs: a grid fine enough that the valley around
+# the student's number is never stepped over (a family's error is smooth in its number, on a log scale for factors
+# and epsilons), then ternary steps until the bracket is far below any tolerance ((2/3)^50 of two grid steps).
+GRID_STEPS = 100
+NARROWING_STEPS = 50
+
+
 def _error(family: Family, value: float, case: tuple, out: torch.Tensor) -> float:
     try:
         got = family.compute(value)(*case)
@@ -54,26 +61,59 @@ def _error(family: Family, value: float, case: tuple, out: torch.Tensor) -> floa
         return math.inf
 
 
+def _scale(family: Family) -> tuple[Callable[[float], float], Callable[[float], float]]:
+    """(to, back): the search runs on a log scale for factors and epsilons, else on the numbers themselves."""
+    return (math.log, math.exp) if family.log else (lambda v: v, lambda v: v)
+
+
+def _narrow(error: Callable[[float], float], a: float, b: float) -> float:
+    """The minimum of error in [a, b] by ternary search: the error is one smooth valley near its minimum."""
+    for _ in range(NARROWING_STEPS):
+        m1, m2 = a + (b - a) / 3, b - (b - a) / 3
+        a, b = (a, m2) if error(m1) < error(m2) else (m1, b)
+    return (a + b) / 2
+
+
+def _roundings(value: float) -> list[float]:
+    """The number as the student most likely typed it: the shortest rounding that fits as well is tried first."""
+    return [float(f"{value:.{digits}g}") for digits in (1, 2, 3, 4)] + [value]
+
+
 def _candidates(family: Family, case: tuple, out: Any) -> list[float]:
     """The values to verify: every whole number, or the best point of a grid narrowed by a ternary search."""
     if family.integer:
         return [float(v) for v in range(int(family.lo), int(family.hi) + 1)]
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
         return []
-    to, back = (math.log, math.exp) if family.log else (lambda v: v, lambda v: v)
+    to, back = _scale(family)
     lo, hi = to(family.lo), to(family.hi)
-    grid = [lo + i * (hi - lo) / 400 for i in range(401)]
+    grid = [lo + i * (hi - lo) / GRID_STEPS for i in range(GRID_STEPS + 1)]
     errors = [_error(family, back(u), case, out) for u in grid]
     best = min(range(len(grid)), key=errors.__getitem__)
     if math.isinf(errors[best]):
         return []
     a, b = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    for _ in range(80):  # ternary search: the error is one smooth valley near its minimum
-        m1, m2 = a + (b - a) / 3, b - (b - a) / 3
-        a, b = (a, m2) if _error(family, back(m1), case, out) < _error(family, back(m2), case, out) else (m1, b)
-    value = back((a + b) / 2)
-    # the number as the student most likely typed it: the shortest rounding that fits as well is tried first
-    return [float(f"{value:.{digits}g}") for digits in (1, 2, 3, 4)] + [value]
+    return _roundings(back(_narrow(lambda u: _error(family, back(u), case, out), a, b)))
+
+
+def _polished(family: Family, value: float, cases: Sequence[tuple], outputs: Sequence[Any]) -> float:
+    """A value that fits every case, found on one: narrowed again on all cases at once. On the case it was fitted
+    on the number may barely matter (eps on large activations), so anything near it fits there; the case where it
+    matters most pins it down (sqrt(1e-5) = 0.0031623 shown as 0.003162, not 0.003163)."""
+    to, back = _scale(family)
+    step = 2 * (to(family.hi) - to(family.lo)) / GRID_STEPS
+    a, b = max(to(value) - step, to(family.lo)), min(to(value) + step, to(family.hi))
+    return back(_narrow(lambda u: max(_error(family, back(u), c, o) for c, o in zip(cases, outputs)), a, b))
+
+
+def _fits(family: Family, value: float, cases: Sequence[tuple], outputs: Sequence[Any], atol: float) -> bool:
+    if math.isclose(value, family.correct, rel_tol=1e-4, abs_tol=1e-9):  # the reference's own number: no mistake
+        return False
+    f = family.compute(value)
+    try:
+        return all(same(out, f(*case), atol) for case, out in zip(cases, outputs))
+    except Exception:
+        return False
 
 
 def fit(family: Family, cases: Sequence[tuple], outputs: Sequence[Any], atol: float) -> Variant | None:
@@ -84,17 +124,14 @@ def fit(family: Family, cases: Sequence[tuple], outputs: Sequence[Any], atol: fl
         if any(math.isclose(value, t, rel_tol=1e-9) for t in tried):
             continue
         tried.append(value)
-        if math.isclose(value, family.correct, rel_tol=1e-4, abs_tol=1e-9):
+        if not _fits(family, value, cases, outputs, atol):
             continue
-        f = family.compute(value)
-        try:
-            ok = all(same(out, f(*case), atol) for case, out in zip(cases, outputs))
-        except Exception:
-            ok = False
-        if ok:
-            shown = f"{int(value)}" if family.integer else f"{value:.4g}"
-            return Variant(family.property.format(value=shown), f, family.explanation.format(value=shown),
-                           family.hint.format(value=shown))
+        if not family.integer:  # the value as read off every case together, in its shortest form that fits
+            value = next((v for v in _roundings(_polished(family, value, cases, outputs))
+                          if _fits(family, v, cases, outputs, atol)), value)
+        shown = f"{int(value)}" if family.integer else f"{value:.4g}"
+        return Variant(family.property.format(value=shown), family.compute(value),
+                       family.explanation.format(value=shown), family.hint.format(value=shown))
     return None
 
 

@@ -348,8 +348,9 @@ def _named_on_every_case(exercise, fn, cases, describe, hint) -> tuple[CheckResu
     if not wrong or all(accepted(cases[n], outputs[n]) for n in wrong):
         return CheckResult(exercise, True, checked=CHECKED), True, []
     fitted = fitted_fill_variants(cases, outputs)
+    order = wrong + [n for n in range(len(cases)) if n not in wrong]  # the wrong ones rule most variants out first
     for variant in VARIANTS + fitted:
-        if all(_matches(variant, case, out) for case, out in zip(cases, outputs)):
+        if all(_matches(variant, cases[n], outputs[n]) for n in order):
             n = wrong[0]
             return fail(exercise, variant.property, variant.explanation, f"{describe(*cases[n])}\nyours    "
                         f"{fmt(outputs[n], 6)}\nexpected {fmt(expected[n], 6)}", variant.hint), True, fitted

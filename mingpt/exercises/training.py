@@ -21,6 +21,7 @@ reference is then tested for its residual path: with attn and mlp returning zero
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import re
 
@@ -217,6 +218,20 @@ def held_out(model: GPT, size: int = 100, seed: int = 12345) -> dict:
             "again": again}
 
 
+@functools.lru_cache(maxsize=8)
+def _reference_run(steps: int, seed: int, threads: int) -> tuple[float, dict]:
+    """The reference's final loss and held-out numbers. They depend only on (steps, seed) -- the run is seeded and
+    exact fp32 -- and on the thread count (a sum split another way rounds another way), so a class that checks
+    many components trains the reference once per setting instead of once per call."""
+    model, loss, _ = _train(steps, seed)
+    return loss, held_out(model)
+
+
+def _reference(steps: int, seed: int) -> tuple[float, dict]:
+    loss, numbers = _reference_run(steps, seed, torch.get_num_threads())
+    return loss, dict(numbers)  # a copy: the cached numbers stay as they were whatever the caller does
+
+
 def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, **components) -> CheckResult:
     """
     Train GPT(config, **components) and the reference for `steps` on sorting; pass when every parameter of the
@@ -254,9 +269,9 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         return crashed(exercise, f"training GPT({names})", e)
     except Exception as e:
         return crashed(exercise, f"training GPT({names})", e)
-    reference_model, reference, _ = _train(steps, seed)
+    reference, ours = _reference(steps, seed)
     try:
-        yours, ours = held_out(model), held_out(reference_model)
+        yours = held_out(model)
         out = model.generate(torch.tensor([[2, 0, 1, 2, 0, 1]]), max_new_tokens=6, use_cache=False)[0, 6:].tolist()
     except Exception as e:
         return crashed(exercise, "evaluating the trained model on fresh sequences", e)
@@ -292,9 +307,8 @@ def train_and_compare(steps: int = 300, seed: int = 0, tolerance: float = 0.1, *
         # exact form for its tanh approximation) can end far apart, and so can two seeds of the reference itself:
         # one run behind proves little. A second seed, student and reference alike, must agree before we fail.
         again_model, again_loss, _ = _train(steps, seed + 1, **components)
-        again_reference_model, again_reference, _ = _train(steps, seed + 1)
-        behind = _behind(again_loss, again_reference, held_out(again_model), held_out(again_reference_model),
-                         tolerance)
+        again_reference, again_ours = _reference(steps, seed + 1)
+        behind = _behind(again_loss, again_reference, held_out(again_model), again_ours, tolerance)
         if not behind:
             noise = (f"behind the reference with seed {seed}, within {tolerance} of it with seed {seed + 1} "
                      f"(loss {again_loss:.3f}, reference {again_reference:.3f}): runs this short are noisy")
