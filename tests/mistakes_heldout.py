@@ -1,6 +1,6 @@
 """
 The held-out probe (tests/scripts/heldout_probe.py: student mistakes written without reading the checkers' tables,
-in twenty-one rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the
+in twenty-two rounds) as a test table: each probe mistake with the exact name its checker now gives, None where the
 checker rightly gives no name (a greedy that samples, a frequency merge with arbitrary ties); the probe's valid
 implementations must pass. Rows in the probe's order; (checker, name) per row.
 """
@@ -46,6 +46,9 @@ import mistakes_heldout_round21_core
 import mistakes_heldout_round21_modern
 import mistakes_heldout_round21_post
 import mistakes_heldout_round21_tokens
+import mistakes_heldout_round22_models
+import mistakes_heldout_round22_tokens
+import mistakes_heldout_round22_train
 
 _spec = importlib.util.spec_from_file_location(
     "heldout_probe", pathlib.Path(__file__).parent / "scripts" / "heldout_probe.py")
@@ -1405,6 +1408,8 @@ NAMES += (mistakes_heldout_round20_core.NAMES + mistakes_heldout_round20_modern.
           + mistakes_heldout_round20_tokens.NAMES + mistakes_heldout_round20_post.NAMES)  # round 20
 NAMES += (mistakes_heldout_round21_core.NAMES + mistakes_heldout_round21_modern.NAMES
           + mistakes_heldout_round21_tokens.NAMES + mistakes_heldout_round21_post.NAMES)  # round 21
+NAMES += (mistakes_heldout_round22_models.NAMES + mistakes_heldout_round22_tokens.NAMES
+          + mistakes_heldout_round22_train.NAMES)  # round 22
 assert len(NAMES) == len(probe.MISTAKES), "a probe row was added or removed: list its name here too"
 assert all(c.__name__ == n for (c, *_), (n, _) in zip(probe.MISTAKES, NAMES)), "the probe's rows changed order"
 

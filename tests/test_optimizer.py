@@ -107,6 +107,9 @@ def test_a_parameter_the_rule_cannot_place_is_an_error_naming_it():
 
     with pytest.raises(ValueError, match=r"'w_attn' \(shape \(8, 24\)\).*nn.Linear.*configure_optimizers"):
         param_groups(RawMatmul(), 0.1)
+    declared = RawMatmul()  # its author says the raw matrix is a matmul weight: decayed as an nn.Linear's
+    groups = param_groups(declared, 0.1, matmuls=[declared.w_attn])
+    assert groups[0]["params"] == [declared.w_attn] and groups[1]["params"] == []
     with pytest.raises(ValueError, match="train_config.betas"):
         adamw(nn.Linear(2, 2), type("T", (), dict(learning_rate=1e-3, weight_decay=0.1))())
 

@@ -145,15 +145,25 @@ def _stored_for_x_at_w(student: nn.Module, name: str, tensor: torch.Tensor) -> b
         return False
 
 
+def _leaves(value: Any):
+    """The items of a plain list, tuple or dict, nested ones opened too (an nn.ModuleList is a Module: a leaf)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
 def unregistered(exercise: str, student: nn.Module, reference: dict) -> CheckResult | None:
     """Name layers kept where PyTorch cannot see them (a plain list or dict, a bare tensor): their parameters are
     neither trained nor saved, and the reference weights cannot be loaded into them."""
     hidden = []
     for module in student.modules():
         for name, value in vars(module).items():
-            items = (value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple))
-                     else [value])
-            if name.startswith("_") or not all(isinstance(v, (nn.Module, torch.Tensor)) for v in items):
+            items = list(_leaves(value))  # a list of (norm, layer) pairs hides its layers as well as a flat list
+            if name.startswith("_") or not items or not all(isinstance(v, (nn.Module, torch.Tensor)) for v in items):
                 continue
             if any(isinstance(v, nn.Module) or (isinstance(v, torch.Tensor) and v.is_floating_point()
                                                 and not isinstance(v, nn.Parameter)) for v in items):

@@ -34,6 +34,7 @@ from mingpt.exercises.checking import CheckResult, crashed, fail
 from mingpt.exercises.loading import unregistered
 from mingpt.model import GPT, IGNORE_INDEX
 from mingpt.trainer import Trainer
+from mingpt.training.optimizer import param_groups
 
 __all__ = ["SortDataset", "train_and_compare", "sorting_config"]
 
@@ -86,6 +87,7 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float, dict]:
         reached[n] |= gradient != 0
 
     hooks = [t.register_hook(lambda g, n=n: note(g, n)) for n, t in owned.items() if t.requires_grad]
+    model.configure_optimizers = _optimizer_for(model, owned)
     train_config = Trainer.get_default_config()
     train_config.max_iters, train_config.batch_size, train_config.learning_rate = steps, 32, 3e-3
     train_config.device, train_config.seed = "cpu", seed
@@ -105,6 +107,22 @@ def _train(steps: int, seed: int, **components) -> tuple[GPT, float, dict]:
     learned = {n: (bool(reached[n].any()), not torch.equal(before[n], t.detach()), reached[n])
                for n, t in owned.items()}
     return model, sum(tail) / len(tail), learned
+
+
+def _optimizer_for(model: GPT, owned: dict):
+    """GPT's own optimizer. mingpt's weight-decay rule refuses to guess about a raw 2-D nn.Parameter (it may be a
+    matmul weight or not); a student's component may well hold its matmul weights that way (x @ self.w_in), which
+    is right, so here the component's raw matrices are decayed as the nn.Linear weights they stand for, and the run
+    is compared with the reference's like with like."""
+    def configure(train_config):
+        try:
+            return GPT.configure_optimizers(model, train_config)
+        except ValueError:  # a raw matrix: named as a matmul weight (the reference's counterpart is decayed)
+            matrices = [p for p in owned.values() if p.dim() >= 2]
+            groups = param_groups(model, train_config.weight_decay, matmuls=matrices)
+            return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas),
+                                     fused=True)
+    return configure
 
 
 # A parameter of which at least this share never received a gradient is not trained, in part. A correct component

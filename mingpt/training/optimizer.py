@@ -30,13 +30,14 @@ MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_w
 NOT_DECAYED_MODULES = (nn.LayerNorm, nn.Embedding)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float, matmuls=()) -> list[dict]:
     """
     Two AdamW parameter groups of `model`'s trainable parameters: ``[{"params": decayed, "weight_decay":
     weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]``. Each parameter appears once (a tied matrix
     too); frozen ones (requires_grad=False) are left out. Raises ValueError for a parameter the rule cannot place.
+    matmuls: raw parameters their caller declares to be matmul weights, decayed as an nn.Linear's would be.
     """
-    decayed = {id(m.weight) for m in model.modules() if isinstance(m, DECAYED_MODULES)}
+    decayed = {id(m.weight) for m in model.modules() if isinstance(m, DECAYED_MODULES)} | {id(p) for p in matmuls}
     decayed |= {id(getattr(m, n)) for m in model.modules() if isinstance(m, nn.MultiheadAttention)
                 for n in MHA_PROJECTIONS if getattr(m, n, None) is not None}
     not_decayed = {id(p) for m in model.modules() if isinstance(m, NOT_DECAYED_MODULES)

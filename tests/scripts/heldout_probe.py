@@ -103,6 +103,13 @@ frozen"; a double LoRA slip named by one of its parts), all 88 valid passed, no 
 likely in class than the textbook slips, and most went "not recognised", which is the honest answer; the misnames are
 the finding: each came from a name judged at one setting or on the whole output. After tuning: 343 of 368 named,
 none wrongly (three attention rows say "future leakage" without saying which head or row), 88 of 88 valid.
+Round 22, three parts by three new writers (models: MLP, Block, embedding, GPT; tokens: loss, sampling, KV cache,
+merge, BPE encoding; train: schedule, weight decay, greedy, bigram, training runs), wrote again the issue's own ten
+checkers as a new teacher would, the mistakes their class made most often, without reading the checkers (one writer
+read round 1's first MLP rows). Counted untuned and judged: models 53 / 52 / 49 / 0, 12 of 12; tokens 64 / 64 / 60 /
+0, 13 of 13; train 51 / 51 / 48 / 0, 9 of 10. In all 157 of 168 named (93 %), 167 caught (a GPT whose lm_head was
+rebuilt after the tie line: untied, which round 18 judged valid), none misnamed, 34 of 35 valid passed (an MLP with
+raw 2-D nn.Parameters, stopped by mingpt's own weight-decay grouping), no checker crash.
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
@@ -171,6 +178,9 @@ import heldout_probe_round21_core  # noqa: E402,F401  (round 21, core part)
 import heldout_probe_round21_modern  # noqa: E402,F401  (round 21, modern part)
 import heldout_probe_round21_tokens  # noqa: E402,F401  (round 21, tokens part)
 import heldout_probe_round21_post  # noqa: E402,F401  (round 21, post part)
+import heldout_probe_round22_models  # noqa: E402,F401  (round 22, models part)
+import heldout_probe_round22_tokens  # noqa: E402,F401  (round 22, tokens part)
+import heldout_probe_round22_train  # noqa: E402,F401  (round 22, train part)
 from heldout_probe_models import MISTAKES, VALID  # noqa: E402
 
 GENERIC = {NOT_RECOGNISED, "your code raised an exception", "wrong tokens"}  # the fallbacks: not a diagnosis
