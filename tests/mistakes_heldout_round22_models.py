@@ -27,7 +27,7 @@ NAMES = [
     ('check_block', 'ln_1 used for both sublayers'),
     ('check_block', "ln_2 applied to the Block's output as well"),
     ('check_block', 'LayerNorm on the branch outputs instead of their inputs'),
-    ('check_block', None),
+    ('check_block', 'ln_1 and ln_2 without their gain and bias (F.layer_norm without weight)'),
     ('check_embedding', 'positions start at 1'),
     ('check_embedding', 'positions numbered along the batch axis'),
     ('check_embedding', 'positions taken from the end of the table'),
@@ -53,5 +53,5 @@ NAMES = [
     ('check_gpt', 'only one position returned'),
     ('check_gpt', 'returned the wrong type'),
     ('check_gpt', 'without targets the loss must be None'),
-    ('check_gpt', None),
+    ('check_gpt', 'logits flattened in another order than the targets (logits transposed to (T, B, V))'),
 ]

@@ -191,12 +191,29 @@ def block_with(forward):
     return type("BuggyBlock", (Block,), {"forward": lambda self, x, kv_cache=None: forward(self, x)})
 
 
+class ListBlock(nn.Module):
+    """The sublayers in a plain list of (norm, layer) pairs: PyTorch registers none of their parameters."""
+
+    def __init__(self, config, layer_idx=0):
+        super().__init__()
+        self.pairs = [(nn.LayerNorm(config.n_embd), Block(config, layer_idx).attn),
+                      (nn.LayerNorm(config.n_embd), MLP(config))]
+
+    def forward(self, x, kv_cache=None):
+        for norm, layer in self.pairs:
+            x = x + layer(norm(x))
+        return x
+
+
 BLOCK_MUTATIONS = [
     (block_with(lambda b, x: b.ln_2((h := b.ln_1(x + b.attn(x))) + b.mlp(h))),
      "LayerNorm after the residual add (post-LN)"),
     (block_with(lambda b, x: (h := b.attn(b.ln_1(x))) + b.mlp(b.ln_2(h))), "attention branch without its residual"),
     (block_with(lambda b, x: (h := x + b.attn(b.ln_1(x))) + b.mlp(b.ln_1(h))), "ln_1 used for both sublayers"),
     (block_with(lambda b, x: (h := x + b.mlp(b.ln_2(x))) + b.attn(b.ln_1(h))), "MLP before attention"),
+    (block_with(lambda b, x: (h := x + b.attn(F.layer_norm(x, x.shape[-1:]))) + b.mlp(F.layer_norm(h, h.shape[-1:]))),
+     "ln_1 and ln_2 without their gain and bias (F.layer_norm without weight)"),
+    (ListBlock, "parameters not registered"),
 ]
 
 

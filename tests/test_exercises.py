@@ -35,6 +35,73 @@ from mingpt.generation import KVCache
 from mingpt.model import GPT, MLP, Block, CausalSelfAttention
 from mingpt.tokenizer import merge_pair
 
+
+
+class ValuesPrependedCache(KVCache):
+    def update(self, layer, k, v):
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([v, self.values[layer]], dim=2)  # the bug: new values go first
+        return self.keys[layer], self.values[layer]
+
+
+class KeysPrependedCache(KVCache):
+    def update(self, layer, k, v):
+        if self.keys[layer] is None:
+            self.keys[layer], self.values[layer] = k, v
+        else:
+            self.keys[layer] = torch.cat([k, self.keys[layer]], dim=2)  # the bug: new keys go first
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        return self.keys[layer], self.values[layer]
+
+
+def encode_while_first_pair_merges(ids, merges):
+    ids = list(ids)
+    while len(ids) >= 2 and (ids[0], ids[1]) in merges:  # the bug: only the first pair decides when to stop
+        pair = min(zip(ids, ids[1:]), key=lambda p: merges.get(p, float("inf")))
+        ids = merge_pair(ids, *pair, merges[pair])
+    return ids
+
+
+def loss_shifted_after_flattening(logits, tokens):
+    flat_logits, flat_tokens = logits.reshape(-1, logits.size(-1)), tokens.reshape(-1)
+    # the bug: the shift runs over the joined rows, so row b's last logit meets row b + 1's first token
+    return F.cross_entropy(flat_logits[:-1], flat_tokens[1:], ignore_index=-1)
+
+
+def loss_transposed_then_flattened(logits, tokens):
+    V = logits.size(-1)
+    scores = logits[:, :-1].transpose(1, 2)  # (B, V, T-1), "cross_entropy wants the classes second"
+    return F.cross_entropy(scores.reshape(-1, V), tokens[:, 1:].reshape(-1), ignore_index=-1)  # the bug: then flat
+
+
+class TimeMajorLogitsGPT(GPT):
+    def forward(self, idx, targets=None):
+        logits, _ = super().forward(idx)
+        if targets is None:
+            return logits, None
+        flat = logits.transpose(0, 1).reshape(-1, logits.size(-1))  # the bug: (T, B) order, targets are (B, T)
+        return logits, F.cross_entropy(flat, targets.reshape(-1), ignore_index=-1)
+
+
+class BigramNextIdRow(Bigram):
+    def forward(self, idx):
+        return self.table((idx + 1) % self.table.num_embeddings)  # the bug: "predict the next" put in the lookup
+
+
+class BigramReversed(Bigram):
+    def forward(self, idx):
+        return self.table(torch.flip(idx, dims=[1]))  # the bug: positions read right to left
+
+
+class BigramRowsOverSums(Bigram):
+    def forward(self, idx):
+        rows = self.table(idx)
+        return rows / rows.sum(dim=-1, keepdim=True)  # the bug: counts -> probabilities, on logits
+
+
 # ---------------------------------------------------------------------------------------------- the table
 MUTATIONS = (
     [(check_attention, impl, prop) for impl, prop in ATTENTION_MUTATIONS]
@@ -62,6 +129,18 @@ MUTATIONS = (
        (check_merge, merge_overlapping, "overlapping pairs merged twice"),
        (check_merge, merge_in_place, "the input list was changed"),
        (check_bpe_encode, encode_by_frequency, "merging by frequency instead of rank"),
+       (check_kv_cache, ValuesPrependedCache,
+        "new values put before the old ones (keys appended): keys and values no longer line up position by position"),
+       (check_kv_cache, KeysPrependedCache,
+        "new keys put before the old ones (values appended): keys and values no longer line up position by position"),
+       (check_bpe_encode, encode_while_first_pair_merges,
+        "stops as soon as the first pair (ids[0], ids[1]) is not a merge, though later pairs still are"),
+       (check_loss, loss_shifted_after_flattening,
+        "shifted after flattening: each sequence's last prediction scored against the next sequence's first token"),
+       (check_loss, loss_transposed_then_flattened,
+        "logits transposed to (B, V, T) and then flattened with reshape(-1, V): classes and positions scrambled"),
+       (check_gpt, TimeMajorLogitsGPT,
+        "logits flattened in another order than the targets (logits transposed to (T, B, V))"),
        (check_weight_decay_groups, groups_everything,
         "weight decay on biases and LayerNorm gains and position embeddings"),
        (check_weight_decay_groups, groups_by_dimension, "weight decay on position embeddings"),
@@ -71,6 +150,10 @@ MUTATIONS = (
        (check_lr_schedule, lr_no_warmup, "warm-up missing"),
        (check_lr_schedule, lr_zero_start, "learning rate 0 at the first step"),
        (check_bigram, BigramProbabilities, "returned probabilities, not logits"),
+       (check_bigram, BigramNextIdRow, "looked up the row of id idx + 1 (the next id), not of idx"),
+       (check_bigram, BigramReversed, "sequence reversed in time (idx.flip(1)) before the lookup"),
+       (check_bigram, BigramRowsOverSums,
+        "each row divided by its sum (counts normalised to probabilities), not logits"),
        (check_attention_weights, weights_with(softmax_dim=-2), "softmax over the wrong dimension"),
        (check_attention_weights, weights_with(causal=False), "future leakage"),
        (check_hf_conversion, convert_without_transpose, "Conv1D weight not transposed"),

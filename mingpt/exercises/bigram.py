@@ -59,6 +59,22 @@ BIGRAM_MISTAKES = [  # (name, f(table, idx), explanation, hint)
      lambda tb, i: F.one_hot(i).to(tb.dtype) @ tb,
      "F.one_hot(idx) makes max(idx) + 1 columns, not vocab_size: the product with the (V, V) table fails (or "
      "reads the wrong rows) on a batch without the largest token id.", "F.one_hot(idx, num_classes=vocab_size)"),
+    # "the model predicts the NEXT token" read as "look up the next token's row": the shift belongs to the targets
+    # (the loss compares logits[:, t] with idx[:, t + 1]), never to the lookup
+    ("looked up the row of id idx + 1 (the next id), not of idx", lambda tb, i: tb[(i + 1) % tb.shape[0]],
+     "Row idx of the table already holds the scores of the token that follows idx; the shift to the next token is "
+     "in the targets of the loss, not in the lookup. Yours reads the row of id idx + 1 (wrapping round at V).",
+     "table(idx): the row of the current token itself"),
+    ("sequence reversed in time (idx.flip(1)) before the lookup", lambda tb, i: tb[i.flip(1)],
+     "logits[b, t] must be the row of idx[b, t], the token at position t; yours reads the positions right to left, "
+     "so position t gets the row of the token at T - 1 - t (only a middle position, when T is odd, stays right).",
+     "table(idx), positions in their order"),
+    # the counts -> probabilities habit of the counting bigram (N / N.sum(1)) applied to logits, which can be negative
+    ("each row divided by its sum (counts normalised to probabilities), not logits",
+     lambda tb, i: tb[i] / tb[i].sum(-1, keepdim=True),
+     "The model returns raw scores (logits), which may be negative and need not sum to anything; dividing a row by "
+     "its sum is the counting bigram's step (counts -> probabilities), and the loss applies the softmax itself.",
+     "return the table rows as they are"),
 ]
 # A student can read the table by column *and* normalise the rows: each output transform paired with the column read.
 BIGRAM_PAIRS = [(n, lambda tb, i, f=f: f(tb.t(), i), "Two mistakes: the table is read by column (row idx holds "

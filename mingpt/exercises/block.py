@@ -339,6 +339,11 @@ BLOCK_MISTAKES = [  # (name, the Block's output from the reference's sublayers f
        f"call self.{name}(x), the module, so its weight and bias are used")
       for name, f in (("ln_1", lambda a, m, n1, n2, x: _wired(x, a, m, _plain_norm, n2)),
                       ("ln_2", lambda a, m, n1, n2, x: _wired(x, a, m, n1, _plain_norm)))],
+    ("ln_1 and ln_2 without their gain and bias (F.layer_norm without weight)",
+     lambda a, m, n1, n2, x: _wired(x, a, m, _plain_norm, _plain_norm),
+     "Each LayerNorm of the Block has a learned gain and bias; yours normalises both branches' inputs without them "
+     "(F.layer_norm(x, (C,)) only standardises).", "call self.ln_1(x) and self.ln_2(x), the modules, so their "
+     "weights and biases are used"),
     ("ln_2 applied to the Block's output as well", lambda a, m, n1, n2, x: n2((h := x + a(n1(x))) + m(n2(h))),
      "The residual stream leaves the Block as it is; the next Block (or ln_f) normalises its own input.",
      "return h + mlp(ln_2(h)), not ln_2 of it"),

@@ -91,6 +91,12 @@ def _input_pairs_only(ids, merges):
     return ids
 
 
+def _first_pair_decides(ids, merges):
+    """The lowest-ranked mergeable pair, but only while the list's *first* pair (ids[0], ids[1]) is a merge: a loop
+    `while (ids[0], ids[1]) in merges` tests one pair for the stop and another for the choice."""
+    return _lowest_rank(ids, merges) if len(ids) >= 2 and (ids[0], ids[1]) in merges else None
+
+
 def _short_input_fails(ids, merges):
     """The reference, but the first min() over the pairs comes before any length check: an input of fewer than two
     ids raises (min() of no pairs), while a list that shrinks to one id inside the loop is handled."""
@@ -207,6 +213,11 @@ ENCODE_MISTAKES = [  # (name, f(ids, merges), explanation, hint)
      _input_pairs_only, "Walking the table in rank order is fine, but which pairs the text holds must be looked at "
      "again after each merge: a merge makes new pairs (256 beside 99 after merging (97, 98)), and those can be in "
      "the table too.", "recompute zip(ids, ids[1:]) after every merge"),
+    ("stops as soon as the first pair (ids[0], ids[1]) is not a merge, though later pairs still are",
+     lambda ids, m: _encode(ids, m, _first_pair_decides),
+     "The loop must go on while *any* adjacent pair is in the table; yours tests only the pair at the start of the "
+     "list, so a text whose first two tokens never merge is returned untouched, and encoding ends whenever a merge "
+     "leaves an unmergeable pair in front.", "stop when the lowest-ranked pair is not in merges, whatever its place"),
     ("fails on an input of fewer than two ids (min() of no pairs before any length check)", _short_input_fails,
      "An empty list, or a single id (a one-byte chunk of text), has no pair: encoding returns it as it is. Your "
      "loop takes min() over the pairs before checking that there are any.", "while len(ids) >= 2: ..."),

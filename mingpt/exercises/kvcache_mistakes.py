@@ -138,6 +138,15 @@ KV_MISTAKES = [  # (name, predicate, explanation, hint)
      "append k to the keys"),
     ("new positions put before the old ones", lambda K, V, h: close(K, _cat(h.k[::-1])) and close(V, _cat(h.v[::-1])),
      "Positions are stored oldest first; torch.cat([new, old]) puts the newest first.", "torch.cat([old, new], dim=2)"),
+    # One store appended, the other prepended: each store alone holds the right positions, but key i and value i no
+    # longer belong to the same token, so every query reads the wrong token's value for a key it matched.
+    *[(f"new {side} put before the old ones ({other} appended): keys and values no longer line up position by "
+       "position", lambda K, V, h, s=side: close(K, _cat(h.k[::-1] if s == "keys" else h.k))
+       and close(V, _cat(h.v[::-1] if s == "values" else h.v)),
+       f"Your {other} are stored oldest first, as they must be, but your {side} newest first: torch.cat([new, old]) "
+       "for one store and torch.cat([old, new]) for the other. Attention pairs key i with value i, so after the "
+       "first step a token's key sits beside another token's value.", f"torch.cat([old, new], dim=2) for the {side} "
+       f"too, the same order as the {other}") for side, other in (("values", "keys"), ("keys", "values"))],
     ("keys returned transposed", lambda K, V, h: close(K, _cat(h.k).transpose(2, 3)) and close(V, _cat(h.v)),
      "update returns keys as (B, nh, T, hs), like the k it was given; the attention transposes them itself.",
      "store k as it comes"),

@@ -132,6 +132,18 @@ LOSS_MISTAKES = [  # (name, f(logits, tokens), explanation, hint)
      "Your targets were flattened time-major ((T, B) -> (T*B,), after a transpose or .T) but the logits batch-major "
      "((B, T, V) -> (B*T, V)), so each prediction is compared with another sequence's token.",
      "flatten both the same way: (B*T, V), (B*T,)"),
+    ("shifted after flattening: each sequence's last prediction scored against the next sequence's first token",
+     lambda lg, tk: F.cross_entropy(lg.reshape(-1, lg.size(-1))[:-1], tk.reshape(-1)[1:], ignore_index=IGNORE_INDEX),
+     "Flattening first joins the sequences end to end, so a shift by one on the flat (B*T,) tokens crosses the "
+     "boundaries: the last position of row b is trained to predict the first token of row b + 1, a token from "
+     "another sequence that it never saw.", "shift within each row first (logits[:, :-1], tokens[:, 1:]), then "
+     "flatten"),
+    ("logits transposed to (B, V, T) and then flattened with reshape(-1, V): classes and positions scrambled",
+     lambda lg, tk: _ce(lg[:, :-1].transpose(1, 2).reshape(-1, lg.size(-1)), tk[:, 1:]),
+     "After transpose(1, 2) each row of memory runs over the positions, not the vocabulary; reshape(-1, V) then "
+     "cuts rows of V numbers out of that order, so a 'row of logits' mixes positions and classes. The transpose "
+     "is for cross_entropy's (B, V, T) input, without flattening; the flat form needs no transpose.",
+     "either logits.reshape(-1, V) against targets.reshape(-1), or logits.transpose(1, 2) against (B, T) targets"),
     ("shifted along the batch axis (dim 0), not the time axis",
      lambda lg, tk: _ce(lg[:-1], tk[1:]),
      "logits[:-1] and tokens[1:] slice the first axis, the sequences of the batch: each sequence is compared with "
@@ -282,6 +294,13 @@ GPT_LOSS_MISTAKES = [  # check_gpt's (gpt.py) loss from the right logits: (name,
      lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.T.reshape(-1), ignore_index=IGNORE_INDEX),
      "logits.view(-1, V) runs over (b, t) row by row; targets.T.reshape(-1) runs over them column by column, so "
      "the pairs no longer line up.", "targets.view(-1), the same order as the logits"),
+    ("logits flattened in another order than the targets (logits transposed to (T, B, V))",
+     lambda lg, tg: F.cross_entropy(lg.transpose(0, 1).reshape(-1, lg.size(-1)), tg.reshape(-1),
+                                    ignore_index=IGNORE_INDEX),
+     "logits.transpose(0, 1).reshape(-1, V) runs over (t, b), time-major; targets.reshape(-1) runs over (b, t), "
+     "batch-major, so each prediction is scored against another position's (or sequence's) token. cross_entropy "
+     "wants the classes on dim 1 (B, V, T), which is transpose(1, 2), not (0, 1).",
+     "logits.view(-1, V) against targets.view(-1), or F.cross_entropy(logits.transpose(1, 2), targets)"),
     ("sum instead of mean", lambda lg, tg: F.cross_entropy(lg.reshape(-1, lg.size(-1)), tg.reshape(-1),
                                                            ignore_index=IGNORE_INDEX, reduction="sum"),
      "The loss is the mean over the positions that have a target.", "reduction='mean' (the default)"),
