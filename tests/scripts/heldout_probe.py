@@ -109,11 +109,11 @@ checkers as a new teacher would, the mistakes their class made most often, witho
 read round 1's first MLP rows). Counted untuned and judged: models 53 / 52 / 49 / 0, 12 of 12; tokens 64 / 64 / 60 /
 0, 13 of 13; train 51 / 51 / 48 / 0, 9 of 10. In all 157 of 168 named (93 %), 167 caught (a GPT whose lm_head was
 rebuilt after the tie line: untied, which round 18 judged valid), none misnamed, 34 of 35 valid passed (an MLP with
-raw 2-D nn.Parameters, stopped by mingpt's own weight-decay grouping), no checker crash. After tuning (the untied GPT
-moved to the valid rows): 167 of 167 named, none wrongly, 36 of 36 valid (the Block's plain list of (norm, layer) pairs named unregistered; both norms
-without their gain; a loss shifted after flattening or transposed before it; logits flattened time-major inside a
-GPT; values prepended in a KV cache; a BPE loop that stops on the first pair; bigram rows of idx + 1, reversed in
-time or divided by their sum).
+raw 2-D nn.Parameters, stopped by mingpt's own weight-decay grouping), no checker crash. After tuning (the untied
+GPT moved to the valid rows): 167 of 167 named, none wrongly, 36 of 36 valid (the Block's plain list of (norm,
+layer) pairs named unregistered; both norms without their gain; a loss shifted after flattening or transposed before
+it; logits flattened time-major inside a GPT; values prepended in a KV cache; a BPE loop that stops on the first
+pair; bigram rows of idx + 1, reversed in time or divided by their sum).
 tests/mistakes_heldout.py turns every row into a test. Run from the repository root:
 PYTHONPATH=. python tests/scripts/heldout_probe.py [ROUND ...]   (only the rounds given; all by default)
 """
