@@ -10,8 +10,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 import transformers
-from trl.trainer.dpo_trainer import DPOTrainer
-from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from mingpt.io.pretrained import config_from_hf, load_hf_state_dict
 from mingpt.model import GPT
@@ -71,6 +69,9 @@ class UnfusedHead(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, labels, use_cache=False, fused_lm_head=True):
         logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        from trl.trainer.utils import entropy_from_logits, selective_log_softmax  # TRL loads in seconds: here,
+        # when the one test that compares with it runs, not in every test process that collects this file
+
         labels = labels[:, 1:]
         mask = labels != -100
         log_probs = selective_log_softmax(logits, labels.clamp(min=0)) * mask
@@ -81,6 +82,8 @@ class UnfusedHead(torch.nn.Module):
 def trl_loss(hf_policy, hf_reference, input_ids, completion_mask, beta):
     """TRL's own DPO loss (DPOTrainer._compute_loss, the default 'sigmoid' loss) on one batch, its rows chosen then
     rejected, called with the attributes it reads instead of a full trainer (no dataset, tokenizer or accelerate)."""
+    from trl.trainer.dpo_trainer import DPOTrainer  # imported when used (see UnfusedHead.forward)
+
     def identity(t):  # a single process gathers nothing
         return t
 
