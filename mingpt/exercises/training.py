@@ -34,7 +34,7 @@ from mingpt.exercises.checking import CheckResult, crashed, fail
 from mingpt.exercises.loading import unregistered
 from mingpt.model import GPT, IGNORE_INDEX
 from mingpt.trainer import Trainer
-from mingpt.training.optimizer import param_groups
+from mingpt.training.optimizer import adamw
 
 __all__ = ["SortDataset", "train_and_compare", "sorting_config"]
 
@@ -118,10 +118,7 @@ def _optimizer_for(model: GPT, owned: dict):
         try:
             return GPT.configure_optimizers(model, train_config)
         except ValueError:  # a raw matrix: named as a matmul weight (the reference's counterpart is decayed)
-            matrices = [p for p in owned.values() if p.dim() >= 2]
-            groups = param_groups(model, train_config.weight_decay, matmuls=matrices)
-            return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas),
-                                     fused=True)
+            return adamw(model, train_config, matmuls=[p for p in owned.values() if p.dim() >= 2])
     return configure
 
 

@@ -60,14 +60,14 @@ def param_groups(model: nn.Module, weight_decay: float, matmuls=()) -> list[dict
     return [{"params": groups[0], "weight_decay": weight_decay}, {"params": groups[1], "weight_decay": 0.0}]
 
 
-def adamw(model: nn.Module, train_config, fused: bool | None = None) -> torch.optim.AdamW:
+def adamw(model: nn.Module, train_config, fused: bool | None = None, matmuls=()) -> torch.optim.AdamW:
     """
-    AdamW over `param_groups(model, train_config.weight_decay)`, with train_config's learning_rate and betas.
-    fused=None uses the fused kernel (the whole update in one pass over memory) when every parameter is on CUDA or
-    the CPU.
+    AdamW over `param_groups(model, train_config.weight_decay, matmuls)`, with train_config's learning_rate and
+    betas. fused=None uses the fused kernel (the whole update in one pass over memory) when every parameter is on
+    CUDA or the CPU.
     """
     _require(train_config, ("learning_rate", "betas", "weight_decay"))
-    groups = param_groups(model, train_config.weight_decay)
+    groups = param_groups(model, train_config.weight_decay, matmuls)
     if fused is None:
         fused = all(p.device.type in ("cuda", "cpu") for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=train_config.learning_rate, betas=tuple(train_config.betas), fused=fused)
